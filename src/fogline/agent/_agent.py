@@ -1,0 +1,232 @@
+"""The agent: enroll once, then report, and keep going whatever the hub does.
+
+The hub being down is normal at the edge; the agent never exits for it. Only
+an unrecoverable refusal at first enrollment (bad claim) stops it, since no
+amount of retrying fixes a wrong token.
+"""
+
+import asyncio
+import logging
+import os
+import platform
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from fogline import __version__
+from fogline._log import event
+from fogline.protocol import DeviceFacts, EnrollRequest, EnrollResponse, Report, ReportAck
+
+from ._backoff import Backoff
+from ._errors import AgentError, HubRefusedError, HubUnreachableError, IdentityError
+from ._hublink import HubLink
+from ._identity import Identity, IdentityStore
+from ._local import LocalApp, make_local_server
+
+log = logging.getLogger("fogline.agent")
+
+
+@dataclass(frozen=True, slots=True)
+class AgentConfig:
+    hub_url: str
+    ca_path: Path
+    data_dir: Path
+    claim: str | None = None
+    name: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    local_host: str = "127.0.0.1"
+    local_port: int = 9271
+    report_interval_s: float = 10.0
+
+
+def default_name() -> str:
+    """The hostname as a device name: lowercase letters, digits and dashes."""
+    cleaned = "".join(c if c.isalnum() else "-" for c in socket.gethostname().lower())
+    return cleaned.strip("-")[:63] or "edge-node"
+
+
+class AgentMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.reports = Counter(
+            "fogline_agent_reports",
+            "Reports sent to the hub by result",
+            ["result"],
+            registry=self.registry,
+        )
+        self.hub_up = Gauge(
+            "fogline_agent_hub_reachable",
+            "1 when the last hub call succeeded",
+            registry=self.registry,
+        )
+        self.enrolled = Gauge(
+            "fogline_agent_enrolled", "1 once the node has an identity", registry=self.registry
+        )
+
+
+class Agent:
+    def __init__(self, config: AgentConfig) -> None:
+        self.config = config
+        self.metrics = AgentMetrics()
+        self.identity: Identity | None = None
+        self.started_at = time.monotonic()
+        self.report_interval_s = config.report_interval_s
+        self.last_report_at: float | None = None
+        self.last_error: str | None = None
+        self._store = IdentityStore(config.data_dir)
+
+    # -- facts ---------------------------------------------------------------
+
+    def facts(self) -> DeviceFacts:
+        return DeviceFacts(
+            agent_version=__version__,
+            hostname=socket.gethostname(),
+            os=platform.system().lower(),
+            arch=platform.machine(),
+            uptime_s=round(time.monotonic() - self.started_at, 1),
+        )
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "status": "ok",
+            "enrolled": self.identity is not None,
+            "device_id": self.identity.device_id if self.identity else None,
+            "hub": "reachable"
+            if self.last_error is None and self.last_report_at
+            else "unreachable",
+            "last_error": self.last_error,
+        }
+
+    # -- enrollment ------------------------------------------------------------
+
+    async def ensure_identity(self) -> Identity:
+        """Load the identity, or enroll with the claim, retrying while the hub is away.
+
+        Raises:
+            HubRefusedError: the hub refused the enrollment (bad claim, name taken).
+            IdentityError: no identity and no claim to enroll with, or damaged files.
+        """
+        identity = self._store.load()
+        if identity is not None:
+            return identity
+        if not self.config.claim:
+            raise IdentityError(
+                f"{self.config.data_dir} holds no identity yet: pass --claim TOKEN to enroll"
+            )
+        backoff = Backoff(initial_s=0.5, max_s=30.0)
+        name = self.config.name or default_name()
+        while True:
+            link = HubLink(self.config.hub_url, self.config.ca_path)
+            try:
+                request = EnrollRequest(
+                    claim=self.config.claim,
+                    csr=self._store.new_csr(name),
+                    name=name,
+                    labels=self.config.labels,
+                    facts=self.facts(),
+                )
+                reply = await link.call("POST", "/v1/enroll", request, EnrollResponse)
+                identity = self._store.save(
+                    reply.device_id, reply.name, reply.certificate, reply.ca
+                )
+                self.report_interval_s = reply.report_interval_s
+                event(log, "agent.enrolled", device_id=identity.device_id, name=identity.name)
+                return identity
+            except HubUnreachableError as exc:
+                delay = backoff.next_delay()
+                self.last_error = str(exc)
+                event(
+                    log,
+                    "agent.hub_unreachable",
+                    logging.WARNING,
+                    during="enroll",
+                    error=str(exc),
+                    retry_in_s=round(delay, 2),
+                )
+                await asyncio.sleep(delay)
+            finally:
+                await link.aclose()
+
+    # -- reporting -------------------------------------------------------------
+
+    async def report_forever(self, identity: Identity) -> None:
+        backoff = Backoff(initial_s=1.0, max_s=60.0)
+        link = HubLink(self.config.hub_url, identity.ca_path, identity)
+        try:
+            while True:
+                try:
+                    ack = await link.call(
+                        "POST",
+                        "/v1/report",
+                        Report(facts=self.facts(), labels=self.config.labels),
+                        ReportAck,
+                    )
+                except (HubUnreachableError, HubRefusedError) as exc:
+                    # A refusal (say, revoked) is logged loudly but does not stop
+                    # the node: its local workloads keep running.
+                    result = "refused" if isinstance(exc, HubRefusedError) else "unreachable"
+                    self.metrics.reports.labels(result).inc()
+                    self.metrics.hub_up.set(0)
+                    self.last_error = str(exc)
+                    delay = backoff.next_delay()
+                    event(
+                        log,
+                        f"agent.report_{result}",
+                        logging.WARNING,
+                        error=str(exc),
+                        retry_in_s=round(delay, 2),
+                    )
+                    await asyncio.sleep(delay)
+                    continue
+                backoff.reset()
+                self.metrics.reports.labels("ok").inc()
+                self.metrics.hub_up.set(1)
+                self.last_error = None
+                self.last_report_at = time.time()
+                self.report_interval_s = ack.report_interval_s
+                await asyncio.sleep(self.report_interval_s)
+        finally:
+            await link.aclose()
+
+    # -- main ------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Serve the local endpoint, enroll if needed, then report until cancelled.
+
+        Raises:
+            AgentError: the local port is taken, or enrollment was refused.
+        """
+        self.config.data_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.config.data_dir, 0o700)
+        sock = self._bind_local()
+        (self.config.data_dir / "local-port").write_text(f"{sock.getsockname()[1]}\n")
+        server = make_local_server(LocalApp(self.metrics.registry, self.health))
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(server.serve(sockets=[sock]), name="local-http")
+            try:
+                identity = await self.ensure_identity()
+            except AgentError:
+                server.should_exit = True
+                raise
+            self.identity = identity
+            self.metrics.enrolled.set(1)
+            tg.create_task(self.report_forever(identity), name="report")
+
+    def _bind_local(self) -> socket.socket:
+        host, port = self.config.local_host, self.config.local_port
+        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            sock.close()
+            raise AgentError(
+                f"cannot listen on {host}:{port} (--local-port): {exc.strerror}"
+            ) from exc
+        sock.listen(128)
+        sock.setblocking(False)
+        return sock

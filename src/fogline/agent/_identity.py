@@ -1,0 +1,93 @@
+"""The node's identity: a private key that never leaves it, and its certificate.
+
+    DATA/identity/key.pem      0600, made on the node
+    DATA/identity/cert.pem     issued by the hub at enrollment
+    DATA/identity/ca.pem       the fleet CA, pinned at enrollment
+    DATA/identity/device.json  device id and name
+
+device.json is written last, so a crash during enrollment leaves no
+half-identity: without it the node simply enrolls again with a new key.
+"""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from fogline.security import (
+    generate_device_key,
+    load_private_key,
+    make_csr,
+    write_private_key,
+    write_public_file,
+)
+
+from ._errors import IdentityError
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    device_id: str
+    name: str
+    key_path: Path
+    cert_path: Path
+    ca_path: Path
+
+
+class IdentityStore:
+    def __init__(self, data_dir: Path) -> None:
+        self.root = data_dir / "identity"
+
+    @property
+    def key_path(self) -> Path:
+        return self.root / "key.pem"
+
+    def load(self) -> Identity | None:
+        """The enrolled identity, or None when the node has not enrolled yet.
+
+        Raises:
+            IdentityError: device.json exists but is unreadable or its files are missing.
+        """
+        meta = self.root / "device.json"
+        if not meta.exists():
+            return None
+        try:
+            data = json.loads(meta.read_text())
+            identity = Identity(
+                device_id=str(data["device_id"]),
+                name=str(data["name"]),
+                key_path=self.key_path,
+                cert_path=self.root / "cert.pem",
+                ca_path=self.root / "ca.pem",
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise IdentityError(
+                f"{meta}: unreadable identity ({exc}); remove it to re-enroll"
+            ) from exc
+        for path in (identity.key_path, identity.cert_path, identity.ca_path):
+            if not path.is_file():
+                raise IdentityError(f"{path}: missing; remove {meta} to re-enroll")
+        return identity
+
+    def new_csr(self, name: str) -> str:
+        """Make a fresh key (0600) and a CSR for it."""
+        key = generate_device_key()
+        write_private_key(self.key_path, key)
+        return make_csr(key, name).decode()
+
+    def current_key(self) -> ec.EllipticCurvePrivateKey:
+        key = load_private_key(self.key_path)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise IdentityError(f"{self.key_path}: not an EC private key")
+        return key
+
+    def save(self, device_id: str, name: str, cert_pem: str, ca_pem: str) -> Identity:
+        write_public_file(self.root / "cert.pem", cert_pem.encode())
+        write_public_file(self.root / "ca.pem", ca_pem.encode())
+        write_public_file(
+            self.root / "device.json", json.dumps({"device_id": device_id, "name": name}).encode()
+        )
+        identity = self.load()
+        assert identity is not None
+        return identity

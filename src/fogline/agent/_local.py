@@ -1,0 +1,79 @@
+"""The agent's local HTTP endpoint (127.0.0.1 by default): /healthz, /metrics.
+
+A bare ASGI app on uvicorn: no web framework in the node's memory budget.
+Later the device-facing HTTP ingest mounts here too.
+"""
+
+import contextlib
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import orjson
+import uvicorn
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from starlette.types import Receive, Scope, Send
+
+Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+async def send_response(send: Send, status: int, body: bytes, content_type: str) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", content_type.encode()),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def send_json(send: Send, status: int, data: Any) -> None:
+    await send_response(send, status, orjson.dumps(data), "application/json")
+
+
+class LocalApp:
+    """Routes by exact path; extra routes (ingest) are added by their owners."""
+
+    def __init__(self, registry: CollectorRegistry, health: Callable[[], dict[str, Any]]) -> None:
+        self._registry = registry
+        self._health = health
+        self.routes: dict[tuple[str, str], Handler] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            message = await receive()
+            while message["type"] != "lifespan.shutdown":
+                await send({"type": f"{message['type']}.complete"})
+                message = await receive()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        if scope["type"] != "http":
+            return
+        method, path = scope["method"], scope["path"]
+        if (method, path) in self.routes:
+            await self.routes[(method, path)](scope, receive, send)
+        elif path == "/healthz" and method == "GET":
+            await send_json(send, 200, self._health())
+        elif path == "/metrics" and method == "GET":
+            await send_response(send, 200, generate_latest(self._registry), CONTENT_TYPE_LATEST)
+        else:
+            await send_json(send, 404, {"error": "not_found", "message": f"no route {path}"})
+
+
+class EmbeddedServer(uvicorn.Server):
+    """uvicorn inside the agent's own loop; the agent owns signal handling."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def make_local_server(app: LocalApp) -> EmbeddedServer:
+    """A server for sockets the agent binds itself (so a taken port is a clean error)."""
+    config = uvicorn.Config(
+        app, log_config=None, access_log=False, server_header=False, lifespan="on"
+    )
+    return EmbeddedServer(config)

@@ -1,0 +1,43 @@
+"""The `fogline` command: operator commands and the daemons."""
+
+import sys
+
+import typer
+
+from fogline import __version__
+from fogline._errors import FoglineError
+
+from . import _agent, _claim, _devices, _hub
+from ._common import err_console
+
+app = typer.Typer(
+    name="fogline",
+    help="Fogline: ship software to edge fleets safely, and process data at the edge.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(_hub.app, name="hub")
+app.add_typer(_agent.app, name="agent")
+app.add_typer(_claim.app, name="claim")
+app.add_typer(_devices.app, name="devices")
+
+
+@app.command("version")
+def version() -> None:
+    """Print the Fogline version."""
+    typer.echo(__version__)
+
+
+def main() -> None:
+    """Entry point: one line on stderr for expected errors, never a traceback."""
+    try:
+        app()
+    except FoglineError as exc:
+        err_console.print(f"[red]error[/red]: {exc}", highlight=False)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+__all__ = ["app", "main"]

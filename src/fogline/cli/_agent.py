@@ -1,0 +1,91 @@
+"""`fogline agent ...`: run the edge node."""
+
+import asyncio
+import signal
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from fogline._log import configure_logging
+from fogline.agent import Agent, AgentConfig
+from fogline.protocol import parse_labels
+
+app = typer.Typer(help="Run the edge agent (one per node).", no_args_is_help=True)
+
+
+async def _run_until_signalled(agent: Agent) -> None:
+    """Run the agent; SIGTERM or SIGINT stops it cleanly (exit code 0)."""
+    current = asyncio.current_task()
+    agent_task = asyncio.create_task(agent.run(), name="agent")
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, agent_task.cancel)
+    try:
+        await agent_task
+    except asyncio.CancelledError:
+        if current is not None and current.cancelling():
+            raise  # we are being cancelled ourselves: not ours to swallow
+        # else: the agent task was cancelled by a signal, a requested stop
+        return
+
+
+@app.command("run")
+def run(
+    hub: Annotated[str, typer.Option("--hub", envvar="FOGLINE_HUB", help="Hub URL.")],
+    ca: Annotated[
+        Path,
+        typer.Option(
+            "--ca",
+            envvar="FOGLINE_CA",
+            help="The fleet CA certificate to trust for the first enrollment.",
+        ),
+    ],
+    data_dir: Annotated[
+        Path, typer.Option("--data-dir", help="The node's state: identity, desired state, outbox.")
+    ],
+    claim: Annotated[
+        str | None,
+        typer.Option(
+            "--claim",
+            envvar="FOGLINE_CLAIM",
+            help="Claim token for the first start (zero-touch enrollment).",
+            show_default=False,
+        ),
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="Device name (default: the hostname).")] = None,
+    labels: Annotated[str, typer.Option(help="Labels the node asks for: k=v,k2=v2.")] = "",
+    local_host: Annotated[
+        str, typer.Option(help="Address of the local /healthz, /metrics endpoint.")
+    ] = "127.0.0.1",
+    local_port: Annotated[
+        int,
+        typer.Option(
+            help="Port of the local endpoint (0: any free port, written to DATA_DIR/local-port)."
+        ),
+    ] = 9271,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Run the agent: enroll on first start, then report to the hub forever.
+
+    The agent keeps running while the hub is unreachable, retrying with
+    exponential backoff and jitter.
+    """
+    try:
+        parsed = parse_labels(labels)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--labels") from None
+    if not ca.is_file():
+        raise typer.BadParameter(f"{ca}: file not found", param_hint="--ca")
+    configure_logging(log_level)
+    config = AgentConfig(
+        hub_url=hub,
+        ca_path=ca,
+        data_dir=data_dir,
+        claim=claim,
+        name=name,
+        labels=parsed,
+        local_host=local_host,
+        local_port=local_port,
+    )
+    asyncio.run(_run_until_signalled(Agent(config)))

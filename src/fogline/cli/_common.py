@@ -1,0 +1,89 @@
+"""What every operator command shares: hub options, output format, tables."""
+
+import enum
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from fogline._errors import FoglineError
+
+from ._client import HubClient, HubConnection
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+class Output(enum.StrEnum):
+    table = "table"
+    json = "json"
+
+
+HubOpt = Annotated[
+    str, typer.Option("--hub", envvar="FOGLINE_HUB", help="Hub URL, e.g. https://127.0.0.1:8443")
+]
+TokenOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--token", envvar="FOGLINE_TOKEN", help="Operator bearer token.", show_default=False
+    ),
+]
+CaOpt = Annotated[
+    Path | None,
+    typer.Option("--ca", envvar="FOGLINE_CA", help="The fleet CA certificate (hub DIR/ca.pem)."),
+]
+OutputOpt = Annotated[
+    Output | None,
+    typer.Option("--output", "-o", help="table (default on a terminal) or json."),
+]
+
+
+def connect(hub: str, token: str | None, ca: Path | None) -> HubClient:
+    if not token:
+        raise FoglineError("no operator token: pass --token or set FOGLINE_TOKEN")
+    return HubConnection(hub, token, ca).client()
+
+
+def wants_json(output: Output | None) -> bool:
+    if output is None:
+        return not sys.stdout.isatty()
+    return output is Output.json
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+def print_rows(
+    rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]], output: Output | None
+) -> None:
+    """Print `rows` as JSON (data only) or a Rich table of `columns` (key, title)."""
+    if wants_json(output):
+        print_json(list(rows))
+        return
+    table = Table(show_edge=False, pad_edge=False)
+    for _, title in columns:
+        table.add_column(title)
+    for row in rows:
+        table.add_row(*(format_cell(row.get(key)) for key, _ in columns))
+    console.print(table)
+
+
+def format_cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, dict):
+        return ",".join(f"{k}={v}" for k, v in sorted(value.items()))
+    if isinstance(value, float):
+        return f"{value:.0f}"
+    return str(value)
+
+
+def fail(message: str) -> typer.Exit:
+    err_console.print(f"[red]error[/red]: {message}", highlight=False)
+    return typer.Exit(1)

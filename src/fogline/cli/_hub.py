@@ -1,0 +1,42 @@
+"""`fogline hub ...`: run the cloud tier."""
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from fogline.hub import HubSettings, ServeOptions, serve
+
+app = typer.Typer(help="Run the hub (cloud tier).", no_args_is_help=True)
+
+
+@app.command("serve")
+def serve_command(
+    data_dir: Annotated[
+        Path,
+        typer.Option("--data-dir", help="Where the CA, TLS files, token and SQLite database live."),
+    ],
+    db: Annotated[
+        str | None,
+        typer.Option(
+            "--db",
+            envvar="FOGLINE_DB",
+            help="Database URL, e.g. postgresql+psycopg://u@host/db (default: SQLite in DATA_DIR).",
+        ),
+    ] = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="HTTPS port.")] = 8443,
+    san: Annotated[
+        list[str] | None,
+        typer.Option("--san", help="Extra DNS name or IP for the hub's certificate (repeatable)."),
+    ] = None,
+    report_interval: Annotated[float, typer.Option(help="Seconds between agent reports.")] = 10.0,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Serve the hub API over HTTPS (mTLS for devices, tokens for operators).
+
+    The first start creates the fleet CA (DATA_DIR/ca.pem), the hub's TLS
+    certificate and an admin token (DATA_DIR/admin-token, printed once).
+    """
+    settings = HubSettings(report_interval_s=report_interval, offline_after_s=report_interval * 3.5)
+    serve(ServeOptions(data_dir, db, host, port, san or [], settings, log_level))

@@ -1,0 +1,24 @@
+"""The cloud tier: registry, identity, desired state and the operator API."""
+
+from ._app import create_app
+from ._datadir import HubFiles, prepare_data_dir
+from ._db import make_engine, sqlite_url, upgrade_schema
+from ._serve import BuiltHub, ServeOptions, build_hub, serve
+from ._state import HubSettings, HubState
+from ._tls import ClientCertH11Protocol
+
+__all__ = [
+    "BuiltHub",
+    "ClientCertH11Protocol",
+    "HubFiles",
+    "HubSettings",
+    "HubState",
+    "ServeOptions",
+    "build_hub",
+    "create_app",
+    "make_engine",
+    "prepare_data_dir",
+    "serve",
+    "sqlite_url",
+    "upgrade_schema",
+]

@@ -1,0 +1,157 @@
+"""The hub's FastAPI application: routers, error bodies, limits, metrics."""
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from fogline import __version__
+from fogline._log import event
+from fogline.protocol import MAX_BODY_BYTES, ErrorBody, ErrorDetail
+
+from ._errors import ApiError
+from ._metrics import timing_middleware
+from ._routes_device import router as device_router
+from ._routes_operator import router as operator_router
+from ._state import HubState
+from ._store import count_devices_by_status, utcnow
+
+log = logging.getLogger("fogline.hub")
+
+
+def _error(
+    status: int,
+    code: str,
+    message: str,
+    details: list[ErrorDetail] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body = ErrorBody(error=code, message=message, details=details or [])
+    return JSONResponse(body.model_dump(), status_code=status, headers=headers)
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+async def _on_validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    details = []
+    for problem in exc.errors():
+        if problem.get("type") == "json_invalid":
+            return _error(400, "malformed_json", "request body is not valid JSON")
+        details.append(
+            ErrorDetail(field=_field_path(problem.get("loc", ())), reason=problem["msg"])
+        )
+    first = details[0] if details else ErrorDetail(reason="invalid request")
+    return _error(422, "invalid", f"{first.field}: {first.reason}", details)
+
+
+async def _on_api_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    details = [ErrorDetail(field=exc.field, reason=exc.message)] if exc.field else []
+    headers = {"www-authenticate": "Bearer"} if exc.status == 401 else None
+    return _error(exc.status, exc.code, exc.message, details, headers)
+
+
+async def _on_http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    return _error(exc.status_code, "http_error", str(exc.detail))
+
+
+async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    # The traceback goes to the log, never to the client.
+    event(
+        log,
+        "request.failed",
+        logging.ERROR,
+        path=request.url.path,
+        error=f"{type(exc).__name__}: {exc}",
+    )
+    return _error(500, "internal", "internal error; see the hub log")
+
+
+class BodyLimit:
+    """Refuses request bodies over `max_bytes` with 413, before any handler.
+
+    Checks Content-Length up front and also counts streamed bytes, so a
+    chunked upload cannot slip past the limit.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", []):
+            if name == b"content-length" and (not value.isdigit() or int(value) > self.max_bytes):
+                await self._refuse(scope, receive, send)
+                return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                await self._refuse(scope, receive, send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = _error(413, "too_large", f"request body is over {self.max_bytes} bytes")
+        await response(scope, receive, send)
+
+
+def create_app(state: HubState) -> FastAPI:
+    app = FastAPI(title="Fogline hub", version=__version__, docs_url="/docs", redoc_url=None)
+    app.state.hub = state
+    app.include_router(device_router)
+    app.include_router(operator_router)
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(ApiError, _on_api_error)
+    app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    app.add_exception_handler(Exception, _on_unexpected)
+    app.middleware("http")(timing_middleware(state.metrics))
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
+
+    def count_devices() -> dict[str, int]:
+        with state.sessions() as session:
+            return count_devices_by_status(session, utcnow(), state.settings.offline_after_s)
+
+    state.metrics.add_device_counter(count_devices)
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> PlainTextResponse:
+        return PlainTextResponse(
+            generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST
+        )
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    return app

@@ -1,0 +1,88 @@
+"""Prometheus metrics of one hub process, on a registry of its own.
+
+A registry per app (not the global one) keeps tests that start several
+apps in one process from colliding.
+"""
+
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Final
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Match
+
+LATENCY_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1, 2.5, 10, 35)
+
+
+class HubMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "fogline_hub_requests",
+            "HTTP requests handled",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "fogline_hub_request_seconds",
+            "HTTP request latency",
+            ["method", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.enrollments = Counter(
+            "fogline_hub_enrollments",
+            "Enrollment attempts by result",
+            ["result"],
+            registry=self.registry,
+        )
+
+    def add_device_counter(self, count_by_status: Callable[[], dict[str, int]]) -> None:
+        self.registry.register(_DevicesByStatus(count_by_status))
+
+
+class _DevicesByStatus(Collector):
+    """Counts devices by status at scrape time, so the gauge is never stale."""
+
+    def __init__(self, count_by_status: Callable[[], dict[str, int]]) -> None:
+        self._count = count_by_status
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily("fogline_hub_devices", "Devices by status", labels=["status"])
+        counts = self._count()
+        for status in ("online", "offline", "revoked"):
+            family.add_metric([status], counts.get(status, 0))
+        yield family
+
+
+def route_template(request: Request) -> str:
+    """The route's path template, so metrics never get one series per device id."""
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match is Match.FULL:
+            return str(getattr(route, "path", "unmatched"))
+    return "unmatched"
+
+
+def timing_middleware(
+    metrics: HubMetrics,
+) -> Callable[[Request, Callable[[Request], Awaitable[Response]]], Awaitable[Response]]:
+    async def middleware(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await call_next(request)
+            status = response.status_code
+            return response
+        finally:
+            route = route_template(request)
+            metrics.latency.labels(request.method, route).observe(time.perf_counter() - started)
+            metrics.requests.labels(request.method, route, str(status)).inc()
+
+    return middleware

@@ -1,0 +1,94 @@
+"""The operator API behind bearer tokens: claims and devices."""
+
+import logging
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+from sqlalchemy.orm import Session
+
+from fogline._log import event
+from fogline.protocol import (
+    API_PREFIX,
+    ClaimCreate,
+    ClaimCreated,
+    ClaimView,
+    DeviceView,
+    LabelChange,
+)
+
+from ._auth import db_session, hub_state, require_operator
+from ._schema import TokenRow
+from ._state import HubState
+from ._store import (
+    change_labels,
+    claim_view,
+    create_claim,
+    device_view,
+    find_device,
+    list_claims,
+    list_devices,
+    revoke_claim,
+    revoke_device,
+    utcnow,
+)
+
+log = logging.getLogger("fogline.hub.operator")
+router = APIRouter(prefix=API_PREFIX, tags=["operator"])
+
+SessionDep = Annotated[Session, Depends(db_session)]
+StateDep = Annotated[HubState, Depends(hub_state)]
+OperatorDep = Annotated[TokenRow, Depends(require_operator)]
+
+
+@router.post("/claims", response_model=ClaimCreated, status_code=201)
+def claims_create(body: ClaimCreate, op: OperatorDep, session: SessionDep) -> ClaimCreated:
+    row, token = create_claim(session, body)
+    session.commit()
+    event(log, "claim.created", claim_id=row.id, by=op.name, max_uses=row.max_uses)
+    return ClaimCreated(claim=claim_view(row, utcnow()), token=token)
+
+
+@router.get("/claims", response_model=list[ClaimView])
+def claims_list(_op: OperatorDep, session: SessionDep) -> list[ClaimView]:
+    now = utcnow()
+    return [claim_view(row, now) for row in list_claims(session)]
+
+
+@router.post("/claims/{claim_id}/revoke", response_model=ClaimView)
+def claims_revoke(claim_id: str, op: OperatorDep, session: SessionDep) -> ClaimView:
+    row = revoke_claim(session, claim_id)
+    session.commit()
+    event(log, "claim.revoked", claim_id=row.id, by=op.name)
+    return claim_view(row, utcnow())
+
+
+@router.get("/devices", response_model=list[DeviceView])
+def devices_list(_op: OperatorDep, session: SessionDep, state: StateDep) -> list[DeviceView]:
+    now = utcnow()
+    offline_after = state.settings.offline_after_s
+    return [device_view(row, now, offline_after) for row in list_devices(session)]
+
+
+@router.get("/devices/{ref}", response_model=DeviceView)
+def devices_show(ref: str, _op: OperatorDep, session: SessionDep, state: StateDep) -> DeviceView:
+    return device_view(find_device(session, ref), utcnow(), state.settings.offline_after_s)
+
+
+@router.patch("/devices/{ref}/labels", response_model=DeviceView)
+def devices_label(
+    ref: str, body: LabelChange, op: OperatorDep, session: SessionDep, state: StateDep
+) -> DeviceView:
+    row = find_device(session, ref)
+    change_labels(row, body)
+    session.commit()
+    event(log, "device.labelled", device_id=row.id, by=op.name, set=body.set, remove=body.remove)
+    return device_view(row, utcnow(), state.settings.offline_after_s)
+
+
+@router.post("/devices/{ref}/revoke", response_model=DeviceView)
+def devices_revoke(ref: str, op: OperatorDep, session: SessionDep, state: StateDep) -> DeviceView:
+    row = find_device(session, ref)
+    revoke_device(row)
+    session.commit()
+    event(log, "device.revoked", device_id=row.id, by=op.name)
+    return device_view(row, utcnow(), state.settings.offline_after_s)

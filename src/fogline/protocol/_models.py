@@ -1,0 +1,116 @@
+"""Versioned JSON bodies of the /v1 API, for both the device and operator sides.
+
+Every model forbids unknown fields and bounds its sizes: these bodies come
+from the network, and a bad one must be a 4xx naming the field.
+"""
+
+import datetime as dt
+from typing import Annotated, Final, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from ._labels import validate_labels
+
+API_PREFIX: Final = "/v1"
+MAX_BODY_BYTES: Final = 1024 * 1024
+
+DEVICE_NAME_PATTERN: Final = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+
+Short = Annotated[str, Field(max_length=256)]
+DeviceName = Annotated[str, Field(pattern=DEVICE_NAME_PATTERN)]
+Labels = Annotated[dict[str, str], AfterValidator(validate_labels)]
+DeviceStatus = Literal["online", "offline", "revoked"]
+ClaimStatus = Literal["active", "expired", "revoked", "used-up"]
+
+
+class WireModel(BaseModel):
+    """Strict base: unknown fields are refused, nothing is coerced silently."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class DeviceFacts(WireModel):
+    agent_version: Short
+    hostname: Short
+    os: Short
+    arch: Short
+    uptime_s: Annotated[float, Field(ge=0)] = 0.0
+
+
+class EnrollRequest(WireModel):
+    claim: Annotated[str, Field(min_length=1, max_length=200)]
+    csr: Annotated[str, Field(min_length=1, max_length=8192)]
+    name: DeviceName
+    labels: Labels = {}
+    facts: DeviceFacts
+
+
+class EnrollResponse(WireModel):
+    device_id: str
+    name: str
+    certificate: str
+    ca: str
+    report_interval_s: float
+
+
+class Report(WireModel):
+    facts: DeviceFacts
+    labels: Labels = {}
+
+
+class ReportAck(WireModel):
+    report_interval_s: float
+
+
+class ClaimCreate(WireModel):
+    labels: Labels = {}
+    max_uses: Annotated[int, Field(ge=1, le=1_000_000)] = 1
+    expires_in_s: Annotated[float, Field(gt=0, le=366 * 86400)] = 86400.0
+
+
+class ClaimView(WireModel):
+    id: str
+    labels: dict[str, str]
+    max_uses: int
+    uses: int
+    created_at: dt.datetime
+    expires_at: dt.datetime
+    revoked: bool
+    status: ClaimStatus
+
+
+class ClaimCreated(WireModel):
+    claim: ClaimView
+    token: str
+
+
+class DeviceView(WireModel):
+    id: str
+    name: str
+    labels: dict[str, str]
+    status: DeviceStatus
+    enrolled_at: dt.datetime
+    last_seen: dt.datetime | None
+    agent_version: str | None
+    hostname: str | None
+    os: str | None
+    arch: str | None
+    uptime_s: float | None
+    claim_id: str | None
+    cert_not_after: dt.datetime
+
+
+class LabelChange(WireModel):
+    set: Labels = {}
+    remove: Annotated[list[Annotated[str, Field(max_length=63)]], Field(max_length=64)] = []
+
+
+class ErrorDetail(WireModel):
+    field: str | None = None
+    reason: str
+
+
+class ErrorBody(WireModel):
+    error: str
+    message: str
+    details: list[ErrorDetail] = []

@@ -1,0 +1,49 @@
+"""Identity and trust: the fleet CA, device CSRs, tokens, key files."""
+
+from ._ca import CertificateAuthority, IssuedCert, device_id_from_cert, device_uri
+from ._csr import CheckedCsr, check_csr, generate_device_key, make_csr
+from ._errors import CsrRejectedError, SecurityError, TokenError
+from ._files import (
+    load_private_key,
+    private_key_pem,
+    write_private_key,
+    write_public_file,
+    write_secret_file,
+)
+from ._tokens import (
+    ADMIN_PREFIX,
+    CLAIM_PREFIX,
+    NewToken,
+    ParsedToken,
+    hash_secret,
+    new_token,
+    parse_token,
+    secret_matches,
+)
+
+__all__ = [
+    "ADMIN_PREFIX",
+    "CLAIM_PREFIX",
+    "CertificateAuthority",
+    "CheckedCsr",
+    "CsrRejectedError",
+    "IssuedCert",
+    "NewToken",
+    "ParsedToken",
+    "SecurityError",
+    "TokenError",
+    "check_csr",
+    "device_id_from_cert",
+    "device_uri",
+    "generate_device_key",
+    "hash_secret",
+    "load_private_key",
+    "make_csr",
+    "new_token",
+    "parse_token",
+    "private_key_pem",
+    "secret_matches",
+    "write_private_key",
+    "write_public_file",
+    "write_secret_file",
+]
