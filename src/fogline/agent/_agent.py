@@ -205,6 +205,13 @@ class Agent:
         sock = self._bind_local()
         (self.config.data_dir / "local-port").write_text(f"{sock.getsockname()[1]}\n")
         server = make_local_server(LocalApp(self.metrics.registry, self.health))
+        try:
+            await self._run_tasks(server, sock)
+        except* AgentError as group:
+            # One clear error for the command line, not an exception group.
+            raise group.exceptions[0] from None
+
+    async def _run_tasks(self, server: Any, sock: socket.socket) -> None:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(server.serve(sockets=[sock]), name="local-http")
             try:

@@ -1,5 +1,6 @@
 """The operator side's HTTP client: a thin wrapper over httpx for the hub's API."""
 
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,7 @@ class HubClient:
         self._http = httpx.Client(
             base_url=self._url,
             headers=headers,
-            verify=str(conn.ca) if conn.ca else True,
+            verify=ssl.create_default_context(cafile=str(conn.ca) if conn.ca else None),
             timeout=timeout_s,
         )
 

@@ -1,5 +1,6 @@
 """What every operator command shares: hub options, output format, tables."""
 
+import datetime as dt
 import enum
 import sys
 from collections.abc import Sequence
@@ -72,6 +73,18 @@ def print_rows(
     for row in rows:
         table.add_row(*(format_cell(row.get(key)) for key, _ in columns))
     console.print(table)
+
+
+def ago(timestamp: str | None) -> str:
+    """`2026-11-24T21:30:00Z` as `12s ago`, for tables."""
+    if not timestamp:
+        return "never"
+    then = dt.datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    seconds = max(0, int((dt.datetime.now(dt.UTC) - then).total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit} ago"
+    return f"{seconds}s ago"
 
 
 def format_cell(value: Any) -> str:

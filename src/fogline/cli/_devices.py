@@ -1,16 +1,17 @@
 """`fogline devices ...`: the fleet registry."""
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from fogline.protocol import label_problem
+from fogline.protocol import PLATFORM_LABEL_PREFIX, label_problem
 
 from ._common import (
     CaOpt,
     HubOpt,
     OutputOpt,
     TokenOpt,
+    ago,
     connect,
     console,
     print_json,
@@ -22,12 +23,23 @@ app = typer.Typer(help="List, inspect, label and revoke devices.", no_args_is_he
 
 DEVICE_COLUMNS = [
     ("name", "NAME"),
-    ("id", "ID"),
-    ("labels", "LABELS"),
+    ("short_id", "ID"),
     ("status", "STATUS"),
-    ("last_seen", "LAST SEEN"),
+    ("user_labels", "LABELS"),
+    ("arch", "ARCH"),
+    ("seen", "LAST SEEN"),
     ("agent_version", "AGENT"),
 ]
+
+
+def for_table(row: dict[str, Any]) -> dict[str, Any]:
+    """Table view of a device: short id, relative time, labels without platform facts."""
+    labels = {k: v for k, v in row["labels"].items() if not k.startswith(PLATFORM_LABEL_PREFIX)}
+    return {**row, "short_id": row["id"][:8], "user_labels": labels, "seen": ago(row["last_seen"])}
+
+
+def show_rows(rows: list[dict[str, Any]], output: Any) -> None:
+    print_rows(rows if wants_json(output) else [for_table(r) for r in rows], DEVICE_COLUMNS, output)
 
 
 @app.command("ls")
@@ -35,7 +47,7 @@ def list_(hub: HubOpt, token: TokenOpt = None, ca: CaOpt = None, output: OutputO
     """List devices: name, id, labels, status, last seen, agent version."""
     with connect(hub, token, ca) as client:
         rows = client.get("/v1/devices")
-    print_rows(rows, DEVICE_COLUMNS, output)
+    show_rows(rows, output)
 
 
 @app.command("show")
@@ -84,7 +96,7 @@ def label(
         to_set[key] = value
     with connect(hub, token, ca) as client:
         row = client.patch(f"/v1/devices/{ref}/labels", json={"set": to_set, "remove": to_remove})
-    print_rows([row], DEVICE_COLUMNS, output)
+    show_rows([row], output)
 
 
 @app.command("revoke")
@@ -98,4 +110,4 @@ def revoke(
     """Revoke a device: the hub refuses its certificate from its next request on."""
     with connect(hub, token, ca) as client:
         row = client.post(f"/v1/devices/{ref}/revoke")
-    print_rows([row], DEVICE_COLUMNS, output)
+    show_rows([row], output)

@@ -1,0 +1,61 @@
+"""Exponential backoff with full jitter, for retries against the hub."""
+
+import math
+import random as _random
+from collections.abc import Callable
+
+
+class Backoff:
+    """Delays that grow exponentially up to a cap, each drawn uniformly below it.
+
+    Full jitter (delay = U(0, min(max_s, initial_s * multiplier**attempt)))
+    spreads a fleet that lost the hub at the same moment, so its reconnects
+    do not arrive as one wave.
+    """
+
+    def __init__(
+        self,
+        *,
+        initial_s: float = 0.5,
+        max_s: float = 60.0,
+        multiplier: float = 2.0,
+        random: Callable[[], float] = _random.random,
+    ) -> None:
+        """Raises:
+        ValueError: a parameter is not finite and positive, max_s < initial_s,
+            or multiplier < 1.
+        """
+        for name, value in (("initial_s", initial_s), ("max_s", max_s)):
+            if not math.isfinite(value) or value <= 0:
+                raise ValueError(f"{name}: expected a finite positive number, got {value!r}")
+        if max_s < initial_s:
+            raise ValueError(f"max_s: expected >= initial_s ({initial_s}), got {max_s}")
+        if not math.isfinite(multiplier) or multiplier < 1:
+            raise ValueError(f"multiplier: expected a finite number >= 1, got {multiplier!r}")
+        self._initial_s, self._max_s, self._multiplier = initial_s, max_s, multiplier
+        self._random = random
+        self._attempt = 0
+
+    @property
+    def attempt(self) -> int:
+        """Failures since the last reset."""
+        return self._attempt
+
+    def ceiling_s(self) -> float:
+        """The upper bound of the next delay."""
+        # Computed in log space so a long outage cannot overflow the float.
+        exponent = self._attempt * math.log(self._multiplier)
+        if exponent >= math.log(self._max_s / self._initial_s):
+            return self._max_s
+        return min(self._max_s, self._initial_s * math.exp(exponent))
+
+    def next_delay_s(self) -> float:
+        """The delay before the next retry; advances the attempt count."""
+        ceiling = self.ceiling_s()
+        self._attempt += 1
+        # Clamp: a test double (or a broken RNG) must not produce a negative sleep.
+        return ceiling * min(1.0, max(0.0, self._random()))
+
+    def reset(self) -> None:
+        """Start again from initial_s (after a success)."""
+        self._attempt = 0

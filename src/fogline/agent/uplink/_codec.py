@@ -1,0 +1,176 @@
+"""The batch wire format between the uplink and the hub: zstd-compressed JSON.
+
+    {"records": [{"seq": 17, "stream": "line1/temp", "priority": 5,
+                  "created": 1700000000.25, "expires": 1700086400.25,
+                  "payload": {"avg": 21.5, "n": 60}}]}
+
+`payload` is the record's JSON embedded as a value, not base64: the outbox
+only accepts JSON payloads, so a batch always encodes; the hub gets a
+document it can store and query without a second decode; and zstd
+compresses text far better than base64. The payload bytes are embedded
+verbatim (orjson.Fragment), so encoding costs no parse.
+
+The hub must decode with `decode_batch`, which bounds the decompressed size
+(a few KiB of zstd can expand to gigabytes) and the window size, and checks
+every field. This module imports nothing from the agent but two constants,
+so it can move to fogline.protocol as it is (the hub may not import the agent).
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any, Final, Protocol
+
+import orjson
+import zstandard
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+
+from fogline.agent.outbox import MAX_PRIORITY, MAX_STREAM_LEN, MIN_PRIORITY, STREAM_RE
+
+from ._errors import BatchFormatError
+
+ZSTD_LEVEL: Final = 3
+# The encoder's window at level 3 is at most 2 MiB; refusing larger windows
+# bounds the decoder's memory whatever the frame header claims.
+MAX_WINDOW_BYTES: Final = 8 * 1024 * 1024
+_READ_CHUNK: Final = 1024 * 1024
+_MAX_SEQ: Final = 2**63 - 1
+
+
+class EncodableRecord(Protocol):
+    """What `encode_batch` reads from a record (an `OutboxRecord` fits)."""
+
+    @property
+    def seq(self) -> int: ...
+    @property
+    def stream(self) -> str: ...
+    @property
+    def priority(self) -> int: ...
+    @property
+    def created(self) -> float: ...
+    @property
+    def expires(self) -> float: ...
+    @property
+    def payload(self) -> bytes: ...
+
+
+@dataclass(frozen=True, slots=True)
+class BatchRecord:
+    """One record of a decoded batch, as the hub stores it."""
+
+    seq: int
+    stream: str
+    priority: int
+    created: float
+    expires: float
+    payload: Any  # the JSON value the agent queued (usually a dict)
+
+
+def encode_batch(records: Sequence[EncodableRecord]) -> bytes:
+    """Serialise and compress a batch for the hub.
+
+    Raises:
+        BatchFormatError: a payload is not valid JSON (the outbox refuses those,
+            so this means the stored bytes were damaged).
+    """
+    body = {
+        "records": [
+            {
+                "seq": r.seq,
+                "stream": r.stream,
+                "priority": r.priority,
+                "created": r.created,
+                "expires": r.expires,
+                "payload": orjson.Fragment(r.payload),
+            }
+            for r in records
+        ]
+    }
+    try:
+        text = orjson.dumps(body)
+    except orjson.JSONEncodeError as exc:  # e.g. a non-finite float
+        raise BatchFormatError(f"cannot encode the batch: {exc}") from exc
+    return zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_checksum=True).compress(text)
+
+
+def decode_batch(data: bytes, *, max_decompressed: int) -> list[BatchRecord]:
+    """Decompress and validate a batch, refusing anything over `max_decompressed` bytes.
+
+    Raises:
+        ValueError: max_decompressed is not a positive int.
+        BatchFormatError: not zstd, larger than the bound once decompressed,
+            not JSON, not the schema, or the same seq twice.
+    """
+    if type(max_decompressed) is not int or max_decompressed <= 0:
+        raise ValueError(f"max_decompressed: expected a positive int, got {max_decompressed!r}")
+    text = _decompress(data, max_decompressed)
+    try:
+        raw = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise BatchFormatError(f"batch: not JSON: {exc}") from exc
+    try:
+        batch = _WireBatch.model_validate(raw, strict=True)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise BatchFormatError(
+            f"batch: {where}: {first['msg']} ({exc.error_count()} problem(s))"
+        ) from exc
+    seen: set[int] = set()
+    out: list[BatchRecord] = []
+    for r in batch.records:
+        if r.seq in seen:
+            raise BatchFormatError(f"batch: seq {r.seq} appears twice")
+        seen.add(r.seq)
+        out.append(BatchRecord(r.seq, r.stream, r.priority, r.created, r.expires, r.payload))
+    return out
+
+
+def _decompress(data: bytes, max_decompressed: int) -> bytes:
+    if not isinstance(data, bytes):
+        raise BatchFormatError(f"batch: expected bytes, got {type(data).__name__}")
+    dctx = zstandard.ZstdDecompressor(max_window_size=MAX_WINDOW_BYTES)
+    parts: list[bytes] = []
+    total = 0
+    try:
+        with dctx.stream_reader(data, read_across_frames=True) as reader:
+            # Read in bounded chunks and stop one byte past the limit: memory
+            # stays bounded whatever the input claims about its size.
+            while total <= max_decompressed:
+                chunk = reader.read(min(_READ_CHUNK, max_decompressed + 1 - total))
+                if not chunk:
+                    break
+                parts.append(chunk)
+                total += len(chunk)
+    except zstandard.ZstdError as exc:
+        raise BatchFormatError(f"batch: not zstd: {exc}") from exc
+    if total > max_decompressed:
+        raise BatchFormatError(f"batch: decompresses to more than {max_decompressed} bytes")
+    return b"".join(parts)
+
+
+def _check_stream(value: str) -> str:
+    if STREAM_RE.fullmatch(value) is None:
+        raise ValueError(f"expected {STREAM_RE.pattern}")
+    return value
+
+
+_Stream = Annotated[
+    str, Field(min_length=1, max_length=MAX_STREAM_LEN), AfterValidator(_check_stream)
+]
+
+
+class _WireRecord(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    seq: int = Field(ge=1, le=_MAX_SEQ)
+    stream: _Stream
+    priority: int = Field(ge=MIN_PRIORITY, le=MAX_PRIORITY)
+    created: float = Field(allow_inf_nan=False)
+    expires: float = Field(allow_inf_nan=False)
+    payload: Any
+
+
+class _WireBatch(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    records: list[_WireRecord]

@@ -1,0 +1,99 @@
+"""Module releases: the `fogline-module.yaml` format, reproducible archives,
+Ed25519 signatures, and safe unpacking. See docs/releases.md.
+
+A release is a zstd-compressed PAX tar of a module directory whose first
+entry is `fogline-module.yaml`. `build_release` makes it reproducibly,
+`sign_release` writes `ARCHIVE.sig`, `verify_release` (pure) checks it
+against the pinned keys, `unpack_release` installs it refusing anything
+hostile.
+
+FoglineError
+  ArtifactError
+    ModuleSpecError        the author's fogline-module.yaml is wrong: file, field, reason
+    UntrustedReleaseError  signature, digest or key do not check out; do not install
+    UnsafeArchiveError     hostile, malformed or oversized archive (or a directory
+                           that would make one): the member and the reason
+    ReleaseKeyError        a key file is missing, malformed, or would be overwritten
+"""
+
+from ._build import ReleaseInfo, build_release
+from ._digest import sha256_file
+from ._errors import (
+    ArtifactError,
+    ModuleSpecError,
+    ReleaseKeyError,
+    UnsafeArchiveError,
+    UntrustedReleaseError,
+)
+from ._keys import (
+    ReleaseKeyPair,
+    generate_release_key,
+    key_id,
+    load_private_key,
+    load_public_key,
+    public_key_base64,
+    public_key_pem,
+)
+from ._semver import Version, parse_semver
+from ._signing import (
+    SignatureEnvelope,
+    VerifiedRelease,
+    read_signature,
+    sign_release,
+    signature_path,
+    signed_message,
+    verify_release,
+)
+from ._spec import (
+    MODULE_FILE,
+    Architecture,
+    Backoff,
+    HealthCheck,
+    ModuleKind,
+    ModuleSpec,
+    ResourceLimits,
+    RestartPolicy,
+    load_module_spec,
+    supports_architecture,
+)
+from ._unpack import find_unpack_leftovers, read_module_spec_from_archive, unpack_release
+
+__all__ = [
+    "MODULE_FILE",
+    "Architecture",
+    "ArtifactError",
+    "Backoff",
+    "HealthCheck",
+    "ModuleKind",
+    "ModuleSpec",
+    "ModuleSpecError",
+    "ReleaseInfo",
+    "ReleaseKeyError",
+    "ReleaseKeyPair",
+    "ResourceLimits",
+    "RestartPolicy",
+    "SignatureEnvelope",
+    "UnsafeArchiveError",
+    "UntrustedReleaseError",
+    "VerifiedRelease",
+    "Version",
+    "build_release",
+    "find_unpack_leftovers",
+    "generate_release_key",
+    "key_id",
+    "load_module_spec",
+    "load_private_key",
+    "load_public_key",
+    "parse_semver",
+    "public_key_base64",
+    "public_key_pem",
+    "read_module_spec_from_archive",
+    "read_signature",
+    "sha256_file",
+    "sign_release",
+    "signature_path",
+    "signed_message",
+    "supports_architecture",
+    "unpack_release",
+    "verify_release",
+]

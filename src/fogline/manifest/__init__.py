@@ -1,0 +1,85 @@
+"""Fleet manifests: schema, validation, selectors, compile and diff. No I/O
+except reading manifest files in `read_sources`.
+
+    sources = read_sources("fleet/")            # files, a directory, or "-"
+    manifests = load_manifests(sources)         # raises ManifestError
+    state = compile_desired_state(manifests.deployments, device_labels)
+    changes = diff_documents(previous_document, state.document)
+
+Errors (see fogline._errors for the root):
+
+    FoglineError
+      ManifestError   the operator's manifests are wrong; `.problems` holds one
+                      Problem(file, line, column, path, reason) per mistake,
+                      str() renders `fleet.yaml:12:7: spec.priority: reason`
+      BlockError      raised by a BlockValidators callable for one field of a
+                      module, pipeline or rollout block; load_manifests turns
+                      it into a Problem, so callers never see it
+
+Anything else escaping this package is a bug.
+"""
+
+from ._compile import DesiredState, compile_desired_state, revision_of
+from ._diff import FieldChange, diff_documents
+from ._duration import parse_duration, parse_expiry, parse_timestamp
+from ._errors import BlockError, ManifestError, Problem
+from ._json import JsonValue, canonical_json
+from ._load import load_manifests
+from ._model import (
+    BlockValidator,
+    BlockValidators,
+    Deployment,
+    DriftPolicy,
+    ManifestSet,
+    Origin,
+    ProvisioningClaim,
+    ReleaseKey,
+)
+from ._schema import API_VERSION, KINDS, decode_public_key
+from ._selector import Operator, Requirement, Selector, selectors_overlap
+from ._yaml import (
+    MAX_DEPTH,
+    MAX_DOCUMENTS,
+    MAX_SOURCE_BYTES,
+    MAX_TOTAL_BYTES,
+    ManifestSource,
+    read_sources,
+)
+
+__all__ = [
+    "API_VERSION",
+    "KINDS",
+    "MAX_DEPTH",
+    "MAX_DOCUMENTS",
+    "MAX_SOURCE_BYTES",
+    "MAX_TOTAL_BYTES",
+    "BlockError",
+    "BlockValidator",
+    "BlockValidators",
+    "Deployment",
+    "DesiredState",
+    "DriftPolicy",
+    "FieldChange",
+    "JsonValue",
+    "ManifestError",
+    "ManifestSet",
+    "ManifestSource",
+    "Operator",
+    "Origin",
+    "Problem",
+    "ProvisioningClaim",
+    "ReleaseKey",
+    "Requirement",
+    "Selector",
+    "canonical_json",
+    "compile_desired_state",
+    "decode_public_key",
+    "diff_documents",
+    "load_manifests",
+    "parse_duration",
+    "parse_expiry",
+    "parse_timestamp",
+    "read_sources",
+    "revision_of",
+    "selectors_overlap",
+]

@@ -1,0 +1,154 @@
+"""The validated manifest objects: frozen dataclasses, built once at the boundary."""
+
+import base64
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from types import MappingProxyType
+from typing import Any, Literal
+
+from ._duration import parse_expiry
+from ._json import JsonValue, freeze, thaw
+from ._schema import API_VERSION
+from ._selector import Selector
+
+DriftPolicy = Literal["correct", "report"]
+JsonObject = Mapping[str, JsonValue]
+
+
+def _empty() -> JsonObject:
+    return MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where a document starts: the file and its 1-based line and column."""
+
+    file: str
+    line: int
+    column: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}"
+
+
+def _envelope(kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": API_VERSION, "kind": kind, "metadata": {"name": name}, "spec": spec}
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    """Modules, pipelines and config for the devices its selector matches.
+
+    `drift` is None when the document does not set it: the compiled state
+    then takes it from a lower layer, or "report". `modules`, `pipelines`
+    and `rollout` are opaque here (checked by `BlockValidators`); each module
+    and pipeline entry has a unique string `name`.
+    """
+
+    name: str
+    selector: Selector
+    priority: int = 0
+    config: JsonObject = field(default_factory=_empty)
+    modules: Sequence[JsonObject] = ()  # stored as a tuple
+    pipelines: Sequence[JsonObject] = ()
+    rollout: JsonObject = field(default_factory=_empty)
+    drift: DriftPolicy | None = None
+    origin: Origin | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        # Deep-freeze whatever the caller passed, so a deployment (and every
+        # revision compiled from it) cannot change behind the hub's back.
+        object.__setattr__(self, "config", freeze(self.config))
+        object.__setattr__(self, "modules", freeze(self.modules))
+        object.__setattr__(self, "pipelines", freeze(self.pipelines))
+        object.__setattr__(self, "rollout", freeze(self.rollout))
+
+    def to_document(self) -> dict[str, Any]:
+        """Return the manifest document this deployment reads back from."""
+        spec: dict[str, Any] = {"selector": self.selector.to_document(), "priority": self.priority}
+        for key, value in (
+            ("config", self.config),
+            ("modules", self.modules),
+            ("pipelines", self.pipelines),
+            ("rollout", self.rollout),
+        ):
+            if value:
+                spec[key] = thaw(value)
+        if self.drift is not None:
+            spec["drift"] = self.drift
+        return _envelope("Deployment", self.name, spec)
+
+
+@dataclass(frozen=True, slots=True)
+class ProvisioningClaim:
+    """A claim token's policy: labels given to enrolled devices, uses, expiry.
+
+    `expires` is as written: a duration counted from when the claim is
+    applied (`24h`) or a fixed ISO 8601 moment; see `expires_at`.
+    """
+
+    name: str
+    max_uses: int
+    expires: str
+    labels: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    origin: Origin | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        parse_expiry(self.expires)  # fail at construction, not at enrollment
+        object.__setattr__(self, "labels", MappingProxyType(dict(self.labels)))
+
+    def expires_at(self, applied_at: datetime) -> datetime:
+        """Return when the claim stops working, given when it was applied."""
+        expiry = parse_expiry(self.expires)
+        if isinstance(expiry, datetime):
+            return expiry
+        return applied_at + timedelta(seconds=expiry)
+
+    def to_document(self) -> dict[str, Any]:
+        """Return the manifest document this claim reads back from."""
+        spec = {"labels": dict(sorted(self.labels.items())), "maxUses": self.max_uses}
+        return _envelope("ProvisioningClaim", self.name, {**spec, "expires": self.expires})
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseKey:
+    """A trusted Ed25519 release-signing key: `public_key` is its 32 raw bytes."""
+
+    name: str
+    public_key: bytes
+    origin: Origin | None = field(default=None, compare=False)
+
+    def to_document(self) -> dict[str, Any]:
+        """Return the manifest document this key reads back from (base64 form)."""
+        public_key = base64.b64encode(self.public_key).decode("ascii")
+        return _envelope("ReleaseKey", self.name, {"publicKey": public_key})
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestSet:
+    """Every object of a validated set of manifests, in the order written."""
+
+    deployments: tuple[Deployment, ...] = ()
+    claims: tuple[ProvisioningClaim, ...] = ()
+    release_keys: tuple[ReleaseKey, ...] = ()
+
+
+BlockValidator = Callable[[JsonObject], None]
+
+
+@dataclass(frozen=True, slots=True)
+class BlockValidators:
+    """Schemas for the blocks this package keeps opaque, supplied by their owners.
+
+    Each callable gets one block of a deployment that passed the base schema
+    and raises `BlockError(path, reason)` on a mistake, `path` relative to
+    what it was given; `load_manifests` reports it at the exact YAML position.
+    `module` and `pipeline` are called once per entry of `spec.modules` and
+    `spec.pipelines` (each a mapping with a unique `name`); `rollout` with
+    `spec.rollout`, only when the document has one.
+    """
+
+    module: BlockValidator | None = None
+    pipeline: BlockValidator | None = None
+    rollout: BlockValidator | None = None

@@ -1,0 +1,258 @@
+"""The pydantic boundary: what a manifest document may contain.
+
+Models are strict (YAML `"5"` is not the integer 5) and forbid unknown
+fields. Field names are the manifest's camelCase keys, so a pydantic error
+`loc` is exactly the path inside the document. Checks that span fields
+raise `FieldProblems`, which carry paths below the value being checked.
+"""
+
+import base64
+import binascii
+import re
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any, Final
+
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from ..protocol import LABEL_KEY_RE, MAX_LABELS, label_problem
+from ._duration import parse_expiry
+from ._selector import Operator
+
+API_VERSION: Final = "fogline.dev/v1"
+KINDS: Final = ("Deployment", "ProvisioningClaim", "ReleaseKey")
+DRIFT_POLICIES: Final = ("correct", "report")
+MAX_PRIORITY: Final = 1000
+MAX_EXPRESSIONS: Final = 64
+MAX_ENTRY_NAME_CHARS: Final = 128
+_NAME: Final = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_ENTRY_NAME: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_MAX_KEY_TEXT: Final = 4096
+
+
+class FieldProblems(ValueError):
+    """Problems below the validated value: (path suffix, reason, point at the key?)."""
+
+    def __init__(self, items: Sequence[tuple[tuple[str | int, ...], str, bool]]) -> None:
+        super().__init__("; ".join(reason for _, reason, _ in items))
+        self.items = tuple(items)
+
+
+def _check_name(value: str) -> str:
+    if not _NAME.match(value):
+        raise ValueError(
+            "must be 1-63 lowercase letters, digits or '-', starting and ending "
+            f"with a letter or digit (got {value!r})"
+        )
+    return value
+
+
+def _one_of(*choices: str) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        if value not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)} (got {value!r})")
+        return value
+
+    return check
+
+
+def _check_label_key(value: str) -> str:
+    if not LABEL_KEY_RE.match(value):
+        raise ValueError(str(label_problem(value, "")))
+    return value
+
+
+def _check_labels(labels: dict[str, str]) -> dict[str, str]:
+    items: list[tuple[tuple[str | int, ...], str, bool]] = []
+    if len(labels) > MAX_LABELS:
+        items.append(((), f"must have at most {MAX_LABELS} labels (got {len(labels)})", False))
+    for key, value in labels.items():
+        problem = label_problem(key, value)
+        if problem:
+            items.append(((key,), problem, not LABEL_KEY_RE.match(key)))
+    if items:
+        raise FieldProblems(items)
+    return labels
+
+
+def _named_entries(kind: str, field: str) -> Callable[[list[dict[str, Any]]], list[dict[str, Any]]]:
+    """Check that every entry of a modules/pipelines list has a unique name."""
+
+    def check(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        items: list[tuple[tuple[str | int, ...], str, bool]] = []
+        first: dict[str, int] = {}
+        for i, entry in enumerate(entries):
+            name = entry.get("name")
+            if "name" not in entry:
+                items.append(((i, "name"), "required field is missing", False))
+            elif not isinstance(name, str):
+                items.append(((i, "name"), f"must be a string (got {describe(name)})", False))
+            elif len(name) > MAX_ENTRY_NAME_CHARS or not _ENTRY_NAME.match(name):
+                reason = (
+                    f"must be 1-{MAX_ENTRY_NAME_CHARS} letters, digits, '.', '_' or '-', "
+                    f"starting with a letter or digit (got {name!r})"
+                )
+                items.append(((i, "name"), reason, False))
+            elif name in first:
+                reason = f"duplicate {kind} name {name!r} (first at {field}[{first[name]}])"
+                items.append(((i, "name"), reason, False))
+            else:
+                first[name] = i
+        if items:
+            raise FieldProblems(items)
+        return entries
+
+    return check
+
+
+def _check_expires(value: str) -> str:
+    parse_expiry(value)
+    return value
+
+
+def decode_public_key(text: str) -> bytes:
+    """Return the 32 raw bytes of an Ed25519 public key given as PEM or base64.
+
+    Raises:
+        ValueError: not an Ed25519 public key; the message says what it is.
+    """
+    text = text.strip()
+    if len(text) > _MAX_KEY_TEXT:
+        raise ValueError(f"must be an Ed25519 public key (got {len(text)} characters)")
+    if text.startswith("-----BEGIN"):
+        try:
+            key = load_pem_public_key(text.encode("ascii", "replace"))
+        except (ValueError, TypeError, UnsupportedAlgorithm):
+            raise ValueError("must be a PEM public key; this PEM text does not parse") from None
+        if not isinstance(key, Ed25519PublicKey):
+            algorithm = type(key).__name__.removesuffix("PublicKey").lstrip("_")
+            raise ValueError(f"must be an Ed25519 public key (got {algorithm or 'another'} key)")
+        return key.public_bytes_raw()
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(
+            "must be an Ed25519 public key as PEM or as base64 of its 32 bytes"
+        ) from None
+    if len(raw) != 32:
+        raise ValueError(f"must be base64 of 32 bytes, an Ed25519 public key (got {len(raw)})")
+    Ed25519PublicKey.from_public_bytes(raw)  # raises ValueError on a bad length only
+    return raw
+
+
+def _check_public_key(value: str) -> str:
+    decode_public_key(value)
+    return value
+
+
+def describe(value: object) -> str:
+    """Name a YAML value's type for an error message: "the string '5'"."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, int):
+        return f"the integer {value}"
+    if isinstance(value, float):
+        return f"the number {value}"
+    if isinstance(value, str):
+        return repr(value if len(value) <= 40 else value[:40] + "...")
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return type(value).__name__
+
+
+Name = Annotated[str, AfterValidator(_check_name)]
+Labels = Annotated[dict[str, str], AfterValidator(_check_labels)]
+_STRICT = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class RequirementModel(BaseModel):
+    model_config = _STRICT
+    key: Annotated[str, AfterValidator(_check_label_key)]
+    operator: Annotated[str, AfterValidator(_one_of(*(str(op) for op in Operator)))]
+    values: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _values_fit_operator(self) -> "RequirementModel":
+        op = Operator(self.operator)
+        if op in (Operator.IN, Operator.NOT_IN) and not self.values:
+            raise FieldProblems([(("values",), f"must list at least one value for {op}", False)])
+        if op in (Operator.EXISTS, Operator.DOES_NOT_EXIST) and self.values:
+            raise FieldProblems([(("values",), f"must be omitted for {op}", False)])
+        items: list[tuple[tuple[str | int, ...], str, bool]] = []
+        for i, value in enumerate(self.values or ()):
+            problem = label_problem(self.key, value)
+            if problem:
+                items.append((("values", i), problem, False))
+        if items:
+            raise FieldProblems(items)
+        return self
+
+
+class SelectorModel(BaseModel):
+    model_config = _STRICT
+    matchLabels: Labels = {}
+    matchExpressions: Annotated[list[RequirementModel], Field(max_length=MAX_EXPRESSIONS)] = []
+
+
+class MetadataModel(BaseModel):
+    model_config = _STRICT
+    name: Name
+
+
+class DeploymentSpecModel(BaseModel):
+    model_config = _STRICT
+    selector: SelectorModel
+    priority: Annotated[int, Field(ge=0, le=MAX_PRIORITY)] = 0
+    config: dict[str, Any] = {}
+    modules: Annotated[
+        list[dict[str, Any]], AfterValidator(_named_entries("module", "spec.modules"))
+    ] = []
+    pipelines: Annotated[
+        list[dict[str, Any]], AfterValidator(_named_entries("pipeline", "spec.pipelines"))
+    ] = []
+    rollout: dict[str, Any] = {}
+    drift: Annotated[str, AfterValidator(_one_of(*DRIFT_POLICIES))] | None = None
+
+
+class ClaimSpecModel(BaseModel):
+    model_config = _STRICT
+    labels: Labels = {}
+    maxUses: Annotated[int, Field(ge=1)]
+    expires: Annotated[str, AfterValidator(_check_expires)]
+
+
+class ReleaseKeySpecModel(BaseModel):
+    model_config = _STRICT
+    publicKey: Annotated[str, AfterValidator(_check_public_key)]
+
+
+class DocumentModel(BaseModel):
+    model_config = _STRICT
+    apiVersion: str
+    kind: str
+    metadata: MetadataModel
+
+
+class DeploymentModel(DocumentModel):
+    spec: DeploymentSpecModel
+
+
+class ClaimModel(DocumentModel):
+    spec: ClaimSpecModel
+
+
+class ReleaseKeyModel(DocumentModel):
+    spec: ReleaseKeySpecModel
+
+
+MODELS: Final[dict[str, type[DocumentModel]]] = {
+    "Deployment": DeploymentModel,
+    "ProvisioningClaim": ClaimModel,
+    "ReleaseKey": ReleaseKeyModel,
+}

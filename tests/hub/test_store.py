@@ -1,0 +1,137 @@
+"""The storage layer against SQLite and a real PostgreSQL (see the db_url fixture)."""
+
+import datetime as dt
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from fogline.hub import make_engine, upgrade_schema
+from fogline.hub._db import make_session_factory
+from fogline.hub._errors import ConflictError, ForbiddenError
+from fogline.hub._store import (
+    change_labels,
+    count_devices_by_status,
+    create_claim,
+    effective_labels,
+    enroll_device,
+    ensure_admin_token,
+    find_device,
+    operator_for_token,
+    revoke_claim,
+    revoke_device,
+    utcnow,
+)
+from fogline.protocol import ClaimCreate, EnrollRequest, LabelChange
+from fogline.security import CertificateAuthority, make_csr
+from tests.support.device import FACTS
+
+
+@pytest.fixture
+def sessions(db_url):
+    engine = make_engine(db_url)
+    upgrade_schema(engine)
+    upgrade_schema(engine)  # a second start finds the schema current
+    yield make_session_factory(engine)
+    engine.dispose()
+
+
+@pytest.fixture
+def ca(tmp_path):
+    return CertificateAuthority.load_or_create(tmp_path / "ca")
+
+
+def _request(claim: str, name: str, **extra) -> EnrollRequest:
+    key = ec.generate_private_key(ec.SECP256R1())
+    return EnrollRequest.model_validate(
+        {"claim": claim, "csr": make_csr(key, name).decode(), "name": name, "facts": FACTS, **extra}
+    )
+
+
+def _claim(sessions, **spec) -> str:
+    with sessions() as session, session.begin():
+        _row, token = create_claim(session, ClaimCreate(**spec))
+    return token
+
+
+def test_admin_token_is_created_once_and_authenticates(sessions):
+    with sessions() as session, session.begin():
+        token = ensure_admin_token(session, "fga")
+    assert token is not None
+    with sessions() as session, session.begin():
+        assert ensure_admin_token(session, "fga") is None
+        assert operator_for_token(session, token.token).role == "admin"
+        assert operator_for_token(session, token.token[:-1] + "x") is None
+
+
+def test_enrollment_uses_claim_labels_over_agent_labels_and_adds_platform(sessions, ca):
+    token = _claim(sessions, labels={"site": "plant-7"}, max_uses=5)
+    with sessions() as session, session.begin():
+        _row, pem = enroll_device(
+            session, ca, _request(token, "n1", labels={"site": "x", "tier": "gold"})
+        )
+    assert pem.startswith(b"-----BEGIN CERTIFICATE")
+    with sessions() as session:
+        labels = effective_labels(find_device(session, "n1"))
+    assert labels["site"] == "plant-7" and labels["tier"] == "gold"
+    assert labels["fogline.dev/os"] == "linux"
+
+
+def test_claim_max_uses_holds_under_concurrent_enrollments(sessions, ca):
+    token = _claim(sessions, max_uses=3)
+
+    def enroll(i: int) -> bool:
+        try:
+            with sessions() as session, session.begin():
+                enroll_device(session, ca, _request(token, f"node-{i}"))
+            return True
+        except ForbiddenError:
+            return False
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        results = list(pool.map(enroll, range(8)))
+    assert results.count(True) == 3
+
+
+def test_revoked_and_expired_claims_are_refused(sessions, ca):
+    revoked = _claim(sessions)
+    with sessions() as session, session.begin():
+        from fogline.security import parse_token
+
+        revoke_claim(session, parse_token(revoked).token_id)
+    with sessions() as session, pytest.raises(ForbiddenError), session.begin():
+        enroll_device(session, ca, _request(revoked, "a"))
+    expired = _claim(sessions, expires_in_s=0.001)
+    with sessions() as session, pytest.raises(ForbiddenError), session.begin():
+        enroll_device(session, ca, _request(expired, "b"))
+
+
+def test_duplicate_names_conflict_and_foreign_cn_is_forbidden(sessions, ca):
+    token = _claim(sessions, max_uses=5)
+    with sessions() as session, session.begin():
+        enroll_device(session, ca, _request(token, "dup"))
+    with sessions() as session, pytest.raises(ConflictError), session.begin():
+        enroll_device(session, ca, _request(token, "dup"))
+    key = ec.generate_private_key(ec.SECP256R1())
+    hijack = EnrollRequest.model_validate(
+        {"claim": token, "csr": make_csr(key, "dup").decode(), "name": "other", "facts": FACTS}
+    )
+    with sessions() as session, pytest.raises(ForbiddenError, match="CN"), session.begin():
+        enroll_device(session, ca, hijack)
+
+
+def test_label_tombstone_hides_agent_label_and_counts_by_status(sessions, ca):
+    token = _claim(sessions, max_uses=5)
+    with sessions() as session, session.begin():
+        enroll_device(session, ca, _request(token, "a", labels={"zone": "z1"}))
+        enroll_device(session, ca, _request(token, "b"))
+        enroll_device(session, ca, _request(token, "c"))
+    with sessions() as session, session.begin():
+        change_labels(find_device(session, "a"), LabelChange(set={"tier": "gold"}, remove=["zone"]))
+        revoke_device(find_device(session, "b"))
+        find_device(session, "c").last_seen = utcnow() - dt.timedelta(hours=1)
+    with sessions() as session:
+        labels = effective_labels(find_device(session, "a"))
+        assert "zone" not in labels and labels["tier"] == "gold"
+        counts = count_devices_by_status(session, utcnow(), 30)
+    assert counts == {"online": 1, "offline": 1, "revoked": 1}

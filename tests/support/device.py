@@ -1,0 +1,76 @@
+"""A device made of real keys and certificates, talking to a real hub with httpx.
+
+Used where a test needs to send exactly one crafted request (a CSR with a
+weak key, a certificate from another CA) rather than run a whole agent.
+"""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from fogline.security import make_csr, write_private_key, write_public_file
+
+from .processes import HubProcess, tls
+
+FACTS = {
+    "agent_version": "test",
+    "hostname": "test-host",
+    "os": "linux",
+    "arch": platform.machine(),
+    "uptime_s": 1.0,
+}
+
+
+def enroll_body(
+    claim: str,
+    name: str,
+    key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey,
+    cn: str | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    return {
+        "claim": claim,
+        "csr": make_csr(key, cn or name).decode(),
+        "name": name,
+        "facts": FACTS,
+        **extra,
+    }
+
+
+@dataclass
+class TestDevice:
+    device_id: str
+    name: str
+    cert_path: Path
+    key_path: Path
+    hub: HubProcess
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.hub.url,
+            timeout=10,
+            verify=tls(self.hub.ca, self.cert_path, self.key_path),
+        )
+
+    def report(self) -> httpx.Response:
+        with self.client() as client:
+            return client.post("/v1/report", json={"facts": FACTS, "labels": {}})
+
+
+def enroll_device(hub: HubProcess, claim: str, name: str, directory: Path) -> TestDevice:
+    key = ec.generate_private_key(ec.SECP256R1())
+    response = httpx.post(
+        f"{hub.url}/v1/enroll", json=enroll_body(claim, name, key), verify=tls(hub.ca), timeout=10
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    key_path, cert_path = directory / f"{name}-key.pem", directory / f"{name}-cert.pem"
+    write_private_key(key_path, key)
+    write_public_file(cert_path, body["certificate"].encode())
+    return TestDevice(body["device_id"], name, cert_path, key_path, hub)

@@ -1,0 +1,259 @@
+"""Real `fogline hub serve` and `fogline agent run` processes for tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def fogline_cmd() -> list[str]:
+    return [sys.executable, "-m", "fogline"]
+
+
+def tls(ca: Path, cert: Path | None = None, key: Path | None = None) -> ssl.SSLContext:
+    """An SSL context trusting the fleet CA, optionally presenting a client cert."""
+    context = ssl.create_default_context(cafile=str(ca))
+    if cert is not None:
+        context.load_cert_chain(str(cert), str(key) if key else None)
+    return context
+
+
+def wait_until(predicate: Any, timeout_s: float, what: str, interval_s: float = 0.05) -> Any:
+    deadline = time.monotonic() + timeout_s
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval_s)
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {what} (last: {last!r})")
+
+
+@dataclass
+class HubProcess:
+    data_dir: Path
+    port: int
+    db_url: str | None
+    proc: subprocess.Popen[bytes] | None = None
+    token: str = ""
+    extra_args: list[str] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    @property
+    def ca(self) -> Path:
+        return self.data_dir / "ca.pem"
+
+    @property
+    def log_path(self) -> Path:
+        """The hub's structured log (stderr)."""
+        return self.data_dir.parent / f"hub-{self.port}.log"
+
+    @property
+    def stdout_path(self) -> Path:
+        return self.data_dir.parent / f"hub-{self.port}.out"
+
+    def start(self) -> None:
+        args = [
+            *fogline_cmd(),
+            "hub",
+            "serve",
+            "--data-dir",
+            str(self.data_dir),
+            "--port",
+            str(self.port),
+            "--report-interval",
+            "1",
+            *self.extra_args,
+        ]
+        if self.db_url:
+            args += ["--db", self.db_url]
+        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log, open(self.stdout_path, "ab") as out:
+            self.proc = subprocess.Popen(args, stdout=out, stderr=log, env=ENV)
+        wait_until(self._healthy, 30, f"hub on port {self.port} ({self.log_path})")
+        self.token = (self.data_dir / "admin-token").read_text().strip()
+
+    def _healthy(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise AssertionError(f"hub exited with {self.proc.returncode}: {self.log_text()}")
+        if not self.ca.exists():
+            return False
+        try:
+            return (
+                httpx.get(f"{self.url}/healthz", verify=tls(self.ca), timeout=2).status_code == 200
+            )
+        except httpx.HTTPError:
+            return False
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:] if self.log_path.exists() else ""
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.url,
+            verify=tls(self.ca),
+            headers={"authorization": f"Bearer {self.token}"},
+            timeout=10,
+        )
+
+    def cli(
+        self, *args: str, check: bool = True, input_text: str | None = None, timeout_s: float = 60
+    ) -> subprocess.CompletedProcess[str]:
+        env = {
+            **ENV,
+            "FOGLINE_HUB": self.url,
+            "FOGLINE_TOKEN": self.token,
+            "FOGLINE_CA": str(self.ca),
+            "COLUMNS": "200",
+        }
+        result = subprocess.run(
+            [*fogline_cmd(), *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            input=input_text,
+            timeout=timeout_s,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"fogline {' '.join(args)} exited {result.returncode}:\n"
+                f"{result.stdout}\n{result.stderr}"
+            )
+        return result
+
+    def create_claim(self, *, labels: str = "", max_uses: int = 10, expires: str = "1h") -> str:
+        return self.cli(
+            "claim", "create", "--labels", labels, "--max-uses", str(max_uses), "--expires", expires
+        ).stdout.strip()
+
+    def device(self, ref: str) -> dict[str, Any]:
+        with self.client() as client:
+            response = client.get(f"/v1/devices/{ref}")
+            response.raise_for_status()
+            return dict(response.json())
+
+
+def start_hub(
+    data_dir: Path,
+    *,
+    db_url: str | None = None,
+    port: int | None = None,
+    extra_args: list[str] | None = None,
+) -> HubProcess:
+    hub = HubProcess(data_dir, port or free_port(), db_url, extra_args=extra_args or [])
+    hub.start()
+    return hub
+
+
+@dataclass
+class AgentProcess:
+    data_dir: Path
+    hub: HubProcess
+    name: str
+    claim: str | None
+    labels: str = ""
+    proc: subprocess.Popen[bytes] | None = None
+    hub_url: str | None = None
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir.parent / f"agent-{self.name}.log"
+
+    def start(self) -> None:
+        args = [
+            *fogline_cmd(),
+            "agent",
+            "run",
+            "--hub",
+            self.hub_url or self.hub.url,
+            "--ca",
+            str(self.hub.ca),
+            "--data-dir",
+            str(self.data_dir),
+            "--name",
+            self.name,
+            "--local-port",
+            "0",
+        ]
+        if self.claim:
+            args += ["--claim", self.claim]
+        if self.labels:
+            args += ["--labels", self.labels]
+        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        port_file = self.data_dir / "local-port"
+        port_file.unlink(missing_ok=True)
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(args, stdout=log, stderr=log, env=ENV)
+
+    def health(self) -> dict[str, Any] | None:
+        port_file = self.data_dir / "local-port"
+        if not port_file.exists():
+            return None
+        try:
+            port = int(port_file.read_text())
+            return dict(httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).json())
+        except (httpx.HTTPError, ValueError):
+            return None
+
+    def wait_enrolled(self, timeout_s: float = 30) -> str:
+        def enrolled() -> str | None:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise AssertionError(f"agent exited {self.proc.returncode}: {self.log_text()}")
+            health = self.health()
+            return health.get("device_id") if health and health.get("enrolled") else None
+
+        return str(wait_until(enrolled, timeout_s, f"agent {self.name} to enroll"))
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:] if self.log_path.exists() else ""
+
+    def stop(self, sig: int = signal.SIGTERM) -> int | None:
+        code = None
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                code = self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                code = self.proc.wait()
+        elif self.proc is not None:
+            code = self.proc.returncode
+        self.proc = None
+        return code
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
