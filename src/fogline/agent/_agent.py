@@ -19,13 +19,21 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from fogline import __version__
 from fogline._log import event
-from fogline.protocol import DeviceFacts, EnrollRequest, EnrollResponse, Report, ReportAck
+from fogline.protocol import (
+    AppliedState,
+    DeviceFacts,
+    EnrollRequest,
+    EnrollResponse,
+    Report,
+    ReportAck,
+)
 
 from ._backoff import Backoff
 from ._errors import AgentError, HubRefusedError, HubUnreachableError, IdentityError
 from ._hublink import HubLink
 from ._identity import Identity, IdentityStore
 from ._local import LocalApp, make_local_server
+from ._sync import ConfigApplier, DesiredStore, SyncLoop
 
 log = logging.getLogger("fogline.agent")
 
@@ -63,6 +71,11 @@ class AgentMetrics:
             "1 when the last hub call succeeded",
             registry=self.registry,
         )
+        self.applied_ok = Gauge(
+            "fogline_agent_desired_applied_ok",
+            "1 when the last desired state applied cleanly",
+            registry=self.registry,
+        )
         self.enrolled = Gauge(
             "fogline_agent_enrolled", "1 once the node has an identity", registry=self.registry
         )
@@ -78,6 +91,11 @@ class Agent:
         self.last_report_at: float | None = None
         self.last_error: str | None = None
         self._store = IdentityStore(config.data_dir)
+        self.applied: AppliedState | None = None
+        self._report_now = asyncio.Event()
+        self.sync = SyncLoop(
+            DesiredStore(config.data_dir), [ConfigApplier(config.data_dir)], self._on_applied
+        )
 
     # -- facts ---------------------------------------------------------------
 
@@ -162,7 +180,7 @@ class Agent:
                     ack = await link.call(
                         "POST",
                         "/v1/report",
-                        Report(facts=self.facts(), labels=self.config.labels),
+                        Report(facts=self.facts(), labels=self.config.labels, applied=self.applied),
                         ReportAck,
                     )
                 except (HubUnreachableError, HubRefusedError) as exc:
@@ -188,9 +206,18 @@ class Agent:
                 self.last_error = None
                 self.last_report_at = time.time()
                 self.report_interval_s = ack.report_interval_s
-                await asyncio.sleep(self.report_interval_s)
+                await self._wait_for_next_report()
         finally:
             await link.aclose()
+
+    async def _wait_for_next_report(self) -> None:
+        """Sleep one interval, or less when something worth reporting happened."""
+        try:
+            async with asyncio.timeout(self.report_interval_s):
+                await self._report_now.wait()
+        except TimeoutError:
+            pass
+        self._report_now.clear()
 
     # -- main ------------------------------------------------------------------
 
@@ -221,7 +248,22 @@ class Agent:
                 raise
             self.identity = identity
             self.metrics.enrolled.set(1)
+            # Edge autonomy: apply the last desired state before any hub contact.
+            await self.sync.start_from_local_copy()
             tg.create_task(self.report_forever(identity), name="report")
+            tg.create_task(self._sync_forever(identity), name="sync")
+
+    async def _sync_forever(self, identity: Identity) -> None:
+        link = HubLink(self.config.hub_url, identity.ca_path, identity)
+        try:
+            await self.sync.run(link)
+        finally:
+            await link.aclose()
+
+    def _on_applied(self, applied: AppliedState) -> None:
+        self.applied = applied
+        self.metrics.applied_ok.set(1 if applied.ok else 0)
+        self._report_now.set()
 
     def _bind_local(self) -> socket.socket:
         host, port = self.config.local_host, self.config.local_port

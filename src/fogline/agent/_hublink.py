@@ -7,6 +7,8 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel
 
+from fogline.protocol import DesiredStateDoc
+
 from ._errors import HubRefusedError, HubUnreachableError
 from ._identity import Identity
 
@@ -34,6 +36,19 @@ class HubLink:
     async def aclose(self) -> None:
         await self._http.aclose()
 
+    async def get_desired(self, etag: str | None, wait_s: float) -> DesiredStateDoc | None:
+        """Long-poll for the desired state; None when it still matches `etag`."""
+        headers = {"if-none-match": f'"{etag}"'} if etag else {}
+        try:
+            response = await self._http.get(
+                "/v1/desired", params={"wait": wait_s}, headers=headers, timeout=wait_s + 15
+            )
+        except httpx.TransportError as exc:
+            raise HubUnreachableError(f"{self.url}: {type(exc).__name__}: {exc}") from exc
+        if response.status_code == 304:
+            return None
+        return self._parse(response, "/v1/desired", DesiredStateDoc)
+
     async def call(
         self, method: str, path: str, body: BaseModel | None, reply: type[M], **kwargs: Any
     ) -> M:
@@ -45,6 +60,9 @@ class HubLink:
             )
         except httpx.TransportError as exc:
             raise HubUnreachableError(f"{self.url}: {type(exc).__name__}: {exc}") from exc
+        return self._parse(response, path, reply)
+
+    def _parse(self, response: httpx.Response, path: str, reply: type[M]) -> M:
         if response.status_code >= 500:
             raise HubUnreachableError(f"{self.url}{path}: HTTP {response.status_code}")
         if response.status_code >= 400:

@@ -7,7 +7,7 @@ import typer
 from fogline import __version__
 from fogline._errors import FoglineError
 
-from . import _agent, _claim, _devices, _hub
+from . import _agent, _claim, _devices, _hub, _manifests
 from ._common import err_console
 
 app = typer.Typer(
@@ -21,6 +21,10 @@ app.add_typer(_hub.app, name="hub")
 app.add_typer(_agent.app, name="agent")
 app.add_typer(_claim.app, name="claim")
 app.add_typer(_devices.app, name="devices")
+app.command("plan")(_manifests.plan)
+app.command("apply")(_manifests.apply)
+app.add_typer(_manifests.get_app, name="get")
+app.add_typer(_manifests.delete_app, name="delete")
 
 
 @app.command("version")

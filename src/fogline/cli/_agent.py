@@ -3,18 +3,20 @@
 import asyncio
 import signal
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from fogline._log import configure_logging
-from fogline.agent import Agent, AgentConfig
 from fogline.protocol import parse_labels
+
+if TYPE_CHECKING:
+    from fogline.agent import Agent
 
 app = typer.Typer(help="Run the edge agent (one per node).", no_args_is_help=True)
 
 
-async def _run_until_signalled(agent: Agent) -> None:
+async def _run_until_signalled(agent: "Agent") -> None:
     """Run the agent; SIGTERM or SIGINT stops it cleanly (exit code 0)."""
     current = asyncio.current_task()
     agent_task = asyncio.create_task(agent.run(), name="agent")
@@ -78,6 +80,9 @@ def run(
     if not ca.is_file():
         raise typer.BadParameter(f"{ca}: file not found", param_hint="--ca")
     configure_logging(log_level)
+    # Imported here: operator commands should not pay for the agent's imports.
+    from fogline.agent import Agent, AgentConfig
+
     config = AgentConfig(
         hub_url=hub,
         ca_path=ca,

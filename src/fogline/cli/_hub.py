@@ -5,8 +5,6 @@ from typing import Annotated
 
 import typer
 
-from fogline.hub import HubSettings, ServeOptions, serve
-
 app = typer.Typer(help="Run the hub (cloud tier).", no_args_is_help=True)
 
 
@@ -38,5 +36,8 @@ def serve_command(
     The first start creates the fleet CA (DATA_DIR/ca.pem), the hub's TLS
     certificate and an admin token (DATA_DIR/admin-token, printed once).
     """
+    # Imported here: operator commands should not pay for the hub's imports.
+    from fogline.hub import HubSettings, ServeOptions, serve
+
     settings = HubSettings(report_interval_s=report_interval, offline_after_s=report_interval * 3.5)
     serve(ServeOptions(data_dir, db, host, port, san or [], settings, log_level))

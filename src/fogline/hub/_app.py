@@ -1,6 +1,9 @@
 """The hub's FastAPI application: routers, error bodies, limits, metrics."""
 
+import asyncio
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -14,9 +17,11 @@ from fogline import __version__
 from fogline._log import event
 from fogline.protocol import MAX_BODY_BYTES, ErrorBody, ErrorDetail
 
+from ._desired import desired_seq
 from ._errors import ApiError
 from ._metrics import timing_middleware
 from ._routes_device import router as device_router
+from ._routes_manifest import router as manifest_router
 from ._routes_operator import router as operator_router
 from ._state import HubState
 from ._store import count_devices_by_status, utcnow
@@ -127,10 +132,30 @@ class BodyLimit:
 
 
 def create_app(state: HubState) -> FastAPI:
-    app = FastAPI(title="Fogline hub", version=__version__, docs_url="/docs", redoc_url=None)
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        state.notifier.bind(asyncio.get_running_loop())
+
+        def read_seq() -> int:
+            with state.sessions() as session:
+                return desired_seq(session)
+
+        async with asyncio.TaskGroup() as tg:
+            watcher = tg.create_task(state.notifier.watch(read_seq), name="desired-watch")
+            yield
+            watcher.cancel()
+
+    app = FastAPI(
+        title="Fogline hub",
+        version=__version__,
+        docs_url="/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
     app.state.hub = state
     app.include_router(device_router)
     app.include_router(operator_router)
+    app.include_router(manifest_router)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(ApiError, _on_api_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)

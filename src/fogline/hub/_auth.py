@@ -1,6 +1,7 @@
 """Who is calling: a device by its client certificate, an operator by token."""
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Annotated
 
 from cryptography import x509
@@ -33,7 +34,14 @@ def client_cert_pem(request: Request) -> str | None:
     return str(chain[0]) if chain else None
 
 
-def require_device(request: Request, session: Annotated[Session, Depends(db_session)]) -> DeviceRow:
+@dataclass(frozen=True, slots=True)
+class DeviceIdentity:
+    """A device that proved who it is with a current certificate."""
+
+    device_id: str
+
+
+def check_device(session: Session, request: Request) -> DeviceRow:
     """The device whose certificate is on this connection.
 
     The TLS layer has verified the certificate against the fleet CA; here we
@@ -51,6 +59,13 @@ def require_device(request: Request, session: Annotated[Session, Depends(db_sess
     if row.cert_serial != format(cert.serial_number, "x"):
         raise ForbiddenError("client certificate has been superseded")
     return row
+
+
+def require_device(request: Request) -> DeviceIdentity:
+    """Authenticate a device in a short session of its own, so that long-polls
+    do not hold a database connection while they wait."""
+    with hub_state(request).sessions() as session:
+        return DeviceIdentity(check_device(session, request).id)
 
 
 def require_operator(

@@ -1,26 +1,38 @@
 """The device API: enrollment (claim + CSR) and everything behind mTLS."""
 
 import logging
+import time
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from fogline._log import event
-from fogline.protocol import API_PREFIX, EnrollRequest, EnrollResponse, Report, ReportAck
+from fogline.protocol import (
+    API_PREFIX,
+    MAX_DESIRED_WAIT_S,
+    DesiredStateDoc,
+    EnrollRequest,
+    EnrollResponse,
+    Report,
+    ReportAck,
+)
 
-from ._auth import db_session, hub_state, require_device
+from ._auth import DeviceIdentity, check_device, db_session, hub_state, require_device
+from ._desired import recompile_device
 from ._errors import ApiError
-from ._schema import DeviceRow
+from ._schema import DesiredStateRow
 from ._state import HubState
-from ._store import enroll_device, record_report
+from ._store import effective_labels, enroll_device, record_report
 
 log = logging.getLogger("fogline.hub.device")
 router = APIRouter(prefix=API_PREFIX, tags=["device"])
 
 SessionDep = Annotated[Session, Depends(db_session)]
 StateDep = Annotated[HubState, Depends(hub_state)]
-DeviceDep = Annotated[DeviceRow, Depends(require_device)]
+DeviceDep = Annotated[DeviceIdentity, Depends(require_device)]
 
 
 @router.post("/enroll", response_model=EnrollResponse)
@@ -28,6 +40,7 @@ def enroll(body: EnrollRequest, session: SessionDep, state: StateDep) -> EnrollR
     """Trade a claim token and a CSR for a device certificate."""
     try:
         row, cert_pem = enroll_device(session, state.ca, body)
+        recompile_device(session, state.deployments, row)
         session.commit()
     except ApiError as exc:
         state.metrics.enrollments.labels(exc.code).inc()
@@ -45,8 +58,58 @@ def enroll(body: EnrollRequest, session: SessionDep, state: StateDep) -> EnrollR
 
 
 @router.post("/report", response_model=ReportAck)
-def report(body: Report, device: DeviceDep, session: SessionDep, state: StateDep) -> ReportAck:
-    """A device's periodic report: facts, labels, later versions and health."""
+def report(body: Report, request: Request, session: SessionDep, state: StateDep) -> ReportAck:
+    """A device's periodic report: facts, labels, the desired revision it applied."""
+    device = check_device(session, request)
+    labels_before = effective_labels(device)
     record_report(device, body)
+    changed = False
+    if effective_labels(device) != labels_before:
+        changed = recompile_device(session, state.deployments, device)
+    if body.applied is not None:
+        desired = session.get(DesiredStateRow, device.id)
+        if desired is not None:
+            desired.applied_revision = body.applied.revision
+            desired.applied_ok = body.applied.ok
+            desired.applied_error = body.applied.error
     session.commit()
+    if changed:
+        state.notifier.poke()
     return ReportAck(report_interval_s=state.settings.report_interval_s)
+
+
+def _load_desired(state: HubState, request: Request, device_id: str) -> DesiredStateRow | None:
+    with state.sessions() as session:
+        check_device(session, request)  # a revoke lands within one tick of a long-poll
+        row = session.get(DesiredStateRow, device_id)
+        if row is not None:
+            session.expunge(row)
+        return row
+
+
+@router.get("/desired", response_model=DesiredStateDoc, responses={304: {}})
+async def desired(
+    request: Request,
+    device: DeviceDep,
+    state: StateDep,
+    wait: Annotated[float, Query(ge=0, le=MAX_DESIRED_WAIT_S)] = 0.0,
+    if_none_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    """The device's desired state; with `wait`, a long-poll until it differs
+    from the ETag the device already has."""
+    known = (if_none_match or "").strip().strip('"')
+    loop_deadline = None
+    while True:
+        row = await run_in_threadpool(_load_desired, state, request, device.device_id)
+        if row is not None and row.revision != known:
+            body = DesiredStateDoc(revision=row.revision, document=row.document)
+            return JSONResponse(body.model_dump(), headers={"etag": f'"{row.revision}"'})
+        now = time.monotonic()
+        if loop_deadline is None:
+            loop_deadline = now + wait
+        remaining = loop_deadline - now
+        if remaining <= 0:
+            return Response(status_code=304, headers={"etag": f'"{known}"'} if known else None)
+        # Wake on a change (this replica: at once; another: within a tick),
+        # and re-check at least every second so a revoke is never missed long.
+        await state.notifier.wait(min(remaining, 1.0))

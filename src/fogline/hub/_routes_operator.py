@@ -4,6 +4,7 @@ import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fogline._log import event
@@ -17,7 +18,8 @@ from fogline.protocol import (
 )
 
 from ._auth import db_session, hub_state, require_operator
-from ._schema import TokenRow
+from ._desired import recompile_device, sync_report
+from ._schema import DesiredStateRow, TokenRow
 from ._state import HubState
 from ._store import (
     change_labels,
@@ -66,12 +68,20 @@ def claims_revoke(claim_id: str, op: OperatorDep, session: SessionDep) -> ClaimV
 def devices_list(_op: OperatorDep, session: SessionDep, state: StateDep) -> list[DeviceView]:
     now = utcnow()
     offline_after = state.settings.offline_after_s
-    return [device_view(row, now, offline_after) for row in list_devices(session)]
+    desired = {row.device_id: row for row in session.scalars(select(DesiredStateRow))}
+    return [
+        device_view(row, now, offline_after).model_copy(
+            update={"sync": sync_report(desired.get(row.id))}
+        )
+        for row in list_devices(session)
+    ]
 
 
 @router.get("/devices/{ref}", response_model=DeviceView)
 def devices_show(ref: str, _op: OperatorDep, session: SessionDep, state: StateDep) -> DeviceView:
-    return device_view(find_device(session, ref), utcnow(), state.settings.offline_after_s)
+    row = find_device(session, ref)
+    view = device_view(row, utcnow(), state.settings.offline_after_s)
+    return view.model_copy(update={"sync": sync_report(session.get(DesiredStateRow, row.id))})
 
 
 @router.patch("/devices/{ref}/labels", response_model=DeviceView)
@@ -80,7 +90,10 @@ def devices_label(
 ) -> DeviceView:
     row = find_device(session, ref)
     change_labels(row, body)
+    changed = recompile_device(session, state.deployments, row)
     session.commit()
+    if changed:
+        state.notifier.poke()
     event(log, "device.labelled", device_id=row.id, by=op.name, set=body.set, remove=body.remove)
     return device_view(row, utcnow(), state.settings.offline_after_s)
 

@@ -49,6 +49,8 @@ class ClaimRow(Base):
 
     __tablename__ = "claims"
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    # Set for claims declared in a ProvisioningClaim manifest.
+    name: Mapped[str | None] = mapped_column(String(63), unique=True, nullable=True)
     secret_hash: Mapped[str] = mapped_column(String(64))
     labels: Mapped[dict[str, str]] = mapped_column(JSON)
     max_uses: Mapped[int] = mapped_column(Integer)
@@ -80,3 +82,53 @@ class DeviceRow(Base):
     enrolled_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     last_seen: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class DeploymentRow(Base):
+    """An applied Deployment manifest, stored as its canonical document."""
+
+    __tablename__ = "deployments"
+    name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    priority: Mapped[int] = mapped_column(Integer)
+    document: Mapped[dict[str, Any]] = mapped_column(JSON)
+    applied_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    applied_by: Mapped[str] = mapped_column(String(64))
+
+
+class ReleaseKeyRow(Base):
+    """A public key trusted for module signatures (from a ReleaseKey manifest)."""
+
+    __tablename__ = "release_keys"
+    name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    public_key: Mapped[str] = mapped_column(String(128))  # base64 of the 32 raw bytes
+    applied_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class DesiredStateRow(Base):
+    """The desired-state document the hub serves a device, and what it applied."""
+
+    __tablename__ = "desired_states"
+    device_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True
+    )
+    revision: Mapped[str] = mapped_column(String(80))
+    document: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    applied_revision: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    applied_ok: Mapped[bool] = mapped_column(default=True)
+    applied_error: Mapped[str | None] = mapped_column(String(4096), nullable=True)
+
+
+class FleetGenerationRow(Base):
+    """Two counters every hub replica watches (a single row, id=1).
+
+    `generation` is bumped by every change to deployments, so a replica knows
+    its cached, parsed deployments are stale. `desired_seq` is bumped by every
+    change to any device's desired state, so one cheap query per replica per
+    tick is enough to wake its long-polling devices.
+    """
+
+    __tablename__ = "fleet_generation"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    generation: Mapped[int] = mapped_column(Integer)
+    desired_seq: Mapped[int] = mapped_column(Integer)

@@ -7,8 +7,10 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from fogline.manifest import BlockValidators
 from fogline.security import CertificateAuthority
 
+from ._desired import DeploymentCache, DesiredNotifier
 from ._metrics import HubMetrics
 
 
@@ -26,6 +28,11 @@ class HubState:
     ca: CertificateAuthority
     settings: HubSettings = field(default_factory=HubSettings)
     metrics: HubMetrics = field(default_factory=HubMetrics)
+    deployments: DeploymentCache = field(default_factory=DeploymentCache)
+    notifier: DesiredNotifier = field(default_factory=DesiredNotifier)
+    # Deeper checks of manifest blocks (modules, pipelines, rollout) run at
+    # plan/apply time, so a bad block never reaches a node.
+    validators: BlockValidators | None = None
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:

@@ -5,7 +5,7 @@ from the network, and a bad one must be a 4xx naming the field.
 """
 
 import datetime as dt
-from typing import Annotated, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -56,6 +56,7 @@ class EnrollResponse(WireModel):
 class Report(WireModel):
     facts: DeviceFacts
     labels: Labels = {}
+    applied: "AppliedState | None" = None
 
 
 class ReportAck(WireModel):
@@ -98,6 +99,7 @@ class DeviceView(WireModel):
     uptime_s: float | None
     claim_id: str | None
     cert_not_after: dt.datetime
+    sync: "SyncReport | None" = None
 
 
 class LabelChange(WireModel):
@@ -114,3 +116,89 @@ class ErrorBody(WireModel):
     error: str
     message: str
     details: list[ErrorDetail] = []
+
+
+# -- desired state (agent <-> hub) ---------------------------------------------
+
+SyncStatus = Literal["in-sync", "pending", "error"]
+MAX_DESIRED_WAIT_S: Final = 30.0
+
+
+class DesiredStateDoc(WireModel):
+    """What the hub wants a device to run: a canonical document and its hash."""
+
+    revision: str
+    document: dict[str, Any]
+
+
+class AppliedState(WireModel):
+    """What the node reports about the desired state it last received."""
+
+    revision: str | None = None
+    ok: bool = True
+    error: Annotated[str | None, Field(max_length=4096)] = None
+
+
+class SyncReport(WireModel):
+    """Desired revision vs applied revision, as `fogline devices show` shows it."""
+
+    desired_revision: str | None
+    reported_revision: str | None
+    status: SyncStatus
+    error: str | None = None
+
+
+# -- manifests (operator) -------------------------------------------------------
+
+
+class ManifestFile(WireModel):
+    name: Annotated[str, Field(min_length=1, max_length=512)]
+    text: Annotated[str, Field(max_length=1024 * 1024)]
+
+
+class ManifestRequest(WireModel):
+    files: Annotated[list[ManifestFile], Field(min_length=1, max_length=1000)]
+    prune: bool = False
+
+
+class DeviceChange(WireModel):
+    device_id: str
+    name: str
+    from_revision: str | None
+    to_revision: str
+    changes: list[dict[str, Any]]
+
+
+class DeploymentChange(WireModel):
+    name: str
+    action: Literal["create", "update", "delete", "unchanged"]
+
+
+class PlanResult(WireModel):
+    deployments: list[DeploymentChange]
+    devices: list[DeviceChange]
+    claims: list[str] = []
+    release_keys: list[str] = []
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.devices) or any(d.action != "unchanged" for d in self.deployments)
+
+
+class ApplyResult(WireModel):
+    plan: PlanResult
+    # Tokens of declarative claims created by this apply; shown once.
+    new_claim_tokens: dict[str, str] = {}
+
+
+class DeploymentView(WireModel):
+    name: str
+    priority: int
+    document: dict[str, Any]
+    applied_at: dt.datetime
+    applied_by: str
+    devices: int
+
+
+DeviceView.model_rebuild()
+Report.model_rebuild()

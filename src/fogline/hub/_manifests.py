@@ -1,0 +1,240 @@
+"""`fogline plan` and `fogline apply`: validate manifests, preview, apply all or nothing.
+
+Both run the same computation. Plan stops there; apply writes deployments,
+claims and release keys and every changed device's desired state in one
+transaction, so a failure leaves the fleet exactly as it was.
+"""
+
+import base64
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from fogline.manifest import (
+    BlockValidators,
+    Deployment,
+    ManifestError,
+    ManifestSet,
+    ManifestSource,
+    Problem,
+    canonical_json,
+    diff_documents,
+    load_manifests,
+    selectors_overlap,
+)
+from fogline.protocol import (
+    DeploymentChange,
+    DeviceChange,
+    ManifestRequest,
+    PlanResult,
+)
+from fogline.security import CLAIM_PREFIX, new_token
+
+from ._desired import (
+    DeploymentCache,
+    bump_generation,
+    compile_for,
+    parse_deployments,
+    plain,
+    store_desired,
+)
+from ._schema import ClaimRow, DeploymentRow, DesiredStateRow, DeviceRow, ReleaseKeyRow
+from ._store import utcnow
+
+
+@dataclass(slots=True)
+class PreparedChange:
+    manifests: ManifestSet
+    final: list[Deployment]
+    plan: PlanResult
+    pruned: list[str] = field(default_factory=list)
+
+
+def _check_layering(new: Sequence[Deployment], kept: Sequence[Deployment]) -> None:
+    """Equal priorities that can select the same device are ambiguous, also
+    against deployments applied earlier and not part of this request."""
+    problems = []
+    for deployment in new:
+        for other in kept:
+            if other.priority == deployment.priority and selectors_overlap(
+                deployment.selector, other.selector
+            ):
+                origin = deployment.origin
+                problems.append(
+                    Problem(
+                        origin.file if origin else "<request>",
+                        origin.line if origin else 1,
+                        origin.column if origin else 1,
+                        "spec.priority",
+                        f"deployment {deployment.name!r} has the same priority "
+                        f"{deployment.priority} as applied deployment {other.name!r} and their "
+                        "selectors can match the same device; give one a different priority",
+                    )
+                )
+                break
+    if problems:
+        raise ManifestError(problems)
+
+
+def prepare(
+    session: Session, request: ManifestRequest, validators: BlockValidators | None = None
+) -> PreparedChange:
+    """Validate and compute what applying `request` would change.
+
+    Raises:
+        ManifestError: any document is invalid, with file:line:column and path.
+    """
+    sources = [ManifestSource(f.name, f.text) for f in request.files]
+    manifests = load_manifests(sources, validators=validators)
+    if request.prune and not manifests.deployments:
+        raise ManifestError(
+            [
+                Problem(
+                    sources[0].name,
+                    1,
+                    1,
+                    "",
+                    "--prune with no Deployment would delete every deployment; refusing",
+                )
+            ]
+        )
+    rows = {row.name: row for row in session.scalars(select(DeploymentRow)).all()}
+    incoming = {d.name: d for d in manifests.deployments}
+    kept_rows = [row for name, row in rows.items() if name not in incoming and not request.prune]
+    kept = parse_deployments(kept_rows)
+    _check_layering(manifests.deployments, kept)
+    final = sorted([*kept, *manifests.deployments], key=lambda d: d.name)
+
+    changes: list[DeploymentChange] = []
+    for name, deployment in sorted(incoming.items()):
+        row = rows.get(name)
+        if row is None:
+            changes.append(DeploymentChange(name=name, action="create"))
+        elif canonical_json(row.document) != canonical_json(deployment.to_document()):
+            changes.append(DeploymentChange(name=name, action="update"))
+        else:
+            changes.append(DeploymentChange(name=name, action="unchanged"))
+    pruned = sorted(name for name in rows if request.prune and name not in incoming)
+    changes += [DeploymentChange(name=name, action="delete") for name in pruned]
+
+    devices: list[DeviceChange] = []
+    current = {row.device_id: row for row in session.scalars(select(DesiredStateRow)).all()}
+    active = session.scalars(
+        select(DeviceRow).where(DeviceRow.revoked_at.is_(None)).order_by(DeviceRow.name)
+    ).all()
+    for device in active:
+        state = compile_for(final, device)
+        before = current.get(device.id)
+        if before is not None and before.revision == state.revision:
+            continue
+        diff = diff_documents(before.document if before else None, state.document)
+        devices.append(
+            DeviceChange(
+                device_id=device.id,
+                name=device.name,
+                from_revision=before.revision if before else None,
+                to_revision=state.revision,
+                changes=[
+                    {"path": c.path, "op": c.op, "old": plain(c.old), "new": plain(c.new)}
+                    for c in diff
+                ],
+            )
+        )
+    plan = PlanResult(
+        deployments=changes,
+        devices=devices,
+        claims=[c.name for c in manifests.claims],
+        release_keys=[k.name for k in manifests.release_keys],
+    )
+    return PreparedChange(manifests, final, plan, pruned)
+
+
+def apply(
+    session: Session, prepared: PreparedChange, applied_by: str, cache: DeploymentCache
+) -> dict[str, str]:
+    """Write a prepared change; returns tokens of newly declared claims.
+
+    The caller commits; an exception anywhere leaves nothing applied.
+    """
+    now = utcnow()
+    for deployment in prepared.manifests.deployments:
+        document = deployment.to_document()
+        row = session.get(DeploymentRow, deployment.name)
+        if row is None:
+            session.add(
+                DeploymentRow(
+                    name=deployment.name,
+                    priority=deployment.priority,
+                    document=document,
+                    applied_at=now,
+                    applied_by=applied_by,
+                )
+            )
+        elif canonical_json(row.document) != canonical_json(document):
+            row.priority, row.document = deployment.priority, document
+            row.applied_at, row.applied_by = now, applied_by
+    for name in prepared.pruned:
+        row = session.get(DeploymentRow, name)
+        if row is not None:
+            session.delete(row)
+    for key in prepared.manifests.release_keys:
+        encoded = base64.b64encode(key.public_key).decode()
+        key_row = session.get(ReleaseKeyRow, key.name)
+        if key_row is None:
+            session.add(ReleaseKeyRow(name=key.name, public_key=encoded, applied_at=now))
+        else:
+            key_row.public_key, key_row.applied_at = encoded, now
+    tokens = _apply_claims(session, prepared.manifests)
+    bump_generation(session)
+    session.flush()
+    active = session.scalars(select(DeviceRow).where(DeviceRow.revoked_at.is_(None))).all()
+    for device in active:
+        store_desired(session, device, compile_for(prepared.final, device))
+    cache.invalidate()
+    return tokens
+
+
+def _apply_claims(session: Session, manifests: ManifestSet) -> dict[str, str]:
+    tokens: dict[str, str] = {}
+    now = utcnow()
+    for claim in manifests.claims:
+        row = session.scalar(select(ClaimRow).where(ClaimRow.name == claim.name))
+        expires_at = claim.expires_at(now)
+        if row is None:
+            token = new_token(CLAIM_PREFIX)
+            session.add(
+                ClaimRow(
+                    id=token.token_id,
+                    name=claim.name,
+                    secret_hash=token.secret_hash,
+                    labels=dict(claim.labels),
+                    max_uses=claim.max_uses,
+                    uses=0,
+                    created_at=now,
+                    expires_at=expires_at,
+                )
+            )
+            tokens[claim.name] = token.token
+        else:
+            row.labels, row.max_uses, row.expires_at = (
+                dict(claim.labels),
+                claim.max_uses,
+                expires_at,
+            )
+    return tokens
+
+
+def delete_deployment(session: Session, name: str, cache: DeploymentCache) -> bool:
+    row = session.get(DeploymentRow, name)
+    if row is None:
+        return False
+    session.delete(row)
+    bump_generation(session)
+    session.flush()
+    cache.invalidate()
+    final = cache.get(session)
+    for device in session.scalars(select(DeviceRow).where(DeviceRow.revoked_at.is_(None))).all():
+        store_desired(session, device, compile_for(final, device))
+    return True

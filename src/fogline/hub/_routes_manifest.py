@@ -1,0 +1,121 @@
+"""The operator API for fleet manifests: plan, apply, get, delete."""
+
+import logging
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from fogline._log import event
+from fogline.manifest import ManifestError
+from fogline.protocol import (
+    API_PREFIX,
+    ApplyResult,
+    DeploymentView,
+    ErrorBody,
+    ErrorDetail,
+    ManifestRequest,
+    PlanResult,
+)
+
+from ._auth import db_session, hub_state, require_operator
+from ._errors import NotFoundError
+from ._manifests import apply, delete_deployment, prepare
+from ._schema import DeploymentRow, DesiredStateRow, TokenRow
+from ._state import HubState
+
+log = logging.getLogger("fogline.hub.manifest")
+router = APIRouter(prefix=API_PREFIX, tags=["manifests"])
+
+SessionDep = Annotated[Session, Depends(db_session)]
+StateDep = Annotated[HubState, Depends(hub_state)]
+OperatorDep = Annotated[TokenRow, Depends(require_operator)]
+
+
+def manifest_error_response(exc: ManifestError) -> JSONResponse:
+    """422 with one detail per problem: `file:line:column path` and the reason."""
+    details = [
+        ErrorDetail(field=f"{p.file}:{p.line}:{p.column} {p.path}".rstrip(), reason=p.reason)
+        for p in exc.problems
+    ]
+    body = ErrorBody(error="invalid_manifest", message=str(exc), details=details)
+    return JSONResponse(body.model_dump(), status_code=422)
+
+
+@router.post("/manifests/plan", response_model=PlanResult)
+def plan(
+    body: ManifestRequest, _op: OperatorDep, session: SessionDep, state: StateDep
+) -> PlanResult | JSONResponse:
+    """What applying these manifests would change, per deployment and device."""
+    try:
+        return prepare(session, body, state.validators).plan
+    except ManifestError as exc:
+        return manifest_error_response(exc)
+
+
+@router.post("/manifests/apply", response_model=ApplyResult)
+def apply_manifests(
+    body: ManifestRequest, op: OperatorDep, session: SessionDep, state: StateDep
+) -> ApplyResult | JSONResponse:
+    """Apply all documents or none."""
+    try:
+        prepared = prepare(session, body, state.validators)
+    except ManifestError as exc:
+        return manifest_error_response(exc)
+    tokens = apply(session, prepared, op.name, state.deployments)
+    session.commit()
+    state.notifier.poke()
+    event(
+        log,
+        "manifests.applied",
+        by=op.name,
+        deployments=[d.name for d in prepared.plan.deployments if d.action != "unchanged"],
+        devices_changed=len(prepared.plan.devices),
+        prune=body.prune,
+    )
+    return ApplyResult(plan=prepared.plan, new_claim_tokens=tokens)
+
+
+def _view(row: DeploymentRow, devices: int) -> DeploymentView:
+    return DeploymentView(
+        name=row.name,
+        priority=row.priority,
+        document=row.document,
+        applied_at=row.applied_at,
+        applied_by=row.applied_by,
+        devices=devices,
+    )
+
+
+def _count_selected(session: Session) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for document in session.scalars(select(DesiredStateRow.document)):
+        for layer in document.get("deployments", []):
+            counts[layer["name"]] = counts.get(layer["name"], 0) + 1
+    return counts
+
+
+@router.get("/deployments", response_model=list[DeploymentView])
+def deployments_list(_op: OperatorDep, session: SessionDep) -> list[DeploymentView]:
+    counts = _count_selected(session)
+    rows = session.scalars(select(DeploymentRow).order_by(DeploymentRow.name)).all()
+    return [_view(row, counts.get(row.name, 0)) for row in rows]
+
+
+@router.get("/deployments/{name}", response_model=DeploymentView)
+def deployments_show(name: str, _op: OperatorDep, session: SessionDep) -> DeploymentView:
+    row = session.get(DeploymentRow, name)
+    if row is None:
+        raise NotFoundError(f"no deployment {name!r}")
+    return _view(row, _count_selected(session).get(name, 0))
+
+
+@router.delete("/deployments/{name}", status_code=204)
+def deployments_delete(name: str, op: OperatorDep, session: SessionDep, state: StateDep) -> None:
+    if not delete_deployment(session, name, state.deployments):
+        raise NotFoundError(f"no deployment {name!r}")
+    session.commit()
+    state.notifier.poke()
+    event(log, "deployment.deleted", name=name, by=op.name)
