@@ -141,12 +141,14 @@ def test_seq_is_never_reused_after_delete_and_reopen(tmp_path: Path, clock: Fake
 def test_counters_and_records_survive_reopen(tmp_path: Path, clock: FakeClock) -> None:
     path = tmp_path / "outbox.db"
     with Outbox.open(path, max_bytes=1_000_000, clock=clock) as ob:
-        a, b, c = ob.put_many([OutboxItem("s", payload(i), 2, 10) for i in range(3)])
+        a, _expiring, _also_expiring = ob.put_many(
+            [OutboxItem("s", payload(i), 2, 10) for i in range(3)]
+        )
         ob.dead_letter([a])
         clock.now += 5
         d = ob.put("t", payload(4), priority=7, ttl_s=60)
         clock.now += 5
-        ob.next_batch(max_records=1, max_bytes=10_000)  # purges b and c
+        ob.next_batch(max_records=1, max_bytes=10_000)  # purges the two expiring ones
     with Outbox.open(path, max_bytes=1_000_000, clock=clock) as ob:
         stats = ob.stats()
         assert (stats.depth, stats.dead_lettered, stats.expired) == (1, 1, 2)

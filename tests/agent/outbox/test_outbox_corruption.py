@@ -132,3 +132,23 @@ def test_drifted_totals_are_rebuilt_on_open(tmp_path: Path) -> None:
         stats = ob.stats()
         assert stats.depth == 3
         assert stats.bytes == 3 * len(orjson.dumps({"i": 0, "pad": "x" * 500}))
+
+
+def test_the_reservation_covers_every_committed_seq(tmp_path: Path) -> None:
+    seqs = fill(tmp_path / "outbox.db", 7)
+    assert int((tmp_path / "outbox.db.seq").read_text()) >= max(seqs)
+
+
+def test_a_put_whose_reservation_cannot_be_written_fails_and_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fogline.agent.outbox._seqfloor import SeqReservation
+
+    def broken(self: SeqReservation, last_seq: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    with Outbox.open(tmp_path / "outbox.db", max_bytes=10_000, clock=clock) as ob:
+        monkeypatch.setattr(SeqReservation, "ensure", broken)
+        with pytest.raises(OutboxStorageError, match="reserve"):
+            ob.put("s", b"{}", priority=1, ttl_s=60)
+        assert (ob.stats().depth, ob.stats().next_seq) == (0, 1)

@@ -6,7 +6,7 @@ to `records` and to the totals commits or rolls back together.
 """
 
 import sqlite3
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable, Sequence
 from typing import Final
 
@@ -14,7 +14,7 @@ from ._models import MAX_PRIORITY, MIN_PRIORITY, DropReason, OutboxItem
 
 _LEVELS: Final = range(MIN_PRIORITY, MAX_PRIORITY + 1)
 _CHUNK: Final = 500  # well under SQLite's host-parameter limit
-_EVICT_PAGE: Final = 256
+_EVICT_PAGE: Final = 128
 
 
 class Txn:
@@ -33,6 +33,10 @@ class Txn:
         self._levels_before = (tuple(self.depth), tuple(self.bytes))
         self.drops: Counter[tuple[DropReason, str, int]] = Counter()
         self._purged = False
+        # Quota eviction state (see _next_victim); victims are deleted in bulk.
+        self._candidates: dict[int, deque[tuple[int, str, int]]] = {}
+        self._fetched_up_to: dict[int, int] = {}
+        self._victims: list[tuple[int]] = []
 
     @property
     def total_bytes(self) -> int:
@@ -70,6 +74,7 @@ class Txn:
     def purge_expired(self) -> None:
         """Delete every record whose TTL has run out, counting it per stream and priority."""
         self._purged = True
+        self._forget_candidates()
         groups = self.conn.execute(
             "SELECT stream, priority, count(*), sum(size) FROM records"
             " WHERE expires <= ? GROUP BY stream, priority",
@@ -81,10 +86,11 @@ class Txn:
         for stream, priority, count, nbytes in groups:
             self.depth[priority] -= count
             self.bytes[priority] -= nbytes
-            pass
+            self.drops[(DropReason.EXPIRED, stream, priority)] += count
 
     def delete(self, seqs: Iterable[int], *, reason: DropReason | None) -> int:
         """Delete exactly these seqs (unknown ones are ignored); count them under reason."""
+        self._forget_candidates()
         unique = sorted(set(seqs))
         deleted = 0
         for start in range(0, len(unique), _CHUNK):
@@ -108,6 +114,7 @@ class Txn:
 
     def flush(self) -> None:
         """Write the derived state back; call just before COMMIT."""
+        self._delete_victims()
         if self.next_seq != self._first_seq:
             self.conn.execute("UPDATE meta SET next_seq = ? WHERE id = 1", (self.next_seq,))
         if (tuple(self.depth), tuple(self.bytes)) != self._levels_before:
@@ -122,6 +129,12 @@ class Txn:
                 " SET count = count + excluded.count",
                 [(str(r), s, p, n) for (r, s, p), n in self.drops.items()],
             )
+
+    def _forget_candidates(self) -> None:
+        # Other deletions would leave stale rows in the eviction pages.
+        self._delete_victims()
+        self._candidates.clear()
+        self._fetched_up_to.clear()
 
     def _insert_rows(self, rows: list[tuple[int, str, int, float, float, int, bytes]]) -> None:
         if rows:
@@ -147,26 +160,39 @@ class Txn:
         if sum(self.bytes[p] for p in range(MIN_PRIORITY, priority + 1)) < need:
             return False
         for level in range(MIN_PRIORITY, priority + 1):
-            after = 0
             while need > 0 and self.depth[level] > 0:
-                page = self.conn.execute(
-                    "SELECT seq, stream, size FROM records WHERE priority = ? AND seq > ?"
-                    " ORDER BY seq LIMIT ?",
-                    (level, after, _EVICT_PAGE),
-                ).fetchall()
-                if not page:
+                victim = self._next_victim(level)
+                if victim is None:
                     break
-                victims: list[tuple[int]] = []
-                for seq, stream, nbytes in page:
-                    victims.append((seq,))
-                    self.depth[level] -= 1
-                    self.bytes[level] -= nbytes
-                    self.drops[(DropReason.QUOTA, stream, level)] += 1
-                    need -= nbytes
-                    after = seq
-                    if need <= 0:
-                        break
-                self.conn.executemany("DELETE FROM records WHERE seq = ?", victims)
+                seq, stream, nbytes = victim
+                self._victims.append((seq,))
+                self.depth[level] -= 1
+                self.bytes[level] -= nbytes
+                self.drops[(DropReason.QUOTA, stream, level)] += 1
+                need -= nbytes
             if need <= 0:
                 return True
         return need <= 0
+
+    def _next_victim(self, level: int) -> tuple[int, str, int] | None:
+        # The oldest rows of a level are read a page at a time and kept for the
+        # rest of the transaction: at the quota every put evicts about one
+        # record, and a query per eviction would dominate. The page stays valid
+        # because rows inserted later in the transaction have higher seqs.
+        queue = self._candidates.setdefault(level, deque())
+        if not queue:
+            page = self.conn.execute(
+                "SELECT seq, stream, size FROM records WHERE priority = ? AND seq > ?"
+                " ORDER BY seq LIMIT ?",
+                (level, self._fetched_up_to.get(level, 0), _EVICT_PAGE),
+            ).fetchall()
+            if not page:
+                return None
+            queue.extend(page)
+            self._fetched_up_to[level] = page[-1][0]
+        return queue.popleft()
+
+    def _delete_victims(self) -> None:
+        if self._victims:
+            self.conn.executemany("DELETE FROM records WHERE seq = ?", self._victims)
+            self._victims = []

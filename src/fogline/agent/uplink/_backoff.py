@@ -43,14 +43,14 @@ class Backoff:
 
     def ceiling_s(self) -> float:
         """The upper bound of the next delay."""
-        # Computed in log space so a long outage cannot overflow the float.
-        exponent = self._attempt * math.log(self._multiplier)
-        if exponent >= math.log(self._max_s / self._initial_s):
+        try:
+            ceiling = self._initial_s * self._multiplier**self._attempt
+        except OverflowError:  # a long outage: far past the cap
             return self._max_s
-        return min(self._max_s, self._initial_s * math.exp(exponent))
+        return min(self._max_s, ceiling)
 
-    def next_delay_s(self) -> float:
-        """The delay before the next retry; advances the attempt count."""
+    def next_delay(self) -> float:
+        """The delay in seconds before the next retry; advances the attempt count."""
         ceiling = self.ceiling_s()
         self._attempt += 1
         # Clamp: a test double (or a broken RNG) must not produce a negative sleep.

@@ -68,9 +68,12 @@ class BatchRecord:
 def encode_batch(records: Sequence[EncodableRecord]) -> bytes:
     """Serialise and compress a batch for the hub.
 
+    Payload bytes are embedded without parsing: the outbox only accepts JSON.
+    Bytes damaged on disk since then make the hub refuse the batch, and the
+    uplink's split isolates the damaged record.
+
     Raises:
-        BatchFormatError: a payload is not valid JSON (the outbox refuses those,
-            so this means the stored bytes were damaged).
+        BatchFormatError: a field cannot be serialised at all.
     """
     body = {
         "records": [
@@ -87,7 +90,7 @@ def encode_batch(records: Sequence[EncodableRecord]) -> bytes:
     }
     try:
         text = orjson.dumps(body)
-    except orjson.JSONEncodeError as exc:  # e.g. a non-finite float
+    except orjson.JSONEncodeError as exc:
         raise BatchFormatError(f"cannot encode the batch: {exc}") from exc
     return zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_checksum=True).compress(text)
 

@@ -98,7 +98,7 @@ class Uplink:
             try:
                 await self.drain()
             except HubUnreachableError:
-                await self._sleep(self._backoff.next_delay_s())
+                await self._sleep(self._backoff.next_delay())
                 continue
             try:
                 # Poll even without notify(): TTLs run out, and a missed notify

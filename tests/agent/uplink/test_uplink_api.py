@@ -1,0 +1,44 @@
+"""The uplink's public surface and error tree."""
+
+import fogline.agent.uplink as uplink_pkg
+from fogline import FoglineError
+from fogline.agent.uplink import (
+    BatchFormatError,
+    BatchRejectedError,
+    HubTransport,
+    HubUnreachableError,
+    MemoryHubTransport,
+    UplinkError,
+)
+
+
+def test_public_names_are_pinned() -> None:
+    assert sorted(uplink_pkg.__all__) == [
+        "Backoff",
+        "BatchFormatError",
+        "BatchRecord",
+        "BatchRejectedError",
+        "EncodableRecord",
+        "HubTransport",
+        "HubUnreachableError",
+        "MemoryHubTransport",
+        "Uplink",
+        "UplinkCounters",
+        "UplinkError",
+        "decode_batch",
+        "encode_batch",
+    ]
+
+
+def test_errors_hang_under_fogline_error_by_fault() -> None:
+    for error in (HubUnreachableError, BatchRejectedError, BatchFormatError):
+        assert issubclass(error, UplinkError)
+    assert issubclass(UplinkError, FoglineError)
+    rejected = BatchRejectedError(413, "too large")
+    assert (rejected.status, rejected.reason) == (413, "too large")
+    assert "HTTP 413" in str(rejected)
+
+
+def test_the_memory_fake_satisfies_the_port() -> None:
+    transport: HubTransport = MemoryHubTransport()
+    assert callable(transport.send_batch)
