@@ -256,7 +256,8 @@ def test_notify_wakes_an_idle_uplink_at_once(box: Outbox) -> None:
             fill(box, 2)
             uplink.notify()
             async with asyncio.timeout(5):
-                while len(hub.stored) < 2:
+                # stored, then acked: wait for the ack, not just the store
+                while len(hub.stored) < 2 or box.stats().depth:
                     await asyncio.sleep(0.001)
         finally:
             task.cancel()
@@ -265,6 +266,7 @@ def test_notify_wakes_an_idle_uplink_at_once(box: Outbox) -> None:
 
     asyncio.run(scenario())
     assert box.stats().depth == 0
+    assert len(hub.stored) == 2
 
 
 def test_without_notify_the_idle_poll_still_finds_records(box: Outbox) -> None:

@@ -1,7 +1,6 @@
 """Values that go in and out of the outbox, and the checks on what goes in."""
 
 import math
-import re
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -9,17 +8,17 @@ from typing import Final
 
 import orjson
 
+# Shared with the wire format (fogline.protocol); re-exported for the outbox.
+from fogline.protocol import MAX_PRIORITY as MAX_PRIORITY
+from fogline.protocol import MAX_STREAM_LEN as MAX_STREAM_LEN
+from fogline.protocol import MIN_PRIORITY as MIN_PRIORITY
+from fogline.protocol import STREAM_RE as STREAM_RE
+
 from ._errors import RecordRejectedError
 
-MIN_PRIORITY: Final = 0
-MAX_PRIORITY: Final = 9
 # One record is one summary or event, not a file: bounding it keeps a batch,
 # and the memory of both sides, predictable.
 MAX_RECORD_BYTES: Final = 256 * 1024
-MAX_STREAM_LEN: Final = 128
-# Stream names become metric labels and counter keys on the hub: no spaces,
-# quotes or control characters.
-STREAM_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]*")
 # "Keep forever" is spelled as a long TTL; the cap keeps created + ttl finite.
 MAX_TTL_S: Final = 10 * 365 * 24 * 3600.0
 

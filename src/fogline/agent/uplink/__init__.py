@@ -12,12 +12,21 @@ Errors:
       UplinkError            base of the uplink's errors
         HubUnreachableError  network, TLS, timeout, 5xx, 401/403: retrying is safe
         BatchRejectedError   the hub refuses the data (4xx): dead-letter, never retry
-        BatchFormatError     an encoded batch is malformed, too big or a zstd bomb
+
+    (BatchFormatError, for a malformed or oversized batch, lives with the
+    codec in fogline.protocol and is re-exported here.)
 """
 
+from fogline.protocol import (
+    BatchFormatError,
+    BatchRecord,
+    EncodableRecord,
+    decode_batch,
+    encode_batch,
+)
+
 from ._backoff import Backoff
-from ._codec import BatchRecord, EncodableRecord, decode_batch, encode_batch
-from ._errors import BatchFormatError, BatchRejectedError, HubUnreachableError, UplinkError
+from ._errors import BatchRejectedError, HubUnreachableError, UplinkError
 from ._transport import HubTransport, MemoryHubTransport
 from ._uplink import Uplink, UplinkCounters
 

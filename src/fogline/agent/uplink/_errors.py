@@ -26,7 +26,3 @@ class BatchRejectedError(UplinkError):
     def __init__(self, status: int, reason: str) -> None:
         super().__init__(f"hub rejected the batch: HTTP {status}: {reason}")
         self.status, self.reason = status, reason
-
-
-class BatchFormatError(UplinkError):
-    """An encoded batch is malformed, too large when decompressed, or not the schema."""

@@ -5,8 +5,8 @@ from collections.abc import Callable, Sequence
 from typing import Final, Protocol
 
 from fogline.agent.outbox import OutboxRecord
+from fogline.protocol import BatchRecord, decode_batch, encode_batch
 
-from ._codec import BatchRecord, decode_batch, encode_batch
 from ._errors import BatchRejectedError, HubUnreachableError
 
 _FAKE_MAX_DECOMPRESSED: Final = 64 * 1024 * 1024

@@ -12,10 +12,10 @@ verbatim (orjson.Fragment), so encoding costs no parse.
 
 The hub must decode with `decode_batch`, which bounds the decompressed size
 (a few KiB of zstd can expand to gigabytes) and the window size, and checks
-every field. This module imports nothing from the agent but two constants,
-so it can move to fogline.protocol as it is (the hub may not import the agent).
+every field. It lives in the protocol package because both sides use it.
 """
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Final, Protocol
@@ -24,9 +24,19 @@ import orjson
 import zstandard
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
-from fogline.agent.outbox import MAX_PRIORITY, MAX_STREAM_LEN, MIN_PRIORITY, STREAM_RE
+from fogline._errors import FoglineError
 
-from ._errors import BatchFormatError
+MIN_PRIORITY: Final = 0
+MAX_PRIORITY: Final = 9
+MAX_STREAM_LEN: Final = 128
+# Stream names become metric labels and counter keys on the hub: no spaces,
+# quotes or control characters.
+STREAM_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]*")
+
+
+class BatchFormatError(FoglineError):
+    """An encoded batch is malformed, too large when decompressed, or not the schema."""
+
 
 ZSTD_LEVEL: Final = 3
 # The encoder's window at level 3 is at most 2 MiB; refusing larger windows
