@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.broker import Broker, start_broker
 from tests.support.processes import HubProcess, free_port, start_hub
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -121,3 +122,13 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'hub.db'}"
     return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    """A real Mosquitto for the module's tests."""
+    started = start_broker(tmp_path_factory.mktemp("mosquitto"))
+    try:
+        yield started
+    finally:
+        started.stop()

@@ -81,6 +81,17 @@ def test_archive_entries_are_sorted_and_normalized(tmp_path: Path) -> None:
     assert {m.name: m.linkname for m in members}["current"] == "bin/run.sh"
 
 
+def test_the_module_file_is_packed_first_as_validated_and_0644(tmp_path: Path) -> None:
+    src = make_module(tmp_path / "mod")
+    (src / "fogline-module.yaml").chmod(0o755)
+    first = _members(build_release(src, tmp_path / "out.tar.zst").path)[0]
+    assert (first.name, first.mode, first.size) == (
+        "fogline-module.yaml",
+        0o644,
+        (src / "fogline-module.yaml").stat().st_size,
+    )
+
+
 def test_same_contents_give_the_same_bytes(tmp_path: Path) -> None:
     src = make_module(tmp_path / "mod")
     _copy_differently(src, tmp_path / "copy1", mtime=1_000_000, uid=1234)

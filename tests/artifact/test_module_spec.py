@@ -166,6 +166,8 @@ def test_oversized_and_non_utf8_files_are_refused() -> None:
     assert "larger than" in _spec_error("#" * 70_000).reason
     with pytest.raises(ModuleSpecError, match="not UTF-8"):
         load_module_spec(b"name: \xff\n")
+    with pytest.raises(ModuleSpecError, match="not UTF-8"):
+        load_module_spec("name: \udcff\n")
 
 
 def test_a_file_is_named_in_errors(tmp_path: Path) -> None:

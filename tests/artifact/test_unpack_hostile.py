@@ -6,14 +6,22 @@ and nothing written outside.
 
 import io
 import tarfile
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import zstandard
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from fogline.artifact import UnsafeArchiveError, find_unpack_leftovers, unpack_release
+from fogline.artifact import (
+    ModuleSpecError,
+    UnsafeArchiveError,
+    find_unpack_leftovers,
+    unpack_release,
+)
 
 from ._support import Zeros, member, spec_member, write_archive
 
@@ -134,7 +142,9 @@ def test_links_devices_and_fifos_are_refused(
         [member("fogline-module.yaml", b"name: x\n")],
     ],
 )
-def test_duplicate_entries_are_refused(work: Path, entries: list[tuple[tarfile.TarInfo, None]]) -> None:
+def test_duplicate_entries_are_refused(
+    work: Path, entries: list[tuple[tarfile.TarInfo, None]]
+) -> None:
     archive = write_archive(work / "r.tar.zst", [spec_member(), *entries])
     _refused(work, archive, "duplicate entry")
 
@@ -180,9 +190,7 @@ def test_a_huge_pax_header_is_refused_before_it_is_read(work: Path) -> None:
     info, body = spec_member()
     spec = body.getvalue() if body else b""
     raw = (
-        info.tobuf(tarfile.USTAR_FORMAT)
-        + spec.ljust(512, b"\0")
-        + pax.tobuf(tarfile.USTAR_FORMAT)
+        info.tobuf(tarfile.USTAR_FORMAT) + spec.ljust(512, b"\0") + pax.tobuf(tarfile.USTAR_FORMAT)
     )
     (work / "r.tar.zst").write_bytes(zstandard.ZstdCompressor().compress(raw + bytes(4096)))
     with pytest.raises(UnsafeArchiveError, match="PAX header of 1073741824 bytes"):
@@ -239,7 +247,8 @@ def test_a_truncated_archive_is_refused(work: Path) -> None:
     archive = write_archive(work / "r.tar.zst", [spec_member(), member("f", b"y" * 100_000)])
     data = archive.read_bytes()
     archive.write_bytes(data[: len(data) - 20])
-    _refused(work, archive, "")
+    reason = _refused(work, archive, "").reason
+    assert "truncated" in reason or "corrupt zstd data" in reason
 
 
 def test_a_frame_demanding_a_huge_window_is_refused(work: Path) -> None:
@@ -254,3 +263,64 @@ def test_a_frame_demanding_a_huge_window_is_refused(work: Path) -> None:
         tar.addfile(*spec_member())
     (work / "r.tar.zst").write_bytes(out.getvalue())
     _refused(work, work / "r.tar.zst", "corrupt zstd data")
+
+
+def _plain_tar() -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for info, body in [
+            spec_member(),
+            member("d", type=tarfile.DIRTYPE),
+            member("d/" + "é" * 60, b"data" * 100, mode=0o755),
+            member("d/link", type=tarfile.SYMTYPE, linkname="../d"),
+        ]:
+            tar.addfile(info, body)
+    return out.getvalue()
+
+
+_PLAIN_TAR = _plain_tar()
+_HEADERS = [
+    offset
+    for offset in range(0, len(_PLAIN_TAR), 512)
+    if _PLAIN_TAR[offset + 257 : offset + 262] == b"ustar"
+]
+
+
+def _fix_checksums(data: bytearray) -> None:
+    """Re-seal edited headers, so edits reach the checks past the checksum."""
+    for offset in _HEADERS:
+        data[offset + 148 : offset + 156] = b" " * 8
+        data[offset + 148 : offset + 156] = b"%06o\0 " % sum(data[offset : offset + 512])
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, len(_PLAIN_TAR) - 1), st.integers(0, 255)),
+        min_size=1,
+        max_size=6,
+    ),
+    st.booleans(),
+)
+def test_mutated_archives_unpack_or_are_refused_cleanly(
+    edits: list[tuple[int, int]], reseal: bool
+) -> None:
+    data = bytearray(_PLAIN_TAR)
+    for offset, value in edits:
+        data[offset] = value
+    if reseal:
+        _fix_checksums(data)
+    with tempfile.TemporaryDirectory() as scratch:
+        work = Path(scratch) / "work"
+        work.mkdir()
+        archive = work / "r.tar.zst"
+        archive.write_bytes(zstandard.ZstdCompressor(level=1).compress(bytes(data)))
+        try:
+            unpack_release(archive, work / "dest", **LIMITS)
+        except (UnsafeArchiveError, ModuleSpecError):
+            assert sorted(p.name for p in work.iterdir()) == ["r.tar.zst"]
+        else:
+            for path in (work / "dest").rglob("*"):
+                resolved = path.resolve()
+                assert resolved.is_relative_to((work / "dest").resolve()), path
+        assert sorted(p.name for p in Path(scratch).iterdir()) == ["work"]

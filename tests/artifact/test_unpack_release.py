@@ -5,6 +5,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+import zstandard
 
 from fogline.artifact import (
     UnsafeArchiveError,
@@ -15,7 +16,7 @@ from fogline.artifact import (
     unpack_release,
 )
 
-from ._support import member, make_module, spec_member, tree, write_archive
+from ._support import make_module, member, spec_member, tree, write_archive
 
 LIMITS = {"max_bytes": 10 << 20, "max_files": 100}
 
@@ -41,7 +42,7 @@ def test_read_module_spec_reads_only_the_first_entry(tmp_path: Path) -> None:
     (src / "weights.bin").write_bytes(os.urandom(1 << 20))  # incompressible: many zstd blocks
     archive = build_release(src, tmp_path / "r.tar.zst").path
     assert read_module_spec_from_archive(archive).name == "thermo-filter"
-    # Truncate everything after the first entry: reading the spec still works.
+    # Cut the archive in half: the spec, in the first zstd block, still reads.
     data = archive.read_bytes()
     archive.write_bytes(data[: len(data) // 2])
     assert read_module_spec_from_archive(archive).name == "thermo-filter"
@@ -98,3 +99,17 @@ def test_an_explicit_directory_after_its_implied_creation_is_fine(tmp_path: Path
     )
     unpack_release(archive, tmp_path / "out", **LIMITS)
     assert (tmp_path / "out" / "d" / "f").read_bytes() == b"1"
+
+
+def test_an_archive_split_into_several_zstd_frames_is_read(tmp_path: Path) -> None:
+    # Multi-threaded zstd tools emit one stream as several frames.
+    plain = tmp_path / "plain.tar"
+    with tarfile.open(plain, "w", format=tarfile.PAX_FORMAT) as tar:
+        for info, body in [spec_member(), member("f", b"z" * 5000)]:
+            tar.addfile(info, body)
+    data = plain.read_bytes()
+    compressor = zstandard.ZstdCompressor()
+    halves = compressor.compress(data[:1024]) + compressor.compress(data[1024:])
+    (tmp_path / "r.tar.zst").write_bytes(halves)
+    unpack_release(tmp_path / "r.tar.zst", tmp_path / "out", **LIMITS)
+    assert (tmp_path / "out" / "f").read_bytes() == b"z" * 5000

@@ -346,6 +346,13 @@ def test_int_conversion_refuses_a_huge_numeric_string() -> None:
         evaluate("int(digits)", {"digits": "9" * 5000})
 
 
+def test_error_reason_quoting_record_data_is_bounded() -> None:
+    with pytest.raises(EvaluationError) as caught:
+        evaluate("int(word)", {"word": "x" * 100_000})
+    assert len(caught.value.reason) <= 300
+    assert len(str(caught.value)) < 500
+
+
 def test_str_of_a_huge_value_is_refused() -> None:
     with pytest.raises(EvaluationError, match="longer than"):
         evaluate("str(items)", {"items": ["x" * 1000] * 100})
@@ -497,6 +504,11 @@ def test_message_of_a_long_text_is_shortened_and_escaped() -> None:
     assert len(str(caught.value)) < 200
     assert "\x00" not in str(caught.value)
     assert caught.value.text == text
+
+
+def test_parsing_user_text_prints_no_warnings(recwarn: pytest.WarningsRecorder) -> None:
+    assert compile_expression("'\\d' == metric").evaluate({"metric": "\\d"}) is True
+    assert len(recwarn) == 0
 
 
 def test_non_string_text_is_a_compile_error() -> None:
@@ -736,6 +748,37 @@ def test_chained_comparisons_match_python_with_null_as_false(
             expected = False
             break
     assert compile_expression(text).evaluate(dict(zip(names, values, strict=True))) is expected
+
+
+# -- fuzzing: any token soup compiles or fails cleanly ----------------------------------
+
+_TOKENS = [
+    *("value", "metric", "tags", "payload", "missing", "x", "__class__", "__import__"),
+    *("0", "1", "-1", "2.5", "1e308", "10", "99", "'a'", '"temp"', "''", "true", "null"),
+    *("+", "-", "*", "/", "//", "%", "**", "<", "<=", "==", "!=", ">", ">=", "<<", "~"),
+    *("and", "or", "not", "in", "is", "if", "else", "lambda", "for", ":=", ":", "@"),
+    *("(", ")", "[", "]", "{", "}", ",", ".", "*", "f'", "'", "\\", "#", "\n"),
+    *("abs(", "min(", "max(", "len(", "lower(", "coalesce(", "clamp(", "round(", "str("),
+    *("int(", "sqrt(", "log(", "open(", "eval(", "getattr("),
+]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(_TOKENS), min_size=1, max_size=25), st.booleans())
+def test_token_soup_compiles_or_fails_with_expression_errors_only(
+    tokens: list[str], spaced: bool
+) -> None:
+    text = (" " if spaced else "").join(tokens)
+    try:
+        expression = compile_expression(text)
+    except ExpressionError as exc:
+        assert 1 <= exc.column <= len(text) + 1
+        return
+    try:
+        expression.evaluate(RECORD)
+        expression.evaluate({})
+    except EvaluationError:
+        pass
 
 
 # -- the sandbox promise, checked on the source itself ---------------------------------

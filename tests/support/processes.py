@@ -188,6 +188,7 @@ class AgentProcess:
     labels: str = ""
     proc: subprocess.Popen[bytes] | None = None
     hub_url: str | None = None
+    extra_args: list[str] = field(default_factory=list)
 
     @property
     def log_path(self) -> Path:
@@ -213,6 +214,7 @@ class AgentProcess:
             args += ["--claim", self.claim]
         if self.labels:
             args += ["--labels", self.labels]
+        args += self.extra_args
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         port_file = self.data_dir / "local-port"
         port_file.unlink(missing_ok=True)

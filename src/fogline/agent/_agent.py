@@ -34,6 +34,8 @@ from ._hublink import HubLink
 from ._identity import Identity, IdentityStore
 from ._local import LocalApp, make_local_server
 from ._sync import ConfigApplier, DesiredStore, SyncLoop
+from ._telemetry import HttpHubTransport
+from .dataplane import DataPlaneCollector, MqttSettings, NodeDataPlane, ingest_handler
 
 log = logging.getLogger("fogline.agent")
 
@@ -49,6 +51,8 @@ class AgentConfig:
     local_host: str = "127.0.0.1"
     local_port: int = 9271
     report_interval_s: float = 10.0
+    mqtt: MqttSettings | None = None
+    outbox_max_bytes: int = 256 * 1024 * 1024
 
 
 def default_name() -> str:
@@ -92,6 +96,8 @@ class Agent:
         self.last_error: str | None = None
         self._store = IdentityStore(config.data_dir)
         self.applied: AppliedState | None = None
+        self.local = LocalApp(self.metrics.registry, self.health)
+        self.dataplane: NodeDataPlane | None = None
         self._report_now = asyncio.Event()
         self.sync = SyncLoop(
             DesiredStore(config.data_dir), [ConfigApplier(config.data_dir)], self._on_applied
@@ -231,7 +237,7 @@ class Agent:
         os.chmod(self.config.data_dir, 0o700)
         sock = self._bind_local()
         (self.config.data_dir / "local-port").write_text(f"{sock.getsockname()[1]}\n")
-        server = make_local_server(LocalApp(self.metrics.registry, self.health))
+        server = make_local_server(self.local)
         try:
             await self._run_tasks(server, sock)
         except* AgentError as group:
@@ -248,10 +254,31 @@ class Agent:
                 raise
             self.identity = identity
             self.metrics.enrolled.set(1)
+            uplink_link = HubLink(self.config.hub_url, identity.ca_path, identity)
+            self.dataplane = NodeDataPlane(
+                self.config.data_dir,
+                self.config.outbox_max_bytes,
+                self.config.mqtt,
+                HttpHubTransport(uplink_link),
+            )
+            self.metrics.registry.register(DataPlaneCollector(self.dataplane))
+            self.local.routes[("POST", "/ingest")] = ingest_handler(
+                self.dataplane.engine.on_http_records
+            )
+            self.sync.appliers.append(self.dataplane.apply)
             # Edge autonomy: apply the last desired state before any hub contact.
             await self.sync.start_from_local_copy()
             tg.create_task(self.report_forever(identity), name="report")
             tg.create_task(self._sync_forever(identity), name="sync")
+            tg.create_task(self._dataplane_forever(uplink_link), name="dataplane")
+
+    async def _dataplane_forever(self, link: HubLink) -> None:
+        assert self.dataplane is not None
+        try:
+            await self.dataplane.run()
+        finally:
+            await self.dataplane.close()
+            await link.aclose()
 
     async def _sync_forever(self, identity: Identity) -> None:
         link = HubLink(self.config.hub_url, identity.ca_path, identity)

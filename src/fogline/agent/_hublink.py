@@ -33,6 +33,11 @@ class HubLink:
             base_url=self.url, verify=_tls_context(ca_path, identity), timeout=timeout_s
         )
 
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """The underlying client, for transports with their own wire format."""
+        return self._http
+
     async def aclose(self) -> None:
         await self._http.aclose()
 

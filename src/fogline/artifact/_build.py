@@ -7,7 +7,9 @@ are fixed. Reproducible archives let anyone rebuild a release from source
 and compare digests with the signed one.
 """
 
+import errno
 import hashlib
+import io
 import os
 import stat
 import tarfile
@@ -18,10 +20,11 @@ from typing import IO, Final, Literal, cast
 
 import zstandard
 
-from ._errors import UnsafeArchiveError
+from ._errors import ModuleSpecError, UnsafeArchiveError
 from ._fsutil import fsync_dir
 from ._members import (
     DIR_MODE,
+    FILE_MODE,
     LINK_MODE,
     ZSTD_LEVEL,
     canonical_mode,
@@ -29,7 +32,7 @@ from ._members import (
     member_parts,
 )
 from ._semver import Version
-from ._spec import MODULE_FILE, load_module_spec
+from ._spec import MAX_MODULE_FILE_BYTES, MODULE_FILE, load_module_spec
 
 _SPECIAL_KINDS: Final = {
     stat.S_IFCHR: "character device",
@@ -56,6 +59,7 @@ class _Source:
     kind: Literal["file", "dir", "symlink"]
     path: str
     link: str = ""
+    data: bytes | None = None  # contents already read (the module file)
 
 
 def build_release(src_dir: Path, out: Path) -> ReleaseInfo:
@@ -72,14 +76,14 @@ def build_release(src_dir: Path, out: Path) -> ReleaseInfo:
     """
     src, out = Path(src_dir), Path(out)
     module_file = src / MODULE_FILE
-    if module_file.is_symlink():
-        raise UnsafeArchiveError(src, "must be a regular file, not a symlink", MODULE_FILE)
-    spec = load_module_spec(module_file)
+    # Validate and pack the very same bytes, read once.
+    module_text = _read_module_file(module_file)
+    spec = load_module_spec(module_text, name=os.fspath(module_file))
     real_src = os.path.realpath(src)
     real_out = os.path.realpath(out)
     if real_out.startswith(real_src + os.sep):
         raise UnsafeArchiveError(src, f"the output {out} must not be inside the module directory")
-    sources = [_Source((MODULE_FILE,), "file", os.fspath(module_file))]
+    sources = [_Source((MODULE_FILE,), "file", os.fspath(module_file), data=module_text)]
     sources += _collect(src, real_src)
 
     fd, temp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
@@ -128,6 +132,9 @@ def _write_archive(sources: list[_Source], sink: "_HashingSink") -> None:
             elif source.kind == "symlink":
                 info.type, info.mode, info.linkname = tarfile.SYMTYPE, LINK_MODE, source.link
                 tar.addfile(info)
+            elif source.data is not None:
+                info.type, info.mode, info.size = tarfile.REGTYPE, FILE_MODE, len(source.data)
+                tar.addfile(info, io.BytesIO(source.data))
             else:
                 _add_file(tar, info, source)
 
@@ -143,6 +150,25 @@ def _add_file(tar: tarfile.TarFile, info: tarfile.TarInfo, source: _Source) -> N
             raise UnsafeArchiveError(source.path, "changed into a non-regular file while building")
         info.type, info.size, info.mode = tarfile.REGTYPE, st.st_size, canonical_mode(st.st_mode)
         tar.addfile(info, fh)
+
+
+def _read_module_file(path: Path) -> bytes:
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UnsafeArchiveError(
+                path.parent, "must be a regular file, not a symlink", MODULE_FILE
+            ) from None
+        raise ModuleSpecError(
+            os.fspath(path), [("", f"cannot read: {exc.strerror or exc}")]
+        ) from exc
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            raise UnsafeArchiveError(path.parent, "must be a regular file", MODULE_FILE)
+        # One byte over the limit is enough for load_module_spec to refuse it.
+        return fh.read(MAX_MODULE_FILE_BYTES + 1)
 
 
 def _collect(src: Path, real_src: str) -> list[_Source]:

@@ -39,7 +39,6 @@ RestartMode = Literal["always", "on-failure", "never"]
 # `uname -m` spellings; `any` marks a release with no native code (a model,
 # a configuration bundle, a pure-Python service).
 Architecture = Literal["x86_64", "aarch64", "armv7l", "riscv64", "any"]
-ARCHITECTURES: Final[tuple[str, ...]] = get_args(Architecture)
 _ARCH_ALIASES: Final = {"amd64": "x86_64", "x64": "x86_64", "arm64": "aarch64", "armhf": "armv7l"}
 
 _NAME_RE: Final = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?", re.ASCII)
@@ -131,7 +130,7 @@ _Port = Annotated[int, Strict(), Field(ge=1, le=65535)]
 
 def _fail(field: str, reason: str) -> PydanticCustomError:
     # Cross-field checks run on the whole model, whose errors carry no
-    # location; the field rides in the context and _problems() uses it.
+    # location; the field rides in the context and _problem() uses it.
     return PydanticCustomError("fogline_field", "{reason}", {"field": field, "reason": reason})
 
 
@@ -154,19 +153,14 @@ class HealthCheck(_Frozen):
     def _check_url(cls, url: str | None) -> str | None:
         if url is None:
             return None
+        valid = len(url) <= _MAX_URL_CHARS and not any(c.isspace() for c in url)
         try:
             parts = urlsplit(url)
-            port_ok = parts.port is None or parts.port > 0
-        except ValueError:
-            port_ok = False
-            parts = urlsplit("")
-        if (
-            len(url) > _MAX_URL_CHARS
-            or parts.scheme not in ("http", "https")
-            or not parts.hostname
-            or not port_ok
-            or any(c.isspace() for c in url)
-        ):
+            valid = valid and parts.scheme in ("http", "https") and bool(parts.hostname)
+            valid = valid and (parts.port is None or parts.port > 0)
+        except ValueError:  # a port that is not a number or out of range
+            valid = False
+        if not valid:
             raise ValueError(
                 f"must be an http(s) URL like http://127.0.0.1:8081/healthz (got {url[:80]!r})"
             )
@@ -322,7 +316,8 @@ def load_module_spec(source: Path | str | bytes, *, name: str | None = None) -> 
             raise ModuleSpecError(label, [("", f"cannot read: {exc.strerror or exc}")]) from exc
     else:
         label = name or "<module file>"
-        data = source.encode() if isinstance(source, str) else source
+        # surrogatepass: a str with lone surrogates fails below as "not UTF-8".
+        data = source.encode("utf-8", "surrogatepass") if isinstance(source, str) else source
     if len(data) > MAX_MODULE_FILE_BYTES:
         raise ModuleSpecError(label, [("", f"larger than {MAX_MODULE_FILE_BYTES} bytes")])
     try:

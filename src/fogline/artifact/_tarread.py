@@ -177,7 +177,10 @@ def open_release(path: Path, *, max_read_bytes: int) -> Iterator[TarReader]:
     with path.open("rb") as raw:
         # Refuse hostile frame parameters up front rather than allocate for them.
         decompressor = zstandard.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW)
-        with decompressor.stream_reader(raw, read_size=1 << 16, closefd=False) as stream:
+        # Across frames: multi-threaded zstd tools may split a stream in frames.
+        with decompressor.stream_reader(
+            raw, read_size=1 << 16, read_across_frames=True, closefd=False
+        ) as stream:
             yield TarReader(stream, os.fspath(path), max_read_bytes=max_read_bytes)
 
 

@@ -18,7 +18,7 @@ from typing import Final
 
 from ._errors import UnsafeArchiveError
 from ._fsutil import fsync_dir
-from ._members import DIR_MODE, canonical_mode, check_link_target, member_parts
+from ._members import DIR_MODE, FILE_MODE, canonical_mode, check_link_target, member_parts
 from ._spec import MAX_MODULE_FILE_BYTES, MODULE_FILE, ModuleSpec, load_module_spec
 from ._tarread import BLOCK, MAX_PAX_BYTES, TarEntry, TarReader, open_release
 
@@ -49,7 +49,7 @@ def unpack_release(archive: Path, dest: Path, *, max_bytes: int, max_files: int)
     if os.path.lexists(dest):
         raise FileExistsError(errno.EEXIST, "unpack destination already exists", os.fspath(dest))
     # A crash (power cut) mid-unpack leaves this directory behind, never
-    # `dest`; the agent sweeps names starting with this prefix on start.
+    # `dest`; find_unpack_leftovers() lists such directories for a sweep.
     temp = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX_FORMAT.format(name=dest.name), dir=dest.parent))
     try:
         read_limit = max_bytes + (max_files + 2) * _ENTRY_OVERHEAD
@@ -117,7 +117,7 @@ class _Tree:
 
     def extract(self, reader: TarReader) -> ModuleSpec:
         spec, data = _read_module_file(reader, self._label)
-        self._add_file((MODULE_FILE,), 0o644, [data])
+        self._add_file((MODULE_FILE,), FILE_MODE, [data])
         while (entry := reader.next()) is not None:
             self._add(entry, reader)
         return spec

@@ -66,6 +66,19 @@ def run(
             help="Port of the local endpoint (0: any free port, written to DATA_DIR/local-port)."
         ),
     ] = 9271,
+    mqtt: Annotated[
+        str | None,
+        typer.Option(
+            "--mqtt",
+            envvar="FOGLINE_MQTT",
+            help="The node's MQTT broker, e.g. mqtt://127.0.0.1:1883 "
+            "(for pipelines with MQTT sources or actions).",
+        ),
+    ] = None,
+    mqtt_protocol: Annotated[str, typer.Option(help="MQTT protocol: 3.1.1 or 5.")] = "3.1.1",
+    outbox_max_mb: Annotated[
+        int, typer.Option(min=1, help="Disk quota of the store-and-forward outbox, MiB.")
+    ] = 256,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Run the agent: enroll on first start, then report to the hub forever.
@@ -82,7 +95,21 @@ def run(
     configure_logging(log_level)
     # Imported here: operator commands should not pay for the agent's imports.
     from fogline.agent import Agent, AgentConfig
+    from fogline.agent.dataplane import MqttSettings
 
+    mqtt_settings = None
+    if mqtt:
+        if mqtt_protocol not in ("3.1.1", "5"):
+            raise typer.BadParameter("must be 3.1.1 or 5", param_hint="--mqtt-protocol")
+        mqtt_settings = MqttSettings(
+            url=mqtt,
+            protocol=5 if mqtt_protocol == "5" else 4,
+            client_id=f"fogline-{name or 'agent'}",
+        )
+        try:
+            mqtt_settings.host_port  # noqa: B018 - validates the URL before starting
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--mqtt") from None
     config = AgentConfig(
         hub_url=hub,
         ca_path=ca,
@@ -92,5 +119,7 @@ def run(
         labels=parsed,
         local_host=local_host,
         local_port=local_port,
+        mqtt=mqtt_settings,
+        outbox_max_bytes=outbox_max_mb * 1024 * 1024,
     )
     asyncio.run(_run_until_signalled(Agent(config)))

@@ -29,6 +29,9 @@ def serve_command(
         typer.Option("--san", help="Extra DNS name or IP for the hub's certificate (repeatable)."),
     ] = None,
     report_interval: Annotated[float, typer.Option(help="Seconds between agent reports.")] = 10.0,
+    telemetry_retention: Annotated[
+        str, typer.Option(help="How long telemetry is kept, e.g. 7d, 12h.")
+    ] = "7d",
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Serve the hub API over HTTPS (mTLS for devices, tokens for operators).
@@ -38,6 +41,15 @@ def serve_command(
     """
     # Imported here: operator commands should not pay for the hub's imports.
     from fogline.hub import HubSettings, ServeOptions, serve
+    from fogline.manifest import parse_duration
 
-    settings = HubSettings(report_interval_s=report_interval, offline_after_s=report_interval * 3.5)
+    try:
+        retention_s = parse_duration(telemetry_retention)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--telemetry-retention") from None
+    settings = HubSettings(
+        report_interval_s=report_interval,
+        offline_after_s=report_interval * 3.5,
+        telemetry_retention_s=retention_s,
+    )
     serve(ServeOptions(data_dir, db, host, port, san or [], settings, log_level))

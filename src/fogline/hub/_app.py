@@ -23,8 +23,10 @@ from ._metrics import timing_middleware
 from ._routes_device import router as device_router
 from ._routes_manifest import router as manifest_router
 from ._routes_operator import router as operator_router
+from ._routes_telemetry import router as telemetry_router
 from ._state import HubState
 from ._store import count_devices_by_status, utcnow
+from ._telemetry import apply_retention
 
 log = logging.getLogger("fogline.hub")
 
@@ -79,6 +81,17 @@ async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         error=f"{type(exc).__name__}: {exc}",
     )
     return _error(500, "internal", "internal error; see the hub log")
+
+
+async def _retention_forever(state: HubState) -> None:
+    """Delete telemetry past the retention period, once a minute."""
+    while True:
+        deleted = await asyncio.to_thread(
+            apply_retention, state.engine, state.settings.telemetry_retention_s
+        )
+        if deleted:
+            event(log, "telemetry.retention", deleted=deleted)
+        await asyncio.sleep(60)
 
 
 class BodyLimit:
@@ -142,8 +155,10 @@ def create_app(state: HubState) -> FastAPI:
 
         async with asyncio.TaskGroup() as tg:
             watcher = tg.create_task(state.notifier.watch(read_seq), name="desired-watch")
+            retention = tg.create_task(_retention_forever(state), name="retention")
             yield
             watcher.cancel()
+            retention.cancel()
 
     app = FastAPI(
         title="Fogline hub",
@@ -156,6 +171,7 @@ def create_app(state: HubState) -> FastAPI:
     app.include_router(device_router)
     app.include_router(operator_router)
     app.include_router(manifest_router)
+    app.include_router(telemetry_router)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(ApiError, _on_api_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)

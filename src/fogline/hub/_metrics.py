@@ -33,6 +33,11 @@ class HubMetrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.telemetry = Counter(
+            "fogline_hub_telemetry_records",
+            "Telemetry records received (before dedupe)",
+            registry=self.registry,
+        )
         self.enrollments = Counter(
             "fogline_hub_enrollments",
             "Enrollment attempts by result",

@@ -3,7 +3,17 @@
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, TypeDecorator
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    TypeDecorator,
+    UniqueConstraint,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -132,3 +142,45 @@ class FleetGenerationRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     generation: Mapped[int] = mapped_column(Integer)
     desired_seq: Mapped[int] = mapped_column(Integer)
+
+
+class ReleaseRow(Base):
+    """A pushed module release: a signed archive in the content-addressed store.
+
+    A (name, version) is immutable once pushed: pushing it again with other
+    bytes is refused, so a version seen by one device is the version every
+    device gets.
+    """
+
+    __tablename__ = "releases"
+    __table_args__ = (UniqueConstraint("name", "version", name="uq_releases_name_version"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(63))
+    version: Mapped[str] = mapped_column(String(128))
+    digest: Mapped[str] = mapped_column(String(71), index=True)  # sha256:<64 hex>
+    size: Mapped[int] = mapped_column(BigInteger)
+    key_id: Mapped[str] = mapped_column(String(32))
+    signature: Mapped[dict[str, Any]] = mapped_column(JSON)  # the SignatureEnvelope
+    pushed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    pushed_by: Mapped[str] = mapped_column(String(64))
+
+
+class TelemetryRow(Base):
+    """One outbox record from a device, stored once per (device, stream, seq)."""
+
+    __tablename__ = "telemetry"
+    __table_args__ = (
+        UniqueConstraint("device_id", "stream", "seq", name="uq_telemetry_device_stream_seq"),
+        Index("ix_telemetry_created", "created_at"),
+        Index("ix_telemetry_received", "received_at"),
+    )
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    device_id: Mapped[str] = mapped_column(String(36), ForeignKey("devices.id", ondelete="CASCADE"))
+    stream: Mapped[str] = mapped_column(String(128))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    priority: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    payload: Mapped[Any] = mapped_column(JSON)

@@ -44,7 +44,13 @@ def build_hub(options: ServeOptions) -> BuiltHub:
     files = prepare_data_dir(options.data_dir, options.sans)
     engine = make_engine(options.db_url or sqlite_url(options.data_dir))
     upgrade_schema(engine)
-    state = HubState(engine, make_session_factory(engine), files.ca, options.settings)
+    state = HubState(
+        engine,
+        make_session_factory(engine),
+        files.ca,
+        options.settings,
+        artifacts_dir=options.data_dir / "artifacts",
+    )
     with state.transaction() as session:
         token = ensure_admin_token(session, ADMIN_PREFIX)
     if token is not None:

@@ -3,6 +3,7 @@
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -12,6 +13,7 @@ from fogline.security import CertificateAuthority
 
 from ._desired import DeploymentCache, DesiredNotifier
 from ._metrics import HubMetrics
+from ._validators import default_validators
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +21,7 @@ class HubSettings:
     report_interval_s: float = 10.0
     # A device is online while its last report is younger than this.
     offline_after_s: float = 35.0
+    telemetry_retention_s: float = 7 * 86400.0
 
 
 @dataclass(slots=True)
@@ -32,7 +35,10 @@ class HubState:
     notifier: DesiredNotifier = field(default_factory=DesiredNotifier)
     # Deeper checks of manifest blocks (modules, pipelines, rollout) run at
     # plan/apply time, so a bad block never reaches a node.
-    validators: BlockValidators | None = None
+    validators: BlockValidators = field(default_factory=default_validators)
+    # Content-addressed release archives (DATA/artifacts); None: no store, so
+    # release pushes and artifact downloads answer 503.
+    artifacts_dir: Path | None = None
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:

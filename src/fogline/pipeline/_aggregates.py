@@ -31,8 +31,18 @@ Getter = Callable[[Record], Any]
 Accumulator = list[Any]
 
 AGGREGATE_FUNCTIONS: Final = (
-    "count", "sum", "mean", "min", "max", "stddev", "first", "last", "p50", "p95", "p99",
-)  # fmt: skip
+    "count",
+    "sum",
+    "mean",
+    "min",
+    "max",
+    "stddev",
+    "first",
+    "last",
+    "p50",
+    "p95",
+    "p99",
+)
 QUANTILES: Final = {"p50": 0.5, "p95": 0.95, "p99": 0.99}
 SKETCH_RELATIVE_ACCURACY: Final = 0.01
 _NUMERIC: Final = frozenset({"sum", "mean", "min", "max", "stddev", *QUANTILES})
@@ -80,6 +90,10 @@ def parse_aggregate(name: str, text: str) -> AggregateCall:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float)
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 @dataclass(slots=True)
@@ -144,10 +158,6 @@ class Aggregation:
         """False when accumulators hold sketches, which have no JSON form here."""
         return self._make_sketch is None
 
-    @property
-    def width(self) -> int:
-        return len(self._template)
-
     def new(self) -> Accumulator:
         """A fresh, empty accumulator."""
         acc = self._template.copy()
@@ -159,20 +169,20 @@ class Aggregation:
 
     def is_valid(self, acc: Any) -> bool:
         """Whether `acc` (from a checkpoint) has this aggregation's shape."""
-        if not isinstance(acc, list) or len(acc) != len(self._template):
-            return False
-        if not (isinstance(acc[0], int) and not isinstance(acc[0], bool) and acc[0] >= 0):
+        if not isinstance(acc, list) or len(acc) != len(self._template) or not _is_count(acc[0]):
             return False
         for block in self._blocks:
             count = acc[block.n]
-            if not (isinstance(count, int) and not isinstance(count, bool) and count >= 0):
+            if not _is_count(count):
                 return False
-            numeric = [s for s in (block.sum, block.wmean, block.wmean + 1) if s >= 1]
-            if block.wmean < 0:
-                numeric = numeric[:1]
-            if block.minimum >= 0 and count:
-                numeric += [block.minimum, block.minimum + 1]
-            if not all(_is_number(acc[s]) for s in numeric):
+            numbers = []
+            if block.sum >= 0:
+                numbers.append(block.sum)
+            if block.wmean >= 0:
+                numbers += [block.wmean, block.wmean + 1]
+            if block.minimum >= 0 and count:  # min/max are null until a value is seen
+                numbers += [block.minimum, block.minimum + 1]
+            if not all(_is_number(acc[at]) for at in numbers):
                 return False
         return True
 
@@ -258,8 +268,13 @@ _SLOT_OF: Final[Mapping[str, tuple[str, tuple[Any, ...]]]] = {
 
 def _block_update(block: _Block) -> Callable[[Accumulator, Any], None]:
     n_at, sum_at, wmean_at, min_at, first_at, sketch_at = (
-        block.n, block.sum, block.wmean, block.minimum, block.first, block.sketch,
-    )  # fmt: skip
+        block.n,
+        block.sum,
+        block.wmean,
+        block.minimum,
+        block.first,
+        block.sketch,
+    )
 
     def apply(acc: Accumulator, value: Any) -> None:
         n = acc[n_at] + 1

@@ -145,7 +145,10 @@ class _Planner:
 
     def tap_positions(self, ids: Mapping[str, int]) -> list[int]:
         last = len(self.spec.steps)
-        return [ids[o.from_] + 1 if o.from_ is not None and o.from_ in ids else last for o in self.spec.outputs]
+        return [
+            ids[o.from_] + 1 if o.from_ is not None and o.from_ in ids else last
+            for o in self.spec.outputs
+        ]
 
     def plan_step(self, i: int, step: BaseModel, known: Fields, after: str, copy: bool) -> StepPlan:
         path = f"steps[{i}]"

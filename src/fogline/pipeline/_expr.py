@@ -31,7 +31,8 @@ Language
 
 Missing data (SQL-ish null)
     * a missing field, key or list index reads as null (``None``), and so
-      does any lookup inside a null (``payload.temp`` without ``payload``);
+      does any lookup inside a null (``payload.temp`` without ``payload``)
+      or with a null key (``tags[missing]``);
     * an ordering comparison (< <= > >=) with a null operand is False, so
       ``filter: "value > 10"`` drops events without ``value``;
     * ``==`` and ``!=`` are plain equality: ``value == null`` tests for a

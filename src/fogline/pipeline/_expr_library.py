@@ -114,16 +114,19 @@ def _len(x: object) -> int:
     raise Fault(f"len() needs a string, list or record, got {type_name(x)}")
 
 
-def _lower(s: object) -> str:
-    return _string("lower", s).lower()
-
-
-def _upper(s: object) -> str:
-    # 'ß'.upper() is 'SS': Unicode case mapping may grow a string.
-    result = _string("upper", s).upper()
+def _bounded(result: str) -> str:
     if len(result) > MAX_STR_CHARS:
         raise Fault(f"string result longer than {MAX_STR_CHARS} characters")
     return result
+
+
+# Unicode case mapping may grow a string: 'ß'.upper() is 'SS', 'İ'.lower() is 'i̇'.
+def _lower(s: object) -> str:
+    return _bounded(_string("lower", s).lower())
+
+
+def _upper(s: object) -> str:
+    return _bounded(_string("upper", s).upper())
 
 
 def _startswith(s: object, prefix: object) -> bool:
@@ -158,10 +161,7 @@ def _float(x: object) -> float:
 
 
 def _str(x: object) -> str:
-    result = str(x)
-    if len(result) > MAX_STR_CHARS:
-        raise Fault(f"string result longer than {MAX_STR_CHARS} characters")
-    return result
+    return _bounded(str(x))
 
 
 def _bool(x: object) -> bool:

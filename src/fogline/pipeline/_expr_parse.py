@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import re
+import warnings
 from dataclasses import dataclass
 from typing import Final
 
@@ -119,7 +120,11 @@ def parse_expression(text: str) -> tuple[ast.expr, Source]:
     if offset == len(text):
         raise ExpressionError(text, 1, "empty expression")
     try:
-        tree = ast.parse(text[offset:], mode="eval")
+        with warnings.catch_warnings():
+            # '\d' in a string literal warns on stderr per compile; the
+            # literal is still valid, and user text must not spam the log.
+            warnings.simplefilter("ignore")
+            tree = ast.parse(text[offset:], mode="eval")
     except SyntaxError as exc:  # IndentationError included
         if not exc.offset:  # the parser ran out of text: `value >`
             raise ExpressionError(text, len(text) + 1, "incomplete expression") from None

@@ -83,10 +83,11 @@ class InferStep(Step):
         model_inputs, model_outputs = list(session.get_inputs()), list(session.get_outputs())
         if len(model_inputs) != 1 or not model_outputs:
             raise ModelLoadError(
-                step_id, model,
+                step_id,
+                model,
                 f"expected a model with 1 input and at least 1 output, got {len(model_inputs)} "
                 f"inputs and {len(model_outputs)} outputs",
-            )  # fmt: skip
+            )
         tensor = model_inputs[0]
         shape = list(tensor.shape or [])
         dtype = _DTYPES.get(str(tensor.type))

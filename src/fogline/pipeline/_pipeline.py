@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Iterable, Mapping
+from itertools import repeat
 from typing import Any, Final
 
 from . import _spec as s
@@ -56,7 +57,7 @@ def build_pipeline(spec: s.PipelineSpec, *, model_loader: ModelLoader | None = N
             when=o.when.evaluate if o.when is not None else None,
             topic=o.topic,
             payload=o.payload,
-        )  # fmt: skip
+        )
         for o in plan.outputs
     ]
     return Pipeline(plan, steps, taps, model_loader)
@@ -94,6 +95,7 @@ def _build_step(plan: StepPlan, spec: s.PipelineSpec, model_loader: ModelLoader 
             timestamp_field=spec.timestamp,
             lateness_s=window.lateness or 0.0,
             idle_timeout_s=window.idleTimeout,
+            max_skew_s=window.maxClockSkew,
             max_keys=window.maxKeys,
         )
     if isinstance(step, s.DetectStep):
@@ -111,9 +113,13 @@ def _build_step(plan: StepPlan, spec: s.PipelineSpec, model_loader: ModelLoader 
         except Exception as exc:  # the loader is the agent's: any failure is a load failure
             raise ModelLoadError(step_id, infer.model, f"cannot load: {exc}") from exc
         return InferStep(
-            step_id, model=infer.model, session=session, inputs=infer.inputs,
-            output=infer.output, copy_on_write=copy,
-        )  # fmt: skip
+            step_id,
+            model=infer.model,
+            session=session,
+            inputs=infer.inputs,
+            output=infer.output,
+            copy_on_write=copy,
+        )
     if isinstance(step, s.DedupeStep):
         dedupe = step.dedupe
         return DedupeStep(step_id, dedupe.key, window_s=dedupe.window, max_keys=dedupe.maxKeys)
@@ -130,17 +136,30 @@ def _build_detector(step_id: str, detect: Any, copy: bool) -> Step:
         )
     if isinstance(detect, s.ZScoreDetect):
         return ZScoreStep(
-            step_id, detect.field, key_fields=detect.key, threshold=detect.threshold,
-            alpha=detect.alpha, warmup=detect.warmup, max_keys=detect.maxKeys, copy_on_write=copy,
-        )  # fmt: skip
+            step_id,
+            detect.field,
+            key_fields=detect.key,
+            threshold=detect.threshold,
+            alpha=detect.alpha,
+            warmup=detect.warmup,
+            max_keys=detect.maxKeys,
+            copy_on_write=copy,
+        )
     assert isinstance(detect, s.HalfSpaceTreesDetect)
     return HalfSpaceTreesStep(
-        step_id, detect.features, key_fields=detect.key, threshold=detect.threshold,
-        limits=detect.limits, n_trees=detect.nTrees, height=detect.height,
+        step_id,
+        detect.features,
+        key_fields=detect.key,
+        threshold=detect.threshold,
+        limits=detect.limits,
+        n_trees=detect.nTrees,
+        height=detect.height,
         window_size=detect.windowSize,
         warmup=detect.warmup if detect.warmup is not None else detect.windowSize,
-        seed=detect.seed, max_keys=detect.maxKeys, copy_on_write=copy,
-    )  # fmt: skip
+        seed=detect.seed,
+        max_keys=detect.maxKeys,
+        copy_on_write=copy,
+    )
 
 
 def _definition(step: Any, spec: s.PipelineSpec) -> str:
@@ -156,7 +175,7 @@ def _definition(step: Any, spec: s.PipelineSpec) -> str:
 class Pipeline:
     """A built pipeline; see the module docstring for how the agent drives it."""
 
-    __slots__ = ("_definitions", "_model_loader", "_plan", "_steps", "_taps", "_taps_at")
+    __slots__ = ("_definitions", "_model_loader", "_plan", "_stages", "_steps", "_taps", "_taps_at")
 
     def __init__(
         self, plan: Plan, steps: list[Step], taps: list[OutputTap], model_loader: ModelLoader | None
@@ -171,6 +190,15 @@ class Pipeline:
             tuple(t for t, o in zip(taps, plan.outputs, strict=True) if o.position == p)
             for p in range(len(steps) + 1)
         ]
+        self._wire()
+
+    def _wire(self) -> None:
+        """Prepare the per-step tuples the batch loop runs over (after counters move too)."""
+        self._stages: tuple[tuple[Callable[[Batch, float], Batch], Any, tuple[OutputTap, ...]], ...]
+        self._stages = tuple(
+            (step.run, step.counters, self._taps_at[position])
+            for position, step in enumerate(self._steps, 1)
+        )
 
     @property
     def spec(self) -> s.PipelineSpec:
@@ -189,25 +217,45 @@ class Pipeline:
 
     def process(self, record: Record, now: float) -> list[Emission]:
         """Run one record through the pipeline."""
-        return self.process_many([record], now)
+        if record.__class__ is dict:
+            return self._run([record], now)
+        return self._run(self._only_mappings([record]), now)
 
     def process_many(self, records: Iterable[Record], now: float) -> list[Emission]:
-        """Run a batch of records through the pipeline; all arrived at `now`."""
-        batch = records if isinstance(records, list) else list(records)
+        """Run a batch of records (parsed JSON objects) through the pipeline; all arrived at `now`.
+
+        Anything but a dict is dropped and counted as an error.
+        """
+        batch = records if records.__class__ is list else list(records)
+        if not all(map(isinstance, batch, repeat(dict))):  # C-level: ~17 ns a record
+            batch = self._only_mappings(batch)
+        return self._run(batch, now)
+
+    def _run(self, batch: Batch, now: float) -> list[Emission]:
         emissions: list[Emission] = []
         for tap in self._taps_at[0]:
             tap.emit(batch, now, emissions)
-        taps_at = self._taps_at
-        for position, step in enumerate(self._steps, 1):
+        for run, counters, taps in self._stages:
             if not batch:
                 break
-            counters = step.counters
             counters.in_ += len(batch)
-            batch = step.run(batch, now)
+            batch = run(batch, now)
             counters.out += len(batch)
-            for tap in taps_at[position]:
+            for tap in taps:
                 tap.emit(batch, now, emissions)
         return emissions
+
+    def _only_mappings(self, batch: Batch) -> Batch:
+        """Drop what is not a JSON object (a device may publish `[1, 2]` or `"hi"`).
+
+        They count as errors of the first step, or of the first output when
+        there are no steps: the first thing that would have seen them.
+        """
+        kept = [record for record in batch if isinstance(record, dict)]
+        counters = self._steps[0].counters if self._steps else self._taps[0].counters
+        counters.in_ += len(batch) - len(kept)
+        counters.errors += len(batch) - len(kept)
+        return kept
 
     def tick(self, now: float) -> list[Emission]:
         """Let time pass: close processing-time windows and windows now due."""
@@ -278,6 +326,7 @@ class Pipeline:
                 tap.counters = old_tap.counters
                 if old_tap.spec == tap.spec:
                     tap.adopt(old_tap)
+        new._wire()
         return new
 
     def export_state(self) -> dict[str, Any]:

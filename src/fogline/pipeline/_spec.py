@@ -127,6 +127,10 @@ class WindowSpec(_Model):
     time: Literal["event", "processing"] = "event"
     lateness: Annotated[Duration, Field(ge=0, le=DAY_S)] | None = None
     idleTimeout: Annotated[Duration, Field(gt=0, le=DAY_S)] | None = None
+    # Event times further ahead of the node's clock are errors: one device with
+    # a wrong clock (or milliseconds sent as seconds) would otherwise push the
+    # watermark past every window and make everyone else's events late.
+    maxClockSkew: Annotated[Duration, Field(gt=0, le=365 * DAY_S)] = 3600.0
     aggregate: Annotated[
         dict[FieldName, ExpressionText], Field(min_length=1, max_length=MAX_AGGREGATES)
     ]

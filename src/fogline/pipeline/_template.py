@@ -57,7 +57,8 @@ def _check_text(text: object, what: str, *, topic: bool) -> str:
     else:
         size = len(text)
     if size > MAX_TOPIC_BYTES:
-        raise ExpressionError(text, 1, f"{what} longer than {MAX_TOPIC_BYTES} bytes")
+        unit = "bytes" if topic else "characters"
+        raise ExpressionError(text, 1, f"{what} longer than {MAX_TOPIC_BYTES} {unit}")
     return text
 
 
@@ -106,7 +107,8 @@ class Template:
         else:
             size = len(text)
         if size > MAX_TOPIC_BYTES:
-            raise EvaluationError(self.text, f"result longer than {MAX_TOPIC_BYTES} bytes")
+            unit = "bytes" if self.is_topic else "characters"
+            raise EvaluationError(self.text, f"result longer than {MAX_TOPIC_BYTES} {unit}")
         return text
 
     def _value(self, record: Mapping[str, Any], slot: _Slot) -> str:
@@ -119,7 +121,11 @@ class Template:
         if isinstance(value, bool):
             text = "true" if value else "false"
         elif isinstance(value, str | int | float):
-            text = str(value)
+            try:
+                text = str(value)
+            except ValueError:  # an int past Python's digit limit
+                reason = f"field {name!r} is too large to write out"
+                raise EvaluationError(self.text, reason, slot.column) from None
         else:
             reason = f"field {name!r} is a {type(value).__name__}, not a string or number"
             raise EvaluationError(self.text, reason, slot.column)

@@ -18,7 +18,7 @@ from pydantic_core import ErrorDetails
 
 from ._check import check_pipeline
 from ._errors import PipelineSpecError
-from ._spec import SKIP_SEMANTIC_CHECK, STEP_KINDS, PipelineSpec
+from ._spec import DETECTOR_TYPES, SKIP_SEMANTIC_CHECK, STEP_KINDS, PipelineSpec
 
 _BARE_KEY: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # What the name patterns in _spec mean, for people.
@@ -67,6 +67,8 @@ def problems_of(errors: Sequence[ErrorDetails]) -> list[tuple[str, str]]:
         tags = [part for part in loc if isinstance(part, str) and part.startswith("<")]
         parts = [part for part in loc if not (isinstance(part, str) and part.startswith("<"))]
         reason = _reason(error, tags)
+        if error["type"] == "detector_type":
+            parts.append("type")
         problems.append((render_path(parts), f"key: {reason}" if is_key else reason))
     return problems
 
@@ -84,10 +86,16 @@ def _reason(error: ErrorDetails, tags: list[str]) -> str:
             return f"{rule} (got {_short(error['input'])})"
     if kind == "missing":
         return "required"
+    if kind in ("model_type", "dict_type", "model_attributes_type"):
+        return f"must be a mapping (got {_short(error['input'])})"
+    if kind == "detector_type":
+        value = error["input"]
+        shown = _short(value.get("type") if isinstance(value, dict) else value)
+        return f"must be one of {', '.join(DETECTOR_TYPES)} (got {shown})"
     message = error["msg"]
     for prefix in ("Value error, ", "Assertion failed, "):
         message = message.removeprefix(prefix)
-    if kind in ("literal_error", "detector_type"):
+    if kind == "literal_error":
         message += f" (got {_short(error['input'])})"
     return message
 

@@ -1,7 +1,10 @@
 """Tumbling and hopping windows with aggregates per key, on event or processing time.
 
 Window k covers [k*hop, k*hop + size) (tumbling: hop = size), so an event on
-a boundary belongs to the window starting there. Open windows live in
+a boundary belongs to the window starting there. When size is a whole number
+of hops m, the end is computed as (k+m)*hop, exactly the start of window k+m:
+with fractional sizes (100ms) float rounding could otherwise leave a boundary
+event in two tumbling windows or in none. Open windows live in
 `_open[k][key] -> accumulator`; windows are aligned across keys, so closing
 is one dict pop per window, not a scan of keys.
 
@@ -13,6 +16,10 @@ and dropped. Without a `timestamp` field event time is the arrival time, and
 the watermark moves with events only, unless `idleTimeout` is set: after that
 long without events, event time is taken to advance with the clock from the
 last event, so the last windows close (and stragglers become late).
+
+An event stamped more than `maxClockSkew` ahead of the node's clock is an
+error (checked when an event leaves the cached pane, so up to one window
+more may pass).
 
 Processing time: the event time is `now` (never going back: a clock stepping
 back keeps using the latest time seen), no lateness.
@@ -38,10 +45,28 @@ _BAD_EVENT = (TypeError, ValueError, OverflowError, EvaluationError)
 
 class WindowStep(Step):
     __slots__ = (
-        "_agg", "_hop", "_idle_s", "_key", "_key_fields", "_last_arrival", "_lateness",
-        "_max_keys", "_max_t", "_next_close", "_open", "_pane", "_pane_hi", "_pane_lo",
-        "_processing", "_size", "_ts_field", "_wm",
-    )  # fmt: skip
+        "_agg",
+        "_hop",
+        "_idle_s",
+        "_key",
+        "_key_fields",
+        "_last_arrival",
+        "_lateness",
+        "_max_keys",
+        "_max_skew_s",
+        "_max_t",
+        "_next_close",
+        "_now",
+        "_open",
+        "_pane",
+        "_pane_hi",
+        "_pane_lo",
+        "_processing",
+        "_size",
+        "_span",
+        "_ts_field",
+        "_wm",
+    )
     kind = "window"
 
     def __init__(
@@ -56,11 +81,14 @@ class WindowStep(Step):
         timestamp_field: str | None,
         lateness_s: float,
         idle_timeout_s: float | None,
+        max_skew_s: float = math.inf,
         max_keys: int,
     ) -> None:
         super().__init__(step_id)
         self._size = size_s
         self._hop = hop_s or size_s
+        hops = round(self._size / self._hop)
+        self._span = hops if math.isclose(hops * self._hop, self._size, rel_tol=1e-9) else 0
         self._key_fields = tuple(key_fields)
         self._key = key_function(key_fields)
         self._agg = aggregation
@@ -68,6 +96,8 @@ class WindowStep(Step):
         self._ts_field = None if processing_time else timestamp_field
         self._lateness = 0.0 if processing_time else lateness_s
         self._idle_s = idle_timeout_s
+        self._max_skew_s = max_skew_s
+        self._now = -_INF
         self._max_keys = max_keys
         self._open: dict[int, dict[Any, Accumulator]] = {}
         self._max_t = -_INF  # latest event time accepted
@@ -82,13 +112,18 @@ class WindowStep(Step):
         out: Batch = []
         if self._processing:
             self._advance_processing(now, out)
+        self._now = now
         # Arrival (or processing) time never goes back, even if the clock does.
         arrival = max(now, self._max_t)
         ts_field, key, update = self._ts_field, self._key, self._agg.update
         max_keys, lateness = self._max_keys, self._lateness
         lo, hi, pane, max_t, next_close = (
-            self._pane_lo, self._pane_hi, self._pane, self._max_t, self._next_close
-        )  # fmt: skip
+            self._pane_lo,
+            self._pane_hi,
+            self._pane,
+            self._max_t,
+            self._next_close,
+        )
         errors = late = dropped = 0
         t: Any
         for record in records:
@@ -122,15 +157,19 @@ class WindowStep(Step):
                     self._max_t = max_t
                     self._advance(t - lateness, out)
                     lo, hi, pane, next_close = (
-                        self._pane_lo, self._pane_hi, self._pane, self._next_close
-                    )  # fmt: skip
+                        self._pane_lo,
+                        self._pane_hi,
+                        self._pane,
+                        self._next_close,
+                    )
         self._max_t = max_t
         if len(records) > errors + late:
             self._last_arrival = now
-        counters = self.counters
-        counters.errors += errors
-        counters.late += late
-        counters.dropped += dropped
+        if errors or late or dropped:
+            counters = self.counters
+            counters.errors += errors
+            counters.late += late
+            counters.dropped += dropped
         return out
 
     # --- window arithmetic (slow path) ---------------------------------------
@@ -143,21 +182,23 @@ class WindowStep(Step):
         """
         if isinstance(t, bool) or not isinstance(t, int | float):
             raise TypeError("event time is not a number")
-        hop, size = self._hop, self._size
+        if self._ts_field is not None and t > self._now + self._max_skew_s:
+            raise ValueError("event time too far ahead of the node's clock")
+        hop, end_of = self._hop, self._end
         k_hi = math.floor(t / hop)  # ValueError on nan, OverflowError on inf
         while k_hi * hop > t:  # float division may land one window off
             k_hi -= 1
         while (k_hi + 1) * hop <= t:
             k_hi += 1
         k_lo = k_hi
-        while (k_lo - 1) * hop + size > t:
+        while end_of(k_lo - 1) > t:
             k_lo -= 1
-        lo = max(k_hi * hop, (k_lo - 1) * hop + size)
-        hi = min((k_hi + 1) * hop, k_lo * hop + size)
+        lo = max(k_hi * hop, end_of(k_lo - 1))
+        hi = min((k_hi + 1) * hop, end_of(k_lo))
         wm = max(self._wm, self._max_t - self._lateness)
         pane = []
         for k in range(k_lo, k_hi + 1):
-            end = k * hop + size
+            end = end_of(k)
             if end <= wm:
                 continue  # closed (or never to open): too late for it
             bucket = self._open.get(k)
@@ -166,6 +207,9 @@ class WindowStep(Step):
                 self._next_close = min(self._next_close, end)
             pane.append(bucket)
         self._pane_lo, self._pane_hi, self._pane = lo, hi, pane
+
+    def _end(self, k: int) -> float:
+        return (k + self._span) * self._hop if self._span else k * self._hop + self._size
 
     def _forget_pane(self) -> None:
         self._pane_lo, self._pane_hi, self._pane = _INF, -_INF, []
@@ -177,11 +221,11 @@ class WindowStep(Step):
         self._wm = watermark
         if watermark < self._next_close:
             return
-        hop, size = self._hop, self._size
-        due = sorted(k for k in self._open if k * hop + size <= watermark)
+        end_of = self._end
+        due = sorted(k for k in self._open if end_of(k) <= watermark)
         for k in due:
             self._emit(k, self._open.pop(k), out)
-        self._next_close = min((k * hop + size for k in self._open), default=_INF)
+        self._next_close = min((end_of(k) for k in self._open), default=_INF)
         self._forget_pane()
 
     def _advance_processing(self, now: float, out: Batch) -> None:
@@ -192,8 +236,7 @@ class WindowStep(Step):
             self._locate(self._max_t)
 
     def _emit(self, k: int, bucket: dict[Any, Accumulator], out: Batch) -> None:
-        start = k * self._hop
-        end = start + self._size
+        start, end = k * self._hop, self._end(k)
         summarize, fields = self._agg.summarize, self._key_fields
         for key, acc in bucket.items():
             if len(fields) == 1:
@@ -226,7 +269,7 @@ class WindowStep(Step):
         out: Batch = []
         for k in sorted(self._open):
             self._emit(k, self._open[k], out)
-            self._wm = max(self._wm, k * self._hop + self._size)
+            self._wm = max(self._wm, self._end(k))
         self._open.clear()
         self._next_close = _INF
         self._forget_pane()
@@ -273,8 +316,7 @@ class WindowStep(Step):
 
         def commit() -> None:
             self._open, self._max_t, self._wm, self._last_arrival = opened, max_t, wm, arrival
-            hop, size = self._hop, self._size
-            self._next_close = min((k * hop + size for k in opened), default=_INF)
+            self._next_close = min((self._end(k) for k in opened), default=_INF)
             self._forget_pane()
 
         return commit

@@ -1,0 +1,156 @@
+"""The data plane as the agent runs it: outbox, uplink, broker, ingest, ticks."""
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Final
+
+import httpx
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from fogline.agent.outbox import Outbox, OutboxItem
+from fogline.agent.uplink import Backoff, Uplink
+from fogline.protocol import DesiredStateDoc
+
+from ._dataplane import DataPlane
+from ._mqtt import MqttBridge, MqttSettings
+from ._ports import MemoryPublisher
+
+TICK_S: Final = 0.1
+
+
+class OutboxSink:
+    """Group-commits a batch of records, then wakes the uplink."""
+
+    def __init__(self, outbox: Outbox, uplink: Uplink) -> None:
+        self.outbox, self.uplink = outbox, uplink
+
+    async def put_many(self, items: Sequence[OutboxItem]) -> None:
+        await asyncio.to_thread(self.outbox.put_many, items)
+        self.uplink.notify()
+
+
+class HttpxWebhookCaller:
+    def __init__(self, timeout_s: float = 5.0) -> None:
+        self._http = httpx.AsyncClient(timeout=timeout_s)
+
+    async def call(self, url: str, method: str, body: bytes) -> None:
+        response = await self._http.request(
+            method, url, content=body, headers={"content-type": "application/json"}
+        )
+        response.raise_for_status()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+
+class NoBroker(MemoryPublisher):
+    """Stands in when the agent has no --mqtt: a pipeline that needs it is refused."""
+
+
+class NodeDataPlane:
+    def __init__(
+        self, data_dir: Path, outbox_max_bytes: int, mqtt: MqttSettings | None, transport: Any
+    ) -> None:
+        self.outbox = Outbox.open(data_dir / "outbox.db", max_bytes=outbox_max_bytes)
+        self.uplink = Uplink(self.outbox, transport, backoff=Backoff(initial_s=0.5, max_s=30.0))
+        self.webhooks = HttpxWebhookCaller()
+        self.mqtt_settings = mqtt
+        self.engine = DataPlane(NoBroker(), OutboxSink(self.outbox, self.uplink), self.webhooks)
+        self.bridge: MqttBridge | None = None
+        if mqtt is not None:
+            self.bridge = MqttBridge(mqtt, self.engine.on_mqtt_batch)
+            self.engine.publisher = self.bridge
+
+    async def apply(self, doc: DesiredStateDoc) -> None:
+        """Applier for the sync loop: run the document's pipelines.
+
+        Raises:
+            ValueError: a pipeline needs MQTT and the agent has no broker configured.
+            PipelineSpecError: an invalid pipeline (the hub should have refused it).
+        """
+        specs = list(doc.document.get("pipelines", []))
+        needs_mqtt = [
+            s["name"]
+            for s in specs
+            if "mqtt" in s.get("source", {})
+            or any("mqtt" in (o.get("action") or {}) for o in s.get("outputs", []))
+        ]
+        if needs_mqtt and self.bridge is None:
+            raise ValueError(f"pipelines {needs_mqtt} need MQTT; start the agent with --mqtt URL")
+        self.engine.configure(specs)
+        if self.bridge is not None:
+            self.bridge.set_filters(self.engine.mqtt_filters())
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self.uplink.run(), name="uplink")
+            tg.create_task(self._tick_forever(), name="pipeline-ticks")
+            if self.bridge is not None:
+                tg.create_task(self.bridge.run(), name="mqtt")
+
+    async def _tick_forever(self) -> None:
+        try:
+            while True:
+                await asyncio.sleep(TICK_S)
+                await self.engine.tick()
+        finally:
+            # A clean stop closes open windows so their partial summaries are kept.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.engine.flush())
+
+    async def close(self) -> None:
+        await self.engine.close()
+        await self.webhooks.aclose()
+        self.outbox.close()
+
+
+class DataPlaneCollector(Collector):
+    """Data-plane and outbox figures, read at scrape time."""
+
+    def __init__(self, node: NodeDataPlane) -> None:
+        self.node = node
+
+    def collect(self) -> Any:
+        counters = self.node.engine.counters
+        family = CounterMetricFamily(
+            "fogline_agent_dataplane", "Data-plane events by kind", labels=["kind"]
+        )
+        for kind in (
+            "records_in",
+            "bad_payloads",
+            "uplinked",
+            "published",
+            "publish_failures",
+            "webhooks",
+            "webhook_failures",
+            "webhooks_dropped",
+        ):
+            family.add_metric([kind], getattr(counters, kind))
+        yield family
+        stats = self.node.outbox.stats()
+        yield GaugeMetricFamily(
+            "fogline_agent_outbox_depth", "Records waiting for the hub", value=stats.depth
+        )
+        yield GaugeMetricFamily(
+            "fogline_agent_outbox_bytes", "Payload bytes waiting", value=stats.bytes
+        )
+        dropped = CounterMetricFamily(
+            "fogline_agent_outbox_dropped", "Records dropped", labels=["reason"]
+        )
+        dropped.add_metric(["quota"], stats.dropped_quota)
+        dropped.add_metric(["expired"], stats.expired)
+        dropped.add_metric(["dead_letter"], stats.dead_lettered)
+        yield dropped
+        steps = CounterMetricFamily(
+            "fogline_agent_pipeline_step",
+            "Pipeline step counters",
+            labels=["pipeline", "step", "counter"],
+        )
+        for name, pipeline in self.node.engine.pipelines.items():
+            for step, counts in pipeline.counters().items():
+                for counter, value in counts.items():
+                    steps.add_metric([name, step, counter], value)
+        yield steps

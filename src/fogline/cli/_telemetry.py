@@ -1,0 +1,63 @@
+"""`fogline telemetry query`: what the nodes sent to the cloud."""
+
+import csv
+import json
+import sys
+from typing import Annotated
+
+import typer
+
+from ._common import CaOpt, HubOpt, Output, TokenOpt, connect, print_json, print_rows
+
+app = typer.Typer(help="Query telemetry stored by the hub.", no_args_is_help=True)
+
+COLUMNS = [
+    ("created", "CREATED"),
+    ("device", "DEVICE"),
+    ("stream", "STREAM"),
+    ("seq", "SEQ"),
+    ("payload", "PAYLOAD"),
+]
+
+
+@app.command("query")
+def query_command(
+    hub: HubOpt,
+    token: TokenOpt = None,
+    ca: CaOpt = None,
+    device: Annotated[str | None, typer.Option(help="Device id or name.")] = None,
+    stream: Annotated[str | None, typer.Option(help="Stream name, e.g. temps-10s.")] = None,
+    since: Annotated[str, typer.Option(help="How far back, e.g. 15m, 1h, 7d.")] = "1h",
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 1000,
+    output: Annotated[
+        str | None, typer.Option("--output", "-o", help="table, csv or json.")
+    ] = None,
+) -> None:
+    """Records by device and stream, oldest first."""
+    if output not in (None, "table", "csv", "json"):
+        raise typer.BadParameter("must be table, csv or json", param_hint="--output")
+    params: dict[str, str | int] = {"since": since, "limit": limit}
+    if device:
+        params["device"] = device
+    if stream:
+        params["stream"] = stream
+    with connect(hub, token, ca) as client:
+        rows = client.get("/v1/telemetry", params=params)
+    if output == "csv":
+        writer = csv.writer(sys.stdout)
+        writer.writerow(["created", "device", "stream", "seq", "payload"])
+        for row in rows:
+            writer.writerow(
+                [
+                    row["created"],
+                    row["device"],
+                    row["stream"],
+                    row["seq"],
+                    json.dumps(row["payload"], sort_keys=True),
+                ]
+            )
+        return
+    if output == "json":
+        print_json(rows)
+        return
+    print_rows(rows, COLUMNS, Output.table if output == "table" else None)

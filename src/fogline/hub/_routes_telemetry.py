@@ -1,0 +1,64 @@
+"""Telemetry: devices upload outbox batches; operators query them."""
+
+import datetime as dt
+import logging
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from fogline.manifest import parse_duration
+from fogline.protocol import API_PREFIX, BatchFormatError, decode_batch
+
+from ._auth import check_device, db_session, hub_state, require_operator
+from ._errors import BadRequestError
+from ._schema import TokenRow
+from ._state import HubState
+from ._store import utcnow
+from ._telemetry import MAX_DECOMPRESSED_BYTES, MAX_QUERY_ROWS, query, store_batch
+
+log = logging.getLogger("fogline.hub.telemetry")
+router = APIRouter(prefix=API_PREFIX, tags=["telemetry"])
+
+SessionDep = Annotated[Session, Depends(db_session)]
+StateDep = Annotated[HubState, Depends(hub_state)]
+OperatorDep = Annotated[TokenRow, Depends(require_operator)]
+
+
+def _store(state: HubState, request: Request, body: bytes) -> int:
+    with state.sessions() as session:
+        device = check_device(session, request)
+        try:
+            records = decode_batch(body, max_decompressed=MAX_DECOMPRESSED_BYTES)
+        except BatchFormatError as exc:
+            raise BadRequestError(str(exc), field="body") from exc
+        store_batch(session, device.id, records)
+        session.commit()
+    return len(records)
+
+
+@router.post("/telemetry")
+async def upload(request: Request, state: StateDep) -> dict[str, int]:
+    """A zstd-compressed batch from a device's outbox (see fogline.protocol)."""
+    body = await request.body()  # bounded by the BodyLimit middleware
+    received = await run_in_threadpool(_store, state, request, body)
+    state.metrics.telemetry.inc(received)
+    return {"received": received}
+
+
+@router.get("/telemetry")
+def telemetry_query(
+    _op: OperatorDep,
+    session: SessionDep,
+    device: Annotated[str | None, Query(max_length=64)] = None,
+    stream: Annotated[str | None, Query(max_length=128)] = None,
+    since: Annotated[str, Query(max_length=32)] = "1h",
+    limit: Annotated[int, Query(ge=1, le=MAX_QUERY_ROWS)] = 1000,
+) -> list[dict[str, Any]]:
+    """Records by device (id or name) and stream, created within `since` (e.g. 1h)."""
+    try:
+        window = dt.timedelta(seconds=parse_duration(since))
+    except ValueError as exc:
+        raise BadRequestError(str(exc), field="since") from exc
+    return query(session, device=device, stream=stream, since=utcnow() - window, limit=limit)

@@ -1,0 +1,38 @@
+"""Deep checks of manifest blocks, run at plan/apply time on the hub.
+
+The manifest package keeps `spec.modules`, `spec.pipelines` and
+`spec.rollout` opaque; their owners' schemas plug in here, so a bad
+pipeline is refused with its file:line:column before it reaches any node.
+"""
+
+import re
+from collections.abc import Mapping
+from typing import Any, Final
+
+import orjson
+
+from fogline.manifest import BlockError, BlockValidators, canonical_json
+from fogline.pipeline import PipelineSpecError, validate_pipeline
+
+_PATH_PART: Final = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def split_path(path: str) -> tuple[str | int, ...]:
+    """`steps[1].window.size` -> ("steps", 1, "window", "size")."""
+    return tuple(int(index) if index else name for name, index in _PATH_PART.findall(path))
+
+
+def check_pipeline(block: Mapping[str, Any]) -> None:
+    try:
+        # The manifest hands over a frozen tree; the pipeline schema wants JSON.
+        validate_pipeline(orjson.loads(canonical_json(block)))
+    except PipelineSpecError as exc:
+        path, reason = exc.problems[0] if exc.problems else ("", str(exc))
+        more = len(exc.problems) - 1
+        if more > 0:
+            reason += f" (and {more} more problem{'s' if more > 1 else ''} in this pipeline)"
+        raise BlockError(split_path(path), reason) from exc
+
+
+def default_validators() -> BlockValidators:
+    return BlockValidators(pipeline=check_pipeline)
