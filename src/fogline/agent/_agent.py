@@ -114,6 +114,12 @@ class Agent:
             uptime_s=round(time.monotonic() - self.started_at, 1),
         )
 
+    def report(self) -> Report:
+        outbox = self.dataplane.outbox_report() if self.dataplane is not None else None
+        return Report(
+            facts=self.facts(), labels=self.config.labels, applied=self.applied, outbox=outbox
+        )
+
     def health(self) -> dict[str, Any]:
         return {
             "status": "ok",
@@ -186,7 +192,7 @@ class Agent:
                     ack = await link.call(
                         "POST",
                         "/v1/report",
-                        Report(facts=self.facts(), labels=self.config.labels, applied=self.applied),
+                        self.report(),
                         ReportAck,
                     )
                 except (HubUnreachableError, HubRefusedError) as exc:
@@ -262,12 +268,12 @@ class Agent:
                 HttpHubTransport(uplink_link),
             )
             self.metrics.registry.register(DataPlaneCollector(self.dataplane))
-            self.local.routes[("POST", "/ingest")] = ingest_handler(
-                self.dataplane.engine.on_http_records
-            )
             self.sync.appliers.append(self.dataplane.apply)
             # Edge autonomy: apply the last desired state before any hub contact.
             await self.sync.start_from_local_copy()
+            self.local.routes[("POST", "/ingest")] = ingest_handler(
+                self.dataplane.engine.on_http_records
+            )
             tg.create_task(self.report_forever(identity), name="report")
             tg.create_task(self._sync_forever(identity), name="sync")
             tg.create_task(self._dataplane_forever(uplink_link), name="dataplane")

@@ -92,6 +92,8 @@ class DeviceRow(Base):
     enrolled_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     last_seen: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # The last report beyond facts (outbox, modules, updates, drift), as sent.
+    reported: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class DeploymentRow(Base):

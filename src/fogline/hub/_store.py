@@ -216,6 +216,11 @@ def record_report(row: DeviceRow, report: Report) -> None:
     row.facts = report.facts.model_dump()
     row.agent_labels = dict(report.labels)
     row.last_seen = utcnow()
+    reported = report.model_dump(
+        mode="json", exclude={"facts", "labels", "applied"}, exclude_none=True
+    )
+    if reported != (row.reported or {}):
+        row.reported = reported
 
 
 def effective_labels(row: DeviceRow) -> dict[str, str]:
@@ -256,6 +261,7 @@ def device_view(row: DeviceRow, now: dt.datetime, offline_after_s: float) -> Dev
         uptime_s=facts.get("uptime_s"),
         claim_id=row.claim_id,
         cert_not_after=row.cert_not_after,
+        reported=row.reported or {},
     )
 
 

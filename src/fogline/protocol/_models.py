@@ -53,10 +53,26 @@ class EnrollResponse(WireModel):
     report_interval_s: float
 
 
+class OutboxReport(WireModel):
+    """The node's store-and-forward buffer, as the hub shows it."""
+
+    depth: Annotated[int, Field(ge=0)]
+    bytes: Annotated[int, Field(ge=0)]
+    max_bytes: Annotated[int, Field(ge=0)]
+    oldest_age_s: float | None = None
+    dropped_quota: Annotated[int, Field(ge=0)] = 0
+    expired: Annotated[int, Field(ge=0)] = 0
+    dead_lettered: Annotated[int, Field(ge=0)] = 0
+    # Quota drops per priority ("0".."9"): what the node gave up to stay in its disk budget.
+    dropped_by_priority: Annotated[dict[str, int], Field(max_length=10)] = {}
+    reset_after_corruption: bool = False
+
+
 class Report(WireModel):
     facts: DeviceFacts
     labels: Labels = {}
     applied: "AppliedState | None" = None
+    outbox: OutboxReport | None = None
 
 
 class ReportAck(WireModel):
@@ -100,6 +116,8 @@ class DeviceView(WireModel):
     claim_id: str | None
     cert_not_after: dt.datetime
     sync: "SyncReport | None" = None
+    # What the node last reported beyond its facts: outbox, modules, updates, drift.
+    reported: dict[str, Any] = {}
 
 
 class LabelChange(WireModel):

@@ -4,7 +4,9 @@
     POST /ingest            (application/x-ndjson) one object per line
 
 Bounded: at most MAX_BODY_BYTES per request and MAX_RECORDS records.
-Answers 202 with the number of records taken and pipelines that got them.
+Answers 202 with the number of records taken and pipelines that got them,
+once what they produced for the cloud is on disk; 503 when no pipeline has
+an http source (the device should retry).
 """
 
 from collections.abc import Awaitable, Callable
@@ -83,6 +85,15 @@ def ingest_handler(sink: Sink) -> Callable[[Scope, Receive, Send], Awaitable[Non
             await send_json(send, 400, {"error": "invalid", "message": "expected a JSON object"})
             return
         pipelines = await sink(records)
+        if not pipelines:
+            # Nothing took the records: say so, so the device keeps them and retries
+            # (also the case for a moment after a restart, before desired state loads).
+            await send_json(
+                send,
+                503,
+                {"error": "no_pipeline", "message": "no pipeline with an http source is running"},
+            )
+            return
         await send_json(send, 202, {"accepted": len(records), "pipelines": pipelines})
 
     return handle

@@ -12,7 +12,7 @@ from prometheus_client.registry import Collector
 
 from fogline.agent.outbox import Outbox, OutboxItem
 from fogline.agent.uplink import Backoff, Uplink
-from fogline.protocol import DesiredStateDoc
+from fogline.protocol import DesiredStateDoc, OutboxReport
 
 from ._dataplane import DataPlane
 from ._mqtt import MqttBridge, MqttSettings
@@ -83,6 +83,22 @@ class NodeDataPlane:
         self.engine.configure(specs)
         if self.bridge is not None:
             self.bridge.set_filters(self.engine.mqtt_filters())
+
+    def outbox_report(self) -> OutboxReport:
+        stats = self.outbox.stats()
+        return OutboxReport(
+            depth=stats.depth,
+            bytes=stats.bytes,
+            max_bytes=stats.max_bytes,
+            oldest_age_s=stats.oldest_age_s,
+            dropped_quota=stats.dropped_quota,
+            expired=stats.expired,
+            dead_lettered=stats.dead_lettered,
+            dropped_by_priority={
+                str(p.priority): p.dropped_quota for p in stats.by_priority if p.dropped_quota
+            },
+            reset_after_corruption=stats.was_reset_after_corruption,
+        )
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tg:

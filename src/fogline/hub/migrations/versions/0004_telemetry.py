@@ -1,4 +1,4 @@
-"""Telemetry store: one row per (device, stream, seq).
+"""Telemetry store (one row per device, stream, seq) and devices' reported state.
 
 Revision ID: 0004
 """
@@ -39,7 +39,11 @@ def upgrade() -> None:
     )
     op.create_index("ix_telemetry_created", "telemetry", ["created_at"])
     op.create_index("ix_telemetry_received", "telemetry", ["received_at"])
+    with op.batch_alter_table("devices") as batch:
+        batch.add_column(sa.Column("reported", sa.JSON(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("devices") as batch:
+        batch.drop_column("reported")
     op.drop_table("telemetry")
