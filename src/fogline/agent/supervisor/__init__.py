@@ -1,0 +1,59 @@
+"""The module supervisor: runs the desired module versions and keeps them up.
+
+`Supervisor.apply` converges on a mapping of `RunSpec`s; `Supervisor.run`
+owns one lifecycle task per module, which starts the process through a
+`ModuleRuntime`, probes its health, restarts it with backoff per its
+`RestartPolicy`, and reports crash loops. `ProcessRuntime` runs local
+processes (own session, minimal environment, rlimits, stdout/stderr through
+pipes into size-bounded rotating logs); `MemoryRuntime` scripts fake ones
+for tests and the fleet simulator. The lifecycle is the table in `_state`.
+
+Errors:
+
+    FoglineError
+      SupervisorError         base of the supervisor's errors
+        ModuleStartError      the module's command cannot be executed; reported
+                              in its status, never raised out of run()
+        UnknownModuleError    stop()/wait_healthy() named a module not supervised
+"""
+
+from ._errors import ModuleStartError, SupervisorError, UnknownModuleError
+from ._logs import RotatingLog, Stream, follow_log, log_path, read_log_tail
+from ._memory import MemoryBehaviour, MemoryProcess, MemoryRuntime
+from ._process import ProcessRuntime
+from ._runtime import HealthVerdict, ModuleProcess, ModuleRuntime, module_env
+from ._spec import HealthCheck, HealthKind, Resources, RestartPolicy, RunSpec
+from ._state import TRANSITIONS, Event, State, next_state
+from ._status import ModuleState, ModuleStatus
+from ._supervisor import Supervisor
+
+__all__ = [
+    "TRANSITIONS",
+    "Event",
+    "HealthCheck",
+    "HealthKind",
+    "HealthVerdict",
+    "MemoryBehaviour",
+    "MemoryProcess",
+    "MemoryRuntime",
+    "ModuleProcess",
+    "ModuleRuntime",
+    "ModuleStartError",
+    "ModuleState",
+    "ModuleStatus",
+    "ProcessRuntime",
+    "Resources",
+    "RestartPolicy",
+    "RotatingLog",
+    "RunSpec",
+    "State",
+    "Stream",
+    "Supervisor",
+    "SupervisorError",
+    "UnknownModuleError",
+    "follow_log",
+    "log_path",
+    "module_env",
+    "next_state",
+    "read_log_tail",
+]

@@ -1,0 +1,68 @@
+"""The per-module lifecycle as one table: (state, event) -> state.
+
+The supervisor's shell does the work (start, wait, probe, count exits) and
+reports an event; it never picks the next state itself. An event with no
+edge from the current state leaves the state unchanged: every such gap
+below is deliberate and commented.
+"""
+
+import enum
+from collections.abc import Mapping
+from typing import Final
+
+
+class State(enum.StrEnum):
+    """The state reported in `ModuleStatus.state` (values are the wire spelling)."""
+
+    STARTING = "starting"
+    HEALTHY = "healthy"
+    UNHEALTHY = "unhealthy"
+    CRASH_LOOP = "crash-loop"
+    STOPPED = "stopped"
+    EXITED = "exited"
+
+
+class Event(enum.Enum):
+    START = "start"  # the runtime started a process
+    PROBE_OK = "probe-ok"  # a health probe passed
+    PROBE_FAIL = (
+        "probe-fail"  # a probe failed after the start grace (failures in grace are not events)
+    )
+    STABLE = "stable"  # the process stayed up long enough to forgive its past exits
+    EXIT = "exit"  # the process exited or could not be started
+    LOOP = "loop"  # an exit that made too many within the crash-loop window
+    STOP = "stop"  # the supervisor stopped the module on purpose
+
+
+_RUNNING: Final = (State.STARTING, State.HEALTHY, State.UNHEALTHY)
+
+TRANSITIONS: Final[Mapping[tuple[State, Event], State]] = {
+    (State.STOPPED, Event.START): State.STARTING,
+    (State.STOPPED, Event.EXIT): State.EXITED,  # the first start failed
+    (State.STOPPED, Event.LOOP): State.CRASH_LOOP,  # ... with crash_loop_exits=1
+    (State.STARTING, Event.PROBE_OK): State.HEALTHY,
+    (State.STARTING, Event.PROBE_FAIL): State.UNHEALTHY,
+    (State.HEALTHY, Event.PROBE_FAIL): State.UNHEALTHY,
+    (State.UNHEALTHY, Event.PROBE_OK): State.HEALTHY,
+    # HEALTHY/UNHEALTHY have no START edge: one process at a time.
+    **{(state, Event.EXIT): State.EXITED for state in _RUNNING},
+    **{(state, Event.LOOP): State.CRASH_LOOP for state in _RUNNING},
+    (State.EXITED, Event.START): State.STARTING,
+    (State.EXITED, Event.EXIT): State.EXITED,  # a restart that failed to start
+    (State.EXITED, Event.LOOP): State.CRASH_LOOP,
+    # A crash loop is sticky: a restart, and even a passing probe, do not end
+    # it (a module that is healthy for a second between crashes must not pass
+    # the updater's health gate). Only staying up for the stable period does.
+    (State.CRASH_LOOP, Event.START): State.CRASH_LOOP,
+    (State.CRASH_LOOP, Event.EXIT): State.CRASH_LOOP,
+    (State.CRASH_LOOP, Event.LOOP): State.CRASH_LOOP,
+    (State.CRASH_LOOP, Event.STABLE): State.STARTING,  # the next probe decides
+    # STOP is accepted from everywhere.
+    **{(state, Event.STOP): State.STOPPED for state in State},
+}
+# STABLE outside CRASH_LOOP only resets the backoff (done by the shell).
+
+
+def next_state(state: State, event: Event) -> State:
+    """The state after `event`; unchanged when the table has no edge."""
+    return TRANSITIONS.get((state, event), state)

@@ -1,0 +1,102 @@
+"""The node's crash-safe update engine: move a module to a target release,
+roll back when it is not healthy, and survive a crash in any state.
+
+    DOWNLOAD -> VERIFY -> INSTALL -> ACTIVATE -> HEALTH -> COMMIT -> CLEANUP -> DONE
+    a failure in DOWNLOAD, VERIFY, INSTALL:      -> CLEANUP -> FAILED
+    a failure in ACTIVATE, HEALTH, COMMIT:       -> ROLLBACK -> CLEANUP -> FAILED
+
+The machine is two tables in `_states`: TRANSITIONS ((state, event) ->
+state) and RESUME (journaled state -> where `recover()` restarts). Each
+state's work (`_engine`) returns an event and never names its successor;
+verification is pure (`_verify`). The journal is saved before each state's
+work, so the ACTIVATE save precedes the `current` link switch.
+
+On disk (`<root>`): `downloads/<digest>.partial|.tar.zst`,
+`modules/<name>/<version>-<digest12>/` with `current` and `previous`
+symlinks, and `state/<name>/{journal,installed,failed}.json`.
+
+Policies:
+
+* A crash before ACTIVATE continues the update (the running version was
+  never touched); `recover()` starts the installed versions first and
+  resumes downloads afterwards, so a slow link does not keep modules down.
+* A crash in ACTIVATE or HEALTH rolls back: nobody knows the new version is
+  good. Such a rollback is *retryable*: the next `ensure` of the same release
+  tries again. A crash in COMMIT finishes the commit.
+* The journal counts its saves across crashes and across interrupted retries
+  of the same release; past `UpdateLimits.max_saves` the update rolls back
+  and ends FAILED (a crash loop, recorded), never a boot loop.
+* Failures that are the release's own (digest, signature, unsafe archive,
+  wrong architecture, start failure, unhealthy) are recorded in failed.json;
+  `ensure` of the same release returns that failure at once until another
+  release is targeted or `forget_failure()` is called. Network and disk
+  failures are not recorded: retrying may help, and a download resumes.
+
+Errors:
+
+    FoglineError
+      UpdaterError              base of this package
+        InvalidTargetError      the desired state's target is malformed: field, reason
+        ArtifactFetchError      the download failed (network, HTTP status); resumable
+        ReleaseRejectedError    the release does not fit its target: digest, size,
+                                name, version, architecture, health
+        ActivationError         the activator could not start or stop a module
+        JournalCorruptError     a state file of the updater is unreadable
+    (plus the artifact package's UntrustedReleaseError, UnsafeArchiveError and
+    ModuleSpecError, whose messages become the reason a release failed)
+
+`ensure` reports failures of an update in its UpdateResult and through
+`on_progress`; it raises only when the updater itself cannot work.
+"""
+
+from ._crash import CRASH_ENV, crash_hook_from_env, crash_points
+from ._errors import (
+    ActivationError,
+    ArtifactFetchError,
+    InvalidTargetError,
+    JournalCorruptError,
+    ReleaseRejectedError,
+    UpdaterError,
+)
+from ._http import HttpArtifactSource
+from ._memory import ActivatorCall, MemoryActivator, MemoryArtifactSource
+from ._models import (
+    InstalledRelease,
+    ReleaseFailure,
+    ReleaseTarget,
+    UpdateLimits,
+    UpdateProgress,
+    UpdateResult,
+)
+from ._ports import ArtifactSource, ModuleActivator
+from ._states import RESUME, TRANSITIONS, Event, State
+from ._updater import Updater
+
+__all__ = [
+    "CRASH_ENV",
+    "RESUME",
+    "TRANSITIONS",
+    "ActivationError",
+    "ActivatorCall",
+    "ArtifactFetchError",
+    "ArtifactSource",
+    "Event",
+    "HttpArtifactSource",
+    "InstalledRelease",
+    "InvalidTargetError",
+    "JournalCorruptError",
+    "MemoryActivator",
+    "MemoryArtifactSource",
+    "ModuleActivator",
+    "ReleaseFailure",
+    "ReleaseRejectedError",
+    "ReleaseTarget",
+    "State",
+    "UpdateLimits",
+    "UpdateProgress",
+    "UpdateResult",
+    "Updater",
+    "UpdaterError",
+    "crash_hook_from_env",
+    "crash_points",
+]

@@ -1,0 +1,400 @@
+"""The shell around the state table: each state's work, the journal, the reports.
+
+`Engine.run` saves the journal on entering a state, calls the crash hook and
+reports progress, does the state's work, and asks `next_state` where to go.
+The work of a state returns an Event; a failure is recorded in the journal
+(`error`, `failed_in`, `retryable`) and returned as Event.FAIL. Errors that
+are not failures of the update (bugs, cancellation) propagate and leave the
+journal where it was, for `recover()`.
+"""
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from fogline.agent._backoff import Backoff
+from fogline.artifact import (
+    MODULE_FILE,
+    ArtifactError,
+    ModuleSpec,
+    load_module_spec,
+    read_module_spec_from_archive,
+    sha256_file,
+    unpack_release,
+)
+
+from ._blocking import in_thread
+from ._download import DownloadPlan, Throttle, download
+from ._errors import ActivationError, ArtifactFetchError, UpdaterError
+from ._journal import Journal, StateFiles
+from ._layout import (
+    CURRENT,
+    PREVIOUS,
+    Layout,
+    point_link,
+    read_link,
+    remove_file,
+    remove_link,
+    remove_tree,
+    sweep_leftovers,
+)
+from ._models import (
+    InstalledRelease,
+    ReleaseFailure,
+    ReleaseTarget,
+    UpdateLimits,
+    UpdateProgress,
+)
+from ._ports import ArtifactSource, ModuleActivator
+from ._states import TERMINAL, Event, State, next_state
+from ._verify import check_signature, check_spec, health_timeout_s
+
+_log = logging.getLogger("fogline.agent.updater")
+
+# What counts as "the update failed" rather than "the updater has a bug".
+_FAILURES: Final = (UpdaterError, ArtifactError, OSError)
+
+
+@dataclass(slots=True)
+class _Run:
+    """One update in this process: the journal plus what need not survive a crash."""
+
+    journal: Journal
+    spec: ModuleSpec | None = None
+
+    @property
+    def target(self) -> ReleaseTarget:
+        return self.journal.target
+
+    def fail(self, state: State, reason: str, *, retryable: bool) -> Event:
+        """Record why `state` failed (saved with the next state) and return FAIL."""
+        j = self.journal
+        if j.error is None:
+            self.journal = dataclasses.replace(
+                j, error=reason, failed_in=state.value, retryable=retryable
+            )
+        else:  # e.g. the rollback after a failed health check failed too
+            self.journal = dataclasses.replace(j, error=f"{j.error}; then in {state}: {reason}")
+        return Event.FAIL
+
+
+class Engine:
+    """Runs updates through the state table; `Updater` decides when."""
+
+    def __init__(
+        self,
+        layout: Layout,
+        files: StateFiles,
+        *,
+        source: ArtifactSource,
+        activator: ModuleActivator,
+        trusted_keys: Callable[[], Mapping[str, Ed25519PublicKey]],
+        report: Callable[[UpdateProgress], None],
+        limits: UpdateLimits,
+        crash_hook: Callable[[str], None] | None,
+        machine: str | None,
+        backoff: Callable[[], Backoff],
+        sleep: Callable[[float], Awaitable[None]],
+    ) -> None:
+        self._layout, self._files = layout, files
+        self._source, self._activator = source, activator
+        self._trusted_keys = trusted_keys
+        self._report_to = report
+        self._limits = limits
+        self._hook = crash_hook or (lambda point: None)
+        self._machine = machine
+        self._backoff, self._sleep = backoff, sleep
+        self.started: set[str] = set()  # modules this engine has started
+        self._work: Mapping[State, Callable[[_Run], Awaitable[Event]]] = {
+            State.DOWNLOAD: self._download,
+            State.VERIFY: self._verify,
+            State.INSTALL: self._install,
+            State.ACTIVATE: self._activate,
+            State.HEALTH: self._health,
+            State.COMMIT: self._commit,
+            State.ROLLBACK: self._rollback,
+            State.CLEANUP: self._cleanup,
+        }
+
+    async def run(self, journal: Journal, state: State) -> Journal:
+        """Drive `journal` from `state` to DONE or FAILED; return the final journal."""
+        run = _Run(journal)
+        while state not in TERMINAL:
+            run.journal = self._files.save_journal(run.journal, state=state.value)
+            self._hook(f"enter:{state.name}")
+            self.report(run.journal, state)
+            try:
+                event = await self._work[state](run)
+            except _FAILURES as exc:
+                retryable = isinstance(exc, ArtifactFetchError | OSError)
+                event = run.fail(state, _describe(exc), retryable=retryable)
+            _log.info(
+                "update.transition",
+                extra={"fields": {"module": run.target.name, "state": state, "event": event.name}},
+            )
+            state = next_state(state, event)
+        return self._finish(run, state)
+
+    def _finish(self, run: _Run, state: State) -> Journal:
+        j = run.journal
+        if state is State.FAILED and j.error is not None and not j.retryable:
+            # Recorded before the journal says FAILED: a crash in between
+            # resumes CLEANUP and records it again, never loses it.
+            failed_in = _as_state(j.failed_in) or State.FAILED
+            self._files.save_failure(
+                ReleaseFailure(
+                    j.target.name,
+                    j.target.version,
+                    j.target.digest,
+                    j.error,
+                    failed_in,
+                    time.time(),
+                )
+            )
+            self._hook("failed:recorded")
+        run.journal = self._files.save_journal(j, state=state.value)
+        self._hook(f"enter:{state.name}")
+        self.report(run.journal, state)
+        return run.journal
+
+    def report(
+        self,
+        journal: Journal,
+        state: State,
+        *,
+        detail: str = "",
+        done: int = 0,
+        total: int | None = None,
+    ) -> None:
+        t = journal.target
+        error = journal.error if state in (State.ROLLBACK, State.CLEANUP, State.FAILED) else None
+        self._report_to(
+            UpdateProgress(t.name, t.version, t.digest, state, detail, done, total, error)
+        )
+
+    # -- the states' work ---------------------------------------------------------
+
+    async def _download(self, run: _Run) -> Event:
+        target = run.target
+        if self._install_path(target).is_dir():
+            return Event.OK  # installed earlier from bytes with this digest
+        throttle = Throttle(self._limits.progress_interval_s)
+
+        def on_chunk(size: int, total: int | None) -> None:
+            self._hook("download:chunk")
+            if throttle.ready(force=size == total):
+                self.report(
+                    run.journal, State.DOWNLOAD, detail="downloading", done=size, total=total
+                )
+
+        plan = DownloadPlan(
+            source=self._source,
+            partial=self._layout.partial(target.digest),
+            archive=self._layout.archive(target.digest),
+            max_bytes=self._limits.max_download_bytes,
+            attempts=self._limits.download_attempts,
+            backoff=self._backoff(),
+            sleep=self._sleep,
+            on_chunk=on_chunk,
+        )
+        await download(target, plan)
+        self._hook("download:complete")
+        return Event.OK
+
+    async def _verify(self, run: _Run) -> Event:
+        target = run.target
+        archive = self._layout.archive(target.digest)
+        if not archive.exists() and self._install_path(target).is_dir():
+            held = target.digest  # the install was unpacked from checked bytes
+        else:
+            # Hash again: these are the bytes INSTALL will unpack, possibly
+            # after a power cut since DOWNLOAD checked them.
+            held = await in_thread(sha256_file, archive)
+        check_signature(target, held, self._trusted_keys())
+        return Event.OK
+
+    async def _install(self, run: _Run) -> Event:
+        target = run.target
+        dest = self._install_path(target)
+        if dest.is_dir():  # complete by construction: unpack and delete are atomic renames
+            run.spec = await in_thread(load_module_spec, dest / MODULE_FILE)
+            check_spec(target, run.spec, self._machine)
+            return Event.OK
+        archive = self._layout.archive(target.digest)
+        # Refuse a wrong name, version or architecture before writing anything.
+        spec = await in_thread(read_module_spec_from_archive, archive)
+        check_spec(target, spec, self._machine)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        self._hook("unpack")
+        run.spec = await in_thread(
+            unpack_release,
+            archive,
+            dest,
+            max_bytes=self._limits.max_install_bytes,
+            max_files=self._limits.max_install_files,
+        )
+        self._hook("install:unpacked")
+        return Event.OK
+
+    async def _activate(self, run: _Run) -> Event:
+        target, prior = run.target, run.journal.prior
+        spec = await self._spec_of(run)
+        module_dir = self._layout.module_dir(target.name)
+        if prior is not None:
+            await self._stop(target.name)
+        self._hook("activate:stopped")
+        if prior is not None and prior.install_dir != target.install_name:
+            point_link(module_dir / PREVIOUS, prior.install_dir)
+        self._hook("before-switch")
+        # The journal already says ACTIVATE: a power cut after this rename
+        # resumes in ROLLBACK, which switches back.
+        point_link(module_dir / CURRENT, target.install_name)
+        self._hook("after-switch")
+        await self._start(target.name, self._install_path(target), spec, target)
+        self._hook("activate:started")
+        return Event.OK
+
+    async def _health(self, run: _Run) -> Event:
+        target = run.target
+        timeout_s = health_timeout_s(target, await self._spec_of(run))
+        try:
+            async with asyncio.timeout(timeout_s + self._limits.health_slack_s):
+                healthy = await self._activator.wait_healthy(target.name, timeout_s)
+            why = f"not healthy within {timeout_s:g}s"
+        except TimeoutError:
+            healthy, why = False, f"the health check did not answer within {timeout_s:g}s"
+        except Exception as exc:  # the port's failure is the check's verdict
+            healthy, why = False, f"the health check failed: {_describe(exc)}"
+        self._hook("health:checked")
+        if healthy:
+            return Event.OK
+        return run.fail(State.HEALTH, f"{target.name} {target.version}: {why}", retryable=False)
+
+    async def _commit(self, run: _Run) -> Event:
+        target = run.target
+        self._files.save_installed(target.name, InstalledRelease(target, target.install_name))
+        self._hook("commit:recorded")
+        module_dir = self._layout.module_dir(target.name)
+        keep = {target.install_name, read_link(module_dir / PREVIOUS)}
+        for entry in sorted(module_dir.iterdir()):
+            # Only install directories: links and hidden leftovers are not ours to judge here.
+            if entry.name not in keep and not entry.name.startswith(".") and _is_real_dir(entry):
+                await _best_effort(remove_tree, entry)
+        await self._drop_download(target)
+        self._hook("commit:pruned")
+        return Event.OK
+
+    async def _rollback(self, run: _Run) -> Event:
+        j = run.journal
+        name = j.target.name
+        module_dir = self._layout.module_dir(name)
+        try:
+            await self._stop(name)
+        except ActivationError as exc:  # it may be down already; carry on restoring
+            _log.warning(
+                "update.rollback_stop_failed", extra={"fields": {"module": name}}, exc_info=exc
+            )
+        if j.prior_previous is not None:
+            point_link(module_dir / PREVIOUS, j.prior_previous)
+        else:
+            remove_link(module_dir / PREVIOUS)
+        if j.prior is not None:
+            point_link(module_dir / CURRENT, j.prior.install_dir)
+        else:  # a first install: nothing to go back to
+            remove_link(module_dir / CURRENT)
+        self._files.save_installed(name, j.prior)
+        self._hook("rollback:switched")
+        if j.prior is not None:
+            install = module_dir / j.prior.install_dir
+            try:
+                spec = await in_thread(load_module_spec, install / MODULE_FILE)
+                await self._start(name, install, spec, j.prior.target)
+            except _FAILURES as exc:
+                # The links and the record are right; report that the old
+                # version did not start rather than pretend it runs.
+                run.fail(
+                    State.ROLLBACK,
+                    f"restarting {j.prior.target.version}: {_describe(exc)}",
+                    retryable=False,
+                )
+        self._hook("rollback:started")
+        return Event.OK
+
+    async def _cleanup(self, run: _Run) -> Event:
+        j = run.journal
+        target = j.target
+        module_dir = self._layout.module_dir(target.name)
+        in_use = {read_link(module_dir / CURRENT), read_link(module_dir / PREVIOUS)}
+        if j.prior is not None:
+            in_use.add(j.prior.install_dir)
+        if target.install_name not in in_use:
+            await _best_effort(remove_tree, self._install_path(target))
+        if not j.retryable:
+            # Keep a partial or checked archive only for a retry to resume from.
+            await self._drop_download(target)
+        await _best_effort(sweep_leftovers, module_dir)
+        self._hook("cleanup:removed")
+        return Event.OK if j.error is None else Event.FAIL
+
+    # -- helpers ------------------------------------------------------------------
+
+    def _install_path(self, target: ReleaseTarget) -> Path:
+        return self._layout.module_dir(target.name) / target.install_name
+
+    async def _spec_of(self, run: _Run) -> ModuleSpec:
+        if run.spec is None:
+            path = self._install_path(run.target) / MODULE_FILE
+            run.spec = await in_thread(load_module_spec, path)
+        return run.spec
+
+    async def _drop_download(self, target: ReleaseTarget) -> None:
+        for path in (self._layout.partial(target.digest), self._layout.archive(target.digest)):
+            await _best_effort(remove_file, path)
+
+    async def _start(
+        self, name: str, install: Path, spec: ModuleSpec, target: ReleaseTarget
+    ) -> None:
+        try:
+            await self._activator.start(name, install, spec, target)
+        except Exception as exc:
+            raise ActivationError(f"starting {name} {target.version}: {_describe(exc)}") from exc
+        self.started.add(name)
+
+    async def _stop(self, name: str) -> None:
+        try:
+            await self._activator.stop(name)
+        except Exception as exc:
+            raise ActivationError(f"stopping {name}: {_describe(exc)}") from exc
+        self.started.discard(name)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, UpdaterError | ArtifactError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _as_state(value: str | None) -> State | None:
+    try:
+        return None if value is None else State(value)
+    except ValueError:
+        return None
+
+
+def _is_real_dir(path: Path) -> bool:
+    return path.is_dir() and not path.is_symlink()
+
+
+async def _best_effort(action: Callable[[Path], object], path: Path) -> None:
+    # Cleanup must not turn a finished update into a failed one: log and go on.
+    try:
+        await in_thread(action, path)
+    except OSError as exc:
+        _log.warning("update.cleanup_failed", extra={"fields": {"path": str(path)}}, exc_info=exc)

@@ -1,0 +1,50 @@
+"""The updater's exception tree (drawn in the package docstring)."""
+
+from fogline._errors import FoglineError
+
+
+class UpdaterError(FoglineError):
+    """Base of every error the updater and its ports raise on purpose."""
+
+
+class InvalidTargetError(UpdaterError):
+    """The desired state asked for something malformed: field, reason."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"release target: {field}: {reason}")
+        self.field, self.reason = field, reason
+
+
+class ArtifactFetchError(UpdaterError):
+    """Downloading the archive failed; what was already written can be resumed.
+
+    `is_transient` errors (transport, timeouts, 408/429/5xx) are retried with
+    backoff inside one update; the others (such as 404 or 403) end the attempt
+    at once. Neither marks the release as failed: the next `ensure` resumes.
+    """
+
+    def __init__(self, digest: str, reason: str, *, status: int | None = None) -> None:
+        where = f"HTTP {status}: " if status is not None else ""
+        super().__init__(f"fetching {digest}: {where}{reason}")
+        self.digest, self.reason, self.status = digest, reason, status
+
+    @property
+    def is_transient(self) -> bool:
+        return self.status is None or self.status in (408, 429) or self.status >= 500
+
+
+class ReleaseRejectedError(UpdaterError):
+    """The release itself is wrong for this node (digest, size, name, version,
+    architecture): it is recorded as failed and not tried again."""
+
+
+class ActivationError(UpdaterError):
+    """The module activator failed to start or stop a module (its error is chained)."""
+
+
+class JournalCorruptError(UpdaterError):
+    """A state file in the updater's directory is unreadable: path and reason."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path, self.reason = path, reason

@@ -1,0 +1,102 @@
+"""Fetch archives from the hub with HTTP range requests, so a download resumes."""
+
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Final
+
+import httpx
+
+from ._errors import ArtifactFetchError
+
+_CONTENT_RANGE_RE: Final = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)", re.ASCII)
+_UNSATISFIED_RE: Final = re.compile(r"bytes \*/(\d+)", re.ASCII)
+
+
+class HttpArtifactSource:
+    """An ArtifactSource over an httpx client (the agent's mTLS client to the hub).
+
+    Asks for `Range: bytes=<offset>-`. A 206 appends from the offset; a 200
+    (a server or proxy that ignores ranges) starts the file over from zero;
+    a 416 whose total equals the offset means the file was already complete.
+    """
+
+    def __init__(
+        self, client: httpx.AsyncClient, path_template: str = "/v1/artifacts/{digest}"
+    ) -> None:
+        if "{digest}" not in path_template:
+            raise ValueError(f"path_template must contain {{digest}}, got {path_template!r}")
+        self._client = client
+        self._template = path_template
+
+    async def fetch(
+        self, digest: str, dest: Path, *, offset: int, on_bytes: Callable[[int], None]
+    ) -> None:
+        """See ArtifactSource.fetch.
+
+        Raises:
+            ArtifactFetchError: transport failure or timeout (transient), an
+                HTTP error status, or a response that does not fit the request.
+        """
+        url = self._template.format(digest=digest)
+        # Ranges count encoded bytes: ask for none, so offsets mean file bytes.
+        headers = {"Accept-Encoding": "identity"}
+        if offset > 0:
+            headers["Range"] = f"bytes={offset}-"
+        try:
+            async with self._client.stream("GET", url, headers=headers) as response:
+                start = self._start_of(digest, response, offset)
+                if start is None:
+                    on_bytes(offset)  # already complete
+                    return
+                await _write_body(response, dest, start, on_bytes)
+        except httpx.HTTPError as exc:
+            # Transport, timeout, protocol: retrying is safe, the partial stays.
+            raise ArtifactFetchError(digest, f"{type(exc).__name__}: {exc}") from exc
+
+    @staticmethod
+    def _start_of(digest: str, response: httpx.Response, offset: int) -> int | None:
+        status = response.status_code
+        if status == 200:
+            return 0
+        if status == 206:
+            match = _CONTENT_RANGE_RE.fullmatch(response.headers.get("content-range", ""))
+            if match is None or int(match.group(1)) != offset:
+                raise ArtifactFetchError(
+                    digest,
+                    f"asked for bytes from {offset}, got Content-Range "
+                    f"{response.headers.get('content-range', '')[:80]!r}",
+                    status=status,
+                )
+            return offset
+        if status == 416 and offset > 0:
+            match = _UNSATISFIED_RE.fullmatch(response.headers.get("content-range", ""))
+            if match is not None and int(match.group(1)) == offset:
+                return None
+            # The partial file is longer than the artifact: a transient error,
+            # and the caller's next attempt should start from zero.
+            raise ArtifactFetchError(
+                digest, "partial download longer than the artifact", status=status
+            )
+        raise ArtifactFetchError(
+            digest, response.reason_phrase or "unexpected status", status=status
+        )
+
+
+async def _write_body(
+    response: httpx.Response, dest: Path, start: int, on_bytes: Callable[[int], None]
+) -> None:
+    fd = os.open(dest, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        os.ftruncate(fd, start)
+        os.lseek(fd, start, os.SEEK_SET)
+        position = start
+        async for chunk in response.aiter_raw():
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(fd, view) :]
+            position += len(chunk)
+            on_bytes(position)
+    finally:
+        os.close(fd)

@@ -1,0 +1,356 @@
+"""`Updater`: move modules to target releases and recover after a crash.
+
+On top of the Engine (the state table's shell) it decides when to run:
+`ensure` starts an update unless the target already runs or already
+failed; `recover` resumes or undoes what a crash interrupted, with the
+save-count guard, then starts every module's installed version.
+"""
+
+import asyncio
+import dataclasses
+import logging
+import platform
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Final
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from fogline.agent._backoff import Backoff
+from fogline.artifact import MODULE_FILE, load_module_spec
+
+from ._blocking import in_thread
+from ._engine import Engine
+from ._errors import JournalCorruptError
+from ._journal import Journal, StateFiles
+from ._layout import CURRENT, PREVIOUS, Layout, point_link, read_link, remove_file, sweep_leftovers
+from ._models import (
+    InstalledRelease,
+    ReleaseFailure,
+    ReleaseTarget,
+    UpdateLimits,
+    UpdateProgress,
+    UpdateResult,
+)
+from ._ports import ArtifactSource, ModuleActivator
+from ._states import SWITCHED, TERMINAL, State, resume_state
+
+_log = logging.getLogger("fogline.agent.updater")
+
+# Saves past max_saves allowed for the guard's own rollback and cleanup;
+# beyond them even that crashed, and the journal goes straight to FAILED.
+_GUARD_GRACE: Final = 3
+# Resume states that leave the active version alone: recover() starts the
+# installed versions first and runs these afterwards, so a long download
+# does not keep a node's modules down.
+_DEFERRED: Final = frozenset({State.DOWNLOAD, State.VERIFY})
+_MACHINE: Final = platform.machine()
+
+
+class Updater:
+    """The node's crash-safe update engine, one journal per module under `root`.
+
+    Call `recover()` once at start, before `ensure`. Updates of different
+    modules may run concurrently; updates of one module are serialised.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        source: ArtifactSource,
+        activator: ModuleActivator,
+        trusted_keys: Callable[[], Mapping[str, Ed25519PublicKey]],
+        on_progress: Callable[[UpdateProgress], None] | None = None,
+        limits: UpdateLimits | None = None,
+        crash_hook: Callable[[str], None] | None = None,
+        machine: str | None = _MACHINE,
+        backoff: Callable[[], Backoff] = Backoff,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._layout = Layout(Path(root))
+        self._files = StateFiles(Path(root))
+        self._limits = limits or UpdateLimits()
+        self._on_progress = on_progress
+        self._activator = activator
+        self._engine = Engine(
+            self._layout,
+            self._files,
+            source=source,
+            activator=activator,
+            trusted_keys=trusted_keys,
+            report=self._report,
+            limits=self._limits,
+            crash_hook=crash_hook,
+            machine=machine,
+            backoff=backoff,
+            sleep=sleep,
+        )
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    # -- queries ----------------------------------------------------------------
+
+    def installed(self, name: str) -> InstalledRelease | None:
+        """The committed release of `name`, or None.
+
+        Raises:
+            JournalCorruptError: installed.json is unreadable.
+        """
+        return self._files.load_installed(name)
+
+    def install_path(self, name: str) -> Path | None:
+        """The directory `name` runs from, or None when nothing is installed."""
+        installed = self._files.load_installed(name)
+        return None if installed is None else self._layout.module_dir(name) / installed.install_dir
+
+    def journal_state(self, name: str) -> State | None:
+        """The state of the last update of `name`'s journal (None: never updated)."""
+        journal = self._files.load_journal(name)
+        return None if journal is None else _state_of(journal.state)
+
+    def failure(self, name: str) -> ReleaseFailure | None:
+        """The recorded failed release of `name`, which `ensure` will not retry."""
+        return self._files.load_failure(name)
+
+    def forget_failure(self, name: str) -> bool:
+        """Allow the failed release of `name` to be tried again; True if one was recorded."""
+        return self._files.clear_failure(name)
+
+    # -- ensure -----------------------------------------------------------------
+
+    async def ensure(self, target: ReleaseTarget) -> UpdateResult:
+        """Move `target.name` to `target` and return how it ended (DONE or FAILED).
+
+        A no-op when the target already runs; returns a recorded failure of
+        the same release at once, without trying again. Failures of the
+        update are reported in the result and through `on_progress`, not raised.
+
+        Raises:
+            JournalCorruptError: the installed or failure record is unreadable.
+            OSError: the updater's own directory cannot be written.
+        """
+        async with self._lock(target.name):
+            previous = self._load_journal(target.name)
+            if previous is not None and not previous.is_terminal:
+                # An update recover() did not finish (not called, or a
+                # cancelled ensure): finish it before starting another.
+                previous = await self._resume(previous)
+            failure = self._files.load_failure(target.name)
+            if failure is not None:
+                if failure.digest == target.digest:
+                    return self._remembered(target, failure)
+                self._files.clear_failure(target.name)  # another release is targeted
+            installed = self._files.load_installed(target.name)
+            module_dir = self._layout.module_dir(target.name)
+            if (
+                installed is not None
+                and installed.target.same_deployment(target)
+                and (module_dir / installed.install_dir).is_dir()
+            ):
+                self._report(_progress(target, State.DONE, "already installed"))
+                return UpdateResult(target.name, target.version, target.digest, State.DONE)
+            # Saves carry over a retry after an interruption, so an update that
+            # kills the agent every time ends in FAILED instead of looping.
+            carried = (
+                previous.saves
+                if previous is not None
+                and previous.interrupted
+                and previous.target.digest == target.digest
+                else 0
+            )
+            journal = Journal(
+                state=State.DOWNLOAD.value,
+                saves=carried,
+                target=target,
+                prior=installed,
+                prior_previous=read_link(module_dir / PREVIOUS),
+            )
+            if carried >= self._limits.max_saves:
+                final = await self._engine.run(self._crash_loop(journal), State.FAILED)
+            else:
+                final = await self._engine.run(journal, State.DOWNLOAD)
+            return _result(final)
+
+    # -- recover ----------------------------------------------------------------
+
+    async def recover(self) -> list[UpdateResult]:
+        """Resume or undo interrupted updates, then start every installed module.
+
+        Re-reports the final state of every module's last update, since the
+        crash may have come before the report. Returns the results of the
+        updates it finished.
+
+        Raises:
+            OSError: the updater's own directory cannot be written.
+        """
+        self._layout.downloads.mkdir(parents=True, exist_ok=True)
+        self._layout.modules.mkdir(parents=True, exist_ok=True)
+        names = sorted(set(self._files.module_names()) | set(self._layout.module_names()))
+        results: list[UpdateResult] = []
+        deferred: list[Journal] = []
+        for name in names:
+            async with self._lock(name):
+                sweep_leftovers(self._layout.module_dir(name))
+                journal = self._load_journal(name)
+                if journal is None:
+                    continue
+                if journal.is_terminal:
+                    self._engine.report(journal, State(journal.state))
+                elif resume_state(journal.state) in _DEFERRED and not self._guard_trips(journal):
+                    deferred.append(journal)
+                else:
+                    results.append(_result(await self._resume(journal)))
+        self._sweep_downloads(deferred)
+        for name in names:
+            if name not in self._engine.started:
+                await self._start_installed(name)
+        for journal in deferred:
+            async with self._lock(journal.target.name):
+                results.append(_result(await self._resume(journal)))
+        return results
+
+    async def _resume(self, journal: Journal) -> Journal:
+        """Run `journal` from where RESUME (or the save-count guard) says."""
+        over = journal.saves - self._limits.max_saves
+        if over >= _GUARD_GRACE:
+            # Even the guard's rollback kept crashing: stop doing anything.
+            return await self._engine.run(self._crash_loop(journal), State.FAILED)
+        if over >= 0:
+            undo = journal.state in SWITCHED or _unknown(journal.state)
+            state = State.ROLLBACK if undo else State.CLEANUP
+            if journal.state == State.CLEANUP:
+                state = State.CLEANUP
+            return await self._engine.run(self._crash_loop(journal), state)
+        state = resume_state(journal.state)
+        if state is State.ROLLBACK and journal.error is None:
+            t = journal.target
+            journal = dataclasses.replace(
+                journal,
+                error=(
+                    f"{t.name} {t.version}: the agent stopped during {journal.state}; "
+                    "rolled back because the new version was not known to be healthy"
+                ),
+                failed_in=journal.state,
+                retryable=True,
+                interrupted=True,
+            )
+        _log.info(
+            "update.resume",
+            extra={"fields": {"module": journal.target.name, "from": journal.state, "to": state}},
+        )
+        return await self._engine.run(journal, state)
+
+    def _guard_trips(self, journal: Journal) -> bool:
+        return journal.saves >= self._limits.max_saves
+
+    def _crash_loop(self, journal: Journal) -> Journal:
+        reason = (
+            f"crash loop: the update journal was saved {journal.saves} times without "
+            f"finishing (limit {self._limits.max_saves})"
+        )
+        error = reason if journal.error is None else f"{journal.error}; {reason}"
+        failed_in = journal.failed_in or journal.state
+        return dataclasses.replace(
+            journal, error=error, failed_in=failed_in, retryable=False, interrupted=False
+        )
+
+    async def _start_installed(self, name: str) -> None:
+        try:
+            installed = self._files.load_installed(name)
+        except JournalCorruptError as exc:
+            _log.error(
+                "update.installed_unreadable", extra={"fields": {"module": name}}, exc_info=exc
+            )
+            return
+        if installed is None:
+            return
+        module_dir = self._layout.module_dir(name)
+        install = module_dir / installed.install_dir
+        try:
+            # The record is the truth once no update is in flight; repair a
+            # link a guard trip may have left on the failed version.
+            point_link(module_dir / CURRENT, installed.install_dir)
+            spec = await in_thread(load_module_spec, install / MODULE_FILE)
+            await self._activator.start(name, install, spec, installed.target)
+        except Exception as exc:  # one module failing to start must not stop the rest
+            _log.error("update.start_failed", extra={"fields": {"module": name}}, exc_info=exc)
+
+    def _sweep_downloads(self, deferred: list[Journal]) -> None:
+        """Delete downloads no update will resume (after a crash, or a target change)."""
+        keep: set[str] = {j.target.digest for j in deferred}
+        for name in self._files.module_names():
+            journal = self._load_journal(name)
+            if journal is not None and (not journal.is_terminal or journal.retryable):
+                keep.add(journal.target.digest)
+        for path in self._layout.downloads.iterdir():
+            digest = path.name.removesuffix(".partial").removesuffix(".tar.zst")
+            if digest not in keep:
+                remove_file(path)
+
+    # -- helpers ----------------------------------------------------------------
+
+    def _load_journal(self, name: str) -> Journal | None:
+        try:
+            return self._files.load_journal(name)
+        except JournalCorruptError as exc:
+            # Without a journal the installed record still says what to run.
+            _log.error(
+                "update.journal_unreadable", extra={"fields": {"module": name}}, exc_info=exc
+            )
+            self._files.set_aside_journal(name)
+            return None
+
+    def _remembered(self, target: ReleaseTarget, failure: ReleaseFailure) -> UpdateResult:
+        detail = "not retried: this release failed before (target another or forget_failure)"
+        self._report(_progress(target, State.FAILED, detail, error=failure.reason))
+        return UpdateResult(
+            target.name,
+            target.version,
+            target.digest,
+            State.FAILED,
+            error=failure.reason,
+            failed_in=failure.failed_in,
+            remembered=True,
+        )
+
+    def _lock(self, name: str) -> asyncio.Lock:
+        return self._locks.setdefault(name, asyncio.Lock())
+
+    def _report(self, progress: UpdateProgress) -> None:
+        if self._on_progress is None:
+            return
+        try:
+            self._on_progress(progress)
+        except Exception as exc:  # a broken reporter must not break an update
+            _log.warning("update.report_failed", exc_info=exc)
+
+
+def _progress(
+    target: ReleaseTarget, state: State, detail: str, *, error: str | None = None
+) -> UpdateProgress:
+    return UpdateProgress(target.name, target.version, target.digest, state, detail, error=error)
+
+
+def _result(journal: Journal) -> UpdateResult:
+    t = journal.target
+    state = State(journal.state) if journal.state in TERMINAL else State.FAILED
+    return UpdateResult(
+        t.name,
+        t.version,
+        t.digest,
+        state,
+        error=journal.error,
+        failed_in=_state_of(journal.failed_in),
+        retryable=journal.retryable,
+    )
+
+
+def _state_of(value: str | None) -> State | None:
+    try:
+        return None if value is None else State(value)
+    except ValueError:
+        return None
+
+
+def _unknown(state: str) -> bool:
+    return _state_of(state) is None

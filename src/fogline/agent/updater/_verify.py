@@ -1,0 +1,72 @@
+"""Pure checks of a release against its target: bytes in, verdict out, no I/O."""
+
+import hmac
+from collections.abc import Mapping
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from fogline.artifact import ModuleSpec, VerifiedRelease, supports_architecture, verify_release
+
+from ._errors import ReleaseRejectedError
+from ._models import ReleaseTarget
+
+
+def check_download(target: ReleaseTarget, held_digest: str) -> None:
+    """The downloaded bytes are the ones the target names.
+
+    Raises:
+        ReleaseRejectedError: the digest differs (tampered or corrupted).
+    """
+    if not hmac.compare_digest(held_digest, target.digest):
+        raise ReleaseRejectedError(
+            f"{target.name} {target.version}: digest mismatch: expected {target.digest}, "
+            f"downloaded {held_digest}"
+        )
+
+
+def check_signature(
+    target: ReleaseTarget, held_digest: str, trusted_keys: Mapping[str, Ed25519PublicKey]
+) -> VerifiedRelease:
+    """The bytes held are signed by a trusted key as exactly this name and version.
+
+    Raises:
+        UntrustedReleaseError: unsigned, untrusted key, bad signature, digest
+            mismatch, or a signature for another name or version.
+        ReleaseRejectedError: the bytes are not the target's.
+    """
+    check_download(target, held_digest)
+    return verify_release(
+        held_digest,
+        target.signature,
+        trusted_keys,
+        expect_name=target.name,
+        expect_version=target.version,
+    )
+
+
+def check_spec(target: ReleaseTarget, spec: ModuleSpec, machine: str | None) -> None:
+    """The archive's own module file agrees with the signed name and version,
+    and the release runs on this machine (`uname -m`; None skips the check).
+
+    Raises:
+        ReleaseRejectedError: name, version or architecture do not fit.
+    """
+    if spec.name != target.name or str(spec.version) != target.version:
+        raise ReleaseRejectedError(
+            f"{target.name} {target.version}: the archive's fogline-module.yaml says "
+            f"{spec.name} {spec.version}"
+        )
+    if machine is not None and not supports_architecture(spec, machine):
+        raise ReleaseRejectedError(
+            f"{target.name} {target.version}: built for {', '.join(spec.architectures)}, "
+            f"this node is {machine}"
+        )
+
+
+def health_timeout_s(target: ReleaseTarget, spec: ModuleSpec) -> float:
+    """How long the new version gets to become healthy: the target's override,
+    else the release's startGrace plus its health probe timeout."""
+    if target.health_timeout_s is not None:
+        return target.health_timeout_s
+    probe_s = spec.health.timeout_s if spec.health is not None else 0.0
+    return spec.start_grace_s + probe_s

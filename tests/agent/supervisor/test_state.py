@@ -1,0 +1,56 @@
+"""The lifecycle table: the edges a user's status depends on."""
+
+import pytest
+
+from fogline.agent.supervisor import TRANSITIONS, Event, State, next_state
+
+
+@pytest.mark.parametrize("state", list(State))
+def test_stop_is_accepted_from_every_state(state: State) -> None:
+    assert next_state(state, Event.STOP) is State.STOPPED
+
+
+def test_a_healthy_run() -> None:
+    state = State.STOPPED
+    for event, expected in (
+        (Event.START, State.STARTING),
+        (Event.PROBE_OK, State.HEALTHY),
+        (Event.PROBE_FAIL, State.UNHEALTHY),
+        (Event.PROBE_OK, State.HEALTHY),
+        (Event.EXIT, State.EXITED),
+        (Event.START, State.STARTING),
+    ):
+        state = next_state(state, event)
+        assert state is expected, event
+
+
+@pytest.mark.parametrize(
+    "event", [Event.START, Event.PROBE_OK, Event.PROBE_FAIL, Event.EXIT, Event.LOOP]
+)
+def test_crash_loop_is_sticky_until_the_module_is_stable(event: Event) -> None:
+    assert next_state(State.CRASH_LOOP, event) is State.CRASH_LOOP
+    assert next_state(State.CRASH_LOOP, Event.STABLE) is State.STARTING
+
+
+@pytest.mark.parametrize("state", [State.STARTING, State.HEALTHY, State.UNHEALTHY, State.EXITED])
+def test_too_many_exits_enter_crash_loop(state: State) -> None:
+    assert next_state(state, Event.LOOP) is State.CRASH_LOOP
+
+
+def test_events_without_an_edge_leave_the_state_alone() -> None:
+    assert (State.HEALTHY, Event.START) not in TRANSITIONS  # one process at a time
+    assert next_state(State.HEALTHY, Event.START) is State.HEALTHY
+    assert next_state(State.STOPPED, Event.PROBE_OK) is State.STOPPED
+    assert next_state(State.STOPPED, Event.EXIT) is State.EXITED  # its first start failed
+    assert next_state(State.HEALTHY, Event.STABLE) is State.HEALTHY
+
+
+def test_state_values_are_the_wire_spelling() -> None:
+    assert {state.value for state in State} == {
+        "starting",
+        "healthy",
+        "unhealthy",
+        "crash-loop",
+        "stopped",
+        "exited",
+    }
