@@ -33,9 +33,12 @@ from ._errors import AgentError, HubRefusedError, HubUnreachableError, IdentityE
 from ._hublink import HubLink
 from ._identity import Identity, IdentityStore
 from ._local import LocalApp, make_local_server
+from ._modules import ModuleManager, SupervisorActivator
 from ._sync import ConfigApplier, DesiredStore, SyncLoop
 from ._telemetry import HttpHubTransport
 from .dataplane import DataPlaneCollector, MqttSettings, NodeDataPlane, ingest_handler
+from .supervisor import ProcessRuntime, Supervisor
+from .updater import HttpArtifactSource, Updater, crash_hook_from_env
 
 log = logging.getLogger("fogline.agent")
 
@@ -98,6 +101,7 @@ class Agent:
         self.applied: AppliedState | None = None
         self.local = LocalApp(self.metrics.registry, self.health)
         self.dataplane: NodeDataPlane | None = None
+        self.modules: ModuleManager | None = None
         self._report_now = asyncio.Event()
         self.sync = SyncLoop(
             DesiredStore(config.data_dir), [ConfigApplier(config.data_dir)], self._on_applied
@@ -161,7 +165,7 @@ class Agent:
                 )
                 reply = await link.call("POST", "/v1/enroll", request, EnrollResponse)
                 identity = self._store.save(
-                    reply.device_id, reply.name, reply.certificate, reply.ca
+                    reply.device_id, reply.name, reply.certificate, reply.ca, reply.release_keys
                 )
                 self.report_interval_s = reply.report_interval_s
                 event(log, "agent.enrolled", device_id=identity.device_id, name=identity.name)
@@ -268,6 +272,12 @@ class Agent:
                 HttpHubTransport(uplink_link),
             )
             self.metrics.registry.register(DataPlaneCollector(self.dataplane))
+            self.modules = self._make_modules(identity, uplink_link)
+            tg.create_task(self.modules.supervisor.run(), name="supervisor")
+            # Installed modules run again before anything else; an interrupted
+            # update resumes or rolls back (the updater's RESUME table).
+            await self.modules.recover()
+            self.sync.appliers.append(self.modules.apply)
             self.sync.appliers.append(self.dataplane.apply)
             # Edge autonomy: apply the last desired state before any hub contact.
             await self.sync.start_from_local_copy()
@@ -277,6 +287,30 @@ class Agent:
             tg.create_task(self.report_forever(identity), name="report")
             tg.create_task(self._sync_forever(identity), name="sync")
             tg.create_task(self._dataplane_forever(uplink_link), name="dataplane")
+
+    def _make_modules(self, identity: Identity, link: HubLink) -> ModuleManager:
+        data = self.config.data_dir
+        supervisor = Supervisor(ProcessRuntime(), data / "logs")
+        activator = SupervisorActivator(supervisor, data / "modules-config")
+        crash_hook = crash_hook_from_env()  # fault injection in tests only
+
+        def make_updater(manager: ModuleManager) -> Updater:
+            return Updater(
+                data / "updater",
+                source=HttpArtifactSource(link.http),
+                activator=activator,
+                trusted_keys=manager.trusted_keys,
+                on_progress=manager.on_progress,
+                crash_hook=crash_hook,
+            )
+
+        return ModuleManager(
+            make_updater,
+            supervisor,
+            activator,
+            self._store.pinned_release_keys(),
+            self._report_now.set,
+        )
 
     async def _dataplane_forever(self, link: HubLink) -> None:
         assert self.dataplane is not None

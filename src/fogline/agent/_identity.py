@@ -82,7 +82,26 @@ class IdentityStore:
             raise IdentityError(f"{self.key_path}: not an EC private key")
         return key
 
-    def save(self, device_id: str, name: str, cert_pem: str, ca_pem: str) -> Identity:
+    def pinned_release_keys(self) -> dict[str, str]:
+        """Release keys the hub gave at enrollment (name -> base64 Ed25519 key)."""
+        path = self.root / "release-keys.json"
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+    def save(
+        self,
+        device_id: str,
+        name: str,
+        cert_pem: str,
+        ca_pem: str,
+        release_keys: dict[str, str] | None = None,
+    ) -> Identity:
+        write_public_file(
+            self.root / "release-keys.json", json.dumps(release_keys or {}, sort_keys=True).encode()
+        )
         write_public_file(self.root / "cert.pem", cert_pem.encode())
         write_public_file(self.root / "ca.pem", ca_pem.encode())
         write_public_file(

@@ -7,7 +7,7 @@ import typer
 from fogline import __version__
 from fogline._errors import FoglineError
 
-from . import _agent, _claim, _devices, _hub, _manifests, _telemetry
+from . import _agent, _claim, _devices, _hub, _keys, _manifests, _release, _telemetry
 from ._common import err_console
 
 app = typer.Typer(
@@ -25,6 +25,8 @@ app.command("plan")(_manifests.plan)
 app.command("apply")(_manifests.apply)
 app.add_typer(_manifests.get_app, name="get")
 app.add_typer(_manifests.delete_app, name="delete")
+app.add_typer(_keys.app, name="keys")
+app.add_typer(_release.app, name="release")
 app.add_typer(_telemetry.app, name="telemetry")
 
 

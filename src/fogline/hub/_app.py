@@ -2,7 +2,7 @@
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -15,14 +15,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fogline import __version__
 from fogline._log import event
-from fogline.protocol import MAX_BODY_BYTES, ErrorBody, ErrorDetail
+from fogline.protocol import API_PREFIX, MAX_BODY_BYTES, ErrorBody, ErrorDetail
 
 from ._desired import desired_seq
 from ._errors import ApiError
 from ._metrics import timing_middleware
+from ._releases import MAX_RELEASE_BYTES
 from ._routes_device import router as device_router
 from ._routes_manifest import router as manifest_router
 from ._routes_operator import router as operator_router
+from ._routes_release import router as release_router
 from ._routes_telemetry import router as telemetry_router
 from ._state import HubState
 from ._store import count_devices_by_status, utcnow
@@ -94,25 +96,46 @@ async def _retention_forever(state: HubState) -> None:
         await asyncio.sleep(60)
 
 
+class BodyTooLargeError(ApiError):
+    status = 413
+    code = "too_large"
+
+
 class BodyLimit:
     """Refuses request bodies over `max_bytes` with 413, before any handler.
 
     Checks Content-Length up front and also counts streamed bytes, so a
-    chunked upload cannot slip past the limit.
+    chunked upload cannot slip past the limit. `large_paths` maps a path
+    (and everything below it) to a larger limit; those bodies are not
+    buffered here but passed through, still counted, for the handler to
+    stream to disk (release uploads).
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, large_paths: Mapping[str, int] | None = None
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.large_paths = dict(large_paths or {})
+
+    def _limit_for(self, path: str) -> int:
+        for prefix, limit in self.large_paths.items():
+            if path == prefix or path.startswith(prefix.rstrip("/") + "/"):
+                return limit
+        return self.max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self._limit_for(scope["path"])
         for name, value in scope.get("headers", []):
-            if name == b"content-length" and (not value.isdigit() or int(value) > self.max_bytes):
-                await self._refuse(scope, receive, send)
+            if name == b"content-length" and (not value.isdigit() or int(value) > limit):
+                await self._refuse(scope, receive, send, limit)
                 return
+        if limit > self.max_bytes:
+            await self.app(scope, self._counted(receive, limit), send)
+            return
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -122,7 +145,7 @@ class BodyLimit:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_bytes:
-                await self._refuse(scope, receive, send)
+                await self._refuse(scope, receive, send, self.max_bytes)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -139,8 +162,24 @@ class BodyLimit:
 
         await self.app(scope, replay, send)
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = _error(413, "too_large", f"request body is over {self.max_bytes} bytes")
+    @staticmethod
+    def _counted(receive: Receive, limit: int) -> Receive:
+        size = 0
+
+        async def counted() -> Message:
+            nonlocal size
+            message = await receive()
+            if message["type"] == "http.request":
+                size += len(message.get("body", b""))
+                if size > limit:
+                    # Raised inside the handler's read; answered as a 413.
+                    raise BodyTooLargeError(f"request body is over {limit} bytes")
+            return message
+
+        return counted
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        response = _error(413, "too_large", f"request body is over {limit} bytes")
         await response(scope, receive, send)
 
 
@@ -171,13 +210,18 @@ def create_app(state: HubState) -> FastAPI:
     app.include_router(device_router)
     app.include_router(operator_router)
     app.include_router(manifest_router)
+    app.include_router(release_router)
     app.include_router(telemetry_router)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(ApiError, _on_api_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
     app.add_exception_handler(Exception, _on_unexpected)
     app.middleware("http")(timing_middleware(state.metrics))
-    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=MAX_BODY_BYTES,
+        large_paths={f"{API_PREFIX}/releases": MAX_RELEASE_BYTES},
+    )
 
     def count_devices() -> dict[str, int]:
         with state.sessions() as session:

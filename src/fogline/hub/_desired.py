@@ -8,7 +8,7 @@ watches to wake its long-polling devices, whichever replica made the change.
 
 import asyncio
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,10 +23,17 @@ from fogline.manifest import (
     canonical_json,
     compile_desired_state,
     load_manifests,
+    revision_of,
 )
 from fogline.protocol import SyncReport, SyncStatus
 
-from ._schema import DeploymentRow, DesiredStateRow, DeviceRow, FleetGenerationRow
+from ._schema import (
+    DeploymentRow,
+    DesiredStateRow,
+    DeviceRow,
+    FleetGenerationRow,
+    ReleaseKeyRow,
+)
 from ._store import effective_labels, utcnow
 
 
@@ -88,8 +95,22 @@ class Recompiled:
     new: DesiredState
 
 
-def compile_for(deployments: Sequence[Deployment], device: DeviceRow) -> DesiredState:
-    return compile_desired_state(deployments, effective_labels(device))
+def release_keys(session: Session) -> dict[str, str]:
+    """Trusted release keys by name (base64 of the Ed25519 key)."""
+    return {row.name: row.public_key for row in session.scalars(select(ReleaseKeyRow))}
+
+
+def compile_for(
+    deployments: Sequence[Deployment], device: DeviceRow, keys: Mapping[str, str]
+) -> DesiredState:
+    """The device's desired state; with modules, it also carries the release
+    keys the node must verify them with."""
+    state = compile_desired_state(deployments, effective_labels(device))
+    if not state.document.get("modules"):
+        return state
+    document = plain(state.document)
+    document["releaseKeys"] = dict(sorted(keys.items()))
+    return DesiredState(revision_of(document), document)
 
 
 def store_desired(session: Session, device: DeviceRow, state: DesiredState) -> bool:
@@ -122,16 +143,8 @@ def store_desired(session: Session, device: DeviceRow, state: DesiredState) -> b
 
 def recompile_device(session: Session, cache: DeploymentCache, device: DeviceRow) -> bool:
     session.flush()
-    return store_desired(session, device, compile_for(cache.get(session), device))
-
-
-def recompile_all(session: Session, deployments: Sequence[Deployment]) -> int:
-    """Recompile every active device; returns how many revisions changed."""
-    changed = 0
-    devices = session.scalars(select(DeviceRow).where(DeviceRow.revoked_at.is_(None))).all()
-    for device in devices:
-        changed += store_desired(session, device, compile_for(deployments, device))
-    return changed
+    state = compile_for(cache.get(session), device, release_keys(session))
+    return store_desired(session, device, state)
 
 
 def sync_report(row: DesiredStateRow | None) -> SyncReport:

@@ -6,6 +6,7 @@ transaction, so a failure leaves the fleet exactly as it was.
 """
 
 import base64
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -38,8 +39,10 @@ from ._desired import (
     compile_for,
     parse_deployments,
     plain,
+    release_keys,
     store_desired,
 )
+from ._releases import resolve_module_refs
 from ._schema import ClaimRow, DeploymentRow, DesiredStateRow, DeviceRow, ReleaseKeyRow
 from ._store import utcnow
 
@@ -47,9 +50,38 @@ from ._store import utcnow
 @dataclass(slots=True)
 class PreparedChange:
     manifests: ManifestSet
-    final: list[Deployment]
+    deployments: list[Deployment]  # the request's, module releases resolved
+    final: list[Deployment]  # every deployment after the change
+    keys: dict[str, str]  # release keys after the change
     plan: PlanResult
     pruned: list[str] = field(default_factory=list)
+
+
+def _resolve_modules(session: Session, deployments: Sequence[Deployment]) -> list[Deployment]:
+    """Pin each module's `release:` to the pushed release (version, digest, signature).
+
+    Raises:
+        ManifestError: an unknown release or one of another module, located
+            at `spec.modules[i].release` in the operator's file.
+    """
+    resolved: list[Deployment] = []
+    problems: list[Problem] = []
+    for deployment in deployments:
+        if not deployment.modules:
+            resolved.append(deployment)
+            continue
+        try:
+            document = resolve_module_refs(
+                session, deployment.to_document(), origin=deployment.origin
+            )
+        except ManifestError as exc:
+            problems += exc.problems
+            continue
+        source = ManifestSource(str(deployment.origin or deployment.name), json.dumps(document))
+        resolved.append(load_manifests([source]).deployments[0])
+    if problems:
+        raise ManifestError(problems)
+    return resolved
 
 
 def _check_layering(new: Sequence[Deployment], kept: Sequence[Deployment]) -> None:
@@ -105,7 +137,11 @@ def prepare(
     kept_rows = [row for name, row in rows.items() if name not in incoming and not request.prune]
     kept = parse_deployments(kept_rows)
     _check_layering(manifests.deployments, kept)
-    final = sorted([*kept, *manifests.deployments], key=lambda d: d.name)
+    deployments = _resolve_modules(session, manifests.deployments)
+    incoming = {d.name: d for d in deployments}
+    final = sorted([*kept, *deployments], key=lambda d: d.name)
+    keys = release_keys(session)
+    keys.update({k.name: base64.b64encode(k.public_key).decode() for k in manifests.release_keys})
 
     changes: list[DeploymentChange] = []
     for name, deployment in sorted(incoming.items()):
@@ -125,7 +161,7 @@ def prepare(
         select(DeviceRow).where(DeviceRow.revoked_at.is_(None)).order_by(DeviceRow.name)
     ).all()
     for device in active:
-        state = compile_for(final, device)
+        state = compile_for(final, device, keys)
         before = current.get(device.id)
         if before is not None and before.revision == state.revision:
             continue
@@ -148,7 +184,7 @@ def prepare(
         claims=[c.name for c in manifests.claims],
         release_keys=[k.name for k in manifests.release_keys],
     )
-    return PreparedChange(manifests, final, plan, pruned)
+    return PreparedChange(manifests, deployments, final, keys, plan, pruned)
 
 
 def apply(
@@ -159,7 +195,7 @@ def apply(
     The caller commits; an exception anywhere leaves nothing applied.
     """
     now = utcnow()
-    for deployment in prepared.manifests.deployments:
+    for deployment in prepared.deployments:
         document = deployment.to_document()
         row = session.get(DeploymentRow, deployment.name)
         if row is None:
@@ -191,7 +227,7 @@ def apply(
     session.flush()
     active = session.scalars(select(DeviceRow).where(DeviceRow.revoked_at.is_(None))).all()
     for device in active:
-        store_desired(session, device, compile_for(prepared.final, device))
+        store_desired(session, device, compile_for(prepared.final, device, prepared.keys))
     cache.invalidate()
     return tokens
 
@@ -235,6 +271,7 @@ def delete_deployment(session: Session, name: str, cache: DeploymentCache) -> bo
     session.flush()
     cache.invalidate()
     final = cache.get(session)
+    keys = release_keys(session)
     for device in session.scalars(select(DeviceRow).where(DeviceRow.revoked_at.is_(None))).all():
-        store_desired(session, device, compile_for(final, device))
+        store_desired(session, device, compile_for(final, device, keys))
     return True

@@ -14,6 +14,8 @@ import orjson
 from fogline.manifest import BlockError, BlockValidators, canonical_json
 from fogline.pipeline import PipelineSpecError, validate_pipeline
 
+from ._releases import validate_module_block
+
 _PATH_PART: Final = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
 
@@ -35,4 +37,4 @@ def check_pipeline(block: Mapping[str, Any]) -> None:
 
 
 def default_validators() -> BlockValidators:
-    return BlockValidators(pipeline=check_pipeline)
+    return BlockValidators(pipeline=check_pipeline, module=validate_module_block)

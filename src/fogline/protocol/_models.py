@@ -51,6 +51,8 @@ class EnrollResponse(WireModel):
     certificate: str
     ca: str
     report_interval_s: float
+    # Release keys trusted at enrollment (name -> base64 of the Ed25519 key).
+    release_keys: dict[str, str] = {}
 
 
 class OutboxReport(WireModel):
@@ -73,6 +75,8 @@ class Report(WireModel):
     labels: Labels = {}
     applied: "AppliedState | None" = None
     outbox: OutboxReport | None = None
+    # Module statuses, update results and progress, drift (see fogline.agent).
+    modules: dict[str, Any] | None = None
 
 
 class ReportAck(WireModel):

@@ -1,0 +1,244 @@
+"""Modules on the node: desired releases -> updater -> supervisor, plus drift.
+
+The updater moves each module to its target release (download, verify,
+install side by side, switch, health-gate, commit or roll back); the
+supervisor keeps the committed version running. This module adapts one to
+the other and turns the desired-state document's `modules` into targets.
+
+Release keys: the node trusts the keys the hub gave it at enrollment and the
+keys listed in its desired state (`releaseKeys`), both received over mTLS.
+A signature thus protects against a tampered artifact store or transit, not
+against a compromised hub (see docs/security.md).
+"""
+
+import asyncio
+import base64
+import logging
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Final
+
+import orjson
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from fogline._log import event
+from fogline.artifact import ModuleSpec, key_id
+from fogline.manifest import canonical_json
+from fogline.protocol import DesiredStateDoc
+
+from ._files import write_atomic
+from .supervisor import (
+    HealthCheck,
+    HealthKind,
+    Resources,
+    RestartPolicy,
+    RunSpec,
+    Supervisor,
+)
+from .updater import ReleaseTarget, State, UpdateProgress, Updater, UpdateResult
+
+log = logging.getLogger("fogline.agent.modules")
+PROGRESS_REPORT_MIN_S: Final = 0.5
+
+
+def run_spec(
+    name: str, install_dir: Path, spec: ModuleSpec, target: ReleaseTarget, config_path: Path
+) -> RunSpec:
+    """The supervisor's view of a release: what to run and how to judge it."""
+    health = None
+    if spec.health is not None:
+        h = spec.health
+        kind: HealthKind
+        value: str | int | tuple[str, ...] | float
+        if h.http:
+            kind, value = "http", h.http
+        elif h.tcp:
+            kind, value = "tcp", h.tcp
+        elif h.command:
+            kind, value = "command", tuple(h.command)
+        else:
+            kind, value = "uptime", h.uptime_s or 0.0
+        health = HealthCheck(
+            kind=kind, target=value, timeout_s=h.timeout_s, interval_s=h.interval_s
+        )
+    return RunSpec(
+        name=name,
+        version=str(spec.version),
+        workdir=install_dir,
+        command=tuple(spec.command or ()),
+        env={**spec.env, **target.env},
+        config_path=config_path,
+        health=health,
+        start_grace_s=spec.start_grace_s,
+        stop_grace_s=spec.stop_grace_s,
+        restart=RestartPolicy(
+            policy=spec.restart.policy,
+            initial_backoff_s=spec.restart.backoff.initial_s,
+            max_backoff_s=spec.restart.backoff.max_s,
+        ),
+        resources=Resources(
+            memory_mb=spec.resources.memory_mb,
+            open_files=spec.resources.open_files,
+            cpu_seconds=spec.resources.cpu_seconds,
+        ),
+    )
+
+
+class SupervisorActivator:
+    """The updater's ModuleActivator, backed by the supervisor.
+
+    Model and config bundles have no process: activating them is the
+    updater's atomic switch of the `current` link, and they are healthy.
+    """
+
+    def __init__(self, supervisor: Supervisor, config_dir: Path) -> None:
+        self.supervisor = supervisor
+        self.config_dir = config_dir
+        self.desired: dict[str, RunSpec] = {}
+        self.bundles: set[str] = set()
+
+    def config_path(self, name: str) -> Path:
+        return self.config_dir / f"{name}.json"
+
+    async def start(
+        self, name: str, install_dir: Path, spec: ModuleSpec, target: ReleaseTarget
+    ) -> None:
+        path = self.config_path(name)
+        await asyncio.to_thread(write_atomic, path, canonical_json(dict(target.config)))
+        if spec.kind != "service":
+            self.bundles.add(name)
+            return
+        self.desired[name] = run_spec(name, install_dir, spec, target, path)
+        await self.supervisor.apply(dict(self.desired))
+
+    async def stop(self, name: str) -> None:
+        self.bundles.discard(name)
+        if self.desired.pop(name, None) is not None:
+            await self.supervisor.apply(dict(self.desired))
+
+    async def wait_healthy(self, name: str, timeout_s: float) -> bool:
+        if name in self.bundles:
+            return True
+        return await self.supervisor.wait_healthy(name, timeout_s)
+
+
+def targets_from(doc: Mapping[str, Any]) -> list[ReleaseTarget]:
+    """Release targets for the `modules` of a desired-state document."""
+    targets = []
+    for entry in doc.get("modules", []):
+        signature = entry.get("signature")
+        targets.append(
+            ReleaseTarget(
+                name=entry["name"],
+                version=entry["version"],
+                digest=entry["digest"],
+                signature=orjson.dumps(signature) if isinstance(signature, dict) else b"",
+                config=entry.get("config") or {},
+                env=entry.get("env") or {},
+            )
+        )
+    return targets
+
+
+def keys_from(encoded: Mapping[str, str]) -> dict[str, Ed25519PublicKey]:
+    keys = {}
+    for value in encoded.values():
+        try:
+            key = Ed25519PublicKey.from_public_bytes(base64.b64decode(value, validate=True))
+        except ValueError:
+            continue  # a malformed key trusts nothing; the hub validated it anyway
+        keys[key_id(key)] = key
+    return keys
+
+
+class ModuleManager:
+    """Applier for the `modules` of the desired state, and drift detection."""
+
+    def __init__(
+        self,
+        updater_factory: Callable[["ModuleManager"], Updater],
+        supervisor: Supervisor,
+        activator: SupervisorActivator,
+        pinned_keys: Mapping[str, str],
+        on_change: Callable[[], None],
+    ) -> None:
+        self.supervisor = supervisor
+        self.activator = activator
+        self.pinned_keys = dict(pinned_keys)
+        self.doc_keys: dict[str, str] = {}
+        self.on_change = on_change
+        self.progress: dict[str, dict[str, Any]] = {}
+        self.results: dict[str, dict[str, Any]] = {}
+        self._last_progress_report = 0.0
+        self.updater = updater_factory(self)
+
+    def trusted_keys(self) -> dict[str, Ed25519PublicKey]:
+        return keys_from({**self.pinned_keys, **self.doc_keys})
+
+    def on_progress(self, progress: UpdateProgress) -> None:
+        self.progress[progress.module] = {
+            "version": progress.version,
+            "state": progress.state.value,
+            "detail": progress.detail,
+            "bytes_done": progress.bytes_done,
+            "bytes_total": progress.bytes_total,
+            "error": progress.error,
+        }
+        now = time.monotonic()
+        # Every transition is reported; download ticks at most twice a second.
+        if (
+            progress.state is not State.DOWNLOAD
+            or now - self._last_progress_report > PROGRESS_REPORT_MIN_S
+        ):
+            self._last_progress_report = now
+            self.on_change()
+
+    def _record(self, result: UpdateResult) -> None:
+        self.results[result.module] = {
+            "version": result.version,
+            "state": result.state.value,
+            "error": result.error,
+            "failed_in": result.failed_in.value if result.failed_in else None,
+        }
+
+    async def recover(self) -> None:
+        for result in await self.updater.recover():
+            self._record(result)
+
+    async def apply(self, doc: DesiredStateDoc) -> None:
+        """Move every module to its target; stop modules no longer desired.
+
+        Raises:
+            RuntimeError: some module did not reach its target (rolled back or
+                refused); the message lists them with their reasons.
+        """
+        self.doc_keys = dict(doc.document.get("releaseKeys") or {})
+        targets = targets_from(doc.document)
+        wanted = {t.name for t in targets}
+        for name in sorted(set(self.activator.desired) | self.activator.bundles):
+            if name not in wanted:
+                await self.activator.stop(name)
+                event(log, "module.removed", module=name)
+        failures = []
+        for target in targets:
+            result = await self.updater.ensure(target)
+            self._record(result)
+            if result.state is not State.DONE:
+                failures.append(
+                    f"{target.name} {target.version}: {result.error or result.state.value}"
+                )
+        self.on_change()
+        if failures:
+            raise RuntimeError("; ".join(failures))
+
+    def statuses(self) -> dict[str, Any]:
+        modules = {name: status.to_dict() for name, status in self.supervisor.statuses().items()}
+        for name in self.activator.bundles:
+            installed = self.updater.installed(name)
+            modules[name] = {
+                "name": name,
+                "state": "installed",
+                "version": installed.target.version if installed else None,
+            }
+        return {"modules": modules, "updates": self.results, "progress": self.progress}

@@ -1,0 +1,84 @@
+"""`fogline keys create NAME`: an Ed25519 release-signing key and its ReleaseKey manifest.
+
+    fogline keys create release-2026 | fogline apply -f -
+
+writes `release-2026.key` (private, 0600, never overwritten) and
+`release-2026.pub` (PEM), and prints the manifest that makes the hub and,
+through enrollment, every node trust the key.
+"""
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Final
+
+import typer
+import yaml
+
+from fogline._errors import FoglineError
+from fogline.artifact import generate_release_key, public_key_base64, public_key_pem
+from fogline.manifest import API_VERSION
+
+from ._common import err_console
+
+app = typer.Typer(help="Release-signing keys.", no_args_is_help=True)
+
+# The manifest's metadata.name rule (a DNS label), which also keeps the
+# file names below `--dir`.
+_NAME_RE: Final = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?", re.ASCII)
+
+
+def release_key_manifest(name: str, public_key_b64: str) -> str:
+    """The `ReleaseKey` document for `fogline apply -f`, as YAML."""
+    document = {
+        "apiVersion": API_VERSION,
+        "kind": "ReleaseKey",
+        "metadata": {"name": name},
+        "spec": {"publicKey": public_key_b64},
+    }
+    return yaml.safe_dump(document, sort_keys=False)
+
+
+def _write_new_public_file(path: Path, data: bytes) -> None:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(path, flags, 0o644)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@app.command("create")
+def create(
+    name: Annotated[str, typer.Argument(help="Key name: the ReleaseKey's metadata.name.")],
+    directory: Annotated[
+        Path, typer.Option("--dir", help="Where to write NAME.key and NAME.pub.")
+    ] = Path("."),
+) -> None:
+    """Create a release key: NAME.key (private, 0600) and NAME.pub; print its ReleaseKey."""
+    if not _NAME_RE.fullmatch(name):
+        raise typer.BadParameter(
+            f"{name[:80]!r}: 1-63 lowercase letters, digits and '-', starting and ending "
+            "with a letter or digit",
+            param_hint="NAME",
+        )
+    private_path, public_path = directory / f"{name}.key", directory / f"{name}.pub"
+    for path in (private_path, public_path):
+        if path.exists() or path.is_symlink():
+            raise FoglineError(f"{path}: already exists; refusing to overwrite a key")
+    if not directory.is_dir():
+        raise FoglineError(f"{directory}: not a directory")
+    pair = generate_release_key()
+    try:
+        pair.write_private_key(private_path)
+        _write_new_public_file(public_path, public_key_pem(pair.public_key).encode())
+    except OSError as exc:
+        raise FoglineError(f"cannot write the key: {exc}") from exc
+    err_console.print(
+        f"wrote {private_path} (secret: keep it off the hub and out of git) and "
+        f"{public_path}; key id {pair.key_id}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    typer.echo(release_key_manifest(name, public_key_base64(pair.public_key)), nl=False)

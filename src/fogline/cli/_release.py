@@ -1,0 +1,229 @@
+"""`fogline release build|sign|push|ls`: make, sign and upload module releases.
+
+    fogline release build ./thermo-filter -o thermo-filter-1.2.0.tar.zst
+    fogline release sign thermo-filter-1.2.0.tar.zst --key release-2026.key
+    fogline release push thermo-filter-1.2.0.tar.zst      # prints the digest
+    fogline release ls
+
+Errors are one line on stderr (exit 1); data only on stdout.
+"""
+
+import base64
+import contextlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Annotated, Any, Final
+
+import typer
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from fogline._errors import FoglineError
+from fogline.artifact import (
+    build_release,
+    load_private_key,
+    read_signature,
+    sha256_file,
+    sign_release,
+    signature_path,
+)
+
+from ._client import HubClient, HubRefusedError
+from ._common import (
+    CaOpt,
+    HubOpt,
+    OutputOpt,
+    TokenOpt,
+    ago,
+    connect,
+    err_console,
+    print_rows,
+    wants_json,
+)
+
+app = typer.Typer(help="Module releases: build, sign, push, list.", no_args_is_help=True)
+
+SIGNATURE_HEADER: Final = "x-fogline-signature"
+# Below this an upload is over before a progress bar could say anything.
+PROGRESS_MIN_BYTES: Final = 8 * 1024 * 1024
+_CHUNK: Final = 256 * 1024
+# Generous: the hub hashes and fsyncs up to 512 MiB before it answers.
+_PUSH_TIMEOUT_S: Final = 300.0
+
+ArchiveArg = Annotated[Path, typer.Argument(help="The release archive (.tar.zst).")]
+
+RELEASE_COLUMNS = [
+    ("name", "NAME"),
+    ("version", "VERSION"),
+    ("digest", "DIGEST"),
+    ("size", "SIZE"),
+    ("key_id", "KEY ID"),
+    ("pushed", "PUSHED"),
+]
+
+
+@contextlib.contextmanager
+def _file_errors() -> Iterator[None]:
+    """A missing or unreadable file is the user's mistake: one line, no traceback."""
+    try:
+        yield
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        raise FoglineError(f"{where}{exc.strerror or exc}") from exc
+
+
+def human_size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB"):
+        if value < 1024:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"
+
+
+@app.command("build")
+def build(
+    directory: Annotated[Path, typer.Argument(help="Module directory with fogline-module.yaml.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The archive to write.")],
+) -> None:
+    """Pack a module directory into a reproducible archive; print its digest."""
+    with _file_errors():
+        info = build_release(directory, out)
+    err_console.print(
+        f"built {info.name} {info.version} → {info.path} ({human_size(info.size)})",
+        highlight=False,
+    )
+    typer.echo(info.digest)
+
+
+@app.command("sign")
+def sign(
+    archive: ArchiveArg,
+    key: Annotated[Path, typer.Option("--key", help="The private key (fogline keys create).")],
+) -> None:
+    """Sign an archive: writes ARCHIVE.sig next to it and prints its path."""
+    with _file_errors():
+        pair = load_private_key(key)
+        envelope = sign_release(archive, pair)
+    err_console.print(
+        f"signed {envelope.name} {envelope.version} ({envelope.digest}) with {envelope.keyid}",
+        highlight=False,
+    )
+    typer.echo(str(signature_path(archive)))
+
+
+def _chunks(path: Path, advance: Callable[[int], None]) -> Iterator[bytes]:
+    with path.open("rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            advance(len(chunk))
+            yield chunk
+
+
+def _upload(client: HubClient, archive: Path, size: int, header: str) -> dict[str, Any]:
+    headers = {
+        SIGNATURE_HEADER: header,
+        "content-type": "application/octet-stream",
+        # Explicit, so the body is sent with a length (not chunked) and the hub
+        # can refuse an oversized one before reading it.
+        "content-length": str(size),
+    }
+    if size < PROGRESS_MIN_BYTES or not err_console.is_terminal:
+        result: dict[str, Any] = client.post(
+            "/v1/releases",
+            content=_chunks(archive, lambda _n: None),
+            headers=headers,
+            timeout=_PUSH_TIMEOUT_S,
+        )
+        return result
+    columns = (
+        TextColumn("uploading {task.description}"),
+        BarColumn(),
+        DownloadColumn(binary_units=True),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=err_console, transient=True) as progress:
+        task = progress.add_task(archive.name, total=size)
+        result = client.post(
+            "/v1/releases",
+            content=_chunks(archive, lambda n: progress.advance(task, n)),
+            headers=headers,
+            timeout=_PUSH_TIMEOUT_S,
+        )
+        return result
+
+
+@app.command("push")
+def push(
+    archive: ArchiveArg,
+    hub: HubOpt,
+    token: TokenOpt = None,
+    ca: CaOpt = None,
+    signature: Annotated[
+        Path | None, typer.Option("--signature", help="The envelope (default: ARCHIVE.sig).")
+    ] = None,
+) -> None:
+    """Upload a signed archive to the hub; print its digest.
+
+    Pushing the same name, version and bytes again is a no-op; the same name
+    and version with other bytes is refused (versions are immutable).
+    """
+    sig_path = signature or signature_path(archive)
+    with _file_errors():
+        size = archive.stat().st_size
+        if not sig_path.exists():
+            raise FoglineError(
+                f"{sig_path}: no signature; run `fogline release sign {archive} --key KEY`"
+            )
+        envelope = read_signature(sig_path)
+        # Checked here too, so a stale .sig fails in a second, not after an upload.
+        digest = sha256_file(archive)
+    if digest != envelope.digest:
+        raise FoglineError(
+            f"{archive} is {digest} but {sig_path} signs {envelope.digest}; "
+            "the archive changed after signing: sign it again"
+        )
+    header = base64.b64encode(envelope.to_json()).decode("ascii")
+    with connect(hub, token, ca) as client:
+        try:
+            existing = client.get(f"/v1/releases/{envelope.name}/{envelope.version}")
+        except HubRefusedError as exc:
+            if exc.status != 404:
+                raise
+            existing = None
+        if existing is not None and existing["digest"] == digest:
+            err_console.print(
+                f"{envelope.name} {envelope.version} is already on the hub", highlight=False
+            )
+        else:
+            with _file_errors():
+                result = _upload(client, archive, size, header)
+            err_console.print(
+                f"pushed {result['name']} {result['version']} ({human_size(result['size'])})",
+                highlight=False,
+            )
+    typer.echo(digest)
+
+
+@app.command("ls")
+def list_(hub: HubOpt, token: TokenOpt = None, ca: CaOpt = None, output: OutputOpt = None) -> None:
+    """List pushed releases: name, version, digest, size, signing key, when pushed."""
+    with connect(hub, token, ca) as client:
+        rows = client.get("/v1/releases")
+    if not wants_json(output):
+        rows = [
+            {
+                **row,
+                "digest": row["digest"].removeprefix("sha256:")[:12],
+                "size": human_size(row["size"]),
+                "pushed": f"{ago(row['pushed_at'])} by {row['pushed_by']}",
+            }
+            for row in rows
+        ]
+    print_rows(rows, RELEASE_COLUMNS, output)

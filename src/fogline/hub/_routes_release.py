@@ -1,0 +1,215 @@
+"""The release API: push a signed archive, list and look up releases, download
+artifacts by digest (with HTTP range requests, so devices resume).
+
+    POST /v1/releases                       operator   body: the archive bytes,
+                                                       header x-fogline-signature:
+                                                       base64 of its .sig envelope
+    GET  /v1/releases                       operator
+    GET  /v1/releases/{name}/{version}      operator or device
+    GET  /v1/artifacts/{digest}             operator or device (Range supported)
+"""
+
+import logging
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import FileResponse
+from sqlalchemy.exc import IntegrityError
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
+
+from fogline._log import event
+from fogline.artifact import SignatureEnvelope
+from fogline.protocol import API_PREFIX
+
+from ._auth import check_device, client_cert_pem, hub_state, require_operator
+from ._errors import NotFoundError, UnauthorizedError
+from ._releases import (
+    MAX_RELEASE_BYTES,
+    SIGNATURE_HEADER,
+    ArtifactStore,
+    ReleaseRejectedError,
+    ReleaseView,
+    StagedArtifact,
+    check_archive,
+    check_digest,
+    check_envelope,
+    find_by_digest,
+    find_release,
+    list_releases,
+    new_release_row,
+    parse_signature_header,
+    release_view,
+)
+from ._state import HubState
+from ._store import utcnow
+
+log = logging.getLogger("fogline.hub.release")
+router = APIRouter(prefix=API_PREFIX, tags=["releases"])
+
+StateDep = Annotated[HubState, Depends(hub_state)]
+
+
+def _operator(request: Request) -> str:
+    """The calling operator's token name, checked in a short session of its own:
+    an upload can take minutes and must not hold a database connection."""
+    with hub_state(request).sessions() as session:
+        return require_operator(request, session).name
+
+
+def _reader(request: Request) -> str:
+    """An operator (bearer token) or an enrolled device (client certificate)."""
+    if request.headers.get("authorization"):
+        return "operator:" + _operator(request)
+    if client_cert_pem(request) is None:
+        raise UnauthorizedError("send an operator bearer token or a device client certificate")
+    with hub_state(request).sessions() as session:
+        return "device:" + check_device(session, request).id
+
+
+OperatorDep = Annotated[str, Depends(_operator)]
+ReaderDep = Annotated[str, Depends(_reader)]
+
+
+def _store(state: HubState) -> ArtifactStore:
+    if state.artifacts_dir is None:
+        raise ReleaseRejectedError(
+            "store_unavailable", "this hub has no artifact store configured", status=503
+        )
+    return ArtifactStore(state.artifacts_dir)
+
+
+def _precheck(state: HubState, envelope: SignatureEnvelope) -> ReleaseView | None:
+    with state.sessions() as session:
+        existing = check_envelope(session, envelope)
+        return release_view(existing) if existing is not None else None
+
+
+def _record(
+    state: HubState,
+    store: ArtifactStore,
+    staged: StagedArtifact,
+    envelope: SignatureEnvelope,
+    pushed_by: str,
+) -> tuple[ReleaseView, bool]:
+    """Store the archive and its row; returns the release and whether it is new."""
+    check_archive(staged, envelope)
+    # The file goes in first: a row never points at a missing archive. If the
+    # insert then fails, the file is an unreferenced blob nobody is served.
+    store.commit(staged)
+    with state.sessions() as session:
+        # Again, in the writing transaction: the key may have been replaced
+        # or the version pushed by someone else while the bytes streamed in.
+        existing = check_envelope(session, envelope)
+        if existing is not None:
+            return release_view(existing), False
+        row = new_release_row(envelope, staged.size, pushed_by, utcnow())
+        session.add(row)
+        try:
+            session.commit()
+        except IntegrityError:
+            session.rollback()  # a concurrent push of the same name and version
+            existing = check_envelope(session, envelope)
+            if existing is None:
+                raise
+            return release_view(existing), False
+        return release_view(row), True
+
+
+@router.post(
+    "/releases",
+    response_model=ReleaseView,
+    status_code=201,
+    responses={200: {"description": "already pushed with these bytes (idempotent)"}},
+)
+async def push_release(
+    request: Request, response: Response, operator: OperatorDep, state: StateDep
+) -> ReleaseView:
+    """Upload a signed release archive (the body) with its envelope (a header).
+
+    Everything that can be refused without the bytes (malformed envelope,
+    untrusted key, bad signature, version conflict) is refused before the
+    body is read; the rest once it has streamed to disk and been hashed.
+    """
+    store = _store(state)
+    envelope = parse_signature_header(request.headers.get(SIGNATURE_HEADER))
+    existing = await run_in_threadpool(_precheck, state, envelope)
+    if existing is not None and store.has(existing.digest):
+        response.status_code = 200
+        return existing
+    try:
+        staged = await store.receive(request.stream(), max_bytes=MAX_RELEASE_BYTES)
+    except ClientDisconnect:
+        event(log, "release.upload_aborted", logging.WARNING, name=envelope.name, by=operator)
+        raise ReleaseRejectedError("upload_aborted", "the client went away", status=400) from None
+    try:
+        view, created = await run_in_threadpool(_record, state, store, staged, envelope, operator)
+    except ReleaseRejectedError as exc:
+        event(
+            log,
+            "release.refused",
+            logging.WARNING,
+            name=envelope.name,
+            version=str(envelope.version),
+            reason=exc.code,
+            by=operator,
+        )
+        raise
+    finally:
+        store.discard(staged)
+    if created:
+        event(
+            log,
+            "release.pushed",
+            name=view.name,
+            version=view.version,
+            digest=view.digest,
+            size=view.size,
+            key_id=view.key_id,
+            by=operator,
+        )
+    else:
+        response.status_code = 200
+    return view
+
+
+def _list(state: HubState) -> list[ReleaseView]:
+    with state.sessions() as session:
+        return [release_view(row) for row in list_releases(session)]
+
+
+@router.get("/releases", response_model=list[ReleaseView])
+def releases_list(_op: OperatorDep, state: StateDep) -> list[ReleaseView]:
+    return _list(state)
+
+
+@router.get("/releases/{name}/{version}", response_model=ReleaseView)
+def releases_show(name: str, version: str, _who: ReaderDep, state: StateDep) -> ReleaseView:
+    with state.sessions() as session:
+        row = find_release(session, name, version)
+        if row is None:
+            raise NotFoundError(f"no release {name[:80]!r} version {version[:80]!r}")
+        return release_view(row)
+
+
+@router.get("/artifacts/{digest}", response_class=FileResponse)
+def artifact_download(digest: str, _who: ReaderDep, state: StateDep) -> FileResponse:
+    """The archive with this digest. Range requests (`Range: bytes=N-`) answer
+    206 with the rest, so an interrupted download resumes where it stopped."""
+    check_digest(digest)
+    store = _store(state)
+    with state.sessions() as session:
+        row = find_by_digest(session, digest)
+    # Only pushed releases are served: a blob left by a refused push is not.
+    path = store.path_for(digest)
+    if row is None or not path.is_file():
+        raise NotFoundError(f"no artifact {digest}")
+    return FileResponse(
+        path,
+        media_type="application/zstd",
+        headers={
+            # Content-addressed: the bytes behind this URL never change.
+            "etag": f'"{digest}"',
+            "cache-control": "private, max-age=31536000, immutable",
+        },
+    )
