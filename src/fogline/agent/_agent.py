@@ -29,6 +29,7 @@ from fogline.protocol import (
 )
 
 from ._backoff import Backoff
+from ._drift import FileBaselines
 from ._errors import AgentError, HubRefusedError, HubUnreachableError, IdentityError
 from ._hublink import HubLink
 from ._identity import Identity, IdentityStore
@@ -56,6 +57,7 @@ class AgentConfig:
     report_interval_s: float = 10.0
     mqtt: MqttSettings | None = None
     outbox_max_bytes: int = 256 * 1024 * 1024
+    drift_interval_s: float = 30.0
 
 
 def default_name() -> str:
@@ -120,8 +122,13 @@ class Agent:
 
     def report(self) -> Report:
         outbox = self.dataplane.outbox_report() if self.dataplane is not None else None
+        modules = self.modules.statuses() if self.modules is not None else None
         return Report(
-            facts=self.facts(), labels=self.config.labels, applied=self.applied, outbox=outbox
+            facts=self.facts(),
+            labels=self.config.labels,
+            applied=self.applied,
+            outbox=outbox,
+            modules=modules,
         )
 
     def health(self) -> dict[str, Any]:
@@ -287,17 +294,25 @@ class Agent:
             tg.create_task(self.report_forever(identity), name="report")
             tg.create_task(self._sync_forever(identity), name="sync")
             tg.create_task(self._dataplane_forever(uplink_link), name="dataplane")
+            tg.create_task(self._drift_forever(), name="drift")
+
+    async def _drift_forever(self) -> None:
+        assert self.modules is not None
+        while True:
+            await asyncio.sleep(self.config.drift_interval_s)
+            await self.modules.check_drift()
 
     def _make_modules(self, identity: Identity, link: HubLink) -> ModuleManager:
         data = self.config.data_dir
         supervisor = Supervisor(ProcessRuntime(), data / "logs")
         activator = SupervisorActivator(supervisor, data / "modules-config")
         crash_hook = crash_hook_from_env()  # fault injection in tests only
+        source = HttpArtifactSource(link.http)
 
         def make_updater(manager: ModuleManager) -> Updater:
             return Updater(
                 data / "updater",
-                source=HttpArtifactSource(link.http),
+                source=source,
                 activator=activator,
                 trusted_keys=manager.trusted_keys,
                 on_progress=manager.on_progress,
@@ -310,6 +325,9 @@ class Agent:
             activator,
             self._store.pinned_release_keys(),
             self._report_now.set,
+            baselines=FileBaselines(data / "state" / "drift"),
+            source=source,
+            scratch_dir=data / "state" / "repair",
         )
 
     async def _dataplane_forever(self, link: HubLink) -> None:

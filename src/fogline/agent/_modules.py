@@ -14,6 +14,8 @@ against a compromised hub (see docs/security.md).
 import asyncio
 import base64
 import logging
+import os
+import shutil
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -23,10 +25,11 @@ import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from fogline._log import event
-from fogline.artifact import ModuleSpec, key_id
+from fogline.artifact import ModuleSpec, key_id, sha256_file, unpack_release
 from fogline.manifest import canonical_json
 from fogline.protocol import DesiredStateDoc
 
+from ._drift import Drift, FileBaselines
 from ._files import write_atomic
 from .supervisor import (
     HealthCheck,
@@ -36,10 +39,19 @@ from .supervisor import (
     RunSpec,
     Supervisor,
 )
-from .updater import ReleaseTarget, State, UpdateProgress, Updater, UpdateResult
+from .updater import (
+    ArtifactSource,
+    ReleaseTarget,
+    State,
+    UpdateProgress,
+    Updater,
+    UpdateResult,
+)
 
 log = logging.getLogger("fogline.agent.modules")
 PROGRESS_REPORT_MIN_S: Final = 0.5
+MAX_REPAIR_BYTES: Final = 2 * 1024**3
+MAX_REPAIR_FILES: Final = 100_000
 
 
 def run_spec(
@@ -162,7 +174,18 @@ class ModuleManager:
         activator: SupervisorActivator,
         pinned_keys: Mapping[str, str],
         on_change: Callable[[], None],
+        *,
+        baselines: FileBaselines,
+        source: ArtifactSource,
+        scratch_dir: Path,
     ) -> None:
+        self.baselines = baselines
+        self.source = source  # for repairs of drifted files
+        self.scratch_dir = scratch_dir
+        self.targets: dict[str, ReleaseTarget] = {}
+        self.drift_policy = "report"
+        self.drift: list[Drift] = []
+        self.corrections = 0
         self.supervisor = supervisor
         self.activator = activator
         self.pinned_keys = dict(pinned_keys)
@@ -214,7 +237,9 @@ class ModuleManager:
                 refused); the message lists them with their reasons.
         """
         self.doc_keys = dict(doc.document.get("releaseKeys") or {})
+        self.drift_policy = str(doc.document.get("drift") or "report")
         targets = targets_from(doc.document)
+        self.targets = {t.name: t for t in targets}
         wanted = {t.name for t in targets}
         for name in sorted(set(self.activator.desired) | self.activator.bundles):
             if name not in wanted:
@@ -241,4 +266,98 @@ class ModuleManager:
                 "state": "installed",
                 "version": installed.target.version if installed else None,
             }
-        return {"modules": modules, "updates": self.results, "progress": self.progress}
+        return {
+            "modules": modules,
+            "updates": self.results,
+            "progress": self.progress,
+            "drift": [d.to_dict() for d in self.drift],
+            "drift_policy": self.drift_policy,
+            "drift_corrections": self.corrections,
+        }
+
+    # -- drift -------------------------------------------------------------------
+
+    async def check_drift(self) -> list[Drift]:
+        """Compare files, processes and config with the desired state; correct
+        what is found when the policy says so. Returns what was found."""
+        found: list[Drift] = []
+        statuses = self.supervisor.statuses()
+        for name, target in self.targets.items():
+            installed = self.updater.installed(name)
+            path = self.updater.install_path(name)
+            if installed is None or path is None or installed.target.digest != target.digest:
+                continue  # not (yet) on this release: the updater's business, not drift
+            detail = await asyncio.to_thread(self.baselines.check, name, target.digest, path)
+            if detail:
+                found.append(Drift(name, "files", detail))
+            config_path = self.activator.config_path(name)
+            expected = canonical_json(dict(target.config))
+            try:
+                actual = config_path.read_bytes()
+            except OSError:
+                actual = b""
+            if actual != expected:
+                found.append(
+                    Drift(name, "config", f"{config_path} differs from the desired config")
+                )
+            status = statuses.get(name)
+            if name in self.activator.desired and (
+                status is None or status.state in ("stopped", "exited")
+            ):
+                found.append(
+                    Drift(name, "process", f"not running ({status.state if status else 'unknown'})")
+                )
+        if found != self.drift:
+            self.drift = found
+            for drift in found:
+                event(log, "drift.found", logging.WARNING, **drift.to_dict())
+            self.on_change()
+        if found and self.drift_policy == "correct":
+            for drift in found:
+                await self._correct(drift)
+            self.corrections += len(found)
+        return found
+
+    async def _correct(self, drift: Drift) -> None:
+        target = self.targets[drift.module]
+        try:
+            if drift.kind == "files":
+                await self._reinstall(target)
+            elif drift.kind == "config":
+                await asyncio.to_thread(
+                    write_atomic,
+                    self.activator.config_path(target.name),
+                    canonical_json(dict(target.config)),
+                )
+            await self.supervisor.stop(
+                target.name
+            ) if target.name in self.activator.desired else None
+            if target.name in self.activator.desired:
+                await self.supervisor.apply(dict(self.activator.desired))
+            event(log, "drift.corrected", module=drift.module, kind=drift.kind)
+        except Exception as exc:  # a failed repair is reported, tried again next round
+            event(log, "drift.correct_failed", logging.ERROR, module=drift.module, error=str(exc))
+
+    async def _reinstall(self, target: ReleaseTarget) -> None:
+        """Put the release's own files back: fetch, check the digest, unpack, swap."""
+        install_dir = self.updater.install_path(target.name)
+        assert install_dir is not None
+        self.scratch_dir.mkdir(parents=True, exist_ok=True)
+        archive = self.scratch_dir / f"{target.digest.removeprefix('sha256:')}.tar.zst"
+        archive.unlink(missing_ok=True)
+        await self.source.fetch(target.digest, archive, offset=0, on_bytes=lambda _n: None)
+        if await asyncio.to_thread(sha256_file, archive) != target.digest:
+            archive.unlink(missing_ok=True)
+            raise RuntimeError(f"reinstall of {target.name}: downloaded digest does not match")
+        fresh = install_dir.with_name(install_dir.name + ".repair")
+        stale = install_dir.with_name(install_dir.name + ".drifted")
+        for leftover in (fresh, stale):
+            await asyncio.to_thread(shutil.rmtree, leftover, True)
+        await asyncio.to_thread(
+            unpack_release, archive, fresh, max_bytes=MAX_REPAIR_BYTES, max_files=MAX_REPAIR_FILES
+        )
+        os.replace(install_dir, stale)
+        os.replace(fresh, install_dir)
+        await asyncio.to_thread(shutil.rmtree, stale, True)
+        archive.unlink(missing_ok=True)
+        await asyncio.to_thread(self.baselines.record, target.name, target.digest, install_dir)

@@ -3,6 +3,7 @@
 import sys
 
 import typer
+from rich.markup import escape
 
 from fogline import __version__
 from fogline._errors import FoglineError
@@ -41,7 +42,8 @@ def main() -> None:
     try:
         app()
     except FoglineError as exc:
-        err_console.print(f"[red]error[/red]: {exc}", highlight=False)
+        # Escaped and unwrapped: one line, whatever brackets the message holds.
+        err_console.print(f"[red]error[/red]: {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)

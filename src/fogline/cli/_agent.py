@@ -79,6 +79,9 @@ def run(
     outbox_max_mb: Annotated[
         int, typer.Option(min=1, help="Disk quota of the store-and-forward outbox, MiB.")
     ] = 256,
+    drift_interval: Annotated[
+        float, typer.Option(min=0.5, help="Seconds between drift checks.")
+    ] = 30.0,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Run the agent: enroll on first start, then report to the hub forever.
@@ -121,5 +124,6 @@ def run(
         local_port=local_port,
         mqtt=mqtt_settings,
         outbox_max_bytes=outbox_max_mb * 1024 * 1024,
+        drift_interval_s=drift_interval,
     )
     asyncio.run(_run_until_signalled(Agent(config)))

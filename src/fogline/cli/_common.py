@@ -96,7 +96,3 @@ def format_cell(value: Any) -> str:
         return f"{value:.0f}"
     return str(value)
 
-
-def fail(message: str) -> typer.Exit:
-    err_console.print(f"[red]error[/red]: {message}", highlight=False)
-    return typer.Exit(1)

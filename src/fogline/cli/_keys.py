@@ -67,6 +67,8 @@ def create(
     for path in (private_path, public_path):
         if path.exists() or path.is_symlink():
             raise FoglineError(f"{path}: already exists; refusing to overwrite a key")
+    if not directory.exists():
+        directory.mkdir(mode=0o700, parents=True)  # a new home for secrets: owner only
     if not directory.is_dir():
         raise FoglineError(f"{directory}: not a directory")
     pair = generate_release_key()

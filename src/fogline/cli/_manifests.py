@@ -5,6 +5,7 @@ from typing import Annotated, Any
 
 import typer
 import yaml
+from rich.markup import escape
 
 from fogline.manifest import ManifestError, Problem, read_sources
 
@@ -53,7 +54,9 @@ def _send(path: str, hub: str, token: str | None, ca: Any, body: dict[str, Any])
             if exc.code != "invalid_manifest":
                 raise
             for line in exc.message.splitlines():
-                err_console.print(f"[red]error[/red]: {line}", highlight=False, soft_wrap=True)
+                err_console.print(
+                    f"[red]error[/red]: {escape(line)}", highlight=False, soft_wrap=True
+                )
             raise typer.Exit(1) from None
 
 
@@ -61,9 +64,21 @@ def _short(revision: str | None) -> str:
     return "-" if revision is None else revision.removeprefix("sha256:")[:12]
 
 
+def _summarise(value: Any) -> Any:
+    """Module entries as `name@version (digest)`: signatures are noise in a plan."""
+    if isinstance(value, dict):
+        if {"name", "version", "digest"} <= value.keys():
+            return f"{value['name']}@{value['version']} ({_short(value['digest'])})"
+        return {k: _summarise(v) for k, v in value.items() if k != "signature"}
+    if isinstance(value, list):
+        return [_summarise(v) for v in value]
+    return value
+
+
 def _render_value(value: Any) -> str:
-    text = yaml.safe_dump(value, default_flow_style=True, width=10_000).strip()
-    return text.removesuffix("...").strip()
+    text = yaml.safe_dump(_summarise(value), default_flow_style=True, width=10_000).strip()
+    # Escaped: paths like modules[web] must not be read as Rich markup.
+    return escape(text.removesuffix("...").strip())
 
 
 def print_plan(plan: dict[str, Any]) -> None:
@@ -105,7 +120,7 @@ def print_plan(plan: dict[str, Any]) -> None:
             else:
                 detail = _render_value(change["new"] if change["op"] == "add" else change["old"])
             console.print(
-                f"      {mark} {change['path']}: {detail}", highlight=False, soft_wrap=True
+                f"      {mark} {escape(change['path'])}: {detail}", highlight=False, soft_wrap=True
             )
 
 

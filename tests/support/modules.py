@@ -1,0 +1,89 @@
+"""Small module releases built by tests: a Python HTTP server whose health can fail."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+SERVER = textwrap.dedent("""\
+    import http.server, json, os, pathlib
+
+    PORT = int(os.environ["PORT"])
+    VERSION = os.environ["FOGLINE_MODULE_VERSION"]
+    BROKEN = os.environ.get("BROKEN") == "1"
+    FAIL_FILE = pathlib.Path(os.environ.get("FAIL_FILE", "/nonexistent/fail"))
+    CONFIG = os.environ.get("FOGLINE_CONFIG")
+
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            if self.path == "/healthz":
+                code = 500 if BROKEN or FAIL_FILE.exists() else 200
+                body = b"bad" if code == 500 else b"ok"
+            else:
+                code = 200
+                config = json.loads(open(CONFIG).read()) if CONFIG else None
+                body = json.dumps({"version": VERSION, "config": config, "pid": os.getpid()}).encode()
+            self.send_response(code)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+
+    http.server.ThreadingHTTPServer(("127.0.0.1", PORT), Handler).serve_forever()
+    """)
+
+
+def write_module(
+    root: Path, version: str, port: int, *, broken: bool = False, fail_file: Path | None = None
+) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    env = {"PORT": str(port)}
+    if broken:
+        env["BROKEN"] = "1"
+    if fail_file is not None:
+        env["FAIL_FILE"] = str(fail_file)
+    env_text = ", ".join(f'{k}: "{v}"' for k, v in env.items())
+    (root / "fogline-module.yaml").write_text(
+        textwrap.dedent(f"""\
+        name: web
+        version: {version}
+        command: [python3, server.py]
+        env: {{{env_text}}}
+        health: {{http: "http://127.0.0.1:{port}/healthz", timeout: 2s, interval: 500ms}}
+        startGrace: 1s
+        stopGrace: 2s
+        restart: {{policy: always, backoff: {{initial: 200ms, max: 2s}}}}
+        architectures: [any]
+        """)
+    )
+    (root / "server.py").write_text(SERVER)
+    return root
+
+
+def release(hub, tmp_path: Path, key: Path, version: str, port: int, **kwargs: object) -> Path:
+    """Build, sign and push one version of the `web` module; returns the archive."""
+    source = write_module(tmp_path / f"src-{version}", version, port, **kwargs)  # type: ignore[arg-type]
+    archive = tmp_path / f"web-{version}.tar.zst"
+    hub.cli("release", "build", str(source), "-o", str(archive))
+    hub.cli("release", "sign", str(archive), "--key", str(key))
+    hub.cli("release", "push", str(archive))
+    return archive
+
+
+def deployment(version: str, *, drift: str = "correct", config: str = "{greeting: hi}") -> str:
+    return textwrap.dedent(f"""\
+        apiVersion: fogline.dev/v1
+        kind: Deployment
+        metadata: {{name: web}}
+        spec:
+          selector: {{}}
+          drift: {drift}
+          modules:
+            - name: web
+              release: web@{version}
+              config: {config}
+        """)
