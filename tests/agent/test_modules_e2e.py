@@ -58,6 +58,9 @@ def test_deploy_update_rollback_restart_and_drift(hub, tmp_path):
         )
         assert served["config"] == {"greeting": "hi"}
         wait_until(lambda: hub.device("node-1")["sync"]["status"] == "in-sync", 15, "in-sync v1")
+        logs = wait_until(lambda: (out := hub.cli("logs", "node-1", "web").stdout)
+                          and "web 1.0.0 listening" in out and out, 30, "module logs at the hub")
+        assert "! web 1.0.0 warming up" in logs  # stderr lines are marked
 
         # v2
         manifest.write_text(deployment("2.0.0"))

@@ -33,6 +33,8 @@ SERVER = textwrap.dedent("""\
             pass
 
 
+    print(f"web {VERSION} listening on {PORT}", flush=True)
+    print(f"web {VERSION} warming up", file=__import__("sys").stderr, flush=True)
     http.server.ThreadingHTTPServer(("127.0.0.1", PORT), Handler).serve_forever()
     """)
 

@@ -34,6 +34,7 @@ from ._errors import AgentError, HubRefusedError, HubUnreachableError, IdentityE
 from ._hublink import HubLink
 from ._identity import Identity, IdentityStore
 from ._local import LocalApp, make_local_server
+from ._logship import LogShipper
 from ._modules import ModuleManager, SupervisorActivator
 from ._sync import ConfigApplier, DesiredStore, SyncLoop
 from ._telemetry import HttpHubTransport
@@ -295,6 +296,13 @@ class Agent:
             tg.create_task(self._sync_forever(identity), name="sync")
             tg.create_task(self._dataplane_forever(uplink_link), name="dataplane")
             tg.create_task(self._drift_forever(), name="drift")
+            shipper = LogShipper(
+                self.config.data_dir / "logs",
+                self.dataplane.outbox,
+                lambda: list(self.modules.activator.desired) if self.modules else [],
+                self.dataplane.uplink.notify,
+            )
+            tg.create_task(shipper.run(), name="log-shipper")
 
     async def _drift_forever(self) -> None:
         assert self.modules is not None

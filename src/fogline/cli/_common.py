@@ -95,4 +95,3 @@ def format_cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.0f}"
     return str(value)
-
