@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,7 +33,9 @@ spec:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--agents", type=int, default=100)
     parser.add_argument("--changes", type=int, default=5)
     args = parser.parse_args()
@@ -49,12 +50,16 @@ def main() -> None:
             agent.start()
             agents.append(agent)
         with hub.client() as client:
+
             def count_online() -> bool:
                 rows = client.get("/v1/devices").json()
                 return len(rows) == args.agents and all(r["status"] == "online" for r in rows)
 
             wait_until(count_online, 600, f"{args.agents} agents online", interval_s=1)
-            print(f"{args.agents} agents enrolled in {time.monotonic() - started:.1f}s", file=sys.stderr)
+            print(
+                f"{args.agents} agents enrolled in {time.monotonic() - started:.1f}s",
+                file=sys.stderr,
+            )
             latencies: list[float] = []
             per_round: list[tuple[int, float, float]] = []
             for round_no in range(1, args.changes + 1):
@@ -69,8 +74,11 @@ def main() -> None:
                     now = time.monotonic()
                     for row in client.get("/v1/devices").json():
                         sync = row.get("sync") or {}
-                        if row["id"] in targets and row["id"] not in done and \
-                                sync.get("reported_revision") == targets[row["id"]]:
+                        if (
+                            row["id"] in targets
+                            and row["id"] not in done
+                            and sync.get("reported_revision") == targets[row["id"]]
+                        ):
                             done[row["id"]] = now - t0
                     time.sleep(0.02)
                 if len(done) < len(targets):
@@ -81,12 +89,20 @@ def main() -> None:
                 time.sleep(1)
         print(f"\n## Desired-state propagation, {args.agents} agents (git {git_revision()})\n")
         print(f"Machine: {machine()}  ")
-        print(f"Command: `.venv/bin/python -m benchmarks.bench_sync --agents {args.agents} "
-              f"--changes {args.changes}`\n")
-        print(table(["round", "p50 (s)", "p99 (s)"],
-                    [(r, f"{p50:.3f}", f"{p99:.3f}") for r, p50, p99 in per_round]))
-        print(f"\nAll rounds: p50 {percentile(latencies, 50):.3f} s, p99 {percentile(latencies, 99):.3f} s, "
-              f"median of round p50s {median([p for _, p, _ in per_round]):.3f} s")
+        print(
+            f"Command: `.venv/bin/python -m benchmarks.bench_sync --agents {args.agents} "
+            f"--changes {args.changes}`\n"
+        )
+        print(
+            table(
+                ["round", "p50 (s)", "p99 (s)"],
+                [(r, f"{p50:.3f}", f"{p99:.3f}") for r, p50, p99 in per_round],
+            )
+        )
+        print(
+            f"\nAll rounds: p50 {percentile(latencies, 50):.3f} s, p99 {percentile(latencies, 99):.3f} s, "
+            f"median of round p50s {median([p for _, p, _ in per_round]):.3f} s"
+        )
     finally:
         for agent in agents:
             if agent.proc is not None:

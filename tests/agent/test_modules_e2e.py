@@ -58,8 +58,15 @@ def test_deploy_update_rollback_restart_and_drift(hub, tmp_path):
         )
         assert served["config"] == {"greeting": "hi"}
         wait_until(lambda: hub.device("node-1")["sync"]["status"] == "in-sync", 15, "in-sync v1")
-        logs = wait_until(lambda: (out := hub.cli("logs", "node-1", "web").stdout)
-                          and "web 1.0.0 listening" in out and out, 30, "module logs at the hub")
+        logs = wait_until(
+            lambda: (
+                (out := hub.cli("logs", "node-1", "web").stdout)
+                and "web 1.0.0 listening" in out
+                and out
+            ),
+            30,
+            "module logs at the hub",
+        )
         assert "! web 1.0.0 warming up" in logs  # stderr lines are marked
 
         # v2
@@ -120,5 +127,10 @@ def test_deploy_update_rollback_restart_and_drift(hub, tmp_path):
         wait_until(lambda: _served(port) is not None, 30, "serving after the repair")
         listing = json.loads(hub.cli("devices", "ls", "-o", "json").stdout)
         assert listing[0]["reported"]["modules"]["drift_policy"] == "correct"
+        shown = hub.cli("devices", "show", "node-1", "-o", "table").stdout
+        assert "module web" in shown and "2.0.0" in shown
+        assert "update web" in shown and "drift policy" in shown and "correct" in shown
+        table = hub.cli("devices", "ls", "-o", "table").stdout
+        assert "SYNC" in table and "DRIFT" in table
     finally:
         agent.stop()

@@ -3,6 +3,7 @@
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from fogline.protocol import PLATFORM_LABEL_PREFIX, label_problem
 
@@ -28,14 +29,33 @@ DEVICE_COLUMNS = [
     ("user_labels", "LABELS"),
     ("arch", "ARCH"),
     ("seen", "LAST SEEN"),
+    ("sync_status", "SYNC"),
+    ("drift", "DRIFT"),
     ("agent_version", "AGENT"),
 ]
+
+
+def sync_text(row: dict[str, Any]) -> str:
+    sync = row.get("sync") or {}
+    return str(sync.get("status") or "-")
+
+
+def drift_text(row: dict[str, Any]) -> str:
+    drift = ((row.get("reported") or {}).get("modules") or {}).get("drift") or []
+    return ", ".join(sorted({f"{d['module']}:{d['kind']}" for d in drift})) or "-"
 
 
 def for_table(row: dict[str, Any]) -> dict[str, Any]:
     """Table view of a device: short id, relative time, labels without platform facts."""
     labels = {k: v for k, v in row["labels"].items() if not k.startswith(PLATFORM_LABEL_PREFIX)}
-    return {**row, "short_id": row["id"][:8], "user_labels": labels, "seen": ago(row["last_seen"])}
+    return {
+        **row,
+        "short_id": row["id"][:8],
+        "user_labels": labels,
+        "seen": ago(row["last_seen"]),
+        "sync_status": sync_text(row),
+        "drift": drift_text(row),
+    }
 
 
 def show_rows(rows: list[dict[str, Any]], output: Any) -> None:
@@ -64,13 +84,68 @@ def show(
     if wants_json(output):
         print_json(row)
         return
-    for key, value in row.items():
-        shown = (
-            ",".join(f"{k}={v}" for k, v in sorted(value.items()))
-            if isinstance(value, dict)
-            else value
+    print_device(row)
+
+
+def _line(key: str, value: Any) -> None:
+    console.print(
+        f"[bold]{key:>14}[/bold]  {escape('-' if value in (None, '') else str(value))}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def print_device(row: dict[str, Any]) -> None:
+    """A person's view of one device: identity, sync, modules, updates, drift, outbox."""
+    for key in (
+        "name",
+        "id",
+        "status",
+        "enrolled_at",
+        "last_seen",
+        "agent_version",
+        "hostname",
+        "os",
+        "arch",
+        "claim_id",
+        "cert_not_after",
+    ):
+        _line(key, row.get(key))
+    _line("labels", ",".join(f"{k}={v}" for k, v in sorted(row["labels"].items())))
+    sync = row.get("sync") or {}
+    _line("sync", sync.get("status"))
+    _line("desired", sync.get("desired_revision"))
+    _line("reported", sync.get("reported_revision"))
+    if sync.get("error"):
+        _line("sync error", sync["error"])
+    reported = row.get("reported") or {}
+    modules = reported.get("modules") or {}
+    for name, status in sorted((modules.get("modules") or {}).items()):
+        detail = f"{status.get('version')} {status.get('state')}"
+        if status.get("restarts"):
+            detail += f", {status['restarts']} restarts"
+        if status.get("last_error"):
+            detail += f", {status['last_error']}"
+        _line(f"module {name}", detail)
+    for name, progress in sorted((modules.get("progress") or {}).items()):
+        done, total = progress.get("bytes_done"), progress.get("bytes_total")
+        size = f" {done}/{total} bytes" if total else ""
+        error = f": {progress['error']}" if progress.get("error") else ""
+        _line(f"update {name}", f"{progress.get('version')} {progress.get('state')}{size}{error}")
+    for drift in modules.get("drift") or []:
+        _line("drift", f"{drift['module']} {drift['kind']}: {drift['detail']}")
+    if modules:
+        _line(
+            "drift policy",
+            f"{modules.get('drift_policy')} ({modules.get('drift_corrections', 0)} corrections)",
         )
-        console.print(f"[bold]{key:>15}[/bold]  {'-' if shown is None else shown}", highlight=False)
+    outbox = reported.get("outbox")
+    if outbox:
+        _line(
+            "outbox",
+            f"{outbox['depth']} records, {outbox['bytes']} of {outbox['max_bytes']} bytes, "
+            f"dropped {outbox['dropped_quota']} (quota) {outbox['expired']} (expired)",
+        )
 
 
 @app.command("label")
