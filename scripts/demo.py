@@ -1,21 +1,34 @@
-"""`make demo`: a hub and three edge agents on this machine, end to end.
+"""`make demo`: the edge-to-cloud scenario on one machine, end to end.
 
-Everything lives in a temporary directory and every process it starts is
-stopped when the demo ends or on Ctrl-C.
+A hub, a Mosquitto broker and three edge agents (two press lines, one paint
+line) in a temporary directory. The demo then:
+  1. enrolls the three nodes zero-touch with one claim (mTLS from then on);
+  2. applies a fleet manifest: config for every node, a signed module on the
+     press line, and a data-plane pipeline that stops a press when it
+     overheats and sends 1 s summaries and every alarm to the cloud;
+  3. plays sensors: normal readings, then one overheating press;
+  4. shows the fleet, the actuator command the node sent by itself, and the
+     telemetry the hub received.
+Every process it started is stopped at the end or on Ctrl-C.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 from pathlib import Path
 
 import httpx
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 from rich.console import Console
 
 console = Console(stderr=True)
@@ -26,6 +39,60 @@ AGENTS = [
     ("paint-01", "line=paint,zone=north"),
 ]
 
+FLEET = """\
+apiVersion: fogline.dev/v1
+kind: Deployment
+metadata: {name: plant-base}
+spec:
+  selector: {matchLabels: {site: plant-7}}
+  config: {sampling: {rate_hz: 10}, site: plant-7}
+  pipelines:
+    - name: press-guard
+      source: {mqtt: "sensors/{device}/{metric}", qos: 1}
+      steps:
+        - {id: temps, filter: "metric == 'temp'"}
+        - id: overheat
+          detect: {type: threshold, field: value, max: 90}
+        - id: per-second
+          window: {type: tumbling, size: 1s, time: processing, key: [device],
+                   aggregate: {n: "count()", mean: "mean(value)", max: "max(value)"}}
+      outputs:
+        - from: overheat
+          when: "anomaly"
+          action:
+            mqtt:
+              {topic: "actuators/{device}/cmd", payload: {cmd: stop, reading: "{value}"}, qos: 1}
+          rateLimit: {per_s: 5, burst: 5}
+        - {from: overheat, when: "anomaly", uplink: {stream: alarms, priority: 9, ttl: 7d}}
+        - {from: per-second, uplink: {stream: temps-1s, priority: 5, ttl: 1d}}
+---
+apiVersion: fogline.dev/v1
+kind: Deployment
+metadata: {name: press-line}
+spec:
+  selector: {matchLabels: {line: press}}
+  priority: 10
+  config: {sampling: {rate_hz: 50}}
+  modules:
+    - {name: press-monitor, release: press-monitor@1.0.0, config: {greeting: hello}}
+"""
+
+MODULE_SERVER = """\
+import http.server, json, os
+PORT = int(os.environ["PORT"])
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        version = os.environ["FOGLINE_MODULE_VERSION"]
+        body = json.dumps({"module": "press-monitor", "version": version}).encode()
+        self.send_response(200)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a): pass
+print("press-monitor up", flush=True)
+http.server.ThreadingHTTPServer(("127.0.0.1", PORT), Handler).serve_forever()
+"""
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -33,37 +100,48 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def mosquitto() -> str:
+    for candidate in (shutil.which("mosquitto"), "/usr/sbin/mosquitto"):
+        if candidate and Path(candidate).exists():
+            return candidate
+    raise SystemExit("demo: mosquitto is missing; run scripts/setup-system.sh")
+
+
 class Demo:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.procs: list[subprocess.Popen[bytes]] = []
         self.port = free_port()
+        self.mqtt_port = free_port()
         self.hub_dir = root / "hub"
         self.env = {
             **os.environ,
             "FOGLINE_HUB": f"https://127.0.0.1:{self.port}",
             "FOGLINE_CA": str(self.hub_dir / "ca.pem"),
             "PYTHONUNBUFFERED": "1",
-            "COLUMNS": "120",
+            "COLUMNS": "140",
         }
 
-    def spawn(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+    def spawn(self, name: str, *args: str, command: list[str] | None = None) -> None:
         log = open(self.root / f"{name}.log", "wb")  # noqa: SIM115 - lives as long as the process
-        proc = subprocess.Popen([*FOGLINE, *args], stdout=log, stderr=log, env=self.env)
-        self.procs.append(proc)
-        return proc
+        self.procs.append(
+            subprocess.Popen(command or [*FOGLINE, *args], stdout=log, stderr=log, env=self.env)
+        )
 
-    def fogline(self, *args: str) -> str:
-        return subprocess.run(
-            [*FOGLINE, *args], env=self.env, check=True, text=True, capture_output=True
-        ).stdout
+    def fogline(self, *args: str, stdin: str | None = None) -> str:
+        result = subprocess.run(
+            [*FOGLINE, *args], env=self.env, text=True, capture_output=True, input=stdin
+        )
+        if result.returncode not in (0, 2):  # plan exits 2 when changes are pending
+            raise SystemExit(f"demo: fogline {' '.join(args)} failed: {result.stderr.strip()}")
+        return result.stdout
 
-    def wait_for(self, what: str, check, timeout_s: float = 30) -> None:  # type: ignore[no-untyped-def]
+    def wait_for(self, what: str, check, timeout_s: float = 60) -> None:  # type: ignore[no-untyped-def]
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if check():
                 return
-            time.sleep(0.2)
+            time.sleep(0.25)
         raise SystemExit(f"demo: timed out waiting for {what}; logs in {self.root}")
 
     def hub_up(self) -> bool:
@@ -77,9 +155,20 @@ class Demo:
         except httpx.HTTPError:
             return False
 
+    def devices(self) -> list[dict]:  # type: ignore[type-arg]
+        return json.loads(self.fogline("devices", "ls", "-o", "json"))  # type: ignore[no-any-return]
+
+    def step(self, text: str) -> None:
+        console.print(f"\n[bold cyan]▶ {text}[/bold cyan]")
+
     def run(self) -> None:
-        console.rule("[bold]Fogline demo")
+        console.rule("[bold]Fogline demo: edge to cloud on one machine")
         console.print(f"working directory: {self.root}")
+        conf = self.root / "mosquitto.conf"
+        conf.write_text(
+            f"listener {self.mqtt_port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+        )
+        self.spawn("mosquitto", command=[mosquitto(), "-c", str(conf)])
         self.spawn(
             "hub",
             "hub",
@@ -93,11 +182,12 @@ class Demo:
         )
         self.wait_for("the hub", self.hub_up)
         self.env["FOGLINE_TOKEN"] = (self.hub_dir / "admin-token").read_text().strip()
-        console.print(f"[green]hub[/green] up at {self.env['FOGLINE_HUB']}")
+        console.print(f"hub at {self.env['FOGLINE_HUB']}, Mosquitto at 127.0.0.1:{self.mqtt_port}")
+
+        self.step("Zero-touch enrollment: one claim, three nodes, each with its own key (mTLS)")
         claim = self.fogline(
             "claim", "create", "--labels", "site=plant-7", "--max-uses", "3", "--expires", "1h"
         ).strip()
-        console.print("claim token created for 3 devices (site=plant-7)")
         for name, labels in AGENTS:
             self.spawn(
                 name,
@@ -117,13 +207,103 @@ class Demo:
                 labels,
                 "--local-port",
                 "0",
+                "--mqtt",
+                f"mqtt://127.0.0.1:{self.mqtt_port}",
             )
         self.wait_for(
-            "three agents online",
-            lambda: self.fogline("devices", "ls", "-o", "json").count('"online"') == 3,
+            "three agents online", lambda: sum(d["status"] == "online" for d in self.devices()) == 3
         )
-        console.print("[green]3 agents[/green] enrolled with their own keys (mTLS)\n")
         print(self.fogline("devices", "ls", "-o", "table"), flush=True)
+
+        self.step("A signed module release: keys create, release build, sign, push")
+        keys = self.root / "keys"
+        self.fogline(
+            "apply", "-f", "-", stdin=self.fogline("keys", "create", "plant", "--dir", str(keys))
+        )
+        module = self.root / "press-monitor"
+        module.mkdir()
+        module_port = free_port()
+        (module / "server.py").write_text(MODULE_SERVER)
+        (module / "fogline-module.yaml").write_text(
+            textwrap.dedent(f"""\
+            name: press-monitor
+            version: 1.0.0
+            command: [python3, server.py]
+            env: {{PORT: "{module_port}"}}
+            health: {{http: "http://127.0.0.1:{module_port}/", timeout: 2s, interval: 1s}}
+            startGrace: 2s
+            architectures: [any]
+            """)
+        )
+        archive = self.root / "press-monitor-1.0.0.tar.zst"
+        self.fogline("release", "build", str(module), "-o", str(archive))
+        self.fogline("release", "sign", str(archive), "--key", str(keys / "plant.key"))
+        self.fogline("release", "push", str(archive))
+        print(self.fogline("release", "ls", "-o", "table"), flush=True)
+
+        self.step("The fleet as code: fogline plan, then fogline apply")
+        # Only press-01 runs the module (the two press nodes would share its port here).
+        fleet = self.root / "fleet.yaml"
+        fleet.write_text(
+            FLEET.replace("matchLabels: {line: press}", "matchLabels: {line: press, zone: north}")
+        )
+        print(self.fogline("plan", "-f", str(fleet)), flush=True)
+        self.fogline("apply", "-f", str(fleet))
+        self.wait_for(
+            "every node in sync",
+            lambda: all((d.get("sync") or {}).get("status") == "in-sync" for d in self.devices()),
+            90,
+        )
+        print(self.fogline("devices", "ls", "-o", "table"), flush=True)
+
+        self.step("Sensors publish; press-02 overheats; its node stops it locally")
+        commands: list[str] = []
+        listener = mqtt.Client(CallbackAPIVersion.VERSION2)
+        listener.on_message = lambda _c, _u, m: commands.append(f"{m.topic} {m.payload.decode()}")
+        listener.connect("127.0.0.1", self.mqtt_port)
+        listener.subscribe("actuators/#", 1)
+        listener.loop_start()
+        sensors = mqtt.Client(CallbackAPIVersion.VERSION2)
+        sensors.connect("127.0.0.1", self.mqtt_port)
+        sensors.loop_start()
+        time.sleep(1)
+        for i in range(30):
+            for press in ("press-a", "press-b"):
+                reading = 70.0 + (i % 5)
+                if press == "press-b" and i == 20:
+                    reading = 97.5
+                sensors.publish(f"sensors/{press}/temp", json.dumps({"value": reading}), qos=1)
+            time.sleep(0.05)
+        self.wait_for("the actuator command", lambda: bool(commands), 15)
+        for command in commands:
+            console.print(f"  actuator received: {command}")
+        listener.loop_stop()
+        sensors.loop_stop()
+
+        self.step("What the cloud received: summaries and the alarm, not raw readings")
+        self.wait_for(
+            "the alarm at the hub",
+            lambda: json.loads(
+                self.fogline("telemetry", "query", "--stream", "alarms", "-o", "json")
+            ),
+            30,
+        )
+        print(self.fogline("telemetry", "query", "--stream", "alarms", "-o", "table"), flush=True)
+        summaries = json.loads(
+            self.fogline("telemetry", "query", "--stream", "temps-1s", "-o", "json")
+        )
+        console.print(
+            f"  {len(summaries)} one-second summaries stored for 60 raw readings per node"
+        )
+        self.step("The module runs on press-01; its logs reached the hub")
+        print(self.fogline("devices", "show", "press-01", "-o", "table"), flush=True)
+        self.wait_for(
+            "module logs",
+            lambda: "press-monitor up" in self.fogline("logs", "press-01", "press-monitor"),
+            30,
+        )
+        print(self.fogline("logs", "press-01", "press-monitor"), flush=True)
+        console.rule("[bold green]demo complete")
 
     def stop(self) -> None:
         for proc in reversed(self.procs):
@@ -131,7 +311,7 @@ class Demo:
                 proc.send_signal(signal.SIGTERM)
         for proc in self.procs:
             try:
-                proc.wait(timeout=10)
+                proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 proc.kill()
         console.print(f"stopped {len(self.procs)} processes")

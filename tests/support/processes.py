@@ -189,6 +189,7 @@ class AgentProcess:
     proc: subprocess.Popen[bytes] | None = None
     hub_url: str | None = None
     extra_args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
 
     @property
     def log_path(self) -> Path:
@@ -219,7 +220,7 @@ class AgentProcess:
         port_file = self.data_dir / "local-port"
         port_file.unlink(missing_ok=True)
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(args, stdout=log, stderr=log, env=ENV)
+            self.proc = subprocess.Popen(args, stdout=log, stderr=log, env={**ENV, **self.env})
 
     def health(self) -> dict[str, Any] | None:
         port_file = self.data_dir / "local-port"

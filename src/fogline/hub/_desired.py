@@ -182,6 +182,14 @@ class DesiredNotifier:
         event, self._event = self._event, asyncio.Event()
         event.set()
 
+    closing = False
+
+    def close(self) -> None:
+        """The hub is stopping: answer every long-poll now, so shutdown is quick."""
+        self.closing = True
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._fire)
+
     def poke(self) -> None:
         """Thread-safe: called from request threads after a commit."""
         if self._loop is not None:

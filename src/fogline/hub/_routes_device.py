@@ -108,7 +108,7 @@ async def desired(
         if loop_deadline is None:
             loop_deadline = now + wait
         remaining = loop_deadline - now
-        if remaining <= 0:
+        if remaining <= 0 or state.notifier.closing:
             return Response(status_code=304, headers={"etag": f'"{known}"'} if known else None)
         # Wake on a change (this replica: at once; another: within a tick),
         # and re-check at least every second so a revoke is never missed long.

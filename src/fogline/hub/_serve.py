@@ -5,6 +5,7 @@ import ssl
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 
 import uvicorn
 
@@ -58,6 +59,19 @@ def build_hub(options: ServeOptions) -> BuiltHub:
     return BuiltHub(state, files, token.token if token else None)
 
 
+class HubServer(uvicorn.Server):
+    """uvicorn, plus: on SIGTERM/SIGINT, long-polls answer at once (304) instead
+    of holding the graceful shutdown for their whole wait."""
+
+    def __init__(self, config: uvicorn.Config, state: HubState) -> None:
+        super().__init__(config)
+        self._state = state
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self._state.notifier.close()
+        super().handle_exit(sig, frame)
+
+
 def serve(options: ServeOptions) -> None:
     configure_logging(options.log_level)
     hub = build_hub(options)
@@ -89,7 +103,7 @@ def serve(options: ServeOptions) -> None:
         data_dir=str(options.data_dir),
         db=state.engine.dialect.name,
     )
-    server = uvicorn.Server(config)
+    server = HubServer(config, state)
     server.run()
     state.engine.dispose()
     if not server.started:

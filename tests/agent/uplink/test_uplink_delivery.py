@@ -101,7 +101,8 @@ def test_outage_with_lost_acks_stores_everything_exactly_once(box: Outbox) -> No
 
     sleep = FakeSleep(link_events)
     uplink = make_uplink(box, hub, sleep, batch_records=100)
-    asyncio.run(run_until(uplink, lambda: box.stats().depth == 0))
+    # acked (depth 0) and counted: the counter moves just after the ack returns
+    asyncio.run(run_until(uplink, lambda: box.stats().depth == 0 and uplink.counters.sent == 300))
     assert sorted(seq for _, seq in hub.stored) == seqs  # every record, once
     assert hub.duplicates == 200  # the two resent batches
     assert uplink.counters.failures == 6

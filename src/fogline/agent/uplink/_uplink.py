@@ -94,6 +94,10 @@ class Uplink:
         Raises:
             OutboxStorageError: the outbox failed (the agent should restart).
         """
+        # An Event belongs to the loop that first waits on it: make this run's
+        # own, so an Uplink can be run again under a new loop. Nothing is lost:
+        # the loop below drains before its first wait.
+        self._wake = asyncio.Event()
         while True:
             try:
                 await self.drain()
