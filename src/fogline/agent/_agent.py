@@ -283,7 +283,11 @@ class Agent:
             self.modules = self._make_modules(identity, uplink_link)
             tg.create_task(self.modules.supervisor.run(), name="supervisor")
             # Installed modules run again before anything else; an interrupted
-            # update resumes or rolls back (the updater's RESUME table).
+            # update resumes or rolls back (the updater's RESUME table), verified
+            # with the keys of the last desired state as well as the pinned ones.
+            local_copy = self.sync.store.load()
+            if local_copy is not None:
+                self.modules.doc_keys = dict(local_copy.document.get("releaseKeys") or {})
             await self.modules.recover()
             self.sync.appliers.append(self.modules.apply)
             self.sync.appliers.append(self.dataplane.apply)

@@ -21,7 +21,7 @@ from fogline.protocol import (
 )
 
 from ._auth import DeviceIdentity, check_device, db_session, hub_state, require_device
-from ._desired import recompile_device
+from ._desired import recompile_device, release_keys
 from ._errors import ApiError
 from ._schema import DesiredStateRow
 from ._state import HubState
@@ -54,6 +54,7 @@ def enroll(body: EnrollRequest, session: SessionDep, state: StateDep) -> EnrollR
         certificate=cert_pem.decode(),
         ca=state.ca.cert_pem.decode(),
         report_interval_s=state.settings.report_interval_s,
+        release_keys=release_keys(session),
     )
 
 
