@@ -8,7 +8,19 @@ from rich.markup import escape
 from fogline import __version__
 from fogline._errors import FoglineError
 
-from . import _agent, _claim, _devices, _hub, _keys, _logs, _manifests, _release, _telemetry
+from . import (
+    _agent,
+    _audit,
+    _claim,
+    _devices,
+    _hub,
+    _keys,
+    _logs,
+    _manifests,
+    _release,
+    _rollout,
+    _telemetry,
+)
 from ._common import err_console
 
 app = typer.Typer(
@@ -30,6 +42,8 @@ app.add_typer(_keys.app, name="keys")
 app.add_typer(_release.app, name="release")
 app.add_typer(_telemetry.app, name="telemetry")
 app.command("logs")(_logs.logs)
+app.add_typer(_rollout.app, name="rollout")
+app.add_typer(_audit.app, name="audit")
 
 
 @app.command("version")

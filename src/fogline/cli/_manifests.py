@@ -7,7 +7,7 @@ import typer
 import yaml
 from rich.markup import escape
 
-from fogline.manifest import ManifestError, Problem, read_sources
+from fogline.manifest import ManifestError, ManifestSource, Problem, load_manifests, read_sources
 
 from ._client import HubRefusedError
 from ._common import (
@@ -128,6 +128,26 @@ def _has_changes(plan: dict[str, Any]) -> bool:
     return bool(plan["devices"]) or any(d["action"] != "unchanged" for d in plan["deployments"])
 
 
+def print_rollout_policies(body: dict[str, Any], plan: dict[str, Any]) -> None:
+    """One line per changed deployment: the rollout policy its devices would follow."""
+    try:
+        manifests = load_manifests([ManifestSource(f["name"], f["text"]) for f in body["files"]])
+    except ManifestError:  # the hub accepted them; a local parse problem only loses this hint
+        return
+    policies = {d.name: d.rollout for d in manifests.deployments}
+    for change in plan["deployments"]:
+        if change["action"] not in ("create", "update") or change["name"] not in policies:
+            continue
+        block = policies[change["name"]]
+        if not block:
+            text = "one wave of all devices (no spec.rollout)"
+        else:
+            raw = block.get("waves")
+            waves = ", ".join(str(w) for w in raw) if isinstance(raw, list | tuple) else "100%"
+            text = f"waves [{waves}], onFailure {block.get('onFailure', 'pause')}"
+        console.print(f"deployment/{change['name']}  rollout: {escape(text)}", highlight=False)
+
+
 def plan(
     filename: FileOpt,
     hub: HubOpt,
@@ -140,12 +160,14 @@ def plan(
 
     Exit code 0: nothing would change; 2: changes pending (for CI gates); 1: error.
     """
-    result = _send("/v1/manifests/plan", hub, token, ca, _request(filename, prune))
+    body = _request(filename, prune)
+    result = _send("/v1/manifests/plan", hub, token, ca, body)
     # Plans are read by people in CI logs too: text unless JSON is asked for.
     if output is Output.json:
         print_json(result)
     else:
         print_plan(result)
+        print_rollout_policies(body, result)
     raise typer.Exit(2 if _has_changes(result) else 0)
 
 

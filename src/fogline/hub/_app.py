@@ -21,10 +21,12 @@ from ._desired import desired_seq
 from ._errors import ApiError
 from ._metrics import timing_middleware
 from ._releases import MAX_RELEASE_BYTES
+from ._rollout_scheduler import run_scheduler
 from ._routes_device import router as device_router
 from ._routes_manifest import router as manifest_router
 from ._routes_operator import router as operator_router
 from ._routes_release import router as release_router
+from ._routes_rollout import router as rollout_router
 from ._routes_telemetry import router as telemetry_router
 from ._state import HubState
 from ._store import count_devices_by_status, utcnow
@@ -195,9 +197,11 @@ def create_app(state: HubState) -> FastAPI:
         async with asyncio.TaskGroup() as tg:
             watcher = tg.create_task(state.notifier.watch(read_seq), name="desired-watch")
             retention = tg.create_task(_retention_forever(state), name="retention")
+            rollouts = tg.create_task(run_scheduler(state), name="rollout-scheduler")
             yield
             watcher.cancel()
             retention.cancel()
+            rollouts.cancel()
 
     app = FastAPI(
         title="Fogline hub",
@@ -212,6 +216,7 @@ def create_app(state: HubState) -> FastAPI:
     app.include_router(manifest_router)
     app.include_router(release_router)
     app.include_router(telemetry_router)
+    app.include_router(rollout_router)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(ApiError, _on_api_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)

@@ -1,8 +1,9 @@
 """`fogline plan` and `fogline apply`: validate manifests, preview, apply all or nothing.
 
 Both run the same computation. Plan stops there; apply writes deployments,
-claims and release keys and every changed device's desired state in one
-transaction, so a failure leaves the fleet exactly as it was.
+claims and release keys and starts a rollout of the changed devices' desired
+states (see `_rollouts`) in one transaction, so a failure leaves the fleet
+exactly as it was.
 """
 
 import base64
@@ -14,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fogline.manifest import (
+    BlockError,
     BlockValidators,
     Deployment,
     ManifestError,
@@ -33,6 +35,7 @@ from fogline.protocol import (
 )
 from fogline.security import CLAIM_PREFIX, new_token
 
+from ._audit import record_audit
 from ._desired import (
     DeploymentCache,
     bump_generation,
@@ -40,9 +43,10 @@ from ._desired import (
     parse_deployments,
     plain,
     release_keys,
-    store_desired,
 )
 from ._releases import resolve_module_refs
+from ._rollout_policy import DEFAULT_POLICY, parse_rollout_policy
+from ._rollouts import choose_policy, snapshot_deployments, start_rollout
 from ._schema import ClaimRow, DeploymentRow, DesiredStateRow, DeviceRow, ReleaseKeyRow
 from ._store import utcnow
 
@@ -195,6 +199,8 @@ def apply(
     The caller commits; an exception anywhere leaves nothing applied.
     """
     now = utcnow()
+    changed = sorted(c.name for c in prepared.plan.deployments if c.action != "unchanged")
+    previous = snapshot_deployments(session, changed)
     for deployment in prepared.deployments:
         document = deployment.to_document()
         row = session.get(DeploymentRow, deployment.name)
@@ -225,9 +231,23 @@ def apply(
     tokens = _apply_claims(session, prepared.manifests)
     bump_generation(session)
     session.flush()
-    active = session.scalars(select(DeviceRow).where(DeviceRow.revoked_at.is_(None))).all()
-    for device in active:
-        store_desired(session, device, compile_for(prepared.final, device, prepared.keys))
+    record_audit(
+        session,
+        applied_by,
+        "apply",
+        ",".join(changed) or "-",
+        deployments={c.name: c.action for c in prepared.plan.deployments},
+        devices_changed=len(prepared.plan.devices),
+    )
+    start_rollout(
+        session,
+        actor=applied_by,
+        deployments=changed,
+        final=prepared.final,
+        keys=prepared.keys,
+        policy=choose_policy(prepared.deployments, changed),
+        previous=previous,
+    )
     cache.invalidate()
     return tokens
 
@@ -262,16 +282,33 @@ def _apply_claims(session: Session, manifests: ManifestSet) -> dict[str, str]:
     return tokens
 
 
-def delete_deployment(session: Session, name: str, cache: DeploymentCache) -> bool:
+def delete_deployment(
+    session: Session, name: str, cache: DeploymentCache, deleted_by: str = "operator"
+) -> bool:
+    """Delete a deployment; its devices move off it through a rollout that
+    follows the deleted deployment's own rollout policy."""
     row = session.get(DeploymentRow, name)
     if row is None:
         return False
+    previous = snapshot_deployments(session, [name])
+    try:
+        policy = parse_rollout_policy(row.document.get("spec", {}).get("rollout") or {})
+    except BlockError:  # stored before rollout policies were checked
+        policy = DEFAULT_POLICY
     session.delete(row)
     bump_generation(session)
     session.flush()
     cache.invalidate()
     final = cache.get(session)
     keys = release_keys(session)
-    for device in session.scalars(select(DeviceRow).where(DeviceRow.revoked_at.is_(None))).all():
-        store_desired(session, device, compile_for(final, device, keys))
+    record_audit(session, deleted_by, "delete", name)
+    start_rollout(
+        session,
+        actor=deleted_by,
+        deployments=[name],
+        final=final,
+        keys=keys,
+        policy=policy,
+        previous=previous,
+    )
     return True

@@ -186,3 +186,68 @@ class TelemetryRow(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     payload: Mapped[Any] = mapped_column(JSON)
+
+
+class RolloutRow(Base):
+    """A staged rollout of one apply (or delete) to the devices it changes.
+
+    `wave_bounds` holds the cumulative device count at the end of each wave;
+    `previous_deployments` the documents before the change (None: it did not
+    exist), so a rollback also restores what `plan` compares against.
+    """
+
+    __tablename__ = "rollouts"
+    __table_args__ = (Index("ix_rollouts_state", "state"),)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    deployments: Mapped[list[str]] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(16))
+    policy: Mapped[dict[str, Any]] = mapped_column(JSON)
+    wave_bounds: Mapped[list[int]] = mapped_column(JSON)
+    current_wave: Mapped[int] = mapped_column(Integer)
+    wave_started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # An operator's resume after a failed gate accepts the failures so far.
+    accepted_failures: Mapped[int] = mapped_column(Integer, default=0)
+    accepted_wave: Mapped[int] = mapped_column(Integer, default=-1)
+    previous_deployments: Mapped[dict[str, Any]] = mapped_column(JSON)
+    reason: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    created_by: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    ended_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class RolloutDeviceRow(Base):
+    """One device in a rollout: its wave, state, and the documents it moves between."""
+
+    __tablename__ = "rollout_devices"
+    __table_args__ = (Index("ix_rollout_devices_device", "device_id"),)
+    rollout_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("rollouts.id", ondelete="CASCADE"), primary_key=True
+    )
+    device_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True
+    )
+    wave: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16))
+    target_revision: Mapped[str] = mapped_column(String(80))
+    target_document: Mapped[dict[str, Any]] = mapped_column(JSON)
+    previous_revision: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    previous_document: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    healthy_since: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    reason: Mapped[str | None] = mapped_column(String(512), nullable=True)
+
+
+class AuditRow(Base):
+    """Who did what to the fleet, and when (operator token name or "scheduler")."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_at", "at"),)
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(128))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON)

@@ -22,6 +22,8 @@ class HubSettings:
     # A device is online while its last report is younger than this.
     offline_after_s: float = 35.0
     telemetry_retention_s: float = 7 * 86400.0
+    # How often the rollout scheduler judges devices and passes wave gates.
+    rollout_tick_s: float = 1.0
 
 
 @dataclass(slots=True)

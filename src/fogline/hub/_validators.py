@@ -15,6 +15,7 @@ from fogline.manifest import BlockError, BlockValidators, canonical_json
 from fogline.pipeline import PipelineSpecError, validate_pipeline
 
 from ._releases import validate_module_block
+from ._rollout_policy import check_rollout
 
 _PATH_PART: Final = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
@@ -37,4 +38,6 @@ def check_pipeline(block: Mapping[str, Any]) -> None:
 
 
 def default_validators() -> BlockValidators:
-    return BlockValidators(pipeline=check_pipeline, module=validate_module_block)
+    return BlockValidators(
+        pipeline=check_pipeline, module=validate_module_block, rollout=check_rollout
+    )

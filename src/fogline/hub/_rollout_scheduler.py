@@ -1,0 +1,34 @@
+"""The rollout scheduler: one tick about every second in each hub replica.
+
+Every replica runs it; the rollout lock lets one tick at a time do the work,
+so replicas need no coordination of their own.
+"""
+
+import asyncio
+import logging
+
+from fogline._log import event
+
+from ._rollouts import tick
+from ._state import HubState
+
+log = logging.getLogger("fogline.hub.rollout")
+
+
+def scheduler_tick(state: HubState) -> int | None:
+    """One tick in its own transaction; None when another replica ticks now."""
+    with state.transaction() as session:
+        return tick(session, state.settings.offline_after_s)
+
+
+async def run_scheduler(state: HubState) -> None:
+    """Tick forever; a failed tick is logged and retried on the next one."""
+    while True:
+        await asyncio.sleep(state.settings.rollout_tick_s)
+        try:
+            changed = await asyncio.to_thread(scheduler_tick, state)
+        except Exception as exc:  # the database may blip; ticks must go on
+            event(log, "rollout.tick_failed", logging.WARNING, error=f"{type(exc).__name__}: {exc}")
+            continue
+        if changed:
+            state.notifier.poke()

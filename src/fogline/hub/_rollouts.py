@@ -1,0 +1,487 @@
+"""Rollouts on the hub: start one per change, advance it wave by wave, act on it.
+
+An apply no longer writes every changed device's desired state at once. It
+stores each changed device's target document in `rollout_devices` and starts
+the first wave; a device's served document (DesiredStateRow) changes only
+when its wave starts. The scheduler (`tick`, about once a second) judges the
+devices of running rollouts, then passes the wave gate, starts the next
+wave, completes, pauses or rolls back, per `_rollout_machine`.
+
+Every mutation of rollouts takes one database lock (`lock_rollouts`), so an
+apply, an operator action and the ticks of several hub replicas never
+interleave: PostgreSQL advisory transaction locks, and on SQLite the write
+lock of the single database file.
+"""
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+from uuid import uuid4
+
+from sqlalchemy import select, text, update
+from sqlalchemy.orm import Session
+
+from fogline.manifest import Deployment, DesiredState
+
+from ._audit import SCHEDULER, record_audit
+from ._desired import bump_generation, compile_for, plain, store_desired
+from ._errors import ConflictError, NotFoundError
+from ._rollout_machine import (
+    ACTIVE,
+    WATCHED,
+    DeviceState,
+    Event,
+    Observation,
+    State,
+    Step,
+    Tally,
+    decide,
+    health_problem,
+    judge_device,
+    next_state,
+)
+from ._rollout_policy import DEFAULT_POLICY, RolloutPolicy, parse_rollout_policy, wave_bounds
+from ._schema import (
+    DeploymentRow,
+    DesiredStateRow,
+    DeviceRow,
+    FleetGenerationRow,
+    RolloutDeviceRow,
+    RolloutRow,
+)
+from ._store import device_status, utcnow
+
+# Any constant works; it only has to be the same in every hub replica.
+ROLLOUT_LOCK_ID: Final = 0x666F6C52
+OPERATOR_EVENTS: Final = {
+    "pause": Event.PAUSE,
+    "resume": Event.RESUME,
+    "abort": Event.ABORT,
+    "rollback": Event.ROLLBACK,
+}
+_FRESH: Final = {"populate_existing": True}
+
+
+def lock_rollouts(session: Session, *, wait: bool) -> bool:
+    """Take the rollout lock until the transaction ends; False if busy (wait=False).
+
+    PostgreSQL: an advisory transaction lock. SQLite: a no-op write takes the
+    database's write lock, which holds until commit (one writer at a time).
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        if wait:
+            session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": ROLLOUT_LOCK_ID})
+            return True
+        got = session.scalar(text("SELECT pg_try_advisory_xact_lock(:id)"), {"id": ROLLOUT_LOCK_ID})
+        return bool(got)
+    session.execute(
+        update(FleetGenerationRow)
+        .where(FleetGenerationRow.id == 1)
+        .values(generation=FleetGenerationRow.generation)
+    )
+    return True
+
+
+def snapshot_deployments(session: Session, names: Sequence[str]) -> dict[str, Any]:
+    """The stored documents of `names` (None: absent), taken before a change."""
+    out: dict[str, Any] = {}
+    for name in names:
+        row = session.get(DeploymentRow, name)
+        out[name] = plain(row.document) if row is not None else None
+    return out
+
+
+def choose_policy(deployments: Sequence[Deployment], changed: Sequence[str]) -> RolloutPolicy:
+    """The policy of the changed deployment that declares one, highest priority
+    first (then by name); DEFAULT_POLICY when none does."""
+    candidates = sorted(
+        (d for d in deployments if d.name in changed and d.rollout),
+        key=lambda d: (-d.priority, d.name),
+    )
+    return parse_rollout_policy(candidates[0].rollout) if candidates else DEFAULT_POLICY
+
+
+def _transition(
+    session: Session, rollout: RolloutRow, event: Event, actor: str, reason: str | None = None
+) -> State:
+    state = State(rollout.state)
+    new = next_state(state, event)
+    if new is None:
+        raise ConflictError(f"rollout {rollout.id} is {state}: cannot {event}")
+    now = utcnow()
+    rollout.state, rollout.updated_at = new.value, now
+    if reason:
+        rollout.reason = reason[:1024]
+    if new not in ACTIVE:
+        rollout.ended_at = now
+    record_audit(
+        session,
+        actor,
+        f"rollout.{event.value}",
+        rollout.id,
+        deployments=rollout.deployments,
+        state=new.value,
+        previous_state=state.value,
+        reason=reason,
+    )
+    return new
+
+
+def _members(session: Session, rollout_id: str) -> list[RolloutDeviceRow]:
+    query = select(RolloutDeviceRow).where(RolloutDeviceRow.rollout_id == rollout_id)
+    return list(session.scalars(query.execution_options(**_FRESH)).all())
+
+
+def _start_wave(
+    session: Session,
+    rollout: RolloutRow,
+    wave: int,
+    members: Sequence[RolloutDeviceRow],
+    actor: str,
+) -> int:
+    """Serve the wave's devices their target documents; returns how many changed."""
+    now = utcnow()
+    rollout.current_wave, rollout.wave_started_at, rollout.updated_at = wave, now, now
+    started = 0
+    for member in members:
+        if member.wave != wave or member.state != DeviceState.PENDING:
+            continue
+        device = session.get(DeviceRow, member.device_id)
+        if device is not None and device.revoked_at is None:
+            state = DesiredState(member.target_revision, member.target_document)
+            started += store_desired(session, device, state)
+        member.state, member.started_at = DeviceState.UPDATING.value, now
+    record_audit(
+        session,
+        actor,
+        "rollout.wave-start",
+        rollout.id,
+        wave=wave + 1,
+        waves=len(rollout.wave_bounds),
+        devices=sum(1 for m in members if m.wave == wave),
+    )
+    return started
+
+
+def start_rollout(
+    session: Session,
+    *,
+    actor: str,
+    deployments: Sequence[str],
+    final: Sequence[Deployment],
+    keys: Mapping[str, str],
+    policy: RolloutPolicy,
+    previous: Mapping[str, Any],
+) -> RolloutRow | None:
+    """Start a rollout of `final` to every device whose desired state it changes.
+
+    Active rollouts of the same deployments, or whose undelivered devices now
+    get another document, end as superseded; the new rollout starts from what
+    each device is served now. Returns None when nothing changes.
+    """
+    lock_rollouts(session, wait=True)
+    devices = session.scalars(
+        select(DeviceRow).where(DeviceRow.revoked_at.is_(None)).order_by(DeviceRow.name)
+    ).all()
+    served = {
+        row.device_id: row
+        for row in session.scalars(select(DesiredStateRow).execution_options(**_FRESH))
+    }
+    targets = {device.id: compile_for(final, device, keys) for device in devices}
+    rollout_id = f"ro-{uuid4().hex[:10]}"
+    held: set[str] = set()  # pending in a rollout that goes on and delivers the same
+    active = session.scalars(
+        select(RolloutRow)
+        .where(RolloutRow.state.in_([s.value for s in ACTIVE]))
+        .execution_options(**_FRESH)
+    ).all()
+    for other in active:
+        unfinished = [
+            m
+            for m in _members(session, other.id)
+            if m.state in (DeviceState.PENDING, DeviceState.UPDATING)
+        ]
+        clash = bool(set(other.deployments) & set(deployments)) or any(
+            m.device_id in targets and targets[m.device_id].revision != m.target_revision
+            for m in unfinished
+        )
+        if clash:
+            _transition(session, other, Event.SUPERSEDE, actor, f"superseded by {rollout_id}")
+        else:
+            held |= {m.device_id for m in unfinished if m.state == DeviceState.PENDING}
+    changed = [
+        device
+        for device in devices
+        if device.id not in held
+        and (device.id not in served or served[device.id].revision != targets[device.id].revision)
+    ]
+    if not changed and not deployments:
+        return None
+    now = utcnow()
+    bounds = wave_bounds(policy, len(changed))
+    rollout = RolloutRow(
+        id=rollout_id,
+        deployments=sorted(deployments),
+        state=State.RUNNING.value,
+        policy=plain(policy.to_json()),
+        wave_bounds=bounds,
+        current_wave=0,
+        wave_started_at=None,
+        accepted_failures=0,
+        accepted_wave=-1,
+        previous_deployments=dict(previous),
+        reason=None,
+        created_at=now,
+        created_by=actor[:64],
+        updated_at=now,
+        ended_at=None,
+    )
+    session.add(rollout)
+    session.flush()  # no ORM relationship orders the inserts: the parent goes first
+    members: list[RolloutDeviceRow] = []
+    for index, device in enumerate(changed):
+        before = served.get(device.id)
+        members.append(
+            RolloutDeviceRow(
+                rollout_id=rollout_id,
+                device_id=device.id,
+                wave=next(k for k, bound in enumerate(bounds) if index < bound),
+                state=DeviceState.PENDING.value,
+                target_revision=targets[device.id].revision,
+                target_document=plain(targets[device.id].document),
+                previous_revision=before.revision if before else None,
+                previous_document=plain(before.document) if before else None,
+            )
+        )
+    session.add_all(members)
+    session.flush()
+    record_audit(
+        session,
+        actor,
+        "rollout.start",
+        rollout_id,
+        deployments=sorted(deployments),
+        devices=len(changed),
+        policy=policy.summary(),
+        waves=bounds,
+    )
+    _start_wave(session, rollout, 0, members, actor)
+    return rollout
+
+
+def _revert(session: Session, rollout: RolloutRow, members: Sequence[RolloutDeviceRow]) -> int:
+    """Serve every started device its previous document and restore the
+    deployments as they were before the change; returns devices changed."""
+    changed = 0
+    for member in members:
+        if member.state in (DeviceState.PENDING, DeviceState.REVERTED):
+            continue
+        device = session.get(DeviceRow, member.device_id)
+        if device is not None and member.previous_document is not None:
+            state = DesiredState(member.previous_revision or "", member.previous_document)
+            changed += store_desired(session, device, state)
+        member.state = DeviceState.REVERTED.value
+    now = utcnow()
+    for name, document in rollout.previous_deployments.items():
+        row = session.get(DeploymentRow, name)
+        if document is None:
+            if row is not None:
+                session.delete(row)
+            continue
+        priority = int(document.get("spec", {}).get("priority", 0))
+        if row is None:
+            session.add(
+                DeploymentRow(
+                    name=name,
+                    priority=priority,
+                    document=document,
+                    applied_at=now,
+                    applied_by=f"rollback {rollout.id}"[:64],
+                )
+            )
+        else:
+            row.priority, row.document = priority, document
+            row.applied_at, row.applied_by = now, f"rollback {rollout.id}"[:64]
+    bump_generation(session)
+    return changed
+
+
+def _advance(
+    session: Session, rollout: RolloutRow, now: dt.datetime, offline_after_s: float
+) -> int:
+    """One scheduler step for one running rollout; returns desired states changed."""
+    policy = RolloutPolicy.from_json(rollout.policy)
+    members = _members(session, rollout.id)
+    started_at = rollout.wave_started_at or now
+    for member in members:
+        if member.state not in WATCHED:
+            continue
+        device = session.get(DeviceRow, member.device_id)
+        desired = session.get(DesiredStateRow, member.device_id)
+        if device is None or desired is None or device.revoked_at is not None:
+            member.state, member.reason = DeviceState.SKIPPED.value, "device revoked"
+            continue
+        seen = Observation(
+            applied_revision=desired.applied_revision,
+            applied_ok=desired.applied_ok,
+            applied_error=desired.applied_error,
+            problem=health_problem(device.reported),
+            online=device_status(device, now, offline_after_s) == "online",
+        )
+        verdict = judge_device(
+            DeviceState(member.state),
+            member.target_revision,
+            member.started_at or started_at,
+            member.healthy_since,
+            seen,
+            policy,
+            now,
+        )
+        if verdict.state != member.state and verdict.state is DeviceState.FAILED:
+            record_audit(
+                session,
+                SCHEDULER,
+                "rollout.device-failed",
+                rollout.id,
+                device=device.name,
+                reason=verdict.reason,
+            )
+        member.state, member.healthy_since = verdict.state.value, verdict.healthy_since
+        member.reason = verdict.reason[:512] if verdict.reason else None
+    wave = rollout.current_wave
+    decision = decide(
+        policy,
+        wave=wave,
+        last_wave=len(rollout.wave_bounds) - 1,
+        current=Tally.of(DeviceState(m.state) for m in members if m.wave == wave),
+        failed_total=sum(1 for m in members if m.state == DeviceState.FAILED),
+        accepted_failures=rollout.accepted_failures,
+        devices_total=len(members),
+        gate_accepted=rollout.accepted_wave >= wave,
+    )
+    if decision.step is Step.NEXT_WAVE:
+        return _start_wave(session, rollout, wave + 1, members, SCHEDULER)
+    if decision.step is Step.COMPLETE:
+        _transition(session, rollout, Event.LAST_WAVE_PASSED, SCHEDULER)
+    elif decision.step is Step.FAIL:
+        if policy.on_failure == "rollback":
+            _transition(session, rollout, Event.GATE_FAILED_ROLLBACK, SCHEDULER, decision.reason)
+            return _revert(session, rollout, members)
+        _transition(session, rollout, Event.GATE_FAILED_PAUSE, SCHEDULER, decision.reason)
+    return 0
+
+
+def tick(session: Session, offline_after_s: float) -> int | None:
+    """Advance every running rollout once; None when another replica holds the lock.
+
+    Returns how many devices' desired states changed (to wake long-polls).
+    """
+    if not lock_rollouts(session, wait=False):
+        return None
+    now = utcnow()
+    running = session.scalars(
+        select(RolloutRow)
+        .where(RolloutRow.state == State.RUNNING.value)
+        .order_by(RolloutRow.created_at)
+        .execution_options(**_FRESH)
+    ).all()
+    return sum(_advance(session, rollout, now, offline_after_s) for rollout in running)
+
+
+def find_rollout(session: Session, ref: str) -> RolloutRow:
+    """A rollout by id, or the latest rollout of the deployment named `ref`.
+
+    Raises:
+        NotFoundError: neither matches.
+    """
+    row = session.get(RolloutRow, ref)
+    if row is not None:
+        return row
+    recent = session.scalars(
+        select(RolloutRow).order_by(RolloutRow.created_at.desc(), RolloutRow.id).limit(1000)
+    ).all()
+    for row in recent:
+        if ref in row.deployments:
+            return row
+    raise NotFoundError(f"no rollout with id {ref!r} and none of a deployment named {ref!r}")
+
+
+def operate(session: Session, ref: str, action: str, actor: str) -> tuple[RolloutRow, int]:
+    """An operator's pause, resume, abort or rollback; returns the rollout and
+    how many devices' desired states changed.
+
+    Raises:
+        NotFoundError: no such rollout.
+        ConflictError: the action does not apply in the rollout's state.
+    """
+    event = OPERATOR_EVENTS[action]
+    lock_rollouts(session, wait=True)
+    row = find_rollout(session, ref)
+    session.refresh(row)
+    members = _members(session, row.id)
+    if event is Event.RESUME:
+        row.accepted_failures = sum(1 for m in members if m.state == DeviceState.FAILED)
+        row.accepted_wave = row.current_wave
+    _transition(session, row, event, actor, f"{action} by {actor}")
+    changed = _revert(session, row, members) if event is Event.ROLLBACK else 0
+    return row, changed
+
+
+def rollout_view(session: Session, row: RolloutRow, *, devices: bool) -> dict[str, Any]:
+    """The JSON shape of a rollout: counts per wave, and its devices if asked."""
+    members = _members(session, row.id)
+    policy = RolloutPolicy.from_json(row.policy)
+    waves = []
+    for index, bound in enumerate(row.wave_bounds):
+        tally = Tally.of(DeviceState(m.state) for m in members if m.wave == index)
+        waves.append(
+            {
+                "wave": index + 1,
+                "devices": tally.total,
+                "cumulative": bound,
+                "started": index <= row.current_wave and row.wave_started_at is not None,
+                **{s.value: getattr(tally, s.value) for s in DeviceState},
+            }
+        )
+    totals = Tally.of(DeviceState(m.state) for m in members)
+    view: dict[str, Any] = {
+        "id": row.id,
+        "deployments": row.deployments,
+        "state": row.state,
+        "policy": policy.summary(),
+        "current_wave": row.current_wave + 1,
+        "waves_total": len(row.wave_bounds),
+        "devices": totals.total,
+        **{s.value: getattr(totals, s.value) for s in DeviceState},
+        "reason": row.reason,
+        "created_at": row.created_at.isoformat(),
+        "created_by": row.created_by,
+        "updated_at": row.updated_at.isoformat(),
+        "ended_at": row.ended_at.isoformat() if row.ended_at else None,
+        "waves": waves,
+    }
+    if devices:
+        found = session.execute(
+            select(DeviceRow.id, DeviceRow.name).where(
+                DeviceRow.id.in_([m.device_id for m in members])
+            )
+        ).all()
+        names: dict[str, str] = {device_id: name for device_id, name in found}
+        view["device_states"] = [
+            {
+                "device_id": m.device_id,
+                "name": names.get(m.device_id, m.device_id),
+                "wave": m.wave + 1,
+                "state": m.state,
+                "reason": m.reason,
+                "target_revision": m.target_revision,
+                "previous_revision": m.previous_revision,
+            }
+            for m in sorted(members, key=lambda m: (m.wave, names.get(m.device_id, "")))
+        ]
+    return view
+
+
+def list_rollouts(session: Session, limit: int = 50) -> list[RolloutRow]:
+    query = select(RolloutRow).order_by(RolloutRow.created_at.desc()).limit(max(1, min(limit, 500)))
+    return list(session.scalars(query).all())

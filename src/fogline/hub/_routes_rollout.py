@@ -1,0 +1,88 @@
+"""The operator API for rollouts and the audit log."""
+
+import datetime as dt
+import logging
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Path, Query
+from sqlalchemy.orm import Session
+
+from fogline._log import event
+from fogline.manifest import parse_duration, parse_timestamp
+from fogline.protocol import API_PREFIX
+
+from ._audit import MAX_AUDIT_ROWS, audit_view, list_audit
+from ._auth import db_session, hub_state, require_operator
+from ._errors import BadRequestError
+from ._rollouts import find_rollout, list_rollouts, operate, rollout_view
+from ._schema import TokenRow
+from ._state import HubState
+from ._store import utcnow
+
+log = logging.getLogger("fogline.hub.rollout")
+router = APIRouter(prefix=API_PREFIX, tags=["rollouts"])
+
+SessionDep = Annotated[Session, Depends(db_session)]
+StateDep = Annotated[HubState, Depends(hub_state)]
+OperatorDep = Annotated[TokenRow, Depends(require_operator)]
+RefPath = Annotated[str, Path(min_length=1, max_length=128)]
+
+
+@router.get("/rollouts")
+def rollouts_list(
+    _op: OperatorDep,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> list[dict[str, Any]]:
+    """Recent rollouts, newest first, with their device counts."""
+    return [rollout_view(session, row, devices=False) for row in list_rollouts(session, limit)]
+
+
+@router.get("/rollouts/{ref}")
+def rollouts_show(ref: RefPath, _op: OperatorDep, session: SessionDep) -> dict[str, Any]:
+    """One rollout by id, or a deployment's latest: waves and devices."""
+    return rollout_view(session, find_rollout(session, ref), devices=True)
+
+
+@router.post("/rollouts/{ref}/{action}")
+def rollouts_act(
+    ref: RefPath,
+    action: Literal["pause", "resume", "abort", "rollback"],
+    op: OperatorDep,
+    session: SessionDep,
+    state: StateDep,
+) -> dict[str, Any]:
+    """Pause, resume, abort or roll back a rollout (409 if it cannot)."""
+    row, changed = operate(session, ref, action, op.name)
+    session.commit()
+    if changed:
+        state.notifier.poke()
+    event(log, f"rollout.{action}", rollout=row.id, by=op.name, state=row.state)
+    return rollout_view(session, row, devices=False)
+
+
+def _since(text: str | None) -> dt.datetime | None:
+    if not text:
+        return None
+    try:
+        return utcnow() - dt.timedelta(seconds=parse_duration(text))
+    except ValueError:
+        pass
+    try:
+        return parse_timestamp(text)
+    except ValueError:
+        raise BadRequestError(
+            f"since: expected a duration like 1h or an ISO 8601 timestamp (got {text[:40]!r})",
+            field="since",
+        ) from None
+
+
+@router.get("/audit")
+def audit_list(
+    _op: OperatorDep,
+    session: SessionDep,
+    since: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_AUDIT_ROWS)] = MAX_AUDIT_ROWS,
+) -> list[dict[str, Any]]:
+    """Audit entries, oldest first: `since` is a duration (1h) or a timestamp."""
+    return [dict(audit_view(row)) for row in list_audit(session, _since(since), limit)]
