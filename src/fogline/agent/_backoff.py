@@ -4,32 +4,62 @@ Full jitter (a uniform wait between 0 and the current ceiling) keeps a fleet
 that lost its hub at the same moment from coming back in lockstep.
 """
 
-import random
+import math
+import random as _random
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 
-@dataclass(slots=True)
 class Backoff:
-    initial_s: float = 0.5
-    max_s: float = 60.0
-    multiplier: float = 2.0
-    rand: Callable[[], float] = field(default=random.random, repr=False)
-    _ceiling_s: float = field(default=0.0, init=False)
+    """Delays that grow exponentially up to a cap, each drawn uniformly below it.
 
-    def next_delay(self) -> float:
-        """The wait before the next attempt; grows after every failure."""
-        self._ceiling_s = (
-            self.initial_s
-            if self._ceiling_s == 0
-            else min(self.max_s, self._ceiling_s * self.multiplier)
-        )
-        return self.rand() * self._ceiling_s
+    Full jitter (delay = U(0, min(max_s, initial_s * multiplier**attempt)))
+    spreads a fleet that lost the hub at the same moment, so its reconnects
+    do not arrive as one wave.
+    """
 
-    def reset(self) -> None:
-        """Call after a success: the next failure starts small again."""
-        self._ceiling_s = 0.0
+    def __init__(
+        self,
+        *,
+        initial_s: float = 0.5,
+        max_s: float = 60.0,
+        multiplier: float = 2.0,
+        rand: Callable[[], float] = _random.random,
+    ) -> None:
+        """Raises:
+        ValueError: a parameter is not finite and positive, max_s < initial_s,
+            or multiplier < 1.
+        """
+        for name, value in (("initial_s", initial_s), ("max_s", max_s)):
+            if not math.isfinite(value) or value <= 0:
+                raise ValueError(f"{name}: expected a finite positive number, got {value!r}")
+        if max_s < initial_s:
+            raise ValueError(f"max_s: expected >= initial_s ({initial_s}), got {max_s}")
+        if not math.isfinite(multiplier) or multiplier < 1:
+            raise ValueError(f"multiplier: expected a finite number >= 1, got {multiplier!r}")
+        self._initial_s, self._max_s, self._multiplier = initial_s, max_s, multiplier
+        self._rand = rand
+        self._attempt = 0
 
     @property
+    def attempt(self) -> int:
+        """Failures since the last reset."""
+        return self._attempt
+
     def ceiling_s(self) -> float:
-        return self._ceiling_s
+        """The upper bound of the next delay."""
+        try:
+            ceiling = self._initial_s * self._multiplier**self._attempt
+        except OverflowError:  # a long outage: far past the cap
+            return self._max_s
+        return min(self._max_s, ceiling)
+
+    def next_delay(self) -> float:
+        """The delay in seconds before the next retry; advances the attempt count."""
+        ceiling = self.ceiling_s()
+        self._attempt += 1
+        # Clamp: a test double (or a broken RNG) must not produce a negative sleep.
+        return ceiling * min(1.0, max(0.0, self._rand()))
+
+    def reset(self) -> None:
+        """Start again from initial_s (after a success)."""
+        self._attempt = 0

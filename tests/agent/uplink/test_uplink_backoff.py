@@ -6,19 +6,19 @@ from fogline.agent.uplink import Backoff
 
 
 def test_ceilings_grow_by_the_multiplier_up_to_the_cap() -> None:
-    backoff = Backoff(initial_s=0.5, max_s=5.0, multiplier=2.0, random=lambda: 1.0)
+    backoff = Backoff(initial_s=0.5, max_s=5.0, multiplier=2.0, rand=lambda: 1.0)
     assert [backoff.next_delay() for _ in range(7)] == [0.5, 1.0, 2.0, 4.0, 5.0, 5.0, 5.0]
     assert backoff.attempt == 7
 
 
 def test_delays_are_drawn_uniformly_below_the_ceiling() -> None:
     draws = iter([0.0, 0.25, 0.5])
-    backoff = Backoff(initial_s=1.0, max_s=100.0, multiplier=3.0, random=lambda: next(draws))
+    backoff = Backoff(initial_s=1.0, max_s=100.0, multiplier=3.0, rand=lambda: next(draws))
     assert [backoff.next_delay() for _ in range(3)] == [0.0, 0.75, 4.5]
 
 
 def test_reset_starts_again_from_the_initial_delay() -> None:
-    backoff = Backoff(initial_s=0.5, max_s=60.0, random=lambda: 1.0)
+    backoff = Backoff(initial_s=0.5, max_s=60.0, rand=lambda: 1.0)
     for _ in range(5):
         backoff.next_delay()
     backoff.reset()
@@ -26,15 +26,15 @@ def test_reset_starts_again_from_the_initial_delay() -> None:
 
 
 def test_a_long_outage_stays_at_the_cap_without_overflow() -> None:
-    backoff = Backoff(initial_s=0.1, max_s=30.0, multiplier=10.0, random=lambda: 1.0)
+    backoff = Backoff(initial_s=0.1, max_s=30.0, multiplier=10.0, rand=lambda: 1.0)
     for _ in range(5000):
         delay = backoff.next_delay()
     assert delay == 30.0
 
 
 def test_a_misbehaving_random_cannot_make_a_negative_or_oversized_delay() -> None:
-    assert Backoff(initial_s=1.0, random=lambda: -3.0).next_delay() == 0.0
-    assert Backoff(initial_s=1.0, random=lambda: 7.0).next_delay() == 1.0
+    assert Backoff(initial_s=1.0, rand=lambda: -3.0).next_delay() == 0.0
+    assert Backoff(initial_s=1.0, rand=lambda: 7.0).next_delay() == 1.0
 
 
 @pytest.mark.parametrize(

@@ -47,7 +47,7 @@ def make_uplink(box: Outbox, hub: object, sleep: FakeSleep | None = None, **kw: 
     return Uplink(
         box,
         hub,  # type: ignore[arg-type]
-        backoff=Backoff(initial_s=0.5, max_s=8.0, random=lambda: 1.0),
+        backoff=Backoff(initial_s=0.5, max_s=8.0, rand=lambda: 1.0),
         sleep=sleep or FakeSleep(),
         **kw,  # type: ignore[arg-type]
     )

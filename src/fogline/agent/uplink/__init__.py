@@ -17,6 +17,7 @@ Errors:
     codec in fogline.protocol and is re-exported here.)
 """
 
+from fogline.agent._backoff import Backoff
 from fogline.protocol import (
     BatchFormatError,
     BatchRecord,
@@ -25,7 +26,6 @@ from fogline.protocol import (
     encode_batch,
 )
 
-from ._backoff import Backoff
 from ._errors import BatchRejectedError, HubUnreachableError, UplinkError
 from ._transport import HubTransport, MemoryHubTransport
 from ._uplink import Uplink, UplinkCounters

@@ -6,9 +6,9 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+from fogline.agent._backoff import Backoff
 from fogline.agent.outbox import Outbox, OutboxRecord
 
-from ._backoff import Backoff
 from ._errors import BatchRejectedError, HubUnreachableError
 from ._transport import HubTransport
 
