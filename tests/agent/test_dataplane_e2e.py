@@ -7,6 +7,7 @@ import time
 
 import httpx
 import paho.mqtt.client as mqtt
+import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from tests.support.processes import AgentProcess, wait_until
@@ -72,9 +73,14 @@ def _telemetry(hub, stream: str) -> list[dict]:
     return json.loads(hub.cli("telemetry", "query", "--stream", stream, "-o", "json").stdout)
 
 
-def test_sensor_to_actuator_and_alarms_to_the_hub(hub, broker, tmp_path):
+@pytest.mark.parametrize("protocol", ["3.1.1", "5"])
+def test_sensor_to_actuator_and_alarms_to_the_hub(hub, broker, tmp_path, protocol):
     agent = AgentProcess(
-        tmp_path / "edge", hub, "press-7", hub.create_claim(), extra_args=["--mqtt", broker.url]
+        tmp_path / "edge",
+        hub,
+        "press-7",
+        hub.create_claim(),
+        extra_args=["--mqtt", broker.url, "--mqtt-protocol", protocol],
     )
     agent.start()
     listener = Listener(broker, "actuators/+/cmd")
