@@ -26,8 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from fogline._log import event
 from fogline.artifact import ModuleSpec, key_id, sha256_file, unpack_release
-from fogline.manifest import canonical_json
-from fogline.protocol import DesiredStateDoc
+from fogline.protocol import DesiredStateDoc, canonical_json
 
 from ._drift import Drift, FileBaselines
 from ._files import write_atomic

@@ -15,8 +15,7 @@ from typing import Any
 import orjson
 
 from fogline._log import event
-from fogline.manifest import canonical_json, revision_of
-from fogline.protocol import AppliedState, DesiredStateDoc
+from fogline.protocol import AppliedState, DesiredStateDoc, canonical_json, revision_of
 
 from ._backoff import Backoff
 from ._errors import HubRefusedError, HubUnreachableError

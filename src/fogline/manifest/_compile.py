@@ -12,10 +12,11 @@ Layers of equal priority are applied in name order; the loader rejects
 overlapping ones anyway, so that order only matters for hand-built input.
 """
 
-import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
+
+from fogline.protocol._canonical import revision_of as _protocol_revision_of
 
 from ._json import JsonValue, canonical_json, freeze, thaw
 from ._model import Deployment
@@ -35,9 +36,7 @@ class DesiredState:
     document: Mapping[str, JsonValue]
 
 
-def revision_of(document: Mapping[str, Any]) -> str:
-    """Return "sha256:<hex>" of the canonical JSON of `document`."""
-    return "sha256:" + hashlib.sha256(canonical_json(document)).hexdigest()
+revision_of = _protocol_revision_of  # part of the wire contract: see fogline.protocol
 
 
 def compile_desired_state(

@@ -4,7 +4,7 @@ from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, TypeAlias
 
-import orjson
+from fogline.protocol._canonical import canonical_json as _protocol_canonical_json
 
 JsonValue: TypeAlias = (
     bool | int | float | str | Sequence["JsonValue"] | Mapping[str, "JsonValue"] | None
@@ -29,20 +29,5 @@ def thaw(value: Any) -> Any:
     return value
 
 
-def _default(obj: Any) -> Any:
-    # orjson knows dict, list and tuple; frozen trees hold mappingproxies.
-    if isinstance(obj, Mapping):
-        return dict(obj)
-    raise TypeError(f"{type(obj).__name__} is not a JSON value")
-
-
-def canonical_json(document: Mapping[str, Any]) -> bytes:
-    """Encode `document` as compact JSON with sorted keys, the form revisions hash.
-
-    Raises:
-        TypeError: the document holds something that is not a JSON value.
-    """
-    try:
-        return orjson.dumps(document, default=_default, option=orjson.OPT_SORT_KEYS)
-    except orjson.JSONEncodeError as exc:
-        raise TypeError(f"document is not canonical JSON: {exc}") from exc
+# The canonical encoding is part of the wire contract, so it lives in protocol.
+canonical_json = _protocol_canonical_json

@@ -1,5 +1,6 @@
 """Wire models shared by hub and agent. No I/O here."""
 
+from ._canonical import canonical_json, revision_of
 from ._labels import (
     LABEL_KEY_RE,
     LABEL_VALUE_RE,
@@ -98,10 +99,12 @@ __all__ = [
     "SyncReport",
     "SyncStatus",
     "WireModel",
+    "canonical_json",
     "decode_batch",
     "encode_batch",
     "format_labels",
     "label_problem",
     "parse_labels",
+    "revision_of",
     "validate_labels",
 ]

@@ -1,8 +1,11 @@
-"""The edge data plane on the node: sources, pipelines, actions, outbox, uplink."""
+"""The edge data plane on the node: sources, pipelines, actions, outbox, uplink.
+
+`MqttBridge` (paho-mqtt) lives in `._mqtt` and is loaded only when the agent
+has a broker; the pipeline engine only when a pipeline is configured.
+"""
 
 from ._dataplane import DataPlane, DataPlaneCounters, record_from_mqtt
 from ._ingest import ingest_handler, parse_records
-from ._mqtt import MqttBridge, MqttSettings
 from ._node import DataPlaneCollector, NodeDataPlane, OutboxSink
 from ._ports import (
     MemoryPublisher,
@@ -12,6 +15,7 @@ from ._ports import (
     RecordSink,
     WebhookCaller,
 )
+from ._settings import MqttSettings
 
 __all__ = [
     "DataPlane",
@@ -20,7 +24,6 @@ __all__ = [
     "MemoryPublisher",
     "MemoryRecordSink",
     "MemoryWebhookCaller",
-    "MqttBridge",
     "MqttSettings",
     "NodeDataPlane",
     "OutboxSink",

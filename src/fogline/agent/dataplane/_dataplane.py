@@ -11,20 +11,24 @@ Open windows and detector state live in memory and are lost on a crash
 (the pipeline starts them fresh); what already reached the outbox is not.
 """
 
+from __future__ import annotations
+
 import asyncio
 import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from fogline._log import event
 from fogline.agent.outbox import OutboxItem
-from fogline.pipeline import Emission, Pipeline, build_pipeline, validate_pipeline
 
 from ._ports import Publisher, RecordSink, WebhookCaller, payload_bytes
+
+if TYPE_CHECKING:
+    from fogline.pipeline import Emission, Pipeline
 
 log = logging.getLogger("fogline.agent.dataplane")
 MAX_WEBHOOKS_IN_FLIGHT = 16
@@ -83,6 +87,10 @@ class DataPlane:
         Raises:
             PipelineSpecError: a spec is invalid (the hub should have caught it).
         """
+        if not specs and not self.pipelines:
+            return  # no pipelines: the engine (and its imports) is not needed
+        from fogline.pipeline import build_pipeline, validate_pipeline
+
         validated = [validate_pipeline(raw) for raw in specs]
         fresh: dict[str, Pipeline] = {}
         for spec in validated:

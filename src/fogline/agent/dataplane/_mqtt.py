@@ -11,35 +11,18 @@ import collections
 import logging
 import threading
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, Final
-from urllib.parse import urlparse
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from fogline._log import event
 
+from ._settings import MqttSettings
+
 log = logging.getLogger("fogline.agent.mqtt")
 MAX_BATCH: Final = 2000
 MAX_BACKLOG: Final = 200_000  # beyond this the node sheds load instead of its memory
-
-
-@dataclass(frozen=True, slots=True)
-class MqttSettings:
-    url: str = "mqtt://127.0.0.1:1883"
-    protocol: int = 4  # 4 = MQTT 3.1.1, 5 = MQTT 5
-    client_id: str = ""
-    username: str | None = None
-    password: str | None = None
-    keepalive_s: int = 30
-
-    @property
-    def host_port(self) -> tuple[str, int]:
-        parsed = urlparse(self.url)
-        if parsed.scheme not in ("mqtt", "tcp") or not parsed.hostname:
-            raise ValueError(f"MQTT URL must look like mqtt://host:port, got {self.url!r}")
-        return parsed.hostname, parsed.port or 1883
 
 
 Handler = Callable[[Sequence[tuple[str, bytes]]], Awaitable[None]]

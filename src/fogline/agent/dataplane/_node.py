@@ -4,7 +4,7 @@ import asyncio
 import contextlib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import httpx
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -15,7 +15,10 @@ from fogline.agent.uplink import Backoff, Uplink
 from fogline.protocol import DesiredStateDoc, OutboxReport
 
 from ._dataplane import DataPlane
-from ._mqtt import MqttBridge, MqttSettings
+from ._settings import MqttSettings
+
+if TYPE_CHECKING:
+    from ._mqtt import MqttBridge
 from ._ports import MemoryPublisher
 
 TICK_S: Final = 0.1
@@ -61,7 +64,9 @@ class NodeDataPlane:
         self.engine = DataPlane(NoBroker(), OutboxSink(self.outbox, self.uplink), self.webhooks)
         self.bridge: MqttBridge | None = None
         if mqtt is not None:
-            self.bridge = MqttBridge(mqtt, self.engine.on_mqtt_batch)
+            from ._mqtt import MqttBridge as Bridge  # paho-mqtt only on nodes that use MQTT
+
+            self.bridge = Bridge(mqtt, self.engine.on_mqtt_batch)
             self.engine.publisher = self.bridge
 
     async def apply(self, doc: DesiredStateDoc) -> None:
