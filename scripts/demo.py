@@ -112,7 +112,8 @@ class Demo:
         self.root = root
         self.procs: list[subprocess.Popen[bytes]] = []
         self.port = free_port()
-        self.mqtt_port = free_port()
+        # Each edge node has its own broker of record, as on real sites.
+        self.mqtt_ports = {name: free_port() for name, _ in AGENTS}
         self.hub_dir = root / "hub"
         self.env = {
             **os.environ,
@@ -164,11 +165,10 @@ class Demo:
     def run(self) -> None:
         console.rule("[bold]Fogline demo: edge to cloud on one machine")
         console.print(f"working directory: {self.root}")
-        conf = self.root / "mosquitto.conf"
-        conf.write_text(
-            f"listener {self.mqtt_port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-        )
-        self.spawn("mosquitto", command=[mosquitto(), "-c", str(conf)])
+        for node, port in self.mqtt_ports.items():
+            conf = self.root / f"mosquitto-{node}.conf"
+            conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+            self.spawn(f"mosquitto-{node}", command=[mosquitto(), "-c", str(conf)])
         self.spawn(
             "hub",
             "hub",
@@ -182,7 +182,7 @@ class Demo:
         )
         self.wait_for("the hub", self.hub_up)
         self.env["FOGLINE_TOKEN"] = (self.hub_dir / "admin-token").read_text().strip()
-        console.print(f"hub at {self.env['FOGLINE_HUB']}, Mosquitto at 127.0.0.1:{self.mqtt_port}")
+        console.print(f"hub at {self.env['FOGLINE_HUB']}; one Mosquitto per node")
 
         self.step("Zero-touch enrollment: one claim, three nodes, each with its own key (mTLS)")
         claim = self.fogline(
@@ -208,7 +208,7 @@ class Demo:
                 "--local-port",
                 "0",
                 "--mqtt",
-                f"mqtt://127.0.0.1:{self.mqtt_port}",
+                f"mqtt://127.0.0.1:{self.mqtt_ports[name]}",
             )
         self.wait_for(
             "three agents online", lambda: sum(d["status"] == "online" for d in self.devices()) == 3
@@ -260,17 +260,17 @@ class Demo:
         commands: list[str] = []
         listener = mqtt.Client(CallbackAPIVersion.VERSION2)
         listener.on_message = lambda _c, _u, m: commands.append(f"{m.topic} {m.payload.decode()}")
-        listener.connect("127.0.0.1", self.mqtt_port)
+        listener.connect("127.0.0.1", self.mqtt_ports["press-02"])
         listener.subscribe("actuators/#", 1)
         listener.loop_start()
         sensors = mqtt.Client(CallbackAPIVersion.VERSION2)
-        sensors.connect("127.0.0.1", self.mqtt_port)
+        sensors.connect("127.0.0.1", self.mqtt_ports["press-02"])
         sensors.loop_start()
         time.sleep(1)
         for i in range(30):
-            for press in ("press-a", "press-b"):
+            for press in ("press-b1", "press-b2"):  # two presses on press-02's line
                 reading = 70.0 + (i % 5)
-                if press == "press-b" and i == 20:
+                if press == "press-b2" and i == 20:
                     reading = 97.5
                 sensors.publish(f"sensors/{press}/temp", json.dumps({"value": reading}), qos=1)
             time.sleep(0.05)
@@ -293,7 +293,7 @@ class Demo:
             self.fogline("telemetry", "query", "--stream", "temps-1s", "-o", "json")
         )
         console.print(
-            f"  {len(summaries)} one-second summaries stored for 60 raw readings per node"
+            f"  {len(summaries)} one-second summaries stored for 60 raw readings"
         )
         self.step("The module runs on press-01; its logs reached the hub")
         print(self.fogline("devices", "show", "press-01", "-o", "table"), flush=True)
