@@ -317,3 +317,27 @@ def test_the_fake_hub_fails_on_command() -> None:
 def test_nonsense_limits_are_refused(box: Outbox, kwargs: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         make_uplink(box, MemoryHubTransport(), **kwargs)
+
+
+def test_linger_lets_trickling_records_share_one_batch(box: Outbox) -> None:
+    hub = MemoryHubTransport()
+    uplink = make_uplink(box, hub, linger_s=0.3, idle_poll_s=3600)
+
+    async def scenario() -> None:
+        task = asyncio.create_task(uplink.run())
+        try:
+            await asyncio.sleep(0.05)  # idle
+            for _ in range(3):  # three anomalies, 50 ms apart
+                fill(box, 1, priority=9)
+                uplink.notify()
+                await asyncio.sleep(0.05)
+            async with asyncio.timeout(5):
+                while box.stats().depth:
+                    await asyncio.sleep(0.01)
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    asyncio.run(scenario())
+    assert [len(batch) for batch in hub.applied] == [3]

@@ -8,7 +8,9 @@ Publishing is thread-safe in paho and returns without waiting for the wire.
 
 import asyncio
 import collections
+import contextlib
 import logging
+import socket
 import threading
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final
@@ -39,6 +41,7 @@ class MqttBridge:
         self._backlog: collections.deque[tuple[str, bytes]] = collections.deque()
         self._lock = threading.Lock()
         self._wake = asyncio.Event()
+        self._wake_pending = False
         self._loop: asyncio.AbstractEventLoop | None = None
         protocol = mqtt.MQTTv5 if settings.protocol == 5 else mqtt.MQTTv311
         self._client = mqtt.Client(
@@ -49,10 +52,17 @@ class MqttBridge:
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
+        self._client.on_socket_open = self._on_socket_open
         self._client.reconnect_delay_set(1, 30)
         self._client.max_queued_messages_set(10_000)
 
     # -- paho thread -------------------------------------------------------------
+
+    def _on_socket_open(self, _client: mqtt.Client, _userdata: Any, sock: Any) -> None:
+        # Local actions are small messages that must leave at once: without
+        # TCP_NODELAY each waits for the previous segment's ACK (Nagle).
+        with contextlib.suppress(OSError, AttributeError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def _on_connect(
         self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any = None
@@ -80,13 +90,21 @@ class MqttBridge:
         raw = message.payload
         self._backlog.append((message.topic, raw if isinstance(raw, bytes) else bytes(raw)))
         self.received += 1
-        if self._loop is not None and not self._wake.is_set():
+        # One wake-up per burst, not per message: the flag is set here, in paho's
+        # thread, and cleared by the consumer before it drains.
+        if self._loop is not None and not self._wake_pending:
+            self._wake_pending = True
             self._loop.call_soon_threadsafe(self._wake.set)
 
     # -- asyncio side ------------------------------------------------------------
 
     def publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> None:
-        self._client.publish(topic, payload, qos=qos, retain=retain)
+        """Raises:
+        ConnectionError: paho refused the message (not connected, queue full).
+        """
+        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            raise ConnectionError(f"publish to {topic}: {mqtt.error_string(info.rc)}")
 
     def set_filters(self, filters: dict[str, int]) -> None:
         """Subscribe to new filters and unsubscribe from dropped ones."""
@@ -110,6 +128,7 @@ class MqttBridge:
             while True:
                 await self._wake.wait()
                 self._wake.clear()
+                self._wake_pending = False  # before draining: later appends wake again
                 while self._backlog:
                     batch = [
                         self._backlog.popleft() for _ in range(min(MAX_BATCH, len(self._backlog)))

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 from ._ports import MemoryPublisher
 
 TICK_S: Final = 0.1
+# Anomalies arrive one by one: half a second lets them share a request.
+UPLINK_LINGER_S: Final = 0.5
 
 
 class OutboxSink:
@@ -58,7 +60,12 @@ class NodeDataPlane:
         self, data_dir: Path, outbox_max_bytes: int, mqtt: MqttSettings | None, transport: Any
     ) -> None:
         self.outbox = Outbox.open(data_dir / "outbox.db", max_bytes=outbox_max_bytes)
-        self.uplink = Uplink(self.outbox, transport, backoff=Backoff(initial_s=0.5, max_s=30.0))
+        self.uplink = Uplink(
+            self.outbox,
+            transport,
+            backoff=Backoff(initial_s=0.5, max_s=30.0),
+            linger_s=UPLINK_LINGER_S,
+        )
         self.webhooks = HttpxWebhookCaller()
         self.mqtt_settings = mqtt
         self.engine = DataPlane(NoBroker(), OutboxSink(self.outbox, self.uplink), self.webhooks)
@@ -139,6 +146,10 @@ class DataPlaneCollector(Collector):
         family = CounterMetricFamily(
             "fogline_agent_dataplane", "Data-plane events by kind", labels=["kind"]
         )
+        if self.node.bridge is not None:
+            family.add_metric(["mqtt_received"], self.node.bridge.received)
+            # Shed by the bridge's backlog bound: the node fell behind its sensors.
+            family.add_metric(["mqtt_dropped"], self.node.bridge.dropped)
         for kind in (
             "records_in",
             "bad_payloads",

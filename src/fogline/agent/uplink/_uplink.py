@@ -50,6 +50,7 @@ class Uplink:
         backoff: Backoff,
         idle_poll_s: float = 30.0,
         send_timeout_s: float = 60.0,
+        linger_s: float = 0.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -66,6 +67,10 @@ class Uplink:
         self._batch_records, self._batch_bytes = batch_records, batch_bytes
         self._idle_poll_s, self._send_timeout_s = idle_poll_s, send_timeout_s
         self._sleep, self._clock = sleep, clock
+        # After a wake-up, wait this long before sending: records that trickle
+        # in (one anomaly at a time) then share a batch, a request and its
+        # compression, at the cost of that much delay to the cloud.
+        self._linger_s = max(0.0, linger_s)
         self._wake = asyncio.Event()
         self._sent = self._batches = self._failures = 0
         self._rejections = self._dead_lettered = self._consecutive_failures = 0
@@ -110,7 +115,9 @@ class Uplink:
                 async with asyncio.timeout(self._idle_poll_s):
                     await self._wake.wait()
             except TimeoutError:
-                pass
+                continue
+            if self._linger_s:
+                await asyncio.sleep(self._linger_s)
 
     async def drain(self) -> None:
         """Send batches until the outbox is empty (e.g. once, before shutdown).
