@@ -292,9 +292,7 @@ class Demo:
         summaries = json.loads(
             self.fogline("telemetry", "query", "--stream", "temps-1s", "-o", "json")
         )
-        console.print(
-            f"  {len(summaries)} one-second summaries stored for 60 raw readings"
-        )
+        console.print(f"  {len(summaries)} one-second summaries stored for 60 raw readings")
         self.step("The module runs on press-01; its logs reached the hub")
         print(self.fogline("devices", "show", "press-01", "-o", "table"), flush=True)
         self.wait_for(
