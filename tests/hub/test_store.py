@@ -135,3 +135,38 @@ def test_label_tombstone_hides_agent_label_and_counts_by_status(sessions, ca):
         assert "zone" not in labels and labels["tier"] == "gold"
         counts = count_devices_by_status(session, utcnow(), 30)
     assert counts == {"online": 1, "offline": 1, "revoked": 1}
+
+
+def test_an_enrollment_retried_with_the_same_key_gets_the_same_device(sessions, ca):
+    token = _claim(sessions, max_uses=5)
+    key = ec.generate_private_key(ec.SECP256R1())
+
+    def request(claim: str, with_key) -> EnrollRequest:
+        return EnrollRequest.model_validate(
+            {
+                "claim": claim,
+                "csr": make_csr(with_key, "retry").decode(),
+                "name": "retry",
+                "facts": FACTS,
+            }
+        )
+
+    with sessions() as session, session.begin():
+        first, _ = enroll_device(session, ca, request(token, key))
+        first_id, first_serial = first.id, first.cert_serial
+    # the answer was lost: the node asks again with the same key and claim
+    with sessions() as session, session.begin():
+        again, pem = enroll_device(session, ca, request(token, key))
+        assert again.id == first_id and again.cert_serial != first_serial
+        assert pem.startswith(b"-----BEGIN CERTIFICATE")
+    with sessions() as session:
+        from fogline.hub._schema import ClaimRow
+        from fogline.security import parse_token
+
+        assert session.get(ClaimRow, parse_token(token).token_id).uses == 1  # counted once
+    # another key, or the same key with another claim, is someone else
+    other = ec.generate_private_key(ec.SECP256R1())
+    with sessions() as session, pytest.raises(ConflictError), session.begin():
+        enroll_device(session, ca, request(token, other))
+    with sessions() as session, pytest.raises(ConflictError), session.begin():
+        enroll_device(session, ca, request(_claim(sessions), key))

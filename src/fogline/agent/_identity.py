@@ -71,9 +71,17 @@ class IdentityStore:
         return identity
 
     def new_csr(self, name: str) -> str:
-        """Make a fresh key (0600) and a CSR for it."""
-        key = generate_device_key()
-        write_private_key(self.key_path, key)
+        """A CSR for the node's key, made (0600) on first use and kept.
+
+        Every enrollment attempt reuses the same key, also across restarts:
+        an attempt whose answer was lost is then recognised by the hub as the
+        same device retrying, not a second device taking the name.
+        """
+        try:
+            key = self.current_key()
+        except (OSError, ValueError, IdentityError):
+            key = generate_device_key()
+            write_private_key(self.key_path, key)
         return make_csr(key, name).decode()
 
     def current_key(self) -> ec.EllipticCurvePrivateKey:

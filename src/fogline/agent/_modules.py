@@ -300,9 +300,7 @@ class ModuleManager:
                     Drift(name, "config", f"{config_path} differs from the desired config")
                 )
             status = statuses.get(name)
-            if name in self.activator.desired and (
-                status is None or status.state in ("stopped", "exited")
-            ):
+            if name in self.activator.desired and self._not_coming_back(name, status):
                 found.append(
                     Drift(name, "process", f"not running ({status.state if status else 'unknown'})")
                 )
@@ -316,6 +314,17 @@ class ModuleManager:
                 await self._correct(drift)
             self.corrections += len(found)
         return found
+
+    def _not_coming_back(self, name: str, status: Any) -> bool:
+        """A desired module that is down and that the supervisor will not restart
+        by itself. A crash under `restart: always` is the supervisor's to handle
+        (with its backoff and crash-loop accounting), not drift."""
+        if status is None or status.state == "stopped":
+            return True
+        if status.state != "exited":
+            return False
+        policy = self.activator.desired[name].restart.policy
+        return policy == "never" or (policy == "on-failure" and status.last_exit_code == 0)
 
     async def _correct(self, drift: Drift) -> None:
         target = self.targets[drift.module]

@@ -19,6 +19,7 @@ from . import (
     _manifests,
     _release,
     _rollout,
+    _sim,
     _telemetry,
 )
 from ._common import err_console
@@ -44,6 +45,7 @@ app.add_typer(_telemetry.app, name="telemetry")
 app.command("logs")(_logs.logs)
 app.add_typer(_rollout.app, name="rollout")
 app.add_typer(_audit.app, name="audit")
+app.add_typer(_sim.app, name="sim")
 
 
 @app.command("version")

@@ -164,3 +164,8 @@ def rollback(
 ) -> None:
     """Serve every updated device its previous revision; restore the deployments."""
     _act("rollback", name, hub, token, ca, output)
+
+
+from ._rehearse import rehearse  # noqa: E402  (kept last: one line to register it)
+
+app.command("rehearse")(rehearse)

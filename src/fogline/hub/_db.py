@@ -28,11 +28,17 @@ def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
 
 def make_engine(url: str) -> Engine:
     """Create an engine; SQLite gets WAL and a busy timeout for concurrent requests."""
+    # Sync handlers run on AnyIO's 40 worker threads: the pool must be able to
+    # give each one a connection, or a burst of reports (hundreds of devices)
+    # waits out the pool timeout instead of the database.
+    pool = {"pool_size": 10, "max_overflow": 40}
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": 10}, **pool
+        )
         event.listen(engine, "connect", _tune_sqlite)
         return engine
-    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    return create_engine(url, pool_pre_ping=True, **pool)
 
 
 def upgrade_schema(engine: Engine) -> None:

@@ -94,6 +94,9 @@ class DeviceRow(Base):
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     # The last report beyond facts (outbox, modules, updates, drift), as sent.
     reported: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # The enrolled key's fingerprint: an enrollment retried with the same key
+    # (its answer was lost) gets its certificate again instead of a conflict.
+    key_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class DeploymentRow(Base):

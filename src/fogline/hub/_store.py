@@ -26,12 +26,14 @@ from fogline.protocol import (
 from fogline.security import (
     CLAIM_PREFIX,
     CertificateAuthority,
+    CheckedCsr,
     CsrRejectedError,
     NewToken,
     TokenError,
     check_csr,
     new_token,
     parse_token,
+    public_key_sha256,
     secret_matches,
 )
 
@@ -180,8 +182,10 @@ def enroll_device(
             f"CSR subject CN {checked.common_name!r} does not match the requested name",
             field="csr",
         )
-    if session.scalar(select(DeviceRow.id).where(DeviceRow.name == request.name)):
-        raise ConflictError(f"device name {request.name!r} is taken", field="name")
+    fingerprint = public_key_sha256(checked.csr)
+    existing = session.scalar(select(DeviceRow).where(DeviceRow.name == request.name))
+    if existing is not None:
+        return _retried_enrollment(session, ca, request, checked, existing, fingerprint)
     claim = _use_claim(session, request.claim)
     device_id = str(uuid.uuid4())
     issued = ca.issue_device_cert(checked.csr, device_id)
@@ -195,11 +199,44 @@ def enroll_device(
         claim_id=claim.id,
         cert_serial=format(issued.serial, "x"),
         cert_not_after=issued.not_after,
+        key_sha256=fingerprint,
         enrolled_at=now,
         last_seen=now,
     )
     session.add(row)
     return row, issued.pem
+
+
+def _retried_enrollment(
+    session: Session,
+    ca: CertificateAuthority,
+    request: EnrollRequest,
+    checked: CheckedCsr,
+    existing: DeviceRow,
+    fingerprint: str,
+) -> tuple[DeviceRow, bytes]:
+    """The same device asking again (its first answer was lost): same key, same
+    claim. It gets a fresh certificate for its id; anyone else gets a conflict."""
+    same_device = (
+        existing.key_sha256 == fingerprint
+        and existing.revoked_at is None
+        and _claim_matches(session, request.claim, existing.claim_id)
+    )
+    if not same_device:
+        raise ConflictError(f"device name {request.name!r} is taken", field="name")
+    issued = ca.issue_device_cert(checked.csr, existing.id)
+    existing.cert_serial = format(issued.serial, "x")
+    existing.cert_not_after = issued.not_after
+    return existing, issued.pem
+
+
+def _claim_matches(session: Session, token: str, claim_id: str | None) -> bool:
+    try:
+        parsed = parse_token(token)
+    except TokenError:
+        return False
+    row = session.get(ClaimRow, parsed.token_id)
+    return row is not None and row.id == claim_id and secret_matches(parsed.secret, row.secret_hash)
 
 
 def active_device(session: Session, device_id: str) -> DeviceRow:

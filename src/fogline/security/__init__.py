@@ -1,7 +1,7 @@
 """Identity and trust: the fleet CA, device CSRs, tokens, key files."""
 
 from ._ca import CertificateAuthority, IssuedCert, device_id_from_cert, device_uri
-from ._csr import CheckedCsr, check_csr, generate_device_key, make_csr
+from ._csr import CheckedCsr, check_csr, generate_device_key, make_csr, public_key_sha256
 from ._errors import CsrRejectedError, SecurityError, TokenError
 from ._files import (
     load_private_key,
@@ -42,6 +42,7 @@ __all__ = [
     "new_token",
     "parse_token",
     "private_key_pem",
+    "public_key_sha256",
     "secret_matches",
     "write_private_key",
     "write_public_file",

@@ -4,6 +4,7 @@ The node's private key never leaves it; only the CSR travels. The hub
 accepts a CSR only with a strong key and a valid self-signature.
 """
 
+import hashlib
 from dataclasses import dataclass
 from typing import Final
 
@@ -67,3 +68,11 @@ def check_csr(pem: str) -> CheckedCsr:
     names = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     common_name = names[0].value if names else None
     return CheckedCsr(csr, common_name if isinstance(common_name, str) else None)
+
+
+def public_key_sha256(csr: x509.CertificateSigningRequest) -> str:
+    """Fingerprint of the CSR's public key (SubjectPublicKeyInfo DER)."""
+    der = csr.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return hashlib.sha256(der).hexdigest()

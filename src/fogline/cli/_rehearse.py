@@ -1,0 +1,62 @@
+"""`fogline rollout rehearse -f MANIFEST`: roll a manifest out to a virtual fleet first.
+
+A throwaway hub, stand-in releases for every module the manifest names, and
+a virtual fleet carrying the first deployment's matchLabels; the manifest's
+own `spec.rollout` policy decides. Exit 0 when the rollout completed, 1 otherwise.
+"""
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from fogline.manifest import parse_duration
+from fogline.sim import default_processes, parse_faults
+from fogline.sim import rehearse as run_rehearsal
+
+from ._common import OutputOpt, console, err_console, print_json, wants_json
+
+
+def rehearse(
+    filename: Annotated[
+        list[Path], typer.Option("--filename", "-f", help="Manifest file (repeatable).")
+    ],
+    devices: Annotated[int, typer.Option(min=1, max=100_000, help="Virtual devices.")] = 1000,
+    faults: Annotated[
+        str, typer.Option(help="As `fogline sim fleet --faults`, e.g. health-fail=0.1,loss=0.01.")
+    ] = "",
+    timeout: Annotated[str, typer.Option(help="Give up after this long, e.g. 10m.")] = "10m",
+    processes: Annotated[
+        int | None, typer.Option(min=1, help="Fleet worker processes (default: one per core).")
+    ] = None,
+    output: OutputOpt = None,
+) -> None:
+    """Rehearse a rollout on a throwaway hub with a virtual fleet; report how it ended."""
+    try:
+        timeout_s = parse_duration(timeout)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--timeout") from None
+    fault_spec = parse_faults(faults)
+    as_json = wants_json(output)
+    result = run_rehearsal(
+        filename,
+        devices=devices,
+        faults=fault_spec,
+        timeout_s=timeout_s,
+        processes=processes or default_processes(devices),
+        progress=lambda message: err_console.print(message, highlight=False),
+    )
+    data = result.to_dict()
+    if as_json:
+        print_json(data)
+    else:
+        colour = "green" if result.ok else "red"
+        console.print(f"[{colour}]{result.summary()}[/{colour}]", highlight=False, soft_wrap=True)
+        console.print(
+            f"devices {data['devices']}: {data['succeeded']} succeeded, {data['failed']} failed, "
+            f"{data['skipped']} skipped; artifact bytes {data['artifact_bytes']}, "
+            f"HTTP bytes {data['http_bytes']}",
+            highlight=False,
+        )
+    if not result.ok:
+        raise typer.Exit(1)

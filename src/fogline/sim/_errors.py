@@ -1,0 +1,19 @@
+"""Errors of the fleet simulator (tree drawn in the package docstring)."""
+
+from fogline._errors import FoglineError
+
+
+class SimError(FoglineError):
+    """Base class of the simulator's errors."""
+
+
+class FaultSpecError(SimError):
+    """A `--faults` item is malformed: the item and the reason."""
+
+    def __init__(self, item: str, reason: str) -> None:
+        super().__init__(f"--faults: {item[:80]!r}: {reason}")
+        self.item, self.reason = item, reason
+
+
+class RehearsalError(SimError):
+    """The rehearsal could not be set up: manifest, throwaway hub, releases."""

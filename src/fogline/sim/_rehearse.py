@@ -1,0 +1,254 @@
+"""Rehearse a rollout: a throwaway hub, stand-in releases and a virtual fleet.
+
+plan_rehearsal(manifests)  what the manifest needs: releases, labels, deployments
+rehearse(...)              hub up -> key, stand-ins, claim -> fleet online ->
+                           apply -> watch the rollout -> tear everything down
+"""
+
+import contextlib
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import yaml
+
+from fogline.artifact import generate_release_key
+
+from ._errors import RehearsalError, SimError
+from ._faults import Faults
+from ._fleet import FleetRunner, FleetStats, boot_spread_s, start_fleet
+from ._hub import OperatorClient, ThrowawayHub
+from ._node import FleetConfig
+from ._standins import push_standin, release_key_manifest
+
+MAX_MANIFEST_BYTES: Final = 4 * 1024 * 1024
+MAX_RELEASES: Final = 64
+PREFIX: Final = "rehearsal"
+# Where a rollout stops moving by itself; `paused` waits for an operator.
+_ENDED: Final = frozenset({"completed", "rolled-back", "aborted", "superseded", "paused"})
+_POLL_S: Final = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class RehearsalPlan:
+    files: tuple[tuple[str, str], ...]  # (file name, text) as applied
+    releases: tuple[tuple[str, str], ...]  # (module name, version) to stand in for
+    labels: dict[str, str]  # given to every virtual node
+    deployments: tuple[str, ...]
+
+
+def _load_documents(path: Path) -> tuple[str, list[Any]]:
+    try:
+        if path.stat().st_size > MAX_MANIFEST_BYTES:
+            raise RehearsalError(f"{path}: larger than {MAX_MANIFEST_BYTES} bytes")
+        text = path.read_text()
+        return text, list(yaml.safe_load_all(text))
+    except OSError as exc:
+        raise RehearsalError(f"{path}: {exc.strerror or exc}") from exc
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise RehearsalError(f"{path}: not valid YAML: {str(exc)[:300]}") from exc
+
+
+def _mapping(value: Any) -> dict[Any, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def plan_rehearsal(paths: Sequence[Path]) -> RehearsalPlan:
+    """Read manifests for what a rehearsal must provide; the hub validates the rest at apply.
+
+    Raises:
+        RehearsalError: unreadable YAML, no Deployment, or a module named by
+            digest (a stand-in cannot have someone else's digest).
+    """
+    files: list[tuple[str, str]] = []
+    releases: dict[tuple[str, str], None] = {}
+    deployments: list[str] = []
+    labels: dict[str, str] | None = None
+    for path in paths:
+        text, documents = _load_documents(path)
+        files.append((path.name, text))
+        for doc in documents:
+            if not isinstance(doc, dict) or doc.get("kind") != "Deployment":
+                continue
+            spec = _mapping(doc.get("spec"))
+            deployments.append(str(_mapping(doc.get("metadata")).get("name", "")))
+            if labels is None:
+                match = _mapping(_mapping(spec.get("selector")).get("matchLabels"))
+                labels = {str(k): str(v) for k, v in match.items()}
+            modules = spec.get("modules")
+            for i, module in enumerate(modules if isinstance(modules, list) else []):
+                ref = str(_mapping(module).get("release", ""))
+                name, at, version = ref.rpartition("@")
+                if not at or not name or ref.startswith("sha256:"):
+                    raise RehearsalError(
+                        f"{path}: spec.modules[{i}].release: expected NAME@VERSION to stand "
+                        f"in for, got {ref[:80]!r}"
+                    )
+                releases[(name, version)] = None
+    if not deployments:
+        raise RehearsalError(f"{', '.join(map(str, paths))}: no Deployment to rehearse")
+    if len(releases) > MAX_RELEASES:
+        raise RehearsalError(f"more than {MAX_RELEASES} module releases referenced")
+    return RehearsalPlan(tuple(files), tuple(releases), labels or {}, tuple(deployments))
+
+
+@dataclass(frozen=True, slots=True)
+class RehearsalResult:
+    outcome: str  # completed | paused | rolled-back | aborted | superseded | timeout
+    reason: str | None
+    rollout: dict[str, Any] | None  # the hub's last view of the rollout
+    duration_s: float | None  # apply to the end of the rollout
+    fleet: FleetStats = field(default_factory=FleetStats)
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome == "completed"
+
+    def summary(self) -> str:
+        """One line: what happened and why."""
+        view = self.rollout or {}
+        wave = f"wave {view.get('current_wave', '?')}/{view.get('waves_total', '?')}"
+        took = f" in {self.duration_s:.1f}s" if self.duration_s is not None else ""
+        text = {
+            "completed": f"completed{took}",
+            "paused": f"paused at {wave}{took}",
+            "rolled-back": f"rolled back at {wave}{took}",
+            "timeout": f"timeout at {wave} (state {view.get('state', 'not started')})",
+        }.get(self.outcome, f"{self.outcome} at {wave}{took}")
+        return f"{text}: {self.reason}" if self.reason else text
+
+    def to_dict(self) -> dict[str, Any]:
+        view = self.rollout or {}
+        traffic = self.fleet.traffic
+        return {
+            "outcome": self.outcome,
+            "ok": self.ok,
+            "summary": self.summary(),
+            "reason": self.reason,
+            "duration_s": self.duration_s,
+            "rollout_id": view.get("id"),
+            "wave": view.get("current_wave"),
+            "waves_total": view.get("waves_total"),
+            "devices": view.get("devices"),
+            "succeeded": view.get("succeeded"),
+            "failed": view.get("failed"),
+            "skipped": view.get("skipped"),
+            "artifact_bytes": traffic.artifact_bytes,
+            "http_bytes": traffic.http_bytes,
+            "fleet": self.fleet.to_dict(),
+        }
+
+
+def _apply(client: OperatorClient, files: Sequence[tuple[str, str]]) -> None:
+    body = {"files": [{"name": n, "text": t} for n, t in files], "prune": False}
+    client.call("POST", "/v1/manifests/apply", json=body)
+
+
+def _wait_online(client: OperatorClient, devices: int, deadline: float) -> None:
+    online = 0
+    while time.monotonic() < deadline:
+        rows = client.call("GET", "/v1/devices")
+        online = sum(
+            1
+            for row in rows
+            if str(row.get("name", "")).startswith(f"sim-{PREFIX}-") and row.get("last_seen")
+        )
+        if online >= devices:
+            return
+        time.sleep(_POLL_S)
+    raise RehearsalError(f"only {online} of {devices} virtual devices came online in time")
+
+
+def _find_rollout(client: OperatorClient, plan: RehearsalPlan) -> dict[str, Any]:
+    for view in client.call("GET", "/v1/rollouts", params={"limit": 10}):
+        if set(view.get("deployments") or ()) & set(plan.deployments):
+            return dict(view)
+    raise RehearsalError(
+        "applying the manifest started no rollout: it changed no virtual device "
+        f"(the nodes carry the labels {plan.labels} from the first deployment's matchLabels)"
+    )
+
+
+def _watch(client: OperatorClient, rollout_id: str, deadline: float) -> tuple[dict[str, Any], bool]:
+    view: dict[str, Any] = client.call("GET", f"/v1/rollouts/{rollout_id}")
+    while view.get("state") not in _ENDED:
+        if time.monotonic() >= deadline:
+            return view, False
+        time.sleep(_POLL_S)
+        view = client.call("GET", f"/v1/rollouts/{rollout_id}")
+    return view, True
+
+
+def rehearse(
+    paths: Sequence[Path],
+    *,
+    devices: int,
+    faults: Faults,
+    timeout_s: float,
+    processes: int = 1,
+    report_interval_s: float = 1.0,
+    progress: Callable[[str], None] = lambda _message: None,
+) -> RehearsalResult:
+    """Roll the manifest out to a virtual fleet on a throwaway hub and say how it went.
+
+    Raises:
+        RehearsalError: the manifest, the hub or the fleet could not be set up.
+        SimError: bad fleet parameters.
+    """
+    plan = plan_rehearsal(paths)
+    deadline = time.monotonic() + timeout_s
+    with tempfile.TemporaryDirectory(prefix="fogline-rehearse-") as tmp:
+        work = Path(tmp)
+        hub = ThrowawayHub(work / "hub", report_interval_s=report_interval_s)
+        fleet: FleetRunner | None = None
+        try:
+            hub.start()
+            progress(f"throwaway hub on {hub.url}")
+            client = hub.client()
+            try:
+                key = generate_release_key()
+                _apply(client, [("rehearsal-key.yaml", release_key_manifest(PREFIX, key))])
+                for name, version in plan.releases:
+                    push_standin(client, work, key, name, version)
+                    progress(f"pushed a stand-in for {name}@{version}")
+                claim = client.call(
+                    "POST",
+                    "/v1/claims",
+                    json={"labels": {}, "max_uses": devices * 2, "expires_in_s": 86400},
+                )["token"]
+                config = FleetConfig(
+                    hub_url=hub.url,
+                    ca_path=hub.ca,
+                    claim=claim,
+                    devices=devices,
+                    data_dir=work / "fleet",
+                    labels=plan.labels,
+                    faults=faults,
+                    prefix=PREFIX,
+                    start_spread_s=boot_spread_s(devices),
+                )
+                fleet = start_fleet(config, processes)
+                _wait_online(client, devices, deadline)
+                progress(f"{devices} virtual devices online; applying the manifest")
+                started = time.monotonic()
+                _apply(client, plan.files)
+                view = _find_rollout(client, plan)
+                progress(f"watching rollout {view['id']}")
+                view, ended = _watch(client, str(view["id"]), deadline)
+                duration_s = round(time.monotonic() - started, 2) if ended else None
+            finally:
+                client.close()
+            stats = fleet.stop()
+            fleet = None
+        finally:
+            if fleet is not None:
+                # Already failing: the first error is the one to report.
+                with contextlib.suppress(SimError):
+                    fleet.stop()
+            hub.stop()
+    outcome = str(view.get("state")) if ended else "timeout"
+    reason = view.get("reason") or (None if ended else f"not over after {timeout_s:g}s")
+    return RehearsalResult(outcome, reason, view, duration_s, stats)

@@ -1,0 +1,92 @@
+"""Helpers for virtual fleets against a real hub (imported by the tests here)."""
+
+from __future__ import annotations
+
+import asyncio
+import textwrap
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from fogline.artifact import generate_release_key, public_key_base64
+from fogline.sim import OperatorClient, push_standin
+from tests.support.processes import HubProcess
+
+
+def push_release(hub: HubProcess, work: Path, name: str, versions: list[str]) -> None:
+    """Trust a throwaway key on the hub and push stand-ins for `versions` of `name`."""
+    key = generate_release_key()
+    (work / "key.yaml").write_text(
+        textwrap.dedent(f"""\
+            apiVersion: fogline.dev/v1
+            kind: ReleaseKey
+            metadata: {{name: sim-test-{name}}}
+            spec: {{publicKey: "{public_key_base64(key.public_key)}"}}
+            """)
+    )
+    client = OperatorClient(hub.url, hub.token, hub.ca)
+    try:
+        apply_now(hub, (work / "key.yaml").read_text())
+        for version in versions:
+            push_standin(client, work, key, name, version)
+    finally:
+        client.close()
+
+
+def deployment(name: str, *, modules: str = "", config: str = "{}", rollout: str = "") -> str:
+    """A Deployment `name` selecting the virtual nodes labelled `test=<name>`."""
+    text = textwrap.dedent(f"""\
+        apiVersion: fogline.dev/v1
+        kind: Deployment
+        metadata: {{name: {name}}}
+        spec:
+          selector: {{matchLabels: {{test: {name}, sim: "true"}}}}
+          config: {config}
+        """)
+    if modules:
+        text += f"  modules: {modules}\n"
+    if rollout:
+        text += f"  rollout: {rollout}\n"
+    return text
+
+
+def apply_now(hub: HubProcess, text: str) -> None:
+    """Apply a manifest through the API (a CLI process per apply would cost a second)."""
+    client = OperatorClient(hub.url, hub.token, hub.ca)
+    try:
+        body = {"files": [{"name": "test.yaml", "text": text}], "prune": False}
+        client.call("POST", "/v1/manifests/apply", json=body)
+    finally:
+        client.close()
+
+
+async def apply(hub: HubProcess, text: str) -> None:
+    await asyncio.to_thread(apply_now, hub, text)
+
+
+def create_claim(hub: HubProcess, uses: int) -> str:
+    client = OperatorClient(hub.url, hub.token, hub.ca)
+    try:
+        body = {"labels": {}, "max_uses": uses, "expires_in_s": 3600}
+        return str(client.call("POST", "/v1/claims", json=body)["token"])
+    finally:
+        client.close()
+
+
+async def eventually(predicate: Callable[[], Any], timeout_s: float, what: str) -> Any:
+    """Poll `predicate` (run in a thread: it may call the hub) until it is truthy."""
+    deadline = time.monotonic() + timeout_s
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = await asyncio.to_thread(predicate)
+        if last:
+            return last
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {what} (last: {last!r})")
+
+
+def sim_devices(hub: HubProcess, prefix: str) -> list[dict[str, Any]]:
+    with hub.client() as client:
+        rows = client.get("/v1/devices").json()
+    return [row for row in rows if row["name"].startswith(f"sim-{prefix}-")]

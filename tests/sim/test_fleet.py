@@ -1,0 +1,193 @@
+"""A virtual fleet against a real hub: enrollment, sync, reports, crashes, power cuts."""
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from fogline.agent.updater import State
+from fogline.sim import Faults, FleetConfig, FleetStats, VirtualFleet, parse_faults
+from tests.sim.helpers import (
+    apply,
+    create_claim,
+    deployment,
+    eventually,
+    push_release,
+    sim_devices,
+)
+from tests.support.processes import HubProcess
+
+
+def make_fleet(
+    hub: HubProcess, work: Path, prefix: str, devices: int, faults: Faults
+) -> VirtualFleet:
+    claim = create_claim(hub, devices)
+    return VirtualFleet(
+        FleetConfig(
+            hub_url=hub.url,
+            ca_path=hub.ca,
+            claim=claim,
+            devices=devices,
+            data_dir=work / "fleet",
+            labels={"test": prefix},
+            faults=faults,
+            prefix=prefix,
+            seed=7,
+        )
+    )
+
+
+def in_sync(hub: HubProcess, prefix: str, devices: int) -> bool:
+    rows = sim_devices(hub, prefix)
+    return len(rows) == devices and all(
+        row["sync"] and row["sync"]["status"] == "in-sync" for row in rows
+    )
+
+
+def test_a_fleet_enrolls_syncs_a_config_change_and_reports_it(
+    shared_hub: HubProcess, tmp_path: Path
+) -> None:
+    hub, prefix = shared_hub, "sync"
+    fleet = make_fleet(hub, tmp_path, prefix, 8, Faults())
+
+    async def scenario() -> FleetStats:
+        stop = asyncio.Event()
+        running = asyncio.create_task(fleet.run(stop=stop))
+        try:
+            await eventually(lambda: in_sync(hub, prefix, 8), 30, "8 enrolled nodes in sync")
+            await apply(hub, deployment(prefix, config="{rate_hz: 5}"))
+            await eventually(
+                lambda: (
+                    all(n.applied and n.applied.ok for n in fleet.nodes)
+                    and len({n.stats.applied_revision for n in fleet.nodes}) == 1
+                    and in_sync(hub, prefix, 8)
+                ),
+                30,
+                "the change applied and reported by every node",
+            )
+        finally:
+            stop.set()
+        return await running
+
+    stats = asyncio.run(scenario())
+    assert stats.nodes == stats.enrolled == 8 and stats.errors == []
+    assert list(stats.applied.values()) == [8]  # one revision, on every node
+    assert stats.reports_ok >= 16 and stats.traffic.http_bytes > 0
+    for node in fleet.nodes:  # the real ConfigApplier wrote the node's config file
+        assert json.loads((node.data_dir / "config" / "config.json").read_text()) == {"rate_hz": 5}
+        assert (node.data_dir / "identity" / "key.pem").stat().st_mode & 0o777 == 0o600
+    rows = sim_devices(hub, prefix)
+    assert sorted(r["name"] for r in rows) == [f"sim-{prefix}-{i}" for i in range(8)]
+    assert all(r["labels"]["sim"] == "true" and r["labels"]["test"] == prefix for r in rows)
+
+
+def test_crashed_nodes_restart_from_disk_without_enrolling_again(
+    shared_hub: HubProcess, tmp_path: Path
+) -> None:
+    hub, prefix = shared_hub, "crash"
+    fleet = make_fleet(hub, tmp_path, prefix, 3, parse_faults("crash=0.7,loss=0.1"))
+
+    async def scenario() -> FleetStats:
+        stop = asyncio.Event()
+        running = asyncio.create_task(fleet.run(stop=stop))
+        try:
+            await eventually(lambda: len(sim_devices(hub, prefix)) == 3, 30, "enrolled")
+            await eventually(lambda: all(n.stats.crashes >= 1 for n in fleet.nodes), 30, "crashes")
+            await eventually(lambda: in_sync(hub, prefix, 3), 30, "in sync after crashes")
+        finally:
+            stop.set()
+        return await running
+
+    stats = asyncio.run(scenario())
+    assert stats.crashes >= 3 and stats.errors == []
+    assert stats.traffic.failed_requests > 0  # loss=0.1 dropped some, the agent retried
+    # Identity came back from disk after every crash: still exactly three devices.
+    assert len(sim_devices(hub, prefix)) == 3
+
+
+def test_a_power_cut_mid_update_resumes_the_journal_and_ends_on_old_or_new(
+    shared_hub: HubProcess, tmp_path: Path
+) -> None:
+    hub, prefix = shared_hub, "power"
+    push_release(hub, tmp_path, "pwr", ["1.0.0", "2.0.0"])
+    fleet = make_fleet(hub, tmp_path, prefix, 4, parse_faults("powerloss=1.0"))
+
+    def settled(version: str) -> bool:
+        for node in fleet.nodes:
+            if node.modules is None or not node.applied:
+                return False
+            updater = node.modules.updater
+            if updater.journal_state("pwr") not in (State.DONE, State.FAILED, None):
+                return False
+            result = node.modules.results.get("pwr")
+            if result is None or result["version"] != version:
+                return False
+        return in_sync(hub, prefix, 4) or all(n.applied and not n.applied.ok for n in fleet.nodes)
+
+    async def scenario() -> FleetStats:
+        stop = asyncio.Event()
+        running = asyncio.create_task(fleet.run(stop=stop))
+        try:
+            await eventually(lambda: len(sim_devices(hub, prefix)) == 4, 30, "enrolled")
+            for version in ("1.0.0", "2.0.0"):
+                await apply(
+                    hub,
+                    deployment(prefix, modules=f"[{{name: pwr, release: pwr@{version}}}]"),
+                )
+                await eventually(lambda v=version: settled(v), 40, f"pwr {version} settled")
+        finally:
+            stop.set()
+        return await running
+
+    stats = asyncio.run(scenario())
+    assert stats.powerlosses >= 8  # every update of every node lost power at least once
+    assert stats.crashes == stats.powerlosses
+    for node in fleet.nodes:
+        assert node.modules is not None
+        installed = node.modules.updater.installed("pwr")
+        # Never left without a working version: on the old release or the new one.
+        assert installed is not None and installed.target.version in ("1.0.0", "2.0.0")
+        assert node.modules.updater.journal_state("pwr") in (State.DONE, State.FAILED)
+
+
+def test_the_sim_fleet_command_runs_nodes_in_worker_processes(
+    shared_hub: HubProcess, tmp_path: Path
+) -> None:
+    hub, prefix = shared_hub, "cli"
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "fogline", "sim", "fleet", "--hub", hub.url,
+            "--ca", str(hub.ca), "--claim", create_claim(hub, 4), "--devices", "4",
+            "--processes", "2", "--duration", "3", "--prefix", prefix,
+            "--labels", "site=lab", "--data-dir", str(tmp_path / "nodes"), "-o", "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    stats = json.loads(result.stdout)
+    assert stats["nodes"] == stats["enrolled"] == 4 and stats["reports_ok"] >= 4
+    rows = sim_devices(hub, prefix)
+    assert len(rows) == 4 and all(
+        r["labels"]["site"] == "lab" and r["labels"]["sim"] == "true" for r in rows
+    )
+    # The data dirs stay where --data-dir put them, for a restart of the same nodes.
+    assert (tmp_path / "nodes" / f"sim-{prefix}-3" / "identity" / "device.json").is_file()
+
+
+def test_the_sim_fleet_command_names_a_bad_fault(tmp_path: Path) -> None:
+    (tmp_path / "ca.pem").write_text("not used")
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "fogline", "sim", "fleet", "--hub", "https://127.0.0.1:1",
+            "--ca", str(tmp_path / "ca.pem"), "--claim", "x", "--devices", "2",
+            "--faults", "loss=0.1,flap=60s/10s",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "'flap=60s/10s'" in result.stderr and "0 < DOWN < PERIOD" in result.stderr
