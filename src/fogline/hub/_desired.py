@@ -195,13 +195,15 @@ class DesiredNotifier:
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._fire)
 
-    async def wait(self, timeout_s: float) -> None:
+    async def wait(self, timeout_s: float) -> bool:
+        """Wait for a change; True when one came, False on timeout."""
         event = self._event
         try:
             async with asyncio.timeout(timeout_s):
                 await event.wait()
         except TimeoutError:
-            pass
+            return False
+        return True
 
     async def watch(self, read_seq: Callable[[], int]) -> None:
         last = await asyncio.to_thread(read_seq)

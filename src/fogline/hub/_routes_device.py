@@ -29,6 +29,7 @@ from ._store import effective_labels, enroll_device, record_report
 
 log = logging.getLogger("fogline.hub.device")
 router = APIRouter(prefix=API_PREFIX, tags=["device"])
+REVOKE_RECHECK_S = 5.0
 
 SessionDep = Annotated[Session, Depends(db_session)]
 StateDep = Annotated[HubState, Depends(hub_state)]
@@ -111,6 +112,8 @@ async def desired(
         remaining = loop_deadline - now
         if remaining <= 0 or state.notifier.closing:
             return Response(status_code=304, headers={"etag": f'"{known}"'} if known else None)
-        # Wake on a change (this replica: at once; another: within a tick),
-        # and re-check at least every second so a revoke is never missed long.
-        await state.notifier.wait(min(remaining, 1.0))
+        # Sleep until a desired state changes somewhere (this replica: at once;
+        # another: within the watcher's tick). Without a change there is nothing
+        # to read, except every few seconds to notice a revoke mid-poll: an idle
+        # fleet of long-polls then costs the database almost nothing.
+        await state.notifier.wait(min(remaining, REVOKE_RECHECK_S))
