@@ -1,0 +1,622 @@
+"""Hub capacity: simulated devices reporting every 10 s over mTLS, SQLite and PostgreSQL.
+
+For each database and fleet size the script enrolls the devices for real (an
+EC P-256 key and a CSR per device, `POST /v1/enroll` with a claim), then
+drives `POST /v1/report` from load-generator processes on 127.0.0.1:
+
+* paced: every device reports once per `--interval` s with a random phase,
+  one request in flight per device, its own client certificate and its own
+  TLS connection (reused while the hub keeps it open) -- the real fleet shape;
+* saturation (closed loop): `--conns` connections sending back to back, for
+  `GET /healthz` (no database: the HTTP + TLS floor), `POST /v1/report` on
+  kept-alive connections, and `POST /v1/report` with a new mTLS connection
+  per request (what a device pays when the hub closed its idle connection).
+
+It reports achieved vs offered requests/s, client-side p50/p99 latency, the
+hub process's CPU (utime+stime from /proc over the window) and RSS, and the
+load generators' CPU. The load generators share the machine with the hub.
+
+    PYTHONPATH=. .venv/bin/python -m benchmarks.bench_hub_scale \\
+        --devices 1000,10000 --db sqlite,postgresql --duration 60
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import shutil
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+
+import httpx
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from benchmarks._common import git_revision, machine, percentile, table
+from fogline.security import make_csr, write_private_key, write_public_file
+from tests.support.device import FACTS
+from tests.support.processes import HubProcess, free_port, start_hub, tls
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+MAX_RESPONSE_BYTES = 1 << 20  # a report ack or healthz answer is tiny; refuse anything huge
+
+# -- PostgreSQL: a throwaway cluster, as tests/conftest.py starts it ------------------
+
+
+def _pg_bin(name: str) -> str:
+    for candidate in sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), reverse=True):
+        return str(candidate)
+    found = shutil.which(name)
+    if found is None:
+        raise SystemExit(f"PostgreSQL's {name} is missing: run scripts/setup-system.sh")
+    return found
+
+
+@contextmanager
+def postgres_server() -> Iterator[str]:
+    """Start PostgreSQL as the `postgres` user in a temp dir; yield a base URL."""
+    root = Path(tempfile.mkdtemp(prefix="fogline-bench-pg-"))
+    data, sockdir = root / "data", root / "sock"
+    sockdir.mkdir()
+    port = free_port()
+    as_postgres: list[str] = []
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres")
+        shutil.chown(sockdir, "postgres")
+        as_postgres = ["runuser", "-u", "postgres", "--"]
+    initdb = [_pg_bin("initdb"), "-D", str(data), "--auth=trust", "-U", "postgres", "-E", "UTF8"]
+    subprocess.run([*as_postgres, *initdb], check=True, capture_output=True)
+    # fsync off as in the tests: we measure the hub, not this machine's disk flushes.
+    options = (
+        f"-p {port} -k {sockdir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
+    )
+    pg_ctl = _pg_bin("pg_ctl")
+    subprocess.run(
+        [
+            *as_postgres,
+            pg_ctl,
+            "-D",
+            str(data),
+            "-o",
+            options,
+            "-w",
+            "-l",
+            str(root / "log"),
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}"
+    finally:
+        subprocess.run(
+            [*as_postgres, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True
+        )
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def create_database(base_url: str, name: str) -> str:
+    import psycopg
+
+    plain = base_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(f"{plain}/postgres", autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return f"{base_url}/{name}"
+
+
+# -- Device identities: keys and CSRs made in a process pool --------------------------
+
+
+def _make_keys(args: tuple[Path, int, int]) -> list[tuple[str, str]]:
+    """Keys for devices [start, stop): writes KEY files (0600), returns (name, csr)."""
+    directory, start, stop = args
+    out = []
+    for i in range(start, stop):
+        name = f"d{i:05d}"
+        key = ec.generate_private_key(ec.SECP256R1())
+        write_private_key(directory / f"{name}-key.pem", key)
+        out.append((name, make_csr(key, name).decode()))
+    return out
+
+
+def make_identities(
+    directory: Path, count: int, pool: ProcessPoolExecutor
+) -> list[tuple[str, str]]:
+    directory.mkdir(parents=True, exist_ok=True)
+    step = 500
+    chunks = [(directory, s, min(count, s + step)) for s in range(0, count, step)]
+    return [item for chunk in pool.map(_make_keys, chunks) for item in chunk]
+
+
+async def _enroll_all(
+    hub: HubProcess, claim: str, items: Sequence[tuple[str, str]], cert_dir: Path
+) -> None:
+    semaphore = asyncio.Semaphore(16)
+    limits = httpx.Limits(max_connections=16, max_keepalive_connections=16)
+    async with httpx.AsyncClient(
+        base_url=hub.url, verify=tls(hub.ca), timeout=60, limits=limits
+    ) as client:
+
+        async def one(name: str, csr: str) -> None:
+            body = {"claim": claim, "csr": csr, "name": name, "facts": FACTS}
+            async with semaphore:
+                response = await client.post("/v1/enroll", json=body)
+            if response.status_code != 200:
+                raise SystemExit(f"enroll {name}: {response.status_code} {response.text[:300]}")
+            write_public_file(
+                cert_dir / f"{name}-cert.pem", response.json()["certificate"].encode()
+            )
+
+        await asyncio.gather(*(one(name, csr) for name, csr in items))
+
+
+# -- Load generator (runs in worker processes) ---------------------------------------
+
+
+@dataclass
+class Job:
+    """What one load-generator process does."""
+
+    host: str
+    port: int
+    ca_pem: str
+    creds: list[tuple[str, str]]  # (cert path, key path), one per simulated device
+    method: str
+    path: str
+    body: bytes
+    start_at: float  # time.time() when the load starts
+    warmup_s: float
+    duration_s: float
+    mode: str  # "paced" | "closed"
+    interval_s: float = 10.0
+    new_conn_each: bool = False
+    seed: int = 0
+
+
+@dataclass
+class Stats:
+    latencies: list[float] = field(default_factory=list)  # requests sent inside the window
+    ok: int = 0
+    errors: int = 0
+    error_kinds: dict[str, int] = field(default_factory=dict)
+    handshakes: int = 0
+    late: int = 0  # paced sends that left more than 1 s after their slot (device fell behind)
+    cpu_s: float = 0.0
+    setup_s: float = 0.0
+
+
+class RawClient:
+    """A minimal HTTP/1.1 client over one TLS connection.
+
+    httpx costs several times more CPU per request than this, and the load
+    generators share two cores with the hub, so the generator must be cheap.
+    """
+
+    def __init__(self, host: str, port: int, context: ssl.SSLContext) -> None:
+        self.host, self.port, self.context = host, port, context
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def connect(self, stats: Stats) -> None:
+        await self.close()
+        self.reader, self.writer = await asyncio.open_connection(
+            self.host, self.port, ssl=self.context
+        )
+        stats.handshakes += 1
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            # abort, not a TLS close_notify exchange: under overload thousands of
+            # graceful shutdowns can each wait out asyncio's 30 s shutdown timeout.
+            self.writer.transport.abort()
+        self.reader = self.writer = None
+
+    async def request(self, raw: bytes, stats: Stats, new_conn: bool) -> int:
+        reused = not new_conn and self.reader is not None and not self.reader.at_eof()
+        if not reused:
+            await self.connect(stats)
+        try:
+            return await self._exchange(raw)
+        except (OSError, asyncio.IncompleteReadError, ssl.SSLError):
+            if not reused:
+                raise
+            # The hub closed the idle connection while we were sending: reconnect once.
+            await self.connect(stats)
+            return await self._exchange(raw)
+
+    async def _exchange(self, raw: bytes) -> int:
+        assert self.reader is not None and self.writer is not None
+        self.writer.write(raw)
+        await self.writer.drain()
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ", 2)[1])
+        length, close = 0, False
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            name = name.strip().lower()
+            if name == "content-length":
+                length = int(value)
+            elif name == "connection" and value.strip().lower() == "close":
+                close = True
+        if not 0 <= length <= MAX_RESPONSE_BYTES:
+            raise OSError(f"response of {length} bytes")
+        await self.reader.readexactly(length)
+        if close:
+            await self.close()
+        return status
+
+
+def _context(ca_pem: str, cert: str, key: str) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.load_verify_locations(cadata=ca_pem)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+def _raw_request(job: Job) -> bytes:
+    head = f"{job.method} {job.path} HTTP/1.1\r\nhost: {job.host}:{job.port}\r\n"
+    if job.method == "POST":
+        head += f"content-type: application/json\r\ncontent-length: {len(job.body)}\r\n"
+    return (head + "\r\n").encode() + (job.body if job.method == "POST" else b"")
+
+
+async def _run_job(job: Job) -> Stats:
+    stats = Stats()
+    t_setup = time.monotonic()
+    clients = [RawClient(job.host, job.port, _context(job.ca_pem, c, k)) for c, k in job.creds]
+    stats.setup_s = time.monotonic() - t_setup
+    raw = _raw_request(job)
+    rng = random.Random(job.seed)
+    # Convert the shared wall-clock start into this process's monotonic clock.
+    start = time.monotonic() + (job.start_at - time.time())
+    window_start = start + job.warmup_s
+    end = window_start + job.duration_s
+
+    def record(t0: float, status: int | None, kind: str = "") -> None:
+        if not window_start <= t0 < end:
+            return
+        if status == 200:
+            stats.ok += 1
+            stats.latencies.append(time.monotonic() - t0)
+        else:
+            stats.errors += 1
+            label = kind or f"http {status}"
+            stats.error_kinds[label] = stats.error_kinds.get(label, 0) + 1
+
+    async def one(client: RawClient, t0: float) -> None:
+        try:
+            status = await asyncio.wait_for(client.request(raw, stats, job.new_conn_each), 30)
+        except Exception as exc:  # every failure is counted, by type
+            record(t0, None, type(exc).__name__)
+            await client.close()
+            return
+        record(t0, status)
+
+    async def paced(client: RawClient) -> None:
+        slot = start + rng.uniform(0, job.interval_s)
+        while slot < end:
+            delay = slot - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            elif delay < -1 and slot >= window_start:
+                stats.late += 1
+            # Latency counts from the slot: a device that had to wait pays for it.
+            await one(client, slot)
+            slot += job.interval_s
+        await client.close()
+
+    async def closed(client: RawClient) -> None:
+        await asyncio.sleep(max(0.0, start - time.monotonic()))
+        while (t0 := time.monotonic()) < end:
+            await one(client, t0)
+        await client.close()
+
+    runner = paced if job.mode == "paced" else closed
+    cpu0 = sum(os.times()[:2])
+    tasks = [asyncio.create_task(runner(c)) for c in clients]
+    # Bounded: requests still in flight 35 s after the window are abandoned.
+    _, pending = await asyncio.wait(tasks, timeout=end + 35 - time.monotonic())
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    for client in clients:
+        await client.close()
+    stats.cpu_s = sum(os.times()[:2]) - cpu0
+    return stats
+
+
+def run_job(job: Job) -> Stats:
+    return asyncio.run(_run_job(job))
+
+
+# -- Measurement ----------------------------------------------------------------------
+
+
+def proc_cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
+
+
+def proc_rss_mb(pid: int) -> tuple[float, float]:
+    values = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, rest = line.partition(":")
+        if name in ("VmRSS", "VmHWM"):
+            values[name] = int(rest.split()[0]) / 1024
+    return values.get("VmRSS", 0.0), values.get("VmHWM", 0.0)
+
+
+@dataclass
+class Result:
+    label: str
+    offered: float | None
+    achieved: float
+    p50_ms: float
+    p99_ms: float
+    hub_cores: float
+    hub_rss_mb: float
+    gen_cores: float
+    errors: int
+    error_kinds: dict[str, int]
+    handshakes_per_s: float
+    late: int
+    load: str
+
+    @property
+    def per_core(self) -> float:
+        return self.achieved / self.hub_cores if self.hub_cores > 0 else float("nan")
+
+
+def drive(
+    hub: HubProcess,
+    pool: ProcessPoolExecutor,
+    creds: Sequence[tuple[str, str]],
+    workers: int,
+    *,
+    label: str,
+    mode: str,
+    method: str,
+    path: str,
+    body: bytes,
+    warmup_s: float,
+    duration_s: float,
+    interval_s: float = 10.0,
+    new_conn_each: bool = False,
+) -> Result:
+    assert hub.proc is not None
+    pid = hub.proc.pid
+    ca_pem = hub.ca.read_text()
+    setup_margin = 2 + len(creds) / 1500  # building SSL contexts takes ~1 ms each
+    start_at = time.time() + setup_margin
+    jobs = [
+        Job(
+            "127.0.0.1",
+            hub.port,
+            ca_pem,
+            list(creds[w::workers]),
+            method,
+            path,
+            body,
+            start_at,
+            warmup_s,
+            duration_s,
+            mode,
+            interval_s,
+            new_conn_each,
+            seed=w,
+        )
+        for w in range(workers)
+    ]
+    futures = [pool.submit(run_job, job) for job in jobs]
+    time.sleep(max(0.0, start_at + warmup_s - time.time()))
+    cpu0, t0 = proc_cpu_s(pid), time.monotonic()
+    time.sleep(duration_s)
+    cpu1, t1 = proc_cpu_s(pid), time.monotonic()
+    rss, _ = proc_rss_mb(pid)
+    load = "/".join(f"{v:.1f}" for v in os.getloadavg())
+    parts = [f.result(timeout=duration_s + 120) for f in futures]
+    latencies = [v for p in parts for v in p.latencies]
+    kinds: dict[str, int] = {}
+    for p in parts:
+        for k, v in p.error_kinds.items():
+            kinds[k] = kinds.get(k, 0) + v
+    setup = max(p.setup_s for p in parts)
+    if setup > setup_margin:
+        print(
+            f"  warning: generator setup took {setup:.1f}s > {setup_margin:.1f}s", file=sys.stderr
+        )
+    total_s = warmup_s + duration_s
+    result = Result(
+        label=label,
+        offered=len(creds) / interval_s if mode == "paced" else None,
+        achieved=sum(p.ok for p in parts) / duration_s,
+        p50_ms=percentile(latencies, 50) * 1000,
+        p99_ms=percentile(latencies, 99) * 1000,
+        hub_cores=(cpu1 - cpu0) / (t1 - t0),
+        hub_rss_mb=rss,
+        gen_cores=sum(p.cpu_s for p in parts) / total_s,
+        errors=sum(p.errors for p in parts),
+        error_kinds=kinds,
+        handshakes_per_s=sum(p.handshakes for p in parts) / total_s,
+        late=sum(p.late for p in parts),
+        load=load,
+    )
+    print(
+        f"  {label}: {result.achieved:.0f}/s (offered {result.offered}), p50 {result.p50_ms:.1f} ms, "
+        f"p99 {result.p99_ms:.1f} ms, hub {result.hub_cores:.2f} cores, rss {rss:.0f} MB, "
+        f"gen {result.gen_cores:.2f} cores, errors {result.errors} {kinds}, late {result.late}",
+        file=sys.stderr,
+    )
+    return result
+
+
+REPORT_BODY = json.dumps(
+    {
+        "facts": FACTS,
+        "labels": {},
+        "outbox": None,
+        "modules": {"modules": {"app": {"state": "healthy", "version": "1.0.0"}}},
+    }
+).encode()
+
+
+def bench_database(
+    db: str,
+    pg_base: str | None,
+    root: Path,
+    sizes: Sequence[int],
+    identities: list[tuple[str, str]],
+    pool: ProcessPoolExecutor,
+    args: argparse.Namespace,
+) -> list[tuple[str, int, Result]]:
+    db_url = create_database(pg_base, f"bench_{free_port()}") if db == "postgresql" else None
+    hub = start_hub(root / f"hub-{db}", db_url=db_url, extra_args=["--report-interval", "10"])
+    results: list[tuple[str, int, Result]] = []
+    try:
+        claim = hub.create_claim(max_uses=max(sizes), expires="6h")
+        cert_dir = root / f"certs-{db}"
+        cert_dir.mkdir()
+        enrolled = 0
+        for size in sizes:
+            t0 = time.monotonic()
+            asyncio.run(_enroll_all(hub, claim, identities[enrolled:size], cert_dir))
+            elapsed = time.monotonic() - t0
+            print(
+                f"{db}: enrolled {size - enrolled} devices in {elapsed:.1f}s "
+                f"({(size - enrolled) / elapsed:.0f}/s)",
+                file=sys.stderr,
+            )
+            enrolled = size
+            creds = [
+                (str(cert_dir / f"{name}-cert.pem"), str(root / "keys" / f"{name}-key.pem"))
+                for name, _ in identities[:size]
+            ]
+            common = {"warmup_s": 3.0, "duration_s": args.saturation_s}
+            conns = creds[: args.conns]
+            runs = [
+                drive(hub, pool, conns, args.workers, label="healthz, keep-alive", mode="closed",
+                      method="GET", path="/healthz", body=b"", **common),
+                drive(hub, pool, conns, args.workers, label="report, keep-alive", mode="closed",
+                      method="POST", path="/v1/report", body=REPORT_BODY, **common),
+                drive(hub, pool, conns, args.workers, label="report, new mTLS conn each",
+                      mode="closed", method="POST", path="/v1/report", body=REPORT_BODY,
+                      new_conn_each=True, **common),
+                drive(hub, pool, creds, args.workers, label=f"report, paced {size} devices / 10 s",
+                      mode="paced", method="POST", path="/v1/report", body=REPORT_BODY,
+                      warmup_s=5.0, duration_s=args.duration, interval_s=10.0),
+            ]  # fmt: skip
+            results += [(db, size, r) for r in runs]
+        _, peak = proc_rss_mb(hub.proc.pid) if hub.proc else (0.0, 0.0)
+        print(f"{db}: hub peak RSS {peak:.0f} MB", file=sys.stderr)
+    finally:
+        hub.stop()
+    return results
+
+
+def render(results: list[tuple[str, int, Result]], args: argparse.Namespace, command: str) -> str:
+    out = [f"\n## Hub capacity: reports over mTLS (git {git_revision()})\n"]
+    out.append(f"Machine: {machine()}  ")
+    out.append(f"Command: `{command}`\n")
+    rows = []
+    for db, size, r in results:
+        rows.append(
+            (
+                db,
+                size,
+                r.label,
+                f"{r.offered:.0f}" if r.offered is not None else "max",
+                f"{r.achieved:.0f}",
+                f"{r.p50_ms:.1f}",
+                f"{r.p99_ms:.1f}",
+                f"{r.hub_cores:.2f}",
+                f"{r.per_core:.0f}",
+                f"{r.hub_rss_mb:.0f}",
+                f"{r.gen_cores:.2f}",
+                f"{r.handshakes_per_s:.0f}",
+                f"{r.errors}" + (f" ({', '.join(f'{k}: {v}' for k, v in r.error_kinds.items())})" if r.errors else ""),
+                r.load,
+            )
+        )  # fmt: skip
+    out.append(
+        table(
+            [
+                "db",
+                "devices",
+                "load",
+                "offered/s",
+                "achieved/s",
+                "p50 ms",
+                "p99 ms",
+                "hub cores",
+                "req/s per hub core",
+                "hub RSS MB",
+                "generator cores",
+                "TLS handshakes/s",
+                "errors",
+                "load avg 1/5/15",
+            ],
+            rows,
+        )
+    )
+    out.append(
+        f"\nPaced: each device sends one report per 10 s at a random phase, one request in "
+        f"flight, its own certificate and connection; {args.duration:.0f} s window after 5 s "
+        f"warm-up; latency counts from the device's slot. Saturation rows: {args.conns} "
+        f"connections back to back, {args.saturation_s:.0f} s window. `req/s per hub core` = "
+        f"achieved / hub CPU (cores). {args.workers} load-generator processes on the same 2 cores."
+    )
+    return "\n".join(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--devices", default="1000,10000", help="comma-separated fleet sizes")
+    parser.add_argument("--db", default="sqlite,postgresql")
+    parser.add_argument("--duration", type=float, default=60.0, help="paced window, seconds")
+    parser.add_argument("--saturation-s", type=float, default=10.0)
+    parser.add_argument("--conns", type=int, default=64, help="connections for saturation runs")
+    parser.add_argument("--workers", type=int, default=2, help="load-generator processes")
+    args = parser.parse_args()
+    sizes = sorted({int(s) for s in args.devices.split(",")})
+    dbs = [d.strip() for d in args.db.split(",")]
+    if not set(dbs) <= {"sqlite", "postgresql"}:
+        raise SystemExit("--db takes sqlite and/or postgresql")
+    if not 1 <= max(sizes) <= 50_000:
+        raise SystemExit("--devices: 1..50000")
+    command = "PYTHONPATH=. .venv/bin/python -m benchmarks.bench_hub_scale " + " ".join(
+        sys.argv[1:]
+    )
+    root = Path(tempfile.mkdtemp(prefix="fogline-bench-hub-"))
+    results: list[tuple[str, int, Result]] = []
+    try:
+        with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
+            t0 = time.monotonic()
+            identities = make_identities(root / "keys", max(sizes), pool)
+            print(f"{len(identities)} keys + CSRs in {time.monotonic() - t0:.1f}s", file=sys.stderr)
+            pg_context = postgres_server() if "postgresql" in dbs else nullcontext(None)
+            with pg_context as pg:
+                for db in dbs:
+                    results += bench_database(db, pg, root, sizes, identities, pool, args)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    print(render(results, args, command))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()

@@ -1,0 +1,507 @@
+"""A staged rollout of a 5 MB release to a simulated fleet, with real downloads.
+
+Starts a real hub (SQLite) on 127.0.0.1, makes a release key, builds, signs
+and pushes a module whose payload is `--size-mb` of random bytes (with the
+`fogline` CLI), enrolls `--devices` devices for real (key + CSR + claim) and
+applies a Deployment with
+
+    rollout: {waves: [10%, 50%, 100%], bake: 2s, successThreshold: 95%,
+              maxFailures: 5%, onFailure: pause, waveTimeout: 60s}
+
+Each simulated device (asyncio, in load-generator processes, its own client
+certificate) long-polls `GET /v1/desired?wait=30`; on a new revision it
+downloads every `document.modules[*].digest` from `/v1/artifacts/{digest}`
+over mTLS, counting the bytes and throwing them away, then reports the
+revision applied with its modules healthy; it also reports every 10 s like an
+agent. The script measures wall time from `fogline apply` to the rollout's
+`completed`, the time each wave started, the bytes served, per-device
+download times and the hub's CPU and RSS.
+
+    PYTHONPATH=. .venv/bin/python -m benchmarks.bench_rollout_scale --devices 1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import random
+import shutil
+import ssl
+import sys
+import tempfile
+import textwrap
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from benchmarks._common import git_revision, machine, percentile, table
+from benchmarks.bench_hub_scale import (
+    _context,
+    _enroll_all,
+    make_identities,
+    proc_cpu_s,
+    proc_rss_mb,
+)
+from tests.support.device import FACTS
+from tests.support.processes import HubProcess, start_hub
+
+MAX_SMALL_BODY = 1 << 20  # desired documents and acks
+MAX_ARTIFACT = 64 << 20
+MODULE = "payload"
+VERSION = "1.0.0"
+POLICY = (
+    "{waves: [10%, 50%, 100%], bake: 2s, successThreshold: 95%, maxFailures: 5%, "
+    "onFailure: pause, waveTimeout: 60s}"
+)
+
+
+def deployment(modules: bool) -> str:
+    text = textwrap.dedent("""\
+        apiVersion: fogline.dev/v1
+        kind: Deployment
+        metadata: {name: bench}
+        spec:
+          selector: {}
+        """)
+    if modules:
+        text += f"  modules:\n    - {{name: {MODULE}, release: {MODULE}@{VERSION}}}\n"
+        text += f"  rollout: {POLICY}\n"
+    else:
+        text += "  config: {round: 0}\n"
+    return text
+
+
+# -- The simulated device (runs in worker processes) ---------------------------------
+
+
+class Conn:
+    """One HTTP/1.1 connection over TLS; bodies streamed and bounded."""
+
+    def __init__(self, port: int, context: ssl.SSLContext) -> None:
+        self.port, self.context = port, context
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+        # One request at a time per connection (HTTP/1.1 without pipelining).
+        self.lock = asyncio.Lock()
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            with contextlib.suppress(OSError, ssl.SSLError):
+                await self.writer.wait_closed()
+        self.reader = self.writer = None
+
+    async def request(
+        self, method: str, path: str, *, body: bytes = b"", headers: str = "", keep: bool = True
+    ) -> tuple[int, bytes, int]:
+        """(status, body if `keep` else b"", body length). Reconnects once on a
+        connection the hub closed while idle."""
+        async with self.lock:
+            return await self._request(method, path, body, headers, keep)
+
+    async def _request(
+        self, method: str, path: str, body: bytes, headers: str, keep: bool
+    ) -> tuple[int, bytes, int]:
+        reused = self.reader is not None and not self.reader.at_eof()
+        for attempt in (0, 1):
+            if self.reader is None or self.reader.at_eof():
+                await self.close()
+                self.reader, self.writer = await asyncio.open_connection(
+                    "127.0.0.1", self.port, ssl=self.context
+                )
+            try:
+                return await self._exchange(method, path, body, headers, keep)
+            except (OSError, asyncio.IncompleteReadError, ssl.SSLError):
+                await self.close()
+                if attempt or not reused:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _exchange(
+        self, method: str, path: str, body: bytes, headers: str, keep: bool
+    ) -> tuple[int, bytes, int]:
+        assert self.reader is not None and self.writer is not None
+        head = f"{method} {path} HTTP/1.1\r\nhost: 127.0.0.1:{self.port}\r\n{headers}"
+        if body:
+            head += f"content-type: application/json\r\ncontent-length: {len(body)}\r\n"
+        self.writer.write((head + "\r\n").encode() + body)
+        await self.writer.drain()
+        lines = (await self.reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ", 2)[1])
+        length, close = 0, False
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            if name.strip().lower() == "content-length":
+                length = int(value)
+            elif name.strip().lower() == "connection" and value.strip().lower() == "close":
+                close = True
+        if not 0 <= length <= (MAX_SMALL_BODY if keep else MAX_ARTIFACT):
+            raise OSError(f"response of {length} bytes")
+        data = b""
+        if keep:
+            data = await self.reader.readexactly(length)
+        else:
+            left = length
+            while left:
+                chunk = await self.reader.read(min(left, 1 << 18))
+                if not chunk:
+                    raise asyncio.IncompleteReadError(b"", left)
+                left -= len(chunk)
+        if close:
+            await self.close()
+        return status, data, length
+
+
+@dataclass
+class FleetJob:
+    port: int
+    ca_pem: str
+    creds: list[tuple[str, str]]
+    stop_at: float  # time.time(): the hard bound
+    stop_file: str  # created by the operator side to stop the fleet early
+    seed: int
+
+
+@dataclass
+class FleetStats:
+    bytes_downloaded: int = 0
+    downloads: int = 0
+    download_s: list[float] = field(default_factory=list)
+    # (revision, time.time() the device saw it, time.time() it reported it applied)
+    applied: list[tuple[str, float, float]] = field(default_factory=list)
+    errors: dict[str, int] = field(default_factory=dict)
+    cpu_s: float = 0.0
+
+
+def _report_body(revision: str | None, modules: dict[str, str]) -> bytes:
+    body: dict[str, Any] = {
+        "facts": FACTS,
+        "labels": {},
+        "modules": {"modules": {n: {"state": "healthy", "version": v} for n, v in modules.items()}},
+    }
+    if revision is not None:
+        body["applied"] = {"revision": revision, "ok": True}
+    return json.dumps(body).encode()
+
+
+async def _device(
+    job: FleetJob, cert: str, key: str, stats: FleetStats, rng: random.Random
+) -> None:
+    context = _context(job.ca_pem, cert, key)
+    poll, work = Conn(job.port, context), Conn(job.port, context)
+    stop = time.monotonic() + (job.stop_at - time.time())
+    state: dict[str, Any] = {"revision": None, "modules": {}}
+
+    def error(kind: str) -> None:
+        stats.errors[kind] = stats.errors.get(kind, 0) + 1
+
+    async def report() -> None:
+        status, _, _ = await work.request(
+            "POST", "/v1/report", body=_report_body(state["revision"], state["modules"])
+        )
+        if status != 200:
+            error(f"report {status}")
+
+    async def periodic() -> None:
+        await asyncio.sleep(rng.uniform(0, 10))
+        while time.monotonic() < stop:
+            try:
+                await report()
+            except (OSError, asyncio.IncompleteReadError, ssl.SSLError) as exc:
+                error(f"report {type(exc).__name__}")
+            await asyncio.sleep(10)
+
+    async def sync() -> None:
+        while time.monotonic() < stop:
+            etag = f'if-none-match: "{state["revision"]}"\r\n' if state["revision"] else ""
+            wait = max(0, min(30, int(stop - time.monotonic())))
+            try:
+                status, data, _ = await poll.request(
+                    "GET", f"/v1/desired?wait={wait}", headers=etag
+                )
+            except (OSError, asyncio.IncompleteReadError, ssl.SSLError) as exc:
+                error(f"desired {type(exc).__name__}")
+                await asyncio.sleep(1)
+                continue
+            if status == 304:
+                continue
+            if status != 200:
+                error(f"desired {status}")
+                await asyncio.sleep(1)
+                continue
+            doc = json.loads(data)
+            seen = time.time()
+            try:
+                modules = await fetch(doc)
+                state["revision"], state["modules"] = doc["revision"], modules
+                await report()
+            except (OSError, asyncio.IncompleteReadError, ssl.SSLError) as exc:
+                # Not applied: the next long-poll (no If-None-Match match) retries.
+                error(f"apply {type(exc).__name__}")
+                await asyncio.sleep(1)
+                continue
+            stats.applied.append((doc["revision"], seen, time.time()))
+
+    async def fetch(doc: dict[str, Any]) -> dict[str, str]:
+        modules: dict[str, str] = {}
+        for module in doc["document"].get("modules", []):
+            t0 = time.monotonic()
+            code, _, length = await work.request(
+                "GET", f"/v1/artifacts/{module['digest']}", keep=False
+            )
+            if code != 200:
+                raise OSError(f"artifact {code}")
+            stats.download_s.append(time.monotonic() - t0)
+            stats.bytes_downloaded += length
+            stats.downloads += 1
+            modules[module["name"]] = module["version"]
+        return modules
+
+    await asyncio.gather(sync(), periodic())
+    await poll.close()
+    await work.close()
+
+
+async def _run_fleet(job: FleetJob) -> FleetStats:
+    stats = FleetStats()
+    rng = random.Random(job.seed)
+    cpu0 = sum(os.times()[:2])
+
+    async def guarded(cert: str, key: str) -> None:
+        try:
+            await _device(job, cert, key, stats, rng)
+        except Exception as exc:  # one broken device must not stop the fleet
+            kind = f"device {type(exc).__name__}: {str(exc)[:80]}"
+            stats.errors[kind] = stats.errors.get(kind, 0) + 1
+
+    tasks = [asyncio.create_task(guarded(c, k)) for c, k in job.creds]
+    stop = Path(job.stop_file)
+    while time.time() < job.stop_at and not stop.exists():
+        await asyncio.sleep(0.5)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    stats.cpu_s = sum(os.times()[:2]) - cpu0
+    return stats
+
+
+def run_fleet(job: FleetJob) -> FleetStats:
+    return asyncio.run(_run_fleet(job))
+
+
+# -- The operator side ----------------------------------------------------------------
+
+
+def make_release(hub: HubProcess, root: Path, size_mb: int) -> str:
+    keys = root / "release-keys"
+    keys.mkdir()
+    manifest = hub.cli("keys", "create", "bench-release", "--dir", str(keys)).stdout
+    hub.cli("apply", "-f", "-", input_text=manifest)
+    module = root / "module"
+    module.mkdir()
+    (module / "fogline-module.yaml").write_text(
+        f"name: {MODULE}\nversion: {VERSION}\nkind: model\narchitectures: [any]\n"
+    )
+    (module / "payload.bin").write_bytes(os.urandom(size_mb << 20))
+    archive = root / f"{MODULE}-{VERSION}.tar.zst"
+    hub.cli("release", "build", str(module), "-o", str(archive))
+    hub.cli("release", "sign", str(archive), "--key", str(keys / "bench-release.key"))
+    return hub.cli("release", "push", str(archive), timeout_s=120).stdout.strip()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--devices", type=int, default=1000)
+    parser.add_argument("--size-mb", type=int, default=5)
+    parser.add_argument("--workers", type=int, default=2, help="device-simulator processes")
+    parser.add_argument("--timeout", type=float, default=600, help="bound on the rollout, s")
+    args = parser.parse_args()
+    if not 1 <= args.devices <= 20_000 or not 1 <= args.size_mb <= 64:
+        raise SystemExit("--devices 1..20000, --size-mb 1..64")
+    command = "PYTHONPATH=. .venv/bin/python -m benchmarks.bench_rollout_scale " + " ".join(
+        sys.argv[1:]
+    )
+    root = Path(tempfile.mkdtemp(prefix="fogline-bench-rollout-"))
+    hub = start_hub(root / "hub", extra_args=["--report-interval", "10"])
+    assert hub.proc is not None
+    pid = hub.proc.pid
+    try:
+        with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
+            digest = make_release(hub, root, args.size_mb)
+            print(f"pushed {digest}", file=sys.stderr)
+            (root / "v0.yaml").write_text(deployment(False))
+            hub.cli("apply", "-f", str(root / "v0.yaml"))
+            identities = make_identities(root / "keys", args.devices, pool)
+            claim = hub.create_claim(max_uses=args.devices, expires="6h")
+            certs = root / "certs"
+            certs.mkdir()
+            t0 = time.monotonic()
+            asyncio.run(_enroll_all(hub, claim, identities, certs))
+            print(f"enrolled {args.devices} in {time.monotonic() - t0:.1f}s", file=sys.stderr)
+            creds = [
+                (str(certs / f"{n}-cert.pem"), str(root / "keys" / f"{n}-key.pem"))
+                for n, _ in identities
+            ]
+            ca_pem = hub.ca.read_text()
+            settle_s = 30 + args.devices / 20
+            stop_at = time.time() + settle_s + args.timeout + 30
+            stop_file = root / "stop-fleet"
+            futures = [
+                pool.submit(run_fleet, FleetJob(hub.port, ca_pem, creds[w :: args.workers], stop_at, str(stop_file), w))
+                for w in range(args.workers)
+            ]  # fmt: skip
+            with hub.client() as client:
+                client.timeout = httpx.Timeout(60)
+
+                def get(path: str) -> Any:
+                    """Operator GETs, retried: the hub may be slow under the fleet's load."""
+                    for _ in range(5):
+                        try:
+                            return client.get(path).json()
+                        except httpx.TimeoutException:
+                            print(f"  GET {path} timed out; retrying", file=sys.stderr)
+                    raise SystemExit(f"GET {path} kept timing out")
+
+                # Settle: every device synced to v0 and online.
+                def synced() -> int:
+                    return sum(
+                        1
+                        for r in get("/v1/devices")
+                        if r["status"] == "online"
+                        and (r.get("sync") or {}).get("status") == "in-sync"
+                    )
+
+                deadline = time.monotonic() + settle_s
+                while (count := synced()) < args.devices and time.monotonic() < deadline:
+                    time.sleep(2)
+                print(f"{count}/{args.devices} online and in sync", file=sys.stderr)
+                # Idle cost: the fleet only long-polls and reports every 10 s.
+                cpu0, i0 = proc_cpu_s(pid), time.monotonic()
+                time.sleep(10)
+                idle_cores = (proc_cpu_s(pid) - cpu0) / (time.monotonic() - i0)
+                print(f"idle hub: {idle_cores:.2f} cores", file=sys.stderr)
+
+                (root / "v1.yaml").write_text(deployment(True))
+                cpu0 = proc_cpu_s(pid)
+                t_apply_wall, t_apply = time.time(), time.monotonic()
+                hub.cli("apply", "-f", str(root / "v1.yaml"))
+                applied_s = time.monotonic() - t_apply
+                wave_started: dict[int, float] = {}
+                view: dict[str, Any] = {}
+                end = t_apply + args.timeout
+                while time.monotonic() < end:
+                    view = get("/v1/rollouts/bench")
+                    now = time.monotonic() - t_apply
+                    wave_started.setdefault(view["current_wave"], now)
+                    if view["state"] != "running":
+                        break
+                    time.sleep(0.25)
+                total_s = time.monotonic() - t_apply
+                rollout_cores = (proc_cpu_s(pid) - cpu0) / total_s
+                rss, peak = proc_rss_mb(pid)
+            print(f"rollout {view.get('state')} after {total_s:.1f}s", file=sys.stderr)
+            stop_file.touch()
+            parts = _stop_fleet(futures, max(0.0, stop_at - time.time()))
+    finally:
+        hub.stop()
+        shutil.rmtree(root, ignore_errors=True)
+    render(args, command, view, wave_started, applied_s, total_s, parts, t_apply_wall,
+           idle_cores, rollout_cores, rss, peak)  # fmt: skip
+
+
+def _stop_fleet(futures: list[Any], remaining: float) -> list[FleetStats]:
+    """Wait for the simulators (bounded by their own stop time)."""
+    return [f.result(timeout=remaining + 60) for f in futures]
+
+
+def render(
+    args: argparse.Namespace,
+    command: str,
+    view: dict[str, Any],
+    wave_started: dict[int, float],
+    applied_s: float,
+    total_s: float,
+    parts: list[FleetStats],
+    t_apply_wall: float,
+    idle_cores: float,
+    rollout_cores: float,
+    rss: float,
+    peak: float,
+) -> None:
+    total_bytes = sum(p.bytes_downloaded for p in parts)
+    downloads = sum(p.downloads for p in parts)
+    dl = [v for p in parts for v in p.download_s]
+    after = [(seen, done) for p in parts for _, seen, done in p.applied if seen >= t_apply_wall]
+    errors: dict[str, int] = {}
+    for p in parts:
+        for k, v in p.errors.items():
+            errors[k] = errors.get(k, 0) + v
+    first_dl = min((s for s, _ in after), default=t_apply_wall) - t_apply_wall
+    last_done = max((d for _, d in after), default=t_apply_wall) - t_apply_wall
+    print(
+        f"\n## Rollout of a {args.size_mb} MB release to {args.devices} devices (git {git_revision()})\n"
+    )
+    print(f"Machine: {machine()}  ")
+    print(f"Command: `{command}`\n")
+    print(
+        f"Policy: `{POLICY}`; hub on SQLite; {args.workers} simulator processes on the same cores.\n"
+    )
+    rows = []
+    waves = view.get("waves", [])
+    starts = sorted(wave_started.items())
+    for wave in waves:
+        start = wave_started.get(wave["wave"])
+        following = [t for w, t in starts if w > wave["wave"]]
+        stop = (
+            following[0] if following else (total_s if view.get("state") == "completed" else None)
+        )
+        rows.append(
+            (
+                wave["wave"],
+                wave["devices"],
+                f"{start:.1f}" if start is not None else "-",
+                f"{stop - start:.1f}" if start is not None and stop is not None else "-",
+                wave.get("succeeded", 0),
+                wave.get("failed", 0),
+                wave.get("skipped", 0),
+            )
+        )
+    print(table(["wave", "devices", "started at (s after apply)", "duration (s)", "succeeded",
+                 "failed", "skipped"], rows))  # fmt: skip
+    gb = total_bytes / 1e9
+    print(
+        f"\n* Rollout state **{view.get('state')}** {total_s:.1f} s after the start of "
+        f"`fogline apply` (the apply itself took {applied_s:.1f} s); reason: {view.get('reason')}."
+    )
+    print(
+        f"* Bytes served: {gb:.2f} GB in {downloads} downloads (expected "
+        f"{args.devices} x {args.size_mb} MiB); first device saw the revision at "
+        f"{first_dl:.1f} s, last device reported applied at {last_done:.1f} s "
+        f"({gb * 1000 / max(last_done - first_dl, 1e-9):.0f} MB/s over that span)."
+    )
+    if dl:
+        print(
+            f"* Per-device download time: p50 {percentile(dl, 50):.2f} s, p99 "
+            f"{percentile(dl, 99):.2f} s, max {max(dl):.2f} s."
+        )
+    print(
+        f"* Hub CPU: {idle_cores:.2f} cores idle (fleet long-polling and reporting every 10 s), "
+        f"{rollout_cores:.2f} cores during the rollout; RSS {rss:.0f} MB (peak {peak:.0f} MB)."
+    )
+    gen = sum(p.cpu_s for p in parts)
+    print(f"* Simulator CPU over the whole run: {gen:.1f} CPU-s. Errors: {errors or 'none'}.")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()
