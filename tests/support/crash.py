@@ -12,41 +12,16 @@ from pathlib import Path
 
 import httpx
 
+from fogline.agent.updater import FAILURE_PATH_POINTS, SUCCESS_PATH_POINTS
+
 from .modules import release
 from .processes import AgentProcess, HubProcess, wait_until
 
 CRASH_ENV = "FOGLINE_FAULT_CRASH_AT"
-# Points an update from v1 to a good v2 passes through.
-UPDATE_POINTS = (
-    "enter:DOWNLOAD",
-    "download:chunk",
-    "download:complete",
-    "enter:VERIFY",
-    "enter:INSTALL",
-    "unpack",
-    "install:unpacked",
-    "enter:ACTIVATE",
-    "activate:stopped",
-    "before-switch",
-    "after-switch",
-    "activate:started",
-    "enter:HEALTH",
-    "health:checked",
-    "enter:COMMIT",
-    "commit:recorded",
-    "commit:pruned",
-    "enter:CLEANUP",
-    "cleanup:removed",
-    "enter:DONE",
-)
-# Points only a failing update (a bad v3 from v2) passes through.
-ROLLBACK_POINTS = (
-    "enter:ROLLBACK",
-    "rollback:switched",
-    "rollback:started",
-    "enter:FAILED",
-    "failed:recorded",
-)
+# Points an update from v1 to a good v2 passes through, and those only a
+# failing update (a bad v3 from v2) reaches: the updater's own lists.
+UPDATE_POINTS = SUCCESS_PATH_POINTS
+ROLLBACK_POINTS = FAILURE_PATH_POINTS
 
 
 @dataclass

@@ -32,7 +32,7 @@ from fogline.agent._hublink import HubLink
 from fogline.agent._modules import ModuleManager, SupervisorActivator
 from fogline.agent._sync import ConfigApplier, DesiredStore, SyncLoop
 from fogline.agent.supervisor import MemoryBehaviour, MemoryRuntime, RunSpec, Supervisor
-from fogline.agent.updater import HttpArtifactSource, Updater, crash_points
+from fogline.agent.updater import SUCCESS_PATH_POINTS, HttpArtifactSource, Updater
 from fogline.protocol import (
     AppliedState,
     DeviceFacts,
@@ -47,29 +47,9 @@ from ._transport import FaultyTransport, Traffic
 
 # The points one successful update passes, after DOWNLOAD starts: a power
 # cut is drawn among them (filtered, so a renamed point cannot go stale).
+# Where a power cut may strike an update: anywhere on its path but the ends.
 _UPDATE_POINTS: Final = tuple(
-    p
-    for p in (
-        "download:chunk",
-        "download:complete",
-        "enter:VERIFY",
-        "enter:INSTALL",
-        "unpack",
-        "install:unpacked",
-        "enter:ACTIVATE",
-        "activate:stopped",
-        "before-switch",
-        "after-switch",
-        "activate:started",
-        "enter:HEALTH",
-        "health:checked",
-        "enter:COMMIT",
-        "commit:recorded",
-        "commit:pruned",
-        "enter:CLEANUP",
-        "cleanup:removed",
-    )
-    if p in crash_points()
+    p for p in SUCCESS_PATH_POINTS if p not in ("enter:DOWNLOAD", "enter:DONE")
 )
 
 

@@ -72,3 +72,11 @@ def test_next_state_refuses_edges_that_do_not_exist() -> None:
 
     with pytest.raises(KeyError, match="no transition from DONE"):
         _states.next_state(State.DONE, Event.OK)
+
+
+def test_the_success_and_failure_paths_cover_every_crash_point_once() -> None:
+    from fogline.agent.updater import FAILURE_PATH_POINTS, SUCCESS_PATH_POINTS, crash_points
+
+    both = list(SUCCESS_PATH_POINTS) + list(FAILURE_PATH_POINTS)
+    assert sorted(both) == sorted(crash_points())
+    assert len(both) == len(set(both))

@@ -49,7 +49,13 @@ Errors:
 `on_progress`; it raises only when the updater itself cannot work.
 """
 
-from ._crash import CRASH_ENV, crash_hook_from_env, crash_points
+from ._crash import (
+    CRASH_ENV,
+    FAILURE_PATH_POINTS,
+    SUCCESS_PATH_POINTS,
+    crash_hook_from_env,
+    crash_points,
+)
 from ._errors import (
     ActivationError,
     ArtifactFetchError,
@@ -74,7 +80,9 @@ from ._updater import Updater
 
 __all__ = [
     "CRASH_ENV",
+    "FAILURE_PATH_POINTS",
     "RESUME",
+    "SUCCESS_PATH_POINTS",
     "TRANSITIONS",
     "ActivationError",
     "ActivatorCall",

@@ -35,6 +35,19 @@ _INNER_POINTS: Final = (
 )
 
 
+# The path of a successful update, in order; the rest are reached only when
+# an update fails (the rollback path). Fault-injection tests sweep these.
+SUCCESS_PATH_POINTS: Final = (
+    "enter:DOWNLOAD", "download:chunk", "download:complete", "enter:VERIFY", "enter:INSTALL",
+    "unpack", "install:unpacked", "enter:ACTIVATE", "activate:stopped", "before-switch",
+    "after-switch", "activate:started", "enter:HEALTH", "health:checked", "enter:COMMIT",
+    "commit:recorded", "commit:pruned", "enter:CLEANUP", "cleanup:removed", "enter:DONE",
+)  # fmt: skip
+FAILURE_PATH_POINTS: Final = (
+    "enter:ROLLBACK", "rollback:switched", "rollback:started", "enter:FAILED", "failed:recorded",
+)  # fmt: skip
+
+
 def crash_points() -> list[str]:
     """Every point the updater calls its crash hook at."""
     return [f"enter:{state.name}" for state in State] + list(_INNER_POINTS)
