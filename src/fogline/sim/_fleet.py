@@ -106,9 +106,20 @@ class VirtualFleet:
             except TimeoutError:
                 pass
             finally:
-                for task in tasks:
-                    task.cancel()
+                # Cancel until every node has stopped: a node caught between a
+                # simulated crash and the stop must not keep the fleet alive.
+                pending = set(tasks)
+                for _ in range(STOP_ATTEMPTS):
+                    for task in pending:
+                        task.cancel()
+                    _done, pending = await asyncio.wait(pending, timeout=STOP_WAIT_S)
+                    if not pending:
+                        break
         return self.stats()
+
+
+STOP_ATTEMPTS = 10
+STOP_WAIT_S = 2.0
 
 
 def _quiet_agent_logs() -> None:
