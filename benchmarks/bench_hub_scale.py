@@ -29,13 +29,12 @@ import os
 import random
 import shutil
 import ssl
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
@@ -46,74 +45,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from benchmarks._common import git_revision, machine, percentile, table
 from fogline.security import make_csr, write_private_key, write_public_file
 from tests.support.device import FACTS
+from tests.support.postgres import create_database, throwaway_postgres
 from tests.support.processes import HubProcess, free_port, start_hub, tls
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 MAX_RESPONSE_BYTES = 1 << 20  # a report ack or healthz answer is tiny; refuse anything huge
 
 # -- PostgreSQL: a throwaway cluster, as tests/conftest.py starts it ------------------
-
-
-def _pg_bin(name: str) -> str:
-    for candidate in sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), reverse=True):
-        return str(candidate)
-    found = shutil.which(name)
-    if found is None:
-        raise SystemExit(f"PostgreSQL's {name} is missing: run scripts/setup-system.sh")
-    return found
-
-
-@contextmanager
-def postgres_server() -> Iterator[str]:
-    """Start PostgreSQL as the `postgres` user in a temp dir; yield a base URL."""
-    root = Path(tempfile.mkdtemp(prefix="fogline-bench-pg-"))
-    data, sockdir = root / "data", root / "sock"
-    sockdir.mkdir()
-    port = free_port()
-    as_postgres: list[str] = []
-    if os.geteuid() == 0:
-        shutil.chown(root, "postgres")
-        shutil.chown(sockdir, "postgres")
-        as_postgres = ["runuser", "-u", "postgres", "--"]
-    initdb = [_pg_bin("initdb"), "-D", str(data), "--auth=trust", "-U", "postgres", "-E", "UTF8"]
-    subprocess.run([*as_postgres, *initdb], check=True, capture_output=True)
-    # fsync off as in the tests: we measure the hub, not this machine's disk flushes.
-    options = (
-        f"-p {port} -k {sockdir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
-    )
-    pg_ctl = _pg_bin("pg_ctl")
-    subprocess.run(
-        [
-            *as_postgres,
-            pg_ctl,
-            "-D",
-            str(data),
-            "-o",
-            options,
-            "-w",
-            "-l",
-            str(root / "log"),
-            "start",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}"
-    finally:
-        subprocess.run(
-            [*as_postgres, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True
-        )
-        shutil.rmtree(root, ignore_errors=True)
-
-
-def create_database(base_url: str, name: str) -> str:
-    import psycopg
-
-    plain = base_url.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(f"{plain}/postgres", autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return f"{base_url}/{name}"
 
 
 # -- Device identities: keys and CSRs made in a process pool --------------------------
@@ -608,7 +546,11 @@ def main() -> None:
             t0 = time.monotonic()
             identities = make_identities(root / "keys", max(sizes), pool)
             print(f"{len(identities)} keys + CSRs in {time.monotonic() - t0:.1f}s", file=sys.stderr)
-            pg_context = postgres_server() if "postgresql" in dbs else nullcontext(None)
+            pg_context = (
+                throwaway_postgres(max_connections=200)
+                if "postgresql" in dbs
+                else nullcontext(None)
+            )
             with pg_context as pg:
                 for db in dbs:
                     results += bench_database(db, pg, root, sizes, identities, pool, args)
