@@ -10,9 +10,17 @@ import pytest
 
 from tests.support.broker import Broker, start_broker
 from tests.support.postgres import PostgresMissingError, create_database, throwaway_postgres
-from tests.support.processes import HubProcess, start_hub
+from tests.support.processes import RUNNING, HubProcess, start_hub, stop_leftovers
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_processes() -> Iterator[None]:
+    """A test that fails halfway must not leave agents or hubs running."""
+    before = set(RUNNING)
+    yield
+    stop_leftovers(keep=before)
 
 
 @pytest.fixture

@@ -17,6 +17,19 @@ import httpx
 
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
+# Every process these helpers started and nobody stopped yet: an autouse
+# fixture (tests/conftest.py) stops them after each test, so a test that fails
+# halfway never leaves an agent or a hub running.
+RUNNING: dict[int, Any] = {}
+
+
+def stop_leftovers(keep: set[int]) -> None:
+    """Kill what is still running, except the processes listed in `keep`
+    (those of module- and session-scoped fixtures, started before the test)."""
+    for key, process in list(RUNNING.items()):
+        if key not in keep:
+            process.stop(signal.SIGKILL)
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -91,6 +104,7 @@ class HubProcess:
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log, open(self.stdout_path, "ab") as out:
             self.proc = subprocess.Popen(args, stdout=out, stderr=log, env=ENV)
+        RUNNING[id(self)] = self
         wait_until(self._healthy, 30, f"hub on port {self.port} ({self.log_path})")
         self.token = (self.data_dir / "admin-token").read_text().strip()
 
@@ -118,6 +132,7 @@ class HubProcess:
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
+        RUNNING.pop(id(self), None)
 
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
@@ -221,6 +236,7 @@ class AgentProcess:
         port_file.unlink(missing_ok=True)
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(args, stdout=log, stderr=log, env={**ENV, **self.env})
+        RUNNING[id(self)] = self
 
     def health(self) -> dict[str, Any] | None:
         port_file = self.data_dir / "local-port"
@@ -256,6 +272,7 @@ class AgentProcess:
         elif self.proc is not None:
             code = self.proc.returncode
         self.proc = None
+        RUNNING.pop(id(self), None)
         return code
 
     def kill(self) -> None:
