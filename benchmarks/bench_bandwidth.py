@@ -55,10 +55,10 @@ import orjson
 from benchmarks._common import git_revision, machine, table
 from benchmarks.bench_ingest import (
     AgentMetrics,
-    _connect_unthreaded,
     apply_manifest,
     free_port,
     load_average,
+    publish_paced,
     start_mosquitto,
     wait_pipeline_running,
 )
@@ -133,20 +133,7 @@ def run_factory_publisher(
 ) -> None:
     """Child: publish the factory's readings, QoS 0, paced at `rate`/s (0: flat out)."""
     messages = [(r.topic, r.payload) for r in factory_readings(sensors, hz, seconds, t0)]
-    client = _connect_unthreaded(port)
-    publish = client.publish
-    start = time.perf_counter()
-    for i, (topic, payload) in enumerate(messages):
-        if rate and i % 100 == 0:
-            ahead = start + i / rate - time.perf_counter()
-            if ahead > 0:
-                time.sleep(ahead)
-        publish(topic, payload, 0)
-    while client.want_write():
-        client.loop_write()
-        time.sleep(0.001)
-    elapsed = time.perf_counter() - start
-    client.disconnect()
+    elapsed = publish_paced(port, messages, rate)
     print(json.dumps({"published": len(messages), "seconds": elapsed}), flush=True)
 
 

@@ -289,6 +289,12 @@ def run_publisher(port: int, prefix: str, count: int, devices: int, rate: float)
     the socket, which is the fastest paho publisher there is.
     """
     messages = sensor_payloads(count, devices, prefix)
+    elapsed = publish_paced(port, messages, rate)
+    print(json.dumps({"published": count, "seconds": elapsed}), flush=True)
+
+
+def publish_paced(port: int, messages: Sequence[tuple[str, bytes]], rate: float) -> float:
+    """Publish `messages` at QoS 0, paced at `rate`/s (0: flat out); returns the seconds taken."""
     client = _connect_unthreaded(port)
     publish = client.publish
     start = time.perf_counter()
@@ -303,7 +309,7 @@ def run_publisher(port: int, prefix: str, count: int, devices: int, rate: float)
         time.sleep(0.001)
     elapsed = time.perf_counter() - start
     client.disconnect()
-    print(json.dumps({"published": count, "seconds": elapsed}), flush=True)
+    return elapsed
 
 
 def run_subscriber(port: int, topic: str, count: int, timeout_s: float) -> None:
