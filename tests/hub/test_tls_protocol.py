@@ -4,7 +4,6 @@ If a uvicorn upgrade moves where the request scope is built, these tests
 fail instead of the device API silently seeing no certificates.
 """
 
-import asyncio
 import ssl
 import threading
 
@@ -13,7 +12,8 @@ import pytest
 import uvicorn
 from cryptography import x509
 
-from fogline.hub import ClientCertH11Protocol
+from fogline.hub import ClientCertH11Protocol, ClientCertHttpToolsProtocol
+from fogline.hub._tls import PEER_SCOPE_KEY
 from fogline.security import (
     CertificateAuthority,
     check_csr,
@@ -29,7 +29,9 @@ async def echo_cert(scope, receive, send):
     if scope["type"] != "http":
         return
     chain = scope.get("extensions", {}).get("tls", {}).get("client_cert_chain", [])
-    body = (chain[0] if chain else "none").encode()
+    peer = scope.get(PEER_SCOPE_KEY)
+    peer_line = f"{peer.device_id} {peer.serial_hex}" if peer else "no peer"
+    body = ((chain[0] if chain else "none") + "\n" + peer_line).encode()
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": body})
 
@@ -46,14 +48,21 @@ def pki(tmp_path_factory):
     return root
 
 
-@pytest.fixture(scope="module")
-def server(pki):
+# The hub serves with uvloop + httptools; h11 stays supported as the fallback.
+@pytest.fixture(
+    scope="module",
+    params=[(ClientCertHttpToolsProtocol, "uvloop"), (ClientCertH11Protocol, "asyncio")],
+    ids=["httptools-uvloop", "h11-asyncio"],
+)
+def server(pki, request):
+    protocol, loop = request.param
     port = free_port()
     config = uvicorn.Config(
         echo_cert,
         host="127.0.0.1",
         port=port,
-        http=ClientCertH11Protocol,
+        loop=loop,
+        http=protocol,
         ssl_keyfile=str(pki / "srv-key.pem"),
         ssl_certfile=str(pki / "srv.pem"),
         ssl_ca_certs=str(pki / "ca.pem"),
@@ -62,7 +71,7 @@ def server(pki):
         lifespan="off",
     )
     srv = uvicorn.Server(config)
-    thread = threading.Thread(target=lambda: asyncio.run(srv.serve()), daemon=True)
+    thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
     wait_until(lambda: srv.started, 10, "uvicorn")
     yield f"https://127.0.0.1:{port}"
@@ -74,10 +83,11 @@ def test_app_sees_the_verified_client_certificate(server, pki):
     context = tls(pki / "ca.pem", pki / "dev.pem", pki / "dev-key.pem")
     with httpx.Client(verify=context) as client:
         for _ in range(2):  # also on a kept-alive connection's second request
-            pem = client.get(server).text
+            pem, peer = client.get(server).text.rsplit("\n", 1)
             cert = x509.load_pem_x509_certificate(pem.encode())
             assert "CN=device-42" in cert.subject.rfc4514_string()
+            assert peer == f"device-42 {cert.serial_number:x}"
 
 
 def test_app_sees_no_certificate_when_none_is_sent(server, pki):
-    assert httpx.get(server, verify=tls(pki / "ca.pem")).text == "none"
+    assert httpx.get(server, verify=tls(pki / "ca.pem")).text == "none\nno peer"

@@ -5,11 +5,12 @@ from ._datadir import HubFiles, prepare_data_dir
 from ._db import make_engine, sqlite_url, upgrade_schema
 from ._serve import BuiltHub, ServeOptions, build_hub, serve
 from ._state import HubSettings, HubState
-from ._tls import ClientCertH11Protocol
+from ._tls import ClientCertH11Protocol, ClientCertHttpToolsProtocol
 
 __all__ = [
     "BuiltHub",
     "ClientCertH11Protocol",
+    "ClientCertHttpToolsProtocol",
     "HubFiles",
     "HubSettings",
     "HubState",

@@ -19,7 +19,7 @@ from fogline.protocol import API_PREFIX, MAX_BODY_BYTES, ErrorBody, ErrorDetail
 
 from ._desired import desired_seq
 from ._errors import ApiError
-from ._metrics import timing_middleware
+from ._metrics import RequestTiming
 from ._releases import MAX_RELEASE_BYTES
 from ._rollout_scheduler import run_scheduler
 from ._routes_device import router as device_router
@@ -198,7 +198,9 @@ def create_app(state: HubState) -> FastAPI:
             watcher = tg.create_task(state.notifier.watch(read_seq), name="desired-watch")
             retention = tg.create_task(_retention_forever(state), name="retention")
             rollouts = tg.create_task(run_scheduler(state), name="rollout-scheduler")
+            reports = tg.create_task(state.reports.run(), name="report-writer")
             yield
+            reports.cancel()
             watcher.cancel()
             retention.cancel()
             rollouts.cancel()
@@ -221,7 +223,7 @@ def create_app(state: HubState) -> FastAPI:
     app.add_exception_handler(ApiError, _on_api_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
     app.add_exception_handler(Exception, _on_unexpected)
-    app.middleware("http")(timing_middleware(state.metrics))
+    app.add_middleware(RequestTiming, metrics=state.metrics)
     app.add_middleware(
         BodyLimit,
         max_bytes=MAX_BODY_BYTES,
@@ -241,7 +243,7 @@ def create_app(state: HubState) -> FastAPI:
         )
 
     @app.get("/healthz", include_in_schema=False)
-    def healthz() -> dict[str, str]:
+    async def healthz() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 
     return app

@@ -4,21 +4,28 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated
 
-from cryptography import x509
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
-
-from fogline.security import device_id_from_cert
 
 from ._errors import ForbiddenError, UnauthorizedError
 from ._schema import DeviceRow, TokenRow
 from ._state import HubState
-from ._store import active_device, operator_for_token
+from ._store import authenticated_device, operator_for_token
+from ._tls import PEER_SCOPE_KEY, PeerCertificate
 
 
 def hub_state(request: Request) -> HubState:
     state: HubState = request.app.state.hub
     return state
+
+
+async def _state_dependency(request: Request) -> HubState:
+    # async: FastAPI runs a plain-def dependency on a worker thread, a hop
+    # that costs more than this lookup.
+    return hub_state(request)
+
+
+StateDep = Annotated[HubState, Depends(_state_dependency)]
 
 
 def db_session(request: Request) -> Iterator[Session]:
@@ -28,10 +35,30 @@ def db_session(request: Request) -> Iterator[Session]:
         yield session
 
 
-def client_cert_pem(request: Request) -> str | None:
-    tls = request.scope.get("extensions", {}).get("tls", {})
-    chain = tls.get("client_cert_chain") or []
-    return str(chain[0]) if chain else None
+@dataclass(frozen=True, slots=True)
+class DevicePeer:
+    device_id: str
+    serial_hex: str
+
+
+def has_client_cert(request: Request) -> bool:
+    return isinstance(request.scope.get(PEER_SCOPE_KEY), PeerCertificate)
+
+
+def client_peer(request: Request) -> DevicePeer:
+    """The device id and serial of the verified client certificate, read once
+    per connection by the TLS protocol (see _tls.py).
+
+    Raises:
+        UnauthorizedError: no client certificate on the connection.
+        ForbiddenError: the certificate names no device.
+    """
+    peer = request.scope.get(PEER_SCOPE_KEY)
+    if not isinstance(peer, PeerCertificate):  # same test as has_client_cert, for mypy
+        raise UnauthorizedError("the device API needs a client certificate issued by the fleet CA")
+    if peer.device_id is None:
+        raise ForbiddenError("client certificate has no device id")
+    return DevicePeer(peer.device_id, peer.serial_hex)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,17 +75,8 @@ def check_device(session: Session, request: Request) -> DeviceRow:
     check the device still exists, is not revoked, and that this is the
     certificate we issued it (not an older one).
     """
-    pem = client_cert_pem(request)
-    if pem is None:
-        raise UnauthorizedError("the device API needs a client certificate issued by the fleet CA")
-    cert = x509.load_pem_x509_certificate(pem.encode())
-    device_id = device_id_from_cert(cert)
-    if device_id is None:
-        raise ForbiddenError("client certificate has no device id")
-    row = active_device(session, device_id)
-    if row.cert_serial != format(cert.serial_number, "x"):
-        raise ForbiddenError("client certificate has been superseded")
-    return row
+    peer = client_peer(request)
+    return authenticated_device(session, peer.device_id, peer.serial_hex)
 
 
 def require_device(request: Request) -> DeviceIdentity:

@@ -7,6 +7,7 @@ FoglineError
     ForbiddenError     403 known caller, not allowed (revoked device, bad claim)
     NotFoundError      404
     ConflictError      409 the name or version is taken
+    UnavailableError   503 the hub is stopping; try again
 """
 
 from fogline._errors import FoglineError
@@ -45,3 +46,8 @@ class NotFoundError(ApiError):
 class ConflictError(ApiError):
     status = 409
     code = "conflict"
+
+
+class UnavailableError(ApiError):
+    status = 503
+    code = "unavailable"

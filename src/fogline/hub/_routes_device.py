@@ -20,19 +20,25 @@ from fogline.protocol import (
     ReportAck,
 )
 
-from ._auth import DeviceIdentity, check_device, db_session, hub_state, require_device
+from ._auth import (
+    DeviceIdentity,
+    StateDep,
+    check_device,
+    client_peer,
+    db_session,
+    require_device,
+)
 from ._desired import recompile_device, release_keys
 from ._errors import ApiError
 from ._schema import DesiredStateRow
 from ._state import HubState
-from ._store import effective_labels, enroll_device, record_report
+from ._store import enroll_device
 
 log = logging.getLogger("fogline.hub.device")
 router = APIRouter(prefix=API_PREFIX, tags=["device"])
 REVOKE_RECHECK_S = 5.0
 
 SessionDep = Annotated[Session, Depends(db_session)]
-StateDep = Annotated[HubState, Depends(hub_state)]
 DeviceDep = Annotated[DeviceIdentity, Depends(require_device)]
 
 
@@ -60,23 +66,14 @@ def enroll(body: EnrollRequest, session: SessionDep, state: StateDep) -> EnrollR
 
 
 @router.post("/report", response_model=ReportAck)
-def report(body: Report, request: Request, session: SessionDep, state: StateDep) -> ReportAck:
-    """A device's periodic report: facts, labels, the desired revision it applied."""
-    device = check_device(session, request)
-    labels_before = effective_labels(device)
-    record_report(device, body)
-    changed = False
-    if effective_labels(device) != labels_before:
-        changed = recompile_device(session, state.deployments, device)
-    if body.applied is not None:
-        desired = session.get(DesiredStateRow, device.id)
-        if desired is not None:
-            desired.applied_revision = body.applied.revision
-            desired.applied_ok = body.applied.ok
-            desired.applied_error = body.applied.error
-    session.commit()
-    if changed:
-        state.notifier.poke()
+async def report(body: Report, request: Request, state: StateDep) -> ReportAck:
+    """A device's periodic report: facts, labels, the desired revision it applied.
+
+    Async, with no database session of its own: the batched writer
+    authenticates the device and records the report (see _reports.py).
+    """
+    peer = client_peer(request)
+    await state.reports.record(peer.device_id, peer.serial_hex, body)
     return ReportAck(report_interval_s=state.settings.report_interval_s)
 
 

@@ -20,17 +20,15 @@ from fogline.protocol import (
     PlanResult,
 )
 
-from ._auth import db_session, hub_state, require_operator
+from ._auth import StateDep, db_session, require_operator
 from ._errors import NotFoundError
 from ._manifests import apply, delete_deployment, prepare
 from ._schema import DeploymentRow, DesiredStateRow, TokenRow
-from ._state import HubState
 
 log = logging.getLogger("fogline.hub.manifest")
 router = APIRouter(prefix=API_PREFIX, tags=["manifests"])
 
 SessionDep = Annotated[Session, Depends(db_session)]
-StateDep = Annotated[HubState, Depends(hub_state)]
 OperatorDep = Annotated[TokenRow, Depends(require_operator)]
 
 

@@ -17,10 +17,9 @@ from fogline.protocol import (
     LabelChange,
 )
 
-from ._auth import db_session, hub_state, require_operator
+from ._auth import StateDep, db_session, require_operator
 from ._desired import recompile_device, sync_report
 from ._schema import DesiredStateRow, TokenRow
-from ._state import HubState
 from ._store import (
     change_labels,
     claim_view,
@@ -38,7 +37,6 @@ log = logging.getLogger("fogline.hub.operator")
 router = APIRouter(prefix=API_PREFIX, tags=["operator"])
 
 SessionDep = Annotated[Session, Depends(db_session)]
-StateDep = Annotated[HubState, Depends(hub_state)]
 OperatorDep = Annotated[TokenRow, Depends(require_operator)]
 
 

@@ -22,7 +22,7 @@ from fogline._log import event
 from fogline.artifact import SignatureEnvelope
 from fogline.protocol import API_PREFIX
 
-from ._auth import check_device, client_cert_pem, hub_state, require_operator
+from ._auth import StateDep, check_device, has_client_cert, hub_state, require_operator
 from ._errors import NotFoundError, UnauthorizedError
 from ._releases import (
     MAX_RELEASE_BYTES,
@@ -47,8 +47,6 @@ from ._store import utcnow
 log = logging.getLogger("fogline.hub.release")
 router = APIRouter(prefix=API_PREFIX, tags=["releases"])
 
-StateDep = Annotated[HubState, Depends(hub_state)]
-
 
 def _operator(request: Request) -> str:
     """The calling operator's token name, checked in a short session of its own:
@@ -61,7 +59,7 @@ def _reader(request: Request) -> str:
     """An operator (bearer token) or an enrolled device (client certificate)."""
     if request.headers.get("authorization"):
         return "operator:" + _operator(request)
-    if client_cert_pem(request) is None:
+    if not has_client_cert(request):
         raise UnauthorizedError("send an operator bearer token or a device client certificate")
     with hub_state(request).sessions() as session:
         return "device:" + check_device(session, request).id

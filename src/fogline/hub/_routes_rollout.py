@@ -12,18 +12,16 @@ from fogline.manifest import parse_duration, parse_timestamp
 from fogline.protocol import API_PREFIX
 
 from ._audit import MAX_AUDIT_ROWS, audit_view, list_audit
-from ._auth import db_session, hub_state, require_operator
+from ._auth import StateDep, db_session, require_operator
 from ._errors import BadRequestError
 from ._rollouts import find_rollout, list_rollouts, operate, rollout_view
 from ._schema import TokenRow
-from ._state import HubState
 from ._store import utcnow
 
 log = logging.getLogger("fogline.hub.rollout")
 router = APIRouter(prefix=API_PREFIX, tags=["rollouts"])
 
 SessionDep = Annotated[Session, Depends(db_session)]
-StateDep = Annotated[HubState, Depends(hub_state)]
 OperatorDep = Annotated[TokenRow, Depends(require_operator)]
 RefPath = Annotated[str, Path(min_length=1, max_length=128)]
 

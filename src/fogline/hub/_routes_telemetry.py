@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from fogline.manifest import parse_duration
 from fogline.protocol import API_PREFIX, BatchFormatError, decode_batch
 
-from ._auth import check_device, db_session, hub_state, require_operator
+from ._auth import StateDep, check_device, db_session, require_operator
 from ._errors import BadRequestError
 from ._schema import TokenRow
 from ._state import HubState
@@ -22,7 +22,6 @@ log = logging.getLogger("fogline.hub.telemetry")
 router = APIRouter(prefix=API_PREFIX, tags=["telemetry"])
 
 SessionDep = Annotated[Session, Depends(db_session)]
-StateDep = Annotated[HubState, Depends(hub_state)]
 OperatorDep = Annotated[TokenRow, Depends(require_operator)]
 
 

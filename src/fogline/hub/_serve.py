@@ -17,7 +17,7 @@ from ._datadir import HubFiles, prepare_data_dir, save_admin_token
 from ._db import make_engine, make_session_factory, sqlite_url, upgrade_schema
 from ._state import HubSettings, HubState
 from ._store import ensure_admin_token
-from ._tls import ClientCertH11Protocol
+from ._tls import ClientCertHttpToolsProtocol
 
 log = logging.getLogger("fogline.hub")
 
@@ -83,7 +83,10 @@ def serve(options: ServeOptions) -> None:
         create_app(state),
         host=options.host,
         port=options.port,
-        http=ClientCertH11Protocol,
+        # uvloop's TLS and the httptools parser are C: together they more
+        # than double the requests one hub core serves (BENCHMARKS.md).
+        loop="uvloop",
+        http=ClientCertHttpToolsProtocol,
         ssl_keyfile=str(files.tls_key),
         ssl_certfile=str(files.tls_cert),
         ssl_ca_certs=str(files.ca_cert),

@@ -13,6 +13,7 @@ from fogline.security import CertificateAuthority
 
 from ._desired import DeploymentCache, DesiredNotifier
 from ._metrics import HubMetrics
+from ._reports import ReportWriter
 from ._validators import default_validators
 
 
@@ -41,6 +42,16 @@ class HubState:
     # Content-addressed release archives (DATA/artifacts); None: no store, so
     # release pushes and artifact downloads answer 503.
     artifacts_dir: Path | None = None
+    # Device reports, written in batches (see _reports.py).
+    reports: ReportWriter = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.reports = ReportWriter(
+            self.sessions,
+            self.deployments,
+            self.notifier,
+            observe_batch=self.metrics.report_batches.observe,
+        )
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:

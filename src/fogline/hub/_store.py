@@ -239,13 +239,29 @@ def _claim_matches(session: Session, token: str, claim_id: str | None) -> bool:
     return row is not None and row.id == claim_id and secret_matches(parsed.secret, row.secret_hash)
 
 
-def active_device(session: Session, device_id: str) -> DeviceRow:
-    """The device behind a verified client certificate, refusing revoked ones."""
+def device_refusal(device: DeviceRow | None, cert_serial: str) -> ForbiddenError | None:
+    """Why a verified client certificate with this serial may not act as this
+    device (unknown, revoked, or an older certificate), or None."""
+    if device is None:
+        return ForbiddenError("unknown device")
+    if device.revoked_at is not None:
+        return ForbiddenError("device is revoked")
+    if device.cert_serial != cert_serial:
+        return ForbiddenError("client certificate has been superseded")
+    return None
+
+
+def authenticated_device(session: Session, device_id: str, cert_serial: str) -> DeviceRow:
+    """The device behind a verified client certificate.
+
+    Raises:
+        ForbiddenError: see `device_refusal`.
+    """
     row = session.get(DeviceRow, device_id)
-    if row is None:
-        raise ForbiddenError("unknown device")
-    if row.revoked_at is not None:
-        raise ForbiddenError("device is revoked")
+    refusal = device_refusal(row, cert_serial)
+    if refusal is not None:
+        raise refusal
+    assert row is not None  # device_refusal refuses a missing row
     return row
 
 

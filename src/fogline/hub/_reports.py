@@ -1,0 +1,162 @@
+"""Device reports, recorded in batches: one writer, one transaction per batch.
+
+A fleet of thousands reports every few seconds. A worker-thread hop and a
+transaction per report cost more than the report itself, and on SQLite many
+writers only queue for the one write lock. Here each request queues its
+report and waits; a single writer takes every report queued so far, loads
+the devices in one query, authenticates each device against its row (still
+there, not revoked, this certificate), records what changed, commits once
+and answers all of them. Under light load a batch is one report and nothing
+waits longer than before; under heavy load batches grow and the cost per
+report falls. A report is acknowledged only after its transaction committed.
+
+If a batch fails as a whole, its reports are written again one by one, so
+one bad report cannot fail the devices that shared its batch.
+"""
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Final
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from fogline._log import event
+from fogline.protocol import Report
+
+from ._desired import DeploymentCache, DesiredNotifier, recompile_device
+from ._errors import UnavailableError
+from ._schema import DesiredStateRow, DeviceRow
+from ._store import device_refusal, effective_labels, record_report
+
+log = logging.getLogger("fogline.hub.reports")
+MAX_BATCH: Final = 500
+
+
+@dataclass(slots=True)
+class _Pending:
+    device_id: str
+    cert_serial: str
+    report: Report
+    done: asyncio.Future[None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+class ReportWriter:
+    """Queues reports from request handlers and records them in batches."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        deployments: DeploymentCache,
+        notifier: DesiredNotifier,
+        *,
+        max_batch: int = MAX_BATCH,
+        observe_batch: Callable[[int], None] = lambda _size: None,
+    ) -> None:
+        self._sessions = sessions
+        self._deployments = deployments
+        self._notifier = notifier
+        self._max_batch = max_batch
+        self._observe_batch = observe_batch
+        self._queue: list[_Pending] = []
+        self._wake = asyncio.Event()
+        self._running = False
+
+    async def record(self, device_id: str, cert_serial: str, report: Report) -> None:
+        """Record one device's report; returns once it is committed.
+
+        Raises:
+            ForbiddenError: unknown or revoked device, or a superseded certificate.
+            UnavailableError: the hub stopped before the report was written.
+        """
+        pending = _Pending(device_id, cert_serial, report)
+        if not self._running:  # no writer task (an app served without lifespan)
+            await self._write_batch([pending])
+        else:
+            self._queue.append(pending)
+            self._wake.set()
+        await pending.done
+
+    async def run(self) -> None:
+        """The writer: runs for the app's lifetime (its lifespan task group)."""
+        self._running = True
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                while self._queue:
+                    batch = self._queue[: self._max_batch]
+                    del self._queue[: self._max_batch]
+                    await self._write_batch(batch)
+        finally:
+            self._running = False
+            stopping = UnavailableError("the hub is stopping; report again later")
+            for pending in self._queue:
+                if not pending.done.done():
+                    pending.done.set_exception(stopping)
+            self._queue.clear()
+
+    async def _write_batch(self, batch: list[_Pending]) -> None:
+        self._observe_batch(len(batch))
+        try:
+            outcomes = await asyncio.to_thread(self._write, batch)
+        except Exception as exc:  # the batch as a whole failed: one by one
+            event(log, "reports.batch_failed", logging.WARNING, size=len(batch), error=repr(exc))
+            outcomes = [await asyncio.to_thread(self._write_one, p) for p in batch]
+        for pending, outcome in zip(batch, outcomes, strict=True):
+            if pending.done.done():
+                continue  # the request went away (client disconnect, shutdown)
+            if outcome is None:
+                pending.done.set_result(None)
+            else:
+                pending.done.set_exception(outcome)
+
+    def _write_one(self, pending: _Pending) -> BaseException | None:
+        try:
+            return self._write([pending])[0]
+        except Exception as exc:
+            return exc
+
+    def _write(self, batch: Sequence[_Pending]) -> list[BaseException | None]:
+        """In a worker thread: one transaction for the whole batch."""
+        ids = {p.device_id for p in batch}
+        applied_ids = {p.device_id for p in batch if p.report.applied is not None}
+        outcomes: list[BaseException | None] = []
+        desired_changed = False
+        with self._sessions() as session:
+            rows = session.scalars(select(DeviceRow).where(DeviceRow.id.in_(ids)))
+            devices = {row.id: row for row in rows}
+            desired = (
+                {
+                    row.device_id: row
+                    for row in session.scalars(
+                        select(DesiredStateRow).where(DesiredStateRow.device_id.in_(applied_ids))
+                    )
+                }
+                if applied_ids
+                else {}
+            )
+            for pending in batch:
+                device = devices.get(pending.device_id)
+                refusal = device_refusal(device, pending.cert_serial)
+                outcomes.append(refusal)
+                if device is None or refusal is not None:
+                    continue
+                labels_before = effective_labels(device)
+                record_report(device, pending.report)
+                if effective_labels(device) != labels_before:
+                    desired_changed |= recompile_device(session, self._deployments, device)
+                applied = pending.report.applied
+                row = desired.get(device.id)
+                if applied is not None and row is not None:
+                    row.applied_revision = applied.revision
+                    row.applied_ok = applied.ok
+                    row.applied_error = applied.error
+            session.commit()
+        if desired_changed:
+            self._notifier.poke()
+        return outcomes

@@ -1,0 +1,146 @@
+"""Batched report writing against SQLite and a real PostgreSQL (db_url fixture).
+
+Many devices reporting at once share a transaction; each is still
+authenticated on its own, and one bad report fails only itself.
+"""
+
+import asyncio
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from fogline.hub import make_engine, upgrade_schema
+from fogline.hub._db import make_session_factory
+from fogline.hub._desired import DeploymentCache, DesiredNotifier
+from fogline.hub._errors import ForbiddenError
+from fogline.hub._reports import ReportWriter
+from fogline.hub._store import create_claim, enroll_device, find_device, revoke_device
+from fogline.protocol import ClaimCreate, EnrollRequest, Report
+from fogline.security import CertificateAuthority, make_csr
+from tests.support.device import FACTS
+
+DEVICES = 40
+
+
+@pytest.fixture
+def fleet(db_url, tmp_path):
+    """(session factory, {name: (device id, cert serial)}) for DEVICES enrolled devices."""
+    engine = make_engine(db_url)
+    upgrade_schema(engine)
+    sessions = make_session_factory(engine)
+    ca = CertificateAuthority.load_or_create(tmp_path / "ca")
+    devices = {}
+    with sessions() as session, session.begin():
+        _row, token = create_claim(session, ClaimCreate(max_uses=DEVICES))
+        for i in range(DEVICES):
+            key = ec.generate_private_key(ec.SECP256R1())
+            name = f"n{i}"
+            request = EnrollRequest.model_validate(
+                {"claim": token, "csr": make_csr(key, name).decode(), "name": name, "facts": FACTS}
+            )
+            row, _pem = enroll_device(session, ca, request)
+            devices[name] = (row.id, row.cert_serial)
+    yield sessions, devices
+    engine.dispose()
+
+
+def _report(version: str) -> Report:
+    return Report.model_validate(
+        {"facts": {**FACTS, "agent_version": version}, "outbox": None, "modules": {"v": version}}
+    )
+
+
+async def _report_all(writer: ReportWriter, reports: dict[str, tuple[str, str, Report]]):
+    runner = asyncio.create_task(writer.run())
+    await asyncio.sleep(0)  # the writer is running: reports queue for it
+    try:
+        results = await asyncio.gather(
+            *(writer.record(*args) for args in reports.values()), return_exceptions=True
+        )
+    finally:
+        runner.cancel()
+    return dict(zip(reports, results, strict=True))
+
+
+def test_concurrent_reports_share_transactions_and_each_is_authenticated(fleet):
+    sessions, devices = fleet
+    with sessions() as session, session.begin():
+        revoke_device(find_device(session, "n1"))
+        seen_before = {name: find_device(session, name).last_seen for name in devices}
+    batches: list[int] = []
+    writer = ReportWriter(
+        sessions, DeploymentCache(), DesiredNotifier(), max_batch=16, observe_batch=batches.append
+    )
+    reports = {
+        name: (dev_id, serial, _report("2.0.0")) for name, (dev_id, serial) in devices.items()
+    }
+    dev_id, _serial = devices["n2"]
+    reports["n2"] = (dev_id, "bad0", _report("2.0.0"))  # an old certificate's serial
+    reports["ghost"] = ("no-such-device", "abc", _report("2.0.0"))
+
+    outcomes = asyncio.run(_report_all(writer, reports))
+
+    assert sum(batches) == len(reports) and max(batches) > 1 and max(batches) <= 16
+    assert isinstance(outcomes["n1"], ForbiddenError) and "revoked" in str(outcomes["n1"])
+    assert isinstance(outcomes["n2"], ForbiddenError) and "superseded" in str(outcomes["n2"])
+    assert isinstance(outcomes["ghost"], ForbiddenError)
+    refused = {"n1", "n2", "ghost"}
+    assert all(outcomes[name] is None for name in reports if name not in refused)
+    with sessions() as session:
+        for name in devices:
+            row = find_device(session, name)
+            written = name not in refused
+            assert (row.facts["agent_version"] == "2.0.0") is written, name
+            assert (row.last_seen != seen_before[name]) is written, name
+            assert (row.reported == {"modules": {"v": "2.0.0"}}) is written, name
+
+
+def test_one_failing_report_fails_alone(fleet, monkeypatch):
+    sessions, devices = fleet
+    poisoned_id = devices["n3"][0]
+    import fogline.hub._reports as reports_module
+
+    real_record = reports_module.record_report
+
+    def record_or_fail(row, report):
+        if row.id == poisoned_id:
+            raise RuntimeError("injected failure")
+        real_record(row, report)
+
+    monkeypatch.setattr(reports_module, "record_report", record_or_fail)
+    writer = ReportWriter(sessions, DeploymentCache(), DesiredNotifier())
+    reports = {
+        name: (dev_id, serial, _report("3.0.0")) for name, (dev_id, serial) in devices.items()
+    }
+
+    outcomes = asyncio.run(_report_all(writer, reports))
+
+    assert isinstance(outcomes["n3"], RuntimeError)
+    assert all(outcomes[name] is None for name in devices if name != "n3")
+    with sessions() as session:
+        assert find_device(session, "n3").facts["agent_version"] != "3.0.0"
+        assert find_device(session, "n4").facts["agent_version"] == "3.0.0"
+
+
+def test_reports_queued_when_the_writer_stops_are_refused_not_lost_silently(fleet):
+    sessions, devices = fleet
+    writer = ReportWriter(sessions, DeploymentCache(), DesiredNotifier())
+    dev_id, serial = devices["n5"]
+
+    async def scenario():
+        runner = asyncio.create_task(writer.run())
+        await asyncio.sleep(0)
+        runner.cancel()  # stops before it takes the queued report
+        pending = asyncio.create_task(writer.record(dev_id, serial, _report("4.0.0")))
+        await asyncio.sleep(0)
+        with pytest.raises(asyncio.CancelledError):
+            await runner
+        return await asyncio.gather(pending, return_exceptions=True)
+
+    (outcome,) = asyncio.run(scenario())
+    # Either written before the writer stopped, or answered 503 -- never left hanging.
+    if outcome is None:
+        with sessions() as session:
+            assert find_device(session, "n5").facts["agent_version"] == "4.0.0"
+    else:
+        assert getattr(outcome, "status", None) == 503
