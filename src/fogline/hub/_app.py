@@ -17,7 +17,7 @@ from fogline import __version__
 from fogline._log import event
 from fogline.protocol import API_PREFIX, MAX_BODY_BYTES, ErrorBody, ErrorDetail
 
-from ._desired import desired_seq
+from ._desired import desired_changes_since
 from ._errors import ApiError
 from ._metrics import RequestTiming
 from ._releases import MAX_RELEASE_BYTES
@@ -190,12 +190,12 @@ def create_app(state: HubState) -> FastAPI:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         state.notifier.bind(asyncio.get_running_loop())
 
-        def read_seq() -> int:
+        def read_changes(since: int) -> list[tuple[str, int]]:
             with state.sessions() as session:
-                return desired_seq(session)
+                return desired_changes_since(session, since)
 
         async with asyncio.TaskGroup() as tg:
-            watcher = tg.create_task(state.notifier.watch(read_seq), name="desired-watch")
+            watcher = tg.create_task(state.notifier.watch(read_changes), name="desired-watch")
             retention = tg.create_task(_retention_forever(state), name="retention")
             rollouts = tg.create_task(run_scheduler(state), name="rollout-scheduler")
             reports = tg.create_task(state.reports.run(), name="report-writer")

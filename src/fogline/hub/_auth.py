@@ -61,13 +61,6 @@ def client_peer(request: Request) -> DevicePeer:
     return DevicePeer(peer.device_id, peer.serial_hex)
 
 
-@dataclass(frozen=True, slots=True)
-class DeviceIdentity:
-    """A device that proved who it is with a current certificate."""
-
-    device_id: str
-
-
 def check_device(session: Session, request: Request) -> DeviceRow:
     """The device whose certificate is on this connection.
 
@@ -77,13 +70,6 @@ def check_device(session: Session, request: Request) -> DeviceRow:
     """
     peer = client_peer(request)
     return authenticated_device(session, peer.device_id, peer.serial_hex)
-
-
-def require_device(request: Request) -> DeviceIdentity:
-    """Authenticate a device in a short session of its own, so that long-polls
-    do not hold a database connection while they wait."""
-    with hub_state(request).sessions() as session:
-        return DeviceIdentity(check_device(session, request).id)
 
 
 def require_operator(

@@ -2,11 +2,13 @@
 
 The hub keeps one DesiredStateRow per device: the document it serves and the
 revision the device last reported applied. Every change to a device's row
-also bumps `fleet_generation.desired_seq`, which each replica's notifier
-watches to wake its long-polling devices, whichever replica made the change.
+takes the next `fleet_generation.desired_seq` and stamps it on the row; each
+replica's notifier asks for rows changed since the last number it saw and
+wakes those devices' long-polls, whichever replica made the change.
 """
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -56,11 +58,37 @@ def bump_generation(session: Session) -> None:
     )
 
 
-def desired_seq(session: Session) -> int:
-    return int(
-        session.scalar(select(FleetGenerationRow.desired_seq).where(FleetGenerationRow.id == 1))
-        or 0
+def next_desired_seq(session: Session) -> int:
+    """Take the next fleet sequence number for a desired-state change.
+
+    The UPDATE locks the one counter row until commit, so transactions that
+    change desired states commit in sequence order: a replica that has seen
+    N committed has seen every change numbered below N.
+    """
+    seq = session.scalar(
+        update(FleetGenerationRow)
+        .where(FleetGenerationRow.id == 1)
+        .values(desired_seq=FleetGenerationRow.desired_seq + 1)
+        .returning(FleetGenerationRow.desired_seq)
     )
+    assert seq is not None, "migration 0002 creates the fleet_generation row"
+    return int(seq)
+
+
+def desired_changes_since(session: Session, seq: int) -> list[tuple[str, int]]:
+    """(device id, sequence number) of every desired state changed after `seq`."""
+    rows = session.execute(
+        select(DesiredStateRow.device_id, DesiredStateRow.seq).where(DesiredStateRow.seq > seq)
+    )
+    return [(device_id, int(row_seq)) for device_id, row_seq in rows]
+
+
+def touch_desired(session: Session, device_id: str) -> None:
+    """Wake the device's long-poll without changing its state (it was revoked:
+    the poll then re-authenticates and is refused)."""
+    row = session.get(DesiredStateRow, device_id)
+    if row is not None:
+        row.seq = next_desired_seq(session)
 
 
 def parse_deployments(rows: Iterable[DeploymentRow]) -> list[Deployment]:
@@ -119,6 +147,7 @@ def store_desired(session: Session, device: DeviceRow, state: DesiredState) -> b
     if row is not None and row.revision == state.revision:
         return False
     now = utcnow()
+    seq = next_desired_seq(session)
     if row is None:
         session.add(
             DesiredStateRow(
@@ -129,15 +158,12 @@ def store_desired(session: Session, device: DeviceRow, state: DesiredState) -> b
                 applied_revision=None,
                 applied_ok=True,
                 applied_error=None,
+                seq=seq,
             )
         )
     else:
         row.revision, row.document, row.updated_at = state.revision, plain(state.document), now
-    session.execute(
-        update(FleetGenerationRow)
-        .where(FleetGenerationRow.id == 1)
-        .values(desired_seq=FleetGenerationRow.desired_seq + 1)
-    )
+        row.seq = seq
     return True
 
 
@@ -164,52 +190,83 @@ def sync_report(row: DesiredStateRow | None) -> SyncReport:
 
 
 class DesiredNotifier:
-    """Wakes long-polls when any desired state changes, in this replica or another.
+    """Wakes a long-polling device when its desired state changes, whichever
+    hub replica made the change.
 
-    One task per replica polls `desired_seq` (one tiny query per tick); a
-    change in this process also wakes waiters at once via `poke()`.
+    Each replica keeps the last change number of every device and one task
+    asks the database for the devices changed since the last look (one
+    indexed query per tick, answered from memory when nothing changed). Only
+    the long-polls of those devices wake: a rollout wave that changes 100
+    devices costs 100 reads, not one per device in the fleet. A change made
+    in this process (`poke`) is looked up at once instead of at the next tick.
     """
 
     def __init__(self, tick_s: float = 0.5) -> None:
         self.tick_s = tick_s
-        self._event = asyncio.Event()
+        self.closing = False
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._poked = asyncio.Event()
+        self._last_seq = -1  # nothing read yet: the first look loads every device
+        self._seqs: dict[str, int] = {}
+        self._waiters: dict[str, list[tuple[int, asyncio.Future[None]]]] = {}
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
 
-    def _fire(self) -> None:
-        event, self._event = self._event, asyncio.Event()
-        event.set()
-
-    closing = False
-
     def close(self) -> None:
-        """The hub is stopping: answer every long-poll now, so shutdown is quick."""
+        """Thread-safe. The hub is stopping: answer every long-poll now, so
+        shutdown is quick."""
         self.closing = True
         if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._fire)
+            self._loop.call_soon_threadsafe(self._wake_all)
 
     def poke(self) -> None:
-        """Thread-safe: called from request threads after a commit."""
+        """Thread-safe: called after committing a desired-state change."""
         if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._fire)
+            self._loop.call_soon_threadsafe(self._poked.set)
 
-    async def wait(self, timeout_s: float) -> bool:
-        """Wait for a change; True when one came, False on timeout."""
-        event = self._event
+    async def wait(self, device_id: str, seen_seq: int, timeout_s: float) -> bool:
+        """Wait until the device's desired state changes after `seen_seq`
+        (the `seq` of the row the caller read). True when it did or the hub
+        is stopping; False on timeout."""
+        if self.closing or self._seqs.get(device_id, -1) > seen_seq:
+            return True
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        entry = (seen_seq, future)
+        waiters = self._waiters.setdefault(device_id, [])
+        waiters.append(entry)
         try:
             async with asyncio.timeout(timeout_s):
-                await event.wait()
+                await future
         except TimeoutError:
             return False
+        finally:
+            waiters.remove(entry)
+            if not waiters:
+                del self._waiters[device_id]
         return True
 
-    async def watch(self, read_seq: Callable[[], int]) -> None:
-        last = await asyncio.to_thread(read_seq)
+    async def watch(self, read_changes: Callable[[int], list[tuple[str, int]]]) -> None:
+        """The replica's watcher: runs for the app's lifetime."""
         while True:
-            await asyncio.sleep(self.tick_s)
-            current = await asyncio.to_thread(read_seq)
-            if current != last:
-                last = current
-                self._fire()
+            self._apply(await asyncio.to_thread(read_changes, self._last_seq))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.tick_s):
+                    await self._poked.wait()
+            self._poked.clear()
+
+    def _apply(self, changes: list[tuple[str, int]]) -> None:
+        for device_id, seq in changes:
+            if seq <= self._seqs.get(device_id, -1):
+                continue
+            self._seqs[device_id] = seq
+            self._last_seq = max(self._last_seq, seq)
+            for seen_seq, future in self._waiters.get(device_id, ()):
+                if seq > seen_seq and not future.done():
+                    future.set_result(None)
+
+    def _wake_all(self) -> None:
+        for waiters in self._waiters.values():
+            for _seen, future in waiters:
+                if not future.done():
+                    future.set_result(None)

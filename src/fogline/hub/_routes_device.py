@@ -21,12 +21,10 @@ from fogline.protocol import (
 )
 
 from ._auth import (
-    DeviceIdentity,
     StateDep,
     check_device,
     client_peer,
     db_session,
-    require_device,
 )
 from ._desired import recompile_device, release_keys
 from ._errors import ApiError
@@ -36,10 +34,8 @@ from ._store import enroll_device
 
 log = logging.getLogger("fogline.hub.device")
 router = APIRouter(prefix=API_PREFIX, tags=["device"])
-REVOKE_RECHECK_S = 5.0
 
 SessionDep = Annotated[Session, Depends(db_session)]
-DeviceDep = Annotated[DeviceIdentity, Depends(require_device)]
 
 
 @router.post("/enroll", response_model=EnrollResponse)
@@ -77,10 +73,12 @@ async def report(body: Report, request: Request, state: StateDep) -> ReportAck:
     return ReportAck(report_interval_s=state.settings.report_interval_s)
 
 
-def _load_desired(state: HubState, request: Request, device_id: str) -> DesiredStateRow | None:
+def _load_desired(state: HubState, request: Request) -> DesiredStateRow | None:
+    """Authenticate the device (each look, so a revoke ends its poll) and read
+    its desired state."""
     with state.sessions() as session:
-        check_device(session, request)  # a revoke lands within one tick of a long-poll
-        row = session.get(DesiredStateRow, device_id)
+        device = check_device(session, request)
+        row = session.get(DesiredStateRow, device.id)
         if row is not None:
             session.expunge(row)
         return row
@@ -89,28 +87,25 @@ def _load_desired(state: HubState, request: Request, device_id: str) -> DesiredS
 @router.get("/desired", response_model=DesiredStateDoc, responses={304: {}})
 async def desired(
     request: Request,
-    device: DeviceDep,
     state: StateDep,
     wait: Annotated[float, Query(ge=0, le=MAX_DESIRED_WAIT_S)] = 0.0,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
     """The device's desired state; with `wait`, a long-poll until it differs
     from the ETag the device already has."""
+    peer = client_peer(request)
     known = (if_none_match or "").strip().strip('"')
-    loop_deadline = None
+    deadline = time.monotonic() + wait
     while True:
-        row = await run_in_threadpool(_load_desired, state, request, device.device_id)
+        row = await run_in_threadpool(_load_desired, state, request)
         if row is not None and row.revision != known:
             body = DesiredStateDoc(revision=row.revision, document=row.document)
             return JSONResponse(body.model_dump(), headers={"etag": f'"{row.revision}"'})
-        now = time.monotonic()
-        if loop_deadline is None:
-            loop_deadline = now + wait
-        remaining = loop_deadline - now
+        remaining = deadline - time.monotonic()
         if remaining <= 0 or state.notifier.closing:
             return Response(status_code=304, headers={"etag": f'"{known}"'} if known else None)
-        # Sleep until a desired state changes somewhere (this replica: at once;
-        # another: within the watcher's tick). Without a change there is nothing
-        # to read, except every few seconds to notice a revoke mid-poll: an idle
-        # fleet of long-polls then costs the database almost nothing.
-        await state.notifier.wait(min(remaining, REVOKE_RECHECK_S))
+        # Sleep until this device's desired state changes (made by this
+        # replica: at once; by another: within the watcher's tick) or it is
+        # revoked. An idle fleet of long-polls costs the database nothing.
+        seen_seq = row.seq if row is not None else -1
+        await state.notifier.wait(peer.device_id, seen_seq, remaining)

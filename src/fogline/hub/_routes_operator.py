@@ -18,7 +18,7 @@ from fogline.protocol import (
 )
 
 from ._auth import StateDep, db_session, require_operator
-from ._desired import recompile_device, sync_report
+from ._desired import recompile_device, sync_report, touch_desired
 from ._schema import DesiredStateRow, TokenRow
 from ._store import (
     change_labels,
@@ -100,6 +100,8 @@ def devices_label(
 def devices_revoke(ref: str, op: OperatorDep, session: SessionDep, state: StateDep) -> DeviceView:
     row = find_device(session, ref)
     revoke_device(row)
+    touch_desired(session, row.id)  # its long-poll wakes and is refused
     session.commit()
+    state.notifier.poke()
     event(log, "device.revoked", device_id=row.id, by=op.name)
     return device_view(row, utcnow(), state.settings.offline_after_s)

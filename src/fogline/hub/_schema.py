@@ -132,6 +132,9 @@ class DesiredStateRow(Base):
     applied_revision: Mapped[str | None] = mapped_column(String(80), nullable=True)
     applied_ok: Mapped[bool] = mapped_column(default=True)
     applied_error: Mapped[str | None] = mapped_column(String(4096), nullable=True)
+    # fleet_generation.desired_seq when this row last changed (or its device
+    # was revoked): replicas read "changed since N" to wake just those polls.
+    seq: Mapped[int] = mapped_column(BigInteger, index=True, default=0, server_default="0")
 
 
 class FleetGenerationRow(Base):
@@ -139,14 +142,14 @@ class FleetGenerationRow(Base):
 
     `generation` is bumped by every change to deployments, so a replica knows
     its cached, parsed deployments are stale. `desired_seq` is bumped by every
-    change to any device's desired state, so one cheap query per replica per
-    tick is enough to wake its long-polling devices.
+    change to any device's desired state and stamped on that state's row, so
+    one cheap query per replica per tick finds the devices to wake.
     """
 
     __tablename__ = "fleet_generation"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     generation: Mapped[int] = mapped_column(Integer)
-    desired_seq: Mapped[int] = mapped_column(Integer)
+    desired_seq: Mapped[int] = mapped_column(BigInteger)
 
 
 class ReleaseRow(Base):

@@ -1,0 +1,161 @@
+"""Long-polls for desired state wake for their own device's changes only,
+for revokes, and across hub replicas.
+
+The hub keeps, per replica, the last change number of each device; a change
+wakes only the polls of the devices it changed (see DesiredNotifier).
+"""
+
+import asyncio
+import shutil
+import textwrap
+import threading
+import time
+from concurrent.futures import Future
+
+import httpx
+import pytest
+
+from fogline.hub._desired import DesiredNotifier
+from tests.support import device as test_device
+from tests.support.device import enroll_device
+from tests.support.processes import HubProcess, start_hub
+
+GOLD_ONLY = textwrap.dedent("""\
+    apiVersion: fogline.dev/v1
+    kind: Deployment
+    metadata: {name: gold-cfg}
+    spec:
+      selector: {matchLabels: {tier: gold}}
+      config: {rate_hz: 5}
+    """)
+
+
+def _etag(device: test_device.TestDevice) -> str:
+    with device.client() as client:
+        response = client.get("/v1/desired")
+    assert response.status_code == 200, response.text
+    return response.headers["etag"].strip('"')
+
+
+def _poll_in_background(device: test_device.TestDevice, etag: str, wait_s: float) -> Future:
+    """Start a long-poll; the future resolves to (status, seconds it took)."""
+    result: Future = Future()
+
+    def run() -> None:
+        started = time.monotonic()
+        try:
+            with device.client() as client:
+                response = client.get(
+                    "/v1/desired",
+                    params={"wait": wait_s},
+                    headers={"if-none-match": f'"{etag}"'},
+                    timeout=wait_s + 10,
+                )
+            result.set_result((response.status_code, time.monotonic() - started))
+        except Exception as exc:  # surfaces in the test's .result()
+            result.set_exception(exc)
+
+    threading.Thread(target=run, daemon=True).start()
+    time.sleep(0.5)  # the poll is waiting at the hub
+    return result
+
+
+def _apply(hub: HubProcess, tmp_path, text: str) -> None:
+    path = tmp_path / "m.yaml"
+    path.write_text(text)
+    hub.cli("apply", "-f", str(path))
+
+
+def test_a_change_wakes_its_device_and_not_the_others(hub, tmp_path):
+    claim = hub.create_claim(max_uses=2)
+    gold = enroll_device(hub, claim, "gold-1", tmp_path)
+    plain = enroll_device(hub, claim, "plain-1", tmp_path)
+    hub.cli("devices", "label", "gold-1", "tier=gold")
+    gold_poll = _poll_in_background(gold, _etag(gold), 20)
+    plain_poll = _poll_in_background(plain, _etag(plain), 4)
+
+    _apply(hub, tmp_path, GOLD_ONLY)
+
+    status, took = gold_poll.result(timeout=30)
+    assert status == 200 and took < 5  # woken by its change, not by the timeout
+    status, took = plain_poll.result(timeout=30)
+    assert status == 304 and took >= 3.9  # nothing changed for it: waited it out
+
+
+def test_revoking_a_device_ends_its_long_poll(hub, tmp_path):
+    claim = hub.create_claim(max_uses=1)
+    device = enroll_device(hub, claim, "doomed", tmp_path)
+    poll = _poll_in_background(device, _etag(device), 25)
+
+    hub.cli("devices", "revoke", "doomed")
+
+    status, took = poll.result(timeout=40)
+    assert status == 403 and took < 5
+
+
+@pytest.mark.postgres
+@pytest.mark.timeout(120)
+def test_a_change_made_on_one_replica_wakes_a_poll_on_another(tmp_path, postgres_url):
+    first = start_hub(tmp_path / "hub-a", db_url=postgres_url)
+    shutil.copytree(first.data_dir, tmp_path / "hub-b", ignore=shutil.ignore_patterns("hub.db*"))
+    second = start_hub(tmp_path / "hub-b", db_url=postgres_url)
+    second.token = first.token
+    try:
+        claim = first.create_claim(max_uses=1)
+        device = enroll_device(first, claim, "gold-2", tmp_path)
+        first.cli("devices", "label", "gold-2", "tier=gold")
+        device.hub = second  # the device polls the other replica
+        poll = _poll_in_background(device, _etag(device), 20)
+
+        _apply(first, tmp_path, GOLD_ONLY)
+
+        status, took = poll.result(timeout=30)
+        assert status == 200 and took < 5
+    finally:
+        second.stop()
+        first.stop()
+
+
+# -- the notifier alone -------------------------------------------------------------
+
+
+def test_notifier_wakes_only_waiters_whose_device_moved_past_what_they_saw():
+    async def scenario() -> tuple[bool, bool, bool, bool]:
+        notifier = DesiredNotifier(tick_s=0.05)
+        notifier.bind(asyncio.get_running_loop())
+        changes: list[list[tuple[str, int]]] = [[("a", 3), ("b", 4)]]
+
+        def read_changes(since: int) -> list[tuple[str, int]]:
+            return changes.pop(0) if changes else []
+
+        watcher = asyncio.create_task(notifier.watch(read_changes))
+        await asyncio.sleep(0.1)  # the first look loaded a=3, b=4
+        a_old = asyncio.create_task(notifier.wait("a", 2, 5))  # saw 2: already stale
+        b_current = asyncio.create_task(notifier.wait("b", 4, 0.5))
+        a_current = asyncio.create_task(notifier.wait("a", 3, 5))
+        await asyncio.sleep(0.1)
+        changes.append([("a", 5)])
+        notifier.poke()
+        result = await asyncio.gather(a_old, b_current, a_current)
+        closing = asyncio.create_task(notifier.wait("c", -1, 5))
+        await asyncio.sleep(0.05)
+        notifier.close()
+        closed = await asyncio.wait_for(closing, 1)
+        watcher.cancel()
+        return (*result, closed)
+
+    a_old, b_current, a_current, closed = asyncio.run(scenario())
+    assert a_old is True  # returned at once
+    assert b_current is False  # nothing changed for b: timed out
+    assert a_current is True  # woken by a=5
+    assert closed is True
+
+
+def test_long_poll_validation_refuses_bad_wait(hub, tmp_path):
+    claim = hub.create_claim(max_uses=1)
+    device = enroll_device(hub, claim, "v", tmp_path)
+    with device.client() as client:
+        assert client.get("/v1/desired", params={"wait": 999}).status_code == 422
+        assert client.get("/v1/desired", params={"wait": "x"}).status_code == 422
+    with httpx.Client(base_url=hub.url, verify=False) as anonymous:
+        assert anonymous.get("/v1/desired").status_code == 401
