@@ -1,14 +1,18 @@
 """The uplink's exception tree (drawn in the package docstring)."""
 
 from fogline import FoglineError
+from fogline.agent._errors import HubUnreachableError as AgentHubUnreachableError
 
 
 class UplinkError(FoglineError):
     """Base of every error the uplink and its transports raise on purpose."""
 
 
-class HubUnreachableError(UplinkError):
+class HubUnreachableError(UplinkError, AgentHubUnreachableError):
     """The network, TLS, a timeout or a 5xx failed the send; retrying is safe.
+
+    The agent's own HubUnreachableError, raised by the uplink: code that
+    catches the agent's catches this one too.
 
     The hub may or may not have stored the batch: it stores each (device,
     stream, seq) once, so sending it again cannot duplicate anything.
