@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import textwrap
+import time
 from pathlib import Path
 
 import httpx
@@ -48,7 +49,7 @@ from fogline.manifest import (
 )
 from fogline.security import ADMIN_PREFIX, CertificateAuthority
 from tests.support.device import enroll_device
-from tests.support.processes import tls
+from tests.support.processes import start_hub, tls
 
 DIGEST_A = "sha256:" + "a" * 64
 
@@ -340,6 +341,23 @@ def test_store_refuses_an_oversized_upload_and_leaves_nothing(tmp_path):
         asyncio.run(store.receive(_chunks(b"x" * 600, b"y" * 600), max_bytes=1000))
     assert (caught.value.status, caught.value.code) == (413, "too_large")
     assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_a_hub_start_sweeps_partial_uploads_a_crash_left_behind(tmp_path):
+    tmp = tmp_path / "hub" / "artifacts" / "tmp"
+    tmp.mkdir(parents=True)
+    stale, fresh = tmp / "upload-old.part", tmp / "upload-new.part"
+    stale.write_bytes(b"half an archive")
+    fresh.write_bytes(b"still streaming")
+    two_hours_ago = time.time() - 7200
+    os.utime(stale, (two_hours_ago, two_hours_ago))
+    hub = start_hub(tmp_path / "hub")
+    try:
+        assert not stale.exists()
+        assert fresh.exists()  # an upload in progress is left alone
+        assert "hub.swept_partial_uploads" in hub.log_text()
+    finally:
+        hub.stop()
 
 
 async def _echo_size(scope, receive, send):

@@ -26,6 +26,7 @@ import hashlib
 import os
 import re
 import tempfile
+import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +59,8 @@ DIGEST_RE: Final = re.compile(r"sha256:[0-9a-f]{64}", re.ASCII)  # always fullma
 # Upload chunks are gathered into blocks this big before a worker thread
 # hashes and writes them: few thread hops, bounded memory per upload.
 _WRITE_BLOCK: Final = 1024 * 1024
+# A partial upload nobody wrote to for this long was left by a crash.
+STALE_UPLOAD_S: Final = 3600.0
 # base64 of a 4 KiB envelope, the most `SignatureEnvelope.from_json` accepts.
 _MAX_SIGNATURE_HEADER: Final = 6 * 1024
 
@@ -181,6 +184,21 @@ class ArtifactStore:
     @staticmethod
     def discard(staged: StagedArtifact) -> None:
         staged.path.unlink(missing_ok=True)
+
+    def sweep_partial_uploads(self, older_than_s: float = STALE_UPLOAD_S) -> int:
+        """Remove `tmp/upload-*.part` files a crash left behind; returns how many.
+
+        Only files untouched for `older_than_s`: an upload still streaming
+        (here or in a replica sharing this directory) writes to its file.
+        """
+        cutoff = time.time() - older_than_s
+        removed = 0
+        for path in (self.root / "tmp").glob("upload-*.part"):
+            with contextlib.suppress(FileNotFoundError):
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed += 1
+        return removed
 
 
 def _write_all(fd: int, data: bytes) -> None:

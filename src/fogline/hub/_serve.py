@@ -15,6 +15,7 @@ from fogline.security import ADMIN_PREFIX
 from ._app import create_app
 from ._datadir import HubFiles, prepare_data_dir, save_admin_token
 from ._db import make_engine, make_session_factory, sqlite_url, upgrade_schema
+from ._releases import ArtifactStore
 from ._state import HubSettings, HubState
 from ._store import ensure_admin_token
 from ._tls import ClientCertHttpToolsProtocol
@@ -52,6 +53,9 @@ def build_hub(options: ServeOptions) -> BuiltHub:
         options.settings,
         artifacts_dir=options.data_dir / "artifacts",
     )
+    swept = ArtifactStore(options.data_dir / "artifacts").sweep_partial_uploads()
+    if swept:
+        event(log, "hub.swept_partial_uploads", count=swept)
     with state.transaction() as session:
         token = ensure_admin_token(session, ADMIN_PREFIX)
     if token is not None:
