@@ -11,10 +11,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from fogline.hub import make_engine, upgrade_schema
 from fogline.hub._db import make_session_factory
-from fogline.hub._desired import DeploymentCache, DesiredNotifier
+from fogline.hub._desired import DeploymentCache, DesiredNotifier, bump_generation
 from fogline.hub._errors import ForbiddenError
 from fogline.hub._reports import ReportWriter
-from fogline.hub._store import create_claim, enroll_device, find_device, revoke_device
+from fogline.hub._schema import DeploymentRow, DesiredStateRow
+from fogline.hub._store import create_claim, enroll_device, find_device, revoke_device, utcnow
 from fogline.protocol import ClaimCreate, EnrollRequest, Report
 from fogline.security import CertificateAuthority, make_csr
 from tests.support.device import FACTS
@@ -44,9 +45,14 @@ def fleet(db_url, tmp_path):
     engine.dispose()
 
 
-def _report(version: str) -> Report:
+def _report(version: str, hostname: str = "test-host", labels: dict | None = None) -> Report:
     return Report.model_validate(
-        {"facts": {**FACTS, "agent_version": version}, "outbox": None, "modules": {"v": version}}
+        {
+            "facts": {**FACTS, "agent_version": version, "hostname": hostname},
+            "labels": labels or {},
+            "outbox": None,
+            "modules": {"v": version},
+        }
     )
 
 
@@ -97,21 +103,21 @@ def test_concurrent_reports_share_transactions_and_each_is_authenticated(fleet):
 
 def test_one_failing_report_fails_alone(fleet, monkeypatch):
     sessions, devices = fleet
-    poisoned_id = devices["n3"][0]
     import fogline.hub._reports as reports_module
 
-    real_record = reports_module.record_report
+    real_columns = reports_module.report_columns
 
-    def record_or_fail(row, report):
-        if row.id == poisoned_id:
+    def columns_or_fail(report, now):
+        if report.facts.hostname == "poison":
             raise RuntimeError("injected failure")
-        real_record(row, report)
+        return real_columns(report, now)
 
-    monkeypatch.setattr(reports_module, "record_report", record_or_fail)
+    monkeypatch.setattr(reports_module, "report_columns", columns_or_fail)
     writer = ReportWriter(sessions, DeploymentCache(), DesiredNotifier())
     reports = {
         name: (dev_id, serial, _report("3.0.0")) for name, (dev_id, serial) in devices.items()
     }
+    reports["n3"] = (*devices["n3"], _report("3.0.0", hostname="poison"))
 
     outcomes = asyncio.run(_report_all(writer, reports))
 
@@ -120,6 +126,42 @@ def test_one_failing_report_fails_alone(fleet, monkeypatch):
     with sessions() as session:
         assert find_device(session, "n3").facts["agent_version"] != "3.0.0"
         assert find_device(session, "n4").facts["agent_version"] == "3.0.0"
+
+
+def test_a_report_that_moves_labels_recompiles_desired_state_in_the_batch(fleet):
+    sessions, devices = fleet
+    with sessions() as session, session.begin():
+        session.add(
+            DeploymentRow(
+                name="gold",
+                document={
+                    "apiVersion": "fogline.dev/v1",
+                    "kind": "Deployment",
+                    "metadata": {"name": "gold"},
+                    "spec": {"selector": {"matchLabels": {"tier": "gold"}}, "config": {"x": 1}},
+                },
+                priority=0,
+                applied_at=utcnow(),
+                applied_by="test",
+            )
+        )
+        bump_generation(session)
+    notifier = DesiredNotifier()
+    writer = ReportWriter(sessions, DeploymentCache(), notifier)
+    reports = {
+        "n6": (*devices["n6"], _report("5.0.0", labels={"tier": "gold"})),  # its labels move
+        "n7": (*devices["n7"], _report("5.0.0")),  # fast path
+    }
+
+    outcomes = asyncio.run(_report_all(writer, reports))
+
+    assert outcomes == {"n6": None, "n7": None}
+    with sessions() as session:
+        gold = session.get(DesiredStateRow, devices["n6"][0])
+        plain = session.get(DesiredStateRow, devices["n7"][0])
+        assert gold.document.get("config") == {"x": 1}
+        assert plain is None  # its labels did not move: nothing was compiled for it
+        assert find_device(session, "n7").facts["agent_version"] == "5.0.0"
 
 
 def test_reports_queued_when_the_writer_stops_are_refused_not_lost_silently(fleet):

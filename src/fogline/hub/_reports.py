@@ -18,18 +18,25 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
-from sqlalchemy import select
+from sqlalchemy import Select, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from fogline._log import event
-from fogline.protocol import Report
+from fogline.protocol import AppliedState, Report
 
 from ._desired import DeploymentCache, DesiredNotifier, recompile_device
 from ._errors import UnavailableError
 from ._schema import DesiredStateRow, DeviceRow
-from ._store import device_refusal, effective_labels, record_report
+from ._store import (
+    device_refusal,
+    effective_labels,
+    record_report,
+    report_columns,
+    report_moves_labels,
+    utcnow,
+)
 
 log = logging.getLogger("fogline.hub.reports")
 MAX_BATCH: Final = 500
@@ -122,41 +129,92 @@ class ReportWriter:
             return exc
 
     def _write(self, batch: Sequence[_Pending]) -> list[BaseException | None]:
-        """In a worker thread: one transaction for the whole batch."""
+        """In a worker thread: one transaction for the whole batch.
+
+        Most reports only refresh facts, module statuses and last_seen: those
+        are written with one executemany, without loading ORM objects. A
+        report that changes what the device's labels are made of goes the
+        full way, since its desired state may change with them.
+        """
+        now = utcnow()
         ids = {p.device_id for p in batch}
-        applied_ids = {p.device_id for p in batch if p.report.applied is not None}
+        repeated = {i for i in ids if sum(p.device_id == i for p in batch) > 1}
         outcomes: list[BaseException | None] = []
+        device_updates: list[dict[str, Any]] = []
+        applied_updates: list[dict[str, Any]] = []
+        full_path: list[_Pending] = []
         desired_changed = False
         with self._sessions() as session:
-            rows = session.scalars(select(DeviceRow).where(DeviceRow.id.in_(ids)))
-            devices = {row.id: row for row in rows}
-            desired = (
-                {
-                    row.device_id: row
-                    for row in session.scalars(
-                        select(DesiredStateRow).where(DesiredStateRow.device_id.in_(applied_ids))
-                    )
-                }
-                if applied_ids
-                else {}
-            )
+            current = {row.id: row for row in session.execute(_current_rows(ids))}
             for pending in batch:
-                device = devices.get(pending.device_id)
-                refusal = device_refusal(device, pending.cert_serial)
+                row = current.get(pending.device_id)
+                refusal = device_refusal(row, pending.cert_serial)
                 outcomes.append(refusal)
-                if device is None or refusal is not None:
+                if row is None or refusal is not None:
                     continue
-                labels_before = effective_labels(device)
-                record_report(device, pending.report)
-                if effective_labels(device) != labels_before:
-                    desired_changed |= recompile_device(session, self._deployments, device)
-                applied = pending.report.applied
-                row = desired.get(device.id)
-                if applied is not None and row is not None:
-                    row.applied_revision = applied.revision
-                    row.applied_ok = applied.ok
-                    row.applied_error = applied.error
+                report = pending.report
+                if row.id in repeated or report_moves_labels(row.agent_labels, row.facts, report):
+                    full_path.append(pending)
+                    continue
+                device_updates.append({"id": row.id, **report_columns(report, now)})
+                applied = report.applied
+                if applied is not None and row.has_desired is not None:
+                    values = (applied.revision, applied.ok, applied.error)
+                    if values != (row.applied_revision, row.applied_ok, row.applied_error):
+                        applied_updates.append(_applied_columns(row.id, applied))
+            for pending in full_path:
+                desired_changed |= self._write_in_full(session, pending)
+            if device_updates:
+                session.execute(update(DeviceRow), device_updates)
+            if applied_updates:
+                session.execute(update(DesiredStateRow), applied_updates)
             session.commit()
         if desired_changed:
             self._notifier.poke()
         return outcomes
+
+    def _write_in_full(self, session: Session, pending: _Pending) -> bool:
+        """Record a report through the ORM; True when the device's desired state changed."""
+        device = session.get(DeviceRow, pending.device_id)
+        assert device is not None  # authenticated in this transaction
+        labels_before = effective_labels(device)
+        record_report(device, pending.report)
+        changed = False
+        if effective_labels(device) != labels_before:
+            changed = recompile_device(session, self._deployments, device)
+        applied = pending.report.applied
+        desired = session.get(DesiredStateRow, device.id)
+        if applied is not None and desired is not None:
+            desired.applied_revision = applied.revision
+            desired.applied_ok = applied.ok
+            desired.applied_error = applied.error
+        session.flush()
+        return changed
+
+
+def _current_rows(ids: set[str]) -> Select[Any]:
+    """What a batch needs to know of its devices, in one query."""
+    return (
+        select(
+            DeviceRow.id,
+            DeviceRow.cert_serial,
+            DeviceRow.revoked_at,
+            DeviceRow.agent_labels,
+            DeviceRow.facts,
+            DesiredStateRow.device_id.label("has_desired"),
+            DesiredStateRow.applied_revision,
+            DesiredStateRow.applied_ok,
+            DesiredStateRow.applied_error,
+        )
+        .outerjoin(DesiredStateRow, DesiredStateRow.device_id == DeviceRow.id)
+        .where(DeviceRow.id.in_(ids))
+    )
+
+
+def _applied_columns(device_id: str, applied: AppliedState) -> dict[str, Any]:
+    return {
+        "device_id": device_id,
+        "applied_revision": applied.revision,
+        "applied_ok": applied.ok,
+        "applied_error": applied.error,
+    }

@@ -6,8 +6,8 @@ beyond raising ApiError subclasses.
 
 import datetime as dt
 import uuid
-from collections.abc import Sequence
-from typing import Final
+from collections.abc import Mapping, Sequence
+from typing import Any, Final, Protocol
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
@@ -41,6 +41,8 @@ from ._errors import BadRequestError, ConflictError, ForbiddenError, NotFoundErr
 from ._schema import ClaimRow, DeviceRow, TokenRow
 
 ADMIN_ROLE: Final = "admin"
+# Facts that become platform labels (fogline.dev/os, fogline.dev/arch).
+LABEL_FACTS: Final = ("os", "arch")
 
 
 def utcnow() -> dt.datetime:
@@ -239,7 +241,16 @@ def _claim_matches(session: Session, token: str, claim_id: str | None) -> bool:
     return row is not None and row.id == claim_id and secret_matches(parsed.secret, row.secret_hash)
 
 
-def device_refusal(device: DeviceRow | None, cert_serial: str) -> ForbiddenError | None:
+class CertifiedDevice(Protocol):
+    """What authenticating a device needs: a DeviceRow, or a row of columns."""
+
+    @property
+    def revoked_at(self) -> dt.datetime | None: ...
+    @property
+    def cert_serial(self) -> str: ...
+
+
+def device_refusal(device: CertifiedDevice | None, cert_serial: str) -> ForbiddenError | None:
     """Why a verified client certificate with this serial may not act as this
     device (unknown, revoked, or an older certificate), or None."""
     if device is None:
@@ -265,15 +276,31 @@ def authenticated_device(session: Session, device_id: str, cert_serial: str) -> 
     return row
 
 
+def report_columns(report: Report, now: dt.datetime) -> dict[str, Any]:
+    """The device row's columns a report sets."""
+    return {
+        "facts": report.facts.model_dump(),
+        "agent_labels": dict(report.labels),
+        "last_seen": now,
+        "reported": report.model_dump(
+            mode="json", exclude={"facts", "labels", "applied"}, exclude_none=True
+        ),
+    }
+
+
 def record_report(row: DeviceRow, report: Report) -> None:
-    row.facts = report.facts.model_dump()
-    row.agent_labels = dict(report.labels)
-    row.last_seen = utcnow()
-    reported = report.model_dump(
-        mode="json", exclude={"facts", "labels", "applied"}, exclude_none=True
-    )
-    if reported != (row.reported or {}):
-        row.reported = reported
+    for column, value in report_columns(report, utcnow()).items():
+        setattr(row, column, value)
+
+
+def report_moves_labels(
+    agent_labels: Mapping[str, str], facts: Mapping[str, Any], report: Report
+) -> bool:
+    """Whether a report changes what a device's effective labels are made of
+    (its agent labels or the facts that become platform labels)."""
+    if dict(report.labels) != dict(agent_labels):
+        return True
+    return any(getattr(report.facts, fact) != facts.get(fact) for fact in LABEL_FACTS)
 
 
 def effective_labels(row: DeviceRow) -> dict[str, str]:
@@ -284,7 +311,7 @@ def effective_labels(row: DeviceRow) -> dict[str, str]:
             labels.pop(key, None)
         else:
             labels[key] = value
-    for fact in ("os", "arch"):
+    for fact in LABEL_FACTS:
         if row.facts.get(fact):
             labels[f"{PLATFORM_LABEL_PREFIX}{fact}"] = str(row.facts[fact])
     return labels
