@@ -6,7 +6,10 @@ drives `POST /v1/report` from load-generator processes on 127.0.0.1:
 
 * paced: every device reports once per `--interval` s with a random phase,
   one request in flight per device, its own client certificate and its own
-  TLS connection (reused while the hub keeps it open) -- the real fleet shape;
+  TLS connection (reused while the hub keeps it open) -- the real fleet shape.
+  Every device opens its connection in a ramp before the window (32
+  handshakes in flight per generator), as a fleet is connected before it
+  reports; the ramp's rate is reported too;
 * saturation (closed loop): `--conns` connections sending back to back, for
   `GET /healthz` (no database: the HTTP + TLS floor), `POST /v1/report` on
   kept-alive connections, and `POST /v1/report` with a new mTLS connection
@@ -49,6 +52,7 @@ from tests.support.postgres import create_database, throwaway_postgres
 from tests.support.processes import HubProcess, free_port, start_hub, tls
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+CONNECT_CONCURRENCY = 32  # handshakes in flight per generator process during the ramp
 MAX_RESPONSE_BYTES = 1 << 20  # a report ack or healthz answer is tiny; refuse anything huge
 
 # -- PostgreSQL: a throwaway cluster, as tests/conftest.py starts it ------------------
@@ -130,6 +134,9 @@ class Stats:
     errors: int = 0
     error_kinds: dict[str, int] = field(default_factory=dict)
     handshakes: int = 0
+    connect_s: float = 0.0  # paced: time to open every device's connection (the ramp)
+    connect_errors: int = 0
+    ramp_handshakes: int = 0
     late: int = 0  # paced sends that left more than 1 s after their slot (device fell behind)
     cpu_s: float = 0.0
     setup_s: float = 0.0
@@ -262,8 +269,27 @@ async def _run_job(job: Job) -> Stats:
             await one(client, t0)
         await client.close()
 
-    runner = paced if job.mode == "paced" else closed
+    if job.mode == "paced":
+        # A fleet is connected before it reports: open every device's connection
+        # first (a bounded number of handshakes at a time, as devices that come
+        # online with backoff and jitter do), so the window measures steady state.
+        # A device whose connection failed here connects at its first slot.
+        gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
+
+        async def connect(client: RawClient) -> None:
+            async with gate:
+                try:
+                    await asyncio.wait_for(client.connect(stats), 30)
+                except Exception:  # counted; the device retries at its first report
+                    stats.connect_errors += 1
+                    await client.close()
+
+        t_connect = time.monotonic()
+        await asyncio.gather(*(connect(c) for c in clients))
+        stats.connect_s = time.monotonic() - t_connect
+        stats.ramp_handshakes, stats.handshakes = stats.handshakes, 0
     cpu0 = sum(os.times()[:2])
+    runner = paced if job.mode == "paced" else closed
     tasks = [asyncio.create_task(runner(c)) for c in clients]
     # Bounded: requests still in flight 35 s after the window are abandoned.
     _, pending = await asyncio.wait(tasks, timeout=end + 35 - time.monotonic())
@@ -312,6 +338,7 @@ class Result:
     handshakes_per_s: float
     late: int
     load: str
+    ramp: str = ""  # paced: how the fleet's connections were opened before the window
 
     @property
     def per_core(self) -> float:
@@ -338,7 +365,9 @@ def drive(
     pid = hub.proc.pid
     ca_pem = hub.ca.read_text()
     setup_margin = 2 + len(creds) / 1500  # building SSL contexts takes ~1 ms each
-    start_at = time.time() + setup_margin
+    # paced: room for the connection ramp (~200 handshakes/s is what one hub core takes)
+    ramp_margin = len(creds) / 200 if mode == "paced" else 0.0
+    start_at = time.time() + setup_margin + ramp_margin
     jobs = [
         Job(
             "127.0.0.1",
@@ -391,7 +420,10 @@ def drive(
         handshakes_per_s=sum(p.handshakes for p in parts) / total_s,
         late=sum(p.late for p in parts),
         load=load,
+        ramp=_ramp(parts) if mode == "paced" else "",
     )
+    if result.ramp:
+        print(f"  {label}: ramp {result.ramp}", file=sys.stderr)
     print(
         f"  {label}: {result.achieved:.0f}/s (offered {result.offered}), p50 {result.p50_ms:.1f} ms, "
         f"p99 {result.p99_ms:.1f} ms, hub {result.hub_cores:.2f} cores, rss {rss:.0f} MB, "
@@ -399,6 +431,14 @@ def drive(
         file=sys.stderr,
     )
     return result
+
+
+def _ramp(parts: Sequence[Stats]) -> str:
+    connected = sum(p.ramp_handshakes for p in parts)
+    seconds = max(p.connect_s for p in parts)
+    failed = sum(p.connect_errors for p in parts)
+    rate = connected / seconds if seconds > 0 else float("nan")
+    return f"{connected} connections in {seconds:.1f} s ({rate:.0f}/s), {failed} failed"
 
 
 REPORT_BODY = json.dumps(
@@ -516,6 +556,14 @@ def render(results: list[tuple[str, int, Result]], args: argparse.Namespace, com
         f"connections back to back, {args.saturation_s:.0f} s window. `req/s per hub core` = "
         f"achieved / hub CPU (cores). {args.workers} load-generator processes on the same 2 cores."
     )
+    ramps = [f"{db} {size}: {r.ramp}" for db, size, r in results if r.ramp]
+    if ramps:
+        out.append(
+            "\nRamp before each paced window (every device opens its mTLS connection, "
+            f"{CONNECT_CONCURRENCY} handshakes in flight per generator process): "
+            + "; ".join(ramps)
+            + "."
+        )
     return "\n".join(out)
 
 

@@ -137,6 +137,46 @@ def test_bad_enroll_bodies_get_4xx_naming_the_field(shared_hub, body, status, fi
         assert field in [d["field"] for d in error["details"]]
 
 
+@pytest.fixture(scope="module")
+def reporter(shared_hub, tmp_path_factory):
+    directory = tmp_path_factory.mktemp("reporter")
+    return enroll_device(shared_hub, shared_hub.create_claim(), "bad-bodies", directory)
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "field"),
+    [
+        (b"{not json", 400, None),
+        (b"", 400, None),
+        (b'{"facts": 5}', 422, "body.facts"),
+        (b'{"labels": {}}', 422, "body.facts"),
+        (b'{"facts": {"agent_version": "1", "hostname": "h", "os": "linux"}}', 422, "body.facts.arch"),
+        (b'{"facts": {"agent_version": "1", "hostname": "h", "os": "l", "arch": "a"}, "x": 1}', 422, "body.x"),
+        (b'{"facts": {"agent_version": "1", "hostname": "h", "os": "l", "arch": "a", "uptime_s": -1}}', 422, "body.facts.uptime_s"),
+    ],
+)  # fmt: skip
+def test_bad_report_bodies_get_4xx_naming_the_field(reporter, body, status, field):
+    with reporter.client() as client:
+        response = client.post(
+            "/v1/report", content=body, headers={"content-type": "application/json"}
+        )
+    assert response.status_code == status, response.text
+    error = response.json()
+    assert error["error"] in {"malformed_json", "invalid"}
+    if field:
+        assert field in [d["field"] for d in error["details"]]
+
+
+def test_a_report_without_a_certificate_is_refused_before_its_body_is_read(shared_hub):
+    response = httpx.post(
+        f"{shared_hub.url}/v1/report",
+        content=b"{not json",
+        headers={"content-type": "application/json"},
+        verify=tls(shared_hub.ca),
+    )
+    assert response.status_code == 401
+
+
 def test_oversized_body_is_refused_with_413(shared_hub):
     big = b'{"claim": "' + b"a" * (2 * 1024 * 1024) + b'"}'
     response = httpx.post(

@@ -15,8 +15,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fogline import __version__
 from fogline._log import event
-from fogline.protocol import API_PREFIX, MAX_BODY_BYTES, ErrorBody, ErrorDetail
+from fogline.protocol import API_PREFIX, MAX_BODY_BYTES, ErrorBody, ErrorDetail, Report
 
+from ._bodies import add_body_models
 from ._desired import desired_changes_since
 from ._errors import ApiError
 from ._metrics import RequestTiming
@@ -213,6 +214,7 @@ def create_app(state: HubState) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.hub = state
+    add_body_models(app, [Report])  # parsed by hand in the device routes
     app.include_router(device_router)
     app.include_router(operator_router)
     app.include_router(manifest_router)

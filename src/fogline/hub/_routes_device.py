@@ -25,7 +25,9 @@ from ._auth import (
     check_device,
     client_peer,
     db_session,
+    hub_state,
 )
+from ._bodies import json_body_doc, parse_json_body
 from ._desired import recompile_device, release_keys
 from ._errors import ApiError
 from ._schema import DesiredStateRow
@@ -61,16 +63,26 @@ def enroll(body: EnrollRequest, session: SessionDep, state: StateDep) -> EnrollR
     )
 
 
-@router.post("/report", response_model=ReportAck)
-async def report(body: Report, request: Request, state: StateDep) -> ReportAck:
+@router.post(
+    "/report",
+    response_model=ReportAck,
+    openapi_extra=json_body_doc(Report),
+)
+async def report(request: Request) -> Response:
     """A device's periodic report: facts, labels, the desired revision it applied.
 
-    Async, with no database session of its own: the batched writer
-    authenticates the device and records the report (see _reports.py).
+    The hub's hottest route, so it does by hand what FastAPI would do for it:
+    the device is authenticated before its body is parsed, pydantic parses the
+    JSON bytes itself (no stdlib json pass first), and the ack is returned as
+    bytes. The batched writer checks the device row and records the report
+    (see _reports.py).
     """
     peer = client_peer(request)
+    body = parse_json_body(Report, await request.body())
+    state = hub_state(request)
     await state.reports.record(peer.device_id, peer.serial_hex, body)
-    return ReportAck(report_interval_s=state.settings.report_interval_s)
+    ack = ReportAck(report_interval_s=state.settings.report_interval_s)
+    return Response(ack.model_dump_json(), media_type="application/json")
 
 
 def _load_desired(state: HubState, request: Request) -> DesiredStateRow | None:
