@@ -170,3 +170,11 @@ def test_wave_gate_waits_advances_completes_and_fails():
     resumed = gate(Tally(succeeded=1, failed=1), failed_total=2, accepted=2, gate_accepted=True)
     assert resumed.step is Step.NEXT_WAVE
     assert gate(Tally()).step is Step.NEXT_WAVE  # an empty wave passes
+
+
+def test_a_wave_whose_devices_were_all_offline_does_not_pass_by_itself():
+    unseen = gate(Tally(skipped=4))
+    assert unseen.step is Step.FAIL and "all 4 device(s) were offline" in unseen.reason
+    assert gate(Tally(skipped=4), wave=1).step is Step.FAIL  # the last wave too: no "completed"
+    assert gate(Tally(skipped=4), gate_accepted=True).step is Step.NEXT_WAVE  # operator resumed
+    assert gate(Tally(succeeded=1, skipped=9)).step is Step.NEXT_WAVE  # one healthy is evidence

@@ -210,6 +210,14 @@ def decide(
     if current.updating or current.pending:
         return Decision(Step.WAIT)
     judged = current.succeeded + current.failed
+    if not gate_accepted and judged == 0 and current.skipped and policy.success_threshold > 0:
+        # Every device was offline: nothing shows the release works, so the
+        # gate cannot pass by itself; an operator's resume accepts it.
+        return Decision(
+            Step.FAIL,
+            f"wave {wave + 1}: all {current.skipped} device(s) were offline (skipped); "
+            "no device showed the release healthy",
+        )
     needed = math.ceil(policy.success_threshold * judged - 1e-9)
     if not gate_accepted and current.succeeded < needed:
         return Decision(
