@@ -33,6 +33,15 @@ def serve_command(
         str, typer.Option(help="How long telemetry is kept, e.g. 7d, 12h.")
     ] = "7d",
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Processes serving the port (one Python process uses one core); "
+            "e.g. the number of cores.",
+        ),
+    ] = 1,
 ) -> None:
     """Serve the hub API over HTTPS (mTLS for devices, tokens for operators).
 
@@ -52,4 +61,4 @@ def serve_command(
         offline_after_s=report_interval * 3.5,
         telemetry_retention_s=retention_s,
     )
-    serve(ServeOptions(data_dir, db, host, port, san or [], settings, log_level))
+    serve(ServeOptions(data_dir, db, host, port, san or [], settings, log_level, workers))

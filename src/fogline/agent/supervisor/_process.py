@@ -9,15 +9,15 @@ calls setsid itself escapes the group; containers are the cure for that.
 
 import asyncio
 import contextlib
-import ctypes
 import os
 import resource
 import signal
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Final
+
+from fogline._lifetime import can_die_with_parent, die_with_parent
 
 from ._errors import ModuleStartError
 from ._health import probe
@@ -52,20 +52,6 @@ def _rlimits(resources: Resources) -> list[tuple[int, tuple[int, int]]]:
     return limits
 
 
-def _libc_prctl() -> Callable[..., int] | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        prctl: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
-        return prctl
-    except (OSError, AttributeError):
-        return None
-
-
-_PRCTL: Final = _libc_prctl()
-_PR_SET_PDEATHSIG: Final = 1
-
-
 def _limiter(limits: list[tuple[int, tuple[int, int]]]) -> Callable[[], None] | None:
     """What the child does between fork and exec.
 
@@ -74,16 +60,13 @@ def _limiter(limits: list[tuple[int, tuple[int, int]]]) -> Callable[[], None] | 
     holding a port or an old version's files. Plus any resource limits.
     """
     parent = os.getpid()
-    if not limits and _PRCTL is None:
+    if not limits and not can_die_with_parent():
         return None  # no preexec_fn: lets subprocess use the faster, thread-safe spawn path
 
     # Runs between fork and exec: only precomputed values, no imports, no
     # allocation-heavy work, nothing that takes a lock.
     def apply() -> None:
-        if _PRCTL is not None:
-            _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL)
-            if os.getppid() != parent:  # the agent died before prctl took effect
-                os._exit(1)
+        die_with_parent(parent, signal.SIGKILL)
         for which, pair in limits:
             resource.setrlimit(which, pair)
 

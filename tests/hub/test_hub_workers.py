@@ -1,0 +1,103 @@
+"""`fogline hub serve --workers N`: several processes on one port, one hub.
+
+Devices and operators see one hub whichever worker answers; the workers
+stop together, a worker that dies takes the hub down (exit 1) so its
+supervisor restarts it whole, and no worker outlives a SIGKILLed hub.
+"""
+
+import json
+import os
+import signal
+import textwrap
+import time
+
+import pytest
+
+from tests.support.device import enroll_device
+from tests.support.processes import HubProcess, start_hub, wait_until
+
+GOLD = textwrap.dedent("""\
+    apiVersion: fogline.dev/v1
+    kind: Deployment
+    metadata: {name: gold}
+    spec:
+      selector: {}
+      config: {rate_hz: 9}
+    """)
+
+
+def _worker_pids(hub: HubProcess, count: int) -> list[int]:
+    def started() -> list[int] | None:
+        pids = [
+            json.loads(line)["pid"]
+            for line in hub.log_path.read_text().splitlines()
+            if '"hub.worker_started"' in line
+        ]
+        return pids if len(pids) >= count else None
+
+    return wait_until(started, 20, f"{count} workers started")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is dead too: its parent has not reaped it yet.
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().split(") ", 1)[1][0] != "Z"
+
+
+@pytest.fixture
+def workers_hub(tmp_path):
+    hub = start_hub(tmp_path / "hub", extra_args=["--workers", "2"])
+    try:
+        yield hub
+    finally:
+        hub.stop()
+
+
+def test_two_workers_serve_one_hub(workers_hub, tmp_path):
+    pids = _worker_pids(workers_hub, 2)
+    assert len(set(pids)) == 2 and workers_hub.proc.pid not in pids
+    claim = workers_hub.create_claim(max_uses=12)
+    devices = [enroll_device(workers_hub, claim, f"w-{i}", tmp_path) for i in range(12)]
+    for device in devices:  # each on a new connection: both workers answer some
+        assert device.report().status_code == 200
+    with workers_hub.client() as client:
+        listed = client.get("/v1/devices").json()
+    assert {d["name"] for d in listed} >= {f"w-{i}" for i in range(12)}
+    # A change applied through whichever worker reaches every device's desired state.
+    path = tmp_path / "gold.yaml"
+    path.write_text(GOLD)
+    workers_hub.cli("apply", "-f", str(path))
+    for device in devices:
+        with device.client() as client:
+            document = client.get("/v1/desired").json()["document"]
+        assert document["config"] == {"rate_hz": 9}
+
+
+def test_sigterm_stops_every_worker_and_exits_0(workers_hub):
+    pids = _worker_pids(workers_hub, 2)
+    proc = workers_hub.proc
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=15) == 0
+    assert not any(_alive(pid) for pid in pids)
+
+
+def test_a_dead_worker_takes_the_hub_down_with_exit_1(workers_hub):
+    first, second = _worker_pids(workers_hub, 2)
+    os.kill(first, signal.SIGKILL)
+    assert workers_hub.proc.wait(timeout=15) == 1
+    wait_until(lambda: not _alive(second), 10, "the other worker stopped")
+    assert "hub.worker_exited" in workers_hub.log_text()
+
+
+def test_workers_do_not_outlive_a_sigkilled_hub(workers_hub):
+    pids = _worker_pids(workers_hub, 2)
+    workers_hub.proc.kill()
+    workers_hub.proc.wait(timeout=5)
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(pid) for pid in pids)
