@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -309,18 +310,38 @@ def run_job(job: Job) -> Stats:
 # -- Measurement ----------------------------------------------------------------------
 
 
+def _hub_pids(pid: int) -> list[int]:
+    """The hub process and its worker processes (`--workers`)."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    return [pid, *(int(child) for child in children)]
+
+
 def proc_cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
+    """utime + stime of the hub and its workers."""
+    total = 0.0
+    for one in _hub_pids(pid):
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return total
 
 
 def proc_rss_mb(pid: int) -> tuple[float, float]:
-    values = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        name, _, rest = line.partition(":")
-        if name in ("VmRSS", "VmHWM"):
-            values[name] = int(rest.split()[0]) / 1024
-    return values.get("VmRSS", 0.0), values.get("VmHWM", 0.0)
+    """(RSS, peak RSS) of the hub and its workers, summed."""
+    rss = peak = 0.0
+    for one in _hub_pids(pid):
+        values = {}
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{one}/status").read_text().splitlines():
+                name, _, rest = line.partition(":")
+                if name in ("VmRSS", "VmHWM"):
+                    values[name] = int(rest.split()[0]) / 1024
+        rss += values.get("VmRSS", 0.0)
+        peak += values.get("VmHWM", 0.0)
+    return rss, peak
 
 
 @dataclass
@@ -461,7 +482,11 @@ def bench_database(
     args: argparse.Namespace,
 ) -> list[tuple[str, int, Result]]:
     db_url = create_database(pg_base, f"bench_{free_port()}") if db == "postgresql" else None
-    hub = start_hub(root / f"hub-{db}", db_url=db_url, extra_args=["--report-interval", "10"])
+    hub = start_hub(
+        root / f"hub-{db}",
+        db_url=db_url,
+        extra_args=["--report-interval", "10", "--workers", str(args.hub_workers)],
+    )
     results: list[tuple[str, int, Result]] = []
     try:
         claim = hub.create_claim(max_uses=max(sizes), expires="6h")
@@ -554,7 +579,8 @@ def render(results: list[tuple[str, int, Result]], args: argparse.Namespace, com
         f"flight, its own certificate and connection; {args.duration:.0f} s window after 5 s "
         f"warm-up; latency counts from the device's slot. Saturation rows: {args.conns} "
         f"connections back to back, {args.saturation_s:.0f} s window. `req/s per hub core` = "
-        f"achieved / hub CPU (cores). {args.workers} load-generator processes on the same 2 cores."
+        f"achieved / hub CPU (cores), hub CPU and RSS summed over its {args.hub_workers} worker "
+        f"process(es). {args.workers} load-generator processes on the same 2 cores."
     )
     ramps = [f"{db} {size}: {r.ramp}" for db, size, r in results if r.ramp]
     if ramps:
@@ -577,6 +603,12 @@ def main() -> None:
     parser.add_argument("--saturation-s", type=float, default=10.0)
     parser.add_argument("--conns", type=int, default=64, help="connections for saturation runs")
     parser.add_argument("--workers", type=int, default=2, help="load-generator processes")
+    parser.add_argument(
+        "--hub-workers",
+        type=int,
+        default=1,
+        help="hub worker processes (fogline hub serve --workers)",
+    )
     args = parser.parse_args()
     sizes = sorted({int(s) for s in args.devices.split(",")})
     dbs = [d.strip() for d in args.db.split(",")]
