@@ -12,7 +12,7 @@ import contextlib
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final, Protocol
 
 import orjson
 from sqlalchemy import select, update
@@ -173,7 +173,29 @@ def recompile_device(session: Session, cache: DeploymentCache, device: DeviceRow
     return store_desired(session, device, state)
 
 
-def sync_report(row: DesiredStateRow | None) -> SyncReport:
+class AppliedColumns(Protocol):
+    """What a sync report reads: a DesiredStateRow, or a row of just these columns."""
+
+    @property
+    def revision(self) -> str: ...
+    @property
+    def applied_revision(self) -> str | None: ...
+    @property
+    def applied_ok(self) -> bool: ...
+    @property
+    def applied_error(self) -> str | None: ...
+
+
+SYNC_COLUMNS: Final = (
+    DesiredStateRow.device_id,
+    DesiredStateRow.revision,
+    DesiredStateRow.applied_revision,
+    DesiredStateRow.applied_ok,
+    DesiredStateRow.applied_error,
+)
+
+
+def sync_report(row: AppliedColumns | None) -> SyncReport:
     if row is None:
         return SyncReport(desired_revision=None, reported_revision=None, status="pending")
     status: SyncStatus

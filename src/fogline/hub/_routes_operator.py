@@ -1,9 +1,10 @@
 """The operator API behind bearer tokens: claims and devices."""
 
 import logging
-from typing import Annotated
+from typing import Annotated, Final
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Response
+from pydantic import TypeAdapter
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -18,7 +19,7 @@ from fogline.protocol import (
 )
 
 from ._auth import StateDep, db_session, require_operator
-from ._desired import recompile_device, sync_report, touch_desired
+from ._desired import SYNC_COLUMNS, recompile_device, sync_report, touch_desired
 from ._schema import DesiredStateRow, TokenRow
 from ._store import (
     change_labels,
@@ -62,17 +63,24 @@ def claims_revoke(claim_id: str, op: OperatorDep, session: SessionDep) -> ClaimV
     return claim_view(row, utcnow())
 
 
+_DEVICE_LIST: Final = TypeAdapter(list[DeviceView])
+
+
 @router.get("/devices", response_model=list[DeviceView])
-def devices_list(_op: OperatorDep, session: SessionDep, state: StateDep) -> list[DeviceView]:
+def devices_list(_op: OperatorDep, session: SessionDep, state: StateDep) -> Response:
+    """Every device with its sync status. Built for fleets of thousands: the
+    desired documents are not loaded (only the columns sync status needs) and
+    the views, already validated, are serialised once, not validated again."""
     now = utcnow()
     offline_after = state.settings.offline_after_s
-    desired = {row.device_id: row for row in session.scalars(select(DesiredStateRow))}
-    return [
+    sync = {row.device_id: row for row in session.execute(select(*SYNC_COLUMNS))}
+    views = [
         device_view(row, now, offline_after).model_copy(
-            update={"sync": sync_report(desired.get(row.id))}
+            update={"sync": sync_report(sync.get(row.id))}
         )
         for row in list_devices(session)
     ]
+    return Response(_DEVICE_LIST.dump_json(views), media_type="application/json")
 
 
 @router.get("/devices/{ref}", response_model=DeviceView)
