@@ -2,10 +2,12 @@
 
 import logging
 import time
-from typing import Annotated
+from dataclasses import dataclass
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -21,8 +23,8 @@ from fogline.protocol import (
 )
 
 from ._auth import (
+    DevicePeer,
     StateDep,
-    check_device,
     client_peer,
     db_session,
     hub_state,
@@ -30,9 +32,9 @@ from ._auth import (
 from ._bodies import json_body_doc, parse_json_body
 from ._desired import recompile_device, release_keys
 from ._errors import ApiError
-from ._schema import DesiredStateRow
+from ._schema import DesiredStateRow, DeviceRow
 from ._state import HubState
-from ._store import enroll_device
+from ._store import device_refusal, enroll_device
 
 log = logging.getLogger("fogline.hub.device")
 router = APIRouter(prefix=API_PREFIX, tags=["device"])
@@ -85,15 +87,43 @@ async def report(request: Request) -> Response:
     return Response(ack.model_dump_json(), media_type="application/json")
 
 
-def _load_desired(state: HubState, request: Request) -> DesiredStateRow | None:
+@dataclass(frozen=True, slots=True)
+class _DesiredLook:
+    revision: str | None  # None: nothing compiled for the device yet
+    seq: int
+    document: dict[str, Any] | None  # only when the revision is not the one the device has
+
+
+def _look_desired(state: HubState, peer: DevicePeer, known: str) -> _DesiredLook:
     """Authenticate the device (each look, so a revoke ends its poll) and read
-    its desired state."""
+    its desired state: columns only, and the document only when it changed.
+
+    A fleet re-polls every 30 s: loading the device row and the document each
+    time was a quarter of a busy hub's CPU.
+    """
     with state.sessions() as session:
-        device = check_device(session, request)
-        row = session.get(DesiredStateRow, device.id)
-        if row is not None:
-            session.expunge(row)
-        return row
+        auth = session.execute(
+            select(DeviceRow.cert_serial, DeviceRow.revoked_at).where(
+                DeviceRow.id == peer.device_id
+            )
+        ).one_or_none()
+        refusal = device_refusal(auth, peer.serial_hex)
+        if refusal is not None:
+            raise refusal
+        where = DesiredStateRow.device_id == peer.device_id
+        head = session.execute(select(DesiredStateRow.revision, DesiredStateRow.seq).where(where))
+        row = head.one_or_none()
+        if row is None:
+            return _DesiredLook(None, -1, None)
+        if row.revision == known:
+            return _DesiredLook(row.revision, row.seq, None)
+        # Revision and document again, together: one row, never mixed versions.
+        full = session.execute(
+            select(DesiredStateRow.revision, DesiredStateRow.seq, DesiredStateRow.document).where(
+                where
+            )
+        ).one()
+        return _DesiredLook(full.revision, full.seq, full.document)
 
 
 @router.get("/desired", response_model=DesiredStateDoc, responses={304: {}})
@@ -109,15 +139,14 @@ async def desired(
     known = (if_none_match or "").strip().strip('"')
     deadline = time.monotonic() + wait
     while True:
-        row = await run_in_threadpool(_load_desired, state, request)
-        if row is not None and row.revision != known:
-            body = DesiredStateDoc(revision=row.revision, document=row.document)
-            return JSONResponse(body.model_dump(), headers={"etag": f'"{row.revision}"'})
+        look = await run_in_threadpool(_look_desired, state, peer, known)
+        if look.revision is not None and look.document is not None:
+            body = DesiredStateDoc(revision=look.revision, document=look.document)
+            return JSONResponse(body.model_dump(), headers={"etag": f'"{look.revision}"'})
         remaining = deadline - time.monotonic()
         if remaining <= 0 or state.notifier.closing:
             return Response(status_code=304, headers={"etag": f'"{known}"'} if known else None)
         # Sleep until this device's desired state changes (made by this
         # replica: at once; by another: within the watcher's tick) or it is
         # revoked. An idle fleet of long-polls costs the database nothing.
-        seen_seq = row.seq if row is not None else -1
-        await state.notifier.wait(peer.device_id, seen_seq, remaining)
+        await state.notifier.wait(peer.device_id, look.seq, remaining)
