@@ -41,6 +41,9 @@ class LocalApp:
         self._registry = registry
         self._health = health
         self.routes: dict[tuple[str, str], Handler] = {}
+        # Awaited before each /metrics collection: collectors are synchronous,
+        # so what needs SQLite or files is read here, off the event loop.
+        self.before_metrics: list[Callable[[], Awaitable[object]]] = []
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -58,6 +61,8 @@ class LocalApp:
         elif path == "/healthz" and method == "GET":
             await send_json(send, 200, self._health())
         elif path == "/metrics" and method == "GET":
+            for refresh in self.before_metrics:
+                await refresh()
             await send_response(send, 200, generate_latest(self._registry), CONTENT_TYPE_LATEST)
         else:
             await send_json(send, 404, {"error": "not_found", "message": f"no route {path}"})

@@ -40,6 +40,7 @@ from .supervisor import (
 )
 from .updater import (
     ArtifactSource,
+    InstalledRelease,
     ReleaseTarget,
     State,
     UpdateProgress,
@@ -257,9 +258,20 @@ class ModuleManager:
             raise RuntimeError("; ".join(failures))
 
     def statuses(self) -> dict[str, Any]:
+        return self._statuses(self._bundle_releases(list(self.activator.bundles)))
+
+    async def statuses_for_report(self) -> dict[str, Any]:
+        """`statuses()`, with the bundles' installed.json read in a worker thread:
+        file reads stay off the event loop that carries local actions."""
+        bundles = list(self.activator.bundles)
+        return self._statuses(await asyncio.to_thread(self._bundle_releases, bundles))
+
+    def _bundle_releases(self, names: list[str]) -> dict[str, InstalledRelease | None]:
+        return {name: self.updater.installed(name) for name in names}
+
+    def _statuses(self, bundles: Mapping[str, InstalledRelease | None]) -> dict[str, Any]:
         modules = {name: status.to_dict() for name, status in self.supervisor.statuses().items()}
-        for name in self.activator.bundles:
-            installed = self.updater.installed(name)
+        for name, installed in bundles.items():
             modules[name] = {
                 "name": name,
                 "state": "installed",

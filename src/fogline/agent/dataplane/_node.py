@@ -10,7 +10,7 @@ import httpx
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from fogline.agent.outbox import Outbox, OutboxItem
+from fogline.agent.outbox import Outbox, OutboxItem, OutboxStats
 from fogline.agent.uplink import Backoff, Uplink
 from fogline.protocol import DesiredStateDoc, OutboxReport
 
@@ -68,6 +68,7 @@ class NodeDataPlane:
         )
         self.webhooks = HttpxWebhookCaller()
         self.mqtt_settings = mqtt
+        self.last_outbox_stats: OutboxStats | None = None
         self.engine = DataPlane(NoBroker(), OutboxSink(self.outbox, self.uplink), self.webhooks)
         self.bridge: MqttBridge | None = None
         if mqtt is not None:
@@ -96,8 +97,18 @@ class NodeDataPlane:
         if self.bridge is not None:
             self.bridge.set_filters(self.engine.mqtt_filters())
 
-    def outbox_report(self) -> OutboxReport:
-        stats = self.outbox.stats()
+    async def outbox_stats(self) -> OutboxStats:
+        """The outbox's figures, read in a worker thread.
+
+        The read waits for the outbox lock, which a commit (an fsync: ms, tens
+        of ms on an SD card) may hold, and must not stall the event loop that
+        carries local actions meanwhile. Kept for the next metrics scrape.
+        """
+        self.last_outbox_stats = await asyncio.to_thread(self.outbox.stats)
+        return self.last_outbox_stats
+
+    async def outbox_report(self) -> OutboxReport:
+        stats = await self.outbox_stats()
         return OutboxReport(
             depth=stats.depth,
             bytes=stats.bytes,
@@ -162,7 +173,8 @@ class DataPlaneCollector(Collector):
         ):
             family.add_metric([kind], getattr(counters, kind))
         yield family
-        stats = self.node.outbox.stats()
+        # Fresh: the agent's /metrics refreshes it (off the loop) before collecting.
+        stats = self.node.last_outbox_stats or self.node.outbox.stats()
         yield GaugeMetricFamily(
             "fogline_agent_outbox_depth", "Records waiting for the hub", value=stats.depth
         )
