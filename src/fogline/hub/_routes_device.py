@@ -3,11 +3,11 @@
 import logging
 import time
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -102,28 +102,31 @@ def _look_desired(state: HubState, peer: DevicePeer, known: str) -> _DesiredLook
     time was a quarter of a busy hub's CPU.
     """
     with state.sessions() as session:
-        auth = session.execute(
-            select(DeviceRow.cert_serial, DeviceRow.revoked_at).where(
-                DeviceRow.id == peer.device_id
-            )
-        ).one_or_none()
-        refusal = device_refusal(auth, peer.serial_hex)
+        look = session.execute(_LOOK, {"device_id": peer.device_id}).one_or_none()
+        refusal = device_refusal(look, peer.serial_hex)
         if refusal is not None:
             raise refusal
-        where = DesiredStateRow.device_id == peer.device_id
-        head = session.execute(select(DesiredStateRow.revision, DesiredStateRow.seq).where(where))
-        row = head.one_or_none()
-        if row is None:
+        assert look is not None  # device_refusal refuses a missing row
+        if look.revision is None:
             return _DesiredLook(None, -1, None)
-        if row.revision == known:
-            return _DesiredLook(row.revision, row.seq, None)
+        if look.revision == known:
+            return _DesiredLook(look.revision, look.seq, None)
         # Revision and document again, together: one row, never mixed versions.
-        full = session.execute(
-            select(DesiredStateRow.revision, DesiredStateRow.seq, DesiredStateRow.document).where(
-                where
-            )
-        ).one()
+        full = session.execute(_LOOK_DOCUMENT, {"device_id": peer.device_id}).one()
         return _DesiredLook(full.revision, full.seq, full.document)
+
+
+# Built once: constructing a SELECT costs more than SQLite running it.
+_LOOK: Final = (
+    select(
+        DeviceRow.cert_serial, DeviceRow.revoked_at, DesiredStateRow.revision, DesiredStateRow.seq
+    )
+    .outerjoin(DesiredStateRow, DesiredStateRow.device_id == DeviceRow.id)
+    .where(DeviceRow.id == bindparam("device_id"))
+)
+_LOOK_DOCUMENT: Final = select(
+    DesiredStateRow.revision, DesiredStateRow.seq, DesiredStateRow.document
+).where(DesiredStateRow.device_id == bindparam("device_id"))
 
 
 @router.get("/desired", response_model=DesiredStateDoc, responses={304: {}})
