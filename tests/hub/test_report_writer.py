@@ -186,3 +186,24 @@ def test_reports_queued_when_the_writer_stops_are_refused_not_lost_silently(flee
             assert find_device(session, "n5").facts["agent_version"] == "4.0.0"
     else:
         assert getattr(outcome, "status", None) == 503
+
+
+def test_a_device_twice_in_one_batch_is_recorded_in_order(fleet):
+    sessions, devices = fleet
+    batches: list[int] = []
+    writer = ReportWriter(
+        sessions, DeploymentCache(), DesiredNotifier(), observe_batch=batches.append
+    )
+    reports = {
+        "first": (*devices["n8"], _report("6.0.0")),
+        "retry": (*devices["n8"], _report("6.0.1")),
+        "other": (*devices["n9"], _report("6.0.0")),
+    }
+
+    outcomes = asyncio.run(_report_all(writer, reports))
+
+    assert outcomes == {"first": None, "retry": None, "other": None}
+    assert batches == [3]  # one transaction for all three
+    with sessions() as session:
+        assert find_device(session, "n8").facts["agent_version"] == "6.0.1"
+        assert find_device(session, "n9").facts["agent_version"] == "6.0.0"

@@ -15,6 +15,7 @@ one bad report cannot fail the devices that shared its batch.
 """
 
 import asyncio
+import collections
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -137,8 +138,10 @@ class ReportWriter:
         full way, since its desired state may change with them.
         """
         now = utcnow()
-        ids = {p.device_id for p in batch}
-        repeated = {i for i in ids if sum(p.device_id == i for p in batch) > 1}
+        counts = collections.Counter(p.device_id for p in batch)
+        ids = set(counts)
+        # A device twice in one batch (a retried report) goes the ORM way, in order.
+        repeated = {device_id for device_id, count in counts.items() if count > 1}
         outcomes: list[BaseException | None] = []
         device_updates: list[dict[str, Any]] = []
         applied_updates: list[dict[str, Any]] = []
