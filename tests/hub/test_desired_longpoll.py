@@ -6,7 +6,6 @@ wakes only the polls of the devices it changed (see DesiredNotifier).
 """
 
 import asyncio
-import shutil
 import textwrap
 import threading
 import time
@@ -18,7 +17,7 @@ import pytest
 from fogline.hub._desired import DesiredNotifier
 from tests.support import device as test_device
 from tests.support.device import enroll_device
-from tests.support.processes import HubProcess, start_hub
+from tests.support.processes import HubProcess, start_hub, start_replica
 
 GOLD_ONLY = textwrap.dedent("""\
     apiVersion: fogline.dev/v1
@@ -97,9 +96,7 @@ def test_revoking_a_device_ends_its_long_poll(hub, tmp_path):
 @pytest.mark.timeout(120)
 def test_a_change_made_on_one_replica_wakes_a_poll_on_another(tmp_path, postgres_url):
     first = start_hub(tmp_path / "hub-a", db_url=postgres_url)
-    shutil.copytree(first.data_dir, tmp_path / "hub-b", ignore=shutil.ignore_patterns("hub.db*"))
-    second = start_hub(tmp_path / "hub-b", db_url=postgres_url)
-    second.token = first.token
+    second = start_replica(first, tmp_path / "hub-b")
     try:
         claim = first.create_claim(max_uses=1)
         device = enroll_device(first, claim, "gold-2", tmp_path)

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from tests.support.device import enroll_device
-from tests.support.processes import HubProcess, start_hub, wait_until
+from tests.support.processes import HubProcess, process_alive, start_hub, wait_until
 
 GOLD = textwrap.dedent("""\
     apiVersion: fogline.dev/v1
@@ -36,16 +36,6 @@ def _worker_pids(hub: HubProcess, count: int) -> list[int]:
         return pids if len(pids) >= count else None
 
     return wait_until(started, 20, f"{count} workers started")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie is dead too: its parent has not reaped it yet.
-    with open(f"/proc/{pid}/stat") as stat:
-        return stat.read().split(") ", 1)[1][0] != "Z"
 
 
 @pytest.fixture
@@ -82,14 +72,14 @@ def test_sigterm_stops_every_worker_and_exits_0(workers_hub):
     proc = workers_hub.proc
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=15) == 0
-    assert not any(_alive(pid) for pid in pids)
+    assert not any(process_alive(pid) for pid in pids)
 
 
 def test_a_dead_worker_takes_the_hub_down_with_exit_1(workers_hub):
     first, second = _worker_pids(workers_hub, 2)
     os.kill(first, signal.SIGKILL)
     assert workers_hub.proc.wait(timeout=15) == 1
-    wait_until(lambda: not _alive(second), 10, "the other worker stopped")
+    wait_until(lambda: not process_alive(second), 10, "the other worker stopped")
     assert "hub.worker_exited" in workers_hub.log_text()
 
 
@@ -98,6 +88,6 @@ def test_workers_do_not_outlive_a_sigkilled_hub(workers_hub):
     workers_hub.proc.kill()
     workers_hub.proc.wait(timeout=5)
     deadline = time.monotonic() + 10
-    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+    while any(process_alive(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not any(_alive(pid) for pid in pids)
+    assert not any(process_alive(pid) for pid in pids)

@@ -4,14 +4,13 @@ Both replicas tick their schedulers every second against the same database;
 the advisory lock must make them take turns. Devices talk to both hubs.
 """
 
-import shutil
 import textwrap
 import time
 
 import pytest
 
 from tests.support.device import enroll_device
-from tests.support.processes import start_hub, wait_until
+from tests.support.processes import start_hub, start_replica, wait_until
 from tests.support.rollout_device import sync
 
 MANIFEST = textwrap.dedent("""\
@@ -29,10 +28,7 @@ MANIFEST = textwrap.dedent("""\
 @pytest.mark.timeout(180)
 def test_two_hubs_share_one_rollout_without_double_steps(tmp_path, postgres_url):
     first = start_hub(tmp_path / "hub-a", db_url=postgres_url)
-    # The second replica shares the first's CA and TLS files (as replicas do).
-    shutil.copytree(first.data_dir, tmp_path / "hub-b", ignore=shutil.ignore_patterns("hub.db*"))
-    second = start_hub(tmp_path / "hub-b", db_url=postgres_url)
-    second.token = first.token
+    second = start_replica(first, tmp_path / "hub-b")
     try:
         claim = first.create_claim(max_uses=5)
         devices = [enroll_device(first, claim, f"dev-{i}", tmp_path) for i in range(5)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import ssl
@@ -29,6 +30,19 @@ def stop_leftovers(keep: set[int]) -> None:
     for key, process in list(RUNNING.items()):
         if key not in keep:
             process.stop(signal.SIGKILL)
+
+
+def process_alive(pid: int) -> bool:
+    """Whether `pid` runs; a zombie (dead, not yet reaped) counts as dead."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(") ", 1)[1][0] != "Z"  # the state follows "(comm) "
+    except FileNotFoundError:
+        return False
 
 
 def free_port() -> int:
@@ -192,6 +206,15 @@ def start_hub(
     hub = HubProcess(data_dir, port or free_port(), db_url, extra_args=extra_args or [])
     hub.start()
     return hub
+
+
+def start_replica(first: HubProcess, data_dir: Path) -> HubProcess:
+    """A second hub on `first`'s database, sharing its CA, TLS files and admin
+    token, as replicas do (PostgreSQL only: SQLite lives in the data dir)."""
+    shutil.copytree(first.data_dir, data_dir, ignore=shutil.ignore_patterns("hub.db*"))
+    second = start_hub(data_dir, db_url=first.db_url)
+    second.token = first.token
+    return second
 
 
 @dataclass

@@ -1,11 +1,12 @@
 """A module must not outlive a SIGKILLed agent: no orphan keeps its port or files."""
 
-import os
 import signal
 import subprocess
 import sys
 import textwrap
 import time
+
+from tests.support.processes import process_alive
 
 CHILD = textwrap.dedent("""\
     import asyncio, sys
@@ -26,28 +27,19 @@ CHILD = textwrap.dedent("""\
     """)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with open(f"/proc/{pid}/stat") as stat:
-        return stat.read().split()[2] != "Z"
-
-
 def test_module_dies_when_the_agent_is_killed(tmp_path):
     agent = subprocess.Popen(
         [sys.executable, "-c", CHILD, str(tmp_path)], stdout=subprocess.PIPE, text=True
     )
     try:
         module_pid = int(agent.stdout.readline())
-        assert _alive(module_pid)
+        assert process_alive(module_pid)
         agent.send_signal(signal.SIGKILL)
         agent.wait(10)
         deadline = time.monotonic() + 5
-        while _alive(module_pid) and time.monotonic() < deadline:
+        while process_alive(module_pid) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert not _alive(module_pid)
+        assert not process_alive(module_pid)
     finally:
         if agent.poll() is None:
             agent.kill()
