@@ -30,18 +30,17 @@ from fogline.protocol import (
 )
 
 from ._backoff import Backoff
-from ._drift import FileBaselines
 from ._errors import AgentError, HubRefusedError, HubUnreachableError, IdentityError
 from ._hublink import HubLink
 from ._identity import Identity, IdentityStore
 from ._local import LocalApp, make_local_server
 from ._logship import LogShipper
-from ._modules import ModuleManager, SupervisorActivator
+from ._modules import ModuleManager, node_module_manager
 from ._sync import ConfigApplier, DesiredStore, SyncLoop
 from ._telemetry import HttpHubTransport
 from .dataplane import DataPlaneCollector, MqttSettings, NodeDataPlane, ingest_handler
-from .supervisor import ProcessRuntime, Supervisor
-from .updater import HttpArtifactSource, Updater, crash_hook_from_env
+from .supervisor import ProcessRuntime
+from .updater import crash_hook_from_env
 
 log = logging.getLogger("fogline.agent")
 
@@ -337,31 +336,13 @@ class Agent:
             await self.modules.check_drift()
 
     def _make_modules(self, identity: Identity, link: HubLink) -> ModuleManager:
-        data = self.config.data_dir
-        supervisor = Supervisor(ProcessRuntime(), data / "logs")
-        activator = SupervisorActivator(supervisor, data / "modules-config")
-        crash_hook = crash_hook_from_env()  # fault injection in tests only
-        source = HttpArtifactSource(link.http)
-
-        def make_updater(manager: ModuleManager) -> Updater:
-            return Updater(
-                data / "updater",
-                source=source,
-                activator=activator,
-                trusted_keys=manager.trusted_keys,
-                on_progress=manager.on_progress,
-                crash_hook=crash_hook,
-            )
-
-        return ModuleManager(
-            make_updater,
-            supervisor,
-            activator,
+        return node_module_manager(
+            self.config.data_dir,
+            ProcessRuntime(),
+            link.http,
             self._store.pinned_release_keys(),
             self._report_now.set,
-            baselines=FileBaselines(data / "state" / "drift"),
-            source=source,
-            scratch_dir=data / "state" / "repair",
+            crash_hook=crash_hook_from_env(),  # fault injection in tests only
         )
 
     async def _dataplane_forever(self, link: HubLink) -> None:

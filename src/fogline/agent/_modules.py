@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Final
 
+import httpx
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -33,6 +34,7 @@ from ._files import write_atomic
 from .supervisor import (
     HealthCheck,
     HealthKind,
+    ModuleRuntime,
     Resources,
     RestartPolicy,
     RunSpec,
@@ -40,6 +42,7 @@ from .supervisor import (
 )
 from .updater import (
     ArtifactSource,
+    HttpArtifactSource,
     InstalledRelease,
     ReleaseTarget,
     State,
@@ -381,3 +384,43 @@ class ModuleManager:
         await asyncio.to_thread(shutil.rmtree, stale, True)
         archive.unlink(missing_ok=True)
         await asyncio.to_thread(self.baselines.record, target.name, target.digest, install_dir)
+
+
+def node_module_manager(
+    data_dir: Path,
+    runtime: ModuleRuntime,
+    http: httpx.AsyncClient,
+    pinned_keys: Mapping[str, str],
+    on_change: Callable[[], None],
+    crash_hook: Callable[[str], None] | None = None,
+) -> ModuleManager:
+    """A node's module stack laid out in its data directory: supervisor,
+    updater, drift baselines and repairs, artifacts fetched over `http`.
+
+    The agent builds its own here, and so does each of the simulator's
+    virtual nodes (with a simulated runtime), so both run the same code.
+    """
+    supervisor = Supervisor(runtime, data_dir / "logs")
+    activator = SupervisorActivator(supervisor, data_dir / "modules-config")
+    source = HttpArtifactSource(http)
+
+    def make_updater(manager: ModuleManager) -> Updater:
+        return Updater(
+            data_dir / "updater",
+            source=source,
+            activator=activator,
+            trusted_keys=manager.trusted_keys,
+            on_progress=manager.on_progress,
+            crash_hook=crash_hook,
+        )
+
+    return ModuleManager(
+        make_updater,
+        supervisor,
+        activator,
+        pinned_keys,
+        on_change,
+        baselines=FileBaselines(data_dir / "state" / "drift"),
+        source=source,
+        scratch_dir=data_dir / "state" / "repair",
+    )

@@ -27,12 +27,11 @@ from fogline.agent import (
     Identity,
     IdentityStore,
 )
-from fogline.agent._drift import FileBaselines
 from fogline.agent._hublink import HubLink
-from fogline.agent._modules import ModuleManager, SupervisorActivator
+from fogline.agent._modules import ModuleManager, node_module_manager
 from fogline.agent._sync import ConfigApplier, DesiredStore, SyncLoop
-from fogline.agent.supervisor import MemoryBehaviour, MemoryRuntime, RunSpec, Supervisor
-from fogline.agent.updater import SUCCESS_PATH_POINTS, HttpArtifactSource, Updater
+from fogline.agent.supervisor import MemoryBehaviour, MemoryRuntime, RunSpec
+from fogline.agent.updater import SUCCESS_PATH_POINTS
 from fogline.protocol import (
     AppliedState,
     DeviceFacts,
@@ -284,32 +283,14 @@ class VirtualNode:
     # -- modules, sync, reports --------------------------------------------------------
 
     def _make_modules(self, link: HubLink) -> ModuleManager:
-        data = self.data_dir
         self.runtime = _SimRuntime(self.config.faults, self.rand, self._health)
-        supervisor = Supervisor(self.runtime, data / "logs")
-        activator = SupervisorActivator(supervisor, data / "modules-config")
-        source = HttpArtifactSource(link.http)
-        hook = self._powerloss_hook if self.config.faults.powerloss > 0 else None
-
-        def make_updater(manager: ModuleManager) -> Updater:
-            return Updater(
-                data / "updater",
-                source=source,
-                activator=activator,
-                trusted_keys=manager.trusted_keys,
-                on_progress=manager.on_progress,
-                crash_hook=hook,
-            )
-
-        self.modules = ModuleManager(
-            make_updater,
-            supervisor,
-            activator,
-            IdentityStore(data).pinned_release_keys(),
+        self.modules = node_module_manager(
+            self.data_dir,
+            self.runtime,
+            link.http,
+            IdentityStore(self.data_dir).pinned_release_keys(),
             self._report_now.set,
-            baselines=FileBaselines(data / "state" / "drift"),
-            source=source,
-            scratch_dir=data / "state" / "repair",
+            crash_hook=self._powerloss_hook if self.config.faults.powerloss > 0 else None,
         )
         return self.modules
 
