@@ -198,3 +198,49 @@ def test_oversized_chunked_body_is_refused_with_413(shared_hub):
         f"{shared_hub.url}/v1/enroll", content=chunks(), verify=tls(shared_hub.ca)
     )
     assert response.status_code == 413
+
+
+# A served hub answers reports before FastAPI routes them (hub/_hot_path.py):
+# these check that path keeps FastAPI's limits, answers and metrics.
+
+
+def test_an_oversized_report_is_refused_with_413_declared_or_chunked(reporter):
+    big = b'{"facts": "' + b"a" * (2 * 1024 * 1024) + b'"}'
+
+    def chunks():
+        for _ in range(40):
+            yield b"a" * 65536
+
+    with reporter.client() as client:
+        declared = client.post("/v1/report", content=big)
+        chunked = client.post("/v1/report", content=chunks())
+        after = reporter.report()
+    for response in (declared, chunked):
+        assert response.status_code == 413
+        assert response.json()["error"] == "too_large"
+    assert after.status_code == 200  # the device's next report is served
+
+
+def test_other_methods_on_the_report_route_get_405(reporter):
+    with reporter.client() as client:
+        response = client.get("/v1/report")
+    assert response.status_code == 405
+    assert response.json()["error"] == "http_error"
+
+
+def test_reports_are_counted_and_timed_by_status(shared_hub, tmp_path):
+    device = enroll_device(shared_hub, shared_hub.create_claim(), "counted", tmp_path)
+
+    def count(status: str) -> float:
+        with shared_hub.client() as client:
+            text = client.get("/metrics").text
+        prefix = f'fogline_hub_requests_total{{method="POST",route="/v1/report",status="{status}"}} '
+        lines = [line for line in text.splitlines() if line.startswith(prefix)]
+        return float(lines[0].removeprefix(prefix)) if lines else 0.0
+
+    ok_before, invalid_before = count("200"), count("422")
+    assert device.report().status_code == 200
+    with device.client() as client:
+        assert client.post("/v1/report", content=b'{"facts": 5}').status_code == 422
+    assert count("200") == ok_before + 1
+    assert count("422") == invalid_before + 1

@@ -27,8 +27,9 @@ from fogline.artifact import (
     signed_message,
 )
 from fogline.hub import HubState, create_app, make_engine, upgrade_schema
-from fogline.hub._app import BodyLimit, _on_api_error
+from fogline.hub._bodies import BodyLimit
 from fogline.hub._db import make_session_factory
+from fogline.hub._error_responses import error_response
 from fogline.hub._errors import ApiError
 from fogline.hub._releases import (
     ArtifactStore,
@@ -376,7 +377,10 @@ def test_body_limit_lets_only_large_paths_stream_big_bodies():
 
 
 async def _body_limit_scenario():
-    inner = ExceptionMiddleware(_echo_size, handlers={ApiError: _on_api_error})
+    async def on_api_error(request, exc):
+        return error_response(exc, request.url.path)
+
+    inner = ExceptionMiddleware(_echo_size, handlers={ApiError: on_api_error})
     app = BodyLimit(inner, max_bytes=100, large_paths={"/v1/releases": 1000})
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://hub") as client:

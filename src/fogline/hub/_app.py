@@ -2,24 +2,20 @@
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi import FastAPI
+from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fogline import __version__
 from fogline._log import event
-from fogline.protocol import API_PREFIX, MAX_BODY_BYTES, ErrorBody, ErrorDetail, Report
+from fogline.protocol import API_PREFIX, MAX_BODY_BYTES, Report
 
-from ._bodies import add_body_models
+from ._bodies import BodyLimit, add_body_models
 from ._desired import desired_changes_since
-from ._errors import ApiError
+from ._error_responses import install_error_handlers
 from ._metrics import RequestTiming
 from ._releases import MAX_RELEASE_BYTES
 from ._rollout_scheduler import run_scheduler
@@ -36,58 +32,6 @@ from ._telemetry import apply_retention
 log = logging.getLogger("fogline.hub")
 
 
-def _error(
-    status: int,
-    code: str,
-    message: str,
-    details: list[ErrorDetail] | None = None,
-    headers: dict[str, str] | None = None,
-) -> JSONResponse:
-    body = ErrorBody(error=code, message=message, details=details or [])
-    return JSONResponse(body.model_dump(), status_code=status, headers=headers)
-
-
-def _field_path(loc: tuple[Any, ...]) -> str:
-    return ".".join(str(part) for part in loc)
-
-
-async def _on_validation_error(_request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
-    details = []
-    for problem in exc.errors():
-        if problem.get("type") == "json_invalid":
-            return _error(400, "malformed_json", "request body is not valid JSON")
-        details.append(
-            ErrorDetail(field=_field_path(problem.get("loc", ())), reason=problem["msg"])
-        )
-    first = details[0] if details else ErrorDetail(reason="invalid request")
-    return _error(422, "invalid", f"{first.field}: {first.reason}", details)
-
-
-async def _on_api_error(_request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, ApiError)
-    details = [ErrorDetail(field=exc.field, reason=exc.message)] if exc.field else []
-    headers = {"www-authenticate": "Bearer"} if exc.status == 401 else None
-    return _error(exc.status, exc.code, exc.message, details, headers)
-
-
-async def _on_http_error(_request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, StarletteHTTPException)
-    return _error(exc.status_code, "http_error", str(exc.detail))
-
-
-async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
-    # The traceback goes to the log, never to the client.
-    event(
-        log,
-        "request.failed",
-        logging.ERROR,
-        path=request.url.path,
-        error=f"{type(exc).__name__}: {exc}",
-    )
-    return _error(500, "internal", "internal error; see the hub log")
-
-
 async def _retention_forever(state: HubState) -> None:
     """Delete telemetry past the retention period, once a minute."""
     while True:
@@ -97,93 +41,6 @@ async def _retention_forever(state: HubState) -> None:
         if deleted:
             event(log, "telemetry.retention", deleted=deleted)
         await asyncio.sleep(60)
-
-
-class BodyTooLargeError(ApiError):
-    status = 413
-    code = "too_large"
-
-
-class BodyLimit:
-    """Refuses request bodies over `max_bytes` with 413, before any handler.
-
-    Checks Content-Length up front and also counts streamed bytes, so a
-    chunked upload cannot slip past the limit. `large_paths` maps a path
-    (and everything below it) to a larger limit; those bodies are not
-    buffered here but passed through, still counted, for the handler to
-    stream to disk (release uploads).
-    """
-
-    def __init__(
-        self, app: ASGIApp, max_bytes: int, large_paths: Mapping[str, int] | None = None
-    ) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-        self.large_paths = dict(large_paths or {})
-
-    def _limit_for(self, path: str) -> int:
-        for prefix, limit in self.large_paths.items():
-            if path == prefix or path.startswith(prefix.rstrip("/") + "/"):
-                return limit
-        return self.max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        limit = self._limit_for(scope["path"])
-        for name, value in scope.get("headers", []):
-            if name == b"content-length" and (not value.isdigit() or int(value) > limit):
-                await self._refuse(scope, receive, send, limit)
-                return
-        if limit > self.max_bytes:
-            await self.app(scope, self._counted(receive, limit), send)
-            return
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                break
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_bytes:
-                await self._refuse(scope, receive, send, self.max_bytes)
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
-
-    @staticmethod
-    def _counted(receive: Receive, limit: int) -> Receive:
-        size = 0
-
-        async def counted() -> Message:
-            nonlocal size
-            message = await receive()
-            if message["type"] == "http.request":
-                size += len(message.get("body", b""))
-                if size > limit:
-                    # Raised inside the handler's read; answered as a 413.
-                    raise BodyTooLargeError(f"request body is over {limit} bytes")
-            return message
-
-        return counted
-
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
-        response = _error(413, "too_large", f"request body is over {limit} bytes")
-        await response(scope, receive, send)
 
 
 def create_app(state: HubState) -> FastAPI:
@@ -221,10 +78,7 @@ def create_app(state: HubState) -> FastAPI:
     app.include_router(release_router)
     app.include_router(telemetry_router)
     app.include_router(rollout_router)
-    app.add_exception_handler(RequestValidationError, _on_validation_error)
-    app.add_exception_handler(ApiError, _on_api_error)
-    app.add_exception_handler(StarletteHTTPException, _on_http_error)
-    app.add_exception_handler(Exception, _on_unexpected)
+    install_error_handlers(app)
     app.add_middleware(RequestTiming, metrics=state.metrics)
     app.add_middleware(
         BodyLimit,

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
+from starlette.types import Scope
 
 from ._errors import ForbiddenError, UnauthorizedError
 from ._schema import DeviceRow, TokenRow
@@ -46,6 +47,11 @@ def has_client_cert(request: Request) -> bool:
 
 
 def client_peer(request: Request) -> DevicePeer:
+    """The device id and serial of the verified client certificate (see scope_peer)."""
+    return scope_peer(request.scope)
+
+
+def scope_peer(scope: Scope) -> DevicePeer:
     """The device id and serial of the verified client certificate, read once
     per connection by the TLS protocol (see _tls.py).
 
@@ -53,7 +59,7 @@ def client_peer(request: Request) -> DevicePeer:
         UnauthorizedError: no client certificate on the connection.
         ForbiddenError: the certificate names no device.
     """
-    peer = request.scope.get(PEER_SCOPE_KEY)
+    peer = scope.get(PEER_SCOPE_KEY)
     if not isinstance(peer, PeerCertificate):  # same test as has_client_cert, for mypy
         raise UnauthorizedError("the device API needs a client certificate issued by the fleet CA")
     if peer.device_id is None:

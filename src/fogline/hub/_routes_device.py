@@ -73,18 +73,30 @@ def enroll(body: EnrollRequest, session: SessionDep, state: StateDep) -> EnrollR
 async def report(request: Request) -> Response:
     """A device's periodic report: facts, labels, the desired revision it applied.
 
-    The hub's hottest route, so it does by hand what FastAPI would do for it:
-    the device is authenticated before its body is parsed, pydantic parses the
-    JSON bytes itself (no stdlib json pass first), and the ack is returned as
-    bytes. The batched writer checks the device row and records the report
-    (see _reports.py).
+    A served hub answers this route before FastAPI routes it (_hot_path.py);
+    this endpoint documents it and serves apps run without that wrapper.
+    Both authenticate the device before reading its body.
     """
     peer = client_peer(request)
-    body = parse_json_body(Report, await request.body())
-    state = hub_state(request)
+    ack = await answer_report(hub_state(request), peer, await request.body())
+    return Response(ack, media_type="application/json")
+
+
+async def answer_report(state: HubState, peer: DevicePeer, raw: bytes) -> bytes:
+    """Record a report and return the ack's JSON.
+
+    pydantic parses the JSON bytes itself (no stdlib json pass first), and
+    the batched writer checks the device row and records the report (see
+    _reports.py).
+
+    Raises:
+        RequestValidationError: the body is not a valid report.
+        ForbiddenError: unknown or revoked device, or a superseded certificate.
+        UnavailableError: the hub is stopping.
+    """
+    body = parse_json_body(Report, raw)
     await state.reports.record(peer.device_id, peer.serial_hex, body)
-    ack = ReportAck(report_interval_s=state.settings.report_interval_s)
-    return Response(ack.model_dump_json(), media_type="application/json")
+    return ReportAck(report_interval_s=state.settings.report_interval_s).model_dump_json().encode()
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ from fogline.security import ADMIN_PREFIX
 from ._app import create_app
 from ._datadir import HubFiles, prepare_data_dir, save_admin_token
 from ._db import make_engine, make_session_factory, sqlite_url, upgrade_schema
+from ._hot_path import DeviceHotPath
 from ._releases import ArtifactStore
 from ._state import HubSettings, HubState
 from ._store import ensure_admin_token
@@ -115,7 +116,8 @@ def serve(options: ServeOptions) -> None:
 
 def _uvicorn_config(state: HubState, files: HubFiles, options: ServeOptions) -> uvicorn.Config:
     return uvicorn.Config(
-        create_app(state),
+        # Device reports skip FastAPI's routing (see _hot_path.py).
+        DeviceHotPath(create_app(state), state),
         host=options.host,
         port=options.port,
         # uvloop's TLS and the httptools parser are C: with them one hub core

@@ -1,0 +1,81 @@
+"""The JSON error bodies the hub answers with, for FastAPI and the hot path alike.
+
+Every failure a client can see is an `ErrorBody`: a machine-readable code, a
+message, and the fields at fault. The FastAPI exception handlers (see
+`install_error_handlers`) and the device hot path (`_hot_path.py`) both
+answer through `error_response`, so a device gets the same body whichever
+way its request went.
+"""
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from fogline._log import event
+from fogline.protocol import ErrorBody, ErrorDetail
+
+from ._errors import ApiError
+
+log = logging.getLogger("fogline.hub")
+
+
+def error_json(
+    status: int,
+    code: str,
+    message: str,
+    details: list[ErrorDetail] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body = ErrorBody(error=code, message=message, details=details or [])
+    return JSONResponse(body.model_dump(), status_code=status, headers=headers)
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+def _validation_error(exc: RequestValidationError) -> JSONResponse:
+    details = []
+    for problem in exc.errors():
+        if problem.get("type") == "json_invalid":
+            return error_json(400, "malformed_json", "request body is not valid JSON")
+        details.append(
+            ErrorDetail(field=_field_path(problem.get("loc", ())), reason=problem["msg"])
+        )
+    first = details[0] if details else ErrorDetail(reason="invalid request")
+    return error_json(422, "invalid", f"{first.field}: {first.reason}", details)
+
+
+def _api_error(exc: ApiError) -> JSONResponse:
+    details = [ErrorDetail(field=exc.field, reason=exc.message)] if exc.field else []
+    headers = {"www-authenticate": "Bearer"} if exc.status == 401 else None
+    return error_json(exc.status, exc.code, exc.message, details, headers)
+
+
+def error_response(exc: Exception, path: str) -> JSONResponse:
+    """The answer to a request that raised `exc` while serving `path`.
+
+    Anything unexpected is logged with its type and message (the path says
+    where) and answered as a bare 500: tracebacks never reach the client.
+    """
+    if isinstance(exc, RequestValidationError):
+        return _validation_error(exc)
+    if isinstance(exc, ApiError):
+        return _api_error(exc)
+    if isinstance(exc, StarletteHTTPException):
+        return error_json(exc.status_code, "http_error", str(exc.detail))
+    event(log, "request.failed", logging.ERROR, path=path, error=f"{type(exc).__name__}: {exc}")
+    return error_json(500, "internal", "internal error; see the hub log")
+
+
+async def _handle(request: Request, exc: Exception) -> JSONResponse:
+    return error_response(exc, request.url.path)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    for kind in (RequestValidationError, ApiError, StarletteHTTPException, Exception):
+        app.add_exception_handler(kind, _handle)
