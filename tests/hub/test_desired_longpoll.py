@@ -152,7 +152,29 @@ def test_long_poll_validation_refuses_bad_wait(hub, tmp_path):
     claim = hub.create_claim(max_uses=1)
     device = enroll_device(hub, claim, "v", tmp_path)
     with device.client() as client:
-        assert client.get("/v1/desired", params={"wait": 999}).status_code == 422
-        assert client.get("/v1/desired", params={"wait": "x"}).status_code == 422
+        for wait in (999, "x", -1, "nan"):
+            response = client.get("/v1/desired", params={"wait": wait})
+            assert response.status_code == 422, wait
+            assert response.json()["details"][0]["field"] == "query.wait"
     with httpx.Client(base_url=hub.url, verify=False) as anonymous:
         assert anonymous.get("/v1/desired").status_code == 401
+
+
+def test_a_poll_that_times_out_unchanged_answers_304_with_its_etag(hub, tmp_path):
+    claim = hub.create_claim(max_uses=1)
+    device = enroll_device(hub, claim, "idle", tmp_path)
+    etag = _etag(device)
+    started = time.monotonic()
+    with device.client() as client:
+        response = client.get(
+            "/v1/desired", params={"wait": 0.5}, headers={"if-none-match": f'"{etag}"'}
+        )
+    assert response.status_code == 304
+    assert response.headers["etag"] == f'"{etag}"'
+    assert response.content == b""
+    assert time.monotonic() - started >= 0.5
+    with device.client() as client:  # a stale ETag gets the document at once
+        fresh = client.get("/v1/desired", params={"wait": 30}, headers={"if-none-match": '"old"'})
+    assert fresh.status_code == 200
+    assert fresh.headers["etag"] == f'"{etag}"'
+    assert fresh.json()["revision"] == etag

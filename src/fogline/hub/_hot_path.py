@@ -1,63 +1,124 @@
-"""The device hot path: `POST /v1/report` answered before FastAPI sees it.
+"""The device hot path: reports and desired-state polls answered before FastAPI.
 
 At the goal of 20,000 devices per hub core, reports arrive 2,000 times a
-second. FastAPI's middleware stack, router and endpoint plumbing cost about
-three times what recording a report does (py-spy profile in BENCHMARKS.md),
-so a served hub wraps the FastAPI app in `DeviceHotPath`, which answers the
-report route itself with the same pieces FastAPI's route uses: the client
-certificate from the TLS layer, the body limit, `answer_report`, the same
+second and long-polls renew 700 times. FastAPI's middleware stack, router
+and endpoint plumbing cost about three times what recording a report does
+(py-spy profile in BENCHMARKS.md), so a served hub wraps the FastAPI app in
+`DeviceHotPath`, which answers `POST /v1/report` and `GET /v1/desired` itself
+with the same pieces FastAPI's routes use: the client certificate from the
+TLS layer, the body limit, `answer_report` / `answer_desired`, the same
 error bodies and the same request metrics. Every other request, and every
 lifespan event, goes to FastAPI unchanged.
 """
 
 import time
-from typing import Final
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Final
+from urllib.parse import parse_qsl
 
+from fastapi.exceptions import RequestValidationError
+from pydantic import Field, TypeAdapter, ValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from fogline.protocol import API_PREFIX, MAX_BODY_BYTES
+from fogline.protocol import API_PREFIX, MAX_BODY_BYTES, MAX_DESIRED_WAIT_S
 
 from ._auth import scope_peer
 from ._bodies import read_body
 from ._error_responses import error_response
 from ._metrics import RouteMetrics
-from ._routes_device import answer_report
+from ._routes_device import answer_desired, answer_report
 from ._state import HubState
 
 REPORT_PATH: Final = f"{API_PREFIX}/report"
-_JSON_HEADERS: Final = [(b"content-type", b"application/json")]
+DESIRED_PATH: Final = f"{API_PREFIX}/desired"
+
+# (status, headers, body)
+_Answer = tuple[int, list[tuple[bytes, bytes]], bytes]
+_Handler = Callable[[Scope, Receive], Awaitable[_Answer]]
+
+# The `wait` query parameter, validated as FastAPI's route declares it.
+_WAIT: Final = TypeAdapter(Annotated[float, Field(ge=0, le=MAX_DESIRED_WAIT_S)])
+_JSON: Final = (b"content-type", b"application/json")
 
 
 class DeviceHotPath:
-    """ASGI: answers device reports itself and passes everything else to `app`."""
+    """ASGI: answers the device hot routes itself and passes everything else to `app`."""
 
     def __init__(self, app: ASGIApp, state: HubState) -> None:
         self.app = app
         self.state = state
-        self._report_metrics = RouteMetrics(state.metrics, "POST", REPORT_PATH)
+        self._routes: dict[tuple[str, str], tuple[_Handler, RouteMetrics]] = {
+            (method, path): (handler, RouteMetrics(state.metrics, method, path))
+            for method, path, handler in (
+                ("POST", REPORT_PATH, self._report),
+                ("GET", DESIRED_PATH, self._desired),
+            )
+        }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == REPORT_PATH and scope["method"] == "POST":
-            await self._report(scope, receive, send)
-        else:
+        route = None
+        if scope["type"] == "http":
+            route = self._routes.get((scope["method"], scope["path"]))
+        if route is None:
             await self.app(scope, receive, send)
-
-    async def _report(self, scope: Scope, receive: Receive, send: Send) -> None:
+            return
+        handler, metrics = route
         started = time.perf_counter()
         status = 500  # if the request is cancelled midway (client gone, shutdown)
         try:
             try:
-                peer = scope_peer(scope)  # before the body: strangers' bodies go unread
-                raw = await read_body(scope, receive, MAX_BODY_BYTES)
-                ack = await answer_report(self.state, peer, raw)
+                status, headers, body = await handler(scope, receive)
             except Exception as exc:
-                response = error_response(exc, REPORT_PATH)
+                response = error_response(exc, scope["path"])
                 status = response.status_code
                 await response(scope, receive, send)
                 return
-            status = 200
-            headers = [*_JSON_HEADERS, (b"content-length", str(len(ack)).encode())]
-            await send({"type": "http.response.start", "status": 200, "headers": headers})
-            await send({"type": "http.response.body", "body": ack})
+            if body:
+                headers.append((b"content-length", str(len(body)).encode()))
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
         finally:
-            self._report_metrics.observe(status, time.perf_counter() - started)
+            metrics.observe(status, time.perf_counter() - started)
+
+    async def _report(self, scope: Scope, receive: Receive) -> _Answer:
+        peer = scope_peer(scope)  # before the body: strangers' bodies go unread
+        raw = await read_body(scope, receive, MAX_BODY_BYTES)
+        return 200, [_JSON], await answer_report(self.state, peer, raw)
+
+    async def _desired(self, scope: Scope, _receive: Receive) -> _Answer:
+        peer = scope_peer(scope)
+        answer = await answer_desired(
+            self.state, peer, _header(scope, b"if-none-match"), _wait_s(scope)
+        )
+        headers = [(b"etag", answer.etag.encode())] if answer.etag else []
+        if answer.status == 200:
+            headers.append(_JSON)
+        return answer.status, headers, answer.body
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value).decode("latin-1")
+    return None
+
+
+def _wait_s(scope: Scope) -> float:
+    """The `wait` query parameter (the last one, as FastAPI reads it).
+
+    Raises:
+        RequestValidationError: not a number in 0..MAX_DESIRED_WAIT_S (422
+            naming `query.wait`, as FastAPI answers).
+    """
+    query = bytes(scope.get("query_string", b"")).decode("latin-1")
+    values = [value for key, value in parse_qsl(query, keep_blank_values=True) if key == "wait"]
+    if not values:
+        return 0.0
+    try:
+        return _WAIT.validate_python(values[-1])
+    except ValidationError as exc:
+        problems = [
+            {**problem, "loc": ("query", "wait", *problem["loc"])}
+            for problem in exc.errors(include_url=False)
+        ]
+        raise RequestValidationError(problems) from None

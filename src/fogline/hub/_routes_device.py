@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
-from fastapi.responses import JSONResponse
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -141,27 +140,59 @@ _LOOK_DOCUMENT: Final = select(
 ).where(DesiredStateRow.device_id == bindparam("device_id"))
 
 
-@router.get("/desired", response_model=DesiredStateDoc, responses={304: {}})
-async def desired(
-    request: Request,
-    state: StateDep,
-    wait: Annotated[float, Query(ge=0, le=MAX_DESIRED_WAIT_S)] = 0.0,
-    if_none_match: Annotated[str | None, Header()] = None,
-) -> Response:
-    """The device's desired state; with `wait`, a long-poll until it differs
-    from the ETag the device already has."""
-    peer = client_peer(request)
+@dataclass(frozen=True, slots=True)
+class DesiredAnswer:
+    """A long-poll's answer: 200 with the document, or 304 unchanged."""
+
+    status: int
+    etag: str | None  # the revision, quoted
+    body: bytes = b""
+
+
+async def answer_desired(
+    state: HubState, peer: DevicePeer, if_none_match: str | None, wait_s: float
+) -> DesiredAnswer:
+    """The device's desired state; with `wait_s`, a long-poll until it differs
+    from the ETag the device already has.
+
+    Raises:
+        ForbiddenError: unknown or revoked device (also while it waits), or a
+            superseded certificate.
+    """
     known = (if_none_match or "").strip().strip('"')
-    deadline = time.monotonic() + wait
+    deadline = time.monotonic() + wait_s
+    unchanged = DesiredAnswer(304, f'"{known}"' if known else None)
     while True:
         look = await run_in_threadpool(_look_desired, state, peer, known)
         if look.revision is not None and look.document is not None:
             body = DesiredStateDoc(revision=look.revision, document=look.document)
-            return JSONResponse(body.model_dump(), headers={"etag": f'"{look.revision}"'})
+            return DesiredAnswer(200, f'"{look.revision}"', body.model_dump_json().encode())
         remaining = deadline - time.monotonic()
         if remaining <= 0 or state.notifier.closing:
-            return Response(status_code=304, headers={"etag": f'"{known}"'} if known else None)
+            return unchanged
         # Sleep until this device's desired state changes (made by this
         # replica: at once; by another: within the watcher's tick) or it is
-        # revoked. An idle fleet of long-polls costs the database nothing.
-        await state.notifier.wait(peer.device_id, look.seq, remaining)
+        # revoked. An idle fleet of long-polls costs the database one look
+        # per poll: a poll that times out unchanged answers without another.
+        if not await state.notifier.wait(peer.device_id, look.seq, remaining):
+            return unchanged
+
+
+@router.get("/desired", response_model=DesiredStateDoc, responses={304: {}})
+async def desired(
+    request: Request,
+    wait: Annotated[float, Query(ge=0, le=MAX_DESIRED_WAIT_S)] = 0.0,
+    if_none_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    """The device's desired state; with `wait`, a long-poll until it differs
+    from the ETag the device already has.
+
+    A served hub answers this route before FastAPI routes it (_hot_path.py);
+    this endpoint documents it and serves apps run without that wrapper.
+    """
+    peer = client_peer(request)
+    answer = await answer_desired(hub_state(request), peer, if_none_match, wait)
+    headers = {"etag": answer.etag} if answer.etag else None
+    if answer.status == 304:
+        return Response(status_code=304, headers=headers)
+    return Response(answer.body, headers=headers, media_type="application/json")
