@@ -58,13 +58,14 @@ MAX_SMALL_BODY = 1 << 20  # desired documents and acks
 MAX_ARTIFACT = 64 << 20
 MODULE = "payload"
 VERSION = "1.0.0"
-POLICY = (
-    "{waves: [10%, 50%, 100%], bake: 2s, successThreshold: 95%, maxFailures: 5%, "
-    "onFailure: pause, waveTimeout: 60s}"
-)
+def policy(wave_timeout_s: int) -> str:
+    return (
+        "{waves: [10%, 50%, 100%], bake: 2s, successThreshold: 95%, maxFailures: 5%, "
+        f"onFailure: pause, waveTimeout: {wave_timeout_s}s}}"
+    )
 
 
-def deployment(modules: bool) -> str:
+def deployment(modules: bool, wave_timeout_s: int = 60) -> str:
     text = textwrap.dedent("""\
         apiVersion: fogline.dev/v1
         kind: Deployment
@@ -74,7 +75,7 @@ def deployment(modules: bool) -> str:
         """)
     if modules:
         text += f"  modules:\n    - {{name: {MODULE}, release: {MODULE}@{VERSION}}}\n"
-        text += f"  rollout: {POLICY}\n"
+        text += f"  rollout: {policy(wave_timeout_s)}\n"
     else:
         text += "  config: {round: 0}\n"
     return text
@@ -326,6 +327,15 @@ def main() -> None:
     parser.add_argument("--size-mb", type=int, default=5)
     parser.add_argument("--workers", type=int, default=2, help="device-simulator processes")
     parser.add_argument("--timeout", type=float, default=600, help="bound on the rollout, s")
+    parser.add_argument(
+        "--wave-timeout",
+        type=int,
+        default=60,
+        help="the policy's waveTimeout, s: a device still downloading after it counts as failed",
+    )
+    parser.add_argument(
+        "--hub-workers", type=int, default=1, help="hub processes (fogline hub serve --workers)"
+    )
     args = parser.parse_args()
     if not 1 <= args.devices <= 20_000 or not 1 <= args.size_mb <= 64:
         raise SystemExit("--devices 1..20000, --size-mb 1..64")
@@ -333,7 +343,10 @@ def main() -> None:
         sys.argv[1:]
     )
     root = Path(tempfile.mkdtemp(prefix="fogline-bench-rollout-"))
-    hub = start_hub(root / "hub", extra_args=["--report-interval", "10"])
+    hub = start_hub(
+        root / "hub",
+        extra_args=["--report-interval", "10", "--workers", str(args.hub_workers)],
+    )
     assert hub.proc is not None
     pid = hub.proc.pid
     try:
@@ -392,7 +405,7 @@ def main() -> None:
                 idle_cores = (proc_cpu_s(pid) - cpu0) / (time.monotonic() - i0)
                 print(f"idle hub: {idle_cores:.2f} cores", file=sys.stderr)
 
-                (root / "v1.yaml").write_text(deployment(True))
+                (root / "v1.yaml").write_text(deployment(True, args.wave_timeout))
                 cpu0 = proc_cpu_s(pid)
                 t_apply_wall, t_apply = time.time(), time.monotonic()
                 hub.cli("apply", "-f", str(root / "v1.yaml"))
@@ -455,7 +468,8 @@ def render(
     print(f"Machine: {machine()}  ")
     print(f"Command: `{command}`\n")
     print(
-        f"Policy: `{POLICY}`; hub on SQLite; {args.workers} simulator processes on the same cores.\n"
+        f"Policy: `{policy(args.wave_timeout)}`; hub on SQLite with {args.hub_workers} "
+        f"process(es); {args.workers} simulator processes on the same cores.\n"
     )
     rows = []
     waves = view.get("waves", [])

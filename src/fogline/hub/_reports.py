@@ -19,9 +19,9 @@ import collections
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, cast
 
-from sqlalchemy import Select, select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from fogline._log import event
@@ -148,7 +148,11 @@ class ReportWriter:
         full_path: list[_Pending] = []
         desired_changed = False
         with self._sessions() as session:
-            current = {row.id: row for row in session.execute(_current_rows(ids))}
+            # Core on the session's connection, one transaction with the ORM
+            # path: prebuilt statements skip the ORM's per-call compile and
+            # bulk-update bookkeeping, which cost more than the writes.
+            connection = session.connection()
+            current = {row.id: row for row in connection.execute(_CURRENT_ROWS, {"ids": ids})}
             for pending in batch:
                 row = current.get(pending.device_id)
                 refusal = device_refusal(row, pending.cert_serial)
@@ -159,7 +163,7 @@ class ReportWriter:
                 if row.id in repeated or report_moves_labels(row.agent_labels, row.facts, report):
                     full_path.append(pending)
                     continue
-                device_updates.append({"id": row.id, **report_columns(report, now)})
+                device_updates.append({"b_id": row.id, **report_columns(report, now)})
                 applied = report.applied
                 if applied is not None and row.has_desired is not None:
                     values = (applied.revision, applied.ok, applied.error)
@@ -168,9 +172,9 @@ class ReportWriter:
             for pending in full_path:
                 desired_changed |= self._write_in_full(session, pending)
             if device_updates:
-                session.execute(update(DeviceRow), device_updates)
+                connection.execute(_UPDATE_DEVICE, device_updates)
             if applied_updates:
-                session.execute(update(DesiredStateRow), applied_updates)
+                connection.execute(_UPDATE_APPLIED, applied_updates)
             session.commit()
         if desired_changed:
             self._notifier.poke()
@@ -195,28 +199,35 @@ class ReportWriter:
         return changed
 
 
-def _current_rows(ids: set[str]) -> Select[Any]:
-    """What a batch needs to know of its devices, in one query."""
-    return (
-        select(
-            DeviceRow.id,
-            DeviceRow.cert_serial,
-            DeviceRow.revoked_at,
-            DeviceRow.agent_labels,
-            DeviceRow.facts,
-            DesiredStateRow.device_id.label("has_desired"),
-            DesiredStateRow.applied_revision,
-            DesiredStateRow.applied_ok,
-            DesiredStateRow.applied_error,
-        )
-        .outerjoin(DesiredStateRow, DesiredStateRow.device_id == DeviceRow.id)
-        .where(DeviceRow.id.in_(ids))
+_DEVICES: Final = cast(Table, DeviceRow.__table__)
+_DESIRED: Final = cast(Table, DesiredStateRow.__table__)
+
+# What a batch needs to know of its devices, in one query. Built once:
+# building a statement costs more than SQLite running it.
+_CURRENT_ROWS: Final = (
+    select(
+        _DEVICES.c.id,
+        _DEVICES.c.cert_serial,
+        _DEVICES.c.revoked_at,
+        _DEVICES.c.agent_labels,
+        _DEVICES.c.facts,
+        _DESIRED.c.device_id.label("has_desired"),
+        _DESIRED.c.applied_revision,
+        _DESIRED.c.applied_ok,
+        _DESIRED.c.applied_error,
     )
+    .outerjoin(_DESIRED, _DESIRED.c.device_id == _DEVICES.c.id)
+    .where(_DEVICES.c.id.in_(bindparam("ids", expanding=True)))
+)
+# executemany: each parameter set names its row (b_id, b_device_id) and the
+# columns it sets.
+_UPDATE_DEVICE: Final = update(_DEVICES).where(_DEVICES.c.id == bindparam("b_id"))
+_UPDATE_APPLIED: Final = update(_DESIRED).where(_DESIRED.c.device_id == bindparam("b_device_id"))
 
 
 def _applied_columns(device_id: str, applied: AppliedState) -> dict[str, Any]:
     return {
-        "device_id": device_id,
+        "b_device_id": device_id,
         "applied_revision": applied.revision,
         "applied_ok": applied.ok,
         "applied_error": applied.error,
