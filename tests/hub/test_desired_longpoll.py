@@ -178,3 +178,28 @@ def test_a_poll_that_times_out_unchanged_answers_304_with_its_etag(hub, tmp_path
     assert fresh.status_code == 200
     assert fresh.headers["etag"] == f'"{etag}"'
     assert fresh.json()["revision"] == etag
+
+
+def test_the_watcher_survives_a_failed_read_and_wakes_polls_after_it(caplog):
+    """A locked or unreachable database must not end the watcher: it would
+    take the app's other background tasks with it (one lifespan task group)."""
+
+    async def scenario() -> bool:
+        notifier = DesiredNotifier(tick_s=0.05)
+        notifier.bind(asyncio.get_running_loop())
+        reads = iter([RuntimeError("database is locked"), [("a", 7)]])
+
+        def read_changes(since: int) -> list[tuple[str, int]]:
+            outcome = next(reads, [])
+            if isinstance(outcome, Exception):
+                raise outcome
+            return outcome
+
+        watcher = asyncio.create_task(notifier.watch(read_changes))
+        try:
+            return await notifier.wait("a", 6, 5)
+        finally:
+            watcher.cancel()
+
+    assert asyncio.run(scenario()) is True
+    assert "desired.watch_failed" in caplog.text

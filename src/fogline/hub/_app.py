@@ -32,15 +32,29 @@ from ._telemetry import apply_retention
 log = logging.getLogger("fogline.hub")
 
 
-async def _retention_forever(state: HubState) -> None:
-    """Delete telemetry past the retention period, once a minute."""
+async def retention_forever(state: HubState, interval_s: float = 60.0) -> None:
+    """Delete telemetry past the retention period, once a minute.
+
+    A failed pass (a locked or unreachable database) is logged and tried
+    again next time: an exception here would end the app's lifespan task
+    group and with it the report writer, the long-poll watcher and the
+    rollout scheduler, while the server went on answering.
+    """
     while True:
-        deleted = await asyncio.to_thread(
-            apply_retention, state.engine, state.settings.telemetry_retention_s
-        )
-        if deleted:
-            event(log, "telemetry.retention", deleted=deleted)
-        await asyncio.sleep(60)
+        try:
+            deleted = await asyncio.to_thread(
+                apply_retention, state.engine, state.settings.telemetry_retention_s
+            )
+        except Exception as exc:
+            event(log, "telemetry.retention_failed", logging.WARNING, error=_describe(exc))
+        else:
+            if deleted:
+                event(log, "telemetry.retention", deleted=deleted)
+        await asyncio.sleep(interval_s)
+
+
+def _describe(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
 
 
 def create_app(state: HubState) -> FastAPI:
@@ -54,7 +68,7 @@ def create_app(state: HubState) -> FastAPI:
 
         async with asyncio.TaskGroup() as tg:
             watcher = tg.create_task(state.notifier.watch(read_changes), name="desired-watch")
-            retention = tg.create_task(_retention_forever(state), name="retention")
+            retention = tg.create_task(retention_forever(state), name="retention")
             rollouts = tg.create_task(run_scheduler(state), name="rollout-scheduler")
             reports = tg.create_task(state.reports.run(), name="report-writer")
             yield

@@ -10,6 +10,7 @@ wakes those devices' long-polls, whichever replica made the change.
 import asyncio
 import contextlib
 import json
+import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
@@ -18,6 +19,7 @@ import orjson
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from fogline._log import event
 from fogline.manifest import (
     Deployment,
     DesiredState,
@@ -37,6 +39,8 @@ from ._schema import (
     ReleaseKeyRow,
 )
 from ._store import effective_labels, utcnow
+
+log = logging.getLogger("fogline.hub.desired")
 
 
 def plain(value: Any) -> Any:
@@ -269,9 +273,18 @@ class DesiredNotifier:
         return True
 
     async def watch(self, read_changes: Callable[[int], list[tuple[str, int]]]) -> None:
-        """The replica's watcher: runs for the app's lifetime."""
+        """The replica's watcher: runs for the app's lifetime.
+
+        A failed read (a locked or unreachable database) is logged and
+        retried at the next tick; polls still end at their timeout meanwhile.
+        """
         while True:
-            self._apply(await asyncio.to_thread(read_changes, self._last_seq))
+            try:
+                changes = await asyncio.to_thread(read_changes, self._last_seq)
+            except Exception as exc:
+                event(log, "desired.watch_failed", logging.WARNING, error=f"{type(exc).__name__}")
+            else:
+                self._apply(changes)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.tick_s):
                     await self._poked.wait()
