@@ -207,3 +207,29 @@ def test_a_device_twice_in_one_batch_is_recorded_in_order(fleet):
     with sessions() as session:
         assert find_device(session, "n8").facts["agent_version"] == "6.0.1"
         assert find_device(session, "n9").facts["agent_version"] == "6.0.0"
+
+
+def test_reports_arriving_within_the_linger_share_one_transaction(fleet):
+    sessions, devices = fleet
+    batches: list[int] = []
+    writer = ReportWriter(
+        sessions, DeploymentCache(), DesiredNotifier(), linger_s=0.2, observe_batch=batches.append
+    )
+    names = ["n10", "n11", "n12"]
+
+    async def scenario():
+        runner = asyncio.create_task(writer.run())
+        await asyncio.sleep(0)
+        try:
+            pending = []
+            for name in names:  # one at a time, as a paced fleet's reports arrive
+                pending.append(asyncio.create_task(writer.record(*devices[name], _report("7.0.0"))))
+                await asyncio.sleep(0.02)
+            return await asyncio.gather(*pending)
+        finally:
+            runner.cancel()
+
+    assert asyncio.run(scenario()) == [None, None, None]
+    assert batches == [3]
+    with sessions() as session:
+        assert all(find_device(session, n).facts["agent_version"] == "7.0.0" for n in names)
