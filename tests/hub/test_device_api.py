@@ -234,7 +234,9 @@ def test_reports_are_counted_and_timed_by_status(shared_hub, tmp_path):
     def count(status: str) -> float:
         with shared_hub.client() as client:
             text = client.get("/metrics").text
-        prefix = f'fogline_hub_requests_total{{method="POST",route="/v1/report",status="{status}"}} '
+        prefix = (
+            f'fogline_hub_requests_total{{method="POST",route="/v1/report",status="{status}"}} '
+        )
         lines = [line for line in text.splitlines() if line.startswith(prefix)]
         return float(lines[0].removeprefix(prefix)) if lines else 0.0
 
