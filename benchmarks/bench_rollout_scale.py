@@ -58,6 +58,8 @@ MAX_SMALL_BODY = 1 << 20  # desired documents and acks
 MAX_ARTIFACT = 64 << 20
 MODULE = "payload"
 VERSION = "1.0.0"
+
+
 def policy(wave_timeout_s: int) -> str:
     return (
         "{waves: [10%, 50%, 100%], bake: 2s, successThreshold: 95%, maxFailures: 5%, "
