@@ -306,6 +306,36 @@ def _revert(session: Session, rollout: RolloutRow, members: Sequence[RolloutDevi
     return changed
 
 
+_IN_CHUNK: Final = 2000  # ids per IN (...): well under SQLite's bound-parameter limit
+
+
+def _watched_rows(
+    session: Session, device_ids: Sequence[str]
+) -> tuple[dict[str, DeviceRow], dict[str, DesiredStateRow]]:
+    """The device and desired-state rows of the devices a tick judges, in a
+    few queries: one `session.get` each held SQLite's write lock (the
+    scheduler's, see lock_rollouts) for seconds with a wave of thousands."""
+    devices: dict[str, DeviceRow] = {}
+    desired: dict[str, DesiredStateRow] = {}
+    for start in range(0, len(device_ids), _IN_CHUNK):
+        chunk = device_ids[start : start + _IN_CHUNK]
+        devices.update(
+            (row.id, row)
+            for row in session.scalars(
+                select(DeviceRow).where(DeviceRow.id.in_(chunk)).execution_options(**_FRESH)
+            )
+        )
+        desired.update(
+            (row.device_id, row)
+            for row in session.scalars(
+                select(DesiredStateRow)
+                .where(DesiredStateRow.device_id.in_(chunk))
+                .execution_options(**_FRESH)
+            )
+        )
+    return devices, desired
+
+
 def _advance(
     session: Session, rollout: RolloutRow, now: dt.datetime, offline_after_s: float
 ) -> int:
@@ -313,11 +343,11 @@ def _advance(
     policy = RolloutPolicy.from_json(rollout.policy)
     members = _members(session, rollout.id)
     started_at = rollout.wave_started_at or now
-    for member in members:
-        if member.state not in WATCHED:
-            continue
-        device = session.get(DeviceRow, member.device_id)
-        desired = session.get(DesiredStateRow, member.device_id)
+    watched = [member for member in members if member.state in WATCHED]
+    devices, desired_states = _watched_rows(session, [m.device_id for m in watched])
+    for member in watched:
+        device = devices.get(member.device_id)
+        desired = desired_states.get(member.device_id)
         if device is None or desired is None or device.revoked_at is not None:
             member.state, member.reason = DeviceState.SKIPPED.value, "device revoked"
             continue
