@@ -32,11 +32,15 @@ def parse_json_body(model: type[Model], raw: bytes) -> Model:
     try:
         return model.model_validate_json(raw)
     except ValidationError as exc:
-        problems = [
-            {**problem, "loc": ("body", *problem["loc"])}
-            for problem in exc.errors(include_url=False)
-        ]
-        raise RequestValidationError(problems) from None
+        raise request_validation_error(exc, "body") from None
+
+
+def request_validation_error(exc: ValidationError, *where: str) -> RequestValidationError:
+    """pydantic's errors as FastAPI reports a request's, each located under
+    `where` (("body",) or ("query", "wait")), so the 422 names the field."""
+    return RequestValidationError(
+        [{**problem, "loc": (*where, *problem["loc"])} for problem in exc.errors(include_url=False)]
+    )
 
 
 def json_body_doc(model: type[BaseModel]) -> dict[str, Any]:

@@ -16,14 +16,13 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Final
 from urllib.parse import parse_qsl
 
-from fastapi.exceptions import RequestValidationError
 from pydantic import Field, TypeAdapter, ValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fogline.protocol import API_PREFIX, MAX_BODY_BYTES, MAX_DESIRED_WAIT_S
 
 from ._auth import scope_peer
-from ._bodies import read_body
+from ._bodies import read_body, request_validation_error
 from ._error_responses import error_response
 from ._metrics import RouteMetrics
 from ._routes_device import answer_desired, answer_report
@@ -117,8 +116,4 @@ def _wait_s(scope: Scope) -> float:
     try:
         return _WAIT.validate_python(values[-1])
     except ValidationError as exc:
-        problems = [
-            {**problem, "loc": ("query", "wait", *problem["loc"])}
-            for problem in exc.errors(include_url=False)
-        ]
-        raise RequestValidationError(problems) from None
+        raise request_validation_error(exc, "query", "wait") from None
