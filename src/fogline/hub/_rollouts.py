@@ -15,11 +15,11 @@ lock of the single database file.
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 from uuid import uuid4
 
 from sqlalchemy import select, text, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from fogline.manifest import Deployment, DesiredState
 
@@ -306,6 +306,7 @@ def _revert(session: Session, rollout: RolloutRow, members: Sequence[RolloutDevi
     return changed
 
 
+Row = TypeVar("Row")
 _IN_CHUNK: Final = 2000  # ids per IN (...): well under SQLite's bound-parameter limit
 
 
@@ -315,25 +316,24 @@ def _watched_rows(
     """The device and desired-state rows of the devices a tick judges, in a
     few queries: one `session.get` each held SQLite's write lock (the
     scheduler's, see lock_rollouts) for seconds with a wave of thousands."""
-    devices: dict[str, DeviceRow] = {}
-    desired: dict[str, DesiredStateRow] = {}
-    for start in range(0, len(device_ids), _IN_CHUNK):
-        chunk = device_ids[start : start + _IN_CHUNK]
-        devices.update(
-            (row.id, row)
-            for row in session.scalars(
-                select(DeviceRow).where(DeviceRow.id.in_(chunk)).execution_options(**_FRESH)
-            )
-        )
-        desired.update(
-            (row.device_id, row)
-            for row in session.scalars(
-                select(DesiredStateRow)
-                .where(DesiredStateRow.device_id.in_(chunk))
-                .execution_options(**_FRESH)
-            )
-        )
+    devices = {row.id: row for row in _rows_where_in(session, DeviceRow, DeviceRow.id, device_ids)}
+    desired = {
+        row.device_id: row
+        for row in _rows_where_in(session, DesiredStateRow, DesiredStateRow.device_id, device_ids)
+    }
     return devices, desired
+
+
+def _rows_where_in(
+    session: Session, entity: type[Row], key: InstrumentedAttribute[str], values: Sequence[str]
+) -> list[Row]:
+    """Fresh `entity` rows whose `key` is in `values`, `_IN_CHUNK` values per query."""
+    rows: list[Row] = []
+    for start in range(0, len(values), _IN_CHUNK):
+        chunk = values[start : start + _IN_CHUNK]
+        query = select(entity).where(key.in_(chunk)).execution_options(**_FRESH)
+        rows.extend(session.scalars(query))
+    return rows
 
 
 def _advance(
