@@ -1,5 +1,6 @@
 """The device API: enrollment (claim + CSR) and everything behind mTLS."""
 
+import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -95,7 +96,13 @@ async def answer_report(state: HubState, peer: DevicePeer, raw: bytes) -> bytes:
     """
     body = parse_json_body(Report, raw)
     await state.reports.record(peer.device_id, peer.serial_hex, body)
-    return ReportAck(report_interval_s=state.settings.report_interval_s).model_dump_json().encode()
+    return _report_ack(state.settings.report_interval_s)
+
+
+@functools.cache
+def _report_ack(report_interval_s: float) -> bytes:
+    """The ack's JSON: the same for every report, so built once per interval."""
+    return ReportAck(report_interval_s=report_interval_s).model_dump_json().encode()
 
 
 @dataclass(frozen=True, slots=True)
