@@ -351,8 +351,15 @@ def main() -> None:
     )
     assert hub.proc is not None
     pid = hub.proc.pid
+    stop_file = root / "stop-fleet"
     try:
-        with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
+        with contextlib.ExitStack() as stack:
+            pool = stack.enter_context(
+                ProcessPoolExecutor(args.workers, mp_context=get_context("spawn"))
+            )
+            # Runs first on the way out, error or SIGTERM included: the
+            # simulators stop, so the pool's exit need not wait out stop_at.
+            stack.callback(stop_file.touch)
             digest = make_release(hub, root, args.size_mb)
             print(f"pushed {digest}", file=sys.stderr)
             (root / "v0.yaml").write_text(deployment(False))
@@ -371,7 +378,6 @@ def main() -> None:
             ca_pem = hub.ca.read_text()
             settle_s = 30 + args.devices / 20
             stop_at = time.time() + settle_s + args.timeout + 30
-            stop_file = root / "stop-fleet"
             futures = [
                 pool.submit(run_fleet, FleetJob(hub.port, ca_pem, creds[w :: args.workers], stop_at, str(stop_file), w))
                 for w in range(args.workers)
