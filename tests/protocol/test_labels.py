@@ -4,12 +4,18 @@ from fogline.protocol import parse_labels
 
 
 def test_parse_labels_accepts_prefixed_keys_and_empty_input():
-    assert parse_labels("site=plant-7, tier=gold,fogline.dev/arch=x86_64") == {
+    assert parse_labels("site=plant-7, tier=gold,example.com/arch=x86_64") == {
         "site": "plant-7",
         "tier": "gold",
-        "fogline.dev/arch": "x86_64",
+        "example.com/arch": "x86_64",
     }
     assert parse_labels("") == {}
+
+
+def test_parse_labels_refuses_keys_under_the_hub_prefix():
+    # Claims, operators and devices type labels: fogline.dev/ is the hub's alone.
+    with pytest.raises(ValueError, match="belong to the hub"):
+        parse_labels("site=a,fogline.dev/arch=arm64")
 
 
 @pytest.mark.parametrize("bad", ["site", "=x", "si te=x", "site=a b", "k=" + "v" * 64])

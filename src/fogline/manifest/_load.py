@@ -137,7 +137,12 @@ def _validate(
     if isinstance(model, ClaimModel):
         spec = model.spec
         return ProvisioningClaim(
-            model.metadata.name, spec.maxUses, spec.expires, spec.labels, origin=origin
+            model.metadata.name,
+            spec.maxUses,
+            spec.expires,
+            spec.labels,
+            origin=origin,
+            names=tuple(spec.names),
         )
     assert isinstance(model, ReleaseKeyModel)
     return ReleaseKey(model.metadata.name, decode_public_key(model.spec.publicKey), origin)

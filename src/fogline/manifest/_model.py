@@ -82,7 +82,8 @@ class Deployment:
 
 @dataclass(frozen=True, slots=True)
 class ProvisioningClaim:
-    """A claim token's policy: labels given to enrolled devices, uses, expiry.
+    """A claim token's policy: labels given to enrolled devices, uses, expiry,
+    and the device names it may enroll (glob patterns; none: any name).
 
     `expires` is as written: a duration counted from when the claim is
     applied (`24h`) or a fixed ISO 8601 moment; see `expires_at`.
@@ -93,10 +94,12 @@ class ProvisioningClaim:
     expires: str
     labels: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     origin: Origin | None = field(default=None, compare=False)
+    names: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         parse_expiry(self.expires)  # fail at construction, not at enrollment
         object.__setattr__(self, "labels", MappingProxyType(dict(self.labels)))
+        object.__setattr__(self, "names", tuple(self.names))
 
     def expires_at(self, applied_at: datetime) -> datetime:
         """Return when the claim stops working, given when it was applied."""
@@ -107,7 +110,12 @@ class ProvisioningClaim:
 
     def to_document(self) -> dict[str, Any]:
         """Return the manifest document this claim reads back from."""
-        spec = {"labels": dict(sorted(self.labels.items())), "maxUses": self.max_uses}
+        spec: dict[str, Any] = {
+            "labels": dict(sorted(self.labels.items())),
+            "maxUses": self.max_uses,
+        }
+        if self.names:
+            spec["names"] = list(self.names)
         return _envelope("ProvisioningClaim", self.name, {**spec, "expires": self.expires})
 
 

@@ -17,7 +17,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from ..protocol import LABEL_KEY_RE, MAX_LABELS, label_problem
+from ..protocol import (
+    DEVICE_NAME_GLOB_PATTERN,
+    LABEL_KEY_RE,
+    MAX_LABELS,
+    MAX_NAME_PATTERNS,
+    hub_label_problem,
+    label_problem,
+)
 from ._duration import parse_expiry
 from ._selector import Operator
 
@@ -75,6 +82,33 @@ def _check_labels(labels: dict[str, str]) -> dict[str, str]:
     if items:
         raise FieldProblems(items)
     return labels
+
+
+def _check_claim_labels(labels: dict[str, str]) -> dict[str, str]:
+    """A claim's labels: valid, and none under the hub's prefix."""
+    items = [((key,), str(problem), True) for key in labels if (problem := hub_label_problem(key))]
+    if items:
+        raise FieldProblems(items)
+    return labels
+
+
+_NAME_GLOB: Final = re.compile(DEVICE_NAME_GLOB_PATTERN)
+
+
+def _check_name_patterns(patterns: list[str]) -> list[str]:
+    items: list[tuple[tuple[str | int, ...], str, bool]] = []
+    if len(patterns) > MAX_NAME_PATTERNS:
+        items.append(((), f"at most {MAX_NAME_PATTERNS} patterns (got {len(patterns)})", False))
+    for i, pattern in enumerate(patterns):
+        if not _NAME_GLOB.match(pattern):
+            reason = (
+                "a name pattern is 1-63 lowercase letters, digits, '-', and the globs "
+                f"'*' and '?' (got {pattern!r})"
+            )
+            items.append(((i,), reason, False))
+    if items:
+        raise FieldProblems(items)
+    return patterns
 
 
 def _named_entries(kind: str, field: str) -> Callable[[list[dict[str, Any]]], list[dict[str, Any]]]:
@@ -222,7 +256,9 @@ class DeploymentSpecModel(BaseModel):
 
 class ClaimSpecModel(BaseModel):
     model_config = _STRICT
-    labels: Labels = {}
+    labels: Annotated[Labels, AfterValidator(_check_claim_labels)] = {}
+    # Glob patterns a device's name must match to enroll with the claim.
+    names: Annotated[list[str], AfterValidator(_check_name_patterns)] = []
     maxUses: Annotated[int, Field(ge=1)]
     expires: Annotated[str, AfterValidator(_check_expires)]
 

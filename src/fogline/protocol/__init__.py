@@ -7,15 +7,19 @@ from ._labels import (
     MAX_LABELS,
     PLATFORM_LABEL_PREFIX,
     format_labels,
+    hub_label_problem,
     label_problem,
     parse_labels,
     validate_labels,
+    validate_user_labels,
 )
 from ._models import (
     API_PREFIX,
+    DEVICE_NAME_GLOB_PATTERN,
     DEVICE_NAME_PATTERN,
     MAX_BODY_BYTES,
     MAX_DESIRED_WAIT_S,
+    MAX_NAME_PATTERNS,
     AppliedState,
     ApplyResult,
     ClaimCreate,
@@ -43,6 +47,7 @@ from ._models import (
     SyncReport,
     SyncStatus,
     WireModel,
+    name_allowed,
 )
 from ._telemetry import (
     MAX_PRIORITY,
@@ -58,12 +63,14 @@ from ._telemetry import (
 
 __all__ = [
     "API_PREFIX",
+    "DEVICE_NAME_GLOB_PATTERN",
     "DEVICE_NAME_PATTERN",
     "LABEL_KEY_RE",
     "LABEL_VALUE_RE",
     "MAX_BODY_BYTES",
     "MAX_DESIRED_WAIT_S",
     "MAX_LABELS",
+    "MAX_NAME_PATTERNS",
     "MAX_PRIORITY",
     "MAX_STREAM_LEN",
     "MIN_PRIORITY",
@@ -103,8 +110,11 @@ __all__ = [
     "decode_batch",
     "encode_batch",
     "format_labels",
+    "hub_label_problem",
     "label_problem",
+    "name_allowed",
     "parse_labels",
     "revision_of",
     "validate_labels",
+    "validate_user_labels",
 ]

@@ -12,8 +12,17 @@ LABEL_KEY_RE: Final = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._/-]{0,61}[A-Za-z0-9]
 LABEL_VALUE_RE: Final = re.compile(r"^([A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?)?$")
 MAX_LABELS: Final = 64
 
-# Labels the agent reports about its platform; the hub owns these keys.
+# Keys under this prefix are the hub's alone (`fogline.dev/os`, `fogline.dev/arch`):
+# claims, operators and devices may not set them, so a selector on them means
+# what the hub derived.
 PLATFORM_LABEL_PREFIX: Final = "fogline.dev/"
+
+
+def hub_label_problem(key: str) -> str | None:
+    """Why `key` may not be given by a claim, an operator or a device, or None."""
+    if key.startswith(PLATFORM_LABEL_PREFIX):
+        return f"label key {key!r}: keys under {PLATFORM_LABEL_PREFIX} belong to the hub"
+    return None
 
 
 def label_problem(key: str, value: str) -> str | None:
@@ -31,8 +40,12 @@ def label_problem(key: str, value: str) -> str | None:
 def parse_labels(text: str) -> dict[str, str]:
     """Parse `k=v,k2=v2` (as typed on a command line) into a dict.
 
+    Every caller gives labels for a claim, a device or a simulated node, so
+    keys under the hub's prefix are refused here too.
+
     Raises:
-        ValueError: an item without '=', or an invalid key or value.
+        ValueError: an item without '=', an invalid key or value, or a key
+            under the hub's prefix.
     """
     labels: dict[str, str] = {}
     for item in (part.strip() for part in text.split(",")):
@@ -41,7 +54,7 @@ def parse_labels(text: str) -> dict[str, str]:
         key, sep, value = item.partition("=")
         if not sep:
             raise ValueError(f"label {item!r} must look like key=value")
-        problem = label_problem(key.strip(), value.strip())
+        problem = label_problem(key.strip(), value.strip()) or hub_label_problem(key.strip())
         if problem:
             raise ValueError(problem)
         labels[key.strip()] = value.strip()
@@ -59,6 +72,17 @@ def validate_labels(labels: Mapping[str, str]) -> dict[str, str]:
         if problem:
             raise ValueError(problem)
     return dict(labels)
+
+
+def validate_user_labels(labels: Mapping[str, str]) -> dict[str, str]:
+    """`validate_labels`, and no key under the hub's prefix (labels from a
+    claim, an operator or a device)."""
+    checked = validate_labels(labels)
+    for key in checked:
+        problem = hub_label_problem(key)
+        if problem:
+            raise ValueError(problem)
+    return checked
 
 
 def format_labels(labels: Iterable[tuple[str, str]]) -> str:

@@ -5,20 +5,46 @@ from the network, and a bad one must be a 4xx naming the field.
 """
 
 import datetime as dt
+import fnmatch
+from collections.abc import Iterable
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from ._labels import validate_labels
+from ._labels import hub_label_problem, validate_user_labels
 
 API_PREFIX: Final = "/v1"
 MAX_BODY_BYTES: Final = 1024 * 1024
 
 DEVICE_NAME_PATTERN: Final = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+# A claim's name patterns: device-name characters and the globs `*` and `?`.
+DEVICE_NAME_GLOB_PATTERN: Final = r"^[a-z0-9*?-]{1,63}$"
+MAX_NAME_PATTERNS: Final = 64
+
+
+def name_allowed(name: str, patterns: Iterable[str]) -> bool:
+    """Whether a device name matches one of a claim's name patterns (`plant7-*`).
+
+    No patterns: any name. Patterns hold only name characters, `*` and `?`
+    (see DEVICE_NAME_GLOB_PATTERN), so fnmatch has no brackets to expand.
+    """
+    listed = list(patterns)
+    return not listed or any(fnmatch.fnmatchcase(name, pattern) for pattern in listed)
+
+
+def _not_hub_owned(key: str) -> str:
+    problem = hub_label_problem(key)
+    if problem:
+        raise ValueError(problem)
+    return key
+
 
 Short = Annotated[str, Field(max_length=256)]
 DeviceName = Annotated[str, Field(pattern=DEVICE_NAME_PATTERN)]
-Labels = Annotated[dict[str, str], AfterValidator(validate_labels)]
+NamePattern = Annotated[str, Field(pattern=DEVICE_NAME_GLOB_PATTERN)]
+# Labels a claim, an operator or a device gives: never under the hub's prefix.
+Labels = Annotated[dict[str, str], AfterValidator(validate_user_labels)]
+LabelKey = Annotated[str, Field(max_length=63), AfterValidator(_not_hub_owned)]
 DeviceStatus = Literal["online", "offline", "revoked"]
 ClaimStatus = Literal["active", "expired", "revoked", "used-up"]
 
@@ -41,6 +67,9 @@ class EnrollRequest(WireModel):
     claim: Annotated[str, Field(min_length=1, max_length=200)]
     csr: Annotated[str, Field(min_length=1, max_length=8192)]
     name: DeviceName
+    # Labels the device asks for: stored apart, never selected on unless an
+    # operator promotes them. os and arch of `facts` become the hub's
+    # platform labels, once, at enrollment.
     labels: Labels = {}
     facts: DeviceFacts
 
@@ -72,7 +101,7 @@ class OutboxReport(WireModel):
 
 class Report(WireModel):
     facts: DeviceFacts
-    labels: Labels = {}
+    labels: Labels = {}  # the labels the device asks for (see EnrollRequest)
     applied: "AppliedState | None" = None
     outbox: OutboxReport | None = None
     # Module statuses, update results and progress, drift (see fogline.agent).
@@ -85,6 +114,8 @@ class ReportAck(WireModel):
 
 class ClaimCreate(WireModel):
     labels: Labels = {}
+    # Name patterns a device enrolling with the claim must match (none: any name).
+    names: Annotated[list[NamePattern], Field(max_length=MAX_NAME_PATTERNS)] = []
     max_uses: Annotated[int, Field(ge=1, le=1_000_000)] = 1
     expires_in_s: Annotated[float, Field(gt=0, le=366 * 86400)] = 86400.0
 
@@ -92,6 +123,7 @@ class ClaimCreate(WireModel):
 class ClaimView(WireModel):
     id: str
     labels: dict[str, str]
+    names: list[str] = []
     max_uses: int
     uses: int
     created_at: dt.datetime
@@ -108,7 +140,12 @@ class ClaimCreated(WireModel):
 class DeviceView(WireModel):
     id: str
     name: str
+    # What deployments select on: claim and operator labels, and the hub's
+    # platform labels (fogline.dev/os, fogline.dev/arch).
     labels: dict[str, str]
+    # What the device asked for: not used for targeting until an operator
+    # promotes a key (LabelChange.promote).
+    reported_labels: dict[str, str] = {}
     status: DeviceStatus
     enrolled_at: dt.datetime
     last_seen: dt.datetime | None
@@ -125,8 +162,13 @@ class DeviceView(WireModel):
 
 
 class LabelChange(WireModel):
+    """An operator's change to a device's labels: promote, then set, then remove."""
+
     set: Labels = {}
-    remove: Annotated[list[Annotated[str, Field(max_length=63)]], Field(max_length=64)] = []
+    remove: Annotated[list[LabelKey], Field(max_length=64)] = []
+    # Keys of the device's requested labels to copy, with their values, into
+    # the labels deployments select on.
+    promote: Annotated[list[LabelKey], Field(max_length=64)] = []
 
 
 class ErrorDetail(WireModel):
