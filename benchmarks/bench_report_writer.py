@@ -30,7 +30,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from benchmarks._common import git_revision, machine, median, table
 from fogline.hub import make_engine, upgrade_schema
 from fogline.hub._db import make_session_factory
-from fogline.hub._desired import DeploymentCache, DesiredNotifier
 from fogline.hub._reports import ReportWriter, _Pending
 from fogline.hub._store import create_claim, enroll_device
 from fogline.protocol import ClaimCreate, EnrollRequest, Report
@@ -78,7 +77,7 @@ def _measure(db_url: str, root: Path, args: argparse.Namespace) -> list[tuple[in
     sessions = make_session_factory(engine)
     devices = _enroll(sessions, CertificateAuthority.load_or_create(root / "ca"), args.devices)
     loop = asyncio.new_event_loop()
-    writer = ReportWriter(sessions, DeploymentCache(), DesiredNotifier())
+    writer = ReportWriter(sessions)
     results = []
     try:
         for size in (1, 4, 16, 64):

@@ -6,6 +6,7 @@ import time
 
 import httpx
 
+from fogline.hub._device_labels import normalize_arch
 from tests.support.processes import AgentProcess, start_hub, wait_until
 
 
@@ -15,7 +16,7 @@ def _agent(tmp_path, hub, name, claim, labels=""):
     return agent
 
 
-def test_agent_enrolls_appears_online_and_reports_platform_labels(hub, tmp_path):
+def test_agent_enrolls_appears_online_with_platform_and_requested_labels(hub, tmp_path):
     claim = hub.create_claim(labels="site=plant-7", max_uses=5)
     agent = _agent(tmp_path, hub, "edge-1", claim, "tier=gold")
     try:
@@ -25,9 +26,10 @@ def test_agent_enrolls_appears_online_and_reports_platform_labels(hub, tmp_path)
         )
         assert device["id"] == device_id
         assert device["labels"]["site"] == "plant-7"
-        assert device["labels"]["tier"] == "gold"
+        # What the agent asks for is shown apart and not selected on.
+        assert device["reported_labels"] == {"tier": "gold"} and "tier" not in device["labels"]
         assert device["labels"]["fogline.dev/os"] == "linux"
-        assert device["labels"]["fogline.dev/arch"] == device["arch"]
+        assert device["labels"]["fogline.dev/arch"] == normalize_arch(device["arch"])
         assert device["agent_version"]
         key = tmp_path / "edge-1" / "identity" / "key.pem"
         assert stat.S_IMODE(key.stat().st_mode) == 0o600

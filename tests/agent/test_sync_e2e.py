@@ -113,7 +113,9 @@ def test_label_change_moves_a_device_between_deployments(hub, tmp_path):
         wait_until(lambda: _config(agent) == {"sampling": {"rate_hz": 1}}, 15, "base only")
         hub.cli("devices", "label", "a4", "zone=north")
         wait_until(lambda: (_config(agent) or {}).get("zone_alarm") is True, 10, "moved north")
-        hub.cli("devices", "label", "a4", "zone-")  # the tombstone also hides the agent's label
+        # The agent asked for zone=south: never selected on, so removing the
+        # operator's zone leaves the device in no zone.
+        hub.cli("devices", "label", "a4", "zone-")
         wait_until(
             lambda: "zone_alarm" not in (_config(agent) or {"zone_alarm": 1}), 10, "moved out"
         )

@@ -603,7 +603,22 @@ def test_unknown_digest_is_404(shared_hub):
 
 def test_a_device_downloads_over_mtls_with_ranges(shared_hub, published, tmp_path):
     archive, envelope = published
-    device = enroll_device(shared_hub, shared_hub.create_claim(), "release-node", tmp_path)
+    claim = shared_hub.create_claim(labels="release=served")
+    device = enroll_device(shared_hub, claim, "release-node", tmp_path)
+    # A device reads the releases its desired state names (tests/hostile/test_device_scope.py).
+    deployment = textwrap.dedent("""\
+        apiVersion: fogline.dev/v1
+        kind: Deployment
+        metadata: {name: served-to-release-node}
+        spec:
+          selector: {matchLabels: {release: served}}
+          modules: [{name: served, release: served@2.0.0}]
+        """)
+    with shared_hub.client() as operator:
+        applied = operator.post(
+            "/v1/manifests/apply", json={"files": [{"name": "d.yaml", "text": deployment}]}
+        )
+        assert applied.status_code == 200, applied.text
     with device.client() as client:
         shown = client.get("/v1/releases/served/2.0.0")
         assert shown.status_code == 200

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from fogline.hub import make_engine, upgrade_schema
 from fogline.hub._db import make_session_factory
-from fogline.hub._desired import DeploymentCache, DesiredNotifier, bump_generation
+from fogline.hub._desired import bump_generation
 from fogline.hub._errors import ForbiddenError
 from fogline.hub._reports import ReportWriter
 from fogline.hub._schema import DeploymentRow, DesiredStateRow
@@ -71,12 +71,10 @@ async def _report_all(writer: ReportWriter, reports: dict[str, tuple[str, str, R
 def test_concurrent_reports_share_transactions_and_each_is_authenticated(fleet):
     sessions, devices = fleet
     with sessions() as session, session.begin():
-        revoke_device(find_device(session, "n1"))
+        revoke_device(session, find_device(session, "n1"))
         seen_before = {name: find_device(session, name).last_seen for name in devices}
     batches: list[int] = []
-    writer = ReportWriter(
-        sessions, DeploymentCache(), DesiredNotifier(), max_batch=16, observe_batch=batches.append
-    )
+    writer = ReportWriter(sessions, max_batch=16, observe_batch=batches.append)
     reports = {
         name: (dev_id, serial, _report("2.0.0")) for name, (dev_id, serial) in devices.items()
     }
@@ -113,7 +111,7 @@ def test_one_failing_report_fails_alone(fleet, monkeypatch):
         return real_columns(report, now)
 
     monkeypatch.setattr(reports_module, "report_columns", columns_or_fail)
-    writer = ReportWriter(sessions, DeploymentCache(), DesiredNotifier())
+    writer = ReportWriter(sessions)
     reports = {
         name: (dev_id, serial, _report("3.0.0")) for name, (dev_id, serial) in devices.items()
     }
@@ -128,7 +126,10 @@ def test_one_failing_report_fails_alone(fleet, monkeypatch):
         assert find_device(session, "n4").facts["agent_version"] == "3.0.0"
 
 
-def test_a_report_that_moves_labels_recompiles_desired_state_in_the_batch(fleet):
+def test_a_report_never_changes_what_selects_the_device(fleet):
+    """Labels a report asks for are stored as requested labels and facts are
+    refreshed, but neither moves what deployments select on: nothing is
+    compiled, even for a deployment that selects exactly what was asked."""
     sessions, devices = fleet
     with sessions() as session, session.begin():
         session.add(
@@ -146,27 +147,28 @@ def test_a_report_that_moves_labels_recompiles_desired_state_in_the_batch(fleet)
             )
         )
         bump_generation(session)
-    notifier = DesiredNotifier()
-    writer = ReportWriter(sessions, DeploymentCache(), notifier)
-    reports = {
-        "n6": (*devices["n6"], _report("5.0.0", labels={"tier": "gold"})),  # its labels move
-        "n7": (*devices["n7"], _report("5.0.0")),  # fast path
-    }
+        platform_before = find_device(session, "n6").platform_labels
+    writer = ReportWriter(sessions)
+    moved = Report.model_validate(
+        {"facts": {**FACTS, "arch": "riscv64"}, "labels": {"tier": "gold"}, "outbox": None}
+    )
+    reports = {"n6": (*devices["n6"], moved), "n7": (*devices["n7"], _report("5.0.0"))}
 
     outcomes = asyncio.run(_report_all(writer, reports))
 
     assert outcomes == {"n6": None, "n7": None}
     with sessions() as session:
-        gold = session.get(DesiredStateRow, devices["n6"][0])
-        plain = session.get(DesiredStateRow, devices["n7"][0])
-        assert gold.document.get("config") == {"x": 1}
-        assert plain is None  # its labels did not move: nothing was compiled for it
+        device = find_device(session, "n6")
+        assert device.reported_labels == {"tier": "gold"} and device.facts["arch"] == "riscv64"
+        assert device.platform_labels == platform_before  # taken at enrollment, kept
+        assert "tier" not in device.labels
+        assert session.get(DesiredStateRow, devices["n6"][0]) is None  # nothing compiled
         assert find_device(session, "n7").facts["agent_version"] == "5.0.0"
 
 
 def test_reports_queued_when_the_writer_stops_are_refused_not_lost_silently(fleet):
     sessions, devices = fleet
-    writer = ReportWriter(sessions, DeploymentCache(), DesiredNotifier())
+    writer = ReportWriter(sessions)
     dev_id, serial = devices["n5"]
 
     async def scenario():
@@ -191,9 +193,7 @@ def test_reports_queued_when_the_writer_stops_are_refused_not_lost_silently(flee
 def test_a_device_twice_in_one_batch_is_recorded_in_order(fleet):
     sessions, devices = fleet
     batches: list[int] = []
-    writer = ReportWriter(
-        sessions, DeploymentCache(), DesiredNotifier(), observe_batch=batches.append
-    )
+    writer = ReportWriter(sessions, observe_batch=batches.append)
     reports = {
         "first": (*devices["n8"], _report("6.0.0")),
         "retry": (*devices["n8"], _report("6.0.1")),
@@ -212,9 +212,7 @@ def test_a_device_twice_in_one_batch_is_recorded_in_order(fleet):
 def test_reports_arriving_within_the_linger_share_one_transaction(fleet):
     sessions, devices = fleet
     batches: list[int] = []
-    writer = ReportWriter(
-        sessions, DeploymentCache(), DesiredNotifier(), linger_s=0.2, observe_batch=batches.append
-    )
+    writer = ReportWriter(sessions, linger_s=0.2, observe_batch=batches.append)
     names = ["n10", "n11", "n12"]
 
     async def scenario():

@@ -8,12 +8,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from fogline.hub import make_engine, upgrade_schema
 from fogline.hub._db import make_session_factory
-from fogline.hub._errors import ConflictError, ForbiddenError
+from fogline.hub._device_labels import effective_labels, normalize_arch, platform_labels
+from fogline.hub._errors import BadRequestError, ConflictError, ForbiddenError
 from fogline.hub._store import (
     change_labels,
     count_devices_by_status,
     create_claim,
-    effective_labels,
     enroll_device,
     ensure_admin_token,
     find_device,
@@ -23,7 +23,7 @@ from fogline.hub._store import (
     utcnow,
 )
 from fogline.protocol import ClaimCreate, EnrollRequest, LabelChange
-from fogline.security import CertificateAuthority, make_csr
+from fogline.security import CertificateAuthority, make_csr, parse_token
 from tests.support.device import FACTS
 
 
@@ -64,17 +64,19 @@ def test_admin_token_is_created_once_and_authenticates(sessions):
         assert operator_for_token(session, token.token[:-1] + "x") is None
 
 
-def test_enrollment_uses_claim_labels_over_agent_labels_and_adds_platform(sessions, ca):
+def test_enrollment_selects_on_claim_labels_and_keeps_the_device_request_apart(sessions, ca):
     token = _claim(sessions, labels={"site": "plant-7"}, max_uses=5)
+    facts = {**FACTS, "os": "Linux", "arch": "aarch64"}
     with sessions() as session, session.begin():
         _row, pem = enroll_device(
-            session, ca, _request(token, "n1", labels={"site": "x", "tier": "gold"})
+            session, ca, _request(token, "n1", labels={"site": "x", "tier": "gold"}, facts=facts)
         )
     assert pem.startswith(b"-----BEGIN CERTIFICATE")
     with sessions() as session:
-        labels = effective_labels(find_device(session, "n1"))
-    assert labels["site"] == "plant-7" and labels["tier"] == "gold"
-    assert labels["fogline.dev/os"] == "linux"
+        device = find_device(session, "n1")
+        labels = effective_labels(device)
+        assert device.reported_labels == {"site": "x", "tier": "gold"}
+    assert labels == {"site": "plant-7", "fogline.dev/os": "linux", "fogline.dev/arch": "arm64"}
 
 
 def test_claim_max_uses_holds_under_concurrent_enrollments(sessions, ca):
@@ -96,8 +98,6 @@ def test_claim_max_uses_holds_under_concurrent_enrollments(sessions, ca):
 def test_revoked_and_expired_claims_are_refused(sessions, ca):
     revoked = _claim(sessions)
     with sessions() as session, session.begin():
-        from fogline.security import parse_token
-
         revoke_claim(session, parse_token(revoked).token_id)
     with sessions() as session, pytest.raises(ForbiddenError), session.begin():
         enroll_device(session, ca, _request(revoked, "a"))
@@ -120,19 +120,25 @@ def test_duplicate_names_conflict_and_foreign_cn_is_forbidden(sessions, ca):
         enroll_device(session, ca, hijack)
 
 
-def test_label_tombstone_hides_agent_label_and_counts_by_status(sessions, ca):
-    token = _claim(sessions, max_uses=5)
+def test_label_changes_promote_set_remove_and_counts_by_status(sessions, ca):
+    token = _claim(sessions, labels={"zone": "z1"}, max_uses=5)
     with sessions() as session, session.begin():
-        enroll_device(session, ca, _request(token, "a", labels={"zone": "z1"}))
+        enroll_device(session, ca, _request(token, "a", labels={"rack": "r7", "tier": "x"}))
         enroll_device(session, ca, _request(token, "b"))
         enroll_device(session, ca, _request(token, "c"))
     with sessions() as session, session.begin():
-        change_labels(find_device(session, "a"), LabelChange(set={"tier": "gold"}, remove=["zone"]))
-        revoke_device(find_device(session, "b"))
+        promoted = change_labels(
+            find_device(session, "a"),
+            LabelChange(set={"tier": "gold"}, remove=["zone"], promote=["rack", "tier"]),
+        )
+        assert promoted == {"rack": "r7", "tier": "x"}  # set wins over the promoted value
+        with pytest.raises(BadRequestError, match="did not ask for label"):
+            change_labels(find_device(session, "b"), LabelChange(promote=["rack"]))
+        revoke_device(session, find_device(session, "b"))
         find_device(session, "c").last_seen = utcnow() - dt.timedelta(hours=1)
     with sessions() as session:
         labels = effective_labels(find_device(session, "a"))
-        assert "zone" not in labels and labels["tier"] == "gold"
+        assert {k: v for k, v in labels.items() if "/" not in k} == {"rack": "r7", "tier": "gold"}
         counts = count_devices_by_status(session, utcnow(), 30)
     assert counts == {"online": 1, "offline": 1, "revoked": 1}
 
@@ -161,7 +167,6 @@ def test_an_enrollment_retried_with_the_same_key_gets_the_same_device(sessions, 
         assert pem.startswith(b"-----BEGIN CERTIFICATE")
     with sessions() as session:
         from fogline.hub._schema import ClaimRow
-        from fogline.security import parse_token
 
         assert session.get(ClaimRow, parse_token(token).token_id).uses == 1  # counted once
     # another key, or the same key with another claim, is someone else
@@ -170,3 +175,36 @@ def test_an_enrollment_retried_with_the_same_key_gets_the_same_device(sessions, 
         enroll_device(session, ca, request(token, other))
     with sessions() as session, pytest.raises(ConflictError), session.begin():
         enroll_device(session, ca, request(_claim(sessions), key))
+    # the retry needs the claim still valid, even though it takes no use
+    with sessions() as session, session.begin():
+        revoke_claim(session, parse_token(token).token_id)
+    with sessions() as session, pytest.raises(ForbiddenError, match="claim"), session.begin():
+        enroll_device(session, ca, request(token, key))
+
+
+@pytest.mark.parametrize(
+    ("arch", "label"),
+    [
+        ("x86_64", "amd64"),
+        ("AMD64", "amd64"),
+        ("aarch64", "arm64"),
+        ("arm64", "arm64"),
+        ("armv7l", "arm"),
+        ("armv6l", "arm"),
+        ("i686", "386"),
+        ("i386", "386"),
+        ("riscv64", "riscv64"),
+        ("PPC64LE", "ppc64le"),
+    ],
+)
+def test_arch_is_named_as_go_and_kubernetes_name_it(arch, label):
+    assert normalize_arch(arch) == label
+    assert platform_labels({"os": "Linux", "arch": arch}) == {
+        "fogline.dev/os": "linux",
+        "fogline.dev/arch": label,
+    }
+
+
+def test_a_fact_that_makes_no_label_value_gives_no_label():
+    assert platform_labels({"os": "linux", "arch": "x" * 80}) == {"fogline.dev/os": "linux"}
+    assert platform_labels({"os": "li nux;", "arch": ""}) == {}

@@ -35,7 +35,8 @@ def push_release(hub: HubProcess, work: Path, name: str, versions: list[str]) ->
 
 
 def deployment(name: str, *, modules: str = "", config: str = "{}", rollout: str = "") -> str:
-    """A Deployment `name` selecting the virtual nodes labelled `test=<name>`."""
+    """A Deployment `name` selecting the virtual nodes whose claim labels them
+    `test=<name>` (see `fleet_claim`)."""
     text = textwrap.dedent(f"""\
         apiVersion: fogline.dev/v1
         kind: Deployment
@@ -65,13 +66,19 @@ async def apply(hub: HubProcess, text: str) -> None:
     await asyncio.to_thread(apply_now, hub, text)
 
 
-def create_claim(hub: HubProcess, uses: int) -> str:
+def create_claim(hub: HubProcess, uses: int, labels: dict[str, str] | None = None) -> str:
+    """A claim for `uses` nodes; its labels are what deployments select them on."""
     client = OperatorClient(hub.url, hub.token, hub.ca)
     try:
-        body = {"labels": {}, "max_uses": uses, "expires_in_s": 3600}
+        body = {"labels": labels or {}, "max_uses": uses, "expires_in_s": 3600}
         return str(client.call("POST", "/v1/claims", json=body)["token"])
     finally:
         client.close()
+
+
+def fleet_claim(hub: HubProcess, uses: int, prefix: str) -> str:
+    """A claim labelling its nodes as `deployment(prefix)` selects them."""
+    return create_claim(hub, uses, {"test": prefix, "sim": "true"})
 
 
 async def eventually(predicate: Callable[[], Any], timeout_s: float, what: str) -> Any:

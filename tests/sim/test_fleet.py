@@ -13,6 +13,7 @@ from tests.sim.helpers import (
     create_claim,
     deployment,
     eventually,
+    fleet_claim,
     push_release,
     sim_devices,
 )
@@ -22,7 +23,7 @@ from tests.support.processes import HubProcess
 def make_fleet(
     hub: HubProcess, work: Path, prefix: str, devices: int, faults: Faults
 ) -> VirtualFleet:
-    claim = create_claim(hub, devices)
+    claim = fleet_claim(hub, devices, prefix)
     return VirtualFleet(
         FleetConfig(
             hub_url=hub.url,
@@ -30,7 +31,7 @@ def make_fleet(
             claim=claim,
             devices=devices,
             data_dir=work / "fleet",
-            labels={"test": prefix},
+            labels={"asked": prefix},
             faults=faults,
             prefix=prefix,
             seed=7,
@@ -80,6 +81,8 @@ def test_a_fleet_enrolls_syncs_a_config_change_and_reports_it(
     rows = sim_devices(hub, prefix)
     assert sorted(r["name"] for r in rows) == [f"sim-{prefix}-{i}" for i in range(8)]
     assert all(r["labels"]["sim"] == "true" and r["labels"]["test"] == prefix for r in rows)
+    # What the nodes asked for is shown apart, not selected on.
+    assert all(r["reported_labels"] == {"asked": prefix, "sim": "true"} for r in rows)
 
 
 def test_crashed_nodes_restart_from_disk_without_enrolling_again(
@@ -171,7 +174,7 @@ def test_the_sim_fleet_command_runs_nodes_in_worker_processes(
     assert stats["nodes"] == stats["enrolled"] == 4 and stats["reports_ok"] >= 4
     rows = sim_devices(hub, prefix)
     assert len(rows) == 4 and all(
-        r["labels"]["site"] == "lab" and r["labels"]["sim"] == "true" for r in rows
+        r["reported_labels"] == {"site": "lab", "sim": "true"} for r in rows
     )
     # The data dirs stay where --data-dir put them, for a restart of the same nodes.
     assert (tmp_path / "nodes" / f"sim-{prefix}-3" / "identity" / "device.json").is_file()

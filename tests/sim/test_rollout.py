@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from fogline.sim import FleetConfig, FleetStats, VirtualFleet, parse_faults
-from tests.sim.helpers import create_claim, deployment, eventually, push_release, sim_devices
+from tests.sim.helpers import deployment, eventually, fleet_claim, push_release, sim_devices
 from tests.support.processes import HubProcess
 
 
@@ -28,10 +28,9 @@ def test_an_unhealthy_canary_stops_the_rollout_as_the_policy_says(
         FleetConfig(
             hub_url=hub.url,
             ca_path=hub.ca,
-            claim=create_claim(hub, 4),
+            claim=fleet_claim(hub, 4, prefix),
             devices=4,
             data_dir=tmp_path / "fleet",
-            labels={"test": prefix},
             faults=parse_faults(f"health-fail:{module}@3.0.0=1.0"),
             prefix=prefix,
         )

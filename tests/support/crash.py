@@ -84,7 +84,7 @@ def run_case(fleet: Fleet, case: str, point: str, *, bad_update: bool = False) -
     start, target = ("2.0.0", "3.0.0") if bad_update else ("1.0.0", "2.0.0")
     manifest = fleet.root / f"case-{case}.yaml"
     agent = AgentProcess(
-        fleet.root / f"node-{case}", hub, f"node-{case}", hub.create_claim(), labels=f"case={case}"
+        fleet.root / f"node-{case}", hub, f"node-{case}", hub.create_claim(labels=f"case={case}")
     )
     agent.start()
     try:

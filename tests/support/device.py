@@ -63,10 +63,22 @@ class TestDevice:
             return client.post("/v1/report", json={"facts": FACTS, "labels": {}})
 
 
-def enroll_device(hub: HubProcess, claim: str, name: str, directory: Path) -> TestDevice:
-    key = ec.generate_private_key(ec.SECP256R1())
+def enroll_device(
+    hub: HubProcess,
+    claim: str,
+    name: str,
+    directory: Path,
+    *,
+    key: ec.EllipticCurvePrivateKey | None = None,
+    **extra: Any,
+) -> TestDevice:
+    """Enroll over the real API; `extra` goes into the body (labels, facts)."""
+    key = key or ec.generate_private_key(ec.SECP256R1())
     response = httpx.post(
-        f"{hub.url}/v1/enroll", json=enroll_body(claim, name, key), verify=tls(hub.ca), timeout=10
+        f"{hub.url}/v1/enroll",
+        json=enroll_body(claim, name, key, **extra),
+        verify=tls(hub.ca),
+        timeout=10,
     )
     assert response.status_code == 200, response.text
     body = response.json()

@@ -19,6 +19,7 @@ CLAIM_COLUMNS = [
     ("uses", "USES"),
     ("max_uses", "MAX"),
     ("labels", "LABELS"),
+    ("names", "NAMES"),
     ("expires_at", "EXPIRES"),
 ]
 
@@ -31,6 +32,13 @@ def create(
     labels: Annotated[
         str, typer.Option(help="Labels given to every device enrolled with it: k=v,k2=v2.")
     ] = "",
+    names: Annotated[
+        str,
+        typer.Option(
+            help="Device names it may enroll, comma-separated glob patterns: 'plant7-*'. "
+            "Default: any name."
+        ),
+    ] = "",
     max_uses: Annotated[int, typer.Option(min=1, help="How many devices may enroll with it.")] = 1,
     expires: Annotated[str, typer.Option(help="Lifetime, e.g. 30m, 24h, 7d.")] = "24h",
     output: OutputOpt = None,
@@ -39,6 +47,7 @@ def create(
     try:
         body = {
             "labels": parse_labels(labels),
+            "names": [part.strip() for part in names.split(",") if part.strip()],
             "max_uses": max_uses,
             "expires_in_s": parse_duration(expires),
         }

@@ -92,6 +92,8 @@ def format_cell(value: Any) -> str:
         return "-"
     if isinstance(value, dict):
         return ",".join(f"{k}={v}" for k, v in sorted(value.items()))
+    if isinstance(value, list):
+        return ",".join(str(item) for item in value) or "-"
     if isinstance(value, float):
         return f"{value:.0f}"
     return str(value)

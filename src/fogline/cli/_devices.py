@@ -20,7 +20,9 @@ from ._common import (
     wants_json,
 )
 
-app = typer.Typer(help="List, inspect, label and revoke devices.", no_args_is_help=True)
+app = typer.Typer(
+    help="List, inspect, label, promote, revoke and remove devices.", no_args_is_help=True
+)
 
 DEVICE_COLUMNS = [
     ("name", "NAME"),
@@ -112,6 +114,13 @@ def print_device(row: dict[str, Any]) -> None:
     ):
         _line(key, row.get(key))
     _line("labels", ",".join(f"{k}={v}" for k, v in sorted(row["labels"].items())))
+    requested = row.get("reported_labels") or {}
+    if requested:
+        _line(
+            "requested",
+            ",".join(f"{k}={v}" for k, v in sorted(requested.items()))
+            + "  (asked for by the device; not used for targeting until promoted)",
+        )
     sync = row.get("sync") or {}
     _line("sync", sync.get("status"))
     _line("desired", sync.get("desired_revision"))
@@ -185,4 +194,37 @@ def revoke(
     """Revoke a device: the hub refuses its certificate from its next request on."""
     with connect(hub, token, ca) as client:
         row = client.post(f"/v1/devices/{ref}/revoke")
+    show_rows([row], output)
+
+
+@app.command("promote")
+def promote(
+    ref: Annotated[str, typer.Argument(help="Device id or name.")],
+    keys: Annotated[list[str], typer.Argument(help="Keys of labels the device asked for.")],
+    hub: HubOpt,
+    token: TokenOpt = None,
+    ca: CaOpt = None,
+    output: OutputOpt = None,
+) -> None:
+    """Use labels the device asked for (its requested labels) for targeting:
+    copies their values into the device's labels. Audited."""
+    with connect(hub, token, ca) as client:
+        row = client.patch(f"/v1/devices/{ref}/labels", json={"promote": keys})
+    show_rows([row], output)
+
+
+@app.command("rm")
+def remove(
+    ref: Annotated[str, typer.Argument(help="Device id or name.")],
+    hub: HubOpt,
+    token: TokenOpt = None,
+    ca: CaOpt = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Revoke the device first if it is still active.")
+    ] = False,
+    output: OutputOpt = None,
+) -> None:
+    """Remove a revoked device: its name is free again; its key stays refused. Audited."""
+    with connect(hub, token, ca) as client:
+        row = client.delete(f"/v1/devices/{ref}", params={"force": "true" if force else "false"})
     show_rows([row], output)

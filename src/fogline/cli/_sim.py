@@ -30,7 +30,13 @@ def fleet(
     ca: Annotated[Path, typer.Option("--ca", help="The fleet CA certificate (hub DIR/ca.pem).")],
     claim: Annotated[str, typer.Option("--claim", help="A claim token with enough uses.")],
     devices: Annotated[int, typer.Option("--devices", min=1, help="How many nodes.")],
-    labels: Annotated[str, typer.Option(help="Labels of every node: k=v,k2=v2.")] = "",
+    labels: Annotated[
+        str,
+        typer.Option(
+            help="Labels every node asks for: k=v,k2=v2. Requested only: deployments select "
+            "on the claim's labels."
+        ),
+    ] = "",
     faults: FaultsOpt = "",
     processes: Annotated[
         int | None, typer.Option(min=1, help="Worker processes (default: one per core).")

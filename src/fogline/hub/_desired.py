@@ -31,6 +31,7 @@ from fogline.manifest import (
 )
 from fogline.protocol import SyncReport, SyncStatus
 
+from ._device_labels import effective_labels
 from ._schema import (
     DeploymentRow,
     DesiredStateRow,
@@ -38,7 +39,7 @@ from ._schema import (
     FleetGenerationRow,
     ReleaseKeyRow,
 )
-from ._store import effective_labels, utcnow
+from ._store import utcnow
 
 log = logging.getLogger("fogline.hub.desired")
 
@@ -145,8 +146,26 @@ def compile_for(
     return DesiredState(revision_of(document), document)
 
 
+def release_refs(document: Mapping[str, Any]) -> list[dict[str, str]]:
+    """The releases a desired-state document names: {name, version, digest} of
+    each module entry (resolved at apply, so every field is there)."""
+    refs: list[dict[str, str]] = []
+    modules = document.get("modules")
+    for entry in modules if isinstance(modules, list) else ():
+        if not isinstance(entry, Mapping):
+            continue
+        ref = {key: entry.get(key) for key in ("name", "version", "digest")}
+        if all(isinstance(value, str) for value in ref.values()):
+            refs.append({key: str(value) for key, value in ref.items()})
+    return refs
+
+
 def store_desired(session: Session, device: DeviceRow, state: DesiredState) -> bool:
-    """Save a device's compiled state; True when its revision changed."""
+    """Save a device's compiled state; True when its revision changed.
+
+    The releases of the document it replaces stay fetchable by the device
+    (`previous_releases`): it may be moving between the two.
+    """
     row = session.get(DesiredStateRow, device.id)
     if row is not None and row.revision == state.revision:
         return False
@@ -163,9 +182,11 @@ def store_desired(session: Session, device: DeviceRow, state: DesiredState) -> b
                 applied_ok=True,
                 applied_error=None,
                 seq=seq,
+                previous_releases=[],
             )
         )
     else:
+        row.previous_releases = release_refs(row.document)
         row.revision, row.document, row.updated_at = state.revision, plain(state.document), now
         row.seq = seq
     return True

@@ -266,6 +266,7 @@ def _apply_claims(session: Session, manifests: ManifestSet) -> dict[str, str]:
                     name=claim.name,
                     secret_hash=token.secret_hash,
                     labels=dict(claim.labels),
+                    names=list(claim.names),
                     max_uses=claim.max_uses,
                     uses=0,
                     created_at=now,
@@ -274,11 +275,8 @@ def _apply_claims(session: Session, manifests: ManifestSet) -> dict[str, str]:
             )
             tokens[claim.name] = token.token
         else:
-            row.labels, row.max_uses, row.expires_at = (
-                dict(claim.labels),
-                claim.max_uses,
-                expires_at,
-            )
+            row.labels, row.names = dict(claim.labels), list(claim.names)
+            row.max_uses, row.expires_at = claim.max_uses, expires_at
     return tokens
 
 

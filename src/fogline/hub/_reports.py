@@ -17,10 +17,14 @@ cost a paced fleet several times what the same reports cost in bulk
 
 If a batch fails as a whole, its reports are written again one by one, so
 one bad report cannot fail the devices that shared its batch.
+
+A report never changes what a device is selected by (its labels are stored
+as requested labels, see _device_labels.py), so recording one never
+recompiles a desired state: every report takes the same path, prebuilt
+statements and no ORM objects.
 """
 
 import asyncio
-import collections
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -32,17 +36,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from fogline._log import event
 from fogline.protocol import AppliedState, Report
 
-from ._desired import DeploymentCache, DesiredNotifier, recompile_device
 from ._errors import UnavailableError
 from ._schema import DesiredStateRow, DeviceRow
-from ._store import (
-    device_refusal,
-    effective_labels,
-    record_report,
-    report_columns,
-    report_moves_labels,
-    utcnow,
-)
+from ._store import device_refusal, report_columns, utcnow
 
 log = logging.getLogger("fogline.hub.reports")
 MAX_BATCH: Final = 500
@@ -67,16 +63,12 @@ class ReportWriter:
     def __init__(
         self,
         sessions: sessionmaker[Session],
-        deployments: DeploymentCache,
-        notifier: DesiredNotifier,
         *,
         max_batch: int = MAX_BATCH,
         linger_s: float = LINGER_S,
         observe_batch: Callable[[int], None] = lambda _size: None,
     ) -> None:
         self._sessions = sessions
-        self._deployments = deployments
-        self._notifier = notifier
         self._max_batch = max_batch
         self._linger_s = linger_s
         self._observe_batch = observe_batch
@@ -144,27 +136,25 @@ class ReportWriter:
     def _write(self, batch: Sequence[_Pending]) -> list[BaseException | None]:
         """In a worker thread: one transaction for the whole batch.
 
-        Most reports only refresh facts, module statuses and last_seen: those
-        are written with one executemany, without loading ORM objects. A
-        report that changes what the device's labels are made of goes the
-        full way, since its desired state may change with them.
+        Reports refresh facts, requested labels, module statuses, last_seen
+        and the applied revision: one executemany per table, without loading
+        ORM objects. A device twice in one batch (a retried report) is
+        written in order, its last report last.
         """
         now = utcnow()
-        counts = collections.Counter(p.device_id for p in batch)
-        ids = set(counts)
-        # A device twice in one batch (a retried report) goes the ORM way, in order.
-        repeated = {device_id for device_id, count in counts.items() if count > 1}
         outcomes: list[BaseException | None] = []
         device_updates: list[dict[str, Any]] = []
         applied_updates: list[dict[str, Any]] = []
-        full_path: list[_Pending] = []
-        desired_changed = False
         with self._sessions() as session:
-            # Core on the session's connection, one transaction with the ORM
-            # path: prebuilt statements skip the ORM's per-call compile and
-            # bulk-update bookkeeping, which cost more than the writes.
+            # Core on the session's connection: prebuilt statements skip the
+            # ORM's per-call compile and bulk-update bookkeeping, which cost
+            # more than the writes.
             connection = session.connection()
+            ids = {p.device_id for p in batch}
             current = {row.id: row for row in connection.execute(_CURRENT_ROWS, {"ids": ids})}
+            # The applied columns as the batch leaves them so far, per device:
+            # a retried report in the same batch compares against its first.
+            applied_now: dict[str, tuple[str | None, bool, str | None]] = {}
             for pending in batch:
                 row = current.get(pending.device_id)
                 refusal = device_refusal(row, pending.cert_serial)
@@ -172,43 +162,22 @@ class ReportWriter:
                 if row is None or refusal is not None:
                     continue
                 report = pending.report
-                if row.id in repeated or report_moves_labels(row.agent_labels, row.facts, report):
-                    full_path.append(pending)
-                    continue
                 device_updates.append({"b_id": row.id, **report_columns(report, now)})
                 applied = report.applied
                 if applied is not None and row.has_desired is not None:
+                    before = applied_now.get(
+                        row.id, (row.applied_revision, row.applied_ok, row.applied_error)
+                    )
                     values = (applied.revision, applied.ok, applied.error)
-                    if values != (row.applied_revision, row.applied_ok, row.applied_error):
+                    if values != before:
                         applied_updates.append(_applied_columns(row.id, applied))
-            for pending in full_path:
-                desired_changed |= self._write_in_full(session, pending)
+                        applied_now[row.id] = values
             if device_updates:
                 connection.execute(_UPDATE_DEVICE, device_updates)
             if applied_updates:
                 connection.execute(_UPDATE_APPLIED, applied_updates)
             session.commit()
-        if desired_changed:
-            self._notifier.poke()
         return outcomes
-
-    def _write_in_full(self, session: Session, pending: _Pending) -> bool:
-        """Record a report through the ORM; True when the device's desired state changed."""
-        device = session.get(DeviceRow, pending.device_id)
-        assert device is not None  # authenticated in this transaction
-        labels_before = effective_labels(device)
-        record_report(device, pending.report)
-        changed = False
-        if effective_labels(device) != labels_before:
-            changed = recompile_device(session, self._deployments, device)
-        applied = pending.report.applied
-        desired = session.get(DesiredStateRow, device.id)
-        if applied is not None and desired is not None:
-            desired.applied_revision = applied.revision
-            desired.applied_ok = applied.ok
-            desired.applied_error = applied.error
-        session.flush()
-        return changed
 
 
 _DEVICES: Final = cast(Table, DeviceRow.__table__)
@@ -221,8 +190,6 @@ _CURRENT_ROWS: Final = (
         _DEVICES.c.id,
         _DEVICES.c.cert_serial,
         _DEVICES.c.revoked_at,
-        _DEVICES.c.agent_labels,
-        _DEVICES.c.facts,
         _DESIRED.c.device_id.label("has_desired"),
         _DESIRED.c.applied_revision,
         _DESIRED.c.applied_ok,

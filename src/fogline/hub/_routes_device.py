@@ -8,6 +8,7 @@ from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from sqlalchemy import bindparam, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -31,7 +32,7 @@ from ._auth import (
 )
 from ._bodies import json_body_doc, parse_json_body
 from ._desired import recompile_device, release_keys
-from ._errors import ApiError
+from ._errors import ApiError, ConflictError
 from ._schema import DesiredStateRow, DeviceRow
 from ._state import HubState
 from ._store import device_refusal, enroll_device
@@ -42,13 +43,39 @@ router = APIRouter(prefix=API_PREFIX, tags=["device"])
 SessionDep = Annotated[Session, Depends(db_session)]
 
 
+# A lost race for a name is settled by looking again; one more look is
+# enough unless the winner rolled back, and then the name is free.
+_ENROLL_ATTEMPTS: Final = 3
+
+
+def _enroll_settled(
+    session: Session, state: HubState, body: EnrollRequest
+) -> tuple[DeviceRow, bytes]:
+    """Enroll and commit. When another enrollment took the name between this
+    one's look and its insert (the unique constraint), the transaction is
+    rolled back and the enrollment runs again: it then sees the winner, and
+    answers 409 (or, for the same key and claim, the retried enrollment).
+
+    Raises:
+        ApiError: see `enroll_device`.
+    """
+    for _attempt in range(_ENROLL_ATTEMPTS):
+        try:
+            row, cert_pem = enroll_device(session, state.ca, body)
+            recompile_device(session, state.deployments, row)
+            session.commit()
+        except IntegrityError:
+            session.rollback()
+            continue
+        return row, cert_pem
+    raise ConflictError(f"device name {body.name!r} is taken", field="name")
+
+
 @router.post("/enroll", response_model=EnrollResponse)
 def enroll(body: EnrollRequest, session: SessionDep, state: StateDep) -> EnrollResponse:
     """Trade a claim token and a CSR for a device certificate."""
     try:
-        row, cert_pem = enroll_device(session, state.ca, body)
-        recompile_device(session, state.deployments, row)
-        session.commit()
+        row, cert_pem = _enroll_settled(session, state, body)
     except ApiError as exc:
         state.metrics.enrollments.labels(exc.code).inc()
         event(log, "device.enroll_refused", logging.WARNING, name=body.name, reason=exc.message)

@@ -3,7 +3,7 @@
 import logging
 from typing import Annotated, Final
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Query, Response
 from pydantic import TypeAdapter
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -18,6 +18,7 @@ from fogline.protocol import (
     LabelChange,
 )
 
+from ._audit import record_audit
 from ._auth import StateDep, db_session, require_operator
 from ._desired import SYNC_COLUMNS, recompile_device, sync_report, touch_desired
 from ._schema import DesiredStateRow, TokenRow
@@ -29,6 +30,7 @@ from ._store import (
     find_device,
     list_claims,
     list_devices,
+    remove_device,
     revoke_claim,
     revoke_device,
     utcnow,
@@ -94,22 +96,74 @@ def devices_show(ref: str, _op: OperatorDep, session: SessionDep, state: StateDe
 def devices_label(
     ref: str, body: LabelChange, op: OperatorDep, session: SessionDep, state: StateDep
 ) -> DeviceView:
+    """Set, remove, or promote (copy from what the device asked for) the labels
+    deployments select the device on. Audited."""
     row = find_device(session, ref)
-    change_labels(row, body)
+    promoted = change_labels(row, body)
     changed = recompile_device(session, state.deployments, row)
+    record_audit(
+        session,
+        op.name,
+        "device.promote" if body.promote else "device.label",
+        row.name,
+        device_id=row.id,
+        set=dict(body.set),
+        remove=list(body.remove),
+        promoted=promoted,
+    )
     session.commit()
     if changed:
         state.notifier.poke()
-    event(log, "device.labelled", device_id=row.id, by=op.name, set=body.set, remove=body.remove)
+    event(
+        log,
+        "device.labelled",
+        device_id=row.id,
+        by=op.name,
+        set=body.set,
+        remove=body.remove,
+        promote=body.promote,
+    )
     return device_view(row, utcnow(), state.settings.offline_after_s)
 
 
 @router.post("/devices/{ref}/revoke", response_model=DeviceView)
 def devices_revoke(ref: str, op: OperatorDep, session: SessionDep, state: StateDep) -> DeviceView:
+    """Revoke a device: its certificate is refused from its next request on,
+    and its key at enrollment, forever. Audited."""
     row = find_device(session, ref)
-    revoke_device(row)
+    revoke_device(session, row)
     touch_desired(session, row.id)  # its long-poll wakes and is refused
+    record_audit(session, op.name, "device.revoke", row.name, device_id=row.id)
     session.commit()
     state.notifier.poke()
     event(log, "device.revoked", device_id=row.id, by=op.name)
     return device_view(row, utcnow(), state.settings.offline_after_s)
+
+
+@router.delete("/devices/{ref}", response_model=DeviceView)
+def devices_remove(
+    ref: str,
+    op: OperatorDep,
+    session: SessionDep,
+    state: StateDep,
+    force: Annotated[bool, Query(description="Revoke an active device first.")] = False,
+) -> DeviceView:
+    """Remove a revoked device (409 for an active one unless `force`, which
+    revokes it first): its name is free again, its key stays refused. Audited.
+    Answers the device as it was last."""
+    row = find_device(session, ref)
+    was_revoked = row.revoked_at is not None
+    remove_device(session, row, force=force)
+    view = device_view(row, utcnow(), state.settings.offline_after_s)
+    record_audit(
+        session,
+        op.name,
+        "device.rm",
+        row.name,
+        device_id=row.id,
+        forced=not was_revoked,
+        key_sha256=row.key_sha256,
+    )
+    session.commit()
+    event(log, "device.removed", device_id=row.id, name=row.name, by=op.name)
+    return view

@@ -5,11 +5,15 @@ artifacts by digest (with HTTP range requests, so devices resume).
                                                        header x-fogline-signature:
                                                        base64 of its .sig envelope
     GET  /v1/releases                       operator
-    GET  /v1/releases/{name}/{version}      operator or device
-    GET  /v1/artifacts/{digest}             operator or device (Range supported)
+    GET  /v1/releases/{name}/{version}      operator, or a device whose desired
+                                            state names it (see _device_scope.py)
+    GET  /v1/artifacts/{digest}             the same (Range supported)
+
+A release a device may not fetch is answered exactly as one that does not exist.
 """
 
 import logging
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -23,6 +27,7 @@ from fogline.artifact import SignatureEnvelope
 from fogline.protocol import API_PREFIX
 
 from ._auth import StateDep, check_device, has_client_cert, hub_state, require_operator
+from ._device_scope import may_fetch_artifact, may_fetch_release
 from ._errors import NotFoundError, UnauthorizedError
 from ._releases import (
     MAX_RELEASE_BYTES,
@@ -55,18 +60,27 @@ def _operator(request: Request) -> str:
         return require_operator(request, session).name
 
 
-def _reader(request: Request) -> str:
+@dataclass(frozen=True, slots=True)
+class Reader:
+    """Who reads a release: an operator (every release) or a device (those its
+    desired state names)."""
+
+    device_id: str | None  # None: an operator
+
+
+def _reader(request: Request) -> Reader:
     """An operator (bearer token) or an enrolled device (client certificate)."""
     if request.headers.get("authorization"):
-        return "operator:" + _operator(request)
+        _operator(request)
+        return Reader(device_id=None)
     if not has_client_cert(request):
         raise UnauthorizedError("send an operator bearer token or a device client certificate")
     with hub_state(request).sessions() as session:
-        return "device:" + check_device(session, request).id
+        return Reader(device_id=check_device(session, request).id)
 
 
 OperatorDep = Annotated[str, Depends(_operator)]
-ReaderDep = Annotated[str, Depends(_reader)]
+ReaderDep = Annotated[Reader, Depends(_reader)]
 
 
 def _store(state: HubState) -> ArtifactStore:
@@ -182,10 +196,13 @@ def releases_list(_op: OperatorDep, state: StateDep) -> list[ReleaseView]:
 
 
 @router.get("/releases/{name}/{version}", response_model=ReleaseView)
-def releases_show(name: str, version: str, _who: ReaderDep, state: StateDep) -> ReleaseView:
+def releases_show(name: str, version: str, who: ReaderDep, state: StateDep) -> ReleaseView:
     with state.sessions() as session:
         row = find_release(session, name, version)
-        if row is None:
+        hidden = who.device_id is not None and not (
+            row is not None and may_fetch_release(session, who.device_id, name, version)
+        )
+        if row is None or hidden:
             raise NotFoundError(f"no release {name[:80]!r} version {version[:80]!r}")
         return release_view(row)
 
@@ -198,16 +215,19 @@ class ArtifactResponse(FileResponse):
 
 
 @router.get("/artifacts/{digest}", response_class=FileResponse)
-def artifact_download(digest: str, _who: ReaderDep, state: StateDep) -> ArtifactResponse:
+def artifact_download(digest: str, who: ReaderDep, state: StateDep) -> ArtifactResponse:
     """The archive with this digest. Range requests (`Range: bytes=N-`) answer
     206 with the rest, so an interrupted download resumes where it stopped."""
     check_digest(digest)
     store = _store(state)
     with state.sessions() as session:
         row = find_by_digest(session, digest)
+        hidden = who.device_id is not None and not may_fetch_artifact(
+            session, who.device_id, digest
+        )
     # Only pushed releases are served: a blob left by a refused push is not.
     path = store.path_for(digest)
-    if row is None or not path.is_file():
+    if row is None or hidden or not path.is_file():
         raise NotFoundError(f"no artifact {digest}")
     return ArtifactResponse(
         path,

@@ -63,6 +63,8 @@ class ClaimRow(Base):
     name: Mapped[str | None] = mapped_column(String(63), unique=True, nullable=True)
     secret_hash: Mapped[str] = mapped_column(String(64))
     labels: Mapped[dict[str, str]] = mapped_column(JSON)
+    # Glob patterns a device's name must match to enroll with it (empty: any).
+    names: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
     max_uses: Mapped[int] = mapped_column(Integer)
     uses: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
@@ -73,16 +75,19 @@ class ClaimRow(Base):
 class DeviceRow(Base):
     """An enrolled device.
 
-    Labels come in three layers: what the agent asks for (`agent_labels`),
-    what operators and the claim set (`labels`, where None is a tombstone
-    that hides an agent label), and platform facts the hub derives.
+    Deployments select on `labels` (from the claim, then operators) and
+    `platform_labels` (fogline.dev/os and /arch, derived by the hub from the
+    facts the device gave when it enrolled, never moved by a report).
+    `reported_labels` is what the device asks for: shown, never selected on
+    until an operator promotes a key into `labels`.
     """
 
     __tablename__ = "devices"
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     name: Mapped[str] = mapped_column(String(63), unique=True)
-    labels: Mapped[dict[str, str | None]] = mapped_column(JSON)
-    agent_labels: Mapped[dict[str, str]] = mapped_column(JSON)
+    labels: Mapped[dict[str, str]] = mapped_column(JSON)
+    reported_labels: Mapped[dict[str, str]] = mapped_column(JSON)
+    platform_labels: Mapped[dict[str, str]] = mapped_column(JSON, default=dict, server_default="{}")
     facts: Mapped[dict[str, Any]] = mapped_column(JSON)
     claim_id: Mapped[str | None] = mapped_column(
         String(32), ForeignKey("claims.id", ondelete="SET NULL"), nullable=True
@@ -97,6 +102,18 @@ class DeviceRow(Base):
     # The enrolled key's fingerprint: an enrollment retried with the same key
     # (its answer was lost) gets its certificate again instead of a conflict.
     key_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class RevokedKeyRow(Base):
+    """The key of a revoked device: refused at enrollment forever, also after
+    the device row is removed (`fogline devices rm`)."""
+
+    __tablename__ = "revoked_keys"
+    key_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    revoked_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    # Who held it, for the operator's record; the device may be gone.
+    device_id: Mapped[str] = mapped_column(String(36))
+    device_name: Mapped[str] = mapped_column(String(63))
 
 
 class DeploymentRow(Base):
@@ -135,6 +152,12 @@ class DesiredStateRow(Base):
     # fleet_generation.desired_seq when this row last changed (or its device
     # was revoked): replicas read "changed since N" to wake just those polls.
     seq: Mapped[int] = mapped_column(BigInteger, index=True, default=0, server_default="0")
+    # The releases ({name, version, digest}) the document before this one
+    # named: a device moving between the two (an update, a rollback) may
+    # still fetch them. Set when the revision changes.
+    previous_releases: Mapped[list[dict[str, str]]] = mapped_column(
+        JSON, default=list, server_default="[]"
+    )
 
 
 class FleetGenerationRow(Base):

@@ -47,10 +47,7 @@ class HubState:
 
     def __post_init__(self) -> None:
         self.reports = ReportWriter(
-            self.sessions,
-            self.deployments,
-            self.notifier,
-            observe_batch=self.metrics.report_batches.observe,
+            self.sessions, observe_batch=self.metrics.report_batches.observe
         )
 
     @contextmanager

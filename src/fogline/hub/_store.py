@@ -6,14 +6,13 @@ beyond raising ApiError subclasses.
 
 import datetime as dt
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, Final, Protocol
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from fogline.protocol import (
-    PLATFORM_LABEL_PREFIX,
     ClaimCreate,
     ClaimStatus,
     ClaimView,
@@ -22,6 +21,7 @@ from fogline.protocol import (
     EnrollRequest,
     LabelChange,
     Report,
+    name_allowed,
 )
 from fogline.security import (
     CLAIM_PREFIX,
@@ -37,12 +37,11 @@ from fogline.security import (
     secret_matches,
 )
 
+from ._device_labels import effective_labels, platform_labels
 from ._errors import BadRequestError, ConflictError, ForbiddenError, NotFoundError
-from ._schema import ClaimRow, DeviceRow, TokenRow
+from ._schema import ClaimRow, DeviceRow, RevokedKeyRow, TokenRow
 
 ADMIN_ROLE: Final = "admin"
-# Facts that become platform labels (fogline.dev/os, fogline.dev/arch).
-LABEL_FACTS: Final = ("os", "arch")
 
 
 def utcnow() -> dt.datetime:
@@ -96,6 +95,7 @@ def claim_view(row: ClaimRow, now: dt.datetime) -> ClaimView:
     return ClaimView(
         id=row.id,
         labels=row.labels,
+        names=list(row.names or ()),
         max_uses=row.max_uses,
         uses=row.uses,
         created_at=row.created_at,
@@ -112,6 +112,7 @@ def create_claim(session: Session, spec: ClaimCreate) -> tuple[ClaimRow, str]:
         id=token.token_id,
         secret_hash=token.secret_hash,
         labels=dict(spec.labels),
+        names=list(spec.names),
         max_uses=spec.max_uses,
         uses=0,
         created_at=now,
@@ -134,37 +135,58 @@ def revoke_claim(session: Session, claim_id: str) -> ClaimRow:
     return row
 
 
-def _use_claim(session: Session, token: str) -> ClaimRow:
-    """Check a claim token and count one use, atomically against races.
+# One answer for every claim that may not enroll this device (unknown, bad
+# secret, revoked, expired, used up, or a name outside its patterns), and it
+# comes before anything about the name is looked at: a caller without a
+# claim learns nothing about which claims or device names exist.
+_CLAIM_REFUSED: Final = "claim refused: unknown, revoked, expired or used up"
 
-    Every refusal reads the same to the caller, so a probe learns nothing
-    about which claims exist.
+
+def _claim_refused() -> ForbiddenError:
+    return ForbiddenError(_CLAIM_REFUSED, field="claim")
+
+
+def _valid_claim(session: Session, token: str, name: str) -> ClaimRow:
+    """The claim behind `token`, if it may enroll a device called `name` now:
+    known, its secret matching, not revoked, not expired, `name` within its
+    name patterns. Uses are counted apart (`_count_use`): a retried
+    enrollment needs a valid claim but takes no second use.
+
+    Raises:
+        ForbiddenError: refused (one message for every reason).
     """
-    refused = ForbiddenError("claim refused: unknown, revoked, expired or used up", field="claim")
     try:
         parsed = parse_token(token)
     except TokenError:
-        raise refused from None
+        raise _claim_refused() from None
     if parsed.prefix != CLAIM_PREFIX:
-        raise refused
+        raise _claim_refused()
     row = session.get(ClaimRow, parsed.token_id)
-    now = utcnow()
     if row is None or not secret_matches(parsed.secret, row.secret_hash):
-        raise refused
-    if row.revoked_at is not None or row.expires_at <= now:
-        raise refused
+        raise _claim_refused()
+    if row.revoked_at is not None or row.expires_at <= utcnow():
+        raise _claim_refused()
+    if not name_allowed(name, row.names or ()):
+        raise _claim_refused()
+    return row
+
+
+def _count_use(session: Session, claim: ClaimRow) -> None:
+    """Count one use of a valid claim, atomically against races.
+
+    Raises:
+        ForbiddenError: the claim is used up (the same answer as any refusal).
+    """
     # The WHERE clause is the guard: two devices racing for the last use
     # cannot both win, on SQLite or PostgreSQL.
     result = session.execute(
         update(ClaimRow)
-        .where(ClaimRow.id == row.id, ClaimRow.uses < ClaimRow.max_uses)
+        .where(ClaimRow.id == claim.id, ClaimRow.uses < ClaimRow.max_uses)
         .values(uses=ClaimRow.uses + 1)
         .execution_options(synchronize_session=False)
     )
     if getattr(result, "rowcount", 0) != 1:
-        raise refused
-    session.refresh(row)
-    return row
+        raise _claim_refused()
 
 
 # -- devices -----------------------------------------------------------------
@@ -173,7 +195,20 @@ def _use_claim(session: Session, token: str) -> ClaimRow:
 def enroll_device(
     session: Session, ca: CertificateAuthority, request: EnrollRequest
 ) -> tuple[DeviceRow, bytes]:
-    """Enroll a device from a claim and a CSR; returns the row and its cert PEM."""
+    """Enroll a device from a claim and a CSR; returns the row and its cert PEM.
+
+    The new row is flushed: a device that took the same name meanwhile makes
+    this raise IntegrityError, and the caller settles the race by trying
+    again in a new transaction (which then sees the winner).
+
+    Raises:
+        ForbiddenError: the claim is refused (first, and one answer for every
+            reason), the CSR names another device, or its key was revoked.
+        BadRequestError: the CSR is malformed or its key too weak.
+        ConflictError: another device holds the name.
+        IntegrityError: the name was taken concurrently (see above).
+    """
+    claim = _valid_claim(session, request.claim, request.name)
     try:
         checked = check_csr(request.csr)
     except CsrRejectedError as exc:
@@ -185,10 +220,16 @@ def enroll_device(
             field="csr",
         )
     fingerprint = public_key_sha256(checked.csr)
+    if session.get(RevokedKeyRow, fingerprint) is not None:
+        # Revocation sticks: not under a new name, not after `devices rm`.
+        raise ForbiddenError(
+            "this key belongs to a revoked device; a device needs a new key to enroll",
+            field="csr",
+        )
     existing = session.scalar(select(DeviceRow).where(DeviceRow.name == request.name))
     if existing is not None:
-        return _retried_enrollment(session, ca, request, checked, existing, fingerprint)
-    claim = _use_claim(session, request.claim)
+        return _retried_enrollment(ca, request, checked, claim, existing, fingerprint)
+    _count_use(session, claim)
     device_id = str(uuid.uuid4())
     issued = ca.issue_device_cert(checked.csr, device_id)
     now = utcnow()
@@ -196,7 +237,8 @@ def enroll_device(
         id=device_id,
         name=request.name,
         labels=dict(claim.labels),
-        agent_labels=dict(request.labels),
+        reported_labels=dict(request.labels),
+        platform_labels=platform_labels(request.facts.model_dump()),
         facts=request.facts.model_dump(),
         claim_id=claim.id,
         cert_serial=format(issued.serial, "x"),
@@ -206,39 +248,36 @@ def enroll_device(
         last_seen=now,
     )
     session.add(row)
+    session.flush()
     return row, issued.pem
 
 
 def _retried_enrollment(
-    session: Session,
     ca: CertificateAuthority,
     request: EnrollRequest,
     checked: CheckedCsr,
+    claim: ClaimRow,
     existing: DeviceRow,
     fingerprint: str,
 ) -> tuple[DeviceRow, bytes]:
     """The same device asking again (its first answer was lost): same key, same
-    claim. It gets a fresh certificate for its id; anyone else gets a conflict."""
+    claim, still valid. It gets a fresh certificate for its id and takes no
+    second use of the claim; anyone else gets a conflict."""
     same_device = (
         existing.key_sha256 == fingerprint
         and existing.revoked_at is None
-        and _claim_matches(session, request.claim, existing.claim_id)
+        and existing.claim_id == claim.id
     )
     if not same_device:
+        if claim.uses >= claim.max_uses:
+            # A used-up claim enrolls nobody new: it answers as any refused
+            # claim, so it cannot tell taken names from free ones either.
+            raise _claim_refused()
         raise ConflictError(f"device name {request.name!r} is taken", field="name")
     issued = ca.issue_device_cert(checked.csr, existing.id)
     existing.cert_serial = format(issued.serial, "x")
     existing.cert_not_after = issued.not_after
     return existing, issued.pem
-
-
-def _claim_matches(session: Session, token: str, claim_id: str | None) -> bool:
-    try:
-        parsed = parse_token(token)
-    except TokenError:
-        return False
-    row = session.get(ClaimRow, parsed.token_id)
-    return row is not None and row.id == claim_id and secret_matches(parsed.secret, row.secret_hash)
 
 
 class CertifiedDevice(Protocol):
@@ -277,44 +316,17 @@ def authenticated_device(session: Session, device_id: str, cert_serial: str) -> 
 
 
 def report_columns(report: Report, now: dt.datetime) -> dict[str, Any]:
-    """The device row's columns a report sets."""
+    """The device row's columns a report sets. Never what the device is
+    selected by: its labels are stored as requested labels, and its facts do
+    not move the platform labels taken at enrollment."""
     return {
         "facts": report.facts.model_dump(),
-        "agent_labels": dict(report.labels),
+        "reported_labels": dict(report.labels),
         "last_seen": now,
         "reported": report.model_dump(
             mode="json", exclude={"facts", "labels", "applied"}, exclude_none=True
         ),
     }
-
-
-def record_report(row: DeviceRow, report: Report) -> None:
-    for column, value in report_columns(report, utcnow()).items():
-        setattr(row, column, value)
-
-
-def report_moves_labels(
-    agent_labels: Mapping[str, str], facts: Mapping[str, Any], report: Report
-) -> bool:
-    """Whether a report changes what a device's effective labels are made of
-    (its agent labels or the facts that become platform labels)."""
-    if dict(report.labels) != dict(agent_labels):
-        return True
-    return any(getattr(report.facts, fact) != facts.get(fact) for fact in LABEL_FACTS)
-
-
-def effective_labels(row: DeviceRow) -> dict[str, str]:
-    """Agent labels, overridden by operator/claim labels, plus platform facts."""
-    labels = dict(row.agent_labels)
-    for key, value in row.labels.items():
-        if value is None:
-            labels.pop(key, None)
-        else:
-            labels[key] = value
-    for fact in LABEL_FACTS:
-        if row.facts.get(fact):
-            labels[f"{PLATFORM_LABEL_PREFIX}{fact}"] = str(row.facts[fact])
-    return labels
 
 
 def device_status(row: DeviceRow, now: dt.datetime, offline_after_s: float) -> DeviceStatus:
@@ -331,6 +343,7 @@ def device_view(row: DeviceRow, now: dt.datetime, offline_after_s: float) -> Dev
         id=row.id,
         name=row.name,
         labels=effective_labels(row),
+        reported_labels=dict(row.reported_labels),
         status=device_status(row, now, offline_after_s),
         enrolled_at=row.enrolled_at,
         last_seen=row.last_seen,
@@ -359,22 +372,61 @@ def find_device(session: Session, ref: str) -> DeviceRow:
     return row
 
 
-def change_labels(row: DeviceRow, change: LabelChange) -> None:
-    for key in change.set:
-        if key.startswith(PLATFORM_LABEL_PREFIX):
-            raise BadRequestError(
-                f"labels under {PLATFORM_LABEL_PREFIX} are reported by the agent", field="set"
-            )
-    labels = dict(row.labels)
-    labels.update(change.set)
+def change_labels(row: DeviceRow, change: LabelChange) -> dict[str, str]:
+    """Apply an operator's label change: promote, then set, then remove.
+    Returns the promoted labels with the values the device asked for.
+
+    Raises:
+        BadRequestError: a key to promote that the device did not ask for.
+    """
+    missing = [key for key in change.promote if key not in row.reported_labels]
+    if missing:
+        asked = ", ".join(sorted(row.reported_labels)) or "nothing"
+        raise BadRequestError(
+            f"device {row.name!r} did not ask for label(s) {', '.join(missing)} "
+            f"(it asked for: {asked})",
+            field="promote",
+        )
+    promoted = {key: row.reported_labels[key] for key in change.promote}
+    labels = {**row.labels, **promoted, **change.set}
     for key in change.remove:
-        labels[key] = None  # a tombstone also hides the agent's own label
+        labels.pop(key, None)
     row.labels = labels
+    return promoted
 
 
-def revoke_device(row: DeviceRow) -> None:
+def revoke_device(session: Session, row: DeviceRow) -> None:
+    """Revoke a device and refuse its key at enrollment from now on."""
+    now = utcnow()
     if row.revoked_at is None:
-        row.revoked_at = utcnow()
+        row.revoked_at = now
+    if row.key_sha256 is not None and session.get(RevokedKeyRow, row.key_sha256) is None:
+        session.add(
+            RevokedKeyRow(
+                key_sha256=row.key_sha256,
+                revoked_at=row.revoked_at,
+                device_id=row.id,
+                device_name=row.name,
+            )
+        )
+
+
+def remove_device(session: Session, row: DeviceRow, *, force: bool) -> None:
+    """Delete a revoked device (its name is free again; its key stays refused).
+    With `force`, a device still active is revoked first.
+
+    Raises:
+        ConflictError: the device is not revoked and `force` is not given.
+    """
+    if row.revoked_at is None and not force:
+        raise ConflictError(
+            f"device {row.name!r} is not revoked; revoke it first, or remove it with --force "
+            "(which revokes it)",
+            field="force",
+        )
+    revoke_device(session, row)
+    session.flush()  # the revoked key is written before the row goes
+    session.delete(row)
 
 
 def count_devices_by_status(

@@ -69,6 +69,9 @@ class FleetConfig:
     claim: str
     devices: int
     data_dir: Path
+    # Labels every node asks for (with sim=true). The hub shows them as
+    # requested labels and never selects on them: targeting labels come from
+    # the claim (`fogline claim create --labels`) and operators.
     labels: Mapping[str, str] = field(default_factory=dict)
     faults: Faults = field(default_factory=Faults)
     prefix: str = "fleet"

@@ -36,7 +36,7 @@ _POLL_S: Final = 0.5
 class RehearsalPlan:
     files: tuple[tuple[str, str], ...]  # (file name, text) as applied
     releases: tuple[tuple[str, str], ...]  # (module name, version) to stand in for
-    labels: dict[str, str]  # given to every virtual node
+    labels: dict[str, str]  # given to every virtual node by the rehearsal's claim
     deployments: tuple[str, ...]
 
 
@@ -168,7 +168,8 @@ def _find_rollout(client: OperatorClient, plan: RehearsalPlan) -> dict[str, Any]
             return dict(view)
     raise RehearsalError(
         "applying the manifest started no rollout: it changed no virtual device "
-        f"(the nodes carry the labels {plan.labels} from the first deployment's matchLabels)"
+        f"(the nodes' claim gives them the labels {plan.labels} from the first deployment's "
+        "matchLabels)"
     )
 
 
@@ -214,10 +215,16 @@ def rehearse(
                 for name, version in plan.releases:
                     push_standin(client, work, key, name, version)
                     progress(f"pushed a stand-in for {name}@{version}")
+                # The claim labels the nodes: the hub selects on claim and
+                # operator labels only, never on what a node asks for.
                 claim = client.call(
                     "POST",
                     "/v1/claims",
-                    json={"labels": {}, "max_uses": devices * 2, "expires_in_s": 86400},
+                    json={
+                        "labels": {"sim": "true", **plan.labels},
+                        "max_uses": devices * 2,
+                        "expires_in_s": 86400,
+                    },
                 )["token"]
                 config = FleetConfig(
                     hub_url=hub.url,
@@ -225,7 +232,6 @@ def rehearse(
                     claim=claim,
                     devices=devices,
                     data_dir=work / "fleet",
-                    labels=plan.labels,
                     faults=faults,
                     prefix=PREFIX,
                     start_spread_s=boot_spread_s(devices),
