@@ -3,6 +3,8 @@
 A hub, a Mosquitto broker and three edge agents (two press lines, one paint
 line) in a temporary directory. The demo then:
   1. enrolls the three nodes zero-touch with one claim (mTLS from then on);
+     each node asks for its line and zone, and the operator promotes what
+     it asked for (the hub never selects on labels a node chose itself);
   2. applies a fleet manifest: config for every node, a signed module on the
      press line, and a data-plane pipeline that stops a press when it
      overheats and sends 1 s summaries and every alarm to the cloud;
@@ -213,6 +215,12 @@ class Demo:
         self.wait_for(
             "three agents online", lambda: sum(d["status"] == "online" for d in self.devices()) == 3
         )
+        print(self.fogline("devices", "ls", "-o", "table"), flush=True)
+
+        self.step("Each node asked for its line and zone; the operator promotes what it asked for")
+        print(self.fogline("devices", "show", "press-01", "-o", "table"), flush=True)
+        for name, _labels in AGENTS:
+            self.fogline("devices", "promote", name, "line", "zone")
         print(self.fogline("devices", "ls", "-o", "table"), flush=True)
 
         self.step("A signed module release: keys create, release build, sign, push")

@@ -236,6 +236,25 @@ def test_claim_mistake_is_reported_exactly(spec: str, expected: str) -> None:
     assert problems(CLAIM + spec) == [expected]
 
 
+def test_claim_labels_under_the_hub_prefix_and_bad_name_patterns_are_refused() -> None:
+    spec = (
+        "  maxUses: 5\n  expires: 24h\n  labels: {fogline.dev/arch: arm64}\n"
+        "  names: [ok-*, 'Plant[7]']\n"
+    )
+    assert problems(CLAIM + spec) == [
+        "fleet.yaml:7:12: spec.labels[\"fogline.dev/arch\"]: label key 'fogline.dev/arch': "
+        "keys under fogline.dev/ belong to the hub",
+        "fleet.yaml:8:17: spec.names[1]: a name pattern is 1-63 lowercase letters, digits, "
+        "'-', and the globs '*' and '?' (got 'Plant[7]')",
+    ]
+
+
+def test_claim_names_load_and_read_back() -> None:
+    (claim,) = load(CLAIM + "  maxUses: 5\n  expires: 24h\n  names: [plant7-*, spare-?]\n").claims
+    assert claim.names == ("plant7-*", "spare-?")
+    assert claim.to_document()["spec"]["names"] == ["plant7-*", "spare-?"]
+
+
 def test_claim_loads_with_duration_or_timestamp() -> None:
     manifests = load(
         CLAIM

@@ -119,7 +119,7 @@ def print_device(row: dict[str, Any]) -> None:
         _line(
             "requested",
             ",".join(f"{k}={v}" for k, v in sorted(requested.items()))
-            + "  (asked for by the device; not used for targeting until promoted)",
+            + "  (asked for by the device; not used for targeting unless promoted into labels)",
         )
     sync = row.get("sync") or {}
     _line("sync", sync.get("status"))
