@@ -1,8 +1,9 @@
 """Exactly-once delivery from the outbox to the hub across agent kills and hub outages.
 
-A driver posts 10,000 uniquely numbered events to the agent's HTTP ingest
-in batches. A 202 means the batch is in the outbox (committed to disk);
-a failed request is retried, which makes new outbox records. Meanwhile the
+A driver posts uniquely numbered events to the agent's HTTP ingest in
+batches, from before the first fault until after the last one (at most
+MAX_EVENTS). A 202 means the batch is in the outbox (committed to disk); a
+failed request is retried, which makes new outbox records. Meanwhile the
 agent is SIGKILLed 20 times and the hub is killed 20 times. At the end:
 - every event of every acknowledged batch is at the hub;
 - no (device, stream, seq) is stored twice, though the uplink did resend
@@ -32,7 +33,9 @@ spec:
       source: {http: {}}
       outputs: [{uplink: {stream: events, priority: 5, ttl: 1d}}]
 """
-EVENTS = 10_000
+# The driver runs until the faults are over, at most DRIVE_S or MAX_EVENTS.
+MAX_EVENTS = 40_000
+DRIVE_S = 240
 BATCH = 50
 KILLS = 20
 OUTAGES = 20
@@ -45,18 +48,21 @@ class Driver(threading.Thread):
         self.port = port
         self.acked: set[int] = set()
         self.retried: set[int] = set()
+        self.sent = 0  # events of every batch before this one were acknowledged
+        self.stop = threading.Event()  # set once the faults are over
         self.done = threading.Event()
         self.error: str | None = None
 
     def run(self) -> None:
-        deadline = time.monotonic() + 240
-        for start in range(0, EVENTS, BATCH):
+        deadline = time.monotonic() + DRIVE_S
+        for start in range(0, MAX_EVENTS, BATCH):
+            if self.stop.is_set() or time.monotonic() > deadline:
+                break
             ids = list(range(start, start + BATCH))
             body = "\n".join(json.dumps({"eid": i}) for i in ids)
-            attempts = 0
             while True:
-                if time.monotonic() > deadline:
-                    self.error = "driver ran out of time"
+                if time.monotonic() > deadline + 60:
+                    self.error = "a batch was refused for a minute"
                     self.done.set()
                     return
                 try:
@@ -68,9 +74,9 @@ class Driver(threading.Thread):
                         break
                 except httpx.HTTPError:
                     pass
-                attempts += 1
                 self.retried.update(ids)
                 time.sleep(0.05)
+            self.sent = start + BATCH
             time.sleep(PACE_S)  # spread the events over the whole fault schedule
         self.done.set()
 
@@ -116,8 +122,10 @@ def test_every_outbox_record_reaches_the_hub_exactly_once(hub, tmp_path):
                 hub.start()
         # the faults happened while events were still flowing
         assert not driver.done.is_set(), "the driver finished before the faults did"
-        assert driver.done.wait(300), "driver did not finish"
+        driver.stop.set()
+        assert driver.done.wait(60), "driver did not finish"
         assert driver.error is None, driver.error
+        assert driver.acked == set(range(driver.sent)), "a batch was never acknowledged"
         wait_until(
             lambda: set(eid for _, eid in _hub_rows(hub)) >= driver.acked,
             120,
@@ -132,14 +140,5 @@ def test_every_outbox_record_reaches_the_hub_exactly_once(hub, tmp_path):
             {eid for eid in eids if eids.count(eid) > 1} if len(eids) != len(set(eids)) else set()
         )
         assert repeated <= driver.retried, "an event duplicated without a retry"
-        assert len(driver.acked) == EVENTS
-        metrics = httpx.get(f"{hub.url}/metrics", verify=False).text
-        received = next(
-            float(line.split()[-1])
-            for line in metrics.splitlines()
-            if line.startswith("fogline_hub_telemetry_records_total")
-        )
-        # (only since the last hub start) the hub saw at least what it stored then
-        assert received >= 0
     finally:
         agent.stop()
