@@ -10,6 +10,7 @@ def test_public_names_are_pinned() -> None:
         "ArtifactError",
         "Backoff",
         "HealthCheck",
+        "MAX_PATH_DEPTH",
         "MODULE_FILE",
         "ModuleKind",
         "ModuleSpec",
@@ -20,11 +21,14 @@ def test_public_names_are_pinned() -> None:
         "ResourceLimits",
         "RestartPolicy",
         "SignatureEnvelope",
+        "TreeEntry",
         "UnsafeArchiveError",
         "UntrustedReleaseError",
         "VerifiedRelease",
         "Version",
         "build_release",
+        "check_release",
+        "delete_tree",
         "find_unpack_leftovers",
         "generate_release_key",
         "key_id",
@@ -43,6 +47,7 @@ def test_public_names_are_pinned() -> None:
         "supports_architecture",
         "unpack_release",
         "verify_release",
+        "walk_tree",
     ]
     for name in artifact.__all__:
         assert getattr(artifact, name) is not None

@@ -11,12 +11,15 @@ import pytest
 import zstandard
 
 from fogline.artifact import (
+    MAX_PATH_DEPTH,
     ModuleSpecError,
     UnsafeArchiveError,
     Version,
     build_release,
+    delete_tree,
     sha256_file,
 )
+from tests.support.deep import make_deep_tree
 
 from ._support import make_module
 
@@ -200,3 +203,13 @@ def test_a_directory_without_module_file_is_refused(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(ModuleSpecError, match="cannot read"):
         build_release(tmp_path / "empty", tmp_path / "out.tar.zst")
+
+
+def test_refuses_a_tree_deeper_than_unpack_accepts(tmp_path: Path) -> None:
+    # 5,000 levels made directly on disk: refused at level MAX_PATH_DEPTH + 1,
+    # with the reason, never walked all the way down.
+    src = make_module(tmp_path / "mod")
+    make_deep_tree(src / "deep", 5000, files_every=1000)
+    error = _assert_refused(src, tmp_path / "out.tar.zst", f"deeper than {MAX_PATH_DEPTH}")
+    assert error.member == "/".join(["deep", *["d"] * MAX_PATH_DEPTH])
+    delete_tree(src / "deep")

@@ -17,8 +17,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fogline.artifact import (
+    MAX_PATH_DEPTH,
     ModuleSpecError,
     UnsafeArchiveError,
+    check_release,
     find_unpack_leftovers,
     unpack_release,
 )
@@ -324,3 +326,73 @@ def test_mutated_archives_unpack_or_are_refused_cleanly(
                 resolved = path.resolve()
                 assert resolved.is_relative_to((work / "dest").resolve()), path
         assert sorted(p.name for p in Path(scratch).iterdir()) == ["work"]
+
+
+# -- depth: a path may have at most MAX_PATH_DEPTH components ---------------------------
+
+
+def test_a_2000_level_path_within_every_other_limit_is_refused(work: Path) -> None:
+    # 4,000 bytes of path: under MAX_PATH_BYTES, so only the depth bound stops it.
+    deep = "a/" * 1999 + "f"
+    archive = write_archive(work / "r.tar.zst", [spec_member(), member(deep, b"x")])
+    refused = _refused(work, archive, f"deeper than {MAX_PATH_DEPTH} components", max_files=5000)
+    assert refused.member == deep
+
+
+def test_a_2000_level_chain_of_directory_entries_is_refused(work: Path) -> None:
+    # Directory entries one level at a time, as an archive tool would write them.
+    dirs = [member("a/" * depth + "a", type=tarfile.DIRTYPE) for depth in range(2000)]
+    archive = write_archive(work / "r.tar.zst", [spec_member(), *dirs])
+    refused = _refused(work, archive, "deeper than", max_files=5000)
+    assert refused.member == "a/" * MAX_PATH_DEPTH + "a"
+
+
+def test_a_path_at_the_depth_limit_unpacks(work: Path) -> None:
+    name = "a/" * (MAX_PATH_DEPTH - 1) + "f"
+    archive = write_archive(work / "r.tar.zst", [spec_member(), member(name, b"deep")])
+    unpack_release(archive, work / "dest", **LIMITS)
+    assert (work / "dest" / name).read_bytes() == b"deep"
+
+
+def test_check_release_refuses_what_unpack_refuses_and_leaves_nothing(work: Path) -> None:
+    archive = write_archive(work / "r.tar.zst", [spec_member(), member("a/" * 100 + "f")])
+    scratch = work / "scratch"
+    scratch.mkdir()
+    with pytest.raises(UnsafeArchiveError, match="deeper than"):
+        check_release(archive, scratch, max_bytes=1 << 20, max_files=1000, max_seconds=30)
+    assert list(scratch.iterdir()) == []
+
+
+def test_check_release_counts_bytes_without_writing_them(work: Path, zstd_bomb: Path) -> None:
+    scratch = work / "scratch"
+    scratch.mkdir()
+    with pytest.raises(UnsafeArchiveError, match="more than 10485760 bytes"):
+        check_release(zstd_bomb, scratch, max_bytes=10 << 20, max_files=100, max_seconds=30)
+    assert list(scratch.iterdir()) == []
+
+
+def test_check_release_stops_at_its_time_limit(work: Path, zstd_bomb: Path) -> None:
+    scratch = work / "scratch"
+    scratch.mkdir()
+    started = time.monotonic()
+    with pytest.raises(UnsafeArchiveError, match="checking took longer than 0 s"):
+        check_release(zstd_bomb, scratch, max_bytes=4 << 30, max_files=100, max_seconds=0)
+    assert time.monotonic() - started < 5
+    assert list(scratch.iterdir()) == []
+
+
+def test_check_release_accepts_what_unpack_accepts(work: Path) -> None:
+    archive = write_archive(
+        work / "r.tar.zst",
+        [
+            spec_member(),
+            member("bin", type=tarfile.DIRTYPE),
+            member("bin/run", b"#!/bin/sh\n", mode=0o755),
+            member("run", type=tarfile.SYMTYPE, linkname="bin/run"),
+        ],
+    )
+    scratch = work / "scratch"
+    scratch.mkdir()
+    spec = check_release(archive, scratch, max_bytes=1 << 20, max_files=10, max_seconds=30)
+    assert spec.name == "demo"
+    assert list(scratch.iterdir()) == []

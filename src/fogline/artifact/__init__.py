@@ -5,7 +5,9 @@ A release is a zstd-compressed PAX tar of a module directory whose first
 entry is `fogline-module.yaml`. `build_release` makes it reproducibly,
 `sign_release` writes `ARCHIVE.sig`, `verify_release` (pure) checks it
 against the pinned keys, `unpack_release` installs it refusing anything
-hostile.
+hostile, and `check_release` runs the same checks without keeping anything
+(the hub, at push). `walk_tree` and `delete_tree` walk and delete trees of
+any depth without recursion, for every tree an archive or a module shaped.
 
 FoglineError
   ArtifactError
@@ -34,6 +36,7 @@ from ._keys import (
     public_key_base64,
     public_key_pem,
 )
+from ._members import MAX_PATH_DEPTH
 from ._semver import Version, parse_semver
 from ._signing import (
     SignatureEnvelope,
@@ -56,9 +59,16 @@ from ._spec import (
     load_module_spec,
     supports_architecture,
 )
-from ._unpack import find_unpack_leftovers, read_module_spec_from_archive, unpack_release
+from ._tree import TreeEntry, delete_tree, walk_tree
+from ._unpack import (
+    check_release,
+    find_unpack_leftovers,
+    read_module_spec_from_archive,
+    unpack_release,
+)
 
 __all__ = [
+    "MAX_PATH_DEPTH",
     "MODULE_FILE",
     "Architecture",
     "ArtifactError",
@@ -73,11 +83,14 @@ __all__ = [
     "ResourceLimits",
     "RestartPolicy",
     "SignatureEnvelope",
+    "TreeEntry",
     "UnsafeArchiveError",
     "UntrustedReleaseError",
     "VerifiedRelease",
     "Version",
     "build_release",
+    "check_release",
+    "delete_tree",
     "find_unpack_leftovers",
     "generate_release_key",
     "key_id",
@@ -96,4 +109,5 @@ __all__ = [
     "supports_architecture",
     "unpack_release",
     "verify_release",
+    "walk_tree",
 ]

@@ -25,13 +25,20 @@ ZSTD_MAX_WINDOW: Final = 1 << 25
 
 MAX_PATH_BYTES: Final = 4096
 MAX_COMPONENT_BYTES: Final = 255
+# Deeper than any real module tree (a node_modules tree nests about 20
+# levels), and shallow enough that whoever walks an installed release with a
+# recursive tool (Python 3.11's shutil.rmtree and os.walk recurse once per
+# level, and keep a descriptor per level) stays far from recursion and
+# descriptor limits. Without it 4096 path bytes allow 2048 levels.
+MAX_PATH_DEPTH: Final = 64
 
 
 def member_parts(name: str) -> tuple[str, ...]:
     """Split an archive member name into its path components.
 
     Raises:
-        ValueError: empty, absolute, `..` or `.` components, NUL, too long, or not UTF-8.
+        ValueError: empty, absolute, `..` or `.` components, NUL, too long,
+            deeper than MAX_PATH_DEPTH components, or not UTF-8.
     """
     if not name:
         raise ValueError("empty path")
@@ -46,6 +53,8 @@ def member_parts(name: str) -> tuple[str, ...]:
     if name.startswith("/"):
         raise ValueError("absolute path")
     parts = name.split("/")
+    if len(parts) > MAX_PATH_DEPTH:
+        raise ValueError(f"path deeper than {MAX_PATH_DEPTH} components ({len(parts)})")
     for part in parts:
         if part == "..":
             raise ValueError("path traversal: '..' component")

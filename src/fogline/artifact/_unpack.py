@@ -6,12 +6,17 @@ at any point leaves no `dest` at all: the updater sees "not installed", never
 "half installed". Every member is validated here, by us: path shape,
 duplicates, writes through links, link targets, entry types, entry count and
 the bytes actually written.
+
+`check_release` runs the very same checks without writing file contents
+(the hub refuses a hostile archive at push with them), so the hub and the
+node cannot disagree on what an acceptable archive is.
 """
 
+import contextlib
 import errno
 import os
-import shutil
 import tempfile
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Final
@@ -21,12 +26,14 @@ from ._fsutil import fsync_dir
 from ._members import DIR_MODE, FILE_MODE, canonical_mode, check_link_target, member_parts
 from ._spec import MAX_MODULE_FILE_BYTES, MODULE_FILE, ModuleSpec, load_module_spec
 from ._tarread import BLOCK, MAX_PAX_BYTES, TarEntry, TarReader, open_release
+from ._tree import delete_tree
 
 _CHUNK: Final = 1 << 20
 # Headers and padding an entry may add to the decompressed stream on top of
 # its data; with max_files this bounds the whole decompression.
 _ENTRY_OVERHEAD: Final = MAX_PAX_BYTES + 4 * BLOCK
 TEMP_PREFIX_FORMAT: Final = ".{name}.unpack-"
+CHECK_PREFIX: Final = ".check.unpack-"
 
 
 def unpack_release(archive: Path, dest: Path, *, max_bytes: int, max_files: int) -> ModuleSpec:
@@ -43,8 +50,7 @@ def unpack_release(archive: Path, dest: Path, *, max_bytes: int, max_files: int)
         FileExistsError: `dest` already exists.
         OSError: the archive cannot be read or the disk cannot be written.
     """
-    if max_bytes < 0 or max_files < 1:
-        raise ValueError(f"need max_bytes >= 0 and max_files >= 1, got {max_bytes}, {max_files}")
+    _check_limits(max_bytes, max_files)
     archive, dest = Path(archive), Path(dest)
     if os.path.lexists(dest):
         raise FileExistsError(errno.EEXIST, "unpack destination already exists", os.fspath(dest))
@@ -52,11 +58,8 @@ def unpack_release(archive: Path, dest: Path, *, max_bytes: int, max_files: int)
     # `dest`; find_unpack_leftovers() lists such directories for a sweep.
     temp = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX_FORMAT.format(name=dest.name), dir=dest.parent))
     try:
-        read_limit = max_bytes + (max_files + 2) * _ENTRY_OVERHEAD
-        with open_release(archive, max_read_bytes=read_limit) as reader:
-            tree = _Tree(temp, os.fspath(archive), max_files=max_files, max_bytes=max_bytes)
-            spec = tree.extract(reader)
-        tree.check_links_resolve_inside()
+        tree = _Tree(temp, os.fspath(archive), max_files=max_files, max_bytes=max_bytes)
+        spec = _extract(archive, tree)
         tree.sync()
         os.chmod(temp, DIR_MODE)
         if os.path.lexists(dest):  # appeared while we unpacked
@@ -65,11 +68,64 @@ def unpack_release(archive: Path, dest: Path, *, max_bytes: int, max_files: int)
             )
         os.rename(temp, dest)
     except BaseException:
-        # rmtree never follows symlinks, so hostile links cannot steer it.
-        shutil.rmtree(temp, ignore_errors=True)
+        _discard(temp)
         raise
     fsync_dir(dest.parent)
     return spec
+
+
+def check_release(
+    archive: Path, scratch_dir: Path, *, max_bytes: int, max_files: int, max_seconds: float
+) -> ModuleSpec:
+    """Run every check `unpack_release` makes, without keeping anything.
+
+    The tree is made in a temporary directory under `scratch_dir` (so links
+    resolve on disk exactly as on a node) with empty files: file bytes are
+    decompressed and counted against `max_bytes`, never written, so the
+    check costs inodes (at most `max_files`), not disk space. It stops
+    after `max_seconds`. The temporary directory is always deleted.
+
+    Raises:
+        UnsafeArchiveError: what unpack_release would refuse, or too slow to check.
+        ModuleSpecError: the archive's fogline-module.yaml is invalid.
+        OSError: the archive cannot be read or `scratch_dir` cannot be written.
+    """
+    _check_limits(max_bytes, max_files)
+    archive = Path(archive)
+    temp = Path(tempfile.mkdtemp(prefix=CHECK_PREFIX, dir=scratch_dir))
+    try:
+        tree = _Tree(
+            temp,
+            os.fspath(archive),
+            max_files=max_files,
+            max_bytes=max_bytes,
+            write_data=False,
+            deadline=(time.monotonic() + max_seconds, max_seconds),
+        )
+        return _extract(archive, tree)
+    finally:
+        _discard(temp)
+
+
+def _check_limits(max_bytes: int, max_files: int) -> None:
+    if max_bytes < 0 or max_files < 1:
+        raise ValueError(f"need max_bytes >= 0 and max_files >= 1, got {max_bytes}, {max_files}")
+
+
+def _extract(archive: Path, tree: "_Tree") -> ModuleSpec:
+    read_limit = tree.max_bytes + (tree.max_files + 2) * _ENTRY_OVERHEAD
+    with open_release(archive, max_read_bytes=read_limit) as reader:
+        spec = tree.extract(reader)
+    tree.check_links_resolve_inside()
+    return spec
+
+
+def _discard(temp: Path) -> None:
+    # Iterative and never following symlinks: hostile links cannot steer it
+    # and no depth can make it recurse. A failure leaves a leftover that
+    # find_unpack_leftovers() reports; it must not hide the real error.
+    with contextlib.suppress(OSError):
+        delete_tree(temp)
 
 
 def read_module_spec_from_archive(archive: Path) -> ModuleSpec:
@@ -103,11 +159,22 @@ def _read_module_file(reader: TarReader, label: str) -> tuple[ModuleSpec, bytes]
 class _Tree:
     """The entries created so far under the temporary root, by relative path."""
 
-    def __init__(self, root: Path, label: str, *, max_files: int, max_bytes: int) -> None:
+    def __init__(
+        self,
+        root: Path,
+        label: str,
+        *,
+        max_files: int,
+        max_bytes: int,
+        write_data: bool = True,
+        deadline: tuple[float, float] | None = None,
+    ) -> None:
         self._root = root
         self._label = label
-        self._max_files = max_files
-        self._max_bytes = max_bytes
+        self.max_files = max_files
+        self.max_bytes = max_bytes
+        self._write_data = write_data
+        self._deadline = deadline  # (monotonic time, the seconds it stands for)
         self._written = 0
         # Relative path -> kind. Only directories listed here may be walked
         # into: the temp root is ours and fresh, so nothing else exists.
@@ -119,8 +186,13 @@ class _Tree:
         spec, data = _read_module_file(reader, self._label)
         self._add_file((MODULE_FILE,), FILE_MODE, [data])
         while (entry := reader.next()) is not None:
+            self._check_time(entry.name)
             self._add(entry, reader)
         return spec
+
+    def _check_time(self, name: str) -> None:
+        if self._deadline is not None and time.monotonic() > self._deadline[0]:
+            raise self._refuse(f"checking took longer than {self._deadline[1]:g} s", name)
 
     def _add(self, entry: TarEntry, reader: TarReader) -> None:
         try:
@@ -148,9 +220,9 @@ class _Tree:
             os.symlink(entry.linkname, self._path(parts))
             self._links.append(parts)
         else:
-            if self._written + entry.size > self._max_bytes:
+            if self._written + entry.size > self.max_bytes:
                 raise self._refuse(
-                    f"unpacking would write more than {self._max_bytes} bytes", entry.name
+                    f"unpacking would write more than {self.max_bytes} bytes", entry.name
                 )
             self._add_file(parts, entry.mode, _chunks(reader))
 
@@ -165,15 +237,19 @@ class _Tree:
             for chunk in chunks:
                 # Count what is written, not what the header claimed.
                 self._written += len(chunk)
-                if self._written > self._max_bytes:
+                if self._written > self.max_bytes:
                     raise self._refuse(
-                        f"unpacking would write more than {self._max_bytes} bytes", name
+                        f"unpacking would write more than {self.max_bytes} bytes", name
                     )
+                self._check_time(name)
+                if not self._write_data:
+                    continue  # a check: count the bytes, keep no copy
                 view = memoryview(chunk)
                 while view:
                     view = view[os.write(fd, view) :]
             os.fchmod(fd, canonical_mode(mode))
-            os.fsync(fd)
+            if self._write_data:
+                os.fsync(fd)
         finally:
             os.close(fd)
 
@@ -194,8 +270,8 @@ class _Tree:
         os.chmod(path, DIR_MODE)  # exact, whatever the umask
 
     def _count(self, parts: tuple[str, ...], kind: str, name: str) -> None:
-        if len(self._kinds) >= self._max_files:
-            raise self._refuse(f"more than {self._max_files} entries", name)
+        if len(self._kinds) >= self.max_files:
+            raise self._refuse(f"more than {self.max_files} entries", name)
         self._kinds[parts] = kind
 
     def check_links_resolve_inside(self) -> None:
