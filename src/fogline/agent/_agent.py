@@ -333,7 +333,14 @@ class Agent:
         assert self.modules is not None
         while True:
             await asyncio.sleep(self.config.drift_interval_s)
-            await self.modules.check_drift()
+            try:
+                await self.modules.check_drift()
+            except Exception as exc:
+                # check_drift reports a module's failure as its drift; this is
+                # the last line: the task group must not end the agent for it.
+                event(
+                    log, "drift.check_failed", logging.ERROR, error=f"{type(exc).__name__}: {exc}"
+                )
 
     def _make_modules(self, identity: Identity, link: HubLink) -> ModuleManager:
         return node_module_manager(

@@ -15,7 +15,6 @@ import asyncio
 import base64
 import logging
 import os
-import shutil
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -26,7 +25,7 @@ import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from fogline._log import event
-from fogline.artifact import ModuleSpec, key_id, sha256_file, unpack_release
+from fogline.artifact import ModuleSpec, delete_tree, key_id, sha256_file, unpack_release
 from fogline.protocol import DesiredStateDoc, canonical_json
 
 from ._drift import Drift, FileBaselines
@@ -229,7 +228,14 @@ class ModuleManager:
         }
 
     async def recover(self) -> None:
-        for result in await self.updater.recover():
+        """Resume interrupted updates and start installed modules; a failure
+        is logged and reported, never raised: the agent must reach its hub."""
+        try:
+            results = await self.updater.recover()
+        except Exception as exc:
+            event(log, "modules.recover_failed", logging.ERROR, error=_describe(exc))
+            return
+        for result in results:
             self._record(result)
 
     async def apply(self, doc: DesiredStateDoc) -> None:
@@ -250,7 +256,18 @@ class ModuleManager:
                 event(log, "module.removed", module=name)
         failures = []
         for target in targets:
-            result = await self.updater.ensure(target)
+            try:
+                result = await self.updater.ensure(target)
+            except Exception as exc:
+                # One module's broken update (its state files, a bug) is that
+                # module's failure: the others are still moved, and the agent
+                # keeps reporting it.
+                event(
+                    log, "module.update_crashed", logging.ERROR, module=target.name, error=str(exc)
+                )
+                result = UpdateResult(
+                    target.name, target.version, target.digest, State.FAILED, _describe(exc)
+                )
             self._record(result)
             if result.state is not State.DONE:
                 failures.append(
@@ -270,7 +287,16 @@ class ModuleManager:
         return self._statuses(await asyncio.to_thread(self._bundle_releases, bundles))
 
     def _bundle_releases(self, names: list[str]) -> dict[str, InstalledRelease | None]:
-        return {name: self.updater.installed(name) for name in names}
+        found: dict[str, InstalledRelease | None] = {}
+        for name in names:
+            try:
+                found[name] = self.updater.installed(name)
+            except Exception as exc:  # one unreadable record must not stop the report
+                event(
+                    log, "module.installed_unreadable", logging.ERROR, module=name, error=str(exc)
+                )
+                found[name] = None
+        return found
 
     def _statuses(self, bundles: Mapping[str, InstalledRelease | None]) -> dict[str, Any]:
         modules = {name: status.to_dict() for name, status in self.supervisor.statuses().items()}
@@ -297,37 +323,50 @@ class ModuleManager:
         found: list[Drift] = []
         statuses = self.supervisor.statuses()
         for name, target in self.targets.items():
-            installed = self.updater.installed(name)
-            path = self.updater.install_path(name)
-            if installed is None or path is None or installed.target.digest != target.digest:
-                continue  # not (yet) on this release: the updater's business, not drift
-            detail = await asyncio.to_thread(self.baselines.check, name, target.digest, path)
-            if detail:
-                found.append(Drift(name, "files", detail))
-            config_path = self.activator.config_path(name)
-            expected = canonical_json(dict(target.config))
             try:
-                actual = config_path.read_bytes()
-            except OSError:
-                actual = b""
-            if actual != expected:
-                found.append(
-                    Drift(name, "config", f"{config_path} differs from the desired config")
-                )
-            status = statuses.get(name)
-            if name in self.activator.desired and self._not_coming_back(name, status):
-                found.append(
-                    Drift(name, "process", f"not running ({status.state if status else 'unknown'})")
-                )
+                found += await self._drift_of(name, target, statuses.get(name))
+            except Exception as exc:
+                # Reported as the module's drift; the other modules are
+                # still checked and the loop goes on.
+                found.append(Drift(name, "error", f"drift check failed: {_describe(exc)}"))
         if found != self.drift:
             self.drift = found
             for drift in found:
                 event(log, "drift.found", logging.WARNING, **drift.to_dict())
             self.on_change()
-        if found and self.drift_policy == "correct":
-            for drift in found:
+        repairable = [d for d in found if d.kind != "error"]
+        if repairable and self.drift_policy == "correct":
+            for drift in repairable:
                 await self._correct(drift)
-            self.corrections += len(found)
+            self.corrections += len(repairable)
+        return found
+
+    async def _drift_of(self, name: str, target: ReleaseTarget, status: Any) -> list[Drift]:
+        """The drift of one module.
+
+        Raises:
+            OSError, JournalCorruptError: its files or state cannot be read.
+        """
+        found: list[Drift] = []
+        installed = self.updater.installed(name)
+        path = self.updater.install_path(name)
+        if installed is None or path is None or installed.target.digest != target.digest:
+            return found  # not (yet) on this release: the updater's business, not drift
+        detail = await asyncio.to_thread(self.baselines.check, name, target.digest, path)
+        if detail:
+            found.append(Drift(name, "files", detail))
+        config_path = self.activator.config_path(name)
+        expected = canonical_json(dict(target.config))
+        try:
+            actual = config_path.read_bytes()
+        except OSError:
+            actual = b""
+        if actual != expected:
+            found.append(Drift(name, "config", f"{config_path} differs from the desired config"))
+        if name in self.activator.desired and self._not_coming_back(name, status):
+            found.append(
+                Drift(name, "process", f"not running ({status.state if status else 'unknown'})")
+            )
         return found
 
     def _not_coming_back(self, name: str, status: Any) -> bool:
@@ -375,15 +414,19 @@ class ModuleManager:
         fresh = install_dir.with_name(install_dir.name + ".repair")
         stale = install_dir.with_name(install_dir.name + ".drifted")
         for leftover in (fresh, stale):
-            await asyncio.to_thread(shutil.rmtree, leftover, True)
+            await asyncio.to_thread(delete_tree, leftover)
         await asyncio.to_thread(
             unpack_release, archive, fresh, max_bytes=MAX_REPAIR_BYTES, max_files=MAX_REPAIR_FILES
         )
         os.replace(install_dir, stale)
         os.replace(fresh, install_dir)
-        await asyncio.to_thread(shutil.rmtree, stale, True)
+        await asyncio.to_thread(delete_tree, stale)
         archive.unlink(missing_ok=True)
         await asyncio.to_thread(self.baselines.record, target.name, target.digest, install_dir)
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:1000]
 
 
 def node_module_manager(

@@ -4,10 +4,12 @@ sweep what crashes left, and stop a crash loop."""
 import asyncio
 import json
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 from fogline.agent.updater import ActivatorCall, MemoryActivator, State, UpdateLimits
+from tests.support.deep import make_deep_tree
 
 from ._support import NAME, MakeNode, Node, Release
 
@@ -218,3 +220,46 @@ def test_a_damaged_install_is_logged_not_raised_at_start(
     activator = restarted(node)
     asyncio.run(node.updater().recover())  # logs, does not raise
     assert activator.running == {}
+
+
+def test_recover_sweeps_a_5000_level_leftover_and_starts_the_installed_version(
+    node: Node, releases: dict[str, Release]
+) -> None:
+    # What a crashed unpack of a deep archive (or a module deepening its own
+    # tree) leaves: on Python 3.11 shutil.rmtree died of RecursionError here,
+    # at every start, before the agent reached its hub.
+    asyncio.run(node.updater().ensure(releases["1.0.0"].target))
+    module_dir = node.module_dir()
+    make_deep_tree(module_dir / ".2.0.0-abc.unpack-deep01", 5000, files_every=500)
+    make_deep_tree(module_dir / ".trash-0.9.0-abc.dead", 5000, files_every=500)
+    activator = restarted(node)
+    asyncio.run(node.updater().recover())
+    assert activator.running == {NAME: "1.0.0"}
+    assert sorted(p.name for p in module_dir.iterdir()) == [
+        releases["1.0.0"].target.install_name,
+        "current",
+    ]
+
+
+def test_a_module_that_fails_to_recover_is_reported_and_the_others_still_start(
+    node: Node, releases: dict[str, Release], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asyncio.run(node.updater().ensure(releases["1.0.0"].target))
+    other = node.root / "modules" / "aaa-broken"
+    other.mkdir()
+    import fogline.agent.updater._updater as updater_module
+
+    real_sweep = updater_module.sweep_leftovers
+
+    def sweep(module_dir: Path) -> list[Path]:
+        if module_dir.name == "aaa-broken":
+            raise RecursionError("maximum recursion depth exceeded")
+        return real_sweep(module_dir)
+
+    monkeypatch.setattr(updater_module, "sweep_leftovers", sweep)
+    activator = restarted(node)
+    results = asyncio.run(node.updater().recover())
+    assert activator.running == {NAME: "1.0.0"}
+    [failed] = results
+    assert failed.module == "aaa-broken" and failed.state is State.FAILED
+    assert failed.error is not None and "RecursionError" in failed.error

@@ -14,11 +14,10 @@ never a half-deleted directory under a name the updater trusts.
 
 import os
 import secrets
-import shutil
 from pathlib import Path
 from typing import Final
 
-from fogline.artifact import find_unpack_leftovers
+from fogline.artifact import delete_tree, find_unpack_leftovers
 
 CURRENT: Final = "current"
 PREVIOUS: Final = "previous"
@@ -88,7 +87,10 @@ def remove_tree(path: Path) -> None:
     trash = path.with_name(f"{_TRASH_PREFIX}{path.name}.{secrets.token_hex(4)}")
     os.rename(path, trash)
     fsync_dir(path.parent)
-    shutil.rmtree(trash, ignore_errors=True)  # rmtree never follows symlinks
+    # Iterative, never through a symlink: an install's tree is an archive's
+    # shape, and a module may have deepened it since. What fails to go stays
+    # hidden and is swept again at the next start.
+    delete_tree(trash)
 
 
 def remove_file(path: Path) -> None:
@@ -99,6 +101,9 @@ def sweep_leftovers(module_dir: Path) -> list[Path]:
     """Delete what crashed unpacks, deletes and link switches left; return what went.
 
     Only call while no update of this module runs.
+
+    Raises:
+        OSError: a leftover cannot be deleted (it stays, for the next sweep).
     """
     if not module_dir.is_dir():
         return []
@@ -109,10 +114,7 @@ def sweep_leftovers(module_dir: Path) -> list[Path]:
         if (is_trash or is_link_temp) and entry not in found:
             found.append(entry)
     for path in found:
-        if path.is_symlink() or not path.is_dir():
-            path.unlink(missing_ok=True)
-        else:
-            shutil.rmtree(path, ignore_errors=True)
+        delete_tree(path)  # a link or a file is unlinked, a directory emptied at any depth
     return sorted(found)
 
 

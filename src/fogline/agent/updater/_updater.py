@@ -178,7 +178,9 @@ class Updater:
 
         Re-reports the final state of every module's last update, since the
         crash may have come before the report. Returns the results of the
-        updates it finished.
+        updates it finished. One module's failure to recover (a leftover that
+        cannot be deleted, a bug) is that module's FAILED result: the other
+        modules still recover and start.
 
         Raises:
             OSError: the updater's own directory cannot be written.
@@ -190,24 +192,50 @@ class Updater:
         deferred: list[Journal] = []
         for name in names:
             async with self._lock(name):
-                sweep_leftovers(self._layout.module_dir(name))
-                journal = self._load_journal(name)
-                if journal is None:
-                    continue
-                if journal.is_terminal:
-                    self._engine.report(journal, State(journal.state))
-                elif resume_state(journal.state) in _DEFERRED and not self._guard_trips(journal):
-                    deferred.append(journal)
-                else:
-                    results.append(_result(await self._resume(journal)))
-        self._sweep_downloads(deferred)
+                try:
+                    await self._recover_one(name, results, deferred)
+                except Exception as exc:
+                    results.append(self._recover_failed(name, exc))
+        try:
+            self._sweep_downloads(deferred)
+        except Exception as exc:  # stale downloads only cost disk until the next start
+            _log.error("update.sweep_failed", exc_info=exc)
         for name in names:
             if name not in self._engine.started:
                 await self._start_installed(name)
         for journal in deferred:
             async with self._lock(journal.target.name):
-                results.append(_result(await self._resume(journal)))
+                try:
+                    results.append(_result(await self._resume(journal)))
+                except Exception as exc:
+                    results.append(self._recover_failed(journal.target.name, exc))
         return results
+
+    async def _recover_one(
+        self, name: str, results: list[UpdateResult], deferred: list[Journal]
+    ) -> None:
+        await in_thread(sweep_leftovers, self._layout.module_dir(name))
+        journal = self._load_journal(name)
+        if journal is None:
+            return
+        if journal.is_terminal:
+            self._engine.report(journal, State(journal.state))
+        elif resume_state(journal.state) in _DEFERRED and not self._guard_trips(journal):
+            deferred.append(journal)
+        else:
+            results.append(_result(await self._resume(journal)))
+
+    def _recover_failed(self, name: str, exc: Exception) -> UpdateResult:
+        _log.error("update.recover_failed", extra={"fields": {"module": name}}, exc_info=exc)
+        try:
+            journal = self._files.load_journal(name)
+        except Exception:
+            journal = None
+        version, digest = (
+            (journal.target.version, journal.target.digest) if journal is not None else ("", "")
+        )
+        error = f"recovering {name} at start failed: {type(exc).__name__}: {exc}"[:1000]
+        return UpdateResult(name, version, digest, State.FAILED, error=error)
 
     async def _resume(self, journal: Journal) -> Journal:
         """Run `journal` from where RESUME (or the save-count guard) says."""
