@@ -6,40 +6,39 @@ import os
 from pathlib import Path
 from typing import Any
 
-from fogline.agent._drift import FileBaselines, file_digests
+from fogline.agent._drift import Drift, FileBaselines, file_digests
 from fogline.agent._modules import ModuleManager, SupervisorActivator
 from fogline.agent.supervisor import MemoryRuntime, Supervisor
 from fogline.agent.updater import InstalledRelease, MemoryArtifactSource, ReleaseTarget
-from tests.support.deep import make_deep_tree
+from tests.support.deep import deep_tree
 
 DIGEST = "sha256:" + "ab" * 32
 DEPTH = 5000
 
 
 def test_file_digests_walks_a_5000_level_tree(tmp_path: Path) -> None:
-    make_deep_tree(tmp_path / "install", DEPTH, files_every=1000)
-    digests = file_digests(tmp_path / "install")
+    with deep_tree(tmp_path / "install", DEPTH, files_every=1000) as install:
+        digests = file_digests(install)
     assert len(digests) == DEPTH // 1000 + 1  # the files and the one symlink
     assert digests["l"] == "link:f"
     assert "/".join(["d"] * 4000 + ["f"]) in digests
 
 
 def test_a_changed_file_5000_levels_down_is_drift(tmp_path: Path) -> None:
-    install = tmp_path / "install"
-    make_deep_tree(install, DEPTH, files_every=2500)
-    baselines = FileBaselines(tmp_path / "drift")
-    assert baselines.check("web", DIGEST, install) is None  # records the baseline
-    # Rewrite the deepest file through descriptors: its path is over PATH_MAX.
-    fd = os.open(install, os.O_RDONLY | os.O_DIRECTORY)
-    for _ in range(2500):
-        child = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+    with deep_tree(tmp_path / "install", DEPTH, files_every=2500) as install:
+        baselines = FileBaselines(tmp_path / "drift")
+        assert baselines.check("web", DIGEST, install) is None  # records the baseline
+        # Rewrite the deepest file through descriptors: its path is over PATH_MAX.
+        fd = os.open(install, os.O_RDONLY | os.O_DIRECTORY)
+        for _ in range(2500):
+            child = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = child
+        file_fd = os.open("f", os.O_WRONLY | os.O_TRUNC, dir_fd=fd)
+        os.write(file_fd, b"tampered\n")
+        os.close(file_fd)
         os.close(fd)
-        fd = child
-    file_fd = os.open("f", os.O_WRONLY | os.O_TRUNC, dir_fd=fd)
-    os.write(file_fd, b"tampered\n")
-    os.close(file_fd)
-    os.close(fd)
-    detail = baselines.check("web", DIGEST, install)
+        detail = baselines.check("web", DIGEST, install)
     assert detail is not None and detail.startswith("changed: d/d/")
 
 
@@ -84,8 +83,20 @@ def _target(name: str) -> ReleaseTarget:
 def test_one_modules_failing_drift_check_is_its_drift_and_the_others_are_checked(
     tmp_path: Path,
 ) -> None:
-    install = tmp_path / "deep-install"
-    make_deep_tree(install, DEPTH, files_every=2500)
+    with deep_tree(tmp_path / "deep-install", DEPTH, files_every=2500) as install:
+        found, manager = _check_drift_with_a_broken_module(tmp_path, install)
+    kinds = {(d.module, d.kind) for d in found}
+    # The deep module was checked (its config file is missing: config drift),
+    # the broken one reports why its check failed; nothing was raised.
+    assert ("broken", "error") in kinds and ("deep", "config") in kinds
+    [error] = [d for d in found if d.kind == "error"]
+    assert "RecursionError" in error.detail
+    assert manager.statuses()["drift"][0]["kind"] == "error"
+
+
+def _check_drift_with_a_broken_module(
+    tmp_path: Path, install: Path
+) -> tuple[list[Drift], ModuleManager]:
     supervisor = Supervisor(MemoryRuntime(), tmp_path / "logs")
     activator = SupervisorActivator(supervisor, tmp_path / "config")
     changes: list[Any] = []
@@ -101,11 +112,4 @@ def test_one_modules_failing_drift_check_is_its_drift_and_the_others_are_checked
     )
     manager.targets = {"broken": _target("broken"), "deep": _target("deep")}
     manager.drift_policy = "correct"
-    found = asyncio.run(manager.check_drift())
-    kinds = {(d.module, d.kind) for d in found}
-    # The deep module was checked (its config file is missing: config drift),
-    # the broken one reports why its check failed; nothing was raised.
-    assert ("broken", "error") in kinds and ("deep", "config") in kinds
-    [error] = [d for d in found if d.kind == "error"]
-    assert "RecursionError" in error.detail
-    assert manager.statuses()["drift"][0]["kind"] == "error"
+    return asyncio.run(manager.check_drift()), manager

@@ -9,6 +9,8 @@ def test_public_names_are_pinned() -> None:
         "Architecture",
         "ArtifactError",
         "Backoff",
+        "DEFAULT_MAX_INSTALL_BYTES",
+        "DEFAULT_MAX_INSTALL_FILES",
         "HealthCheck",
         "MAX_PATH_DEPTH",
         "MODULE_FILE",

@@ -16,10 +16,9 @@ from fogline.artifact import (
     UnsafeArchiveError,
     Version,
     build_release,
-    delete_tree,
     sha256_file,
 )
-from tests.support.deep import make_deep_tree
+from tests.support.deep import deep_tree
 
 from ._support import make_module
 
@@ -209,7 +208,6 @@ def test_refuses_a_tree_deeper_than_unpack_accepts(tmp_path: Path) -> None:
     # 5,000 levels made directly on disk: refused at level MAX_PATH_DEPTH + 1,
     # with the reason, never walked all the way down.
     src = make_module(tmp_path / "mod")
-    make_deep_tree(src / "deep", 5000, files_every=1000)
-    error = _assert_refused(src, tmp_path / "out.tar.zst", f"deeper than {MAX_PATH_DEPTH}")
+    with deep_tree(src / "deep", 5000, files_every=1000):
+        error = _assert_refused(src, tmp_path / "out.tar.zst", f"deeper than {MAX_PATH_DEPTH}")
     assert error.member == "/".join(["deep", *["d"] * MAX_PATH_DEPTH])
-    delete_tree(src / "deep")

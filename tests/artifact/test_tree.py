@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from fogline.artifact import delete_tree, walk_tree
-from tests.support.deep import make_deep_tree
+from tests.support.deep import deep_tree
 
 DEPTH = 5000
 
@@ -21,24 +21,23 @@ DEPTH = 5000
 def test_the_tree_is_too_deep_for_the_standard_library(tmp_path: Path) -> None:
     # The premise of this module: if a future Python walks iteratively, these
     # tests still pass, and this one says the helpers are no longer needed.
-    make_deep_tree(tmp_path / "t", DEPTH, files_every=1000)
-    if sys.version_info < (3, 12):
-        with pytest.raises(RecursionError):
-            list(os.walk(tmp_path / "t"))
-        with pytest.raises((RecursionError, OSError)):
-            shutil.rmtree(tmp_path / "t")
-    delete_tree(tmp_path / "t")
+    with deep_tree(tmp_path / "t", DEPTH, files_every=1000) as tree:
+        if sys.version_info < (3, 12):
+            with pytest.raises(RecursionError):
+                list(os.walk(tree))
+            with pytest.raises((RecursionError, OSError)):
+                shutil.rmtree(tree)
 
 
 def test_delete_tree_removes_a_5000_level_tree(tmp_path: Path) -> None:
-    make_deep_tree(tmp_path / "t", DEPTH, files_every=7)
-    delete_tree(tmp_path / "t")
-    assert list(tmp_path.iterdir()) == []
+    with deep_tree(tmp_path / "t", DEPTH, files_every=7) as tree:
+        delete_tree(tree)
+        assert list(tmp_path.iterdir()) == []
 
 
 def test_walk_tree_visits_every_level_of_a_5000_level_tree(tmp_path: Path) -> None:
-    make_deep_tree(tmp_path / "t", DEPTH, files_every=1000)
-    entries = list(walk_tree(tmp_path / "t"))
+    with deep_tree(tmp_path / "t", DEPTH, files_every=1000) as tree:
+        entries = list(walk_tree(tree))
     dirs = [e for e in entries if e.kind == "dir"]
     files = [e for e in entries if e.kind == "file"]
     links = [e for e in entries if e.kind == "symlink"]
@@ -46,21 +45,19 @@ def test_walk_tree_visits_every_level_of_a_5000_level_tree(tmp_path: Path) -> No
     assert len(files) == DEPTH // 1000
     assert [e.parts for e in links] == [("l",)]
     assert files[-1].parts == ("d",) * 4000 + ("f",)
-    delete_tree(tmp_path / "t")
 
 
 def test_walk_tree_lets_the_caller_read_each_file_relative_to_its_directory(
     tmp_path: Path,
 ) -> None:
-    make_deep_tree(tmp_path / "t", DEPTH, files_every=2500)
     contents = []
-    for entry in walk_tree(tmp_path / "t"):
-        if entry.kind == "file":
-            fd = os.open(entry.name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=entry.dir_fd)
-            with os.fdopen(fd, "rb") as fh:
-                contents.append(fh.read())
+    with deep_tree(tmp_path / "t", DEPTH, files_every=2500) as tree:
+        for entry in walk_tree(tree):
+            if entry.kind == "file":
+                fd = os.open(entry.name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=entry.dir_fd)
+                with os.fdopen(fd, "rb") as fh:
+                    contents.append(fh.read())
     assert contents == [b"level 0\n", b"level 2500\n"]
-    delete_tree(tmp_path / "t")
 
 
 def test_walk_tree_orders_entries_and_puts_directories_first(tmp_path: Path) -> None:
@@ -120,11 +117,11 @@ def test_walk_tree_of_a_file_or_a_symlink_is_an_os_error(tmp_path: Path) -> None
 
 
 def test_a_walk_holds_one_directory_descriptor(tmp_path: Path) -> None:
-    make_deep_tree(tmp_path / "t", 200)
-    before = len(os.listdir("/proc/self/fd"))
-    peak = 0
-    for _entry in walk_tree(tmp_path / "t"):
-        peak = max(peak, len(os.listdir("/proc/self/fd")) - before)
+    with deep_tree(tmp_path / "t", 200) as tree:
+        before = len(os.listdir("/proc/self/fd"))
+        peak = 0
+        for _entry in walk_tree(tree):
+            peak = max(peak, len(os.listdir("/proc/self/fd")) - before)
     # listdir itself holds one while it runs; the walk adds one (plus scandir's dup).
     assert peak <= 3
     assert len(os.listdir("/proc/self/fd")) == before

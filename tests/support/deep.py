@@ -8,7 +8,12 @@ hostile module process (or a crashed unpack) could leave it.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+from fogline.artifact import delete_tree
 
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -32,3 +37,14 @@ def make_deep_tree(root: Path, depth: int, *, name: str = "d", files_every: int 
             fd = child
     finally:
         os.close(fd)
+
+
+@contextmanager
+def deep_tree(root: Path, depth: int, **kwargs: Any) -> Iterator[Path]:
+    """`make_deep_tree`, deleted again on exit whatever happened: pytest's own
+    clean-up of old temp dirs uses shutil.rmtree, which such a tree crashes."""
+    try:
+        make_deep_tree(root, depth, **kwargs)
+        yield root
+    finally:
+        delete_tree(root)

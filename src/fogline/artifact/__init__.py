@@ -36,7 +36,7 @@ from ._keys import (
     public_key_base64,
     public_key_pem,
 )
-from ._members import MAX_PATH_DEPTH
+from ._members import DEFAULT_MAX_INSTALL_BYTES, DEFAULT_MAX_INSTALL_FILES, MAX_PATH_DEPTH
 from ._semver import Version, parse_semver
 from ._signing import (
     SignatureEnvelope,
@@ -68,6 +68,8 @@ from ._unpack import (
 )
 
 __all__ = [
+    "DEFAULT_MAX_INSTALL_BYTES",
+    "DEFAULT_MAX_INSTALL_FILES",
     "MAX_PATH_DEPTH",
     "MODULE_FILE",
     "Architecture",

@@ -32,6 +32,11 @@ MAX_COMPONENT_BYTES: Final = 255
 # descriptor limits. Without it 4096 path bytes allow 2048 levels.
 MAX_PATH_DEPTH: Final = 64
 
+# What a node unpacks at most by default (its UpdateLimits), and so what the
+# hub's check at push allows: an archive the hub accepts, a node accepts.
+DEFAULT_MAX_INSTALL_BYTES: Final = 4 << 30
+DEFAULT_MAX_INSTALL_FILES: Final = 100_000
+
 
 def member_parts(name: str) -> tuple[str, ...]:
     """Split an archive member name into its path components.

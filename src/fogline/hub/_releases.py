@@ -7,7 +7,10 @@ A push is refused, with a code naming the reason, when:
     untrusted_key        403  signed by a key no applied ReleaseKey trusts
     bad_signature        422  the signature does not verify
     digest_mismatch      422  the bytes uploaded are not the bytes signed
-    bad_archive          422  not a release archive, or an invalid module file
+    bad_archive          422  not a release archive, an invalid module file, or an
+                              archive the node's unpacker refuses (the member and
+                              the reason: depth, traversal, links, devices,
+                              entries, bytes unpacked, time to check)
     release_mismatch     422  the archive's module file names another name/version
     version_conflict     409  this name and version were pushed with other bytes
     too_large            413  over MAX_RELEASE_BYTES
@@ -26,6 +29,7 @@ import hashlib
 import os
 import re
 import tempfile
+import threading
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -39,13 +43,18 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from fogline.artifact import (
+    DEFAULT_MAX_INSTALL_BYTES,
+    DEFAULT_MAX_INSTALL_FILES,
     ArtifactError,
     SignatureEnvelope,
+    UnsafeArchiveError,
     UntrustedReleaseError,
+    check_release,
+    delete_tree,
+    find_unpack_leftovers,
     key_id,
     load_public_key,
     parse_semver,
-    read_module_spec_from_archive,
     verify_release,
 )
 from fogline.manifest import BlockError, ManifestError, Origin, Problem
@@ -63,6 +72,13 @@ _WRITE_BLOCK: Final = 1024 * 1024
 STALE_UPLOAD_S: Final = 3600.0
 # base64 of a 4 KiB envelope, the most `SignatureEnvelope.from_json` accepts.
 _MAX_SIGNATURE_HEADER: Final = 6 * 1024
+# The whole archive is checked at push with the node's own unpacker checks,
+# against a default node's limits. File bytes are counted, not written, so a
+# check costs at most DEFAULT_MAX_INSTALL_FILES inodes and this much time
+# (decompressing 4 GiB takes seconds); a few run at once, the rest wait.
+MAX_CHECK_SECONDS: Final = 120.0
+_CHECKS: Final = threading.BoundedSemaphore(2)
+_MEMBER_SHOWN: Final = 120
 
 
 class ReleaseRejectedError(ApiError):
@@ -186,17 +202,27 @@ class ArtifactStore:
         staged.path.unlink(missing_ok=True)
 
     def sweep_partial_uploads(self, older_than_s: float = STALE_UPLOAD_S) -> int:
-        """Remove `tmp/upload-*.part` files a crash left behind; returns how many.
+        """Remove `tmp/upload-*.part` files and check trees a crash left behind;
+        returns how many.
 
         Only files untouched for `older_than_s`: an upload still streaming
         (here or in a replica sharing this directory) writes to its file.
         """
         cutoff = time.time() - older_than_s
         removed = 0
-        for path in (self.root / "tmp").glob("upload-*.part"):
+        tmp = self.root / "tmp"
+        if not tmp.is_dir():
+            return 0
+        for path in tmp.glob("upload-*.part"):
             with contextlib.suppress(FileNotFoundError):
                 if path.stat().st_mtime < cutoff:
                     path.unlink()
+                    removed += 1
+        # Trees a check at push left when the hub died mid-check.
+        for path in find_unpack_leftovers(tmp):
+            with contextlib.suppress(OSError):
+                if path.stat().st_mtime < cutoff:
+                    delete_tree(path)
                     removed += 1
         return removed
 
@@ -278,8 +304,12 @@ def check_envelope(session: Session, envelope: SignatureEnvelope) -> ReleaseRow 
     return existing
 
 
-def check_archive(staged: StagedArtifact, envelope: SignatureEnvelope) -> None:
-    """The uploaded bytes are the signed ones, and their module file agrees.
+def check_archive(staged: StagedArtifact, envelope: SignatureEnvelope, scratch_dir: Path) -> None:
+    """The uploaded bytes are the signed ones, every member passes the node's
+    unpacker checks, and the module file agrees with the signature.
+
+    Blocking (seconds for a large archive): call it in a worker thread. The
+    check's temporary tree lives in `scratch_dir` and is always deleted.
 
     Raises:
         ReleaseRejectedError: digest_mismatch, bad_archive or release_mismatch (422).
@@ -291,7 +321,16 @@ def check_archive(staged: StagedArtifact, envelope: SignatureEnvelope) -> None:
             "(changed after signing, or corrupted in transit)",
         )
     try:
-        spec = read_module_spec_from_archive(staged.path)
+        with _CHECKS:
+            spec = check_release(
+                staged.path,
+                scratch_dir,
+                max_bytes=DEFAULT_MAX_INSTALL_BYTES,
+                max_files=DEFAULT_MAX_INSTALL_FILES,
+                max_seconds=MAX_CHECK_SECONDS,
+            )
+    except UnsafeArchiveError as exc:
+        raise ReleaseRejectedError("bad_archive", _unsafe_reason(exc)) from exc
     except ArtifactError as exc:
         reason = str(exc).replace(str(staged.path), "archive")
         raise ReleaseRejectedError("bad_archive", reason) from exc
@@ -301,6 +340,14 @@ def check_archive(staged: StagedArtifact, envelope: SignatureEnvelope) -> None:
             f"the archive's fogline-module.yaml is {spec.name} {spec.version}, "
             f"the signature is for {envelope.name} {envelope.version}",
         )
+
+
+def _unsafe_reason(exc: UnsafeArchiveError) -> str:
+    """The refusal without the hub's temporary path; a long member name cut short."""
+    if exc.member is None:
+        return f"archive: {exc.reason}"
+    member = exc.member if len(exc.member) <= _MEMBER_SHOWN else exc.member[:_MEMBER_SHOWN] + "..."
+    return f"archive member {member!r}: {exc.reason}"
 
 
 def new_release_row(

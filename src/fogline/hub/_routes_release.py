@@ -105,7 +105,7 @@ def _record(
     pushed_by: str,
 ) -> tuple[ReleaseView, bool]:
     """Store the archive and its row; returns the release and whether it is new."""
-    check_archive(staged, envelope)
+    check_archive(staged, envelope, store.root / "tmp")
     # The file goes in first: a row never points at a missing archive. If the
     # insert then fails, the file is an unreferenced blob nobody is served.
     store.commit(staged)

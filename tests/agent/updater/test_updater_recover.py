@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from fogline.agent.updater import ActivatorCall, MemoryActivator, State, UpdateLimits
-from tests.support.deep import make_deep_tree
+from tests.support.deep import deep_tree
 
 from ._support import NAME, MakeNode, Node, Release
 
@@ -230,10 +230,12 @@ def test_recover_sweeps_a_5000_level_leftover_and_starts_the_installed_version(
     # at every start, before the agent reached its hub.
     asyncio.run(node.updater().ensure(releases["1.0.0"].target))
     module_dir = node.module_dir()
-    make_deep_tree(module_dir / ".2.0.0-abc.unpack-deep01", 5000, files_every=500)
-    make_deep_tree(module_dir / ".trash-0.9.0-abc.dead", 5000, files_every=500)
     activator = restarted(node)
-    asyncio.run(node.updater().recover())
+    with (
+        deep_tree(module_dir / ".2.0.0-abc.unpack-deep01", 5000, files_every=500),
+        deep_tree(module_dir / ".trash-0.9.0-abc.dead", 5000, files_every=500),
+    ):
+        asyncio.run(node.updater().recover())
     assert activator.running == {NAME: "1.0.0"}
     assert sorted(p.name for p in module_dir.iterdir()) == [
         releases["1.0.0"].target.install_name,

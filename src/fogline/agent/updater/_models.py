@@ -15,7 +15,7 @@ from typing import Any, Final
 
 import orjson
 
-from fogline.artifact import parse_semver
+from fogline.artifact import DEFAULT_MAX_INSTALL_BYTES, DEFAULT_MAX_INSTALL_FILES, parse_semver
 
 from ._errors import InvalidTargetError
 from ._states import State
@@ -157,8 +157,8 @@ class UpdateLimits:
     crashes and interrupted retries) before a crash loop is declared."""
 
     max_download_bytes: int = 2 << 30
-    max_install_bytes: int = 4 << 30
-    max_install_files: int = 100_000
+    max_install_bytes: int = DEFAULT_MAX_INSTALL_BYTES  # the hub checks pushes against these
+    max_install_files: int = DEFAULT_MAX_INSTALL_FILES
     download_attempts: int = 5
     max_saves: int = 20
     health_slack_s: float = 5.0  # on top of wait_healthy's own timeout
