@@ -138,8 +138,14 @@ class SupervisorActivator:
 
 
 def targets_from(doc: Mapping[str, Any]) -> list[ReleaseTarget]:
-    """Release targets for the `modules` of a desired-state document."""
+    """Release targets for the `modules` of a desired-state document.
+
+    A module may go below its installed version when its entry says
+    `allowDowngrade: true`, or when the whole document is a rollout's
+    rollback (the hub marks it `rollback: {rollout: ID}`).
+    """
     targets = []
+    rollback = isinstance(doc.get("rollback"), Mapping)
     for entry in doc.get("modules", []):
         signature = entry.get("signature")
         targets.append(
@@ -150,6 +156,7 @@ def targets_from(doc: Mapping[str, Any]) -> list[ReleaseTarget]:
                 signature=orjson.dumps(signature) if isinstance(signature, dict) else b"",
                 config=entry.get("config") or {},
                 env=entry.get("env") or {},
+                allow_downgrade=rollback or entry.get("allowDowngrade") is True,
             )
         )
     return targets

@@ -44,7 +44,7 @@ from ._desired import (
     plain,
     release_keys,
 )
-from ._releases import resolve_module_refs
+from ._releases import downgrade_allowances, resolve_module_refs
 from ._rollout_policy import DEFAULT_POLICY, parse_rollout_policy
 from ._rollouts import choose_policy, snapshot_deployments, start_rollout
 from ._schema import ClaimRow, DeploymentRow, DesiredStateRow, DeviceRow, ReleaseKeyRow
@@ -239,6 +239,14 @@ def apply(
         deployments={c.name: c.action for c in prepared.plan.deployments},
         devices_changed=len(prepared.plan.devices),
     )
+    for deployment in prepared.deployments:
+        allowed = downgrade_allowances(deployment.to_document())
+        if allowed and deployment.name in changed:
+            # Going back to an older (maybe vulnerable) release is a decision
+            # someone made: the log says who, for which modules and releases.
+            record_audit(
+                session, applied_by, "deployment.allow-downgrade", deployment.name, modules=allowed
+            )
     start_rollout(
         session,
         actor=applied_by,

@@ -414,7 +414,7 @@ def list_releases(session: Session) -> list[ReleaseRow]:
 
 # -- module references in deployments --------------------------------------------------
 
-_MODULE_KEYS: Final = ("name", "release", "config", "env")
+_MODULE_KEYS: Final = ("name", "release", "config", "env", "allowDowngrade")
 _MODULE_NAME_RE: Final = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?", re.ASCII)
 _ENV_NAME_RE: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}", re.ASCII)
 _MAX_ENV: Final = 128
@@ -480,14 +480,16 @@ def _check_env(env: object) -> None:
 
 
 def validate_module_block(block: Mapping[str, Any]) -> None:
-    """Check one `spec.modules` entry: `name`, `release`, optional `config` and `env`.
+    """Check one `spec.modules` entry: `name`, `release`, optional `config`,
+    `env` and `allowDowngrade` (a boolean: may nodes go below their installed version).
 
     A `BlockValidators.module` callable; `name` is already checked by the
     manifest schema.
 
     Raises:
         BlockError: an unknown field, a bad `release` or a name that differs
-            from it, `config` not a mapping, `env` not names to strings.
+            from it, `config` not a mapping, `env` not names to strings,
+            `allowDowngrade` not a boolean.
     """
     for key in block:
         if key not in _MODULE_KEYS:
@@ -509,6 +511,10 @@ def validate_module_block(block: Mapping[str, Any]) -> None:
         raise BlockError(("config",), "must be a mapping")
     if "env" in block:
         _check_env(block["env"])
+    if "allowDowngrade" in block and not isinstance(block["allowDowngrade"], bool):
+        raise BlockError(
+            ("allowDowngrade",), f"must be true or false (got {block['allowDowngrade']!r:.40})"
+        )
 
 
 def _resolve_one(session: Session, entry: object) -> ReleaseRow:
@@ -565,3 +571,40 @@ def resolve_module_refs(
     if problems:
         raise ManifestError(problems)
     return resolved
+
+
+def downgrade_allowances(deployment_document: Mapping[str, Any]) -> dict[str, str]:
+    """The modules of a Deployment document that say `allowDowngrade: true`,
+    with the release each names: what an apply audits."""
+    spec = deployment_document.get("spec")
+    modules = spec.get("modules") if isinstance(spec, Mapping) else None
+    found: dict[str, str] = {}
+    for entry in modules or ():
+        if isinstance(entry, Mapping) and entry.get("allowDowngrade") is True:
+            found[str(entry.get("name"))] = str(entry.get("release"))
+    return found
+
+
+def module_downgrades(
+    before: Mapping[str, Any] | None, after: Mapping[str, Any] | None
+) -> dict[str, tuple[str, str]]:
+    """Modules whose version goes down from desired document `before` to
+    `after`, as name -> (from, to), by semver precedence."""
+
+    def versions(document: Mapping[str, Any] | None) -> dict[str, str]:
+        entries = document.get("modules") if isinstance(document, Mapping) else None
+        return {
+            str(e.get("name")): str(e.get("version"))
+            for e in entries or ()
+            if isinstance(e, Mapping) and isinstance(e.get("version"), str)
+        }
+
+    old, new = versions(before), versions(after)
+    found: dict[str, tuple[str, str]] = {}
+    for name in old.keys() & new.keys():
+        try:
+            if parse_semver(new[name]).precedence_key() < parse_semver(old[name]).precedence_key():
+                found[name] = (old[name], new[name])
+        except ValueError:
+            continue  # not written by this hub's compiler: nothing to compare
+    return found

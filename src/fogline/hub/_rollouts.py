@@ -21,11 +21,12 @@ from uuid import uuid4
 from sqlalchemy import select, text, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from fogline.manifest import Deployment, DesiredState
+from fogline.manifest import Deployment, DesiredState, revision_of
 
 from ._audit import SCHEDULER, record_audit
 from ._desired import bump_generation, compile_for, plain, store_desired
 from ._errors import ConflictError, NotFoundError
+from ._releases import module_downgrades
 from ._rollout_machine import (
     ACTIVE,
     WATCHED,
@@ -269,18 +270,43 @@ def start_rollout(
     return rollout
 
 
-def _revert(session: Session, rollout: RolloutRow, members: Sequence[RolloutDeviceRow]) -> int:
+def _revert(
+    session: Session, rollout: RolloutRow, members: Sequence[RolloutDeviceRow], actor: str
+) -> int:
     """Serve every started device its previous document and restore the
-    deployments as they were before the change; returns devices changed."""
+    deployments as they were before the change; returns devices changed.
+
+    A previous document that takes a module below the version the rollout
+    delivered is marked `rollback: {rollout: ID}`, which lets the node
+    downgrade (it refuses an unmarked downgrade), and the rollback's
+    downgrades are audited.
+    """
     changed = 0
+    downgraded: dict[str, tuple[str, str]] = {}
+    devices_downgraded = 0
     for member in members:
         if member.state in (DeviceState.PENDING, DeviceState.REVERTED):
             continue
         device = session.get(DeviceRow, member.device_id)
         if device is not None and member.previous_document is not None:
             state = DesiredState(member.previous_revision or "", member.previous_document)
+            going_down = module_downgrades(member.target_document, member.previous_document)
+            if going_down:
+                document = {**member.previous_document, "rollback": {"rollout": rollout.id}}
+                state = DesiredState(revision_of(document), document)
+                downgraded.update(going_down)
+                devices_downgraded += 1
             changed += store_desired(session, device, state)
         member.state = DeviceState.REVERTED.value
+    if downgraded:
+        record_audit(
+            session,
+            actor,
+            "rollout.downgrade",
+            rollout.id,
+            modules={name: f"{old} -> {new}" for name, (old, new) in sorted(downgraded.items())},
+            devices=devices_downgraded,
+        )
     now = utcnow()
     for name, document in rollout.previous_deployments.items():
         row = session.get(DeploymentRow, name)
@@ -396,7 +422,7 @@ def _advance(
     elif decision.step is Step.FAIL:
         if policy.on_failure == "rollback":
             _transition(session, rollout, Event.GATE_FAILED_ROLLBACK, SCHEDULER, decision.reason)
-            return _revert(session, rollout, members)
+            return _revert(session, rollout, members, SCHEDULER)
         _transition(session, rollout, Event.GATE_FAILED_PAUSE, SCHEDULER, decision.reason)
     return 0
 
@@ -453,7 +479,7 @@ def operate(session: Session, ref: str, action: str, actor: str) -> tuple[Rollou
         row.accepted_failures = sum(1 for m in members if m.state == DeviceState.FAILED)
         row.accepted_wave = row.current_wave
     _transition(session, row, event, actor, f"{action} by {actor}")
-    changed = _revert(session, row, members) if event is Event.ROLLBACK else 0
+    changed = _revert(session, row, members, actor) if event is Event.ROLLBACK else 0
     return row, changed
 
 

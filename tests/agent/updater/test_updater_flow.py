@@ -1,6 +1,7 @@
 """Install, update, roll back: the module always ends on a version that ran healthy."""
 
 import asyncio
+import dataclasses
 from pathlib import Path
 
 from fogline.agent.updater import ActivatorCall, MemoryActivator, State, Updater, UpdateResult
@@ -123,8 +124,11 @@ def test_targeting_another_release_clears_the_failure(
     ensure(up, releases["3.0.0"])
     assert ensure(up, releases["4.0.0"]).ok
     assert up.failure(NAME) is None
-    # ...so 3.0.0 is tried (and fails) again rather than remembered.
-    result = ensure(up, releases["3.0.0"])
+    # ...so 3.0.0 is tried (and fails) again rather than remembered (below
+    # the installed 4.0.0, so only with the deployment's allowDowngrade).
+    result = asyncio.run(
+        up.ensure(dataclasses.replace(releases["3.0.0"].target, allow_downgrade=True))
+    )
     assert not result.remembered and result.failed_in is State.HEALTH
 
 
@@ -203,7 +207,8 @@ def test_going_back_to_the_previous_version_reuses_its_install(
     ensure(up, releases["1.0.0"])
     ensure(up, releases["2.0.0"])
     fetches = len(node.source.fetches)
-    assert ensure(up, releases["1.0.0"]).ok
+    back = dataclasses.replace(releases["1.0.0"].target, allow_downgrade=True)  # as in a rollback
+    assert asyncio.run(up.ensure(back)).ok
     assert len(node.source.fetches) == fetches
     assert node.activator.running == {NAME: "1.0.0"}
     assert node.link("previous") == releases["2.0.0"].target.install_name

@@ -26,6 +26,10 @@ Policies:
 * The journal counts its saves across crashes and across interrupted retries
   of the same release; past `UpdateLimits.max_saves` the update rolls back
   and ends FAILED (a crash loop, recorded), never a boot loop.
+* A target older than the installed version (semver precedence) is refused
+  before anything is fetched, unless it carries `allow_downgrade` (the
+  deployment's `allowDowngrade`, or a rollback by a rollout); the refusal
+  is reported, not recorded, and the installed version keeps running.
 * Failures that are the release's own (digest, signature, unsafe archive,
   wrong architecture, start failure, unhealthy) are recorded in failed.json;
   `ensure` of the same release returns that failure at once until another

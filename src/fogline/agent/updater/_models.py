@@ -37,7 +37,9 @@ class ReleaseTarget:
     `signature` is the release's `.sig` envelope (JSON bytes). `config` and
     `env` go to the activator with the release. `health_timeout_s` overrides
     the release's own startGrace + health timeout; `size` (bytes), when the
-    hub knows it, bounds the download.
+    hub knows it, bounds the download. `allow_downgrade` lets the target be
+    older than the installed version (the deployment's `allowDowngrade`, or
+    a rollback by a rollout); without it such a target is refused.
 
     Raises:
         InvalidTargetError: a field is malformed (field and reason named).
@@ -51,6 +53,7 @@ class ReleaseTarget:
     env: Mapping[str, str] = field(default_factory=dict)
     health_timeout_s: float | None = None
     size: int | None = None
+    allow_downgrade: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME_RE.fullmatch(self.name):
@@ -74,6 +77,8 @@ class ReleaseTarget:
             raise InvalidTargetError("health_timeout_s", f"must be in (0, 86400], got {timeout!r}")
         if self.size is not None and not (isinstance(self.size, int) and self.size >= 0):
             raise InvalidTargetError("size", f"must be a byte count >= 0, got {self.size!r}")
+        if not isinstance(self.allow_downgrade, bool):
+            raise InvalidTargetError("allow_downgrade", "must be true or false")
 
     @property
     def install_name(self) -> str:
@@ -90,6 +95,7 @@ class ReleaseTarget:
             "env": dict(self.env),
             "health_timeout_s": self.health_timeout_s,
             "size": self.size,
+            "allow_downgrade": self.allow_downgrade,
         }
 
     @classmethod
@@ -109,6 +115,7 @@ class ReleaseTarget:
                 env=data.get("env") or {},
                 health_timeout_s=data.get("health_timeout_s"),
                 size=data.get("size"),
+                allow_downgrade=data.get("allow_downgrade", False),  # older journals lack it
             )
         except (KeyError, TypeError, binascii.Error) as exc:
             raise InvalidTargetError("document", f"missing or mistyped field: {exc}") from None

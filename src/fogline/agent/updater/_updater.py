@@ -21,7 +21,7 @@ from fogline.artifact import MODULE_FILE, load_module_spec
 
 from ._blocking import in_thread
 from ._engine import Engine
-from ._errors import JournalCorruptError
+from ._errors import JournalCorruptError, ReleaseRejectedError
 from ._journal import Journal, StateFiles
 from ._layout import CURRENT, PREVIOUS, Layout, point_link, read_link, remove_file, sweep_leftovers
 from ._models import (
@@ -34,6 +34,7 @@ from ._models import (
 )
 from ._ports import ArtifactSource, ModuleActivator
 from ._states import SWITCHED, TERMINAL, State, resume_state
+from ._verify import check_downgrade
 
 _log = logging.getLogger("fogline.agent.updater")
 
@@ -149,6 +150,21 @@ class Updater:
             ):
                 self._report(_progress(target, State.DONE, "already installed"))
                 return UpdateResult(target.name, target.version, target.digest, State.DONE)
+            try:
+                check_downgrade(target, installed.target.version if installed else None)
+            except ReleaseRejectedError as exc:
+                # Refused before anything is fetched or journaled: the installed
+                # version keeps running, and nothing is recorded, so the same
+                # release applies once the deployment allows the downgrade.
+                self._report(_progress(target, State.FAILED, "downgrade refused", error=str(exc)))
+                return UpdateResult(
+                    target.name,
+                    target.version,
+                    target.digest,
+                    State.FAILED,
+                    error=str(exc),
+                    failed_in=State.VERIFY,
+                )
             # Saves carry over a retry after an interruption, so an update that
             # kills the agent every time ends in FAILED instead of looping.
             carried = (

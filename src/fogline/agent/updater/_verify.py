@@ -5,7 +5,13 @@ from collections.abc import Mapping
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from fogline.artifact import ModuleSpec, VerifiedRelease, supports_architecture, verify_release
+from fogline.artifact import (
+    ModuleSpec,
+    VerifiedRelease,
+    parse_semver,
+    supports_architecture,
+    verify_release,
+)
 
 from ._errors import ReleaseRejectedError
 from ._models import ReleaseTarget
@@ -70,3 +76,26 @@ def health_timeout_s(target: ReleaseTarget, spec: ModuleSpec) -> float:
         return target.health_timeout_s
     probe_s = spec.health.timeout_s if spec.health is not None else 0.0
     return spec.start_grace_s + probe_s
+
+
+def check_downgrade(target: ReleaseTarget, installed_version: str | None) -> None:
+    """A target below the installed version (semver precedence; build
+    metadata does not count) needs `allow_downgrade`. Re-installing the same
+    version, or any upgrade, needs nothing.
+
+    Raises:
+        ReleaseRejectedError: an older version without allow_downgrade.
+    """
+    if installed_version is None or target.allow_downgrade:
+        return
+    wanted = parse_semver(target.version).precedence_key()
+    try:
+        installed = parse_semver(installed_version).precedence_key()
+    except ValueError:
+        return  # an unparsable record (written by hand): nothing to compare against
+    if wanted < installed:
+        raise ReleaseRejectedError(
+            f"{target.name} {target.version}: refusing to downgrade from the installed "
+            f"{installed_version}; set allowDowngrade: true on this module in the deployment "
+            f"to allow it (the node stays on {installed_version})"
+        )
