@@ -192,7 +192,12 @@ class Agent:
                 )
                 reply = await link.call("POST", "/v1/enroll", request, EnrollResponse)
                 identity = self._store.save(
-                    reply.device_id, reply.name, reply.certificate, reply.ca, reply.release_keys
+                    reply.device_id,
+                    reply.name,
+                    reply.certificate,
+                    reply.ca,
+                    reply.release_keys,
+                    reply.release_key_scopes,
                 )
                 self.report_interval_s = reply.report_interval_s
                 event(log, "agent.enrolled", device_id=identity.device_id, name=identity.name)
@@ -307,7 +312,7 @@ class Agent:
             # with the keys of the last desired state as well as the pinned ones.
             local_copy = self.sync.store.load()
             if local_copy is not None:
-                self.modules.doc_keys = dict(local_copy.document.get("releaseKeys") or {})
+                self.modules.use_document_keys(local_copy.document)
             await self.modules.recover()
             self.sync.appliers.append(self.modules.apply)
             self.sync.appliers.append(self.dataplane.apply)
@@ -349,6 +354,7 @@ class Agent:
             link.http,
             self._store.pinned_release_keys(),
             self._report_now.set,
+            pinned_scopes=self._store.pinned_key_scopes(),
             crash_hook=crash_hook_from_env(),  # fault injection in tests only
         )
 

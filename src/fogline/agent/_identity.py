@@ -10,8 +10,10 @@ half-identity: without it the node simply enrolls again with a new key.
 """
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -99,6 +101,19 @@ class IdentityStore:
             return {}
         return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
 
+    def pinned_key_scopes(self) -> dict[str, Any]:
+        """Scopes of the release keys pinned at enrollment (name -> patterns), as
+        stored; a key not listed was given unscoped (or by a hub without scopes)."""
+        path = self.root / "release-key-scopes.json"
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError):
+            # Unreadable: every pinned key may then sign nothing rather than anything.
+            return {name: None for name in self.pinned_release_keys()}
+        return dict(data) if isinstance(data, dict) else {}
+
     def save(
         self,
         device_id: str,
@@ -106,9 +121,14 @@ class IdentityStore:
         cert_pem: str,
         ca_pem: str,
         release_keys: dict[str, str] | None = None,
+        release_key_scopes: Mapping[str, Sequence[str]] | None = None,
     ) -> Identity:
         write_public_file(
             self.root / "release-keys.json", json.dumps(release_keys or {}, sort_keys=True).encode()
+        )
+        scopes = {key: list(patterns) for key, patterns in (release_key_scopes or {}).items()}
+        write_public_file(
+            self.root / "release-key-scopes.json", json.dumps(scopes, sort_keys=True).encode()
         )
         write_public_file(self.root / "cert.pem", cert_pem.encode())
         write_public_file(self.root / "ca.pem", ca_pem.encode())

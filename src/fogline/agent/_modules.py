@@ -9,6 +9,12 @@ Release keys: the node trusts the keys the hub gave it at enrollment and the
 keys listed in its desired state (`releaseKeys`), both received over mTLS.
 A signature thus protects against a tampered artifact store or transit, not
 against a compromised hub (see docs/security.md).
+
+Key scopes (which modules a key may sign) come from the same two sources:
+`release_key_scopes` pinned at enrollment and `releaseKeyScopes` of the
+desired state. A key listed by both must be allowed by both: the desired
+state can narrow a pinned key's scope, never widen it, so a hub that later
+lists a pinned key unscoped does not let it sign other modules on this node.
 """
 
 import asyncio
@@ -26,7 +32,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from fogline._log import event
 from fogline.artifact import ModuleSpec, delete_tree, key_id, sha256_file, unpack_release
-from fogline.protocol import DesiredStateDoc, canonical_json
+from fogline.protocol import (
+    DesiredStateDoc,
+    KeyScope,
+    canonical_json,
+    parse_key_scopes,
+    union_of_patterns,
+)
 
 from ._drift import Drift, FileBaselines
 from ._files import write_atomic
@@ -163,14 +175,32 @@ def targets_from(doc: Mapping[str, Any]) -> list[ReleaseTarget]:
 
 
 def keys_from(encoded: Mapping[str, str]) -> dict[str, Ed25519PublicKey]:
-    keys = {}
-    for value in encoded.values():
+    return {kid: key for kid, (key, _names) in _keys_by_id(encoded).items()}
+
+
+def _keys_by_id(encoded: Mapping[str, Any]) -> dict[str, tuple[Ed25519PublicKey, list[str]]]:
+    keys: dict[str, tuple[Ed25519PublicKey, list[str]]] = {}
+    for name, value in encoded.items():
         try:
             key = Ed25519PublicKey.from_public_bytes(base64.b64decode(value, validate=True))
-        except ValueError:
+        except (ValueError, TypeError):
             continue  # a malformed key trusts nothing; the hub validated it anyway
-        keys[key_id(key)] = key
+        keys.setdefault(key_id(key), (key, []))[1].append(str(name))
     return keys
+
+
+def scopes_from(
+    sources: list[tuple[Mapping[str, Any], Mapping[str, tuple[str, ...]]]],
+) -> dict[str, KeyScope]:
+    """Each key id's scope over trust sources of (key name -> base64 key,
+    key name -> patterns): within a source, what any listing of the key
+    allows; across sources, only what every source listing it allows."""
+    scopes: dict[str, KeyScope] = {}
+    for keys, patterns in sources:
+        for kid, (_key, names) in _keys_by_id(keys).items():
+            granted = union_of_patterns(patterns.get(name) for name in names)
+            scopes[kid] = scopes.get(kid, KeyScope()).narrowed(KeyScope.of(granted))
+    return scopes
 
 
 class ModuleManager:
@@ -184,6 +214,7 @@ class ModuleManager:
         pinned_keys: Mapping[str, str],
         on_change: Callable[[], None],
         *,
+        pinned_scopes: Mapping[str, Any] | None = None,
         baselines: FileBaselines,
         source: ArtifactSource,
         scratch_dir: Path,
@@ -198,7 +229,9 @@ class ModuleManager:
         self.supervisor = supervisor
         self.activator = activator
         self.pinned_keys = dict(pinned_keys)
+        self.pinned_scopes = parse_key_scopes(dict(pinned_scopes or {}))
         self.doc_keys: dict[str, str] = {}
+        self.doc_scopes: dict[str, tuple[str, ...]] = {}
         self.on_change = on_change
         self.progress: dict[str, dict[str, Any]] = {}
         self.results: dict[str, dict[str, Any]] = {}
@@ -207,6 +240,18 @@ class ModuleManager:
 
     def trusted_keys(self) -> dict[str, Ed25519PublicKey]:
         return keys_from({**self.pinned_keys, **self.doc_keys})
+
+    def key_scopes(self) -> dict[str, KeyScope]:
+        """Which modules each trusted key (by id) may sign: see the module docstring."""
+        return scopes_from(
+            [(self.pinned_keys, self.pinned_scopes), (self.doc_keys, self.doc_scopes)]
+        )
+
+    def use_document_keys(self, document: Mapping[str, Any]) -> None:
+        """Trust the release keys of a desired-state document, with their scopes."""
+        keys = document.get("releaseKeys")
+        self.doc_keys = dict(keys) if isinstance(keys, Mapping) else {}
+        self.doc_scopes = parse_key_scopes(document.get("releaseKeyScopes"))
 
     def on_progress(self, progress: UpdateProgress) -> None:
         self.progress[progress.module] = {
@@ -252,7 +297,7 @@ class ModuleManager:
             RuntimeError: some module did not reach its target (rolled back or
                 refused); the message lists them with their reasons.
         """
-        self.doc_keys = dict(doc.document.get("releaseKeys") or {})
+        self.use_document_keys(doc.document)
         self.drift_policy = str(doc.document.get("drift") or "report")
         targets = targets_from(doc.document)
         self.targets = {t.name: t for t in targets}
@@ -443,6 +488,8 @@ def node_module_manager(
     pinned_keys: Mapping[str, str],
     on_change: Callable[[], None],
     crash_hook: Callable[[str], None] | None = None,
+    *,
+    pinned_scopes: Mapping[str, Any] | None = None,
 ) -> ModuleManager:
     """A node's module stack laid out in its data directory: supervisor,
     updater, drift baselines and repairs, artifacts fetched over `http`.
@@ -460,6 +507,7 @@ def node_module_manager(
             source=source,
             activator=activator,
             trusted_keys=manager.trusted_keys,
+            key_scopes=manager.key_scopes,
             on_progress=manager.on_progress,
             crash_hook=crash_hook,
         )
@@ -470,6 +518,7 @@ def node_module_manager(
         activator,
         pinned_keys,
         on_change,
+        pinned_scopes=pinned_scopes,
         baselines=FileBaselines(data_dir / "state" / "drift"),
         source=source,
         scratch_dir=data_dir / "state" / "repair",

@@ -1,14 +1,16 @@
 """`fogline keys create NAME`: an Ed25519 release-signing key and its ReleaseKey manifest.
 
-    fogline keys create release-2026 | fogline apply -f -
+    fogline keys create thermo-team --modules 'thermo-*' | fogline apply -f -
 
-writes `release-2026.key` (private, 0600, never overwritten) and
-`release-2026.pub` (PEM), and prints the manifest that makes the hub and,
-through enrollment, every node trust the key.
+writes `thermo-team.key` (private, 0600, never overwritten) and
+`thermo-team.pub` (PEM), and prints the manifest that makes the hub and,
+through enrollment, every node trust the key for the modules its scope
+names (`--modules`, repeatable; without it, every module: discouraged).
 """
 
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Final
 
@@ -18,6 +20,7 @@ import yaml
 from fogline._errors import FoglineError
 from fogline.artifact import generate_release_key, public_key_base64, public_key_pem
 from fogline.manifest import API_VERSION
+from fogline.protocol import check_module_pattern
 
 from ._common import err_console
 
@@ -28,15 +31,28 @@ app = typer.Typer(help="Release-signing keys.", no_args_is_help=True)
 _NAME_RE: Final = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?", re.ASCII)
 
 
-def release_key_manifest(name: str, public_key_b64: str) -> str:
-    """The `ReleaseKey` document for `fogline apply -f`, as YAML."""
+def release_key_manifest(
+    name: str, public_key_b64: str, modules: Sequence[str] | None = None
+) -> str:
+    """The `ReleaseKey` document for `fogline apply -f`, as YAML; scoped to
+    `modules` (name patterns) when given."""
+    spec: dict[str, object] = {"publicKey": public_key_b64}
+    if modules:
+        spec["modules"] = list(modules)
     document = {
         "apiVersion": API_VERSION,
         "kind": "ReleaseKey",
         "metadata": {"name": name},
-        "spec": {"publicKey": public_key_b64},
+        "spec": spec,
     }
-    return yaml.safe_dump(document, sort_keys=False)
+    text = yaml.safe_dump(document, sort_keys=False)
+    if not modules:
+        text += (
+            "  # Unscoped: this key may sign every module. Scope it to the modules\n"
+            "  # it is for (recommended), e.g.:\n"
+            "  # modules: [thermo-*, gateway]\n"
+        )
+    return text
 
 
 def _write_new_public_file(path: Path, data: bytes) -> None:
@@ -55,6 +71,14 @@ def create(
     directory: Annotated[
         Path, typer.Option("--dir", help="Where to write NAME.key and NAME.pub.")
     ] = Path("."),
+    modules: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--modules",
+            help="A module name pattern the key may sign (fnmatch, e.g. 'thermo-*'); "
+            "repeat for several. Without it the key signs every module (discouraged).",
+        ),
+    ] = None,
 ) -> None:
     """Create a release key: NAME.key (private, 0600) and NAME.pub; print its ReleaseKey."""
     if not _NAME_RE.fullmatch(name):
@@ -63,6 +87,11 @@ def create(
             "with a letter or digit",
             param_hint="NAME",
         )
+    for pattern in modules or ():
+        try:
+            check_module_pattern(pattern)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--modules") from None
     private_path, public_path = directory / f"{name}.key", directory / f"{name}.pub"
     for path in (private_path, public_path):
         if path.exists() or path.is_symlink():
@@ -83,4 +112,4 @@ def create(
         highlight=False,
         soft_wrap=True,
     )
-    typer.echo(release_key_manifest(name, public_key_base64(pair.public_key)), nl=False)
+    typer.echo(release_key_manifest(name, public_key_base64(pair.public_key), modules), nl=False)

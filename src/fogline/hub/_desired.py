@@ -128,21 +128,52 @@ class Recompiled:
     new: DesiredState
 
 
-def release_keys(session: Session) -> dict[str, str]:
-    """Trusted release keys by name (base64 of the Ed25519 key)."""
-    return {row.name: row.public_key for row in session.scalars(select(ReleaseKeyRow))}
+@dataclass(frozen=True, slots=True)
+class TrustedKey:
+    """A trusted release key as nodes get it: base64 of the Ed25519 key, and
+    its scope (module name patterns; None: every module)."""
+
+    public_key: str
+    modules: tuple[str, ...] | None = None
+
+
+def release_keys(session: Session) -> dict[str, TrustedKey]:
+    """Trusted release keys by name."""
+    return {
+        row.name: TrustedKey(
+            row.public_key, tuple(row.modules) if row.modules is not None else None
+        )
+        for row in session.scalars(select(ReleaseKeyRow))
+    }
+
+
+def key_material(keys: Mapping[str, TrustedKey]) -> dict[str, str]:
+    """`releaseKeys` of a desired document and `release_keys` of an
+    enrollment answer: name -> base64 key, as before scopes existed."""
+    return {name: key.public_key for name, key in sorted(keys.items())}
+
+
+def key_scopes(keys: Mapping[str, TrustedKey]) -> dict[str, list[str]]:
+    """The scopes of the scoped keys (name -> patterns); unscoped keys are left
+    out, so a fleet without scopes gets the documents it got before."""
+    return {
+        name: list(key.modules) for name, key in sorted(keys.items()) if key.modules is not None
+    }
 
 
 def compile_for(
-    deployments: Sequence[Deployment], device: DeviceRow, keys: Mapping[str, str]
+    deployments: Sequence[Deployment], device: DeviceRow, keys: Mapping[str, TrustedKey]
 ) -> DesiredState:
     """The device's desired state; with modules, it also carries the release
-    keys the node must verify them with."""
+    keys the node must verify them with, and their scopes."""
     state = compile_desired_state(deployments, effective_labels(device))
     if not state.document.get("modules"):
         return state
     document = plain(state.document)
-    document["releaseKeys"] = dict(sorted(keys.items()))
+    document["releaseKeys"] = key_material(keys)
+    scopes = key_scopes(keys)
+    if scopes:
+        document["releaseKeyScopes"] = scopes
     return DesiredState(revision_of(document), document)
 
 

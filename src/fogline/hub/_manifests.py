@@ -38,6 +38,7 @@ from fogline.security import CLAIM_PREFIX, new_token
 from ._audit import record_audit
 from ._desired import (
     DeploymentCache,
+    TrustedKey,
     bump_generation,
     compile_for,
     parse_deployments,
@@ -56,7 +57,7 @@ class PreparedChange:
     manifests: ManifestSet
     deployments: list[Deployment]  # the request's, module releases resolved
     final: list[Deployment]  # every deployment after the change
-    keys: dict[str, str]  # release keys after the change
+    keys: dict[str, TrustedKey]  # release keys after the change
     plan: PlanResult
     pruned: list[str] = field(default_factory=list)
 
@@ -145,7 +146,12 @@ def prepare(
     incoming = {d.name: d for d in deployments}
     final = sorted([*kept, *deployments], key=lambda d: d.name)
     keys = release_keys(session)
-    keys.update({k.name: base64.b64encode(k.public_key).decode() for k in manifests.release_keys})
+    keys.update(
+        {
+            k.name: TrustedKey(base64.b64encode(k.public_key).decode(), k.modules)
+            for k in manifests.release_keys
+        }
+    )
 
     changes: list[DeploymentChange] = []
     for name, deployment in sorted(incoming.items()):
@@ -224,10 +230,13 @@ def apply(
     for key in prepared.manifests.release_keys:
         encoded = base64.b64encode(key.public_key).decode()
         key_row = session.get(ReleaseKeyRow, key.name)
+        modules = list(key.modules) if key.modules is not None else None
         if key_row is None:
-            session.add(ReleaseKeyRow(name=key.name, public_key=encoded, applied_at=now))
+            session.add(
+                ReleaseKeyRow(name=key.name, public_key=encoded, applied_at=now, modules=modules)
+            )
         else:
-            key_row.public_key, key_row.applied_at = encoded, now
+            key_row.public_key, key_row.applied_at, key_row.modules = encoded, now, modules
     tokens = _apply_claims(session, prepared.manifests)
     bump_generation(session)
     session.flush()

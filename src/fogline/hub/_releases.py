@@ -4,7 +4,8 @@ and module references in deployments (`release: thermo-filter@1.2.0`).
 A push is refused, with a code naming the reason, when:
 
     malformed_signature  422  no or unreadable `x-fogline-signature` envelope
-    untrusted_key        403  signed by a key no applied ReleaseKey trusts
+    untrusted_key        403  signed by a key no applied ReleaseKey trusts, or by a
+                              key whose scope (`modules:`) does not cover the module
     bad_signature        422  the signature does not verify
     digest_mismatch      422  the bytes uploaded are not the bytes signed
     bad_archive          422  not a release archive, an invalid module file, or an
@@ -58,6 +59,7 @@ from fogline.artifact import (
     verify_release,
 )
 from fogline.manifest import BlockError, ManifestError, Origin, Problem
+from fogline.protocol import KeyScope, union_of_patterns
 
 from ._errors import ApiError
 from ._schema import ReleaseKeyRow, ReleaseRow
@@ -262,11 +264,22 @@ def parse_signature_header(value: str | None) -> SignatureEnvelope:
 
 def trusted_keys(session: Session) -> dict[str, Ed25519PublicKey]:
     """Every applied ReleaseKey, by key id."""
-    keys = {}
-    for row in session.scalars(select(ReleaseKeyRow)):
+    return {kid: public_key for kid, (public_key, _names, _scope) in _keys_by_id(session).items()}
+
+
+def _keys_by_id(session: Session) -> dict[str, tuple[Ed25519PublicKey, list[str], KeyScope]]:
+    """Key id -> (public key, the ReleaseKey names listing it, its scope). A
+    key listed under several names may sign what any of them allows."""
+    listings: dict[str, tuple[Ed25519PublicKey, list[str], list[list[str] | None]]] = {}
+    for row in session.scalars(select(ReleaseKeyRow).order_by(ReleaseKeyRow.name)):
         public_key = load_public_key(row.public_key)
-        keys[key_id(public_key)] = public_key
-    return keys
+        entry = listings.setdefault(key_id(public_key), (public_key, [], []))
+        entry[1].append(row.name)
+        entry[2].append(row.modules)
+    return {
+        kid: (public_key, names, KeyScope.of(union_of_patterns(scopes)))
+        for kid, (public_key, names, scopes) in listings.items()
+    }
 
 
 def check_envelope(session: Session, envelope: SignatureEnvelope) -> ReleaseRow | None:
@@ -276,15 +289,25 @@ def check_envelope(session: Session, envelope: SignatureEnvelope) -> ReleaseRow 
     (an idempotent re-push), or None.
 
     Raises:
-        ReleaseRejectedError: untrusted key (403), bad signature (422), or the
-            name and version already pushed with another digest (409).
+        ReleaseRejectedError: untrusted key, or a key whose scope does not
+            cover the module (403), bad signature (422), or the name and
+            version already pushed with another digest (409).
     """
-    keys = trusted_keys(session)
+    known = _keys_by_id(session)
+    keys = {kid: public_key for kid, (public_key, _names, _scope) in known.items()}
     if envelope.keyid not in keys:
         raise ReleaseRejectedError(
             "untrusted_key",
             f"signed by {envelope.keyid}, which no applied ReleaseKey trusts "
             "(apply the key's ReleaseKey manifest first)",
+            status=403,
+        )
+    _public_key, names, scope = known[envelope.keyid]
+    if not scope.covers(envelope.name):
+        raise ReleaseRejectedError(
+            "untrusted_key",
+            f"signed by {envelope.keyid} (ReleaseKey {', '.join(names)}), which may sign only "
+            f"modules matching {scope.describe()}, not module {envelope.name!r}",
             status=403,
         )
     try:

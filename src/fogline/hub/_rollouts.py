@@ -24,7 +24,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from fogline.manifest import Deployment, DesiredState, revision_of
 
 from ._audit import SCHEDULER, record_audit
-from ._desired import bump_generation, compile_for, plain, store_desired
+from ._desired import TrustedKey, bump_generation, compile_for, plain, store_desired
 from ._errors import ConflictError, NotFoundError
 from ._releases import module_downgrades
 from ._rollout_machine import (
@@ -170,7 +170,7 @@ def start_rollout(
     actor: str,
     deployments: Sequence[str],
     final: Sequence[Deployment],
-    keys: Mapping[str, str],
+    keys: Mapping[str, TrustedKey],
     policy: RolloutPolicy,
     previous: Mapping[str, Any],
 ) -> RolloutRow | None:

@@ -31,7 +31,7 @@ from ._auth import (
     hub_state,
 )
 from ._bodies import json_body_doc, parse_json_body
-from ._desired import recompile_device, release_keys
+from ._desired import key_material, key_scopes, recompile_device, release_keys
 from ._errors import ApiError, ConflictError
 from ._schema import DesiredStateRow, DeviceRow
 from ._state import HubState
@@ -71,7 +71,9 @@ def _enroll_settled(
     raise ConflictError(f"device name {body.name!r} is taken", field="name")
 
 
-@router.post("/enroll", response_model=EnrollResponse)
+# exclude_unset: release_key_scopes only when some key is scoped, so agents
+# that predate scopes (their EnrollResponse forbids unknown fields) still enroll.
+@router.post("/enroll", response_model=EnrollResponse, response_model_exclude_unset=True)
 def enroll(body: EnrollRequest, session: SessionDep, state: StateDep) -> EnrollResponse:
     """Trade a claim token and a CSR for a device certificate."""
     try:
@@ -82,13 +84,16 @@ def enroll(body: EnrollRequest, session: SessionDep, state: StateDep) -> EnrollR
         raise
     state.metrics.enrollments.labels("ok").inc()
     event(log, "device.enrolled", device_id=row.id, name=row.name, claim_id=row.claim_id)
+    keys = release_keys(session)
+    scopes = key_scopes(keys)
     return EnrollResponse(
         device_id=row.id,
         name=row.name,
         certificate=cert_pem.decode(),
         ca=state.ca.cert_pem.decode(),
         report_interval_s=state.settings.report_interval_s,
-        release_keys=release_keys(session),
+        release_keys=key_material(keys),
+        **({"release_key_scopes": scopes} if scopes else {}),
     )
 
 

@@ -134,6 +134,8 @@ class ReleaseKeyRow(Base):
     name: Mapped[str] = mapped_column(String(63), primary_key=True)
     public_key: Mapped[str] = mapped_column(String(128))  # base64 of the 32 raw bytes
     applied_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    # The module name patterns the key may sign; None: every module.
+    modules: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
 
 
 class DesiredStateRow(Base):

@@ -145,7 +145,10 @@ def _validate(
             names=tuple(spec.names),
         )
     assert isinstance(model, ReleaseKeyModel)
-    return ReleaseKey(model.metadata.name, decode_public_key(model.spec.publicKey), origin)
+    modules = tuple(model.spec.modules) if model.spec.modules is not None else None
+    return ReleaseKey(
+        model.metadata.name, decode_public_key(model.spec.publicKey), origin, modules=modules
+    )
 
 
 def _deployment(model: DeploymentModel, origin: Origin) -> Deployment:

@@ -121,16 +121,23 @@ class ProvisioningClaim:
 
 @dataclass(frozen=True, slots=True)
 class ReleaseKey:
-    """A trusted Ed25519 release-signing key: `public_key` is its 32 raw bytes."""
+    """A trusted Ed25519 release-signing key: `public_key` is its 32 raw bytes.
+
+    `modules` is the key's scope: the module name patterns it may sign
+    (fnmatch), or None for every module.
+    """
 
     name: str
     public_key: bytes
     origin: Origin | None = field(default=None, compare=False)
+    modules: tuple[str, ...] | None = None
 
     def to_document(self) -> dict[str, Any]:
         """Return the manifest document this key reads back from (base64 form)."""
-        public_key = base64.b64encode(self.public_key).decode("ascii")
-        return _envelope("ReleaseKey", self.name, {"publicKey": public_key})
+        spec: dict[str, Any] = {"publicKey": base64.b64encode(self.public_key).decode("ascii")}
+        if self.modules is not None:
+            spec["modules"] = list(self.modules)
+        return _envelope("ReleaseKey", self.name, spec)
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,8 @@ from ..protocol import (
     LABEL_KEY_RE,
     MAX_LABELS,
     MAX_NAME_PATTERNS,
+    MAX_SCOPE_PATTERNS,
+    check_module_pattern,
     hub_label_problem,
     label_problem,
 )
@@ -263,9 +265,30 @@ class ClaimSpecModel(BaseModel):
     expires: Annotated[str, AfterValidator(_check_expires)]
 
 
+def _check_patterns(patterns: list[str]) -> list[str]:
+    items: list[tuple[tuple[str | int, ...], str, bool]] = []
+    for i, pattern in enumerate(patterns):
+        try:
+            check_module_pattern(pattern)
+        except ValueError as exc:
+            items.append(((i,), str(exc), False))
+    if items:
+        raise FieldProblems(items)
+    return patterns
+
+
 class ReleaseKeySpecModel(BaseModel):
     model_config = _STRICT
     publicKey: Annotated[str, AfterValidator(_check_public_key)]
+    # Module name patterns the key may sign; absent: every module (discouraged).
+    modules: (
+        Annotated[
+            list[str],
+            Field(min_length=1, max_length=MAX_SCOPE_PATTERNS),
+            AfterValidator(_check_patterns),
+        ]
+        | None
+    ) = None
 
 
 class DocumentModel(BaseModel):

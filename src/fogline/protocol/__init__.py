@@ -1,6 +1,14 @@
 """Wire models shared by hub and agent. No I/O here."""
 
 from ._canonical import canonical_json, revision_of
+from ._key_scope import (
+    MAX_PATTERN_CHARS,
+    MAX_SCOPE_PATTERNS,
+    KeyScope,
+    check_module_pattern,
+    parse_key_scopes,
+    union_of_patterns,
+)
 from ._labels import (
     LABEL_KEY_RE,
     LABEL_VALUE_RE,
@@ -71,7 +79,9 @@ __all__ = [
     "MAX_DESIRED_WAIT_S",
     "MAX_LABELS",
     "MAX_NAME_PATTERNS",
+    "MAX_PATTERN_CHARS",
     "MAX_PRIORITY",
+    "MAX_SCOPE_PATTERNS",
     "MAX_STREAM_LEN",
     "MIN_PRIORITY",
     "PLATFORM_LABEL_PREFIX",
@@ -96,6 +106,7 @@ __all__ = [
     "EnrollResponse",
     "ErrorBody",
     "ErrorDetail",
+    "KeyScope",
     "LabelChange",
     "ManifestFile",
     "ManifestRequest",
@@ -107,14 +118,17 @@ __all__ = [
     "SyncStatus",
     "WireModel",
     "canonical_json",
+    "check_module_pattern",
     "decode_batch",
     "encode_batch",
     "format_labels",
     "hub_label_problem",
     "label_problem",
     "name_allowed",
+    "parse_key_scopes",
     "parse_labels",
     "revision_of",
+    "union_of_patterns",
     "validate_labels",
     "validate_user_labels",
 ]

@@ -82,6 +82,13 @@ class EnrollResponse(WireModel):
     report_interval_s: float
     # Release keys trusted at enrollment (name -> base64 of the Ed25519 key).
     release_keys: dict[str, str] = {}
+    # Scopes of the scoped ones among them (name -> module name patterns, see
+    # KeyScope); a key not listed signs every module. Absent from answers of
+    # hubs older than key scopes, and left out by hubs when no key is scoped,
+    # so agents without this field still enroll.
+    release_key_scopes: dict[
+        str, Annotated[list[Annotated[str, Field(max_length=128)]], Field(max_length=64)]
+    ] = {}
 
 
 class OutboxReport(WireModel):

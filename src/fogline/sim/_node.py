@@ -215,7 +215,7 @@ class VirtualNode:
                 )
                 local_copy = sync.store.load()
                 if local_copy is not None:
-                    modules.doc_keys = dict(local_copy.document.get("releaseKeys") or {})
+                    modules.use_document_keys(local_copy.document)
                 if self.config.faults.crash_per_s > 0:
                     tg.create_task(self._crash_randomly(), name=f"{self.name}:crash")
                 # As the agent: installed modules first (the journal resumes or
@@ -276,7 +276,12 @@ class VirtualNode:
                 )
                 reply = await link.call("POST", "/v1/enroll", request, EnrollResponse)
                 return store.save(
-                    reply.device_id, reply.name, reply.certificate, reply.ca, reply.release_keys
+                    reply.device_id,
+                    reply.name,
+                    reply.certificate,
+                    reply.ca,
+                    reply.release_keys,
+                    reply.release_key_scopes,
                 )
             except HubUnreachableError:
                 await asyncio.sleep(backoff.next_delay())
@@ -293,6 +298,7 @@ class VirtualNode:
             link.http,
             IdentityStore(self.data_dir).pinned_release_keys(),
             self._report_now.set,
+            pinned_scopes=IdentityStore(self.data_dir).pinned_key_scopes(),
             crash_hook=self._powerloss_hook if self.config.faults.powerloss > 0 else None,
         )
         return self.modules

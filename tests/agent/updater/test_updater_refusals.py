@@ -7,10 +7,29 @@ from pathlib import Path
 
 import pytest
 
-from fogline.agent.updater import ActivatorCall, MemoryActivator, State, UpdateResult
-from fogline.artifact import ReleaseKeyPair, generate_release_key, sign_release
+from fogline.agent._modules import scopes_from
+from fogline.agent.updater import ActivatorCall, MemoryActivator, State, Updater, UpdateResult
+from fogline.agent.updater._verify import check_signature
+from fogline.artifact import (
+    ReleaseKeyPair,
+    UntrustedReleaseError,
+    generate_release_key,
+    public_key_base64,
+    sign_release,
+)
+from fogline.protocol import KeyScope
 
-from ._support import NAME, MakeNode, Node, Release, hostile_release, make_release, serve
+from ._support import (
+    NAME,
+    MakeNode,
+    Node,
+    Release,
+    hostile_release,
+    make_release,
+    no_sleep,
+    serve,
+    trusted,
+)
 
 
 @pytest.fixture
@@ -175,3 +194,60 @@ def test_unknown_artifacts_fail_retryably_and_are_not_recorded(
 def test_a_memory_activator_unknown_to_the_test_is_fine() -> None:
     # Guard against fixtures drifting: the refusal helper relies on these defaults.
     assert MemoryActivator().health == {} and serve().blobs == {}
+
+
+# -- key scopes: the node enforces them too -----------------------------------------------
+
+
+def test_a_key_whose_scope_does_not_cover_the_module_is_refused(
+    tmp_path: Path, key: ReleaseKeyPair, releases: dict[str, Release]
+) -> None:
+    release = releases["1.0.0"]
+    with pytest.raises(UntrustedReleaseError, match=r"may sign only modules matching \[web-\*\]"):
+        check_signature(
+            release.target,
+            release.target.digest,
+            {key.key_id: key.public_key},
+            {key.key_id: KeyScope.of(["web-*"])},
+        )
+    verified = check_signature(
+        release.target,
+        release.target.digest,
+        {key.key_id: key.public_key},
+        {key.key_id: KeyScope.of(["de*"])},
+    )
+    assert verified.name == "demo"
+
+
+def test_the_updater_refuses_an_out_of_scope_release_and_installs_nothing(
+    tmp_path: Path, key: ReleaseKeyPair, releases: dict[str, Release]
+) -> None:
+    release = releases["1.0.0"]
+    activator = MemoryActivator()
+    up = Updater(
+        tmp_path / "node",
+        source=serve(release),
+        activator=activator,
+        trusted_keys=trusted(key),
+        key_scopes=lambda: {key.key_id: KeyScope.of(["web-*"])},
+        sleep=no_sleep,
+    )
+    result = asyncio.run(up.ensure(release.target))
+    assert result.state is State.FAILED and result.failed_in is State.VERIFY
+    assert result.error is not None and "may sign only modules matching [web-*]" in result.error
+    assert activator.running == {} and up.installed("demo") is None
+
+
+def test_pinned_and_desired_scopes_combine_so_the_desired_state_cannot_widen() -> None:
+    pair = generate_release_key()
+    b64 = public_key_base64(pair.public_key)
+    pinned = ({"ci": b64}, {"ci": ("web-*",)})
+    unscoped_in_desired = ({"ci": b64}, {})
+    scopes = scopes_from([pinned, unscoped_in_desired])
+    assert not scopes[pair.key_id].covers("billing")
+    assert scopes[pair.key_id].covers("web-api")
+    # A key only the desired state lists takes the desired state's scope.
+    assert scopes_from([({}, {}), ({"ci": b64}, {"ci": ("gw",)})])[pair.key_id].covers("gw")
+    # The desired state may narrow a pinned key.
+    narrowed = scopes_from([({"ci": b64}, {}), ({"ci": b64}, {"ci": ("gw",)})])
+    assert not narrowed[pair.key_id].covers("web-api")

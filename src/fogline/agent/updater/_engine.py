@@ -29,6 +29,7 @@ from fogline.artifact import (
     sha256_file,
     unpack_release,
 )
+from fogline.protocol import KeyScope
 
 from ._blocking import in_thread
 from ._download import DownloadPlan, Throttle, download
@@ -96,6 +97,7 @@ class Engine:
         source: ArtifactSource,
         activator: ModuleActivator,
         trusted_keys: Callable[[], Mapping[str, Ed25519PublicKey]],
+        key_scopes: Callable[[], Mapping[str, KeyScope]],
         report: Callable[[UpdateProgress], None],
         limits: UpdateLimits,
         crash_hook: Callable[[str], None] | None,
@@ -106,6 +108,7 @@ class Engine:
         self._layout, self._files = layout, files
         self._source, self._activator = source, activator
         self._trusted_keys = trusted_keys
+        self._key_scopes = key_scopes
         self._report_to = report
         self._limits = limits
         self._hook = crash_hook or (lambda point: None)
@@ -217,7 +220,7 @@ class Engine:
             # Hash again: these are the bytes INSTALL will unpack, possibly
             # after a power cut since DOWNLOAD checked them.
             held = await in_thread(sha256_file, archive)
-        check_signature(target, held, self._trusted_keys())
+        check_signature(target, held, self._trusted_keys(), self._key_scopes())
         return Event.OK
 
     async def _install(self, run: _Run) -> Event:

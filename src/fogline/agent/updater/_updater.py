@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from fogline.agent._backoff import Backoff
 from fogline.artifact import MODULE_FILE, load_module_spec
+from fogline.protocol import KeyScope
 
 from ._blocking import in_thread
 from ._engine import Engine
@@ -53,6 +54,8 @@ class Updater:
 
     Call `recover()` once at start, before `ensure`. Updates of different
     modules may run concurrently; updates of one module are serialised.
+    `trusted_keys` and `key_scopes` (which modules each key id may sign; a
+    key absent from it signs any) are asked at each verification.
     """
 
     def __init__(
@@ -62,6 +65,7 @@ class Updater:
         source: ArtifactSource,
         activator: ModuleActivator,
         trusted_keys: Callable[[], Mapping[str, Ed25519PublicKey]],
+        key_scopes: Callable[[], Mapping[str, KeyScope]] | None = None,
         on_progress: Callable[[UpdateProgress], None] | None = None,
         limits: UpdateLimits | None = None,
         crash_hook: Callable[[str], None] | None = None,
@@ -80,6 +84,7 @@ class Updater:
             source=source,
             activator=activator,
             trusted_keys=trusted_keys,
+            key_scopes=key_scopes or dict,
             report=self._report,
             limits=self._limits,
             crash_hook=crash_hook,

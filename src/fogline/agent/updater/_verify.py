@@ -7,11 +7,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from fogline.artifact import (
     ModuleSpec,
+    UntrustedReleaseError,
     VerifiedRelease,
     parse_semver,
     supports_architecture,
     verify_release,
 )
+from fogline.protocol import KeyScope
 
 from ._errors import ReleaseRejectedError
 from ._models import ReleaseTarget
@@ -31,23 +33,45 @@ def check_download(target: ReleaseTarget, held_digest: str) -> None:
 
 
 def check_signature(
-    target: ReleaseTarget, held_digest: str, trusted_keys: Mapping[str, Ed25519PublicKey]
+    target: ReleaseTarget,
+    held_digest: str,
+    trusted_keys: Mapping[str, Ed25519PublicKey],
+    key_scopes: Mapping[str, KeyScope] | None = None,
 ) -> VerifiedRelease:
-    """The bytes held are signed by a trusted key as exactly this name and version.
+    """The bytes held are signed by a trusted key as exactly this name and
+    version, and the key's scope covers the module.
 
     Raises:
         UntrustedReleaseError: unsigned, untrusted key, bad signature, digest
-            mismatch, or a signature for another name or version.
+            mismatch, a signature for another name or version, or a key
+            whose scope does not cover the module.
         ReleaseRejectedError: the bytes are not the target's.
     """
     check_download(target, held_digest)
-    return verify_release(
+    verified = verify_release(
         held_digest,
         target.signature,
         trusted_keys,
         expect_name=target.name,
         expect_version=target.version,
     )
+    check_key_scope(verified, key_scopes or {})
+    return verified
+
+
+def check_key_scope(verified: VerifiedRelease, key_scopes: Mapping[str, KeyScope]) -> None:
+    """The key that signed `verified` may sign its module (a key absent from
+    `key_scopes` may sign any).
+
+    Raises:
+        UntrustedReleaseError: the key's scope does not cover the module.
+    """
+    scope = key_scopes.get(verified.keyid, KeyScope())
+    if not scope.covers(verified.name):
+        raise UntrustedReleaseError(
+            f"{verified.name} {verified.version}: signed by {verified.keyid}, which may sign "
+            f"only modules matching {scope.describe()}"
+        )
 
 
 def check_spec(target: ReleaseTarget, spec: ModuleSpec, machine: str | None) -> None:
