@@ -15,6 +15,7 @@ def test_documented_example_loads_and_layers_as_described() -> None:
     assert [d.name for d in manifests.deployments] == ["base", "berlin-arm"]
     assert [c.name for c in manifests.claims] == ["berlin-line-a"]
     assert [k.name for k in manifests.release_keys] == ["release-2030"]
+    assert manifests.release_keys[0].modules == ("thermo", "thermo-*")
     labels = {"site": "berlin", "fogline.dev/arch": "arm64"}
     doc = compile_desired_state(manifests.deployments, labels).document
     assert doc["config"] == {"sampling": {"rate": 1, "unit": "s"}}
