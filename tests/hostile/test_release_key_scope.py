@@ -11,9 +11,12 @@ import json
 import textwrap
 from pathlib import Path
 
+import httpx
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 
-from tests.support.processes import AgentProcess, HubProcess, wait_until
+from tests.support.device import enroll_body
+from tests.support.processes import AgentProcess, HubProcess, tls, wait_until
 
 
 def _build(hub: HubProcess, work: Path, key: Path, name: str, version: str) -> Path:
@@ -106,3 +109,25 @@ def test_a_scoped_key_cannot_ship_another_module_to_the_hub_or_to_a_node(
         assert not (state / "billing" / "installed.json").exists()
     finally:
         agent.stop()
+
+
+def test_without_scoped_keys_the_enrollment_answer_is_the_old_shape(
+    hub: HubProcess, tmp_path: Path
+) -> None:
+    # Agents that predate scopes refuse unknown fields in this answer: a fleet
+    # that scopes no key must keep enrolling them.
+    created = hub.cli("keys", "create", "ci", "--dir", str(tmp_path / "keys"))
+    hub.cli("apply", "-f", "-", input_text=created.stdout)
+    key = ec.generate_private_key(ec.SECP256R1())
+    body = enroll_body(hub.create_claim(), "old-agent", key)
+    answer = httpx.post(f"{hub.url}/v1/enroll", json=body, verify=tls(hub.ca), timeout=10)
+    assert answer.status_code == 200, answer.text
+    assert set(answer.json()) == {
+        "device_id",
+        "name",
+        "certificate",
+        "ca",
+        "report_interval_s",
+        "release_keys",
+    }
+    assert list(answer.json()["release_keys"]) == ["ci"]

@@ -2,7 +2,13 @@
 
 import pytest
 
-from fogline.protocol import KeyScope, check_module_pattern, parse_key_scopes, union_of_patterns
+from fogline.protocol import (
+    EnrollResponse,
+    KeyScope,
+    check_module_pattern,
+    parse_key_scopes,
+    union_of_patterns,
+)
 
 
 @pytest.mark.parametrize(
@@ -51,3 +57,18 @@ def test_malformed_received_scopes_fail_closed() -> None:
     assert parsed == {"ok": ("web-*",), "bad": (), "worse": (), "n": ()}
     assert parse_key_scopes(["not", "a", "mapping"]) == {}
     assert not KeyScope.of(parsed["bad"]).covers("web-1")
+
+
+def test_an_enrollment_answer_without_scopes_still_parses() -> None:
+    old = {
+        "device_id": "d1",
+        "name": "node-1",
+        "certificate": "-----BEGIN CERTIFICATE-----",
+        "ca": "-----BEGIN CERTIFICATE-----",
+        "report_interval_s": 10.0,
+        "release_keys": {"ci": "AAAA"},
+    }
+    answer = EnrollResponse.model_validate(old)
+    assert answer.release_key_scopes == {}
+    scoped = EnrollResponse.model_validate({**old, "release_key_scopes": {"ci": ["web-*"]}})
+    assert scoped.release_key_scopes == {"ci": ["web-*"]}
