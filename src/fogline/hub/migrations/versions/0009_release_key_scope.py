@@ -9,8 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009"
-# Written beside 0008 (another change); re-chained onto it when both land.
-down_revision = "0007"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
