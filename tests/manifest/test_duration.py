@@ -48,3 +48,17 @@ def test_parse_expiry_is_a_duration_or_a_moment() -> None:
         parse_expiry("0m")
     with pytest.raises(ValueError, match="or an ISO 8601 timestamp"):
         parse_expiry("tomorrow")
+
+
+def test_parse_duration_refuses_more_than_a_hundred_years() -> None:
+    # now - 300000000d is no datetime: the bound keeps callers' arithmetic safe
+    assert parse_duration("36500d") == 36500 * 86400.0
+    for text in ("36500d1ms", "300000000d", "999999999d999999999h"):
+        with pytest.raises(ValueError, match="at most 36500d"):
+            parse_duration(text)
+
+
+@pytest.mark.parametrize("text", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"])
+def test_parse_timestamp_refuses_moments_with_no_utc_datetime(text: str) -> None:
+    with pytest.raises(ValueError, match="outside the years 1 to 9999"):
+        parse_timestamp(text)

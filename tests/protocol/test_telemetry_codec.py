@@ -146,3 +146,20 @@ def test_a_payload_damaged_on_disk_makes_the_hub_refuse_the_batch() -> None:
     data = encode_batch([rec(1), OutboxRecord(2, "s", 1, 1.0, 2.0, b'{"trunc')])
     with pytest.raises(BatchFormatError, match="not JSON"):
         decode_batch(data, max_decompressed=LIMIT)
+
+
+@pytest.mark.parametrize(
+    ("created", "expires", "field"),
+    [
+        (1e20, 1e20, "records.0.created"),
+        (-1e12, 1.0, "records.0.created"),
+        (1.0, 1e20, "records.0.expires"),
+    ],
+)
+def test_times_outside_the_years_1970_to_9999_are_refused_naming_the_field(
+    created: float, expires: float, field: str
+) -> None:
+    data = encode_batch([OutboxRecord(1, "s", 1, created, expires, b"{}")])
+    with pytest.raises(BatchFormatError) as caught:
+        decode_batch(data, max_decompressed=LIMIT)
+    assert caught.value.field == field

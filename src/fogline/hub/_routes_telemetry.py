@@ -31,7 +31,7 @@ def _store(state: HubState, request: Request, body: bytes) -> int:
         try:
             records = decode_batch(body, max_decompressed=MAX_DECOMPRESSED_BYTES)
         except BatchFormatError as exc:
-            raise BadRequestError(str(exc), field="body") from exc
+            raise BadRequestError(str(exc), field=exc.field or "body") from exc
         store_batch(session, device.id, records)
         session.commit()
     return len(records)

@@ -1,7 +1,7 @@
 """Durations as operators write them: `500ms`, `10s`, `5m`, `24h`, `7d`, `1h30m`."""
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Final
 
 _UNIT_S: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -9,6 +9,10 @@ _PART: Final = re.compile(r"(\d{1,9}(?:\.\d{1,9})?)(ms|s|m|h|d)")
 _WHOLE: Final = re.compile(r"(?:\d{1,9}(?:\.\d{1,9})?(?:ms|s|m|h|d))+")
 # Longer text cannot be a sensible duration; bounding it also bounds the regex work.
 _MAX_CHARS: Final = 64
+# The longest duration anything accepts. Callers subtract durations from now
+# (`since=300000000d`) or add them to it (claim expiry): without a bound the
+# datetime arithmetic overflows and a query parameter becomes a 500.
+MAX_DURATION_S: Final = 36500 * 86400.0  # 100 years
 
 
 def parse_duration(text: str) -> float:
@@ -22,7 +26,10 @@ def parse_duration(text: str) -> float:
     """
     if not isinstance(text, str) or len(text) > _MAX_CHARS or not _WHOLE.fullmatch(text):
         raise ValueError(f"must be a duration like 500ms, 10s, 5m, 24h, 7d or 1h30m (got {text!r})")
-    return sum(float(number) * _UNIT_S[unit] for number, unit in _PART.findall(text))
+    seconds = sum(float(number) * _UNIT_S[unit] for number, unit in _PART.findall(text))
+    if seconds > MAX_DURATION_S:
+        raise ValueError(f"must be at most 36500d (100 years), got {text!r}")
+    return seconds
 
 
 def parse_timestamp(text: str) -> datetime:
@@ -41,7 +48,12 @@ def parse_timestamp(text: str) -> datetime:
         ) from None
     if moment.tzinfo is None:
         raise ValueError(f"timestamp {text!r} needs a timezone, e.g. a trailing Z for UTC")
-    return moment
+    try:
+        # In UTC once, here: 0001-01-01T00:00+14:00 is a valid ISO string but
+        # no datetime in UTC, and comparing it later would overflow (a 500).
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"timestamp {text!r} is outside the years 1 to 9999 in UTC") from None
 
 
 def parse_expiry(text: str) -> float | datetime:

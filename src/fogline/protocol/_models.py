@@ -60,7 +60,8 @@ class DeviceFacts(WireModel):
     hostname: Short
     os: Short
     arch: Short
-    uptime_s: Annotated[float, Field(ge=0)] = 0.0
+    # 1e999 parses as infinity: refused, like any duration no clock can give.
+    uptime_s: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
 
 
 class EnrollRequest(WireModel):
@@ -97,7 +98,7 @@ class OutboxReport(WireModel):
     depth: Annotated[int, Field(ge=0)]
     bytes: Annotated[int, Field(ge=0)]
     max_bytes: Annotated[int, Field(ge=0)]
-    oldest_age_s: float | None = None
+    oldest_age_s: Annotated[float, Field(allow_inf_nan=False)] | None = None
     dropped_quota: Annotated[int, Field(ge=0)] = 0
     expired: Annotated[int, Field(ge=0)] = 0
     dead_lettered: Annotated[int, Field(ge=0)] = 0

@@ -35,7 +35,14 @@ STREAM_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]*")
 
 
 class BatchFormatError(FoglineError):
-    """An encoded batch is malformed, too large when decompressed, or not the schema."""
+    """An encoded batch is malformed, too large when decompressed, or not the schema.
+
+    `field` names the part at fault where there is one (`records.3.created`).
+    """
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 ZSTD_LEVEL: Final = 3
@@ -44,6 +51,10 @@ ZSTD_LEVEL: Final = 3
 MAX_WINDOW_BYTES: Final = 8 * 1024 * 1024
 _READ_CHUNK: Final = 1024 * 1024
 _MAX_SEQ: Final = 2**63 - 1
+# Record times are Unix seconds. The hub turns `created` into a datetime: a
+# value outside the years 1970 to 9999 has no datetime (1e20, -1e12) and a
+# clock that far off is broken, so such a record is refused, not stored.
+MAX_EPOCH_S: Final = 253402300799.0  # 9999-12-31T23:59:59Z
 
 
 class EncodableRecord(Protocol):
@@ -126,13 +137,14 @@ def decode_batch(data: bytes, *, max_decompressed: int) -> list[BatchRecord]:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
         raise BatchFormatError(
-            f"batch: {where}: {first['msg']} ({exc.error_count()} problem(s))"
+            f"batch: {where}: {first['msg']} ({exc.error_count()} problem(s))",
+            field=where or None,
         ) from exc
     seen: set[int] = set()
     out: list[BatchRecord] = []
     for r in batch.records:
         if r.seq in seen:
-            raise BatchFormatError(f"batch: seq {r.seq} appears twice")
+            raise BatchFormatError(f"batch: seq {r.seq} appears twice", field="records")
         seen.add(r.seq)
         out.append(BatchRecord(r.seq, r.stream, r.priority, r.created, r.expires, r.payload))
     return out
@@ -178,8 +190,8 @@ class _WireRecord(BaseModel):
     seq: int = Field(ge=1, le=_MAX_SEQ)
     stream: _Stream
     priority: int = Field(ge=MIN_PRIORITY, le=MAX_PRIORITY)
-    created: float = Field(allow_inf_nan=False)
-    expires: float = Field(allow_inf_nan=False)
+    created: float = Field(allow_inf_nan=False, ge=0, le=MAX_EPOCH_S)
+    expires: float = Field(allow_inf_nan=False, ge=0, le=MAX_EPOCH_S)
     payload: Any
 
 
