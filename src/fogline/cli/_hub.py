@@ -46,7 +46,8 @@ def serve_command(
     """Serve the hub API over HTTPS (mTLS for devices, tokens for operators).
 
     The first start creates the fleet CA (DATA_DIR/ca.pem), the hub's TLS
-    certificate and an admin token (DATA_DIR/admin-token, printed once).
+    certificate and an admin token, written only to DATA_DIR/admin-token
+    (0600; never printed). Replace it with `fogline hub rotate-admin-token`.
     """
     # Imported here: operator commands should not pay for the hub's imports.
     from fogline.hub import HubSettings, ServeOptions, serve
@@ -62,3 +63,28 @@ def serve_command(
         telemetry_retention_s=retention_s,
     )
     serve(ServeOptions(data_dir, db, host, port, san or [], settings, log_level, workers))
+
+
+@app.command("rotate-admin-token")
+def rotate_admin_token_command(
+    data_dir: Annotated[
+        Path, typer.Option("--data-dir", help="The hub's data directory (as for serve).")
+    ],
+    db: Annotated[
+        str | None,
+        typer.Option(
+            "--db",
+            envvar="FOGLINE_DB",
+            help="Database URL, as for serve (default: SQLite in DATA_DIR).",
+        ),
+    ] = None,
+) -> None:
+    """Revoke the admin token and write a new one to DATA_DIR/admin-token (0600).
+
+    Works while the hub runs: the old token is refused from the next request.
+    The new token is never printed; read it from the file.
+    """
+    from fogline.hub import rotate_admin_token_file
+
+    path = rotate_admin_token_file(data_dir, db)
+    typer.echo(f"admin token rotated; the new token is in {path}", err=True)

@@ -1,5 +1,6 @@
 """The cloud tier: registry, identity, desired state and the operator API."""
 
+from ._admin import AdminTokenError, rotate_admin_token_file
 from ._app import create_app
 from ._datadir import HubFiles, prepare_data_dir
 from ._db import make_engine, sqlite_url, upgrade_schema
@@ -8,6 +9,7 @@ from ._state import HubSettings, HubState
 from ._tls import ClientCertH11Protocol, ClientCertHttpToolsProtocol
 
 __all__ = [
+    "AdminTokenError",
     "BuiltHub",
     "ClientCertH11Protocol",
     "ClientCertHttpToolsProtocol",
@@ -19,6 +21,7 @@ __all__ = [
     "create_app",
     "make_engine",
     "prepare_data_dir",
+    "rotate_admin_token_file",
     "serve",
     "sqlite_url",
     "upgrade_schema",

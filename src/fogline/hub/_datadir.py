@@ -3,7 +3,7 @@
 DIR/ca.pem, DIR/ca-key.pem (0600)      the fleet CA
 DIR/tls/hub.pem, DIR/tls/hub-key.pem   the hub's server certificate
 DIR/tls/sans.json                      the names it was issued for
-DIR/admin-token (0600)                 written once, on first start
+DIR/admin-token (0600)                 written on first start and by rotate-admin-token
 DIR/hub.db                             SQLite, unless --db says otherwise
 """
 
@@ -16,6 +16,7 @@ from typing import Final
 from fogline.security import CertificateAuthority, write_public_file, write_secret_file
 
 DEFAULT_SANS: Final = ("localhost", "127.0.0.1")
+ADMIN_TOKEN_FILE: Final = "admin-token"  # noqa: S105 (a file name, not a secret)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +38,7 @@ class HubFiles:
 
     @property
     def admin_token(self) -> Path:
-        return self.root / "admin-token"
+        return self.root / ADMIN_TOKEN_FILE
 
 
 def prepare_data_dir(root: Path, extra_sans: list[str]) -> HubFiles:
@@ -58,5 +59,7 @@ def prepare_data_dir(root: Path, extra_sans: list[str]) -> HubFiles:
     return files
 
 
-def save_admin_token(files: HubFiles, token: str) -> None:
-    write_secret_file(files.admin_token, (token + "\n").encode())
+def save_admin_token(path: Path, token: str) -> None:
+    """Write the admin token 0600, atomically: a reader sees the old token or
+    the new one, never half of one. It is never printed (see _admin.py)."""
+    write_secret_file(path, (token + "\n").encode())

@@ -74,7 +74,10 @@ def build_hub(options: ServeOptions) -> BuiltHub:
     with state.transaction() as session:
         token = ensure_admin_token(session, ADMIN_PREFIX)
     if token is not None:
-        save_admin_token(files, token.token)
+        save_admin_token(files.admin_token, token.token)
+        # The path only: a token on stdout or in the log ends up in whatever
+        # keeps them (journald, a log shipper). See _admin.py.
+        event(log, "hub.admin_token_created", path=str(files.admin_token))
     return BuiltHub(state, files, token.token if token else None)
 
 
@@ -94,10 +97,7 @@ class HubServer(uvicorn.Server):
 def serve(options: ServeOptions) -> None:
     configure_logging(options.log_level)
     hub = build_hub(options)
-    state, files, new_token = hub.state, hub.files, hub.new_admin_token
-    if new_token:
-        # Printed once, on stdout (never to the log); also kept 0600 on disk.
-        print(f"admin token (also in {files.admin_token}): {new_token}", flush=True)
+    state, files = hub.state, hub.files
     event(
         log,
         "hub.starting",
