@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -82,6 +83,9 @@ class HubProcess:
     proc: subprocess.Popen[bytes] | None = None
     token: str = ""
     extra_args: list[str] = field(default_factory=list)
+    # RLIMIT_NOFILE (soft and hard) for the hub process, to test it under a
+    # tight open-file limit.
+    open_files_limit: int | None = None
 
     @property
     def url(self) -> str:
@@ -116,8 +120,15 @@ class HubProcess:
         if self.db_url:
             args += ["--db", self.db_url]
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        limit = self.open_files_limit
         with open(self.log_path, "ab") as log, open(self.stdout_path, "ab") as out:
-            self.proc = subprocess.Popen(args, stdout=out, stderr=log, env=ENV)
+            self.proc = subprocess.Popen(
+                args,
+                stdout=out,
+                stderr=log,
+                env=ENV,
+                preexec_fn=(lambda: _limit_open_files(limit)) if limit else None,
+            )
         RUNNING[id(self)] = self
         wait_until(self._healthy, 30, f"hub on port {self.port} ({self.log_path})")
         self.token = (self.data_dir / "admin-token").read_text().strip()
@@ -196,14 +207,25 @@ class HubProcess:
             return dict(response.json())
 
 
+def _limit_open_files(limit: int) -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
+
 def start_hub(
     data_dir: Path,
     *,
     db_url: str | None = None,
     port: int | None = None,
     extra_args: list[str] | None = None,
+    open_files_limit: int | None = None,
 ) -> HubProcess:
-    hub = HubProcess(data_dir, port or free_port(), db_url, extra_args=extra_args or [])
+    hub = HubProcess(
+        data_dir,
+        port or free_port(),
+        db_url,
+        extra_args=extra_args or [],
+        open_files_limit=open_files_limit,
+    )
     hub.start()
     return hub
 

@@ -42,6 +42,49 @@ def serve_command(
             "e.g. the number of cores.",
         ),
     ] = 1,
+    handshake_timeout: Annotated[
+        float,
+        typer.Option(min=0.1, max=300, help="Seconds from accept to a finished TLS handshake."),
+    ] = 10.0,
+    header_timeout: Annotated[
+        float,
+        typer.Option(
+            min=0.1,
+            max=600,
+            help="Seconds to a complete request head: from accept for the first request, "
+            "from its first byte for later ones.",
+        ),
+    ] = 20.0,
+    body_timeout: Annotated[
+        float,
+        typer.Option(min=0.1, max=3600, help="Longest gap, in seconds, between body bytes."),
+    ] = 30.0,
+    max_connections: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Open connections per worker process (lowered to fit the open-file limit).",
+        ),
+    ] = 32768,
+    max_connections_per_address: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Open connections per client address (IPv6: per /64) and worker; 0: no cap. "
+            "Raise it, or use 0, when many devices share one address (NAT, a TCP load balancer).",
+        ),
+    ] = 512,
+    metrics_listen: Annotated[
+        str | None,
+        typer.Option(
+            help="Also serve /metrics, without a token, over plain HTTP on this loopback "
+            "HOST:PORT (e.g. 127.0.0.1:9464) for a local Prometheus.",
+        ),
+    ] = None,
+    metrics_listen_public: Annotated[
+        bool,
+        typer.Option(help="Allow --metrics-listen on an address other than loopback."),
+    ] = False,
 ) -> None:
     """Serve the hub API over HTTPS (mTLS for devices, tokens for operators).
 
@@ -50,7 +93,13 @@ def serve_command(
     (0600; never printed). Replace it with `fogline hub rotate-admin-token`.
     """
     # Imported here: operator commands should not pay for the hub's imports.
-    from fogline.hub import HubSettings, ServeOptions, serve
+    from fogline.hub import (
+        ConnectionLimits,
+        HubSettings,
+        ServeOptions,
+        parse_metrics_listen,
+        serve,
+    )
     from fogline.manifest import parse_duration
 
     try:
@@ -62,7 +111,35 @@ def serve_command(
         offline_after_s=report_interval * 3.5,
         telemetry_retention_s=retention_s,
     )
-    serve(ServeOptions(data_dir, db, host, port, san or [], settings, log_level, workers))
+    metrics_address = None
+    if metrics_listen is not None:
+        try:
+            metrics_address = parse_metrics_listen(
+                metrics_listen, allow_public=metrics_listen_public
+            )
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--metrics-listen") from None
+    limits = ConnectionLimits(
+        handshake_timeout_s=handshake_timeout,
+        header_timeout_s=header_timeout,
+        body_timeout_s=body_timeout,
+        max_per_address=max_connections_per_address,
+        max_total=max_connections,
+    )
+    serve(
+        ServeOptions(
+            data_dir,
+            db,
+            host,
+            port,
+            san or [],
+            settings,
+            log_level,
+            workers,
+            limits=limits,
+            metrics_listen=metrics_address,
+        )
+    )
 
 
 @app.command("rotate-admin-token")

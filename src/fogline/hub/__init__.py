@@ -2,8 +2,10 @@
 
 from ._admin import AdminTokenError, rotate_admin_token_file
 from ._app import create_app
+from ._connections import ConnectionLimits
 from ._datadir import HubFiles, prepare_data_dir
 from ._db import make_engine, sqlite_url, upgrade_schema
+from ._listener import parse_metrics_listen
 from ._serve import BuiltHub, ServeOptions, build_hub, serve
 from ._state import HubSettings, HubState
 from ._tls import ClientCertH11Protocol, ClientCertHttpToolsProtocol
@@ -13,6 +15,7 @@ __all__ = [
     "BuiltHub",
     "ClientCertH11Protocol",
     "ClientCertHttpToolsProtocol",
+    "ConnectionLimits",
     "HubFiles",
     "HubSettings",
     "HubState",
@@ -20,6 +23,7 @@ __all__ = [
     "build_hub",
     "create_app",
     "make_engine",
+    "parse_metrics_listen",
     "prepare_data_dir",
     "rotate_admin_token_file",
     "serve",

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, Final
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, make_asgi_app
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -50,8 +50,32 @@ class HubMetrics:
             registry=self.registry,
         )
 
+        self.connections_shed = Counter(
+            "fogline_hub_connections_shed",
+            "Connections refused at accept or closed for stalling, by reason",
+            ["reason"],
+            registry=self.registry,
+        )
+
     def add_device_counter(self, count_by_status: Callable[[], dict[str, int]]) -> None:
         self.registry.register(_DevicesByStatus(count_by_status))
+
+    def add_connection_gauge(self, count_open: Callable[[], int]) -> None:
+        self.registry.register(_OpenConnections(count_open))
+
+
+class _OpenConnections(Collector):
+    """The process's open connections (handshakes included), read at scrape time."""
+
+    def __init__(self, count_open: Callable[[], int]) -> None:
+        self._count = count_open
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        yield GaugeMetricFamily(
+            "fogline_hub_connections_open",
+            "Open client connections of this process, TLS handshakes included",
+            value=self._count(),
+        )
 
 
 class _DevicesByStatus(Collector):
@@ -128,3 +152,29 @@ class RequestTiming:
             method = scope["method"]
             self.metrics.latency.labels(method, route).observe(time.perf_counter() - started)
             self.metrics.requests.labels(method, route, str(status)).inc()
+
+
+class PlainHttpMetricsOnly:
+    """The outermost app: a request that did not come over TLS (only the
+    loopback metrics listener serves plain HTTP) gets /metrics or a 404,
+    never the API. Over TLS, everything passes to `app`, where /metrics
+    needs an operator token."""
+
+    def __init__(self, app: ASGIApp, registry: CollectorRegistry) -> None:
+        self.app = app
+        self._metrics = make_asgi_app(registry)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("scheme") == "https":
+            await self.app(scope, receive, send)
+        elif scope["path"] == "/metrics" and scope["method"] in ("GET", "HEAD"):
+            await self._metrics(scope, receive, send)
+        else:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 404,
+                    "headers": [(b"content-type", b"text/plain"), (b"content-length", b"10")],
+                }
+            )
+            await send({"type": "http.response.body", "body": b"not found\n"})

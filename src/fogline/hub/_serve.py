@@ -1,13 +1,13 @@
 """`fogline hub serve`: prepare the data directory and run the app over TLS."""
 
+import asyncio
 import contextlib
 import logging
 import os
 import signal
 import socket
-import ssl
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import FrameType
 
@@ -18,13 +18,24 @@ from fogline._log import configure_logging, event
 from fogline.security import ADMIN_PREFIX
 
 from ._app import create_app
+from ._connections import ConnectionLimits, ConnectionTable
 from ._datadir import HubFiles, prepare_data_dir, save_admin_token
 from ._db import make_engine, make_session_factory, sqlite_url, upgrade_schema
 from ._hot_path import DeviceHotPath
+from ._http_guard import GuardedHttpToolsProtocol
+from ._listener import (
+    Acceptor,
+    Listener,
+    ShedCounter,
+    bind_listener,
+    fit_limits,
+    raise_open_file_limit,
+)
+from ._metrics import PlainHttpMetricsOnly
 from ._releases import ArtifactStore
 from ._state import HubSettings, HubState
 from ._store import ensure_admin_token
-from ._tls import ClientCertHttpToolsProtocol
+from ._tls import server_tls_context
 
 log = logging.getLogger("fogline.hub")
 
@@ -42,6 +53,11 @@ class ServeOptions:
     # worker has its own report writer and long-poll watcher, and the
     # database keeps them consistent (as it does for replicas).
     workers: int = 1
+    # Timeouts and connection caps, per process (see _connections.py).
+    limits: ConnectionLimits = field(default_factory=ConnectionLimits)
+    # A plain-HTTP listener that serves /metrics only, without a token
+    # (loopback unless the operator says otherwise; see cli/_hub.py).
+    metrics_listen: tuple[str, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,12 +98,42 @@ def build_hub(options: ServeOptions) -> BuiltHub:
 
 
 class HubServer(uvicorn.Server):
-    """uvicorn, plus: on SIGTERM/SIGINT, long-polls answer at once (304) instead
-    of holding the graceful shutdown for their whole wait."""
+    """uvicorn, with our gate in front (see _listener.py), and: on
+    SIGTERM/SIGINT, long-polls answer at once (304) instead of holding the
+    graceful shutdown for their whole wait."""
 
-    def __init__(self, config: uvicorn.Config, state: HubState) -> None:
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        state: HubState,
+        listeners: list[Listener],
+        limits: ConnectionLimits,
+    ) -> None:
         super().__init__(config)
         self._state = state
+        self._listeners = listeners
+        self._limits = limits
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        # No sockets for uvicorn: it runs the app's lifespan and binds
+        # nothing. Our acceptors join its server list, so its shutdown
+        # closes them (close, then wait_closed) as it would its own.
+        await super().startup(sockets=[])
+        if self.should_exit:
+            return
+        config, server_state, app_state = self.config, self.server_state, self.lifespan.state
+        loop = asyncio.get_running_loop()
+
+        def make_protocol() -> GuardedHttpToolsProtocol:
+            return GuardedHttpToolsProtocol(
+                config=config, server_state=server_state, app_state=app_state, _loop=loop
+            )
+
+        table = ConnectionTable(self._limits, ShedCounter(self._state.metrics))
+        self._state.metrics.add_connection_gauge(lambda: table.total)
+        for listener in self._listeners:
+            acceptor = Acceptor(listener, table, self._limits, make_protocol)
+            self.servers.append(acceptor)  # type: ignore[arg-type]  # close + wait_closed
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         self._state.notifier.close()
@@ -96,40 +142,79 @@ class HubServer(uvicorn.Server):
 
 def serve(options: ServeOptions) -> None:
     configure_logging(options.log_level)
+    files_limit = raise_open_file_limit()
+    limits = fit_limits(options.limits, files_limit.soft)
+    event(
+        log,
+        "hub.open_file_limit",
+        soft=files_limit.soft,
+        hard=files_limit.hard,
+        raised_from=files_limit.was,
+    )
+    event(
+        log,
+        "hub.connection_limits",
+        per_process=True,
+        max_total=limits.max_total,
+        max_per_address=limits.max_per_address,
+        handshake_timeout_s=limits.handshake_timeout_s,
+        header_timeout_s=limits.header_timeout_s,
+        body_timeout_s=limits.body_timeout_s,
+        lowered_to_fit_open_files=limits != options.limits,
+    )
+    options = replace(options, limits=limits)
     hub = build_hub(options)
     state, files = hub.state, hub.files
+    try:
+        sockets = _bind(options)
+    except OSError as exc:
+        event(log, "hub.bind_failed", logging.ERROR, error=str(exc))
+        sys.exit(1)
     event(
         log,
         "hub.starting",
         host=options.host,
-        port=options.port,
+        port=sockets[0].getsockname()[1],
+        metrics_listen=_address(sockets[1]) if len(sockets) > 1 else None,
         data_dir=str(options.data_dir),
         db=state.engine.dialect.name,
         workers=options.workers,
     )
     if options.workers <= 1:
-        started = _run_server(state, files, options, sockets=None)
+        started = _run_server(state, files, options, sockets)
         sys.exit(0 if started else 1)
     state.engine.dispose()  # the workers open their own connections
-    sys.exit(_run_workers(options, files))
+    sys.exit(_run_workers(options, files, sockets))
 
 
-def _uvicorn_config(state: HubState, files: HubFiles, options: ServeOptions) -> uvicorn.Config:
+def _bind(options: ServeOptions) -> list[socket.socket]:
+    """The API's listening socket, then the metrics one if asked for."""
+    sockets = [bind_listener(options.host, options.port)]
+    if options.metrics_listen is not None:
+        try:
+            sockets.append(bind_listener(*options.metrics_listen))
+        except OSError:
+            sockets[0].close()
+            raise
+    return sockets
+
+
+def _address(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _uvicorn_config(state: HubState, options: ServeOptions) -> uvicorn.Config:
     return uvicorn.Config(
-        # Device reports skip FastAPI's routing (see _hot_path.py).
-        DeviceHotPath(create_app(state), state),
-        host=options.host,
-        port=options.port,
+        # Device reports skip FastAPI's routing (see _hot_path.py). Requests
+        # over plain HTTP (the metrics listener) reach /metrics and nothing else.
+        PlainHttpMetricsOnly(DeviceHotPath(create_app(state), state), state.metrics.registry),
         # uvloop's TLS and the httptools parser are C: with them one hub core
         # serves several times the device requests (BENCHMARKS.md, hub scale).
+        # TLS itself is set up by our acceptors (see _listener.py), not uvicorn.
         loop="uvloop",
-        http=ClientCertHttpToolsProtocol,
-        ssl_keyfile=str(files.tls_key),
-        ssl_certfile=str(files.tls_cert),
-        ssl_ca_certs=str(files.ca_cert),
-        # Optional at the TLS layer so operators can use tokens on the same
-        # port; the device API itself refuses requests without a certificate.
-        ssl_cert_reqs=ssl.CERT_OPTIONAL,
+        http=GuardedHttpToolsProtocol,
+        ws="none",
         # The hub terminates TLS itself: X-Forwarded-For from a client on the
         # same host must not rename the caller.
         proxy_headers=False,
@@ -144,28 +229,30 @@ def _uvicorn_config(state: HubState, files: HubFiles, options: ServeOptions) -> 
 
 
 def _run_server(
-    state: HubState, files: HubFiles, options: ServeOptions, sockets: list[socket.socket] | None
+    state: HubState, files: HubFiles, options: ServeOptions, sockets: list[socket.socket]
 ) -> bool:
     """Serve until told to stop; False if the server never started."""
-    server = HubServer(_uvicorn_config(state, files, options), state)
+    tls = server_tls_context(files.tls_cert, files.tls_key, files.ca_cert)
+    listeners = [Listener(sockets[0], tls, "api")]
+    listeners += [Listener(sock, None, "metrics") for sock in sockets[1:]]
+    server = HubServer(_uvicorn_config(state, options), state, listeners, options.limits)
     try:
-        server.run(sockets=sockets)
+        server.run()
     finally:
         state.engine.dispose()
+        for sock in sockets:
+            sock.close()
     return bool(server.started)
 
 
-def _run_workers(options: ServeOptions, files: HubFiles) -> int:
-    """Fork `options.workers` servers on one listening socket and supervise
+def _run_workers(options: ServeOptions, files: HubFiles, sockets: list[socket.socket]) -> int:
+    """Fork `options.workers` servers on the listening sockets and supervise
     them; returns the hub's exit code.
 
     SIGTERM/SIGINT stop every worker gracefully. A worker that dies on its
     own stops the others and the hub exits 1, so whatever supervises the hub
     restarts it whole. Workers die with the hub even if it is SIGKILLed.
     """
-    listener = socket.create_server(
-        (options.host, options.port), backlog=2048, family=_family(options.host)
-    )
     parent = os.getpid()
     workers: set[int] = set()
     for index in range(options.workers):
@@ -176,11 +263,12 @@ def _run_workers(options: ServeOptions, files: HubFiles) -> int:
                 die_with_parent(parent, signal.SIGTERM)
                 state = open_state(options, files)
                 event(log, "hub.worker_started", worker=index, pid=os.getpid())
-                code = 0 if _run_server(state, files, options, sockets=[listener]) else 1
+                code = 0 if _run_server(state, files, options, sockets) else 1
             finally:
                 os._exit(code)
         workers.add(pid)
-    listener.close()
+    for sock in sockets:
+        sock.close()
     return _supervise(workers)
 
 
@@ -211,7 +299,3 @@ def _supervise(workers: set[int]) -> int:
             code = 1
             stop(signal.SIGTERM, None)
     return code
-
-
-def _family(host: str) -> socket.AddressFamily:
-    return socket.AF_INET6 if ":" in host else socket.AF_INET

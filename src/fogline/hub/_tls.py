@@ -1,4 +1,11 @@
-"""Tell the ASGI app whose client certificate is on the connection.
+"""The hub's TLS: its server context, and telling the ASGI app whose client
+certificate is on the connection.
+
+`server_tls_context` is the hub's one TLS configuration: TLS 1.2 or 1.3, and
+for TLS 1.2 only ECDHE key exchange with an AEAD cipher (AES-GCM,
+ChaCha20-Poly1305). uvicorn's default (`ssl_ciphers="TLSv1"`) offered TLS 1.2
+clients CBC suites with SHA-1 MACs; TLS 1.3 suites are OpenSSL's defaults,
+all AEAD.
 
 uvicorn verifies client certificates (ssl_cert_reqs) but does not pass them
 to the app. These subclasses of its HTTP protocols add the ASGI TLS
@@ -17,6 +24,7 @@ assignment.
 import asyncio
 import ssl
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 
 from cryptography import x509
@@ -26,6 +34,26 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from fogline.security import device_id_from_cert
 
 PEER_SCOPE_KEY: Final = "fogline.peer"
+# TLS 1.2 suites (TLS 1.3 ignores this string): forward secrecy and AEAD only.
+TLS12_CIPHERS: Final = "ECDHE+AESGCM:ECDHE+CHACHA20"
+
+
+def server_tls_context(cert: Path, key: Path, ca: Path) -> ssl.SSLContext:
+    """The hub's server context: its certificate, and client certificates
+    verified against the fleet CA when sent.
+
+    Client certificates are optional at the TLS layer so that operators can
+    use tokens on the same port; the device API refuses requests without one.
+    """
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.set_ciphers(TLS12_CIPHERS)
+    # A client-initiated renegotiation costs the server a handshake each time.
+    context.options |= ssl.OP_NO_RENEGOTIATION | ssl.OP_CIPHER_SERVER_PREFERENCE
+    context.load_cert_chain(str(cert), str(key))
+    context.load_verify_locations(str(ca))
+    context.verify_mode = ssl.CERT_OPTIONAL
+    return context
 
 
 @dataclass(frozen=True, slots=True)
