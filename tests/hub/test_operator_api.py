@@ -43,7 +43,8 @@ def test_platform_labels_cannot_be_set_by_operators(shared_hub, tmp_path):
 
 def test_metrics_expose_requests_latency_devices_and_enrollments(shared_hub, tmp_path):
     enroll_device(shared_hub, shared_hub.create_claim(), "metered", tmp_path)
-    text = httpx.get(f"{shared_hub.url}/metrics", verify=tls(shared_hub.ca)).text
+    with shared_hub.client() as client:
+        text = client.get("/metrics").text
     assert 'fogline_hub_enrollments_total{result="ok"}' in text
     assert 'fogline_hub_devices{status="online"}' in text
     assert 'fogline_hub_requests_total{method="POST",route="/v1/enroll",status="200"}' in text

@@ -4,15 +4,18 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Annotated
 
-from fastapi import FastAPI
-from fastapi.responses import PlainTextResponse
+from fastapi import Depends, FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from fogline import __version__
 from fogline._log import event
 from fogline.protocol import API_PREFIX, MAX_BODY_BYTES, Report
 
+from ._auth import require_operator
 from ._bodies import BodyLimit, add_body_models
 from ._desired import desired_changes_since
 from ._error_responses import install_error_handlers
@@ -25,11 +28,13 @@ from ._routes_operator import router as operator_router
 from ._routes_release import router as release_router
 from ._routes_rollout import router as rollout_router
 from ._routes_telemetry import router as telemetry_router
+from ._schema import TokenRow
 from ._state import HubState
 from ._store import count_devices_by_status, utcnow
 from ._telemetry import apply_retention
 
 log = logging.getLogger("fogline.hub")
+OperatorDep = Annotated[TokenRow, Depends(require_operator)]
 
 
 async def retention_forever(state: HubState, interval_s: float = 60.0) -> None:
@@ -77,10 +82,14 @@ def create_app(state: HubState) -> FastAPI:
             retention.cancel()
             rollouts.cancel()
 
+    # The schema, its docs page and the metrics tell an attacker the API, the
+    # fleet's size and its errors: operators only (see docs/security.md).
+    # Prometheus without a token: `--metrics-listen` on loopback (_serve.py).
     app = FastAPI(
         title="Fogline hub",
         version=__version__,
-        docs_url="/docs",
+        openapi_url=None,
+        docs_url=None,
         redoc_url=None,
         lifespan=lifespan,
     )
@@ -107,9 +116,23 @@ def create_app(state: HubState) -> FastAPI:
     state.metrics.add_device_counter(count_devices)
 
     @app.get("/metrics", include_in_schema=False)
-    def metrics() -> PlainTextResponse:
+    def metrics(_op: OperatorDep) -> PlainTextResponse:
         return PlainTextResponse(
             generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST
+        )
+
+    @app.get("/openapi.json", include_in_schema=False)
+    def openapi(_op: OperatorDep) -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False)
+    def docs(_op: OperatorDep) -> HTMLResponse:
+        # The schema inline: the browser's own fetch of /openapi.json would
+        # carry no token.
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="Fogline hub API",
+            swagger_ui_parameters={"spec": app.openapi()},
         )
 
     @app.get("/healthz", include_in_schema=False)
