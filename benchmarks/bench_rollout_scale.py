@@ -347,7 +347,11 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="fogline-bench-rollout-"))
     hub = start_hub(
         root / "hub",
-        extra_args=["--report-interval", "10", "--workers", str(args.hub_workers)],
+        # Every simulated device connects from 127.0.0.1: no per-address cap.
+        extra_args=[
+            *("--report-interval", "10", "--workers", str(args.hub_workers)),
+            *("--max-connections-per-address", "0"),
+        ],
     )
     assert hub.proc is not None
     pid = hub.proc.pid

@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # for annotations only: pytest would collect a Test* class
     from tests.support.device import TestDevice
 
 OPEN_FILES = 256
-HANDSHAKE_S, HEADER_S, BODY_S = 1.0, 1.5, 1.0
+HANDSHAKE_S, IDLE_S, HEADER_S, BODY_S = 1.0, 3.0, 1.5, 1.0
 MAX_TOTAL, PER_ADDRESS = 64, 16
 REPORT = {"facts": FACTS, "labels": {}}
 
@@ -36,6 +36,7 @@ def quick_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
         open_files_limit=OPEN_FILES,
         extra_args=[
             *("--handshake-timeout", str(HANDSHAKE_S)),
+            *("--idle-timeout", str(IDLE_S)),
             *("--header-timeout", str(HEADER_S)),
             *("--body-timeout", str(BODY_S)),
         ],
@@ -181,11 +182,18 @@ def test_a_connection_stalled_in_the_tls_handshake_is_closed(quick_hub: HubProce
     assert _shed(quick_hub, "handshake_timeout") >= 1
 
 
+def test_a_connection_that_never_sends_a_request_is_closed(quick_hub: HubProcess) -> None:
+    with _tls(quick_hub) as sock:  # handshake done, then silence
+        elapsed = _seconds_until_closed(sock, 15)
+    assert IDLE_S * 0.7 <= elapsed <= IDLE_S + 3
+    assert _shed(quick_hub, "idle_timeout") >= 1
+
+
 def test_a_request_head_that_never_ends_is_closed(quick_hub: HubProcess) -> None:
     with _tls(quick_hub) as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: hub\r\n")
         elapsed = _seconds_until_closed(sock, 10)
-    assert elapsed <= HEADER_S + 3
+    assert HEADER_S * 0.8 <= elapsed <= HEADER_S + 3
     assert _shed(quick_hub, "header_timeout") >= 1
 
 
@@ -218,7 +226,7 @@ def test_a_slow_but_steady_body_and_an_idle_kept_alive_connection_are_served(
             time.sleep(0.3)
             sock.sendall(b"x")
         assert _read_status(sock) == 401  # the body arrived whole; no client certificate
-        time.sleep(HEADER_S + 0.5)  # idle between requests: uvicorn's keep-alive, not ours
+        time.sleep(HEADER_S + 0.5)  # idle between requests: within the idle timeout
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: hub\r\n\r\n")
         assert _read_status(sock) == 200
 

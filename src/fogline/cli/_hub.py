@@ -46,13 +46,20 @@ def serve_command(
         float,
         typer.Option(min=0.1, max=300, help="Seconds from accept to a finished TLS handshake."),
     ] = 10.0,
+    idle_timeout: Annotated[
+        float | None,
+        typer.Option(
+            min=0.1,
+            max=3600,
+            help="Seconds a connection may wait with no request in progress, before its "
+            "first request or between requests [default: 30, or 3 report intervals if longer].",
+            show_default=False,
+        ),
+    ] = None,
     header_timeout: Annotated[
         float,
         typer.Option(
-            min=0.1,
-            max=600,
-            help="Seconds to a complete request head: from accept for the first request, "
-            "from its first byte for later ones.",
+            min=0.1, max=600, help="Seconds from a request's first byte to its complete head."
         ),
     ] = 20.0,
     body_timeout: Annotated[
@@ -121,6 +128,9 @@ def serve_command(
             raise typer.BadParameter(str(exc), param_hint="--metrics-listen") from None
     limits = ConnectionLimits(
         handshake_timeout_s=handshake_timeout,
+        # Devices keep their mTLS connection between reports: closing it sooner
+        # than they report makes every report pay a new TLS handshake.
+        idle_timeout_s=idle_timeout or max(30.0, report_interval * 3),
         header_timeout_s=header_timeout,
         body_timeout_s=body_timeout,
         max_per_address=max_connections_per_address,

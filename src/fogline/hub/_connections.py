@@ -25,6 +25,7 @@ REFUSED_TOTAL: Final = "total"
 EVICTED: Final = "evicted"
 HANDSHAKE_TIMEOUT: Final = "handshake_timeout"
 HANDSHAKE_FAILED: Final = "handshake_failed"
+IDLE_TIMEOUT: Final = "idle_timeout"
 HEADER_TIMEOUT: Final = "header_timeout"
 BODY_TIMEOUT: Final = "body_timeout"
 SHED_REASONS: Final = (
@@ -33,6 +34,7 @@ SHED_REASONS: Final = (
     EVICTED,
     HANDSHAKE_TIMEOUT,
     HANDSHAKE_FAILED,
+    IDLE_TIMEOUT,
     HEADER_TIMEOUT,
     BODY_TIMEOUT,
 )
@@ -44,8 +46,11 @@ class ConnectionLimits:
 
     # From accept to the end of the TLS handshake.
     handshake_timeout_s: float = 10.0
-    # To a complete request head: from accept for a connection's first
-    # request (the handshake counts), from its first byte for later ones.
+    # A connection with no request in progress, before its first request as
+    # after a response (uvicorn's keep-alive). The hub sets it from the
+    # report interval: devices keep their connection between reports.
+    idle_timeout_s: float = 30.0
+    # From a request's first byte to its complete head.
     header_timeout_s: float = 20.0
     # The longest gap between two bytes of a request body.
     body_timeout_s: float = 30.0
@@ -55,7 +60,7 @@ class ConnectionLimits:
     max_total: int = 32768
 
     def __post_init__(self) -> None:
-        for name in ("handshake_timeout_s", "header_timeout_s", "body_timeout_s"):
+        for name in ("handshake_timeout_s", "idle_timeout_s", "header_timeout_s", "body_timeout_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name}: must be positive, got {getattr(self, name)!r}")
         if self.max_per_address < 0 or self.max_total < 1:

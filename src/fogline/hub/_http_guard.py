@@ -1,19 +1,20 @@
-"""Request deadlines in the hub's HTTP protocol: a request head must arrive
-in time, and a body must keep arriving.
+"""Request deadlines in the hub's HTTP protocol: a connection must start a
+request in time, finish its head in time, and keep a body arriving.
 
 uvicorn times a connection out only between a response and the next
-request's first byte (its keep-alive timer). A client that sends half a
-request line, or a body one byte a minute, holds the connection and its
-file descriptor forever: slowloris. Here each connection is in one phase,
-driven by the httptools parser's callbacks:
+request's first byte (its keep-alive timer). A client that connects and
+sends nothing, sends half a request line, or a body one byte a minute, holds
+the connection and its file descriptor forever: slowloris. Here each
+connection is in one phase, driven by the httptools parser's callbacks:
 
-  HEADERS  from accept (the first request: the TLS handshake counts) or from
-           a later request's first byte, until the head is complete; one
-           deadline, `header_timeout_s`
-  BODY     from the complete head until the message is complete; at most
-           `body_timeout_s` without a byte
-  IDLE     between messages: the app is answering, or uvicorn's keep-alive
-           timer runs
+  IDLE     no request in progress. Before the first request: at most
+           `idle_timeout_s` from accept (ours). Between requests: uvicorn's
+           keep-alive timer, set to the same value. While the app answers:
+           no limit here (long-polls wait on purpose).
+  HEADERS  from a request's first byte until its head is complete: one
+           deadline, `header_timeout_s`; bytes arriving do not extend it.
+  BODY     from the complete head until the message is complete: at most
+           `body_timeout_s` without a byte.
 
 At most one timer runs per connection, and a request that arrives whole in
 one read (the usual case) sets none. When the stall is ours (uvicorn paused
@@ -27,7 +28,7 @@ pinned); tests/hub/test_listener_hooks.py fails if an upgrade renames them.
 import asyncio
 from typing import Final
 
-from ._connections import BODY_TIMEOUT, HEADER_TIMEOUT, ConnectionLimits, Slot
+from ._connections import BODY_TIMEOUT, HEADER_TIMEOUT, IDLE_TIMEOUT, ConnectionLimits, Slot
 from ._tls import ClientCertHttpToolsProtocol
 
 _IDLE: Final = 0
@@ -46,6 +47,8 @@ class GuardedHttpToolsProtocol(ClientCertHttpToolsProtocol):
     _slot: Slot | None = None
     _limits: ConnectionLimits = ConnectionLimits()
     _phase: int = _IDLE
+    _fresh: bool = True  # no byte of a request yet
+    _accepted_at: float = 0.0
     _started: float = 0.0  # when the current request head began
     _last_byte: float = 0.0
     _now: float = 0.0  # the loop's time at the current read
@@ -54,17 +57,16 @@ class GuardedHttpToolsProtocol(ClientCertHttpToolsProtocol):
     def guard(self, slot: Slot, limits: ConnectionLimits, accepted_at: float) -> None:
         self._slot = slot
         self._limits = limits
-        self._started = accepted_at
+        self._accepted_at = accepted_at
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         if self._slot is None:
             return
         self._slot.set_evict(transport.abort)
-        # The first request head is due `header_timeout_s` after accept,
-        # whether or not a byte ever comes.
-        self._phase = _HEADERS
-        self._arm(self._started + self._limits.header_timeout_s)
+        # uvicorn's keep-alive timer starts after a first response only: a
+        # connection that never sends a byte is ours to close.
+        self._arm(self._accepted_at + self._limits.idle_timeout_s)
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
@@ -81,6 +83,9 @@ class GuardedHttpToolsProtocol(ClientCertHttpToolsProtocol):
             # Any byte starts the next request's clock, even bytes the parser
             # skips without beginning a message (CRLFs between requests).
             self._phase, self._started = _HEADERS, now
+            if self._fresh:
+                self._fresh = False
+                self._disarm()  # the idle timer of a new connection
         super().data_received(data)
         if self._phase != _IDLE and self._timer is None and not self.transport.is_closing():
             self._arm(self._deadline())
@@ -121,7 +126,12 @@ class GuardedHttpToolsProtocol(ClientCertHttpToolsProtocol):
 
     def _on_timer(self) -> None:
         self._timer = None
-        if self._phase == _IDLE or self.transport.is_closing():
+        if self.transport.is_closing():
+            return
+        if self._phase == _IDLE:
+            if self._fresh and self._slot is not None:  # never sent a byte
+                self._slot.shed(IDLE_TIMEOUT)
+                self.transport.abort()
             return
         now = self.loop.time()
         if self._stalled_by_us():

@@ -3,6 +3,7 @@
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import signal
 import socket
@@ -158,6 +159,7 @@ def serve(options: ServeOptions) -> None:
         max_total=limits.max_total,
         max_per_address=limits.max_per_address,
         handshake_timeout_s=limits.handshake_timeout_s,
+        idle_timeout_s=limits.idle_timeout_s,
         header_timeout_s=limits.header_timeout_s,
         body_timeout_s=limits.body_timeout_s,
         lowered_to_fit_open_files=limits != options.limits,
@@ -222,9 +224,9 @@ def _uvicorn_config(state: HubState, options: ServeOptions) -> uvicorn.Config:
         access_log=False,
         server_header=False,
         timeout_graceful_shutdown=5,
-        # Devices keep their mTLS connection between reports: closing it sooner
-        # than they report makes every report pay a new TLS handshake.
-        timeout_keep_alive=int(max(30.0, options.settings.report_interval_s * 3)),
+        # Between requests; before the first one our protocol applies the
+        # same timeout (see _http_guard.py).
+        timeout_keep_alive=math.ceil(options.limits.idle_timeout_s),
     )
 
 

@@ -69,6 +69,9 @@ class ThrowawayHub:
             str(self.report_interval_s),
             "--log-level",
             "warning",
+            # Every virtual device connects from 127.0.0.1: no per-address cap.
+            "--max-connections-per-address",
+            "0",
         ]
         with open(self.log_path, "ab") as log:
             self._proc = subprocess.Popen(args, stdout=log, stderr=log)
