@@ -53,10 +53,10 @@ log = logging.getLogger("fogline.hub")
 # Connections taken from the backlog per wake-up: a reconnect storm (a whole
 # fleet after a hub restart) drains quickly, and one turn of the loop stays short.
 _ACCEPT_BATCH: Final = 64
-# Out of file descriptors (or kernel memory): wait, leaving the connection in
-# the backlog, rather than spin on accept.
-_ACCEPT_RESOURCE_ERRORS: Final = frozenset(
-    {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+# The client went away, or a firewall refused it, between SYN and accept:
+# that connection is gone, the next one is fine.
+_ACCEPT_PEER_ERRORS: Final = frozenset(
+    {errno.ECONNABORTED, errno.ECONNRESET, errno.EPROTO, errno.EPERM, errno.ETIMEDOUT}
 )
 _ACCEPT_PAUSE_S: Final = 0.1
 _LOG_EVERY_S: Final = 10.0
@@ -157,8 +157,8 @@ class Acceptor:
         # Handshakes in flight. Their owner is this acceptor: close() cancels
         # them, wait_closed() waits for them.
         self._handshakes: set[asyncio.Task[None]] = set()
-        self._resource_errors = 0
-        self._logged_resource_error_at = 0.0
+        self._accept_errors = 0
+        self._logged_accept_error_at = 0.0
         listener.sock.setblocking(False)
         self._accepting = self._loop.create_task(
             self._accept_forever(), name=f"accept:{listener.name}"
@@ -193,21 +193,26 @@ class Acceptor:
                 self._admit(conn, address)
 
     async def _accept_failed(self, exc: OSError) -> None:
-        if exc.errno not in _ACCEPT_RESOURCE_ERRORS:
-            return  # the client went away between SYN and accept (ECONNABORTED...)
-        self._resource_errors += 1
+        """Log (at most every 10 s) and pause, unless only that client failed.
+
+        Out of file descriptors (EMFILE) or memory, the connection waits in
+        the backlog: accepting again at once would spin.
+        """
+        if exc.errno in _ACCEPT_PEER_ERRORS:
+            return
+        self._accept_errors += 1
         now = time.monotonic()
-        if now - self._logged_resource_error_at >= _LOG_EVERY_S:
+        if now - self._logged_accept_error_at >= _LOG_EVERY_S:
             event(
                 log,
                 "hub.accept_failed",
                 logging.ERROR,
                 listener=self._listener.name,
                 error=errno.errorcode.get(exc.errno or 0, str(exc.errno)),
-                count=self._resource_errors,
+                count=self._accept_errors,
                 open_connections=self._table.total,
             )
-            self._resource_errors, self._logged_resource_error_at = 0, now
+            self._accept_errors, self._logged_accept_error_at = 0, now
         await asyncio.sleep(_ACCEPT_PAUSE_S)
 
     def _admit(self, conn: socket.socket, address: object) -> None:
@@ -237,6 +242,9 @@ class Acceptor:
                     conn,
                     ssl=tls,
                     ssl_handshake_timeout=self._limits.handshake_timeout_s,
+                    # A peer that never answers our close_notify holds the
+                    # descriptor this long (the loop's default is 30 s).
+                    ssl_shutdown_timeout=self._limits.handshake_timeout_s,
                 )
         except asyncio.CancelledError:
             slot.release()
