@@ -23,7 +23,10 @@ SERVER = textwrap.dedent("""\
             else:
                 code = 200
                 config = json.loads(open(CONFIG).read()) if CONFIG else None
-                body = json.dumps({"version": VERSION, "config": config, "pid": os.getpid()}).encode()
+                home = sorted(os.listdir(os.environ["HOME"]))  # fails if HOME names nothing here
+                body = json.dumps(
+                    {"version": VERSION, "config": config, "pid": os.getpid(), "home": home}
+                ).encode()
             self.send_response(code)
             self.send_header("content-length", str(len(body)))
             self.end_headers()

@@ -250,6 +250,7 @@ class AgentProcess:
     hub_url: str | None = None
     extra_args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
+    cwd: Path | None = None  # set: run there, given --data-dir relative to it
 
     @property
     def log_path(self) -> Path:
@@ -265,7 +266,7 @@ class AgentProcess:
             "--ca",
             str(self.hub.ca),
             "--data-dir",
-            str(self.data_dir),
+            os.path.relpath(self.data_dir, self.cwd) if self.cwd else str(self.data_dir),
             "--name",
             self.name,
             "--local-port",
@@ -280,7 +281,9 @@ class AgentProcess:
         port_file = self.data_dir / "local-port"
         port_file.unlink(missing_ok=True)
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(args, stdout=log, stderr=log, env={**ENV, **self.env})
+            self.proc = subprocess.Popen(
+                args, stdout=log, stderr=log, env={**ENV, **self.env}, cwd=self.cwd
+            )
         RUNNING[id(self)] = self
 
     def health(self) -> dict[str, Any] | None:

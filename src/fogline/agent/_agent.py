@@ -60,6 +60,16 @@ class AgentConfig:
     outbox_max_bytes: int = 256 * 1024 * 1024
     drift_interval_s: float = 30.0
 
+    def __post_init__(self) -> None:
+        # Absolute from the start: the agent hands paths under data_dir to
+        # modules (FOGLINE_CONFIG, HOME, their workdir), which run in their
+        # own install directory, where a path relative to the agent's working
+        # directory (`--data-dir ./node`) names nothing. abspath, not resolve:
+        # a symlinked data dir keeps the name the operator gave it.
+        for name in ("data_dir", "ca_path"):
+            path = Path(os.path.abspath(os.path.expanduser(getattr(self, name))))
+            object.__setattr__(self, name, path)  # frozen: only here, before anyone reads it
+
 
 def freeze_long_lived_objects() -> None:
     """Take what is alive now out of the garbage collector's generations.
