@@ -2,9 +2,13 @@
 
 import asyncio
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from fogline.agent.updater import State
 from fogline.sim import Faults, FleetConfig, FleetStats, VirtualFleet, parse_faults
@@ -17,7 +21,7 @@ from tests.sim.helpers import (
     push_release,
     sim_devices,
 )
-from tests.support.processes import HubProcess
+from tests.support.processes import HubProcess, wait_until
 
 
 def make_fleet(
@@ -194,3 +198,45 @@ def test_the_sim_fleet_command_names_a_bad_fault(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 1
     assert "'flap=60s/10s'" in result.stderr and "0 < DOWN < PERIOD" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("processes", "sig"),
+    [(1, signal.SIGINT), (1, signal.SIGTERM), (2, signal.SIGINT), (2, signal.SIGTERM)],
+    ids=["1-process-ctrl-c", "1-process-sigterm", "2-processes-ctrl-c", "2-processes-sigterm"],
+)
+def test_the_sim_fleet_command_stopped_by_a_signal_prints_totals_and_exits_0(
+    shared_hub: HubProcess, tmp_path: Path, processes: int, sig: signal.Signals
+) -> None:
+    hub, prefix = shared_hub, f"sig{processes}{sig.name.lower()}"
+    output = "table" if sig is signal.SIGINT else "json"  # people press Ctrl-C; services kill
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "fogline", "sim", "fleet", "--hub", hub.url,
+            "--ca", str(hub.ca), "--claim", create_claim(hub, 2), "--devices", "2",
+            "--processes", str(processes), "--prefix", prefix, "--boot-spread", "0",
+            "-o", output,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as a shell job has
+    )  # fmt: skip
+    try:
+        wait_until(lambda: in_sync(hub, prefix, 2), 30, "2 nodes enrolled and reporting")
+        if sig is signal.SIGINT:
+            os.killpg(proc.pid, sig)  # Ctrl-C: the terminal signals the whole job
+        else:
+            proc.send_signal(sig)  # `kill PID`: only the command itself
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert "error" not in err and "Traceback" not in err, err
+    if output == "table":  # the totals so far, for a person
+        assert "2/2 enrolled" in err and " reports (" in err, err
+    else:
+        stats = json.loads(out)
+        assert stats["nodes"] == stats["enrolled"] == 2 and stats["reports_ok"] >= 2, out

@@ -1,14 +1,25 @@
 """`fogline sim fleet`: a virtual fleet on the agent's real code paths, with faults."""
 
-import contextlib
+import signal
 import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import Annotated
 
 import typer
 
 from fogline.protocol import parse_labels
-from fogline.sim import FleetConfig, boot_spread_s, default_processes, parse_faults, start_fleet
+from fogline.sim import (
+    FleetConfig,
+    FleetStats,
+    boot_spread_s,
+    default_processes,
+    parse_faults,
+    start_fleet,
+)
 
 from ._common import OutputOpt, err_console, print_json, wants_json
 
@@ -22,6 +33,44 @@ FaultsOpt = Annotated[
         "health-fail=0.2, health-fail:NAME[@VERSION]=1.0.",
     ),
 ]
+
+
+@contextmanager
+def _stop_requests() -> Iterator[threading.Event]:
+    """An event set by SIGINT (Ctrl-C) or SIGTERM: the normal ways to stop a foreground fleet.
+
+    A second signal while stopping raises KeyboardInterrupt: whoever presses
+    Ctrl-C twice wants out now, totals or not.
+    """
+    asked = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        if asked.is_set():
+            raise KeyboardInterrupt
+        asked.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield asked
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _run_fleet(config: FleetConfig, processes: int, duration: float | None) -> FleetStats:
+    """Run until --duration ends or a stop signal arrives; then stop and return the totals.
+
+    Raises:
+        SimError: the fleet failed, or a worker died without its totals.
+    """
+    with _stop_requests() as asked:
+        workers = start_fleet(config, processes, duration)
+        # Polled: the handler only sets `asked`, which this loop sees within 0.2 s.
+        while not asked.is_set() and not workers.wait(0.2):
+            pass
+        if asked.is_set():
+            err_console.print("stopping the fleet; the totals follow", highlight=False)
+        return workers.stop()
 
 
 @app.command("fleet")
@@ -83,10 +132,7 @@ def fleet(
             f"{count} processes; Ctrl-C stops",
             highlight=False,
         )
-        workers = start_fleet(config, count, duration)
-        with contextlib.suppress(KeyboardInterrupt):
-            workers.wait()
-        stats = workers.stop()
+        stats = _run_fleet(config, count, duration)
     if wants_json(output):
         print_json(stats.to_dict())
         return

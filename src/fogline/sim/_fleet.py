@@ -6,6 +6,7 @@ import logging
 import multiprocessing
 import os
 import queue
+import signal
 import threading
 import time
 from collections.abc import Sequence
@@ -128,6 +129,11 @@ def _quiet_agent_logs() -> None:
     logging.getLogger("fogline.agent").setLevel(logging.CRITICAL)
 
 
+# Signals that stop a fleet: Ctrl-C (SIGINT, sent by a terminal to the whole
+# job, workers included) and SIGTERM (`kill`, a service manager).
+STOP_SIGNALS: Final = frozenset({signal.SIGINT, signal.SIGTERM})
+
+
 def _worker(
     config: FleetConfig,
     indices: list[int],
@@ -140,11 +146,21 @@ def _worker(
     async def main() -> FleetStats:
         fleet = VirtualFleet(config, indices)
         stop = asyncio.Event()
+        # The worker started with the stop signals blocked (FleetProcesses.start):
+        # a Ctrl-C during its imports would have killed it without a report.
+        # From here on they stop the nodes, which then report their totals.
+        loop = asyncio.get_running_loop()
+        for sig in STOP_SIGNALS:
+            loop.add_signal_handler(sig, stop.set)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+        parent = multiprocessing.parent_process()
 
         async def watch() -> None:
             # A multiprocessing Event cannot be awaited: wait for it in a thread.
+            # A parent that died (SIGKILL) cannot ask: then stop by ourselves.
             while not await asyncio.to_thread(stop_event.wait, 0.5):
-                pass
+                if parent is not None and not parent.is_alive():
+                    break
             stop.set()
 
         watcher = asyncio.create_task(watch())
@@ -187,13 +203,21 @@ class FleetProcesses:
         return len(self._procs)
 
     def start(self) -> None:
-        for proc in self._procs:
-            proc.start()
+        # Each worker inherits this thread's signal mask through fork and exec:
+        # blocked, a stop signal waits in the worker until its loop can handle it.
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            for proc in self._procs:
+                proc.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
-    def wait(self) -> None:
-        """Wait for the workers to end by themselves (after `duration_s`)."""
+    def wait(self, timeout_s: float | None = None) -> bool:
+        """Wait for the workers to end by themselves (after `duration_s`); True once they have."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
         for proc in self._procs:
-            proc.join()
+            proc.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        return not any(proc.is_alive() for proc in self._procs)
 
     def stop(self) -> FleetStats:
         """Stop every worker and return the fleet's totals.
@@ -256,6 +280,10 @@ class FleetThread:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._ready = threading.Event()
+        # Set when the loop has ended. Waited on instead of Thread.join(): a
+        # join interrupted by KeyboardInterrupt marks the thread stopped while
+        # it runs on (CPython 3.11, bpo-45274), and later joins return at once.
+        self._done = threading.Event()
         self._result: FleetStats | None = None
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._main, name="fogline-sim", daemon=True)
@@ -272,29 +300,33 @@ class FleetThread:
             self._error = exc
         finally:
             self._ready.set()
+            self._done.set()
 
     def start(self) -> None:
         _quiet_agent_logs()
         self._thread.start()
         self._ready.wait()
 
-    def wait(self) -> None:
-        self._thread.join()
+    def wait(self, timeout_s: float | None = None) -> bool:
+        """Wait for the fleet to end by itself (after `duration_s`); True once it has."""
+        return self._done.wait(timeout_s)
 
     def stop(self) -> FleetStats:
         """Stop every node and return the fleet's totals.
 
         Raises:
-            SimError: the fleet's loop failed.
+            SimError: the fleet's loop failed, or did not stop in time.
         """
         loop, stop = self._loop, self._stop
-        if loop is not None and stop is not None and self._thread.is_alive():
-            with contextlib.suppress(RuntimeError):  # the loop just ended by itself
+        if loop is not None and stop is not None and not self._done.is_set():
+            with contextlib.suppress(RuntimeError):  # the loop has just ended (and closed)
                 loop.call_soon_threadsafe(stop.set)
-        self._thread.join(timeout=_JOIN_TIMEOUT_S)
-        if self._result is None:
-            raise SimError(f"the virtual fleet failed: {self._error!r}")
-        return self._result
+        self._done.wait(_JOIN_TIMEOUT_S)
+        if self._result is not None:
+            return self._result
+        if self._error is not None:
+            raise SimError(f"the virtual fleet failed: {type(self._error).__name__}: {self._error}")
+        raise SimError(f"the virtual fleet did not stop within {_JOIN_TIMEOUT_S:g}s")
 
 
 class FleetRunner(Protocol):
@@ -303,7 +335,7 @@ class FleetRunner(Protocol):
 
     def start(self) -> None: ...
 
-    def wait(self) -> None: ...
+    def wait(self, timeout_s: float | None = None) -> bool: ...
 
     def stop(self) -> FleetStats: ...
 
