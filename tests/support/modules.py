@@ -43,7 +43,13 @@ SERVER = textwrap.dedent("""\
 
 
 def write_module(
-    root: Path, version: str, port: int, *, broken: bool = False, fail_file: Path | None = None
+    root: Path,
+    version: str,
+    port: int,
+    *,
+    broken: bool = False,
+    fail_file: Path | None = None,
+    start_grace: str = "1s",
 ) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     env = {"PORT": str(port)}
@@ -59,7 +65,7 @@ def write_module(
         command: [python3, server.py]
         env: {{{env_text}}}
         health: {{http: "http://127.0.0.1:{port}/healthz", timeout: 2s, interval: 500ms}}
-        startGrace: 1s
+        startGrace: {start_grace}
         stopGrace: 2s
         restart: {{policy: always, backoff: {{initial: 200ms, max: 2s}}}}
         architectures: [any]

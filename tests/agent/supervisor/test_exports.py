@@ -31,6 +31,7 @@ def test_all_is_pinned() -> None:
         "SupervisorError",
         "UnknownModuleError",
         "follow_log",
+        "is_probe_due",
         "log_path",
         "module_env",
         "next_state",

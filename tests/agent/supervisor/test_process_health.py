@@ -44,7 +44,7 @@ async def test_http_health_follows_the_endpoint(tmp_path: Path) -> None:
     port = free_port()
     check = HealthCheck("http", f"http://127.0.0.1:{port}/healthz", timeout_s=1.0, interval_s=0.05)
     spec = python_module(
-        tmp_path / "w", HTTP_MODULE, args=(str(port),), health=check, start_grace_s=5.0
+        tmp_path / "w", HTTP_MODULE, args=(str(port),), health=check, start_grace_s=1.0
     )
     sup = supervisor(tmp_path)
     async with supervising(sup):
@@ -63,7 +63,7 @@ async def test_tcp_health_waits_for_the_port(tmp_path: Path) -> None:
     port = free_port()
     check = HealthCheck("tcp", port, timeout_s=0.5, interval_s=0.05)
     spec = python_module(
-        tmp_path / "w", TCP_MODULE, args=(str(port),), health=check, start_grace_s=5.0
+        tmp_path / "w", TCP_MODULE, args=(str(port),), health=check, start_grace_s=1.0
     )
     sup = supervisor(tmp_path)
     async with supervising(sup):
@@ -92,7 +92,7 @@ async def test_command_health_runs_in_the_module_dir(tmp_path: Path) -> None:
     module = "import pathlib, time; time.sleep(0.3); pathlib.Path('ready').touch(); time.sleep(60)"
     probe = (sys.executable, "-c", "import os, sys; sys.exit(0 if os.path.exists('ready') else 1)")
     check = HealthCheck("command", probe, timeout_s=2.0, interval_s=0.05)
-    spec = python_module(tmp_path / "w", module, health=check, start_grace_s=5.0)
+    spec = python_module(tmp_path / "w", module, health=check, start_grace_s=1.0)
     sup = supervisor(tmp_path)
     async with supervising(sup):
         await sup.apply({"mod": spec})
@@ -128,7 +128,7 @@ async def test_a_hung_health_command_is_bounded_and_killed(tmp_path: Path) -> No
 async def test_uptime_health_needs_the_process_to_stay_up(tmp_path: Path) -> None:
     check = HealthCheck("uptime", 0.4, timeout_s=1.0, interval_s=0.05)
     spec = python_module(
-        tmp_path / "w", "import time; time.sleep(60)", health=check, start_grace_s=5.0
+        tmp_path / "w", "import time; time.sleep(60)", health=check, start_grace_s=0.2
     )
     sup = supervisor(tmp_path)
     async with supervising(sup):

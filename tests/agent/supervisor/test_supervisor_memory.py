@@ -1,6 +1,7 @@
 """Supervisor behaviour with scripted fake processes (MemoryRuntime): fast and exact."""
 
 import asyncio
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -328,9 +329,12 @@ async def test_once_healthy_the_start_grace_no_longer_forgives_failures(tmp_path
     runtime = MemoryRuntime()
     sup = supervisor(tmp_path, runtime)
     check = HealthCheck("tcp", 8080, timeout_s=1.0, interval_s=0.02)
-    spec = make_spec("mod", tmp_path / "w", health=check, start_grace_s=60.0)
+    spec = make_spec("mod", tmp_path / "w", health=check, start_grace_s=0.05)
     async with supervising(sup):
         await sup.apply({"mod": spec})
         assert await sup.wait_healthy("mod", 2.0)
+        # A longer grace is adopted in place (no restart); it covers starts, not this process.
+        await sup.apply({"mod": dataclasses.replace(spec, start_grace_s=60.0)})
+        assert sup.statuses()["mod"].restarts == 0
         runtime.script("mod", MemoryBehaviour(fail_health_probability=1.0))
         await status_where(sup, "mod", lambda s: s.state == "unhealthy", "unhealthy", timeout_s=2.0)

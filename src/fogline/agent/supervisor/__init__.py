@@ -23,7 +23,7 @@ from ._memory import MemoryBehaviour, MemoryProcess, MemoryRuntime
 from ._process import ProcessRuntime
 from ._runtime import HealthVerdict, ModuleProcess, ModuleRuntime, module_env
 from ._spec import HealthCheck, HealthKind, Resources, RestartPolicy, RunSpec
-from ._state import TRANSITIONS, Event, State, next_state
+from ._state import TRANSITIONS, Event, State, is_probe_due, next_state
 from ._status import ModuleState, ModuleStatus
 from ._supervisor import Supervisor
 
@@ -52,6 +52,7 @@ __all__ = [
     "SupervisorError",
     "UnknownModuleError",
     "follow_log",
+    "is_probe_due",
     "log_path",
     "module_env",
     "next_state",

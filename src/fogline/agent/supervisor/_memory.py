@@ -82,6 +82,9 @@ class MemoryProcess:
     def returncode(self) -> int | None:
         return self._returncode
 
+    def is_running(self) -> bool:
+        return self._returncode is None
+
     def _crash(self) -> None:
         self._stderr.write(self.behaviour.stderr)
         self.exit(self.behaviour.exit_code)

@@ -122,6 +122,20 @@ class _OsProcess:
     def returncode(self) -> int | None:
         return self._process.returncode
 
+    def is_running(self) -> bool:
+        if self._process.returncode is not None:
+            return False
+        waitid = getattr(os, "waitid", None)
+        if waitid is None:  # no waitid on this OS: the exit as asyncio noticed it
+            return True
+        try:
+            # WNOWAIT: look without reaping; asyncio's child watcher reaps it
+            # and reports the exit code.
+            exited = waitid(os.P_PID, self._process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:  # already reaped: the watcher's news is on its way
+            return False
+        return exited is None
+
     async def wait(self) -> int:
         code = await self._process.wait()
         self._signal_group(signal.SIGKILL)  # leftovers of the module: see module docstring

@@ -8,6 +8,7 @@ from typing import Final
 
 from fogline.agent._backoff import Backoff
 
+from ._runtime import ModuleProcess
 from ._spec import HealthCheck, RunSpec
 from ._state import Event, State, next_state
 from ._status import ModuleStatus
@@ -28,6 +29,7 @@ class ModuleRecord:
     since: float
     state: State = State.STOPPED
     pid: int | None = None
+    process: ModuleProcess | None = None  # the running process, like pid
     restarts: int = 0
     last_exit_code: int | None = None
     last_error: str | None = None
@@ -52,6 +54,10 @@ class ModuleRecord:
         # Wake every waiter, then give later waiters a fresh event.
         self.changed.set()
         self.changed = asyncio.Event()
+
+    def is_process_running(self) -> bool:
+        """Whether this record's process runs now (asked of the runtime)."""
+        return self.process is not None and self.process.is_running()
 
     @property
     def is_pending(self) -> bool:

@@ -30,6 +30,11 @@ class ModuleProcess(Protocol):
         """None while running; negative when killed by a signal (like asyncio)."""
         ...
 
+    def is_running(self) -> bool:
+        """Whether the process runs now: asked of the OS, not of `returncode`,
+        which is only set once the exit has been noticed."""
+        ...
+
     async def wait(self) -> int:
         """Return the exit code once the module has exited and its output is captured."""
         ...

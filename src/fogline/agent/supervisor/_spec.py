@@ -161,7 +161,7 @@ class RunSpec:
     env: Mapping[str, str] = field(default_factory=dict)
     config_path: Path | None = None
     health: HealthCheck | None = None
-    start_grace_s: float = 5.0
+    start_grace_s: float = 5.0  # not probed before it ends: see Supervisor
     stop_grace_s: float = 10.0
     restart: RestartPolicy = field(default_factory=RestartPolicy)
     resources: Resources = field(default_factory=Resources)

@@ -66,3 +66,15 @@ TRANSITIONS: Final[Mapping[tuple[State, Event], State]] = {
 def next_state(state: State, event: Event) -> State:
     """The state after `event`; unchanged when the table has no edge."""
     return TRANSITIONS.get((state, event), state)
+
+
+def is_probe_due(state: State, uptime_s: float, start_grace_s: float) -> bool:
+    """Whether a health probe may run now, `uptime_s` after the process started.
+
+    Not in the start grace: a pass then would prove nothing (another process
+    may answer on the module's port until this one binds it, or fails to),
+    and a failure would be forgiven anyway. A module already judged healthy
+    or unhealthy is probed at any uptime: a grace raised in place must not
+    hide its failures.
+    """
+    return uptime_s >= start_grace_s or state in (State.HEALTHY, State.UNHEALTHY)

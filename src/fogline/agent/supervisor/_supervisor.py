@@ -15,7 +15,7 @@ from ._logs import log_path, read_log_tail
 from ._record import ModuleRecord
 from ._runtime import HealthVerdict, ModuleProcess, ModuleRuntime, describe_exit
 from ._spec import HealthCheck, RunSpec
-from ._state import Event, State
+from ._state import Event, State, is_probe_due
 from ._status import ModuleStatus
 
 _log = logging.getLogger("fogline.agent.supervisor")
@@ -35,10 +35,13 @@ class Supervisor:
     (with exit code and stderr tail); restarts go on at the maximum backoff,
     so a module that recovers (say, once its device is plugged in) comes back.
 
-    Health: probes run from the start; the first pass makes the module
-    `healthy`, failures within `start_grace_s` are forgiven (`starting`), later
-    ones make it `unhealthy`. Without a health check, a module is healthy
-    once it has stayed up for its start grace.
+    Health: a started module is `starting` for its `start_grace_s`, and is
+    not probed then. A success in that time would prove nothing: another
+    process (a leftover, or anything on the same port) may answer for a
+    module that is about to fail to bind. After the grace, a probe that passes
+    while the module's own process still runs makes it `healthy`, a failing
+    one `unhealthy`. Without a health check, a module is healthy once it has
+    stayed up for its start grace.
     """
 
     def __init__(
@@ -146,6 +149,9 @@ class Supervisor:
     async def wait_healthy(self, name: str, timeout_s: float) -> bool:
         """Wait until the module is healthy: True; False on timeout, crash loop, exit or stop.
 
+        True means: a probe passed after the start grace while the module's
+        own process ran, and that process still runs now.
+
         Raises:
             UnknownModuleError: no such module.
         """
@@ -154,7 +160,9 @@ class Supervisor:
         try:
             async with asyncio.timeout(timeout_s):
                 while (module := self._modules.get(name)) is not None:
-                    if module.state is State.HEALTHY:
+                    # Asked of the OS: an exit the loop has not noticed yet must
+                    # not let an update commit; its EXIT event follows shortly.
+                    if module.state is State.HEALTHY and module.is_process_running():
                         return True
                     if module.state in _ENDED and not module.is_pending:
                         return False
@@ -231,7 +239,7 @@ class Supervisor:
                 code: int | None = None
                 if process is not None:
                     code = await self._watch(module, process)
-                    module.pid = None
+                    module.pid, module.process = None, None
                     if module.stop_requested.is_set():
                         break
                     if code is None:
@@ -258,7 +266,7 @@ class Supervisor:
             self._fire(module, Event.STOP)
             raise
         finally:
-            module.pid = None
+            module.pid, module.process = None, None
             module.started_once.set()
             module.wake()  # a waiter may be waiting for a first start that never came
 
@@ -276,7 +284,7 @@ class Supervisor:
             _log.exception("runtime failed to start %s", spec.name)
             error = f"module {spec.name!r}: runtime failed: {type(exc).__name__}: {exc}"
         else:
-            module.pid = process.pid
+            module.pid, module.process = process.pid, process
             self._fire(module, Event.START)
             module.started_once.set()
             return process
@@ -355,11 +363,19 @@ class Supervisor:
         while process.returncode is None:
             spec = module.spec  # re-read: health and graces are adopted in place
             check = module.health_check()
-            verdict = await self._probe_once(module, process, check, self._clock() - started)
-            uptime_s = self._clock() - started
-            if process.returncode is not None:
-                return  # the exit is _watch's news, not a health failure
             stable_after_s = max(2 * spec.start_grace_s, self._min_stable_s)
+            uptime_s = self._clock() - started
+            if not is_probe_due(module.state, uptime_s, spec.start_grace_s):
+                # In the start grace: no probe (see the class docstring). The
+                # first one runs right when the grace ends.
+                await asyncio.sleep(spec.start_grace_s - uptime_s + 0.001)
+                continue
+            verdict = await self._probe_once(module, process, check, uptime_s)
+            uptime_s = self._clock() - started
+            if not process.is_running():
+                # The exit is _watch's news, not a health failure; and a pass
+                # of a process that is gone was someone else's answer.
+                return
             if not is_stable and uptime_s >= stable_after_s:
                 # Before the verdict: a crash loop that ends here goes back to
                 # STARTING, and this very verdict then decides its health.
@@ -368,15 +384,11 @@ class Supervisor:
                 self._fire(module, Event.STABLE)
             if verdict.healthy:
                 self._fire(module, Event.PROBE_OK)
-            elif module.state is not State.STARTING or uptime_s >= spec.start_grace_s:
-                # The grace only covers a start: once healthy, a failure counts.
+            else:
                 if module.state is not State.CRASH_LOOP:  # keep the crash's own error
                     module.last_error = f"unhealthy: {verdict.detail}"
                 self._fire(module, Event.PROBE_FAIL)
             delay_s = check.interval_s
-            if module.state is State.STARTING and uptime_s < spec.start_grace_s:
-                # Check again right when the grace ends, not up to an interval later.
-                delay_s = min(delay_s, spec.start_grace_s - uptime_s + 0.001)
             if not is_stable:
                 delay_s = min(delay_s, max(stable_after_s - uptime_s, 0.001))
             await asyncio.sleep(delay_s)
