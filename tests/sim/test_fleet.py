@@ -21,7 +21,7 @@ from tests.sim.helpers import (
     push_release,
     sim_devices,
 )
-from tests.support.processes import HubProcess, wait_until
+from tests.support.processes import HubProcess, process_alive, wait_until
 
 
 def make_fleet(
@@ -240,3 +240,48 @@ def test_the_sim_fleet_command_stopped_by_a_signal_prints_totals_and_exits_0(
     else:
         stats = json.loads(out)
         assert stats["nodes"] == stats["enrolled"] == 2 and stats["reports_ok"] >= 2, out
+
+
+ORPHAN_SCRIPT = """
+import multiprocessing, sys, time
+from pathlib import Path
+from fogline.sim import Faults, FleetConfig, start_fleet
+
+if __name__ == "__main__":
+    hub_url, ca, claim, data_dir = sys.argv[1:5]
+    config = FleetConfig(hub_url=hub_url, ca_path=Path(ca), claim=claim, devices=2,
+                         data_dir=Path(data_dir), labels={}, faults=Faults(), prefix="orphan")
+    fleet = start_fleet(config, 2)
+    print(" ".join(str(p.pid) for p in multiprocessing.active_children()), flush=True)
+    time.sleep(120)
+"""
+
+
+def test_fleet_workers_stop_by_themselves_when_their_parent_is_killed(
+    shared_hub: HubProcess, tmp_path: Path
+) -> None:
+    hub = shared_hub
+    script = tmp_path / "fleet.py"
+    script.write_text(ORPHAN_SCRIPT)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), hub.url, str(hub.ca), create_claim(hub, 2),
+         str(tmp_path / "nodes")],
+        stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    workers: list[int] = []
+    try:
+        assert proc.stdout is not None
+        workers = [int(pid) for pid in proc.stdout.readline().split()]
+        assert len(workers) == 2
+        wait_until(lambda: len(sim_devices(hub, "orphan")) == 2, 30, "the workers running")
+        proc.kill()  # no chance to tell the workers
+        proc.wait()
+        wait_until(lambda: not any(process_alive(pid) for pid in workers), 20, "workers gone")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for pid in workers:
+            if process_alive(pid):
+                os.kill(pid, signal.SIGKILL)
