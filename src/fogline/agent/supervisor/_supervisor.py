@@ -367,8 +367,9 @@ class Supervisor:
             uptime_s = self._clock() - started
             if not is_probe_due(module.state, uptime_s, spec.start_grace_s):
                 # In the start grace: no probe (see the class docstring). The
-                # first one runs right when the grace ends.
-                await asyncio.sleep(spec.start_grace_s - uptime_s + 0.001)
+                # first one runs right when the grace ends; waking at least
+                # every interval adopts a grace shortened in place.
+                await asyncio.sleep(min(spec.start_grace_s - uptime_s + 0.001, check.interval_s))
                 continue
             verdict = await self._probe_once(module, process, check, uptime_s)
             uptime_s = self._clock() - started
