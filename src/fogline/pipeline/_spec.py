@@ -41,6 +41,7 @@ MAX_EXPRESSION_CHARS: Final = 4096
 MAX_WINDOWS_PER_EVENT: Final = 100
 MAX_PAYLOAD_DEPTH: Final = 8
 MAX_PAYLOAD_ITEMS: Final = 256
+MAX_WEBHOOK_TIMEOUT_S: Final = 60.0
 
 DAY_S: Final = 86400.0
 
@@ -417,11 +418,18 @@ class MqttActionSpec(_Model):
 
 
 class WebhookActionSpec(_Model):
-    """Call a fixed URL; the URL is not a template, so devices cannot steer it."""
+    """Call a fixed URL; the URL is not a template, so devices cannot steer it.
+
+    `timeout` bounds the whole call (resolution, connection, answer). The
+    node refuses loopback, link-local, private and other non-public
+    destinations (after DNS resolution) unless `allowPrivateNetwork` is true.
+    """
 
     url: Annotated[str, StringConstraints(pattern=r"^https?://[^\s]{1,2040}$")]
     method: Literal["POST", "PUT"] = "POST"
     payload: Payload = None  # default: the record itself
+    timeout: Annotated[Duration, Field(gt=0, le=MAX_WEBHOOK_TIMEOUT_S)] = 10.0
+    allowPrivateNetwork: Annotated[bool, Field(strict=True)] = False
 
 
 class ActionSpec(_Model):

@@ -18,7 +18,8 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import urlsplit
 
 import orjson
 
@@ -26,12 +27,20 @@ from fogline._log import event
 from fogline.agent.outbox import OutboxItem
 
 from ._ports import Publisher, RecordSink, WebhookCaller, payload_bytes
+from ._webhook import WebhookCall, WebhookRefusedError, loggable_url
 
 if TYPE_CHECKING:
-    from fogline.pipeline import Emission, Pipeline
+    from fogline.pipeline import Emission, Pipeline, WebhookActionSpec
 
 log = logging.getLogger("fogline.agent.dataplane")
-MAX_WEBHOOKS_IN_FLIGHT = 16
+# Each in-flight call holds a task, a socket and at most a deadline's time:
+# beyond the caps, new calls are dropped (and counted) rather than queued.
+MAX_WEBHOOKS_IN_FLIGHT: Final = 16
+# So that one slow receiver cannot take every slot from the others.
+MAX_WEBHOOKS_PER_DESTINATION: Final = 4
+# A failing or refused webhook is logged at most this often per URL (with
+# how many were not logged): an output firing per record must not flood the log.
+WEBHOOK_LOG_INTERVAL_S: Final = 60.0
 
 
 @dataclass
@@ -45,6 +54,7 @@ class DataPlaneCounters:
     webhooks: int = 0
     webhook_failures: int = 0
     webhooks_dropped: int = 0
+    webhooks_refused: int = 0
     by_pipeline: dict[str, int] = field(default_factory=dict)
 
 
@@ -77,6 +87,8 @@ class DataPlane:
         self.pipelines: dict[str, Pipeline] = {}
         self.counters = DataPlaneCounters()
         self._webhook_tasks: set[asyncio.Task[None]] = set()
+        self._webhooks_per_destination: dict[str, int] = {}
+        self._webhook_log: dict[str, tuple[float, int]] = {}  # url -> (last logged, unlogged)
 
     # -- configuration ---------------------------------------------------------
 
@@ -97,6 +109,7 @@ class DataPlane:
             current = self.pipelines.get(spec.name)
             fresh[spec.name] = current.replace_with(spec) if current else build_pipeline(spec)
         self.pipelines = fresh
+        self._webhook_log.clear()  # keyed by URL: the old pipelines' URLs may be gone
         event(log, "dataplane.configured", pipelines=sorted(fresh))
 
     def mqtt_filters(self) -> dict[str, int]:
@@ -206,27 +219,77 @@ class DataPlane:
     def _start_webhook(self, emission: Emission) -> None:
         hook = emission.output.action.webhook  # type: ignore[union-attr]
         assert hook is not None
-        if len(self._webhook_tasks) >= MAX_WEBHOOKS_IN_FLIGHT:
+        destination = webhook_destination(hook.url)
+        busy = self._webhooks_per_destination.get(destination, 0)
+        if (
+            len(self._webhook_tasks) >= MAX_WEBHOOKS_IN_FLIGHT
+            or busy >= MAX_WEBHOOKS_PER_DESTINATION
+        ):
             self.counters.webhooks_dropped += 1  # a slow endpoint must not pile up memory
             return
+        self._webhooks_per_destination[destination] = busy + 1
         task = asyncio.get_running_loop().create_task(
-            self._call_webhook(hook.url, hook.method, payload_bytes(emission.payload)),
+            self._call_webhook(webhook_call(hook, payload_bytes(emission.payload))),
             name="webhook",
         )
         # Owned here: kept until done, cancelled in close().
         self._webhook_tasks.add(task)
         task.add_done_callback(self._webhook_tasks.discard)
+        task.add_done_callback(lambda _: self._webhook_done(destination))
 
-    async def _call_webhook(self, url: str, method: str, body: bytes) -> None:
+    def _webhook_done(self, destination: str) -> None:
+        left = self._webhooks_per_destination.pop(destination, 1) - 1
+        if left > 0:
+            self._webhooks_per_destination[destination] = left
+
+    async def _call_webhook(self, request: WebhookCall) -> None:
         try:
-            await self.webhooks.call(url, method, body)
+            await self.webhooks.call(request)
             self.counters.webhooks += 1
+        except WebhookRefusedError as exc:  # never sent: the payload is not logged either
+            self.counters.webhooks_refused += 1
+            self._log_webhook_problem("dataplane.webhook_refused", request.url, str(exc))
         except Exception as exc:  # counted; a webhook never takes the node down
             self.counters.webhook_failures += 1
-            event(log, "dataplane.webhook_failed", logging.WARNING, url=url, error=str(exc))
+            self._log_webhook_problem("dataplane.webhook_failed", request.url, str(exc))
+
+    def _log_webhook_problem(self, name: str, url: str, error: str) -> None:
+        now = time.monotonic()
+        last, unlogged = self._webhook_log.get(url, (-WEBHOOK_LOG_INTERVAL_S, 0))
+        if now - last < WEBHOOK_LOG_INTERVAL_S:
+            self._webhook_log[url] = (last, unlogged + 1)
+            return
+        self._webhook_log[url] = (now, 0)
+        event(
+            log,
+            name,
+            logging.WARNING,
+            url=loggable_url(url),
+            error=error,
+            not_logged_since_last=unlogged,
+        )
 
     async def close(self) -> None:
         for task in list(self._webhook_tasks):
             task.cancel()
         if self._webhook_tasks:
             await asyncio.gather(*self._webhook_tasks, return_exceptions=True)
+
+
+def webhook_call(hook: WebhookActionSpec, body: bytes) -> WebhookCall:
+    return WebhookCall(
+        url=hook.url,
+        method=hook.method,
+        body=body,
+        timeout_s=hook.timeout,
+        allow_private_network=hook.allowPrivateNetwork,
+    )
+
+
+def webhook_destination(url: str) -> str:
+    """Which receiver `url` reaches, for the per-destination cap: scheme, host, port."""
+    try:
+        parts = urlsplit(url)
+        return f"{parts.scheme}://{(parts.hostname or '').lower()}:{parts.port or ''}"
+    except ValueError:
+        return url

@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-import httpx
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -16,6 +15,7 @@ from fogline.protocol import DesiredStateDoc, OutboxReport
 
 from ._dataplane import DataPlane
 from ._settings import MqttSettings
+from ._webhook import HttpxWebhookCaller
 
 if TYPE_CHECKING:
     from ._mqtt import MqttBridge
@@ -35,20 +35,6 @@ class OutboxSink:
     async def put_many(self, items: Sequence[OutboxItem]) -> None:
         await asyncio.to_thread(self.outbox.put_many, items)
         self.uplink.notify()
-
-
-class HttpxWebhookCaller:
-    def __init__(self, timeout_s: float = 5.0) -> None:
-        self._http = httpx.AsyncClient(timeout=timeout_s)
-
-    async def call(self, url: str, method: str, body: bytes) -> None:
-        response = await self._http.request(
-            method, url, content=body, headers={"content-type": "application/json"}
-        )
-        response.raise_for_status()
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
 
 
 class NoBroker(MemoryPublisher):
@@ -170,6 +156,7 @@ class DataPlaneCollector(Collector):
             "webhooks",
             "webhook_failures",
             "webhooks_dropped",
+            "webhooks_refused",
         ):
             family.add_metric([kind], getattr(counters, kind))
         yield family

@@ -10,6 +10,8 @@ from typing import Any, Protocol
 
 from fogline.agent.outbox import OutboxItem
 
+from ._webhook import WebhookCall, WebhookError
+
 
 class Publisher(Protocol):
     def publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> None:
@@ -22,8 +24,13 @@ class RecordSink(Protocol):
 
 
 class WebhookCaller(Protocol):
-    async def call(self, url: str, method: str, body: bytes) -> None:
-        """Deliver one webhook; raises on failure (counted by the caller)."""
+    async def call(self, request: WebhookCall) -> None:
+        """Deliver one webhook; raises on failure (counted by the caller).
+
+        Raises:
+            WebhookRefusedError: the destination is not allowed; nothing was sent.
+            WebhookError: the call failed or ran past its deadline.
+        """
 
 
 @dataclass
@@ -44,13 +51,13 @@ class MemoryRecordSink:
 
 @dataclass
 class MemoryWebhookCaller:
-    calls: list[tuple[str, str, bytes]] = field(default_factory=list)
+    calls: list[WebhookCall] = field(default_factory=list)
     fail: bool = False
 
-    async def call(self, url: str, method: str, body: bytes) -> None:
+    async def call(self, request: WebhookCall) -> None:
         if self.fail:
-            raise ConnectionError(f"{url}: refused (test)")
-        self.calls.append((url, method, body))
+            raise WebhookError(f"{request.url}: refused (test)")
+        self.calls.append(request)
 
 
 def payload_bytes(value: Any) -> bytes:
