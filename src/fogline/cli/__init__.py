@@ -3,7 +3,6 @@
 import sys
 
 import typer
-from rich.markup import escape
 
 from fogline import __version__
 from fogline._errors import FoglineError
@@ -22,7 +21,7 @@ from . import (
     _sim,
     _telemetry,
 )
-from ._common import err_console
+from ._common import err_console, safe_text
 
 app = typer.Typer(
     name="fogline",
@@ -60,7 +59,7 @@ def main() -> None:
         app()
     except FoglineError as exc:
         # Escaped and unwrapped: one line, whatever brackets the message holds.
-        err_console.print(f"[red]error[/red]: {escape(str(exc))}", highlight=False, soft_wrap=True)
+        err_console.print(f"[red]error[/red]: {safe_text(exc)}", highlight=False, soft_wrap=True)
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)

@@ -2,6 +2,7 @@
 
 import datetime as dt
 import enum
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Annotated, Any
 import orjson
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from fogline._errors import FoglineError
@@ -18,6 +20,12 @@ from ._client import HubClient, HubConnection
 
 console = Console()
 err_console = Console(stderr=True)
+
+# C0 and C1 controls and DEL (ESC starts the sequences that retitle, clear or
+# rewrite a terminal), plus the Unicode controls that reorder or hide text.
+_UNSAFE_CHARS = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]"
+)
 
 
 class Output(enum.StrEnum):
@@ -60,6 +68,24 @@ def print_json(data: Any) -> None:
     sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
 
 
+def _visible(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def safe_text(value: object, *, markup: bool = True) -> str:
+    """`value` as text that cannot drive the operator's terminal.
+
+    Control characters are shown as escapes (ESC as `\\x1b`); with `markup`
+    (text that goes through Rich: tables, `console.print`) Rich markup such
+    as `[red]` is escaped too, so it prints as written. Everything a device
+    chose (names, hostnames, labels, errors, module logs) is printed through
+    here; JSON output does not need it (JSON escapes control characters).
+    """
+    text = _UNSAFE_CHARS.sub(_visible, str(value))
+    return escape(text) if markup else text
+
+
 def print_rows(
     rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]], output: Output | None
 ) -> None:
@@ -71,7 +97,7 @@ def print_rows(
     for _, title in columns:
         table.add_column(title)
     for row in rows:
-        table.add_row(*(format_cell(row.get(key)) for key, _ in columns))
+        table.add_row(*(safe_text(format_cell(row.get(key))) for key, _ in columns))
     console.print(table)
 
 

@@ -3,7 +3,6 @@
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 
 from fogline.protocol import PLATFORM_LABEL_PREFIX, label_problem
 
@@ -17,6 +16,7 @@ from ._common import (
     console,
     print_json,
     print_rows,
+    safe_text,
     wants_json,
 )
 
@@ -91,7 +91,7 @@ def show(
 
 def _line(key: str, value: Any) -> None:
     console.print(
-        f"[bold]{key:>14}[/bold]  {escape('-' if value in (None, '') else str(value))}",
+        f"[bold]{safe_text(key):>14}[/bold]  {safe_text('-' if value in (None, '') else value)}",
         highlight=False,
         soft_wrap=True,
     )

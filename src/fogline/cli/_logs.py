@@ -5,7 +5,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ._common import CaOpt, HubOpt, TokenOpt, connect, console
+from ._common import CaOpt, HubOpt, TokenOpt, connect, console, safe_text
 
 POLL_S = 1.0
 
@@ -17,7 +17,7 @@ def _print(rows: list[dict[str, Any]], stream: str | None) -> None:
             continue
         marker = "[red]![/red] " if payload.get("stream") == "stderr" else "  "
         console.print(marker, end="")
-        console.out(payload.get("line", ""), highlight=False)
+        console.out(safe_text(payload.get("line", ""), markup=False), highlight=False)
 
 
 def logs(

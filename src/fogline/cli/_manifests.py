@@ -5,7 +5,6 @@ from typing import Annotated, Any
 
 import typer
 import yaml
-from rich.markup import escape
 
 from fogline.manifest import ManifestError, ManifestSource, Problem, load_manifests, read_sources
 
@@ -22,6 +21,7 @@ from ._common import (
     err_console,
     print_json,
     print_rows,
+    safe_text,
     wants_json,
 )
 
@@ -55,7 +55,7 @@ def _send(path: str, hub: str, token: str | None, ca: Any, body: dict[str, Any])
                 raise
             for line in exc.message.splitlines():
                 err_console.print(
-                    f"[red]error[/red]: {escape(line)}", highlight=False, soft_wrap=True
+                    f"[red]error[/red]: {safe_text(line)}", highlight=False, soft_wrap=True
                 )
             raise typer.Exit(1) from None
 
@@ -78,7 +78,7 @@ def _summarise(value: Any) -> Any:
 def _render_value(value: Any) -> str:
     text = yaml.safe_dump(_summarise(value), default_flow_style=True, width=10_000).strip()
     # Escaped: paths like modules[web] must not be read as Rich markup.
-    return escape(text.removesuffix("...").strip())
+    return safe_text(text.removesuffix("...").strip())
 
 
 def print_plan(plan: dict[str, Any]) -> None:
@@ -103,7 +103,7 @@ def print_plan(plan: dict[str, Any]) -> None:
     for device in devices:
         groups[repr(device["changes"])].append(device)
     for members in groups.values():
-        names = ", ".join(d["name"] for d in members[:8])
+        names = safe_text(", ".join(d["name"] for d in members[:8]))
         more = f" and {len(members) - 8} more" if len(members) > 8 else ""
         first = members[0]
         console.print(
@@ -119,9 +119,8 @@ def print_plan(plan: dict[str, Any]) -> None:
                 detail = f"{_render_value(change['old'])} → {_render_value(change['new'])}"
             else:
                 detail = _render_value(change["new"] if change["op"] == "add" else change["old"])
-            console.print(
-                f"      {mark} {escape(change['path'])}: {detail}", highlight=False, soft_wrap=True
-            )
+            path = safe_text(change["path"])
+            console.print(f"      {mark} {path}: {detail}", highlight=False, soft_wrap=True)
 
 
 def _has_changes(plan: dict[str, Any]) -> bool:
@@ -145,7 +144,7 @@ def print_rollout_policies(body: dict[str, Any], plan: dict[str, Any]) -> None:
             raw = block.get("waves")
             waves = ", ".join(str(w) for w in raw) if isinstance(raw, list | tuple) else "100%"
             text = f"waves [{waves}], onFailure {block.get('onFailure', 'pause')}"
-        console.print(f"deployment/{change['name']}  rollout: {escape(text)}", highlight=False)
+        console.print(f"deployment/{change['name']}  rollout: {safe_text(text)}", highlight=False)
 
 
 def plan(

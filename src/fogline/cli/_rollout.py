@@ -5,7 +5,6 @@ from typing import Annotated, Any
 
 import typer
 from rich.live import Live
-from rich.markup import escape
 from rich.table import Table
 
 from ._common import (
@@ -19,6 +18,7 @@ from ._common import (
     err_console,
     print_json,
     print_rows,
+    safe_text,
     wants_json,
 )
 
@@ -65,7 +65,7 @@ def _table(view: dict[str, Any]) -> Table:
         f"rollout {view['id']} ({', '.join(view['deployments']) or '-'}): {view['state']}, "
         f"wave {view['current_wave']}/{view['waves_total']} — {view['policy']}"
     )
-    table = Table(title=escape(title), show_edge=False, pad_edge=False)
+    table = Table(title=safe_text(title), show_edge=False, pad_edge=False)
     for column in ("WAVE", "DEVICES", "PENDING", "UPDATING", "SUCCEEDED", "FAILED", "SKIPPED"):
         table.add_column(column, justify="right")
     for wave in view["waves"]:
@@ -79,7 +79,7 @@ def _table(view: dict[str, Any]) -> Table:
             f"[yellow]{wave['skipped']}[/yellow]",
         )
     if view.get("reason"):
-        table.caption = escape(str(view["reason"]))
+        table.caption = safe_text(str(view["reason"]))
     return table
 
 
@@ -115,7 +115,8 @@ def _act(action: str, name: str, hub: str, token: str | None, ca: Any, output: A
     if wants_json(output):
         print_json(view)
     else:
-        err_console.print(f"rollout {view['id']}: {view['state']}", highlight=False)
+        state = f"rollout {view['id']}: {view['state']}"
+        err_console.print(safe_text(state), highlight=False)
 
 
 @app.command("pause")

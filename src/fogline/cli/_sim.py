@@ -21,7 +21,7 @@ from fogline.sim import (
     start_fleet,
 )
 
-from ._common import OutputOpt, err_console, print_json, wants_json
+from ._common import OutputOpt, err_console, print_json, safe_text, wants_json
 
 app = typer.Typer(help="Simulate edge nodes against a hub.", no_args_is_help=True)
 
@@ -146,6 +146,6 @@ def fleet(
         highlight=False,
     )
     for revision, count in sorted(stats.applied.items(), key=lambda kv: -kv[1]):
-        err_console.print(f"  {count} nodes applied {revision}", highlight=False)
+        err_console.print(f"  {count} nodes applied {safe_text(revision)}", highlight=False)
     for error in stats.errors:
-        err_console.print(f"  [red]refused[/red]: {error}", highlight=False)
+        err_console.print(f"  [red]refused[/red]: {safe_text(error)}", highlight=False)

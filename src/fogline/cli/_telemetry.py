@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ._common import CaOpt, HubOpt, Output, TokenOpt, connect, print_json, print_rows
+from ._common import CaOpt, HubOpt, Output, TokenOpt, connect, print_json, print_rows, safe_text
 
 app = typer.Typer(help="Query telemetry stored by the hub.", no_args_is_help=True)
 
@@ -49,11 +49,11 @@ def query_command(
         for row in rows:
             writer.writerow(
                 [
-                    row["created"],
-                    row["device"],
-                    row["stream"],
+                    safe_text(row["created"], markup=False),
+                    safe_text(row["device"], markup=False),
+                    safe_text(row["stream"], markup=False),
                     row["seq"],
-                    json.dumps(row["payload"], sort_keys=True),
+                    json.dumps(row["payload"], sort_keys=True),  # ASCII: controls escaped
                 ]
             )
         return
