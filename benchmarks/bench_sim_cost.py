@@ -66,12 +66,13 @@ def measure(hub: ThrowawayHub, devices: int, window_s: float, work: Path) -> dic
     proc = subprocess.Popen(
         [
             sys.executable, "-m", "fogline", "sim", "fleet",
-            "--hub", hub.url, "--ca", str(hub.ca), "--claim", claim,
+            "--hub", hub.url, "--ca", str(hub.ca),
             "--devices", str(devices), "--processes", "1", "--prefix", prefix,
             "--duration", str(budget_s), "--boot-spread", str(devices / 10), "--data-dir", str(work / prefix), "-o", "json",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
+        env={**os.environ, "FOGLINE_CLAIM": claim},  # never on the command line
     )  # fmt: skip
     try:
         # Wait for every node to report, but measure anyway once the boot plus

@@ -125,11 +125,16 @@ class Demo:
             "COLUMNS": "140",
         }
 
-    def spawn(self, name: str, *args: str, command: list[str] | None = None) -> None:
+    def spawn(
+        self,
+        name: str,
+        *args: str,
+        command: list[str] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         log = open(self.root / f"{name}.log", "wb")  # noqa: SIM115 - lives as long as the process
-        self.procs.append(
-            subprocess.Popen(command or [*FOGLINE, *args], stdout=log, stderr=log, env=self.env)
-        )
+        argv, full_env = command or [*FOGLINE, *args], {**self.env, **(env or {})}
+        self.procs.append(subprocess.Popen(argv, stdout=log, stderr=log, env=full_env))
 
     def fogline(self, *args: str, stdin: str | None = None) -> str:
         result = subprocess.run(
@@ -199,8 +204,6 @@ class Demo:
                 self.env["FOGLINE_HUB"],
                 "--ca",
                 self.env["FOGLINE_CA"],
-                "--claim",
-                claim,
                 "--data-dir",
                 str(self.root / name),
                 "--name",
@@ -211,6 +214,7 @@ class Demo:
                 "0",
                 "--mqtt",
                 f"mqtt://127.0.0.1:{self.mqtt_ports[name]}",
+                env={"FOGLINE_CLAIM": claim},  # not on the command line: every user can read it
             )
         self.wait_for(
             "three agents online", lambda: sum(d["status"] == "online" for d in self.devices()) == 3

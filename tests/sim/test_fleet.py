@@ -165,13 +165,14 @@ def test_the_sim_fleet_command_runs_nodes_in_worker_processes(
     result = subprocess.run(
         [
             sys.executable, "-m", "fogline", "sim", "fleet", "--hub", hub.url,
-            "--ca", str(hub.ca), "--claim", create_claim(hub, 4), "--devices", "4",
+            "--ca", str(hub.ca), "--devices", "4",
             "--processes", "2", "--duration", "3", "--prefix", prefix,
             "--labels", "site=lab", "--data-dir", str(tmp_path / "nodes"), "-o", "json",
         ],
         capture_output=True,
         text=True,
         timeout=60,
+        env={**os.environ, "FOGLINE_CLAIM": create_claim(hub, 4)},
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     stats = json.loads(result.stdout)
@@ -189,12 +190,13 @@ def test_the_sim_fleet_command_names_a_bad_fault(tmp_path: Path) -> None:
     result = subprocess.run(
         [
             sys.executable, "-m", "fogline", "sim", "fleet", "--hub", "https://127.0.0.1:1",
-            "--ca", str(tmp_path / "ca.pem"), "--claim", "x", "--devices", "2",
+            "--ca", str(tmp_path / "ca.pem"), "--devices", "2",
             "--faults", "loss=0.1,flap=60s/10s",
         ],
         capture_output=True,
         text=True,
         timeout=60,
+        env={**os.environ, "FOGLINE_CLAIM": "x"},
     )  # fmt: skip
     assert result.returncode == 1
     assert "'flap=60s/10s'" in result.stderr and "0 < DOWN < PERIOD" in result.stderr

@@ -272,8 +272,9 @@ class AgentProcess:
             "--local-port",
             "0",
         ]
+        env = {**ENV, **self.env}
         if self.claim:
-            args += ["--claim", self.claim]
+            env["FOGLINE_CLAIM"] = self.claim  # never on the command line: see docs/security.md
         if self.labels:
             args += ["--labels", self.labels]
         args += self.extra_args
@@ -281,9 +282,7 @@ class AgentProcess:
         port_file = self.data_dir / "local-port"
         port_file.unlink(missing_ok=True)
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                args, stdout=log, stderr=log, env={**ENV, **self.env}, cwd=self.cwd
-            )
+            self.proc = subprocess.Popen(args, stdout=log, stderr=log, env=env, cwd=self.cwd)
         RUNNING[id(self)] = self
 
     def health(self) -> dict[str, Any] | None:

@@ -28,6 +28,7 @@ from fogline.protocol import (
     Report,
     ReportAck,
 )
+from fogline.security import TokenFileError, read_token_file
 
 from ._backoff import Backoff
 from ._errors import AgentError, HubRefusedError, HubUnreachableError, IdentityError
@@ -51,6 +52,8 @@ class AgentConfig:
     ca_path: Path
     data_dir: Path
     claim: str | None = None
+    # Read only when the node must enroll (the file may be gone once it has).
+    claim_file: Path | None = None
     name: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
     local_host: str = "127.0.0.1"
@@ -184,17 +187,14 @@ class Agent:
         identity = self._store.load()
         if identity is not None:
             return identity
-        if not self.config.claim:
-            raise IdentityError(
-                f"{self.config.data_dir} holds no identity yet: pass --claim TOKEN to enroll"
-            )
+        claim = self._claim()
         backoff = Backoff(initial_s=0.5, max_s=30.0)
         name = self.config.name or default_name()
         while True:
             link = HubLink(self.config.hub_url, self.config.ca_path)
             try:
                 request = EnrollRequest(
-                    claim=self.config.claim,
+                    claim=claim,
                     csr=self._store.new_csr(name),
                     name=name,
                     labels=self.config.labels,
@@ -226,6 +226,24 @@ class Agent:
                 await asyncio.sleep(delay)
             finally:
                 await link.aclose()
+
+    def _claim(self) -> str:
+        """The claim to enroll with: FOGLINE_CLAIM's, or the --claim-file's.
+
+        Raises:
+            IdentityError: neither is given, or the file is unusable.
+        """
+        if self.config.claim:
+            return self.config.claim
+        if self.config.claim_file is None:
+            raise IdentityError(
+                f"{self.config.data_dir} holds no identity yet: set FOGLINE_CLAIM or pass "
+                "--claim-file PATH to enroll"
+            )
+        try:
+            return read_token_file(self.config.claim_file)
+        except TokenFileError as exc:
+            raise IdentityError(f"--claim-file: {exc}") from exc
 
     # -- reporting -------------------------------------------------------------
 

@@ -10,6 +10,8 @@ import typer
 from fogline._log import configure_logging
 from fogline.protocol import parse_labels
 
+from ._common import ClaimFileOpt, claim_from_env
+
 if TYPE_CHECKING:
     from fogline.agent import Agent
 
@@ -46,15 +48,7 @@ def run(
     data_dir: Annotated[
         Path, typer.Option("--data-dir", help="The node's state: identity, desired state, outbox.")
     ],
-    claim: Annotated[
-        str | None,
-        typer.Option(
-            "--claim",
-            envvar="FOGLINE_CLAIM",
-            help="Claim token for the first start (zero-touch enrollment).",
-            show_default=False,
-        ),
-    ] = None,
+    claim_file: ClaimFileOpt = None,
     name: Annotated[str | None, typer.Option(help="Device name (default: the hostname).")] = None,
     labels: Annotated[str, typer.Option(help="Labels the node asks for: k=v,k2=v2.")] = "",
     local_host: Annotated[
@@ -87,8 +81,11 @@ def run(
     """Run the agent: enroll on first start, then report to the hub forever.
 
     The agent keeps running while the hub is unreachable, retrying with
-    exponential backoff and jitter.
+    exponential backoff and jitter. The claim for the first start comes
+    from FOGLINE_CLAIM or --claim-file, never the command line (every user
+    on the machine can read a command line).
     """
+    claim = claim_from_env(claim_file)
     try:
         parsed = parse_labels(labels)
     except ValueError as exc:
@@ -118,6 +115,7 @@ def run(
         ca_path=ca,
         data_dir=data_dir,
         claim=claim,
+        claim_file=claim_file,
         name=name,
         labels=parsed,
         local_host=local_host,

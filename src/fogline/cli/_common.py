@@ -2,6 +2,7 @@
 
 import datetime as dt
 import enum
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -46,10 +47,34 @@ CaOpt = Annotated[
     Path | None,
     typer.Option("--ca", envvar="FOGLINE_CA", help="The fleet CA certificate (hub DIR/ca.pem)."),
 ]
+ClaimFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--claim-file",
+        help="A file (mode 0600) holding the claim token for the first enrollment. "
+        "Or set FOGLINE_CLAIM. Never on the command line, which every user can read.",
+        show_default=False,
+    ),
+]
 OutputOpt = Annotated[
     Output | None,
     typer.Option("--output", "-o", help="table (default on a terminal) or json."),
 ]
+
+
+def claim_from_env(claim_file: Path | None) -> str | None:
+    """FOGLINE_CLAIM's token, or None (then --claim-file, if given, holds it).
+
+    Raises:
+        typer.BadParameter: both FOGLINE_CLAIM and --claim-file are given.
+    """
+    claim = os.environ.get("FOGLINE_CLAIM", "").strip() or None
+    if claim and claim_file is not None:
+        raise typer.BadParameter(
+            "give the claim once: --claim-file or FOGLINE_CLAIM, not both",
+            param_hint="--claim-file",
+        )
+    return claim
 
 
 def connect(hub: str, token: str | None, ca: Path | None) -> HubClient:

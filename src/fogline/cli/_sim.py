@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from fogline.protocol import parse_labels
+from fogline.security import read_token_file
 from fogline.sim import (
     FleetConfig,
     FleetStats,
@@ -21,7 +22,15 @@ from fogline.sim import (
     start_fleet,
 )
 
-from ._common import OutputOpt, err_console, print_json, safe_text, wants_json
+from ._common import (
+    ClaimFileOpt,
+    OutputOpt,
+    claim_from_env,
+    err_console,
+    print_json,
+    safe_text,
+    wants_json,
+)
 
 app = typer.Typer(help="Simulate edge nodes against a hub.", no_args_is_help=True)
 
@@ -77,7 +86,6 @@ def _run_fleet(config: FleetConfig, processes: int, duration: float | None) -> F
 def fleet(
     hub: Annotated[str, typer.Option("--hub", envvar="FOGLINE_HUB", help="Hub URL.")],
     ca: Annotated[Path, typer.Option("--ca", help="The fleet CA certificate (hub DIR/ca.pem).")],
-    claim: Annotated[str, typer.Option("--claim", help="A claim token with enough uses.")],
     devices: Annotated[int, typer.Option("--devices", min=1, help="How many nodes.")],
     labels: Annotated[
         str,
@@ -99,13 +107,22 @@ def fleet(
     ] = None,
     prefix: Annotated[str, typer.Option(help="Nodes are named sim-PREFIX-<i>.")] = "fleet",
     seed: Annotated[int, typer.Option(help="Seed of every random fault.")] = 0,
+    claim_file: ClaimFileOpt = None,
     boot_spread: Annotated[
         float | None,
         typer.Option(min=0, help="Nodes boot at random within this many seconds (default: 50/s)."),
     ] = None,
     output: OutputOpt = None,
 ) -> None:
-    """Run N virtual nodes: real enrollment, sync, reports and updates; fake module processes."""
+    """Run N virtual nodes: real enrollment, sync, reports and updates; fake module processes.
+
+    The claim (with enough uses) comes from FOGLINE_CLAIM or --claim-file.
+    """
+    claim = claim_from_env(claim_file)
+    if claim is None:
+        if claim_file is None:
+            raise typer.BadParameter("set FOGLINE_CLAIM or pass it", param_hint="--claim-file")
+        claim = read_token_file(claim_file)  # TokenFileError: one line at the boundary
     try:
         node_labels = parse_labels(labels)
     except ValueError as exc:

@@ -2,10 +2,11 @@
 
 from ._ca import CertificateAuthority, IssuedCert, device_id_from_cert, device_uri
 from ._csr import CheckedCsr, check_csr, generate_device_key, make_csr, public_key_sha256
-from ._errors import CsrRejectedError, SecurityError, TokenError
+from ._errors import CsrRejectedError, SecurityError, TokenError, TokenFileError
 from ._files import (
     load_private_key,
     private_key_pem,
+    read_token_file,
     write_private_key,
     write_public_file,
     write_secret_file,
@@ -32,6 +33,7 @@ __all__ = [
     "ParsedToken",
     "SecurityError",
     "TokenError",
+    "TokenFileError",
     "check_csr",
     "device_id_from_cert",
     "device_uri",
@@ -43,6 +45,7 @@ __all__ = [
     "parse_token",
     "private_key_pem",
     "public_key_sha256",
+    "read_token_file",
     "secret_matches",
     "write_private_key",
     "write_public_file",

@@ -4,6 +4,8 @@ FoglineError
   SecurityError          base of this package
     CsrRejectedError     the device's certificate request is unacceptable
     TokenError           a token is malformed (never says which secret)
+    TokenFileError       a token file is missing, empty, too large, or open
+                         to group or others
 """
 
 from fogline._errors import FoglineError
@@ -19,3 +21,7 @@ class CsrRejectedError(SecurityError):
 
 class TokenError(SecurityError):
     """A bearer or claim token does not have the expected shape."""
+
+
+class TokenFileError(SecurityError):
+    """A file meant to hold a token cannot be used: the message names it and why."""

@@ -1,10 +1,16 @@
 """Writing key material: created 0600 from the first byte, replaced atomically."""
 
 import os
+import stat
 from pathlib import Path
+from typing import Final
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+
+from ._errors import TokenFileError
+
+MAX_TOKEN_FILE_BYTES: Final = 4096
 
 
 def write_secret_file(path: Path, data: bytes) -> None:
@@ -51,3 +57,38 @@ def write_private_key(path: Path, key: PrivateKeyTypes) -> None:
 
 def load_private_key(path: Path) -> PrivateKeyTypes:
     return serialization.load_pem_private_key(path.read_bytes(), password=None)
+
+
+def read_token_file(path: Path) -> str:
+    """The token held in `path`, surrounding whitespace stripped.
+
+    Like ssh with its keys, a file that group or others may access is
+    refused: a token file is a credential, and a mode that lets other users
+    read it leaks it just as a command line would.
+
+    Raises:
+        TokenFileError: missing or unreadable, not a regular file, accessible
+            to group or others, empty, or larger than MAX_TOKEN_FILE_BYTES.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise TokenFileError(f"{path}: cannot open: {exc.strerror}") from exc
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise TokenFileError(f"{path}: not a regular file")
+        mode = stat.S_IMODE(info.st_mode)
+        if mode & 0o077:
+            raise TokenFileError(
+                f"{path}: mode {mode:04o} lets group or others read it; chmod 600 {path}"
+            )
+        data = os.read(fd, MAX_TOKEN_FILE_BYTES + 1)
+    finally:
+        os.close(fd)
+    if len(data) > MAX_TOKEN_FILE_BYTES:
+        raise TokenFileError(f"{path}: larger than {MAX_TOKEN_FILE_BYTES} bytes")
+    token = data.decode("utf-8", errors="replace").strip()
+    if not token:
+        raise TokenFileError(f"{path}: empty")
+    return token
