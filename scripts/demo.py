@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -214,6 +215,9 @@ class Demo:
                 "0",
                 "--mqtt",
                 f"mqtt://127.0.0.1:{self.mqtt_ports[name]}",
+                # The demo's module is Python from this venv, which `nobody` may not reach.
+                "--module-user",
+                pwd.getpwuid(os.geteuid()).pw_name,
                 env={"FOGLINE_CLAIM": claim},  # not on the command line: every user can read it
             )
         self.wait_for(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pwd
 import resource
 import shutil
 import signal
@@ -251,6 +252,8 @@ class AgentProcess:
     extra_args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     cwd: Path | None = None  # set: run there, given --data-dir relative to it
+    # Python under /root (0700), data in 0700 tmp dirs: out of nobody's reach, so run as us.
+    module_user: str | None = field(default_factory=lambda: pwd.getpwuid(os.geteuid()).pw_name)
 
     @property
     def log_path(self) -> Path:
@@ -277,6 +280,8 @@ class AgentProcess:
             env["FOGLINE_CLAIM"] = self.claim  # never on the command line: see docs/security.md
         if self.labels:
             args += ["--labels", self.labels]
+        if self.module_user is not None:
+            args += ["--module-user", self.module_user]
         args += self.extra_args
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         port_file = self.data_dir / "local-port"

@@ -11,6 +11,7 @@ import logging
 import os
 import platform
 import socket
+import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +41,7 @@ from ._modules import ModuleManager, node_module_manager
 from ._sync import ConfigApplier, DesiredStore, SyncLoop
 from ._telemetry import HttpHubTransport
 from .dataplane import DataPlaneCollector, MqttSettings, NodeDataPlane, ingest_handler
-from .supervisor import ProcessRuntime
+from .supervisor import ModuleUser, ProcessRuntime
 from .updater import crash_hook_from_env
 
 log = logging.getLogger("fogline.agent")
@@ -62,6 +63,8 @@ class AgentConfig:
     mqtt: MqttSettings | None = None
     outbox_max_bytes: int = 256 * 1024 * 1024
     drift_interval_s: float = 30.0
+    # Who modules run as; None: the agent's own user (no isolation from it).
+    module_user: ModuleUser | None = None
 
     def __post_init__(self) -> None:
         # Absolute from the start: the agent hands paths under data_dir to
@@ -89,6 +92,18 @@ def freeze_long_lived_objects() -> None:
     gc.unfreeze()
     gc.collect()
     gc.freeze()
+
+
+def close_to_others(data_dir: Path) -> None:
+    """Take group and other permissions off what the data dir holds (but the
+    modules' own dirs), so that nothing an older agent made under another
+    umask stays reachable; what modules need is opened again as they start."""
+    for entry in data_dir.iterdir():
+        info = entry.lstat()
+        if entry.name == "module-data" or stat.S_ISLNK(info.st_mode):
+            continue
+        if stat.S_IMODE(info.st_mode) & 0o077:
+            os.chmod(entry, stat.S_IMODE(info.st_mode) & 0o700)
 
 
 def default_name() -> str:
@@ -304,7 +319,14 @@ class Agent:
             AgentError: the local port is taken, or enrollment was refused.
         """
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.config.data_dir, 0o700)
+        # Private, unless modules run as another user: then others may pass
+        # through (not list) on the way to what is opened to them (install,
+        # config, their data dir); the rest is kept 0700/0600 by the umask.
+        isolated = self.config.module_user is not None and not self.config.module_user.is_agent_user
+        os.chmod(self.config.data_dir, 0o711 if isolated else 0o700)
+        if isolated:
+            close_to_others(self.config.data_dir)
+        self._store.secure()
         sock = self._bind_local()
         (self.config.data_dir / "local-port").write_text(f"{sock.getsockname()[1]}\n")
         server = make_local_server(self.local)
@@ -378,12 +400,13 @@ class Agent:
     def _make_modules(self, identity: Identity, link: HubLink) -> ModuleManager:
         return node_module_manager(
             self.config.data_dir,
-            ProcessRuntime(),
+            ProcessRuntime(user=self.config.module_user),
             link.http,
             self._store.pinned_release_keys(),
             self._report_now.set,
             pinned_scopes=self._store.pinned_key_scopes(),
             crash_hook=crash_hook_from_env(),  # fault injection in tests only
+            module_user=self.config.module_user,
         )
 
     async def _dataplane_forever(self, link: HubLink) -> None:

@@ -10,6 +10,7 @@ half-identity: without it the node simply enrolls again with a new key.
 """
 
 import json
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,17 @@ class IdentityStore:
     @property
     def key_path(self) -> Path:
         return self.root / "key.pem"
+
+    def secure(self) -> None:
+        """Keep the identity the agent's alone: the directory 0700, the key 0600.
+
+        Run at every start, so a node set up by an older agent, or loosened
+        by hand, is tightened before any module runs.
+        """
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(self.root, 0o700)
+        if self.key_path.exists():
+            os.chmod(self.key_path, 0o600)
 
     def load(self) -> Identity | None:
         """The enrolled identity, or None when the node has not enrolled yet.

@@ -21,6 +21,7 @@ import asyncio
 import base64
 import logging
 import os
+import stat
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -46,6 +47,7 @@ from .supervisor import (
     HealthCheck,
     HealthKind,
     ModuleRuntime,
+    ModuleUser,
     Resources,
     RestartPolicy,
     RunSpec,
@@ -69,7 +71,12 @@ MAX_REPAIR_FILES: Final = 100_000
 
 
 def run_spec(
-    name: str, install_dir: Path, spec: ModuleSpec, target: ReleaseTarget, config_path: Path
+    name: str,
+    install_dir: Path,
+    spec: ModuleSpec,
+    target: ReleaseTarget,
+    config_path: Path,
+    data_dir: Path | None = None,
 ) -> RunSpec:
     """The supervisor's view of a release: what to run and how to judge it."""
     health = None
@@ -95,6 +102,7 @@ def run_spec(
         command=tuple(spec.command or ()),
         env={**spec.env, **target.env},
         config_path=config_path,
+        data_dir=data_dir,
         health=health,
         start_grace_s=spec.start_grace_s,
         stop_grace_s=spec.stop_grace_s,
@@ -111,31 +119,81 @@ def run_spec(
     )
 
 
+def let_through(root: Path, target: Path) -> None:
+    """Give group and others search permission (--x) on `root` and every
+    directory below it on the way to `target`, `target` included: they may
+    then reach what lies there, not list or change it.
+
+    For a module user other than the agent's: the agent's data dir and what
+    it creates are private (umask 0077) unless opened this way.
+    """
+    current = root
+    for part in ("", *target.relative_to(root).parts):
+        current = current / part if part else current
+        mode = stat.S_IMODE(os.lstat(current).st_mode)
+        if mode & 0o011 != 0o011:
+            os.chmod(current, mode | 0o011)  # noqa: S103 - search only: no read, no write
+
+
 class SupervisorActivator:
     """The updater's ModuleActivator, backed by the supervisor.
 
     Model and config bundles have no process: activating them is the
     updater's atomic switch of the `current` link, and they are healthy.
+
+    With a `module_user` other than the agent's, the module gets a data dir
+    of its own (`data_root/<name>`, HOME and FOGLINE_DATA), its config file
+    is readable by the user's group (0640) and the way from `node_root` to
+    its install and config is opened for search; nothing else of the node's.
     """
 
-    def __init__(self, supervisor: Supervisor, config_dir: Path) -> None:
+    def __init__(
+        self,
+        supervisor: Supervisor,
+        config_dir: Path,
+        *,
+        node_root: Path | None = None,
+        module_user: ModuleUser | None = None,
+    ) -> None:
         self.supervisor = supervisor
         self.config_dir = config_dir
+        self.node_root = node_root
+        self.module_user = module_user if module_user and not module_user.is_agent_user else None
         self.desired: dict[str, RunSpec] = {}
         self.bundles: set[str] = set()
 
     def config_path(self, name: str) -> Path:
         return self.config_dir / f"{name}.json"
 
+    def data_dir(self, name: str) -> Path | None:
+        if self.node_root is None:
+            return None
+        return self.node_root / "module-data" / name
+
+    def write_config(self, name: str, config: Mapping[str, Any]) -> None:
+        """Write a module's config file, readable by the module and the agent only."""
+        if self.module_user is None:
+            write_atomic(self.config_path(name), canonical_json(dict(config)))
+            return
+        write_atomic(
+            self.config_path(name),
+            canonical_json(dict(config)),
+            0o640,
+            group=self.module_user.gid,
+        )
+
     async def start(
         self, name: str, install_dir: Path, spec: ModuleSpec, target: ReleaseTarget
     ) -> None:
         path = self.config_path(name)
-        await asyncio.to_thread(write_atomic, path, canonical_json(dict(target.config)))
+        await asyncio.to_thread(self.write_config, name, target.config)
         if spec.kind != "service":
             self.bundles.add(name)
             return
-        self.desired[name] = run_spec(name, install_dir, spec, target, path)
+        if self.module_user is not None and self.node_root is not None:
+            for where in (install_dir, self.config_dir):
+                await asyncio.to_thread(let_through, self.node_root, where)
+        self.desired[name] = run_spec(name, install_dir, spec, target, path, self.data_dir(name))
         await self.supervisor.apply(dict(self.desired))
 
     async def stop(self, name: str) -> None:
@@ -438,11 +496,7 @@ class ModuleManager:
             if drift.kind == "files":
                 await self._reinstall(target)
             elif drift.kind == "config":
-                await asyncio.to_thread(
-                    write_atomic,
-                    self.activator.config_path(target.name),
-                    canonical_json(dict(target.config)),
-                )
+                await asyncio.to_thread(self.activator.write_config, target.name, target.config)
             await self.supervisor.stop(
                 target.name
             ) if target.name in self.activator.desired else None
@@ -490,15 +544,19 @@ def node_module_manager(
     crash_hook: Callable[[str], None] | None = None,
     *,
     pinned_scopes: Mapping[str, Any] | None = None,
+    module_user: ModuleUser | None = None,
 ) -> ModuleManager:
     """A node's module stack laid out in its data directory: supervisor,
     updater, drift baselines and repairs, artifacts fetched over `http`.
 
     The agent builds its own here, and so does each of the simulator's
     virtual nodes (with a simulated runtime), so both run the same code.
+    `module_user` is who the runtime runs modules as (None: the agent's user).
     """
     supervisor = Supervisor(runtime, data_dir / "logs")
-    activator = SupervisorActivator(supervisor, data_dir / "modules-config")
+    activator = SupervisorActivator(
+        supervisor, data_dir / "modules-config", node_root=data_dir, module_user=module_user
+    )
     source = HttpArtifactSource(http)
 
     def make_updater(manager: ModuleManager) -> Updater:

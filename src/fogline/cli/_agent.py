@@ -1,6 +1,7 @@
 """`fogline agent ...`: run the edge node."""
 
 import asyncio
+import os
 import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -76,6 +77,16 @@ def run(
     drift_interval: Annotated[
         float, typer.Option(min=0.5, help="Seconds between drift checks.")
     ] = 30.0,
+    module_user: Annotated[
+        str | None,
+        typer.Option(
+            "--module-user",
+            help="The user modules run as (name or uid). Default: nobody when the agent "
+            "runs as root, else the agent's own user, which gives modules no isolation "
+            "from the agent (they can read its private key).",
+            show_default=False,
+        ),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Run the agent: enroll on first start, then report to the hub forever.
@@ -96,6 +107,12 @@ def run(
     # Imported here: operator commands should not pay for the agent's imports.
     from fogline.agent import Agent, AgentConfig
     from fogline.agent.dataplane import MqttSettings
+    from fogline.agent.supervisor import resolve_module_user
+
+    try:
+        modules_as = resolve_module_user(module_user)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--module-user") from None
 
     mqtt_settings = None
     if mqtt:
@@ -123,5 +140,9 @@ def run(
         mqtt=mqtt_settings,
         outbox_max_bytes=outbox_max_mb * 1024 * 1024,
         drift_interval_s=drift_interval,
+        module_user=modules_as,
     )
+    # Everything the agent writes is its own (identity, desired state with
+    # every module's config, outbox) unless it opens a path on purpose.
+    os.umask(0o077)
     asyncio.run(_run_until_signalled(Agent(config)))

@@ -20,6 +20,7 @@ def test_all_is_pinned() -> None:
         "ModuleStartError",
         "ModuleState",
         "ModuleStatus",
+        "ModuleUser",
         "ProcessRuntime",
         "Resources",
         "RestartPolicy",
@@ -30,12 +31,14 @@ def test_all_is_pinned() -> None:
         "Supervisor",
         "SupervisorError",
         "UnknownModuleError",
+        "access_problem",
         "follow_log",
         "is_probe_due",
         "log_path",
         "module_env",
         "next_state",
         "read_log_tail",
+        "resolve_module_user",
     ]
     for name in supervisor_pkg.__all__:
         assert getattr(supervisor_pkg, name) is not None

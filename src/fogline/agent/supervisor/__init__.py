@@ -5,7 +5,8 @@ owns one lifecycle task per module, which starts the process through a
 `ModuleRuntime`, probes its health, restarts it with backoff per its
 `RestartPolicy`, and reports crash loops. `ProcessRuntime` runs local
 processes (own session, minimal environment, rlimits, stdout/stderr through
-pipes into size-bounded rotating logs); `MemoryRuntime` scripts fake ones
+pipes into size-bounded rotating logs, optionally as another user:
+`ModuleUser`); `MemoryRuntime` scripts fake ones
 for tests and the fleet simulator. The lifecycle is the table in `_state`.
 
 Errors:
@@ -26,6 +27,7 @@ from ._spec import HealthCheck, HealthKind, Resources, RestartPolicy, RunSpec
 from ._state import TRANSITIONS, Event, State, is_probe_due, next_state
 from ._status import ModuleState, ModuleStatus
 from ._supervisor import Supervisor
+from ._user import ModuleUser, access_problem, resolve_module_user
 
 __all__ = [
     "TRANSITIONS",
@@ -41,6 +43,7 @@ __all__ = [
     "ModuleStartError",
     "ModuleState",
     "ModuleStatus",
+    "ModuleUser",
     "ProcessRuntime",
     "Resources",
     "RestartPolicy",
@@ -51,10 +54,12 @@ __all__ = [
     "Supervisor",
     "SupervisorError",
     "UnknownModuleError",
+    "access_problem",
     "follow_log",
     "is_probe_due",
     "log_path",
     "module_env",
     "next_state",
     "read_log_tail",
+    "resolve_module_user",
 ]

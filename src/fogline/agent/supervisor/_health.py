@@ -15,6 +15,7 @@ import httpx
 
 from ._runtime import HealthVerdict, module_env
 from ._spec import HealthCheck, RunSpec
+from ._user import ModuleUser, spawn_as
 
 # A liveness probe checks that the module answers, not who it is: like a
 # kubelet https probe, certificates are not verified (modules on loopback
@@ -57,7 +58,10 @@ def _kill_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
 
 
-async def probe_command(argv: tuple[str, ...], spec: RunSpec, timeout_s: float) -> HealthVerdict:
+async def probe_command(
+    argv: tuple[str, ...], spec: RunSpec, timeout_s: float, user: ModuleUser | None = None
+) -> HealthVerdict:
+    """Run `argv` as the module would run it: its user, workdir and environment."""
     what = f"health command {argv[0]!r}"
     try:
         process = await asyncio.create_subprocess_exec(
@@ -68,6 +72,7 @@ async def probe_command(argv: tuple[str, ...], spec: RunSpec, timeout_s: float) 
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
             start_new_session=True,  # so a timeout kills what the command started too
+            **spawn_as(user),
         )
     except (OSError, ValueError) as exc:
         return HealthVerdict(False, f"{what}: cannot run: {exc}")
@@ -94,9 +99,14 @@ def probe_uptime(required_s: float, uptime_s: float, returncode: int | None) -> 
 
 
 async def probe(
-    check: HealthCheck, spec: RunSpec, *, uptime_s: float, returncode: int | None
+    check: HealthCheck,
+    spec: RunSpec,
+    *,
+    uptime_s: float,
+    returncode: int | None,
+    user: ModuleUser | None = None,
 ) -> HealthVerdict:
-    """Run `check` once against a module started from `spec`."""
+    """Run `check` once against a module started from `spec` (as `user`)."""
     target = check.target
     if check.kind == "http":
         assert isinstance(target, str)  # HealthCheck checked it
@@ -106,6 +116,6 @@ async def probe(
         return await probe_tcp(target, check.timeout_s)
     if check.kind == "command":
         assert isinstance(target, tuple)
-        return await probe_command(target, spec, check.timeout_s)
+        return await probe_command(target, spec, check.timeout_s, user)
     assert isinstance(target, int | float)
     return probe_uptime(float(target), uptime_s, returncode)

@@ -24,6 +24,7 @@ from ._health import probe
 from ._logs import RotatingLog
 from ._runtime import HealthVerdict, ModuleProcess, module_env
 from ._spec import HealthCheck, Resources, RunSpec
+from ._user import ModuleUser, access_problem, prepare_data_dir, spawn_as
 
 _READ_CHUNK: Final = 64 * 1024
 # After the main process exits and its group is killed, output still in the
@@ -166,10 +167,20 @@ class ProcessRuntime:
     """Runs each module as a local process; the default runtime.
 
     Output goes through pipes the supervisor reads into `RotatingLog`s of at
-    most `log_max_bytes` x `log_keep` per stream.
+    most `log_max_bytes` x `log_keep` per stream. With a `user` other than
+    the agent's own, modules (and their health commands) run as that user,
+    with its groups, in a `data_dir` handed over to it; a module whose
+    command or directories that user cannot reach fails to start with an
+    error naming the path in the way.
     """
 
-    def __init__(self, *, log_max_bytes: int = 1_000_000, log_keep: int = 5) -> None:
+    def __init__(
+        self,
+        *,
+        log_max_bytes: int = 1_000_000,
+        log_keep: int = 5,
+        user: ModuleUser | None = None,
+    ) -> None:
         """Raises:
         ValueError: log_max_bytes or log_keep is not a positive int.
         """
@@ -177,6 +188,39 @@ class ProcessRuntime:
             if type(value) is not int or value < 1:
                 raise ValueError(f"{name}: expected a positive int, got {value!r}")
         self._log_max_bytes, self._log_keep = log_max_bytes, log_keep
+        self._user = None if user is None or user.is_agent_user else user
+
+    async def _check_access(self, spec: RunSpec) -> None:
+        """Hand the data dir to the module user and check it can reach everything.
+
+        Raises:
+            ModuleStartError: it cannot; the message names the path and the flag.
+        """
+        user = self._user
+        try:
+            if user is None:
+                if spec.data_dir is not None:
+                    await asyncio.to_thread(spec.data_dir.mkdir, 0o700, True, True)
+                return
+            if spec.data_dir is not None:
+                await asyncio.to_thread(prepare_data_dir, spec.data_dir, user)
+        except OSError as exc:
+            raise ModuleStartError(spec.name, f"cannot prepare its data dir: {exc}") from exc
+        problem = await asyncio.to_thread(
+            access_problem,
+            user,
+            command=spec.command[0],
+            workdir=spec.workdir,
+            env=module_env(spec),
+            readable=[spec.config_path] if spec.config_path else [],
+            writable=[spec.data_dir] if spec.data_dir else [],
+        )
+        if problem:
+            raise ModuleStartError(
+                spec.name,
+                f"module user {user.name!r} {problem}; make it reachable, or run modules as "
+                "another user with `fogline agent run --module-user USER`",
+            )
 
     async def start(self, spec: RunSpec, stdout_path: Path, stderr_path: Path) -> ModuleProcess:
         """Raises:
@@ -190,6 +234,12 @@ class ProcessRuntime:
             ]
         except OSError as exc:
             raise ModuleStartError(spec.name, f"cannot create its log directory: {exc}") from exc
+        try:
+            await self._check_access(spec)
+        except BaseException:
+            for log in logs:
+                log.close()
+            raise
         (out_read, out_write), (err_read, err_write) = os.pipe(), os.pipe()
         try:
             process = await asyncio.create_subprocess_exec(
@@ -201,6 +251,10 @@ class ProcessRuntime:
                 stderr=err_write,
                 start_new_session=True,
                 preexec_fn=_limiter(_rlimits(spec.resources)),  # see _limiter
+                # The agent's umask (0077) keeps its own files private; a
+                # module gets the conventional one.
+                umask=0o022,
+                **spawn_as(self._user),
             )
         except BaseException as exc:  # also cancellation: asyncio kills the process then
             for fd in (out_read, err_read):
@@ -221,4 +275,6 @@ class ProcessRuntime:
     async def probe(
         self, process: ModuleProcess, spec: RunSpec, check: HealthCheck, uptime_s: float
     ) -> HealthVerdict:
-        return await probe(check, spec, uptime_s=uptime_s, returncode=process.returncode)
+        return await probe(
+            check, spec, uptime_s=uptime_s, returncode=process.returncode, user=self._user
+        )

@@ -76,7 +76,7 @@ def module_env(spec: RunSpec) -> dict[str, str]:
     env = {
         "PATH": os.environ.get("PATH") or _DEFAULT_PATH,
         "LANG": os.environ.get("LANG") or "C.UTF-8",
-        "HOME": str(spec.workdir),
+        "HOME": str(spec.data_dir or spec.workdir),
     }
     env.update(spec.env)
     # Last, so the spec cannot fake them (RunSpec already refuses FOGLINE_ names).
@@ -84,6 +84,8 @@ def module_env(spec: RunSpec) -> dict[str, str]:
     env["FOGLINE_MODULE_VERSION"] = spec.version
     if spec.config_path is not None:
         env["FOGLINE_CONFIG"] = str(spec.config_path)
+    if spec.data_dir is not None:
+        env["FOGLINE_DATA"] = str(spec.data_dir)
     return env
 
 

@@ -149,9 +149,14 @@ class RunSpec:
 
     The process gets a minimal environment, never the agent's (which may hold
     the hub token or proxy credentials): PATH and LANG copied from the agent
-    (defaults /usr/local/bin:/usr/bin:/bin and C.UTF-8), HOME set to `workdir`,
-    then `env`, then FOGLINE_MODULE, FOGLINE_MODULE_VERSION and, when
-    `config_path` is set, FOGLINE_CONFIG.
+    (defaults /usr/local/bin:/usr/bin:/bin and C.UTF-8), HOME set to
+    `data_dir` (else `workdir`), then `env`, then FOGLINE_MODULE,
+    FOGLINE_MODULE_VERSION and, when set, FOGLINE_CONFIG (`config_path`) and
+    FOGLINE_DATA (`data_dir`).
+
+    `workdir` holds the release's files (read-only for the module: they are
+    drift-checked); `data_dir` is the module's own, writable, kept across
+    versions.
     """
 
     name: str
@@ -160,6 +165,7 @@ class RunSpec:
     command: tuple[str, ...]
     env: Mapping[str, str] = field(default_factory=dict)
     config_path: Path | None = None
+    data_dir: Path | None = None
     health: HealthCheck | None = None
     start_grace_s: float = 5.0  # not probed before it ends: see Supervisor
     stop_grace_s: float = 10.0
@@ -186,8 +192,9 @@ class RunSpec:
     def needs_restart_from(self, running: "RunSpec") -> bool:
         """True when `running`'s process cannot become this spec without a restart.
 
-        Version, workdir, command, env, config path and resources are fixed at
-        exec time. Health, graces and the restart policy are adopted in place.
+        Version, workdir, command, env, config path, data dir and resources
+        are fixed at exec time. Health, graces and the restart policy are
+        adopted in place.
         """
         return (
             self.version,
@@ -195,6 +202,7 @@ class RunSpec:
             self.command,
             dict(self.env),
             self.config_path,
+            self.data_dir,
             self.resources,
         ) != (
             running.version,
@@ -202,5 +210,6 @@ class RunSpec:
             running.command,
             dict(running.env),
             running.config_path,
+            running.data_dir,
             running.resources,
         )
