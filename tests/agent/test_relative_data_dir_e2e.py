@@ -57,7 +57,8 @@ def test_a_module_of_an_agent_with_a_relative_data_dir_opens_its_config_and_home
             lambda: (s := _served(port)) and s["version"] == "1.0.0" and s, 60, "the module"
         )
         assert served["config"] == {"greeting": "relative"}
-        assert "server.py" in served["home"]  # HOME is the module's install directory
+        # HOME is the module's own data directory, absolute, under the agent's.
+        assert served["home"] == sorted(os.listdir(workdir / "node" / "module-data" / "web"))
         wait_until(lambda: hub.device("rel-1")["sync"]["status"] == "in-sync", 15, "in-sync")
         # And the agent kept its state where it was told: under its working directory.
         assert (workdir / "node" / "identity").is_dir()

@@ -10,6 +10,7 @@ from fogline.hub import make_engine, upgrade_schema
 from fogline.hub._db import make_session_factory
 from fogline.hub._device_labels import effective_labels, normalize_arch, platform_labels
 from fogline.hub._errors import BadRequestError, ConflictError, ForbiddenError
+from fogline.hub._schema import ClaimRow
 from fogline.hub._store import (
     change_labels,
     count_devices_by_status,
@@ -101,7 +102,12 @@ def test_revoked_and_expired_claims_are_refused(sessions, ca):
         revoke_claim(session, parse_token(revoked).token_id)
     with sessions() as session, pytest.raises(ForbiddenError), session.begin():
         enroll_device(session, ca, _request(revoked, "a"))
-    expired = _claim(sessions, expires_in_s=0.001)
+    expired = _claim(sessions)
+    with sessions() as session, session.begin():
+        # Expired a second ago: a claim made to expire in a millisecond may
+        # still be valid when a fast machine enrolls with it.
+        row = session.get(ClaimRow, parse_token(expired).token_id)
+        row.expires_at = utcnow() - dt.timedelta(seconds=1)
     with sessions() as session, pytest.raises(ForbiddenError), session.begin():
         enroll_device(session, ca, _request(expired, "b"))
 
