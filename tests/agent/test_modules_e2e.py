@@ -72,7 +72,8 @@ def test_deploy_update_rollback_restart_and_drift(hub, tmp_path):
         # v2
         manifest.write_text(deployment("2.0.0"))
         plan = hub.cli("plan", "-f", str(manifest), check=False)
-        assert "modules[web].version: 1.0.0 → 2.0.0" in plan.stdout
+        assert "modules[web]: 1.0.0 → 2.0.0" in plan.stdout  # one line per module version
+        assert "signature" not in plan.stdout
         hub.cli("apply", "-f", str(manifest))
         wait_until(lambda: (s := _served(port)) and s["version"] == "2.0.0", 60, "v2")
         wait_until(lambda: hub.device("node-1")["sync"]["status"] == "in-sync", 15, "in-sync v2")

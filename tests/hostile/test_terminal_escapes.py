@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import json
 import re
-import time
 
 import pytest
 
-from fogline.protocol import encode_batch
 from tests.support import device
 from tests.support.processes import HubProcess
 
@@ -22,14 +20,6 @@ EVIL = "\x1b]0;pwned\x07\x1b[2J[red]x[/red]"
 # Control characters of any kind in the output: only the newline belongs there.
 RAW_CONTROL = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f]")
 SHOWN = "\\x1b]0;pwned\\x07\\x1b[2J[red]x[/red]"
-
-
-class _Record:
-    def __init__(self, seq: int, stream: str, payload: dict) -> None:
-        now = time.time()
-        self.seq, self.stream, self.priority = seq, stream, 1
-        self.created, self.expires = now, now + 3600
-        self.payload = json.dumps(payload).encode()
 
 
 @pytest.fixture(scope="module")
@@ -51,13 +41,7 @@ def evil_device(
     with evil.client() as client:
         response = client.post("/v1/report", json={"facts": facts, "modules": modules})
         assert response.status_code == 200, response.text
-        lines = [_Record(1, "logs/web", {"stream": "stderr", "line": EVIL})]
-        response = client.post(
-            "/v1/telemetry",
-            content=encode_batch(lines),
-            headers={"content-type": "application/json", "content-encoding": "zstd"},
-        )
-        assert response.status_code < 300, response.text
+    evil.upload([(1, "logs/web", {"stream": "stderr", "line": EVIL})])
     return evil
 
 

@@ -1,6 +1,8 @@
 """`fogline rollout rehearse`: plans, and end to end against a throwaway hub."""
 
 import json
+import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -31,7 +33,12 @@ def fogline(*args: str, timeout_s: float = 120) -> subprocess.CompletedProcess[s
         capture_output=True,
         text=True,
         timeout=timeout_s,
-        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"},
+        # A bare environment, but the same code as the test (a worktree's src/).
+        env={
+            "COLUMNS": "200",
+            "PATH": "/usr/bin:/bin",
+            "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
+        },
     )
 
 
@@ -100,4 +107,11 @@ def test_an_unhealthy_release_is_rolled_back_and_exits_1_with_the_reason(
     assert result.returncode == 1, result.stderr
     assert "rolled back at wave 1/2" in result.stdout
     assert "maxFailures" in result.stdout  # the hub's reason
-    assert "artifact bytes" in result.stdout
+    assert "of artifacts" in result.stdout
+    # The counts add up to the devices: the failed canary is counted as reverted
+    # (it was served its previous revision), the rest as not started.
+    counts = re.search(r"(\d+) devices: (.*);", result.stdout)
+    assert counts is not None, result.stdout
+    parts = dict((word, int(n)) for n, word in re.findall(r"(\d+) ([a-z ]+?)(?:,|$)", counts[2]))
+    assert sum(parts.values()) == int(counts[1]) == 8, counts[0]
+    assert parts["reverted"] >= 1 and parts["failed"] == 0, counts[0]

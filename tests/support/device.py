@@ -6,7 +6,10 @@ weak key, a certificate from another CA) rather than run a whole agent.
 
 from __future__ import annotations
 
+import json
 import platform
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +17,7 @@ from typing import Any
 import httpx
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from fogline.protocol import encode_batch
 from fogline.security import make_csr, write_private_key, write_public_file
 
 from .processes import HubProcess, tls
@@ -61,6 +65,26 @@ class TestDevice:
     def report(self) -> httpx.Response:
         with self.client() as client:
             return client.post("/v1/report", json={"facts": FACTS, "labels": {}})
+
+    def upload(self, records: Sequence[tuple[int, str, dict[str, Any]]]) -> None:
+        """Upload (seq, stream, payload) records as the node's uplink does, created now."""
+        with self.client() as client:
+            response = client.post(
+                "/v1/telemetry",
+                content=encode_batch([_Record(*record) for record in records]),
+                headers={"content-type": "application/json", "content-encoding": "zstd"},
+            )
+        assert response.status_code < 300, response.text
+
+
+class _Record:
+    """What `encode_batch` reads of an outbox record."""
+
+    def __init__(self, seq: int, stream: str, payload: dict[str, Any]) -> None:
+        now = time.time()
+        self.seq, self.stream, self.priority = seq, stream, 1
+        self.created, self.expires = now, now + 3600
+        self.payload = json.dumps(payload).encode()
 
 
 def enroll_device(

@@ -1,6 +1,7 @@
 """The `fogline` command: operator commands and the daemons."""
 
 import sys
+from typing import Annotated
 
 import typer
 
@@ -11,6 +12,7 @@ from . import (
     _agent,
     _audit,
     _claim,
+    _config,
     _devices,
     _hub,
     _keys,
@@ -30,6 +32,31 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"fogline {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    _version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the Fogline version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """Fogline: ship software to edge fleets safely, and process data at the edge."""
+
+
+app.command("login")(_config.login)
+app.add_typer(_config.app, name="config")
 app.add_typer(_hub.app, name="hub")
 app.add_typer(_agent.app, name="agent")
 app.add_typer(_claim.app, name="claim")
@@ -49,7 +76,7 @@ app.add_typer(_sim.app, name="sim")
 
 @app.command("version")
 def version() -> None:
-    """Print the Fogline version."""
+    """Print the Fogline version alone (`fogline --version` says `fogline X.Y.Z`)."""
     typer.echo(__version__)
 
 

@@ -11,7 +11,7 @@ import typer
 from fogline._log import configure_logging
 from fogline.protocol import parse_labels
 
-from ._common import ClaimFileOpt, claim_from_env
+from ._common import ClaimFileOpt, LogFormatOpt, claim_from_env
 
 if TYPE_CHECKING:
     from fogline.agent import Agent
@@ -88,6 +88,7 @@ def run(
         ),
     ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    log_format: LogFormatOpt = None,
 ) -> None:
     """Run the agent: enroll on first start, then report to the hub forever.
 
@@ -103,7 +104,7 @@ def run(
         raise typer.BadParameter(str(exc), param_hint="--labels") from None
     if not ca.is_file():
         raise typer.BadParameter(f"{ca}: file not found", param_hint="--ca")
-    configure_logging(log_level)
+    configure_logging(log_level, log_format)
     # Imported here: operator commands should not pay for the agent's imports.
     from fogline.agent import Agent, AgentConfig
     from fogline.agent.dataplane import MqttSettings

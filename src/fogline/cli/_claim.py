@@ -26,7 +26,7 @@ CLAIM_COLUMNS = [
 
 @app.command("create")
 def create(
-    hub: HubOpt,
+    hub: HubOpt = None,
     token: TokenOpt = None,
     ca: CaOpt = None,
     labels: Annotated[
@@ -62,7 +62,9 @@ def create(
 
 
 @app.command("ls")
-def list_(hub: HubOpt, token: TokenOpt = None, ca: CaOpt = None, output: OutputOpt = None) -> None:
+def list_(
+    hub: HubOpt = None, token: TokenOpt = None, ca: CaOpt = None, output: OutputOpt = None
+) -> None:
     """List claims with their uses and status."""
     with connect(hub, token, ca) as client:
         rows = client.get("/v1/claims")
@@ -71,7 +73,11 @@ def list_(hub: HubOpt, token: TokenOpt = None, ca: CaOpt = None, output: OutputO
 
 @app.command("revoke")
 def revoke(
-    claim_id: str, hub: HubOpt, token: TokenOpt = None, ca: CaOpt = None, output: OutputOpt = None
+    claim_id: str,
+    hub: HubOpt = None,
+    token: TokenOpt = None,
+    ca: CaOpt = None,
+    output: OutputOpt = None,
 ) -> None:
     """Revoke a claim: no further device can enroll with it."""
     with connect(hub, token, ca) as client:

@@ -3,7 +3,6 @@
 import datetime as dt
 import enum
 import os
-import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,17 +15,14 @@ from rich.markup import escape
 from rich.table import Table
 
 from fogline._errors import FoglineError
+from fogline._log import LOG_FORMAT_ENV, LogFormat
+from fogline._text import visible
 
 from ._client import HubClient, HubConnection
+from ._contexts import load_contexts, resolve_connection
 
 console = Console()
 err_console = Console(stderr=True)
-
-# C0 and C1 controls and DEL (ESC starts the sequences that retitle, clear or
-# rewrite a terminal), plus the Unicode controls that reorder or hide text.
-_UNSAFE_CHARS = re.compile(
-    "[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]"
-)
 
 
 class Output(enum.StrEnum):
@@ -35,17 +31,42 @@ class Output(enum.StrEnum):
 
 
 HubOpt = Annotated[
-    str, typer.Option("--hub", envvar="FOGLINE_HUB", help="Hub URL, e.g. https://127.0.0.1:8443")
+    str | None,
+    typer.Option(
+        "--hub",
+        envvar="FOGLINE_HUB",
+        help="Hub URL, e.g. https://127.0.0.1:8443 (default: the current context, see "
+        "`fogline login`).",
+        show_default=False,
+    ),
 ]
 TokenOpt = Annotated[
     str | None,
     typer.Option(
-        "--token", envvar="FOGLINE_TOKEN", help="Operator bearer token.", show_default=False
+        "--token",
+        envvar="FOGLINE_TOKEN",
+        help="Operator bearer token (default: the current context's).",
+        show_default=False,
     ),
 ]
 CaOpt = Annotated[
     Path | None,
-    typer.Option("--ca", envvar="FOGLINE_CA", help="The fleet CA certificate (hub DIR/ca.pem)."),
+    typer.Option(
+        "--ca",
+        envvar="FOGLINE_CA",
+        help="The fleet CA certificate, the hub's DIR/ca.pem (default: the current context's).",
+        show_default=False,
+    ),
+]
+LogFormatOpt = Annotated[
+    LogFormat | None,
+    typer.Option(
+        "--log-format",
+        envvar=LOG_FORMAT_ENV,
+        help="human (local time, one readable line per event; the default on a terminal) "
+        "or json (one object per line; the default otherwise).",
+        show_default=False,
+    ),
 ]
 ClaimFileOpt = Annotated[
     Path | None,
@@ -77,10 +98,25 @@ def claim_from_env(claim_file: Path | None) -> str | None:
     return claim
 
 
-def connect(hub: str, token: str | None, ca: Path | None) -> HubClient:
-    if not token:
-        raise FoglineError("no operator token: pass --token or set FOGLINE_TOKEN")
-    return HubConnection(hub, token, ca).client()
+def connect(hub: str | None, token: str | None, ca: Path | None) -> HubClient:
+    """A client for the hub that the options, the environment or the current context name.
+
+    Raises:
+        FoglineError: no hub or no token from any of them; the CA file is missing.
+        ContextError: the config file is unsafe or malformed.
+    """
+    conn = resolve_connection(hub, token, ca, load_contexts())
+    if not conn.hub:
+        raise FoglineError(
+            "no hub: pass --hub URL, set FOGLINE_HUB, or store one with "
+            "`fogline login --hub URL --ca FILE --token-file FILE`"
+        )
+    if not conn.token:
+        raise FoglineError(
+            "no operator token: pass --token, set FOGLINE_TOKEN, or store one with "
+            "`fogline login` (the hub's first token is in its DIR/admin-token)"
+        )
+    return HubConnection(conn.hub, conn.token, conn.ca).client()
 
 
 def wants_json(output: Output | None) -> bool:
@@ -93,11 +129,6 @@ def print_json(data: Any) -> None:
     sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
 
 
-def _visible(match: re.Match[str]) -> str:
-    code = ord(match.group())
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
-
-
 def safe_text(value: object, *, markup: bool = True) -> str:
     """`value` as text that cannot drive the operator's terminal.
 
@@ -107,7 +138,7 @@ def safe_text(value: object, *, markup: bool = True) -> str:
     chose (names, hostnames, labels, errors, module logs) is printed through
     here; JSON output does not need it (JSON escapes control characters).
     """
-    text = _UNSAFE_CHARS.sub(_visible, str(value))
+    text = visible(str(value))
     return escape(text) if markup else text
 
 
@@ -120,22 +151,26 @@ def print_rows(
         return
     table = Table(show_edge=False, pad_edge=False)
     for _, title in columns:
-        table.add_column(title)
+        # Folded, never cut with an ellipsis: a table must not hide data.
+        table.add_column(title, overflow="fold")
     for row in rows:
         table.add_row(*(safe_text(format_cell(row.get(key))) for key, _ in columns))
     console.print(table)
 
 
 def ago(timestamp: str | None) -> str:
-    """`2026-11-24T21:30:00Z` as `12s ago`, for tables."""
+    """`2026-11-24T21:30:00Z` as `12s ago` (or `in 364d` for a time ahead), for tables."""
     if not timestamp:
         return "never"
     then = dt.datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
-    seconds = max(0, int((dt.datetime.now(dt.UTC) - then).total_seconds()))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit} ago"
-    return f"{seconds}s ago"
+    seconds = int((dt.datetime.now(dt.UTC) - then).total_seconds())
+    # A few seconds ahead is two clocks disagreeing, not the future.
+    ahead, seconds = seconds < -5, abs(seconds) if seconds < -5 else max(0, seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size or unit == "s":
+            amount = f"{seconds // size}{unit}"
+            return f"in {amount}" if ahead else f"{amount} ago"
+    raise AssertionError("unreachable")
 
 
 def format_cell(value: Any) -> str:

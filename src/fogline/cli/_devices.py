@@ -19,6 +19,7 @@ from ._common import (
     safe_text,
     wants_json,
 )
+from ._format import human_bytes, plural, without_repeated_prefixes
 
 app = typer.Typer(
     help="List, inspect, label, promote, revoke and remove devices.", no_args_is_help=True
@@ -65,7 +66,9 @@ def show_rows(rows: list[dict[str, Any]], output: Any) -> None:
 
 
 @app.command("ls")
-def list_(hub: HubOpt, token: TokenOpt = None, ca: CaOpt = None, output: OutputOpt = None) -> None:
+def list_(
+    hub: HubOpt = None, token: TokenOpt = None, ca: CaOpt = None, output: OutputOpt = None
+) -> None:
     """List devices: name, id, labels, status, last seen, agent version."""
     with connect(hub, token, ca) as client:
         rows = client.get("/v1/devices")
@@ -75,7 +78,7 @@ def list_(hub: HubOpt, token: TokenOpt = None, ca: CaOpt = None, output: OutputO
 @app.command("show")
 def show(
     ref: Annotated[str, typer.Argument(help="Device id or name.")],
-    hub: HubOpt,
+    hub: HubOpt = None,
     token: TokenOpt = None,
     ca: CaOpt = None,
     output: OutputOpt = None,
@@ -89,71 +92,100 @@ def show(
     print_device(row)
 
 
-def _line(key: str, value: Any) -> None:
-    console.print(
-        f"[bold]{safe_text(key):>14}[/bold]  {safe_text('-' if value in (None, '') else value)}",
-        highlight=False,
-        soft_wrap=True,
-    )
+def _when(timestamp: str | None) -> str | None:
+    """`2026-11-24T21:30:00Z (12s ago)`: to the second, and how long ago."""
+    if not timestamp:
+        return None
+    return f"{timestamp.split('.')[0].removesuffix('Z')}Z ({ago(timestamp)})"
 
 
-def print_device(row: dict[str, Any]) -> None:
-    """A person's view of one device: identity, sync, modules, updates, drift, outbox."""
-    for key in (
-        "name",
-        "id",
-        "status",
-        "enrolled_at",
-        "last_seen",
-        "agent_version",
-        "hostname",
-        "os",
-        "arch",
-        "claim_id",
-        "cert_not_after",
-    ):
-        _line(key, row.get(key))
-    _line("labels", ",".join(f"{k}={v}" for k, v in sorted(row["labels"].items())))
+def _labels(labels: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(labels.items()))
+
+
+def _update_text(name: str, progress: dict[str, Any]) -> str:
+    version, state = progress.get("version"), progress.get("state")
+    text = f"{version} {state}"
+    done, total = progress.get("bytes_done"), progress.get("bytes_total")
+    if total:
+        text += f", {human_bytes(done or 0)} of {human_bytes(total)}"
+    if progress.get("error"):
+        # The node's error names the release already: say it once.
+        error = without_repeated_prefixes(str(progress["error"]))
+        text += f": {error.removeprefix(f'{name} {version}: ')}"
+    return text
+
+
+def device_lines(row: dict[str, Any]) -> list[tuple[str, Any]]:
+    """A person's view of one device, as (key, value) lines: identity, sync,
+    modules, updates, drift, outbox."""
+    lines: list[tuple[str, Any]] = [
+        (key.replace("_", " "), row.get(key))
+        for key in ("name", "id", "status", "agent_version", "hostname", "os", "arch", "claim_id")
+    ]
+    lines += [
+        ("enrolled", _when(row.get("enrolled_at"))),
+        ("last seen", _when(row.get("last_seen"))),
+        ("cert expires", _when(row.get("cert_not_after"))),
+        ("labels", _labels(row["labels"])),
+    ]
     requested = row.get("reported_labels") or {}
     if requested:
-        _line(
-            "requested",
-            ",".join(f"{k}={v}" for k, v in sorted(requested.items()))
-            + "  (asked for by the device; not used for targeting unless promoted into labels)",
+        lines.append(
+            (
+                "requested",
+                _labels(requested)
+                + "  (asked for by the device; not used for targeting unless promoted)",
+            )
         )
     sync = row.get("sync") or {}
-    _line("sync", sync.get("status"))
-    _line("desired", sync.get("desired_revision"))
-    _line("reported", sync.get("reported_revision"))
+    lines += [
+        ("sync", sync.get("status")),
+        ("desired", sync.get("desired_revision")),
+        ("reported", sync.get("reported_revision")),
+    ]
     if sync.get("error"):
-        _line("sync error", sync["error"])
+        lines.append(("sync error", without_repeated_prefixes(str(sync["error"]))))
     reported = row.get("reported") or {}
     modules = reported.get("modules") or {}
     for name, status in sorted((modules.get("modules") or {}).items()):
         detail = f"{status.get('version')} {status.get('state')}"
         if status.get("restarts"):
-            detail += f", {status['restarts']} restarts"
+            detail += f", {plural(status['restarts'], 'restart')}"
         if status.get("last_error"):
-            detail += f", {status['last_error']}"
-        _line(f"module {name}", detail)
+            detail += f", {without_repeated_prefixes(str(status['last_error']))}"
+        lines.append((f"module {name}", detail))
     for name, progress in sorted((modules.get("progress") or {}).items()):
-        done, total = progress.get("bytes_done"), progress.get("bytes_total")
-        size = f" {done}/{total} bytes" if total else ""
-        error = f": {progress['error']}" if progress.get("error") else ""
-        _line(f"update {name}", f"{progress.get('version')} {progress.get('state')}{size}{error}")
+        lines.append((f"update {name}", _update_text(name, progress)))
     for drift in modules.get("drift") or []:
-        _line("drift", f"{drift['module']} {drift['kind']}: {drift['detail']}")
-    if modules:
-        _line(
-            "drift policy",
-            f"{modules.get('drift_policy')} ({modules.get('drift_corrections', 0)} corrections)",
-        )
+        lines.append(("drift", f"{drift['module']} {drift['kind']}: {drift['detail']}"))
+    if modules.get("drift_policy"):
+        corrections = plural(modules.get("drift_corrections", 0), "correction")
+        lines.append(("drift policy", f"{modules.get('drift_policy')} ({corrections})"))
     outbox = reported.get("outbox")
     if outbox:
-        _line(
-            "outbox",
-            f"{outbox['depth']} records, {outbox['bytes']} of {outbox['max_bytes']} bytes, "
-            f"dropped {outbox['dropped_quota']} (quota) {outbox['expired']} (expired)",
+        lines.append(
+            (
+                "outbox",
+                f"{plural(outbox['depth'], 'record')}, {human_bytes(outbox['bytes'])} of "
+                f"{human_bytes(outbox['max_bytes'])}; dropped {outbox['dropped_quota']} "
+                f"over quota, {outbox['expired']} expired",
+            )
+        )
+    return lines
+
+
+def print_device(row: dict[str, Any]) -> None:
+    """Print `device_lines`, keys right-aligned to the longest one."""
+    lines = device_lines(row)
+    width = max(len(safe_text(key, markup=False)) for key, _ in lines)
+    for key, value in lines:
+        pad = " " * (width - len(safe_text(key, markup=False)))
+        text = safe_text("-" if value in (None, "") else value)
+        console.print(
+            f"{pad}[bold]{safe_text(key)}[/bold]  {text}",
+            highlight=False,
+            soft_wrap=True,
         )
 
 
@@ -161,7 +193,7 @@ def print_device(row: dict[str, Any]) -> None:
 def label(
     ref: Annotated[str, typer.Argument(help="Device id or name.")],
     changes: Annotated[list[str], typer.Argument(help="k=v to set, k- to remove.")],
-    hub: HubOpt,
+    hub: HubOpt = None,
     token: TokenOpt = None,
     ca: CaOpt = None,
     output: OutputOpt = None,
@@ -186,7 +218,7 @@ def label(
 @app.command("revoke")
 def revoke(
     ref: Annotated[str, typer.Argument(help="Device id or name.")],
-    hub: HubOpt,
+    hub: HubOpt = None,
     token: TokenOpt = None,
     ca: CaOpt = None,
     output: OutputOpt = None,
@@ -201,7 +233,7 @@ def revoke(
 def promote(
     ref: Annotated[str, typer.Argument(help="Device id or name.")],
     keys: Annotated[list[str], typer.Argument(help="Keys of labels the device asked for.")],
-    hub: HubOpt,
+    hub: HubOpt = None,
     token: TokenOpt = None,
     ca: CaOpt = None,
     output: OutputOpt = None,
@@ -216,7 +248,7 @@ def promote(
 @app.command("rm")
 def remove(
     ref: Annotated[str, typer.Argument(help="Device id or name.")],
-    hub: HubOpt,
+    hub: HubOpt = None,
     token: TokenOpt = None,
     ca: CaOpt = None,
     force: Annotated[

@@ -1,9 +1,14 @@
 """`fogline hub ...`: run the cloud tier."""
 
+import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from fogline._log import LOG_FORMAT_ENV
+
+from ._common import LogFormatOpt
 
 app = typer.Typer(help="Run the hub (cloud tier).", no_args_is_help=True)
 
@@ -33,6 +38,7 @@ def serve_command(
         str, typer.Option(help="How long telemetry is kept, e.g. 7d, 12h.")
     ] = "7d",
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    log_format: LogFormatOpt = None,
     workers: Annotated[
         int,
         typer.Option(
@@ -99,6 +105,10 @@ def serve_command(
     certificate and an admin token, written only to DATA_DIR/admin-token
     (0600; never printed). Replace it with `fogline hub rotate-admin-token`.
     """
+    if log_format is not None:
+        # The hub configures its logging itself, in every worker process:
+        # the environment carries the choice to each of them.
+        os.environ[LOG_FORMAT_ENV] = log_format.value
     # Imported here: operator commands should not pay for the hub's imports.
     from fogline.hub import (
         ConnectionLimits,

@@ -1,53 +1,126 @@
-"""`fogline logs DEVICE MODULE [--follow]`: a module's stdout and stderr, from the hub."""
+"""`fogline logs DEVICE MODULE [--tail N] [--timestamps] [--follow]`: a module's
+stdout and stderr, as the node shipped them to the hub."""
 
+import datetime as dt
 import time
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 import typer
 
-from ._common import CaOpt, HubOpt, TokenOpt, connect, console, safe_text
+from fogline.manifest import parse_duration
 
-POLL_S = 1.0
+from ._client import HubClient
+from ._common import CaOpt, HubOpt, TokenOpt, connect, console, err_console, safe_text
+
+POLL_S: Final = 1.0
+QUERY_LIMIT: Final = 10_000  # the hub's most records per query
+# How often --tail may halve a window that held more than one query returns.
+MAX_NARROWING: Final = 16
 
 
-def _print(rows: list[dict[str, Any]], stream: str | None) -> None:
+def _timestamp(created: str) -> str:
+    """When the node wrote the line, by its clock: UTC, to the millisecond."""
+    try:
+        moment = dt.datetime.fromisoformat(created).astimezone(dt.UTC)
+    except (TypeError, ValueError):
+        return safe_text(created)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _print(rows: list[dict[str, Any]], timestamps: bool) -> None:
     for row in rows:
         payload = row["payload"]
-        if stream and payload.get("stream") != stream:
-            continue
         marker = "[red]![/red] " if payload.get("stream") == "stderr" else "  "
-        console.print(marker, end="")
+        if timestamps:
+            marker = f"{_timestamp(row['created'])} {marker}"
+        console.print(marker, end="", highlight=False)
         console.out(safe_text(payload.get("line", ""), markup=False), highlight=False)
+
+
+def _query(client: HubClient, params: dict[str, Any], stream: str | None) -> list[dict[str, Any]]:
+    """The window's lines, oldest first; only `stream` (stdout or stderr) if given."""
+    rows = client.get("/v1/telemetry", params={**params, "limit": QUERY_LIMIT})
+    return [r for r in rows if not stream or r["payload"].get("stream") == stream]
+
+
+def _narrowed(
+    client: HubClient, params: dict[str, Any], stream: str | None
+) -> list[dict[str, Any]]:
+    """The newest lines of a window that held more than one answer carries.
+
+    The hub answers oldest first and at most QUERY_LIMIT records, so a full
+    answer misses the newest lines: the window is halved until it fits.
+    """
+    window_s = parse_duration(params["since"])
+    raw: list[dict[str, Any]] = []
+    for _ in range(MAX_NARROWING):
+        window_s /= 2
+        since = f"{max(1, int(window_s * 1000))}ms"
+        raw = client.get("/v1/telemetry", params={**params, "since": since, "limit": QUERY_LIMIT})
+        if len(raw) < QUERY_LIMIT or window_s < 1:
+            break
+    return [r for r in raw if not stream or r["payload"].get("stream") == stream]
 
 
 def logs(
     device: Annotated[str, typer.Argument(help="Device id or name.")],
     module: Annotated[str, typer.Argument(help="Module name.")],
-    hub: HubOpt,
+    hub: HubOpt = None,
     token: TokenOpt = None,
     ca: CaOpt = None,
     since: Annotated[str, typer.Option(help="How far back, e.g. 10m, 1h, 1d.")] = "1h",
+    tail: Annotated[
+        int | None,
+        typer.Option(
+            "--tail", min=0, max=QUERY_LIMIT, help="Only the last N lines (of --since's window)."
+        ),
+    ] = None,
+    timestamps: Annotated[
+        bool,
+        typer.Option("--timestamps", "-t", help="Start each line with when the node wrote it."),
+    ] = False,
     follow: Annotated[
-        bool, typer.Option("--follow", "-f", help="Keep printing new lines.")
+        bool,
+        typer.Option("--follow", "-f", help="Keep printing new lines until Ctrl-C (blocks)."),
     ] = False,
     stream: Annotated[str | None, typer.Option(help="Only stdout or stderr.")] = None,
 ) -> None:
-    """Print a module's logs as the node shipped them (stderr lines marked with !)."""
+    """Print a module's logs as the node shipped them (stderr lines marked with !).
+
+    Lines reach the hub with the node's reports, a few seconds after the
+    module wrote them. An unknown device is an error, as for `devices show`.
+    """
     if stream not in (None, "stdout", "stderr"):
         raise typer.BadParameter("must be stdout or stderr", param_hint="--stream")
-    params: dict[str, Any] = {
-        "device": device,
-        "stream": f"logs/{module}",
-        "since": since,
-        "limit": 10_000,
-    }
-    seen: set[int] = set()
+    try:
+        parse_duration(since)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--since") from None
     with connect(hub, token, ca) as client:
+        known = client.get(f"/v1/devices/{device}")  # 404 (one line, exit 1) when unknown
+        params: dict[str, Any] = {"device": known["id"], "stream": f"logs/{module}", "since": since}
+        window = _query(client, params, None)
+        rows = [r for r in window if not stream or r["payload"].get("stream") == stream]
+        if tail is not None:
+            rows = _narrowed(client, params, stream) if len(window) >= QUERY_LIMIT else rows
+            rows = rows[-tail:] if tail else []
+        _print(rows, timestamps)
+        if not follow:
+            if not window:
+                err_console.print(
+                    f"no {safe_text(module)} lines from {safe_text(known['name'])} "
+                    f"in the last {since}",
+                    highlight=False,
+                )
+            return
+        # Sequence numbers grow on the node: a line is new when its number is.
+        newest = max((r["seq"] for r in window), default=-1)
         while True:
-            rows = [r for r in client.get("/v1/telemetry", params=params) if r["seq"] not in seen]
-            seen.update(r["seq"] for r in rows)
-            _print(sorted(rows, key=lambda r: r["seq"]), stream)
-            if not follow:
-                return
-            params["since"] = "10m"  # the window only needs to cover one poll
             time.sleep(POLL_S)
+            # The window only needs to cover one poll.
+            fresh = [
+                r for r in _query(client, {**params, "since": "10m"}, stream) if r["seq"] > newest
+            ]
+            fresh.sort(key=lambda r: r["seq"])
+            _print(fresh, timestamps)
+            newest = max([newest, *(r["seq"] for r in fresh)])

@@ -1,14 +1,13 @@
 """`fogline plan|apply|get|delete`: fleet manifests as code."""
 
-from collections import defaultdict
 from typing import Annotated, Any
 
 import typer
 import yaml
 
-from fogline.manifest import ManifestError, ManifestSource, Problem, load_manifests, read_sources
+from fogline.manifest import ManifestError, Problem, read_sources
 
-from ._client import HubRefusedError
+from ._client import HubClient, HubRefusedError
 from ._common import (
     CaOpt,
     HubOpt,
@@ -24,6 +23,8 @@ from ._common import (
     safe_text,
     wants_json,
 )
+from ._format import durations_in, plural
+from ._plan import print_plan, print_rollout_policies
 
 FileOpt = Annotated[
     list[str],
@@ -32,7 +33,13 @@ FileOpt = Annotated[
     ),
 ]
 PruneOpt = Annotated[
-    bool, typer.Option("--prune", help="Delete deployments that are not in the given files.")
+    bool,
+    typer.Option(
+        "--prune",
+        help="Also delete every Deployment on the hub that the given files do not declare. "
+        "Only Deployments: claims and release keys are never pruned (revoke a claim with "
+        "`fogline claim revoke`).",
+    ),
 ]
 
 get_app = typer.Typer(help="Show applied manifests.", no_args_is_help=True)
@@ -46,110 +53,26 @@ def _request(filenames: list[str], prune: bool) -> dict[str, Any]:
     return {"files": [{"name": s.name, "text": s.text} for s in sources], "prune": prune}
 
 
-def _send(path: str, hub: str, token: str | None, ca: Any, body: dict[str, Any]) -> Any:
-    with connect(hub, token, ca) as client:
-        try:
-            return client.post(path, json=body)
-        except HubRefusedError as exc:
-            if exc.code != "invalid_manifest":
-                raise
-            for line in exc.message.splitlines():
-                err_console.print(
-                    f"[red]error[/red]: {safe_text(line)}", highlight=False, soft_wrap=True
-                )
-            raise typer.Exit(1) from None
-
-
-def _short(revision: str | None) -> str:
-    return "-" if revision is None else revision.removeprefix("sha256:")[:12]
-
-
-def _summarise(value: Any) -> Any:
-    """Module entries as `name@version (digest)`: signatures are noise in a plan."""
-    if isinstance(value, dict):
-        if {"name", "version", "digest"} <= value.keys():
-            return f"{value['name']}@{value['version']} ({_short(value['digest'])})"
-        return {k: _summarise(v) for k, v in value.items() if k != "signature"}
-    if isinstance(value, list):
-        return [_summarise(v) for v in value]
-    return value
-
-
-def _render_value(value: Any) -> str:
-    text = yaml.safe_dump(_summarise(value), default_flow_style=True, width=10_000).strip()
-    # Escaped: paths like modules[web] must not be read as Rich markup.
-    return safe_text(text.removesuffix("...").strip())
-
-
-def print_plan(plan: dict[str, Any]) -> None:
-    for change in plan["deployments"]:
-        style = {"create": "green", "update": "yellow", "delete": "red"}.get(
-            change["action"], "dim"
-        )
-        console.print(f"deployment/{change['name']}  [{style}]{change['action']}[/{style}]")
-    for kind, names in (
-        ("claim", plan.get("claims", [])),
-        ("releasekey", plan.get("release_keys", [])),
-    ):
-        for name in names:
-            console.print(f"{kind}/{name}  [cyan]apply[/cyan]")
-    devices = plan["devices"]
-    if not devices:
-        console.print("No device's desired state changes.")
-        return
-    console.print(f"\n[bold]{len(devices)} device(s) change[/bold]")
-    # Devices with the same field-level diff are shown once, as a group.
-    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for device in devices:
-        groups[repr(device["changes"])].append(device)
-    for members in groups.values():
-        names = safe_text(", ".join(d["name"] for d in members[:8]))
-        more = f" and {len(members) - 8} more" if len(members) > 8 else ""
-        first = members[0]
-        console.print(
-            f"  [bold]{names}{more}[/bold]  {_short(first['from_revision'])} → "
-            f"{_short(first['to_revision'])}",
-            highlight=False,
-        )
-        for change in first["changes"]:
-            mark = {"add": "[green]+[/green]", "remove": "[red]-[/red]"}.get(
-                change["op"], "[yellow]~[/yellow]"
+def _send(client: HubClient, path: str, body: dict[str, Any]) -> Any:
+    try:
+        return client.post(path, json=body)
+    except HubRefusedError as exc:
+        if exc.code != "invalid_manifest":
+            raise
+        for line in exc.message.splitlines():
+            err_console.print(
+                f"[red]error[/red]: {safe_text(line)}", highlight=False, soft_wrap=True
             )
-            if change["op"] == "change":
-                detail = f"{_render_value(change['old'])} → {_render_value(change['new'])}"
-            else:
-                detail = _render_value(change["new"] if change["op"] == "add" else change["old"])
-            path = safe_text(change["path"])
-            console.print(f"      {mark} {path}: {detail}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
 
 
 def _has_changes(plan: dict[str, Any]) -> bool:
     return bool(plan["devices"]) or any(d["action"] != "unchanged" for d in plan["deployments"])
 
 
-def print_rollout_policies(body: dict[str, Any], plan: dict[str, Any]) -> None:
-    """One line per changed deployment: the rollout policy its devices would follow."""
-    try:
-        manifests = load_manifests([ManifestSource(f["name"], f["text"]) for f in body["files"]])
-    except ManifestError:  # the hub accepted them; a local parse problem only loses this hint
-        return
-    policies = {d.name: d.rollout for d in manifests.deployments}
-    for change in plan["deployments"]:
-        if change["action"] not in ("create", "update") or change["name"] not in policies:
-            continue
-        block = policies[change["name"]]
-        if not block:
-            text = "one wave of all devices (no spec.rollout)"
-        else:
-            raw = block.get("waves")
-            waves = ", ".join(str(w) for w in raw) if isinstance(raw, list | tuple) else "100%"
-            text = f"waves [{waves}], onFailure {block.get('onFailure', 'pause')}"
-        console.print(f"deployment/{change['name']}  rollout: {safe_text(text)}", highlight=False)
-
-
 def plan(
     filename: FileOpt,
-    hub: HubOpt,
+    hub: HubOpt = None,
     token: TokenOpt = None,
     ca: CaOpt = None,
     prune: PruneOpt = False,
@@ -160,7 +83,8 @@ def plan(
     Exit code 0: nothing would change; 2: changes pending (for CI gates); 1: error.
     """
     body = _request(filename, prune)
-    result = _send("/v1/manifests/plan", hub, token, ca, body)
+    with connect(hub, token, ca) as client:
+        result = _send(client, "/v1/manifests/plan", body)
     # Plans are read by people in CI logs too: text unless JSON is asked for.
     if output is Output.json:
         print_json(result)
@@ -170,18 +94,55 @@ def plan(
     raise typer.Exit(2 if _has_changes(result) else 0)
 
 
+def _started_rollout(client: HubClient, plan: dict[str, Any]) -> dict[str, Any] | None:
+    """The rollout this apply started: the newest one of exactly the changed deployments.
+
+    The apply answer does not name it; an apply of the same deployments by
+    someone else in the same second could be mistaken for ours, which is
+    why the hint below also names the deployments.
+    """
+    changed = sorted(d["name"] for d in plan["deployments"] if d["action"] != "unchanged")
+    if not changed:
+        return None
+    for view in client.get("/v1/rollouts", params={"limit": 20}):
+        if sorted(view.get("deployments") or []) == changed:
+            return dict(view)
+    return None
+
+
+def _print_rollout(view: dict[str, Any]) -> None:
+    waves = view.get("waves_total") or 1
+    line = (
+        f"rollout {view['id']} started: {plural(view.get('devices') or 0, 'device')} in "
+        f"{plural(waves, 'wave')} ({durations_in(str(view.get('policy') or ''))})"
+    )
+    console.print(safe_text(line), highlight=False, soft_wrap=True)
+    console.print(
+        f"  follow it: fogline rollout status {safe_text(view['id'])} --watch  "
+        "(pause, resume, abort or rollback it the same way)",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
 def apply(
     filename: FileOpt,
-    hub: HubOpt,
+    hub: HubOpt = None,
     token: TokenOpt = None,
     ca: CaOpt = None,
     prune: PruneOpt = False,
     output: OutputOpt = None,
 ) -> None:
-    """Apply manifests: every document valid and applied, or none."""
-    result = _send("/v1/manifests/apply", hub, token, ca, _request(filename, prune))
+    """Apply manifests: every document valid and applied, or none.
+
+    A change to some devices' desired state starts a rollout; `apply` prints
+    its id and returns at once (follow it with `fogline rollout status ID --watch`).
+    """
+    with connect(hub, token, ca) as client:
+        result = _send(client, "/v1/manifests/apply", _request(filename, prune))
+        rollout = _started_rollout(client, result["plan"])
     if output is Output.json:
-        print_json(result)
+        print_json({**result, "rollout": rollout})
         return
     print_plan(result["plan"])
     for name, claim_token in result.get("new_claim_tokens", {}).items():
@@ -189,6 +150,8 @@ def apply(
             f"claim/{name} token (shown once): {claim_token}", highlight=False, soft_wrap=True
         )
     console.print("[green]applied[/green]")
+    if rollout is not None:
+        _print_rollout(rollout)
 
 
 DEPLOYMENT_COLUMNS = [
@@ -216,7 +179,7 @@ def _selector_text(document: dict[str, Any]) -> str:
 
 @get_app.command("deployments")
 def get_deployments(
-    hub: HubOpt, token: TokenOpt = None, ca: CaOpt = None, output: OutputOpt = None
+    hub: HubOpt = None, token: TokenOpt = None, ca: CaOpt = None, output: OutputOpt = None
 ) -> None:
     """List applied deployments with how many devices each selects."""
     with connect(hub, token, ca) as client:
@@ -231,7 +194,11 @@ def get_deployments(
 
 @get_app.command("deployment")
 def get_deployment(
-    name: str, hub: HubOpt, token: TokenOpt = None, ca: CaOpt = None, output: OutputOpt = None
+    name: str,
+    hub: HubOpt = None,
+    token: TokenOpt = None,
+    ca: CaOpt = None,
+    output: OutputOpt = None,
 ) -> None:
     """Print one deployment as the YAML document that was applied."""
     with connect(hub, token, ca) as client:
@@ -243,7 +210,9 @@ def get_deployment(
 
 
 @delete_app.command("deployment")
-def delete_deployment(name: str, hub: HubOpt, token: TokenOpt = None, ca: CaOpt = None) -> None:
+def delete_deployment(
+    name: str, hub: HubOpt = None, token: TokenOpt = None, ca: CaOpt = None
+) -> None:
     """Delete a deployment; the devices it selected get their new desired state."""
     with connect(hub, token, ca) as client:
         client.delete(f"/v1/deployments/{name}")

@@ -15,6 +15,7 @@ from fogline.sim import default_processes, parse_faults
 from fogline.sim import rehearse as run_rehearsal
 
 from ._common import OutputOpt, console, err_console, print_json, wants_json
+from ._format import human_bytes, plural
 
 
 def rehearse(
@@ -52,10 +53,25 @@ def rehearse(
     else:
         colour = "green" if result.ok else "red"
         console.print(f"[{colour}]{result.summary()}[/{colour}]", highlight=False, soft_wrap=True)
+        # Every device in exactly one count, so they add up to the total: a
+        # rolled-back device counts as reverted, whether it had failed or not
+        # (the line above says why), and a later wave's devices as not started.
+        counts = [
+            f"{data[key] or 0} {word}"
+            for key, word in (
+                ("succeeded", "succeeded"),
+                ("failed", "failed"),
+                ("skipped", "skipped"),
+                ("reverted", "reverted"),
+                ("updating", "still updating"),
+                ("pending", "not started"),
+            )
+            if data[key] or key in ("succeeded", "failed")
+        ]
         console.print(
-            f"devices {data['devices']}: {data['succeeded']} succeeded, {data['failed']} failed, "
-            f"{data['skipped']} skipped; artifact bytes {data['artifact_bytes']}, "
-            f"HTTP bytes {data['http_bytes']}",
+            f"{plural(data['devices'] or 0, 'device')}: {', '.join(counts)}; "
+            f"{human_bytes(data['artifact_bytes'])} of artifacts, "
+            f"{human_bytes(data['http_bytes'])} over HTTP",
             highlight=False,
         )
     if not result.ok:

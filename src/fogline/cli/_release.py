@@ -46,6 +46,7 @@ from ._common import (
     print_rows,
     wants_json,
 )
+from ._format import human_bytes
 
 app = typer.Typer(help="Module releases: build, sign, push, list.", no_args_is_help=True)
 
@@ -78,15 +79,6 @@ def _file_errors() -> Iterator[None]:
         raise FoglineError(f"{where}{exc.strerror or exc}") from exc
 
 
-def human_size(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB"):
-        if value < 1024:
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} GiB"
-
-
 @app.command("build")
 def build(
     directory: Annotated[Path, typer.Argument(help="Module directory with fogline-module.yaml.")],
@@ -96,7 +88,7 @@ def build(
     with _file_errors():
         info = build_release(directory, out)
     err_console.print(
-        f"built {info.name} {info.version} → {info.path} ({human_size(info.size)})",
+        f"built {info.name} {info.version} → {info.path} ({human_bytes(info.size)})",
         highlight=False,
     )
     typer.echo(info.digest)
@@ -162,7 +154,7 @@ def _upload(client: HubClient, archive: Path, size: int, header: str) -> dict[st
 @app.command("push")
 def push(
     archive: ArchiveArg,
-    hub: HubOpt,
+    hub: HubOpt = None,
     token: TokenOpt = None,
     ca: CaOpt = None,
     signature: Annotated[
@@ -205,14 +197,16 @@ def push(
             with _file_errors():
                 result = _upload(client, archive, size, header)
             err_console.print(
-                f"pushed {result['name']} {result['version']} ({human_size(result['size'])})",
+                f"pushed {result['name']} {result['version']} ({human_bytes(result['size'])})",
                 highlight=False,
             )
     typer.echo(digest)
 
 
 @app.command("ls")
-def list_(hub: HubOpt, token: TokenOpt = None, ca: CaOpt = None, output: OutputOpt = None) -> None:
+def list_(
+    hub: HubOpt = None, token: TokenOpt = None, ca: CaOpt = None, output: OutputOpt = None
+) -> None:
     """List pushed releases: name, version, digest, size, signing key, when pushed."""
     with connect(hub, token, ca) as client:
         rows = client.get("/v1/releases")
@@ -221,7 +215,7 @@ def list_(hub: HubOpt, token: TokenOpt = None, ca: CaOpt = None, output: OutputO
             {
                 **row,
                 "digest": row["digest"].removeprefix("sha256:")[:12],
-                "size": human_size(row["size"]),
+                "size": human_bytes(row["size"]),
                 "pushed": f"{ago(row['pushed_at'])} by {row['pushed_by']}",
             }
             for row in rows

@@ -4,8 +4,12 @@ import time
 from typing import Annotated, Any
 
 import typer
+from rich.console import Group
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
+
+from fogline._text import visible
 
 from ._common import (
     CaOpt,
@@ -21,6 +25,7 @@ from ._common import (
     safe_text,
     wants_json,
 )
+from ._format import durations_in, plural, without_repeated_prefixes
 
 app = typer.Typer(help="Staged rollouts: list, watch, pause, resume, abort, roll back.")
 FINAL = frozenset({"completed", "rolled-back", "aborted", "superseded"})
@@ -29,7 +34,7 @@ NameArg = Annotated[str, typer.Argument(help="Rollout id, or a deployment (its l
 
 @app.command("ls")
 def ls(
-    hub: HubOpt,
+    hub: HubOpt = None,
     token: TokenOpt = None,
     ca: CaOpt = None,
     output: OutputOpt = None,
@@ -53,6 +58,7 @@ def ls(
             ("succeeded", "OK"),
             ("failed", "FAILED"),
             ("skipped", "SKIPPED"),
+            ("reverted", "REVERTED"),
             ("started", "STARTED"),
             ("created_by", "BY"),
         ],
@@ -60,33 +66,91 @@ def ls(
     )
 
 
-def _table(view: dict[str, Any]) -> Table:
+COUNTS = ("pending", "updating", "succeeded", "failed", "skipped", "reverted")
+_STYLES = {"succeeded": "green", "failed": "red", "skipped": "yellow", "reverted": "magenta"}
+MAX_DEVICE_LINES = 10
+
+
+def outcome(view: dict[str, Any]) -> str:
+    """One line: where the rollout stands, and what the counts add up to."""
+    state, rid = view["state"], view["id"]
+    total, failed = view.get("devices") or 0, view.get("failed") or 0
+    reason = f": {view['reason']}" if view.get("reason") else ""
+    wave = f"wave {view['current_wave']} of {view['waves_total']}"
+    if state == "running":
+        return f"running, {wave}: {view.get('succeeded', 0)} of {plural(total, 'device')} done"
+    if state == "completed":
+        if failed:
+            return (
+                f"completed with {failed} of {plural(total, 'device')} failed: the policy let "
+                "them through (without spec.rollout there is no health gate; successThreshold "
+                "and maxFailures stop a rollout on failures)"
+            )
+        skipped = f", {view['skipped']} skipped (offline)" if view.get("skipped") else ""
+        return (
+            f"completed: {view.get('succeeded', 0)} of {plural(total, 'device')} succeeded{skipped}"
+        )
+    if state == "paused":
+        return (
+            f"paused at {wave}{reason}; `fogline rollout resume {rid}` accepts the failures "
+            f"and goes on, `fogline rollout rollback {rid}` serves the previous revision"
+        )
+    if state == "rolled-back":
+        reverted = view.get("reverted") or 0
+        return (
+            f"rolled back at {wave}{reason}; {plural(reverted, 'device')} served the previous "
+            "revision again"
+        )
+    return f"{state} at {wave}{reason}"
+
+
+def _device_problems(view: dict[str, Any]) -> list[str]:
+    """Devices that failed, were skipped, or were reverted after a problem: name and why."""
+    lines = []
+    for device in view.get("device_states") or []:
+        if device["state"] in ("failed", "skipped") or (
+            device["state"] == "reverted" and device.get("reason")
+        ):
+            why = f": {without_repeated_prefixes(device['reason'])}" if device.get("reason") else ""
+            lines.append(f"{device['name']} (wave {device['wave']}) {device['state']}{why}")
+    if len(lines) > MAX_DEVICE_LINES:
+        more = len(lines) - MAX_DEVICE_LINES
+        lines = [*lines[:MAX_DEVICE_LINES], f"and {more} more (-o json lists every device)"]
+    return lines
+
+
+def _row(label: str, counts: dict[str, Any], total: Any) -> list[str]:
+    cells = [label, str(total)]
+    for key in COUNTS:
+        value = counts.get(key, 0)
+        style = _STYLES.get(key)
+        cells.append(f"[{style}]{value}[/{style}]" if style and value else str(value))
+    return cells
+
+
+def _table(view: dict[str, Any]) -> Group:
     title = (
         f"rollout {view['id']} ({', '.join(view['deployments']) or '-'}): {view['state']}, "
-        f"wave {view['current_wave']}/{view['waves_total']} — {view['policy']}"
+        f"wave {view['current_wave']}/{view['waves_total']} — {durations_in(view['policy'])}"
     )
-    table = Table(title=safe_text(title), show_edge=False, pad_edge=False)
-    for column in ("WAVE", "DEVICES", "PENDING", "UPDATING", "SUCCEEDED", "FAILED", "SKIPPED"):
+    table = Table(show_edge=False, pad_edge=False)
+    for column in ("WAVE", "DEVICES", *(c.upper() for c in COUNTS)):
         table.add_column(column, justify="right")
     for wave in view["waves"]:
-        table.add_row(
-            str(wave["wave"]),
-            str(wave["devices"]),
-            str(wave["pending"]),
-            str(wave["updating"]),
-            f"[green]{wave['succeeded']}[/green]",
-            f"[red]{wave['failed']}[/red]",
-            f"[yellow]{wave['skipped']}[/yellow]",
-        )
-    if view.get("reason"):
-        table.caption = safe_text(str(view["reason"]))
-    return table
+        table.add_row(*_row(str(wave["wave"]), wave, wave["devices"]))
+    if len(view["waves"]) > 1:
+        table.add_row(*_row("all", view, view["devices"]), style="bold")
+    parts: list[Any] = [Text(visible(title)), table, Text(visible(outcome(view)))]
+    problems = _device_problems(view)
+    if problems:
+        parts.append(Text(visible("\n".join(f"  {line}" for line in problems))))
+    return Group(*parts)
 
 
 @app.command("status")
 def status(
     name: NameArg,
-    hub: HubOpt,
+    hub: HubOpt = None,
     token: TokenOpt = None,
     ca: CaOpt = None,
     output: OutputOpt = None,
@@ -109,7 +173,7 @@ def status(
                 live.update(_table(view))
 
 
-def _act(action: str, name: str, hub: str, token: str | None, ca: Any, output: Any) -> None:
+def _act(action: str, name: str, hub: str | None, token: str | None, ca: Any, output: Any) -> None:
     with connect(hub, token, ca) as client:
         view = client.post(f"/v1/rollouts/{name}/{action}")
     if wants_json(output):
@@ -122,7 +186,7 @@ def _act(action: str, name: str, hub: str, token: str | None, ca: Any, output: A
 @app.command("pause")
 def pause(
     name: NameArg,
-    hub: HubOpt,
+    hub: HubOpt = None,
     token: TokenOpt = None,
     ca: CaOpt = None,
     output: OutputOpt = None,
@@ -134,7 +198,7 @@ def pause(
 @app.command("resume")
 def resume(
     name: NameArg,
-    hub: HubOpt,
+    hub: HubOpt = None,
     token: TokenOpt = None,
     ca: CaOpt = None,
     output: OutputOpt = None,
@@ -146,7 +210,7 @@ def resume(
 @app.command("abort")
 def abort(
     name: NameArg,
-    hub: HubOpt,
+    hub: HubOpt = None,
     token: TokenOpt = None,
     ca: CaOpt = None,
     output: OutputOpt = None,
@@ -158,7 +222,7 @@ def abort(
 @app.command("rollback")
 def rollback(
     name: NameArg,
-    hub: HubOpt,
+    hub: HubOpt = None,
     token: TokenOpt = None,
     ca: CaOpt = None,
     output: OutputOpt = None,

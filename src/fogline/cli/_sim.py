@@ -1,5 +1,6 @@
 """`fogline sim fleet`: a virtual fleet on the agent's real code paths, with faults."""
 
+import os
 import signal
 import tempfile
 import threading
@@ -11,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from fogline._log import LOG_FORMAT_ENV, configure_logging
 from fogline.protocol import parse_labels
 from fogline.security import read_token_file
 from fogline.sim import (
@@ -24,6 +26,7 @@ from fogline.sim import (
 
 from ._common import (
     ClaimFileOpt,
+    LogFormatOpt,
     OutputOpt,
     claim_from_env,
     err_console,
@@ -113,11 +116,15 @@ def fleet(
         typer.Option(min=0, help="Nodes boot at random within this many seconds (default: 50/s)."),
     ] = None,
     output: OutputOpt = None,
+    log_format: LogFormatOpt = None,
 ) -> None:
     """Run N virtual nodes: real enrollment, sync, reports and updates; fake module processes.
 
     The claim (with enough uses) comes from FOGLINE_CLAIM or --claim-file.
     """
+    if log_format is not None:
+        os.environ[LOG_FORMAT_ENV] = log_format.value  # the workers configure their own logs
+    configure_logging("warning")
     claim = claim_from_env(claim_file)
     if claim is None:
         if claim_file is None:

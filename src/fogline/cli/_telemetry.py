@@ -22,7 +22,7 @@ COLUMNS = [
 
 @app.command("query")
 def query_command(
-    hub: HubOpt,
+    hub: HubOpt = None,
     token: TokenOpt = None,
     ca: CaOpt = None,
     device: Annotated[str | None, typer.Option(help="Device id or name.")] = None,
@@ -33,7 +33,7 @@ def query_command(
         str | None, typer.Option("--output", "-o", help="table, csv or json.")
     ] = None,
 ) -> None:
-    """Records by device and stream, oldest first."""
+    """Records by device and stream, oldest first. An unknown --device is an error."""
     if output not in (None, "table", "csv", "json"):
         raise typer.BadParameter("must be table, csv or json", param_hint="--output")
     params: dict[str, str | int] = {"since": since, "limit": limit}
@@ -42,6 +42,8 @@ def query_command(
     if stream:
         params["stream"] = stream
     with connect(hub, token, ca) as client:
+        if device:
+            client.get(f"/v1/devices/{device}")  # 404 (one line, exit 1) when unknown
         rows = client.get("/v1/telemetry", params=params)
     if output == "csv":
         writer = csv.writer(sys.stdout)

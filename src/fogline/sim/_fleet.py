@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field
 from multiprocessing.synchronize import Event as ProcessEvent
 from typing import Any, Final, Protocol
 
+from fogline._log import configure_logging
+
 from ._errors import SimError
 from ._node import FleetConfig, NodeStats, VirtualNode
 from ._transport import Traffic
@@ -141,6 +143,10 @@ def _worker(
     stop_event: ProcessEvent,
     results: "multiprocessing.Queue[dict[str, Any]]",
 ) -> None:
+    # Warnings and errors in the format the fleet's command chose: a spawned
+    # worker inherits the environment (FOGLINE_LOG_FORMAT), not the parent's
+    # logging set-up.
+    configure_logging("warning")
     _quiet_agent_logs()
 
     async def main() -> FleetStats:
