@@ -11,7 +11,9 @@ line) in a temporary directory. The demo then:
   3. plays sensors: normal readings, then one overheating press;
   4. shows the fleet, the actuator command the node sent by itself, and the
      telemetry the hub received.
-Every process it started is stopped at the end or on Ctrl-C.
+Every command it runs is printed first (`$ fogline ...`, paths relative to
+its working directory), so you can run them yourself, one by one. Every
+process it started is stopped at the end or on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import shlex
 import shutil
 import signal
 import socket
@@ -118,13 +121,18 @@ class Demo:
         # Each edge node has its own broker of record, as on real sites.
         self.mqtt_ports = {name: free_port() for name, _ in AGENTS}
         self.hub_dir = root / "hub"
+        self.hub_url = f"https://127.0.0.1:{self.port}"
+        # `fogline login` stores its context here, not in your ~/.config.
         self.env = {
-            **os.environ,
-            "FOGLINE_HUB": f"https://127.0.0.1:{self.port}",
-            "FOGLINE_CA": str(self.hub_dir / "ca.pem"),
+            **{k: v for k, v in os.environ.items() if not k.startswith("FOGLINE_")},
+            "XDG_CONFIG_HOME": str(root / "config"),
             "PYTHONUNBUFFERED": "1",
             "COLUMNS": "140",
         }
+
+    def show(self, command: str) -> None:
+        """Print a command as you would type it, in the demo's working directory."""
+        console.print(f"[dim]$[/dim] [bold]{command}[/bold]", highlight=False, soft_wrap=True)
 
     def spawn(
         self,
@@ -132,14 +140,32 @@ class Demo:
         *args: str,
         command: list[str] | None = None,
         env: dict[str, str] | None = None,
+        shown_env: str = "",
     ) -> None:
+        """Start a daemon in the background, its output in NAME.log; it blocks
+        its terminal, so by hand: a terminal of its own, or `&` as shown."""
         log = open(self.root / f"{name}.log", "wb")  # noqa: SIM115 - lives as long as the process
         argv, full_env = command or [*FOGLINE, *args], {**self.env, **(env or {})}
-        self.procs.append(subprocess.Popen(argv, stdout=log, stderr=log, env=full_env))
+        shown = shlex.join(command) if command else shlex.join(["fogline", *args])
+        self.show(f"{shown_env}{shown} > {name}.log 2>&1 &")
+        self.procs.append(
+            subprocess.Popen(argv, stdout=log, stderr=log, env=full_env, cwd=self.root)
+        )
 
-    def fogline(self, *args: str, stdin: str | None = None) -> str:
+    def fogline(self, *args: str, stdin: str | None = None, shown: str | None = None) -> str:
+        """Run `fogline ARGS` and return its stdout; `shown` is how to print the
+        command (None: as run, "": not at all, for the demo's own polling)."""
+        if shown is None:
+            shown = shlex.join(["fogline", *args])
+        if shown:
+            self.show(shown)
         result = subprocess.run(
-            [*FOGLINE, *args], env=self.env, text=True, capture_output=True, input=stdin
+            [*FOGLINE, *args],
+            env=self.env,
+            text=True,
+            capture_output=True,
+            input=stdin,
+            cwd=self.root,
         )
         if result.returncode not in (0, 2):  # plan exits 2 when changes are pending
             raise SystemExit(f"demo: fogline {' '.join(args)} failed: {result.stderr.strip()}")
@@ -158,43 +184,61 @@ class Demo:
             ca = self.hub_dir / "ca.pem"
             return (
                 ca.exists()
-                and httpx.get(f"https://127.0.0.1:{self.port}/healthz", verify=str(ca)).status_code
-                == 200
+                and (self.hub_dir / "admin-token").exists()
+                and httpx.get(f"{self.hub_url}/healthz", verify=str(ca)).status_code == 200
             )
         except httpx.HTTPError:
             return False
 
     def devices(self) -> list[dict]:  # type: ignore[type-arg]
-        return json.loads(self.fogline("devices", "ls", "-o", "json"))  # type: ignore[no-any-return]
+        return json.loads(self.fogline("devices", "ls", "-o", "json", shown=""))  # type: ignore[no-any-return]
 
     def step(self, text: str) -> None:
         console.print(f"\n[bold cyan]▶ {text}[/bold cyan]")
 
     def run(self) -> None:
         console.rule("[bold]Fogline demo: edge to cloud on one machine")
-        console.print(f"working directory: {self.root}")
+        console.print(
+            f"working directory: {self.root}\n"
+            "Each command is printed before it runs ($ ...); run them yourself in an empty "
+            "directory to redo the demo by hand. Daemons (mosquitto, hub, agents) block their "
+            "terminal: give each one a terminal of its own, or end the line with & as shown.",
+            highlight=False,
+        )
         for node, port in self.mqtt_ports.items():
             conf = self.root / f"mosquitto-{node}.conf"
             conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
-            self.spawn(f"mosquitto-{node}", command=[mosquitto(), "-c", str(conf)])
+            self.spawn(f"mosquitto-{node}", command=[mosquitto(), "-c", conf.name])
+        console.print(
+            "  (each mosquitto-NODE.conf the demo wrote: listener PORT 127.0.0.1, "
+            "allow_anonymous true)",
+            highlight=False,
+        )
         self.spawn(
             "hub",
             "hub",
             "serve",
             "--data-dir",
-            str(self.hub_dir),
+            "hub",
             "--port",
             str(self.port),
             "--report-interval",
             "2",
         )
         self.wait_for("the hub", self.hub_up)
-        self.env["FOGLINE_TOKEN"] = (self.hub_dir / "admin-token").read_text().strip()
-        console.print(f"hub at {self.env['FOGLINE_HUB']}; one Mosquitto per node")
+        console.print(f"hub at {self.hub_url}; one Mosquitto per node")
+        self.step("Log in once: the hub, its CA and the admin token become the current context")
+        self.fogline(
+            "login", "--hub", self.hub_url, "--ca", "hub/ca.pem", "--token-file", "hub/admin-token"
+        )
 
         self.step("Zero-touch enrollment: one claim, three nodes, each with its own key (mTLS)")
+        claim_args = ("claim", "create", "--labels", "site=plant-7", "--max-uses", "3")
         claim = self.fogline(
-            "claim", "create", "--labels", "site=plant-7", "--max-uses", "3", "--expires", "1h"
+            *claim_args,
+            "--expires",
+            "1h",
+            shown=f"export FOGLINE_CLAIM=$(fogline {shlex.join(claim_args)} --expires 1h)",
         ).strip()
         for name, labels in AGENTS:
             self.spawn(
@@ -202,11 +246,11 @@ class Demo:
                 "agent",
                 "run",
                 "--hub",
-                self.env["FOGLINE_HUB"],
+                self.hub_url,
                 "--ca",
-                self.env["FOGLINE_CA"],
+                "hub/ca.pem",
                 "--data-dir",
-                str(self.root / name),
+                name,
                 "--name",
                 name,
                 "--labels",
@@ -232,9 +276,12 @@ class Demo:
         print(self.fogline("devices", "ls", "-o", "table"), flush=True)
 
         self.step("A signed module release: keys create, release build, sign, push")
-        keys = self.root / "keys"
         self.fogline(
-            "apply", "-f", "-", stdin=self.fogline("keys", "create", "plant", "--dir", str(keys))
+            "apply",
+            "-f",
+            "-",
+            stdin=self.fogline("keys", "create", "plant", "--dir", "keys", shown=""),
+            shown="fogline keys create plant --dir keys | fogline apply -f -",
         )
         module = self.root / "press-monitor"
         module.mkdir()
@@ -251,36 +298,47 @@ class Demo:
             architectures: [any]
             """)
         )
-        archive = self.root / "press-monitor-1.0.0.tar.zst"
-        self.fogline("release", "build", str(module), "-o", str(archive))
-        self.fogline("release", "sign", str(archive), "--key", str(keys / "plant.key"))
-        self.fogline("release", "push", str(archive))
+        console.print(
+            "  (the demo wrote press-monitor/fogline-module.yaml and press-monitor/server.py)",
+            highlight=False,
+        )
+        archive = "press-monitor-1.0.0.tar.zst"
+        self.fogline("release", "build", "press-monitor", "-o", archive)
+        self.fogline("release", "sign", archive, "--key", "keys/plant.key")
+        self.fogline("release", "push", archive)
         print(self.fogline("release", "ls", "-o", "table"), flush=True)
 
         self.step("The fleet as code: fogline plan, then fogline apply")
         # Only press-01 runs the module (the two press nodes would share its port here).
-        fleet = self.root / "fleet.yaml"
-        fleet.write_text(
+        (self.root / "fleet.yaml").write_text(
             FLEET.replace("matchLabels: {line: press}", "matchLabels: {line: press, zone: north}")
         )
-        print(self.fogline("plan", "-f", str(fleet)), flush=True)
-        self.fogline("apply", "-f", str(fleet))
+        console.print("  (the demo wrote fleet.yaml)", highlight=False)
+        print(self.fogline("plan", "-f", "fleet.yaml"), flush=True)
+        print(self.fogline("apply", "-f", "fleet.yaml"), flush=True)
         self.wait_for(
             "every node in sync",
             lambda: all((d.get("sync") or {}).get("status") == "in-sync" for d in self.devices()),
             90,
         )
+        print(self.fogline("rollout", "status", "plant-base", "-o", "table"), flush=True)
         print(self.fogline("devices", "ls", "-o", "table"), flush=True)
 
         self.step("Sensors publish; press-02 overheats; its node stops it locally")
+        port = self.mqtt_ports["press-02"]
+        self.show(f"mosquitto_sub -p {port} -t 'actuators/#' -v &")
+        self.show(
+            f"mosquitto_pub -p {port} -q 1 -t sensors/press-b2/temp -m '{{\"value\": 97.5}}'"
+            "   # the demo publishes 60 readings, one of them too hot"
+        )
         commands: list[str] = []
         listener = mqtt.Client(CallbackAPIVersion.VERSION2)
         listener.on_message = lambda _c, _u, m: commands.append(f"{m.topic} {m.payload.decode()}")
-        listener.connect("127.0.0.1", self.mqtt_ports["press-02"])
+        listener.connect("127.0.0.1", port)
         listener.subscribe("actuators/#", 1)
         listener.loop_start()
         sensors = mqtt.Client(CallbackAPIVersion.VERSION2)
-        sensors.connect("127.0.0.1", self.mqtt_ports["press-02"])
+        sensors.connect("127.0.0.1", port)
         sensors.loop_start()
         time.sleep(1)
         for i in range(30):
@@ -300,7 +358,7 @@ class Demo:
         self.wait_for(
             "the alarm at the hub",
             lambda: json.loads(
-                self.fogline("telemetry", "query", "--stream", "alarms", "-o", "json")
+                self.fogline("telemetry", "query", "--stream", "alarms", "-o", "json", shown="")
             ),
             30,
         )
@@ -313,10 +371,16 @@ class Demo:
         print(self.fogline("devices", "show", "press-01", "-o", "table"), flush=True)
         self.wait_for(
             "module logs",
-            lambda: "press-monitor up" in self.fogline("logs", "press-01", "press-monitor"),
+            lambda: (
+                "press-monitor up" in self.fogline("logs", "press-01", "press-monitor", shown="")
+            ),
             30,
         )
-        print(self.fogline("logs", "press-01", "press-monitor"), flush=True)
+        print(
+            self.fogline("logs", "press-01", "press-monitor", "--tail", "20", "--timestamps"),
+            flush=True,
+        )
+        print(self.fogline("audit", "ls", "-o", "table"), flush=True)
         console.rule("[bold green]demo complete")
 
     def stop(self) -> None:

@@ -28,7 +28,7 @@ def detail_text(detail: dict[str, Any]) -> str:
     return " · ".join(
         f"{key.replace('_', ' ')}: {_value_text(value)}"
         for key, value in detail.items()
-        if value is not None
+        if value not in (None, [], {})  # nothing to say: `remove: (none)` is noise
     )
 
 
