@@ -53,6 +53,14 @@ def table(hub: HubProcess, *args: str) -> str:
     return hub.cli(*args, "-o", "table").stdout
 
 
+def test_the_daemons_take_log_format() -> None:
+    for daemon in (("hub", "serve"), ("agent", "run"), ("sim", "fleet")):
+        result = subprocess.run(
+            [*fogline_cmd(), *daemon, "--help"], capture_output=True, text=True, env=ENV, timeout=30
+        )
+        assert "--log-format" in result.stdout and "human" in result.stdout, daemon
+
+
 def test_version_flag() -> None:
     result = subprocess.run(
         [*fogline_cmd(), "--version"], capture_output=True, text=True, env=ENV, timeout=30
@@ -226,6 +234,25 @@ def test_logs_tail_timestamps_and_unknown_devices(hub: HubProcess, tmp_path: Pat
     assert len(tail) == 2 and tail[0].endswith("  line 4") and tail[1].endswith("  line 5")
     stamp = dt.datetime.fromisoformat(tail[0].split(" ")[0])
     assert abs((dt.datetime.now(dt.UTC) - stamp).total_seconds()) < 120
+    # --follow after --tail: the tail, then only lines newer than the whole window.
+    out = tmp_path / "follow.out"
+    env = {**ENV, "FOGLINE_HUB": hub.url, "FOGLINE_TOKEN": hub.token, "FOGLINE_CA": str(hub.ca)}
+    with out.open("w") as sink:
+        follower = subprocess.Popen(
+            [*fogline_cmd(), "logs", "logger", "web", "--tail", "1", "--follow"],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+        try:
+            wait_until(lambda: "line 5" in out.read_text(), 30, "the tail")
+            node.upload([(6, "logs/web", {"stream": "stderr", "line": "line 6"})])
+            wait_until(lambda: "line 6" in out.read_text(), 30, "the new line")
+        finally:
+            follower.terminate()
+            follower.wait(10)
+    followed = [line.strip() for line in out.read_text().splitlines() if "line" in line]
+    assert followed == ["line 5", "! line 6"], followed
     nothing = hub.cli("logs", "logger", "other")
     assert nothing.stdout == "" and "no other lines from logger" in nothing.stderr
     for args in (("logs", "ghost", "web"), ("telemetry", "query", "--device", "ghost")):

@@ -215,13 +215,14 @@ def test_the_sim_fleet_command_stopped_by_a_signal_prints_totals_and_exits_0(
     proc = subprocess.Popen(
         [
             sys.executable, "-m", "fogline", "sim", "fleet", "--hub", hub.url,
-            "--ca", str(hub.ca), "--claim", create_claim(hub, 2), "--devices", "2",
+            "--ca", str(hub.ca), "--devices", "2",
             "--processes", str(processes), "--prefix", prefix, "--boot-spread", "0",
             "-o", output,
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env={**os.environ, "FOGLINE_CLAIM": create_claim(hub, 2)},  # never on the command line
         start_new_session=True,  # its own process group, as a shell job has
     )  # fmt: skip
     try:
