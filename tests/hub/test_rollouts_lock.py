@@ -2,7 +2,7 @@
 
 from fogline.hub import make_engine, upgrade_schema
 from fogline.hub._db import make_session_factory
-from fogline.hub._rollouts import lock_rollouts, tick
+from fogline.hub.rollouts import lock_rollouts, tick
 
 
 def test_second_replica_skips_its_tick_while_the_first_holds_the_lock(postgres_url):

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fogline.hub._rollout_machine import (
+from fogline.hub.rollouts._machine import (
     TRANSITIONS,
     DeviceState,
     Event,
@@ -20,7 +20,7 @@ from fogline.hub._rollout_machine import (
     judge_device,
     next_state,
 )
-from fogline.hub._rollout_policy import (
+from fogline.hub.rollouts._policy import (
     DEFAULT_POLICY,
     RolloutPolicy,
     parse_rollout_policy,

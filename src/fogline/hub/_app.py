@@ -21,17 +21,19 @@ from ._desired import desired_changes_since
 from ._error_responses import install_error_handlers
 from ._metrics import RequestTiming
 from ._releases import MAX_RELEASE_BYTES
-from ._rollout_scheduler import run_scheduler
-from ._routes_device import router as device_router
-from ._routes_manifest import router as manifest_router
-from ._routes_operator import router as operator_router
-from ._routes_release import router as release_router
-from ._routes_rollout import router as rollout_router
-from ._routes_telemetry import router as telemetry_router
 from ._schema import TokenRow
 from ._state import HubState
 from ._store import count_devices_by_status, utcnow
 from ._telemetry import apply_retention
+from .rollouts import run_scheduler
+from .routes import (
+    device_router,
+    manifest_router,
+    operator_router,
+    release_router,
+    rollout_router,
+    telemetry_router,
+)
 
 log = logging.getLogger("fogline.hub")
 OperatorDep = Annotated[TokenRow, Depends(require_operator)]

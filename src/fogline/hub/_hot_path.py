@@ -25,8 +25,8 @@ from ._auth import scope_peer
 from ._bodies import read_body, request_validation_error
 from ._error_responses import error_response
 from ._metrics import RouteMetrics
-from ._routes_device import answer_desired, answer_report
 from ._state import HubState
+from .routes import answer_desired, answer_report
 
 REPORT_PATH: Final = f"{API_PREFIX}/report"
 DESIRED_PATH: Final = f"{API_PREFIX}/desired"

@@ -46,10 +46,15 @@ from ._desired import (
     release_keys,
 )
 from ._releases import downgrade_allowances, resolve_module_refs
-from ._rollout_policy import DEFAULT_POLICY, parse_rollout_policy
-from ._rollouts import choose_policy, snapshot_deployments, start_rollout
 from ._schema import ClaimRow, DeploymentRow, DesiredStateRow, DeviceRow, ReleaseKeyRow
 from ._store import utcnow
+from .rollouts import (
+    DEFAULT_POLICY,
+    choose_policy,
+    parse_rollout_policy,
+    snapshot_deployments,
+    start_rollout,
+)
 
 
 @dataclass(slots=True)

@@ -15,7 +15,7 @@ from fogline.manifest import BlockError, BlockValidators, canonical_json
 from fogline.pipeline import PipelineSpecError, validate_pipeline
 
 from ._releases import validate_module_block
-from ._rollout_policy import check_rollout
+from .rollouts import check_rollout
 
 _PATH_PART: Final = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 

@@ -18,11 +18,11 @@ from fogline.protocol import (
     LabelChange,
 )
 
-from ._audit import record_audit
-from ._auth import StateDep, db_session, require_operator
-from ._desired import SYNC_COLUMNS, recompile_device, sync_report, touch_desired
-from ._schema import DesiredStateRow, TokenRow
-from ._store import (
+from .._audit import record_audit
+from .._auth import StateDep, db_session, require_operator
+from .._desired import SYNC_COLUMNS, recompile_device, sync_report, touch_desired
+from .._schema import DesiredStateRow, TokenRow
+from .._store import (
     change_labels,
     claim_view,
     create_claim,

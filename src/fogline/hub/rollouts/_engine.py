@@ -5,7 +5,7 @@ stores each changed device's target document in `rollout_devices` and starts
 the first wave; a device's served document (DesiredStateRow) changes only
 when its wave starts. The scheduler (`tick`, about once a second) judges the
 devices of running rollouts, then passes the wave gate, starts the next
-wave, completes, pauses or rolls back, per `_rollout_machine`.
+wave, completes, pauses or rolls back, per `_machine`.
 
 Every mutation of rollouts takes one database lock (`lock_rollouts`), so an
 apply, an operator action and the ticks of several hub replicas never
@@ -23,11 +23,20 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from fogline.manifest import Deployment, DesiredState, revision_of
 
-from ._audit import SCHEDULER, record_audit
-from ._desired import TrustedKey, bump_generation, compile_for, plain, store_desired
-from ._errors import ConflictError, NotFoundError
-from ._releases import module_downgrades
-from ._rollout_machine import (
+from .._audit import SCHEDULER, record_audit
+from .._desired import TrustedKey, bump_generation, compile_for, plain, store_desired
+from .._errors import ConflictError, NotFoundError
+from .._releases import module_downgrades
+from .._schema import (
+    DeploymentRow,
+    DesiredStateRow,
+    DeviceRow,
+    FleetGenerationRow,
+    RolloutDeviceRow,
+    RolloutRow,
+)
+from .._store import device_status, utcnow
+from ._machine import (
     ACTIVE,
     WATCHED,
     DeviceState,
@@ -41,16 +50,7 @@ from ._rollout_machine import (
     judge_device,
     next_state,
 )
-from ._rollout_policy import DEFAULT_POLICY, RolloutPolicy, parse_rollout_policy, wave_bounds
-from ._schema import (
-    DeploymentRow,
-    DesiredStateRow,
-    DeviceRow,
-    FleetGenerationRow,
-    RolloutDeviceRow,
-    RolloutRow,
-)
-from ._store import device_status, utcnow
+from ._policy import DEFAULT_POLICY, RolloutPolicy, parse_rollout_policy, wave_bounds
 
 # Any constant works; it only has to be the same in every hub replica.
 ROLLOUT_LOCK_ID: Final = 0x666F6C52

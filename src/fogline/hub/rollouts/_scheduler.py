@@ -4,13 +4,20 @@ Every replica runs it; the rollout lock lets one tick at a time do the work,
 so replicas need no coordination of their own.
 """
 
+from __future__ import annotations
+
 import asyncio
 import logging
+from typing import TYPE_CHECKING
 
 from fogline._log import event
 
-from ._rollouts import tick
-from ._state import HubState
+from ._engine import tick
+
+if TYPE_CHECKING:
+    # Only a type here: the hub's state holds the validators, which import
+    # this package's policy checks.
+    from .._state import HubState
 
 log = logging.getLogger("fogline.hub.rollout")
 

@@ -20,10 +20,10 @@ from fogline.protocol import (
     PlanResult,
 )
 
-from ._auth import StateDep, db_session, require_operator
-from ._errors import NotFoundError
-from ._manifests import apply, delete_deployment, prepare
-from ._schema import DeploymentRow, DesiredStateRow, TokenRow
+from .._auth import StateDep, db_session, require_operator
+from .._errors import NotFoundError
+from .._manifests import apply, delete_deployment, prepare
+from .._schema import DeploymentRow, DesiredStateRow, TokenRow
 
 log = logging.getLogger("fogline.hub.manifest")
 router = APIRouter(prefix=API_PREFIX, tags=["manifests"])

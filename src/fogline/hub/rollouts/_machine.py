@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from ._rollout_policy import RolloutPolicy
+from ._policy import RolloutPolicy
 
 
 class State(enum.StrEnum):

@@ -1,0 +1,37 @@
+"""Rollouts: a deployment change reaches devices wave by wave, behind a health gate.
+
+_policy     `spec.rollout`: waves, bake, success threshold, failure budget
+_machine    the rollout state table and the pure wave logic (no database)
+_engine     start a rollout per change, advance it, act on it (the database side)
+_scheduler  one tick about every second in each hub replica
+"""
+
+from ._engine import (
+    choose_policy,
+    find_rollout,
+    list_rollouts,
+    lock_rollouts,
+    operate,
+    rollout_view,
+    snapshot_deployments,
+    start_rollout,
+    tick,
+)
+from ._policy import DEFAULT_POLICY, check_rollout, parse_rollout_policy
+from ._scheduler import run_scheduler
+
+__all__ = [
+    "DEFAULT_POLICY",
+    "check_rollout",
+    "choose_policy",
+    "find_rollout",
+    "list_rollouts",
+    "lock_rollouts",
+    "operate",
+    "parse_rollout_policy",
+    "rollout_view",
+    "run_scheduler",
+    "snapshot_deployments",
+    "start_rollout",
+    "tick",
+]

@@ -1,0 +1,31 @@
+"""The hub's HTTP API: one router per area, all under `/v1`.
+
+    device      enrollment (claim + CSR), reports, desired state (mTLS)
+    operator    claims and devices (bearer token)
+    manifest    plan, apply, get and delete fleet manifests
+    release     push, list and fetch releases and artifacts
+    telemetry   device uploads, operator queries
+    rollout     rollouts and the audit log
+
+`answer_report` and `answer_desired` are the device hot path's answers,
+shared with `DeviceHotPath` (hub/_hot_path.py), which serves them before FastAPI.
+"""
+
+from ._device import answer_desired, answer_report
+from ._device import router as device_router
+from ._manifest import router as manifest_router
+from ._operator import router as operator_router
+from ._release import router as release_router
+from ._rollout import router as rollout_router
+from ._telemetry import router as telemetry_router
+
+__all__ = [
+    "answer_desired",
+    "answer_report",
+    "device_router",
+    "manifest_router",
+    "operator_router",
+    "release_router",
+    "rollout_router",
+    "telemetry_router",
+]
