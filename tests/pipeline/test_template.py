@@ -8,7 +8,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fogline.pipeline._expr import EvaluationError, ExpressionError
 from fogline.pipeline._template import (
     MAX_TOPIC_BYTES,
     Template,
@@ -16,6 +15,7 @@ from fogline.pipeline._template import (
     compile_template,
     compile_topic_pattern,
 )
+from fogline.pipeline.expr import EvaluationError, ExpressionError
 
 # -- templates -----------------------------------------------------------------------
 

@@ -16,8 +16,6 @@ FoglineError
 """
 
 from ._errors import ModelLoadError, PipelineError, PipelineSpecError, PipelineStateError
-from ._expr import Expression, compile_expression
-from ._expr_errors import EvaluationError, ExpressionError
 from ._infer import InferenceSessionLike, ModelLoader
 from ._onnx import load_onnx_model
 from ._outputs import Emission
@@ -34,6 +32,7 @@ from ._spec import (
 )
 from ._template import Template, TopicPattern, compile_template, compile_topic_pattern
 from ._validate import validate_pipeline
+from .expr import EvaluationError, Expression, ExpressionError, compile_expression
 
 __all__ = [
     "ActionSpec",

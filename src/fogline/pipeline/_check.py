@@ -17,8 +17,6 @@ from typing import Any
 from pydantic import BaseModel
 
 from ._aggregates import AggregateCall, parse_aggregate
-from ._expr import Expression, compile_expression
-from ._expr_errors import ExpressionError
 from ._outputs import PayloadTemplate
 from ._spec import (
     DedupeStep,
@@ -35,6 +33,7 @@ from ._spec import (
     ZScoreDetect,
 )
 from ._template import Template, TopicPattern, compile_template, compile_topic_pattern
+from .expr import Expression, ExpressionError, compile_expression
 
 Problem = tuple[str, str]
 Fields = frozenset[str] | None  # None: not known (raw device records)

@@ -5,9 +5,9 @@ FoglineError
     PipelineSpecError      the operator's pipeline spec is wrong: a list of
                            (path, reason) problems, e.g. ``steps[1].window.size``
     ExpressionError        an expression does not compile (column, reason);
-                           defined in ``_expr``
+                           defined in ``expr``
     EvaluationError        an expression failed on one record at run time; the
-                           engine counts it and drops that event (``_expr``)
+                           engine counts it and drops that event (``expr``)
     ModelLoadError         an ``infer`` step's model could not be loaded or does
                            not fit the step (build time, on the node)
     PipelineStateError     a checkpoint given to ``import_state`` does not fit

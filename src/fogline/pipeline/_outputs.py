@@ -19,11 +19,11 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final, NamedTuple
 
 from ._errors import PipelineError
-from ._expr_errors import EvaluationError, ExpressionError
 from ._ratelimit import TokenBucket
 from ._spec import OutputSpec
 from ._steps import Batch, StepCounters
 from ._template import Template
+from .expr import EvaluationError, ExpressionError
 
 Record = dict[str, Any]
 Render = Callable[[Mapping[str, Any]], Any]

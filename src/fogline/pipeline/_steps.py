@@ -13,8 +13,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 from ._errors import PipelineStateError
-from ._expr_errors import EvaluationError
 from ._ratelimit import TokenBucket
+from .expr import EvaluationError
 
 Record = dict[str, Any]
 Batch = list[Record]

@@ -33,7 +33,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from ._expr_errors import EvaluationError, ExpressionError
+from .expr import EvaluationError, ExpressionError
 
 MAX_TOPIC_BYTES: Final = 65_535  # MQTT: a UTF-8 string has a 2-byte length
 _SEGMENT: Final = r"[A-Za-z0-9_][A-Za-z0-9_-]*"

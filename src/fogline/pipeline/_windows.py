@@ -36,8 +36,8 @@ from typing import Any
 
 from ._aggregates import Accumulator, Aggregation
 from ._errors import PipelineStateError
-from ._expr_errors import EvaluationError
 from ._steps import Batch, Step, key_from_json, key_function, key_to_json
+from .expr import EvaluationError
 
 _INF = math.inf
 _BAD_EVENT = (TypeError, ValueError, OverflowError, EvaluationError)
