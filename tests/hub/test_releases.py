@@ -31,15 +31,15 @@ from fogline.hub._bodies import BodyLimit
 from fogline.hub._db import make_session_factory
 from fogline.hub._error_responses import error_response
 from fogline.hub._errors import ApiError
-from fogline.hub._releases import (
+from fogline.hub._store import ensure_admin_token
+from fogline.hub.releases import (
     ArtifactStore,
     ReleaseRejectedError,
     new_release_row,
-    parse_module_ref,
     resolve_module_refs,
     validate_module_block,
 )
-from fogline.hub._store import ensure_admin_token
+from fogline.hub.releases._registry import parse_module_ref
 from fogline.manifest import (
     BlockError,
     BlockValidators,

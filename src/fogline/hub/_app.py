@@ -20,11 +20,11 @@ from ._bodies import BodyLimit, add_body_models
 from ._desired import desired_changes_since
 from ._error_responses import install_error_handlers
 from ._metrics import RequestTiming
-from ._releases import MAX_RELEASE_BYTES
 from ._schema import TokenRow
 from ._state import HubState
 from ._store import count_devices_by_status, utcnow
 from ._telemetry import apply_retention
+from .releases import MAX_RELEASE_BYTES
 from .rollouts import run_scheduler
 from .routes import (
     device_router,

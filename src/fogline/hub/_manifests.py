@@ -45,9 +45,9 @@ from ._desired import (
     plain,
     release_keys,
 )
-from ._releases import downgrade_allowances, resolve_module_refs
 from ._schema import ClaimRow, DeploymentRow, DesiredStateRow, DeviceRow, ReleaseKeyRow
 from ._store import utcnow
+from .releases import downgrade_allowances, resolve_module_refs
 from .rollouts import (
     DEFAULT_POLICY,
     choose_policy,

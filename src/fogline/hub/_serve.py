@@ -33,10 +33,10 @@ from ._listener import (
     raise_open_file_limit,
 )
 from ._metrics import PlainHttpMetricsOnly
-from ._releases import ArtifactStore
 from ._state import HubSettings, HubState
 from ._store import ensure_admin_token
 from ._tls import server_tls_context
+from .releases import ArtifactStore
 
 log = logging.getLogger("fogline.hub")
 

@@ -14,7 +14,7 @@ import orjson
 from fogline.manifest import BlockError, BlockValidators, canonical_json
 from fogline.pipeline import PipelineSpecError, validate_pipeline
 
-from ._releases import validate_module_block
+from .releases import validate_module_block
 from .rollouts import check_rollout
 
 _PATH_PART: Final = re.compile(r"([^.\[\]]+)|\[(\d+)\]")

@@ -26,7 +26,6 @@ from fogline.manifest import Deployment, DesiredState, revision_of
 from .._audit import SCHEDULER, record_audit
 from .._desired import TrustedKey, bump_generation, compile_for, plain, store_desired
 from .._errors import ConflictError, NotFoundError
-from .._releases import module_downgrades
 from .._schema import (
     DeploymentRow,
     DesiredStateRow,
@@ -36,6 +35,7 @@ from .._schema import (
     RolloutRow,
 )
 from .._store import device_status, utcnow
+from ..releases import module_downgrades
 from ._machine import (
     ACTIVE,
     WATCHED,

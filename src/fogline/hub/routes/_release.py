@@ -29,7 +29,9 @@ from fogline.protocol import API_PREFIX
 from .._auth import StateDep, check_device, has_client_cert, hub_state, require_operator
 from .._device_scope import may_fetch_artifact, may_fetch_release
 from .._errors import NotFoundError, UnauthorizedError
-from .._releases import (
+from .._state import HubState
+from .._store import utcnow
+from ..releases import (
     MAX_RELEASE_BYTES,
     SIGNATURE_HEADER,
     ArtifactStore,
@@ -46,8 +48,6 @@ from .._releases import (
     parse_signature_header,
     release_view,
 )
-from .._state import HubState
-from .._store import utcnow
 
 log = logging.getLogger("fogline.hub.release")
 router = APIRouter(prefix=API_PREFIX, tags=["releases"])

@@ -61,8 +61,8 @@ from fogline.artifact import (
 from fogline.manifest import BlockError, ManifestError, Origin, Problem
 from fogline.protocol import KeyScope, union_of_patterns
 
-from ._errors import ApiError
-from ._schema import ReleaseKeyRow, ReleaseRow
+from .._errors import ApiError
+from .._schema import ReleaseKeyRow, ReleaseRow
 
 MAX_RELEASE_BYTES: Final = 512 * 1024 * 1024
 SIGNATURE_HEADER: Final = "x-fogline-signature"
