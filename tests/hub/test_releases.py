@@ -39,7 +39,7 @@ from fogline.hub.releases import (
     resolve_module_refs,
     validate_module_block,
 )
-from fogline.hub.releases._registry import parse_module_ref
+from fogline.hub.releases._refs import parse_module_ref
 from fogline.manifest import (
     BlockError,
     BlockValidators,

@@ -1,25 +1,31 @@
-"""Module releases on the hub."""
+"""Module releases on the hub.
 
+_artifacts  the artifact store: archives by content digest, written atomically
+_registry   the checks a push must pass, and lookups of pushed releases
+_refs       module references in deployments (`release: thermo-filter@1.2.0`)
+_errors     ReleaseRejectedError and the table of its codes
+"""
+
+from ._artifacts import ArtifactStore, StagedArtifact, check_digest
+from ._errors import ReleaseRejectedError
+from ._refs import (
+    downgrade_allowances,
+    module_downgrades,
+    resolve_module_refs,
+    validate_module_block,
+)
 from ._registry import (
     MAX_RELEASE_BYTES,
     SIGNATURE_HEADER,
-    ArtifactStore,
-    ReleaseRejectedError,
     ReleaseView,
-    StagedArtifact,
     check_archive,
-    check_digest,
     check_envelope,
-    downgrade_allowances,
     find_by_digest,
     find_release,
     list_releases,
-    module_downgrades,
     new_release_row,
     parse_signature_header,
     release_view,
-    resolve_module_refs,
-    validate_module_block,
 )
 
 __all__ = [
