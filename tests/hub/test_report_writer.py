@@ -12,10 +12,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from fogline.hub import make_engine, upgrade_schema
 from fogline.hub._db import make_session_factory
 from fogline.hub._desired import bump_generation
+from fogline.hub._devices import create_claim, enroll_device, find_device, revoke_device, utcnow
 from fogline.hub._errors import ForbiddenError
 from fogline.hub._reports import ReportWriter
 from fogline.hub._schema import DeploymentRow, DesiredStateRow
-from fogline.hub._store import create_claim, enroll_device, find_device, revoke_device, utcnow
 from fogline.protocol import ClaimCreate, EnrollRequest, Report
 from fogline.security import CertificateAuthority, make_csr
 from tests.support.device import FACTS

@@ -11,7 +11,7 @@ from fogline.hub._db import make_session_factory
 from fogline.hub._device_labels import effective_labels, normalize_arch, platform_labels
 from fogline.hub._errors import BadRequestError, ConflictError, ForbiddenError
 from fogline.hub._schema import ClaimRow
-from fogline.hub._store import (
+from fogline.hub._devices import (
     change_labels,
     count_devices_by_status,
     create_claim,
@@ -23,6 +23,7 @@ from fogline.hub._store import (
     revoke_device,
     utcnow,
 )
+from fogline.hub._errors import BadRequestError, ConflictError, ForbiddenError
 from fogline.protocol import ClaimCreate, EnrollRequest, LabelChange
 from fogline.security import CertificateAuthority, make_csr, parse_token
 from tests.support.device import FACTS

@@ -18,11 +18,11 @@ from fogline.protocol import API_PREFIX, MAX_BODY_BYTES, Report
 from ._auth import require_operator
 from ._bodies import BodyLimit, add_body_models
 from ._desired import desired_changes_since
+from ._devices import count_devices_by_status, utcnow
 from ._error_responses import install_error_handlers
 from ._metrics import RequestTiming
 from ._schema import TokenRow
 from ._state import HubState
-from ._store import count_devices_by_status, utcnow
 from ._telemetry import apply_retention
 from .releases import MAX_RELEASE_BYTES
 from .rollouts import run_scheduler

@@ -8,8 +8,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ._desired import plain
+from ._devices import utcnow
 from ._schema import AuditRow
-from ._store import utcnow
 
 SCHEDULER: Final = "scheduler"
 MAX_AUDIT_ROWS: Final = 1000

@@ -8,10 +8,10 @@ from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 from starlette.types import Scope
 
+from ._devices import authenticated_device, operator_for_token
 from ._errors import ForbiddenError, UnauthorizedError
 from ._schema import DeviceRow, TokenRow
 from ._state import HubState
-from ._store import authenticated_device, operator_for_token
 from ._tls import PEER_SCOPE_KEY, PeerCertificate
 
 

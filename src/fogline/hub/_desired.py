@@ -32,6 +32,7 @@ from fogline.manifest import (
 from fogline.protocol import SyncReport, SyncStatus
 
 from ._device_labels import effective_labels
+from ._devices import utcnow
 from ._schema import (
     DeploymentRow,
     DesiredStateRow,
@@ -39,7 +40,6 @@ from ._schema import (
     FleetGenerationRow,
     ReleaseKeyRow,
 )
-from ._store import utcnow
 
 log = logging.getLogger("fogline.hub.desired")
 

@@ -45,8 +45,8 @@ from ._desired import (
     plain,
     release_keys,
 )
+from ._devices import utcnow
 from ._schema import ClaimRow, DeploymentRow, DesiredStateRow, DeviceRow, ReleaseKeyRow
-from ._store import utcnow
 from .releases import downgrade_allowances, resolve_module_refs
 from .rollouts import (
     DEFAULT_POLICY,

@@ -36,9 +36,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from fogline._log import event
 from fogline.protocol import AppliedState, Report
 
+from ._devices import device_refusal, report_columns, utcnow
 from ._errors import UnavailableError
 from ._schema import DesiredStateRow, DeviceRow
-from ._store import device_refusal, report_columns, utcnow
 
 log = logging.getLogger("fogline.hub.reports")
 MAX_BATCH: Final = 500

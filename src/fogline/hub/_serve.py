@@ -22,6 +22,7 @@ from ._app import create_app
 from ._connections import ConnectionLimits, ConnectionTable
 from ._datadir import HubFiles, prepare_data_dir, save_admin_token
 from ._db import make_engine, make_session_factory, sqlite_url, upgrade_schema
+from ._devices import ensure_admin_token
 from ._hot_path import DeviceHotPath
 from ._http_guard import GuardedHttpToolsProtocol
 from ._listener import (
@@ -34,7 +35,6 @@ from ._listener import (
 )
 from ._metrics import PlainHttpMetricsOnly
 from ._state import HubSettings, HubState
-from ._store import ensure_admin_token
 from ._tls import server_tls_context
 from .releases import ArtifactStore
 

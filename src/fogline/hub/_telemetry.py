@@ -15,8 +15,8 @@ from sqlalchemy.orm import Session
 
 from fogline.protocol import BatchRecord
 
+from ._devices import utcnow
 from ._schema import DeviceRow, TelemetryRow
-from ._store import utcnow
 
 MAX_DECOMPRESSED_BYTES: Final = 16 * 1024 * 1024
 RETENTION_LOCK_ID: Final = 0x666F6774

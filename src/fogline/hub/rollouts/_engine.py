@@ -25,6 +25,7 @@ from fogline.manifest import Deployment, DesiredState, revision_of
 
 from .._audit import SCHEDULER, record_audit
 from .._desired import TrustedKey, bump_generation, compile_for, plain, store_desired
+from .._devices import device_status, utcnow
 from .._errors import ConflictError, NotFoundError
 from .._schema import (
     DeploymentRow,
@@ -34,7 +35,6 @@ from .._schema import (
     RolloutDeviceRow,
     RolloutRow,
 )
-from .._store import device_status, utcnow
 from ..releases import module_downgrades
 from ._machine import (
     ACTIVE,

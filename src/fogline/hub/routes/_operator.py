@@ -21,8 +21,7 @@ from fogline.protocol import (
 from .._audit import record_audit
 from .._auth import StateDep, db_session, require_operator
 from .._desired import SYNC_COLUMNS, recompile_device, sync_report, touch_desired
-from .._schema import DesiredStateRow, TokenRow
-from .._store import (
+from .._devices import (
     change_labels,
     claim_view,
     create_claim,
@@ -35,6 +34,7 @@ from .._store import (
     revoke_device,
     utcnow,
 )
+from .._schema import DesiredStateRow, TokenRow
 
 log = logging.getLogger("fogline.hub.operator")
 router = APIRouter(prefix=API_PREFIX, tags=["operator"])

@@ -28,9 +28,9 @@ from fogline.protocol import API_PREFIX
 
 from .._auth import StateDep, check_device, has_client_cert, hub_state, require_operator
 from .._device_scope import may_fetch_artifact, may_fetch_release
+from .._devices import utcnow
 from .._errors import NotFoundError, UnauthorizedError
 from .._state import HubState
-from .._store import utcnow
 from ..releases import (
     MAX_RELEASE_BYTES,
     SIGNATURE_HEADER,

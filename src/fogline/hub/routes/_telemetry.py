@@ -12,10 +12,10 @@ from fogline.manifest import parse_duration
 from fogline.protocol import API_PREFIX, BatchFormatError, decode_batch
 
 from .._auth import StateDep, check_device, db_session, require_operator
+from .._devices import utcnow
 from .._errors import BadRequestError
 from .._schema import TokenRow
 from .._state import HubState
-from .._store import utcnow
 from .._telemetry import MAX_DECOMPRESSED_BYTES, MAX_QUERY_ROWS, query, store_batch
 
 log = logging.getLogger("fogline.hub.telemetry")
