@@ -29,8 +29,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from benchmarks._common import git_revision, machine, median, table
 from fogline.hub import make_engine, upgrade_schema
+from fogline.hub._claims import create_claim
 from fogline.hub._db import make_session_factory
-from fogline.hub._devices import create_claim, enroll_device
+from fogline.hub._enrollment import enroll_device
 from fogline.hub._reports import ReportWriter, _Pending
 from fogline.protocol import ClaimCreate, EnrollRequest, Report
 from fogline.security import CertificateAuthority, make_csr

@@ -29,9 +29,9 @@ from fogline.artifact import (
 from fogline.hub import HubState, create_app, make_engine, upgrade_schema
 from fogline.hub._bodies import BodyLimit
 from fogline.hub._db import make_session_factory
-from fogline.hub._devices import ensure_admin_token
 from fogline.hub._error_responses import error_response
 from fogline.hub._errors import ApiError
+from fogline.hub._tokens import ensure_admin_token
 from fogline.hub.releases import (
     ArtifactStore,
     ReleaseRejectedError,

@@ -10,9 +10,12 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from fogline.hub import make_engine, upgrade_schema
+from fogline.hub._claims import create_claim
+from fogline.hub._clock import utcnow
 from fogline.hub._db import make_session_factory
 from fogline.hub._desired import bump_generation
-from fogline.hub._devices import create_claim, enroll_device, find_device, revoke_device, utcnow
+from fogline.hub._devices import find_device, revoke_device
+from fogline.hub._enrollment import enroll_device
 from fogline.hub._errors import ForbiddenError
 from fogline.hub._reports import ReportWriter
 from fogline.hub._schema import DeploymentRow, DesiredStateRow

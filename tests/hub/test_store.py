@@ -7,23 +7,15 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from fogline.hub import make_engine, upgrade_schema
+from fogline.hub._claims import create_claim, revoke_claim
+from fogline.hub._clock import utcnow
 from fogline.hub._db import make_session_factory
 from fogline.hub._device_labels import effective_labels, normalize_arch, platform_labels
+from fogline.hub._devices import change_labels, count_devices_by_status, find_device, revoke_device
+from fogline.hub._enrollment import enroll_device
 from fogline.hub._errors import BadRequestError, ConflictError, ForbiddenError
 from fogline.hub._schema import ClaimRow
-from fogline.hub._devices import (
-    change_labels,
-    count_devices_by_status,
-    create_claim,
-    enroll_device,
-    ensure_admin_token,
-    find_device,
-    operator_for_token,
-    revoke_claim,
-    revoke_device,
-    utcnow,
-)
-from fogline.hub._errors import BadRequestError, ConflictError, ForbiddenError
+from fogline.hub._tokens import ensure_admin_token, operator_for_token
 from fogline.protocol import ClaimCreate, EnrollRequest, LabelChange
 from fogline.security import CertificateAuthority, make_csr, parse_token
 from tests.support.device import FACTS

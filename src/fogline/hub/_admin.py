@@ -20,7 +20,7 @@ from fogline.security import ADMIN_PREFIX
 from ._audit import record_audit
 from ._datadir import ADMIN_TOKEN_FILE, save_admin_token
 from ._db import make_engine, sqlite_url
-from ._devices import BOOTSTRAP_ADMIN, rotate_admin_token
+from ._tokens import BOOTSTRAP_ADMIN, rotate_admin_token
 
 ROTATED_BY = "hub rotate-admin-token"
 

@@ -17,8 +17,9 @@ from fogline.protocol import API_PREFIX, MAX_BODY_BYTES, Report
 
 from ._auth import require_operator
 from ._bodies import BodyLimit, add_body_models
+from ._clock import utcnow
 from ._desired import desired_changes_since
-from ._devices import count_devices_by_status, utcnow
+from ._devices import count_devices_by_status
 from ._error_responses import install_error_handlers
 from ._metrics import RequestTiming
 from ._schema import TokenRow

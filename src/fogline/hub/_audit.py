@@ -7,8 +7,8 @@ from typing import Any, Final
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ._clock import utcnow
 from ._desired import plain
-from ._devices import utcnow
 from ._schema import AuditRow
 
 SCHEDULER: Final = "scheduler"

@@ -8,11 +8,12 @@ from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 from starlette.types import Scope
 
-from ._devices import authenticated_device, operator_for_token
+from ._devices import authenticated_device
 from ._errors import ForbiddenError, UnauthorizedError
 from ._schema import DeviceRow, TokenRow
 from ._state import HubState
 from ._tls import PEER_SCOPE_KEY, PeerCertificate
+from ._tokens import operator_for_token
 
 
 def hub_state(request: Request) -> HubState:

@@ -31,8 +31,8 @@ from fogline.manifest import (
 )
 from fogline.protocol import SyncReport, SyncStatus
 
+from ._clock import utcnow
 from ._device_labels import effective_labels
-from ._devices import utcnow
 from ._schema import (
     DeploymentRow,
     DesiredStateRow,

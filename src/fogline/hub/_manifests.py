@@ -36,6 +36,7 @@ from fogline.protocol import (
 from fogline.security import CLAIM_PREFIX, new_token
 
 from ._audit import record_audit
+from ._clock import utcnow
 from ._desired import (
     DeploymentCache,
     TrustedKey,
@@ -45,7 +46,6 @@ from ._desired import (
     plain,
     release_keys,
 )
-from ._devices import utcnow
 from ._schema import ClaimRow, DeploymentRow, DesiredStateRow, DeviceRow, ReleaseKeyRow
 from .releases import downgrade_allowances, resolve_module_refs
 from .rollouts import (

@@ -36,7 +36,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from fogline._log import event
 from fogline.protocol import AppliedState, Report
 
-from ._devices import device_refusal, report_columns, utcnow
+from ._clock import utcnow
+from ._devices import device_refusal, report_columns
 from ._errors import UnavailableError
 from ._schema import DesiredStateRow, DeviceRow
 

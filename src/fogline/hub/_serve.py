@@ -22,7 +22,6 @@ from ._app import create_app
 from ._connections import ConnectionLimits, ConnectionTable
 from ._datadir import HubFiles, prepare_data_dir, save_admin_token
 from ._db import make_engine, make_session_factory, sqlite_url, upgrade_schema
-from ._devices import ensure_admin_token
 from ._hot_path import DeviceHotPath
 from ._http_guard import GuardedHttpToolsProtocol
 from ._listener import (
@@ -36,6 +35,7 @@ from ._listener import (
 from ._metrics import PlainHttpMetricsOnly
 from ._state import HubSettings, HubState
 from ._tls import server_tls_context
+from ._tokens import ensure_admin_token
 from .releases import ArtifactStore
 
 log = logging.getLogger("fogline.hub")

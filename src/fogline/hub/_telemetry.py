@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from fogline.protocol import BatchRecord
 
-from ._devices import utcnow
+from ._clock import utcnow
 from ._schema import DeviceRow, TelemetryRow
 
 MAX_DECOMPRESSED_BYTES: Final = 16 * 1024 * 1024

@@ -24,8 +24,9 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from fogline.manifest import Deployment, DesiredState, revision_of
 
 from .._audit import SCHEDULER, record_audit
+from .._clock import utcnow
 from .._desired import TrustedKey, bump_generation, compile_for, plain, store_desired
-from .._devices import device_status, utcnow
+from .._devices import device_status
 from .._errors import ConflictError, NotFoundError
 from .._schema import (
     DeploymentRow,

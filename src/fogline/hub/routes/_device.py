@@ -32,7 +32,8 @@ from .._auth import (
 )
 from .._bodies import json_body_doc, parse_json_body
 from .._desired import key_material, key_scopes, recompile_device, release_keys
-from .._devices import device_refusal, enroll_device
+from .._devices import device_refusal
+from .._enrollment import enroll_device
 from .._errors import ApiError, ConflictError
 from .._schema import DesiredStateRow, DeviceRow
 from .._state import HubState

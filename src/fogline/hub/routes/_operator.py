@@ -20,19 +20,16 @@ from fogline.protocol import (
 
 from .._audit import record_audit
 from .._auth import StateDep, db_session, require_operator
+from .._claims import claim_view, create_claim, list_claims, revoke_claim
+from .._clock import utcnow
 from .._desired import SYNC_COLUMNS, recompile_device, sync_report, touch_desired
 from .._devices import (
     change_labels,
-    claim_view,
-    create_claim,
     device_view,
     find_device,
-    list_claims,
     list_devices,
     remove_device,
-    revoke_claim,
     revoke_device,
-    utcnow,
 )
 from .._schema import DesiredStateRow, TokenRow
 

@@ -27,8 +27,8 @@ from fogline.artifact import SignatureEnvelope
 from fogline.protocol import API_PREFIX
 
 from .._auth import StateDep, check_device, has_client_cert, hub_state, require_operator
+from .._clock import utcnow
 from .._device_scope import may_fetch_artifact, may_fetch_release
-from .._devices import utcnow
 from .._errors import NotFoundError, UnauthorizedError
 from .._state import HubState
 from ..releases import (

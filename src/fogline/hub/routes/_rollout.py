@@ -13,7 +13,7 @@ from fogline.protocol import API_PREFIX
 
 from .._audit import MAX_AUDIT_ROWS, audit_view, list_audit
 from .._auth import StateDep, db_session, require_operator
-from .._devices import utcnow
+from .._clock import utcnow
 from .._errors import BadRequestError
 from .._schema import TokenRow
 from ..rollouts import find_rollout, list_rollouts, operate, rollout_view

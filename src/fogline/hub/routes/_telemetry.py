@@ -12,7 +12,7 @@ from fogline.manifest import parse_duration
 from fogline.protocol import API_PREFIX, BatchFormatError, decode_batch
 
 from .._auth import StateDep, check_device, db_session, require_operator
-from .._devices import utcnow
+from .._clock import utcnow
 from .._errors import BadRequestError
 from .._schema import TokenRow
 from .._state import HubState
