@@ -6,8 +6,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-from fogline.agent._drift import Drift, FileBaselines, file_digests
-from fogline.agent._modules import ModuleManager, SupervisorActivator
+from fogline.agent.modules import (
+    Drift,
+    FileBaselines,
+    ModuleManager,
+    SupervisorActivator,
+    file_digests,
+)
 from fogline.agent.supervisor import MemoryRuntime, Supervisor
 from fogline.agent.updater import InstalledRelease, MemoryArtifactSource, ReleaseTarget
 from tests.support.deep import deep_tree

@@ -37,10 +37,10 @@ from ._hublink import HubLink
 from ._identity import Identity, IdentityStore
 from ._local import LocalApp, make_local_server
 from ._logship import LogShipper
-from ._modules import ModuleManager, node_module_manager
 from ._sync import ConfigApplier, DesiredStore, SyncLoop
 from ._telemetry import HttpHubTransport
 from .dataplane import DataPlaneCollector, MqttSettings, NodeDataPlane, ingest_handler
+from .modules import ModuleManager, node_module_manager
 from .supervisor import ModuleUser, ProcessRuntime
 from .updater import crash_hook_from_env
 

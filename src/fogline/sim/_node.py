@@ -28,8 +28,8 @@ from fogline.agent import (
     IdentityStore,
 )
 from fogline.agent._hublink import HubLink
-from fogline.agent._modules import ModuleManager, node_module_manager
 from fogline.agent._sync import ConfigApplier, DesiredStore, SyncLoop
+from fogline.agent.modules import ModuleManager, node_module_manager
 from fogline.agent.supervisor import MemoryBehaviour, MemoryRuntime, RunSpec
 from fogline.agent.updater import SUCCESS_PATH_POINTS
 from fogline.protocol import (

@@ -5,7 +5,7 @@ import dataclasses
 
 import pytest
 
-from fogline.agent._modules import targets_from
+from fogline.agent.modules import targets_from
 from fogline.agent.updater import ReleaseRejectedError, ReleaseTarget, State
 from fogline.agent.updater._verify import check_downgrade
 

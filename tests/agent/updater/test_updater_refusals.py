@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fogline.agent._modules import scopes_from
+from fogline.agent.modules import scopes_from
 from fogline.agent.updater import ActivatorCall, MemoryActivator, State, Updater, UpdateResult
 from fogline.agent.updater._verify import check_signature
 from fogline.artifact import (

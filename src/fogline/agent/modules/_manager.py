@@ -41,9 +41,8 @@ from fogline.protocol import (
     union_of_patterns,
 )
 
-from ._drift import Drift, FileBaselines
-from ._files import write_atomic
-from .supervisor import (
+from .._files import write_atomic
+from ..supervisor import (
     HealthCheck,
     HealthKind,
     ModuleRuntime,
@@ -53,7 +52,7 @@ from .supervisor import (
     RunSpec,
     Supervisor,
 )
-from .updater import (
+from ..updater import (
     ArtifactSource,
     HttpArtifactSource,
     InstalledRelease,
@@ -63,6 +62,7 @@ from .updater import (
     Updater,
     UpdateResult,
 )
+from ._drift import Drift, FileBaselines
 
 log = logging.getLogger("fogline.agent.modules")
 PROGRESS_REPORT_MIN_S: Final = 0.5

@@ -21,7 +21,7 @@ import orjson
 
 from fogline.artifact import walk_tree
 
-from ._files import write_atomic
+from .._files import write_atomic
 
 # 2: every symlink is recorded (os.walk left out links to directories) and
 # the walk is iterative. A baseline of another format is recorded again
