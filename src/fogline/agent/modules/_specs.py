@@ -1,0 +1,89 @@
+"""What the hub's words become in the updater's and supervisor's terms: the
+desired state's `modules` become release targets (`targets_from`), and a
+release's module file becomes what the supervisor runs (`run_spec`).
+"""
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from fogline.artifact import ModuleSpec
+
+from ..supervisor import HealthCheck, HealthKind, Resources, RestartPolicy, RunSpec
+from ..updater import ReleaseTarget
+
+
+def run_spec(
+    name: str,
+    install_dir: Path,
+    spec: ModuleSpec,
+    target: ReleaseTarget,
+    config_path: Path,
+    data_dir: Path | None = None,
+) -> RunSpec:
+    """The supervisor's view of a release: what to run and how to judge it."""
+    health = None
+    if spec.health is not None:
+        h = spec.health
+        kind: HealthKind
+        value: str | int | tuple[str, ...] | float
+        if h.http:
+            kind, value = "http", h.http
+        elif h.tcp:
+            kind, value = "tcp", h.tcp
+        elif h.command:
+            kind, value = "command", tuple(h.command)
+        else:
+            kind, value = "uptime", h.uptime_s or 0.0
+        health = HealthCheck(
+            kind=kind, target=value, timeout_s=h.timeout_s, interval_s=h.interval_s
+        )
+    return RunSpec(
+        name=name,
+        version=str(spec.version),
+        workdir=install_dir,
+        command=tuple(spec.command or ()),
+        env={**spec.env, **target.env},
+        config_path=config_path,
+        data_dir=data_dir,
+        health=health,
+        start_grace_s=spec.start_grace_s,
+        stop_grace_s=spec.stop_grace_s,
+        restart=RestartPolicy(
+            policy=spec.restart.policy,
+            initial_backoff_s=spec.restart.backoff.initial_s,
+            max_backoff_s=spec.restart.backoff.max_s,
+        ),
+        resources=Resources(
+            memory_mb=spec.resources.memory_mb,
+            open_files=spec.resources.open_files,
+            cpu_seconds=spec.resources.cpu_seconds,
+        ),
+    )
+
+
+def targets_from(doc: Mapping[str, Any]) -> list[ReleaseTarget]:
+    """Release targets for the `modules` of a desired-state document.
+
+    A module may go below its installed version when its entry says
+    `allowDowngrade: true`, or when the whole document is a rollout's
+    rollback (the hub marks it `rollback: {rollout: ID}`).
+    """
+    targets = []
+    rollback = isinstance(doc.get("rollback"), Mapping)
+    for entry in doc.get("modules", []):
+        signature = entry.get("signature")
+        targets.append(
+            ReleaseTarget(
+                name=entry["name"],
+                version=entry["version"],
+                digest=entry["digest"],
+                signature=orjson.dumps(signature) if isinstance(signature, dict) else b"",
+                config=entry.get("config") or {},
+                env=entry.get("env") or {},
+                allow_downgrade=rollback or entry.get("allowDowngrade") is True,
+            )
+        )
+    return targets
