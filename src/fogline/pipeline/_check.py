@@ -19,18 +19,18 @@ from pydantic import BaseModel
 from ._aggregates import AggregateCall, parse_aggregate
 from ._outputs import PayloadTemplate
 from ._spec import (
-    DedupeStep,
-    DetectStep,
-    FilterStep,
-    HalfSpaceTreesDetect,
-    InferStep,
-    MapStep,
+    DedupeStepSpec,
+    DetectStepSpec,
+    FilterStepSpec,
+    HalfSpaceTreesSpec,
+    InferStepSpec,
+    MapStepSpec,
     OutputSpec,
     PipelineSpec,
-    SampleStep,
-    ThresholdDetect,
-    WindowStep,
-    ZScoreDetect,
+    SampleStepSpec,
+    ThresholdSpec,
+    WindowStepSpec,
+    ZScoreSpec,
 )
 from ._template import Template, TopicPattern, compile_template, compile_topic_pattern
 from .expr import Expression, ExpressionError, compile_expression
@@ -153,10 +153,10 @@ class _Planner:
         path = f"steps[{i}]"
         step_id: str = step.id  # type: ignore[attr-defined]
         plan = StepPlan(i, step_id, step, fields_after=known, copy_on_write=copy)
-        if isinstance(step, FilterStep):
+        if isinstance(step, FilterStepSpec):
             expr = self.expression(f"{path}.filter", step.filter, known)
             return StepPlan(i, step_id, step, {"filter": expr} if expr else {}, fields_after=known)
-        if isinstance(step, MapStep):
+        if isinstance(step, MapStepSpec):
             exprs = {}
             for name, text in step.map.items():
                 expr = self.expression(f"{path}.map.{name}", text, known)
@@ -164,29 +164,29 @@ class _Planner:
                     exprs[name] = expr
             grown = None if known is None else known | set(step.map)
             return StepPlan(i, step_id, step, exprs, fields_after=grown, copy_on_write=copy)
-        if isinstance(step, WindowStep):
+        if isinstance(step, WindowStepSpec):
             return self.plan_window(i, step, known, after)
-        if isinstance(step, DetectStep):
+        if isinstance(step, DetectStepSpec):
             detect = step.detect
             where = f"{path}.detect"
-            if isinstance(detect, ThresholdDetect | ZScoreDetect):
+            if isinstance(detect, ThresholdSpec | ZScoreSpec):
                 self.need_fields(f"{where}.field", [detect.field], known, after)
-            if isinstance(detect, HalfSpaceTreesDetect):
+            if isinstance(detect, HalfSpaceTreesSpec):
                 self.need_fields(f"{where}.features", detect.features, known, after)
-            if isinstance(detect, ZScoreDetect | HalfSpaceTreesDetect):
+            if isinstance(detect, ZScoreSpec | HalfSpaceTreesSpec):
                 self.need_fields(f"{where}.key", detect.key, known, after)
             grown = None if known is None else known | set(DETECT_FIELDS)
             return StepPlan(i, step_id, step, fields_after=grown, copy_on_write=copy)
-        if isinstance(step, InferStep):
+        if isinstance(step, InferStepSpec):
             self.need_fields(f"{path}.infer.inputs", step.infer.inputs, known, after)
             grown = None if known is None else known | {step.infer.output}
             return StepPlan(i, step_id, step, fields_after=grown, copy_on_write=copy)
-        if isinstance(step, DedupeStep):
+        if isinstance(step, DedupeStepSpec):
             self.need_fields(f"{path}.dedupe.key", step.dedupe.key, known, after)
-        assert isinstance(step, DedupeStep | SampleStep)
+        assert isinstance(step, DedupeStepSpec | SampleStepSpec)
         return plan
 
-    def plan_window(self, i: int, step: WindowStep, known: Fields, after: str) -> StepPlan:
+    def plan_window(self, i: int, step: WindowStepSpec, known: Fields, after: str) -> StepPlan:
         path, window = f"steps[{i}].window", step.window
         self.need_fields(f"{path}.key", window.key, known, after)
         timestamp = self.spec.timestamp

@@ -21,13 +21,25 @@ from collections.abc import Callable, Iterable, Mapping
 from itertools import repeat
 from typing import Any, Final
 
-from . import _spec as s
 from ._aggregates import Aggregation
 from ._check import Plan, StepPlan, plan_pipeline
 from ._detectors import HalfSpaceTreesStep, ThresholdStep, ZScoreStep
 from ._errors import ModelLoadError, PipelineSpecError, PipelineStateError
 from ._infer import InferStep, ModelLoader
 from ._outputs import Emission, OutputTap
+from ._spec import (
+    DedupeStepSpec,
+    DetectStepSpec,
+    FilterStepSpec,
+    HalfSpaceTreesSpec,
+    InferStepSpec,
+    MapStepSpec,
+    PipelineSpec,
+    SampleStepSpec,
+    ThresholdSpec,
+    WindowStepSpec,
+    ZScoreSpec,
+)
 from ._steps import Batch, DedupeStep, FilterStep, MapStep, Record, SampleStep, Step
 from ._template import TopicPattern
 from ._windows import WindowStep
@@ -35,7 +47,7 @@ from ._windows import WindowStep
 STATE_VERSION: Final = 1
 
 
-def build_pipeline(spec: s.PipelineSpec, *, model_loader: ModelLoader | None = None) -> Pipeline:
+def build_pipeline(spec: PipelineSpec, *, model_loader: ModelLoader | None = None) -> Pipeline:
     """Compile a validated spec into a runnable pipeline.
 
     `model_loader(name)` returns the session of an `infer` step's model
@@ -67,14 +79,14 @@ def _field_getter(name: str) -> Callable[[Mapping[str, Any]], Any]:
     return lambda record: record.get(name)
 
 
-def _build_step(plan: StepPlan, spec: s.PipelineSpec, model_loader: ModelLoader | None) -> Step:
+def _build_step(plan: StepPlan, spec: PipelineSpec, model_loader: ModelLoader | None) -> Step:
     step, step_id, copy = plan.spec, plan.step_id, plan.copy_on_write
-    if isinstance(step, s.FilterStep):
+    if isinstance(step, FilterStepSpec):
         return FilterStep(step_id, plan.expressions["filter"].evaluate)
-    if isinstance(step, s.MapStep):
+    if isinstance(step, MapStepSpec):
         items = [(name, expr.evaluate) for name, expr in plan.expressions.items()]
         return MapStep(step_id, items, copy_on_write=copy)
-    if isinstance(step, s.WindowStep):
+    if isinstance(step, WindowStepSpec):
         window = step.window
         getters = {
             call.argument: (
@@ -98,9 +110,9 @@ def _build_step(plan: StepPlan, spec: s.PipelineSpec, model_loader: ModelLoader 
             max_skew_s=window.maxClockSkew,
             max_keys=window.maxKeys,
         )
-    if isinstance(step, s.DetectStep):
+    if isinstance(step, DetectStepSpec):
         return _build_detector(step_id, step.detect, copy)
-    if isinstance(step, s.InferStep):
+    if isinstance(step, InferStepSpec):
         infer = step.infer
         if model_loader is None:
             raise ModelLoadError(
@@ -120,21 +132,21 @@ def _build_step(plan: StepPlan, spec: s.PipelineSpec, model_loader: ModelLoader 
             output=infer.output,
             copy_on_write=copy,
         )
-    if isinstance(step, s.DedupeStep):
+    if isinstance(step, DedupeStepSpec):
         dedupe = step.dedupe
         return DedupeStep(step_id, dedupe.key, window_s=dedupe.window, max_keys=dedupe.maxKeys)
-    assert isinstance(step, s.SampleStep)
+    assert isinstance(step, SampleStepSpec)
     sample = step.sample
     burst = sample.burst if sample.burst is not None else max(1.0, sample.per_s or 1.0)
     return SampleStep(step_id, every=sample.every, per_s=sample.per_s, burst=burst)
 
 
 def _build_detector(step_id: str, detect: Any, copy: bool) -> Step:
-    if isinstance(detect, s.ThresholdDetect):
+    if isinstance(detect, ThresholdSpec):
         return ThresholdStep(
             step_id, detect.field, low=detect.min, high=detect.max, copy_on_write=copy
         )
-    if isinstance(detect, s.ZScoreDetect):
+    if isinstance(detect, ZScoreSpec):
         return ZScoreStep(
             step_id,
             detect.field,
@@ -145,7 +157,7 @@ def _build_detector(step_id: str, detect: Any, copy: bool) -> Step:
             max_keys=detect.maxKeys,
             copy_on_write=copy,
         )
-    assert isinstance(detect, s.HalfSpaceTreesDetect)
+    assert isinstance(detect, HalfSpaceTreesSpec)
     return HalfSpaceTreesStep(
         step_id,
         detect.features,
@@ -162,7 +174,7 @@ def _build_detector(step_id: str, detect: Any, copy: bool) -> Step:
     )
 
 
-def _definition(step: Any, spec: s.PipelineSpec) -> str:
+def _definition(step: Any, spec: PipelineSpec) -> str:
     """A digest of what a step does; state carries over only where it is unchanged.
 
     The pipeline's timestamp field is part of every step's definition: it
@@ -201,7 +213,7 @@ class Pipeline:
         )
 
     @property
-    def spec(self) -> s.PipelineSpec:
+    def spec(self) -> PipelineSpec:
         return self._plan.spec
 
     @property
@@ -293,7 +305,7 @@ class Pipeline:
     # --- state -------------------------------------------------------------------
 
     def replace_with(
-        self, spec: s.PipelineSpec, *, model_loader: ModelLoader | None = None
+        self, spec: PipelineSpec, *, model_loader: ModelLoader | None = None
     ) -> Pipeline:
         """Build the pipeline for a new desired state, keeping what still applies.
 

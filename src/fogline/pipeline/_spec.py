@@ -8,6 +8,10 @@ embedding `PipelineSpec` cannot accept a pipeline that would fail on a node.
 Field names are camelCase like the rest of the manifest (`rateLimit`,
 `maxKeys`); `per_s` keeps its unit suffix. Durations accept `500ms`, `10s`,
 `5m`, `24h`, `7d`, `1h30m` or a number of seconds and are stored as seconds.
+
+Names: a parsed block is a `...Spec` (`FilterStepSpec`, `ThresholdSpec`); the
+running operator `build_pipeline` makes of it is a `...Step` (`FilterStep`,
+`ThresholdStep`).
 """
 
 from __future__ import annotations
@@ -106,12 +110,12 @@ class SourceSpec(_Model):
 # --- steps -------------------------------------------------------------------
 
 
-class FilterStep(_Model):
+class FilterStepSpec(_Model):
     id: StepId
     filter: ExpressionText
 
 
-class MapStep(_Model):
+class MapStepSpec(_Model):
     id: StepId
     map: Annotated[
         dict[FieldName, ExpressionText], Field(min_length=1, max_length=MAX_MAPPED_FIELDS)
@@ -164,12 +168,12 @@ class WindowSpec(_Model):
         return self
 
 
-class WindowStep(_Model):
+class WindowStepSpec(_Model):
     id: StepId
     window: WindowSpec
 
 
-class ThresholdDetect(_Model):
+class ThresholdSpec(_Model):
     """Flag values outside [min, max]; score is the distance outside the range."""
 
     type: Literal["threshold"]
@@ -178,7 +182,7 @@ class ThresholdDetect(_Model):
     max: float | None = None
 
     @model_validator(mode="after")
-    def _bounds(self) -> ThresholdDetect:
+    def _bounds(self) -> ThresholdSpec:
         if self.min is None and self.max is None:
             raise ValueError("a threshold detector needs min, max or both")
         for bound in (self.min, self.max):
@@ -189,7 +193,7 @@ class ThresholdDetect(_Model):
         return self
 
 
-class ZScoreDetect(_Model):
+class ZScoreSpec(_Model):
     """EWMA mean/variance per key; flags |x - mean| > threshold * stddev after warmup."""
 
     type: Literal["zscore"]
@@ -201,7 +205,7 @@ class ZScoreDetect(_Model):
     maxKeys: MaxKeys = 100_000
 
 
-class HalfSpaceTreesDetect(_Model):
+class HalfSpaceTreesSpec(_Model):
     """river's HalfSpaceTrees over `features`, per key or global."""
 
     type: Literal["halfspacetrees"]
@@ -218,7 +222,7 @@ class HalfSpaceTreesDetect(_Model):
     maxKeys: Annotated[int, Field(ge=1, le=100_000)] = 1_000
 
     @model_validator(mode="after")
-    def _limits(self) -> HalfSpaceTreesDetect:
+    def _limits(self) -> HalfSpaceTreesSpec:
         for name, (low, high) in (self.limits or {}).items():
             if name not in self.features:
                 raise ValueError(f"limits names {name!r}, which is not one of the features")
@@ -233,9 +237,9 @@ def _detector_tag(value: Any) -> str | None:
 
 
 DetectorSpec = Annotated[
-    Annotated[ThresholdDetect, Tag("<detect:threshold>")]
-    | Annotated[ZScoreDetect, Tag("<detect:zscore>")]
-    | Annotated[HalfSpaceTreesDetect, Tag("<detect:halfspacetrees>")],
+    Annotated[ThresholdSpec, Tag("<detect:threshold>")]
+    | Annotated[ZScoreSpec, Tag("<detect:zscore>")]
+    | Annotated[HalfSpaceTreesSpec, Tag("<detect:halfspacetrees>")],
     Discriminator(
         _detector_tag,
         custom_error_type="detector_type",
@@ -244,7 +248,7 @@ DetectorSpec = Annotated[
 ]
 
 
-class DetectStep(_Model):
+class DetectStepSpec(_Model):
     id: StepId
     detect: DetectorSpec
 
@@ -257,7 +261,7 @@ class InferSpec(_Model):
     output: FieldName
 
 
-class InferStep(_Model):
+class InferStepSpec(_Model):
     id: StepId
     infer: InferSpec
 
@@ -268,7 +272,7 @@ class DedupeSpec(_Model):
     maxKeys: MaxKeys = 100_000
 
 
-class DedupeStep(_Model):
+class DedupeStepSpec(_Model):
     id: StepId
     dedupe: DedupeSpec
 
@@ -300,7 +304,7 @@ class SampleSpec(_Model):
         return self
 
 
-class SampleStep(_Model):
+class SampleStepSpec(_Model):
     id: StepId
     sample: SampleSpec
 
@@ -337,13 +341,13 @@ def _step_tag(value: Any) -> str:
 
 
 StepSpec = Annotated[
-    Annotated[FilterStep, Tag("<step:filter>")]
-    | Annotated[MapStep, Tag("<step:map>")]
-    | Annotated[WindowStep, Tag("<step:window>")]
-    | Annotated[DetectStep, Tag("<step:detect>")]
-    | Annotated[InferStep, Tag("<step:infer>")]
-    | Annotated[DedupeStep, Tag("<step:dedupe>")]
-    | Annotated[SampleStep, Tag("<step:sample>")]
+    Annotated[FilterStepSpec, Tag("<step:filter>")]
+    | Annotated[MapStepSpec, Tag("<step:map>")]
+    | Annotated[WindowStepSpec, Tag("<step:window>")]
+    | Annotated[DetectStepSpec, Tag("<step:detect>")]
+    | Annotated[InferStepSpec, Tag("<step:infer>")]
+    | Annotated[DedupeStepSpec, Tag("<step:dedupe>")]
+    | Annotated[SampleStepSpec, Tag("<step:sample>")]
     | Annotated[_InvalidStep, Tag("<step:invalid>")]
     | Annotated[_MultiKindStep, Tag("<step:multiple>")],
     Discriminator(_step_tag),
@@ -351,13 +355,13 @@ StepSpec = Annotated[
 
 
 _KIND_OF: Final[dict[type[BaseModel], str]] = {
-    FilterStep: "filter",
-    MapStep: "map",
-    WindowStep: "window",
-    DetectStep: "detect",
-    InferStep: "infer",
-    DedupeStep: "dedupe",
-    SampleStep: "sample",
+    FilterStepSpec: "filter",
+    MapStepSpec: "map",
+    WindowStepSpec: "window",
+    DetectStepSpec: "detect",
+    InferStepSpec: "infer",
+    DedupeStepSpec: "dedupe",
+    SampleStepSpec: "sample",
 }
 
 
