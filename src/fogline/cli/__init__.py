@@ -12,6 +12,7 @@ from . import (
     _agent,
     _audit,
     _claim,
+    _common,
     _config,
     _devices,
     _hub,
@@ -23,7 +24,6 @@ from . import (
     _sim,
     _telemetry,
 )
-from ._common import err_console, safe_text
 
 app = typer.Typer(
     name="fogline",
@@ -86,7 +86,9 @@ def main() -> None:
         app()
     except FoglineError as exc:
         # Escaped and unwrapped: one line, whatever brackets the message holds.
-        err_console.print(f"[red]error[/red]: {safe_text(exc)}", highlight=False, soft_wrap=True)
+        _common.err_console.print(
+            f"[red]error[/red]: {_common.safe_text(exc)}", highlight=False, soft_wrap=True
+        )
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)

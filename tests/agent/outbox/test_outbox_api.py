@@ -7,7 +7,6 @@ from pathlib import Path
 import orjson
 import pytest
 
-import fogline.agent.outbox as outbox_pkg
 from fogline import FoglineError
 from fogline.agent.outbox import (
     MAX_RECORD_BYTES,
@@ -45,25 +44,7 @@ def box(tmp_path: Path, clock: FakeClock) -> Iterator[Outbox]:
     ob.close()
 
 
-def test_public_names_are_pinned() -> None:
-    assert sorted(outbox_pkg.__all__) == [
-        "DropCount",
-        "DropReason",
-        "MAX_PRIORITY",
-        "MAX_RECORD_BYTES",
-        "MAX_STREAM_LEN",
-        "MAX_TTL_S",
-        "MIN_PRIORITY",
-        "Outbox",
-        "OutboxError",
-        "OutboxItem",
-        "OutboxRecord",
-        "OutboxStats",
-        "OutboxStorageError",
-        "PriorityStats",
-        "RecordRejectedError",
-        "STREAM_RE",
-    ]
+def test_errors_hang_under_fogline_error() -> None:
     assert issubclass(OutboxError, FoglineError)
     assert issubclass(RecordRejectedError, OutboxError)
     assert issubclass(OutboxStorageError, OutboxError)

@@ -1,6 +1,5 @@
-"""The uplink's public surface and error tree."""
+"""The uplink's error tree."""
 
-import fogline.agent.uplink as uplink_pkg
 from fogline import FoglineError
 from fogline.agent import _errors as agent_errors
 from fogline.agent.uplink import (
@@ -11,24 +10,6 @@ from fogline.agent.uplink import (
     MemoryHubTransport,
     UplinkError,
 )
-
-
-def test_public_names_are_pinned() -> None:
-    assert sorted(uplink_pkg.__all__) == [
-        "Backoff",
-        "BatchFormatError",
-        "BatchRecord",
-        "BatchRejectedError",
-        "EncodableRecord",
-        "HubTransport",
-        "HubUnreachableError",
-        "MemoryHubTransport",
-        "Uplink",
-        "UplinkCounters",
-        "UplinkError",
-        "decode_batch",
-        "encode_batch",
-    ]
 
 
 def test_errors_hang_under_fogline_error_by_fault() -> None:
