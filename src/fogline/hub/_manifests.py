@@ -2,7 +2,7 @@
 
 Both run the same computation. Plan stops there; apply writes deployments,
 claims and release keys and starts a rollout of the changed devices' desired
-states (see `_rollouts`) in one transaction, so a failure leaves the fleet
+states (see `rollouts`) in one transaction, so a failure leaves the fleet
 exactly as it was.
 """
 

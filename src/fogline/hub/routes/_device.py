@@ -106,7 +106,7 @@ def enroll(body: EnrollRequest, session: SessionDep, state: StateDep) -> EnrollR
 async def report(request: Request) -> Response:
     """A device's periodic report: facts, labels, the desired revision it applied.
 
-    A served hub answers this route before FastAPI routes it (_hot_path.py);
+    A served hub answers this route before FastAPI routes it (hub/_hot_path.py);
     this endpoint documents it and serves apps run without that wrapper.
     Both authenticate the device before reading its body.
     """
@@ -120,7 +120,7 @@ async def answer_report(state: HubState, peer: DevicePeer, raw: bytes) -> bytes:
 
     pydantic parses the JSON bytes itself (no stdlib json pass first), and
     the batched writer checks the device row and records the report (see
-    _reports.py).
+    hub/_reports.py).
 
     Raises:
         RequestValidationError: the body is not a valid report.
@@ -227,7 +227,7 @@ async def desired(
     """The device's desired state; with `wait`, a long-poll until it differs
     from the ETag the device already has.
 
-    A served hub answers this route before FastAPI routes it (_hot_path.py);
+    A served hub answers this route before FastAPI routes it (hub/_hot_path.py);
     this endpoint documents it and serves apps run without that wrapper.
     """
     peer = client_peer(request)

@@ -6,7 +6,7 @@ artifacts by digest (with HTTP range requests, so devices resume).
                                                        base64 of its .sig envelope
     GET  /v1/releases                       operator
     GET  /v1/releases/{name}/{version}      operator, or a device whose desired
-                                            state names it (see _device_scope.py)
+                                            state names it (see hub/_device_scope.py)
     GET  /v1/artifacts/{digest}             the same (Range supported)
 
 A release a device may not fetch is answered exactly as one that does not exist.

@@ -48,7 +48,7 @@ checked ahead of time on the hot path; errors cost only when they happen.
 A sub-expression made only of literals is computed at compile time, so
 ``1 / 0`` or ``'a' * 10 ** 9`` fail as ``ExpressionError`` before any event.
 
-Errors (the whole tree is in ``_errors``)::
+Errors (the whole tree is in ``pipeline/_errors``)::
 
     PipelineError
       ExpressionError   the text does not compile: text, column, reason
