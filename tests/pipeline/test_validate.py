@@ -237,7 +237,7 @@ def test_the_documented_example_is_valid_and_round_trips_through_json() -> None:
             "not one of the features",
         ),
         (
-            {"id": "i", "infer": {"model": "m", "inputs": [], "output": "y"}},
+            {"id": "i", "infer": {"model": {"release": "m@1.0.0"}, "inputs": [], "output": "y"}},
             "steps[0].infer.inputs",
             "at least 1 item",
         ),

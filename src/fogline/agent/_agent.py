@@ -39,7 +39,13 @@ from ._local import LocalApp, make_local_server
 from ._logship import LogShipper
 from ._sync import ConfigApplier, DesiredStore, SyncLoop
 from ._telemetry import HttpHubTransport
-from .dataplane import DataPlaneCollector, MqttSettings, NodeDataPlane, ingest_handler
+from .dataplane import (
+    DataPlaneCollector,
+    InstalledModels,
+    MqttSettings,
+    NodeDataPlane,
+    ingest_handler,
+)
 from .modules import ModuleManager, node_module_manager
 from .supervisor import ModuleUser, ProcessRuntime
 from .updater import crash_hook_from_env
@@ -347,15 +353,17 @@ class Agent:
             self.identity = identity
             self.metrics.enrolled.set(1)
             uplink_link = HubLink(self.config.hub_url, identity.ca_path, identity)
+            self.modules = self._make_modules(identity, uplink_link)
             self.dataplane = NodeDataPlane(
                 self.config.data_dir,
                 self.config.outbox_max_bytes,
                 self.config.mqtt,
                 HttpHubTransport(uplink_link),
+                # infer steps load files of model releases the updater installed
+                models=InstalledModels(self.modules.updater),
             )
             self.metrics.registry.register(DataPlaneCollector(self.dataplane))
             self.local.before_metrics.append(self.dataplane.outbox_stats)
-            self.modules = self._make_modules(identity, uplink_link)
             tg.create_task(self.modules.supervisor.run(), name="supervisor")
             # Installed modules run again before anything else; an interrupted
             # update resumes or rolls back (the updater's RESUME table), verified

@@ -22,6 +22,7 @@ from ._outputs import Emission
 from ._pipeline import Pipeline, build_pipeline
 from ._spec import (
     ActionSpec,
+    ModelRefSpec,
     MqttActionSpec,
     OutputSpec,
     PipelineSpec,
@@ -43,6 +44,7 @@ __all__ = [
     "InferenceSessionLike",
     "ModelLoadError",
     "ModelLoader",
+    "ModelRefSpec",
     "MqttActionSpec",
     "OutputSpec",
     "Pipeline",

@@ -1,7 +1,9 @@
 """The `infer` step: run a model (an ONNX InferenceSession or alike) on record fields.
 
 The engine does no I/O: the session comes from the `model_loader` given to
-`build_pipeline`. The model must take one float tensor input shaped
+`build_pipeline`, called with the step's `ModelRefSpec` (on a node: the
+agent finds the installed model release and loads the file with
+onnxruntime). The model must take one float tensor input shaped
 `[batch, len(inputs)]` (or `[len(inputs)]`); the step writes the first output
 to the `output` field: a float when the model returns one value per record, a
 list of floats otherwise. Batches run in one call when the batch dimension is
@@ -12,10 +14,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ._errors import ModelLoadError
 from ._steps import Batch, Step
+
+if TYPE_CHECKING:
+    from ._spec import ModelRefSpec
 
 _DTYPES = {"tensor(float)": "float32", "tensor(double)": "float64"}
 
@@ -30,7 +35,7 @@ class InferenceSessionLike(Protocol):
     def run(self, output_names: list[str] | None, input_feed: dict[str, Any]) -> Sequence[Any]: ...
 
 
-ModelLoader = Callable[[str], InferenceSessionLike]
+ModelLoader = Callable[["ModelRefSpec"], InferenceSessionLike]
 
 
 def _number(value: Any) -> float:
@@ -73,7 +78,12 @@ class InferStep(Step):
             ModelLoadError: the model's input or output does not fit the step.
         """
         super().__init__(step_id)
-        import numpy as np  # lazily, like the model runtime itself
+        try:
+            import numpy as np  # lazily, like the model runtime itself
+        except ImportError as exc:
+            raise ModelLoadError(
+                step_id, model, "numpy is not installed (pip install 'fogline[ml]')"
+            ) from exc
 
         self._np = np
         self._session = session

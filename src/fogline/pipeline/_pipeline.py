@@ -50,8 +50,9 @@ STATE_VERSION: Final = 1
 def build_pipeline(spec: PipelineSpec, *, model_loader: ModelLoader | None = None) -> Pipeline:
     """Compile a validated spec into a runnable pipeline.
 
-    `model_loader(name)` returns the session of an `infer` step's model
-    (e.g. `load_onnx_model` on the agent's model file for that name).
+    `model_loader(ref)` returns the session of an `infer` step's model, a
+    `ModelRefSpec` (the agent: `load_onnx_model` on that file of the
+    installed model release).
 
     Raises:
         PipelineSpecError: the spec has problems (as `validate_pipeline` reports).
@@ -114,19 +115,18 @@ def _build_step(plan: StepPlan, spec: PipelineSpec, model_loader: ModelLoader | 
         return _build_detector(step_id, step.detect, copy)
     if isinstance(step, InferStepSpec):
         infer = step.infer
+        model = str(infer.model)
         if model_loader is None:
-            raise ModelLoadError(
-                step_id, infer.model, "no model_loader was given to build_pipeline"
-            )
+            raise ModelLoadError(step_id, model, "no model_loader was given to build_pipeline")
         try:
             session = model_loader(infer.model)
         except ModelLoadError as exc:
-            raise ModelLoadError(step_id, infer.model, exc.reason) from exc
+            raise ModelLoadError(step_id, model, exc.reason) from exc
         except Exception as exc:  # the loader is the agent's: any failure is a load failure
-            raise ModelLoadError(step_id, infer.model, f"cannot load: {exc}") from exc
+            raise ModelLoadError(step_id, model, f"cannot load: {exc}") from exc
         return InferStep(
             step_id,
-            model=infer.model,
+            model=model,
             session=session,
             inputs=infer.inputs,
             output=infer.output,

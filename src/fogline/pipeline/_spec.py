@@ -17,6 +17,7 @@ running operator `build_pipeline` makes of it is a `...Step` (`FilterStep`,
 from __future__ import annotations
 
 import math
+import re
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
@@ -32,6 +33,8 @@ from pydantic import (
     model_validator,
 )
 
+from fogline.artifact import parse_semver
+
 from ._duration import parse_duration
 
 MAX_STEPS: Final = 64
@@ -46,6 +49,7 @@ MAX_WINDOWS_PER_EVENT: Final = 100
 MAX_PAYLOAD_DEPTH: Final = 8
 MAX_PAYLOAD_ITEMS: Final = 256
 MAX_WEBHOOK_TIMEOUT_S: Final = 60.0
+MAX_MODEL_FILE_DEPTH: Final = 8
 
 DAY_S: Final = 86400.0
 
@@ -64,6 +68,12 @@ StepId = Annotated[
 # Field names are what the expression language can reference: identifiers.
 FieldName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
 ExpressionText = Annotated[str, StringConstraints(min_length=1, max_length=MAX_EXPRESSION_CHARS)]
+
+
+# A release's module name (a DNS label), as in `fogline-module.yaml`.
+_MODULE_NAME_RE: Final = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?", re.ASCII)
+# One level of a file path inside a release; never `.`, `..` or hidden.
+_MODEL_FILE_PART_RE: Final = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9_.+-]{0,127}", re.ASCII)
 
 
 def _unique(names: list[str]) -> list[str]:
@@ -253,10 +263,57 @@ class DetectStepSpec(_Model):
     detect: DetectorSpec
 
 
-class InferSpec(_Model):
-    """Run the model `model` (resolved by the agent's model loader) on `inputs`."""
+def _check_model_release(text: str) -> str:
+    name, at, version = text.partition("@")
+    if not at or not _MODULE_NAME_RE.fullmatch(name):
+        raise ValueError(
+            f"must be NAME@VERSION of a model release, like scorer@1.0.0 (got {text!r})"
+        )
+    parse_semver(version)  # its ValueError says what a version looks like
+    return text
 
-    model: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@/-]{0,254}$")]
+
+def _check_model_file(text: str) -> str:
+    parts = text.split("/")
+    if len(parts) > MAX_MODEL_FILE_DEPTH or not all(map(_MODEL_FILE_PART_RE.fullmatch, parts)):
+        raise ValueError(
+            "must be a relative path inside the release, like model.onnx or models/v1.onnx: "
+            "'/'-separated names of letters, digits, '_', '.', '+' or '-', none starting "
+            f"with '.' (at most {MAX_MODEL_FILE_DEPTH} levels; got {text!r})"
+        )
+    return text
+
+
+class ModelRefSpec(_Model):
+    """The model of an `infer` step: a file of an installed `kind: model` release.
+
+    `release` is NAME@VERSION; the node loads `file` (default `model.onnx`)
+    from that release's install. Versions are immutable once pushed, so a
+    reference names the same bytes on every node.
+    """
+
+    release: Annotated[str, StringConstraints(max_length=200), AfterValidator(_check_model_release)]
+    file: Annotated[str, StringConstraints(max_length=255), AfterValidator(_check_model_file)] = (
+        "model.onnx"
+    )
+
+    @property
+    def name(self) -> str:
+        """The release's module name."""
+        return self.release.partition("@")[0]
+
+    @property
+    def version(self) -> str:
+        return self.release.partition("@")[2]
+
+    def __str__(self) -> str:
+        return f"{self.release}/{self.file}"
+
+
+class InferSpec(_Model):
+    """Run `model` (loaded by the agent's model loader) on the fields `inputs`."""
+
+    model: ModelRefSpec
     inputs: Annotated[UniqueFields, Field(min_length=1, max_length=MAX_FEATURES)]
     output: FieldName
 
@@ -486,3 +543,8 @@ class PipelineSpec(_Model):
         if problems:
             raise ValueError("; ".join(f"{path}: {reason}" for path, reason in problems))
         return self
+
+    @property
+    def models(self) -> list[ModelRefSpec]:
+        """The models this pipeline's `infer` steps load, in step order."""
+        return [step.infer.model for step in self.steps if isinstance(step, InferStepSpec)]

@@ -3,17 +3,25 @@
 `MqttBridge` (paho-mqtt) lives in `._mqtt` and is loaded only when the agent
 has a broker; the pipeline engine only when a pipeline is configured.
 
-Errors (webhooks only; everything else is counted, not raised):
+Errors (pipelines that cannot be built, and webhooks; everything else is
+counted, not raised):
 
     AgentError
+      PipelinesFailedError    some pipelines of the desired state could not be
+                              built (invalid, or an infer step's model is not
+                              installed or does not load); the others run
       WebhookError            a call failed: network, status, deadline
         WebhookRefusedError   the destination is not public and the action
                               does not allow private networks; nothing sent
+
+The models of `infer` steps are files of installed `kind: model` releases
+(`InstalledModels`), loaded off the event loop (`ModelSessions`).
 """
 
 from ._addresses import address_refusal, host_refusal, parse_ip_literal
-from ._dataplane import DataPlane, DataPlaneCounters, record_from_mqtt
+from ._dataplane import DataPlane, DataPlaneCounters, PipelinesFailedError, record_from_mqtt
 from ._ingest import ingest_handler, parse_records
+from ._models import InstalledModels, InstalledReleases, ModelSessions, ModelSource
 from ._node import DataPlaneCollector, NodeDataPlane, OutboxSink
 from ._ports import (
     MemoryPublisher,
@@ -38,12 +46,17 @@ __all__ = [
     "DataPlaneCollector",
     "DataPlaneCounters",
     "HttpxWebhookCaller",
+    "InstalledModels",
+    "InstalledReleases",
     "MemoryPublisher",
     "MemoryRecordSink",
     "MemoryWebhookCaller",
+    "ModelSessions",
+    "ModelSource",
     "MqttSettings",
     "NodeDataPlane",
     "OutboxSink",
+    "PipelinesFailedError",
     "Publisher",
     "RecordSink",
     "WebhookCall",

@@ -6,6 +6,14 @@ MQTT actions are handed to the broker client before the next batch
 (the sub-millisecond path), webhooks run as owned tasks, and records for
 the cloud are group-committed to the outbox once per batch.
 
+Pipelines are built one by one: one that cannot be built (an invalid spec,
+a model that is missing or does not load) is reported by name and keeps its
+previous version if it had one, while the others are replaced. The models of
+`infer` steps are loaded in a worker thread before the swap (`reconfigure`),
+and the swap itself happens on the event loop between two batches, so a new
+model version replaces one step's session while every other step keeps its
+state (`Pipeline.replace_with`).
+
 Crash semantics: a record is durable once its batch's `put_many` returned.
 Open windows and detector state live in memory and are lost on a crash
 (the pipeline starts them fresh); what already reached the outbox is not.
@@ -24,13 +32,15 @@ from urllib.parse import urlsplit
 import orjson
 
 from fogline._log import event
+from fogline.agent._errors import AgentError
 from fogline.agent.outbox import OutboxItem
 
+from ._models import ModelSessions
 from ._ports import Publisher, RecordSink, WebhookCaller, payload_bytes
 from ._webhook import WebhookCall, WebhookRefusedError, loggable_url
 
 if TYPE_CHECKING:
-    from fogline.pipeline import Emission, Pipeline, WebhookActionSpec
+    from fogline.pipeline import Emission, Pipeline, PipelineError, PipelineSpec, WebhookActionSpec
 
 log = logging.getLogger("fogline.agent.dataplane")
 # Each in-flight call holds a task, a socket and at most a deadline's time:
@@ -41,6 +51,25 @@ MAX_WEBHOOKS_PER_DESTINATION: Final = 4
 # A failing or refused webhook is logged at most this often per URL (with
 # how many were not logged): an output firing per record must not flood the log.
 WEBHOOK_LOG_INTERVAL_S: Final = 60.0
+
+
+class PipelinesFailedError(AgentError):
+    """Some pipelines of the desired state could not be built; the others run.
+
+    `failures` maps each such pipeline's name to the reason; the names in
+    `kept` still run their previous version.
+    """
+
+    def __init__(self, failures: Mapping[str, str], kept: Sequence[str]) -> None:
+        self.failures, self.kept = dict(failures), sorted(kept)
+        super().__init__(
+            "; ".join(
+                f"pipeline {name!r} "
+                f"{'keeps its previous version' if name in self.kept else 'is not running'}: "
+                f"{reason}"
+                for name, reason in sorted(self.failures.items())
+            )
+        )
 
 
 @dataclass
@@ -79,11 +108,15 @@ class DataPlane:
         sink: RecordSink,
         webhooks: WebhookCaller,
         clock: Any = time.time,
+        *,
+        models: ModelSessions | None = None,
     ) -> None:
         self.publisher = publisher
         self.sink = sink
         self.webhooks = webhooks
         self.clock = clock
+        # The model loader of infer steps; without a source they cannot be built.
+        self.models = models if models is not None else ModelSessions(None)
         self.pipelines: dict[str, Pipeline] = {}
         self.counters = DataPlaneCounters()
         self._webhook_tasks: set[asyncio.Task[None]] = set()
@@ -92,25 +125,96 @@ class DataPlane:
 
     # -- configuration ---------------------------------------------------------
 
-    def configure(self, specs: Sequence[Mapping[str, Any]]) -> None:
-        """Replace the running pipelines with `specs`, keeping the state of
-        unchanged steps (their open windows) across the change.
+    async def reconfigure(self, specs: Sequence[Mapping[str, Any]]) -> None:
+        """`configure`, with the models of `infer` steps loaded in a worker
+        thread first: the event loop keeps carrying records meanwhile.
 
         Raises:
-            PipelineSpecError: a spec is invalid (the hub should have caught it).
+            PipelinesFailedError: as `configure`.
+        """
+        if not specs and not self.pipelines:
+            return
+        validated, failures = self._validate(specs)
+        await self.models.prepare(
+            ref for spec in validated if not isinstance(spec, str) for ref in spec.models
+        )
+        self._install(validated, failures)
+
+    def configure(self, specs: Sequence[Mapping[str, Any]]) -> None:
+        """Replace the running pipelines with `specs`, keeping the state of
+        unchanged steps (their open windows) across the change. Models not
+        loaded yet load here, blocking (`reconfigure` loads them off the loop).
+
+        Raises:
+            PipelinesFailedError: some pipelines could not be built (an
+                invalid spec, which the hub should have refused, or a model
+                that does not load); every other pipeline was replaced.
         """
         if not specs and not self.pipelines:
             return  # no pipelines: the engine (and its imports) is not needed
-        from fogline.pipeline import build_pipeline, validate_pipeline
+        self._install(*self._validate(specs))
 
-        validated = [validate_pipeline(raw) for raw in specs]
+    def _validate(
+        self, specs: Sequence[Mapping[str, Any]]
+    ) -> tuple[list[PipelineSpec | str], dict[str, str]]:
+        """The specs in order (a failed one by its name), and why those failed."""
+        from fogline.pipeline import PipelineSpecError, validate_pipeline
+
+        ordered: list[PipelineSpec | str] = []
+        failures: dict[str, str] = {}
+        for index, raw in enumerate(specs):
+            try:
+                ordered.append(validate_pipeline(raw))
+            except PipelineSpecError as exc:
+                name = raw.get("name") if isinstance(raw, Mapping) else None
+                shown = name if isinstance(name, str) else f"pipelines[{index}]"
+                ordered.append(shown)
+                failures[shown] = _reason(exc)
+        return ordered, failures
+
+    def _install(self, ordered: list[PipelineSpec | str], failures: dict[str, str]) -> None:
+        from fogline.pipeline import PipelineError, build_pipeline
+
         fresh: dict[str, Pipeline] = {}
-        for spec in validated:
-            current = self.pipelines.get(spec.name)
-            fresh[spec.name] = current.replace_with(spec) if current else build_pipeline(spec)
+        for item in ordered:
+            if isinstance(item, str):
+                name = item
+            else:
+                name = item.name
+                current = self.pipelines.get(name)
+                try:
+                    fresh[name] = (
+                        current.replace_with(item, model_loader=self.models)
+                        if current
+                        else build_pipeline(item, model_loader=self.models)
+                    )
+                    continue
+                except PipelineError as exc:  # nothing moved: `current` is intact
+                    failures[name] = _reason(exc)
+            if name in self.pipelines:  # edge autonomy: the last working version runs on
+                fresh[name] = self.pipelines[name]
+        kept = [name for name in failures if name in fresh]
         self.pipelines = fresh
+        self.models.keep_only(ref for p in fresh.values() for ref in p.spec.models)
         self._webhook_log.clear()  # keyed by URL: the old pipelines' URLs may be gone
-        event(log, "dataplane.configured", pipelines=sorted(fresh))
+        event(
+            log,
+            "dataplane.configured",
+            pipelines=sorted(fresh),
+            models=self.models.loaded(),
+            failed=sorted(failures),
+        )
+        if failures:
+            for name, reason in sorted(failures.items()):
+                event(
+                    log,
+                    "dataplane.pipeline_failed",
+                    logging.ERROR,
+                    pipeline=name,
+                    kept_previous=name in kept,
+                    error=reason,
+                )
+            raise PipelinesFailedError(failures, kept)
 
     def mqtt_filters(self) -> dict[str, int]:
         """Topic filters to subscribe, with the highest QoS any pipeline asks for."""
@@ -274,6 +378,15 @@ class DataPlane:
             task.cancel()
         if self._webhook_tasks:
             await asyncio.gather(*self._webhook_tasks, return_exceptions=True)
+
+
+def _reason(exc: PipelineError) -> str:
+    """Why a pipeline failed, without repeating its name."""
+    from fogline.pipeline import PipelineSpecError
+
+    if isinstance(exc, PipelineSpecError) and exc.problems:
+        return "; ".join(f"{path}: {why}" if path else why for path, why in exc.problems)
+    return str(exc)
 
 
 def webhook_call(hook: WebhookActionSpec, body: bytes) -> WebhookCall:

@@ -14,6 +14,7 @@ from fogline.agent.uplink import Backoff, Uplink
 from fogline.protocol import DesiredStateDoc, OutboxReport
 
 from ._dataplane import DataPlane
+from ._models import ModelSessions, ModelSource
 from ._settings import MqttSettings
 from ._webhook import HttpxWebhookCaller
 
@@ -43,8 +44,15 @@ class NoBroker(MemoryPublisher):
 
 class NodeDataPlane:
     def __init__(
-        self, data_dir: Path, outbox_max_bytes: int, mqtt: MqttSettings | None, transport: Any
+        self,
+        data_dir: Path,
+        outbox_max_bytes: int,
+        mqtt: MqttSettings | None,
+        transport: Any,
+        *,
+        models: ModelSource | None = None,
     ) -> None:
+        """`models` finds the files of installed model releases for `infer` steps."""
         self.outbox = Outbox.open(data_dir / "outbox.db", max_bytes=outbox_max_bytes)
         self.uplink = Uplink(
             self.outbox,
@@ -55,7 +63,12 @@ class NodeDataPlane:
         self.webhooks = HttpxWebhookCaller()
         self.mqtt_settings = mqtt
         self.last_outbox_stats: OutboxStats | None = None
-        self.engine = DataPlane(NoBroker(), OutboxSink(self.outbox, self.uplink), self.webhooks)
+        self.engine = DataPlane(
+            NoBroker(),
+            OutboxSink(self.outbox, self.uplink),
+            self.webhooks,
+            models=ModelSessions(models),
+        )
         self.bridge: MqttBridge | None = None
         if mqtt is not None:
             from ._mqtt import MqttBridge as Bridge  # paho-mqtt only on nodes that use MQTT
@@ -68,7 +81,9 @@ class NodeDataPlane:
 
         Raises:
             ValueError: a pipeline needs MQTT and the agent has no broker configured.
-            PipelineSpecError: an invalid pipeline (the hub should have refused it).
+            PipelinesFailedError: some pipelines could not be built (an invalid
+                spec, a model that is not installed or does not load); the
+                others run.
         """
         specs = list(doc.document.get("pipelines", []))
         needs_mqtt = [
@@ -79,9 +94,11 @@ class NodeDataPlane:
         ]
         if needs_mqtt and self.bridge is None:
             raise ValueError(f"pipelines {needs_mqtt} need MQTT; start the agent with --mqtt URL")
-        self.engine.configure(specs)
-        if self.bridge is not None:
-            self.bridge.set_filters(self.engine.mqtt_filters())
+        try:
+            await self.engine.reconfigure(specs)
+        finally:  # the pipelines that were built need their topics, whatever failed
+            if self.bridge is not None:
+                self.bridge.set_filters(self.engine.mqtt_filters())
 
     async def outbox_stats(self) -> OutboxStats:
         """The outbox's figures, read in a worker thread.
