@@ -10,6 +10,7 @@ import base64
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -47,7 +48,7 @@ from ._desired import (
     release_keys,
 )
 from ._schema import ClaimRow, DeploymentRow, DesiredStateRow, DeviceRow, ReleaseKeyRow
-from .releases import downgrade_allowances, resolve_module_refs
+from .releases import archive_kind, check_model_refs, downgrade_allowances, resolve_module_refs
 from .rollouts import (
     DEFAULT_POLICY,
     choose_policy,
@@ -67,23 +68,35 @@ class PreparedChange:
     pruned: list[str] = field(default_factory=list)
 
 
-def _resolve_modules(session: Session, deployments: Sequence[Deployment]) -> list[Deployment]:
-    """Pin each module's `release:` to the pushed release (version, digest, signature).
+def _resolve_modules(
+    session: Session, deployments: Sequence[Deployment], artifacts_dir: Path | None = None
+) -> list[Deployment]:
+    """Pin each module's `release:` to the pushed release (version, digest, signature),
+    and check that every infer step's model release is one of them (`check_model_refs`).
 
     Raises:
         ManifestError: an unknown release or one of another module, located
-            at `spec.modules[i].release` in the operator's file.
+            at `spec.modules[i].release` in the operator's file; a model the
+            deployment does not deliver, at `spec.pipelines[i].steps[j].infer.model.release`.
     """
     resolved: list[Deployment] = []
     problems: list[Problem] = []
+    release_kind = archive_kind(artifacts_dir)
     for deployment in deployments:
         if not deployment.modules:
+            try:
+                check_model_refs(
+                    deployment.to_document(), origin=deployment.origin, release_kind=release_kind
+                )
+            except ManifestError as exc:
+                problems += exc.problems
             resolved.append(deployment)
             continue
         try:
             document = resolve_module_refs(
                 session, deployment.to_document(), origin=deployment.origin
             )
+            check_model_refs(document, origin=deployment.origin, release_kind=release_kind)
         except ManifestError as exc:
             problems += exc.problems
             continue
@@ -121,9 +134,15 @@ def _check_layering(new: Sequence[Deployment], kept: Sequence[Deployment]) -> No
 
 
 def prepare(
-    session: Session, request: ManifestRequest, validators: BlockValidators | None = None
+    session: Session,
+    request: ManifestRequest,
+    validators: BlockValidators | None = None,
+    artifacts_dir: Path | None = None,
 ) -> PreparedChange:
     """Validate and compute what applying `request` would change.
+
+    `artifacts_dir` (the release store) lets the check of infer steps read a
+    release's kind; without it only the node checks that.
 
     Raises:
         ManifestError: any document is invalid, with file:line:column and path.
@@ -147,7 +166,7 @@ def prepare(
     kept_rows = [row for name, row in rows.items() if name not in incoming and not request.prune]
     kept = parse_deployments(kept_rows)
     _check_layering(manifests.deployments, kept)
-    deployments = _resolve_modules(session, manifests.deployments)
+    deployments = _resolve_modules(session, manifests.deployments, artifacts_dir)
     incoming = {d.name: d for d in deployments}
     final = sorted([*kept, *deployments], key=lambda d: d.name)
     keys = release_keys(session)

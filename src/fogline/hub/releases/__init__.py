@@ -3,11 +3,13 @@
 _artifacts  the artifact store: archives by content digest, written atomically
 _registry   the checks a push must pass, and lookups of pushed releases
 _refs       module references in deployments (`release: thermo-filter@1.2.0`)
+_models     model releases named by infer steps, delivered by the same deployment
 _errors     ReleaseRejectedError and the table of its codes
 """
 
 from ._artifacts import ArtifactStore, StagedArtifact, check_digest
 from ._errors import ReleaseRejectedError
+from ._models import archive_kind, check_model_refs
 from ._refs import (
     downgrade_allowances,
     module_downgrades,
@@ -35,9 +37,11 @@ __all__ = [
     "ReleaseRejectedError",
     "ReleaseView",
     "StagedArtifact",
+    "archive_kind",
     "check_archive",
     "check_digest",
     "check_envelope",
+    "check_model_refs",
     "downgrade_allowances",
     "find_by_digest",
     "find_release",

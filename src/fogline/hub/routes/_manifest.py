@@ -48,7 +48,7 @@ def plan(
 ) -> PlanResult | JSONResponse:
     """What applying these manifests would change, per deployment and device."""
     try:
-        return prepare(session, body, state.validators).plan
+        return prepare(session, body, state.validators, state.artifacts_dir).plan
     except ManifestError as exc:
         return manifest_error_response(exc)
 
@@ -59,7 +59,7 @@ def apply_manifests(
 ) -> ApplyResult | JSONResponse:
     """Apply all documents or none."""
     try:
-        prepared = prepare(session, body, state.validators)
+        prepared = prepare(session, body, state.validators, state.artifacts_dir)
     except ManifestError as exc:
         return manifest_error_response(exc)
     tokens = apply(session, prepared, op.name, state.deployments)
