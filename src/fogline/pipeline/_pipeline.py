@@ -312,7 +312,8 @@ class Pipeline:
         Steps whose id and definition are unchanged keep their open windows,
         detector and dedupe state; others start fresh. Counters continue for
         every step and output id that persists; unchanged rate limits keep
-        their tokens. `infer` models are loaded again (the file may be new).
+        their tokens. `infer` steps ask the model loader again (the agent's
+        returns the session it holds when the model reference is unchanged).
         Do not use this pipeline afterwards: its state moved.
 
         Raises:

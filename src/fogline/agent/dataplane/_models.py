@@ -15,9 +15,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from fogline.artifact import MODULE_FILE, ArtifactError, load_module_spec
+
+from ..updater import InstalledRelease
 
 if TYPE_CHECKING:
     from fogline.pipeline import InferenceSessionLike, ModelRefSpec
@@ -31,8 +33,8 @@ ModelFileLoader = Callable[[Path], "InferenceSessionLike"]
 class InstalledReleases(Protocol):
     """What model lookup needs of the updater (`fogline.agent.updater.Updater`)."""
 
-    def installed(self, name: str) -> Any:
-        """The committed release of `name` (`.target.version`), or None."""
+    def installed(self, name: str) -> InstalledRelease | None:
+        """The committed release of `name`, or None."""
 
     def install_path(self, name: str) -> Path | None:
         """The directory `name` is installed in, or None."""
