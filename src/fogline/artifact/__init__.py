@@ -27,6 +27,7 @@ from ._errors import (
     UnsafeArchiveError,
     UntrustedReleaseError,
 )
+from ._fsutil import fsync_dir
 from ._keys import (
     ReleaseKeyPair,
     generate_release_key,
@@ -94,6 +95,7 @@ __all__ = [
     "check_release",
     "delete_tree",
     "find_unpack_leftovers",
+    "fsync_dir",
     "generate_release_key",
     "key_id",
     "load_module_spec",

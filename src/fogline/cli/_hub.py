@@ -8,6 +8,7 @@ import typer
 
 from fogline._log import LOG_FORMAT_ENV
 
+from ._backup import backup_command, restore_command
 from ._common import LogFormatOpt
 
 app = typer.Typer(help="Run the hub (cloud tier).", no_args_is_help=True)
@@ -185,3 +186,7 @@ def rotate_admin_token_command(
 
     path = rotate_admin_token_file(data_dir, db)
     typer.echo(f"admin token rotated; the new token is in {path}", err=True)
+
+
+app.command("backup")(backup_command)
+app.command("restore")(restore_command)

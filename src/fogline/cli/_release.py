@@ -160,6 +160,14 @@ def push(
     signature: Annotated[
         Path | None, typer.Option("--signature", help="The envelope (default: ARCHIVE.sig).")
     ] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Upload even when the hub lists this release: after a restore from a "
+            "backup made with --no-artifacts, the hub has the record but not the archive.",
+        ),
+    ] = False,
 ) -> None:
     """Upload a signed archive to the hub; print its digest.
 
@@ -189,7 +197,7 @@ def push(
             if exc.status != 404:
                 raise
             existing = None
-        if existing is not None and existing["digest"] == digest:
+        if existing is not None and existing["digest"] == digest and not force:
             err_console.print(
                 f"{envelope.name} {envelope.version} is already on the hub", highlight=False
             )

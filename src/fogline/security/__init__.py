@@ -1,8 +1,16 @@
-"""Identity and trust: the fleet CA, device CSRs, tokens, key files."""
+"""Identity and trust: the fleet CA, device CSRs, tokens, key files, sealed files."""
 
 from ._ca import CertificateAuthority, IssuedCert, device_id_from_cert, device_uri
 from ._csr import CheckedCsr, check_csr, generate_device_key, make_csr, public_key_sha256
-from ._errors import CsrRejectedError, SecurityError, TokenError, TokenFileError
+from ._errors import (
+    CsrRejectedError,
+    DamagedSealedFileError,
+    SealedFileError,
+    SecurityError,
+    TokenError,
+    TokenFileError,
+    WrongPassphraseError,
+)
 from ._files import (
     load_private_key,
     private_key_pem,
@@ -11,6 +19,7 @@ from ._files import (
     write_public_file,
     write_secret_file,
 )
+from ._sealed import ScryptCost, SealedReader, SealedWriter
 from ._tokens import (
     ADMIN_PREFIX,
     CLAIM_PREFIX,
@@ -28,12 +37,18 @@ __all__ = [
     "CertificateAuthority",
     "CheckedCsr",
     "CsrRejectedError",
+    "DamagedSealedFileError",
     "IssuedCert",
     "NewToken",
     "ParsedToken",
+    "ScryptCost",
+    "SealedFileError",
+    "SealedReader",
+    "SealedWriter",
     "SecurityError",
     "TokenError",
     "TokenFileError",
+    "WrongPassphraseError",
     "check_csr",
     "device_id_from_cert",
     "device_uri",

@@ -6,6 +6,9 @@ FoglineError
     TokenError           a token is malformed (never says which secret)
     TokenFileError       a token file is missing, empty, too large, or open
                          to group or others
+    SealedFileError      a sealed (passphrase-encrypted) file cannot be opened
+      WrongPassphraseError    the passphrase does not open it
+      DamagedSealedFileError  not a sealed file, changed, truncated, or too new
 """
 
 from fogline._errors import FoglineError
@@ -25,3 +28,15 @@ class TokenError(SecurityError):
 
 class TokenFileError(SecurityError):
     """A file meant to hold a token cannot be used: the message names it and why."""
+
+
+class SealedFileError(SecurityError):
+    """A sealed file cannot be opened; nothing of it may be used."""
+
+
+class WrongPassphraseError(SealedFileError):
+    """The passphrase does not open the sealed file (or its header is damaged)."""
+
+
+class DamagedSealedFileError(SealedFileError):
+    """Not a sealed file, or one that was changed, cut short or made by a newer format."""
