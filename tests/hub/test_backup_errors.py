@@ -116,7 +116,7 @@ def test_a_non_empty_target_is_refused_and_left_alone(backup: Path, tmp_path: Pa
 
 def test_a_sqlite_backup_restored_with_a_db_url_is_refused(backup: Path, tmp_path: Path) -> None:
     line = _error_line(hub_restore(backup, tmp_path / "new", db_url="postgresql+psycopg://x@h/db"))
-    assert "holds a SQLite database: restore it without --db" in line
+    assert "holds a SQLite database: restore it without --db or FOGLINE_DB" in line
     assert not (tmp_path / "new").exists()
 
 

@@ -236,7 +236,7 @@ def _check_compatible(manifest: BackupManifest, request: RestoreRequest, db: Dat
         )
     if manifest.database == "sqlite" and request.db_url is not None:
         raise RestoreTargetError(
-            "this backup holds a SQLite database: restore it without --db "
+            "this backup holds a SQLite database: restore it without --db or FOGLINE_DB "
             "(it becomes DATA_DIR/hub.db)"
         )
     if manifest.database == "postgresql" and db.kind != "postgresql":
