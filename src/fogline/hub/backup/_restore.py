@@ -108,7 +108,14 @@ def restore_hub(
             with progress.step(f"pg_restore into {database.shown}", None):
                 restore_postgres(database, staging / _DUMP_NAME)
             (staging / _DUMP_NAME).unlink()
-        _move_up(staging, target)
+        try:
+            _move_up(staging, target)
+        except OSError as exc:
+            # Renames within one directory: rare, and too late to undo all.
+            raise RestoreTargetError(
+                f"{target}: moving the restored files into place failed: {exc}; empty the "
+                "directory (and the database) and restore again"
+            ) from exc
         restored = True
         os.chmod(target, 0o700)
         return RestoreSummary(
