@@ -35,7 +35,7 @@ from ._backoff import Backoff
 from ._errors import AgentError, HubRefusedError, HubUnreachableError, IdentityError
 from ._hublink import HubLink
 from ._identity import Identity, IdentityStore
-from ._local import LocalApp, make_local_server
+from ._local import LocalApp, make_local_server, serve_local
 from ._logship import LogShipper
 from ._sync import ConfigApplier, DesiredStore, SyncLoop
 from ._telemetry import HttpHubTransport
@@ -344,7 +344,7 @@ class Agent:
 
     async def _run_tasks(self, server: Any, sock: socket.socket) -> None:
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(server.serve(sockets=[sock]), name="local-http")
+            tg.create_task(serve_local(server, sock), name="local-http")
             try:
                 identity = await self.ensure_identity()
             except AgentError:

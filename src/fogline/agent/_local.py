@@ -4,7 +4,9 @@ A bare ASGI app on uvicorn: no web framework in the node's memory budget.
 Later the device-facing HTTP ingest mounts here too.
 """
 
+import asyncio
 import contextlib
+import socket
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
@@ -46,14 +48,7 @@ class LocalApp:
         self.before_metrics: list[Callable[[], Awaitable[object]]] = []
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            message = await receive()
-            while message["type"] != "lifespan.shutdown":
-                await send({"type": f"{message['type']}.complete"})
-                message = await receive()
-            await send({"type": "lifespan.shutdown.complete"})
-            return
-        if scope["type"] != "http":
+        if scope["type"] != "http":  # no lifespan: the server runs with lifespan="off"
             return
         method, path = scope["method"], scope["path"]
         if (method, path) in self.routes:
@@ -76,9 +71,36 @@ class EmbeddedServer(uvicorn.Server):
         yield
 
 
+# How long a stopping agent waits for the local endpoint's open requests.
+_SHUTDOWN_S = 2.0
+
+
 def make_local_server(app: LocalApp) -> EmbeddedServer:
-    """A server for sockets the agent binds itself (so a taken port is a clean error)."""
+    """A server for sockets the agent binds itself (so a taken port is a clean error).
+
+    No lifespan: the app needs no start-up, and uvicorn's lifespan task, left
+    running when the agent's task group is cancelled, logged an error-level
+    CancelledError on every clean stop.
+    """
     config = uvicorn.Config(
-        app, log_config=None, access_log=False, server_header=False, lifespan="on"
+        app, log_config=None, access_log=False, server_header=False, lifespan="off"
     )
     return EmbeddedServer(config)
+
+
+async def serve_local(server: EmbeddedServer, sock: socket.socket) -> None:
+    """Serve on `sock` until cancelled, then shut the server down as uvicorn would.
+
+    The agent stops by cancelling its task group; uvicorn expects
+    `should_exit`. On cancellation this closes the listener and the open
+    connections (bounded) before passing the cancellation on.
+    """
+    try:
+        await server.serve(sockets=[sock])
+    except asyncio.CancelledError:
+        server.should_exit = True
+        if getattr(server, "servers", None):  # started: there is something to close
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_SHUTDOWN_S):
+                    await server.shutdown(sockets=[sock])
+        raise

@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Final
 
+from fogline._log import event as log_event
 from fogline.agent._backoff import Backoff
 
 from ._runtime import ModuleProcess
@@ -44,11 +45,34 @@ class ModuleRecord:
         """Move along the state table; wake `changed` waiters when the state changes."""
         state = next_state(self.state, event)
         if state is not self.state:
-            _log.info(
-                "module %s %s: %s -> %s", self.spec.name, self.spec.version, self.state, state
-            )
+            self._log_change(state)
             self.state, self.since = state, now
             self.wake()
+
+    def _log_change(self, to: State) -> None:
+        """One `module.state` record per change, at the level an operator should see it at."""
+        fields: dict[str, object] = {
+            "module": self.spec.name,
+            "version": self.spec.version,
+            "from": self.state.value,
+            "to": to.value,
+        }
+        level = logging.INFO
+        if to is State.CRASH_LOOP:
+            level = logging.ERROR
+            fields.update(exit_code=self.last_exit_code, error=self.last_error)
+        elif to is State.UNHEALTHY:
+            level = logging.WARNING
+            fields["error"] = self.last_error
+        elif to is State.EXITED:
+            # A clean exit 0 is the module's choice (a one-shot job); anything
+            # else (a signal, a code, a failed start) is a failure to see.
+            if self.last_exit_code != 0:
+                level = logging.WARNING
+                fields.update(exit_code=self.last_exit_code, error=self.last_error)
+            else:
+                fields["exit_code"] = 0
+        log_event(_log, "module.state", level, **fields)
 
     def wake(self) -> None:
         # Wake every waiter, then give later waiters a fresh event.
@@ -80,8 +104,6 @@ class ModuleRecord:
             self.exits.popleft()
         self.last_exit_code, self.last_error, self.stderr_tail = code, error, stderr_tail
         is_looping = len(self.exits) >= loop_exits
-        if is_looping:
-            _log.warning("module %s is crash-looping: %s", self.spec.name, error)
         self.fire(Event.LOOP if is_looping else Event.EXIT, now)
 
     def should_restart(self, code: int | None) -> bool:

@@ -71,9 +71,7 @@ async def _fetch(target: ReleaseTarget, plan: DownloadPlan, limit: int) -> bool:
         # Raising here aborts the source's fetch: an endless or oversized
         # body stops at the limit instead of filling the disk.
         if size > limit:
-            raise ReleaseRejectedError(
-                f"{target.name} {target.version}: the download exceeds {limit} bytes"
-            )
+            raise ReleaseRejectedError(f"the download exceeds {limit} bytes")
         plan.on_chunk(size, target.size)
 
     for attempt in range(1, plan.attempts + 1):

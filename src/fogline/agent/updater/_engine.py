@@ -278,7 +278,7 @@ class Engine:
         self._hook("health:checked")
         if healthy:
             return Event.OK
-        return run.fail(State.HEALTH, f"{target.name} {target.version}: {why}", retryable=False)
+        return run.fail(State.HEALTH, why, retryable=False)
 
     async def _commit(self, run: _Run) -> Event:
         target = run.target
@@ -367,14 +367,14 @@ class Engine:
         try:
             await self._activator.start(name, install, spec, target)
         except Exception as exc:
-            raise ActivationError(f"starting {name} {target.version}: {_describe(exc)}") from exc
+            raise ActivationError(f"start failed: {_describe(exc)}") from exc
         self.started.add(name)
 
     async def _stop(self, name: str) -> None:
         try:
             await self._activator.stop(name)
         except Exception as exc:
-            raise ActivationError(f"stopping {name}: {_describe(exc)}") from exc
+            raise ActivationError(f"stopping the running version failed: {_describe(exc)}") from exc
         self.started.discard(name)
 
 

@@ -106,7 +106,7 @@ class MemoryActivator:
         self.calls.append(ActivatorCall("start", name, version))
         await asyncio.sleep(0)
         if version in self.fail_start:
-            raise RuntimeError(f"{name} {version}: failed to start (injected)")
+            raise RuntimeError("failed to start (injected)")
         self.running[name] = version
         self.install_dirs[name] = install_dir
         self.targets[name] = target

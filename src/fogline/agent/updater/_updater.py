@@ -272,11 +272,10 @@ class Updater:
             return await self._engine.run(self._crash_loop(journal), state)
         state = resume_state(journal.state)
         if state is State.ROLLBACK and journal.error is None:
-            t = journal.target
             journal = dataclasses.replace(
                 journal,
                 error=(
-                    f"{t.name} {t.version}: the agent stopped during {journal.state}; "
+                    f"the agent stopped during {journal.state}; "
                     "rolled back because the new version was not known to be healthy"
                 ),
                 failed_in=journal.state,

@@ -27,8 +27,7 @@ def check_download(target: ReleaseTarget, held_digest: str) -> None:
     """
     if not hmac.compare_digest(held_digest, target.digest):
         raise ReleaseRejectedError(
-            f"{target.name} {target.version}: digest mismatch: expected {target.digest}, "
-            f"downloaded {held_digest}"
+            f"digest mismatch: expected {target.digest}, downloaded {held_digest}"
         )
 
 
@@ -69,8 +68,7 @@ def check_key_scope(verified: VerifiedRelease, key_scopes: Mapping[str, KeyScope
     scope = key_scopes.get(verified.keyid, KeyScope())
     if not scope.covers(verified.name):
         raise UntrustedReleaseError(
-            f"{verified.name} {verified.version}: signed by {verified.keyid}, which may sign "
-            f"only modules matching {scope.describe()}"
+            f"signed by {verified.keyid}, which may sign only modules matching {scope.describe()}"
         )
 
 
@@ -83,13 +81,11 @@ def check_spec(target: ReleaseTarget, spec: ModuleSpec, machine: str | None) -> 
     """
     if spec.name != target.name or str(spec.version) != target.version:
         raise ReleaseRejectedError(
-            f"{target.name} {target.version}: the archive's fogline-module.yaml says "
-            f"{spec.name} {spec.version}"
+            f"the archive's fogline-module.yaml says {spec.name} {spec.version}"
         )
     if machine is not None and not supports_architecture(spec, machine):
         raise ReleaseRejectedError(
-            f"{target.name} {target.version}: built for {', '.join(spec.architectures)}, "
-            f"this node is {machine}"
+            f"built for {', '.join(spec.architectures)}, this node is {machine}"
         )
 
 
@@ -119,7 +115,7 @@ def check_downgrade(target: ReleaseTarget, installed_version: str | None) -> Non
         return  # an unparsable record (written by hand): nothing to compare against
     if wanted < installed:
         raise ReleaseRejectedError(
-            f"{target.name} {target.version}: refusing to downgrade from the installed "
+            f"refusing to downgrade from the installed "
             f"{installed_version}; set allowDowngrade: true on this module in the deployment "
             f"to allow it (the node stays on {installed_version})"
         )
