@@ -154,10 +154,29 @@ def test_rollout_status_counts_reverted_devices_and_agrees_with_its_outcome(
     assert all(sum(row[1:]) == row[0] for row in [*waves, total]), text
     assert "bake 1h" in text and "3600s" not in text
     assert "rolled back at wave 1 of 2: 1 failed device" in text
-    assert "1 device served the previous revision again" in text
+    # The failure that stopped it is still counted once the device is reverted.
+    assert "1 device served the previous revision again (1 of them had failed)" in text
+    view = json.loads(hub.cli("rollout", "status", name, "-o", "json").stdout)
+    assert (view["failed"], view["failed_total"], view["reverted"]) == (0, 1, 1)
     # The device the counts no longer call failed, and why it was reverted (said once).
-    assert "out-0 (wave 1) reverted: node refused the revision: cfg: no such sensor" in text
-    assert "REVERTED" in table(hub, "rollout", "ls")
+    assert (
+        "out-0 (wave 1) failed, then reverted: node refused the revision: cfg: no such sensor"
+        in text
+    )
+    listed = table(hub, "rollout", "ls")
+    header, row = (re.split(r"\s*[┃│]\s*", line.strip()) for line in listed.splitlines()[::2])
+    assert header[:9] == [
+        "ID",
+        "DEPLOYMENT",
+        "STATE",
+        "WAVE",
+        "DEVICES",
+        "OK",
+        "FAILED",
+        "SKIPPED",
+        "REVERTED",
+    ], listed
+    assert row[2:9] == ["rolled-back", "1/2", "3", "0", "1", "0", "1"], listed  # FAILED kept
 
 
 def test_a_completed_rollout_with_failures_does_not_read_as_a_success(
@@ -168,6 +187,54 @@ def test_a_completed_rollout_with_failures_does_not_read_as_a_success(
     text = table(hub, "rollout", "status", name)
     assert "completed with 1 of 1 device failed" in text and "no health gate" in text
     assert "out-0 (wave 1) failed" in text
+    # Nothing claims a gate: not the policy, not the reason, not the audit.
+    view = json.loads(hub.cli("rollout", "status", name, "-o", "json").stdout)
+    assert view["policy"] == "one wave of all devices, no health gate (no spec.rollout)"
+    assert "onFailure" not in text and view["gated"] is False
+    assert view["reason"].startswith("no health gate (no spec.rollout): 1 of 1 device(s) failed")
+    actions = [e["action"] for e in json.loads(hub.cli("audit", "ls", "-o", "json").stdout)]
+    assert "rollout.last-wave-ended" in actions and "rollout.last-wave-passed" not in actions
+
+
+def test_a_gated_rollout_whose_only_wave_failed_pauses(hub: HubProcess, tmp_path: Path) -> None:
+    name = _failing_rollout(hub, tmp_path, "  rollout: {onFailure: pause}\n", devices=1)
+    wait_until(lambda: _state(hub, name) == "paused", 15, "paused")
+    view = json.loads(hub.cli("rollout", "status", name, "-o", "json").stdout)
+    assert view["gated"] is True and "maxFailures" in view["reason"]
+    assert (view["failed"], view["failed_total"]) == (1, 1)
+
+
+def test_an_apply_names_its_rollouts_and_the_audit_names_keys_and_claims(
+    hub: HubProcess, tmp_path: Path
+) -> None:
+    key = hub.cli("keys", "create", "team", "--dir", str(tmp_path / "keys")).stdout
+    claim = textwrap.dedent("""\
+        apiVersion: fogline.dev/v1
+        kind: ProvisioningClaim
+        metadata: {name: line-a}
+        spec: {labels: {site: out}, maxUses: 5, expires: 1d}
+        """)
+    hub.cli("apply", "-f", "-", input_text=key + "---\n" + claim)
+    hub.cli("apply", "-f", "-", input_text=key)  # the same key again: unchanged
+    entries = [e for e in json.loads(hub.cli("audit", "ls", "-o", "json").stdout)]
+    first, again = [e for e in entries if e["action"] == "apply"]
+    assert first["target"] == "releasekey/team,claim/line-a"
+    assert first["detail"]["release_keys"] == {"team": "create"}
+    assert first["detail"]["claims"] == {"line-a": "create"}
+    assert (again["target"], again["detail"]["release_keys"]) == ("-", {"team": "unchanged"})
+    text = hub.cli("audit", "ls", "-o", "table").stdout
+    assert "claims: line-a=create" in text and "release keys: team=create" in text, text
+
+    enroll_device(hub, hub.create_claim(labels="site=out"), "out-1", tmp_path)
+    (tmp_path / "w.yaml").write_text(web("1.0.0", 30).split("  modules:")[0])
+    result = json.loads(hub.cli("apply", "-f", str(tmp_path / "w.yaml"), "-o", "json").stdout)
+    [rollout] = result["rollouts"]
+    assert json.loads(hub.cli("rollout", "status", rollout, "-o", "json").stdout)[
+        "deployments"
+    ] == ["web"]
+    # Nothing changes for any device: no rollout to name.
+    again = json.loads(hub.cli("apply", "-f", str(tmp_path / "w.yaml"), "-o", "json").stdout)
+    assert again["rollouts"] == []
 
 
 def test_audit_details_are_words_not_python_reprs(hub: HubProcess, tmp_path: Path) -> None:
@@ -176,7 +243,7 @@ def test_audit_details_are_words_not_python_reprs(hub: HubProcess, tmp_path: Pat
     hub.cli("apply", "-f", str(tmp_path / "w.yaml"))
     text = hub.cli("audit", "ls", "-o", "table").stdout
     assert "deployments: web=create · devices changed: 1" in text
-    assert "policy: waves 100%, bake 0s, onFailure pause" in text
+    assert "policy: one wave of all devices, no health gate (no spec.rollout)" in text
     assert "{'" not in text and "['" not in text and "…" not in text
     narrow = subprocess.run(
         [*fogline_cmd(), "audit", "ls", "-o", "table"],

@@ -178,3 +178,30 @@ def test_a_wave_whose_devices_were_all_offline_does_not_pass_by_itself():
     assert gate(Tally(skipped=4), wave=1).step is Step.FAIL  # the last wave too: no "completed"
     assert gate(Tally(skipped=4), gate_accepted=True).step is Step.NEXT_WAVE  # operator resumed
     assert gate(Tally(succeeded=1, skipped=9)).step is Step.NEXT_WAVE  # one healthy is evidence
+
+
+def test_without_spec_rollout_there_is_no_gate_and_the_policy_says_so():
+    assert DEFAULT_POLICY.gated is False and POLICY.gated is True
+    assert "onFailure" not in DEFAULT_POLICY.summary() and "no health gate" in (
+        DEFAULT_POLICY.summary()
+    )
+    assert RolloutPolicy.from_json(DEFAULT_POLICY.to_json()) == DEFAULT_POLICY
+    # Stored before `gated` existed: the default is recognised, the rest is gated.
+    old = {k: v for k, v in DEFAULT_POLICY.to_json().items() if k != "gated"}
+    assert RolloutPolicy.from_json(old).gated is False
+    explicit = {k: v for k, v in POLICY.to_json().items() if k != "gated"}
+    assert RolloutPolicy.from_json(explicit).gated is True
+    # Every device failed, none succeeded: the ungated wave still ends.
+    everyone_failed = Tally(failed=3)
+    decision = decide(
+        DEFAULT_POLICY,
+        wave=0,
+        last_wave=0,
+        current=everyone_failed,
+        failed_total=3,
+        accepted_failures=0,
+        devices_total=3,
+        gate_accepted=False,
+    )
+    assert decision.step is Step.COMPLETE
+    assert next_state(State.RUNNING, Event.LAST_WAVE_ENDED) is State.COMPLETED

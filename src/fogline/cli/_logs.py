@@ -14,8 +14,6 @@ from ._common import CaOpt, HubOpt, TokenOpt, connect, console, err_console, saf
 
 POLL_S: Final = 1.0
 QUERY_LIMIT: Final = 10_000  # the hub's most records per query
-# How often --tail may halve a window that held more than one query returns.
-MAX_NARROWING: Final = 16
 
 
 def _timestamp(created: str) -> str:
@@ -43,23 +41,17 @@ def _query(client: HubClient, params: dict[str, Any], stream: str | None) -> lis
     return [r for r in rows if not stream or r["payload"].get("stream") == stream]
 
 
-def _narrowed(
-    client: HubClient, params: dict[str, Any], stream: str | None
+def _newest(
+    client: HubClient, params: dict[str, Any], stream: str | None, tail: int
 ) -> list[dict[str, Any]]:
-    """The newest lines of a window that held more than one answer carries.
+    """The window's newest `tail` lines (of `stream` if given), oldest first.
 
-    The hub answers oldest first and at most QUERY_LIMIT records, so a full
-    answer misses the newest lines: the window is halved until it fits.
+    The hub answers the newest records itself (`tail`); with --stream it is
+    asked for more, since the other stream's lines are dropped here.
     """
-    window_s = parse_duration(params["since"])
-    raw: list[dict[str, Any]] = []
-    for _ in range(MAX_NARROWING):
-        window_s /= 2
-        since = f"{max(1, int(window_s * 1000))}ms"
-        raw = client.get("/v1/telemetry", params={**params, "since": since, "limit": QUERY_LIMIT})
-        if len(raw) < QUERY_LIMIT or window_s < 1:
-            break
-    return [r for r in raw if not stream or r["payload"].get("stream") == stream]
+    wanted = QUERY_LIMIT if stream else tail
+    rows = client.get("/v1/telemetry", params={**params, "tail": wanted})
+    return [r for r in rows if not stream or r["payload"].get("stream") == stream][-tail:]
 
 
 def logs(
@@ -99,11 +91,13 @@ def logs(
     with connect(hub, token, ca) as client:
         known = client.get(f"/v1/devices/{device}")  # 404 (one line, exit 1) when unknown
         params: dict[str, Any] = {"device": known["id"], "stream": f"logs/{module}", "since": since}
-        window = _query(client, params, None)
-        rows = [r for r in window if not stream or r["payload"].get("stream") == stream]
         if tail is not None:
-            rows = _narrowed(client, params, stream) if len(window) >= QUERY_LIMIT else rows
-            rows = rows[-tail:] if tail else []
+            rows = _newest(client, params, stream, tail) if tail else []
+            # The window's newest line of either stream: --follow goes on after it.
+            window = client.get("/v1/telemetry", params={**params, "tail": 1})
+        else:
+            window = _query(client, params, None)
+            rows = [r for r in window if not stream or r["payload"].get("stream") == stream]
         _print(rows, timestamps)
         if not follow:
             if not window:

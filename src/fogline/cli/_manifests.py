@@ -94,20 +94,9 @@ def plan(
     raise typer.Exit(2 if _has_changes(result) else 0)
 
 
-def _started_rollout(client: HubClient, plan: dict[str, Any]) -> dict[str, Any] | None:
-    """The rollout this apply started: the newest one of exactly the changed deployments.
-
-    The apply answer does not name it; an apply of the same deployments by
-    someone else in the same second could be mistaken for ours, which is
-    why the hint below also names the deployments.
-    """
-    changed = sorted(d["name"] for d in plan["deployments"] if d["action"] != "unchanged")
-    if not changed:
-        return None
-    for view in client.get("/v1/rollouts", params={"limit": 20}):
-        if sorted(view.get("deployments") or []) == changed:
-            return dict(view)
-    return None
+def _started_rollouts(client: HubClient, result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rollouts this apply started, as the hub named them in its answer."""
+    return [dict(client.get(f"/v1/rollouts/{rid}")) for rid in result.get("rollouts") or []]
 
 
 def _print_rollout(view: dict[str, Any]) -> None:
@@ -140,9 +129,9 @@ def apply(
     """
     with connect(hub, token, ca) as client:
         result = _send(client, "/v1/manifests/apply", _request(filename, prune))
-        rollout = _started_rollout(client, result["plan"])
+        rollouts = _started_rollouts(client, result)
     if output is Output.json:
-        print_json({**result, "rollout": rollout})
+        print_json(result)
         return
     print_plan(result["plan"])
     for name, claim_token in result.get("new_claim_tokens", {}).items():
@@ -150,7 +139,7 @@ def apply(
             f"claim/{name} token (shown once): {claim_token}", highlight=False, soft_wrap=True
         )
     console.print("[green]applied[/green]")
-    if rollout is not None:
+    for rollout in rollouts:
         _print_rollout(rollout)
 
 

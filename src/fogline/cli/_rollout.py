@@ -44,6 +44,8 @@ def ls(
     with connect(hub, token, ca) as client:
         rows = client.get("/v1/rollouts", params={"limit": limit})
     for row in rows:
+        # Devices that failed, those since reverted included (the hub keeps the count).
+        row["failed"] = row.get("failed_total", row["failed"])
         row["deployment"] = ",".join(row["deployments"])
         row["wave"] = f"{row['current_wave']}/{row['waves_total']}"
         row["started"] = ago(row["created_at"])
@@ -74,7 +76,8 @@ MAX_DEVICE_LINES = 10
 def outcome(view: dict[str, Any]) -> str:
     """One line: where the rollout stands, and what the counts add up to."""
     state, rid = view["state"], view["id"]
-    total, failed = view.get("devices") or 0, view.get("failed") or 0
+    total = view.get("devices") or 0
+    failed = view.get("failed_total", view.get("failed")) or 0
     reason = f": {view['reason']}" if view.get("reason") else ""
     wave = f"wave {view['current_wave']} of {view['waves_total']}"
     if state == "running":
@@ -97,9 +100,10 @@ def outcome(view: dict[str, Any]) -> str:
         )
     if state == "rolled-back":
         reverted = view.get("reverted") or 0
+        had_failed = f" ({failed} of them had failed)" if failed else ""
         return (
             f"rolled back at {wave}{reason}; {plural(reverted, 'device')} served the previous "
-            "revision again"
+            f"revision again{had_failed}"
         )
     return f"{state} at {wave}{reason}"
 
@@ -112,7 +116,10 @@ def _device_problems(view: dict[str, Any]) -> list[str]:
             device["state"] == "reverted" and device.get("reason")
         ):
             why = f": {without_repeated_prefixes(device['reason'])}" if device.get("reason") else ""
-            lines.append(f"{device['name']} (wave {device['wave']}) {device['state']}{why}")
+            state = device["state"]
+            if state == "reverted" and device.get("failed"):
+                state = "failed, then reverted"
+            lines.append(f"{device['name']} (wave {device['wave']}) {state}{why}")
     if len(lines) > MAX_DEVICE_LINES:
         more = len(lines) - MAX_DEVICE_LINES
         lines = [*lines[:MAX_DEVICE_LINES], f"and {more} more (-o json lists every device)"]

@@ -28,7 +28,12 @@ def query_command(
     device: Annotated[str | None, typer.Option(help="Device id or name.")] = None,
     stream: Annotated[str | None, typer.Option(help="Stream name, e.g. temps-10s.")] = None,
     since: Annotated[str, typer.Option(help="How far back, e.g. 15m, 1h, 7d.")] = "1h",
-    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 1000,
+    limit: Annotated[
+        int | None, typer.Option(min=1, max=10_000, help="The first N records (default 1000).")
+    ] = None,
+    tail: Annotated[
+        int | None, typer.Option(min=1, max=10_000, help="The newest N records instead.")
+    ] = None,
     output: Annotated[
         str | None, typer.Option("--output", "-o", help="table, csv or json.")
     ] = None,
@@ -36,14 +41,18 @@ def query_command(
     """Records by device and stream, oldest first. An unknown --device is an error."""
     if output not in (None, "table", "csv", "json"):
         raise typer.BadParameter("must be table, csv or json", param_hint="--output")
-    params: dict[str, str | int] = {"since": since, "limit": limit}
+    if limit is not None and tail is not None:
+        raise typer.BadParameter("give --limit or --tail, not both", param_hint="--tail")
+    params: dict[str, str | int] = {"since": since}
+    if tail is not None:
+        params["tail"] = tail
+    else:
+        params["limit"] = limit or 1000
     if device:
-        params["device"] = device
+        params["device"] = device  # the hub answers 404 for an unknown device
     if stream:
         params["stream"] = stream
     with connect(hub, token, ca) as client:
-        if device:
-            client.get(f"/v1/devices/{device}")  # 404 (one line, exit 1) when unknown
         rows = client.get("/v1/telemetry", params=params)
     if output == "csv":
         writer = csv.writer(sys.stdout)

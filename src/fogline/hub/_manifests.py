@@ -221,10 +221,18 @@ def prepare(
     return PreparedChange(manifests, deployments, final, keys, plan, pruned)
 
 
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What an apply did beyond its plan: claim tokens (shown once) and the rollout it started."""
+
+    claim_tokens: dict[str, str]
+    rollouts: list[str]
+
+
 def apply(
     session: Session, prepared: PreparedChange, applied_by: str, cache: DeploymentCache
-) -> dict[str, str]:
-    """Write a prepared change; returns tokens of newly declared claims.
+) -> Applied:
+    """Write a prepared change: tokens of newly declared claims, and the rollout started.
 
     The caller commits; an exception anywhere leaves nothing applied.
     """
@@ -251,25 +259,25 @@ def apply(
         row = session.get(DeploymentRow, name)
         if row is not None:
             session.delete(row)
-    for key in prepared.manifests.release_keys:
-        encoded = base64.b64encode(key.public_key).decode()
-        key_row = session.get(ReleaseKeyRow, key.name)
-        modules = list(key.modules) if key.modules is not None else None
-        if key_row is None:
-            session.add(
-                ReleaseKeyRow(name=key.name, public_key=encoded, applied_at=now, modules=modules)
-            )
-        else:
-            key_row.public_key, key_row.applied_at, key_row.modules = encoded, now, modules
-    tokens = _apply_claims(session, prepared.manifests)
+    key_actions = _apply_release_keys(session, prepared.manifests)
+    tokens, claim_actions = _apply_claims(session, prepared.manifests)
     bump_generation(session)
     session.flush()
+    # The target names everything the apply changed, by kind for keys and
+    # claims; the details say what happened to each document it held.
+    targets = [
+        *changed,
+        *(f"releasekey/{name}" for name, action in key_actions.items() if action != "unchanged"),
+        *(f"claim/{name}" for name, action in claim_actions.items() if action != "unchanged"),
+    ]
     record_audit(
         session,
         applied_by,
         "apply",
-        ",".join(changed) or "-",
+        ",".join(targets) or "-",
         deployments={c.name: c.action for c in prepared.plan.deployments},
+        release_keys=key_actions,
+        claims=claim_actions,
         devices_changed=len(prepared.plan.devices),
     )
     for deployment in prepared.deployments:
@@ -280,7 +288,7 @@ def apply(
             record_audit(
                 session, applied_by, "deployment.allow-downgrade", deployment.name, modules=allowed
             )
-    start_rollout(
+    rollout = start_rollout(
         session,
         actor=applied_by,
         deployments=changed,
@@ -290,11 +298,36 @@ def apply(
         previous=previous,
     )
     cache.invalidate()
-    return tokens
+    return Applied(tokens, [rollout.id] if rollout is not None else [])
 
 
-def _apply_claims(session: Session, manifests: ManifestSet) -> dict[str, str]:
+def _apply_release_keys(session: Session, manifests: ManifestSet) -> dict[str, str]:
+    """Write the ReleaseKeys; returns what happened to each: create, update or unchanged."""
+    actions: dict[str, str] = {}
+    now = utcnow()
+    for key in manifests.release_keys:
+        encoded = base64.b64encode(key.public_key).decode()
+        row = session.get(ReleaseKeyRow, key.name)
+        modules = list(key.modules) if key.modules is not None else None
+        if row is None:
+            session.add(
+                ReleaseKeyRow(name=key.name, public_key=encoded, applied_at=now, modules=modules)
+            )
+            actions[key.name] = "create"
+        elif (row.public_key, row.modules) != (encoded, modules):
+            row.public_key, row.applied_at, row.modules = encoded, now, modules
+            actions[key.name] = "update"
+        else:
+            actions[key.name] = "unchanged"
+    return actions
+
+
+def _apply_claims(
+    session: Session, manifests: ManifestSet
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Write the ProvisioningClaims; returns new claims' tokens and what happened to each."""
     tokens: dict[str, str] = {}
+    actions: dict[str, str] = {}
     now = utcnow()
     for claim in manifests.claims:
         row = session.scalar(select(ClaimRow).where(ClaimRow.name == claim.name))
@@ -315,10 +348,15 @@ def _apply_claims(session: Session, manifests: ManifestSet) -> dict[str, str]:
                 )
             )
             tokens[claim.name] = token.token
+            actions[claim.name] = "create"
         else:
+            wanted = (dict(claim.labels), list(claim.names), claim.max_uses, expires_at)
+            # `expires: 7d` moves with every apply: that is an update too.
+            same = (row.labels, list(row.names or ()), row.max_uses, row.expires_at) == wanted
             row.labels, row.names = dict(claim.labels), list(claim.names)
             row.max_uses, row.expires_at = claim.max_uses, expires_at
-    return tokens
+            actions[claim.name] = "unchanged" if same else "update"
+    return tokens, actions
 
 
 def delete_deployment(

@@ -267,6 +267,9 @@ class RolloutDeviceRow(Base):
     started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     healthy_since: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     reason: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    # When it was judged failed; kept when the device is then reverted, so a
+    # rolled-back rollout still counts the failures that stopped it.
+    failed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class AuditRow(Base):

@@ -52,20 +52,31 @@ def store_batch(session: Session, device_id: str, records: Sequence[BatchRecord]
 
 
 def query(
-    session: Session, *, device: str | None, stream: str | None, since: dt.datetime, limit: int
+    session: Session,
+    *,
+    device_id: str | None,
+    stream: str | None,
+    since: dt.datetime,
+    limit: int,
+    newest: bool = False,
 ) -> list[dict[str, Any]]:
+    """Records created from `since` on, oldest first, at most `limit`: the
+    oldest ones of the window, or with `newest` the newest ones (`logs --tail`)."""
     statement = (
         select(TelemetryRow, DeviceRow.name)
         .join(DeviceRow, DeviceRow.id == TelemetryRow.device_id)
         .where(TelemetryRow.created_at >= since)
-        .order_by(TelemetryRow.created_at, TelemetryRow.seq)
         .limit(min(limit, MAX_QUERY_ROWS))
     )
-    if device:
-        statement = statement.where((DeviceRow.id == device) | (DeviceRow.name == device))
+    if newest:
+        statement = statement.order_by(TelemetryRow.created_at.desc(), TelemetryRow.seq.desc())
+    else:
+        statement = statement.order_by(TelemetryRow.created_at, TelemetryRow.seq)
+    if device_id:
+        statement = statement.where(TelemetryRow.device_id == device_id)
     if stream:
         statement = statement.where(TelemetryRow.stream == stream)
-    return [
+    rows = [
         {
             "device": name,
             "device_id": row.device_id,
@@ -77,6 +88,7 @@ def query(
         }
         for row, name in session.execute(statement)
     ]
+    return rows[::-1] if newest else rows
 
 
 def apply_retention(engine: Engine, retention_s: float) -> int:

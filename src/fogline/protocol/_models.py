@@ -261,6 +261,8 @@ class ApplyResult(WireModel):
     plan: PlanResult
     # Tokens of declarative claims created by this apply; shown once.
     new_claim_tokens: dict[str, str] = {}
+    # Ids of the rollouts this apply started (none when no device changes).
+    rollouts: list[str] = []
 
 
 class DeploymentView(WireModel):

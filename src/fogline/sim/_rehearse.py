@@ -145,9 +145,11 @@ class RehearsalResult:
         }
 
 
-def _apply(client: OperatorClient, files: Sequence[tuple[str, str]]) -> None:
+def _apply(client: OperatorClient, files: Sequence[tuple[str, str]]) -> list[str]:
+    """Apply `files`; the ids of the rollouts the apply started."""
     body = {"files": [{"name": n, "text": t} for n, t in files], "prune": False}
-    client.call("POST", "/v1/manifests/apply", json=body)
+    result = client.call("POST", "/v1/manifests/apply", json=body)
+    return [str(rid) for rid in result.get("rollouts") or ()]
 
 
 def _wait_online(client: OperatorClient, devices: int, deadline: float) -> None:
@@ -165,10 +167,9 @@ def _wait_online(client: OperatorClient, devices: int, deadline: float) -> None:
     raise RehearsalError(f"only {online} of {devices} virtual devices came online in time")
 
 
-def _find_rollout(client: OperatorClient, plan: RehearsalPlan) -> dict[str, Any]:
-    for view in client.call("GET", "/v1/rollouts", params={"limit": 10}):
-        if set(view.get("deployments") or ()) & set(plan.deployments):
-            return dict(view)
+def _started_rollout(rollouts: Sequence[str], plan: RehearsalPlan) -> str:
+    if rollouts:
+        return rollouts[0]
     raise RehearsalError(
         "applying the manifest started no rollout: it changed no virtual device "
         f"(the nodes' claim gives them the labels {plan.labels} from the first deployment's "
@@ -243,10 +244,9 @@ def rehearse(
                 _wait_online(client, devices, deadline)
                 progress(f"{devices} virtual devices online; applying the manifest")
                 started = time.monotonic()
-                _apply(client, plan.files)
-                view = _find_rollout(client, plan)
-                progress(f"watching rollout {view['id']}")
-                view, ended = _watch(client, str(view["id"]), deadline)
+                rollout_id = _started_rollout(_apply(client, plan.files), plan)
+                progress(f"watching rollout {rollout_id}")
+                view, ended = _watch(client, rollout_id, deadline)
                 duration_s = round(time.monotonic() - started, 2) if ended else None
             finally:
                 client.close()

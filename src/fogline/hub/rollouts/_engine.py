@@ -395,6 +395,7 @@ def _advance(
             now,
         )
         if verdict.state != member.state and verdict.state is DeviceState.FAILED:
+            member.failed_at = member.failed_at or now
             record_audit(
                 session,
                 SCHEDULER,
@@ -419,13 +420,27 @@ def _advance(
     if decision.step is Step.NEXT_WAVE:
         return _start_wave(session, rollout, wave + 1, members, SCHEDULER)
     if decision.step is Step.COMPLETE:
-        _transition(session, rollout, Event.LAST_WAVE_PASSED, SCHEDULER)
+        if policy.gated:
+            _transition(session, rollout, Event.LAST_WAVE_PASSED, SCHEDULER)
+        else:
+            _transition(session, rollout, Event.LAST_WAVE_ENDED, SCHEDULER, _ungated_end(members))
     elif decision.step is Step.FAIL:
         if policy.on_failure == "rollback":
             _transition(session, rollout, Event.GATE_FAILED_ROLLBACK, SCHEDULER, decision.reason)
             return _revert(session, rollout, members, SCHEDULER)
         _transition(session, rollout, Event.GATE_FAILED_PAUSE, SCHEDULER, decision.reason)
     return 0
+
+
+def _ungated_end(members: Sequence[RolloutDeviceRow]) -> str:
+    """Why a rollout without a gate ended, in words that cannot read as a pass."""
+    failed = sum(1 for m in members if m.failed_at is not None)
+    if failed:
+        return (
+            f"no health gate (no spec.rollout): {failed} of {len(members)} device(s) failed "
+            "and the rollout went on"
+        )
+    return "no health gate (no spec.rollout): every wave was delivered"
 
 
 def tick(session: Session, offline_after_s: float) -> int | None:
@@ -510,6 +525,10 @@ def rollout_view(session: Session, row: RolloutRow, *, devices: bool) -> dict[st
         "waves_total": len(row.wave_bounds),
         "devices": totals.total,
         **{s.value: getattr(totals, s.value) for s in DeviceState},
+        # Devices that failed, those since reverted included: `failed` counts
+        # only the devices failed now (each device is in one state column).
+        "failed_total": sum(1 for m in members if _has_failed(m)),
+        "gated": policy.gated,
         "reason": row.reason,
         "created_at": row.created_at.isoformat(),
         "created_by": row.created_by,
@@ -530,6 +549,7 @@ def rollout_view(session: Session, row: RolloutRow, *, devices: bool) -> dict[st
                 "name": names.get(m.device_id, m.device_id),
                 "wave": m.wave + 1,
                 "state": m.state,
+                "failed": _has_failed(m),
                 "reason": m.reason,
                 "target_revision": m.target_revision,
                 "previous_revision": m.previous_revision,
@@ -537,6 +557,10 @@ def rollout_view(session: Session, row: RolloutRow, *, devices: bool) -> dict[st
             for m in sorted(members, key=lambda m: (m.wave, names.get(m.device_id, "")))
         ]
     return view
+
+
+def _has_failed(member: RolloutDeviceRow) -> bool:
+    return member.failed_at is not None or member.state == DeviceState.FAILED
 
 
 def list_rollouts(session: Session, limit: int = 50) -> list[RolloutRow]:

@@ -26,7 +26,8 @@ class State(enum.StrEnum):
 
 
 class Event(enum.StrEnum):
-    LAST_WAVE_PASSED = "last-wave-passed"
+    LAST_WAVE_PASSED = "last-wave-passed"  # its gate passed
+    LAST_WAVE_ENDED = "last-wave-ended"  # no gate (no spec.rollout): it ends whatever happened
     GATE_FAILED_PAUSE = "gate-failed-pause"  # policy onFailure: pause
     GATE_FAILED_ROLLBACK = "gate-failed-rollback"  # policy onFailure: rollback
     PAUSE = "pause"
@@ -40,6 +41,7 @@ ACTIVE: Final = frozenset({State.RUNNING, State.PAUSED})
 
 TRANSITIONS: Final[Mapping[tuple[State, Event], State]] = {
     (State.RUNNING, Event.LAST_WAVE_PASSED): State.COMPLETED,
+    (State.RUNNING, Event.LAST_WAVE_ENDED): State.COMPLETED,
     (State.RUNNING, Event.GATE_FAILED_PAUSE): State.PAUSED,
     (State.RUNNING, Event.GATE_FAILED_ROLLBACK): State.ROLLED_BACK,
     (State.RUNNING, Event.PAUSE): State.PAUSED,
@@ -200,6 +202,10 @@ def decide(
     `accepted_failures` and `gate_accepted` record an operator's resume after
     a failed gate: those failures, and this wave's threshold, no longer stop it.
     """
+    if not policy.gated:  # no spec.rollout: no threshold stops it (see DEFAULT_POLICY)
+        if current.updating or current.pending:
+            return Decision(Step.WAIT)
+        return Decision(Step.COMPLETE if wave >= last_wave else Step.NEXT_WAVE)
     allowed = policy.max_failures.of(devices_total)
     if failed_total - accepted_failures > allowed:
         return Decision(

@@ -9,13 +9,15 @@
       waveTimeout: 30m              # then: online and not done = failed, offline = skipped
 
 A deployment without `spec.rollout` gets `DEFAULT_POLICY`: one wave of all
-devices, no bake and no gate, which is how applies behaved before rollouts.
+devices, no bake and no gate (`gated` is False), which is how applies
+behaved before rollouts. Such a rollout completes whatever its devices do,
+so nothing about it may read as a gate: not its summary, not its audit.
 """
 
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Final, Literal
 
 from fogline.manifest import BlockError, parse_duration
@@ -54,13 +56,15 @@ class RolloutPolicy:
     max_failures: Share
     on_failure: OnFailure
     wave_timeout_s: float
+    # False only for DEFAULT_POLICY (no spec.rollout): no threshold stops it.
+    gated: bool = True
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> "RolloutPolicy":
-        return cls(
+        policy = cls(
             waves=tuple(Share(**w) for w in data["waves"]),
             bake_s=float(data["bake_s"]),
             success_threshold=float(data["success_threshold"]),
@@ -68,9 +72,17 @@ class RolloutPolicy:
             on_failure="rollback" if data["on_failure"] == "rollback" else "pause",
             wave_timeout_s=float(data["wave_timeout_s"]),
         )
+        if "gated" in data:
+            return replace(policy, gated=bool(data["gated"]))
+        # Stored before `gated` existed: the default policy is the one that
+        # lets every failure through.
+        ungated = replace(policy, gated=False) == DEFAULT_POLICY
+        return replace(policy, gated=not ungated)
 
     def summary(self) -> str:
-        """`waves 1%,10%,100%, bake 10m0s, onFailure pause` for plans and tables."""
+        """`waves 1%,10%,100%, bake 10s, onFailure pause` for plans and tables."""
+        if not self.gated:
+            return "one wave of all devices, no health gate (no spec.rollout)"
         waves = ",".join(w.text() for w in self.waves)
         return f"waves {waves}, bake {self.bake_s:g}s, onFailure {self.on_failure}"
 
@@ -82,6 +94,7 @@ DEFAULT_POLICY: Final = RolloutPolicy(
     max_failures=Share(percent=100.0),
     on_failure="pause",
     wave_timeout_s=600.0,
+    gated=False,
 )
 # What an explicit `spec.rollout` gets for the keys it leaves out.
 _DEFAULTS: Final = RolloutPolicy(

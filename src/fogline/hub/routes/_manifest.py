@@ -62,7 +62,7 @@ def apply_manifests(
         prepared = prepare(session, body, state.validators, state.artifacts_dir)
     except ManifestError as exc:
         return manifest_error_response(exc)
-    tokens = apply(session, prepared, op.name, state.deployments)
+    applied = apply(session, prepared, op.name, state.deployments)
     session.commit()
     state.notifier.poke()
     event(
@@ -71,9 +71,12 @@ def apply_manifests(
         by=op.name,
         deployments=[d.name for d in prepared.plan.deployments if d.action != "unchanged"],
         devices_changed=len(prepared.plan.devices),
+        rollouts=applied.rollouts,
         prune=body.prune,
     )
-    return ApplyResult(plan=prepared.plan, new_claim_tokens=tokens)
+    return ApplyResult(
+        plan=prepared.plan, new_claim_tokens=applied.claim_tokens, rollouts=applied.rollouts
+    )
 
 
 def _view(row: DeploymentRow, devices: int) -> DeploymentView:

@@ -13,6 +13,7 @@ from fogline.protocol import API_PREFIX, BatchFormatError, decode_batch
 
 from .._auth import StateDep, check_device, db_session, require_operator
 from .._clock import utcnow
+from .._devices import find_device
 from .._errors import BadRequestError
 from .._schema import TokenRow
 from .._state import HubState
@@ -53,11 +54,25 @@ def telemetry_query(
     device: Annotated[str | None, Query(max_length=64)] = None,
     stream: Annotated[str | None, Query(max_length=128)] = None,
     since: Annotated[str, Query(max_length=32)] = "1h",
-    limit: Annotated[int, Query(ge=1, le=MAX_QUERY_ROWS)] = 1000,
+    limit: Annotated[int | None, Query(ge=1, le=MAX_QUERY_ROWS)] = None,
+    tail: Annotated[int | None, Query(ge=1, le=MAX_QUERY_ROWS)] = None,
 ) -> list[dict[str, Any]]:
-    """Records by device (id or name) and stream, created within `since` (e.g. 1h)."""
+    """Records by device (id or name) and stream, created within `since` (e.g. 1h),
+    oldest first: the first `limit` (default 1000) of the window, or with
+    `tail` its newest `tail` records. An unknown device is 404, as for
+    `GET /v1/devices/{ref}`."""
+    if limit is not None and tail is not None:
+        raise BadRequestError("give limit or tail, not both", field="tail")
     try:
         window = dt.timedelta(seconds=parse_duration(since))
     except ValueError as exc:
         raise BadRequestError(str(exc), field="since") from exc
-    return query(session, device=device, stream=stream, since=utcnow() - window, limit=limit)
+    device_id = find_device(session, device).id if device else None
+    return query(
+        session,
+        device_id=device_id,
+        stream=stream,
+        since=utcnow() - window,
+        limit=tail or limit or 1000,
+        newest=tail is not None,
+    )
