@@ -14,6 +14,7 @@ app = typer.Typer(
 )
 
 CLAIM_COLUMNS = [
+    ("name", "NAME"),
     ("id", "ID"),
     ("status", "STATUS"),
     ("uses", "USES"),
@@ -29,6 +30,10 @@ def create(
     hub: HubOpt = None,
     token: TokenOpt = None,
     ca: CaOpt = None,
+    name: Annotated[
+        str | None,
+        typer.Option(help="A name to address it by (claim revoke NAME); lowercase, digits, '-'."),
+    ] = None,
     labels: Annotated[
         str, typer.Option(help="Labels given to every device enrolled with it: k=v,k2=v2.")
     ] = "",
@@ -46,6 +51,7 @@ def create(
     """Create a claim and print its token alone on stdout (bake it into an image)."""
     try:
         body = {
+            "name": name,
             "labels": parse_labels(labels),
             "names": [part.strip() for part in names.split(",") if part.strip()],
             "max_uses": max_uses,
@@ -73,7 +79,7 @@ def list_(
 
 @app.command("revoke")
 def revoke(
-    claim_id: str,
+    ref: Annotated[str, typer.Argument(help="Claim id or name.")],
     hub: HubOpt = None,
     token: TokenOpt = None,
     ca: CaOpt = None,
@@ -81,5 +87,5 @@ def revoke(
 ) -> None:
     """Revoke a claim: no further device can enroll with it."""
     with connect(hub, token, ca) as client:
-        row = client.post(f"/v1/claims/{claim_id}/revoke")
+        row = client.post(f"/v1/claims/{ref}/revoke")
     print_rows([row], CLAIM_COLUMNS, output)

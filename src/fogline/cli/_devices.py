@@ -3,6 +3,7 @@
 from typing import Annotated, Any
 
 import typer
+import yaml
 
 from fogline.protocol import PLATFORM_LABEL_PREFIX, label_problem
 
@@ -14,6 +15,7 @@ from ._common import (
     ago,
     connect,
     console,
+    err_console,
     print_json,
     print_rows,
     safe_text,
@@ -22,7 +24,8 @@ from ._common import (
 from ._format import human_bytes, plural, without_repeated_prefixes
 
 app = typer.Typer(
-    help="List, inspect, label, promote, revoke and remove devices.", no_args_is_help=True
+    help="List, inspect, label, promote, revoke and remove devices; show their desired state.",
+    no_args_is_help=True,
 )
 
 DEVICE_COLUMNS = [
@@ -90,6 +93,34 @@ def show(
         print_json(row)
         return
     print_device(row)
+
+
+@app.command("desired")
+def desired(
+    ref: Annotated[str, typer.Argument(help="Device id or name.")],
+    hub: HubOpt = None,
+    token: TokenOpt = None,
+    ca: CaOpt = None,
+    output: OutputOpt = None,
+) -> None:
+    """Print the desired-state document the hub serves the device now (YAML).
+
+    What the deployments that select it compile to (config, modules with
+    their pinned releases, pipelines, drift policy, release keys), as the
+    node receives it; `-o json` adds the revision and what the node applied.
+    """
+    with connect(hub, token, ca) as client:
+        view = client.get(f"/v1/devices/{ref}/desired")
+    # YAML, piped or not (like `get deployment`), unless JSON is asked for.
+    if output is not None and wants_json(output):
+        print_json(view)
+        return
+    applied = "applied" if view["applied_revision"] == view["revision"] else "not applied yet"
+    err_console.print(
+        safe_text(f"# {view['name']}: revision {view['revision'][:19]}… ({applied})"),
+        highlight=False,
+    )
+    typer.echo(yaml.safe_dump(view["document"], sort_keys=False, allow_unicode=True).rstrip())
 
 
 def _when(timestamp: str | None) -> str | None:

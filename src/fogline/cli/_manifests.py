@@ -206,3 +206,49 @@ def delete_deployment(
     with connect(hub, token, ca) as client:
         client.delete(f"/v1/deployments/{name}")
     err_console.print(f"deployment/{name} deleted")
+
+
+RELEASE_KEY_COLUMNS = [
+    ("name", "NAME"),
+    ("key_id", "KEY ID"),
+    ("modules", "MODULES"),
+    ("applied", "APPLIED"),
+]
+
+
+@get_app.command("releasekeys")
+def get_release_keys(
+    hub: HubOpt = None, token: TokenOpt = None, ca: CaOpt = None, output: OutputOpt = None
+) -> None:
+    """List applied ReleaseKeys: name, key id, the modules each may sign."""
+    with connect(hub, token, ca) as client:
+        rows = client.get("/v1/releasekeys")
+    if not wants_json(output):
+        rows = [
+            {
+                **r,
+                "modules": ", ".join(r["modules"]) if r["modules"] is not None else "(any)",
+                "applied": ago(r["applied_at"]),
+            }
+            for r in rows
+        ]
+    print_rows(rows, RELEASE_KEY_COLUMNS, output)
+
+
+@delete_app.command("releasekey")
+def delete_release_key(
+    name: str, hub: HubOpt = None, token: TokenOpt = None, ca: CaOpt = None
+) -> None:
+    """Delete a ReleaseKey: the hub refuses pushes signed by it from now on.
+
+    Refused while a deployment pins a release it signed (nodes verify that
+    release with it). Nodes enrolled earlier keep the key they pinned then.
+    """
+    with connect(hub, token, ca) as client:
+        answer = client.delete(f"/v1/releasekeys/{name}")
+    err_console.print(f"releasekey/{safe_text(name)} deleted", highlight=False)
+    for rollout in (answer or {}).get("rollouts") or []:
+        err_console.print(
+            f"rollout {safe_text(rollout)} started: devices get documents without the key",
+            highlight=False,
+        )

@@ -1,9 +1,10 @@
-"""`fogline release build|sign|push|ls`: make, sign and upload module releases.
+"""`fogline release build|sign|push|ls|rm`: make, sign, upload and remove module releases.
 
     fogline release build ./thermo-filter -o thermo-filter-1.2.0.tar.zst
     fogline release sign thermo-filter-1.2.0.tar.zst --key release-2026.key
     fogline release push thermo-filter-1.2.0.tar.zst      # prints the digest
     fogline release ls
+    fogline release rm thermo-filter@1.1.0                # refused while in use
 
 Errors are one line on stderr (exit 1); data only on stdout.
 """
@@ -48,7 +49,7 @@ from ._common import (
 )
 from ._format import human_bytes
 
-app = typer.Typer(help="Module releases: build, sign, push, list.", no_args_is_help=True)
+app = typer.Typer(help="Module releases: build, sign, push, list, remove.", no_args_is_help=True)
 
 SIGNATURE_HEADER: Final = "x-fogline-signature"
 # Below this an upload is over before a progress bar could say anything.
@@ -229,3 +230,26 @@ def list_(
             for row in rows
         ]
     print_rows(rows, RELEASE_COLUMNS, output)
+
+
+@app.command("rm")
+def remove(
+    release: Annotated[str, typer.Argument(help="The release: NAME@VERSION.")],
+    hub: HubOpt = None,
+    token: TokenOpt = None,
+    ca: CaOpt = None,
+) -> None:
+    """Remove a pushed release and its archive from the hub.
+
+    Refused while a deployment pins it, a device is served it (or was just
+    before, and may roll back to it) or an active rollout could restore it.
+    """
+    name, at, version = release.partition("@")
+    if not at or not name or not version:
+        raise typer.BadParameter(f"expected NAME@VERSION, got {release!r}", param_hint="RELEASE")
+    with connect(hub, token, ca) as client:
+        removed = client.delete(f"/v1/releases/{name}/{version}")
+    err_console.print(
+        f"release {removed['name']}@{removed['version']} removed ({removed['digest'][:19]}…)",
+        highlight=False,
+    )

@@ -13,7 +13,7 @@ from fogline.protocol import ClaimCreate, ClaimStatus, ClaimView
 from fogline.security import CLAIM_PREFIX, new_token
 
 from ._clock import utcnow
-from ._errors import NotFoundError
+from ._errors import ConflictError, NotFoundError
 from ._schema import ClaimRow
 
 
@@ -29,6 +29,7 @@ def claim_view(row: ClaimRow, now: dt.datetime) -> ClaimView:
         status = "active"
     return ClaimView(
         id=row.id,
+        name=row.name,
         labels=row.labels,
         names=list(row.names or ()),
         max_uses=row.max_uses,
@@ -41,10 +42,18 @@ def claim_view(row: ClaimRow, now: dt.datetime) -> ClaimView:
 
 
 def create_claim(session: Session, spec: ClaimCreate) -> tuple[ClaimRow, str]:
+    """A new claim and its token (shown once).
+
+    Raises:
+        ConflictError: `spec.name` is taken by another claim.
+    """
+    if spec.name is not None and find_claim_by_name(session, spec.name) is not None:
+        raise ConflictError(f"a claim named {spec.name!r} exists; choose another name")
     token = new_token(CLAIM_PREFIX)
     now = utcnow()
     row = ClaimRow(
         id=token.token_id,
+        name=spec.name,
         secret_hash=token.secret_hash,
         labels=dict(spec.labels),
         names=list(spec.names),
@@ -61,10 +70,29 @@ def list_claims(session: Session) -> Sequence[ClaimRow]:
     return session.scalars(select(ClaimRow).order_by(ClaimRow.created_at)).all()
 
 
-def revoke_claim(session: Session, claim_id: str) -> ClaimRow:
-    row = session.get(ClaimRow, claim_id)
+def find_claim_by_name(session: Session, name: str) -> ClaimRow | None:
+    return session.scalar(select(ClaimRow).where(ClaimRow.name == name))
+
+
+def find_claim(session: Session, ref: str) -> ClaimRow:
+    """A claim by id or by name.
+
+    Raises:
+        NotFoundError: neither matches.
+    """
+    row = session.get(ClaimRow, ref) or find_claim_by_name(session, ref)
     if row is None:
-        raise NotFoundError(f"no claim {claim_id!r}")
+        raise NotFoundError(f"no claim with id or name {ref[:80]!r}")
+    return row
+
+
+def revoke_claim(session: Session, ref: str) -> ClaimRow:
+    """Revoke the claim with this id or name (again: a no-op).
+
+    Raises:
+        NotFoundError: no such claim.
+    """
+    row = find_claim(session, ref)
     if row.revoked_at is None:
         row.revoked_at = utcnow()
     return row

@@ -48,7 +48,13 @@ from ._desired import (
     release_keys,
 )
 from ._schema import ClaimRow, DeploymentRow, DesiredStateRow, DeviceRow, ReleaseKeyRow
-from .releases import archive_kind, check_model_refs, downgrade_allowances, resolve_module_refs
+from .releases import (
+    archive_kind,
+    check_model_refs,
+    downgrade_allowances,
+    remove_release_key,
+    resolve_module_refs,
+)
 from .rollouts import (
     DEFAULT_POLICY,
     choose_policy,
@@ -389,3 +395,31 @@ def delete_deployment(
         previous=previous,
     )
     return True
+
+
+def delete_release_key(
+    session: Session, name: str, cache: DeploymentCache, deleted_by: str
+) -> str | None:
+    """Delete an applied ReleaseKey; returns the rollout that moves the devices
+    whose documents list the key onto documents without it (None: no device
+    changes). Audited.
+
+    Raises:
+        NotFoundError: no such key.
+        ConflictError: a deployment pins a release the key signed.
+    """
+    row = remove_release_key(session, name)
+    session.flush()
+    record_audit(
+        session, deleted_by, "releasekey.delete", f"releasekey/{name}", modules=row.modules
+    )
+    rollout = start_rollout(
+        session,
+        actor=deleted_by,
+        deployments=[],
+        final=cache.get(session),
+        keys=release_keys(session),
+        policy=DEFAULT_POLICY,
+        previous={},
+    )
+    return rollout.id if rollout is not None else None

@@ -121,6 +121,8 @@ class ReportAck(WireModel):
 
 
 class ClaimCreate(WireModel):
+    # Optional: a name to address the claim by (as a ProvisioningClaim's metadata.name).
+    name: Annotated[str, Field(pattern=DEVICE_NAME_PATTERN)] | None = None  # a DNS label
     labels: Labels = {}
     # Name patterns a device enrolling with the claim must match (none: any name).
     names: Annotated[list[NamePattern], Field(max_length=MAX_NAME_PATTERNS)] = []
@@ -130,6 +132,7 @@ class ClaimCreate(WireModel):
 
 class ClaimView(WireModel):
     id: str
+    name: str | None = None  # set for named claims (ProvisioningClaim, claim create --name)
     labels: dict[str, str]
     names: list[str] = []
     max_uses: int
@@ -263,6 +266,27 @@ class ApplyResult(WireModel):
     new_claim_tokens: dict[str, str] = {}
     # Ids of the rollouts this apply started (none when no device changes).
     rollouts: list[str] = []
+
+
+class ReleaseKeyView(WireModel):
+    """An applied ReleaseKey: `modules` are the module patterns it may sign (None: any)."""
+
+    name: str
+    key_id: str
+    public_key: str  # base64 of the 32 raw bytes, as in the manifest
+    modules: list[str] | None
+    applied_at: dt.datetime
+
+
+class DesiredView(WireModel):
+    """The desired-state document the hub serves a device now."""
+
+    device_id: str
+    name: str
+    revision: str
+    document: dict[str, Any]
+    updated_at: dt.datetime
+    applied_revision: str | None
 
 
 class DeploymentView(WireModel):

@@ -4,6 +4,7 @@ _artifacts  the artifact store: archives by content digest, written atomically
 _registry   the checks a push must pass, and lookups of pushed releases
 _refs       module references in deployments (`release: thermo-filter@1.2.0`)
 _models     model releases named by infer steps, delivered by the same deployment
+_removal    removing releases and release keys, refused while something needs them
 _errors     ReleaseRejectedError and the table of its codes
 """
 
@@ -27,8 +28,10 @@ from ._registry import (
     list_releases,
     new_release_row,
     parse_signature_header,
+    release_key_id,
     release_view,
 )
+from ._removal import remove_release, remove_release_key
 
 __all__ = [
     "MAX_RELEASE_BYTES",
@@ -49,7 +52,10 @@ __all__ = [
     "module_downgrades",
     "new_release_row",
     "parse_signature_header",
+    "release_key_id",
     "release_view",
+    "remove_release",
+    "remove_release_key",
     "resolve_module_refs",
     "validate_module_block",
 ]

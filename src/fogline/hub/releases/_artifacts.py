@@ -126,6 +126,14 @@ class ArtifactStore:
             _fsync_dir(directory)
         return target
 
+    def remove(self, digest: str) -> bool:
+        """Delete a stored archive (its row is gone); False when it was not there."""
+        try:
+            self.path_for(digest).unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
     @staticmethod
     def discard(staged: StagedArtifact) -> None:
         staged.path.unlink(missing_ok=True)

@@ -75,6 +75,11 @@ def parse_signature_header(value: str | None) -> SignatureEnvelope:
         raise ReleaseRejectedError("malformed_signature", str(exc)) from exc
 
 
+def release_key_id(public_key: str) -> str:
+    """The key id (`ed25519:...`) of an applied ReleaseKey's public key."""
+    return key_id(load_public_key(public_key))
+
+
 def trusted_keys(session: Session) -> dict[str, Ed25519PublicKey]:
     """Every applied ReleaseKey, by key id."""
     return {kid: public_key for kid, (public_key, _names, _scope) in _keys_by_id(session).items()}

@@ -18,12 +18,14 @@ from fogline.protocol import (
     ErrorDetail,
     ManifestRequest,
     PlanResult,
+    ReleaseKeyView,
 )
 
 from .._auth import StateDep, db_session, require_operator
 from .._errors import NotFoundError
-from .._manifests import apply, delete_deployment, prepare
-from .._schema import DeploymentRow, DesiredStateRow, TokenRow
+from .._manifests import apply, delete_deployment, delete_release_key, prepare
+from .._schema import DeploymentRow, DesiredStateRow, ReleaseKeyRow, TokenRow
+from ..releases import release_key_id
 
 log = logging.getLogger("fogline.hub.manifest")
 router = APIRouter(prefix=API_PREFIX, tags=["manifests"])
@@ -120,3 +122,33 @@ def deployments_delete(name: str, op: OperatorDep, session: SessionDep, state: S
     session.commit()
     state.notifier.poke()
     event(log, "deployment.deleted", name=name, by=op.name)
+
+
+@router.get("/releasekeys", response_model=list[ReleaseKeyView])
+def release_keys_list(_op: OperatorDep, session: SessionDep) -> list[ReleaseKeyView]:
+    """Every applied ReleaseKey: name, key id, the modules it may sign."""
+    rows = session.scalars(select(ReleaseKeyRow).order_by(ReleaseKeyRow.name)).all()
+    return [
+        ReleaseKeyView(
+            name=row.name,
+            key_id=release_key_id(row.public_key),
+            public_key=row.public_key,
+            modules=row.modules,
+            applied_at=row.applied_at,
+        )
+        for row in rows
+    ]
+
+
+@router.delete("/releasekeys/{name}")
+def release_keys_delete(
+    name: str, op: OperatorDep, session: SessionDep, state: StateDep
+) -> dict[str, list[str]]:
+    """Delete a ReleaseKey: pushes signed by it are refused from now on, and
+    devices' desired states stop listing it (through a rollout, named in the
+    answer). 409 while a deployment pins a release it signed."""
+    rollout = delete_release_key(session, name, state.deployments, op.name)
+    session.commit()
+    state.notifier.poke()
+    event(log, "releasekey.deleted", name=name, by=op.name, rollout=rollout)
+    return {"rollouts": [rollout] if rollout else []}

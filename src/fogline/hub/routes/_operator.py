@@ -14,6 +14,7 @@ from fogline.protocol import (
     ClaimCreate,
     ClaimCreated,
     ClaimView,
+    DesiredView,
     DeviceView,
     LabelChange,
 )
@@ -31,6 +32,7 @@ from .._devices import (
     remove_device,
     revoke_device,
 )
+from .._errors import NotFoundError
 from .._schema import DesiredStateRow, TokenRow
 
 log = logging.getLogger("fogline.hub.operator")
@@ -44,7 +46,7 @@ OperatorDep = Annotated[TokenRow, Depends(require_operator)]
 def claims_create(body: ClaimCreate, op: OperatorDep, session: SessionDep) -> ClaimCreated:
     row, token = create_claim(session, body)
     session.commit()
-    event(log, "claim.created", claim_id=row.id, by=op.name, max_uses=row.max_uses)
+    event(log, "claim.created", claim_id=row.id, name=row.name, by=op.name, max_uses=row.max_uses)
     return ClaimCreated(claim=claim_view(row, utcnow()), token=token)
 
 
@@ -54,9 +56,10 @@ def claims_list(_op: OperatorDep, session: SessionDep) -> list[ClaimView]:
     return [claim_view(row, now) for row in list_claims(session)]
 
 
-@router.post("/claims/{claim_id}/revoke", response_model=ClaimView)
-def claims_revoke(claim_id: str, op: OperatorDep, session: SessionDep) -> ClaimView:
-    row = revoke_claim(session, claim_id)
+@router.post("/claims/{ref}/revoke", response_model=ClaimView)
+def claims_revoke(ref: str, op: OperatorDep, session: SessionDep) -> ClaimView:
+    """Revoke a claim by id or name: no further device enrolls with it."""
+    row = revoke_claim(session, ref)
     session.commit()
     event(log, "claim.revoked", claim_id=row.id, by=op.name)
     return claim_view(row, utcnow())
@@ -87,6 +90,24 @@ def devices_show(ref: str, _op: OperatorDep, session: SessionDep, state: StateDe
     row = find_device(session, ref)
     view = device_view(row, utcnow(), state.settings.offline_after_s)
     return view.model_copy(update={"sync": sync_report(session.get(DesiredStateRow, row.id))})
+
+
+@router.get("/devices/{ref}/desired", response_model=DesiredView)
+def devices_desired(ref: str, _op: OperatorDep, session: SessionDep) -> DesiredView:
+    """The desired-state document the hub serves the device now, as compiled
+    from the deployments that select it (and its rollout's wave)."""
+    row = find_device(session, ref)
+    desired = session.get(DesiredStateRow, row.id)
+    if desired is None:
+        raise NotFoundError(f"device {row.name!r} has no desired state yet")
+    return DesiredView(
+        device_id=row.id,
+        name=row.name,
+        revision=desired.revision,
+        document=desired.document,
+        updated_at=desired.updated_at,
+        applied_revision=desired.applied_revision,
+    )
 
 
 @router.patch("/devices/{ref}/labels", response_model=DeviceView)

@@ -8,6 +8,7 @@ artifacts by digest (with HTTP range requests, so devices resume).
     GET  /v1/releases/{name}/{version}      operator, or a device whose desired
                                             state names it (see hub/_device_scope.py)
     GET  /v1/artifacts/{digest}             the same (Range supported)
+    DELETE /v1/releases/{name}/{version}    operator; 409 while something needs it
 
 A release a device may not fetch is answered exactly as one that does not exist.
 """
@@ -26,6 +27,7 @@ from fogline._log import event
 from fogline.artifact import SignatureEnvelope
 from fogline.protocol import API_PREFIX
 
+from .._audit import record_audit
 from .._auth import StateDep, check_device, has_client_cert, hub_state, require_operator
 from .._clock import utcnow
 from .._device_scope import may_fetch_artifact, may_fetch_release
@@ -47,6 +49,7 @@ from ..releases import (
     new_release_row,
     parse_signature_header,
     release_view,
+    remove_release,
 )
 
 log = logging.getLogger("fogline.hub.release")
@@ -205,6 +208,27 @@ def releases_show(name: str, version: str, who: ReaderDep, state: StateDep) -> R
         if row is None or hidden:
             raise NotFoundError(f"no release {name[:80]!r} version {version[:80]!r}")
         return release_view(row)
+
+
+@router.delete("/releases/{name}/{version}", response_model=ReleaseView)
+def releases_remove(name: str, version: str, operator: OperatorDep, state: StateDep) -> ReleaseView:
+    """Remove a release and its archive; 409 while a deployment pins it, a
+    device is served it (or was just before) or an active rollout could
+    restore it. Audited. Answers the release as it was."""
+    store = _store(state)
+    with state.sessions() as session:
+        row = remove_release(session, name, version)
+        view = release_view(row)
+        record_audit(
+            session, operator, "release.rm", f"{row.name}@{row.version}", digest=row.digest
+        )
+        session.commit()
+        # The row went first: a file without a row is never served, a row
+        # without its file would be. A digest names one name and version.
+        if find_by_digest(session, view.digest) is None:
+            store.remove(view.digest)
+    event(log, "release.removed", name=view.name, version=view.version, by=operator)
+    return view
 
 
 class ArtifactResponse(FileResponse):
