@@ -30,11 +30,10 @@ def check_pipeline(block: Mapping[str, Any]) -> None:
         # The manifest hands over a frozen tree; the pipeline schema wants JSON.
         validate_pipeline(orjson.loads(canonical_json(block)))
     except PipelineSpecError as exc:
-        path, reason = exc.problems[0] if exc.problems else ("", str(exc))
-        more = len(exc.problems) - 1
-        if more > 0:
-            reason += f" (and {more} more problem{'s' if more > 1 else ''} in this pipeline)"
-        raise BlockError(split_path(path), reason) from exc
+        # Every problem, each at its own path: the manifest reports them all at once.
+        found = [(split_path(path), reason) for path, reason in exc.problems]
+        first, *rest = found or [((), str(exc))]
+        raise BlockError(first[0], first[1], more=rest) from exc
 
 
 def default_validators() -> BlockValidators:

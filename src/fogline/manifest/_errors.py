@@ -53,14 +53,31 @@ class ManifestError(FoglineError):
 
 
 class BlockError(FoglineError):
-    """Raised by a block validator (see `BlockValidators`) for one bad field.
+    """Raised by a block validator (see `BlockValidators`) for bad fields.
 
     `path` is relative to the block entry the validator was given, e.g.
     `("health", "timeout")` for a module entry; `load_manifests` locates it in
     the YAML and reports it as a Problem, so it never reaches its callers.
+    A validator that finds several problems passes the others in `more`:
+    every one is reported, each at its own place (`problems`).
     """
 
-    def __init__(self, path: Sequence[str | int], reason: str) -> None:
+    def __init__(
+        self,
+        path: Sequence[str | int],
+        reason: str,
+        *,
+        more: Sequence[tuple[Sequence[str | int], str]] = (),
+    ) -> None:
         self.path: tuple[str | int, ...] = tuple(path)
         self.reason = reason
-        super().__init__(f"{'.'.join(str(part) for part in self.path) or '(entry)'}: {reason}")
+        self.problems: tuple[tuple[tuple[str | int, ...], str], ...] = (
+            (self.path, reason),
+            *((tuple(where), why) for where, why in more),
+        )
+        super().__init__(
+            "; ".join(
+                f"{'.'.join(str(part) for part in where) or '(entry)'}: {why}"
+                for where, why in self.problems
+            )
+        )

@@ -267,7 +267,7 @@ def _run_block_validators(
         try:
             validator(block)
         except BlockError as exc:
-            problems.append(_problem(doc, (*loc, *exc.path), exc.reason))
+            problems += [_problem(doc, (*loc, *path), reason) for path, reason in exc.problems]
     return problems
 
 
