@@ -134,8 +134,31 @@ def test_http_ingest_windows_and_forwards_summaries(hub, broker, tmp_path):
         total = sum(r["payload"]["n"] for r in rows)
         assert total == 4
         assert rows[0]["payload"]["line"] == "L1"
+        # A bad line of a batch is named by its number; the good lines are taken.
+        batch = b'{"line": "L2", "value": 1}\nnot json\n{"line": "L2", "value": 2}\n'
+        partial = httpx.post(f"http://127.0.0.1:{port}/ingest", content=batch)
+        assert partial.status_code == 202, partial.text
+        answer = partial.json()
+        assert (answer["accepted"], answer["rejected"]) == (2, 1)
+        [error] = answer["errors"]
+        assert error["line"] == 2 and error["reason"].startswith("not JSON")
+        # A bare value is the record {"value": ...}, as on MQTT.
+        bare = httpx.post(f"http://127.0.0.1:{port}/ingest", content=b"21.5")
+        assert bare.status_code == 202 and bare.json()["accepted"] == 1, bare.text
+
+        def counted() -> dict:
+            counts: dict = {}
+            for row in _telemetry(hub, "line-1s"):
+                line = row["payload"].get("line")
+                counts[line] = counts.get(line, 0) + row["payload"]["n"]
+            return counts
+
+        wait_until(lambda: counted() == {"L1": 4, "L2": 2, None: 1}, 15, "every good record")
+        assert any(r["payload"]["mean"] == 21.5 for r in _telemetry(hub, "line-1s"))
         bad = httpx.post(f"http://127.0.0.1:{port}/ingest", content=b"[1,2]")
-        assert bad.status_code == 400
+        assert bad.status_code == 400 and "NDJSON" in bad.json()["message"]
+        nothing = httpx.post(f"http://127.0.0.1:{port}/ingest", content=b"nope\n[1]\n")
+        assert nothing.status_code == 400 and nothing.json()["rejected"] == 2
         huge = httpx.post(
             f"http://127.0.0.1:{port}/ingest", content=b"{" + b" " * (5 * 1024 * 1024) + b"}"
         )

@@ -1,15 +1,23 @@
-"""The local HTTP ingest: devices POST a JSON object or an NDJSON batch.
+"""The local HTTP ingest: devices POST a JSON value or an NDJSON batch.
 
     POST /ingest            {"device": "s1", "value": 21.5}
-    POST /ingest            (application/x-ndjson) one object per line
+    POST /ingest            21.5                  (a bare value: the record {"value": 21.5})
+    POST /ingest            (application/x-ndjson) one object or bare value per line
+
+As on MQTT, a JSON object is the record and a bare value (number, string,
+boolean, null) becomes `value`. A JSON array is refused: it reads like a
+batch, and a batch is NDJSON. A bad line of a batch is reported by its
+number and the good lines are still taken.
 
 Bounded: at most MAX_BODY_BYTES per request and MAX_RECORDS records.
-Answers 202 with the number of records taken and pipelines that got them,
-once what they produced for the cloud is on disk; 503 when no pipeline has
-an http source (the device should retry).
+Answers 202 with the number of records taken, the pipelines that got them
+and the lines refused, once what they produced for the cloud is on disk;
+400 when no line is a record; 503 when no pipeline has an http source (the
+device should retry).
 """
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import orjson
@@ -19,6 +27,8 @@ from fogline.agent._local import send_json
 
 MAX_BODY_BYTES: Final = 4 * 1024 * 1024
 MAX_RECORDS: Final = 10_000
+# Refused lines listed in an answer; the rest are counted.
+MAX_ERRORS_SHOWN: Final = 100
 
 Sink = Callable[[list[dict[str, Any]]], Awaitable[int]]
 
@@ -41,50 +51,88 @@ async def read_body(receive: Receive, limit: int) -> bytes:
             return b"".join(chunks)
 
 
-def parse_records(body: bytes) -> list[dict[str, Any]]:
-    """One JSON object, or NDJSON lines of objects.
+@dataclass(slots=True)
+class Parsed:
+    """The records of a body, and the lines that were not records: (line number, reason)."""
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    refused: list[tuple[int, str]] = field(default_factory=list)
+
+
+def _record(value: Any) -> dict[str, Any]:
+    """A JSON object is the record; a bare value becomes `value` (as on MQTT).
 
     Raises:
-        ValueError: not JSON, not objects, or too many records (with the line).
+        ValueError: a JSON array.
+    """
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, list):
+        raise ValueError("a JSON array is not a record; send a batch as NDJSON, one per line")
+    return {"value": value}
+
+
+def parse_records(body: bytes) -> Parsed:
+    """One JSON value (an object may span lines), or NDJSON lines of values.
+
+    Raises:
+        ValueError: an empty body, a single value that is no record, or more
+            than MAX_RECORDS records (nothing is taken then).
     """
     stripped = body.strip()
     if not stripped:
         raise ValueError("empty body")
-    if stripped.startswith(b"{") and b"\n" not in stripped:
-        value = orjson.loads(stripped)
-        return [value] if isinstance(value, dict) else []
-    records = []
+    try:
+        whole = orjson.loads(stripped)
+    except orjson.JSONDecodeError:
+        pass  # not one value: NDJSON
+    else:
+        return Parsed([_record(whole)])
+    parsed = Parsed()
     for number, line in enumerate(stripped.splitlines(), start=1):
         if not line.strip():
             continue
         try:
-            value = orjson.loads(line)
+            parsed.records.append(_record(orjson.loads(line)))
         except orjson.JSONDecodeError as exc:
-            raise ValueError(f"line {number}: not JSON ({exc})") from exc
-        if not isinstance(value, dict):
-            raise ValueError(f"line {number}: expected a JSON object")
-        records.append(value)
-        if len(records) > MAX_RECORDS:
+            parsed.refused.append((number, f"not JSON ({exc})"))
+        except ValueError as exc:
+            parsed.refused.append((number, str(exc)))
+        if len(parsed.records) > MAX_RECORDS:
             raise ValueError(f"more than {MAX_RECORDS} records in one request")
-    return records
+    return parsed
+
+
+def _errors(refused: list[tuple[int, str]]) -> list[dict[str, Any]]:
+    return [{"line": number, "reason": reason} for number, reason in refused[:MAX_ERRORS_SHOWN]]
 
 
 def ingest_handler(sink: Sink) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
     async def handle(_scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            records = parse_records(await read_body(receive, MAX_BODY_BYTES))
+            parsed = parse_records(await read_body(receive, MAX_BODY_BYTES))
         except BodyTooLarge:
             await send_json(
                 send, 413, {"error": "too_large", "message": f"body over {MAX_BODY_BYTES} bytes"}
             )
             return
-        except (ValueError, orjson.JSONDecodeError) as exc:
+        except ValueError as exc:
             await send_json(send, 400, {"error": "invalid", "message": str(exc)})
             return
-        if not records:
-            await send_json(send, 400, {"error": "invalid", "message": "expected a JSON object"})
+        if not parsed.records:
+            first = parsed.refused[0] if parsed.refused else (1, "no record")
+            await send_json(
+                send,
+                400,
+                {
+                    "error": "invalid",
+                    "message": f"no line is a record (line {first[0]}: {first[1]})",
+                    "rejected": len(parsed.refused),
+                    "errors": _errors(parsed.refused),
+                },
+            )
             return
-        pipelines = await sink(records)
+        pipelines = await sink(parsed.records)
         if not pipelines:
             # Nothing took the records: say so, so the device keeps them and retries
             # (also the case for a moment after a restart, before desired state loads).
@@ -94,6 +142,9 @@ def ingest_handler(sink: Sink) -> Callable[[Scope, Receive, Send], Awaitable[Non
                 {"error": "no_pipeline", "message": "no pipeline with an http source is running"},
             )
             return
-        await send_json(send, 202, {"accepted": len(records), "pipelines": pipelines})
+        answer: dict[str, Any] = {"accepted": len(parsed.records), "pipelines": pipelines}
+        if parsed.refused:
+            answer |= {"rejected": len(parsed.refused), "errors": _errors(parsed.refused)}
+        await send_json(send, 202, answer)
 
     return handle
