@@ -91,7 +91,11 @@ MaxKeys = Annotated[int, Field(ge=1, le=1_000_000)]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    # Field docstrings are the field descriptions: scripts/pipeline_reference.py
+    # writes docs/pipeline-reference.md from them, so the reference cannot drift.
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, use_attribute_docstrings=True
+    )
 
 
 # --- source -----------------------------------------------------------------
@@ -102,11 +106,19 @@ class HttpSourceSpec(_Model):
 
 
 class SourceSpec(_Model):
-    """Where records come from: an MQTT topic pattern or the HTTP ingest."""
+    """Where records come from: exactly one of `mqtt` and `http`.
+
+    A JSON object payload is the record; a bare JSON value becomes the field `value`.
+    """
 
     mqtt: Annotated[str, StringConstraints(min_length=1, max_length=1024)] | None = None
+    """A topic filter on the node's broker. `{name}` fills one whole level and becomes the record's
+    field `name` (unless the payload sets it); `+` and `#` match as in MQTT without becoming fields.
+    """
     qos: Annotated[int, Field(ge=0, le=2)] | None = None
+    """The subscription's MQTT QoS (0, 1 or 2); mqtt sources only."""
     http: HttpSourceSpec | None = None
+    """The agent's local HTTP ingest (`POST /ingest`), written `http: {}`."""
 
     @model_validator(mode="after")
     def _one_source(self) -> SourceSpec:
@@ -121,35 +133,71 @@ class SourceSpec(_Model):
 
 
 class FilterStepSpec(_Model):
+    """Keep the records for which the expression is true; drop the others."""
+
     id: StepId
+    """The step's name, unique in the pipeline; it appears in errors, metrics and `from`."""
     filter: ExpressionText
+    """A boolean expression, e.g. `metric == 'temp' and value > -50`."""
 
 
 class MapStepSpec(_Model):
+    """Add or overwrite fields; every expression sees the incoming record."""
+
     id: StepId
+    """The step's name, unique in the pipeline."""
     map: Annotated[
         dict[FieldName, ExpressionText], Field(min_length=1, max_length=MAX_MAPPED_FIELDS)
     ]
+    """Field name to expression, e.g. `{fahrenheit: "value * 9 / 5 + 32"}`."""
 
 
 class WindowSpec(_Model):
-    """A tumbling or hopping window with aggregates per key."""
+    """A tumbling or hopping window with aggregates per key.
+
+    When a window closes it emits one summary record per key: the key
+    fields, `window_start`, `window_end` (epoch seconds) and the aggregates.
+    A clean stop of the agent flushes open windows.
+    """
 
     type: Literal["tumbling", "hopping"]
+    """`tumbling`: back-to-back windows of `size`; `hopping`: windows of `size` starting every `hop`
+    (they overlap).
+    """
     size: Annotated[Duration, Field(gt=0, le=7 * DAY_S)]
+    """How long each window is, e.g. `10s`, `1m`."""
     hop: Annotated[Duration, Field(gt=0, le=7 * DAY_S)] | None = None
+    """Hopping windows only (required there): the time between window starts; at most `size`, and
+    `size/hop` at most 100.
+    """
     key: KeyFields = []
+    """Fields whose values group records: one summary per window and key (e.g. `[device]`)."""
     time: Literal["event", "processing"] = "event"
+    """`event`: the pipeline's `timestamp` field (else arrival time) places records; `processing`:
+    the node's clock when they are processed.
+    """
     lateness: Annotated[Duration, Field(ge=0, le=DAY_S)] | None = None
+    """Event time only: how long a window stays open after its end for records that arrive late
+    (default 0s). Later records are counted late and dropped.
+    """
     idleTimeout: Annotated[Duration, Field(gt=0, le=DAY_S)] | None = None
+    """Event time with a `timestamp` field only: after this long without records, event time
+    advances with the clock, so the last windows close.
+    """
     # Event times further ahead of the node's clock are errors: one device with
     # a wrong clock (or milliseconds sent as seconds) would otherwise push the
     # watermark past every window and make everyone else's events late.
     maxClockSkew: Annotated[Duration, Field(gt=0, le=365 * DAY_S)] = 3600.0
+    """Records stamped further ahead of the node's clock are errors (counted, dropped)."""
     aggregate: Annotated[
         dict[FieldName, ExpressionText], Field(min_length=1, max_length=MAX_AGGREGATES)
     ]
+    """Summary field to aggregate call: `count()`, or `sum`, `mean`, `min`, `max`, `stddev`,
+    `first`, `last`, `p50`, `p95`, `p99` of a field or an expression, e.g. `{mean: "mean(value)", n:
+    "count()"}`.
+    """
     maxKeys: MaxKeys = 100_000
+    """Most keys open in one window; records of further keys are dropped (counted)."""
 
     @model_validator(mode="after")
     def _consistent(self) -> WindowSpec:
@@ -179,17 +227,25 @@ class WindowSpec(_Model):
 
 
 class WindowStepSpec(_Model):
+    """Aggregate records over time windows, per key."""
+
     id: StepId
+    """The step's name, unique in the pipeline."""
     window: WindowSpec
+    """The window and its aggregates."""
 
 
 class ThresholdSpec(_Model):
     """Flag values outside [min, max]; score is the distance outside the range."""
 
     type: Literal["threshold"]
+    """`threshold`."""
     field: FieldName
+    """The numeric field to check."""
     min: float | None = None
+    """Values below are anomalies; give `min`, `max` or both."""
     max: float | None = None
+    """Values above are anomalies."""
 
     @model_validator(mode="after")
     def _bounds(self) -> ThresholdSpec:
@@ -207,29 +263,51 @@ class ZScoreSpec(_Model):
     """EWMA mean/variance per key; flags |x - mean| > threshold * stddev after warmup."""
 
     type: Literal["zscore"]
+    """`zscore`."""
     field: FieldName
+    """The numeric field to watch."""
     key: KeyFields = []
+    """Fields whose values keep separate statistics (e.g. `[device]`); none: one for all."""
     threshold: Annotated[float, Field(gt=0, le=1e6)] = 3.0
+    """How many standard deviations from the mean is an anomaly."""
     alpha: Annotated[float, Field(gt=0, lt=1)] = 0.1
+    """The EWMA weight of each new value: higher forgets faster."""
     warmup: Annotated[int, Field(ge=0, le=1_000_000)] = 30
+    """Values per key seen before any is flagged."""
     maxKeys: MaxKeys = 100_000
+    """Most keys tracked; records of further keys are dropped (counted)."""
 
 
 class HalfSpaceTreesSpec(_Model):
-    """river's HalfSpaceTrees over `features`, per key or global."""
+    """river's HalfSpaceTrees over `features`, per key or global (needs `river` on the node).
+
+    The score is river's anomaly score in [0, 1].
+    """
 
     type: Literal["halfspacetrees"]
+    """`halfspacetrees`."""
     features: Annotated[UniqueFields, Field(min_length=1, max_length=MAX_FEATURES)]
+    """The numeric fields the trees look at."""
     key: KeyFields = []
+    """Fields whose values get their own model (e.g. `[device]`); none: one model."""
     threshold: Annotated[float, Field(gt=0, lt=1)] = 0.8
-    # Feature ranges; HalfSpaceTrees assumes [0, 1] for a feature without one.
+    """Scores above are anomalies."""
     limits: dict[FieldName, tuple[float, float]] | None = None
+    """Feature name to `[low, high]`, its expected range; a feature without one is assumed in [0,
+    1].
+    """
     nTrees: Annotated[int, Field(ge=1, le=100)] = 10
+    """How many trees."""
     height: Annotated[int, Field(ge=1, le=16)] = 8
+    """The height of each tree."""
     windowSize: Annotated[int, Field(ge=1, le=100_000)] = 250
-    warmup: Annotated[int, Field(ge=0, le=1_000_000)] | None = None  # default: windowSize
-    seed: int = 42  # fixed by default: the same events give the same verdicts on every node
+    """Records per reference window of the trees."""
+    warmup: Annotated[int, Field(ge=0, le=1_000_000)] | None = None
+    """Records per key seen before any is flagged (default: `windowSize`)."""
+    seed: int = 42
+    """The trees' random seed; fixed, so the same records give the same verdicts on every node."""
     maxKeys: Annotated[int, Field(ge=1, le=100_000)] = 1_000
+    """Most keys with a model; records of further keys are dropped (counted)."""
 
     @model_validator(mode="after")
     def _limits(self) -> HalfSpaceTreesSpec:
@@ -259,8 +337,12 @@ DetectorSpec = Annotated[
 
 
 class DetectStepSpec(_Model):
+    """Mark anomalies: every record passes with `anomaly` (true/false) and `score` added."""
+
     id: StepId
+    """The step's name, unique in the pipeline."""
     detect: DetectorSpec
+    """A detector, chosen by its `type`: `threshold`, `zscore` or `halfspacetrees`."""
 
 
 def _check_model_release(text: str) -> str:
@@ -293,9 +375,11 @@ class ModelRefSpec(_Model):
     """
 
     release: Annotated[str, StringConstraints(max_length=200), AfterValidator(_check_model_release)]
+    """The model release, NAME@VERSION: a `kind: model` release delivered by the same deployment."""
     file: Annotated[str, StringConstraints(max_length=255), AfterValidator(_check_model_file)] = (
         "model.onnx"
     )
+    """The ONNX file inside the release, a relative path."""
 
     @property
     def name(self) -> str:
@@ -311,34 +395,58 @@ class ModelRefSpec(_Model):
 
 
 class InferSpec(_Model):
-    """Run `model` (loaded by the agent's model loader) on the fields `inputs`."""
+    """Run the model `model` on `inputs` (an ONNX model through onnxruntime).
+
+    The model takes one float tensor shaped `[batch, len(inputs)]`; its first
+    output is written to `output`: a number, or a list of numbers.
+    """
 
     model: ModelRefSpec
+    """The model: a file of an installed `kind: model` release."""
     inputs: Annotated[UniqueFields, Field(min_length=1, max_length=MAX_FEATURES)]
+    """The numeric fields fed to the model, in order."""
     output: FieldName
+    """The field the result is written to."""
 
 
 class InferStepSpec(_Model):
+    """Model inference on each record."""
+
     id: StepId
+    """The step's name, unique in the pipeline."""
     infer: InferSpec
+    """The model and its inputs and output."""
 
 
 class DedupeSpec(_Model):
+    """Drop repeats of a key within `window` of its first sighting (processing time)."""
+
     key: Annotated[UniqueFields, Field(min_length=1, max_length=MAX_KEY_FIELDS)]
+    """The fields whose values make two records the same (e.g. `[device, seq]`)."""
     window: Annotated[Duration, Field(gt=0, le=DAY_S)]
+    """How long a key is remembered after it was first seen."""
     maxKeys: MaxKeys = 100_000
+    """Most keys remembered; when full of live keys, records pass unremembered (a duplicate is
+    better than a lost reading).
+    """
 
 
 class DedupeStepSpec(_Model):
+    """Drop duplicates."""
+
     id: StepId
+    """The step's name, unique in the pipeline."""
     dedupe: DedupeSpec
+    """What makes records the same, and for how long."""
 
 
 class RateLimitSpec(_Model):
     """A token bucket: `per_s` tokens a second, at most `burst` saved up."""
 
     per_s: Annotated[float, Field(gt=0, le=1e6)]
-    burst: Annotated[float, Field(ge=1, le=1e6)] | None = None  # default: max(1, per_s)
+    """Records a second, on average."""
+    burst: Annotated[float, Field(ge=1, le=1e6)] | None = None
+    """Records at once after a quiet spell (default: `per_s`, at least 1)."""
 
     @property
     def burst_tokens(self) -> float:
@@ -346,11 +454,16 @@ class RateLimitSpec(_Model):
 
 
 class SampleSpec(_Model):
-    """Keep one event in `every`, or at most `per_s` a second (token bucket)."""
+    """Keep one event in `every`, or at most `per_s` a second (token bucket): exactly one of the
+    two.
+    """
 
     every: Annotated[int, Field(ge=1, le=1_000_000_000)] | None = None
+    """Keep the first record of every `every`."""
     per_s: Annotated[float, Field(gt=0, le=1e6)] | None = None
+    """Keep at most this many records a second."""
     burst: Annotated[float, Field(ge=1, le=1e6)] | None = None
+    """With `per_s`: records at once after a quiet spell (default: `per_s`, at least 1)."""
 
     @model_validator(mode="after")
     def _one_mode(self) -> SampleSpec:
@@ -362,8 +475,12 @@ class SampleSpec(_Model):
 
 
 class SampleStepSpec(_Model):
+    """Thin the stream out."""
+
     id: StepId
+    """The step's name, unique in the pipeline."""
     sample: SampleSpec
+    """How many records to keep."""
 
 
 class _InvalidStep(_Model):
@@ -462,20 +579,29 @@ Payload = Annotated[dict[str, Any] | None, BeforeValidator(_payload)]
 
 
 class UplinkSpec(_Model):
-    """Send the record to the cloud through the outbox."""
+    """Send the record to the cloud through the node's durable outbox."""
 
     stream: Name
+    """The stream it is stored under at the hub (`fogline telemetry query --stream`)."""
     priority: Annotated[int, Field(ge=0, le=9)] = 5
+    """0-9: higher goes first, and is dropped last when the outbox is full."""
     ttl: Annotated[Duration, Field(gt=0, le=365 * DAY_S)] = DAY_S
+    """How long the record may wait in the outbox before it expires (dropped, counted)."""
 
 
 class MqttActionSpec(_Model):
     """Publish to the local broker; `topic` and string payload values are templates."""
 
     topic: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
-    payload: Payload = None  # default: the record itself
+    """A template: `{field}` is replaced by the record's value, e.g. `actuators/{device}/cmd`."""
+    payload: Payload = None
+    """A JSON object whose string values are templates (`"{value}"` keeps the value's type);
+    default: the record itself.
+    """
     qos: Annotated[int, Field(ge=0, le=2)] = 0
+    """The publish's MQTT QoS."""
     retain: bool = False
+    """Publish as a retained message."""
 
 
 class WebhookActionSpec(_Model):
@@ -487,15 +613,24 @@ class WebhookActionSpec(_Model):
     """
 
     url: Annotated[str, StringConstraints(pattern=r"^https?://[^\s]{1,2040}$")]
+    """The URL to call; fixed, not a template."""
     method: Literal["POST", "PUT"] = "POST"
-    payload: Payload = None  # default: the record itself
+    """The HTTP method."""
+    payload: Payload = None
+    """The JSON body: an object whose string values are templates; default: the record itself."""
     timeout: Annotated[Duration, Field(gt=0, le=MAX_WEBHOOK_TIMEOUT_S)] = 10.0
+    """The whole call (resolution, connection, request, answer); at most 60s."""
     allowPrivateNetwork: Annotated[bool, Field(strict=True)] = False
+    """`true`: the node may call loopback, link-local and private addresses."""
 
 
 class ActionSpec(_Model):
+    """A local action: exactly one of `mqtt` and `webhook`."""
+
     mqtt: MqttActionSpec | None = None
+    """Publish to the node's MQTT broker."""
     webhook: WebhookActionSpec | None = None
+    """Call an HTTP endpoint."""
 
     @model_validator(mode="after")
     def _one_action(self) -> ActionSpec:
@@ -505,14 +640,20 @@ class ActionSpec(_Model):
 
 
 class OutputSpec(_Model):
-    """Tap the stream after step `from` (default: the last step)."""
+    """Tap the stream after a step: exactly one of `uplink` and `action`."""
 
-    id: StepId | None = None  # default: outputs[i] in counters
+    id: StepId | None = None
+    """The output's name in errors and counters (default: `outputs[i]`)."""
     from_: StepId | None = Field(default=None, alias="from")
+    """The step whose output it taps (default: the last step; no steps: the source)."""
     when: ExpressionText | None = None
+    """A boolean expression: only records for which it is true go out."""
     uplink: UplinkSpec | None = None
+    """Send to the hub."""
     action: ActionSpec | None = None
+    """Act locally: an MQTT publish or a webhook."""
     rateLimit: RateLimitSpec | None = None
+    """At most this many records through this output; the rest are dropped (counted)."""
 
     @model_validator(mode="after")
     def _one_target(self) -> OutputSpec:
@@ -528,10 +669,17 @@ class PipelineSpec(_Model):
     """One pipeline: source -> linear chain of steps -> outputs."""
 
     name: Name
+    """The pipeline's name, unique among a device's pipelines (layers replace by name)."""
     source: SourceSpec
-    timestamp: FieldName | None = None  # event time in epoch seconds; default: arrival time
+    """Where its records come from."""
+    timestamp: FieldName | None = None
+    """The field holding each record's event time in epoch seconds (default: arrival time)."""
     steps: Annotated[list[StepSpec], Field(max_length=MAX_STEPS)] = []
+    """The chain of steps, in order; each is one of `filter`, `map`, `window`, `detect`, `infer`,
+    `dedupe`, `sample`.
+    """
     outputs: Annotated[list[OutputSpec], Field(min_length=1, max_length=MAX_OUTPUTS)]
+    """Where records go: the hub (`uplink`) or a local action."""
 
     @model_validator(mode="after")
     def _meaning(self, info: ValidationInfo) -> PipelineSpec:
