@@ -22,8 +22,8 @@ demo: setup
 	$(BIN)/python scripts/demo.py
 
 lint: setup
-	$(BIN)/ruff check src tests benchmarks scripts
-	$(BIN)/ruff format --check src tests benchmarks scripts
+	$(BIN)/ruff check src tests benchmarks scripts examples
+	$(BIN)/ruff format --check src tests benchmarks scripts examples
 
 typecheck: setup
 	$(BIN)/mypy
