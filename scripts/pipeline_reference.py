@@ -48,6 +48,7 @@ SECTIONS: Final[tuple[tuple[str, str, type[BaseModel]], ...]] = (
     ("Detector: halfspacetrees", "steps[].detect", spec.HalfSpaceTreesSpec),
     ("Step: infer", "steps[]", spec.InferStepSpec),
     ("infer", "steps[].infer", spec.InferSpec),
+    ("infer.model", "steps[].infer.model", spec.ModelRefSpec),
     ("Step: dedupe", "steps[]", spec.DedupeStepSpec),
     ("dedupe", "steps[].dedupe", spec.DedupeSpec),
     ("Step: sample", "steps[]", spec.SampleStepSpec),

@@ -120,7 +120,7 @@ def test_commands_are_read_as_a_shell_splits_them_and_checked(tmp_path: Path) ->
         "FOGLINE_CLAIM=x fogline agent run --hub H \\\n    [--claim-file F] > a.log 2>&1 &\n"
         "fogline rollout pause|resume NAME [-o json]\n"
         "fogline devices lst\n"
-        "fogline release push x.tar.zst --force\n"
+        "fogline release push x.tar.zst --forse\n"
         "fogline rollout pause|explode NAME\n"
         "```\n"
         "```\nerror: fogline said no\n```\n",
@@ -133,14 +133,14 @@ def test_commands_are_read_as_a_shell_splits_them_and_checked(tmp_path: Path) ->
         "fogline agent run --hub H [--claim-file F]",
         "fogline rollout pause|resume NAME [-o json]",
         "fogline devices lst",
-        "fogline release push x.tar.zst --force",
+        "fogline release push x.tar.zst --forse",
         "fogline rollout pause|explode NAME",
     ]
     assert [c.line for c in commands] == [2, 3, 3, 4, 6, 7, 8, 9]
     problems = [check_command(command) for command in commands]
     assert problems[:5] == [[], [], [], [], []]
     assert "has no command lst" in problems[5][0]
-    assert "`fogline release push` has no option --force" in problems[6][0]
+    assert "`fogline release push` has no option --forse" in problems[6][0]
     assert "`fogline rollout` has no command explode" in problems[7][0]
 
 
