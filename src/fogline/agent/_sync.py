@@ -14,12 +14,12 @@ from typing import Any
 
 import orjson
 
+from fogline._durable import write_atomic
 from fogline._log import event
 from fogline.protocol import AppliedState, DesiredStateDoc, canonical_json, revision_of
 
 from ._backoff import Backoff
 from ._errors import HubRefusedError, HubUnreachableError
-from ._files import write_atomic
 from ._hublink import HubLink
 
 log = logging.getLogger("fogline.agent.sync")
@@ -54,7 +54,7 @@ class DesiredStore:
         return doc
 
     def save(self, doc: DesiredStateDoc) -> None:
-        write_atomic(self.path, orjson.dumps(doc.model_dump()), 0o600)
+        write_atomic(self.path, orjson.dumps(doc.model_dump()), mode=0o600)
 
 
 class ConfigApplier:

@@ -13,15 +13,15 @@ import io
 import os
 import stat
 import tarfile
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Final, Literal, cast
 
 import zstandard
 
+from fogline._durable import atomic_output
+
 from ._errors import ModuleSpecError, UnsafeArchiveError
-from ._fsutil import fsync_dir
 from ._members import (
     DIR_MODE,
     FILE_MODE,
@@ -86,19 +86,9 @@ def build_release(src_dir: Path, out: Path) -> ReleaseInfo:
     sources = [_Source((MODULE_FILE,), "file", os.fspath(module_file), data=module_text)]
     sources += _collect(src, real_src)
 
-    fd, temp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            sink = _HashingSink(fh)
-            _write_archive(sources, sink)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(temp, 0o644)
-        os.replace(temp, out)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    fsync_dir(out.parent)
+    with atomic_output(out, mode=0o644) as fh:
+        sink = _HashingSink(fh)
+        _write_archive(sources, sink)
     return ReleaseInfo(
         name=spec.name,
         version=spec.version,

@@ -4,8 +4,6 @@ import base64
 import binascii
 import errno
 import hashlib
-import os
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -14,8 +12,9 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from fogline._durable import write_new
+
 from ._errors import ReleaseKeyError
-from ._fsutil import fsync_dir
 
 KEY_ID_PREFIX: Final = "ed25519:"
 # A PEM Ed25519 key is ~120 bytes (encrypted ~300); refuse to slurp anything big.
@@ -109,29 +108,12 @@ class ReleaseKeyPair:
         pem = self.private_key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
         )
-        # Write a private temp file (O_EXCL, 0600 from creation on, so the key
-        # is never readable by others even for an instant), then link it to
-        # the final name: link(2) fails if the name exists, so this is an
-        # atomic create-if-absent.
-        temp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        fd = os.open(temp, flags, 0o600)
+        # 0600 from creation on, so the key is never readable by others even
+        # for an instant; created complete or not at all, never over a file.
         try:
-            try:
-                os.fchmod(fd, 0o600)  # in case the umask is unusual
-                view = memoryview(pem)
-                while view:
-                    view = view[os.write(fd, view) :]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            try:
-                os.link(temp, path)
-            except FileExistsError:
-                raise ReleaseKeyError(path, "already exists; refusing to overwrite a key") from None
-        finally:
-            temp.unlink(missing_ok=True)
-        fsync_dir(path.parent)
+            write_new(path, pem, mode=0o600)
+        except FileExistsError:
+            raise ReleaseKeyError(path, "already exists; refusing to overwrite a key") from None
 
 
 def generate_release_key() -> ReleaseKeyPair:

@@ -24,9 +24,10 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError
 
+from fogline._durable import write_atomic
+
 from ._digest import DIGEST_RE, is_digest, sha256_file
 from ._errors import UntrustedReleaseError
-from ._fsutil import write_file_atomic
 from ._keys import ReleaseKeyPair, key_id
 from ._semver import Version
 from ._spec import ModuleName
@@ -122,7 +123,7 @@ def sign_release(
         digest=digest,
         signature=base64.b64encode(raw).decode("ascii"),
     )
-    write_file_atomic(signature_path(archive), envelope.to_json())
+    write_atomic(signature_path(archive), envelope.to_json(), mode=0o644, make_parents=False)
     return envelope
 
 

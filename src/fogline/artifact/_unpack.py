@@ -21,8 +21,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Final
 
+from fogline._durable import fsync_dir, write_all
+
 from ._errors import UnsafeArchiveError
-from ._fsutil import fsync_dir
 from ._members import DIR_MODE, FILE_MODE, canonical_mode, check_link_target, member_parts
 from ._spec import MAX_MODULE_FILE_BYTES, MODULE_FILE, ModuleSpec, load_module_spec
 from ._tarread import BLOCK, MAX_PAX_BYTES, TarEntry, TarReader, open_release
@@ -244,9 +245,7 @@ class _Tree:
         try:
             for chunk in chunks:
                 self._count_bytes(len(chunk), name)
-                view = memoryview(chunk)
-                while view:
-                    view = view[os.write(fd, view) :]
+                write_all(fd, chunk)
             os.fchmod(fd, canonical_mode(mode))
             os.fsync(fd)
         finally:

@@ -32,6 +32,7 @@ from typing import Any, Final
 import orjson
 import yaml
 
+from fogline._durable import write_atomic
 from fogline._errors import FoglineError
 
 MAX_CONFIG_BYTES: Final = 256 * 1024
@@ -218,20 +219,11 @@ def save_contexts(contexts: ContextFile) -> None:
         data = orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n"
     else:
         data = (_HEADER + yaml.safe_dump(document, sort_keys=False)).encode()
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(path.parent, 0o700)  # tokens live here: owner only, even if it existed
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        fd = os.open(temporary, flags, 0o600)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temporary, path)
+        write_atomic(path, data, mode=0o600)
     except OSError as exc:
-        temporary.unlink(missing_ok=True)
         raise ContextError(f"{path}: cannot write: {exc.strerror or exc}") from exc
 
 

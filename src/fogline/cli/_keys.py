@@ -8,7 +8,6 @@ through enrollment, every node trust the key for the modules its scope
 names (`--modules`, repeatable; without it, every module: discouraged).
 """
 
-import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Annotated, Final
 import typer
 import yaml
 
+from fogline._durable import write_new
 from fogline._errors import FoglineError
 from fogline.artifact import generate_release_key, public_key_base64, public_key_pem
 from fogline.manifest import API_VERSION
@@ -53,16 +53,6 @@ def release_key_manifest(
             "  # modules: [thermo-*, gateway]\n"
         )
     return text
-
-
-def _write_new_public_file(path: Path, data: bytes) -> None:
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    fd = os.open(path, flags, 0o644)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @app.command("create")
@@ -103,7 +93,7 @@ def create(
     pair = generate_release_key()
     try:
         pair.write_private_key(private_path)
-        _write_new_public_file(public_path, public_key_pem(pair.public_key).encode())
+        write_new(public_path, public_key_pem(pair.public_key).encode(), mode=0o644)
     except OSError as exc:
         raise FoglineError(f"cannot write the key: {exc}") from exc
     err_console.print(

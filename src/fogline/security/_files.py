@@ -8,38 +8,25 @@ from typing import Final
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
+from fogline._durable import write_atomic
+
 from ._errors import TokenFileError
 
 MAX_TOKEN_FILE_BYTES: Final = 4096
 
 
 def write_secret_file(path: Path, data: bytes) -> None:
-    """Write `data` to `path` with mode 0600, atomically (temp file + rename).
+    """Write `data` to `path` with mode 0600, atomically and durably.
 
-    The temp file is opened with 0600 by os.open, so the secret is never
-    readable by others, not even between create and chmod.
+    The temporary file is created 0600, so the secret is never readable by
+    others, not even between create and rename.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+    write_atomic(path, data, mode=0o600)
 
 
 def write_public_file(path: Path, data: bytes) -> None:
-    """Write a non-secret file (certificates) atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    """Write a non-secret file (certificates) atomically and durably."""
+    write_atomic(path, data, mode=0o644)
 
 
 def private_key_pem(key: PrivateKeyTypes) -> bytes:

@@ -7,10 +7,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from fogline._durable import write_atomic
 from fogline.artifact import ModuleSpec
 from fogline.protocol import canonical_json
 
-from .._files import write_atomic
 from ..supervisor import ModuleUser, RunSpec, Supervisor
 from ..updater import ReleaseTarget
 from ._specs import run_spec
@@ -75,7 +75,7 @@ class SupervisorActivator:
         write_atomic(
             self.config_path(name),
             canonical_json(dict(config)),
-            0o640,
+            mode=0o640,
             group=self.module_user.gid,
         )
 

@@ -19,9 +19,8 @@ from typing import Final
 
 import orjson
 
+from fogline._durable import write_atomic
 from fogline.artifact import walk_tree
-
-from .._files import write_atomic
 
 # 2: every symlink is recorded (os.walk left out links to directories) and
 # the walk is iterative. A baseline of another format is recorded again
@@ -88,7 +87,7 @@ class FileBaselines:
             "release": release_digest,
             "files": file_digests(install_dir),
         }
-        write_atomic(self._path(module), orjson.dumps(body), 0o600)
+        write_atomic(self._path(module), orjson.dumps(body), mode=0o600)
 
     def check(self, module: str, release_digest: str, install_dir: Path) -> str | None:
         """What differs, or None. Records a baseline first if there is none for

@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 from typing import Final
 
+from fogline._durable import fsync_dir
+
 from ._errors import OutboxStorageError
 from ._models import MAX_PRIORITY, MIN_PRIORITY
 
@@ -150,11 +152,7 @@ def quarantine(path: Path, now: float) -> Path:
             side = path.with_name(path.name + suffix)
             if side.exists():
                 os.replace(side, target.with_name(target.name + suffix))
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_dir(path.parent)
     except OSError as exc:
         raise OutboxStorageError(f"{path}: cannot move the corrupt database aside: {exc}") from exc
     return target

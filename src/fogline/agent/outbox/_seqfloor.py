@@ -9,9 +9,10 @@ database starts above the reservation.
 """
 
 import logging
-import os
 from pathlib import Path
 from typing import Final
+
+from fogline._durable import write_atomic
 
 SEQ_BLOCK: Final = 100_000
 # SQLite integers are signed 64-bit; leave head-room for the reservation block.
@@ -41,15 +42,7 @@ class SeqReservation:
         if self._reserved is not None and last_seq <= self._reserved:
             return
         target = last_seq + SEQ_BLOCK
-        tmp = self._path.with_name(self._path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, f"{target}\n".encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self._path)
-        _fsync_dir(self._path.parent)
+        write_atomic(self._path, f"{target}\n".encode(), mode=0o600, make_parents=False)
         self._reserved = target
 
     def _load(self) -> int | None:
@@ -66,12 +59,3 @@ class SeqReservation:
             _log.warning("%s: ignoring a malformed seq reservation", self._path)
             return None
         return int(text)
-
-
-def _fsync_dir(path: Path) -> None:
-    # The rename is only durable once the directory entry is on disk.
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

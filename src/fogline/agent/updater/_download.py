@@ -6,12 +6,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from fogline._durable import publish
 from fogline.agent._backoff import Backoff
 from fogline.artifact import sha256_file
 
 from ._blocking import in_thread
 from ._errors import ArtifactFetchError, ReleaseRejectedError
-from ._layout import fsync_dir
 from ._models import ReleaseTarget
 from ._ports import ArtifactSource
 from ._verify import check_download
@@ -59,7 +59,9 @@ async def download(target: ReleaseTarget, plan: DownloadPlan) -> None:
             if resumed and not from_zero:
                 continue
             raise
-        _publish(plan.partial, plan.archive)
+        # The archive name means "complete and checked": publish fsyncs the
+        # bytes before the rename makes the name true.
+        publish(plan.partial, plan.archive)
         return
 
 
@@ -94,18 +96,6 @@ async def _fetch(target: ReleaseTarget, plan: DownloadPlan, limit: int) -> bool:
             continue
         return resumed
     raise AssertionError("unreachable")  # pragma: no cover
-
-
-def _publish(partial: Path, archive: Path) -> None:
-    # The archive name means "complete and checked": make the bytes durable
-    # before the rename makes the name true.
-    fd = os.open(partial, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(partial, archive)
-    fsync_dir(archive.parent)
 
 
 def _size(path: Path) -> int:

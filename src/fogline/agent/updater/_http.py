@@ -8,6 +8,8 @@ from typing import Final
 
 import httpx
 
+from fogline._durable import write_all
+
 from ._errors import ArtifactFetchError
 
 _CONTENT_RANGE_RE: Final = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)", re.ASCII)
@@ -93,9 +95,7 @@ async def _write_body(
         os.lseek(fd, start, os.SEEK_SET)
         position = start
         async for chunk in response.aiter_raw():
-            view = memoryview(chunk)
-            while view:
-                view = view[os.write(fd, view) :]
+            write_all(fd, chunk)
             position += len(chunk)
             on_bytes(position)
     finally:

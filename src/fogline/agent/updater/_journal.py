@@ -18,7 +18,7 @@ from typing import Any, Final, TypeVar
 
 import orjson
 
-from fogline.agent._files import write_atomic
+from fogline._durable import fsync_dir, write_atomic
 
 from ._errors import InvalidTargetError, JournalCorruptError
 from ._models import InstalledRelease, ReleaseFailure, ReleaseTarget
@@ -172,11 +172,7 @@ class StateFiles:
             path.unlink()
         except FileNotFoundError:
             return False
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_dir(path.parent)
         return True
 
 

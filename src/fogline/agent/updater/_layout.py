@@ -17,6 +17,7 @@ import secrets
 from pathlib import Path
 from typing import Final
 
+from fogline._durable import fsync_dir
 from fogline.artifact import delete_tree, find_unpack_leftovers
 
 CURRENT: Final = "current"
@@ -116,11 +117,3 @@ def sweep_leftovers(module_dir: Path) -> list[Path]:
     for path in found:
         delete_tree(path)  # a link or a file is unlinked, a directory emptied at any depth
     return sorted(found)
-
-
-def fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

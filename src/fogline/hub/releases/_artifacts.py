@@ -13,6 +13,7 @@ from typing import Final
 
 from starlette.concurrency import run_in_threadpool
 
+from fogline._durable import fsync_dir, write_all
 from fogline.artifact import delete_tree, find_unpack_leftovers
 
 from ._errors import ReleaseRejectedError
@@ -38,14 +39,6 @@ def check_digest(digest: str) -> str:
             field="digest",
         )
     return digest
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +83,7 @@ class ArtifactStore:
 
         def write(data: bytes) -> None:
             hasher.update(data)
-            _write_all(fd, data)
+            write_all(fd, data)
 
         try:
             async for chunk in chunks:
@@ -123,7 +116,7 @@ class ArtifactStore:
         # The rename, and any directory made for it, must survive a power cut
         # before the database row that points here is committed.
         for directory in (target.parent, *(d.parent for d in new_dirs)):
-            _fsync_dir(directory)
+            fsync_dir(directory)
         return target
 
     def remove(self, digest: str) -> bool:
@@ -162,9 +155,3 @@ class ArtifactStore:
                     delete_tree(path)
                     removed += 1
         return removed
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
