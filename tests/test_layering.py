@@ -1,6 +1,6 @@
 """Imports flow downward only (docs/architecture.md, Layout).
 
-    base      fogline itself: _errors, _log, _lifetime, _text, _durable
+    base      fogline itself: _errors, _log, _lifetime, _text, _durable, _duration
     core      protocol, manifest, security, artifact, pipeline: base and core only
     daemons   hub, agent: base, core and their own package; never each other
     edges     sim, cli (and __main__): anything
@@ -26,7 +26,15 @@ DAEMONS: Final = frozenset({"hub", "agent"})
 def _part(module: str) -> str:
     """The part of fogline a dotted module name belongs to (`base` for fogline's own modules)."""
     parts = module.split(".")
-    if len(parts) == 1 or parts[1] in {"_errors", "_log", "_lifetime", "_text", "_durable", "__init__"}:
+    if len(parts) == 1 or parts[1] in {
+        "_errors",
+        "_log",
+        "_lifetime",
+        "_text",
+        "_durable",
+        "_duration",
+        "__init__",
+    }:
         return BASE
     return parts[1]
 

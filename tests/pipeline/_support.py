@@ -36,7 +36,7 @@ def records_of(emissions: list[Any]) -> list[dict[str, Any]]:
 
 def window_pipeline(timestamp: str | None = "ts", **window: Any) -> Pipeline:
     """One window step with the given options (default: tumbling 10 s, count), uplinked."""
-    options: dict[str, Any] = {"type": "tumbling", "size": 10, "aggregate": {"n": "count()"}}
+    options: dict[str, Any] = {"type": "tumbling", "size": "10s", "aggregate": {"n": "count()"}}
     options.update(window)
     top: dict[str, Any] = {"timestamp": timestamp} if timestamp else {}
     return make_pipeline([{"id": "w", "window": options}], **top)

@@ -22,7 +22,7 @@ import subprocess
 import sys
 from fogline.pipeline import build_pipeline, validate_pipeline
 def build(aggregate):
-    window = {"type": "tumbling", "size": 1, "aggregate": aggregate}
+    window = {"type": "tumbling", "size": "1s", "aggregate": aggregate}
     raw = {"name": "p", "source": {"http": {}}, "steps": [{"id": "w", "window": window}],
            "outputs": [{"uplink": {"stream": "s"}}]}
     build_pipeline(validate_pipeline(raw)).process({"v": 1}, now=0)

@@ -16,13 +16,13 @@ WINDOW: dict[str, Any] = {
     "id": "per-10s",
     "window": {
         "type": "tumbling",
-        "size": 10,
+        "size": "10s",
         "key": ["device"],
         "aggregate": {"n": "count()", "avg": "mean(value)"},
     },
 }
 ZSCORE = {"id": "z", "detect": {"type": "zscore", "field": "value", "key": ["device"], "warmup": 2}}
-DEDUPE = {"id": "once", "dedupe": {"key": ["seq"], "window": 60}}
+DEDUPE = {"id": "once", "dedupe": {"key": ["seq"], "window": "60s"}}
 SAMPLE = {"id": "half", "sample": {"every": 2}}
 
 
@@ -100,7 +100,7 @@ def test_import_ignores_steps_whose_definition_changed() -> None:
     first.process_many(events(0, 5), now=0)
     checkpoint = first.export_state()
     changed = copy.deepcopy(WINDOW)
-    changed["window"]["size"] = 20
+    changed["window"]["size"] = "20s"
     second = build_pipeline(spec(changed))
     assert second.import_state(checkpoint) == []
     assert second.flush(0) == []

@@ -56,7 +56,9 @@ def test_dedupe_drops_repeats_within_the_window_and_passes_them_after() -> None:
 
 
 def test_dedupe_forgets_expired_keys_on_tick_and_stays_bounded() -> None:
-    p = make_pipeline([{"id": "once", "dedupe": {"key": ["a", "b"], "window": 10, "maxKeys": 2}}])
+    p = make_pipeline(
+        [{"id": "once", "dedupe": {"key": ["a", "b"], "window": "10s", "maxKeys": 2}}]
+    )
     p.process_many([{"a": 1, "b": 1}, {"a": 1, "b": 2}], now=0)
     # Full of live keys: a new key passes, unremembered, so its repeat passes too.
     assert len(p.process_many([{"a": 9, "b": 9}, {"a": 9, "b": 9}], now=1)) == 2
@@ -65,7 +67,7 @@ def test_dedupe_forgets_expired_keys_on_tick_and_stays_bounded() -> None:
 
 
 def test_dedupe_counts_unhashable_keys_as_errors() -> None:
-    p = make_pipeline([{"id": "once", "dedupe": {"key": ["id"], "window": 10}}])
+    p = make_pipeline([{"id": "once", "dedupe": {"key": ["id"], "window": "10s"}}])
     assert p.process({"id": [1, 2]}, now=0) == []
     assert p.counters()["once"]["errors"] == 1
 
@@ -92,7 +94,7 @@ def test_counters_follow_a_chain_of_steps() -> None:
     p = make_pipeline(
         [
             {"id": "valid", "filter": "value > 0"},
-            {"id": "once", "dedupe": {"key": ["id"], "window": 10}},
+            {"id": "once", "dedupe": {"key": ["id"], "window": "10s"}},
             {"id": "every-2nd", "sample": {"every": 2}},
         ]
     )

@@ -108,7 +108,7 @@ def test_the_documented_example_is_valid_and_round_trips_through_json() -> None:
                 "window": {"type": "tumbling", "size": "ten", "aggregate": {"n": "count()"}},
             },
             "steps[0].window.size",
-            "must be a duration like 500ms",
+            "must be a duration with a unit like 500ms",
         ),
         (
             {
@@ -119,19 +119,27 @@ def test_the_documented_example_is_valid_and_round_trips_through_json() -> None:
             "greater than 0",
         ),
         (
-            {"id": "w", "window": {"type": "sliding", "size": 1, "aggregate": {"n": "count()"}}},
+            {"id": "w", "window": {"type": "sliding", "size": "1s", "aggregate": {"n": "count()"}}},
             "steps[0].window.type",
             "'tumbling' or 'hopping'",
         ),
         (
-            {"id": "w", "window": {"type": "hopping", "size": 10, "aggregate": {"n": "count()"}}},
+            {
+                "id": "w",
+                "window": {"type": "hopping", "size": "10s", "aggregate": {"n": "count()"}},
+            },
             "steps[0].window",
             "a hopping window needs hop",
         ),
         (
             {
                 "id": "w",
-                "window": {"type": "hopping", "size": 10, "hop": 20, "aggregate": {"n": "count()"}},
+                "window": {
+                    "type": "hopping",
+                    "size": "10s",
+                    "hop": "20s",
+                    "aggregate": {"n": "count()"},
+                },
             },
             "steps[0].window",
             "must not exceed size",
@@ -141,8 +149,8 @@ def test_the_documented_example_is_valid_and_round_trips_through_json() -> None:
                 "id": "w",
                 "window": {
                     "type": "hopping",
-                    "size": 1000,
-                    "hop": 1,
+                    "size": "1000s",
+                    "hop": "1s",
                     "aggregate": {"n": "count()"},
                 },
             },
@@ -154,9 +162,9 @@ def test_the_documented_example_is_valid_and_round_trips_through_json() -> None:
                 "id": "w",
                 "window": {
                     "type": "tumbling",
-                    "size": 1,
+                    "size": "1s",
                     "time": "processing",
-                    "lateness": 1,
+                    "lateness": "1s",
                     "aggregate": {"n": "count()"},
                 },
             },
@@ -164,12 +172,18 @@ def test_the_documented_example_is_valid_and_round_trips_through_json() -> None:
             "lateness applies to event-time windows only",
         ),
         (
-            {"id": "w", "window": {"type": "tumbling", "size": 1, "aggregate": {"m": "median(v)"}}},
+            {
+                "id": "w",
+                "window": {"type": "tumbling", "size": "1s", "aggregate": {"m": "median(v)"}},
+            },
             "steps[0].window.aggregate.m",
             "unknown aggregate function 'median'",
         ),
         (
-            {"id": "w", "window": {"type": "tumbling", "size": 1, "aggregate": {"m": "max(v +)"}}},
+            {
+                "id": "w",
+                "window": {"type": "tumbling", "size": "1s", "aggregate": {"m": "max(v +)"}},
+            },
             "steps[0].window.aggregate.m",
             "column 8: incomplete expression",
         ),
@@ -178,7 +192,7 @@ def test_the_documented_example_is_valid_and_round_trips_through_json() -> None:
                 "id": "w",
                 "window": {
                     "type": "tumbling",
-                    "size": 1,
+                    "size": "1s",
                     "key": ["d"],
                     "aggregate": {"d": "count()"},
                 },
@@ -191,7 +205,7 @@ def test_the_documented_example_is_valid_and_round_trips_through_json() -> None:
                 "id": "w",
                 "window": {
                     "type": "tumbling",
-                    "size": 1,
+                    "size": "1s",
                     "key": ["d", "d"],
                     "aggregate": {"n": "count()"},
                 },
@@ -204,8 +218,8 @@ def test_the_documented_example_is_valid_and_round_trips_through_json() -> None:
                 "id": "w",
                 "window": {
                     "type": "tumbling",
-                    "size": 1,
-                    "idleTimeout": 5,
+                    "size": "1s",
+                    "idleTimeout": "5s",
                     "aggregate": {"n": "count()"},
                 },
             },
@@ -311,7 +325,10 @@ def test_an_output_from_an_unknown_step_is_refused() -> None:
 def test_a_bad_output_is_reported_at_its_path(
     output: dict[str, Any], path: str, reason: str
 ) -> None:
-    window = {"id": "w", "window": {"type": "tumbling", "size": 1, "aggregate": {"n": "count()"}}}
+    window = {
+        "id": "w",
+        "window": {"type": "tumbling", "size": "1s", "aggregate": {"n": "count()"}},
+    }
     found = problems(make_spec([window], [output]))
     assert any(p == path and reason in r for p, r in found), found
 
@@ -321,7 +338,7 @@ def test_fields_a_record_cannot_have_after_a_window_are_refused() -> None:
         "id": "w",
         "window": {
             "type": "tumbling",
-            "size": 1,
+            "size": "1s",
             "key": ["device"],
             "aggregate": {"avg": "mean(value)"},
         },
@@ -347,10 +364,13 @@ def test_fields_a_record_cannot_have_after_a_window_are_refused() -> None:
 
 
 def test_an_event_time_window_after_a_window_needs_the_timestamp_field() -> None:
-    window = {"id": "w", "window": {"type": "tumbling", "size": 1, "aggregate": {"n": "count()"}}}
+    window = {
+        "id": "w",
+        "window": {"type": "tumbling", "size": "1s", "aggregate": {"n": "count()"}},
+    }
     again: dict[str, Any] = {
         "id": "w2",
-        "window": {"type": "tumbling", "size": 60, "aggregate": {"n": "sum(n)"}},
+        "window": {"type": "tumbling", "size": "60s", "aggregate": {"n": "sum(n)"}},
     }
     found = problems(make_spec([window, again], timestamp="ts"))
     assert [p for p, _ in found] == ["steps[1].window.time"]

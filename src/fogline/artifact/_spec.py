@@ -25,7 +25,8 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
 
-from ._duration import format_duration, parse_duration
+from fogline._duration import format_duration, parse_duration
+
 from ._errors import ModuleSpecError
 from ._semver import Version
 from ._yaml import StrictYamlError, load_strict_yaml
@@ -90,15 +91,6 @@ def _check_env_name(key: str) -> str:
     return key
 
 
-def _to_seconds(value: object) -> float:
-    if not isinstance(value, str):
-        raise ValueError(
-            f"must be a duration with a unit like 500ms, 10s or 5m (got {value!r}; "
-            "a bare number is ambiguous)"
-        )
-    return parse_duration(value)
-
-
 def _between(low_s: float, high_s: float) -> Callable[[float], float]:
     def check(seconds: float) -> float:
         if not low_s <= seconds <= high_s:
@@ -114,11 +106,11 @@ def _between(low_s: float, high_s: float) -> Callable[[float], float]:
 _AS_TEXT: Final = PlainSerializer(format_duration, return_type=str)
 # Probe timings, uptime and backoff: at least a millisecond.
 _PositiveS = Annotated[
-    float, BeforeValidator(_to_seconds), AfterValidator(_between(0.001, _DAY_S)), _AS_TEXT
+    float, BeforeValidator(parse_duration), AfterValidator(_between(0.001, _DAY_S)), _AS_TEXT
 ]
 # Grace periods may be zero: "no grace".
 _GraceS = Annotated[
-    float, BeforeValidator(_to_seconds), AfterValidator(_between(0.0, _HOUR_S)), _AS_TEXT
+    float, BeforeValidator(parse_duration), AfterValidator(_between(0.0, _HOUR_S)), _AS_TEXT
 ]
 ModuleName = Annotated[str, Strict(), BeforeValidator(_check_name)]
 _Arg = Annotated[str, Strict(), Field(max_length=_MAX_ARG_CHARS), AfterValidator(_check_text)]

@@ -19,10 +19,12 @@ Errors (see fogline._errors for the root):
 Anything else escaping this package is a bug.
 """
 
+from fogline._duration import parse_duration
+
 from ._compile import DesiredState, compile_desired_state, revision_of
 from ._diff import FieldChange, diff_documents
-from ._duration import parse_duration, parse_expiry, parse_timestamp
 from ._errors import BlockError, ManifestError, Problem
+from ._expiry import parse_expiry, parse_timestamp
 from ._json import JsonValue, canonical_json
 from ._load import load_manifests
 from ._model import (

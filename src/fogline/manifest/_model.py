@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import Any, Literal
 
-from ._duration import parse_expiry
+from ._expiry import parse_expiry
 from ._json import JsonValue, freeze, thaw
 from ._schema import API_VERSION
 from ._selector import Selector

@@ -27,7 +27,7 @@ from ..protocol import (
     hub_label_problem,
     label_problem,
 )
-from ._duration import parse_expiry
+from ._expiry import parse_expiry
 from ._selector import Operator
 
 API_VERSION: Final = "fogline.dev/v1"

@@ -6,8 +6,9 @@ the meaning (expressions, references, field availability) is checked by
 embedding `PipelineSpec` cannot accept a pipeline that would fail on a node.
 
 Field names are camelCase like the rest of the manifest (`rateLimit`,
-`maxKeys`); `per_s` keeps its unit suffix. Durations accept `500ms`, `10s`,
-`5m`, `24h`, `7d`, `1h30m` or a number of seconds and are stored as seconds.
+`maxKeys`); `per_s` keeps its unit suffix. Durations are text with a unit
+(`500ms`, `10s`, `5m`, `24h`, `7d`, `1h30m`; a bare number is refused, as
+everywhere in Fogline: see fogline._duration) and are stored as seconds.
 
 Names: a parsed block is a `...Spec` (`FilterStepSpec`, `ThresholdSpec`); the
 running operator `build_pipeline` makes of it is a `...Step` (`FilterStep`,
@@ -27,15 +28,15 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    PlainSerializer,
     StringConstraints,
     Tag,
     ValidationInfo,
     model_validator,
 )
 
+from fogline._duration import format_duration, parse_duration
 from fogline.artifact import parse_semver
-
-from ._duration import parse_duration
 
 MAX_STEPS: Final = 64
 MAX_OUTPUTS: Final = 64
@@ -60,7 +61,10 @@ DETECTOR_TYPES: Final = ("threshold", "zscore", "halfspacetrees")
 # problem with its own path instead of one combined pydantic error.
 SKIP_SEMANTIC_CHECK: Final = "fogline.pipeline.skip_semantic_check"
 
-Duration = Annotated[float, BeforeValidator(parse_duration)]
+# Dumped as text, so that a dumped spec validates again (a bare number would not).
+Duration = Annotated[
+    float, BeforeValidator(parse_duration), PlainSerializer(format_duration, return_type=str)
+]
 Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
 StepId = Annotated[
     str, StringConstraints(pattern=r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$")

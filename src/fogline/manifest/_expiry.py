@@ -1,35 +1,13 @@
-"""Durations as operators write them: `500ms`, `10s`, `5m`, `24h`, `7d`, `1h30m`."""
+"""Moments as operators write them: ISO 8601 timestamps, and a claim's expiry
+(a duration after apply, or a fixed moment). Durations are fogline._duration's."""
 
-import re
 from datetime import UTC, datetime
 from typing import Final
 
-_UNIT_S: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_PART: Final = re.compile(r"(\d{1,9}(?:\.\d{1,9})?)(ms|s|m|h|d)")
-_WHOLE: Final = re.compile(r"(?:\d{1,9}(?:\.\d{1,9})?(?:ms|s|m|h|d))+")
-# Longer text cannot be a sensible duration; bounding it also bounds the regex work.
+from fogline._duration import parse_duration
+
+# Longer text cannot be a sensible timestamp or duration.
 _MAX_CHARS: Final = 64
-# The longest duration anything accepts. Callers subtract durations from now
-# (`since=300000000d`) or add them to it (claim expiry): without a bound the
-# datetime arithmetic overflows and a query parameter becomes a 500.
-MAX_DURATION_S: Final = 36500 * 86400.0  # 100 years
-
-
-def parse_duration(text: str) -> float:
-    """Return the number of seconds in a duration like `10s`, `24h` or `1h30m`.
-
-    Units are ms, s, m, h and d; parts may be combined largest first or not
-    (`1h30m` == `90m`); no spaces, no sign.
-
-    Raises:
-        ValueError: the text is not a duration; the message says what is expected.
-    """
-    if not isinstance(text, str) or len(text) > _MAX_CHARS or not _WHOLE.fullmatch(text):
-        raise ValueError(f"must be a duration like 500ms, 10s, 5m, 24h, 7d or 1h30m (got {text!r})")
-    seconds = sum(float(number) * _UNIT_S[unit] for number, unit in _PART.findall(text))
-    if seconds > MAX_DURATION_S:
-        raise ValueError(f"must be at most 36500d (100 years), got {text!r}")
-    return seconds
 
 
 def parse_timestamp(text: str) -> datetime:
