@@ -1,6 +1,7 @@
 """Imports flow downward only (docs/architecture.md, Layout).
 
-    base      fogline itself: _errors, _log, _lifetime, _text, _durable, _duration
+    base      fogline itself: _errors, _log, _lifetime, _text, _durable, _duration,
+              _statetable
     core      protocol, manifest, security, artifact, pipeline: base and core only
     daemons   hub, agent: base, core and their own package; never each other
     edges     sim, cli (and __main__): anything
@@ -18,6 +19,9 @@ import pytest
 
 SRC: Final = Path(__file__).parents[1] / "src"
 BASE: Final = "base"
+BASE_MODULES: Final = frozenset(
+    {"_errors", "_log", "_lifetime", "_text", "_durable", "_duration", "_statetable", "__init__"}
+)
 CORE: Final = frozenset({"protocol", "manifest", "security", "artifact", "pipeline"})
 EDGES: Final = frozenset({"sim", "cli", "__main__"})
 DAEMONS: Final = frozenset({"hub", "agent"})
@@ -26,15 +30,7 @@ DAEMONS: Final = frozenset({"hub", "agent"})
 def _part(module: str) -> str:
     """The part of fogline a dotted module name belongs to (`base` for fogline's own modules)."""
     parts = module.split(".")
-    if len(parts) == 1 or parts[1] in {
-        "_errors",
-        "_log",
-        "_lifetime",
-        "_text",
-        "_durable",
-        "_duration",
-        "__init__",
-    }:
+    if len(parts) == 1 or parts[1] in BASE_MODULES:
         return BASE
     return parts[1]
 

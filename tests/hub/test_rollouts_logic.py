@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fogline._statetable import MissingTransitionError
 from fogline.hub.rollouts._machine import (
     TRANSITIONS,
     DeviceState,
@@ -15,6 +16,7 @@ from fogline.hub.rollouts._machine import (
     State,
     Step,
     Tally,
+    can_fire,
     decide,
     health_problem,
     judge_device,
@@ -100,7 +102,9 @@ def test_final_states_have_no_way_out_and_active_ones_can_always_abort():
     for state in (State.RUNNING, State.PAUSED):
         assert next_state(state, Event.ABORT) is State.ABORTED
         assert next_state(state, Event.SUPERSEDE) is State.SUPERSEDED
-    assert next_state(State.COMPLETED, Event.RESUME) is None
+    assert not can_fire(State.COMPLETED, Event.RESUME)  # the engine answers 409
+    with pytest.raises(MissingTransitionError, match="rollout: no transition from COMPLETED"):
+        next_state(State.COMPLETED, Event.RESUME)
 
 
 def test_device_succeeds_only_after_baking_healthy_and_online():

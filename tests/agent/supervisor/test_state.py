@@ -2,6 +2,7 @@
 
 import pytest
 
+from fogline._statetable import MissingTransitionError
 from fogline.agent.supervisor import TRANSITIONS, Event, State, next_state
 
 
@@ -37,12 +38,17 @@ def test_too_many_exits_enter_crash_loop(state: State) -> None:
     assert next_state(state, Event.LOOP) is State.CRASH_LOOP
 
 
-def test_events_without_an_edge_leave_the_state_alone() -> None:
-    assert (State.HEALTHY, Event.START) not in TRANSITIONS  # one process at a time
-    assert next_state(State.HEALTHY, Event.START) is State.HEALTHY
-    assert next_state(State.STOPPED, Event.PROBE_OK) is State.STOPPED
+def test_events_that_keep_the_state_are_edges_in_the_table() -> None:
+    assert TRANSITIONS[(State.STOPPED, Event.PROBE_OK)] is State.STOPPED  # a late answer
+    assert TRANSITIONS[(State.HEALTHY, Event.STABLE)] is State.HEALTHY  # resets the backoff
+    assert TRANSITIONS[(State.HEALTHY, Event.PROBE_OK)] is State.HEALTHY
     assert next_state(State.STOPPED, Event.EXIT) is State.EXITED  # its first start failed
-    assert next_state(State.HEALTHY, Event.STABLE) is State.HEALTHY
+
+
+def test_an_event_without_an_edge_is_a_bug_that_raises() -> None:
+    assert (State.HEALTHY, Event.START) not in TRANSITIONS  # one process at a time
+    with pytest.raises(MissingTransitionError, match="no transition from HEALTHY on START"):
+        next_state(State.HEALTHY, Event.START)
 
 
 def test_state_values_are_the_wire_spelling() -> None:

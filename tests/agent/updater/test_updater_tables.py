@@ -70,7 +70,9 @@ def test_unknown_journaled_states_roll_back() -> None:
 def test_next_state_refuses_edges_that_do_not_exist() -> None:
     import pytest
 
-    with pytest.raises(KeyError, match="no transition from DONE"):
+    from fogline._statetable import MissingTransitionError
+
+    with pytest.raises(MissingTransitionError, match="update: no transition from DONE on OK"):
         _states.next_state(State.DONE, Event.OK)
 
 

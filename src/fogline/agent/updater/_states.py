@@ -2,12 +2,15 @@
 
 The shell (`_updater`) does each state's work, which reports an Event; only
 these tables say what comes next. A pair missing from TRANSITIONS is a bug,
-not a silent stop: `next_state` raises. Every deliberate gap is commented.
+not a silent stop: `next_state` raises (fogline._statetable, the same rule as
+every state table in Fogline). Every deliberate gap is commented.
 """
 
 import enum
 from collections.abc import Mapping
 from typing import Final
+
+from fogline._statetable import StateTable
 
 
 class State(enum.StrEnum):
@@ -86,16 +89,17 @@ RESUME: Final[Mapping[State, State]] = {
 SWITCHED: Final = frozenset({State.ACTIVATE, State.HEALTH, State.COMMIT, State.ROLLBACK})
 
 
+TABLE: Final = StateTable("update", TRANSITIONS)
+
+
 def next_state(state: State, event: Event) -> State:
     """The state after `event` in `state`.
 
     Raises:
-        KeyError: no such edge; a bug in the caller (terminal states have none).
+        MissingTransitionError: no such edge; a bug in the caller (terminal
+            states have none).
     """
-    try:
-        return TRANSITIONS[(state, event)]
-    except KeyError:
-        raise KeyError(f"no transition from {state.name} on {event.name}") from None
+    return TABLE.next_state(state, event)
 
 
 def resume_state(journaled: str) -> State:

@@ -46,6 +46,7 @@ from ._machine import (
     State,
     Step,
     Tally,
+    can_fire,
     decide,
     health_problem,
     judge_device,
@@ -107,9 +108,7 @@ def _transition(
     session: Session, rollout: RolloutRow, event: Event, actor: str, reason: str | None = None
 ) -> State:
     state = State(rollout.state)
-    new = next_state(state, event)
-    if new is None:
-        raise ConflictError(f"rollout {rollout.id} is {state}: cannot {event}")
+    new = next_state(state, event)  # the callers fire only what applies: see operate()
     now = utcnow()
     rollout.state, rollout.updated_at = new.value, now
     if reason:
@@ -490,6 +489,9 @@ def operate(session: Session, ref: str, action: str, actor: str) -> tuple[Rollou
     lock_rollouts(session, wait=True)
     row = find_rollout(session, ref)
     session.refresh(row)
+    state = State(row.state)
+    if not can_fire(state, event):  # the operator's mistake, not a bug: say so
+        raise ConflictError(f"rollout {row.id} is {state}: cannot {event}")
     members = _members(session, row.id)
     if event is Event.RESUME:
         row.accepted_failures = sum(1 for m in members if m.state == DeviceState.FAILED)

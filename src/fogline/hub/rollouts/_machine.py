@@ -13,6 +13,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from fogline._statetable import StateTable
+
 from ._policy import RolloutPolicy
 
 
@@ -58,9 +60,22 @@ TRANSITIONS: Final[Mapping[tuple[State, Event], State]] = {
 }
 
 
-def next_state(state: State, event: Event) -> State | None:
-    """The state after `event`, or None when the table has no such edge."""
-    return TRANSITIONS.get((state, event))
+TABLE: Final = StateTable("rollout", TRANSITIONS)
+
+
+def can_fire(state: State, event: Event) -> bool:
+    """Whether `event` applies in `state` (an operator's action may not: 409)."""
+    return TABLE.has_edge(state, event)
+
+
+def next_state(state: State, event: Event) -> State:
+    """The state after `event` in `state`.
+
+    Raises:
+        MissingTransitionError: no such edge; ask `can_fire` first where an
+            event may not apply.
+    """
+    return TABLE.next_state(state, event)
 
 
 class DeviceState(enum.StrEnum):
