@@ -2,7 +2,10 @@
 
 import json
 
+import pytest
+
 from tests.support.device import enroll_device
+from tests.support.hub_proxy import HubProxy
 
 
 def test_claim_create_prints_only_the_token(shared_hub):
@@ -54,6 +57,28 @@ def test_unreachable_hub_is_a_clear_error(shared_hub):
     result = shared_hub.cli("devices", "ls", "--hub", "https://127.0.0.1:1", check=False)
     assert result.returncode == 1
     assert "cannot reach the hub" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "expected"),
+    [
+        (
+            503,
+            b'{"error": "unavailable", "message": "the hub is stopping"}',
+            "HTTP 503 (unavailable",
+        ),
+        (502, b"<html>bad gateway</html>", "HTTP 502"),
+        (302, b"", "HTTP 302"),  # a captive portal or a misrouted proxy: no usable answer
+        (403, b'{"error": "forbidden", "message": "needs the admin role"}', "hub refused (403"),
+    ],
+)
+def test_a_proxys_answer_is_one_clear_line(shared_hub, status, body, expected):
+    with HubProxy(shared_hub) as proxy:
+        proxy.answer_next("/v1/devices", status, {"Location": "https://portal.example/"}, body)
+        result = shared_hub.cli("devices", "ls", "--hub", proxy.url, check=False)
+    assert result.returncode == 1, result.stdout
+    assert result.stderr.startswith("error:") and expected in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and result.stderr.count("\n") == 1
 
 
 def test_bad_label_syntax_is_a_usage_error(shared_hub):

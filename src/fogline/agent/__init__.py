@@ -1,8 +1,10 @@
 """The edge node: enrollment, reporting, and (later) workloads and data plane."""
 
+from fogline.hubclient import HubRefusedError, HubUnreachableError
+
 from ._agent import Agent, AgentConfig, default_name
 from ._backoff import Backoff
-from ._errors import AgentError, HubRefusedError, HubUnreachableError, IdentityError
+from ._errors import AgentError, IdentityError
 from ._identity import Identity, IdentityStore
 
 __all__ = [

@@ -1,8 +1,11 @@
 """The agent: enroll once, then report, and keep going whatever the hub does.
 
-The hub being down is normal at the edge; the agent never exits for it. Only
-an unrecoverable refusal at first enrollment (bad claim) stops it, since no
-amount of retrying fixes a wrong token.
+The hub being down is normal at the edge; the agent never exits for it.
+Enrollment retries every transient failure (no answer, 408, 429, 5xx, as a
+proxy in front of the hub may send), waiting at least what Retry-After asks.
+Only a definite no at first enrollment stops it: 401/403 (a bad claim) or
+another 4xx (a name taken, a request the hub cannot take), since no amount
+of retrying fixes those.
 """
 
 import asyncio
@@ -21,6 +24,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from fogline import __version__
 from fogline._log import event
+from fogline.hubclient import HubError, HubUnreachableError
 from fogline.protocol import (
     AppliedState,
     DeviceFacts,
@@ -32,13 +36,12 @@ from fogline.protocol import (
 from fogline.security import TokenFileError, read_token_file
 
 from ._backoff import Backoff
-from ._errors import AgentError, HubRefusedError, HubUnreachableError, IdentityError
+from ._errors import AgentError, IdentityError
 from ._hublink import HubLink
 from ._identity import Identity, IdentityStore
 from ._local import LocalApp, make_local_server, serve_local
 from ._logship import LogShipper
 from ._sync import ConfigApplier, DesiredStore, SyncLoop
-from ._telemetry import HttpHubTransport
 from .dataplane import (
     DataPlaneCollector,
     InstalledModels,
@@ -49,6 +52,7 @@ from .dataplane import (
 from .modules import ModuleManager, node_module_manager
 from .supervisor import ModuleUser, ProcessRuntime
 from .updater import crash_hook_from_env
+from .uplink import HttpHubTransport
 
 log = logging.getLogger("fogline.agent")
 
@@ -202,7 +206,8 @@ class Agent:
         """Load the identity, or enroll with the claim, retrying while the hub is away.
 
         Raises:
-            HubRefusedError: the hub refused the enrollment (bad claim, name taken).
+            HubRefusedError: the hub refused the claim (401/403).
+            HubRejectedError: the hub refused the request (another 4xx: name taken).
             IdentityError: no identity and no claim to enroll with, or damaged files.
         """
         identity = self._store.load()
@@ -234,7 +239,7 @@ class Agent:
                 event(log, "agent.enrolled", device_id=identity.device_id, name=identity.name)
                 return identity
             except HubUnreachableError as exc:
-                delay = backoff.next_delay()
+                delay = backoff.next_delay(exc.retry_after_s)
                 self.last_error = str(exc)
                 event(
                     log,
@@ -280,14 +285,14 @@ class Agent:
                         await self.report(),
                         ReportAck,
                     )
-                except (HubUnreachableError, HubRefusedError) as exc:
+                except HubError as exc:
                     # A refusal (say, revoked) is logged loudly but does not stop
                     # the node: its local workloads keep running.
-                    result = "refused" if isinstance(exc, HubRefusedError) else "unreachable"
+                    result = "unreachable" if isinstance(exc, HubUnreachableError) else "refused"
                     self.metrics.reports.labels(result).inc()
                     self.metrics.hub_up.set(0)
                     self.last_error = str(exc)
-                    delay = backoff.next_delay()
+                    delay = backoff.next_delay(exc.retry_after_s)
                     event(
                         log,
                         f"agent.report_{result}",
@@ -322,7 +327,8 @@ class Agent:
         """Serve the local endpoint, enroll if needed, then report until cancelled.
 
         Raises:
-            AgentError: the local port is taken, or enrollment was refused.
+            AgentError: the local port is taken, or the identity is unusable.
+            HubError: enrollment was refused (HubRefusedError, HubRejectedError).
         """
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
         # Private, unless modules run as another user: then others may pass
@@ -338,7 +344,7 @@ class Agent:
         server = make_local_server(self.local)
         try:
             await self._run_tasks(server, sock)
-        except* AgentError as group:
+        except* (AgentError, HubError) as group:
             # One clear error for the command line, not an exception group.
             raise group.exceptions[0] from None
 
@@ -347,7 +353,7 @@ class Agent:
             tg.create_task(serve_local(server, sock), name="local-http")
             try:
                 identity = await self.ensure_identity()
-            except AgentError:
+            except (AgentError, HubError):
                 server.should_exit = True
                 raise
             self.identity = identity
@@ -358,7 +364,7 @@ class Agent:
                 self.config.data_dir,
                 self.config.outbox_max_bytes,
                 self.config.mqtt,
-                HttpHubTransport(uplink_link),
+                HttpHubTransport(uplink_link.http, uplink_link.url),
                 # infer steps load files of model releases the updater installed
                 models=InstalledModels(self.modules.updater),
             )

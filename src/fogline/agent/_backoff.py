@@ -53,12 +53,22 @@ class Backoff:
             return self._max_s
         return min(self._max_s, ceiling)
 
-    def next_delay(self) -> float:
-        """The delay in seconds before the next retry; advances the attempt count."""
+    def next_delay(self, retry_after_s: float | None = None) -> float:
+        """The delay in seconds before the next retry; advances the attempt count.
+
+        `retry_after_s` is the hub's (or a proxy's) Retry-After: the delay is
+        then at least that, capped at max_s, plus the usual jittered draw, so
+        the node never comes back before it was asked to, and a fleet told the
+        same thing still does not come back in lockstep. At most max_s plus
+        the current ceiling (twice max_s).
+        """
         ceiling = self.ceiling_s()
         self._attempt += 1
         # Clamp: a test double (or a broken RNG) must not produce a negative sleep.
-        return ceiling * min(1.0, max(0.0, self._rand()))
+        draw = ceiling * min(1.0, max(0.0, self._rand()))
+        if retry_after_s is None or math.isnan(retry_after_s):
+            return draw
+        return min(max(retry_after_s, 0.0), self._max_s) + draw
 
     def reset(self) -> None:
         """Start again from initial_s (after a success)."""

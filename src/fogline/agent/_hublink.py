@@ -7,9 +7,9 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel
 
+from fogline.hubclient import HubUnreachableError, map_transport_errors, raise_for_response
 from fogline.protocol import DesiredStateDoc
 
-from ._errors import HubRefusedError, HubUnreachableError
 from ._identity import Identity
 
 M = TypeVar("M", bound=BaseModel)
@@ -23,7 +23,7 @@ def _tls_context(ca_path: Path, identity: Identity | None) -> ssl.SSLContext:
 
 
 class HubLink:
-    """JSON calls to one hub; transport failures and 5xx become HubUnreachableError."""
+    """JSON calls to one hub; every failure is a fogline.hubclient HubError."""
 
     def __init__(
         self, url: str, ca_path: Path, identity: Identity | None = None, timeout_s: float = 30.0
@@ -42,42 +42,43 @@ class HubLink:
         await self._http.aclose()
 
     async def get_desired(self, etag: str | None, wait_s: float) -> DesiredStateDoc | None:
-        """Long-poll for the desired state; None when it still matches `etag`."""
+        """Long-poll for the desired state; None when it still matches `etag`.
+
+        Raises:
+            HubError: see `call`.
+        """
         headers = {"if-none-match": f'"{etag}"'} if etag else {}
-        try:
+        with map_transport_errors(self.url):
             response = await self._http.get(
                 "/v1/desired", params={"wait": wait_s}, headers=headers, timeout=wait_s + 15
             )
-        except httpx.TransportError as exc:
-            raise HubUnreachableError(f"{self.url}: {type(exc).__name__}: {exc}") from exc
-        if response.status_code == 304:
+        if response.status_code == 304:  # asked for with If-None-Match: not an error
             return None
         return self._parse(response, "/v1/desired", DesiredStateDoc)
 
     async def call(
         self, method: str, path: str, body: BaseModel | None, reply: type[M], **kwargs: Any
     ) -> M:
+        """Send `body` as JSON and parse the answer as `reply`.
+
+        Raises:
+            HubUnreachableError: network, TLS, timeout, 408, 429, 5xx or an
+                unreadable reply; retrying is safe (`retry_after_s` says when).
+            HubRefusedError: 401/403 (a revoked device, a bad claim).
+            HubRejectedError: another 4xx: the request is wrong.
+        """
         content = body.model_dump_json().encode() if body is not None else None
         headers = {"content-type": "application/json"} if content is not None else {}
-        try:
+        with map_transport_errors(self.url):
             response = await self._http.request(
                 method, path, content=content, headers=headers, **kwargs
             )
-        except httpx.TransportError as exc:
-            raise HubUnreachableError(f"{self.url}: {type(exc).__name__}: {exc}") from exc
         return self._parse(response, path, reply)
 
     def _parse(self, response: httpx.Response, path: str, reply: type[M]) -> M:
-        if response.status_code >= 500:
-            raise HubUnreachableError(f"{self.url}{path}: HTTP {response.status_code}")
-        if response.status_code >= 400:
-            try:
-                data = response.json()
-                code, message = str(data.get("error")), str(data.get("message"))
-            except ValueError:
-                code, message = "error", response.text[:200]
-            raise HubRefusedError(response.status_code, code, message)
+        raise_for_response(response)
         try:
             return reply.model_validate_json(response.content)
         except ValueError as exc:
+            # A 2xx that is not the hub's answer: a proxy's page, a cut body.
             raise HubUnreachableError(f"{self.url}{path}: unexpected reply: {exc}") from exc

@@ -16,10 +16,10 @@ import orjson
 
 from fogline._durable import write_atomic
 from fogline._log import event
+from fogline.hubclient import HubError
 from fogline.protocol import AppliedState, DesiredStateDoc, canonical_json, revision_of
 
 from ._backoff import Backoff
-from ._errors import HubRefusedError, HubUnreachableError
 from ._hublink import HubLink
 
 log = logging.getLogger("fogline.agent.sync")
@@ -107,8 +107,8 @@ class SyncLoop:
                 doc = await link.get_desired(
                     self.current.revision if self.current else None, LONG_POLL_S
                 )
-            except (HubUnreachableError, HubRefusedError) as exc:
-                delay = backoff.next_delay()
+            except HubError as exc:
+                delay = backoff.next_delay(exc.retry_after_s)
                 event(
                     log,
                     "sync.poll_failed",

@@ -1,4 +1,8 @@
-"""The operator side's HTTP client: a thin wrapper over httpx for the hub's API."""
+"""The operator side's HTTP client: a thin wrapper over httpx for the hub's API.
+
+Its errors are fogline.hubclient's (HubError and below), the same tree and
+the same mapping of answers to errors as the agent's.
+"""
 
 import ssl
 from dataclasses import dataclass
@@ -8,49 +12,27 @@ from typing import Any
 import httpx
 
 from fogline._errors import FoglineError
+from fogline.hubclient import (
+    HubNotTrustedError,
+    HubUnreachableError,
+    map_transport_errors,
+    raise_for_response,
+)
 
 
-class HubUnreachableError(FoglineError):
-    """The network failed; retrying is safe."""
-
-
-class HubNotTrustedError(FoglineError):
-    """The hub's TLS certificate did not verify: the wrong or no CA, or another name."""
-
-
-def _verification_failure(exc: BaseException) -> ssl.SSLCertVerificationError | None:
-    """The certificate check that failed under an httpx error, if that was the cause."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:  # bounded: each link once
-        if isinstance(current, ssl.SSLCertVerificationError):
-            return current
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return None
-
-
-def _not_trusted(url: str, ca: Path | None, failure: ssl.SSLCertVerificationError) -> str:
-    reason = str(failure.verify_message or failure.reason or failure).rstrip(".")
-    if "hostname mismatch" in reason.lower() or "ip address mismatch" in reason.lower():
+def _not_trusted(error: HubNotTrustedError, ca: Path | None) -> str:
+    """The CLI's advice on a certificate that did not verify: which flag fixes it."""
+    if error.is_name_mismatch:
         return (
-            f"the hub at {url} has a TLS certificate for another name ({reason}): use the "
-            "address it was issued for, or restart the hub with --san NAME for this one"
+            f"the hub at {error.url} has a TLS certificate for another name ({error.reason}): "
+            "use the address it was issued for, or restart the hub with --san NAME for this one"
         )
     where = f"the CA in {ca}" if ca is not None else "the system's CAs (no --ca given)"
     return (
-        f"the hub at {url} has a TLS certificate that {where} did not sign ({reason}): "
-        "pass --ca or set FOGLINE_CA to the hub's own CA certificate, DIR/ca.pem in the "
-        "hub's --data-dir"
+        f"the hub at {error.url} has a TLS certificate that {where} did not sign "
+        f"({error.reason}): pass --ca or set FOGLINE_CA to the hub's own CA certificate, "
+        "DIR/ca.pem in the hub's --data-dir"
     )
-
-
-class HubRefusedError(FoglineError):
-    """The hub answered with an error; the message is the hub's own."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(f"hub refused ({status} {code}): {message}")
-        self.status, self.code, self.message = status, code, message
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,21 +67,33 @@ class HubClient:
         self._http.close()
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        """The JSON answer of one call (None for an empty body).
+
+        Raises:
+            HubNotTrustedError: the hub's certificate did not verify (with advice).
+            HubUnreachableError: network, timeout, 408, 429, 5xx, an unreadable reply.
+            HubRefusedError: 401/403: the token is missing, wrong or lacks the role.
+            HubRejectedError: another 4xx: the hub's message says what is wrong.
+        """
         try:
-            response = self._http.request(method, path, **kwargs)
-        except httpx.TransportError as exc:
-            failure = _verification_failure(exc)
-            if failure is not None:
-                raise HubNotTrustedError(_not_trusted(self._url, self._ca, failure)) from exc
-            raise HubUnreachableError(f"cannot reach the hub at {self._url}: {exc}") from exc
-        if response.status_code >= 400:
-            try:
-                body = response.json()
-                code, message = str(body.get("error")), str(body.get("message"))
-            except ValueError:
-                code, message = "error", response.text[:200]
-            raise HubRefusedError(response.status_code, code, message)
-        return response.json() if response.content else None
+            with map_transport_errors(self._url):
+                response = self._http.request(method, path, **kwargs)
+        except HubNotTrustedError as exc:
+            raise HubNotTrustedError(
+                _not_trusted(exc, self._ca),
+                url=exc.url,
+                reason=exc.reason,
+                is_name_mismatch=exc.is_name_mismatch,
+            ) from exc.__cause__
+        raise_for_response(response)
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError as exc:  # a 2xx that is not the hub's: a proxy's page
+            raise HubUnreachableError(
+                f"{self._url}{path}: HTTP {response.status_code}: not the hub's JSON answer"
+            ) from exc
 
     def get(self, path: str, **kwargs: Any) -> Any:
         return self.request("GET", path, **kwargs)

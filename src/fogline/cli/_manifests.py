@@ -5,9 +5,10 @@ from typing import Annotated, Any
 import typer
 import yaml
 
+from fogline.hubclient import HubRejectedError
 from fogline.manifest import ManifestError, Problem, read_sources
 
-from ._client import HubClient, HubRefusedError
+from ._client import HubClient
 from ._common import (
     CaOpt,
     HubOpt,
@@ -56,7 +57,7 @@ def _request(filenames: list[str], prune: bool) -> dict[str, Any]:
 def _send(client: HubClient, path: str, body: dict[str, Any]) -> Any:
     try:
         return client.post(path, json=body)
-    except HubRefusedError as exc:
+    except HubRejectedError as exc:
         if exc.code != "invalid_manifest":
             raise
         for line in exc.message.splitlines():

@@ -34,8 +34,9 @@ from fogline.artifact import (
     sign_release,
     signature_path,
 )
+from fogline.hubclient import HubRejectedError
 
-from ._client import HubClient, HubRefusedError
+from ._client import HubClient
 from ._common import (
     CaOpt,
     HubOpt,
@@ -194,7 +195,7 @@ def push(
     with connect(hub, token, ca) as client:
         try:
             existing = client.get(f"/v1/releases/{envelope.name}/{envelope.version}")
-        except HubRefusedError as exc:
+        except HubRejectedError as exc:
             if exc.status != 404:
                 raise
             existing = None

@@ -20,18 +20,13 @@ from typing import Any, Final
 import httpx
 
 from fogline import __version__
-from fogline.agent import (
-    Backoff,
-    HubRefusedError,
-    HubUnreachableError,
-    Identity,
-    IdentityStore,
-)
+from fogline.agent import Backoff, Identity, IdentityStore
 from fogline.agent._hublink import HubLink
 from fogline.agent._sync import ConfigApplier, DesiredStore, SyncLoop
 from fogline.agent.modules import ModuleManager, node_module_manager
 from fogline.agent.supervisor import MemoryBehaviour, MemoryRuntime, RunSpec
 from fogline.agent.updater import SUCCESS_PATH_POINTS
+from fogline.hubclient import HubError, HubStatusError, HubUnreachableError
 from fogline.protocol import (
     AppliedState,
     DeviceFacts,
@@ -190,7 +185,7 @@ class VirtualNode:
                 await self._run_once()
             except* SimulatedCrash:
                 self.stats.crashes += 1
-            except* HubRefusedError as group:
+            except* HubStatusError as group:
                 # A refused enrollment (bad claim, name taken) will not heal.
                 self.stats.error = str(group.exceptions[0])
             if self.stats.error is not None:
@@ -283,8 +278,8 @@ class VirtualNode:
                     reply.release_keys,
                     reply.release_key_scopes,
                 )
-            except HubUnreachableError:
-                await asyncio.sleep(backoff.next_delay())
+            except HubUnreachableError as exc:
+                await asyncio.sleep(backoff.next_delay(exc.retry_after_s))
             finally:
                 await link.aclose()
 
@@ -321,9 +316,9 @@ class VirtualNode:
             self._report_now.clear()
             try:
                 ack = await link.call("POST", "/v1/report", self.report(), ReportAck)
-            except (HubUnreachableError, HubRefusedError):
+            except HubError as exc:
                 self.stats.reports_failed += 1
-                await asyncio.sleep(backoff.next_delay())
+                await asyncio.sleep(backoff.next_delay(exc.retry_after_s))
                 continue
             backoff.reset()
             self.stats.reports_ok += 1

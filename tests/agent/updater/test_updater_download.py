@@ -117,6 +117,7 @@ class ArtifactServer:
     honour_range: bool = True
     drop_first_after: int | None = None  # cut the first response's body after N bytes
     lie_about_range: bool = False  # answer 206 for bytes 0- whatever was asked
+    busy_first: tuple[int, str] | None = None  # (status, Retry-After) for the first request
     seen: list[tuple[str | None, int]] = field(default_factory=list)  # (Range, status)
     url: str = ""
 
@@ -132,6 +133,10 @@ def server(releases: dict[str, Release]) -> Iterator[ArtifactServer]:
             pass
 
         def do_GET(self) -> None:
+            if state.busy_first is not None and not state.seen:
+                status, retry_after = state.busy_first
+                self._send(status, b"busy", self.headers.get("Range"), {"Retry-After": retry_after})
+                return
             digest = unquote(self.path.removeprefix("/v1/artifacts/"))
             blob = state.blobs.get(digest)
             wanted = self.headers.get("Range")
@@ -252,6 +257,43 @@ def test_updater_over_http_resumes_a_dropped_download(
 
     assert asyncio.run(scenario())
     assert server.seen == [(None, 200), ("bytes=7000-", 206)]
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_updater_over_http_waits_as_long_as_retry_after_asks(
+    server: ArtifactServer,
+    releases: dict[str, Release],
+    tmp_path: Path,
+    key: ReleaseKeyPair,
+    status: int,
+) -> None:
+    from fogline.agent._backoff import Backoff
+    from fogline.agent.updater import Updater
+
+    from ._support import trusted
+
+    v1 = releases["1.0.0"]
+    server.busy_first = (status, "7")
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    async def scenario() -> bool:
+        async with httpx.AsyncClient(base_url=server.url, timeout=5) as client:
+            up = Updater(
+                tmp_path,
+                source=HttpArtifactSource(client),
+                activator=MemoryActivator(),
+                trusted_keys=trusted(key),
+                backoff=lambda: Backoff(initial_s=1.0, rand=lambda: 0.0),
+                sleep=sleep,
+            )
+            return (await up.ensure(v1.target)).ok
+
+    assert asyncio.run(scenario())
+    assert server.seen == [(None, status), (None, 200)]
+    assert waits == [7.0]  # the hint, plus a jittered draw of 0
 
 
 def test_updater_over_http_refuses_a_server_serving_other_bytes(

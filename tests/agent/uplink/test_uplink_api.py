@@ -1,10 +1,10 @@
 """The uplink's error tree."""
 
-from fogline import FoglineError
-from fogline.agent import _errors as agent_errors
+from fogline import FoglineError, agent, hubclient
 from fogline.agent.uplink import (
     BatchFormatError,
     BatchRejectedError,
+    HubRefusedError,
     HubTransport,
     HubUnreachableError,
     MemoryHubTransport,
@@ -13,11 +13,11 @@ from fogline.agent.uplink import (
 
 
 def test_errors_hang_under_fogline_error_by_fault() -> None:
-    for error in (HubUnreachableError, BatchRejectedError):
-        assert issubclass(error, UplinkError)
+    assert issubclass(BatchRejectedError, UplinkError)
     assert issubclass(UplinkError, FoglineError)
-    # one "hub unreachable" for the whole agent: its handlers catch the uplink's
-    assert issubclass(HubUnreachableError, agent_errors.HubUnreachableError)
+    # one "hub unreachable" for the agent, the uplink and the CLI: fogline.hubclient's
+    assert HubUnreachableError is hubclient.HubUnreachableError is agent.HubUnreachableError
+    assert HubRefusedError is hubclient.HubRefusedError
     assert issubclass(BatchFormatError, FoglineError)  # the codec's, from fogline.protocol
     rejected = BatchRejectedError(413, "too large")
     assert (rejected.status, rejected.reason) == (413, "too large")

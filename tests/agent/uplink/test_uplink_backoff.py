@@ -37,6 +37,22 @@ def test_a_misbehaving_random_cannot_make_a_negative_or_oversized_delay() -> Non
     assert Backoff(initial_s=1.0, rand=lambda: 7.0).next_delay() == 1.0
 
 
+def test_retry_after_is_a_floor_under_the_jittered_draw() -> None:
+    draws = iter([0.0, 1.0, 0.5])
+    backoff = Backoff(initial_s=1.0, max_s=30.0, rand=lambda: next(draws))
+    assert backoff.next_delay(retry_after_s=7.0) == 7.0  # never earlier than asked
+    assert backoff.next_delay(retry_after_s=7.0) == 7.0 + 2.0  # still spread
+    assert backoff.next_delay(retry_after_s=0.0) == 2.0  # "now": the usual draw
+
+
+def test_retry_after_is_bounded_by_max_s() -> None:
+    backoff = Backoff(initial_s=1.0, max_s=30.0, rand=lambda: 0.0)
+    assert backoff.next_delay(retry_after_s=86400.0) == 30.0
+    assert backoff.next_delay(retry_after_s=float("inf")) == 30.0
+    assert backoff.next_delay(retry_after_s=-5.0) == 0.0
+    assert backoff.next_delay(retry_after_s=float("nan")) == 0.0
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [

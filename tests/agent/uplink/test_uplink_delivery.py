@@ -12,6 +12,7 @@ from fogline.agent.outbox import Outbox, OutboxItem, OutboxRecord
 from fogline.agent.uplink import (
     Backoff,
     BatchRejectedError,
+    HubRefusedError,
     HubUnreachableError,
     MemoryHubTransport,
     Uplink,
@@ -244,6 +245,34 @@ def test_an_unexpected_transport_error_is_retried_not_fatal(box: Outbox) -> None
     assert sorted(seq for _, seq in hub.inner.stored) == seqs
     assert sleep.delays == [0.5]
     assert "KeyError" in (uplink.counters.last_error or "")
+
+
+class RefusingThenThrottlingHub:
+    """401 first (a certificate being renewed), then 429 with Retry-After, then stores."""
+
+    def __init__(self) -> None:
+        self.inner = MemoryHubTransport()
+        self.calls = 0
+
+    async def send_batch(self, records: Sequence[OutboxRecord]) -> None:
+        self.calls += 1
+        if self.calls == 1:
+            raise HubRefusedError(401, "unauthorized", "certificate not yet valid")
+        if self.calls == 2:
+            raise HubUnreachableError("HTTP 429", status=429, retry_after_s=5.0)
+        await self.inner.send_batch(records)
+
+
+def test_a_refused_identity_keeps_the_records_and_retry_after_is_honoured(box: Outbox) -> None:
+    seqs = fill(box, 3)
+    hub = RefusingThenThrottlingHub()
+    sleep = FakeSleep()
+    uplink = make_uplink(box, hub, sleep)
+    asyncio.run(run_until(uplink, lambda: box.stats().depth == 0))
+    assert sorted(seq for _, seq in hub.inner.stored) == seqs  # nothing dead-lettered
+    assert uplink.counters.dead_lettered == 0 and uplink.counters.failures == 2
+    # the 401 waits the usual backoff; the 429 at least its 5 s, plus the jittered draw
+    assert sleep.delays == [0.5, 5.0 + 1.0]
 
 
 def test_notify_wakes_an_idle_uplink_at_once(box: Outbox) -> None:

@@ -92,7 +92,7 @@ async def _fetch(target: ReleaseTarget, plan: DownloadPlan, limit: int) -> bool:
                 raise
             if attempt == plan.attempts:
                 raise
-            await plan.sleep(plan.backoff.next_delay())
+            await plan.sleep(plan.backoff.next_delay(exc.retry_after_s))
             continue
         return resumed
     raise AssertionError("unreachable")  # pragma: no cover

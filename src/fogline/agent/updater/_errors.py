@@ -1,6 +1,7 @@
 """The updater's exception tree (drawn in the package docstring)."""
 
 from fogline._errors import FoglineError
+from fogline.hubclient import is_transient_status
 
 
 class UpdaterError(FoglineError):
@@ -18,19 +19,29 @@ class InvalidTargetError(UpdaterError):
 class ArtifactFetchError(UpdaterError):
     """Downloading the archive failed; what was already written can be resumed.
 
-    `is_transient` errors (transport, timeouts, 408/429/5xx) are retried with
-    backoff inside one update; the others (such as 404 or 403) end the attempt
-    at once. Neither marks the release as failed: the next `ensure` resumes.
+    `is_transient` errors (transport, timeouts, 408/429/5xx: fogline.hubclient's
+    one rule) are retried with backoff inside one update, waiting at least
+    `retry_after_s` when the hub sent Retry-After; the others (such as 404 or
+    403) end the attempt at once. Neither marks the release as failed: the
+    next `ensure` resumes.
     """
 
-    def __init__(self, digest: str, reason: str, *, status: int | None = None) -> None:
+    def __init__(
+        self,
+        digest: str,
+        reason: str,
+        *,
+        status: int | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
         where = f"HTTP {status}: " if status is not None else ""
         super().__init__(f"fetching {digest}: {where}{reason}")
         self.digest, self.reason, self.status = digest, reason, status
+        self.retry_after_s = retry_after_s
 
     @property
     def is_transient(self) -> bool:
-        return self.status is None or self.status in (408, 429) or self.status >= 500
+        return self.status is None or is_transient_status(self.status)
 
 
 class ReleaseRejectedError(UpdaterError):

@@ -9,6 +9,7 @@ from typing import Final
 import httpx
 
 from fogline._durable import write_all
+from fogline.hubclient import HubError, error_for_response, map_transport_errors
 
 from ._errors import ArtifactFetchError
 
@@ -47,15 +48,16 @@ class HttpArtifactSource:
         if offset > 0:
             headers["Range"] = f"bytes={offset}-"
         try:
-            async with self._client.stream("GET", url, headers=headers) as response:
-                start = self._start_of(digest, response, offset)
-                if start is None:
-                    on_bytes(offset)  # already complete
-                    return
-                await _write_body(response, dest, start, on_bytes)
-        except httpx.HTTPError as exc:
+            with map_transport_errors(str(self._client.base_url)):
+                async with self._client.stream("GET", url, headers=headers) as response:
+                    start = self._start_of(digest, response, offset)
+                    if start is None:
+                        on_bytes(offset)  # already complete
+                        return
+                    await _write_body(response, dest, start, on_bytes)
+        except HubError as exc:
             # Transport, timeout, protocol: retrying is safe, the partial stays.
-            raise ArtifactFetchError(digest, f"{type(exc).__name__}: {exc}") from exc
+            raise ArtifactFetchError(digest, str(exc)) from exc
 
     @staticmethod
     def _start_of(digest: str, response: httpx.Response, offset: int) -> int | None:
@@ -81,8 +83,13 @@ class HttpArtifactSource:
             raise ArtifactFetchError(
                 digest, "partial download longer than the artifact", status=status
             )
+        # Any other answer means what it means to every caller of the hub.
+        error = error_for_response(response)
         raise ArtifactFetchError(
-            digest, response.reason_phrase or "unexpected status", status=status
+            digest,
+            response.reason_phrase or "unexpected status",
+            status=status,
+            retry_after_s=error.retry_after_s if error is not None else None,
         )
 
 

@@ -6,18 +6,25 @@ off with full jitter; the hub stores each (device, stream, seq) once, so a
 batch resent after a lost acknowledgement never duplicates. Records the hub
 refuses for good are isolated by splitting the batch and dead-lettered.
 
+`HttpHubTransport` is the real transport (POST /v1/telemetry); its answers
+go through fogline.hubclient's one mapping of hub answers to errors.
+
 Errors:
 
     FoglineError
-      UplinkError            base of the uplink's errors
-        HubUnreachableError  network, TLS, timeout, 5xx, 401/403: retrying is safe
+      UplinkError            base of the uplink's own errors
         BatchRejectedError   the hub refuses the data (4xx): dead-letter, never retry
+      HubError               fogline.hubclient's, raised by transports:
+        HubUnreachableError  network, TLS, timeout, 408, 429, 5xx: the batch waits,
+                             retried with backoff (and the hub's Retry-After)
+        HubRefusedError      401/403: fixed without touching the data, so the batch waits
 
     (BatchFormatError, for a malformed or oversized batch, lives with the
     codec in fogline.protocol and is re-exported here.)
 """
 
 from fogline.agent._backoff import Backoff
+from fogline.hubclient import HubRefusedError, HubUnreachableError
 from fogline.protocol import (
     BatchFormatError,
     BatchRecord,
@@ -26,7 +33,8 @@ from fogline.protocol import (
     encode_batch,
 )
 
-from ._errors import BatchRejectedError, HubUnreachableError, UplinkError
+from ._errors import BatchRejectedError, UplinkError
+from ._http import HttpHubTransport
 from ._transport import HubTransport, MemoryHubTransport
 from ._uplink import Uplink, UplinkCounters
 
@@ -36,6 +44,8 @@ __all__ = [
     "BatchRecord",
     "BatchRejectedError",
     "EncodableRecord",
+    "HttpHubTransport",
+    "HubRefusedError",
     "HubTransport",
     "HubUnreachableError",
     "MemoryHubTransport",

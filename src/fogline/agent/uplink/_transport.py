@@ -5,9 +5,10 @@ from collections.abc import Callable, Sequence
 from typing import Final, Protocol
 
 from fogline.agent.outbox import OutboxRecord
+from fogline.hubclient import HubUnreachableError
 from fogline.protocol import BatchRecord, decode_batch, encode_batch
 
-from ._errors import BatchRejectedError, HubUnreachableError
+from ._errors import BatchRejectedError
 
 _FAKE_MAX_DECOMPRESSED: Final = 64 * 1024 * 1024
 
@@ -19,8 +20,10 @@ class HubTransport(Protocol):
         """Return only once the hub has stored every record of the batch.
 
         Raises:
-            HubUnreachableError: network, TLS, timeout, 5xx, 401/403; the hub may
+            HubUnreachableError: network, TLS, timeout, 408, 429, 5xx; the hub may
                 have stored some or all of the batch; sending it again is safe.
+            HubRefusedError: 401/403; the data is fine, the identity is not: the
+                batch waits for it to be fixed.
             BatchRejectedError: the hub refuses the data (4xx); resending the
                 same batch would fail the same way.
         """

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 
 from fogline.agent._backoff import Backoff
 from fogline.agent.outbox import Outbox, OutboxRecord
+from fogline.hubclient import HubRefusedError, HubUnreachableError
 
-from ._errors import BatchRejectedError, HubUnreachableError
+from ._errors import BatchRejectedError
 from ._transport import HubTransport
 
 _log = logging.getLogger("fogline.agent.uplink")
@@ -31,9 +32,10 @@ class UplinkCounters:
 class Uplink:
     """Sends the outbox to the hub, highest priority first, deleting only what it stored.
 
-    A send that fails with HubUnreachableError (or a timeout, or an
-    unexpected transport error) leaves the batch queued and waits a
-    full-jitter backoff; the hub dedupes on (stream, seq), so resending
+    A send that fails with HubUnreachableError or HubRefusedError (or a
+    timeout, or an unexpected transport error) leaves the batch queued and
+    waits a full-jitter backoff, at least as long as the hub's Retry-After
+    asks; the hub dedupes on (stream, seq), so resending
     what it may already hold is safe. A rejected batch is split in halves
     and resent until each refused record stands alone; that record is
     dead-lettered (deleted from the outbox and counted there), so one bad
@@ -106,8 +108,8 @@ class Uplink:
         while True:
             try:
                 await self.drain()
-            except HubUnreachableError:
-                await self._sleep(self._backoff.next_delay())
+            except (HubUnreachableError, HubRefusedError) as exc:
+                await self._sleep(self._backoff.next_delay(exc.retry_after_s))
                 continue
             try:
                 # Poll even without notify(): TTLs run out, and a missed notify
@@ -123,7 +125,7 @@ class Uplink:
         """Send batches until the outbox is empty (e.g. once, before shutdown).
 
         Raises:
-            HubUnreachableError: a send failed; its batch stays queued.
+            HubUnreachableError, HubRefusedError: a send failed; its batch stays queued.
             OutboxStorageError: the outbox failed.
         """
         while True:
@@ -174,7 +176,7 @@ class Uplink:
                 await self._transport.send_batch(part)
         except BatchRejectedError:
             raise
-        except HubUnreachableError as exc:
+        except (HubUnreachableError, HubRefusedError) as exc:
             self._fail(exc)
             raise
         except TimeoutError as exc:
@@ -196,7 +198,7 @@ class Uplink:
         self._consecutive_failures = 0
         self._backoff.reset()
 
-    def _fail(self, exc: HubUnreachableError) -> None:
+    def _fail(self, exc: HubUnreachableError | HubRefusedError) -> None:
         self._failures += 1
         self._last_error = str(exc)
         if not self._consecutive_failures:
