@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from fogline._durable import write_all
 from fogline.artifact import ModuleSpec
 
 from ._errors import ArtifactFetchError
@@ -59,7 +60,7 @@ class MemoryArtifactSource:
                 if self.fail_after_bytes is not None:
                     size = min(size, self.fail_after_bytes - sent)
                 chunk = blob[position : position + size]
-                os.write(fd, chunk)
+                write_all(fd, chunk)
                 position += len(chunk)
                 sent += len(chunk)
                 on_bytes(position)
