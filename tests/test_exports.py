@@ -196,7 +196,6 @@ EXPECTED: Final[dict[str, list[str]]] = {
         "check_release",
         "delete_tree",
         "find_unpack_leftovers",
-        "fsync_dir",
         "generate_release_key",
         "key_id",
         "load_module_spec",

@@ -27,7 +27,6 @@ from ._errors import (
     UnsafeArchiveError,
     UntrustedReleaseError,
 )
-from ._fsutil import fsync_dir
 from ._keys import (
     ReleaseKeyPair,
     generate_release_key,
@@ -95,7 +94,6 @@ __all__ = [
     "check_release",
     "delete_tree",
     "find_unpack_leftovers",
-    "fsync_dir",
     "generate_release_key",
     "key_id",
     "load_module_spec",

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import IO, cast
 
 from fogline import __version__
-from fogline.artifact import delete_tree, fsync_dir
+from fogline._durable import fsync_dir
+from fogline.artifact import delete_tree
 from fogline.security import CertificateAuthority, ScryptCost, SealedWriter
 
 from ._database import Database, dump_postgres, parse_database, snapshot_sqlite

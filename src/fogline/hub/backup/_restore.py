@@ -20,7 +20,8 @@ from typing import IO, Final, cast
 
 from pydantic import ValidationError
 
-from fogline.artifact import delete_tree, fsync_dir
+from fogline._durable import fsync_dir
+from fogline.artifact import delete_tree
 from fogline.security import SealedFileError, SealedReader
 
 from ._database import (
