@@ -49,6 +49,8 @@ def enroll_body(
 
 @dataclass
 class TestDevice:
+    __test__ = False  # a helper, not a test class for pytest to collect
+
     device_id: str
     name: str
     cert_path: Path
@@ -68,20 +70,34 @@ class TestDevice:
 
     def upload(self, records: Sequence[tuple[int, str, dict[str, Any]]]) -> None:
         """Upload (seq, stream, payload) records as the node's uplink does, created now."""
+        response = self.post_telemetry(telemetry_batch(records))
+        assert response.status_code < 300, response.text
+
+    def post_telemetry(self, body: bytes) -> httpx.Response:
+        """POST an encoded batch (`telemetry_batch`) to /v1/telemetry."""
         with self.client() as client:
-            response = client.post(
+            return client.post(
                 "/v1/telemetry",
-                content=encode_batch([_Record(*record) for record in records]),
+                content=body,
                 headers={"content-type": "application/json", "content-encoding": "zstd"},
             )
-        assert response.status_code < 300, response.text
+
+
+def telemetry_batch(
+    records: Sequence[tuple[int, str, dict[str, Any]]], created: float | None = None
+) -> bytes:
+    """A batch body as the uplink sends it: (seq, stream, payload) records
+    created at `created` (default: now), priority 1."""
+    return encode_batch([_Record(*record, created=created) for record in records])
 
 
 class _Record:
     """What `encode_batch` reads of an outbox record."""
 
-    def __init__(self, seq: int, stream: str, payload: dict[str, Any]) -> None:
-        now = time.time()
+    def __init__(
+        self, seq: int, stream: str, payload: dict[str, Any], created: float | None
+    ) -> None:
+        now = time.time() if created is None else created
         self.seq, self.stream, self.priority = seq, stream, 1
         self.created, self.expires = now, now + 3600
         self.payload = json.dumps(payload).encode()

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
@@ -66,6 +67,12 @@ def tls(ca: Path, cert: Path | None = None, key: Path | None = None) -> ssl.SSLC
 
 
 def wait_until(predicate: Any, timeout_s: float, what: str, interval_s: float = 0.05) -> Any:
+    """Call `predicate` every `interval_s` until it returns something truthy,
+    and return that; after `timeout_s`, fail naming `what` and the last value.
+
+    The one way tests wait for a condition.
+    A predicate may raise to fail at once (a process that died, say).
+    """
     deadline = time.monotonic() + timeout_s
     last: Any = None
     while time.monotonic() < deadline:
@@ -206,6 +213,18 @@ class HubProcess:
             response = client.get(f"/v1/devices/{ref}")
             response.raise_for_status()
             return dict(response.json())
+
+    def metric(self, sample: str, **labels: str) -> float:
+        """One sample of this hub process's /metrics, read with the operator
+        token. Counters start from zero in every hub process (and worker)."""
+        with self.client() as client:
+            response = client.get("/metrics")
+            response.raise_for_status()
+        for family in text_string_to_metric_families(response.text):
+            for found in family.samples:
+                if found.name == sample and found.labels == labels:
+                    return float(found.value)
+        raise AssertionError(f"the hub's /metrics has no sample {sample}{labels or ''}")
 
 
 def _limit_open_files(limit: int) -> None:

@@ -37,6 +37,13 @@ class HubMetrics:
             "Telemetry records received (before dedupe)",
             registry=self.registry,
         )
+        # Resends after a lost acknowledgement land here, not in the store: the
+        # evidence that at-least-once upload plus the unique key is exactly-once.
+        self.telemetry_duplicates = Counter(
+            "fogline_hub_telemetry_duplicates",
+            "Telemetry records ignored because that (device, stream, seq) was already stored",
+            registry=self.registry,
+        )
         self.report_batches = Histogram(
             "fogline_hub_report_batch_size",
             "Device reports written per database transaction",

@@ -1,7 +1,8 @@
 """Telemetry from the nodes' outboxes: stored once per (device, stream, seq).
 
 A batch resent after a lost acknowledgement hits the unique key and is
-skipped row by row, so retries never duplicate. Retention deletes old rows
+skipped row by row, so retries never duplicate; the hub counts what it skipped
+(`fogline_hub_telemetry_duplicates_total`). Retention deletes old rows
 in one replica at a time (a PostgreSQL advisory lock; SQLite has one hub).
 """
 
@@ -27,10 +28,15 @@ def _epoch(seconds: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(seconds, dt.UTC)
 
 
-def store_batch(session: Session, device_id: str, records: Sequence[BatchRecord]) -> None:
-    """Insert a batch, skipping rows already stored (same device, stream, seq)."""
+def store_batch(session: Session, device_id: str, records: Sequence[BatchRecord]) -> int:
+    """Insert a batch, skipping rows already stored (same device, stream, seq).
+
+    Returns how many records were new. RETURNING (SQLite 3.35+, PostgreSQL)
+    is the one count that holds on both: with several rows per statement,
+    psycopg's rowcount is -1.
+    """
     if not records:
-        return
+        return 0
     now = utcnow()
     rows = [
         {
@@ -45,10 +51,12 @@ def store_batch(session: Session, device_id: str, records: Sequence[BatchRecord]
         for r in records
     ]
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    statement = insert(TelemetryRow).on_conflict_do_nothing(
-        index_elements=["device_id", "stream", "seq"]
+    statement = (
+        insert(TelemetryRow)
+        .on_conflict_do_nothing(index_elements=["device_id", "stream", "seq"])
+        .returning(TelemetryRow.seq)
     )
-    session.execute(statement, rows)
+    return len(session.execute(statement, rows).all())
 
 
 def query(

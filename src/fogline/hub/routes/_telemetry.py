@@ -26,24 +26,26 @@ SessionDep = Annotated[Session, Depends(db_session)]
 OperatorDep = Annotated[TokenRow, Depends(require_operator)]
 
 
-def _store(state: HubState, request: Request, body: bytes) -> int:
+def _store(state: HubState, request: Request, body: bytes) -> tuple[int, int]:
+    """Returns (records received, records new to the store)."""
     with state.sessions() as session:
         device = check_device(session, request)
         try:
             records = decode_batch(body, max_decompressed=MAX_DECOMPRESSED_BYTES)
         except BatchFormatError as exc:
             raise BadRequestError(str(exc), field=exc.field or "body") from exc
-        store_batch(session, device.id, records)
+        stored = store_batch(session, device.id, records)
         session.commit()
-    return len(records)
+    return len(records), stored
 
 
 @router.post("/telemetry")
 async def upload(request: Request, state: StateDep) -> dict[str, int]:
     """A zstd-compressed batch from a device's outbox (see fogline.protocol)."""
     body = await request.body()  # bounded by the BodyLimit middleware
-    received = await run_in_threadpool(_store, state, request, body)
+    received, stored = await run_in_threadpool(_store, state, request, body)
     state.metrics.telemetry.inc(received)
+    state.metrics.telemetry_duplicates.inc(received - stored)
     return {"received": received}
 
 
