@@ -2,7 +2,6 @@
 
 import json
 import stat
-import time
 
 import httpx
 
@@ -61,16 +60,19 @@ def test_agent_waits_for_a_hub_that_is_down_then_enrolls(tmp_path):
     hub.stop()
     agent = _agent(tmp_path, hub, "patient", claim)
     try:
-        time.sleep(3)  # several failed attempts with backoff
+
+        def unreachable() -> int:
+            events = [
+                json.loads(line)["event"]
+                for line in agent.log_text().splitlines()
+                if line.startswith("{")
+            ]
+            return events.count("agent.hub_unreachable")
+
+        wait_until(lambda: unreachable() >= 2, 15, "several failed attempts with backoff")
         assert agent.proc is not None and agent.proc.poll() is None, agent.log_text()
         health = agent.health()
         assert health is not None and not health["enrolled"]
-        events = [
-            json.loads(line)["event"]
-            for line in agent.log_text().splitlines()
-            if line.startswith("{")
-        ]
-        assert events.count("agent.hub_unreachable") >= 2
         hub.start()
         agent.wait_enrolled(timeout_s=45)
         wait_until(lambda: hub.device("patient")["status"] == "online", 10, "online")

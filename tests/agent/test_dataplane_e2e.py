@@ -3,7 +3,6 @@
 import json
 import textwrap
 import threading
-import time
 
 import httpx
 import paho.mqtt.client as mqtt
@@ -96,8 +95,12 @@ def test_sensor_to_actuator_and_alarms_to_the_hub(hub, broker, tmp_path, protoco
             15,
             "pipelines running",
         )
-        time.sleep(0.3)  # let the subscription settle
-        _publish(broker, "sensors/m1/temp", {"value": 21.0})
+
+        def received() -> float:
+            _publish(broker, "sensors/m1/temp", {"value": 21.0})  # normal: no command
+            return agent.metric("fogline_agent_dataplane_total", kind="mqtt_received")
+
+        wait_until(received, 10, "the agent subscribed: a reading received", interval_s=0.1)
         _publish(broker, "sensors/m1/humidity", {"value": 95.0})  # filtered out
         _publish(broker, "sensors/m1/temp", {"value": 95.5})
         wait_until(lambda: listener.messages, 10, "actuator command")

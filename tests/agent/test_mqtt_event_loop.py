@@ -7,47 +7,21 @@ handler relays each one to `act/...`, where the sensor listens.
 
 import asyncio
 import contextlib
-import socket
-import subprocess
 import threading
-import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from fogline.agent.dataplane import MqttSettings
 from fogline.agent.dataplane._mqtt import MqttBridge
-from tests.support.broker import Broker, mosquitto_binary
-from tests.support.processes import free_port
+from tests.support.broker import Broker, start_broker
+from tests.support.processes import free_port, wait_until_async
 
 TEST_BUDGET_S = 14.0
-
-
-def start_broker_on(directory: Path, port: int) -> Broker:
-    """Mosquitto on a chosen port (tests.support.broker picks its own)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    conf = directory / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
-    log = open(directory / "mosquitto.log", "ab")  # noqa: SIM115 - the broker's lifetime
-    proc = subprocess.Popen([mosquitto_binary(), "-c", str(conf)], stdout=log, stderr=log)
-    broker = Broker(port, proc)
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError((directory / "mosquitto.log").read_text())
-        if listening(port):
-            return broker
-        time.sleep(0.05)
-    broker.stop()
-    raise AssertionError("mosquitto did not start listening")
-
-
-def listening(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 class Sensor:
@@ -105,12 +79,9 @@ async def bounded(scenario: Coroutine[Any, Any, None]) -> None:
         await scenario
 
 
-async def until(predicate: Callable[[], object], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
-        await asyncio.sleep(0.02)
+def connect_failures(caplog: pytest.LogCaptureFixture) -> int:
+    """Connection attempts the bridge logged as failed."""
+    return sum(record.getMessage() == "mqtt.connect_failed" for record in caplog.records)
 
 
 async def relayed(relay: Relay, sensor: Sensor, topic: str, timeout_s: float = 5.0) -> None:
@@ -118,12 +89,14 @@ async def relayed(relay: Relay, sensor: Sensor, topic: str, timeout_s: float = 5
 
     Repeated because a SUBSCRIBE may still be in flight right after CONNACK.
     """
-    deadline = time.monotonic() + timeout_s
-    while f"act/{topic}" not in sensor.actions:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{topic} was not relayed within {timeout_s}s")
+
+    def relayed_yet() -> bool:
+        if f"act/{topic}" in sensor.actions:
+            return True
         sensor.publish(topic)
-        await asyncio.sleep(0.05)
+        return False
+
+    await wait_until_async(relayed_yet, timeout_s, f"{topic} relayed")
 
 
 async def stop(task: asyncio.Task[None]) -> None:
@@ -140,12 +113,12 @@ def test_relays_without_a_thread_of_its_own(broker: Broker) -> None:
             before = threading.active_count()
             relay = Relay(broker.port, "t-no-thread")
             task = asyncio.create_task(relay.bridge.run())
-            await until(lambda: relay.bridge.connected, 5, "connected")
+            await wait_until_async(lambda: relay.bridge.connected, 5, "connected")
             assert threading.active_count() == before, threading.enumerate()
             await relayed(relay, sensor, "sens/warmup")
             for i in range(500):
                 sensor.publish(f"sens/{i}")
-            await until(lambda: len(sensor.actions) >= 501, 5, "500 actions")
+            await wait_until_async(lambda: len(sensor.actions) >= 501, 5, "500 actions")
             assert {f"act/sens/{i}" for i in range(500)} <= set(sensor.actions)
             assert relay.threads_seen == {before}
             assert threading.active_count() == before, threading.enumerate()
@@ -156,17 +129,21 @@ def test_relays_without_a_thread_of_its_own(broker: Broker) -> None:
         asyncio.run(bounded(scenario()))
 
 
-def test_connects_when_the_broker_starts_after_it(tmp_path: Path) -> None:
+def test_connects_when_the_broker_starts_after_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     port = free_port()
 
     async def scenario() -> None:
         relay = Relay(port, "t-late-broker")
         task = asyncio.create_task(relay.bridge.run())
-        await asyncio.sleep(1.5)  # two refused attempts, backing off
+        await wait_until_async(lambda: connect_failures(caplog) >= 2, 5, "two refused attempts")
         assert not relay.bridge.connected
-        broker = start_broker_on(tmp_path / "late", port)
+        broker = start_broker(tmp_path / "late", port)
         try:
-            await until(lambda: relay.bridge.connected, 8, "connected after the broker started")
+            await wait_until_async(
+                lambda: relay.bridge.connected, 8, "connected after the broker started"
+            )
             with sensor_on(port) as sensor:
                 await relayed(relay, sensor, "sens/late")
         finally:
@@ -178,21 +155,21 @@ def test_connects_when_the_broker_starts_after_it(tmp_path: Path) -> None:
 
 def test_reconnects_and_resubscribes_after_the_broker_restarts(tmp_path: Path) -> None:
     port = free_port()
-    broker = start_broker_on(tmp_path / "first", port)
+    broker = start_broker(tmp_path / "first", port)
 
     async def scenario() -> None:
         nonlocal broker
         relay = Relay(port, "t-restart")
         task = asyncio.create_task(relay.bridge.run())
         try:
-            await until(lambda: relay.bridge.connected, 5, "connected")
+            await wait_until_async(lambda: relay.bridge.connected, 5, "connected")
             with sensor_on(port) as sensor:
                 await relayed(relay, sensor, "sens/before")
             broker.proc.kill()
             broker.proc.wait()
-            await until(lambda: not relay.bridge.connected, 3, "the loss noticed")
-            broker = start_broker_on(tmp_path / "second", port)
-            await until(lambda: relay.bridge.connected, 6, "reconnected")
+            await wait_until_async(lambda: not relay.bridge.connected, 3, "the loss noticed")
+            broker = start_broker(tmp_path / "second", port)
+            await wait_until_async(lambda: relay.bridge.connected, 6, "reconnected")
             with sensor_on(port) as sensor:  # a fresh broker: the filters must be resubscribed
                 await relayed(relay, sensor, "sens/after")
         finally:
@@ -206,14 +183,14 @@ def test_reconnects_and_resubscribes_after_the_broker_restarts(tmp_path: Path) -
 
 def test_cancel_disconnects_and_leaves_no_reader_socket_or_task(tmp_path: Path) -> None:
     port = free_port()
-    broker = start_broker_on(tmp_path / "broker", port)
+    broker = start_broker(tmp_path / "broker", port)
     broker_log = tmp_path / "broker" / "mosquitto.log"
 
     async def scenario() -> None:
         loop = asyncio.get_running_loop()
         relay = Relay(port, "t-cancel")
         task = asyncio.create_task(relay.bridge.run())
-        await until(lambda: relay.bridge.connected, 5, "connected")
+        await wait_until_async(lambda: relay.bridge.connected, 5, "connected")
         sock = relay.bridge._client.socket()
         assert sock is not None
         fd = sock.fileno()
@@ -225,7 +202,7 @@ def test_cancel_disconnects_and_leaves_no_reader_socket_or_task(tmp_path: Path) 
         assert not relay.bridge.connected
         assert asyncio.all_tasks() == {asyncio.current_task()}
         # A clean MQTT DISCONNECT, not a dropped connection ("closed its connection").
-        await until(
+        await wait_until_async(
             lambda: "Client t-cancel disconnected." in broker_log.read_text(), 3, "DISCONNECT"
         )
 
@@ -235,13 +212,16 @@ def test_cancel_disconnects_and_leaves_no_reader_socket_or_task(tmp_path: Path) 
         broker.stop()
 
 
-def test_cancel_while_the_broker_is_down_leaves_nothing_behind() -> None:
+def test_cancel_while_the_broker_is_down_leaves_nothing_behind(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     port = free_port()
 
     async def scenario() -> None:
         relay = Relay(port, "t-cancel-down")
         task = asyncio.create_task(relay.bridge.run())
-        await asyncio.sleep(1.2)  # refused, sleeping before the next attempt
+        # logged just before the bridge sleeps until its next attempt
+        await wait_until_async(lambda: connect_failures(caplog) >= 1, 5, "a refused attempt")
         await stop(task)
         assert relay.bridge._client.socket() is None
         assert asyncio.all_tasks() == {asyncio.current_task()}

@@ -16,6 +16,7 @@ from fogline.hub import HubState, make_engine, upgrade_schema
 from fogline.hub._app import retention_forever
 from fogline.hub._db import make_session_factory
 from fogline.security import CertificateAuthority
+from tests.support.processes import wait_until_async
 
 
 @pytest.fixture
@@ -42,8 +43,7 @@ def test_retention_goes_on_after_a_pass_fails(state, monkeypatch, caplog):
 
     async def scenario() -> None:
         task = asyncio.create_task(retention_forever(state, interval_s=0.02))
-        while len(calls) < 3 and not task.done():
-            await asyncio.sleep(0.01)
+        await wait_until_async(lambda: len(calls) >= 3 or task.done(), 10, "three passes", 0.01)
         assert not task.done()  # still running after the failure
         task.cancel()
 

@@ -17,7 +17,7 @@ import pytest
 from fogline.hub._desired import DesiredNotifier
 from tests.support import device as test_device
 from tests.support.device import enroll_device
-from tests.support.processes import HubProcess, start_hub, start_replica
+from tests.support.processes import HubProcess, start_hub, start_replica, wait_until_async
 
 GOLD_ONLY = textwrap.dedent("""\
     apiVersion: fogline.dev/v1
@@ -37,8 +37,15 @@ def _etag(device: test_device.TestDevice) -> str:
 
 
 def _poll_in_background(device: test_device.TestDevice, etag: str, wait_s: float) -> Future:
-    """Start a long-poll; the future resolves to (status, seconds it took)."""
+    """Start a long-poll and return once its request is sent (the hub has it
+    before any change a test then makes through the CLI, which takes longer
+    to start); the future resolves to (status, seconds it took)."""
     result: Future = Future()
+    sent = threading.Event()
+
+    def trace(name: str, _info: object) -> None:
+        if name == "http11.send_request_body.complete":
+            sent.set()
 
     def run() -> None:
         started = time.monotonic()
@@ -49,13 +56,16 @@ def _poll_in_background(device: test_device.TestDevice, etag: str, wait_s: float
                     params={"wait": wait_s},
                     headers={"if-none-match": f'"{etag}"'},
                     timeout=wait_s + 10,
+                    extensions={"trace": trace},
                 )
             result.set_result((response.status_code, time.monotonic() - started))
         except Exception as exc:  # surfaces in the test's .result()
             result.set_exception(exc)
+        finally:
+            sent.set()  # a failed request: the future has the error
 
     threading.Thread(target=run, daemon=True).start()
-    time.sleep(0.5)  # the poll is waiting at the hub
+    assert sent.wait(10), "the long-poll was not sent"
     return result
 
 
@@ -121,21 +131,24 @@ def test_notifier_wakes_only_waiters_whose_device_moved_past_what_they_saw():
         notifier = DesiredNotifier(tick_s=0.05)
         notifier.bind(asyncio.get_running_loop())
         changes: list[list[tuple[str, int]]] = [[("a", 3), ("b", 4)]]
+        looks: list[int] = []
 
         def read_changes(since: int) -> list[tuple[str, int]]:
+            looks.append(since)
             return changes.pop(0) if changes else []
 
         watcher = asyncio.create_task(notifier.watch(read_changes))
-        await asyncio.sleep(0.1)  # the first look loaded a=3, b=4
+        # the first look loaded a=3, b=4 once the next one has begun
+        await wait_until_async(lambda: len(looks) >= 2, 5, "a second look", 0.01)
         a_old = asyncio.create_task(notifier.wait("a", 2, 5))  # saw 2: already stale
         b_current = asyncio.create_task(notifier.wait("b", 4, 0.5))
         a_current = asyncio.create_task(notifier.wait("a", 3, 5))
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0)  # one loop turn: each task runs to its first await, waiting
         changes.append([("a", 5)])
         notifier.poke()
         result = await asyncio.gather(a_old, b_current, a_current)
         closing = asyncio.create_task(notifier.wait("c", -1, 5))
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0)  # one loop turn: the poll waits
         notifier.close()
         closed = await asyncio.wait_for(closing, 1)
         watcher.cancel()

@@ -127,7 +127,8 @@ def test_offline_device_is_skipped_after_wave_timeout_and_catches_up(fleet, tmp_
     hub, devices = fleet
     online, away = devices[:2], devices[2]
     old = desired_revision(away)
-    time.sleep(3.6)  # `away` stops reporting: offline after 3.5 report intervals
+    # `away` stops reporting: offline after 3.5 report intervals
+    wait_until(lambda: hub.device("dev-2")["status"] == "offline", 10, "dev-2 offline")
     apply(hub, tmp_path, manifest(8, "{bake: 0s, waveTimeout: 2s}"))
     wait_until(lambda: pump(online) or rollout(hub)["state"] == "completed", 15, "completed")
     view = rollout(hub)

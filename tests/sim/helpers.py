@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import textwrap
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -79,18 +77,6 @@ def create_claim(hub: HubProcess, uses: int, labels: dict[str, str] | None = Non
 def fleet_claim(hub: HubProcess, uses: int, prefix: str) -> str:
     """A claim labelling its nodes as `deployment(prefix)` selects them."""
     return create_claim(hub, uses, {"test": prefix, "sim": "true"})
-
-
-async def eventually(predicate: Callable[[], Any], timeout_s: float, what: str) -> Any:
-    """Poll `predicate` (run in a thread: it may call the hub) until it is truthy."""
-    deadline = time.monotonic() + timeout_s
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = await asyncio.to_thread(predicate)
-        if last:
-            return last
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what} (last: {last!r})")
 
 
 def sim_devices(hub: HubProcess, prefix: str) -> list[dict[str, Any]]:

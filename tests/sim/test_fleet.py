@@ -16,12 +16,11 @@ from tests.sim.helpers import (
     apply,
     create_claim,
     deployment,
-    eventually,
     fleet_claim,
     push_release,
     sim_devices,
 )
-from tests.support.processes import HubProcess, process_alive, wait_until
+from tests.support.processes import HubProcess, process_alive, wait_until, wait_until_async
 
 
 def make_fleet(
@@ -60,9 +59,11 @@ def test_a_fleet_enrolls_syncs_a_config_change_and_reports_it(
         stop = asyncio.Event()
         running = asyncio.create_task(fleet.run(stop=stop))
         try:
-            await eventually(lambda: in_sync(hub, prefix, 8), 30, "8 enrolled nodes in sync")
+            await wait_until_async(
+                lambda: in_sync(hub, prefix, 8), 30, "8 enrolled nodes in sync", 0.2, in_thread=True
+            )
             await apply(hub, deployment(prefix, config="{rate_hz: 5}"))
-            await eventually(
+            await wait_until_async(
                 lambda: (
                     all(n.applied and n.applied.ok for n in fleet.nodes)
                     and len({n.stats.applied_revision for n in fleet.nodes}) == 1
@@ -70,6 +71,8 @@ def test_a_fleet_enrolls_syncs_a_config_change_and_reports_it(
                 ),
                 30,
                 "the change applied and reported by every node",
+                0.2,
+                in_thread=True,
             )
         finally:
             stop.set()
@@ -99,9 +102,19 @@ def test_crashed_nodes_restart_from_disk_without_enrolling_again(
         stop = asyncio.Event()
         running = asyncio.create_task(fleet.run(stop=stop))
         try:
-            await eventually(lambda: len(sim_devices(hub, prefix)) == 3, 30, "enrolled")
-            await eventually(lambda: all(n.stats.crashes >= 1 for n in fleet.nodes), 30, "crashes")
-            await eventually(lambda: in_sync(hub, prefix, 3), 30, "in sync after crashes")
+            await wait_until_async(
+                lambda: len(sim_devices(hub, prefix)) == 3, 30, "enrolled", 0.2, in_thread=True
+            )
+            await wait_until_async(
+                lambda: all(n.stats.crashes >= 1 for n in fleet.nodes),
+                30,
+                "crashes",
+                0.2,
+                in_thread=True,
+            )
+            await wait_until_async(
+                lambda: in_sync(hub, prefix, 3), 30, "in sync after crashes", 0.2, in_thread=True
+            )
         finally:
             stop.set()
         return await running
@@ -136,13 +149,17 @@ def test_a_power_cut_mid_update_resumes_the_journal_and_ends_on_old_or_new(
         stop = asyncio.Event()
         running = asyncio.create_task(fleet.run(stop=stop))
         try:
-            await eventually(lambda: len(sim_devices(hub, prefix)) == 4, 30, "enrolled")
+            await wait_until_async(
+                lambda: len(sim_devices(hub, prefix)) == 4, 30, "enrolled", 0.2, in_thread=True
+            )
             for version in ("1.0.0", "2.0.0"):
                 await apply(
                     hub,
                     deployment(prefix, modules=f"[{{name: pwr, release: pwr@{version}}}]"),
                 )
-                await eventually(lambda v=version: settled(v), 40, f"pwr {version} settled")
+                await wait_until_async(
+                    lambda v=version: settled(v), 40, f"pwr {version} settled", 0.2, in_thread=True
+                )
         finally:
             stop.set()
         return await running
@@ -285,6 +302,7 @@ def test_fleet_workers_stop_by_themselves_when_their_parent_is_killed(
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        proc.stdout.close()
         for pid in workers:
             if process_alive(pid):
                 os.kill(pid, signal.SIGKILL)

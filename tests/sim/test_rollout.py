@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from fogline.sim import FleetConfig, FleetStats, VirtualFleet, parse_faults
-from tests.sim.helpers import deployment, eventually, fleet_claim, push_release, sim_devices
-from tests.support.processes import HubProcess
+from tests.sim.helpers import deployment, fleet_claim, push_release, sim_devices
+from tests.support.processes import HubProcess, wait_until_async
 
 
 def rollout_status(hub: HubProcess, name: str) -> dict[str, object]:
@@ -48,10 +48,16 @@ def test_an_unhealthy_canary_stops_the_rollout_as_the_policy_says(
         stop = asyncio.Event()
         running = asyncio.create_task(fleet.run(stop=stop))
         try:
-            await eventually(lambda: len(sim_devices(hub, prefix)) == 4, 30, "enrolled")
+            await wait_until_async(
+                lambda: len(sim_devices(hub, prefix)) == 4, 30, "enrolled", 0.2, in_thread=True
+            )
             await asyncio.to_thread(hub.cli, "apply", "-f", str(manifest))
-            view = await eventually(
-                lambda: (v := rollout_status(hub, prefix))["state"] == final and v, 30, final
+            view = await wait_until_async(
+                lambda: (v := rollout_status(hub, prefix))["state"] == final and v,
+                30,
+                final,
+                0.2,
+                in_thread=True,
             )
         finally:
             stop.set()

@@ -5,13 +5,12 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from .processes import free_port
+from .processes import free_port, wait_until
 
 
 def mosquitto_binary() -> str:
@@ -40,23 +39,29 @@ class Broker:
                 self.proc.wait()
 
 
-def start_broker(directory: Path) -> Broker:
-    port = free_port()
+def start_broker(directory: Path, port: int | None = None) -> Broker:
+    """Mosquitto on `port` (default: a free one), its config and log in `directory`."""
+    port = port or free_port()
     directory.mkdir(parents=True, exist_ok=True)
     conf = directory / "mosquitto.conf"
     conf.write_text(
         f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
         "max_queued_messages 100000\n"
     )
-    log = open(directory / "mosquitto.log", "wb")  # noqa: SIM115 - the broker's lifetime
-    proc = subprocess.Popen([mosquitto_binary(), "-c", str(conf)], stdout=log, stderr=log)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
+    log_path = directory / "mosquitto.log"
+    with open(log_path, "ab") as log:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen([mosquitto_binary(), "-c", str(conf)], stdout=log, stderr=log)
+    broker = Broker(port, proc)
+
+    def listening() -> bool:
         if proc.poll() is not None:
-            raise AssertionError(f"mosquitto exited: {(directory / 'mosquitto.log').read_text()}")
+            raise AssertionError(f"mosquitto exited: {log_path.read_text()}")
         with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return Broker(port, proc)
-        time.sleep(0.05)
-    proc.kill()
-    raise AssertionError("mosquitto did not start listening")
+            return sock.connect_ex(("127.0.0.1", port)) == 0
+
+    try:
+        wait_until(listening, 10, f"mosquitto listening on {port}")
+    except AssertionError:
+        broker.stop()
+        raise
+    return broker

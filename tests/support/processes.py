@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import pwd
 import resource
@@ -70,7 +71,7 @@ def wait_until(predicate: Any, timeout_s: float, what: str, interval_s: float = 
     """Call `predicate` every `interval_s` until it returns something truthy,
     and return that; after `timeout_s`, fail naming `what` and the last value.
 
-    The one way tests wait for a condition.
+    The one way tests wait for a condition (async tests: `wait_until_async`).
     A predicate may raise to fail at once (a process that died, say).
     """
     deadline = time.monotonic() + timeout_s
@@ -80,6 +81,27 @@ def wait_until(predicate: Any, timeout_s: float, what: str, interval_s: float = 
         if last:
             return last
         time.sleep(interval_s)
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {what} (last: {last!r})")
+
+
+async def wait_until_async(
+    predicate: Any,
+    timeout_s: float,
+    what: str,
+    interval_s: float = 0.05,
+    *,
+    in_thread: bool = False,
+) -> Any:
+    """`wait_until` for a test running an event loop: sleeps without blocking
+    the loop. `in_thread` runs a blocking predicate (one that calls the hub
+    with httpx, say) in a worker thread, so the loop's own tasks keep going."""
+    deadline = time.monotonic() + timeout_s
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = await asyncio.to_thread(predicate) if in_thread else predicate()
+        if last:
+            return last
+        await asyncio.sleep(interval_s)
     raise AssertionError(f"timed out after {timeout_s}s waiting for {what} (last: {last!r})")
 
 
@@ -220,11 +242,16 @@ class HubProcess:
         with self.client() as client:
             response = client.get("/metrics")
             response.raise_for_status()
-        for family in text_string_to_metric_families(response.text):
-            for found in family.samples:
-                if found.name == sample and found.labels == labels:
-                    return float(found.value)
-        raise AssertionError(f"the hub's /metrics has no sample {sample}{labels or ''}")
+        return metric_sample(response.text, sample, labels, "the hub's")
+
+
+def metric_sample(text: str, sample: str, labels: dict[str, str], whose: str) -> float:
+    """One sample of a Prometheus text page; absent, the test fails naming it."""
+    for family in text_string_to_metric_families(text):
+        for found in family.samples:
+            if found.name == sample and found.labels == labels:
+                return float(found.value)
+    raise AssertionError(f"{whose} /metrics has no sample {sample}{labels or ''}")
 
 
 def _limit_open_files(limit: int) -> None:
@@ -318,6 +345,12 @@ class AgentProcess:
             return dict(httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).json())
         except (httpx.HTTPError, ValueError):
             return None
+
+    def metric(self, sample: str, **labels: str) -> float:
+        """One sample of the agent's /metrics on its local port."""
+        port = int((self.data_dir / "local-port").read_text())
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        return metric_sample(text, sample, labels, f"agent {self.name}'s")
 
     def wait_enrolled(self, timeout_s: float = 30) -> str:
         def enrolled() -> str | None:

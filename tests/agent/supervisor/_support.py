@@ -21,6 +21,7 @@ from fogline.agent.supervisor import (
     RunSpec,
     Supervisor,
 )
+from tests.support.processes import wait_until_async
 
 P = ParamSpec("P")
 
@@ -95,19 +96,6 @@ async def supervising(supervisor: Supervisor) -> AsyncIterator[asyncio.Task[None
             task.cancel()
 
 
-async def eventually(
-    predicate: Callable[[], Any], what: str, timeout_s: float = 5.0, interval_s: float = 0.01
-) -> Any:
-    deadline = time.monotonic() + timeout_s
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        await asyncio.sleep(interval_s)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what} (last: {last!r})")
-
-
 async def status_where(
     supervisor: Supervisor,
     name: str,
@@ -120,7 +108,7 @@ async def status_where(
         return status if status is not None and check(status) else None
 
     try:
-        result: ModuleStatus = await eventually(current, what, timeout_s)
+        result: ModuleStatus = await wait_until_async(current, timeout_s, what, 0.01)
     except AssertionError as exc:
         raise AssertionError(f"{exc}; status now: {supervisor.statuses().get(name)}") from None
     return result

@@ -4,9 +4,8 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 
-from tests.support.processes import process_alive
+from tests.support.processes import process_alive, wait_until
 
 CHILD = textwrap.dedent("""\
     import asyncio, sys
@@ -28,18 +27,15 @@ CHILD = textwrap.dedent("""\
 
 
 def test_module_dies_when_the_agent_is_killed(tmp_path):
-    agent = subprocess.Popen(
+    with subprocess.Popen(  # the block closes the pipe and reaps the agent
         [sys.executable, "-c", CHILD, str(tmp_path)], stdout=subprocess.PIPE, text=True
-    )
-    try:
-        module_pid = int(agent.stdout.readline())
-        assert process_alive(module_pid)
-        agent.send_signal(signal.SIGKILL)
-        agent.wait(10)
-        deadline = time.monotonic() + 5
-        while process_alive(module_pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert not process_alive(module_pid)
-    finally:
-        if agent.poll() is None:
-            agent.kill()
+    ) as agent:
+        try:
+            module_pid = int(agent.stdout.readline())
+            assert process_alive(module_pid)
+            agent.send_signal(signal.SIGKILL)
+            agent.wait(10)
+            wait_until(lambda: not process_alive(module_pid), 5, "the module gone")
+        finally:
+            if agent.poll() is None:
+                agent.kill()

@@ -5,7 +5,7 @@ import time
 from pathlib import Path
 
 from fogline.agent.supervisor import HealthCheck, ProcessRuntime, Supervisor
-from tests.support.processes import free_port
+from tests.support.processes import free_port, wait_until_async
 
 from ._support import async_test, is_alive, python_module, status_where, supervising
 
@@ -118,10 +118,7 @@ async def test_a_hung_health_command_is_bounded_and_killed(tmp_path: Path) -> No
         assert sick.last_error is not None and "timed out after 0.3s" in sick.last_error
     pids = [int(line) for line in (tmp_path / "w" / "probe.pids").read_text().split()]
     assert pids
-    deadline = time.monotonic() + 3
-    while any(is_alive(pid) for pid in pids) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert not any(is_alive(pid) for pid in pids)
+    await wait_until_async(lambda: not any(is_alive(pid) for pid in pids), 3, "probes gone", 0.02)
 
 
 @async_test

@@ -1,6 +1,5 @@
 """Real module processes: restarts, crash loops, stopping, converging, logs, env, limits."""
 
-import asyncio
 import json
 import os
 import resource
@@ -18,10 +17,10 @@ from fogline.agent.supervisor import (
     Supervisor,
     read_log_tail,
 )
+from tests.support.processes import wait_until_async
 
 from ._support import (
     async_test,
-    eventually,
     is_alive,
     make_spec,
     python_module,
@@ -99,13 +98,15 @@ async def test_a_module_ignoring_sigterm_is_killed_with_its_children(tmp_path: P
     async with supervising(sup):
         await sup.apply({"mod": spec})
         pids_file = tmp_path / "w" / "pids"
-        await eventually(pids_file.exists, "the module's pids")
+        await wait_until_async(pids_file.exists, 5, "the module's pids", 0.01)
         pids = [int(pid) for pid in pids_file.read_text().split()]
         assert all(is_alive(pid) for pid in pids)
         elapsed = await timed(sup.stop("mod"))
         assert 0.3 <= elapsed < 3.0
         assert sup.statuses()["mod"].state == "stopped"
-        await eventually(lambda: not any(is_alive(pid) for pid in pids), "module and child gone")
+        await wait_until_async(
+            lambda: not any(is_alive(pid) for pid in pids), 5, "module and child gone", 0.01
+        )
 
 
 @async_test
@@ -139,7 +140,7 @@ async def test_apply_restarts_changed_keeps_unchanged_and_stops_removed(tmp_path
         assert not is_alive(before["a"].pid)  # type: ignore[arg-type]
         await sup.apply({"a": a2})
         assert set(sup.statuses()) == {"a"}
-        await eventually(lambda: not is_alive(before["b"].pid), "b stopped")  # type: ignore[arg-type]
+        await wait_until_async(lambda: not is_alive(before["b"].pid), 5, "b stopped", 0.01)  # type: ignore[arg-type]
         final_a = sup.statuses()["a"].pid
     # Leaving the block cancels run(): every module is stopped cleanly.
     assert sup.statuses()["a"].state == "stopped"
@@ -160,15 +161,19 @@ async def test_log_rotation_bounds_the_disk_of_a_module_printing_fast(tmp_path: 
     async with supervising(sup):
         await sup.apply({"mod": python_module(tmp_path / "w", code)})
         module_logs = tmp_path / "logs" / "mod"
-        await eventually((module_logs / "stdout.log.2").exists, "two rotations")
-        await asyncio.sleep(0.3)
+        await wait_until_async((module_logs / "stdout.log.2").exists, 5, "two rotations", 0.01)
+
+        def printed() -> int:
+            """The last whole line's number: how many lines the module printed."""
+            tail = read_log_tail(tmp_path / "logs", "mod", "stdout", 1000).splitlines()
+            return int(tail[-2]) if len(tail) > 1 else 0  # the last line may be cut
+
+        # far more than is kept: 10 bytes a line, 3 files of 20,000 bytes
+        await wait_until_async(lambda: printed() > 2 * 3 * 20_000 // 10, 10, "more output", 0.01)
         await sup.stop("mod")
     files = sorted(module_logs.glob("stdout.log*"))
     assert [f.name for f in files] == ["stdout.log", "stdout.log.1", "stdout.log.2"]
     assert sum(f.stat().st_size for f in files) <= 3 * 20_000
-    tail = read_log_tail(tmp_path / "logs", "mod", "stdout", 1000)
-    last = int(tail.splitlines()[-2])  # the last line may be cut by the kill
-    assert last * 10 > 10 * 3 * 20_000  # it printed far more than is kept
 
 
 @async_test

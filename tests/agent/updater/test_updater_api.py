@@ -22,6 +22,7 @@ from fogline.agent.updater import (
     crash_hook_from_env,
     crash_points,
 )
+from tests.support.processes import wait_until_async
 
 DIGEST = "sha256:" + "ab" * 32
 
@@ -143,15 +144,16 @@ def test_blocking_work_is_not_abandoned_when_cancelled() -> None:
 
     from fogline.agent.updater._blocking import in_thread
 
-    finished = threading.Event()
+    started, finished = threading.Event(), threading.Event()
 
     def slow() -> None:
-        time.sleep(0.2)
+        started.set()
+        time.sleep(0.2)  # the blocking work
         finished.set()
 
     async def scenario() -> bool:
         task = asyncio.ensure_future(in_thread(slow))
-        await asyncio.sleep(0.05)
+        await wait_until_async(started.is_set, 5, "the work begun")
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task

@@ -17,12 +17,29 @@ from fogline.agent.uplink import (
     MemoryHubTransport,
     Uplink,
 )
+from tests.support.processes import wait_until_async
 
 
 @pytest.fixture
 def box(tmp_path: Path) -> Iterator[Outbox]:
     with Outbox.open(tmp_path / "outbox.db", max_bytes=10**8) as ob:
         yield ob
+
+
+def count_empty_reads(box: Outbox) -> list[int]:
+    """Watch the uplink read the outbox: once a read found it empty, the uplink
+    is idle (or about to wait), and records put after that are new to it."""
+    empty: list[int] = []
+    read = box.next_batch
+
+    def next_batch(**limits: int) -> list[OutboxRecord]:
+        batch = read(**limits)
+        if not batch:
+            empty.append(1)
+        return batch
+
+    box.next_batch = next_batch  # type: ignore[method-assign]
+    return empty
 
 
 def fill(box: Outbox, n: int, *, priority: int = 5, stream: str = "s") -> list[int]:
@@ -57,11 +74,9 @@ def make_uplink(box: Outbox, hub: object, sleep: FakeSleep | None = None, **kw: 
 async def run_until(uplink: Uplink, done: Callable[[], bool], timeout_s: float = 10) -> None:
     task = asyncio.create_task(uplink.run())
     try:
-        async with asyncio.timeout(timeout_s):
-            while not done():
-                if task.done():
-                    await task  # surface its exception
-                await asyncio.sleep(0.001)
+        await wait_until_async(lambda: done() or task.done(), timeout_s, "the uplink done", 0.001)
+        if task.done():
+            await task  # surface its exception
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -120,13 +135,10 @@ def test_high_priority_is_drained_first_when_the_link_returns(box: Outbox) -> No
     async def scenario() -> None:
         task = asyncio.create_task(uplink.run())
         try:
-            while len(sleep.delays) < 1:  # the outage has begun
-                await asyncio.sleep(0.001)
+            await wait_until_async(lambda: sleep.delays, 10, "the outage begun", 0.001)
             high = fill(box, 150, priority=9, stream="alarm")  # queued during the outage
             uplink.notify()
-            async with asyncio.timeout(10):
-                while box.stats().depth:
-                    await asyncio.sleep(0.001)
+            await wait_until_async(lambda: not box.stats().depth, 10, "the outbox drained", 0.001)
         finally:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -213,8 +225,7 @@ def test_cancelling_run_mid_send_propagates_and_acks_nothing(box: Outbox) -> Non
 
     async def scenario() -> None:
         task = asyncio.create_task(uplink.run())
-        while hub.calls == 0:
-            await asyncio.sleep(0.001)
+        await wait_until_async(lambda: hub.calls, 5, "a send in flight", 0.001)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
@@ -278,17 +289,18 @@ def test_a_refused_identity_keeps_the_records_and_retry_after_is_honoured(box: O
 def test_notify_wakes_an_idle_uplink_at_once(box: Outbox) -> None:
     hub = MemoryHubTransport()
     uplink = make_uplink(box, hub, idle_poll_s=3600)
+    empty_reads = count_empty_reads(box)
 
     async def scenario() -> None:
         task = asyncio.create_task(uplink.run())
         try:
-            await asyncio.sleep(0.05)  # idle now, waiting up to an hour
+            await wait_until_async(lambda: empty_reads, 5, "idle, waiting up to an hour", 0.001)
             fill(box, 2)
             uplink.notify()
-            async with asyncio.timeout(5):
-                # stored, then acked: wait for the ack, not just the store
-                while len(hub.stored) < 2 or box.stats().depth:
-                    await asyncio.sleep(0.001)
+            # stored, then acked: wait for the ack, not just the store
+            await wait_until_async(
+                lambda: len(hub.stored) == 2 and not box.stats().depth, 5, "acked", 0.001
+            )
         finally:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -302,15 +314,14 @@ def test_notify_wakes_an_idle_uplink_at_once(box: Outbox) -> None:
 def test_without_notify_the_idle_poll_still_finds_records(box: Outbox) -> None:
     hub = MemoryHubTransport()
     uplink = make_uplink(box, hub, idle_poll_s=0.02)
+    empty_reads = count_empty_reads(box)
 
     async def scenario() -> None:
         task = asyncio.create_task(uplink.run())
         try:
-            await asyncio.sleep(0.05)
+            await wait_until_async(lambda: empty_reads, 5, "idle", 0.001)
             fill(box, 2)
-            async with asyncio.timeout(5):
-                while len(hub.stored) < 2:
-                    await asyncio.sleep(0.005)
+            await wait_until_async(lambda: len(hub.stored) == 2, 5, "stored", 0.005)
         finally:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -351,18 +362,17 @@ def test_nonsense_limits_are_refused(box: Outbox, kwargs: dict[str, object]) -> 
 def test_linger_lets_trickling_records_share_one_batch(box: Outbox) -> None:
     hub = MemoryHubTransport()
     uplink = make_uplink(box, hub, linger_s=0.3, idle_poll_s=3600)
+    empty_reads = count_empty_reads(box)
 
     async def scenario() -> None:
         task = asyncio.create_task(uplink.run())
         try:
-            await asyncio.sleep(0.05)  # idle
+            await wait_until_async(lambda: empty_reads, 5, "idle", 0.001)
             for _ in range(3):  # three anomalies, 50 ms apart
                 fill(box, 1, priority=9)
                 uplink.notify()
                 await asyncio.sleep(0.05)
-            async with asyncio.timeout(5):
-                while box.stats().depth:
-                    await asyncio.sleep(0.01)
+            await wait_until_async(lambda: not box.stats().depth, 5, "the outbox drained", 0.01)
         finally:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
