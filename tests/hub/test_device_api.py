@@ -73,7 +73,7 @@ def test_claim_past_max_uses_is_refused(shared_hub, tmp_path):
 
 def test_expired_claim_is_refused(shared_hub):
     claim = shared_hub.create_claim(expires="1s")
-    time.sleep(1.2)
+    time.sleep(1.2)  # the claim expires after 1 s: a deliberate timer, not a settling wait
     key = ec.generate_private_key(ec.SECP256R1())
     assert _enroll(shared_hub, enroll_body(claim, "late", key)).status_code == 403
 

@@ -62,6 +62,7 @@ def run_and_kill(path: Path, seed: int, rng: random.Random) -> list[str]:
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
     reader.join(10)
+    proc.stdout.close()
     text = b"".join(chunks).decode()
     return text.split("\n")[:-1]  # the last piece may be a line cut by the kill
 

@@ -123,7 +123,7 @@ async def test_follow_yields_the_tail_then_new_output_across_rotation(tmp_path: 
 async def test_follow_waits_for_a_log_that_does_not_exist_yet(tmp_path: Path) -> None:
     follower = follow_log(tmp_path, "late", "stderr", poll_s=0.01)
     pending = asyncio.ensure_future(anext(follower))
-    await asyncio.sleep(0.05)
+    await asyncio.sleep(0.05)  # five polls: a window in which a wrong answer would show
     assert not pending.done()
     log = RotatingLog(log_path(tmp_path, "late", "stderr"), max_bytes=100, keep=2)
     log.write(b"hello\n")

@@ -112,7 +112,7 @@ async def test_restart_policies(tmp_path: Path) -> None:
         done = await status_where(sup, "onfail-ok", lambda s: s.state == "exited", "exited")
         assert (done.last_exit_code, done.restarts) == (0, 0)
         await status_where(sup, "always-ok", lambda s: s.restarts >= 2, "restarts after exit 0")
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.2)  # a window in which a wrong restart would show
         assert runtime.started.count(("never", "1.0.0")) == 1
         assert runtime.started.count(("onfail-ok", "1.0.0")) == 1
 
@@ -125,7 +125,7 @@ async def test_health_failures_in_grace_are_forgiven_later_ones_are_not(tmp_path
     spec = make_spec("mod", tmp_path / "w", health=check, start_grace_s=0.3)
     async with supervising(sup):
         await sup.apply({"mod": spec})
-        await asyncio.sleep(0.15)
+        await asyncio.sleep(0.15)  # inside the 0.3 s grace, where failures are forgiven
         assert sup.statuses()["mod"].state == "starting"
         unhealthy = await status_where(sup, "mod", lambda s: s.state == "unhealthy", "unhealthy")
         assert unhealthy.last_error == "unhealthy: scripted http failure"
