@@ -15,6 +15,7 @@ from fogline.agent.modules import (
 )
 from fogline.agent.supervisor import MemoryRuntime, Supervisor
 from fogline.agent.updater import InstalledRelease, MemoryArtifactSource, ReleaseTarget
+from fogline.protocol import DriftKind
 from tests.support.deep import deep_tree
 
 DIGEST = "sha256:" + "ab" * 32
@@ -96,7 +97,7 @@ def test_one_modules_failing_drift_check_is_its_drift_and_the_others_are_checked
     assert ("broken", "error") in kinds and ("deep", "config") in kinds
     [error] = [d for d in found if d.kind == "error"]
     assert "RecursionError" in error.detail
-    assert manager.statuses()["drift"][0]["kind"] == "error"
+    assert manager.statuses().drift[0].kind is DriftKind.ERROR
 
 
 def _check_drift_with_a_broken_module(

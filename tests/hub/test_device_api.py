@@ -120,7 +120,7 @@ def test_csr_naming_another_device_is_refused(shared_hub, tmp_path):
         (b"{not json", 400, None),
         (b'{"claim": 5, "csr": "x", "name": "n", "facts": {}}', 422, "body.claim"),
         (b'{"claim": "c", "csr": "x", "name": "Bad Name!", "facts": {}}', 422, "body.name"),
-        (b'{"claim": "c", "csr": "x", "name": "n", "facts": {}, "admin": true}', 422, "body.admin"),
+        (b'{"claim": "c", "csr": "x", "name": "n", "facts": {}}', 422, "body.facts.agent_version"),
     ],
 )
 def test_bad_enroll_bodies_get_4xx_naming_the_field(shared_hub, body, status, field):
@@ -151,7 +151,8 @@ def reporter(shared_hub, tmp_path_factory):
         (b'{"facts": 5}', 422, "body.facts"),
         (b'{"labels": {}}', 422, "body.facts"),
         (b'{"facts": {"agent_version": "1", "hostname": "h", "os": "linux"}}', 422, "body.facts.arch"),
-        (b'{"facts": {"agent_version": "1", "hostname": "h", "os": "l", "arch": "a"}, "x": 1}', 422, "body.x"),
+        (b'{"facts": {"agent_version": "1", "hostname": "h", "os": "l", "arch": "a"}, "version": 2}', 422, "body.version"),
+        (b'{"facts": {"agent_version": "1", "hostname": "h", "os": "l", "arch": "a"}, "modules": {"modules": {"m": {"state": 5}}}}', 422, "body.modules.modules.m.state"),
         (b'{"facts": {"agent_version": "1", "hostname": "h", "os": "l", "arch": "a", "uptime_s": -1}}', 422, "body.facts.uptime_s"),
     ],
 )  # fmt: skip

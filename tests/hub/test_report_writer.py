@@ -54,7 +54,7 @@ def _report(version: str, hostname: str = "test-host", labels: dict | None = Non
             "facts": {**FACTS, "agent_version": version, "hostname": hostname},
             "labels": labels or {},
             "outbox": None,
-            "modules": {"v": version},
+            "modules": {"modules": {"app": {"state": "healthy", "version": version}}},
         }
     )
 
@@ -99,7 +99,8 @@ def test_concurrent_reports_share_transactions_and_each_is_authenticated(fleet):
             written = name not in refused
             assert (row.facts["agent_version"] == "2.0.0") is written, name
             assert (row.last_seen != seen_before[name]) is written, name
-            assert (row.reported == {"modules": {"v": "2.0.0"}}) is written, name
+            stored = {"modules": {"modules": {"app": {"state": "healthy", "version": "2.0.0"}}}}
+            assert (row.reported == stored) is written, name
 
 
 def test_one_failing_report_fails_alone(fleet, monkeypatch):

@@ -8,7 +8,7 @@ import httpx
 from pydantic import BaseModel
 
 from fogline.hubclient import HubUnreachableError, map_transport_errors, raise_for_response
-from fogline.protocol import DesiredStateDoc
+from fogline.protocol import DesiredStateDoc, parse_desired_state
 
 from ._identity import Identity
 
@@ -46,6 +46,8 @@ class HubLink:
 
         Raises:
             HubError: see `call`.
+            DesiredStateError: the answer is not a desired state this node can
+                apply (see parse_desired_state).
         """
         headers = {"if-none-match": f'"{etag}"'} if etag else {}
         with map_transport_errors(self.url):
@@ -54,7 +56,8 @@ class HubLink:
             )
         if response.status_code == 304:  # asked for with If-None-Match: not an error
             return None
-        return self._parse(response, "/v1/desired", DesiredStateDoc)
+        raise_for_response(response)
+        return parse_desired_state(response.content)
 
     async def call(
         self, method: str, path: str, body: BaseModel | None, reply: type[M], **kwargs: Any

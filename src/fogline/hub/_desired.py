@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 import orjson
+from pydantic import ValidationError
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
@@ -29,7 +30,7 @@ from fogline.manifest import (
     load_manifests,
     revision_of,
 )
-from fogline.protocol import SyncReport, SyncStatus
+from fogline.protocol import DesiredDocument, SyncReport, SyncStatus
 
 from ._clock import utcnow
 from ._device_labels import effective_labels
@@ -165,30 +166,48 @@ def compile_for(
     deployments: Sequence[Deployment], device: DeviceRow, keys: Mapping[str, TrustedKey]
 ) -> DesiredState:
     """The device's desired state; with modules, it also carries the release
-    keys the node must verify them with, and their scopes."""
-    state = compile_desired_state(deployments, effective_labels(device))
-    if not state.document.get("modules"):
-        return state
-    document = plain(state.document)
-    document["releaseKeys"] = key_material(keys)
-    scopes = key_scopes(keys)
-    if scopes:
-        document["releaseKeyScopes"] = scopes
+    keys the node must verify them with, and their scopes.
+
+    The document goes through the wire model (`DesiredDocument`), which dumps
+    exactly the fields it is given: the revision of every document compiled
+    before the model existed is unchanged (tests/protocol/golden).
+    """
+    compiled = compile_desired_state(deployments, effective_labels(device))
+    document = plain(compiled.document)
+    if document.get("modules"):
+        document["releaseKeys"] = key_material(keys)
+        scopes = key_scopes(keys)
+        if scopes:
+            document["releaseKeyScopes"] = scopes
+    try:
+        document = DesiredDocument.model_validate(document).to_dict()
+    except ValidationError as exc:
+        # Only a deployment stored by some older hub without its releases
+        # resolved gets here. Served as compiled: the node refuses it and
+        # reports why, as it did before the contract was typed.
+        event(log, "desired.not_the_contract", logging.ERROR, device=device.id, error=str(exc))
     return DesiredState(revision_of(document), document)
 
 
-def release_refs(document: Mapping[str, Any]) -> list[dict[str, str]]:
+def stored_document(document: Mapping[str, Any] | None) -> DesiredDocument | None:
+    """A desired document the hub stored, read through the wire model; None
+    when there is none or it does not parse (see compile_for)."""
+    if document is None:
+        return None
+    try:
+        return DesiredDocument.model_validate(document)
+    except ValidationError:
+        return None
+
+
+def release_refs(document: Mapping[str, Any] | None) -> list[dict[str, str]]:
     """The releases a desired-state document names: {name, version, digest} of
     each module entry (resolved at apply, so every field is there)."""
-    refs: list[dict[str, str]] = []
-    modules = document.get("modules")
-    for entry in modules if isinstance(modules, list) else ():
-        if not isinstance(entry, Mapping):
-            continue
-        ref = {key: entry.get(key) for key in ("name", "version", "digest")}
-        if all(isinstance(value, str) for value in ref.values()):
-            refs.append({key: str(value) for key, value in ref.items()})
-    return refs
+    parsed = stored_document(document)
+    return [
+        {"name": entry.name, "version": entry.version, "digest": entry.digest}
+        for entry in (parsed.modules if parsed is not None else ())
+    ]
 
 
 def store_desired(session: Session, device: DeviceRow, state: DesiredState) -> bool:

@@ -6,13 +6,14 @@ beyond raising ApiError subclasses.
 """
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
+from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from fogline.protocol import DeviceStatus, DeviceView, LabelChange, Report
+from fogline.protocol import DeviceStatus, DeviceView, LabelChange, Report, ReportedState
 
 from ._clock import utcnow
 from ._device_labels import effective_labels
@@ -59,14 +60,27 @@ def report_columns(report: Report, now: dt.datetime) -> dict[str, Any]:
     """The device row's columns a report sets. Never what the device is
     selected by: its labels are stored as requested labels, and its facts do
     not move the platform labels taken at enrollment."""
+    reported: dict[str, Any] = {}  # a ReportedState: the fields the node sent
+    if report.outbox is not None:
+        reported["outbox"] = report.outbox.model_dump(mode="json", exclude_none=True)
+    if report.modules is not None:
+        reported["modules"] = report.modules.model_dump(mode="json", exclude_unset=True)
     return {
         "facts": report.facts.model_dump(),
         "reported_labels": dict(report.labels),
         "last_seen": now,
-        "reported": report.model_dump(
-            mode="json", exclude={"facts", "labels", "applied"}, exclude_none=True
-        ),
+        "reported": reported,
     }
+
+
+def reported_state(stored: Mapping[str, Any] | None) -> ReportedState:
+    """A device's stored report (`DeviceRow.reported`) read through the wire
+    model; empty when it does not parse (a hub before the typed contract
+    stored the `modules` block unchecked), until the device reports again."""
+    try:
+        return ReportedState.model_validate(stored or {})
+    except ValidationError:
+        return ReportedState()
 
 
 def device_status(row: DeviceRow, now: dt.datetime, offline_after_s: float) -> DeviceStatus:
@@ -94,7 +108,7 @@ def device_view(row: DeviceRow, now: dt.datetime, offline_after_s: float) -> Dev
         uptime_s=facts.get("uptime_s"),
         claim_id=row.claim_id,
         cert_not_after=row.cert_not_after,
-        reported=row.reported or {},
+        reported=reported_state(row.reported),
     )
 
 

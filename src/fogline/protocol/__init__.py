@@ -1,6 +1,28 @@
-"""Wire models shared by hub and agent. No I/O here."""
+"""Wire models shared by hub and agent. No I/O here.
 
+The desired document (`DesiredDocument`, in `DesiredStateDoc`) and the report
+(`Report`) are typed here, once; docs/architecture.md states the
+compatibility rule the model kinds of `_base` implement.
+
+Errors:
+
+    FoglineError
+      BatchFormatError    a telemetry batch is malformed, too large or not the schema
+      DesiredStateError   a desired state is damaged, or intact but unusable here
+"""
+
+from ._base import TolerantModel, WireModel
 from ._canonical import canonical_json, revision_of
+from ._desired import (
+    DESIRED_VERSION,
+    Contributor,
+    DesiredDocument,
+    DesiredModule,
+    DesiredStateDoc,
+    DesiredStateError,
+    RollbackMarker,
+    parse_desired_state,
+)
 from ._key_scope import (
     MAX_PATTERN_CHARS,
     MAX_SCOPE_PATTERNS,
@@ -28,7 +50,6 @@ from ._models import (
     MAX_BODY_BYTES,
     MAX_DESIRED_WAIT_S,
     MAX_NAME_PATTERNS,
-    AppliedState,
     ApplyResult,
     ClaimCreate,
     ClaimCreated,
@@ -36,10 +57,8 @@ from ._models import (
     ClaimView,
     DeploymentChange,
     DeploymentView,
-    DesiredStateDoc,
     DesiredView,
     DeviceChange,
-    DeviceFacts,
     DeviceStatus,
     DeviceView,
     EnrollRequest,
@@ -49,15 +68,31 @@ from ._models import (
     LabelChange,
     ManifestFile,
     ManifestRequest,
-    OutboxReport,
     PlanResult,
     ReleaseKeyView,
-    Report,
-    ReportAck,
     SyncReport,
     SyncStatus,
-    WireModel,
+    TelemetryAck,
     name_allowed,
+)
+from ._report import (
+    REPORT_VERSION,
+    UNHEALTHY_MODULE_STATES,
+    AppliedState,
+    DeviceFacts,
+    DriftFinding,
+    DriftKind,
+    DriftPolicy,
+    ModuleReport,
+    ModulesReport,
+    ModuleState,
+    OutboxReport,
+    Report,
+    ReportAck,
+    ReportedState,
+    UpdateOutcome,
+    UpdateProgressReport,
+    UpdateState,
 )
 from ._telemetry import (
     MAX_PRIORITY,
@@ -73,6 +108,7 @@ from ._telemetry import (
 
 __all__ = [
     "API_PREFIX",
+    "DESIRED_VERSION",
     "DEVICE_NAME_GLOB_PATTERN",
     "DEVICE_NAME_PATTERN",
     "LABEL_KEY_RE",
@@ -87,7 +123,9 @@ __all__ = [
     "MAX_STREAM_LEN",
     "MIN_PRIORITY",
     "PLATFORM_LABEL_PREFIX",
+    "REPORT_VERSION",
     "STREAM_RE",
+    "UNHEALTHY_MODULE_STATES",
     "AppliedState",
     "ApplyResult",
     "BatchFormatError",
@@ -96,14 +134,21 @@ __all__ = [
     "ClaimCreated",
     "ClaimStatus",
     "ClaimView",
+    "Contributor",
     "DeploymentChange",
     "DeploymentView",
+    "DesiredDocument",
+    "DesiredModule",
     "DesiredStateDoc",
+    "DesiredStateError",
     "DesiredView",
     "DeviceChange",
     "DeviceFacts",
     "DeviceStatus",
     "DeviceView",
+    "DriftFinding",
+    "DriftKind",
+    "DriftPolicy",
     "EncodableRecord",
     "EnrollRequest",
     "EnrollResponse",
@@ -113,13 +158,23 @@ __all__ = [
     "LabelChange",
     "ManifestFile",
     "ManifestRequest",
+    "ModuleReport",
+    "ModuleState",
+    "ModulesReport",
     "OutboxReport",
     "PlanResult",
     "ReleaseKeyView",
     "Report",
     "ReportAck",
+    "ReportedState",
+    "RollbackMarker",
     "SyncReport",
     "SyncStatus",
+    "TelemetryAck",
+    "TolerantModel",
+    "UpdateOutcome",
+    "UpdateProgressReport",
+    "UpdateState",
     "WireModel",
     "canonical_json",
     "check_module_pattern",
@@ -129,6 +184,7 @@ __all__ = [
     "hub_label_problem",
     "label_problem",
     "name_allowed",
+    "parse_desired_state",
     "parse_key_scopes",
     "parse_labels",
     "revision_of",

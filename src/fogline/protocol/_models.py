@@ -1,7 +1,11 @@
 """Versioned JSON bodies of the /v1 API, for both the device and operator sides.
 
-Every model forbids unknown fields and bounds its sizes: these bodies come
-from the network, and a bad one must be a 4xx naming the field.
+Each body is one of the kinds in `_base`: what an operator sends is a
+WireModel (an unknown field is refused), what the other daemon sends or
+what the hub shows is a TolerantModel (an unknown field is ignored, a
+missing one defaults). Either way sizes are bounded and a known field of the
+wrong type is a 4xx naming the field. The desired document and the report
+have their own modules (`_desired`, `_report`).
 """
 
 import datetime as dt
@@ -9,9 +13,11 @@ import fnmatch
 from collections.abc import Iterable
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, Field
 
-from ._labels import hub_label_problem, validate_user_labels
+from ._base import TolerantModel, WireModel
+from ._labels import hub_label_problem
+from ._report import DeviceFacts, Labels, ReportedState
 
 API_PREFIX: Final = "/v1"
 MAX_BODY_BYTES: Final = 1024 * 1024
@@ -39,32 +45,14 @@ def _not_hub_owned(key: str) -> str:
     return key
 
 
-Short = Annotated[str, Field(max_length=256)]
 DeviceName = Annotated[str, Field(pattern=DEVICE_NAME_PATTERN)]
 NamePattern = Annotated[str, Field(pattern=DEVICE_NAME_GLOB_PATTERN)]
-# Labels a claim, an operator or a device gives: never under the hub's prefix.
-Labels = Annotated[dict[str, str], AfterValidator(validate_user_labels)]
 LabelKey = Annotated[str, Field(max_length=63), AfterValidator(_not_hub_owned)]
 DeviceStatus = Literal["online", "offline", "revoked"]
 ClaimStatus = Literal["active", "expired", "revoked", "used-up"]
 
 
-class WireModel(BaseModel):
-    """Strict base: unknown fields are refused, nothing is coerced silently."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-
-
-class DeviceFacts(WireModel):
-    agent_version: Short
-    hostname: Short
-    os: Short
-    arch: Short
-    # 1e999 parses as infinity: refused, like any duration no clock can give.
-    uptime_s: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
-
-
-class EnrollRequest(WireModel):
+class EnrollRequest(TolerantModel):
     claim: Annotated[str, Field(min_length=1, max_length=200)]
     csr: Annotated[str, Field(min_length=1, max_length=8192)]
     name: DeviceName
@@ -75,7 +63,7 @@ class EnrollRequest(WireModel):
     facts: DeviceFacts
 
 
-class EnrollResponse(WireModel):
+class EnrollResponse(TolerantModel):
     device_id: str
     name: str
     certificate: str
@@ -92,34 +80,6 @@ class EnrollResponse(WireModel):
     ] = {}
 
 
-class OutboxReport(WireModel):
-    """The node's store-and-forward buffer, as the hub shows it."""
-
-    depth: Annotated[int, Field(ge=0)]
-    bytes: Annotated[int, Field(ge=0)]
-    max_bytes: Annotated[int, Field(ge=0)]
-    oldest_age_s: Annotated[float, Field(allow_inf_nan=False)] | None = None
-    dropped_quota: Annotated[int, Field(ge=0)] = 0
-    expired: Annotated[int, Field(ge=0)] = 0
-    dead_lettered: Annotated[int, Field(ge=0)] = 0
-    # Quota drops per priority ("0".."9"): what the node gave up to stay in its disk budget.
-    dropped_by_priority: Annotated[dict[str, int], Field(max_length=10)] = {}
-    reset_after_corruption: bool = False
-
-
-class Report(WireModel):
-    facts: DeviceFacts
-    labels: Labels = {}  # the labels the device asks for (see EnrollRequest)
-    applied: "AppliedState | None" = None
-    outbox: OutboxReport | None = None
-    # Module statuses, update results and progress, drift (see fogline.agent).
-    modules: dict[str, Any] | None = None
-
-
-class ReportAck(WireModel):
-    report_interval_s: float
-
-
 class ClaimCreate(WireModel):
     # Optional: a name to address the claim by (as a ProvisioningClaim's metadata.name).
     name: Annotated[str, Field(pattern=DEVICE_NAME_PATTERN)] | None = None  # a DNS label
@@ -130,7 +90,7 @@ class ClaimCreate(WireModel):
     expires_in_s: Annotated[float, Field(gt=0, le=366 * 86400)] = 86400.0
 
 
-class ClaimView(WireModel):
+class ClaimView(TolerantModel):
     id: str
     name: str | None = None  # set for named claims (ProvisioningClaim, claim create --name)
     labels: dict[str, str]
@@ -143,12 +103,12 @@ class ClaimView(WireModel):
     status: ClaimStatus
 
 
-class ClaimCreated(WireModel):
+class ClaimCreated(TolerantModel):
     claim: ClaimView
     token: str
 
 
-class DeviceView(WireModel):
+class DeviceView(TolerantModel):
     id: str
     name: str
     # What deployments select on: claim and operator labels, and the hub's
@@ -169,7 +129,7 @@ class DeviceView(WireModel):
     cert_not_after: dt.datetime
     sync: "SyncReport | None" = None
     # What the node last reported beyond its facts: outbox, modules, updates, drift.
-    reported: dict[str, Any] = {}
+    reported: ReportedState = ReportedState()
 
 
 class LabelChange(WireModel):
@@ -182,12 +142,12 @@ class LabelChange(WireModel):
     promote: Annotated[list[LabelKey], Field(max_length=64)] = []
 
 
-class ErrorDetail(WireModel):
+class ErrorDetail(TolerantModel):
     field: str | None = None
     reason: str
 
 
-class ErrorBody(WireModel):
+class ErrorBody(TolerantModel):
     error: str
     message: str
     details: list[ErrorDetail] = []
@@ -199,22 +159,7 @@ SyncStatus = Literal["in-sync", "pending", "error"]
 MAX_DESIRED_WAIT_S: Final = 30.0
 
 
-class DesiredStateDoc(WireModel):
-    """What the hub wants a device to run: a canonical document and its hash."""
-
-    revision: str
-    document: dict[str, Any]
-
-
-class AppliedState(WireModel):
-    """What the node reports about the desired state it last received."""
-
-    revision: str | None = None
-    ok: bool = True
-    error: Annotated[str | None, Field(max_length=4096)] = None
-
-
-class SyncReport(WireModel):
+class SyncReport(TolerantModel):
     """Desired revision vs applied revision, as `fogline devices show` shows it."""
 
     desired_revision: str | None
@@ -236,7 +181,7 @@ class ManifestRequest(WireModel):
     prune: bool = False
 
 
-class DeviceChange(WireModel):
+class DeviceChange(TolerantModel):
     device_id: str
     name: str
     from_revision: str | None
@@ -244,12 +189,12 @@ class DeviceChange(WireModel):
     changes: list[dict[str, Any]]
 
 
-class DeploymentChange(WireModel):
+class DeploymentChange(TolerantModel):
     name: str
     action: Literal["create", "update", "delete", "unchanged"]
 
 
-class PlanResult(WireModel):
+class PlanResult(TolerantModel):
     deployments: list[DeploymentChange]
     devices: list[DeviceChange]
     claims: list[str] = []
@@ -260,7 +205,7 @@ class PlanResult(WireModel):
         return bool(self.devices) or any(d.action != "unchanged" for d in self.deployments)
 
 
-class ApplyResult(WireModel):
+class ApplyResult(TolerantModel):
     plan: PlanResult
     # Tokens of declarative claims created by this apply; shown once.
     new_claim_tokens: dict[str, str] = {}
@@ -289,7 +234,7 @@ class DesiredView(WireModel):
     applied_revision: str | None
 
 
-class DeploymentView(WireModel):
+class DeploymentView(TolerantModel):
     name: str
     priority: int
     document: dict[str, Any]
@@ -298,5 +243,10 @@ class DeploymentView(WireModel):
     devices: int
 
 
+class TelemetryAck(TolerantModel):
+    """The answer to an uploaded batch: how many records it held (each stored once)."""
+
+    received: Annotated[int, Field(ge=0)]
+
+
 DeviceView.model_rebuild()
-Report.model_rebuild()

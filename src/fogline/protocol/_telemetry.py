@@ -184,8 +184,10 @@ _Stream = Annotated[
 ]
 
 
+# Tolerant of fields it does not know (a newer agent's), like every message a
+# peer sends (see _base): a batch an older hub refused would be dead-lettered.
 class _WireRecord(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="ignore")
 
     seq: int = Field(ge=1, le=_MAX_SEQ)
     stream: _Stream
@@ -196,6 +198,6 @@ class _WireRecord(BaseModel):
 
 
 class _WireBatch(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="ignore")
 
     records: list[_WireRecord]

@@ -15,7 +15,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import httpx
 
@@ -305,9 +305,7 @@ class VirtualNode:
 
     def report(self) -> Report:
         """What the agent would report now (the same model, the same module statuses)."""
-        modules: dict[str, Any] | None = (
-            self.modules.statuses() if self.modules is not None else None
-        )
+        modules = self.modules.statuses() if self.modules is not None else None
         return Report(facts=self.facts(), labels=self.labels, applied=self.applied, modules=modules)
 
     async def _report_forever(self, link: HubLink) -> None:

@@ -4,6 +4,7 @@ import pytest
 
 from fogline._statetable import MissingTransitionError
 from fogline.agent.supervisor import TRANSITIONS, Event, State, next_state
+from fogline.protocol import ModuleState
 
 
 @pytest.mark.parametrize("state", list(State))
@@ -51,7 +52,9 @@ def test_an_event_without_an_edge_is_a_bug_that_raises() -> None:
         next_state(State.HEALTHY, Event.START)
 
 
-def test_state_values_are_the_wire_spelling() -> None:
+def test_states_are_the_protocols_module_states_in_their_wire_spelling() -> None:
+    # One definition: the hub's rollout gate judges the same enum.
+    assert State is ModuleState
     assert {state.value for state in State} == {
         "starting",
         "healthy",
@@ -59,4 +62,9 @@ def test_state_values_are_the_wire_spelling() -> None:
         "crash-loop",
         "stopped",
         "exited",
+        "installed",
     }
+
+
+def test_no_edge_enters_installed_which_is_a_bundles_state() -> None:
+    assert State.INSTALLED not in TRANSITIONS.values()

@@ -4,10 +4,12 @@ import asyncio
 import dataclasses
 
 import pytest
+from pydantic import ValidationError
 
 from fogline.agent.modules import targets_from
 from fogline.agent.updater import ReleaseRejectedError, ReleaseTarget, State
 from fogline.agent.updater._verify import check_downgrade
+from fogline.protocol import DesiredDocument
 
 from ._support import Node, Release
 
@@ -72,9 +74,15 @@ def test_the_refusal_keeps_the_installed_version_and_is_not_remembered(
 
 def test_targets_carry_allow_downgrade_from_the_entry_or_a_rollback_document() -> None:
     entry = {"name": "demo", "version": "1.0.0", "digest": DIGEST, "signature": None}
-    plain = targets_from({"modules": [entry]})
-    allowed = targets_from({"modules": [{**entry, "allowDowngrade": True}]})
-    rollback = targets_from({"modules": [entry], "rollback": {"rollout": "ro-1"}})
-    assert [t.allow_downgrade for t in (*plain, *allowed, *rollback)] == [False, True, True]
-    # Anything but the boolean true is not an allowance.
-    assert not targets_from({"modules": [{**entry, "allowDowngrade": "yes"}]})[0].allow_downgrade
+
+    def targets(document: dict[str, object]) -> list[bool]:
+        return [t.allow_downgrade for t in targets_from(DesiredDocument.model_validate(document))]
+
+    plain = targets({"modules": [entry]})
+    allowed = targets({"modules": [{**entry, "allowDowngrade": True}]})
+    rollback = targets({"modules": [entry], "rollback": {"rollout": "ro-1"}})
+    assert [*plain, *allowed, *rollback] == [False, True, True]
+    # Anything but a boolean is not an allowance: the document does not parse,
+    # and the node refuses it (fogline.protocol.parse_desired_state).
+    with pytest.raises(ValidationError, match="allowDowngrade"):
+        DesiredDocument.model_validate({"modules": [{**entry, "allowDowngrade": "yes"}]})

@@ -125,7 +125,7 @@ class DataPlane:
 
     # -- configuration ---------------------------------------------------------
 
-    async def reconfigure(self, specs: Sequence[Mapping[str, Any]]) -> None:
+    async def reconfigure(self, specs: Sequence[Mapping[str, Any] | PipelineSpec]) -> None:
         """`configure`, with the models of `infer` steps loaded in a worker
         thread first: the event loop keeps carrying records meanwhile.
 
@@ -140,8 +140,9 @@ class DataPlane:
         )
         self._install(validated, failures)
 
-    def configure(self, specs: Sequence[Mapping[str, Any]]) -> None:
-        """Replace the running pipelines with `specs`, keeping the state of
+    def configure(self, specs: Sequence[Mapping[str, Any] | PipelineSpec]) -> None:
+        """Replace the running pipelines with `specs` (manifest blocks, or
+        specs already validated), keeping the state of
         unchanged steps (their open windows) across the change. Models not
         loaded yet load here, blocking (`reconfigure` loads them off the loop).
 
@@ -155,14 +156,17 @@ class DataPlane:
         self._install(*self._validate(specs))
 
     def _validate(
-        self, specs: Sequence[Mapping[str, Any]]
+        self, specs: Sequence[Mapping[str, Any] | PipelineSpec]
     ) -> tuple[list[PipelineSpec | str], dict[str, str]]:
         """The specs in order (a failed one by its name), and why those failed."""
-        from fogline.pipeline import PipelineSpecError, validate_pipeline
+        from fogline.pipeline import PipelineSpec, PipelineSpecError, validate_pipeline
 
         ordered: list[PipelineSpec | str] = []
         failures: dict[str, str] = {}
         for index, raw in enumerate(specs):
+            if isinstance(raw, PipelineSpec):
+                ordered.append(raw)
+                continue
             try:
                 ordered.append(validate_pipeline(raw))
             except PipelineSpecError as exc:

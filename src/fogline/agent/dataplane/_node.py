@@ -2,7 +2,7 @@
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -19,6 +19,8 @@ from ._settings import MqttSettings
 from ._webhook import HttpxWebhookCaller
 
 if TYPE_CHECKING:
+    from fogline.pipeline import PipelineSpec
+
     from ._mqtt import MqttBridge
 from ._ports import MemoryPublisher
 
@@ -85,12 +87,22 @@ class NodeDataPlane:
                 spec, a model that is not installed or does not load); the
                 others run.
         """
-        specs = list(doc.document.get("pipelines", []))
+        specs: list[PipelineSpec | Mapping[str, Any]] = []
+        if doc.document.pipelines:
+            # The pipeline package reads the blocks the desired document keeps
+            # opaque (see fogline.protocol); imported only when there are any.
+            from fogline.pipeline import PipelineSpecError, validate_pipeline
+
+            for raw in doc.document.pipelines:
+                try:
+                    specs.append(validate_pipeline(raw))
+                except PipelineSpecError:
+                    specs.append(raw)  # the engine reports it, with the others' problems
         needs_mqtt = [
-            s["name"]
-            for s in specs
-            if "mqtt" in s.get("source", {})
-            or any("mqtt" in (o.get("action") or {}) for o in s.get("outputs", []))
+            spec.name
+            for spec in specs
+            if (not isinstance(spec, Mapping) and spec.source.mqtt is not None)
+            or any(o.action is not None and o.action.mqtt is not None for o in spec.outputs)
         ]
         if needs_mqtt and self.bridge is None:
             raise ValueError(f"pipelines {needs_mqtt} need MQTT; start the agent with --mqtt URL")

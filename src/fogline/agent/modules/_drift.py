@@ -21,6 +21,7 @@ import orjson
 
 from fogline._durable import write_atomic
 from fogline.artifact import walk_tree
+from fogline.protocol import DriftKind
 
 # 2: every symlink is recorded (os.walk left out links to directories) and
 # the walk is iterative. A baseline of another format is recorded again
@@ -32,7 +33,7 @@ _READ_FLAGS: Final = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 @dataclass(frozen=True, slots=True)
 class Drift:
     module: str
-    kind: str  # files | process | config | error (the check itself failed)
+    kind: DriftKind
     detail: str
 
     def to_dict(self) -> dict[str, str]:

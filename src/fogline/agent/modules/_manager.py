@@ -18,7 +18,19 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from fogline._log import event
-from fogline.protocol import DesiredStateDoc, KeyScope, parse_key_scopes
+from fogline.protocol import (
+    DesiredDocument,
+    DesiredStateDoc,
+    DriftFinding,
+    DriftPolicy,
+    KeyScope,
+    ModuleReport,
+    ModulesReport,
+    ModuleState,
+    UpdateOutcome,
+    UpdateProgressReport,
+    parse_key_scopes,
+)
 
 from ..supervisor import ModuleRuntime, ModuleUser, Supervisor
 from ..updater import (
@@ -61,7 +73,7 @@ class ModuleManager(DriftRepair):
         self.source = source  # for repairs of drifted files
         self.scratch_dir = scratch_dir
         self.targets: dict[str, ReleaseTarget] = {}
-        self.drift_policy = "report"
+        self.drift_policy: DriftPolicy | str = DriftPolicy.REPORT
         self.drift: list[Drift] = []
         self.corrections = 0
         self.supervisor = supervisor
@@ -71,8 +83,8 @@ class ModuleManager(DriftRepair):
         self.doc_keys: dict[str, str] = {}
         self.doc_scopes: dict[str, tuple[str, ...]] = {}
         self.on_change = on_change
-        self.progress: dict[str, dict[str, Any]] = {}
-        self.results: dict[str, dict[str, Any]] = {}
+        self.progress: dict[str, UpdateProgressReport] = {}
+        self.results: dict[str, UpdateOutcome] = {}
         self._last_progress_report = 0.0
         self.updater = updater_factory(self)
 
@@ -85,21 +97,21 @@ class ModuleManager(DriftRepair):
             [(self.pinned_keys, self.pinned_scopes), (self.doc_keys, self.doc_scopes)]
         )
 
-    def use_document_keys(self, document: Mapping[str, Any]) -> None:
+    def use_document_keys(self, document: DesiredDocument) -> None:
         """Trust the release keys of a desired-state document, with their scopes."""
-        keys = document.get("releaseKeys")
-        self.doc_keys = dict(keys) if isinstance(keys, Mapping) else {}
-        self.doc_scopes = parse_key_scopes(document.get("releaseKeyScopes"))
+        self.doc_keys = dict(document.release_keys)
+        # A pattern that does not check out covers nothing (see parse_key_scopes).
+        self.doc_scopes = parse_key_scopes(document.release_key_scopes)
 
     def on_progress(self, progress: UpdateProgress) -> None:
-        self.progress[progress.module] = {
-            "version": progress.version,
-            "state": progress.state.value,
-            "detail": progress.detail,
-            "bytes_done": progress.bytes_done,
-            "bytes_total": progress.bytes_total,
-            "error": progress.error,
-        }
+        self.progress[progress.module] = UpdateProgressReport(
+            version=progress.version,
+            state=progress.state,
+            detail=progress.detail,
+            bytes_done=progress.bytes_done,
+            bytes_total=progress.bytes_total,
+            error=progress.error,
+        )
         now = time.monotonic()
         # Every transition is reported; download ticks at most twice a second.
         if (
@@ -110,12 +122,12 @@ class ModuleManager(DriftRepair):
             self.on_change()
 
     def _record(self, result: UpdateResult) -> None:
-        self.results[result.module] = {
-            "version": result.version,
-            "state": result.state.value,
-            "error": result.error,
-            "failed_in": result.failed_in.value if result.failed_in else None,
-        }
+        self.results[result.module] = UpdateOutcome(
+            version=result.version,
+            state=result.state,
+            error=result.error,
+            failed_in=result.failed_in,
+        )
 
     async def recover(self) -> None:
         """Resume interrupted updates and start installed modules; a failure
@@ -136,7 +148,7 @@ class ModuleManager(DriftRepair):
                 refused); the message lists them with their reasons.
         """
         self.use_document_keys(doc.document)
-        self.drift_policy = str(doc.document.get("drift") or "report")
+        self.drift_policy = doc.document.drift
         targets = targets_from(doc.document)
         self.targets = {t.name: t for t in targets}
         wanted = {t.name for t in targets}
@@ -167,10 +179,10 @@ class ModuleManager(DriftRepair):
         if failures:
             raise RuntimeError("; ".join(failures))
 
-    def statuses(self) -> dict[str, Any]:
+    def statuses(self) -> ModulesReport:
         return self._statuses(self._bundle_releases(list(self.activator.bundles)))
 
-    async def statuses_for_report(self) -> dict[str, Any]:
+    async def statuses_for_report(self) -> ModulesReport:
         """`statuses()`, with the bundles' installed.json read in a worker thread:
         file reads stay off the event loop that carries local actions."""
         bundles = list(self.activator.bundles)
@@ -188,22 +200,35 @@ class ModuleManager(DriftRepair):
                 found[name] = None
         return found
 
-    def _statuses(self, bundles: Mapping[str, InstalledRelease | None]) -> dict[str, Any]:
-        modules = {name: status.to_dict() for name, status in self.supervisor.statuses().items()}
-        for name, installed in bundles.items():
-            modules[name] = {
-                "name": name,
-                "state": "installed",
-                "version": installed.target.version if installed else None,
-            }
-        return {
-            "modules": modules,
-            "updates": self.results,
-            "progress": self.progress,
-            "drift": [d.to_dict() for d in self.drift],
-            "drift_policy": self.drift_policy,
-            "drift_corrections": self.corrections,
+    def _statuses(self, bundles: Mapping[str, InstalledRelease | None]) -> ModulesReport:
+        modules = {
+            name: ModuleReport(
+                name=status.name,
+                version=status.version,
+                state=status.state,
+                pid=status.pid,
+                restarts=status.restarts,
+                last_exit_code=status.last_exit_code,
+                last_error=status.last_error,
+                stderr_tail=status.stderr_tail,
+                since=status.since,
+            )
+            for name, status in self.supervisor.statuses().items()
         }
+        for name, installed in bundles.items():
+            modules[name] = ModuleReport(
+                name=name,
+                state=ModuleState.INSTALLED,
+                version=installed.target.version if installed else None,
+            )
+        return ModulesReport(
+            modules=modules,
+            updates=dict(self.results),
+            progress=dict(self.progress),
+            drift=[DriftFinding(module=d.module, kind=d.kind, detail=d.detail) for d in self.drift],
+            drift_policy=self.drift_policy,
+            drift_corrections=self.corrections,
+        )
 
 
 def node_module_manager(

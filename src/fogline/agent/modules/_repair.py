@@ -11,7 +11,7 @@ from typing import Any, Final
 
 from fogline._log import event
 from fogline.artifact import delete_tree, sha256_file, unpack_release
-from fogline.protocol import canonical_json
+from fogline.protocol import DriftKind, DriftPolicy, ModuleState, canonical_json
 
 from ..supervisor import Supervisor
 from ..updater import ArtifactSource, ReleaseTarget, Updater
@@ -32,7 +32,7 @@ class DriftRepair:
     """
 
     targets: dict[str, ReleaseTarget]
-    drift_policy: str
+    drift_policy: DriftPolicy | str
     drift: list[Drift]
     corrections: int
     supervisor: Supervisor
@@ -54,14 +54,15 @@ class DriftRepair:
             except Exception as exc:
                 # Reported as the module's drift; the other modules are
                 # still checked and the loop goes on.
-                found.append(Drift(name, "error", f"drift check failed: {_describe(exc)}"))
+                found.append(Drift(name, DriftKind.ERROR, f"drift check failed: {_describe(exc)}"))
         if found != self.drift:
             self.drift = found
             for drift in found:
                 event(log, "drift.found", logging.WARNING, **drift.to_dict())
             self.on_change()
-        repairable = [d for d in found if d.kind != "error"]
-        if repairable and self.drift_policy == "correct":
+        repairable = [d for d in found if d.kind is not DriftKind.ERROR]
+        # Any other policy, one this version does not know included, only reports.
+        if repairable and self.drift_policy == DriftPolicy.CORRECT:
             for drift in repairable:
                 await self._correct(drift)
             self.corrections += len(repairable)
@@ -80,7 +81,7 @@ class DriftRepair:
             return found  # not (yet) on this release: the updater's business, not drift
         detail = await asyncio.to_thread(self.baselines.check, name, target.digest, path)
         if detail:
-            found.append(Drift(name, "files", detail))
+            found.append(Drift(name, DriftKind.FILES, detail))
         config_path = self.activator.config_path(name)
         expected = canonical_json(dict(target.config))
         try:
@@ -88,10 +89,16 @@ class DriftRepair:
         except OSError:
             actual = b""
         if actual != expected:
-            found.append(Drift(name, "config", f"{config_path} differs from the desired config"))
+            found.append(
+                Drift(name, DriftKind.CONFIG, f"{config_path} differs from the desired config")
+            )
         if name in self.activator.desired and self._not_coming_back(name, status):
             found.append(
-                Drift(name, "process", f"not running ({status.state if status else 'unknown'})")
+                Drift(
+                    name,
+                    DriftKind.PROCESS,
+                    f"not running ({status.state if status else 'unknown'})",
+                )
             )
         return found
 
@@ -99,9 +106,9 @@ class DriftRepair:
         """A desired module that is down and that the supervisor will not restart
         by itself. A crash under `restart: always` is the supervisor's to handle
         (with its backoff and crash-loop accounting), not drift."""
-        if status is None or status.state == "stopped":
+        if status is None or status.state is ModuleState.STOPPED:
             return True
-        if status.state != "exited":
+        if status.state is not ModuleState.EXITED:
             return False
         policy = self.activator.desired[name].restart.policy
         return policy == "never" or (policy == "on-failure" and status.last_exit_code == 0)
@@ -109,9 +116,9 @@ class DriftRepair:
     async def _correct(self, drift: Drift) -> None:
         target = self.targets[drift.module]
         try:
-            if drift.kind == "files":
+            if drift.kind is DriftKind.FILES:
                 await self._reinstall(target)
-            elif drift.kind == "config":
+            elif drift.kind is DriftKind.CONFIG:
                 await asyncio.to_thread(self.activator.write_config, target.name, target.config)
             await self.supervisor.stop(
                 target.name

@@ -3,13 +3,12 @@ desired state's `modules` become release targets (`targets_from`), and a
 release's module file becomes what the supervisor runs (`run_spec`).
 """
 
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import orjson
 
 from fogline.artifact import ModuleSpec
+from fogline.protocol import DesiredDocument
 
 from ..supervisor import HealthCheck, HealthKind, Resources, RestartPolicy, RunSpec
 from ..updater import ReleaseTarget
@@ -64,26 +63,26 @@ def run_spec(
     )
 
 
-def targets_from(doc: Mapping[str, Any]) -> list[ReleaseTarget]:
+def targets_from(document: DesiredDocument) -> list[ReleaseTarget]:
     """Release targets for the `modules` of a desired-state document.
 
     A module may go below its installed version when its entry says
     `allowDowngrade: true`, or when the whole document is a rollout's
     rollback (the hub marks it `rollback: {rollout: ID}`).
+
+    Raises:
+        InvalidTargetError: an entry's name, version or digest is malformed.
     """
-    targets = []
-    rollback = isinstance(doc.get("rollback"), Mapping)
-    for entry in doc.get("modules", []):
-        signature = entry.get("signature")
-        targets.append(
-            ReleaseTarget(
-                name=entry["name"],
-                version=entry["version"],
-                digest=entry["digest"],
-                signature=orjson.dumps(signature) if isinstance(signature, dict) else b"",
-                config=entry.get("config") or {},
-                env=entry.get("env") or {},
-                allow_downgrade=rollback or entry.get("allowDowngrade") is True,
-            )
+    rollback = document.rollback is not None
+    return [
+        ReleaseTarget(
+            name=entry.name,
+            version=entry.version,
+            digest=entry.digest,
+            signature=orjson.dumps(entry.signature) if entry.signature is not None else b"",
+            config=entry.config,
+            env=entry.env,
+            allow_downgrade=rollback or entry.allow_downgrade,
         )
-    return targets
+        for entry in document.modules
+    ]

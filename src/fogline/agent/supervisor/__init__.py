@@ -25,7 +25,7 @@ from ._process import ProcessRuntime
 from ._runtime import HealthVerdict, ModuleProcess, ModuleRuntime, module_env
 from ._spec import HealthCheck, HealthKind, Resources, RestartPolicy, RunSpec
 from ._state import TRANSITIONS, Event, State, is_probe_due, next_state
-from ._status import ModuleState, ModuleStatus
+from ._status import ModuleStatus
 from ._supervisor import Supervisor
 from ._user import ModuleUser, access_problem, resolve_module_user
 
@@ -41,7 +41,6 @@ __all__ = [
     "ModuleProcess",
     "ModuleRuntime",
     "ModuleStartError",
-    "ModuleState",
     "ModuleStatus",
     "ModuleUser",
     "ProcessRuntime",

@@ -125,7 +125,7 @@ class ModuleRecord:
         return ModuleStatus(
             name=self.spec.name,
             version=self.spec.version,
-            state=self.state.value,
+            state=self.state,
             pid=self.pid,
             restarts=self.restarts,
             last_exit_code=self.last_exit_code,

@@ -13,17 +13,12 @@ from collections.abc import Mapping
 from typing import Final
 
 from fogline._statetable import StateTable
+from fogline.protocol import ModuleState
 
-
-class State(enum.StrEnum):
-    """The state reported in `ModuleStatus.state` (values are the wire spelling)."""
-
-    STARTING = "starting"
-    HEALTHY = "healthy"
-    UNHEALTHY = "unhealthy"
-    CRASH_LOOP = "crash-loop"
-    STOPPED = "stopped"
-    EXITED = "exited"
+# The lifecycle's states are the report's module states, defined once in
+# fogline.protocol: the hub's rollout gate judges the same enum. (INSTALLED
+# is a bundle's, never a supervised module's: no edge enters it.)
+State = ModuleState
 
 
 class Event(enum.Enum):

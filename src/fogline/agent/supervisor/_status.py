@@ -1,9 +1,9 @@
 """`ModuleStatus`: a frozen, JSON-able snapshot of one supervised module."""
 
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Any
 
-ModuleState = Literal["starting", "healthy", "unhealthy", "crash-loop", "stopped", "exited"]
+from fogline.protocol import ModuleState
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,21 +11,11 @@ from collections.abc import Mapping
 from typing import Final
 
 from fogline._statetable import StateTable
+from fogline.protocol import UpdateState
 
-
-class State(enum.StrEnum):
-    """Where an update is; the values are the wire spelling sent to the hub."""
-
-    DOWNLOAD = "download"
-    VERIFY = "verify"
-    INSTALL = "install"
-    ACTIVATE = "activate"
-    HEALTH = "health"
-    COMMIT = "commit"
-    ROLLBACK = "rollback"
-    CLEANUP = "cleanup"
-    DONE = "done"
-    FAILED = "failed"
+# The update's states are the report's update states, defined once in
+# fogline.protocol (the values are the wire spelling sent to the hub).
+State = UpdateState
 
 
 class Event(enum.Enum):

@@ -9,10 +9,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from fogline.artifact import parse_semver
 from fogline.manifest import BlockError, ManifestError, Origin, Problem
+from fogline.protocol import DesiredDocument
 
 from .._schema import ReleaseRow
 from ._artifacts import DIGEST_RE
@@ -196,12 +198,11 @@ def module_downgrades(
     `after`, as name -> (from, to), by semver precedence."""
 
     def versions(document: Mapping[str, Any] | None) -> dict[str, str]:
-        entries = document.get("modules") if isinstance(document, Mapping) else None
-        return {
-            str(e.get("name")): str(e.get("version"))
-            for e in entries or ()
-            if isinstance(e, Mapping) and isinstance(e.get("version"), str)
-        }
+        try:
+            parsed = DesiredDocument.model_validate(document) if document is not None else None
+        except ValidationError:
+            return {}  # not written by this hub's compiler: nothing to compare
+        return {entry.name: entry.version for entry in parsed.modules} if parsed else {}
 
     old, new = versions(before), versions(after)
     found: dict[str, tuple[str, str]] = {}

@@ -22,10 +22,18 @@ from sqlalchemy import select, text, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from fogline.manifest import Deployment, DesiredState, revision_of
+from fogline.protocol import RollbackMarker
 
 from .._audit import SCHEDULER, record_audit
 from .._clock import utcnow
-from .._desired import TrustedKey, bump_generation, compile_for, plain, store_desired
+from .._desired import (
+    TrustedKey,
+    bump_generation,
+    compile_for,
+    plain,
+    store_desired,
+    stored_document,
+)
 from .._devices import device_status
 from .._errors import ConflictError, NotFoundError
 from .._schema import (
@@ -291,8 +299,12 @@ def _revert(
         if device is not None and member.previous_document is not None:
             state = DesiredState(member.previous_revision or "", member.previous_document)
             going_down = module_downgrades(member.target_document, member.previous_document)
-            if going_down:
-                document = {**member.previous_document, "rollback": {"rollout": rollout.id}}
+            previous = stored_document(member.previous_document)
+            if going_down and previous is not None:
+                marked = previous.model_copy(
+                    update={"rollback": RollbackMarker(rollout=rollout.id)}
+                )
+                document = marked.to_dict()
                 state = DesiredState(revision_of(document), document)
                 downgraded.update(going_down)
                 devices_downgraded += 1
@@ -381,7 +393,10 @@ def _advance(
             applied_revision=desired.applied_revision,
             applied_ok=desired.applied_ok,
             applied_error=desired.applied_error,
-            problem=health_problem(device.reported),
+            # Judged only once the target is applied (see judge_device).
+            problem=health_problem(device.reported)
+            if desired.applied_revision == member.target_revision
+            else None,
             online=device_status(device, now, offline_after_s) == "online",
         )
         verdict = judge_device(

@@ -13,7 +13,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from pydantic import ValidationError
+
 from fogline._statetable import StateTable
+from fogline.protocol import ModulesReport
 
 from ._policy import RolloutPolicy
 
@@ -89,7 +92,6 @@ class DeviceState(enum.StrEnum):
 
 # Skipped devices are still watched: one that comes back and bakes succeeds.
 WATCHED: Final = frozenset({DeviceState.UPDATING, DeviceState.SKIPPED})
-UNHEALTHY_MODULE_STATES: Final = frozenset({"unhealthy", "crash-loop"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,22 +113,20 @@ class Verdict:
 
 
 def health_problem(reported: Mapping[str, Any] | None) -> str | None:
-    """The first unhealthy module or failed update in a device's last report."""
+    """The first unhealthy module or failed update in a device's last report
+    (what the hub stored of it, read through the wire model), or None.
+
+    The states judged are the protocol's (`UNHEALTHY_MODULE_STATES`); a
+    stored report that does not parse has nothing to judge.
+    """
     block = (reported or {}).get("modules")
-    if not isinstance(block, Mapping):
+    if block is None:
         return None
-    for kind, bad, label in (
-        ("modules", UNHEALTHY_MODULE_STATES, "module"),
-        ("updates", frozenset({"failed"}), "update of"),
-    ):
-        entries = block.get(kind)
-        if not isinstance(entries, Mapping):
-            continue
-        for name, status in sorted(entries.items()):
-            state = status.get("state") if isinstance(status, Mapping) else None
-            if state in bad:
-                return f"{label} {str(name)[:64]} is {state}"
-    return None
+    try:
+        modules = ModulesReport.model_validate(block)
+    except ValidationError:
+        return None
+    return modules.health_problem()
 
 
 def judge_device(

@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass
 from typing import Annotated, Any, Final
 
+import orjson
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
@@ -205,8 +206,10 @@ async def answer_desired(
     while True:
         look = await run_in_threadpool(_look_desired, state, peer, known)
         if look.revision is not None and look.document is not None:
-            body = DesiredStateDoc(revision=look.revision, document=look.document)
-            return DesiredAnswer(200, f'"{look.revision}"', body.model_dump_json().encode())
+            # Served exactly as stored: the document's revision hashes these
+            # fields, and compile_for wrote them through DesiredDocument.
+            body = orjson.dumps({"revision": look.revision, "document": look.document})
+            return DesiredAnswer(200, f'"{look.revision}"', body)
         remaining = deadline - time.monotonic()
         if remaining <= 0 or state.notifier.closing:
             return unchanged

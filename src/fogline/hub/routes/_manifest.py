@@ -22,6 +22,7 @@ from fogline.protocol import (
 )
 
 from .._auth import StateDep, db_session, require_operator
+from .._desired import stored_document
 from .._errors import NotFoundError
 from .._manifests import apply, delete_deployment, delete_release_key, prepare
 from .._schema import DeploymentRow, DesiredStateRow, ReleaseKeyRow, TokenRow
@@ -95,8 +96,9 @@ def _view(row: DeploymentRow, devices: int) -> DeploymentView:
 def _count_selected(session: Session) -> dict[str, int]:
     counts: dict[str, int] = {}
     for document in session.scalars(select(DesiredStateRow.document)):
-        for layer in document.get("deployments", []):
-            counts[layer["name"]] = counts.get(layer["name"], 0) + 1
+        parsed = stored_document(document)
+        for layer in parsed.deployments if parsed is not None else ():
+            counts[layer.name] = counts.get(layer.name, 0) + 1
     return counts
 
 

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from fogline.manifest import parse_duration
-from fogline.protocol import API_PREFIX, BatchFormatError, decode_batch
+from fogline.protocol import API_PREFIX, BatchFormatError, TelemetryAck, decode_batch
 
 from .._auth import StateDep, check_device, db_session, require_operator
 from .._clock import utcnow
@@ -39,14 +39,14 @@ def _store(state: HubState, request: Request, body: bytes) -> tuple[int, int]:
     return len(records), stored
 
 
-@router.post("/telemetry")
-async def upload(request: Request, state: StateDep) -> dict[str, int]:
+@router.post("/telemetry", response_model=TelemetryAck)
+async def upload(request: Request, state: StateDep) -> TelemetryAck:
     """A zstd-compressed batch from a device's outbox (see fogline.protocol)."""
     body = await request.body()  # bounded by the BodyLimit middleware
     received, stored = await run_in_threadpool(_store, state, request, body)
     state.metrics.telemetry.inc(received)
     state.metrics.telemetry_duplicates.inc(received - stored)
-    return {"received": received}
+    return TelemetryAck(received=received)
 
 
 @router.get("/telemetry")

@@ -1,0 +1,232 @@
+"""What a node reports (`POST /v1/report`) and what the hub keeps and shows of it.
+
+The states a report carries are defined here, once: the supervisor's
+lifecycle table runs on `ModuleState`, the updater's on `UpdateState`, and
+the hub's rollout gate judges the same enums (`UNHEALTHY_MODULE_STATES`).
+
+A report is a TolerantModel (see `_base`): a field a newer agent adds is
+dropped by an older hub, a field an older agent lacks takes its default, and
+a state value a newer agent adds is kept as text. The hub stores the fields
+the node sent (`exclude_unset`), not the defaults it filled in.
+"""
+
+import enum
+from typing import Annotated, Final
+
+from pydantic import AfterValidator, Field
+
+from ._base import TolerantModel, open_enum
+from ._labels import validate_user_labels
+
+# The report's major version. Fields are added without changing it (older
+# hubs ignore them); a change an older hub must not misread bumps it, and a
+# hub refuses a report of a version it does not know with a 422 naming it.
+REPORT_VERSION: Final = 1
+
+
+def _known_report_version(value: int) -> int:
+    if value > REPORT_VERSION:
+        raise ValueError(
+            f"report version {value} is newer than this hub reads ({REPORT_VERSION}); "
+            "upgrade the hub"
+        )
+    return value
+
+
+Short = Annotated[str, Field(max_length=256)]
+# Labels a claim, an operator or a device gives: never under the hub's prefix.
+Labels = Annotated[dict[str, str], AfterValidator(validate_user_labels)]
+Count = Annotated[int, Field(ge=0)]
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class ModuleState(enum.StrEnum):
+    """A module's state on the node, as reported (values are the wire spelling).
+
+    The first six are the supervisor's lifecycle (agent/supervisor/_state.py);
+    INSTALLED is a bundle's (a model or configuration release: nothing runs).
+    A hub reading a state it does not know keeps the text and does not count
+    it as unhealthy.
+    """
+
+    STARTING = "starting"
+    HEALTHY = "healthy"
+    UNHEALTHY = "unhealthy"
+    CRASH_LOOP = "crash-loop"
+    STOPPED = "stopped"
+    EXITED = "exited"
+    INSTALLED = "installed"
+
+
+# What fails a rollout's health gate.
+UNHEALTHY_MODULE_STATES: Final = frozenset({ModuleState.UNHEALTHY, ModuleState.CRASH_LOOP})
+
+
+class UpdateState(enum.StrEnum):
+    """Where an update is, as the updater journals and reports it
+    (agent/updater/_states.py holds its tables). An update's outcome is DONE
+    or FAILED; progress passes through the others."""
+
+    DOWNLOAD = "download"
+    VERIFY = "verify"
+    INSTALL = "install"
+    ACTIVATE = "activate"
+    HEALTH = "health"
+    COMMIT = "commit"
+    ROLLBACK = "rollback"
+    CLEANUP = "cleanup"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class DriftKind(enum.StrEnum):
+    """What drifted from the desired state."""
+
+    FILES = "files"
+    PROCESS = "process"
+    CONFIG = "config"
+    ERROR = "error"  # the check itself failed
+
+
+class DriftPolicy(enum.StrEnum):
+    """A desired document's `drift`: what the node does about drift. A node
+    that reads a policy it does not know treats it as REPORT (touch nothing)."""
+
+    CORRECT = "correct"
+    REPORT = "report"
+
+
+# Enum fields as read from a peer: a member, or the text of a newer value.
+ModuleStateValue = Annotated[ModuleState | str, open_enum(ModuleState)]
+UpdateStateValue = Annotated[UpdateState | str, open_enum(UpdateState)]
+DriftKindValue = Annotated[DriftKind | str, open_enum(DriftKind)]
+DriftPolicyValue = Annotated[DriftPolicy | str, open_enum(DriftPolicy)]
+
+
+class DeviceFacts(TolerantModel):
+    agent_version: Short
+    hostname: Short
+    os: Short
+    arch: Short
+    # 1e999 parses as infinity: refused, like any duration no clock can give.
+    uptime_s: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
+
+
+class AppliedState(TolerantModel):
+    """What the node reports about the desired state it last received."""
+
+    revision: str | None = None
+    ok: bool = True
+    error: Annotated[str | None, Field(max_length=4096)] = None
+
+
+class OutboxReport(TolerantModel):
+    """The node's store-and-forward buffer, as the hub shows it."""
+
+    depth: Count
+    bytes: Count
+    max_bytes: Count
+    oldest_age_s: Finite | None = None
+    dropped_quota: Count = 0
+    expired: Count = 0
+    dead_lettered: Count = 0
+    # Quota drops per priority ("0".."9"): what the node gave up to stay in its disk budget.
+    dropped_by_priority: Annotated[dict[str, int], Field(max_length=10)] = {}
+    reset_after_corruption: bool = False
+
+
+class ModuleReport(TolerantModel):
+    """One module as the node sees it: a supervised process, or an installed bundle."""
+
+    name: str | None = None  # the key it is listed under
+    version: str | None = None
+    state: ModuleStateValue
+    pid: int | None = None  # None while no process runs
+    restarts: Count = 0  # automatic restarts of this version
+    last_exit_code: int | None = None  # negative: killed by that signal
+    last_error: str | None = None
+    stderr_tail: str = ""  # the end of stderr at the last exit
+    since: Finite | None = None  # the supervisor's clock when `state` was entered
+
+
+class UpdateOutcome(TolerantModel):
+    """How the last update of a module ended."""
+
+    version: str | None = None
+    state: UpdateStateValue  # DONE or FAILED
+    error: str | None = None
+    failed_in: UpdateStateValue | None = None  # the step that failed
+
+
+class UpdateProgressReport(TolerantModel):
+    """Where a running update of a module is."""
+
+    version: str | None = None
+    state: UpdateStateValue
+    detail: str = ""
+    bytes_done: Count = 0
+    bytes_total: Count | None = None
+    error: str | None = None
+
+
+class DriftFinding(TolerantModel):
+    """One difference between a module on the node and its desired state."""
+
+    module: str
+    kind: DriftKindValue
+    detail: str = ""
+
+
+class ModulesReport(TolerantModel):
+    """The report's `modules` block: statuses, update outcomes and progress, drift."""
+
+    modules: dict[str, ModuleReport] = {}
+    updates: dict[str, UpdateOutcome] = {}
+    progress: dict[str, UpdateProgressReport] = {}
+    drift: list[DriftFinding] = []
+    drift_policy: DriftPolicyValue = DriftPolicy.REPORT
+    drift_corrections: Count = 0
+
+    def health_problem(self) -> str | None:
+        """The first unhealthy module or failed update, in words; None when
+        there is none (what a rollout's health gate fails a device on)."""
+        for name, status in sorted(self.modules.items()):
+            if status.state in UNHEALTHY_MODULE_STATES:
+                return f"module {name[:64]} is {status.state}"
+        for name, outcome in sorted(self.updates.items()):
+            if outcome.state == UpdateState.FAILED:
+                return f"update of {name[:64]} is {outcome.state}"
+        return None
+
+
+def _is_first_version(version: int) -> bool:
+    return version == 1
+
+
+class Report(TolerantModel):
+    """A node's periodic report. Bounded by the request body cap (MAX_BODY_BYTES)."""
+
+    # Version 1 is never written: hubs from before the field refuse unknown
+    # fields, and a report without it is version 1.
+    version: Annotated[
+        int,
+        Field(ge=1, exclude_if=_is_first_version),
+        AfterValidator(_known_report_version),
+    ] = REPORT_VERSION
+    facts: DeviceFacts
+    labels: Labels = {}  # the labels the device asks for (see EnrollRequest)
+    applied: AppliedState | None = None
+    outbox: OutboxReport | None = None
+    modules: ModulesReport | None = None
+
+
+class ReportedState(TolerantModel):
+    """What the hub keeps of a node's last report beyond its facts, labels and
+    applied revision, and shows in `DeviceView.reported`."""
+
+    outbox: OutboxReport | None = None
+    modules: ModulesReport | None = None
+
+
+class ReportAck(TolerantModel):
+    report_interval_s: float
