@@ -141,7 +141,7 @@ def test_a_power_cut_mid_update_resumes_the_journal_and_ends_on_old_or_new(
             if updater.journal_state("pwr") not in (State.DONE, State.FAILED, None):
                 return False
             result = node.modules.results.get("pwr")
-            if result is None or result["version"] != version:
+            if result is None or result.version != version:
                 return False
         return in_sync(hub, prefix, 4) or all(n.applied and not n.applied.ok for n in fleet.nodes)
 

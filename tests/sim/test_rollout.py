@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from fogline.protocol import UpdateState
 from fogline.sim import FleetConfig, FleetStats, VirtualFleet, parse_faults
 from tests.sim.helpers import deployment, fleet_claim, push_release, sim_devices
 from tests.support.processes import HubProcess, wait_until_async
@@ -70,8 +71,8 @@ def test_an_unhealthy_canary_stops_the_rollout_as_the_policy_says(
     canary, *rest = fleet.nodes  # waves take devices in name order
     assert canary.modules is not None
     # The canary really tried: downloaded, installed, failed its health gate, rolled back.
-    assert canary.modules.results[module]["state"] == "failed"
-    assert "not healthy" in str(canary.modules.results[module]["error"])
+    assert canary.modules.results[module].state is UpdateState.FAILED
+    assert "not healthy" in str(canary.modules.results[module].error)
     assert canary.modules.updater.installed(module) is None
     assert stats.traffic.artifact_bytes > 0
     for node in rest:  # the second wave never started
