@@ -8,9 +8,10 @@ docs/architecture.md, "Compatibility").
                    older peer did not have it); known fields keep their types
                    and bounds, so nonsense is still a 422 naming the field
     AsSentModel    a TolerantModel whose dump holds exactly the fields it was
-                   given: a message read and written again is the message that
-                   was sent, and an optional field added later (`version`) is
-                   not sent until someone sets it, so older readers never see it
+                   given: the desired document, whose revision hashes what the
+                   hub wrote, so a document read and written again (by any
+                   version) keeps its revision, and a field added later
+                   (`version`) is not written until someone sets it
 """
 
 import enum
