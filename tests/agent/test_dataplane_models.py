@@ -73,7 +73,7 @@ def infer_pipeline(name: str, release: str, *, window: bool = True) -> dict[str,
                 "id": "w",
                 "window": {
                     "type": "tumbling",
-                    "size": 10,
+                    "size": "10s",
                     "aggregate": {"n": "count()", "total": "sum(y)"},
                 },
             }

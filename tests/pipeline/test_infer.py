@@ -165,7 +165,7 @@ def test_a_new_model_version_replaces_only_the_infer_step(tmp_path: Path) -> Non
                 "id": "w",
                 "window": {
                     "type": "tumbling",
-                    "size": 10,
+                    "size": "10s",
                     "aggregate": {"n": "count()", "total": "sum(y)"},
                 },
             },

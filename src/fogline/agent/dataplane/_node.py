@@ -98,10 +98,11 @@ class NodeDataPlane:
                     specs.append(validate_pipeline(raw))
                 except PipelineSpecError:
                     specs.append(raw)  # the engine reports it, with the others' problems
+        valid = [spec for spec in specs if not isinstance(spec, Mapping)]
         needs_mqtt = [
             spec.name
-            for spec in specs
-            if (not isinstance(spec, Mapping) and spec.source.mqtt is not None)
+            for spec in valid
+            if spec.source.mqtt is not None
             or any(o.action is not None and o.action.mqtt is not None for o in spec.outputs)
         ]
         if needs_mqtt and self.bridge is None:
