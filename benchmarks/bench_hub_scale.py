@@ -16,8 +16,11 @@ drives `POST /v1/report` from load-generator processes on 127.0.0.1:
   per request (what a device pays when the hub closed its idle connection).
 
 It reports achieved vs offered requests/s, client-side p50/p99 latency, the
-hub process's CPU (utime+stime from /proc over the window) and RSS, and the
-load generators' CPU. The load generators share the machine with the hub.
+hub process's CPU (utime+stime from /proc over the window) and RSS, the
+PostgreSQL server's CPU over the same window (postmaster and backends, reaped
+ones included), and the load generators' CPU. The per-core figure divides by
+hub and database cores together: a database server is part of what a hub
+costs. The load generators share the machine with the hub.
 
     PYTHONPATH=. .venv/bin/python -m benchmarks.bench_hub_scale \\
         --devices 1000,10000 --db sqlite,postgresql --duration 60
@@ -324,8 +327,41 @@ def proc_cpu_s(pid: int) -> float:
     total = 0.0
     for one in _hub_pids(pid):
         with contextlib.suppress(OSError):
-            fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
+            fields = _stat_fields(one)
             total += (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return total
+
+
+def _stat_fields(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def postmaster_pid(db_url: str) -> int | None:
+    """The PostgreSQL server listening on the port of `db_url` (its
+    command line carries `-p PORT`, see tests/support/postgres.py)."""
+    port = db_url.rsplit(":", 1)[1].split("/", 1)[0]
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            is_server = Path(argv[0].decode()).name == "postgres" and b"-p" in argv
+            if is_server and argv[argv.index(b"-p") + 1].decode() == port:
+                return int(entry.name)
+    return None
+
+
+def server_cpu_s(pid: int | None) -> float:
+    """utime + stime of a forking server: the parent, its live children, and
+    (cutime + cstime) the children it already reaped (PostgreSQL backends
+    end with their connection)."""
+    if pid is None:
+        return 0.0
+    total = 0.0
+    for one in _hub_pids(pid):
+        with contextlib.suppress(OSError):
+            fields = _stat_fields(one)
+            total += sum(int(v) for v in fields[11:15]) / CLK_TCK
     return total
 
 
@@ -352,6 +388,7 @@ class Result:
     p50_ms: float
     p99_ms: float
     hub_cores: float
+    db_cores: float  # the PostgreSQL server's; 0 for SQLite (inside the hub process)
     hub_rss_mb: float
     gen_cores: float
     errors: int
@@ -363,7 +400,8 @@ class Result:
 
     @property
     def per_core(self) -> float:
-        return self.achieved / self.hub_cores if self.hub_cores > 0 else float("nan")
+        cores = self.hub_cores + self.db_cores
+        return self.achieved / cores if cores > 0 else float("nan")
 
 
 def drive(
@@ -381,6 +419,7 @@ def drive(
     duration_s: float,
     interval_s: float = 10.0,
     new_conn_each: bool = False,
+    db_pid: int | None = None,
 ) -> Result:
     assert hub.proc is not None
     pid = hub.proc.pid
@@ -410,9 +449,9 @@ def drive(
     ]
     futures = [pool.submit(run_job, job) for job in jobs]
     time.sleep(max(0.0, start_at + warmup_s - time.time()))
-    cpu0, t0 = proc_cpu_s(pid), time.monotonic()
+    cpu0, db0, t0 = proc_cpu_s(pid), server_cpu_s(db_pid), time.monotonic()
     time.sleep(duration_s)
-    cpu1, t1 = proc_cpu_s(pid), time.monotonic()
+    cpu1, db1, t1 = proc_cpu_s(pid), server_cpu_s(db_pid), time.monotonic()
     rss, _ = proc_rss_mb(pid)
     load = "/".join(f"{v:.1f}" for v in os.getloadavg())
     parts = [f.result(timeout=duration_s + 120) for f in futures]
@@ -434,6 +473,7 @@ def drive(
         p50_ms=percentile(latencies, 50) * 1000,
         p99_ms=percentile(latencies, 99) * 1000,
         hub_cores=(cpu1 - cpu0) / (t1 - t0),
+        db_cores=(db1 - db0) / (t1 - t0),
         hub_rss_mb=rss,
         gen_cores=sum(p.cpu_s for p in parts) / total_s,
         errors=sum(p.errors for p in parts),
@@ -447,7 +487,7 @@ def drive(
         print(f"  {label}: ramp {result.ramp}", file=sys.stderr)
     print(
         f"  {label}: {result.achieved:.0f}/s (offered {result.offered}), p50 {result.p50_ms:.1f} ms, "
-        f"p99 {result.p99_ms:.1f} ms, hub {result.hub_cores:.2f} cores, rss {rss:.0f} MB, "
+        f"p99 {result.p99_ms:.1f} ms, hub {result.hub_cores:.2f} cores, db {result.db_cores:.2f} cores, rss {rss:.0f} MB, "
         f"gen {result.gen_cores:.2f} cores, errors {result.errors} {kinds}, late {result.late}",
         file=sys.stderr,
     )
@@ -492,6 +532,9 @@ def bench_database(
         ],
     )
     results: list[tuple[str, int, Result]] = []
+    db_pid = postmaster_pid(db_url) if db_url else None
+    if db_url and db_pid is None:
+        print("  warning: PostgreSQL server not found: its CPU is not counted", file=sys.stderr)
     try:
         claim = hub.create_claim(max_uses=max(sizes), expires="6h")
         cert_dir = root / f"certs-{db}"
@@ -511,7 +554,7 @@ def bench_database(
                 (str(cert_dir / f"{name}-cert.pem"), str(root / "keys" / f"{name}-key.pem"))
                 for name, _ in identities[:size]
             ]
-            common = {"warmup_s": 3.0, "duration_s": args.saturation_s}
+            common = {"warmup_s": 3.0, "duration_s": args.saturation_s, "db_pid": db_pid}
             conns = creds[: args.conns]
             runs = [
                 drive(hub, pool, conns, args.workers, label="healthz, keep-alive", mode="closed",
@@ -523,7 +566,7 @@ def bench_database(
                       new_conn_each=True, **common),
                 drive(hub, pool, creds, args.workers, label=f"report, paced {size} devices / 10 s",
                       mode="paced", method="POST", path="/v1/report", body=REPORT_BODY,
-                      warmup_s=5.0, duration_s=args.duration, interval_s=10.0),
+                      warmup_s=5.0, duration_s=args.duration, interval_s=10.0, db_pid=db_pid),
             ]  # fmt: skip
             results += [(db, size, r) for r in runs]
         _, peak = proc_rss_mb(hub.proc.pid) if hub.proc else (0.0, 0.0)
@@ -549,6 +592,7 @@ def render(results: list[tuple[str, int, Result]], args: argparse.Namespace, com
                 f"{r.p50_ms:.1f}",
                 f"{r.p99_ms:.1f}",
                 f"{r.hub_cores:.2f}",
+                f"{r.db_cores:.2f}",
                 f"{r.per_core:.0f}",
                 f"{r.hub_rss_mb:.0f}",
                 f"{r.gen_cores:.2f}",
@@ -568,7 +612,8 @@ def render(results: list[tuple[str, int, Result]], args: argparse.Namespace, com
                 "p50 ms",
                 "p99 ms",
                 "hub cores",
-                "req/s per hub core",
+                "db server cores",
+                "req/s per core (hub + db)",
                 "hub RSS MB",
                 "generator cores",
                 "TLS handshakes/s",
@@ -582,8 +627,9 @@ def render(results: list[tuple[str, int, Result]], args: argparse.Namespace, com
         f"\nPaced: each device sends one report per 10 s at a random phase, one request in "
         f"flight, its own certificate and connection; {args.duration:.0f} s window after 5 s "
         f"warm-up; latency counts from the device's slot. Saturation rows: {args.conns} "
-        f"connections back to back, {args.saturation_s:.0f} s window. `req/s per hub core` = "
-        f"achieved / hub CPU (cores), hub CPU and RSS summed over its {args.hub_workers} worker "
+        f"connections back to back, {args.saturation_s:.0f} s window. `req/s per core` = "
+        f"achieved / (hub CPU + PostgreSQL server CPU, in cores; SQLite runs inside the hub), "
+        f"hub CPU and RSS summed over its {args.hub_workers} worker "
         f"process(es). {args.workers} load-generator processes on the same 2 cores."
     )
     ramps = [f"{db} {size}: {r.ramp}" for db, size, r in results if r.ramp]
