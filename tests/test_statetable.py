@@ -69,7 +69,7 @@ def test_the_table_cannot_be_changed_behind_its_back() -> None:
 @dataclass(frozen=True)
 class Machine:
     table: StateTable[Any, Any]
-    states: type[enum.Enum]
+    states: frozenset[Any]  # the states the table runs on
     events: type[enum.Enum]
     start: enum.Enum
     next_state: Callable[[Any, Any], Any]
@@ -80,7 +80,7 @@ U, L, R = update, lifecycle, rollout
 MACHINES = {
     "updater": Machine(
         U.TABLE,
-        U.State,
+        frozenset(U.State),
         U.Event,
         U.State.DOWNLOAD,
         U.next_state,
@@ -88,7 +88,9 @@ MACHINES = {
     ),
     "supervisor": Machine(
         L.TABLE,
-        L.State,
+        # The report's module states; INSTALLED is a bundle's, never a
+        # supervised process's: the lifecycle does not run on it.
+        frozenset(L.State) - {L.State.INSTALLED},
         L.Event,
         L.State.STOPPED,
         L.next_state,
@@ -101,7 +103,7 @@ MACHINES = {
     ),
     "rollouts": Machine(
         R.TABLE,
-        R.State,
+        frozenset(R.State),
         R.Event,
         R.State.RUNNING,
         R.next_state,
@@ -112,6 +114,7 @@ MACHINES = {
                 (R.State.PAUSED, e)
                 for e in (
                     R.Event.LAST_WAVE_PASSED,
+                    R.Event.LAST_WAVE_ENDED,
                     R.Event.GATE_FAILED_PAUSE,
                     R.Event.GATE_FAILED_ROLLBACK,
                     R.Event.PAUSE,
