@@ -25,9 +25,9 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic.functional_validators import BeforeValidator
 
+from fogline._duration import format_duration, parse_duration
 from fogline.pipeline import _spec as spec
 from fogline.pipeline._aggregates import AGGREGATE_FUNCTIONS
-from fogline.pipeline._duration import parse_duration
 from fogline.pipeline.expr._library import COALESCE, FUNCTIONS
 
 MAX_EXPRESSION: Final = spec.MAX_EXPRESSION_CHARS
@@ -92,7 +92,7 @@ def _flat(metadata: list[Any]) -> list[Any]:
 
 def _number(value: Any, duration: bool) -> str:
     if duration:
-        return _duration_text(float(value))
+        return format_duration(float(value))
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     return str(value)
@@ -197,13 +197,6 @@ def _default(info: FieldInfo) -> str:
         return "`[]`" if isinstance(default, list) else "`{}`"
     duration = type_text(info.annotation, list(info.metadata))[0] == "duration"
     return f"`{_number(default, duration)}`"
-
-
-def _duration_text(seconds: float) -> str:
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    return f"{seconds:g}s"
 
 
 def _cell(text: str) -> str:

@@ -151,4 +151,4 @@ def test_the_module_answers_its_health_check_and_posts_readings(
         assert latest["config"]["sensor"] == "t9" and latest["sent"] >= 3
     finally:
         module.terminate()
-        module.wait(10)
+        module.communicate(timeout=10)  # waits, and closes its pipes
