@@ -13,9 +13,10 @@ from fogline.hub._db import make_session_factory
 from fogline.hub._device_labels import effective_labels, normalize_arch, platform_labels
 from fogline.hub._devices import change_labels, count_devices_by_status, find_device, revoke_device
 from fogline.hub._enrollment import enroll_device
-from fogline.hub._errors import BadRequestError, ConflictError, ForbiddenError
+from fogline.hub._errors import BadRequestError, ConflictError, ForbiddenError, UnauthorizedError
+from fogline.hub._people import authenticate
 from fogline.hub._schema import ClaimRow
-from fogline.hub._tokens import ensure_admin_token, operator_for_token
+from fogline.hub._tokens import ensure_admin_token
 from fogline.protocol import ClaimCreate, EnrollRequest, LabelChange
 from fogline.security import CertificateAuthority, make_csr, parse_token
 from tests.support.device import FACTS
@@ -54,8 +55,11 @@ def test_admin_token_is_created_once_and_authenticates(sessions):
     assert token is not None
     with sessions() as session, session.begin():
         assert ensure_admin_token(session, "fga") is None
-        assert operator_for_token(session, token.token).role == "admin"
-        assert operator_for_token(session, token.token[:-1] + "x") is None
+    with sessions() as session:
+        principal = authenticate(session, token.token, utcnow())
+        assert (principal.name, principal.role, principal.scope) == ("admin", "admin", None)
+        with pytest.raises(UnauthorizedError, match="invalid token"):
+            authenticate(session, token.token[:-1] + "x", utcnow())
 
 
 def test_enrollment_selects_on_claim_labels_and_keeps_the_device_request_apart(sessions, ca):

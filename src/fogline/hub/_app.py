@@ -22,7 +22,7 @@ from ._desired import desired_changes_since
 from ._devices import count_devices_by_status
 from ._error_responses import install_error_handlers
 from ._metrics import RequestTiming
-from ._schema import TokenRow
+from ._people import Principal
 from ._state import HubState
 from ._telemetry import apply_retention
 from .releases import MAX_RELEASE_BYTES
@@ -31,13 +31,14 @@ from .routes import (
     device_router,
     manifest_router,
     operator_router,
+    people_router,
     release_router,
     rollout_router,
     telemetry_router,
 )
 
 log = logging.getLogger("fogline.hub")
-OperatorDep = Annotated[TokenRow, Depends(require_operator)]
+OperatorDep = Annotated[Principal, Depends(require_operator)]
 
 
 async def retention_forever(state: HubState, interval_s: float = 60.0) -> None:
@@ -104,6 +105,7 @@ def create_app(state: HubState) -> FastAPI:
     app.include_router(release_router)
     app.include_router(telemetry_router)
     app.include_router(rollout_router)
+    app.include_router(people_router)
     install_error_handlers(app)
     app.add_middleware(RequestTiming, metrics=state.metrics)
     app.add_middleware(

@@ -1,4 +1,8 @@
-"""Who is calling: a device by its client certificate, an operator by token."""
+"""Who is calling: a device by its client certificate, a person by token.
+
+`require_operator` authenticates the bearer token and checks the route's
+permission in `ROUTE_PERMISSIONS` (_permissions.py) against the token's role.
+"""
 
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -8,12 +12,16 @@ from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 from starlette.types import Scope
 
+from fogline.security import Permission, role_allows, roles_with
+
+from ._clock import utcnow
 from ._devices import authenticated_device
 from ._errors import ForbiddenError, UnauthorizedError
-from ._schema import DeviceRow, TokenRow
+from ._people import Principal, authenticate
+from ._permissions import route_need
+from ._schema import DeviceRow
 from ._state import HubState
 from ._tls import PEER_SCOPE_KEY, PeerCertificate
-from ._tokens import operator_for_token
 
 
 def hub_state(request: Request) -> HubState:
@@ -81,12 +89,29 @@ def check_device(session: Session, request: Request) -> DeviceRow:
 
 def require_operator(
     request: Request, session: Annotated[Session, Depends(db_session)]
-) -> TokenRow:
+) -> Principal:
+    """The caller behind the bearer token, allowed to call this route.
+
+    Raises:
+        UnauthorizedError: no token, or one that is not valid (see `authenticate`).
+        ForbiddenError: the route's permission is not the role's, or the
+            route is missing from the permission table (refused to everyone).
+    """
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise UnauthorizedError("missing bearer token")
-    row = operator_for_token(session, token)
-    if row is None:
-        raise UnauthorizedError("invalid token")
-    return row
+    principal = authenticate(session, token, utcnow())
+    route = getattr(request.scope.get("route"), "path", None)
+    need = route_need(request.method, route) if isinstance(route, str) else None
+    if not isinstance(need, Permission):
+        raise ForbiddenError(
+            f"{request.method} {route or request.url.path} is not in the hub's permission "
+            "table; it is refused to every token"
+        )
+    if not role_allows(principal.role, need):
+        raise ForbiddenError(
+            f"{principal.name} has role {principal.role}, and {request.method} {route} needs "
+            f"permission {need!r}, which only {' and '.join(roles_with(need))} have"
+        )
+    return principal

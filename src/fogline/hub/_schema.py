@@ -43,15 +43,41 @@ class Base(DeclarativeBase):
 
 
 class TokenRow(Base):
-    """An operator bearer token; only the secret's hash is kept."""
+    """An API bearer token; only the secret's hash is kept.
+
+    The bootstrap admin token has no `user_name` and carries its role itself;
+    a user's token has `role` "user" and acts with its user's role and scope
+    as they are at each request, so `users set-role` takes effect at once.
+    """
 
     __tablename__ = "tokens"
+    __table_args__ = (Index("ix_tokens_user_name", "user_name"),)
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     name: Mapped[str] = mapped_column(String(64))
     role: Mapped[str] = mapped_column(String(16))
     secret_hash: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    user_name: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # Written at most once a minute per token (see _people.py): a write per
+    # request would serialise every read behind the database's write lock.
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    created_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class UserRow(Base):
+    """A person (or a CI system) with a role, optionally scoped to labels."""
+
+    __tablename__ = "users"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16))
+    # matchLabels the role is limited to; None: the whole fleet.
+    scope: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)
+    # argon2id PHC string, for the console; None: tokens only.
+    password_hash: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    created_by: Mapped[str] = mapped_column(String(64))
 
 
 class ClaimRow(Base):

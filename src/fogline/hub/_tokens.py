@@ -1,11 +1,11 @@
-"""Operator tokens: the bootstrap admin token, its rotation, and the token check."""
+"""The bootstrap admin token and its rotation (users' tokens: _people.py)."""
 
 from typing import Final
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from fogline.security import NewToken, TokenError, new_token, parse_token, secret_matches
+from fogline.security import NewToken, new_token
 
 from ._clock import utcnow
 from ._schema import TokenRow
@@ -18,7 +18,8 @@ BOOTSTRAP_ADMIN: Final = "admin"
 def ensure_admin_token(session: Session, prefix: str) -> NewToken | None:
     """Create the first admin token; None when one exists already (even revoked:
     a rotated token is replaced by `rotate_admin_token`, not here)."""
-    if session.scalar(select(TokenRow.id).where(TokenRow.role == ADMIN_ROLE).limit(1)):
+    bootstrap = select(TokenRow.id).where(TokenRow.role == ADMIN_ROLE, TokenRow.user_name.is_(None))
+    if session.scalar(bootstrap.limit(1)):
         return None
     return _add_bootstrap_admin(session, prefix)
 
@@ -30,8 +31,12 @@ def rotate_admin_token(session: Session, prefix: str) -> NewToken | None:
     Tokens are checked against the database on every request, so a running
     hub refuses the old token as soon as this commits.
     """
+    # user_name IS NULL: a user's token that happens to be named "admin" is
+    # not the bootstrap token, and rotation must not revoke it.
     current = select(TokenRow.id).where(
-        TokenRow.name == BOOTSTRAP_ADMIN, TokenRow.role == ADMIN_ROLE
+        TokenRow.name == BOOTSTRAP_ADMIN,
+        TokenRow.role == ADMIN_ROLE,
+        TokenRow.user_name.is_(None),
     )
     if session.scalar(current.limit(1)) is None:
         return None
@@ -40,6 +45,7 @@ def rotate_admin_token(session: Session, prefix: str) -> NewToken | None:
         .where(
             TokenRow.name == BOOTSTRAP_ADMIN,
             TokenRow.role == ADMIN_ROLE,
+            TokenRow.user_name.is_(None),
             TokenRow.revoked_at.is_(None),
         )
         .values(revoked_at=utcnow())
@@ -59,14 +65,3 @@ def _add_bootstrap_admin(session: Session, prefix: str) -> NewToken:
         )
     )
     return token
-
-
-def operator_for_token(session: Session, token: str) -> TokenRow | None:
-    try:
-        parsed = parse_token(token)
-    except TokenError:
-        return None
-    row = session.get(TokenRow, parsed.token_id)
-    if row is None or row.revoked_at is not None:
-        return None
-    return row if secret_matches(parsed.secret, row.secret_hash) else None

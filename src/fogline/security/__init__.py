@@ -1,4 +1,5 @@
-"""Identity and trust: the fleet CA, device CSRs, tokens, key files, sealed files."""
+"""Identity and trust: the fleet CA, device CSRs, tokens, roles, passwords, key files,
+sealed files."""
 
 from ._ca import CertificateAuthority, IssuedCert, device_id_from_cert, device_uri
 from ._csr import CheckedCsr, check_csr, generate_device_key, make_csr, public_key_sha256
@@ -19,10 +20,22 @@ from ._files import (
     write_public_file,
     write_secret_file,
 )
+from ._passwords import MAX_PASSWORD_CHARS, hash_password, password_matches
+from ._roles import (
+    ROLE_PERMISSIONS,
+    Permission,
+    Role,
+    labels_within_scope,
+    role_allows,
+    roles_with,
+    scope_text,
+    selector_within_scope,
+)
 from ._sealed import ScryptCost, SealedReader, SealedWriter
 from ._tokens import (
     ADMIN_PREFIX,
     CLAIM_PREFIX,
+    USER_TOKEN_PREFIX,
     NewToken,
     ParsedToken,
     hash_secret,
@@ -34,6 +47,9 @@ from ._tokens import (
 __all__ = [
     "ADMIN_PREFIX",
     "CLAIM_PREFIX",
+    "MAX_PASSWORD_CHARS",
+    "ROLE_PERMISSIONS",
+    "USER_TOKEN_PREFIX",
     "CertificateAuthority",
     "CheckedCsr",
     "CsrRejectedError",
@@ -41,6 +57,8 @@ __all__ = [
     "IssuedCert",
     "NewToken",
     "ParsedToken",
+    "Permission",
+    "Role",
     "ScryptCost",
     "SealedFileError",
     "SealedReader",
@@ -53,15 +71,22 @@ __all__ = [
     "device_id_from_cert",
     "device_uri",
     "generate_device_key",
+    "hash_password",
     "hash_secret",
+    "labels_within_scope",
     "load_private_key",
     "make_csr",
     "new_token",
     "parse_token",
+    "password_matches",
     "private_key_pem",
     "public_key_sha256",
     "read_token_file",
+    "role_allows",
+    "roles_with",
+    "scope_text",
     "secret_matches",
+    "selector_within_scope",
     "write_private_key",
     "write_public_file",
     "write_secret_file",

@@ -17,6 +17,8 @@ from ._errors import TokenError
 _TOKEN_RE: Final = re.compile(r"^(fg[a-z])_([a-z0-9]{12})\.([A-Za-z0-9_-]{32,64})$")
 ADMIN_PREFIX: Final = "fga"
 CLAIM_PREFIX: Final = "fgc"
+# A named user's API token (`fogline tokens create`).
+USER_TOKEN_PREFIX: Final = "fgt"  # noqa: S105 - a prefix, not a secret
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,7 @@
     release     push, list and fetch releases and artifacts
     telemetry   device uploads, operator queries
     rollout     rollouts and the audit log
+    people      users, API tokens, whoami (roles: hub/_permissions.py)
 
 `answer_report` and `answer_desired` are the device hot path's answers,
 shared with `DeviceHotPath` (hub/_hot_path.py), which serves them before FastAPI.
@@ -15,6 +16,7 @@ from ._device import answer_desired, answer_report
 from ._device import router as device_router
 from ._manifest import router as manifest_router
 from ._operator import router as operator_router
+from ._people import router as people_router
 from ._release import router as release_router
 from ._rollout import router as rollout_router
 from ._telemetry import router as telemetry_router
@@ -25,6 +27,7 @@ __all__ = [
     "device_router",
     "manifest_router",
     "operator_router",
+    "people_router",
     "release_router",
     "rollout_router",
     "telemetry_router",

@@ -20,19 +20,69 @@ from fogline.protocol import (
     PlanResult,
     ReleaseKeyView,
 )
+from fogline.security import Permission, role_allows, roles_with
 
 from .._auth import StateDep, db_session, require_operator
-from .._desired import stored_document
-from .._errors import NotFoundError
-from .._manifests import apply, delete_deployment, delete_release_key, prepare
-from .._schema import DeploymentRow, DesiredStateRow, ReleaseKeyRow, TokenRow
+from .._desired import parse_deployments, stored_document
+from .._errors import ForbiddenError, NotFoundError
+from .._manifests import (
+    PreparedChange,
+    apply,
+    delete_deployment,
+    delete_release_key,
+    prepare,
+)
+from .._people import Principal
+from .._schema import DeploymentRow, DesiredStateRow, ReleaseKeyRow
+from .._scopes import check_deployments_in_scope, check_unscoped
 from ..releases import release_key_id
 
 log = logging.getLogger("fogline.hub.manifest")
 router = APIRouter(prefix=API_PREFIX, tags=["manifests"])
 
 SessionDep = Annotated[Session, Depends(db_session)]
-OperatorDep = Annotated[TokenRow, Depends(require_operator)]
+OperatorDep = Annotated[Principal, Depends(require_operator)]
+
+
+def _check_kinds(op: Principal, prepared: PreparedChange) -> None:
+    """ReleaseKeys and ProvisioningClaims need their own permission, and are
+    fleet-wide: no scoped role applies them.
+
+    Raises: ForbiddenError naming the document.
+    """
+    kinds = (
+        (prepared.manifests.release_keys, "ReleaseKey", Permission.RELEASE_KEY),
+        (prepared.manifests.claims, "ProvisioningClaim", Permission.CLAIM),
+    )
+    for documents, kind, permission in kinds:
+        for document in documents:
+            if not role_allows(op.role, permission):
+                raise ForbiddenError(
+                    f"{op.name} has role {op.role}: applying {kind} {document.name!r} needs "
+                    f"permission {permission.value!r}, which only "
+                    f"{' and '.join(roles_with(permission))} have",
+                    field="kind",
+                )
+            check_unscoped(op, f"{kind} {document.name!r}")
+
+
+def _check_scope(op: Principal, session: Session, prepared: PreparedChange) -> None:
+    """A scoped role's apply creates, replaces and prunes only deployments whose
+    selectors stay inside its scope.
+
+    Raises: ForbiddenError naming the deployment and the selector.
+    """
+    if op.scope is None:
+        return
+    check_deployments_in_scope(op, prepared.deployments, "apply")
+    replaced = [
+        row
+        for row in session.scalars(select(DeploymentRow))
+        if row.name in prepared.pruned or any(d.name == row.name for d in prepared.deployments)
+    ]
+    # The stored selector too: replacing an out-of-scope deployment with an
+    # in-scope one would take devices away from their owners.
+    check_deployments_in_scope(op, parse_deployments(replaced), "replace or prune")
 
 
 def manifest_error_response(exc: ManifestError) -> JSONResponse:
@@ -47,13 +97,15 @@ def manifest_error_response(exc: ManifestError) -> JSONResponse:
 
 @router.post("/manifests/plan", response_model=PlanResult)
 def plan(
-    body: ManifestRequest, _op: OperatorDep, session: SessionDep, state: StateDep
+    body: ManifestRequest, op: OperatorDep, session: SessionDep, state: StateDep
 ) -> PlanResult | JSONResponse:
     """What applying these manifests would change, per deployment and device."""
     try:
-        return prepare(session, body, state.validators, state.artifacts_dir).plan
+        prepared = prepare(session, body, state.validators, state.artifacts_dir)
     except ManifestError as exc:
         return manifest_error_response(exc)
+    _check_scope(op, session, prepared)
+    return prepared.plan
 
 
 @router.post("/manifests/apply", response_model=ApplyResult)
@@ -65,6 +117,8 @@ def apply_manifests(
         prepared = prepare(session, body, state.validators, state.artifacts_dir)
     except ManifestError as exc:
         return manifest_error_response(exc)
+    _check_kinds(op, prepared)
+    _check_scope(op, session, prepared)
     applied = apply(session, prepared, op.name, state.deployments)
     session.commit()
     state.notifier.poke()
@@ -119,7 +173,10 @@ def deployments_show(name: str, _op: OperatorDep, session: SessionDep) -> Deploy
 
 @router.delete("/deployments/{name}", status_code=204)
 def deployments_delete(name: str, op: OperatorDep, session: SessionDep, state: StateDep) -> None:
-    if not delete_deployment(session, name, state.deployments):
+    row = session.get(DeploymentRow, name)
+    if row is not None:
+        check_deployments_in_scope(op, parse_deployments([row]), "delete")
+    if not delete_deployment(session, name, state.deployments, op.name):
         raise NotFoundError(f"no deployment {name!r}")
     session.commit()
     state.notifier.poke()
@@ -149,6 +206,7 @@ def release_keys_delete(
     """Delete a ReleaseKey: pushes signed by it are refused from now on, and
     devices' desired states stop listing it (through a rollout, named in the
     answer). 409 while a deployment pins a release it signed."""
+    check_unscoped(op, f"ReleaseKey {name!r}")
     rollout = delete_release_key(session, name, state.deployments, op.name)
     session.commit()
     state.notifier.poke()

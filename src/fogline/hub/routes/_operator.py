@@ -24,6 +24,7 @@ from .._auth import StateDep, db_session, require_operator
 from .._claims import claim_view, create_claim, list_claims, revoke_claim
 from .._clock import utcnow
 from .._desired import SYNC_COLUMNS, recompile_device, sync_report, touch_desired
+from .._device_labels import effective_labels
 from .._devices import (
     change_labels,
     device_view,
@@ -33,13 +34,15 @@ from .._devices import (
     revoke_device,
 )
 from .._errors import NotFoundError
-from .._schema import DesiredStateRow, TokenRow
+from .._people import Principal
+from .._schema import DesiredStateRow
+from .._scopes import check_device_in_scope
 
 log = logging.getLogger("fogline.hub.operator")
 router = APIRouter(prefix=API_PREFIX, tags=["operator"])
 
 SessionDep = Annotated[Session, Depends(db_session)]
-OperatorDep = Annotated[TokenRow, Depends(require_operator)]
+OperatorDep = Annotated[Principal, Depends(require_operator)]
 
 
 @router.post("/claims", response_model=ClaimCreated, status_code=201)
@@ -117,7 +120,11 @@ def devices_label(
     """Set, remove, or promote (copy from what the device asked for) the labels
     deployments select the device on. Audited."""
     row = find_device(session, ref)
+    check_device_in_scope(op, row)
     promoted = change_labels(row, body)
+    # Nothing is committed when this refuses: a scoped operator cannot move
+    # a device out of its scope (nor relabel one in).
+    check_device_in_scope(op, row, labels_after=effective_labels(row))
     changed = recompile_device(session, state.deployments, row)
     record_audit(
         session,

@@ -15,14 +15,15 @@ from .._audit import MAX_AUDIT_ROWS, audit_view, list_audit
 from .._auth import StateDep, db_session, require_operator
 from .._clock import utcnow
 from .._errors import BadRequestError
-from .._schema import TokenRow
+from .._people import Principal
+from .._scopes import check_rollout_in_scope
 from ..rollouts import find_rollout, list_rollouts, operate, rollout_view
 
 log = logging.getLogger("fogline.hub.rollout")
 router = APIRouter(prefix=API_PREFIX, tags=["rollouts"])
 
 SessionDep = Annotated[Session, Depends(db_session)]
-OperatorDep = Annotated[TokenRow, Depends(require_operator)]
+OperatorDep = Annotated[Principal, Depends(require_operator)]
 RefPath = Annotated[str, Path(min_length=1, max_length=128)]
 
 
@@ -51,6 +52,7 @@ def rollouts_act(
     state: StateDep,
 ) -> dict[str, Any]:
     """Pause, resume, abort or roll back a rollout (409 if it cannot)."""
+    check_rollout_in_scope(op, session, find_rollout(session, ref))
     row, changed = operate(session, ref, action, op.name)
     session.commit()
     if changed:

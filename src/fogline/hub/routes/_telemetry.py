@@ -15,7 +15,7 @@ from .._auth import StateDep, check_device, db_session, require_operator
 from .._clock import utcnow
 from .._devices import find_device
 from .._errors import BadRequestError
-from .._schema import TokenRow
+from .._people import Principal
 from .._state import HubState
 from .._telemetry import MAX_DECOMPRESSED_BYTES, MAX_QUERY_ROWS, query, store_batch
 
@@ -23,7 +23,7 @@ log = logging.getLogger("fogline.hub.telemetry")
 router = APIRouter(prefix=API_PREFIX, tags=["telemetry"])
 
 SessionDep = Annotated[Session, Depends(db_session)]
-OperatorDep = Annotated[TokenRow, Depends(require_operator)]
+OperatorDep = Annotated[Principal, Depends(require_operator)]
 
 
 def _store(state: HubState, request: Request, body: bytes) -> tuple[int, int]:

@@ -1,0 +1,88 @@
+"""Every route of the hub and what it needs: the one table the auth dependency reads.
+
+A route absent from the table is refused to every token (403), and
+tests/hub/test_route_permissions.py walks every route of the app with a token
+of every role against this table, so a new route cannot ship unlisted.
+
+Device routes are outside the role scheme: they authenticate a device by its
+client certificate (mTLS), or a claim token at enrollment, and are listed so
+that the table is complete.
+"""
+
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Final
+
+from fogline.protocol import API_PREFIX
+from fogline.security import Permission
+
+
+class Access(StrEnum):
+    """Routes a bearer token's role does not decide."""
+
+    DEVICE = "device"  # the device's client certificate (mTLS)
+    CLAIM = "claim"  # a claim token in the body: enrollment
+    PUBLIC = "public"  # anyone: the liveness probe
+
+
+Need = Permission | Access
+_V = API_PREFIX
+
+ROUTE_PERMISSIONS: Final[Mapping[tuple[str, str], Need]] = {
+    # devices (mTLS), enrollment
+    ("POST", f"{_V}/enroll"): Access.CLAIM,
+    ("POST", f"{_V}/report"): Access.DEVICE,
+    ("GET", f"{_V}/desired"): Access.DEVICE,
+    ("POST", f"{_V}/telemetry"): Access.DEVICE,
+    # claims and devices
+    ("GET", f"{_V}/claims"): Permission.READ,  # no claim token is ever shown again
+    ("POST", f"{_V}/claims"): Permission.CLAIM,
+    ("POST", f"{_V}/claims/{{ref}}/revoke"): Permission.CLAIM,
+    ("GET", f"{_V}/devices"): Permission.READ,
+    ("GET", f"{_V}/devices/{{ref}}"): Permission.READ,
+    ("GET", f"{_V}/devices/{{ref}}/desired"): Permission.READ,
+    ("PATCH", f"{_V}/devices/{{ref}}/labels"): Permission.LABEL,  # and the scope
+    ("POST", f"{_V}/devices/{{ref}}/revoke"): Permission.REVOKE,
+    ("DELETE", f"{_V}/devices/{{ref}}"): Permission.REVOKE,
+    # manifests: ReleaseKey and ProvisioningClaim documents need their own
+    # permission too (routes/_manifest.py), and a scoped role stays in its scope.
+    ("POST", f"{_V}/manifests/plan"): Permission.READ,
+    ("POST", f"{_V}/manifests/apply"): Permission.APPLY,
+    ("GET", f"{_V}/deployments"): Permission.READ,
+    ("GET", f"{_V}/deployments/{{name}}"): Permission.READ,
+    ("DELETE", f"{_V}/deployments/{{name}}"): Permission.APPLY,
+    ("GET", f"{_V}/releasekeys"): Permission.READ,  # public keys
+    ("DELETE", f"{_V}/releasekeys/{{name}}"): Permission.RELEASE_KEY,
+    # releases; devices read the ones their desired state names (certificate)
+    ("POST", f"{_V}/releases"): Permission.RELEASE,
+    ("GET", f"{_V}/releases"): Permission.READ,
+    ("GET", f"{_V}/releases/{{name}}/{{version}}"): Permission.READ,
+    ("DELETE", f"{_V}/releases/{{name}}/{{version}}"): Permission.RELEASE,
+    ("GET", f"{_V}/artifacts/{{digest}}"): Permission.READ,
+    # rollouts, audit, telemetry
+    ("GET", f"{_V}/rollouts"): Permission.READ,
+    ("GET", f"{_V}/rollouts/{{ref}}"): Permission.READ,
+    ("POST", f"{_V}/rollouts/{{ref}}/{{action}}"): Permission.ROLLOUT,  # and the scope
+    ("GET", f"{_V}/audit"): Permission.READ,
+    ("GET", f"{_V}/telemetry"): Permission.READ,
+    # people
+    ("GET", f"{_V}/whoami"): Permission.READ,
+    ("GET", f"{_V}/users"): Permission.USERS,
+    ("POST", f"{_V}/users"): Permission.USERS,
+    ("PATCH", f"{_V}/users/{{name}}"): Permission.USERS,
+    ("DELETE", f"{_V}/users/{{name}}"): Permission.USERS,
+    ("GET", f"{_V}/tokens"): Permission.TOKENS,
+    ("POST", f"{_V}/tokens"): Permission.TOKENS,
+    ("POST", f"{_V}/tokens/{{token_id}}/revoke"): Permission.TOKENS,
+    # outside /v1 and outside the OpenAPI document
+    ("GET", "/metrics"): Permission.READ,
+    ("GET", "/openapi.json"): Permission.READ,
+    ("GET", "/docs"): Permission.READ,
+    ("GET", "/healthz"): Access.PUBLIC,
+}
+
+
+def route_need(method: str, path: str) -> Need | None:
+    """What (METHOD, route path template) needs; None when the table lacks it."""
+    method = "GET" if method == "HEAD" else method
+    return ROUTE_PERMISSIONS.get((method, path))
