@@ -27,6 +27,7 @@ from fogline.protocol import (
     UserView,
 )
 from fogline.security import (
+    ADMIN_PREFIX,
     USER_TOKEN_PREFIX,
     Role,
     TokenError,
@@ -77,7 +78,13 @@ def authenticate(session: Session, token: str, now: dt.datetime) -> Principal:
     except TokenError:
         raise UnauthorizedError("invalid token") from None
     row = session.get(TokenRow, parsed.token_id)
-    if row is None or not secret_matches(parsed.secret, row.secret_hash):
+    if (
+        row is None
+        # The prefix is part of the token: a claim token's shape (fgc_) or
+        # another kind's never stands for a bearer token with the same id.
+        or parsed.prefix != (ADMIN_PREFIX if row.user_name is None else USER_TOKEN_PREFIX)
+        or not secret_matches(parsed.secret, row.secret_hash)
+    ):
         raise UnauthorizedError("invalid token")
     # The secret matched: from here on the holder may learn why it fails.
     if row.revoked_at is not None:
