@@ -65,7 +65,7 @@ def test_login_stores_a_private_context_that_commands_use_without_variables(
         "name": f"127.0.0.1:{shared_hub.port}",
         "hub": shared_hub.url,
         "ca": str(shared_hub.ca.resolve()),
-        "user": None,
+        "user": "admin",  # who the hub took the token for (GET /v1/whoami)
         "token": "stored",
     }
     assert shared_hub.token in config.read_text()  # stored, for the commands to send
@@ -112,7 +112,7 @@ def test_config_use_switches_contexts_and_keeps_what_it_does_not_know(
     login(shared_hub, home, "--name", "lab")
     config = home / "fogline" / "config.yaml"
     document = yaml.safe_load(config.read_text())
-    document["contexts"][0]["user"] = "ops-alice"  # named users: a later version's field
+    document["contexts"][0]["user"] = "ops-alice"  # edited by hand: kept as written
     document["contexts"][0]["role-hint"] = "viewer"  # a key this version does not know
     config.write_text(yaml.safe_dump(document))
 
@@ -121,7 +121,7 @@ def test_config_use_switches_contexts_and_keeps_what_it_does_not_know(
     rows = json.loads(fogline(home, "config", "ls", "-o", "json").stdout)
     assert [(r["name"], r["current"], r["user"]) for r in rows] == [
         ("plant7", True, "ops-alice"),
-        ("lab", False, None),
+        ("lab", False, "admin"),  # login stores whom the hub took the token for
     ]
     kept = yaml.safe_load(config.read_text())["contexts"][0]
     assert kept["role-hint"] == "viewer" and kept["user"] == "ops-alice"

@@ -19,6 +19,7 @@ from . import (
     _keys,
     _logs,
     _manifests,
+    _people,
     _release,
     _rollout,
     _sim,
@@ -72,6 +73,9 @@ app.command("logs")(_logs.logs)
 app.add_typer(_rollout.app, name="rollout")
 app.add_typer(_audit.app, name="audit")
 app.add_typer(_sim.app, name="sim")
+app.add_typer(_people.users_app, name="users")
+app.add_typer(_people.tokens_app, name="tokens")
+app.command("whoami")(_people.whoami)
 
 
 @app.command("version")

@@ -98,13 +98,15 @@ def login(
         raise FoglineError(f"{ca}: CA file not found (--ca / FOGLINE_CA)")
     # A context that does not work would only fail later, in another shell.
     with HubConnection(hub, token, ca_path).client(timeout_s=15) as client:
-        client.get("/v1/rollouts", params={"limit": 1})
+        me = client.get("/v1/whoami")
+    user = str(me.get("name")) if isinstance(me, dict) and me.get("name") else None
     contexts = load_contexts()
-    context = Context(context_name, hub.rstrip("/"), ca_path, token)
+    context = Context(context_name, hub.rstrip("/"), ca_path, token, user=user)
     save_contexts(contexts.with_context(context))
+    role = f" as {safe_text(user)} ({safe_text(me.get('role'))})" if user else ""
     err_console.print(
-        f"logged in to {safe_text(context.hub)}; context {safe_text(context_name)} is current "
-        f"(stored in {contexts.path}, mode 0600)",
+        f"logged in to {safe_text(context.hub)}{role}; "
+        f"context {safe_text(context_name)} is current (stored in {contexts.path}, mode 0600)",
         highlight=False,
         soft_wrap=True,
     )

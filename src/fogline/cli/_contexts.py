@@ -13,7 +13,7 @@ in a 0700 directory, and one that group or others may read is refused.
         hub: https://hub.plant7.example:8443
         ca: /home/ops/plant7-ca.pem
         token: fga_...
-        user: null        # reserved for named users and roles
+        user: user:alice  # who the hub took the token for at login (fogline whoami)
 
 Keys this version does not know are kept when the file is rewritten, so an
 older `fogline` does not drop what a newer one stored.
@@ -56,7 +56,7 @@ class Context:
     hub: str
     ca: Path | None = None
     token: str | None = None
-    user: str | None = None  # named users arrive with roles; None: the token's own name
+    user: str | None = None  # the principal the hub named at login: user:alice, admin
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def to_data(self) -> dict[str, Any]:

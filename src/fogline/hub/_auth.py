@@ -112,6 +112,6 @@ def require_operator(
     if not role_allows(principal.role, need):
         raise ForbiddenError(
             f"{principal.name} has role {principal.role}, and {request.method} {route} needs "
-            f"permission {need!r}, which only {' and '.join(roles_with(need))} have"
+            f"permission {need.value!r}, which only {' and '.join(roles_with(need))} have"
         )
     return principal

@@ -127,7 +127,8 @@ def token_view(row: TokenRow, now: dt.datetime) -> TokenView:
     )
 
 
-def _active_tokens(session: Session, now: dt.datetime) -> dict[str, int]:
+def _active_tokens(session: Session, now: dt.datetime, user: str | None = None) -> dict[str, int]:
+    """Active (not revoked, not expired) tokens per user; only `user`'s if given."""
     query = (
         select(TokenRow.user_name, func.count())
         .where(
@@ -137,7 +138,14 @@ def _active_tokens(session: Session, now: dt.datetime) -> dict[str, int]:
         )
         .group_by(TokenRow.user_name)
     )
+    if user is not None:
+        query = query.where(TokenRow.user_name == user)
     return {str(name): int(count) for name, count in session.execute(query)}
+
+
+def counted_user_view(session: Session, row: UserRow) -> UserView:
+    """The user with its count of active tokens."""
+    return user_view(row, _active_tokens(session, utcnow(), row.name).get(row.name, 0))
 
 
 def user_view(row: UserRow, tokens: int = 0) -> UserView:

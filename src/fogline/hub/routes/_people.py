@@ -31,6 +31,7 @@ from .._people import (
     Principal,
     add_user,
     change_user,
+    counted_user_view,
     create_token,
     list_tokens,
     list_users,
@@ -88,7 +89,7 @@ def users_change(
     row = change_user(session, name, body, op)
     session.commit()
     event(log, "user.changed", user=row.name, role=row.role, by=op.name)
-    return user_view(row)
+    return counted_user_view(session, row)
 
 
 @router.delete("/users/{name}", response_model=UserView)
