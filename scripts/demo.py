@@ -10,7 +10,8 @@ line) in a temporary directory. The demo then:
      overheats and sends 1 s summaries and every alarm to the cloud;
   3. plays sensors: normal readings, then one overheating press;
   4. shows the fleet, the actuator command the node sent by itself, and the
-     telemetry the hub received.
+     telemetry the hub received;
+  5. adds a second user, a viewer: it reads the fleet, and its apply is refused (403).
 Every command it runs is printed first (`$ fogline ...`, paths relative to
 its working directory), so you can run them yourself, one by one. Every
 process it started is stopped at the end or on Ctrl-C.
@@ -152,24 +153,43 @@ class Demo:
             subprocess.Popen(argv, stdout=log, stderr=log, env=full_env, cwd=self.root)
         )
 
-    def fogline(self, *args: str, stdin: str | None = None, shown: str | None = None) -> str:
+    def fogline(
+        self,
+        *args: str,
+        stdin: str | None = None,
+        shown: str | None = None,
+        token: str | None = None,
+    ) -> str:
         """Run `fogline ARGS` and return its stdout; `shown` is how to print the
-        command (None: as run, "": not at all, for the demo's own polling)."""
+        command (None: as run, "": not at all, for the demo's own polling);
+        `token` runs it with that token instead of the login's."""
+        result = self._run(args, stdin, shown, token)
+        if result.returncode not in (0, 2):  # plan exits 2 when changes are pending
+            raise SystemExit(f"demo: fogline {' '.join(args)} failed: {result.stderr.strip()}")
+        return result.stdout
+
+    def fogline_refused(self, *args: str, shown: str, token: str) -> str:
+        """Run a command the hub must refuse; returns its one-line error."""
+        result = self._run(args, None, shown, token)
+        if result.returncode != 1 or "403" not in result.stderr:
+            raise SystemExit(f"demo: fogline {' '.join(args)} was not refused: {result.stderr}")
+        return result.stderr.strip()
+
+    def _run(
+        self, args: tuple[str, ...], stdin: str | None, shown: str | None, token: str | None
+    ) -> subprocess.CompletedProcess[str]:
         if shown is None:
             shown = shlex.join(["fogline", *args])
         if shown:
             self.show(shown)
-        result = subprocess.run(
+        return subprocess.run(
             [*FOGLINE, *args],
-            env=self.env,
+            env={**self.env, "FOGLINE_TOKEN": token} if token else self.env,
             text=True,
             capture_output=True,
             input=stdin,
             cwd=self.root,
         )
-        if result.returncode not in (0, 2):  # plan exits 2 when changes are pending
-            raise SystemExit(f"demo: fogline {' '.join(args)} failed: {result.stderr.strip()}")
-        return result.stdout
 
     def wait_for(self, what: str, check, timeout_s: float = 60) -> None:  # type: ignore[no-untyped-def]
         deadline = time.monotonic() + timeout_s
@@ -380,6 +400,28 @@ class Demo:
             self.fogline("logs", "press-01", "press-monitor", "--tail", "20", "--timestamps"),
             flush=True,
         )
+
+        self.step("A second person: a viewer reads the fleet, and the hub refuses its apply")
+        self.fogline("users", "add", "ann", "--role", "viewer")
+        ann = self.fogline(
+            *("tokens", "create", "--user", "ann", "--name", "demo", "--expires", "1h"),
+            shown="fogline tokens create --user ann --name demo --expires 1h > ann.token",
+        ).strip()
+        token_file = self.root / "ann.token"
+        token_file.write_text(ann + "\n")
+        token_file.chmod(0o600)
+        as_ann = "FOGLINE_TOKEN=$(cat ann.token) "
+        print(self.fogline("whoami", "-o", "table", token=ann, shown=as_ann + "fogline whoami"))
+        print(
+            self.fogline(
+                "devices", "ls", "-o", "table", token=ann, shown=as_ann + "fogline devices ls"
+            ),
+            flush=True,
+        )
+        refused = self.fogline_refused(
+            "apply", "-f", "fleet.yaml", token=ann, shown=as_ann + "fogline apply -f fleet.yaml"
+        )
+        console.print(f"  {refused}", highlight=False, soft_wrap=True, markup=False)
         print(self.fogline("audit", "ls", "-o", "table"), flush=True)
         console.rule("[bold green]demo complete")
 

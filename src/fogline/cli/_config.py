@@ -103,7 +103,9 @@ def login(
     contexts = load_contexts()
     context = Context(context_name, hub.rstrip("/"), ca_path, token, user=user)
     save_contexts(contexts.with_context(context))
-    role = f" as {safe_text(user)} ({safe_text(me.get('role'))})" if user else ""
+    role = str(me.get("role")) if isinstance(me, dict) else ""
+    who = f"{user} ({role})" if user and role != user else (user or "")
+    role = f" as {safe_text(who)}" if who else ""
     err_console.print(
         f"logged in to {safe_text(context.hub)}{role}; "
         f"context {safe_text(context_name)} is current (stored in {contexts.path}, mode 0600)",
