@@ -14,8 +14,10 @@ from ._report import Labels
 
 RoleName = Literal["viewer", "operator", "release-manager", "admin"]
 TokenStatus = Literal["active", "expired", "revoked"]
-# Lower-case names, as in a mail address's local part or a CI job's name.
-PRINCIPAL_NAME_PATTERN: Final = r"^[a-z0-9][a-z0-9._@-]{0,62}$"
+# Lower-case names, as in a mail address's local part or a CI job's name. At
+# most 58 characters: the actor `user:NAME` is stored in 64-character columns
+# (audit actor, applied_by, pushed_by, created_by), which PostgreSQL enforces.
+PRINCIPAL_NAME_PATTERN: Final = r"^[a-z0-9][a-z0-9._@-]{0,57}$"
 MAX_TOKEN_LIFETIME_S: Final = 366 * 86400.0
 
 PrincipalName = Annotated[str, Field(pattern=PRINCIPAL_NAME_PATTERN)]
