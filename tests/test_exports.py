@@ -464,6 +464,7 @@ EXPECTED: Final[dict[str, list[str]]] = {
         "ReportedState",
         "RoleName",
         "RollbackMarker",
+        "SignIn",
         "SyncReport",
         "SyncStatus",
         "TelemetryAck",

@@ -6,16 +6,18 @@ non-admin trying to raise its own role."""
 
 from __future__ import annotations
 
+import datetime as dt
 import sqlite3
 import textwrap
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.support.device import enroll_device
 from tests.support.people import add_user, as_token, new_token, user_with_token
-from tests.support.processes import HubProcess, start_hub, wait_until
+from tests.support.processes import HubProcess, start_hub, tls, wait_until
 
 
 def deployment(name: str, match_labels: dict[str, str], priority: int = 0) -> str:
@@ -287,3 +289,50 @@ def test_the_bootstrap_admin_token_still_works_and_is_not_revocable_by_id(
         refused = admin.post(f"/v1/tokens/{me['token']['id']}/revoke")
         assert refused.status_code == 422 and "rotate-admin-token" in refused.json()["message"]
         assert admin.get("/v1/devices").status_code == 200
+
+
+def _sign_in(hub: HubProcess, user: str, password: str) -> Any:
+    with httpx.Client(base_url=hub.url, verify=tls(hub.ca), timeout=30) as client:
+        return client.post("/v1/sessions", json={"user": user, "password": password})
+
+
+def test_a_console_sign_in_gives_a_short_lived_token_of_the_users_role(
+    fleet: HubProcess,
+) -> None:
+    password = "a passphrase for the console"
+    add_user(fleet, "signer", "operator", {"site": "berlin"}, password=password)
+    add_user(fleet, "tokens-only", "viewer")
+    signed = _sign_in(fleet, "signer", password)
+    assert signed.status_code == 201, signed.text
+    token, view = signed.json()["token"], signed.json()["view"]
+    assert view["name"] == "console-session" and view["user"] == "signer"
+    lifetime = dt.datetime.fromisoformat(view["expires_at"]) - dt.datetime.fromisoformat(
+        view["created_at"]
+    )
+    assert lifetime == dt.timedelta(hours=12)
+    with as_token(fleet, token) as client:
+        me = client.get("/v1/whoami").json()
+    assert (me["name"], me["role"], me["scope"]) == ("user:signer", "operator", {"site": "berlin"})
+    # A wrong password, a user without one and an unknown user answer alike.
+    for user, guess in (("signer", password + "!"), ("tokens-only", password), ("nobody", "x")):
+        refused = _sign_in(fleet, user, guess)
+        assert refused.status_code == 401, refused.text
+        assert refused.json()["message"] == "wrong user or password"
+    assert password not in fleet.log_text()
+
+
+def test_a_release_manager_cannot_mint_a_claim_through_a_manifest(fleet: HubProcess) -> None:
+    token = user_with_token(fleet, "rm-claims", "release-manager")
+    claim = textwrap.dedent("""\
+        apiVersion: fogline.dev/v1
+        kind: ProvisioningClaim
+        metadata: {name: sneaky}
+        spec: {labels: {site: berlin}, maxUses: 100, expires: 24h}
+        """)
+    with as_token(fleet, token) as client:
+        refused = client.post("/v1/manifests/apply", json=_manifests(claim))
+    assert refused.status_code == 403, refused.text
+    assert "ProvisioningClaim 'sneaky'" in refused.json()["message"]
+    assert "only admin has" in refused.json()["message"]
+    with fleet.client() as admin:
+        assert all(c["name"] != "sneaky" for c in admin.get("/v1/claims").json())

@@ -80,6 +80,11 @@ def test_the_table_lists_every_route_of_the_app_and_nothing_else() -> None:
     assert not ROUTE_PERMISSIONS.keys() - every, "ROUTE_PERMISSIONS lists routes that do not exist"
 
 
+def test_no_access_kind_equals_a_permission() -> None:
+    # Both are str enums: a shared value would make them compare equal.
+    assert not {a.value for a in Access} & {p.value for p in Permission}
+
+
 def test_roles_in_the_wire_models_are_the_security_roles() -> None:
     assert set(RoleName.__args__) == {role.value for role in Role}  # type: ignore[attr-defined]
 
@@ -135,8 +140,8 @@ def test_every_route_answers_every_role_as_the_table_says(
                 ok = status == 200
             elif need is Access.DEVICE:
                 ok = status == 401  # a token is no client certificate
-            elif need is Access.CLAIM:
-                ok = status == 422  # no body: the claim is in it
+            elif need is Access.CLAIM or need is Access.PASSWORD:
+                ok = status == 422  # no body: the claim or the password is in it
             elif role_allows(role, need):
                 ok = status not in (401, 403) and status < 500
             else:

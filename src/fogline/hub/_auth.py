@@ -12,13 +12,13 @@ from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 from starlette.types import Scope
 
-from fogline.security import Permission, role_allows, roles_with
+from fogline.security import Permission, role_allows
 
 from ._clock import utcnow
 from ._devices import authenticated_device
 from ._errors import ForbiddenError, UnauthorizedError
 from ._people import Principal, authenticate
-from ._permissions import route_need
+from ._permissions import granted, route_need
 from ._schema import DeviceRow
 from ._state import HubState
 from ._tls import PEER_SCOPE_KEY, PeerCertificate
@@ -112,6 +112,6 @@ def require_operator(
     if not role_allows(principal.role, need):
         raise ForbiddenError(
             f"{principal.name} has role {principal.role}, and {request.method} {route} needs "
-            f"permission {need.value!r}, which only {' and '.join(roles_with(need))} have"
+            f"permission {need.value!r}, which only {granted(need)}"
         )
     return principal

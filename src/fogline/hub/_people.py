@@ -11,6 +11,8 @@ id and compared in constant time.
 """
 
 import datetime as dt
+import functools
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -19,6 +21,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from fogline.protocol import (
+    SignIn,
     TokenCreate,
     TokenStatus,
     TokenView,
@@ -34,12 +37,19 @@ from fogline.security import (
     hash_password,
     new_token,
     parse_token,
+    password_matches,
     secret_matches,
 )
 
 from ._audit import record_audit
 from ._clock import utcnow
-from ._errors import BadRequestError, ConflictError, NotFoundError, UnauthorizedError
+from ._errors import (
+    BadRequestError,
+    ConflictError,
+    NotFoundError,
+    UnauthorizedError,
+    UnavailableError,
+)
 from ._schema import TokenRow, UserRow
 
 # TokenRow.role of a user's token: the role is the user's, read at each request.
@@ -48,6 +58,18 @@ USER_TOKEN_ROLE: Final = "user"  # noqa: S105 - a marker, not a secret
 # behind the database's write lock.
 LAST_USE_RESOLUTION: Final = dt.timedelta(seconds=60)
 MAX_TOKENS_LISTED: Final = 1000
+# A console sign-in's token: short-lived, named so `tokens ls` tells it apart.
+SESSION_LIFETIME: Final = dt.timedelta(hours=12)
+SESSION_TOKEN_NAME: Final = "console-session"  # noqa: S105 - a name, not a secret
+MAX_SIGN_INS: Final = 2
+_SIGN_INS: Final = threading.BoundedSemaphore(MAX_SIGN_INS)
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified for a user who does not exist or has no password, so the
+    answer takes as long as for one who does. Made once, on first use."""
+    return hash_password("fogline: no such user, no such password")
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,6 +303,45 @@ def create_token(session: Session, body: TokenCreate, by: Principal) -> tuple[To
         name=row.name,
         expires_at=row.expires_at,
     )
+    return row, token.token
+
+
+def sign_in(session: Session, body: SignIn) -> tuple[TokenRow, str]:
+    """A session token (`SESSION_LIFETIME`) for a user whose password matches.
+
+    An unknown user, a user without a password and a wrong password answer
+    alike, and take alike: a hash is verified in every case, so the answer's
+    time does not tell which users exist. At most `MAX_SIGN_INS` hashes are
+    verified at once (each costs 64 MiB); more answer 503 at once.
+
+    Raises:
+        UnauthorizedError: the user or the password is wrong.
+        UnavailableError: too many sign-ins in flight.
+    """
+    if not _SIGN_INS.acquire(blocking=False):
+        raise UnavailableError("too many sign-ins at once; try again in a moment")
+    try:
+        user = session.get(UserRow, body.user)
+        stored = user.password_hash if user is not None else None
+        matched = password_matches(body.password, stored or _dummy_hash())
+    finally:
+        _SIGN_INS.release()
+    if user is None or stored is None or not matched:
+        raise UnauthorizedError("wrong user or password")
+    now = utcnow()
+    token = new_token(USER_TOKEN_PREFIX)
+    row = TokenRow(
+        id=token.token_id,
+        name=SESSION_TOKEN_NAME,
+        role=USER_TOKEN_ROLE,
+        secret_hash=token.secret_hash,
+        created_at=now,
+        user_name=user.name,
+        expires_at=now + SESSION_LIFETIME,
+        created_by=principal_name(user.name, SESSION_TOKEN_NAME),
+    )
+    session.add(row)
+    record_audit(session, row.created_by or "", "session.create", f"token:{row.id}", user=user.name)
     return row, token.token
 
 

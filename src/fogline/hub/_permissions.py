@@ -14,14 +14,17 @@ from enum import StrEnum
 from typing import Final
 
 from fogline.protocol import API_PREFIX
-from fogline.security import Permission
+from fogline.security import Permission, roles_with
 
 
 class Access(StrEnum):
     """Routes a bearer token's role does not decide."""
 
-    DEVICE = "device"  # the device's client certificate (mTLS)
-    CLAIM = "claim"  # a claim token in the body: enrollment
+    # Values unlike any Permission's: both are str enums, equal by value.
+    DEVICE = "device-certificate"  # the device's client certificate (mTLS)
+    CLAIM = "claim-token"  # a claim token in the body: enrollment
+    # a user's password in the body: the console's sign-in
+    PASSWORD = "password"  # noqa: S105 - the name of a kind of access
     PUBLIC = "public"  # anyone: the liveness probe
 
 
@@ -67,6 +70,7 @@ ROUTE_PERMISSIONS: Final[Mapping[tuple[str, str], Need]] = {
     ("GET", f"{_V}/telemetry"): Permission.READ,
     # people
     ("GET", f"{_V}/whoami"): Permission.READ,
+    ("POST", f"{_V}/sessions"): Access.PASSWORD,
     ("GET", f"{_V}/users"): Permission.USERS,
     ("POST", f"{_V}/users"): Permission.USERS,
     ("PATCH", f"{_V}/users/{{name}}"): Permission.USERS,
@@ -86,3 +90,9 @@ def route_need(method: str, path: str) -> Need | None:
     """What (METHOD, route path template) needs; None when the table lacks it."""
     method = "GET" if method == "HEAD" else method
     return ROUTE_PERMISSIONS.get((method, path))
+
+
+def granted(permission: Permission) -> str:
+    """`admin has`, `release-manager and admin have`: for a 403's message."""
+    roles = roles_with(permission)
+    return f"{' and '.join(roles)} {'has' if len(roles) == 1 else 'have'}"

@@ -55,6 +55,13 @@ class TokenCreate(WireModel):
     expires_in_s: Annotated[float, Field(gt=0, le=MAX_TOKEN_LIFETIME_S)] = 30 * 86400.0
 
 
+class SignIn(WireModel):
+    """The console's sign-in: a user's password for a short-lived token."""
+
+    user: PrincipalName
+    password: Annotated[str, Field(min_length=1, max_length=1024)]
+
+
 class TokenView(TolerantModel):
     id: str
     name: str

@@ -20,7 +20,7 @@ from fogline.protocol import (
     PlanResult,
     ReleaseKeyView,
 )
-from fogline.security import Permission, role_allows, roles_with
+from fogline.security import Permission, role_allows
 
 from .._auth import StateDep, db_session, require_operator
 from .._desired import parse_deployments, stored_document
@@ -33,6 +33,7 @@ from .._manifests import (
     prepare,
 )
 from .._people import Principal
+from .._permissions import granted
 from .._schema import DeploymentRow, DesiredStateRow, ReleaseKeyRow
 from .._scopes import check_deployments_in_scope, check_unscoped
 from ..releases import release_key_id
@@ -59,8 +60,7 @@ def _check_kinds(op: Principal, prepared: PreparedChange) -> None:
             if not role_allows(op.role, permission):
                 raise ForbiddenError(
                     f"{op.name} has role {op.role}: applying {kind} {document.name!r} needs "
-                    f"permission {permission.value!r}, which only "
-                    f"{' and '.join(roles_with(permission))} have",
+                    f"permission {permission.value!r}, which only {granted(permission)}",
                     field="kind",
                 )
             check_unscoped(op, f"{kind} {document.name!r}")

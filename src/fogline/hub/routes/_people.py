@@ -1,4 +1,5 @@
-"""Users, their API tokens, and `whoami`. Admin only, but whoami.
+"""Users, their API tokens, `whoami` (any role) and the console's sign-in
+(`POST /v1/sessions`, by password). The rest is admin only.
 
 Every change is audited with the acting principal; no token or password is
 ever in an answer but the one that creates the token, nor in the log.
@@ -14,6 +15,7 @@ from fogline._log import event
 from fogline.protocol import (
     API_PREFIX,
     PRINCIPAL_NAME_PATTERN,
+    SignIn,
     TokenCreate,
     TokenCreated,
     TokenView,
@@ -26,7 +28,7 @@ from fogline.security import ROLE_PERMISSIONS
 
 from .._auth import db_session, require_operator
 from .._clock import utcnow
-from .._errors import NotFoundError
+from .._errors import NotFoundError, UnauthorizedError
 from .._people import (
     Principal,
     add_user,
@@ -37,6 +39,7 @@ from .._people import (
     list_users,
     remove_user,
     revoke_token,
+    sign_in,
     token_view,
     user_view,
 )
@@ -65,6 +68,21 @@ def whoami(op: OperatorDep, session: SessionDep) -> WhoAmI:
         permissions=sorted(ROLE_PERMISSIONS[op.role]),
         token=token_view(row, utcnow()),
     )
+
+
+@router.post("/sessions", response_model=TokenCreated, status_code=201)
+def sessions_create(body: SignIn, session: SessionDep) -> TokenCreated:
+    """Sign in with a user's password (set with `users add --password-stdin`):
+    a token for 12 hours, shown once, acting with the user's role. 401 for a
+    wrong user or password alike."""
+    try:
+        row, token = sign_in(session, body)
+    except UnauthorizedError:
+        event(log, "session.refused", logging.WARNING, user=body.user)
+        raise
+    session.commit()
+    event(log, "session.created", token_id=row.id, user=row.user_name)
+    return TokenCreated(token=token, view=token_view(row, utcnow()))
 
 
 @router.post("/users", response_model=UserView, status_code=201)
