@@ -10,6 +10,7 @@ import datetime as dt
 import sqlite3
 import textwrap
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -336,3 +337,27 @@ def test_a_release_manager_cannot_mint_a_claim_through_a_manifest(fleet: HubProc
     assert "only admin has" in refused.json()["message"]
     with fleet.client() as admin:
         assert all(c["name"] != "sneaky" for c in admin.get("/v1/claims").json())
+
+
+def test_users_and_tokens_on_postgresql(tmp_path: Path, postgres_url: str) -> None:
+    """PostgreSQL enforces column lengths SQLite ignores: the longest user name
+    applies, is audited, and its token is revoked like on SQLite."""
+    hub = start_hub(tmp_path / "hub", db_url=postgres_url)
+    try:
+        name = "a" * 58
+        token = user_with_token(hub, name, "release-manager")
+        with as_token(hub, token) as client:
+            applied = client.post(
+                "/v1/manifests/apply", json=_manifests(deployment("long-name", {"site": "x"}))
+            )
+            assert applied.status_code == 200, applied.text
+            token_id = client.get("/v1/whoami").json()["token"]["id"]
+        with hub.client() as admin:
+            assert admin.get("/v1/deployments/long-name").json()["applied_by"] == f"user:{name}"
+            [view] = admin.get("/v1/tokens", params={"user": name}).json()
+            assert view["last_used_at"] is not None
+            assert admin.post(f"/v1/tokens/{token_id}/revoke").status_code == 200
+        with as_token(hub, token) as client:
+            assert client.get("/v1/devices").status_code == 401
+    finally:
+        hub.stop()
