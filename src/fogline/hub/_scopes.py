@@ -20,7 +20,7 @@ from ._schema import DeviceRow, RolloutDeviceRow, RolloutRow
 def _outside(principal: Principal, what: str) -> ForbiddenError:
     assert principal.scope is not None
     return ForbiddenError(
-        f"{principal.name} is scoped to selector {scope_text(principal.scope)}: {what}, "
+        f"{principal.name} is scoped to selector {scope_text(principal.scope)}: {what} "
         "outside that selector",
         field="scope",
     )
