@@ -296,8 +296,11 @@ def test_a_report_of_a_newer_major_version_is_refused_naming_the_field() -> None
 
 
 def test_the_hubs_report_ack_is_the_golden_one() -> None:
-    assert json.loads(_report_ack(10.0)) == golden("report_ack.json")
-    assert ReportAck.model_validate_json(_report_ack(10.0)).report_interval_s == 10.0
+    ca_key_id = golden("report_ack.json")["ca_key_id"]
+    assert json.loads(_report_ack(10.0, ca_key_id)) == golden("report_ack.json")
+    assert ReportAck.model_validate_json(_report_ack(10.0, ca_key_id)).ca_key_id == ca_key_id
+    # An older hub's ack names no CA: the agent then renews on age alone.
+    assert ReportAck.model_validate(golden("report_ack.older.json")).ca_key_id is None
 
 
 def test_the_hub_shows_a_device_as_the_golden_view() -> None:

@@ -9,6 +9,7 @@ of retrying fixes those.
 """
 
 import asyncio
+import datetime as dt
 import gc
 import logging
 import os
@@ -37,10 +38,11 @@ from fogline.security import TokenFileError, read_token_file
 
 from ._backoff import Backoff
 from ._errors import AgentError, IdentityError
-from ._hublink import HubLink
+from ._hublink import HubLink, HubTls
 from ._identity import Identity, IdentityStore
 from ._local import LocalApp, make_local_server, serve_local
 from ._logship import LogShipper
+from ._renew import Renewer
 from ._sync import ConfigApplier, DesiredStore, SyncLoop
 from .dataplane import (
     DataPlaneCollector,
@@ -75,6 +77,8 @@ class AgentConfig:
     drift_interval_s: float = 30.0
     # Who modules run as; None: the agent's own user (no isolation from it).
     module_user: ModuleUser | None = None
+    # A renewal asks for a certificate for a new key (False: the same key).
+    renew_new_key: bool = True
 
     def __post_init__(self) -> None:
         # Absolute from the start: the agent hands paths under data_dir to
@@ -114,6 +118,10 @@ def close_to_others(data_dir: Path) -> None:
             continue
         if stat.S_IMODE(info.st_mode) & 0o077:
             os.chmod(entry, stat.S_IMODE(info.st_mode) & 0o700)
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
 
 
 def default_name() -> str:
@@ -161,6 +169,8 @@ class Agent:
         self.dataplane: NodeDataPlane | None = None
         self.modules: ModuleManager | None = None
         self._report_now = asyncio.Event()
+        self.renewer: Renewer | None = None
+        self.tls: HubTls | None = None  # set once enrolled
         self.sync = SyncLoop(
             DesiredStore(config.data_dir), [ConfigApplier(config.data_dir)], self._on_applied
         )
@@ -212,12 +222,24 @@ class Agent:
         """
         identity = self._store.load()
         if identity is not None:
+            if self._has_claim() and self._store.lifetime().is_expired(_utcnow()):
+                # Away past its certificate's end: the claim brings it back,
+                # as the same device (its key), before anything needs the hub.
+                return await self._enroll(identity.name, identity.ca_path)
             return identity
+        return await self._enroll(self.config.name or default_name(), self.config.ca_path)
+
+    async def _enroll(self, name: str, ca_path: Path) -> Identity:
+        """Enroll with the claim (the node's key, kept across attempts),
+        retrying while the hub is away.
+
+        Raises:
+            See ensure_identity.
+        """
         claim = self._claim()
         backoff = Backoff(initial_s=0.5, max_s=30.0)
-        name = self.config.name or default_name()
         while True:
-            link = HubLink(self.config.hub_url, self.config.ca_path)
+            link = HubLink(self.config.hub_url, ca_path)
             try:
                 request = EnrollRequest(
                     claim=claim,
@@ -253,6 +275,22 @@ class Agent:
             finally:
                 await link.aclose()
 
+    def _has_claim(self) -> bool:
+        return bool(self.config.claim) or self.config.claim_file is not None
+
+    async def _recover_expired(self) -> bool:
+        """Enroll again with the claim, as the same device, after the
+        certificate expired while the agent ran; False without a usable claim
+        or when the hub refuses it."""
+        if self.identity is None or not self._has_claim():
+            return False
+        try:
+            await self._enroll(self.identity.name, self.identity.ca_path)
+        except (HubError, AgentError) as exc:
+            event(log, "agent.recover_refused", logging.ERROR, error=str(exc))
+            return False
+        return True
+
     def _claim(self) -> str:
         """The claim to enroll with: FOGLINE_CLAIM's, or the --claim-file's.
 
@@ -275,7 +313,7 @@ class Agent:
 
     async def report_forever(self, identity: Identity) -> None:
         backoff = Backoff(initial_s=1.0, max_s=60.0)
-        link = HubLink(self.config.hub_url, identity.ca_path, identity)
+        link = self._link(identity)
         try:
             while True:
                 try:
@@ -308,6 +346,8 @@ class Agent:
                 self.last_error = None
                 self.last_report_at = time.time()
                 self.report_interval_s = ack.report_interval_s
+                if self.renewer is not None:
+                    self.renewer.hub_ca_seen(ack.ca_key_id)
                 await self._wait_for_next_report()
         finally:
             await link.aclose()
@@ -358,7 +398,18 @@ class Agent:
                 raise
             self.identity = identity
             self.metrics.enrolled.set(1)
-            uplink_link = HubLink(self.config.hub_url, identity.ca_path, identity)
+            self.tls = HubTls(identity)
+            self.renewer = Renewer(
+                self.config.hub_url,
+                self._store,
+                identity,
+                self.tls,
+                new_key=self.config.renew_new_key,
+                recover_expired=self._recover_expired,
+                crash_hook=crash_hook_from_env(),  # fault injection in tests only
+            )
+            tg.create_task(self.renewer.run(), name="renew")
+            uplink_link = self._link(identity)
             self.modules = self._make_modules(identity, uplink_link)
             self.dataplane = NodeDataPlane(
                 self.config.data_dir,
@@ -431,8 +482,13 @@ class Agent:
             await self.dataplane.close()
             await link.aclose()
 
+    def _link(self, identity: Identity) -> HubLink:
+        """A link to the hub with the node's certificate, following its renewals."""
+        assert self.tls is not None, "links with a certificate exist once enrolled"
+        return HubLink(self.config.hub_url, identity.ca_path, tls=self.tls)
+
     async def _sync_forever(self, identity: Identity) -> None:
-        link = HubLink(self.config.hub_url, identity.ca_path, identity)
+        link = self._link(identity)
         try:
             await self.sync.run(link)
         finally:

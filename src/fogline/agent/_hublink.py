@@ -22,16 +22,79 @@ def _tls_context(ca_path: Path, identity: Identity | None) -> ssl.SSLContext:
     return context
 
 
+class HubTls:
+    """The node's TLS to the hub (its certificate, the trust bundle), shared
+    by every link and built again after a renewal (`reload`)."""
+
+    def __init__(self, identity: Identity) -> None:
+        self._identity = identity
+        self._context = _tls_context(identity.ca_path, identity)
+        self.generation = 0
+
+    def context(self) -> ssl.SSLContext:
+        return self._context
+
+    def reload(self) -> None:
+        """Use the identity's files as they are now, for new connections."""
+        self._context = _tls_context(self._identity.ca_path, self._identity)
+        self.generation += 1
+
+
+class _RenewingTransport(httpx.AsyncBaseTransport):
+    """A connection pool that starts over with the new certificate after a
+    renewal: the hub accepts the previous certificate only until it has seen
+    the new one, so kept-alive connections must not outlive it.
+
+    The pool it replaces is closed at the next renewal, not at once: a
+    long-poll in flight on it finishes instead of failing.
+    """
+
+    def __init__(self, tls: HubTls) -> None:
+        self._tls = tls
+        self._generation = tls.generation
+        self._pool = httpx.AsyncHTTPTransport(verify=tls.context())
+        self._retired: httpx.AsyncHTTPTransport | None = None
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self._tls.generation != self._generation:
+            if self._retired is not None:
+                await self._retired.aclose()
+            self._retired = self._pool
+            self._pool = httpx.AsyncHTTPTransport(verify=self._tls.context())
+            self._generation = self._tls.generation
+        return await self._pool.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._pool.aclose()
+        if self._retired is not None:
+            await self._retired.aclose()
+
+
 class HubLink:
-    """JSON calls to one hub; every failure is a fogline.hubclient HubError."""
+    """JSON calls to one hub; every failure is a fogline.hubclient HubError.
+
+    With `tls` (an enrolled node), the link follows the node's renewals;
+    otherwise it uses `ca_path` and `identity` as they are now.
+    """
 
     def __init__(
-        self, url: str, ca_path: Path, identity: Identity | None = None, timeout_s: float = 30.0
+        self,
+        url: str,
+        ca_path: Path,
+        identity: Identity | None = None,
+        timeout_s: float = 30.0,
+        *,
+        tls: HubTls | None = None,
     ) -> None:
         self.url = url.rstrip("/")
-        self._http = httpx.AsyncClient(
-            base_url=self.url, verify=_tls_context(ca_path, identity), timeout=timeout_s
-        )
+        if tls is not None:
+            self._http = httpx.AsyncClient(
+                base_url=self.url, transport=_RenewingTransport(tls), timeout=timeout_s
+            )
+        else:
+            self._http = httpx.AsyncClient(
+                base_url=self.url, verify=_tls_context(ca_path, identity), timeout=timeout_s
+            )
 
     @property
     def http(self) -> httpx.AsyncClient:

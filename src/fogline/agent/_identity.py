@@ -4,26 +4,38 @@
     DATA/identity/cert.pem     issued by the hub at enrollment
     DATA/identity/ca.pem       the fleet CA, pinned at enrollment
     DATA/identity/device.json  device id and name
+    DATA/identity/renew-key.pem, renew-cert.pem   a renewal on its way
 
 device.json is written last, so a crash during enrollment leaves no
 half-identity: without it the node simply enrolls again with a new key.
+
+A renewal writes its new key aside (renew-key.pem) before asking, then the
+certificate the hub answered (renew-cert.pem), and only then puts the pair in
+place of key.pem and cert.pem. `load` finishes a promotion a crash cut short,
+so the node always starts with a key and certificate that belong together:
+the old pair (which the hub still accepts, see hub/_renewal.py) or the new.
 """
 
+import datetime as dt
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from fogline.security import (
     generate_device_key,
+    issuer_key_id,
     load_private_key,
     make_csr,
+    private_key_pem,
     write_private_key,
     write_public_file,
+    write_secret_file,
 )
 
 from ._errors import IdentityError
@@ -36,6 +48,23 @@ class Identity:
     key_path: Path
     cert_path: Path
     ca_path: Path
+
+
+@dataclass(frozen=True, slots=True)
+class CertLifetime:
+    """What renewal needs to know of the node's certificate."""
+
+    not_before: dt.datetime
+    not_after: dt.datetime
+    issuer_key_id: str | None
+
+    @property
+    def renew_at(self) -> dt.datetime:
+        """Two thirds into its lifetime: a third left to retry in."""
+        return self.not_before + (self.not_after - self.not_before) * 2 / 3
+
+    def is_expired(self, now: dt.datetime) -> bool:
+        return now >= self.not_after
 
 
 class IdentityStore:
@@ -66,6 +95,7 @@ class IdentityStore:
         meta = self.root / "device.json"
         if not meta.exists():
             return None
+        self._finish_renewal()
         try:
             data = json.loads(meta.read_text())
             identity = Identity(
@@ -103,6 +133,100 @@ class IdentityStore:
         if not isinstance(key, ec.EllipticCurvePrivateKey):
             raise IdentityError(f"{self.key_path}: not an EC private key")
         return key
+
+    # -- renewal ---------------------------------------------------------------
+
+    @property
+    def _renew_key_path(self) -> Path:
+        return self.root / "renew-key.pem"
+
+    @property
+    def _renew_cert_path(self) -> Path:
+        return self.root / "renew-cert.pem"
+
+    def lifetime(self) -> CertLifetime:
+        """The current certificate's validity and issuer.
+
+        Raises:
+            IdentityError: the certificate cannot be read.
+        """
+        try:
+            cert = x509.load_pem_x509_certificate((self.root / "cert.pem").read_bytes())
+        except (OSError, ValueError) as exc:
+            raise IdentityError(f"{self.root / 'cert.pem'}: unreadable certificate") from exc
+        return CertLifetime(
+            cert.not_valid_before_utc, cert.not_valid_after_utc, issuer_key_id(cert)
+        )
+
+    def renewal_csr(self, name: str, *, new_key: bool = True) -> str:
+        """A CSR for the renewal: a new key (0600, written aside before the
+        request leaves, and reused by a retry), or the current one."""
+        current = self.current_key()
+        if not new_key:
+            return make_csr(current, name).decode()
+        key: ec.EllipticCurvePrivateKey | None = None
+        try:
+            loaded = load_private_key(self._renew_key_path)
+            if isinstance(loaded, ec.EllipticCurvePrivateKey):
+                key = loaded
+        except (OSError, ValueError):
+            key = None
+        if key is None or key.public_key() == current.public_key():
+            key = generate_device_key()
+            write_private_key(self._renew_key_path, key)
+        return make_csr(key, name).decode()
+
+    def finish_renewal(
+        self, cert_pem: str, ca_pem: str, crash_hook: Callable[[str], None] | None = None
+    ) -> None:
+        """Put the renewed certificate (and the key it was asked for) in place,
+        with the trust bundle the hub sent.
+
+        Raises:
+            IdentityError: the certificate is not for the key asked with.
+        """
+        key = self._key_for(cert_pem.encode())
+        if key is None:
+            raise IdentityError("the renewed certificate is not for the key this node asked with")
+        # The bundle first: it only adds trust (the new CA) to the old.
+        write_public_file(self.root / "ca.pem", ca_pem.encode())
+        write_public_file(self._renew_cert_path, cert_pem.encode())
+        self._finish_renewal(crash_hook)
+
+    def _key_for(self, cert_pem: bytes) -> ec.EllipticCurvePrivateKey | None:
+        """The key (the renewal's, or the current one) `cert_pem` certifies."""
+        try:
+            public = x509.load_pem_x509_certificate(cert_pem).public_key()
+        except ValueError:
+            return None
+        for path in (self._renew_key_path, self.key_path):
+            try:
+                key = load_private_key(path)
+            except (OSError, ValueError):
+                continue
+            if isinstance(key, ec.EllipticCurvePrivateKey) and key.public_key() == public:
+                return key
+        return None
+
+    def _finish_renewal(self, crash_hook: Callable[[str], None] | None = None) -> None:
+        """Promote a complete renewal (renew-cert.pem and its key) to key.pem
+        and cert.pem. Idempotent: a crash anywhere in it is finished by the
+        next call; a renew-cert.pem without its key is dropped."""
+        if not self._renew_cert_path.exists():
+            return
+        if crash_hook is not None:
+            crash_hook("renew:cert-written")
+        cert_pem = self._renew_cert_path.read_bytes()
+        key = self._key_for(cert_pem)
+        if key is not None:
+            # key.pem first, then cert.pem: between the two, the pair on disk
+            # does not match, and this runs again at the next start.
+            write_secret_file(self.key_path, private_key_pem(key))
+            if crash_hook is not None:
+                crash_hook("renew:key-promoted")
+            write_public_file(self.root / "cert.pem", cert_pem)
+        self._renew_cert_path.unlink()
+        self._renew_key_path.unlink(missing_ok=True)
 
     def pinned_release_keys(self) -> dict[str, str]:
         """Release keys the hub gave at enrollment (name -> base64 Ed25519 key)."""

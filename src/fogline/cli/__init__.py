@@ -11,6 +11,7 @@ from fogline._errors import FoglineError
 from . import (
     _agent,
     _audit,
+    _ca,
     _claim,
     _common,
     _config,
@@ -72,6 +73,7 @@ app.add_typer(_telemetry.app, name="telemetry")
 app.command("logs")(_logs.logs)
 app.add_typer(_rollout.app, name="rollout")
 app.add_typer(_audit.app, name="audit")
+app.add_typer(_ca.app, name="ca")
 app.add_typer(_sim.app, name="sim")
 app.add_typer(_people.users_app, name="users")
 app.add_typer(_people.tokens_app, name="tokens")

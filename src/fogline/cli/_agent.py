@@ -87,6 +87,12 @@ def run(
             show_default=False,
         ),
     ] = None,
+    renew_keep_key: Annotated[
+        bool,
+        typer.Option(
+            help="Renew the certificate for the same key (default: a new key at each renewal)."
+        ),
+    ] = False,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
     log_format: LogFormatOpt = None,
 ) -> None:
@@ -142,6 +148,7 @@ def run(
         outbox_max_bytes=outbox_max_mb * 1024 * 1024,
         drift_interval_s=drift_interval,
         module_user=modules_as,
+        renew_new_key=not renew_keep_key,
     )
     # Everything the agent writes is its own (identity, desired state with
     # every module's config, outbox) unless it opens a path on purpose.

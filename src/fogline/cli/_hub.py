@@ -9,7 +9,11 @@ import typer
 from fogline._log import LOG_FORMAT_ENV
 
 from ._backup import backup_command, restore_command
+from ._ca import CaPassphraseOpt, read_passphrase
 from ._common import LogFormatOpt
+
+# Shorter, and a node renews every few seconds (only tests want that).
+MIN_DEVICE_CERT_VALIDITY_S = 10.0
 
 app = typer.Typer(help="Run the hub (cloud tier).", no_args_is_help=True)
 
@@ -99,6 +103,13 @@ def serve_command(
         bool,
         typer.Option(help="Allow --metrics-listen on an address other than loopback."),
     ] = False,
+    device_cert_validity: Annotated[
+        str,
+        typer.Option(
+            help="Lifetime of device certificates, e.g. 365d, 90d; agents renew at two thirds."
+        ),
+    ] = "365d",
+    ca_key_passphrase_file: CaPassphraseOpt = None,
 ) -> None:
     """Serve the hub API over HTTPS (mTLS for devices, tokens for operators).
 
@@ -124,7 +135,17 @@ def serve_command(
         retention_s = parse_duration(telemetry_retention)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--telemetry-retention") from None
+    try:
+        validity_s = parse_duration(device_cert_validity)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--device-cert-validity") from None
+    if validity_s < MIN_DEVICE_CERT_VALIDITY_S:
+        raise typer.BadParameter(
+            f"must be at least {MIN_DEVICE_CERT_VALIDITY_S:.0f}s (got {device_cert_validity!r})",
+            param_hint="--device-cert-validity",
+        )
     settings = HubSettings(
+        device_cert_validity_s=validity_s,
         report_interval_s=report_interval,
         offline_after_s=report_interval * 3.5,
         telemetry_retention_s=retention_s,
@@ -159,6 +180,7 @@ def serve_command(
             workers,
             limits=limits,
             metrics_listen=metrics_address,
+            ca_key_passphrase=read_passphrase(ca_key_passphrase_file),
         )
     )
 

@@ -2,6 +2,7 @@
 
 from ._admin import AdminTokenError, rotate_admin_token_file
 from ._app import create_app
+from ._ca_lifecycle import CaLifecycleError, RetireResult, Straggler, retire_old_ca, rotate_ca
 from ._connections import ConnectionLimits
 from ._datadir import HubFiles, prepare_data_dir
 from ._db import make_engine, sqlite_url, upgrade_schema
@@ -13,19 +14,24 @@ from ._tls import ClientCertH11Protocol, ClientCertHttpToolsProtocol
 __all__ = [
     "AdminTokenError",
     "BuiltHub",
+    "CaLifecycleError",
     "ClientCertH11Protocol",
     "ClientCertHttpToolsProtocol",
     "ConnectionLimits",
     "HubFiles",
     "HubSettings",
     "HubState",
+    "RetireResult",
     "ServeOptions",
+    "Straggler",
     "build_hub",
     "create_app",
     "make_engine",
     "parse_metrics_listen",
     "prepare_data_dir",
+    "retire_old_ca",
     "rotate_admin_token_file",
+    "rotate_ca",
     "serve",
     "sqlite_url",
     "upgrade_schema",

@@ -28,16 +28,22 @@ class CertifiedDevice(Protocol):
     def revoked_at(self) -> dt.datetime | None: ...
     @property
     def cert_serial(self) -> str: ...
+    @property
+    def prev_cert_serial(self) -> str | None: ...
 
 
 def device_refusal(device: CertifiedDevice | None, cert_serial: str) -> ForbiddenError | None:
     """Why a verified client certificate with this serial may not act as this
-    device (unknown, revoked, or an older certificate), or None."""
+    device (unknown, revoked, or an older certificate), or None.
+
+    The certificate the device renewed from is accepted until the device
+    shows the new one (see ReportWriter): the renewal's answer may never
+    have reached the node."""
     if device is None:
         return ForbiddenError("unknown device")
     if device.revoked_at is not None:
         return ForbiddenError("device is revoked")
-    if device.cert_serial != cert_serial:
+    if cert_serial not in (device.cert_serial, device.prev_cert_serial):
         return ForbiddenError("client certificate has been superseded")
     return None
 

@@ -1,5 +1,6 @@
 """Enrollment: a device with a valid claim and a CSR gets its certificate."""
 
+import datetime as dt
 import uuid
 from typing import Final
 
@@ -79,7 +80,10 @@ def _count_use(session: Session, claim: ClaimRow) -> None:
 
 
 def enroll_device(
-    session: Session, ca: CertificateAuthority, request: EnrollRequest
+    session: Session,
+    ca: CertificateAuthority,
+    request: EnrollRequest,
+    validity: dt.timedelta = dt.timedelta(days=365),
 ) -> tuple[DeviceRow, bytes]:
     """Enroll a device from a claim and a CSR; returns the row and its cert PEM.
 
@@ -114,10 +118,12 @@ def enroll_device(
         )
     existing = session.scalar(select(DeviceRow).where(DeviceRow.name == request.name))
     if existing is not None:
-        return _retried_enrollment(ca, request, checked, claim, existing, fingerprint)
+        return _retried_enrollment(
+            session, ca, request, checked, claim, existing, fingerprint, validity
+        )
     _count_use(session, claim)
     device_id = str(uuid.uuid4())
-    issued = ca.issue_device_cert(checked.csr, device_id)
+    issued = ca.issue_device_cert(checked.csr, device_id, validity)
     now = utcnow()
     row = DeviceRow(
         id=device_id,
@@ -128,6 +134,7 @@ def enroll_device(
         facts=request.facts.model_dump(),
         claim_id=claim.id,
         cert_serial=format(issued.serial, "x"),
+        cert_ca_key_id=ca.key_id,
         cert_not_after=issued.not_after,
         key_sha256=fingerprint,
         enrolled_at=now,
@@ -139,28 +146,39 @@ def enroll_device(
 
 
 def _retried_enrollment(
+    session: Session,
     ca: CertificateAuthority,
     request: EnrollRequest,
     checked: CheckedCsr,
     claim: ClaimRow,
     existing: DeviceRow,
     fingerprint: str,
+    validity: dt.timedelta,
 ) -> tuple[DeviceRow, bytes]:
-    """The same device asking again (its first answer was lost): same key, same
-    claim, still valid. It gets a fresh certificate for its id and takes no
-    second use of the claim; anyone else gets a conflict."""
-    same_device = (
-        existing.key_sha256 == fingerprint
-        and existing.revoked_at is None
-        and existing.claim_id == claim.id
-    )
+    """The same device asking again: same key, not revoked, and either its
+    first answer was lost (same claim, still valid: no second use) or its
+    certificate expired while it was offline (any valid claim for its name,
+    which takes a use when it is another claim). It gets a fresh
+    certificate for its id, keeping its labels and history; anyone else
+    gets a conflict.
+
+    The key is the proof: a node that lost its key, or an impostor with a
+    claim, cannot take an existing device over.
+    """
+    same_key = existing.key_sha256 == fingerprint and existing.revoked_at is None
+    expired = existing.cert_not_after <= utcnow()
+    same_device = same_key and (existing.claim_id == claim.id or expired)
+    if same_device and existing.claim_id != claim.id:
+        _count_use(session, claim)
     if not same_device:
         if claim.uses >= claim.max_uses:
             # A used-up claim enrolls nobody new: it answers as any refused
             # claim, so it cannot tell taken names from free ones either.
             raise _claim_refused()
         raise ConflictError(f"device name {request.name!r} is taken", field="name")
-    issued = ca.issue_device_cert(checked.csr, existing.id)
+    issued = ca.issue_device_cert(checked.csr, existing.id, validity)
     existing.cert_serial = format(issued.serial, "x")
+    existing.prev_cert_serial = None
+    existing.cert_ca_key_id = ca.key_id
     existing.cert_not_after = issued.not_after
     return existing, issued.pem

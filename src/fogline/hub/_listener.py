@@ -47,6 +47,7 @@ from ._connections import (
 )
 from ._http_guard import GuardedHttpToolsProtocol
 from ._metrics import HubMetrics
+from ._tls import ReloadingServerTls
 
 log = logging.getLogger("fogline.hub")
 
@@ -130,7 +131,7 @@ class Listener:
     port) or plain HTTP (the loopback metrics port)."""
 
     sock: socket.socket
-    tls: ssl.SSLContext | None
+    tls: ssl.SSLContext | ReloadingServerTls | None
     name: str
 
 
@@ -233,6 +234,8 @@ class Acceptor:
         protocol = self._make_protocol()
         protocol.guard(slot, self._limits, accepted_at)
         tls = self._listener.tls
+        if isinstance(tls, ReloadingServerTls):
+            tls = tls.context()
         try:
             if tls is None:
                 await self._loop.connect_accepted_socket(lambda: protocol, conn)

@@ -163,7 +163,12 @@ class ReportWriter:
                 if row is None or refusal is not None:
                     continue
                 report = pending.report
-                device_updates.append({"b_id": row.id, **report_columns(report, now)})
+                # The device shows its renewed certificate: the one it renewed
+                # from is done with (every row of the executemany sets it).
+                previous = None if pending.cert_serial == row.cert_serial else row.prev_cert_serial
+                device_updates.append(
+                    {"b_id": row.id, "prev_cert_serial": previous, **report_columns(report, now)}
+                )
                 applied = report.applied
                 if applied is not None and row.has_desired is not None:
                     before = applied_now.get(
@@ -190,6 +195,7 @@ _CURRENT_ROWS: Final = (
     select(
         _DEVICES.c.id,
         _DEVICES.c.cert_serial,
+        _DEVICES.c.prev_cert_serial,
         _DEVICES.c.revoked_at,
         _DESIRED.c.device_id.label("has_desired"),
         _DESIRED.c.applied_revision,

@@ -119,6 +119,13 @@ class DeviceRow(Base):
         String(32), ForeignKey("claims.id", ondelete="SET NULL"), nullable=True
     )
     cert_serial: Mapped[str] = mapped_column(String(64))
+    # The certificate the device renewed from: accepted until the device
+    # shows its new one, so a node that lost the renewal's answer (a crash,
+    # a cut connection) still connects and renews again.
+    prev_cert_serial: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # Key id of the CA that issued cert_serial (NULL: issued before renewals
+    # were tracked); `fogline ca retire-old` reads it.
+    cert_ca_key_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
     cert_not_after: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     enrolled_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     last_seen: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)

@@ -34,8 +34,9 @@ from ._listener import (
 )
 from ._metrics import PlainHttpMetricsOnly
 from ._state import HubSettings, HubState
-from ._tls import server_tls_context
+from ._tls import ReloadingServerTls
 from ._tokens import ensure_admin_token
+from ._trust import FleetTrust
 from .releases import ArtifactStore
 
 log = logging.getLogger("fogline.hub")
@@ -59,6 +60,8 @@ class ServeOptions:
     # A plain-HTTP listener that serves /metrics only, without a token
     # (loopback unless the operator says otherwise; see cli/_hub.py).
     metrics_listen: tuple[str, int] | None = None
+    # Opens the CA key encrypted at rest (--ca-key-passphrase-file).
+    ca_key_passphrase: bytes | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,12 +80,13 @@ def open_state(options: ServeOptions, files: HubFiles) -> HubState:
         files.ca,
         options.settings,
         artifacts_dir=options.data_dir / "artifacts",
+        trust=FleetTrust(files.root, files.passphrase),
     )
 
 
 def build_hub(options: ServeOptions) -> BuiltHub:
     """Everything but the listening socket: data directory, schema, state."""
-    files = prepare_data_dir(options.data_dir, options.sans)
+    files = prepare_data_dir(options.data_dir, options.sans, options.ca_key_passphrase)
     state = open_state(options, files)
     upgrade_schema(state.engine)
     swept = ArtifactStore(options.data_dir / "artifacts").sweep_partial_uploads()
@@ -234,7 +238,9 @@ def _run_server(
     state: HubState, files: HubFiles, options: ServeOptions, sockets: list[socket.socket]
 ) -> bool:
     """Serve until told to stop; False if the server never started."""
-    tls = server_tls_context(files.tls_cert, files.tls_key, files.ca_cert)
+    # Reloaded for new connections when the files change: the hub's own
+    # certificate and the CA bundle rotate without a restart.
+    tls = ReloadingServerTls(files.tls_cert, files.tls_key, files.ca_cert)
     listeners = [Listener(sockets[0], tls, "api")]
     listeners += [Listener(sock, None, "metrics") for sock in sockets[1:]]
     server = HubServer(_uvicorn_config(state, options), state, listeners, options.limits)

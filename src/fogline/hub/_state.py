@@ -14,12 +14,15 @@ from fogline.security import CertificateAuthority
 from ._desired import DeploymentCache, DesiredNotifier
 from ._metrics import HubMetrics
 from ._reports import ReportWriter
+from ._trust import FleetTrust
 from ._validators import default_validators
 
 
 @dataclass(frozen=True, slots=True)
 class HubSettings:
     report_interval_s: float = 10.0
+    # Lifetime of device certificates; agents renew at two thirds of it.
+    device_cert_validity_s: float = 365 * 86400.0
     # A device is online while its last report is younger than this.
     offline_after_s: float = 35.0
     telemetry_retention_s: float = 7 * 86400.0
@@ -42,6 +45,9 @@ class HubState:
     # Content-addressed release archives (DATA/artifacts); None: no store, so
     # release pushes and artifact downloads answer 503.
     artifacts_dir: Path | None = None
+    # The data directory's CAs, reloaded when a rotation changes them; None
+    # (an app built in a test): `ca` alone issues and is trusted.
+    trust: FleetTrust | None = None
     # Device reports, written in batches (see _reports.py).
     reports: ReportWriter = field(init=False)
 
@@ -49,6 +55,14 @@ class HubState:
         self.reports = ReportWriter(
             self.sessions, observe_batch=self.metrics.report_batches.observe
         )
+
+    def signing_ca(self) -> CertificateAuthority:
+        """The CA device certificates are issued from now."""
+        return self.trust.signing_ca() if self.trust is not None else self.ca
+
+    def trust_bundle_pem(self) -> bytes:
+        """Every CA devices must trust, the issuing one first."""
+        return self.trust.bundle_pem() if self.trust is not None else self.ca.cert_pem
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:

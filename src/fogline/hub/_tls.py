@@ -22,7 +22,9 @@ assignment.
 """
 
 import asyncio
+import logging
 import ssl
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -31,7 +33,12 @@ from cryptography import x509
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from fogline._log import event
 from fogline.security import device_id_from_cert
+
+from ._trust import RELOAD_CHECK_S, file_signature
+
+log = logging.getLogger("fogline.hub")
 
 PEER_SCOPE_KEY: Final = "fogline.peer"
 # TLS 1.2 suites (TLS 1.3 ignores this string): forward secrecy and AEAD only.
@@ -54,6 +61,39 @@ def server_tls_context(cert: Path, key: Path, ca: Path) -> ssl.SSLContext:
     context.load_verify_locations(str(ca))
     context.verify_mode = ssl.CERT_OPTIONAL
     return context
+
+
+class ReloadingServerTls:
+    """The server context, built again for new connections when the hub's
+    certificate, key or CA bundle changes on disk (a rotation, or an
+    operator's new certificate): connections already open keep theirs.
+
+    A change is looked for at most every RELOAD_CHECK_S; a half-written set
+    of files (a key not matching its certificate) keeps the previous context
+    until the next look.
+    """
+
+    def __init__(self, cert: Path, key: Path, ca: Path) -> None:
+        self._paths = (cert, key, ca)
+        self._signature = file_signature(*self._paths)
+        self._context = server_tls_context(cert, key, ca)
+        self._checked_at = time.monotonic()
+
+    def context(self) -> ssl.SSLContext:
+        now = time.monotonic()
+        if now - self._checked_at < RELOAD_CHECK_S:
+            return self._context
+        self._checked_at = now
+        signature = file_signature(*self._paths)
+        if signature != self._signature:
+            try:
+                self._context = server_tls_context(*self._paths)
+            except (OSError, ssl.SSLError, ValueError) as exc:
+                event(log, "hub.tls_reload_failed", logging.WARNING, error=str(exc))
+                return self._context
+            self._signature = signature
+            event(log, "hub.tls_reloaded")
+        return self._context
 
 
 @dataclass(frozen=True, slots=True)

@@ -80,6 +80,20 @@ class EnrollResponse(TolerantModel):
     ] = {}
 
 
+class RenewRequest(TolerantModel):
+    """A device renewing its certificate over mTLS: a CSR for its (new) key."""
+
+    csr: Annotated[str, Field(min_length=1, max_length=8192)]
+
+
+class RenewResponse(TolerantModel):
+    certificate: str
+    # The fleet's trust bundle (PEM, the current CA first): during a CA
+    # rotation the new CA and the old one, so the node trusts the hub's
+    # certificate whichever CA issued it.
+    ca: str
+
+
 class ClaimCreate(WireModel):
     # Optional: a name to address the claim by (as a ProvisioningClaim's metadata.name).
     name: Annotated[str, Field(pattern=DEVICE_NAME_PATTERN)] | None = None  # a DNS label

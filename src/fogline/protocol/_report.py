@@ -230,3 +230,7 @@ class ReportedState(TolerantModel):
 
 class ReportAck(TolerantModel):
     report_interval_s: float
+    # The key id (hex) of the CA the hub now issues device certificates from:
+    # a node whose certificate another CA issued renews early (a CA rotation).
+    # Absent from older hubs: the node then renews on its certificate's age only.
+    ca_key_id: Annotated[str, Field(max_length=128)] | None = None

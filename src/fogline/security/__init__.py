@@ -1,9 +1,25 @@
 """Identity and trust: the fleet CA, device CSRs, tokens, roles, passwords, key files,
 sealed files."""
 
-from ._ca import CertificateAuthority, IssuedCert, device_id_from_cert, device_uri
-from ._csr import CheckedCsr, check_csr, generate_device_key, make_csr, public_key_sha256
+from ._ca import (
+    CertificateAuthority,
+    IssuedCert,
+    ca_key_id,
+    device_id_from_cert,
+    device_uri,
+    issuer_key_id,
+    read_trust_bundle,
+)
+from ._csr import (
+    CheckedCsr,
+    check_csr,
+    generate_device_key,
+    key_kind,
+    make_csr,
+    public_key_sha256,
+)
 from ._errors import (
+    CaKeyError,
     CsrRejectedError,
     DamagedSealedFileError,
     SealedFileError,
@@ -50,6 +66,7 @@ __all__ = [
     "MAX_PASSWORD_CHARS",
     "ROLE_PERMISSIONS",
     "USER_TOKEN_PREFIX",
+    "CaKeyError",
     "CertificateAuthority",
     "CheckedCsr",
     "CsrRejectedError",
@@ -67,12 +84,15 @@ __all__ = [
     "TokenError",
     "TokenFileError",
     "WrongPassphraseError",
+    "ca_key_id",
     "check_csr",
     "device_id_from_cert",
     "device_uri",
     "generate_device_key",
     "hash_password",
     "hash_secret",
+    "issuer_key_id",
+    "key_kind",
     "labels_within_scope",
     "load_private_key",
     "make_csr",
@@ -82,6 +102,7 @@ __all__ = [
     "private_key_pem",
     "public_key_sha256",
     "read_token_file",
+    "read_trust_bundle",
     "role_allows",
     "roles_with",
     "scope_text",

@@ -70,9 +70,22 @@ def check_csr(pem: str) -> CheckedCsr:
     return CheckedCsr(csr, common_name if isinstance(common_name, str) else None)
 
 
-def public_key_sha256(csr: x509.CertificateSigningRequest) -> str:
-    """Fingerprint of the CSR's public key (SubjectPublicKeyInfo DER)."""
+def public_key_sha256(csr: x509.CertificateSigningRequest | x509.Certificate) -> str:
+    """Fingerprint of the CSR's (or certificate's) public key (SubjectPublicKeyInfo DER)."""
     der = csr.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     return hashlib.sha256(der).hexdigest()
+
+
+def key_kind(csr: x509.CertificateSigningRequest | x509.Certificate) -> str:
+    """The key's algorithm and size, as `ec:secp256r1`, `rsa:2048` or `ed25519`:
+    a renewal keeps the kind of key the device enrolled with."""
+    key = csr.public_key()
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return f"ec:{key.curve.name}"
+    if isinstance(key, rsa.RSAPublicKey):
+        return f"rsa:{key.key_size}"
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return "ed25519"
+    return type(key).__name__

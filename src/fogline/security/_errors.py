@@ -3,6 +3,8 @@
 FoglineError
   SecurityError          base of this package
     CsrRejectedError     the device's certificate request is unacceptable
+    CaKeyError           the CA key cannot be used: encrypted without (or with
+                         the wrong) passphrase, damaged, or not the bundle's CA
     TokenError           a token is malformed (never says which secret)
     TokenFileError       a token file is missing, empty, too large, or open
                          to group or others
@@ -20,6 +22,10 @@ class SecurityError(FoglineError):
 
 class CsrRejectedError(SecurityError):
     """A CSR was refused: weak key, bad signature, bad subject or too large."""
+
+
+class CaKeyError(SecurityError):
+    """The fleet CA's key cannot be opened or does not match its certificate."""
 
 
 class TokenError(SecurityError):

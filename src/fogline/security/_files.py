@@ -29,21 +29,25 @@ def write_public_file(path: Path, data: bytes) -> None:
     write_atomic(path, data, mode=0o644)
 
 
-def private_key_pem(key: PrivateKeyTypes) -> bytes:
+def private_key_pem(key: PrivateKeyTypes, passphrase: bytes | None = None) -> bytes:
+    encryption: serialization.KeySerializationEncryption = (
+        serialization.BestAvailableEncryption(passphrase)
+        if passphrase
+        else serialization.NoEncryption()
+    )
     return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
     )
 
 
-def write_private_key(path: Path, key: PrivateKeyTypes) -> None:
-    """Store a private key as unencrypted PKCS#8 PEM with mode 0600."""
-    write_secret_file(path, private_key_pem(key))
+def write_private_key(path: Path, key: PrivateKeyTypes, passphrase: bytes | None = None) -> None:
+    """Store a private key as PKCS#8 PEM with mode 0600; with `passphrase`,
+    encrypted (cryptography's best available encryption)."""
+    write_secret_file(path, private_key_pem(key, passphrase))
 
 
-def load_private_key(path: Path) -> PrivateKeyTypes:
-    return serialization.load_pem_private_key(path.read_bytes(), password=None)
+def load_private_key(path: Path, passphrase: bytes | None = None) -> PrivateKeyTypes:
+    return serialization.load_pem_private_key(path.read_bytes(), password=passphrase)
 
 
 def read_token_file(path: Path) -> str:

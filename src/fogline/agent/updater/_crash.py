@@ -48,6 +48,15 @@ FAILURE_PATH_POINTS: Final = (
 )  # fmt: skip
 
 
+# Points of a certificate renewal (agent/_renew.py, agent/_identity.py), in order.
+RENEWAL_POINTS: Final = (
+    "renew:key-written",  # the new key is written aside; nothing asked yet
+    "renew:answered",  # the hub issued the new certificate; nothing of it saved
+    "renew:cert-written",  # renew-cert.pem written; key.pem and cert.pem still the old pair
+    "renew:key-promoted",  # key.pem is the new key, cert.pem still the old certificate
+)
+
+
 def crash_points() -> list[str]:
     """Every point the updater calls its crash hook at."""
     return [f"enter:{state.name}" for state in State] + list(_INNER_POINTS)
@@ -63,8 +72,9 @@ def parse_crash_spec(spec: str) -> tuple[str, int]:
     head, sep, tail = point.rpartition(":")
     if sep and tail.isdigit():
         point, occurrence = head, int(tail)
-    if point not in crash_points():
-        raise ValueError(f"{CRASH_ENV}: unknown crash point {point!r}; known: {crash_points()}")
+    known = crash_points() + list(RENEWAL_POINTS)
+    if point not in known:
+        raise ValueError(f"{CRASH_ENV}: unknown crash point {point!r}; known: {known}")
     if occurrence < 1:
         raise ValueError(f"{CRASH_ENV}: the occurrence must be >= 1, got {occurrence}")
     return point, occurrence

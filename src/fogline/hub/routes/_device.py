@@ -1,5 +1,6 @@
 """The device API: enrollment (claim + CSR) and everything behind mTLS."""
 
+import datetime as dt
 import functools
 import logging
 import time
@@ -20,10 +21,13 @@ from fogline.protocol import (
     DesiredStateDoc,
     EnrollRequest,
     EnrollResponse,
+    RenewRequest,
+    RenewResponse,
     Report,
     ReportAck,
 )
 
+from .._audit import record_audit
 from .._auth import (
     DevicePeer,
     StateDep,
@@ -36,8 +40,10 @@ from .._desired import key_material, key_scopes, recompile_device, release_keys
 from .._devices import device_refusal
 from .._enrollment import enroll_device
 from .._errors import ApiError, ConflictError
+from .._renewal import renew_device
 from .._schema import DesiredStateRow, DeviceRow
 from .._state import HubState
+from .._tls import PEER_SCOPE_KEY, PeerCertificate
 
 log = logging.getLogger("fogline.hub.device")
 router = APIRouter(prefix=API_PREFIX, tags=["device"])
@@ -63,7 +69,7 @@ def _enroll_settled(
     """
     for _attempt in range(_ENROLL_ATTEMPTS):
         try:
-            row, cert_pem = enroll_device(session, state.ca, body)
+            row, cert_pem = enroll_device(session, state.signing_ca(), body, _validity(state))
             recompile_device(session, state.deployments, row)
             session.commit()
         except IntegrityError:
@@ -92,11 +98,63 @@ def enroll(body: EnrollRequest, session: SessionDep, state: StateDep) -> EnrollR
         device_id=row.id,
         name=row.name,
         certificate=cert_pem.decode(),
-        ca=state.ca.cert_pem.decode(),
+        ca=state.trust_bundle_pem().decode(),
         report_interval_s=state.settings.report_interval_s,
         release_keys=key_material(keys),
         **({"release_key_scopes": scopes} if scopes else {}),
     )
+
+
+def _validity(state: HubState) -> dt.timedelta:
+    return dt.timedelta(seconds=state.settings.device_cert_validity_s)
+
+
+@router.post("/renew", response_model=RenewResponse)
+def renew(
+    request: Request, body: RenewRequest, session: SessionDep, state: StateDep
+) -> RenewResponse:
+    """Trade the device's current certificate (mTLS) and a CSR for a new
+    certificate and the fleet's trust bundle; recorded in the audit log,
+    refusals too."""
+    peer = client_peer(request)
+    tls_peer = request.scope.get(PEER_SCOPE_KEY)
+    peer_pem = tls_peer.pem if isinstance(tls_peer, PeerCertificate) else ""
+    actor = f"device:{peer.device_id}"
+    ca = state.signing_ca()
+    try:
+        row, cert_pem = renew_device(
+            session, ca, peer.device_id, peer.serial_hex, peer_pem, body.csr, _validity(state)
+        )
+    except ApiError as exc:
+        session.rollback()
+        # The refusal is recorded in a transaction of its own: the renewal's
+        # was rolled back.
+        record_audit(
+            session, actor, "device.renew", peer.device_id, outcome="refused", reason=exc.message
+        )
+        session.commit()
+        event(
+            log,
+            "device.renew_refused",
+            logging.WARNING,
+            device_id=peer.device_id,
+            reason=exc.message,
+        )
+        raise
+    record_audit(
+        session,
+        actor,
+        "device.renew",
+        row.name,
+        outcome="ok",
+        serial=row.cert_serial,
+        previous_serial=row.prev_cert_serial,
+        ca_key_id=ca.key_id,
+        not_after=row.cert_not_after.isoformat(),
+    )
+    session.commit()
+    event(log, "device.renewed", device_id=row.id, name=row.name, serial=row.cert_serial)
+    return RenewResponse(certificate=cert_pem.decode(), ca=state.trust_bundle_pem().decode())
 
 
 @router.post(
@@ -130,13 +188,15 @@ async def answer_report(state: HubState, peer: DevicePeer, raw: bytes) -> bytes:
     """
     body = parse_json_body(Report, raw)
     await state.reports.record(peer.device_id, peer.serial_hex, body)
-    return _report_ack(state.settings.report_interval_s)
+    return _report_ack(state.settings.report_interval_s, state.signing_ca().key_id)
 
 
-@functools.cache
-def _report_ack(report_interval_s: float) -> bytes:
-    """The ack's JSON: the same for every report, so built once per interval."""
-    return ReportAck(report_interval_s=report_interval_s).model_dump_json().encode()
+@functools.lru_cache(maxsize=8)
+def _report_ack(report_interval_s: float, ca_key_id: str | None = None) -> bytes:
+    """The ack's JSON: the same for every report, so built once per interval
+    and issuing CA."""
+    ack = ReportAck(report_interval_s=report_interval_s, ca_key_id=ca_key_id)
+    return ack.model_dump_json(exclude_none=True).encode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,7 +231,11 @@ def _look_desired(state: HubState, peer: DevicePeer, known: str) -> _DesiredLook
 # Built once: constructing a SELECT costs more than SQLite running it.
 _LOOK: Final = (
     select(
-        DeviceRow.cert_serial, DeviceRow.revoked_at, DesiredStateRow.revision, DesiredStateRow.seq
+        DeviceRow.cert_serial,
+        DeviceRow.prev_cert_serial,
+        DeviceRow.revoked_at,
+        DesiredStateRow.revision,
+        DesiredStateRow.seq,
     )
     .outerjoin(DesiredStateRow, DesiredStateRow.device_id == DeviceRow.id)
     .where(DeviceRow.id == bindparam("device_id"))

@@ -1,0 +1,78 @@
+"""Renewal: a device trades a CSR for a new certificate over mTLS.
+
+The device proves who it is with the certificate it has (verified by the
+TLS layer against the fleet's trust bundle); the CSR only carries the key
+the new certificate is for. Refused, with the reason in the audit log:
+a revoked or unknown device, a superseded certificate, a CSR naming
+another device, a key of another kind than the one it renews from (a
+device does not get to weaken its own key), or a revoked key.
+"""
+
+import datetime as dt
+
+from cryptography import x509
+from sqlalchemy.orm import Session
+
+from fogline.security import (
+    CertificateAuthority,
+    CsrRejectedError,
+    check_csr,
+    key_kind,
+    public_key_sha256,
+)
+
+from ._devices import device_refusal
+from ._errors import BadRequestError, ForbiddenError
+from ._schema import DeviceRow, RevokedKeyRow
+
+
+def renew_device(
+    session: Session,
+    ca: CertificateAuthority,
+    device_id: str,
+    peer_serial: str,
+    peer_pem: str,
+    csr_pem: str,
+    validity: dt.timedelta,
+) -> tuple[DeviceRow, bytes]:
+    """Issue the device a new certificate for the CSR's key; the caller commits.
+
+    The certificate presented stays accepted (prev_cert_serial) until the
+    device shows the new one: a node that never got this answer renews again
+    with it.
+
+    Raises:
+        ForbiddenError: unknown or revoked device, a superseded certificate,
+            a CSR naming another device, another kind of key, a revoked key.
+        BadRequestError: the CSR is malformed or its key too weak.
+    """
+    row = session.get(DeviceRow, device_id, with_for_update=True)
+    refusal = device_refusal(row, peer_serial)
+    if refusal is not None:
+        raise refusal
+    assert row is not None  # device_refusal refuses a missing row
+    try:
+        checked = check_csr(csr_pem)
+    except CsrRejectedError as exc:
+        raise BadRequestError(str(exc), field="csr") from exc
+    if checked.common_name not in (None, row.name):
+        raise ForbiddenError(
+            f"CSR subject CN {checked.common_name!r} is not this device's name {row.name!r}",
+            field="csr",
+        )
+    current_kind = key_kind(x509.load_pem_x509_certificate(peer_pem.encode()))
+    new_kind = key_kind(checked.csr)
+    if new_kind != current_kind:
+        raise ForbiddenError(
+            f"CSR key is {new_kind}; this device renews with a {current_kind} key", field="csr"
+        )
+    fingerprint = public_key_sha256(checked.csr)
+    if session.get(RevokedKeyRow, fingerprint) is not None:
+        raise ForbiddenError("this key belongs to a revoked device", field="csr")
+    issued = ca.issue_device_cert(checked.csr, row.id, validity)
+    row.prev_cert_serial = peer_serial
+    row.cert_serial = format(issued.serial, "x")
+    row.cert_ca_key_id = ca.key_id
+    row.cert_not_after = issued.not_after
+    row.key_sha256 = fingerprint
+    return row, issued.pem
