@@ -7,6 +7,7 @@ DIR/ca-key.pem while the hub runs; every worker (and the TLS listener, see
 _tls.py) notices at its next look, at most RELOAD_CHECK_S later.
 """
 
+import logging
 import threading
 import time
 from pathlib import Path
@@ -14,7 +15,10 @@ from typing import Final
 
 from cryptography.hazmat.primitives import serialization
 
-from fogline.security import CertificateAuthority, read_trust_bundle
+from fogline._log import event
+from fogline.security import CaKeyError, CertificateAuthority, read_trust_bundle
+
+log = logging.getLogger("fogline.hub")
 
 # How often a look at the files is made at most: a stat of two files per
 # second per process, whatever the request rate.
@@ -64,8 +68,16 @@ class FleetTrust:
             signature = file_signature(*self._paths)
             if signature == self._signature and self._ca is not None:
                 return
-            ca = CertificateAuthority.load_or_create(self._root, passphrase=self._passphrase)
-            bundle = read_trust_bundle(self._paths[0])
+            try:
+                ca = CertificateAuthority.load_or_create(self._root, passphrase=self._passphrase)
+                bundle = read_trust_bundle(self._paths[0])
+            except (CaKeyError, OSError, ValueError) as exc:
+                if self._ca is None:
+                    raise
+                # Caught between two writes of a rotation: keep issuing from
+                # the CA loaded before, and look again at the next call.
+                event(log, "hub.ca_reload_failed", logging.WARNING, error=str(exc))
+                return
             self._bundle_pem = b"".join(
                 cert.public_bytes(serialization.Encoding.PEM) for cert in bundle
             )

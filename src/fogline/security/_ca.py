@@ -301,11 +301,14 @@ def _finish_rotation(directory: Path, passphrase: bytes | None) -> None:
     if not next_path.exists():
         return
     first = read_trust_bundle(directory / CertificateAuthority.CERT_FILE)[0]
-    if _same_key(_load_ca_key(next_path, passphrase), first):
-        os.replace(next_path, directory / CertificateAuthority.KEY_FILE)
-        fsync_dir(directory)
-    else:
-        next_path.unlink()
+    try:
+        if _same_key(_load_ca_key(next_path, passphrase), first):
+            os.replace(next_path, directory / CertificateAuthority.KEY_FILE)
+            fsync_dir(directory)
+        else:
+            next_path.unlink()
+    except FileNotFoundError:
+        pass  # another process (a hub worker, the CLI) finished it first
 
 
 def device_uri(device_id: str) -> str:
