@@ -3,8 +3,9 @@
 Order matters for consistency: the database first, then the files. The
 artifact store only grows, and an artifact is on disk (fsynced) before the
 row that names it commits, so every release in the database copy finds its
-archive in the files copied after it. The CA and TLS files do not change
-while the hub runs.
+archive in the files copied after it. The CA and TLS files change only
+under `fogline ca rotate` and `fogline ca retire-old`: do not run those
+during a backup.
 
 The backup is written to `.NAME.partial` (0600 from its first byte) and
 linked to NAME only once complete: a failed or interrupted backup never
