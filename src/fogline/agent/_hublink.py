@@ -1,6 +1,7 @@
 """The agent's connection to the hub: enrollment, then mTLS for everything else."""
 
 import ssl
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -85,16 +86,19 @@ class HubLink:
         timeout_s: float = 30.0,
         *,
         tls: HubTls | None = None,
+        wrap: Callable[[httpx.AsyncBaseTransport], httpx.AsyncBaseTransport] | None = None,
     ) -> None:
+        """`wrap` puts a transport around the link's own (the simulator's
+        fault injection)."""
         self.url = url.rstrip("/")
+        transport: httpx.AsyncBaseTransport
         if tls is not None:
-            self._http = httpx.AsyncClient(
-                base_url=self.url, transport=_RenewingTransport(tls), timeout=timeout_s
-            )
+            transport = _RenewingTransport(tls)
         else:
-            self._http = httpx.AsyncClient(
-                base_url=self.url, verify=_tls_context(ca_path, identity), timeout=timeout_s
-            )
+            transport = httpx.AsyncHTTPTransport(verify=_tls_context(ca_path, identity))
+        if wrap is not None:
+            transport = wrap(transport)
+        self._http = httpx.AsyncClient(base_url=self.url, transport=transport, timeout=timeout_s)
 
     @property
     def http(self) -> httpx.AsyncClient:

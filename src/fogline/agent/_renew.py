@@ -41,6 +41,8 @@ class Renewer:
         new_key: bool = True,
         recover_expired: Callable[[], Awaitable[bool]] | None = None,
         crash_hook: Callable[[str], None] | None = None,
+        make_link: Callable[[], HubLink] | None = None,
+        on_renewed: Callable[[], None] | None = None,
         now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     ) -> None:
         self._hub_url = hub_url
@@ -50,6 +52,9 @@ class Renewer:
         self._new_key = new_key
         self._recover_expired = recover_expired
         self._crash = crash_hook or (lambda _point: None)  # fault tests only
+        self._on_renewed = on_renewed or (lambda: None)
+        # The simulator's links inject faults; the agent's are plain.
+        self._make_link = make_link or (lambda: HubLink(hub_url, identity.ca_path, tls=tls))
         self._now = now
         self._wake = asyncio.Event()
         # The key id of the CA the hub issues from (ReportAck.ca_key_id).
@@ -70,7 +75,7 @@ class Renewer:
 
     async def run(self) -> None:
         backoff = Backoff(initial_s=1.0, max_s=60.0)
-        link = HubLink(self._hub_url, self._identity.ca_path, tls=self._tls)
+        link = self._make_link()
         try:
             while True:
                 due_in_s = self._due_in_s()
@@ -116,6 +121,7 @@ class Renewer:
             return False
         self._tls.reload()
         self.renewals += 1
+        self._on_renewed()
         lifetime = self._store.lifetime()
         event(
             log,

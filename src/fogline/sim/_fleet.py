@@ -34,6 +34,7 @@ class FleetStats:
     reports_failed: int = 0
     crashes: int = 0
     powerlosses: int = 0
+    renewals: int = 0
     applied: dict[str, int] = field(default_factory=dict)  # revision -> nodes
     errors: list[str] = field(default_factory=list)  # the first few refusals
     traffic: Traffic = field(default_factory=Traffic)
@@ -45,6 +46,7 @@ class FleetStats:
         self.reports_failed += stats.reports_failed
         self.crashes += stats.crashes
         self.powerlosses += stats.powerlosses
+        self.renewals += stats.renewals
         if stats.applied_revision is not None:
             key = stats.applied_revision
             self.applied[key] = self.applied.get(key, 0) + 1
@@ -53,7 +55,16 @@ class FleetStats:
         self.traffic.add(stats.traffic)
 
     def merge(self, other: "FleetStats") -> None:
-        for name in ("nodes", "enrolled", "reports_ok", "reports_failed", "crashes", "powerlosses"):
+        counters = (
+            "nodes",
+            "enrolled",
+            "reports_ok",
+            "reports_failed",
+            "crashes",
+            "powerlosses",
+            "renewals",
+        )
+        for name in counters:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for revision, count in other.applied.items():
             self.applied[revision] = self.applied.get(revision, 0) + count

@@ -10,7 +10,6 @@ identity, last desired state and the update journal are read back from disk.
 import asyncio
 import platform
 import random
-import ssl
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,7 +20,8 @@ import httpx
 
 from fogline import __version__
 from fogline.agent import Backoff, Identity, IdentityStore
-from fogline.agent._hublink import HubLink
+from fogline.agent._hublink import HubLink, HubTls
+from fogline.agent._renew import Renewer
 from fogline.agent._sync import ConfigApplier, DesiredStore, SyncLoop
 from fogline.agent.modules import ModuleManager, node_module_manager
 from fogline.agent.supervisor import MemoryBehaviour, MemoryRuntime, RunSpec
@@ -86,14 +86,8 @@ class NodeStats:
     applied_revision: str | None = None
     applied_ok: bool | None = None
     error: str | None = None
+    renewals: int = 0  # certificates renewed (agent/_renew.py)
     traffic: Traffic = field(default_factory=Traffic)
-
-
-def _tls_context(ca_path: Path, identity: Identity | None) -> ssl.SSLContext:
-    context = ssl.create_default_context(cafile=str(ca_path))
-    if identity is not None:
-        context.load_cert_chain(str(identity.cert_path), str(identity.key_path))
-    return context
 
 
 class SimLink(HubLink):
@@ -106,20 +100,17 @@ class SimLink(HubLink):
         identity: Identity | None,
         wrap: "_TransportWrapper",
         timeout_s: float = 30.0,
+        *,
+        tls: HubTls | None = None,
     ) -> None:
-        super().__init__(url, ca_path, identity, timeout_s)
-        # HubLink builds a plain client; the simulator needs the same TLS
-        # settings behind its fault-injecting transport, so it swaps the
-        # (still unopened) client for one that has it.
-        inner = httpx.AsyncHTTPTransport(verify=_tls_context(ca_path, identity))
-        self._http = httpx.AsyncClient(base_url=self.url, transport=wrap(inner), timeout=timeout_s)
+        super().__init__(url, ca_path, identity, timeout_s, tls=tls, wrap=wrap)
 
 
 class _TransportWrapper:
     def __init__(self, faults: Faults, traffic: Traffic, rand: random.Random, phase_s: float):
         self.faults, self.traffic, self.rand, self.phase_s = faults, traffic, rand, phase_s
 
-    def __call__(self, inner: httpx.AsyncBaseTransport) -> FaultyTransport:
+    def __call__(self, inner: httpx.AsyncBaseTransport) -> httpx.AsyncBaseTransport:
         return FaultyTransport(
             inner, self.faults, self.traffic, rand=self.rand, phase_s=self.phase_s
         )
@@ -164,6 +155,7 @@ class VirtualNode:
         self._wrap = _TransportWrapper(config.faults, self.stats.traffic, self.rand, phase_s)
         self._health: dict[str, MemoryBehaviour] = {}
         self.modules: ModuleManager | None = None
+        self.renewer: Renewer | None = None
         self.runtime: MemoryRuntime | None = None
         self.applied: AppliedState | None = None
         self._report_now = asyncio.Event()
@@ -198,9 +190,25 @@ class VirtualNode:
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         identity = await self._ensure_identity()
         self.stats.enrolled = True
-        link = SimLink(self.config.hub_url, identity.ca_path, identity, self._wrap)
+        # As the agent: one TLS identity for every link, renewed by the
+        # agent's own Renewer (its links inject the fleet's faults too).
+        tls = HubTls(identity)
+
+        def make_link() -> HubLink:
+            return SimLink(self.config.hub_url, identity.ca_path, identity, self._wrap, tls=tls)
+
+        link = make_link()
+        self.renewer = Renewer(
+            self.config.hub_url,
+            IdentityStore(self.data_dir),
+            identity,
+            tls,
+            make_link=make_link,
+            on_renewed=self._renewed,
+        )
         try:
             async with asyncio.TaskGroup() as tg:
+                tg.create_task(self.renewer.run(), name=f"{self.name}:renew")
                 modules = self._make_modules(link)
                 tg.create_task(modules.supervisor.run(), name=f"{self.name}:supervisor")
                 sync = SyncLoop(
@@ -227,6 +235,9 @@ class VirtualNode:
             await asyncio.sleep(1.0)
             if self.rand.random() < self.config.faults.crash_per_s:
                 raise SimulatedCrash(f"{self.name}: crash")
+
+    def _renewed(self) -> None:
+        self.stats.renewals += 1
 
     def _powerloss_hook(self, point: str) -> None:
         if point == "enter:DOWNLOAD" and not self._powerloss_pending:
@@ -320,6 +331,8 @@ class VirtualNode:
                 continue
             backoff.reset()
             self.stats.reports_ok += 1
+            if self.renewer is not None:
+                self.renewer.hub_ca_seen(ack.ca_key_id)
             try:
                 async with asyncio.timeout(ack.report_interval_s):
                     await self._report_now.wait()
