@@ -225,13 +225,20 @@ class Agent:
             if self._has_claim() and self._store.lifetime().is_expired(_utcnow()):
                 # Away past its certificate's end: the claim brings it back,
                 # as the same device (its key), before anything needs the hub.
-                return await self._enroll(identity.name, identity.ca_path)
+                return await self._enroll(identity.name, self._recovery_cas(identity))
             return identity
-        return await self._enroll(self.config.name or default_name(), self.config.ca_path)
+        return await self._enroll(self.config.name or default_name(), [self.config.ca_path])
 
-    async def _enroll(self, name: str, ca_path: Path) -> Identity:
+    def _recovery_cas(self, identity: Identity) -> list[Path]:
+        """What to check the hub against when enrolling again: the bundle the
+        node kept, then the operator's --ca (newer, when the CA the node knew
+        was retired while it was away)."""
+        return [identity.ca_path, self.config.ca_path]
+
+    async def _enroll(self, name: str, ca_paths: list[Path]) -> Identity:
         """Enroll with the claim (the node's key, kept across attempts),
-        retrying while the hub is away.
+        retrying while the hub is away; each attempt checks the hub against
+        the next of `ca_paths`.
 
         Raises:
             See ensure_identity.
@@ -239,6 +246,7 @@ class Agent:
         claim = self._claim()
         backoff = Backoff(initial_s=0.5, max_s=30.0)
         while True:
+            ca_path = ca_paths[backoff.attempt % len(ca_paths)]
             link = HubLink(self.config.hub_url, ca_path)
             try:
                 request = EnrollRequest(
@@ -285,7 +293,7 @@ class Agent:
         if self.identity is None or not self._has_claim():
             return False
         try:
-            await self._enroll(self.identity.name, self.identity.ca_path)
+            await self._enroll(self.identity.name, self._recovery_cas(self.identity))
         except (HubError, AgentError) as exc:
             event(log, "agent.recover_refused", logging.ERROR, error=str(exc))
             return False

@@ -129,8 +129,15 @@ def renew(
         session.rollback()
         # The refusal is recorded in a transaction of its own: the renewal's
         # was rolled back.
+        known = session.get(DeviceRow, peer.device_id)
         record_audit(
-            session, actor, "device.renew", peer.device_id, outcome="refused", reason=exc.message
+            session,
+            actor,
+            "device.renew",
+            known.name if known is not None else peer.device_id,
+            device_id=peer.device_id,
+            outcome="refused",
+            reason=exc.message,
         )
         session.commit()
         event(
@@ -146,6 +153,7 @@ def renew(
         actor,
         "device.renew",
         row.name,
+        device_id=row.id,
         outcome="ok",
         serial=row.cert_serial,
         previous_serial=row.prev_cert_serial,
