@@ -211,3 +211,18 @@ def test_refuses_a_tree_deeper_than_unpack_accepts(tmp_path: Path) -> None:
     with deep_tree(src / "deep", 5000, files_every=1000):
         error = _assert_refused(src, tmp_path / "out.tar.zst", f"deeper than {MAX_PATH_DEPTH}")
     assert error.member == "/".join(["deep", *["d"] * MAX_PATH_DEPTH])
+
+
+def test_an_agent_release_must_hold_the_fogline_package(tmp_path: Path) -> None:
+    src = tmp_path / "agent"
+    (src / "fogline").mkdir(parents=True)
+    (src / "fogline-module.yaml").write_text(
+        "name: fogline-agent\nversion: 0.2.0\nkind: agent\narchitectures: [any]\n"
+    )
+    (src / "fogline" / "__init__.py").write_text('__version__ = "0.2.0"\n')
+    with pytest.raises(ModuleSpecError, match=r"fogline/__main__\.py"):
+        build_release(src, tmp_path / "agent.tar.zst")
+    assert not (tmp_path / "agent.tar.zst").exists()
+    (src / "fogline" / "__main__.py").write_text("")
+    info = build_release(src, tmp_path / "agent.tar.zst")
+    assert (info.name, str(info.version)) == ("fogline-agent", "0.2.0")

@@ -73,7 +73,7 @@ def test_spec_is_frozen() -> None:
         ("name: thermo-filter", "name: -thermo", "name", "starting and ending"),
         ("version: 1.2.0", "version: 1.2", "version", "quote it"),
         ("version: 1.2.0", "version: v1.2.0", "version", "semantic version"),
-        ("kind: service ", "kind: daemon ", "kind", "'service', 'model' or 'config'"),
+        ("kind: service ", "kind: daemon ", "kind", "'service', 'model', 'config' or 'agent'"),
         ("command: [python3, server.py]", "command: python3 server.py", "command", "tuple"),
         ("command: [python3, server.py]", "command: []", "command", "at least 1"),
         ("command: [python3, server.py]", 'command: ["", x]', "command", "must not be empty"),
@@ -131,6 +131,19 @@ def test_a_service_needs_a_command_and_a_health_check() -> None:
     no_health = _spec_error(EXAMPLE_SPEC.replace("health:", "# health:"))
     assert no_health.field == "health"
     assert "uptime" in no_health.reason
+
+
+def test_an_agent_release_is_named_fogline_agent_and_runs_no_process_of_its_own() -> None:
+    spec = load_module_spec(
+        "name: fogline-agent\nversion: 0.2.0\nkind: agent\narchitectures: [any]\n"
+    )
+    assert (spec.kind, spec.command, spec.health) == ("agent", None, None)
+    error = _spec_error("name: agent2\nversion: 0.2.0\nkind: agent\narchitectures: [any]\n")
+    assert error.field == "name" and "fogline-agent" in error.reason
+    error = _spec_error(
+        "name: fogline-agent\nversion: 0.2.0\nkind: agent\narchitectures: [any]\ncommand: [x]\n"
+    )
+    assert error.field == "command" and "only a service runs a process" in error.reason
 
 
 @pytest.mark.parametrize("kind", ["model", "config"])

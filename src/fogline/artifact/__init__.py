@@ -48,6 +48,7 @@ from ._signing import (
     verify_release,
 )
 from ._spec import (
+    AGENT_MODULE,
     MODULE_FILE,
     Architecture,
     Backoff,
@@ -68,6 +69,7 @@ from ._unpack import (
 )
 
 __all__ = [
+    "AGENT_MODULE",
     "DEFAULT_MAX_INSTALL_BYTES",
     "DEFAULT_MAX_INSTALL_FILES",
     "MAX_PATH_DEPTH",

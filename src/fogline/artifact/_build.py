@@ -68,7 +68,8 @@ def build_release(src_dir: Path, out: Path) -> ReleaseInfo:
     `out` is replaced atomically; it must not be inside `src_dir`.
 
     Raises:
-        ModuleSpecError: fogline-module.yaml is missing or invalid.
+        ModuleSpecError: fogline-module.yaml is missing or invalid, or a
+            kind 'agent' release has no fogline/__main__.py.
         UnsafeArchiveError: the directory holds something an archive may not
             (a device, FIFO or socket, a symlink leaving the directory, a
             non-UTF-8 name), the same things unpack refuses.
@@ -85,6 +86,12 @@ def build_release(src_dir: Path, out: Path) -> ReleaseInfo:
         raise UnsafeArchiveError(src, f"the output {out} must not be inside the module directory")
     sources = [_Source((MODULE_FILE,), "file", os.fspath(module_file), data=module_text)]
     sources += _collect(src, real_src)
+    if spec.kind == "agent" and not (src / "fogline" / "__main__.py").is_file():
+        # What the node's launcher runs: `python -m fogline` with this tree first on the path.
+        raise ModuleSpecError(
+            os.fspath(module_file),
+            [("kind", "a kind 'agent' release holds the fogline package: fogline/__main__.py")],
+        )
 
     with atomic_output(out, mode=0o644) as fh:
         sink = _HashingSink(fh)

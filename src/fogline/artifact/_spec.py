@@ -35,7 +35,10 @@ MODULE_FILE: Final = "fogline-module.yaml"
 # A module file is a page of YAML; anything far larger is a mistake or an attack.
 MAX_MODULE_FILE_BYTES: Final = 64 * 1024
 
-ModuleKind = Literal["service", "model", "config"]
+ModuleKind = Literal["service", "model", "config", "agent"]
+# The one name a `kind: agent` release may have: a node runs one agent, and
+# the deployment's module entry of that name is what its rollout follows.
+AGENT_MODULE: Final = "fogline-agent"
 RestartMode = Literal["always", "on-failure", "never"]
 # `uname -m` spellings; `any` marks a release with no native code (a model,
 # a configuration bundle, a pure-Python service).
@@ -214,7 +217,8 @@ class ModuleSpec(_Frozen):
     """The parsed `fogline-module.yaml` of one release.
 
     `command` and `health` are set for every service and None for model and
-    config bundles, which run no process.
+    config bundles, which run no process, and for the agent itself (`kind:
+    agent`: a `fogline/` package tree the node's launcher runs).
     """
 
     name: ModuleName
@@ -270,6 +274,8 @@ class ModuleSpec(_Frozen):
                     "or {uptime: 5s}",
                 )
             return self
+        if self.kind == "agent" and self.name != AGENT_MODULE:
+            raise _fail("name", f"a kind 'agent' release is named {AGENT_MODULE!r}")
         for alias in _PROCESS_FIELDS:
             if _FIELD_OF_ALIAS[alias] in self.model_fields_set:
                 raise _fail(

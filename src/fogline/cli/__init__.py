@@ -18,6 +18,7 @@ from . import (
     _devices,
     _hub,
     _keys,
+    _launcher,
     _logs,
     _manifests,
     _people,
@@ -61,6 +62,7 @@ app.command("login")(_config.login)
 app.add_typer(_config.app, name="config")
 app.add_typer(_hub.app, name="hub")
 app.add_typer(_agent.app, name="agent")
+app.add_typer(_launcher.app, name="launcher")
 app.add_typer(_claim.app, name="claim")
 app.add_typer(_devices.app, name="devices")
 app.command("plan")(_manifests.plan)

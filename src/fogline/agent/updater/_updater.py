@@ -192,6 +192,39 @@ class Updater:
                 final = await self._engine.run(journal, State.DOWNLOAD)
             return _result(final)
 
+    # -- a verdict after the commit ---------------------------------------------
+
+    async def roll_back_committed(self, name: str, digest: str, reason: str) -> UpdateResult | None:
+        """Undo the committed update of `name` to the release `digest`, found unhealthy
+        after its commit, and record it failed.
+
+        For the agent's own release: its health is the new agent's trial, which
+        the launcher runs after the agent that committed it has exited. This
+        takes the table's rollback path from HEALTH's failure (ROLLBACK ->
+        CLEANUP -> FAILED, journaled, resumed by `recover` after a crash), so
+        the links and the installed record name the prior release again and
+        `ensure` of the same release returns the failure without trying.
+
+        Returns None when the last update of `name` is not that release, DONE
+        (it was undone already, or another release came since).
+
+        Raises:
+            JournalCorruptError: the installed or failure record is unreadable.
+            OSError: the updater's own directory cannot be written.
+        """
+        async with self._lock(name):
+            journal = self._load_journal(name)
+            if journal is None or journal.state != State.DONE or journal.target.digest != digest:
+                return None
+            failed = dataclasses.replace(
+                journal,
+                error=reason,
+                failed_in=State.HEALTH.value,
+                retryable=False,
+                interrupted=False,
+            )
+            return _result(await self._engine.run(failed, State.ROLLBACK))
+
     # -- recover ----------------------------------------------------------------
 
     async def recover(self) -> list[UpdateResult]:
