@@ -300,6 +300,9 @@ class AgentProcess:
     cwd: Path | None = None  # set: run there, given --data-dir relative to it
     # Python under /root (0700), data in 0700 tmp dirs: out of nobody's reach, so run as us.
     module_user: str | None = field(default_factory=lambda: pwd.getpwuid(os.geteuid()).pw_name)
+    # Set: run the agent under `python -m fogline.launcher --root launcher_root`.
+    launcher_root: Path | None = None
+    trial_deadline: str = "2m"
 
     @property
     def log_path(self) -> Path:
@@ -329,6 +332,9 @@ class AgentProcess:
         if self.module_user is not None:
             args += ["--module-user", self.module_user]
         args += self.extra_args
+        if self.launcher_root is not None:
+            launcher = [sys.executable, "-m", "fogline.launcher", "--root", str(self.launcher_root)]
+            args = [*launcher, "--trial-deadline", self.trial_deadline, "--", *args[3:]]
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         port_file = self.data_dir / "local-port"
         port_file.unlink(missing_ok=True)

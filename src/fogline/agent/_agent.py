@@ -43,6 +43,7 @@ from ._identity import Identity, IdentityStore
 from ._local import LocalApp, make_local_server, serve_local
 from ._logship import LogShipper
 from ._renew import Renewer
+from ._selfupdate import SelfUpdate
 from ._sync import ConfigApplier, DesiredStore, SyncLoop
 from .dataplane import (
     DataPlaneCollector,
@@ -171,6 +172,9 @@ class Agent:
         self._report_now = asyncio.Event()
         self.renewer: Renewer | None = None
         self.tls: HubTls | None = None  # set once enrolled
+        self._main_task: asyncio.Task[None] | None = None
+        # The agent's own update, run by the launcher when there is one.
+        self.selfupdate = SelfUpdate.from_env(lambda: self.modules, self._stop_for_switch)
         self.sync = SyncLoop(
             DesiredStore(config.data_dir), [ConfigApplier(config.data_dir)], self._on_applied
         )
@@ -356,6 +360,7 @@ class Agent:
                 self.report_interval_s = ack.report_interval_s
                 if self.renewer is not None:
                     self.renewer.hub_ca_seen(ack.ca_key_id)
+                await self.selfupdate.confirm()  # a new agent on trial: it reconnected
                 await self._wait_for_next_report()
         finally:
             await link.aclose()
@@ -378,6 +383,7 @@ class Agent:
             AgentError: the local port is taken, or the identity is unusable.
             HubError: enrollment was refused (HubRefusedError, HubRejectedError).
         """
+        self._main_task = asyncio.current_task()
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
         # Private, unless modules run as another user: then others may pass
         # through (not list) on the way to what is opened to them (install,
@@ -437,8 +443,12 @@ class Agent:
             if local_copy is not None:
                 self.modules.use_document_keys(local_copy.document)
             await self.modules.recover()
+            # Before the desired state is applied: a new agent the launcher went
+            # back from is rolled back and recorded failed, so applying reports it.
+            await self.selfupdate.reconcile()
             self.sync.appliers.append(self.modules.apply)
             self.sync.appliers.append(self.dataplane.apply)
+            self.sync.appliers.append(self.selfupdate.apply)
             # Edge autonomy: apply the last desired state before any hub contact.
             await self.sync.start_from_local_copy()
             self.local.routes[("POST", "/ingest")] = ingest_handler(
@@ -456,6 +466,11 @@ class Agent:
             )
             tg.create_task(shipper.run(), name="log-shipper")
             freeze_long_lived_objects()
+
+    def _stop_for_switch(self) -> None:
+        """Stop this agent cleanly (modules, outbox) so the launcher starts the new one."""
+        if self._main_task is not None:
+            self._main_task.cancel()
 
     async def _drift_forever(self) -> None:
         assert self.modules is not None
