@@ -40,7 +40,6 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         hub.cli("apply", "-f", "-", input_text=key_doc)
         agent_release(hub, root, keys / "ci.key", GOOD, "good")
         agent_release(hub, root, keys / "ci.key", EXITS, "exits")
-        agent_release(hub, root, keys / "ci.key", MUTE, "mute")
         yield Fleet(hub, root)
     finally:
         hub.stop()
@@ -91,6 +90,9 @@ def test_a_good_agent_release_rolls_out_in_waves_and_every_node_runs_it(
         on = pointer(node)
         assert on.current.version == GOOD and on.trial is None and on.failed is None
         assert on.previous is not None and on.previous.name == BUILTIN
+        # The slot is the release's tree, byte for byte: no bytecode written into it.
+        assert on.current.path is not None
+        assert not list(Path(on.current.path).rglob("__pycache__"))
 
 
 def assert_rolled_back(fleet: Fleet, node: AgentProcess, version: str, why: str) -> None:
@@ -129,6 +131,7 @@ def test_an_agent_that_exits_at_start_is_rolled_back_on_every_node_and_the_rollo
 def test_an_agent_that_never_reconnects_is_rolled_back_at_its_deadline_and_pauses_the_rollout(
     fleet: Fleet, tmp_path: Path
 ) -> None:
+    agent_release(fleet.hub, tmp_path, fleet.root / "keys" / "ci.key", MUTE, "mute")
     nodes = start_nodes(fleet, tmp_path, "mute", 2, deadline="6s")
     policy = "{waves: [100%], bake: 1s, maxFailures: 0, onFailure: pause, waveTimeout: 2m}"
     apply(fleet, "agent-mute", "mute", MUTE, policy)

@@ -181,3 +181,23 @@ def test_a_missing_slot_or_an_unreadable_pointer_runs_the_builtin_agent(node: No
     wait_until(aside.exists, 10, "the unreadable pointer set aside")
     assert aside.read_text() == "{torn"  # kept as evidence
     wait_until(lambda: node.text().count("launcher.started") >= 2, 10, "the builtin agent again")
+
+
+def test_the_cli_command_runs_the_agent_command_after_the_double_dash_and_stops_on_sigterm(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "out.log"
+    args = [sys.executable, "-m", "fogline", "launcher", "run", "--root", str(tmp_path / "l")]
+    with open(out, "ab") as sink:
+        proc = subprocess.Popen([*args, "--", "version"], env=ENV, stdout=sink, stderr=sink)
+    try:
+        # `fogline version` is the builtin "agent" here: it prints and exits, and is restarted.
+        wait_until(lambda: out.read_text().count("launcher.started") >= 2, 20, "two starts")
+        assert "0.1.0" in out.read_text()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+        assert "launcher.stopped" in out.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

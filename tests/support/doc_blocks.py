@@ -246,7 +246,9 @@ def _check_options(command: Any, words: Sequence[str], path: str) -> list[str]:
     while i < len(words):
         word = _unbracketed(words[i])
         i += 1
-        if not word.startswith("-") or word in ("-", "--"):
+        if word == "--":
+            break  # what follows is another command's (`launcher run -- agent run ...`)
+        if not word.startswith("-") or word == "-":
             continue  # an argument, a value, a placeholder
         name = word.split("=", 1)[0]
         if name == "--help":

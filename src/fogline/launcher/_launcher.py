@@ -171,6 +171,9 @@ class Launcher:
             # First on the path: the slot's `fogline` package hides the builtin one.
             inherited = env.get("PYTHONPATH")
             env["PYTHONPATH"] = slot.path + (os.pathsep + inherited if inherited else "")
+            # Bytecode outside the slot: its tree stays exactly the release's
+            # (drift checks compare every file with the signed archive).
+            env["PYTHONPYCACHEPREFIX"] = str(self.root / "pycache" / slot.name)
         child = subprocess.Popen(
             [self.python, "-m", "fogline", *self.agent_args],
             env=env,
