@@ -271,6 +271,7 @@ EXPECTED: Final[dict[str, list[str]]] = {
         "ReleaseView",
         "StagedArtifact",
         "archive_kind",
+        "check_agent_refs",
         "check_archive",
         "check_digest",
         "check_envelope",

@@ -95,6 +95,17 @@ def test_a_good_agent_release_rolls_out_in_waves_and_every_node_runs_it(
         assert not list(Path(on.current.path).rglob("__pycache__"))
 
 
+def test_a_deployment_that_gives_the_agent_release_a_config_is_refused_at_the_field(
+    fleet: Fleet,
+) -> None:
+    text = agent_deployment("agent-config", "none", GOOD, "{waves: [100%]}").replace(
+        "release: fogline-agent@0.2.0}", "release: fogline-agent@0.2.0, config: {a: 1}}"
+    )
+    result = fleet.hub.cli("plan", "-f", "-", input_text=text, check=False)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "spec.modules[0].config" in result.stderr and "kind: agent" in result.stderr
+
+
 def assert_rolled_back(fleet: Fleet, node: AgentProcess, version: str, why: str) -> None:
     """The node runs its builtin agent again and reported the failed update of `version`."""
     update = wait_until(

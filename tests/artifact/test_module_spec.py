@@ -144,6 +144,10 @@ def test_an_agent_release_is_named_fogline_agent_and_runs_no_process_of_its_own(
         "name: fogline-agent\nversion: 0.2.0\nkind: agent\narchitectures: [any]\ncommand: [x]\n"
     )
     assert error.field == "command" and "only a service runs a process" in error.reason
+    # The name is the agent's alone: the node treats that module as itself.
+    service = EXAMPLE_SPEC.replace("name: thermo-filter", "name: fogline-agent")
+    error = _spec_error(service)
+    assert error.field == "kind" and "kind: agent" in error.reason
 
 
 @pytest.mark.parametrize("kind", ["model", "config"])

@@ -264,6 +264,11 @@ class ModuleSpec(_Frozen):
 
     @model_validator(mode="after")
     def _fields_fit_kind(self) -> "ModuleSpec":
+        if self.name == AGENT_MODULE and self.kind != "agent":
+            # The node treats the module of this name as itself (its launcher's slots).
+            raise _fail(
+                "kind", f"{AGENT_MODULE!r} is the name of the agent's own releases: kind: agent"
+            )
         if self.kind == "service":
             if self.command is None:
                 raise _fail("command", "is required for kind 'service', e.g. [python3, server.py]")

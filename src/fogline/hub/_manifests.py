@@ -50,6 +50,7 @@ from ._desired import (
 from ._schema import ClaimRow, DeploymentRow, DesiredStateRow, DeviceRow, ReleaseKeyRow
 from .releases import (
     archive_kind,
+    check_agent_refs,
     check_model_refs,
     downgrade_allowances,
     remove_release_key,
@@ -78,12 +79,14 @@ def _resolve_modules(
     session: Session, deployments: Sequence[Deployment], artifacts_dir: Path | None = None
 ) -> list[Deployment]:
     """Pin each module's `release:` to the pushed release (version, digest, signature),
-    and check that every infer step's model release is one of them (`check_model_refs`).
+    and check that every infer step's model release is one of them (`check_model_refs`)
+    and that the agent's own release carries no config or env (`check_agent_refs`).
 
     Raises:
         ManifestError: an unknown release or one of another module, located
             at `spec.modules[i].release` in the operator's file; a model the
-            deployment does not deliver, at `spec.pipelines[i].steps[j].infer.model.release`.
+            deployment does not deliver, at `spec.pipelines[i].steps[j].infer.model.release`;
+            config or env on the agent's own release, at `spec.modules[i].config|env`.
     """
     resolved: list[Deployment] = []
     problems: list[Problem] = []
@@ -103,6 +106,7 @@ def _resolve_modules(
                 session, deployment.to_document(), origin=deployment.origin
             )
             check_model_refs(document, origin=deployment.origin, release_kind=release_kind)
+            check_agent_refs(document, origin=deployment.origin, release_kind=release_kind)
         except ManifestError as exc:
             problems += exc.problems
             continue

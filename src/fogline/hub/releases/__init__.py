@@ -4,10 +4,12 @@ _artifacts  the artifact store: archives by content digest, written atomically
 _registry   the checks a push must pass, and lookups of pushed releases
 _refs       module references in deployments (`release: thermo-filter@1.2.0`)
 _models     model releases named by infer steps, delivered by the same deployment
+_agents     agent releases (kind: agent) in deployments: no module config or env
 _removal    removing releases and release keys, refused while something needs them
 _errors     ReleaseRejectedError and the table of its codes
 """
 
+from ._agents import check_agent_refs
 from ._artifacts import ArtifactStore, StagedArtifact, check_digest
 from ._errors import ReleaseRejectedError
 from ._models import archive_kind, check_model_refs
@@ -41,6 +43,7 @@ __all__ = [
     "ReleaseView",
     "StagedArtifact",
     "archive_kind",
+    "check_agent_refs",
     "check_archive",
     "check_digest",
     "check_envelope",
