@@ -54,7 +54,7 @@ def table(hub: HubProcess, *args: str) -> str:
 
 
 def test_the_daemons_take_log_format() -> None:
-    for daemon in (("hub", "serve"), ("agent", "run"), ("sim", "fleet")):
+    for daemon in (("hub", "serve"), ("agent", "run"), ("sim", "fleet"), ("launcher", "run")):
         result = subprocess.run(
             [*fogline_cmd(), *daemon, "--help"], capture_output=True, text=True, env=ENV, timeout=30
         )

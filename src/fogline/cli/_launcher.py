@@ -5,6 +5,8 @@ from typing import Annotated
 
 import typer
 
+from ._common import LogFormatOpt
+
 app = typer.Typer(
     help="Run the agent under the launcher, which updates it safely.", no_args_is_help=True
 )
@@ -22,6 +24,7 @@ def run(
         typer.Option(help="How long a new agent has to reconnect and report, e.g. 2m."),
     ] = "2m",
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    log_format: LogFormatOpt = None,
 ) -> None:
     """Run `fogline agent run ...` (the arguments after --) from the current agent slot.
 
@@ -41,6 +44,7 @@ def run(
                 trial_deadline,
                 "--log-level",
                 log_level,
+                *(["--log-format", log_format.value] if log_format else []),
                 "--",
                 *ctx.args,
             ]

@@ -29,6 +29,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="How long a new agent has to reconnect and report (default 2m).",
     )
     parser.add_argument("--log-level", default="info")
+    parser.add_argument("--log-format", choices=["human", "json"], default=None)
     parser.add_argument("agent_args", nargs=argparse.REMAINDER, help="-- agent run ...")
     options = parser.parse_args(argv)
     agent_args = list(options.agent_args)
@@ -40,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         deadline_s = parse_duration(options.trial_deadline)
     except ValueError as exc:
         parser.error(f"--trial-deadline: {exc}")
-    configure_logging(options.log_level)
+    configure_logging(options.log_level, options.log_format)
     launcher = Launcher(
         options.root, agent_args, builtin_version=__version__, trial_deadline_s=deadline_s
     )
