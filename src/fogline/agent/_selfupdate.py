@@ -106,7 +106,13 @@ class SelfUpdate:
             f"the new agent {failed.slot.version} {failed.reason}; "
             f"the launcher went back to {pointer.current.version} ({pointer.current.name})"
         )
-        result = await manager.updater.roll_back_committed(AGENT_MODULE, failed.slot.digest, reason)
+        try:
+            result = await manager.updater.roll_back_committed(
+                AGENT_MODULE, failed.slot.digest, reason
+            )
+        except Exception as exc:  # logged, never raised: the agent must reach its hub
+            event(log, "selfupdate.rollback_failed", logging.ERROR, error=str(exc))
+            return
         if result is not None:
             event(log, "selfupdate.rolled_back", logging.ERROR, version=failed.slot.version,
                   reason=failed.reason, state=result.state)  # fmt: skip

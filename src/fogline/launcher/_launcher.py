@@ -97,9 +97,6 @@ class Launcher:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_signal)
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        pointer = self._load()
-        if pointer.trial is not None and pointer.trial.starts >= self.max_trial_starts:
-            self._revert(pointer, self._interrupted(pointer.trial))
         pause_s = 0.0
         while not self._stopping:
             pointer = self._load()
