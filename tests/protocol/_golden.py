@@ -6,7 +6,8 @@ them on each side, shared by the golden tests.
 as a newer peer does (fields, values this version does not know), and
 `NAME.v2.json` a major version this one must not read. desired_state.json,
 .empty, .unscoped and .rollback were compiled by the hub before the contract
-was typed (see test_revision_stability.py).
+was typed (see test_revision_stability.py); .sensors carries ingest token
+digests and MQTT sensor accounts (issue #14).
 """
 
 from __future__ import annotations

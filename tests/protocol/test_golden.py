@@ -358,3 +358,13 @@ def test_telemetry_batches_round_trip_between_the_uplink_and_the_hub(variant: st
         for r in records
     ]
     assert _decompressed(encode_batch(outbox)) == golden("telemetry_batch.json")
+
+
+def test_the_agent_reads_the_sensors_block_of_the_desired_document() -> None:
+    doc = parse_desired_state((GOLDEN / "desired_state.sensors.json").read_bytes()).document
+    assert doc.sensors is not None
+    assert doc.sensors.ingest_digests == (
+        "09fbc8fa4f292ff0ae5b7112a0118cd81699c616ec3370cffde9acb54b7f2e91",
+    )
+    [user] = doc.sensors.mqtt_users
+    assert user.username == "press-7" and user.password_hash.startswith("$7$10000$")

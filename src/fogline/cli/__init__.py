@@ -24,6 +24,7 @@ from . import (
     _people,
     _release,
     _rollout,
+    _sensors,
     _sim,
     _telemetry,
 )
@@ -80,6 +81,7 @@ app.add_typer(_sim.app, name="sim")
 app.add_typer(_people.users_app, name="users")
 app.add_typer(_people.tokens_app, name="tokens")
 app.command("whoami")(_people.whoami)
+app.add_typer(_sensors.app, name="sensors")
 
 
 @app.command("version")

@@ -7,6 +7,10 @@ Layering (lowest priority first, so higher layers override lower ones):
 * `modules` and `pipelines` merge by `name`: a higher layer's entry
   replaces the whole entry of the same name. Output lists are sorted by name.
 * `drift` comes from the highest layer that sets it, else "report".
+* `sensors`: ingest tokens merge by `name`, MQTT sensor accounts by
+  `username`, a higher layer's entry replacing the lower one's. The key is
+  absent when no layer declares sensors (so documents compiled before it
+  existed keep their revisions).
 
 Layers of equal priority are applied in name order; the loader rejects
 overlapping ones anyway, so that order only matters for hand-built input.
@@ -55,7 +59,15 @@ def compile_desired_state(
     modules: dict[str, Any] = {}
     pipelines: dict[str, Any] = {}
     drift = DEFAULT_DRIFT
+    tokens: dict[str, Any] = {}
+    users: dict[str, Any] = {}
+    declares_sensors = False
     for layer in layers:
+        if layer.sensors:
+            declares_sensors = True
+            block: Any = thaw(layer.sensors)  # shaped by the schema
+            tokens.update((t["name"], t) for t in block.get("ingest", {}).get("tokens", []))
+            users.update((u["username"], u) for u in block.get("mqtt", {}).get("users", []))
         _merge_into(config, layer.config)
         modules.update((str(m["name"]), thaw(m)) for m in layer.modules)
         pipelines.update((str(p["name"]), thaw(p)) for p in layer.pipelines)
@@ -68,6 +80,11 @@ def compile_desired_state(
         "modules": [modules[name] for name in sorted(modules)],
         "pipelines": [pipelines[name] for name in sorted(pipelines)],
     }
+    if declares_sensors:
+        document["sensors"] = {
+            "ingest": {"tokens": [tokens[name] for name in sorted(tokens)]},
+            "mqtt": {"users": [users[name] for name in sorted(users)]},
+        }
     return DesiredState(revision_of(document), freeze(document))  # type: ignore[arg-type]
 
 

@@ -170,6 +170,7 @@ def _deployment(model: DeploymentModel, origin: Origin) -> Deployment:
         rollout=spec.rollout,
         drift=cast(DriftPolicy | None, spec.drift),
         origin=origin,
+        sensors=spec.sensors.model_dump(exclude_unset=True) if spec.sensors else {},
     )
 
 

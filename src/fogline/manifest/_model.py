@@ -55,6 +55,9 @@ class Deployment:
     rollout: JsonObject = field(default_factory=_empty)
     drift: DriftPolicy | None = None
     origin: Origin | None = field(default=None, compare=False)
+    # Who may send readings to its nodes: ingest token digests and MQTT
+    # sensor accounts, as written (checked by the schema); empty: none declared.
+    sensors: JsonObject = field(default_factory=_empty)
 
     def __post_init__(self) -> None:
         # Deep-freeze whatever the caller passed, so a deployment (and every
@@ -63,6 +66,7 @@ class Deployment:
         object.__setattr__(self, "modules", freeze(self.modules))
         object.__setattr__(self, "pipelines", freeze(self.pipelines))
         object.__setattr__(self, "rollout", freeze(self.rollout))
+        object.__setattr__(self, "sensors", freeze(self.sensors))
 
     def to_document(self) -> dict[str, Any]:
         """Return the manifest document this deployment reads back from."""
@@ -72,6 +76,7 @@ class Deployment:
             ("modules", self.modules),
             ("pipelines", self.pipelines),
             ("rollout", self.rollout),
+            ("sensors", self.sensors),
         ):
             if value:
                 spec[key] = thaw(value)

@@ -20,12 +20,18 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 from ..protocol import (
     DEVICE_NAME_GLOB_PATTERN,
     LABEL_KEY_RE,
+    MAX_INGEST_TOKENS,
     MAX_LABELS,
     MAX_NAME_PATTERNS,
     MAX_SCOPE_PATTERNS,
+    MAX_SENSOR_USERS,
     check_module_pattern,
     hub_label_problem,
     label_problem,
+    password_hash_problem,
+    sensor_username_problem,
+    token_digest_problem,
+    token_name_problem,
 )
 from ._expiry import parse_expiry
 from ._selector import Operator
@@ -241,6 +247,76 @@ class MetadataModel(BaseModel):
     name: Name
 
 
+def _checked(problem: Callable[[str], str | None]) -> AfterValidator:
+    def check(value: str) -> str:
+        reason = problem(value)
+        if reason:
+            raise ValueError(reason)
+        return value
+
+    return AfterValidator(check)
+
+
+def _unique(key: str, field: str) -> Callable[[list[Any]], list[Any]]:
+    """Check that no two entries of a list share `key` (a token name, a user name)."""
+
+    def check(entries: list[Any]) -> list[Any]:
+        first: dict[str, int] = {}
+        items: list[tuple[tuple[str | int, ...], str, bool]] = []
+        for i, entry in enumerate(entries):
+            value = getattr(entry, key)
+            if value in first:
+                reason = f"duplicate {key} {value!r} (first at {field}[{first[value]}])"
+                items.append(((i, key), reason, False))
+            else:
+                first[value] = i
+        if items:
+            raise FieldProblems(items)
+        return entries
+
+    return check
+
+
+class IngestTokenModel(BaseModel):
+    model_config = _STRICT
+    name: Annotated[str, _checked(token_name_problem)]
+    # The digest, not the token: manifests live in git and the hub shows
+    # deployments to every viewer.
+    sha256: Annotated[str, _checked(token_digest_problem)]
+
+
+class IngestModel(BaseModel):
+    model_config = _STRICT
+    tokens: Annotated[
+        list[IngestTokenModel],
+        Field(max_length=MAX_INGEST_TOKENS),
+        AfterValidator(_unique("name", "spec.sensors.ingest.tokens")),
+    ] = []
+
+
+class SensorUserModel(BaseModel):
+    model_config = _STRICT
+    username: Annotated[str, _checked(sensor_username_problem)]
+    passwordHash: Annotated[str, _checked(password_hash_problem)]
+
+
+class SensorMqttModel(BaseModel):
+    model_config = _STRICT
+    users: Annotated[
+        list[SensorUserModel],
+        Field(max_length=MAX_SENSOR_USERS),
+        AfterValidator(_unique("username", "spec.sensors.mqtt.users")),
+    ] = []
+
+
+class SensorsModel(BaseModel):
+    """Who may send readings to the selected nodes (see fogline.protocol's SensorAccess)."""
+
+    model_config = _STRICT
+    ingest: IngestModel | None = None
+    mqtt: SensorMqttModel | None = None
+
+
 class DeploymentSpecModel(BaseModel):
     model_config = _STRICT
     selector: SelectorModel
@@ -254,6 +330,7 @@ class DeploymentSpecModel(BaseModel):
     ] = []
     rollout: dict[str, Any] = {}
     drift: Annotated[str, AfterValidator(_one_of(*DRIFT_POLICIES))] | None = None
+    sensors: SensorsModel | None = None
 
 
 class ClaimSpecModel(BaseModel):

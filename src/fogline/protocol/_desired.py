@@ -24,6 +24,7 @@ from fogline._errors import FoglineError
 from ._base import AsSentModel, TolerantModel
 from ._canonical import revision_of
 from ._report import DriftPolicy, DriftPolicyValue
+from ._sensors import SensorAccess
 
 # The document's major version. Fields are added without changing it (older
 # nodes keep and ignore them); a change an older node must not misread bumps
@@ -96,6 +97,9 @@ class DesiredDocument(DocumentModel):
     release_keys: dict[str, str] = Field(default={}, alias="releaseKeys")
     release_key_scopes: dict[str, list[str]] = Field(default={}, alias="releaseKeyScopes")
     rollback: RollbackMarker | None = None
+    # Who may send readings to the node (HTTP ingest tokens, MQTT sensor
+    # accounts); absent when no deployment declares any.
+    sensors: SensorAccess | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The document as JSON types, exactly as it was given (the form its

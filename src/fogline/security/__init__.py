@@ -48,6 +48,7 @@ from ._roles import (
     selector_within_scope,
 )
 from ._sealed import ScryptCost, SealedReader, SealedWriter
+from ._sensor_passwords import hash_sensor_password, sensor_password_matches
 from ._tokens import (
     ADMIN_PREFIX,
     CLAIM_PREFIX,
@@ -91,6 +92,7 @@ __all__ = [
     "generate_device_key",
     "hash_password",
     "hash_secret",
+    "hash_sensor_password",
     "issuer_key_id",
     "key_kind",
     "labels_within_scope",
@@ -108,6 +110,7 @@ __all__ = [
     "scope_text",
     "secret_matches",
     "selector_within_scope",
+    "sensor_password_matches",
     "write_private_key",
     "write_public_file",
     "write_secret_file",
