@@ -39,14 +39,21 @@ class Broker:
                 self.proc.wait()
 
 
-def start_broker(directory: Path, port: int | None = None) -> Broker:
-    """Mosquitto on `port` (default: a free one), its config and log in `directory`."""
+def start_broker(
+    directory: Path, port: int | None = None, *, settings: str | None = None
+) -> Broker:
+    """Mosquitto on `port` (default: a free one), its config and log in `directory`.
+
+    `settings` replaces the anonymous defaults: lines of mosquitto.conf that
+    follow the `listener` line (TLS files, password_file, ...).
+    """
     port = port or free_port()
     directory.mkdir(parents=True, exist_ok=True)
     conf = directory / "mosquitto.conf"
+    if settings is None:
+        settings = "allow_anonymous true\n"
     conf.write_text(
-        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-        "max_queued_messages 100000\n"
+        f"listener {port} 127.0.0.1\n{settings}persistence false\nmax_queued_messages 100000\n"
     )
     log_path = directory / "mosquitto.log"
     with open(log_path, "ab") as log:  # the child keeps its own copy of the descriptor

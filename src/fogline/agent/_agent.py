@@ -432,6 +432,7 @@ class Agent:
                 HttpHubTransport(uplink_link.http, uplink_link.url),
                 # infer steps load files of model releases the updater installed
                 models=InstalledModels(self.modules.updater),
+                ingest_host=self.config.local_host,
             )
             self.metrics.registry.register(DataPlaneCollector(self.dataplane))
             self.local.before_metrics.append(self.dataplane.outbox_stats)
@@ -452,7 +453,7 @@ class Agent:
             # Edge autonomy: apply the last desired state before any hub contact.
             await self.sync.start_from_local_copy()
             self.local.routes[("POST", "/ingest")] = ingest_handler(
-                self.dataplane.engine.on_http_records
+                self.dataplane.engine.on_http_records, self.dataplane.ingest_guard
             )
             tg.create_task(self.report_forever(identity), name="report")
             tg.create_task(self._sync_forever(identity), name="sync")

@@ -1,13 +1,13 @@
 """The agent's local HTTP endpoint (127.0.0.1 by default): /healthz, /metrics.
 
 A bare ASGI app on uvicorn: no web framework in the node's memory budget.
-Later the device-facing HTTP ingest mounts here too.
+The device-facing HTTP ingest (POST /ingest) is added by the data plane.
 """
 
 import asyncio
 import contextlib
 import socket
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
 import orjson
@@ -18,7 +18,13 @@ from starlette.types import Receive, Scope, Send
 Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-async def send_response(send: Send, status: int, body: bytes, content_type: str) -> None:
+async def send_response(
+    send: Send,
+    status: int,
+    body: bytes,
+    content_type: str,
+    headers: Sequence[tuple[bytes, bytes]] = (),
+) -> None:
     await send(
         {
             "type": "http.response.start",
@@ -26,14 +32,17 @@ async def send_response(send: Send, status: int, body: bytes, content_type: str)
             "headers": [
                 (b"content-type", content_type.encode()),
                 (b"content-length", str(len(body)).encode()),
+                *headers,
             ],
         }
     )
     await send({"type": "http.response.body", "body": body})
 
 
-async def send_json(send: Send, status: int, data: Any) -> None:
-    await send_response(send, status, orjson.dumps(data), "application/json")
+async def send_json(
+    send: Send, status: int, data: Any, headers: Sequence[tuple[bytes, bytes]] = ()
+) -> None:
+    await send_response(send, status, orjson.dumps(data), "application/json", headers)
 
 
 class LocalApp:

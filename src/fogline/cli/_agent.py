@@ -71,6 +71,36 @@ def run(
         ),
     ] = None,
     mqtt_protocol: Annotated[str, typer.Option(help="MQTT protocol: 3.1.1 or 5.")] = "3.1.1",
+    mqtt_ca: Annotated[
+        Path | None,
+        typer.Option(help="mqtts://: the CA that signed the broker's certificate."),
+    ] = None,
+    mqtt_cert: Annotated[
+        Path | None, typer.Option(help="mqtts://: the agent's client certificate (PEM).")
+    ] = None,
+    mqtt_key: Annotated[
+        Path | None, typer.Option(help="mqtts://: the key of --mqtt-cert (PEM).")
+    ] = None,
+    mqtt_username: Annotated[
+        str | None, typer.Option(help="The agent's user name on the broker.")
+    ] = None,
+    mqtt_password_file: Annotated[
+        Path | None,
+        typer.Option(help="A file (mode 0600) holding the agent's password on the broker."),
+    ] = None,
+    sensor_password_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="The broker's password_file: the agent writes the sensor accounts the "
+            "deployment declares (spec.sensors.mqtt.users) and its own account into it."
+        ),
+    ] = None,
+    broker_pid_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="The broker's pid_file: sent SIGHUP when --sensor-password-file changes."
+        ),
+    ] = None,
     outbox_max_mb: Annotated[
         int, typer.Option(min=1, help="Disk quota of the store-and-forward outbox, MiB.")
     ] = 256,
@@ -115,6 +145,7 @@ def run(
     from fogline.agent import Agent, AgentConfig
     from fogline.agent.dataplane import MqttSettings
     from fogline.agent.supervisor import resolve_module_user
+    from fogline.security import TokenFileError, read_token_file
 
     try:
         modules_as = resolve_module_user(module_user)
@@ -125,15 +156,32 @@ def run(
     if mqtt:
         if mqtt_protocol not in ("3.1.1", "5"):
             raise typer.BadParameter("must be 3.1.1 or 5", param_hint="--mqtt-protocol")
+        password = None
+        if mqtt_password_file is not None:
+            if not mqtt_username:
+                raise typer.BadParameter("needs --mqtt-username", param_hint="--mqtt-password-file")
+            try:
+                password = read_token_file(mqtt_password_file)
+            except TokenFileError as exc:
+                raise typer.BadParameter(str(exc), param_hint="--mqtt-password-file") from None
         mqtt_settings = MqttSettings(
             url=mqtt,
             protocol=5 if mqtt_protocol == "5" else 4,
             client_id=f"fogline-{name or 'agent'}",
+            username=mqtt_username,
+            password=password,
+            ca_file=mqtt_ca,
+            cert_file=mqtt_cert,
+            key_file=mqtt_key,
+            sensor_password_file=sensor_password_file,
+            broker_pid_file=broker_pid_file,
         )
         try:
-            mqtt_settings.host_port  # noqa: B018 - validates the URL before starting
+            mqtt_settings.check()  # the URL and the TLS files, before starting
         except ValueError as exc:
             raise typer.BadParameter(str(exc), param_hint="--mqtt") from None
+    elif any((mqtt_ca, mqtt_cert, mqtt_key, mqtt_username, sensor_password_file)):
+        raise typer.BadParameter("the MQTT options need --mqtt URL", param_hint="--mqtt")
     config = AgentConfig(
         hub_url=hub,
         ca_path=ca,

@@ -10,6 +10,9 @@ counted, not raised):
       PipelinesFailedError    some pipelines of the desired state could not be
                               built (invalid, or an infer step's model is not
                               installed or does not load); the others run
+      SensorAccessError       the broker's sensor accounts could not be put in
+                              place (password file, broker reload); the
+                              pipelines still run
       WebhookError            a call failed: network, status, deadline
         WebhookRefusedError   the destination is not public and the action
                               does not allow private networks; nothing sent
@@ -31,6 +34,7 @@ from ._ports import (
     RecordSink,
     WebhookCaller,
 )
+from ._sensors import IngestGuard, SensorAccessError, SensorPasswordFile
 from ._settings import MqttSettings
 from ._webhook import (
     HttpxWebhookCaller,
@@ -46,6 +50,7 @@ __all__ = [
     "DataPlaneCollector",
     "DataPlaneCounters",
     "HttpxWebhookCaller",
+    "IngestGuard",
     "InstalledModels",
     "InstalledReleases",
     "MemoryPublisher",
@@ -59,6 +64,8 @@ __all__ = [
     "PipelinesFailedError",
     "Publisher",
     "RecordSink",
+    "SensorAccessError",
+    "SensorPasswordFile",
     "WebhookCall",
     "WebhookCaller",
     "WebhookError",

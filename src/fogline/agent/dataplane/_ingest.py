@@ -9,6 +9,9 @@ boolean, null) becomes `value`. A JSON array is refused: it reads like a
 batch, and a batch is NDJSON. A bad line of a batch is reported by its
 number and the good lines are still taken.
 
+Guarded: a request the IngestGuard refuses (no token, or one no deployment
+declares) is a 401 before its body is read, and reaches no pipeline.
+
 Bounded: at most MAX_BODY_BYTES per request and MAX_RECORDS records.
 Answers 202 with the number of records taken, the pipelines that got them
 and the lines refused, once what they produced for the cloud is on disk;
@@ -24,6 +27,8 @@ import orjson
 from starlette.types import Receive, Scope, Send
 
 from fogline.agent._local import send_json
+
+from ._sensors import IngestGuard
 
 MAX_BODY_BYTES: Final = 4 * 1024 * 1024
 MAX_RECORDS: Final = 10_000
@@ -107,8 +112,20 @@ def _errors(refused: list[tuple[int, str]]) -> list[dict[str, Any]]:
     return [{"line": number, "reason": reason} for number, reason in refused[:MAX_ERRORS_SHOWN]]
 
 
-def ingest_handler(sink: Sink) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
-    async def handle(_scope: Scope, receive: Receive, send: Send) -> None:
+def ingest_handler(
+    sink: Sink, guard: IngestGuard
+) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
+    async def handle(scope: Scope, receive: Receive, send: Send) -> None:
+        refusal = guard.refusal(scope)
+        if refusal is not None:
+            guard.refused += 1
+            await send_json(
+                send,
+                401,
+                {"error": "unauthorized", "message": refusal},
+                [(b"www-authenticate", b'Bearer realm="fogline-ingest"')],
+            )
+            return
         try:
             parsed = parse_records(await read_body(receive, MAX_BODY_BYTES))
         except BodyTooLarge:

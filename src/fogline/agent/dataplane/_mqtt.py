@@ -19,6 +19,13 @@ it opens the TCP connection without blocking the loop (a host name is
 resolved in the default executor, an IP address is not), hands the socket to
 paho, which sends CONNECT, and retries forever with a backoff of 1 s
 doubling to 30 s. Subscriptions are renewed on every CONNACK.
+
+For `mqtts://` the bridge also does the TLS handshake without blocking the
+loop (paho's own does it blocking, inside `reconnect()`), then hands paho the
+finished `SSLSocket`; paho reads and writes it as any socket and turns TLS's
+want-read/want-write into would-block. TLS decrypts whole records, so bytes
+can wait inside the SSL object while the socket itself is not readable:
+after each read the bridge checks `pending()` and reads on.
 """
 
 import asyncio
@@ -26,6 +33,7 @@ import collections
 import contextlib
 import logging
 import socket
+import ssl
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any, Final
 
@@ -96,6 +104,7 @@ class MqttBridge:
         )
         if settings.username:
             self._client.username_pw_set(settings.username, settings.password)
+        self._tls = settings.ssl_context() if settings.is_tls else None
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
@@ -171,7 +180,11 @@ class MqttBridge:
         for _ in range(READ_BUDGET):
             seen = self._seen
             if client.loop_read() != mqtt.MQTT_ERR_SUCCESS or self._seen == seen:
-                return
+                break
+        sock = client.socket()
+        if isinstance(sock, ssl.SSLSocket) and sock.pending() and self._loop is not None:
+            # Decrypted bytes the kernel no longer signals: read them next turn.
+            self._loop.call_soon(self._on_readable)
 
     def _on_writable(self) -> None:
         self._client.loop_write()  # paho unregisters the writer once it has sent all
@@ -277,9 +290,13 @@ class MqttBridge:
         """Open the TCP connection and have paho send CONNECT on it.
 
         Raises:
-            OSError: no address of `host` accepted a connection in time.
+            OSError: no address of `host` accepted a connection in time, or
+                the TLS handshake failed (ssl.SSLError: an untrusted broker,
+                a name that does not match) or timed out.
         """
-        sock = await _open_tcp(host, port)
+        sock: socket.socket = await _open_tcp(host, port)
+        if self._tls is not None:
+            sock = await _tls_handshake(self._tls, sock, host)
         self._client.connected_socket = sock
         try:
             # Closes any previous socket, takes this one (on_socket_open), queues CONNECT.
@@ -336,3 +353,55 @@ async def _open_tcp(host: str, port: int) -> socket.socket:
         else:
             return sock
     raise error
+
+
+async def _tls_handshake(context: ssl.SSLContext, sock: socket.socket, host: str) -> ssl.SSLSocket:
+    """TLS over the connected non-blocking `sock`, the broker's certificate
+    checked for `host`, without blocking the loop.
+
+    Raises:
+        ssl.SSLError: the handshake failed (untrusted or misnamed broker).
+        TimeoutError: it did not finish within CONNECT_TIMEOUT_S.
+    """
+    loop = asyncio.get_running_loop()
+    try:
+        # Takes over the descriptor: from here on, closing `tls` closes the connection.
+        tls = context.wrap_socket(sock, server_hostname=host, do_handshake_on_connect=False)
+    except BaseException:
+        sock.close()
+        raise
+    try:
+        async with asyncio.timeout(CONNECT_TIMEOUT_S):
+            while True:
+                try:
+                    tls.do_handshake()
+                    return tls
+                except ssl.SSLWantReadError:
+                    await _ready(loop, tls, writable=False)
+                except ssl.SSLWantWriteError:
+                    await _ready(loop, tls, writable=True)
+    except BaseException:
+        tls.close()
+        raise
+
+
+async def _ready(loop: asyncio.AbstractEventLoop, sock: socket.socket, *, writable: bool) -> None:
+    """Wait until `sock` is readable (or writable)."""
+    ready = loop.create_future()
+
+    def wake() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    fd = sock.fileno()
+    if writable:
+        loop.add_writer(fd, wake)
+    else:
+        loop.add_reader(fd, wake)
+    try:
+        await ready
+    finally:
+        if writable:
+            loop.remove_writer(fd)
+        else:
+            loop.remove_reader(fd)

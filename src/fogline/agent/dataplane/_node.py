@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -9,12 +10,14 @@ from typing import TYPE_CHECKING, Any, Final
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from fogline._log import event
 from fogline.agent.outbox import Outbox, OutboxItem, OutboxStats
 from fogline.agent.uplink import Backoff, Uplink
-from fogline.protocol import DesiredStateDoc, OutboxReport
+from fogline.protocol import DesiredStateDoc, OutboxReport, SensorUser
 
 from ._dataplane import DataPlane
 from ._models import ModelSessions, ModelSource
+from ._sensors import IngestGuard, SensorAccessError, SensorPasswordFile
 from ._settings import MqttSettings
 from ._webhook import HttpxWebhookCaller
 
@@ -24,6 +27,7 @@ if TYPE_CHECKING:
     from ._mqtt import MqttBridge
 from ._ports import MemoryPublisher
 
+log = logging.getLogger("fogline.agent.sensors")
 TICK_S: Final = 0.1
 # Anomalies arrive one by one: half a second lets them share a request.
 UPLINK_LINGER_S: Final = 0.5
@@ -53,8 +57,11 @@ class NodeDataPlane:
         transport: Any,
         *,
         models: ModelSource | None = None,
+        ingest_host: str = "127.0.0.1",
     ) -> None:
-        """`models` finds the files of installed model releases for `infer` steps."""
+        """`models` finds the files of installed model releases for `infer`
+        steps; `ingest_host` is where the local ingest listens (loopback: open
+        while no deployment declares an ingest token)."""
         self.outbox = Outbox.open(data_dir / "outbox.db", max_bytes=outbox_max_bytes)
         self.uplink = Uplink(
             self.outbox,
@@ -71,6 +78,14 @@ class NodeDataPlane:
             self.webhooks,
             models=ModelSessions(models),
         )
+        self.ingest_guard = IngestGuard(listen_host=ingest_host)
+        self.sensor_passwords: SensorPasswordFile | None = None
+        if mqtt is not None and mqtt.sensor_password_file is not None:
+            own = (mqtt.username, mqtt.password or "") if mqtt.username and mqtt.password else None
+            self.sensor_passwords = SensorPasswordFile(
+                mqtt.sensor_password_file, broker_pid_file=mqtt.broker_pid_file, agent_account=own
+            )
+        self._accounts_written = False
         self.bridge: MqttBridge | None = None
         if mqtt is not None:
             from ._mqtt import MqttBridge as Bridge  # paho-mqtt only on nodes that use MQTT
@@ -83,10 +98,21 @@ class NodeDataPlane:
 
         Raises:
             ValueError: a pipeline needs MQTT and the agent has no broker configured.
+            SensorAccessError: the sensor accounts could not be put in place.
             PipelinesFailedError: some pipelines could not be built (an invalid
                 spec, a model that is not installed or does not load); the
                 others run.
         """
+        # Access first: whatever fails below, the tokens and accounts in force
+        # are the document's, never a previous document's.
+        access = doc.document.sensors
+        self.ingest_guard.use(access)
+        access_error: SensorAccessError | None = None
+        try:
+            await self.write_sensor_accounts(access.mqtt_users if access else ())
+        except SensorAccessError as exc:  # the pipelines still change; raised after them
+            event(log, "sensors.accounts_failed", logging.ERROR, error=str(exc))
+            access_error = exc
         specs: list[PipelineSpec | Mapping[str, Any]] = []
         if doc.document.pipelines:
             # The pipeline package reads the blocks the desired document keeps
@@ -112,6 +138,26 @@ class NodeDataPlane:
         finally:  # the pipelines that were built need their topics, whatever failed
             if self.bridge is not None:
                 self.bridge.set_filters(self.engine.mqtt_filters())
+        if access_error is not None:
+            raise access_error
+
+    async def write_sensor_accounts(self, users: Sequence[SensorUser]) -> None:
+        """Put the declared sensor accounts in the broker's password file.
+
+        Raises:
+            SensorAccessError: accounts are declared and the agent has no
+                --sensor-password-file, or the file could not be written or
+                the broker told to reload.
+        """
+        if self.sensor_passwords is None:
+            if users:
+                raise SensorAccessError(
+                    f"the deployment declares {len(users)} MQTT sensor accounts and the agent "
+                    "has no --sensor-password-file to write them to"
+                )
+            return
+        await self.sensor_passwords.write(users)
+        self._accounts_written = True
 
     async def outbox_stats(self) -> OutboxStats:
         """The outbox's figures, read in a worker thread.
@@ -140,6 +186,13 @@ class NodeDataPlane:
         )
 
     async def run(self) -> None:
+        if not self._accounts_written and self.sensor_passwords is not None:
+            # No desired state yet: the broker still gets a file, holding the
+            # agent's own account (and no sensor's) until one arrives.
+            try:
+                await self.write_sensor_accounts(())
+            except SensorAccessError as exc:  # tried again at the next apply
+                event(log, "sensors.accounts_failed", logging.ERROR, error=str(exc))
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self.uplink.run(), name="uplink")
             tg.create_task(self._tick_forever(), name="pipeline-ticks")
