@@ -113,6 +113,7 @@ def test_ingest_without_or_with_a_wrong_token_is_401_and_only_the_right_token_re
         # and the agent counted nothing else coming in.
         assert [r["payload"]["value"] for r in rows] == [21.5]
         assert agent.metric("fogline_agent_dataplane_total", kind="records_in") == 1
+        assert agent.metric("fogline_agent_dataplane_total", kind="ingest_unauthorized") == 3
         agent.stop()
         assert INGEST_TOKEN not in agent.log_path.read_text()
     finally:
@@ -319,6 +320,13 @@ def test_a_sensor_reaches_the_pipeline_only_over_tls_with_the_account_the_deploy
         (["--mqtt", "mqtt://192.0.2.10:1883"], "plain MQTT only to a broker on loopback"),
         (["--mqtt", "mqtt://127.0.0.1:1883", "--mqtt-ca", "ca.pem"], "for mqtts:// URLs only"),
         (["--mqtt-username", "agent"], "the MQTT options need --mqtt URL"),
+        (
+            [
+                *("--mqtt", "mqtt://127.0.0.1:1883", "--mqtt-username", "a\nb:$7$"),
+                *("--sensor-password-file", "passwords"),
+            ],
+            "MQTT user name must be 1-64 letters",
+        ),
     ],
 )
 def test_the_agent_refuses_mqtt_settings_that_would_send_in_clear(

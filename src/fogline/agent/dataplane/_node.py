@@ -230,6 +230,8 @@ class DataPlaneCollector(Collector):
             family.add_metric(["mqtt_received"], self.node.bridge.received)
             # Shed by the bridge's backlog bound: the node fell behind its sensors.
             family.add_metric(["mqtt_dropped"], self.node.bridge.dropped)
+        # Requests the ingest refused (401): a sensor with a stale token, or a probe.
+        family.add_metric(["ingest_unauthorized"], self.node.ingest_guard.refused)
         for kind in (
             "records_in",
             "bad_payloads",

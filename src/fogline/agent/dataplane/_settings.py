@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
+from fogline.protocol import sensor_username_problem
+
 from ._sensors import is_loopback
 
 
@@ -58,12 +60,18 @@ class MqttSettings:
 
         Raises:
             ValueError: a bad URL, TLS files given for plain MQTT, a client
-                certificate without its key, or a file that does not load.
+                certificate without its key, a file that does not load, or
+                a user name that cannot go into the broker's password file.
         """
         _ = self.host_port
         tls_files = (self.ca_file, self.cert_file, self.key_file)
         if not self.is_tls and any(tls_files):
             raise ValueError("a CA, certificate or key is for mqtts:// URLs only")
+        if self.sensor_password_file is not None and self.username:
+            # The agent writes its own user name into the broker's password file.
+            problem = sensor_username_problem(self.username)
+            if problem:
+                raise ValueError(f"MQTT user name {problem}")
         if (self.cert_file is None) != (self.key_file is None):
             raise ValueError("a client certificate needs its key, and a key its certificate")
         if self.is_tls:
