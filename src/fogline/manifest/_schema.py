@@ -25,13 +25,13 @@ from ..protocol import (
     MAX_NAME_PATTERNS,
     MAX_SCOPE_PATTERNS,
     MAX_SENSOR_USERS,
+    PasswordHash,
+    SensorUsername,
+    TokenDigest,
+    TokenName,
     check_module_pattern,
     hub_label_problem,
     label_problem,
-    password_hash_problem,
-    sensor_username_problem,
-    token_digest_problem,
-    token_name_problem,
 )
 from ._expiry import parse_expiry
 from ._selector import Operator
@@ -247,16 +247,6 @@ class MetadataModel(BaseModel):
     name: Name
 
 
-def _checked(problem: Callable[[str], str | None]) -> AfterValidator:
-    def check(value: str) -> str:
-        reason = problem(value)
-        if reason:
-            raise ValueError(reason)
-        return value
-
-    return AfterValidator(check)
-
-
 def _unique(key: str, field: str) -> Callable[[list[Any]], list[Any]]:
     """Check that no two entries of a list share `key` (a token name, a user name)."""
 
@@ -279,10 +269,10 @@ def _unique(key: str, field: str) -> Callable[[list[Any]], list[Any]]:
 
 class IngestTokenModel(BaseModel):
     model_config = _STRICT
-    name: Annotated[str, _checked(token_name_problem)]
+    name: TokenName
     # The digest, not the token: manifests live in git and the hub shows
     # deployments to every viewer.
-    sha256: Annotated[str, _checked(token_digest_problem)]
+    sha256: TokenDigest
 
 
 class IngestModel(BaseModel):
@@ -296,8 +286,8 @@ class IngestModel(BaseModel):
 
 class SensorUserModel(BaseModel):
     model_config = _STRICT
-    username: Annotated[str, _checked(sensor_username_problem)]
-    passwordHash: Annotated[str, _checked(password_hash_problem)]
+    username: SensorUsername
+    passwordHash: PasswordHash
 
 
 class SensorMqttModel(BaseModel):

@@ -100,6 +100,14 @@ def _checked(problem: Callable[[str], str | None]) -> AfterValidator:
     return AfterValidator(check)
 
 
+# The field types, shared with the manifest schema (fogline.manifest), so the
+# hub at plan time and the node reading its document apply one rule.
+TokenName = Annotated[str, _checked(token_name_problem)]
+TokenDigest = Annotated[str, _checked(token_digest_problem)]
+SensorUsername = Annotated[str, _checked(sensor_username_problem)]
+PasswordHash = Annotated[str, _checked(password_hash_problem)]
+
+
 class SensorsPart(AsSentModel):
     """A part of the `sensors` block: keeps unknown fields, dumps as given."""
 
@@ -107,13 +115,13 @@ class SensorsPart(AsSentModel):
 
 
 class IngestToken(SensorsPart):
-    name: Annotated[str, _checked(token_name_problem)]
-    sha256: Annotated[str, _checked(token_digest_problem)]
+    name: TokenName
+    sha256: TokenDigest
 
 
 class SensorUser(SensorsPart):
-    username: Annotated[str, _checked(sensor_username_problem)]
-    password_hash: Annotated[str, _checked(password_hash_problem)] = Field(alias="passwordHash")
+    username: SensorUsername
+    password_hash: PasswordHash = Field(alias="passwordHash")
 
 
 class IngestAccess(SensorsPart):
