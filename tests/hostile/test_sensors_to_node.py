@@ -163,10 +163,10 @@ def _sensor_connect(
     tls: TlsFiles | None,
     username: str | None,
     password: str | None,
-    publish: tuple[str, dict] | None = None,
+    publish: list[tuple[str, dict]] | None = None,
 ) -> str:
     """Connect as a sensor; the broker's answer ("Success", "Not authorized")
-    or "no CONNACK". With `publish`, send one QoS 1 message once connected."""
+    or "no CONNACK". With `publish`, send those QoS 1 messages, in order, once connected."""
     client = mqtt.Client(CallbackAPIVersion.VERSION2)
     if tls is not None:
         client.tls_set(ca_certs=str(tls.ca))
@@ -176,11 +176,9 @@ def _sensor_connect(
     done = threading.Event()
 
     def on_connect(
-        c: mqtt.Client, _u: object, _f: object, reason: object, _p: object = None
+        _c: mqtt.Client, _u: object, _f: object, reason: object, _p: object = None
     ) -> None:
         answers.append(str(reason))
-        if publish is not None and str(reason) == "Success":
-            c.publish(publish[0], json.dumps(publish[1]), qos=1).wait_for_publish(5)
         done.set()
 
     client.on_connect = on_connect
@@ -192,6 +190,10 @@ def _sensor_connect(
     client.loop_start()
     try:
         done.wait(5)
+        if publish is not None and answers == ["Success"]:
+            # From this thread: paho's network thread must be free to take the PUBACKs.
+            for topic, payload in publish:
+                client.publish(topic, json.dumps(payload), qos=1).wait_for_publish(5)
     finally:
         client.disconnect()
         client.loop_stop()
@@ -207,6 +209,8 @@ def tls_broker(tmp_path: Path):
     passwords.parent.mkdir(parents=True)
     passwords.write_text("")
     pid_file = tmp_path / "broker" / "mosquitto.pid"
+    acl = tmp_path / "broker" / "acl"
+    acl.write_text("")
     user = pwd.getpwuid(
         os.geteuid()
     ).pw_name  # root would drop to `mosquitto`, who reads nothing here
@@ -214,11 +218,12 @@ def tls_broker(tmp_path: Path):
         tmp_path / "broker",
         settings=(
             f"cafile {files.ca}\ncertfile {files.cert}\nkeyfile {files.key}\n"
-            f"allow_anonymous false\npassword_file {passwords}\npid_file {pid_file}\nuser {user}\n"
+            f"allow_anonymous false\npassword_file {passwords}\nacl_file {acl}\n"
+            f"pid_file {pid_file}\nuser {user}\n"
         ),
     )
     try:
-        yield broker, files, passwords, pid_file
+        yield broker, files, passwords, acl, pid_file
     finally:
         broker.stop()
 
@@ -234,7 +239,7 @@ MQTT_PIPELINE = """\
 def test_a_sensor_reaches_the_pipeline_only_over_tls_with_the_account_the_deployment_declares(
     shared_hub: HubProcess, tmp_path: Path, tls_broker
 ) -> None:
-    broker, files, passwords, pid_file = tls_broker
+    broker, files, passwords, acl, pid_file = tls_broker
     password_hash = hash_sensor_password(SENSOR_PASSWORD, iterations=1000)
     sensors = (
         "mqtt:\n  users:\n"
@@ -262,6 +267,8 @@ def test_a_sensor_reaches_the_pipeline_only_over_tls_with_the_account_the_deploy
             str(agent_password),
             "--sensor-password-file",
             str(passwords),
+            "--sensor-acl-file",
+            str(acl),
             "--broker-pid-file",
             str(pid_file),
         ],
@@ -279,13 +286,34 @@ def test_a_sensor_reaches_the_pipeline_only_over_tls_with_the_account_the_deploy
 
         def delivered() -> list[dict]:
             answer = _sensor_connect(
-                broker, files, "press-7", SENSOR_PASSWORD, ("sensors/press-7/temp", {"value": 42.0})
+                broker,
+                files,
+                "press-7",
+                SENSOR_PASSWORD,
+                [("sensors/press-7/temp", {"value": 42.0})],
             )
             assert answer in ("Success", "Not authorized"), answer  # not yet reloaded: retry
             return _telemetry(shared_hub, "press-tls")
 
         rows = wait_until(delivered, 30, "the sensor's reading at the hub", interval_s=0.5)
         assert rows[0]["payload"]["value"] == 42.0 and rows[0]["payload"]["device"] == "press-7"
+        # The ACL: press-7 publishes under its own topics only, so it cannot pass
+        # for press-8 (the pipeline takes the device from the topic).
+        assert "user press-7\ntopic write sensors/press-7/#\n" in acl.read_text()
+        forged = [
+            ("sensors/press-8/temp", {"value": 13.0}),
+            ("sensors/press-7/temp", {"value": 43.0}),
+        ]
+        assert _sensor_connect(broker, files, "press-7", SENSOR_PASSWORD, forged) == "Success"
+        values = wait_until(
+            lambda: (
+                43.0 in (v := [r["payload"]["value"] for r in _telemetry(shared_hub, "press-tls")])
+                and v
+            ),
+            15,
+            "the allowed reading after the forged one",
+        )
+        assert 13.0 not in values
         # Refused: a wrong password, no credentials, and plain MQTT to the TLS port.
         assert _sensor_connect(broker, files, "press-7", SENSOR_PASSWORD + "x") == "Not authorized"
         assert _sensor_connect(broker, files, None, None) == "Not authorized"
@@ -327,6 +355,10 @@ def test_a_sensor_reaches_the_pipeline_only_over_tls_with_the_account_the_deploy
             ],
             "MQTT user name must be 1-64 letters",
         ),
+        (
+            ["--mqtt", "mqtt://127.0.0.1:1883", "--sensor-acl-file", "acl"],
+            "an ACL file needs --sensor-password-file and --mqtt-username",
+        ),
     ],
 )
 def test_the_agent_refuses_mqtt_settings_that_would_send_in_clear(
@@ -347,4 +379,4 @@ def test_the_agent_refuses_mqtt_settings_that_would_send_in_clear(
         timeout=60,
     )
     assert result.returncode == 2, result.stderr
-    assert expected in " ".join(result.stderr.split()), result.stderr
+    assert expected in " ".join(result.stderr.replace("│", " ").split()), result.stderr

@@ -72,6 +72,20 @@ def test_a_deployment_declares_ingest_tokens_and_sensor_accounts_and_reads_back(
             id="iterations-that-would-stall-the-broker",
         ),
         pytest.param(
+            "  mqtt:\n    users:\n      - {username: s1, passwordHash: '"
+            + HASH
+            + "', publish: ['sensors/#/x']}\n",
+            "spec.sensors.mqtt.users[0].publish[0]: '#' must be the last level",
+            id="hash-wildcard-in-the-middle",
+        ),
+        pytest.param(
+            "  mqtt:\n    users:\n      - {username: s1, passwordHash: '"
+            + HASH
+            + "', publish: ['sensors/s1/# topic readwrite #']}\n",
+            "spec.sensors.mqtt.users[0].publish[0]: must be an MQTT topic filter",
+            id="a-space-would-add-an-acl-rule",
+        ),
+        pytest.param(
             "  ingest: {token: abc}\n",
             "spec.sensors.ingest.token: unknown field",
             id="unknown-field",
@@ -122,3 +136,18 @@ def test_the_node_refuses_a_document_whose_account_would_inject_a_line() -> None
     bad = {"sensors": {"mqtt": {"users": [{"username": "s1\nroot", "passwordHash": HASH}]}}}
     with pytest.raises(ValueError, match="username"):
         DesiredDocument.model_validate(bad)
+
+
+def test_a_sensor_publishes_under_its_own_name_unless_its_entry_says_where() -> None:
+    text = sensors(
+        "  mqtt:\n    users:\n"
+        f"      - {{username: s1, passwordHash: '{HASH}'}}\n"
+        f"      - {{username: s2, passwordHash: '{HASH}', publish: [line/+/temp, 'line/2/#']}}\n"
+    )
+    document = compile_desired_state(load(text).deployments, {}).document
+    parsed = DesiredDocument.model_validate_json(canonical_json(document))
+    assert parsed.sensors is not None
+    assert [u.publish_filters for u in parsed.sensors.mqtt_users] == [
+        ("sensors/s1/#",),
+        ("line/+/temp", "line/2/#"),
+    ]

@@ -95,6 +95,13 @@ def run(
             "deployment declares (spec.sensors.mqtt.users) and its own account into it."
         ),
     ] = None,
+    sensor_acl_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="The broker's acl_file: the agent writes where each sensor may publish "
+            "(spec.sensors.mqtt.users[].publish, default sensors/USERNAME/#)."
+        ),
+    ] = None,
     broker_pid_file: Annotated[
         Path | None,
         typer.Option(
@@ -174,13 +181,14 @@ def run(
             cert_file=mqtt_cert,
             key_file=mqtt_key,
             sensor_password_file=sensor_password_file,
+            sensor_acl_file=sensor_acl_file,
             broker_pid_file=broker_pid_file,
         )
         try:
             mqtt_settings.check()  # the URL and the TLS files, before starting
         except ValueError as exc:
             raise typer.BadParameter(str(exc), param_hint="--mqtt") from None
-    elif any((mqtt_ca, mqtt_cert, mqtt_key, mqtt_username, sensor_password_file)):
+    elif any((mqtt_ca, mqtt_cert, mqtt_key, mqtt_username, sensor_password_file, sensor_acl_file)):
         raise typer.BadParameter("the MQTT options need --mqtt URL", param_hint="--mqtt")
     config = AgentConfig(
         hub_url=hub,

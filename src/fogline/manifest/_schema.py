@@ -26,6 +26,7 @@ from ..protocol import (
     MAX_SCOPE_PATTERNS,
     MAX_SENSOR_USERS,
     PasswordHash,
+    PublishFilters,
     SensorUsername,
     TokenDigest,
     TokenName,
@@ -288,6 +289,8 @@ class SensorUserModel(BaseModel):
     model_config = _STRICT
     username: SensorUsername
     passwordHash: PasswordHash
+    # Where it may publish, when the node's broker has the agent's ACL file.
+    publish: PublishFilters | None = None
 
 
 class SensorMqttModel(BaseModel):

@@ -6,7 +6,9 @@
           - {name: line-1, sha256: <hex of the token's SHA-256>}
       mqtt:
         users:                           # the node's Mosquitto password file
-          - {username: press-7, passwordHash: "$7$..."}
+          - username: press-7
+            passwordHash: "$7$..."
+            publish: ["sensors/press-7/#"] # the ACL file; this is the default
 
 Only digests cross the wire and sit on disk: the ingest token's SHA-256, and
 the sensor password as Mosquitto's PBKDF2-SHA512 line (`$7$ITERATIONS$SALT$HASH`,
@@ -36,6 +38,11 @@ SHA256_HEX_RE: Final = re.compile(r"^[0-9a-f]{64}$")
 _MOSQUITTO_HASH_RE: Final = re.compile(
     r"^\$7\$([0-9]{1,9})\$([A-Za-z0-9+/=]{1,128})\$([A-Za-z0-9+/=]{1,128})$"
 )
+MAX_PUBLISH_FILTERS: Final = 16
+MAX_TOPIC_FILTER_CHARS: Final = 256
+# No spaces or control characters: Mosquitto's ACL file is read by lines and
+# takes the rest of a `topic` line as the filter.
+_TOPIC_FILTER_RE: Final = re.compile(r"[A-Za-z0-9_.@:/+#-]+")
 MOSQUITTO_SALT_BYTES: Final = 12
 MOSQUITTO_HASH_BYTES: Final = 64
 
@@ -72,6 +79,27 @@ def password_hash_problem(value: str) -> str | None:
     return None
 
 
+def topic_filter_problem(value: str) -> str | None:
+    """Why `value` is not an MQTT topic filter a sensor may be allowed to publish to, or None."""
+    if len(value) > MAX_TOPIC_FILTER_CHARS or not _TOPIC_FILTER_RE.fullmatch(value):
+        return (
+            f"must be an MQTT topic filter of 1-{MAX_TOPIC_FILTER_CHARS} letters, digits and "
+            f"'_.@:/-', with '+' and '#' wildcards (got {value[:80]!r})"
+        )
+    levels = value.split("/")
+    for i, level in enumerate(levels):
+        if ("+" in level and level != "+") or ("#" in level and level != "#"):
+            return f"a wildcard must be a whole level (got {value[:80]!r})"
+        if level == "#" and i != len(levels) - 1:
+            return f"'#' must be the last level (got {value[:80]!r})"
+    return None
+
+
+def default_publish_filter(username: str) -> str:
+    """Where a sensor account may publish when its entry does not say."""
+    return f"sensors/{username}/#"
+
+
 def token_name_problem(value: str) -> str | None:
     if not TOKEN_NAME_RE.fullmatch(value):
         return (
@@ -106,6 +134,8 @@ TokenName = Annotated[str, _checked(token_name_problem)]
 TokenDigest = Annotated[str, _checked(token_digest_problem)]
 SensorUsername = Annotated[str, _checked(sensor_username_problem)]
 PasswordHash = Annotated[str, _checked(password_hash_problem)]
+TopicFilter = Annotated[str, _checked(topic_filter_problem)]
+PublishFilters = Annotated[list[TopicFilter], Field(min_length=1, max_length=MAX_PUBLISH_FILTERS)]
 
 
 class SensorsPart(AsSentModel):
@@ -122,6 +152,12 @@ class IngestToken(SensorsPart):
 class SensorUser(SensorsPart):
     username: SensorUsername
     password_hash: PasswordHash = Field(alias="passwordHash")
+    # Topic filters it may publish to; None: default_publish_filter(username).
+    publish: PublishFilters | None = None
+
+    @property
+    def publish_filters(self) -> tuple[str, ...]:
+        return tuple(self.publish) if self.publish else (default_publish_filter(self.username),)
 
 
 class IngestAccess(SensorsPart):

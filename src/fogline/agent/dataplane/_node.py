@@ -83,7 +83,11 @@ class NodeDataPlane:
         if mqtt is not None and mqtt.sensor_password_file is not None:
             own = (mqtt.username, mqtt.password or "") if mqtt.username and mqtt.password else None
             self.sensor_passwords = SensorPasswordFile(
-                mqtt.sensor_password_file, broker_pid_file=mqtt.broker_pid_file, agent_account=own
+                mqtt.sensor_password_file,
+                broker_pid_file=mqtt.broker_pid_file,
+                agent_account=own,
+                acl_path=mqtt.sensor_acl_file,
+                agent_username=mqtt.username,
             )
         self._accounts_written = False
         self.bridge: MqttBridge | None = None

@@ -105,7 +105,7 @@ class IngestGuard:
 
 
 class SensorPasswordFile:
-    """Writes the broker's password file from the declared sensor accounts."""
+    """Writes the broker's password file (and ACL file) from the declared sensor accounts."""
 
     def __init__(
         self,
@@ -113,30 +113,34 @@ class SensorPasswordFile:
         *,
         broker_pid_file: Path | None,
         agent_account: tuple[str, str] | None,
+        acl_path: Path | None = None,
+        agent_username: str | None = None,
     ) -> None:
-        """`agent_account` is the agent's own (username, password) on this broker."""
+        """`agent_account` is the agent's own (username, password) on this
+        broker; `agent_username` its user name also when it logs in with a
+        certificate. With `acl_path`, each sensor may publish only to its
+        `publish` filters, the agent to everything."""
         self.path = path
+        self.acl_path = acl_path
         self.broker_pid_file = broker_pid_file
         self._agent_account = agent_account
+        self._agent_username = agent_account[0] if agent_account else agent_username
         self._agent_line: str | None = None
 
     async def write(self, users: Sequence[SensorUser]) -> bool:
-        """Put `users` (and the agent's own account) in the file; tell the
-        broker when it changed. Returns whether it changed.
+        """Put `users` (and the agent's own account) in the files; tell the
+        broker when they changed. Returns whether they changed.
 
         Raises:
-            SensorAccessError: the file could not be written, or the broker
+            SensorAccessError: a file could not be written, or the broker
                 not told to reload.
         """
         return await asyncio.to_thread(self._write, tuple(users))
 
     def _write(self, users: tuple[SensorUser, ...]) -> bool:
-        lines: list[str] = []
-        own = self._own_line()
-        if own is not None:
-            lines.append(own)
+        sensors: list[SensorUser] = []
         for user in users:
-            if self._agent_account is not None and user.username == self._agent_account[0]:
+            if user.username == self._agent_username:
                 # The agent's account is not a sensor's to take over.
                 event(
                     log,
@@ -146,28 +150,32 @@ class SensorPasswordFile:
                     reason="it is the agent's own MQTT user name",
                 )
                 continue
-            lines.append(f"{user.username}:{user.password_hash}")
-        content = ("\n".join(lines) + "\n").encode() if lines else b""
-        group: int | None = None
-        try:
-            if self.path.read_bytes() == content:
-                return False
-            # The broker reads the file through its group (the operator made the
-            # file with it): the new file keeps that group, readable by it only.
-            group = self.path.stat().st_gid
-        except FileNotFoundError:
-            pass  # new: the agent's own, 0600 under its umask
-        except OSError as exc:
-            raise SensorAccessError(f"{self.path}: cannot read: {exc.strerror}") from exc
-        try:
-            write_atomic(
-                self.path, content, mode=PASSWORD_FILE_MODE, group=group, make_parents=False
-            )
-        except OSError as exc:
-            raise SensorAccessError(f"{self.path}: cannot write: {exc.strerror}") from exc
+            sensors.append(user)
+        lines: list[str] = []
+        own = self._own_line()
+        if own is not None:
+            lines.append(own)
+        lines += [f"{user.username}:{user.password_hash}" for user in sensors]
+        changed = _replace(self.path, ("\n".join(lines) + "\n").encode() if lines else b"")
+        if self.acl_path is not None:
+            changed |= _replace(self.acl_path, self._acl(sensors))
+        if not changed:
+            return False
         self._reload_broker()
-        event(log, "sensors.accounts_written", path=str(self.path), sensors=len(lines) - bool(own))
+        event(log, "sensors.accounts_written", path=str(self.path), sensors=len(sensors))
         return True
+
+    def _acl(self, sensors: Sequence[SensorUser]) -> bytes:
+        """Mosquitto's ACL file: the agent reads and writes everything (its
+        pipelines subscribe, its actions publish); a sensor only publishes,
+        to its own filters. Whatever no line allows is refused."""
+        parts = ["# Written by the fogline agent from the desired state; edits are replaced.\n"]
+        if self._agent_username is not None:
+            parts.append(f"user {self._agent_username}\ntopic readwrite #\n")
+        for user in sensors:
+            rules = "".join(f"topic write {topic}\n" for topic in user.publish_filters)
+            parts.append(f"user {user.username}\n{rules}")
+        return "\n".join(parts).encode()
 
     def _own_line(self) -> str | None:
         if self._agent_account is None:
@@ -213,3 +221,27 @@ class SensorPasswordFile:
                 f"cannot tell the broker to reload {self.path} "
                 f"(--broker-pid-file {self.broker_pid_file}): {exc}"
             ) from exc
+
+
+def _replace(path: Path, content: bytes) -> bool:
+    """Write `content` to `path` unless it holds it already; whether it changed.
+
+    Raises:
+        SensorAccessError: `path` cannot be read or written.
+    """
+    group: int | None = None
+    try:
+        if path.read_bytes() == content:
+            return False
+        # The broker reads the file through its group (the operator made the
+        # file with it): the new file keeps that group, readable by it only.
+        group = path.stat().st_gid
+    except FileNotFoundError:
+        pass  # new: the agent's own, 0600 under its umask
+    except OSError as exc:
+        raise SensorAccessError(f"{path}: cannot read: {exc.strerror}") from exc
+    try:
+        write_atomic(path, content, mode=PASSWORD_FILE_MODE, group=group, make_parents=False)
+    except OSError as exc:
+        raise SensorAccessError(f"{path}: cannot write: {exc.strerror}") from exc
+    return True

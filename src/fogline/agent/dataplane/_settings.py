@@ -33,6 +33,8 @@ class MqttSettings:
     # the broker's pid file (SIGHUP makes Mosquitto read the file again).
     sensor_password_file: Path | None = None
     broker_pid_file: Path | None = None
+    # The broker's acl_file: where each sensor may publish (needs a password file).
+    sensor_acl_file: Path | None = None
 
     @property
     def is_tls(self) -> bool:
@@ -67,6 +69,13 @@ class MqttSettings:
         tls_files = (self.ca_file, self.cert_file, self.key_file)
         if not self.is_tls and any(tls_files):
             raise ValueError("a CA, certificate or key is for mqtts:// URLs only")
+        if self.sensor_acl_file is not None and (
+            self.sensor_password_file is None or not self.username
+        ):
+            raise ValueError(
+                "an ACL file needs --sensor-password-file and --mqtt-username "
+                "(the agent's own line in it)"
+            )
         if self.sensor_password_file is not None and self.username:
             # The agent writes its own user name into the broker's password file.
             problem = sensor_username_problem(self.username)
