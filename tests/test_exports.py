@@ -49,7 +49,7 @@ EXPECTED: Final[dict[str, list[str]]] = {
         "Publisher",
         "RecordSink",
         "SensorAccessError",
-        "SensorPasswordFile",
+        "SensorAccountFiles",
         "WebhookCall",
         "WebhookCaller",
         "WebhookError",

@@ -34,7 +34,7 @@ from ._ports import (
     RecordSink,
     WebhookCaller,
 )
-from ._sensors import IngestGuard, SensorAccessError, SensorPasswordFile
+from ._sensors import IngestGuard, SensorAccessError, SensorAccountFiles
 from ._settings import MqttSettings
 from ._webhook import (
     HttpxWebhookCaller,
@@ -65,7 +65,7 @@ __all__ = [
     "Publisher",
     "RecordSink",
     "SensorAccessError",
-    "SensorPasswordFile",
+    "SensorAccountFiles",
     "WebhookCall",
     "WebhookCaller",
     "WebhookError",

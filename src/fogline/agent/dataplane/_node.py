@@ -17,7 +17,7 @@ from fogline.protocol import DesiredStateDoc, OutboxReport, SensorUser
 
 from ._dataplane import DataPlane
 from ._models import ModelSessions, ModelSource
-from ._sensors import IngestGuard, SensorAccessError, SensorPasswordFile
+from ._sensors import IngestGuard, SensorAccessError, SensorAccountFiles
 from ._settings import MqttSettings
 from ._webhook import HttpxWebhookCaller
 
@@ -79,10 +79,10 @@ class NodeDataPlane:
             models=ModelSessions(models),
         )
         self.ingest_guard = IngestGuard(listen_host=ingest_host)
-        self.sensor_passwords: SensorPasswordFile | None = None
+        self.sensor_accounts: SensorAccountFiles | None = None
         if mqtt is not None and mqtt.sensor_password_file is not None:
-            own = (mqtt.username, mqtt.password or "") if mqtt.username and mqtt.password else None
-            self.sensor_passwords = SensorPasswordFile(
+            own = (mqtt.username, mqtt.password) if mqtt.username and mqtt.password else None
+            self.sensor_accounts = SensorAccountFiles(
                 mqtt.sensor_password_file,
                 broker_pid_file=mqtt.broker_pid_file,
                 agent_account=own,
@@ -153,14 +153,14 @@ class NodeDataPlane:
                 --sensor-password-file, or the file could not be written or
                 the broker told to reload.
         """
-        if self.sensor_passwords is None:
+        if self.sensor_accounts is None:
             if users:
                 raise SensorAccessError(
                     f"the deployment declares {len(users)} MQTT sensor accounts and the agent "
                     "has no --sensor-password-file to write them to"
                 )
             return
-        await self.sensor_passwords.write(users)
+        await self.sensor_accounts.write(users)
         self._accounts_written = True
 
     async def outbox_stats(self) -> OutboxStats:
@@ -190,7 +190,7 @@ class NodeDataPlane:
         )
 
     async def run(self) -> None:
-        if not self._accounts_written and self.sensor_passwords is not None:
+        if not self._accounts_written and self.sensor_accounts is not None:
             # No desired state yet: the broker still gets a file, holding the
             # agent's own account (and no sensor's) until one arrives.
             try:

@@ -104,7 +104,7 @@ class IngestGuard:
         return None if matched else "a valid ingest token is required (Authorization: Bearer TOKEN)"
 
 
-class SensorPasswordFile:
+class SensorAccountFiles:
     """Writes the broker's password file (and ACL file) from the declared sensor accounts."""
 
     def __init__(
