@@ -550,10 +550,10 @@ EXPECTED: Final[dict[str, list[str]]] = {
     "fogline.security": [
         "ADMIN_PREFIX",
         "CLAIM_PREFIX",
-        "CaKeyError",
         "MAX_PASSWORD_CHARS",
         "ROLE_PERMISSIONS",
         "USER_TOKEN_PREFIX",
+        "CaKeyError",
         "CertificateAuthority",
         "CheckedCsr",
         "CsrRejectedError",

@@ -35,6 +35,7 @@ ROUTE_PERMISSIONS: Final[Mapping[tuple[str, str], Need]] = {
     # devices (mTLS), enrollment
     ("POST", f"{_V}/enroll"): Access.CLAIM,
     ("POST", f"{_V}/report"): Access.DEVICE,
+    ("POST", f"{_V}/renew"): Access.DEVICE,
     ("GET", f"{_V}/desired"): Access.DEVICE,
     ("POST", f"{_V}/telemetry"): Access.DEVICE,
     # claims and devices

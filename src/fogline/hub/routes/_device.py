@@ -111,12 +111,16 @@ def _validity(state: HubState) -> dt.timedelta:
 
 @router.post("/renew", response_model=RenewResponse)
 def renew(
-    request: Request, body: RenewRequest, session: SessionDep, state: StateDep
+    request: Request,
+    # A dependency, so the device is authenticated before its body is read.
+    peer: Annotated[DevicePeer, Depends(client_peer)],
+    body: RenewRequest,
+    session: SessionDep,
+    state: StateDep,
 ) -> RenewResponse:
     """Trade the device's current certificate (mTLS) and a CSR for a new
     certificate and the fleet's trust bundle; recorded in the audit log,
     refusals too."""
-    peer = client_peer(request)
     tls_peer = request.scope.get(PEER_SCOPE_KEY)
     peer_pem = tls_peer.pem if isinstance(tls_peer, PeerCertificate) else ""
     actor = f"device:{peer.device_id}"
