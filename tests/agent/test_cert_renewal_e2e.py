@@ -21,16 +21,14 @@ VALIDITY = "12s"  # renewed every ~8 s: three renewals fit in a test
 
 
 def renewals(hub: HubProcess, device_id: str, outcome: str = "ok") -> list[dict[str, Any]]:
+    """The device's renewal entries in the audit trail (actor `device:<name>`)."""
     with hub.client() as client:
-        response = client.get("/v1/audit", params={"limit": 1000})
+        name = client.get(f"/v1/devices/{device_id}").raise_for_status().json()["name"]
+        response = client.get(
+            "/v1/audit", params={"actor": f"device:{name}", "action": "device.renew"}
+        )
         response.raise_for_status()
-    return [
-        entry
-        for entry in response.json()
-        if entry["action"] == "device.renew"
-        and entry["actor"] == f"device:{device_id}"
-        and entry["detail"].get("outcome") == outcome
-    ]
+    return [entry for entry in response.json() if entry["outcome"] == outcome]
 
 
 def cert_of(agent: AgentProcess) -> x509.Certificate:

@@ -242,7 +242,7 @@ def test_audit_details_are_words_not_python_reprs(hub: HubProcess, tmp_path: Pat
     (tmp_path / "w.yaml").write_text(web("1.0.0", 30).split("  modules:")[0])
     hub.cli("apply", "-f", str(tmp_path / "w.yaml"))
     text = hub.cli("audit", "ls", "-o", "table").stdout
-    assert "deployments: web=create · devices changed: 1" in text
+    assert "deployments: web=create · devices changed: 1" in text, text
     assert "policy: one wave of all devices, no health gate (no spec.rollout)" in text
     assert "{'" not in text and "['" not in text and "…" not in text
     narrow = subprocess.run(

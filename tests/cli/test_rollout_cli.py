@@ -57,8 +57,10 @@ def test_plan_ls_status_pause_rollback_and_audit(hub, tmp_path):
 
     entries = json.loads(hub.cli("audit", "ls", "--since", "1h", "-o", "json").stdout)
     actions = [(e["action"], e["actor"]) for e in entries]
-    assert actions[0][0] == "apply"
-    assert ("rollout.pause", actions[0][1]) in actions
-    assert ("rollout.rollback", actions[0][1]) in actions
+    # The claim and the enrollments come first now: they are audited too.
+    assert [a for a, _ in actions[:3]] == ["claim.create", "device.enroll", "device.enroll"]
+    (operator,) = {who for action, who in actions if action == "apply"}
+    assert ("rollout.pause", operator) in actions
+    assert ("rollout.rollback", operator) in actions
     bad = hub.cli("audit", "ls", "--since", "yesterday", check=False)
     assert bad.returncode == 1 and "since" in bad.stderr

@@ -437,8 +437,9 @@ def test_a_squatted_name_is_a_conflict_and_an_operator_frees_it_with_rm(
     assert len(refused.stderr.strip().splitlines()) == 1
     hub.cli("devices", "rm", "press-42", "--force")
 
-    (entry,) = [e for e in _audit(hub, "device.rm") if e["target"] == "press-42"]
-    assert entry["detail"]["forced"] is True
+    refusal, entry = [e for e in _audit(hub, "device.rm") if e["target"] == "press-42"]
+    assert refusal["outcome"] == "refused" and "not revoked" in refusal["detail"]["reason"]
+    assert entry["outcome"] == "ok" and entry["detail"]["forced"] is True
     with hub.client() as client:
         assert client.get("/v1/devices/press-42").status_code == 404
     assert _enroll(hub, enroll_body(shared, "press-42", real)).status_code == 200

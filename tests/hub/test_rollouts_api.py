@@ -98,13 +98,9 @@ def test_crash_looping_canary_pauses_and_abort_ends_the_paused_rollout(fleet, tm
     assert refused.status_code == 409, refused.text
     entries = audit(hub)
     paused = [e for e in entries if e["action"] == "rollout.gate-failed-pause"]
-    assert (
-        paused
-        and paused[0]["actor"] == "scheduler"
-        and "maxFailures" in paused[0]["detail"]["reason"]
-    )
+    assert paused and paused[0]["actor"] == "hub" and "maxFailures" in paused[0]["detail"]["reason"]
     aborted = [e for e in entries if e["action"] == "rollout.abort"]
-    assert aborted and aborted[0]["actor"] != "scheduler"
+    assert aborted and aborted[0]["actor"] == "admin"
     assert any(e["action"] == "rollout.device-failed" for e in entries)
 
 

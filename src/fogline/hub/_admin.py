@@ -17,12 +17,12 @@ from sqlalchemy.orm import Session
 from fogline._errors import FoglineError
 from fogline.security import ADMIN_PREFIX
 
-from ._audit import record_audit
+from ._audit import HUB_ACTOR, record_audit
 from ._datadir import ADMIN_TOKEN_FILE, save_admin_token
 from ._db import make_engine, sqlite_url
 from ._tokens import BOOTSTRAP_ADMIN, rotate_admin_token
 
-ROTATED_BY = "hub rotate-admin-token"
+ROTATED_BY = "fogline hub rotate-admin-token"
 
 
 class AdminTokenError(FoglineError):
@@ -56,7 +56,15 @@ def rotate_admin_token_file(data_dir: Path, db_url: str | None = None) -> Path:
             token = rotate_admin_token(session, ADMIN_PREFIX)
             if token is None:
                 raise AdminTokenError("the database holds no admin token yet: start the hub once")
-            record_audit(session, ROTATED_BY, "admin_token.rotate", BOOTSTRAP_ADMIN)
+            # Run on the hub's machine, by whoever can read its database.
+            record_audit(
+                session,
+                HUB_ACTOR,
+                "admin_token.rotate",
+                BOOTSTRAP_ADMIN,
+                source="local",
+                command=ROTATED_BY,
+            )
             save_admin_token(path, token.token)
     except SQLAlchemyError as exc:
         first_line = str(exc).splitlines()[0] if str(exc) else ""

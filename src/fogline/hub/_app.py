@@ -15,6 +15,7 @@ from fogline import __version__
 from fogline._log import event
 from fogline.protocol import API_PREFIX, MAX_BODY_BYTES, Report
 
+from ._audit_trail import AuditTrail
 from ._auth import require_operator
 from ._bodies import BodyLimit, add_body_models
 from ._clock import utcnow
@@ -113,6 +114,9 @@ def create_app(state: HubState) -> FastAPI:
         max_bytes=MAX_BODY_BYTES,
         large_paths={f"{API_PREFIX}/releases": MAX_RELEASE_BYTES},
     )
+    # Outermost: a request refused by any layer inside (the body limit too)
+    # is recorded.
+    app.add_middleware(AuditTrail, state=state)
 
     def count_devices() -> dict[str, int]:
         with state.sessions() as session:

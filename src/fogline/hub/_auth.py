@@ -14,6 +14,7 @@ from starlette.types import Scope
 
 from fogline.security import Permission, role_allows
 
+from ._audit import note_actor
 from ._clock import utcnow
 from ._devices import authenticated_device
 from ._errors import ForbiddenError, UnauthorizedError
@@ -84,7 +85,20 @@ def check_device(session: Session, request: Request) -> DeviceRow:
     certificate we issued it (not an older one).
     """
     peer = client_peer(request)
-    return authenticated_device(session, peer.device_id, peer.serial_hex)
+    device = authenticated_device(session, peer.device_id, peer.serial_hex)
+    note_actor(device_actor(device.name))
+    return device
+
+
+def actor_of(principal: Principal) -> str:
+    """How the audit trail names an operator: `admin` for the bootstrap token,
+    `user:<name>` for a user's token or session (see hub/_people.py)."""
+    return principal.name
+
+
+def device_actor(name: str) -> str:
+    """How the audit trail names a device."""
+    return f"device:{name}"
 
 
 def require_operator(
@@ -102,6 +116,7 @@ def require_operator(
     if scheme.lower() != "bearer" or not token:
         raise UnauthorizedError("missing bearer token")
     principal = authenticate(session, token, utcnow())
+    note_actor(actor_of(principal))  # before the permission check: refusals name who
     route = getattr(request.scope.get("route"), "path", None)
     need = route_need(request.method, route) if isinstance(route, str) else None
     if not isinstance(need, Permission):

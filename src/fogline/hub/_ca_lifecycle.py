@@ -20,6 +20,7 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
@@ -152,7 +153,7 @@ def _stragglers(url: str, current: str, online_within: dt.timedelta) -> list[Str
     ]
 
 
-def _audit(url: str, action: str, target: str, **detail: object) -> None:
+def _audit(url: str, action: str, target: str, **detail: Any) -> None:
     engine = make_engine(url)
     try:
         with Session(engine) as session, session.begin():

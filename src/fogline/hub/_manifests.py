@@ -289,6 +289,9 @@ def apply(
         release_keys=key_actions,
         claims=claim_actions,
         devices_changed=len(prepared.plan.devices),
+        # The deployments the apply changed, as they were and as they are.
+        before=previous,
+        after=snapshot_deployments(session, changed),
     )
     for deployment in prepared.deployments:
         allowed = downgrade_allowances(deployment.to_document())
@@ -369,9 +372,7 @@ def _apply_claims(
     return tokens, actions
 
 
-def delete_deployment(
-    session: Session, name: str, cache: DeploymentCache, deleted_by: str = "operator"
-) -> bool:
+def delete_deployment(session: Session, name: str, cache: DeploymentCache, deleted_by: str) -> bool:
     """Delete a deployment; its devices move off it through a rollout that
     follows the deleted deployment's own rollout policy."""
     row = session.get(DeploymentRow, name)
@@ -388,7 +389,9 @@ def delete_deployment(
     cache.invalidate()
     final = cache.get(session)
     keys = release_keys(session)
-    record_audit(session, deleted_by, "delete", name)
+    record_audit(
+        session, deleted_by, "deployment.delete", name, before=previous, after={name: None}
+    )
     start_rollout(
         session,
         actor=deleted_by,

@@ -306,15 +306,44 @@ class RolloutDeviceRow(Base):
 
 
 class AuditRow(Base):
-    """Who did what to the fleet, and when (operator token name or "scheduler")."""
+    """One entry of the audit trail: who (`user:…`, `token:…`, `admin`,
+    `device:…` or `hub`), from where, did what to which target, and how it
+    ended (`ok`, `refused`, `failed`).
+
+    Append-only and chained: `hash` covers the entry's fields and `prev_hash`,
+    the hash of entry `seq - 1` (see fogline.security.entry_hash); `seq` has
+    no gaps. `AuditHeadRow` holds the last entry's seq and hash.
+    """
 
     __tablename__ = "audit_log"
-    __table_args__ = (Index("ix_audit_log_at", "at"),)
+    __table_args__ = (
+        Index("ix_audit_log_at", "at"),
+        UniqueConstraint("seq", name="uq_audit_log_seq"),
+    )
     id: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
     )
+    seq: Mapped[int] = mapped_column(BigInteger)
     at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
-    actor: Mapped[str] = mapped_column(String(64))
-    action: Mapped[str] = mapped_column(String(64))
+    actor: Mapped[str] = mapped_column(String(64), index=True)
+    source: Mapped[str] = mapped_column(String(64), default="")
+    action: Mapped[str] = mapped_column(String(64), index=True)
     target: Mapped[str] = mapped_column(String(128))
+    outcome: Mapped[str] = mapped_column(String(16), default="ok")
     detail: Mapped[dict[str, Any]] = mapped_column(JSON)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditHeadRow(Base):
+    """The audit chain's head (a single row, id=1): the last entry's seq and hash.
+
+    Every append updates this row first, in the appending transaction: the
+    row lock (PostgreSQL) or the write lock (SQLite) makes concurrent
+    appenders, also in other hub replicas, take turns, so the chain never forks.
+    """
+
+    __tablename__ = "audit_head"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    hash: Mapped[str] = mapped_column(String(64))

@@ -1,6 +1,16 @@
 """Identity and trust: the fleet CA, device CSRs, tokens, roles, passwords, key files,
-sealed files."""
+sealed files, the audit hash chain."""
 
+from ._audit_chain import (
+    GENESIS,
+    ChainBreak,
+    ChainEntry,
+    ChainVerifier,
+    at_text,
+    entry_hash,
+    hash_of,
+    verify_chain,
+)
 from ._ca import (
     CertificateAuthority,
     IssuedCert,
@@ -64,11 +74,15 @@ from ._tokens import (
 __all__ = [
     "ADMIN_PREFIX",
     "CLAIM_PREFIX",
+    "GENESIS",
     "MAX_PASSWORD_CHARS",
     "ROLE_PERMISSIONS",
     "USER_TOKEN_PREFIX",
     "CaKeyError",
     "CertificateAuthority",
+    "ChainBreak",
+    "ChainEntry",
+    "ChainVerifier",
     "CheckedCsr",
     "CsrRejectedError",
     "DamagedSealedFileError",
@@ -85,11 +99,14 @@ __all__ = [
     "TokenError",
     "TokenFileError",
     "WrongPassphraseError",
+    "at_text",
     "ca_key_id",
     "check_csr",
     "device_id_from_cert",
     "device_uri",
+    "entry_hash",
     "generate_device_key",
+    "hash_of",
     "hash_password",
     "hash_secret",
     "hash_sensor_password",
@@ -111,6 +128,7 @@ __all__ = [
     "secret_matches",
     "selector_within_scope",
     "sensor_password_matches",
+    "verify_chain",
     "write_private_key",
     "write_public_file",
     "write_secret_file",

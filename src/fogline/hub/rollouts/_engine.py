@@ -24,7 +24,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from fogline.manifest import Deployment, DesiredState, revision_of
 from fogline.protocol import RollbackMarker
 
-from .._audit import SCHEDULER, record_audit
+from .._audit import HUB_ACTOR, record_audit
 from .._clock import utcnow
 from .._desired import (
     TrustedKey,
@@ -412,7 +412,7 @@ def _advance(
             member.failed_at = member.failed_at or now
             record_audit(
                 session,
-                SCHEDULER,
+                HUB_ACTOR,
                 "rollout.device-failed",
                 rollout.id,
                 device=device.name,
@@ -432,17 +432,17 @@ def _advance(
         gate_accepted=rollout.accepted_wave >= wave,
     )
     if decision.step is Step.NEXT_WAVE:
-        return _start_wave(session, rollout, wave + 1, members, SCHEDULER)
+        return _start_wave(session, rollout, wave + 1, members, HUB_ACTOR)
     if decision.step is Step.COMPLETE:
         if policy.gated:
-            _transition(session, rollout, Event.LAST_WAVE_PASSED, SCHEDULER)
+            _transition(session, rollout, Event.LAST_WAVE_PASSED, HUB_ACTOR)
         else:
-            _transition(session, rollout, Event.LAST_WAVE_ENDED, SCHEDULER, _ungated_end(members))
+            _transition(session, rollout, Event.LAST_WAVE_ENDED, HUB_ACTOR, _ungated_end(members))
     elif decision.step is Step.FAIL:
         if policy.on_failure == "rollback":
-            _transition(session, rollout, Event.GATE_FAILED_ROLLBACK, SCHEDULER, decision.reason)
-            return _revert(session, rollout, members, SCHEDULER)
-        _transition(session, rollout, Event.GATE_FAILED_PAUSE, SCHEDULER, decision.reason)
+            _transition(session, rollout, Event.GATE_FAILED_ROLLBACK, HUB_ACTOR, decision.reason)
+            return _revert(session, rollout, members, HUB_ACTOR)
+        _transition(session, rollout, Event.GATE_FAILED_PAUSE, HUB_ACTOR, decision.reason)
     return 0
 
 

@@ -27,12 +27,14 @@ from fogline.protocol import (
     ReportAck,
 )
 
-from .._audit import record_audit
+from .._audit import note_actor, record_audit
+from .._audit_trail import audited, not_audited
 from .._auth import (
     DevicePeer,
     StateDep,
     client_peer,
     db_session,
+    device_actor,
     hub_state,
 )
 from .._bodies import json_body_doc, parse_json_body
@@ -71,6 +73,16 @@ def _enroll_settled(
         try:
             row, cert_pem = enroll_device(session, state.signing_ca(), body, _validity(state))
             recompile_device(session, state.deployments, row)
+            record_audit(
+                session,
+                device_actor(row.name),
+                "device.enroll",
+                row.name,
+                device_id=row.id,
+                claim_id=row.claim_id,
+                key_sha256=row.key_sha256,
+                labels=row.labels,
+            )
             session.commit()
         except IntegrityError:
             session.rollback()
@@ -81,9 +93,15 @@ def _enroll_settled(
 
 # exclude_unset: release_key_scopes only when some key is scoped, so agents
 # that predate scopes (their EnrollResponse forbids unknown fields) still enroll.
-@router.post("/enroll", response_model=EnrollResponse, response_model_exclude_unset=True)
+@router.post(
+    "/enroll",
+    response_model=EnrollResponse,
+    response_model_exclude_unset=True,
+    openapi_extra=audited("device.enroll"),
+)
 def enroll(body: EnrollRequest, session: SessionDep, state: StateDep) -> EnrollResponse:
-    """Trade a claim token and a CSR for a device certificate."""
+    """Trade a claim token and a CSR for a device certificate. Audited, refusals too."""
+    note_actor(device_actor(body.name))
     try:
         row, cert_pem = _enroll_settled(session, state, body)
     except ApiError as exc:
@@ -109,7 +127,7 @@ def _validity(state: HubState) -> dt.timedelta:
     return dt.timedelta(seconds=state.settings.device_cert_validity_s)
 
 
-@router.post("/renew", response_model=RenewResponse)
+@router.post("/renew", response_model=RenewResponse, openapi_extra=audited("device.renew"))
 def renew(
     request: Request,
     # A dependency, so the device is authenticated before its body is read.
@@ -119,31 +137,18 @@ def renew(
     state: StateDep,
 ) -> RenewResponse:
     """Trade the device's current certificate (mTLS) and a CSR for a new
-    certificate and the fleet's trust bundle; recorded in the audit log,
-    refusals too."""
+    certificate and the fleet's trust bundle. Audited, refusals too (the
+    audit trail writes those: hub/_audit_trail.py)."""
     tls_peer = request.scope.get(PEER_SCOPE_KEY)
     peer_pem = tls_peer.pem if isinstance(tls_peer, PeerCertificate) else ""
-    actor = f"device:{peer.device_id}"
+    known = session.get(DeviceRow, peer.device_id)
+    note_actor(device_actor(known.name if known is not None else peer.device_id))
     ca = state.signing_ca()
     try:
         row, cert_pem = renew_device(
             session, ca, peer.device_id, peer.serial_hex, peer_pem, body.csr, _validity(state)
         )
     except ApiError as exc:
-        session.rollback()
-        # The refusal is recorded in a transaction of its own: the renewal's
-        # was rolled back.
-        known = session.get(DeviceRow, peer.device_id)
-        record_audit(
-            session,
-            actor,
-            "device.renew",
-            known.name if known is not None else peer.device_id,
-            device_id=peer.device_id,
-            outcome="refused",
-            reason=exc.message,
-        )
-        session.commit()
         event(
             log,
             "device.renew_refused",
@@ -154,11 +159,10 @@ def renew(
         raise
     record_audit(
         session,
-        actor,
+        device_actor(row.name),
         "device.renew",
         row.name,
         device_id=row.id,
-        outcome="ok",
         serial=row.cert_serial,
         previous_serial=row.prev_cert_serial,
         ca_key_id=ca.key_id,
@@ -172,7 +176,11 @@ def renew(
 @router.post(
     "/report",
     response_model=ReportAck,
-    openapi_extra=json_body_doc(Report),
+    openapi_extra=json_body_doc(Report)
+    | not_audited(
+        "device data, not a change to the fleet: the report is the device's state, "
+        "kept in its row; thousands a second would drown the trail"
+    ),
 )
 async def report(request: Request) -> Response:
     """A device's periodic report: facts, labels, the desired revision it applied.

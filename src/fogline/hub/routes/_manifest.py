@@ -22,7 +22,8 @@ from fogline.protocol import (
 )
 from fogline.security import Permission, role_allows
 
-from .._auth import StateDep, db_session, require_operator
+from .._audit_trail import audited, not_audited
+from .._auth import StateDep, actor_of, db_session, require_operator
 from .._desired import parse_deployments, stored_document
 from .._errors import ForbiddenError, NotFoundError
 from .._manifests import (
@@ -95,7 +96,11 @@ def manifest_error_response(exc: ManifestError) -> JSONResponse:
     return JSONResponse(body.model_dump(), status_code=422)
 
 
-@router.post("/manifests/plan", response_model=PlanResult)
+@router.post(
+    "/manifests/plan",
+    response_model=PlanResult,
+    openapi_extra=not_audited("computes what an apply would change; changes nothing"),
+)
 def plan(
     body: ManifestRequest, op: OperatorDep, session: SessionDep, state: StateDep
 ) -> PlanResult | JSONResponse:
@@ -108,7 +113,7 @@ def plan(
     return prepared.plan
 
 
-@router.post("/manifests/apply", response_model=ApplyResult)
+@router.post("/manifests/apply", response_model=ApplyResult, openapi_extra=audited("apply"))
 def apply_manifests(
     body: ManifestRequest, op: OperatorDep, session: SessionDep, state: StateDep
 ) -> ApplyResult | JSONResponse:
@@ -119,7 +124,7 @@ def apply_manifests(
         return manifest_error_response(exc)
     _check_kinds(op, prepared)
     _check_scope(op, session, prepared)
-    applied = apply(session, prepared, op.name, state.deployments)
+    applied = apply(session, prepared, actor_of(op), state.deployments)
     session.commit()
     state.notifier.poke()
     event(
@@ -171,12 +176,17 @@ def deployments_show(name: str, _op: OperatorDep, session: SessionDep) -> Deploy
     return _view(row, _count_selected(session).get(name, 0))
 
 
-@router.delete("/deployments/{name}", status_code=204)
+@router.delete(
+    "/deployments/{name}",
+    status_code=204,
+    openapi_extra=audited("deployment.delete", target="{name}"),
+)
 def deployments_delete(name: str, op: OperatorDep, session: SessionDep, state: StateDep) -> None:
+    """Delete a deployment; its devices move off it through a rollout. Audited."""
     row = session.get(DeploymentRow, name)
     if row is not None:
         check_deployments_in_scope(op, parse_deployments([row]), "delete")
-    if not delete_deployment(session, name, state.deployments, op.name):
+    if not delete_deployment(session, name, state.deployments, actor_of(op)):
         raise NotFoundError(f"no deployment {name!r}")
     session.commit()
     state.notifier.poke()
@@ -199,7 +209,9 @@ def release_keys_list(_op: OperatorDep, session: SessionDep) -> list[ReleaseKeyV
     ]
 
 
-@router.delete("/releasekeys/{name}")
+@router.delete(
+    "/releasekeys/{name}", openapi_extra=audited("releasekey.delete", target="releasekey/{name}")
+)
 def release_keys_delete(
     name: str, op: OperatorDep, session: SessionDep, state: StateDep
 ) -> dict[str, list[str]]:
@@ -207,7 +219,7 @@ def release_keys_delete(
     devices' desired states stop listing it (through a rollout, named in the
     answer). 409 while a deployment pins a release it signed."""
     check_unscoped(op, f"ReleaseKey {name!r}")
-    rollout = delete_release_key(session, name, state.deployments, op.name)
+    rollout = delete_release_key(session, name, state.deployments, actor_of(op))
     session.commit()
     state.notifier.poke()
     event(log, "releasekey.deleted", name=name, by=op.name, rollout=rollout)

@@ -20,7 +20,8 @@ from fogline.protocol import (
 )
 
 from .._audit import record_audit
-from .._auth import StateDep, db_session, require_operator
+from .._audit_trail import audited
+from .._auth import StateDep, actor_of, db_session, require_operator
 from .._claims import claim_view, create_claim, list_claims, revoke_claim
 from .._clock import utcnow
 from .._desired import SYNC_COLUMNS, recompile_device, sync_report, touch_desired
@@ -45,9 +46,23 @@ SessionDep = Annotated[Session, Depends(db_session)]
 OperatorDep = Annotated[Principal, Depends(require_operator)]
 
 
-@router.post("/claims", response_model=ClaimCreated, status_code=201)
+@router.post(
+    "/claims", response_model=ClaimCreated, status_code=201, openapi_extra=audited("claim.create")
+)
 def claims_create(body: ClaimCreate, op: OperatorDep, session: SessionDep) -> ClaimCreated:
+    """Create a claim; its token is answered once and never recorded. Audited."""
     row, token = create_claim(session, body)
+    record_audit(
+        session,
+        actor_of(op),
+        "claim.create",
+        row.name or row.id,
+        claim_id=row.id,
+        labels=row.labels,
+        names=list(row.names or ()),
+        max_uses=row.max_uses,
+        expires_at=row.expires_at.isoformat(),
+    )
     session.commit()
     event(log, "claim.created", claim_id=row.id, name=row.name, by=op.name, max_uses=row.max_uses)
     return ClaimCreated(claim=claim_view(row, utcnow()), token=token)
@@ -59,10 +74,17 @@ def claims_list(_op: OperatorDep, session: SessionDep) -> list[ClaimView]:
     return [claim_view(row, now) for row in list_claims(session)]
 
 
-@router.post("/claims/{ref}/revoke", response_model=ClaimView)
+@router.post(
+    "/claims/{ref}/revoke",
+    response_model=ClaimView,
+    openapi_extra=audited("claim.revoke", target="{ref}"),
+)
 def claims_revoke(ref: str, op: OperatorDep, session: SessionDep) -> ClaimView:
-    """Revoke a claim by id or name: no further device enrolls with it."""
+    """Revoke a claim by id or name: no further device enrolls with it. Audited."""
     row = revoke_claim(session, ref)
+    record_audit(
+        session, actor_of(op), "claim.revoke", row.name or row.id, claim_id=row.id, uses=row.uses
+    )
     session.commit()
     event(log, "claim.revoked", claim_id=row.id, by=op.name)
     return claim_view(row, utcnow())
@@ -113,7 +135,11 @@ def devices_desired(ref: str, _op: OperatorDep, session: SessionDep) -> DesiredV
     )
 
 
-@router.patch("/devices/{ref}/labels", response_model=DeviceView)
+@router.patch(
+    "/devices/{ref}/labels",
+    response_model=DeviceView,
+    openapi_extra=audited("device.label", target="{ref}"),
+)
 def devices_label(
     ref: str, body: LabelChange, op: OperatorDep, session: SessionDep, state: StateDep
 ) -> DeviceView:
@@ -121,6 +147,7 @@ def devices_label(
     deployments select the device on. Audited."""
     row = find_device(session, ref)
     check_device_in_scope(op, row)
+    before = dict(row.labels)
     promoted = change_labels(row, body)
     # Nothing is committed when this refuses: a scoped operator cannot move
     # a device out of its scope (nor relabel one in).
@@ -128,13 +155,15 @@ def devices_label(
     changed = recompile_device(session, state.deployments, row)
     record_audit(
         session,
-        op.name,
+        actor_of(op),
         "device.promote" if body.promote else "device.label",
         row.name,
         device_id=row.id,
         set=dict(body.set),
         remove=list(body.remove),
         promoted=promoted,
+        before=before,
+        after=dict(row.labels),
     )
     session.commit()
     if changed:
@@ -151,21 +180,27 @@ def devices_label(
     return device_view(row, utcnow(), state.settings.offline_after_s)
 
 
-@router.post("/devices/{ref}/revoke", response_model=DeviceView)
+@router.post(
+    "/devices/{ref}/revoke",
+    response_model=DeviceView,
+    openapi_extra=audited("device.revoke", target="{ref}"),
+)
 def devices_revoke(ref: str, op: OperatorDep, session: SessionDep, state: StateDep) -> DeviceView:
     """Revoke a device: its certificate is refused from its next request on,
     and its key at enrollment, forever. Audited."""
     row = find_device(session, ref)
     revoke_device(session, row)
     touch_desired(session, row.id)  # its long-poll wakes and is refused
-    record_audit(session, op.name, "device.revoke", row.name, device_id=row.id)
+    record_audit(session, actor_of(op), "device.revoke", row.name, device_id=row.id)
     session.commit()
     state.notifier.poke()
     event(log, "device.revoked", device_id=row.id, by=op.name)
     return device_view(row, utcnow(), state.settings.offline_after_s)
 
 
-@router.delete("/devices/{ref}", response_model=DeviceView)
+@router.delete(
+    "/devices/{ref}", response_model=DeviceView, openapi_extra=audited("device.rm", target="{ref}")
+)
 def devices_remove(
     ref: str,
     op: OperatorDep,
@@ -182,7 +217,7 @@ def devices_remove(
     view = device_view(row, utcnow(), state.settings.offline_after_s)
     record_audit(
         session,
-        op.name,
+        actor_of(op),
         "device.rm",
         row.name,
         device_id=row.id,

@@ -20,6 +20,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import FileResponse
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
@@ -28,7 +29,15 @@ from fogline.artifact import SignatureEnvelope
 from fogline.protocol import API_PREFIX
 
 from .._audit import record_audit
-from .._auth import StateDep, check_device, has_client_cert, hub_state, require_operator
+from .._audit_trail import audited
+from .._auth import (
+    StateDep,
+    actor_of,
+    check_device,
+    has_client_cert,
+    hub_state,
+    require_operator,
+)
 from .._clock import utcnow
 from .._device_scope import may_fetch_artifact, may_fetch_release
 from .._errors import NotFoundError, UnauthorizedError
@@ -57,10 +66,11 @@ router = APIRouter(prefix=API_PREFIX, tags=["releases"])
 
 
 def _operator(request: Request) -> str:
-    """The calling operator's token name, checked in a short session of its own:
-    an upload can take minutes and must not hold a database connection."""
+    """The calling operator's actor name (see actor_of), checked in a short
+    session of its own: an upload can take minutes and must not hold a
+    database connection."""
     with hub_state(request).sessions() as session:
-        return require_operator(request, session).name
+        return actor_of(require_operator(request, session))
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +110,25 @@ def _precheck(state: HubState, envelope: SignatureEnvelope) -> ReleaseView | Non
         return release_view(existing) if existing is not None else None
 
 
+def _audit_push(session: Session, view: ReleaseView, pushed_by: str, *, created: bool) -> None:
+    record_audit(
+        session,
+        pushed_by,
+        "release.push",
+        f"{view.name}@{view.version}",
+        digest=view.digest,
+        size=view.size,
+        key_id=view.key_id,
+        created=created,
+    )
+
+
+def _audit_unchanged_push(state: HubState, view: ReleaseView, pushed_by: str) -> None:
+    """A push of bytes already there changes nothing, and is still an action."""
+    with state.transaction() as session:
+        _audit_push(session, view, pushed_by, created=False)
+
+
 def _record(
     state: HubState,
     store: ArtifactStore,
@@ -117,9 +146,12 @@ def _record(
         # or the version pushed by someone else while the bytes streamed in.
         existing = check_envelope(session, envelope)
         if existing is not None:
+            _audit_push(session, release_view(existing), pushed_by, created=False)
+            session.commit()
             return release_view(existing), False
         row = new_release_row(envelope, staged.size, pushed_by, utcnow())
         session.add(row)
+        _audit_push(session, release_view(row), pushed_by, created=True)
         try:
             session.commit()
         except IntegrityError:
@@ -127,6 +159,8 @@ def _record(
             existing = check_envelope(session, envelope)
             if existing is None:
                 raise
+            _audit_push(session, release_view(existing), pushed_by, created=False)
+            session.commit()
             return release_view(existing), False
         return release_view(row), True
 
@@ -135,6 +169,7 @@ def _record(
     "/releases",
     response_model=ReleaseView,
     status_code=201,
+    openapi_extra=audited("release.push"),
     responses={200: {"description": "already pushed with these bytes (idempotent)"}},
 )
 async def push_release(
@@ -150,6 +185,7 @@ async def push_release(
     envelope = parse_signature_header(request.headers.get(SIGNATURE_HEADER))
     existing = await run_in_threadpool(_precheck, state, envelope)
     if existing is not None and store.has(existing.digest):
+        await run_in_threadpool(_audit_unchanged_push, state, existing, operator)
         response.status_code = 200
         return existing
     try:
@@ -210,7 +246,11 @@ def releases_show(name: str, version: str, who: ReaderDep, state: StateDep) -> R
         return release_view(row)
 
 
-@router.delete("/releases/{name}/{version}", response_model=ReleaseView)
+@router.delete(
+    "/releases/{name}/{version}",
+    response_model=ReleaseView,
+    openapi_extra=audited("release.rm", target="{name}@{version}"),
+)
 def releases_remove(name: str, version: str, operator: OperatorDep, state: StateDep) -> ReleaseView:
     """Remove a release and its archive; 409 while a deployment pins it, a
     device is served it (or was just before) or an active rollout could

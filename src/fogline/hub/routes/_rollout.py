@@ -11,8 +11,9 @@ from fogline._log import event
 from fogline.manifest import parse_duration, parse_timestamp
 from fogline.protocol import API_PREFIX
 
-from .._audit import MAX_AUDIT_ROWS, audit_view, list_audit
-from .._auth import StateDep, db_session, require_operator
+from .._audit import MAX_AUDIT_ROWS, AuditQuery, audit_head, audit_view, list_audit
+from .._audit_trail import audited
+from .._auth import StateDep, actor_of, db_session, require_operator
 from .._clock import utcnow
 from .._errors import BadRequestError
 from .._people import Principal
@@ -43,7 +44,7 @@ def rollouts_show(ref: RefPath, _op: OperatorDep, session: SessionDep) -> dict[s
     return rollout_view(session, find_rollout(session, ref), devices=True)
 
 
-@router.post("/rollouts/{ref}/{action}")
+@router.post("/rollouts/{ref}/{action}", openapi_extra=audited("rollout.{action}", target="{ref}"))
 def rollouts_act(
     ref: RefPath,
     action: Literal["pause", "resume", "abort", "rollback"],
@@ -51,9 +52,9 @@ def rollouts_act(
     session: SessionDep,
     state: StateDep,
 ) -> dict[str, Any]:
-    """Pause, resume, abort or roll back a rollout (409 if it cannot)."""
+    """Pause, resume, abort or roll back a rollout (409 if it cannot). Audited."""
     check_rollout_in_scope(op, session, find_rollout(session, ref))
-    row, changed = operate(session, ref, action, op.name)
+    row, changed = operate(session, ref, action, actor_of(op))
     session.commit()
     if changed:
         state.notifier.poke()
@@ -82,7 +83,21 @@ def audit_list(
     _op: OperatorDep,
     session: SessionDep,
     since: Annotated[str | None, Query(max_length=64)] = None,
+    actor: Annotated[str | None, Query(max_length=64)] = None,
+    action: Annotated[str | None, Query(max_length=64)] = None,
+    after: Annotated[int | None, Query(ge=0)] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_AUDIT_ROWS)] = MAX_AUDIT_ROWS,
 ) -> list[dict[str, Any]]:
-    """Audit entries, oldest first: `since` is a duration (1h) or a timestamp."""
-    return [dict(audit_view(row)) for row in list_audit(session, _since(since), limit)]
+    """Audit entries, oldest first: `since` is a duration (1h) or a timestamp;
+    `action` is exact or a prefix ending in `*`. With `after` (a seq), the
+    first `limit` entries past it, to page through the whole chain; else the
+    newest `limit`."""
+    query = AuditQuery(since=_since(since), after=after, actor=actor, action=action, limit=limit)
+    return [dict(audit_view(row)) for row in list_audit(session, query)]
+
+
+@router.get("/audit/head")
+def audit_head_show(_op: OperatorDep, session: SessionDep) -> dict[str, Any]:
+    """The audit chain's head: the last entry's seq and hash. Kept outside the
+    hub, it anchors the chain (docs/security.md)."""
+    return dict(audit_head(session))

@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from fogline.manifest import parse_duration
 from fogline.protocol import API_PREFIX, BatchFormatError, TelemetryAck, decode_batch
 
+from .._audit_trail import not_audited
 from .._auth import StateDep, check_device, db_session, require_operator
 from .._clock import utcnow
 from .._devices import find_device
@@ -39,7 +40,13 @@ def _store(state: HubState, request: Request, body: bytes) -> tuple[int, int]:
     return len(records), stored
 
 
-@router.post("/telemetry", response_model=TelemetryAck)
+@router.post(
+    "/telemetry",
+    response_model=TelemetryAck,
+    openapi_extra=not_audited(
+        "device data, not a change to the fleet: stored once per (device, stream, seq)"
+    ),
+)
 async def upload(request: Request, state: StateDep) -> TelemetryAck:
     """A zstd-compressed batch from a device's outbox (see fogline.protocol)."""
     body = await request.body()  # bounded by the BodyLimit middleware
