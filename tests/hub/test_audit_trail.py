@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.backup import hub_backup, hub_restore
 from tests.support.device import enroll_device
 from tests.support.processes import HubProcess, start_hub, start_replica, tls
 
@@ -190,6 +191,29 @@ def test_ls_filters_by_actor_action_and_since_on_the_hub(audited_hub: HubProcess
     assert "refused" in table and "127.0.0.1" in table
     too_many = audited_hub.cli("audit", "ls", "--limit", "5000", check=False)
     assert too_many.returncode == 2  # bounded page size, a usage error
+
+
+def test_backup_and_restore_are_in_the_trail_and_the_chain_survives_them(
+    hub: HubProcess, tmp_path: Path
+) -> None:
+    _seed(hub, 2)
+    backup = tmp_path / "hub.fogbak"
+    made = hub_backup(hub.data_dir, backup, extra=("--no-artifacts",))
+    assert made.returncode == 0 and "not in the audit trail" not in made.stderr, made.stderr
+    (entry,) = _after(hub, 0, action="hub.backup")
+    assert (entry["actor"], entry["source"], entry["target"]) == ("hub", "local", "hub.fogbak")
+    assert _verify(hub).returncode == 0
+    hub.stop()
+    restored = hub_restore(backup, tmp_path / "restored")
+    assert restored.returncode == 0 and "not in the audit trail" not in restored.stderr
+    again = start_hub(tmp_path / "restored")
+    try:
+        # The backup holds the chain up to the snapshot; the restore follows it.
+        actions = [e["action"] for e in _after(again, 0)]
+        assert actions == ["claim.create", "claim.create", "hub.restore"]
+        assert _verify(again).returncode == 0
+    finally:
+        again.stop()
 
 
 # -- tampering: the test edits the SQLite file under the running hub ----------

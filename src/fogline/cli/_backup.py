@@ -125,6 +125,11 @@ def backup_command(
         summary = backup_hub(request, passphrase, progress)
     for name in summary.skipped:
         err_console.print(f"skipped (not a regular file): {safe_text(name)}", highlight=False)
+    if summary.audit_problem:
+        err_console.print(
+            f"warning: the backup is not in the audit trail: {safe_text(summary.audit_problem)}",
+            highlight=False,
+        )
     artifacts_note = "artifacts included" if summary.artifacts_included else "artifacts left out"
     err_console.print(
         f"backup written: {safe_text(summary.output)} ({_mib(summary.backup_bytes)}; "
@@ -154,6 +159,11 @@ def restore_command(
     passphrase = read_passphrase(passphrase_file)
     with _progress() as progress:
         summary = restore_hub(RestoreRequest(backup, data_dir, db), passphrase, progress)
+    if summary.audit_problem:
+        err_console.print(
+            f"warning: the restore is not in the audit trail: {safe_text(summary.audit_problem)}",
+            highlight=False,
+        )
     artifacts_note = (
         ""
         if summary.artifacts_included

@@ -21,11 +21,13 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from sqlalchemy import event, select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, SessionTransaction
 
 from fogline.security import at_text, entry_hash
 
 from ._clock import utcnow
+from ._db import make_engine
 from ._desired import plain
 from ._schema import AuditHeadRow, AuditRow
 
@@ -184,6 +186,23 @@ def append_entries(session: Session, pending: Sequence[_Pending]) -> None:
         .values(hash=prev)
         .execution_options(synchronize_session=False)
     )
+
+
+def record_local_action(db_url: str, action: str, target: str, **detail: Any) -> str | None:
+    """Record an action run on the hub's machine against its database
+    (`fogline hub backup`, `restore`), as the hub, from `local`. Returns
+    None, or why the entry could not be written: the action has happened,
+    and the caller says so rather than undo it."""
+    engine = make_engine(db_url)
+    try:
+        with Session(engine) as session, session.begin():
+            record_audit(session, HUB_ACTOR, action, target, source="local", **detail)
+    except (SQLAlchemyError, RuntimeError) as exc:
+        first_line = str(exc).splitlines()[0] if str(exc) else ""
+        return f"{type(exc).__name__}: {first_line}"
+    finally:
+        engine.dispose()
+    return None
 
 
 @dataclass(frozen=True, slots=True)

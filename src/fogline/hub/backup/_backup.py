@@ -27,6 +27,7 @@ from fogline._durable import fsync_dir
 from fogline.artifact import delete_tree
 from fogline.security import CertificateAuthority, ScryptCost, SealedWriter
 
+from .._audit import record_local_action
 from ._database import Database, dump_postgres, parse_database, snapshot_sqlite
 from ._errors import BackupError, BackupSourceError
 from ._layout import (
@@ -65,6 +66,8 @@ class BackupSummary:
     backup_bytes: int
     artifacts_included: bool
     skipped: tuple[str, ...]  # entries that are not regular files (symlinks...)
+    # Why the backup's audit entry could not be written (None: it was).
+    audit_problem: str | None = None
 
 
 def backup_hub(
@@ -129,6 +132,15 @@ def backup_hub(
         os.link(partial, output)
         partial.unlink()
         fsync_dir(output.parent)
+        audit_problem = record_local_action(
+            database.url,
+            "hub.backup",
+            output.name,
+            database=database.kind,
+            schema_revision=revision,
+            artifacts_included=request.include_artifacts,
+            backup_bytes=output.stat().st_size,
+        )
         return BackupSummary(
             output=output,
             database=database.kind,
@@ -139,6 +151,7 @@ def backup_hub(
             backup_bytes=output.stat().st_size,
             artifacts_included=request.include_artifacts,
             skipped=listing.skipped,
+            audit_problem=audit_problem,
         )
     except OSError as exc:
         raise BackupError(f"{output}: cannot write the backup: {exc}") from exc

@@ -24,6 +24,7 @@ from fogline._durable import fsync_dir
 from fogline.artifact import delete_tree
 from fogline.security import SealedFileError, SealedReader
 
+from .._audit import record_local_action
 from ._database import (
     Database,
     check_postgres_empty,
@@ -68,6 +69,8 @@ class RestoreSummary:
     created_at: dt.datetime
     fogline_version: str
     artifacts_included: bool
+    # Why the restore's audit entry could not be written (None: it was).
+    audit_problem: str | None = None
 
 
 def restore_hub(
@@ -119,6 +122,15 @@ def restore_hub(
             ) from exc
         restored = True
         os.chmod(target, 0o700)
+        # An older backup's schema has no chain yet: the hub adds it at its
+        # next start, and this entry is then missing (the CLI says so).
+        audit_problem = record_local_action(
+            database.url,
+            "hub.restore",
+            request.backup.name,
+            backup_created_at=manifest.created_at.isoformat(),
+            fogline_version=manifest.fogline_version,
+        )
         return RestoreSummary(
             data_dir=target,
             database=database.kind,
@@ -128,6 +140,7 @@ def restore_hub(
             created_at=manifest.created_at,
             fogline_version=manifest.fogline_version,
             artifacts_included=manifest.artifacts_included,
+            audit_problem=audit_problem,
         )
     except OSError as exc:
         raise RestoreTargetError(f"{target}: restore failed: {exc}; nothing was restored") from exc
