@@ -136,8 +136,11 @@ def append_entries(session: Session, pending: Sequence[_Pending]) -> None:
         RuntimeError: the head row is missing (the chain was tampered with,
             or the migration did not run): refuse to write unchained entries.
     """
-    # The UPDATE comes first: it takes the lock before the head is read, so
-    # the head read is the one every other appender waits behind.
+    # The transaction's own changes first: they take their row locks before
+    # the head's, so a transaction holding the head waits for nothing more.
+    session.flush()
+    # The UPDATE comes before the read: it takes the lock, so the head read
+    # is the one every other appender waits behind.
     moved = session.execute(
         update(AuditHeadRow)
         .where(AuditHeadRow.id == 1)
