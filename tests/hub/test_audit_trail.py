@@ -19,6 +19,7 @@ import pytest
 
 from tests.support.backup import hub_backup, hub_restore
 from tests.support.device import enroll_device
+from tests.support.modules import write_module
 from tests.support.processes import HubProcess, start_hub, start_replica, tls
 
 # Non-GET routes that write no entry, and why each changes nothing an
@@ -167,6 +168,40 @@ def test_changes_name_actor_target_and_before_after(
     # The hub's own consequences are entries too: the apply's rollout.
     assert "rollout.start" in entries
     assert _verify(hub).returncode == 0
+
+
+def test_release_push_repush_key_delete_and_rm_are_entries(
+    audited_hub: HubProcess, tmp_path: Path
+) -> None:
+    hub = audited_hub
+    keys = tmp_path / "keys"
+    hub.cli(
+        "apply", "-f", "-", input_text=hub.cli("keys", "create", "a1", "--dir", str(keys)).stdout
+    )
+    hub.cli(
+        "apply", "-f", "-", input_text=hub.cli("keys", "create", "a2", "--dir", str(keys)).stdout
+    )
+    start = _head(hub)["seq"]
+    source = write_module(tmp_path / "src", "1.0.0", 1)
+    archive = tmp_path / "web.tar.zst"
+    hub.cli("release", "build", str(source), "-o", str(archive))
+    hub.cli("release", "sign", str(archive), "--key", str(keys / "a1.key"))
+    hub.cli("release", "push", str(archive))
+    # The same bytes again (--force: the CLI asks the hub): no change, still an action.
+    hub.cli("release", "push", "--force", str(archive))
+    hub.cli("delete", "releasekey", "a2")
+    hub.cli("release", "rm", "web@1.0.0")
+    entries = _after(hub, start)
+    actions = [(e["action"], e["target"], e["outcome"]) for e in entries]
+    assert actions == [
+        ("release.push", "web@1.0.0", "ok"),
+        ("release.push", "web@1.0.0", "ok"),
+        ("releasekey.delete", "releasekey/a2", "ok"),
+        ("release.rm", "web@1.0.0", "ok"),
+    ]
+    first, again = entries[0], entries[1]
+    assert (first["detail"]["created"], again["detail"]["created"]) == (True, False)
+    assert first["actor"] == "admin" and first["detail"]["digest"].startswith("sha256:")
 
 
 def test_ls_filters_by_actor_action_and_since_on_the_hub(audited_hub: HubProcess) -> None:
