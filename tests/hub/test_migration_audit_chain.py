@@ -45,7 +45,7 @@ def _entries(session) -> list[ChainEntry]:
 def test_0012_chains_old_entries_and_new_ones_follow_them(db_url):
     engine = make_engine(db_url)
     try:
-        _migrate(engine, "0010")
+        _migrate(engine, "0011")
         with engine.begin() as connection:
             for n, action in enumerate(["apply", "rollout.start", "delete"]):
                 connection.execute(
@@ -74,7 +74,7 @@ def test_0012_chains_old_entries_and_new_ones_follow_them(db_url):
         with engine.connect() as connection:
             head = connection.execute(text("SELECT seq, hash FROM audit_head")).one()
         assert verifier.check_head(head.seq, head.hash) is None
-        _migrate(engine, "0010", down=True)  # and back: the old columns only
+        _migrate(engine, "0011", down=True)  # and back: the old columns only
         with engine.connect() as connection:
             assert connection.execute(text("SELECT count(*) FROM audit_log")).scalar() == 4
     finally:

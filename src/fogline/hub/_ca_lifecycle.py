@@ -35,7 +35,7 @@ from ._datadir import HubFiles, reissue_server_cert
 from ._db import make_engine, sqlite_url
 from ._schema import DeviceRow
 
-ACTOR = "hub ca (local)"
+ACTOR = "hub"  # a local command on the hub host, as rotate-admin-token and backup
 
 
 class CaLifecycleError(FoglineError):
@@ -157,7 +157,7 @@ def _audit(url: str, action: str, target: str, **detail: Any) -> None:
     engine = make_engine(url)
     try:
         with Session(engine) as session, session.begin():
-            record_audit(session, ACTOR, action, target, **detail)
+            record_audit(session, ACTOR, action, target, source="local", **detail)
     except SQLAlchemyError as exc:
         raise CaLifecycleError(f"hub database: {type(exc).__name__}") from exc
     finally:

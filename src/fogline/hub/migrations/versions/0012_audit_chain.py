@@ -17,7 +17,7 @@ from fogline.hub._schema import UTCDateTime
 from fogline.security import GENESIS, at_text, entry_hash
 
 revision = "0012"
-down_revision = "0010"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
