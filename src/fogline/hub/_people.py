@@ -368,9 +368,16 @@ def revoke_token(session: Session, token_id: str, by: Principal) -> TokenRow:
             "the bootstrap admin token is replaced with `fogline hub rotate-admin-token`",
             field="id",
         )
-    if row.revoked_at is None:
+    already = row.revoked_at is not None
+    if not already:
         row.revoked_at = utcnow()
-        record_audit(
-            session, by.name, "token.revoke", f"token:{row.id}", user=row.user_name, name=row.name
-        )
+    record_audit(
+        session,
+        by.name,
+        "token.revoke",
+        f"token:{row.id}",
+        user=row.user_name,
+        name=row.name,
+        already_revoked=already,
+    )
     return row

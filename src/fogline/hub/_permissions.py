@@ -68,6 +68,7 @@ ROUTE_PERMISSIONS: Final[Mapping[tuple[str, str], Need]] = {
     ("GET", f"{_V}/rollouts/{{ref}}"): Permission.READ,
     ("POST", f"{_V}/rollouts/{{ref}}/{{action}}"): Permission.ROLLOUT,  # and the scope
     ("GET", f"{_V}/audit"): Permission.READ,
+    ("GET", f"{_V}/audit/head"): Permission.READ,
     ("GET", f"{_V}/telemetry"): Permission.READ,
     # people
     ("GET", f"{_V}/whoami"): Permission.READ,

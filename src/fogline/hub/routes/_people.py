@@ -26,6 +26,8 @@ from fogline.protocol import (
 )
 from fogline.security import ROLE_PERMISSIONS
 
+from .._audit import note_actor
+from .._audit_trail import audited
 from .._auth import db_session, require_operator
 from .._clock import utcnow
 from .._errors import NotFoundError, UnauthorizedError
@@ -70,11 +72,17 @@ def whoami(op: OperatorDep, session: SessionDep) -> WhoAmI:
     )
 
 
-@router.post("/sessions", response_model=TokenCreated, status_code=201)
+@router.post(
+    "/sessions",
+    response_model=TokenCreated,
+    status_code=201,
+    openapi_extra=audited("session.create"),
+)
 def sessions_create(body: SignIn, session: SessionDep) -> TokenCreated:
     """Sign in with a user's password (set with `users add --password-stdin`):
     a token for 12 hours, shown once, acting with the user's role. 401 for a
     wrong user or password alike."""
+    note_actor(f"user:{body.user}")  # who tried, refusals included
     try:
         row, token = sign_in(session, body)
     except UnauthorizedError:
@@ -85,7 +93,7 @@ def sessions_create(body: SignIn, session: SessionDep) -> TokenCreated:
     return TokenCreated(token=token, view=token_view(row, utcnow()))
 
 
-@router.post("/users", response_model=UserView, status_code=201)
+@router.post("/users", response_model=UserView, status_code=201, openapi_extra=audited("user.add"))
 def users_add(body: UserCreate, op: OperatorDep, session: SessionDep) -> UserView:
     """Add a user with a role, optionally scoped to labels. Audited."""
     row = add_user(session, body, op)
@@ -99,7 +107,11 @@ def users_list(_op: OperatorDep, session: SessionDep) -> list[UserView]:
     return list_users(session)
 
 
-@router.patch("/users/{name}", response_model=UserView)
+@router.patch(
+    "/users/{name}",
+    response_model=UserView,
+    openapi_extra=audited("user.set-role", target="user:{name}"),
+)
 def users_change(
     name: NamePath, body: UserChange, op: OperatorDep, session: SessionDep
 ) -> UserView:
@@ -110,7 +122,11 @@ def users_change(
     return counted_user_view(session, row)
 
 
-@router.delete("/users/{name}", response_model=UserView)
+@router.delete(
+    "/users/{name}",
+    response_model=UserView,
+    openapi_extra=audited("user.rm", target="user:{name}"),
+)
 def users_remove(name: NamePath, op: OperatorDep, session: SessionDep) -> UserView:
     """Remove a user; its tokens are revoked. Answers the user as it was."""
     row = remove_user(session, name, op)
@@ -120,7 +136,9 @@ def users_remove(name: NamePath, op: OperatorDep, session: SessionDep) -> UserVi
     return view
 
 
-@router.post("/tokens", response_model=TokenCreated, status_code=201)
+@router.post(
+    "/tokens", response_model=TokenCreated, status_code=201, openapi_extra=audited("token.create")
+)
 def tokens_create(body: TokenCreate, op: OperatorDep, session: SessionDep) -> TokenCreated:
     """A new token for a user, with a name and a lifetime. The answer holds the
     token, once: the hub keeps a hash of it."""
@@ -141,7 +159,11 @@ def tokens_list(
     return [token_view(row, now) for row in list_tokens(session, user)]
 
 
-@router.post("/tokens/{token_id}/revoke", response_model=TokenView)
+@router.post(
+    "/tokens/{token_id}/revoke",
+    response_model=TokenView,
+    openapi_extra=audited("token.revoke", target="token:{token_id}"),
+)
 def tokens_revoke(token_id: TokenIdPath, op: OperatorDep, session: SessionDep) -> TokenView:
     """Revoke a token: refused from its next request on."""
     row = revoke_token(session, token_id, op)
