@@ -268,7 +268,6 @@ EXPECTED: Final[dict[str, list[str]]] = {
     "fogline.hub.migrations.versions": [],
     "fogline.hub.releases": [
         "MAX_RELEASE_BYTES",
-        "SIGNATURE_HEADER",
         "ArtifactStore",
         "ReleaseRejectedError",
         "ReleaseView",
@@ -451,6 +450,7 @@ EXPECTED: Final[dict[str, list[str]]] = {
         "PLATFORM_LABEL_PREFIX",
         "PRINCIPAL_NAME_PATTERN",
         "REPORT_VERSION",
+        "SIGNATURE_HEADER",
         "STREAM_RE",
         "UNHEALTHY_MODULE_STATES",
         "AppliedState",
@@ -550,11 +550,11 @@ EXPECTED: Final[dict[str, list[str]]] = {
     "fogline.security": [
         "ADMIN_PREFIX",
         "CLAIM_PREFIX",
-        "CaKeyError",
         "GENESIS",
         "MAX_PASSWORD_CHARS",
         "ROLE_PERMISSIONS",
         "USER_TOKEN_PREFIX",
+        "CaKeyError",
         "CertificateAuthority",
         "ChainBreak",
         "ChainEntry",

@@ -35,6 +35,7 @@ from fogline.artifact import (
     signature_path,
 )
 from fogline.hubclient import HubRejectedError
+from fogline.protocol import SIGNATURE_HEADER
 
 from ._client import HubClient
 from ._common import (
@@ -52,7 +53,6 @@ from ._format import human_bytes
 
 app = typer.Typer(help="Module releases: build, sign, push, list, remove.", no_args_is_help=True)
 
-SIGNATURE_HEADER: Final = "x-fogline-signature"
 # Below this an upload is over before a progress bar could say anything.
 PROGRESS_MIN_BYTES: Final = 8 * 1024 * 1024
 _CHUNK: Final = 256 * 1024

@@ -20,6 +20,8 @@ from ._labels import hub_label_problem
 from ._report import DeviceFacts, Labels, ReportedState
 
 API_PREFIX: Final = "/v1"
+# A release push carries its signature envelope (base64 of the .sig JSON) here.
+SIGNATURE_HEADER: Final = "x-fogline-signature"
 MAX_BODY_BYTES: Final = 1024 * 1024
 
 DEVICE_NAME_PATTERN: Final = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"

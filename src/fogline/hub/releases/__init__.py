@@ -21,7 +21,6 @@ from ._refs import (
 )
 from ._registry import (
     MAX_RELEASE_BYTES,
-    SIGNATURE_HEADER,
     ReleaseView,
     check_archive,
     check_envelope,
@@ -37,7 +36,6 @@ from ._removal import remove_release, remove_release_key
 
 __all__ = [
     "MAX_RELEASE_BYTES",
-    "SIGNATURE_HEADER",
     "ArtifactStore",
     "ReleaseRejectedError",
     "ReleaseView",

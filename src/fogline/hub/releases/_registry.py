@@ -27,14 +27,13 @@ from fogline.artifact import (
     parse_semver,
     verify_release,
 )
-from fogline.protocol import KeyScope, union_of_patterns
+from fogline.protocol import SIGNATURE_HEADER, KeyScope, union_of_patterns
 
 from .._schema import ReleaseKeyRow, ReleaseRow
 from ._artifacts import StagedArtifact
 from ._errors import ReleaseRejectedError
 
 MAX_RELEASE_BYTES: Final = 512 * 1024 * 1024
-SIGNATURE_HEADER: Final = "x-fogline-signature"
 
 
 # base64 of a 4 KiB envelope, the most `SignatureEnvelope.from_json` accepts.

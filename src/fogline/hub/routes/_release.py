@@ -26,7 +26,7 @@ from starlette.requests import ClientDisconnect
 
 from fogline._log import event
 from fogline.artifact import SignatureEnvelope
-from fogline.protocol import API_PREFIX
+from fogline.protocol import API_PREFIX, SIGNATURE_HEADER
 
 from .._audit import record_audit
 from .._audit_trail import audited
@@ -44,7 +44,6 @@ from .._errors import NotFoundError, UnauthorizedError
 from .._state import HubState
 from ..releases import (
     MAX_RELEASE_BYTES,
-    SIGNATURE_HEADER,
     ArtifactStore,
     ReleaseRejectedError,
     ReleaseView,
