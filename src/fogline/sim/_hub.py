@@ -10,6 +10,8 @@ from typing import Any, Final
 
 import httpx
 
+from fogline.hubclient import HubError, map_transport_errors, raise_for_response
+
 from ._errors import RehearsalError
 
 _START_TIMEOUT_S: Final = 60.0
@@ -118,9 +120,16 @@ class ThrowawayHub:
 
 
 class OperatorClient:
-    """The operator API of the throwaway hub; every failure is a RehearsalError."""
+    """The operator API of the throwaway hub; every failure is a RehearsalError.
+
+    What a failure means is decided once, by fogline.hubclient (the mapping
+    the agent and the CLI use): the RehearsalError carries that HubError as
+    its cause and `hub_error`, so a caller can still tell a transient
+    answer (`HubUnreachableError`: ask again) from a refusal.
+    """
 
     def __init__(self, url: str, token: str, ca: Path) -> None:
+        self._url = url
         self._http = httpx.Client(
             base_url=url,
             headers={"authorization": f"Bearer {token}"},
@@ -133,16 +142,15 @@ class OperatorClient:
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
         """Raises:
-        RehearsalError: the hub is unreachable or refused; the hub's message.
+        RehearsalError: the hub is unreachable or refused; the hub's message
+            (its `hub_error` is the fogline.hubclient error it maps to).
         """
         try:
-            response = self._http.request(method, path, **kwargs)
-        except httpx.HTTPError as exc:
-            raise RehearsalError(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
-        if response.status_code >= 400:
-            try:
-                message = str(response.json().get("message"))
-            except ValueError:
-                message = response.text[:300]
-            raise RehearsalError(f"{method} {path}: HTTP {response.status_code}: {message}")
-        return response.json() if response.content else None
+            with map_transport_errors(self._url):
+                response = self._http.request(method, path, **kwargs)
+            raise_for_response(response)
+            return response.json() if response.content else None
+        except HubError as exc:
+            raise RehearsalError(f"{method} {path}: {exc}", hub_error=exc) from exc
+        except ValueError as exc:  # a 2xx that is not JSON: not the hub's answer
+            raise RehearsalError(f"{method} {path}: unreadable answer: {exc}") from exc
