@@ -131,3 +131,57 @@ def test_edges_and_own_package_imports_are_allowed(tmp_path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(line + "\n")
     assert _violations(tmp_path) == []
+
+
+def _private_agent_imports(src: Path) -> list[str]:
+    """Every import in fogline.sim of a private module of fogline.agent
+    (`fogline.agent._x`, `fogline.agent.<sub>._x`, `from fogline.agent import _x`)."""
+    found = []
+    for path in sorted((src / "fogline" / "sim").rglob("*.py")):
+        tree = ast.parse(path.read_text(), filename=str(path))
+        names = {
+            (node.lineno, f"{node.module}.{alias.name}")
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.module and not node.level
+            for alias in node.names
+        }
+        bad: dict[int, str] = {}  # one finding per import statement
+        for line, target in sorted([*_imports(path, src), *names]):
+            parts = target.split(".")
+            if parts[:2] == ["fogline", "agent"] and any(p.startswith("_") for p in parts[2:]):
+                bad.setdefault(line, target)
+        found += [f"{path.relative_to(src)}:{line}: {target}" for line, target in bad.items()]
+    return found
+
+
+def test_the_simulator_uses_only_the_agents_public_names() -> None:
+    # The simulator drives the agent through its public seam (NodeParts and
+    # the packages' __all__): a private import would let the two drift apart.
+    assert _private_agent_imports(SRC) == []
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "from fogline.agent._hublink import HubLink",
+        "from fogline.agent.updater._verify import verify_release",
+        "import fogline.agent._sync",
+        "from fogline.agent import _agent",
+        "from ..agent._sync import SyncLoop",
+    ],
+)
+def test_a_private_agent_import_in_the_simulator_is_found(tmp_path: Path, line: str) -> None:
+    path = tmp_path / "fogline" / "sim" / "_x.py"
+    path.parent.mkdir(parents=True)
+    path.write_text(line + "\n")
+    assert len(_private_agent_imports(tmp_path)) == 1
+
+
+def test_public_agent_imports_in_the_simulator_are_allowed(tmp_path: Path) -> None:
+    path = tmp_path / "fogline" / "sim" / "_x.py"
+    path.parent.mkdir(parents=True)
+    path.write_text(
+        "from fogline.agent import NodeParts\nfrom fogline.agent.updater import Updater\n"
+        "from ._faults import Faults\n"
+    )
+    assert _private_agent_imports(tmp_path) == []

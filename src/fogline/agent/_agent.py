@@ -1,15 +1,14 @@
 """The agent: enroll once, then report, and keep going whatever the hub does.
 
 The hub being down is normal at the edge; the agent never exits for it.
-Enrollment retries every transient failure (no answer, 408, 429, 5xx, as a
-proxy in front of the hub may send), waiting at least what Retry-After asks.
-Only a definite no at first enrollment stops it: 401/403 (a bad claim) or
-another 4xx (a name taken, a request the hub cannot take), since no amount
-of retrying fixes those.
+Only a definite no at first enrollment stops it (see `_enroll`). Its
+enrollment, certificate renewal, reports, sync and module stack are built
+from `NodeParts`,
+as the simulator's virtual nodes are; the local endpoint, the data plane
+and the metrics are the agent's own.
 """
 
 import asyncio
-import datetime as dt
 import gc
 import logging
 import os
@@ -26,25 +25,17 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from fogline import __version__
 from fogline._log import event
 from fogline.hubclient import HubError, HubUnreachableError
-from fogline.protocol import (
-    AppliedState,
-    DeviceFacts,
-    EnrollRequest,
-    EnrollResponse,
-    Report,
-    ReportAck,
-)
+from fogline.protocol import AppliedState, DeviceFacts, Report, ReportAck
 from fogline.security import TokenFileError, read_token_file
 
-from ._backoff import Backoff
 from ._errors import AgentError, IdentityError
 from ._hublink import HubLink, HubTls
-from ._identity import Identity, IdentityStore
+from ._identity import Identity
 from ._local import LocalApp, make_local_server, serve_local
 from ._logship import LogShipper
+from ._parts import NodeParts
 from ._renew import Renewer
 from ._selfupdate import SelfUpdate
-from ._sync import ConfigApplier, DesiredStore, SyncLoop
 from .dataplane import (
     DataPlaneCollector,
     InstalledModels,
@@ -52,7 +43,7 @@ from .dataplane import (
     NodeDataPlane,
     ingest_handler,
 )
-from .modules import ModuleManager, node_module_manager
+from .modules import ModuleManager
 from .supervisor import ModuleUser, ProcessRuntime
 from .updater import crash_hook_from_env
 from .uplink import HttpHubTransport
@@ -121,10 +112,6 @@ def close_to_others(data_dir: Path) -> None:
             os.chmod(entry, stat.S_IMODE(info.st_mode) & 0o700)
 
 
-def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
 def default_name() -> str:
     """The hostname as a device name: lowercase letters, digits and dashes."""
     cleaned = "".join(c if c.isalnum() else "-" for c in socket.gethostname().lower())
@@ -164,20 +151,25 @@ class Agent:
         self.report_interval_s = config.report_interval_s
         self.last_report_at: float | None = None
         self.last_error: str | None = None
-        self._store = IdentityStore(config.data_dir)
+        self.parts = NodeParts(config.hub_url, config.ca_path, config.data_dir)
+        self._store = self.parts.identity_store
         self.applied: AppliedState | None = None
         self.local = LocalApp(self.metrics.registry, self.health)
         self.dataplane: NodeDataPlane | None = None
         self.modules: ModuleManager | None = None
-        self._report_now = asyncio.Event()
         self.renewer: Renewer | None = None
         self.tls: HubTls | None = None  # set once enrolled
         self._main_task: asyncio.Task[None] | None = None
         # The agent's own update, run by the launcher when there is one.
         self.selfupdate = SelfUpdate.from_env(lambda: self.modules, self._stop_for_switch)
-        self.sync = SyncLoop(
-            DesiredStore(config.data_dir), [ConfigApplier(config.data_dir)], self._on_applied
+        self.enroller = self.parts.enroller(on_retry=self._on_enroll_retry)
+        self.reporter = self.parts.reporter(
+            self.report,
+            interval_s=config.report_interval_s,
+            on_sent=self._on_report_sent,
+            on_failed=self._on_report_failed,
         )
+        self.sync = self.parts.sync_loop(self._on_applied)
 
     # -- facts ---------------------------------------------------------------
 
@@ -224,68 +216,24 @@ class Agent:
             HubRejectedError: the hub refused the request (another 4xx: name taken).
             IdentityError: no identity and no claim to enroll with, or damaged files.
         """
-        identity = self._store.load()
-        if identity is not None:
-            if self._has_claim() and self._store.lifetime().is_expired(_utcnow()):
-                # Away past its certificate's end: the claim brings it back,
-                # as the same device (its key), before anything needs the hub.
-                return await self._enroll(identity.name, self._recovery_cas(identity))
-            return identity
-        return await self._enroll(self.config.name or default_name(), [self.config.ca_path])
+        identity = await self.enroller.ensure(
+            claim=self._claim,
+            name=self.config.name or default_name(),
+            labels=self.config.labels,
+            facts=self.facts,
+            recover_expired=self._has_claim(),
+        )
+        self._take_enroll_reply()
+        return identity
 
-    def _recovery_cas(self, identity: Identity) -> list[Path]:
-        """What to check the hub against when enrolling again: the bundle the
-        node kept, then the operator's --ca (newer, when the CA the node knew
-        was retired while it was away)."""
-        return [identity.ca_path, self.config.ca_path]
+    def _take_enroll_reply(self) -> None:
+        """Report at the pace the hub's enrollment answer asked for, if it gave one."""
+        if self.enroller.reply is not None:
+            self.report_interval_s = self.enroller.reply.report_interval_s
+            self.reporter.interval_s = self.enroller.reply.report_interval_s
 
-    async def _enroll(self, name: str, ca_paths: list[Path]) -> Identity:
-        """Enroll with the claim (the node's key, kept across attempts),
-        retrying while the hub is away; each attempt checks the hub against
-        the next of `ca_paths`.
-
-        Raises:
-            See ensure_identity.
-        """
-        claim = self._claim()
-        backoff = Backoff(initial_s=0.5, max_s=30.0)
-        while True:
-            ca_path = ca_paths[backoff.attempt % len(ca_paths)]
-            link = HubLink(self.config.hub_url, ca_path)
-            try:
-                request = EnrollRequest(
-                    claim=claim,
-                    csr=self._store.new_csr(name),
-                    name=name,
-                    labels=self.config.labels,
-                    facts=self.facts(),
-                )
-                reply = await link.call("POST", "/v1/enroll", request, EnrollResponse)
-                identity = self._store.save(
-                    reply.device_id,
-                    reply.name,
-                    reply.certificate,
-                    reply.ca,
-                    reply.release_keys,
-                    reply.release_key_scopes,
-                )
-                self.report_interval_s = reply.report_interval_s
-                event(log, "agent.enrolled", device_id=identity.device_id, name=identity.name)
-                return identity
-            except HubUnreachableError as exc:
-                delay = backoff.next_delay(exc.retry_after_s)
-                self.last_error = str(exc)
-                event(
-                    log,
-                    "agent.hub_unreachable",
-                    logging.WARNING,
-                    during="enroll",
-                    error=str(exc),
-                    retry_in_s=round(delay, 2),
-                )
-                await asyncio.sleep(delay)
-            finally:
-                await link.aclose()
+    def _on_enroll_retry(self, exc: HubUnreachableError, _delay_s: float) -> None:
+        self.last_error = str(exc)
 
     def _has_claim(self) -> bool:
         return bool(self.config.claim) or self.config.claim_file is not None
@@ -297,10 +245,13 @@ class Agent:
         if self.identity is None or not self._has_claim():
             return False
         try:
-            await self._enroll(self.identity.name, self._recovery_cas(self.identity))
+            await self.enroller.recover(
+                self.identity, claim=self._claim, labels=self.config.labels, facts=self.facts
+            )
         except (HubError, AgentError) as exc:
             event(log, "agent.recover_refused", logging.ERROR, error=str(exc))
             return False
+        self._take_enroll_reply()
         return True
 
     def _claim(self) -> str:
@@ -323,56 +274,28 @@ class Agent:
 
     # -- reporting -------------------------------------------------------------
 
-    async def report_forever(self, identity: Identity) -> None:
-        backoff = Backoff(initial_s=1.0, max_s=60.0)
-        link = self._link(identity)
+    async def report_forever(self, tls: HubTls) -> None:
+        link = self.parts.link(tls)
         try:
-            while True:
-                try:
-                    ack = await link.call(
-                        "POST",
-                        "/v1/report",
-                        await self.report(),
-                        ReportAck,
-                    )
-                except HubError as exc:
-                    # A refusal (say, revoked) is logged loudly but does not stop
-                    # the node: its local workloads keep running.
-                    result = "unreachable" if isinstance(exc, HubUnreachableError) else "refused"
-                    self.metrics.reports.labels(result).inc()
-                    self.metrics.hub_up.set(0)
-                    self.last_error = str(exc)
-                    delay = backoff.next_delay(exc.retry_after_s)
-                    event(
-                        log,
-                        f"agent.report_{result}",
-                        logging.WARNING,
-                        error=str(exc),
-                        retry_in_s=round(delay, 2),
-                    )
-                    await asyncio.sleep(delay)
-                    continue
-                backoff.reset()
-                self.metrics.reports.labels("ok").inc()
-                self.metrics.hub_up.set(1)
-                self.last_error = None
-                self.last_report_at = time.time()
-                self.report_interval_s = ack.report_interval_s
-                if self.renewer is not None:
-                    self.renewer.hub_ca_seen(ack.ca_key_id)
-                await self.selfupdate.confirm()  # a new agent on trial: it reconnected
-                await self._wait_for_next_report()
+            await self.reporter.run(link)
         finally:
             await link.aclose()
 
-    async def _wait_for_next_report(self) -> None:
-        """Sleep one interval, or less when something worth reporting happened."""
-        try:
-            async with asyncio.timeout(self.report_interval_s):
-                await self._report_now.wait()
-        except TimeoutError:
-            pass
-        self._report_now.clear()
+    async def _on_report_sent(self, ack: ReportAck) -> None:
+        self.metrics.reports.labels("ok").inc()
+        self.metrics.hub_up.set(1)
+        self.last_error = None
+        self.last_report_at = time.time()
+        self.report_interval_s = ack.report_interval_s
+        if self.renewer is not None:
+            self.renewer.hub_ca_seen(ack.ca_key_id)
+        await self.selfupdate.confirm()  # a new agent on trial: it reconnected
+
+    def _on_report_failed(self, exc: HubError) -> None:
+        result = "unreachable" if isinstance(exc, HubUnreachableError) else "refused"
+        self.metrics.reports.labels(result).inc()
+        self.metrics.hub_up.set(0)
+        self.last_error = str(exc)
 
     # -- main ------------------------------------------------------------------
 
@@ -412,10 +335,8 @@ class Agent:
                 raise
             self.identity = identity
             self.metrics.enrolled.set(1)
-            self.tls = HubTls(identity)
-            self.renewer = Renewer(
-                self.config.hub_url,
-                self._store,
+            self.tls = self.parts.tls(identity)
+            self.renewer = self.parts.renewer(
                 identity,
                 self.tls,
                 new_key=self.config.renew_new_key,
@@ -423,8 +344,14 @@ class Agent:
                 crash_hook=crash_hook_from_env(),  # fault injection in tests only
             )
             tg.create_task(self.renewer.run(), name="renew")
-            uplink_link = self._link(identity)
-            self.modules = self._make_modules(identity, uplink_link)
+            uplink_link = self.parts.link(self.tls)
+            self.modules = self.parts.module_manager(
+                ProcessRuntime(user=self.config.module_user),
+                uplink_link,
+                self.reporter.poke,
+                crash_hook=crash_hook_from_env(),  # fault injection in tests only
+                module_user=self.config.module_user,
+            )
             self.dataplane = NodeDataPlane(
                 self.config.data_dir,
                 self.config.outbox_max_bytes,
@@ -437,26 +364,21 @@ class Agent:
             self.metrics.registry.register(DataPlaneCollector(self.dataplane))
             self.local.before_metrics.append(self.dataplane.outbox_stats)
             tg.create_task(self.modules.supervisor.run(), name="supervisor")
-            # Installed modules run again before anything else; an interrupted
-            # update resumes or rolls back (the updater's RESUME table), verified
-            # with the keys of the last desired state as well as the pinned ones.
-            local_copy = self.sync.store.load()
-            if local_copy is not None:
-                self.modules.use_document_keys(local_copy.document)
-            await self.modules.recover()
-            # Before the desired state is applied: a new agent the launcher went
-            # back from is rolled back and recorded failed, so applying reports it.
-            await self.selfupdate.reconcile()
-            self.sync.appliers.append(self.modules.apply)
-            self.sync.appliers.append(self.dataplane.apply)
-            self.sync.appliers.append(self.selfupdate.apply)
-            # Edge autonomy: apply the last desired state before any hub contact.
-            await self.sync.start_from_local_copy()
+            # Installed modules first, then (self-update) a new agent the
+            # launcher went back from is recorded failed, then the last
+            # desired state, before any hub contact (edge autonomy): as every
+            # node built from NodeParts.
+            await self.parts.start_modules(
+                self.modules,
+                self.sync,
+                appliers=[self.dataplane.apply, self.selfupdate.apply],
+                reconcile=self.selfupdate.reconcile,
+            )
             self.local.routes[("POST", "/ingest")] = ingest_handler(
                 self.dataplane.engine.on_http_records, self.dataplane.ingest_guard
             )
-            tg.create_task(self.report_forever(identity), name="report")
-            tg.create_task(self._sync_forever(identity), name="sync")
+            tg.create_task(self.report_forever(self.tls), name="report")
+            tg.create_task(self._sync_forever(self.tls), name="sync")
             tg.create_task(self._dataplane_forever(uplink_link), name="dataplane")
             tg.create_task(self._drift_forever(), name="drift")
             shipper = LogShipper(
@@ -486,18 +408,6 @@ class Agent:
                     log, "drift.check_failed", logging.ERROR, error=f"{type(exc).__name__}: {exc}"
                 )
 
-    def _make_modules(self, identity: Identity, link: HubLink) -> ModuleManager:
-        return node_module_manager(
-            self.config.data_dir,
-            ProcessRuntime(user=self.config.module_user),
-            link.http,
-            self._store.pinned_release_keys(),
-            self._report_now.set,
-            pinned_scopes=self._store.pinned_key_scopes(),
-            crash_hook=crash_hook_from_env(),  # fault injection in tests only
-            module_user=self.config.module_user,
-        )
-
     async def _dataplane_forever(self, link: HubLink) -> None:
         assert self.dataplane is not None
         try:
@@ -506,13 +416,8 @@ class Agent:
             await self.dataplane.close()
             await link.aclose()
 
-    def _link(self, identity: Identity) -> HubLink:
-        """A link to the hub with the node's certificate, following its renewals."""
-        assert self.tls is not None, "links with a certificate exist once enrolled"
-        return HubLink(self.config.hub_url, identity.ca_path, tls=self.tls)
-
-    async def _sync_forever(self, identity: Identity) -> None:
-        link = self._link(identity)
+    async def _sync_forever(self, tls: HubTls) -> None:
+        link = self.parts.link(tls)
         try:
             await self.sync.run(link)
         finally:
@@ -522,7 +427,7 @@ class Agent:
         freeze_long_lived_objects()  # the new pipelines and modules live on
         self.applied = applied
         self.metrics.applied_ok.set(1 if applied.ok else 0)
-        self._report_now.set()
+        self.reporter.poke()
 
     def _bind_local(self) -> socket.socket:
         host, port = self.config.local_host, self.config.local_port

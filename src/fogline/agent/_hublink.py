@@ -3,7 +3,7 @@
 import ssl
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 import httpx
 from pydantic import BaseModel
@@ -14,6 +14,10 @@ from fogline.protocol import DesiredStateDoc, parse_desired_state
 from ._identity import Identity
 
 M = TypeVar("M", bound=BaseModel)
+
+# Wraps the link's real transport (TLS, connection pool): the simulator's
+# fault injection and byte counting (fogline.sim.FaultyTransport).
+TransportWrapper: TypeAlias = Callable[[httpx.AsyncBaseTransport], httpx.AsyncBaseTransport]
 
 
 def _tls_context(ca_path: Path, identity: Identity | None) -> ssl.SSLContext:
@@ -86,18 +90,18 @@ class HubLink:
         timeout_s: float = 30.0,
         *,
         tls: HubTls | None = None,
-        wrap: Callable[[httpx.AsyncBaseTransport], httpx.AsyncBaseTransport] | None = None,
+        wrap_transport: TransportWrapper | None = None,
     ) -> None:
-        """`wrap` puts a transport around the link's own (the simulator's
-        fault injection)."""
+        """`wrap_transport`, if given, wraps the link's own transport (same
+        TLS settings, renewals followed): the simulator's fault injection."""
         self.url = url.rstrip("/")
         transport: httpx.AsyncBaseTransport
         if tls is not None:
             transport = _RenewingTransport(tls)
         else:
             transport = httpx.AsyncHTTPTransport(verify=_tls_context(ca_path, identity))
-        if wrap is not None:
-            transport = wrap(transport)
+        if wrap_transport is not None:
+            transport = wrap_transport(transport)
         self._http = httpx.AsyncClient(base_url=self.url, transport=transport, timeout=timeout_s)
 
     @property

@@ -5,11 +5,10 @@ hub issues from another CA than the one that issued it (a CA rotation).
 Failures retry with backoff; the current certificate keeps working until
 it expires. Once it has expired the hub no longer accepts it at all (the
 TLS layer refuses it), and only a valid claim brings the node back
-(`Agent.recover_expired`).
+(`Enroller.recover`, which the agent passes as `recover_expired`).
 """
 
 import asyncio
-import datetime as dt
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -18,6 +17,7 @@ from fogline.hubclient import HubError, HubStatusError
 from fogline.protocol import RenewRequest, RenewResponse
 
 from ._backoff import Backoff
+from ._clock import Clock
 from ._errors import IdentityError
 from ._hublink import HubLink, HubTls
 from ._identity import Identity, IdentityStore
@@ -43,8 +43,10 @@ class Renewer:
         crash_hook: Callable[[str], None] | None = None,
         make_link: Callable[[], HubLink] | None = None,
         on_renewed: Callable[[], None] | None = None,
-        now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        clock: Clock | None = None,
     ) -> None:
+        """`clock` gives the time lifetimes are counted in and drives the
+        retry waits (a virtual node's is seeded)."""
         self._hub_url = hub_url
         self._store = store
         self._identity = identity
@@ -55,7 +57,7 @@ class Renewer:
         self._on_renewed = on_renewed or (lambda: None)
         # The simulator's links inject faults; the agent's are plain.
         self._make_link = make_link or (lambda: HubLink(hub_url, identity.ca_path, tls=tls))
-        self._now = now
+        self._clock = clock or Clock()
         self._wake = asyncio.Event()
         # The key id of the CA the hub issues from (ReportAck.ca_key_id).
         self.hub_ca_key_id: str | None = None
@@ -71,10 +73,10 @@ class Renewer:
         lifetime = self._store.lifetime()
         if self.hub_ca_key_id is not None and lifetime.issuer_key_id != self.hub_ca_key_id:
             return 0.0  # a CA rotation: move to the new CA now
-        return (lifetime.renew_at - self._now()).total_seconds()
+        return (lifetime.renew_at - self._clock.now()).total_seconds()
 
     async def run(self) -> None:
-        backoff = Backoff(initial_s=1.0, max_s=60.0)
+        backoff = Backoff(initial_s=1.0, max_s=60.0, rand=self._clock.rand)
         link = self._make_link()
         try:
             while True:
@@ -87,14 +89,14 @@ class Renewer:
                     except TimeoutError:
                         pass
                     continue
-                if self._store.lifetime().is_expired(self._now()):
+                if self._store.lifetime().is_expired(self._clock.now()):
                     delay = await self._expired(backoff)
                 elif await self._renew_once(link, backoff):
                     backoff.reset()
                     continue
                 else:
                     delay = backoff.next_delay()
-                await asyncio.sleep(delay)
+                await self._clock.sleep(delay)
         finally:
             await link.aclose()
 

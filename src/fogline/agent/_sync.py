@@ -30,6 +30,7 @@ from fogline.protocol import (
 )
 
 from ._backoff import Backoff
+from ._clock import Clock
 from ._hublink import HubLink
 
 log = logging.getLogger("fogline.agent.sync")
@@ -84,7 +85,10 @@ class SyncLoop:
         store: DesiredStore,
         appliers: list[Applier],
         on_applied: Callable[[AppliedState], None],
+        *,
+        clock: Clock | None = None,
     ) -> None:
+        self.clock = clock or Clock()
         self.store = store
         self.appliers = appliers
         self.on_applied = on_applied
@@ -112,7 +116,7 @@ class SyncLoop:
             await self.apply(doc)
 
     async def run(self, link: HubLink) -> None:
-        backoff = Backoff(initial_s=0.5, max_s=30.0)
+        backoff = Backoff(initial_s=0.5, max_s=30.0, rand=self.clock.rand)
         while True:
             known = self.refused or (self.current.revision if self.current else None)
             try:
@@ -129,7 +133,7 @@ class SyncLoop:
                     error=str(exc),
                     retry_in_s=round(delay, 2),
                 )
-                await asyncio.sleep(delay)
+                await self.clock.sleep(delay)
                 continue
             backoff.reset()
             if doc is None:
@@ -145,7 +149,7 @@ class SyncLoop:
         refused, keep running the last one, wait for the next change)."""
         if exc.revision is None:
             event(log, "sync.revision_mismatch", logging.ERROR, error=str(exc))
-            await asyncio.sleep(backoff.next_delay())
+            await self.clock.sleep(backoff.next_delay())
             return
         backoff.reset()  # the hub answered: only this document is at fault
         event(log, "sync.refused", logging.ERROR, revision=exc.revision, error=str(exc))

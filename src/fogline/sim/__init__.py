@@ -1,10 +1,11 @@
 """Virtual fleets and fault injection, driving the real agent code.
 
-A `VirtualNode` enrolls (IdentityStore + HubLink + EnrollRequest, its own
-key and certificate), follows its desired state (SyncLoop, DesiredStore),
-reports (`Report`) and updates modules (`Updater` downloading real bytes
-with `HttpArtifactSource`, journals on disk) exactly as `fogline agent run`
-does; only module processes are fake (the supervisor's `MemoryRuntime`).
+A `VirtualNode` is built from `fogline.agent.NodeParts` as `fogline agent
+run` is: it enrolls (`Enroller`, its own key and certificate), follows its
+desired state (`SyncLoop`), reports (`Reporter`) and updates modules (the
+real `Updater`: download, digest and signature checks, unpacking, journal),
+with its transport wrapped for faults and a seeded clock; only module
+processes are fake (the supervisor's `MemoryRuntime`).
 `VirtualFleet` runs many in one asyncio loop, `FleetProcesses` over
 several processes. Faults (`parse_faults`): request loss, latency, link
 flaps, crashes and power cuts mid-update, unhealthy releases.

@@ -1,6 +1,12 @@
 """One virtual node: the agent's own enrollment, sync, report and updater code,
 with only the module processes faked (the supervisor's `MemoryRuntime`).
 
+The node is built from `fogline.agent.NodeParts`, as `fogline agent run`
+is: the same Enroller, Renewer, Reporter, SyncLoop and ModuleManager (the
+real updater: download, digest and signature verification, unpacking into
+the node's data directory), with the transport wrapped by `FaultyTransport`
+and a clock whose jitter is drawn from the node's seeded random source.
+
 A simulated crash unwinds the node's tasks (`SimulatedCrash` is a
 BaseException, so no `except Exception` in the agent code swallows it) and
 the node starts again from its data directory, as a rebooted machine would:
@@ -19,22 +25,12 @@ from typing import Final
 import httpx
 
 from fogline import __version__
-from fogline.agent import Backoff, Identity, IdentityStore
-from fogline.agent._hublink import HubLink, HubTls
-from fogline.agent._renew import Renewer
-from fogline.agent._sync import ConfigApplier, DesiredStore, SyncLoop
-from fogline.agent.modules import ModuleManager, node_module_manager
+from fogline.agent import Clock, NodeParts, Renewer, Reporter
+from fogline.agent.modules import ModuleManager
 from fogline.agent.supervisor import MemoryBehaviour, MemoryRuntime, RunSpec
 from fogline.agent.updater import SUCCESS_PATH_POINTS
-from fogline.hubclient import HubError, HubStatusError, HubUnreachableError
-from fogline.protocol import (
-    AppliedState,
-    DeviceFacts,
-    EnrollRequest,
-    EnrollResponse,
-    Report,
-    ReportAck,
-)
+from fogline.hubclient import HubError, HubStatusError
+from fogline.protocol import AppliedState, DeviceFacts, Report, ReportAck
 
 from ._faults import Faults
 from ._transport import FaultyTransport, Traffic
@@ -45,6 +41,8 @@ from ._transport import FaultyTransport, Traffic
 _UPDATE_POINTS: Final = tuple(
     p for p in SUCCESS_PATH_POINTS if p not in ("enter:DOWNLOAD", "enter:DONE")
 )
+# Until the hub's first acknowledgement says otherwise (as the agent's default).
+_REPORT_INTERVAL_S: Final = 10.0
 
 
 class SimulatedCrash(BaseException):
@@ -88,22 +86,6 @@ class NodeStats:
     error: str | None = None
     renewals: int = 0  # certificates renewed (agent/_renew.py)
     traffic: Traffic = field(default_factory=Traffic)
-
-
-class SimLink(HubLink):
-    """The agent's HubLink whose client goes through a `FaultyTransport`."""
-
-    def __init__(
-        self,
-        url: str,
-        ca_path: Path,
-        identity: Identity | None,
-        wrap: "_TransportWrapper",
-        timeout_s: float = 30.0,
-        *,
-        tls: HubTls | None = None,
-    ) -> None:
-        super().__init__(url, ca_path, identity, timeout_s, tls=tls, wrap=wrap)
 
 
 class _TransportWrapper:
@@ -152,13 +134,19 @@ class VirtualNode:
         self.rand = random.Random(f"{config.seed}:{index}")
         flap = config.faults.flap
         phase_s = self.rand.uniform(0, flap.period_s) if flap is not None else 0.0
-        self._wrap = _TransportWrapper(config.faults, self.stats.traffic, self.rand, phase_s)
+        self.parts = NodeParts(
+            config.hub_url,
+            config.ca_path,
+            self.data_dir,
+            clock=Clock(rand=self.rand.random),
+            wrap_transport=_TransportWrapper(config.faults, self.stats.traffic, self.rand, phase_s),
+        )
         self._health: dict[str, MemoryBehaviour] = {}
         self.modules: ModuleManager | None = None
         self.renewer: Renewer | None = None
         self.runtime: MemoryRuntime | None = None
         self.applied: AppliedState | None = None
-        self._report_now = asyncio.Event()
+        self._reporter: Reporter | None = None
         self._started_at = time.monotonic()
         self._armed_point: str | None = None
         self._powerloss_pending = False
@@ -188,44 +176,40 @@ class VirtualNode:
 
     async def _run_once(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        identity = await self._ensure_identity()
+        parts = self.parts
+        identity = await parts.enroller().ensure(
+            claim=lambda: self.config.claim, name=self.name, labels=self.labels, facts=self.facts
+        )
         self.stats.enrolled = True
         # As the agent: one TLS identity for every link, renewed by the
         # agent's own Renewer (its links inject the fleet's faults too).
-        tls = HubTls(identity)
-
-        def make_link() -> HubLink:
-            return SimLink(self.config.hub_url, identity.ca_path, identity, self._wrap, tls=tls)
-
-        link = make_link()
-        self.renewer = Renewer(
-            self.config.hub_url,
-            IdentityStore(self.data_dir),
-            identity,
-            tls,
-            make_link=make_link,
-            on_renewed=self._renewed,
-        )
+        tls = parts.tls(identity)
+        link = parts.link(tls)
+        self.renewer = parts.renewer(identity, tls, on_renewed=self._renewed)
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self.renewer.run(), name=f"{self.name}:renew")
-                modules = self._make_modules(link)
-                tg.create_task(modules.supervisor.run(), name=f"{self.name}:supervisor")
-                sync = SyncLoop(
-                    DesiredStore(self.data_dir),
-                    [ConfigApplier(self.data_dir), modules.apply],
-                    self._on_applied,
+                reporter = parts.reporter(
+                    self._build_report,
+                    interval_s=_REPORT_INTERVAL_S,
+                    on_sent=self._on_report_sent,
+                    on_failed=self._on_report_failed,
                 )
-                local_copy = sync.store.load()
-                if local_copy is not None:
-                    modules.use_document_keys(local_copy.document)
+                self._reporter = reporter
+                self.runtime = _SimRuntime(self.config.faults, self.rand, self._health)
+                modules = parts.module_manager(
+                    self.runtime,
+                    link,
+                    reporter.poke,
+                    crash_hook=self._powerloss_hook if self.config.faults.powerloss > 0 else None,
+                )
+                self.modules = modules
+                tg.create_task(modules.supervisor.run(), name=f"{self.name}:supervisor")
+                sync = parts.sync_loop(self._on_applied)
                 if self.config.faults.crash_per_s > 0:
                     tg.create_task(self._crash_randomly(), name=f"{self.name}:crash")
-                # As the agent: installed modules first (the journal resumes or
-                # rolls back), then the last desired state, then the hub.
-                await modules.recover()
-                await sync.start_from_local_copy()
-                tg.create_task(self._report_forever(link), name=f"{self.name}:report")
+                await parts.start_modules(modules, sync)
+                tg.create_task(reporter.run(link), name=f"{self.name}:report")
                 tg.create_task(sync.run(link), name=f"{self.name}:sync")
         finally:
             await link.aclose()
@@ -264,77 +248,24 @@ class VirtualNode:
             uptime_s=round(time.monotonic() - self._started_at, 1),
         )
 
-    async def _ensure_identity(self) -> Identity:
-        store = IdentityStore(self.data_dir)
-        identity = store.load()
-        if identity is not None:
-            return identity
-        backoff = Backoff(initial_s=0.5, max_s=10.0, rand=self.rand.random)
-        while True:
-            link = SimLink(self.config.hub_url, self.config.ca_path, None, self._wrap)
-            try:
-                request = EnrollRequest(
-                    claim=self.config.claim,
-                    csr=store.new_csr(self.name),
-                    name=self.name,
-                    labels=self.labels,
-                    facts=self.facts(),
-                )
-                reply = await link.call("POST", "/v1/enroll", request, EnrollResponse)
-                return store.save(
-                    reply.device_id,
-                    reply.name,
-                    reply.certificate,
-                    reply.ca,
-                    reply.release_keys,
-                    reply.release_key_scopes,
-                )
-            except HubUnreachableError as exc:
-                await asyncio.sleep(backoff.next_delay(exc.retry_after_s))
-            finally:
-                await link.aclose()
-
-    # -- modules, sync, reports --------------------------------------------------------
-
-    def _make_modules(self, link: HubLink) -> ModuleManager:
-        self.runtime = _SimRuntime(self.config.faults, self.rand, self._health)
-        self.modules = node_module_manager(
-            self.data_dir,
-            self.runtime,
-            link.http,
-            IdentityStore(self.data_dir).pinned_release_keys(),
-            self._report_now.set,
-            pinned_scopes=IdentityStore(self.data_dir).pinned_key_scopes(),
-            crash_hook=self._powerloss_hook if self.config.faults.powerloss > 0 else None,
-        )
-        return self.modules
-
     def _on_applied(self, applied: AppliedState) -> None:
         self.applied = applied
         self.stats.applied_revision, self.stats.applied_ok = applied.revision, applied.ok
-        self._report_now.set()
+        if self._reporter is not None:
+            self._reporter.poke()
 
     def report(self) -> Report:
         """What the agent would report now (the same model, the same module statuses)."""
         modules = self.modules.statuses() if self.modules is not None else None
         return Report(facts=self.facts(), labels=self.labels, applied=self.applied, modules=modules)
 
-    async def _report_forever(self, link: HubLink) -> None:
-        backoff = Backoff(initial_s=1.0, max_s=30.0, rand=self.rand.random)
-        while True:
-            self._report_now.clear()
-            try:
-                ack = await link.call("POST", "/v1/report", self.report(), ReportAck)
-            except HubError as exc:
-                self.stats.reports_failed += 1
-                await asyncio.sleep(backoff.next_delay(exc.retry_after_s))
-                continue
-            backoff.reset()
-            self.stats.reports_ok += 1
-            if self.renewer is not None:
-                self.renewer.hub_ca_seen(ack.ca_key_id)
-            try:
-                async with asyncio.timeout(ack.report_interval_s):
-                    await self._report_now.wait()
-            except TimeoutError:
-                pass
+    async def _build_report(self) -> Report:
+        return self.report()
+
+    async def _on_report_sent(self, ack: ReportAck) -> None:
+        self.stats.reports_ok += 1
+        if self.renewer is not None:
+            self.renewer.hub_ca_seen(ack.ca_key_id)
+
+    def _on_report_failed(self, _exc: HubError) -> None:
+        self.stats.reports_failed += 1
