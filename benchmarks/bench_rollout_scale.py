@@ -9,13 +9,18 @@ applies a Deployment with
               maxFailures: 5%, onFailure: pause, waveTimeout: 60s}
 
 Each simulated device (asyncio, in load-generator processes, its own client
-certificate) long-polls `GET /v1/desired?wait=30`; on a new revision it
-downloads every `document.modules[*].digest` from `/v1/artifacts/{digest}`
-over mTLS, counting the bytes and throwing them away, then reports the
-revision applied with its modules healthy; it also reports every 10 s like an
-agent. The script measures wall time from `fogline apply` to the rollout's
-`completed`, the time each wave started, the bytes served, per-device
-download times and the hub's CPU and RSS.
+certificate) long-polls `GET /v1/desired?wait=30` and reports every 10 s
+over light raw connections, and applies each new revision with the agent's
+real module stack (`fogline.agent.modules.node_module_manager`, with the
+supervisor's in-memory runtime): the real updater downloads the archive over
+mTLS with range requests, checks its digest and its Ed25519 signature
+against the release keys of the desired state, unpacks it into the device's
+own data dir and commits it. The device then reports the revision applied
+and the module statuses the manager gives, so "succeeded" means verified and
+installed. The script measures wall time from `fogline apply` to the
+rollout's `completed`, the time each wave started, the bytes served,
+per-device update times and the hub's CPU and RSS. Disk: each device keeps
+its installed copy, `--devices` x `--size-mb` in the temp dir.
 
     PYTHONPATH=. .venv/bin/python -m benchmarks.bench_rollout_scale --devices 1000
 """
@@ -25,7 +30,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import random
 import shutil
@@ -50,6 +54,15 @@ from benchmarks.bench_hub_scale import (
     make_identities,
     proc_cpu_s,
     proc_rss_mb,
+)
+from fogline.agent.modules import ModuleManager, node_module_manager
+from fogline.agent.supervisor import MemoryRuntime
+from fogline.protocol import (
+    AppliedState,
+    DesiredStateError,
+    DeviceFacts,
+    Report,
+    parse_desired_state,
 )
 from tests.support.device import FACTS
 from tests.support.processes import HubProcess, start_hub
@@ -172,44 +185,66 @@ class FleetJob:
     stop_at: float  # time.time(): the hard bound
     stop_file: str  # created by the operator side to stop the fleet early
     seed: int
+    data_dir: str  # each device's module stack lives in <data_dir>/<index>
 
 
 @dataclass
 class FleetStats:
     bytes_downloaded: int = 0
     downloads: int = 0
-    download_s: list[float] = field(default_factory=list)
+    # per device and revision with modules: download, verify, install, health
+    update_s: list[float] = field(default_factory=list)
     # (revision, time.time() the device saw it, time.time() it reported it applied)
     applied: list[tuple[str, float, float]] = field(default_factory=list)
     errors: dict[str, int] = field(default_factory=dict)
     cpu_s: float = 0.0
 
 
-def _report_body(revision: str | None, modules: dict[str, str]) -> bytes:
-    body: dict[str, Any] = {
-        "facts": FACTS,
-        "labels": {},
-        "modules": {"modules": {n: {"state": "healthy", "version": v} for n, v in modules.items()}},
-    }
-    if revision is not None:
-        body["applied"] = {"revision": revision, "ok": True}
-    return json.dumps(body).encode()
+def _report_body(applied: AppliedState | None, manager: ModuleManager) -> bytes:
+    """The report an agent would send: the applied revision and the module
+    statuses its module manager gives (not a claim of health)."""
+    report = Report(
+        facts=DeviceFacts.model_validate(FACTS),
+        labels={},
+        applied=applied,
+        modules=manager.statuses(),
+    )
+    return report.model_dump_json().encode()
+
+
+def _artifact_client(job: FleetJob, cert: str, key: str, stats: FleetStats) -> httpx.AsyncClient:
+    """The updater's mTLS client; counts the artifact bytes the hub sends."""
+
+    async def count(response: httpx.Response) -> None:
+        if response.url.path.startswith("/v1/artifacts/") and response.status_code in (200, 206):
+            stats.bytes_downloaded += int(response.headers.get("content-length", 0))
+            stats.downloads += 1
+
+    return httpx.AsyncClient(
+        base_url=f"https://127.0.0.1:{job.port}",
+        verify=_context(job.ca_pem, cert, key),
+        timeout=httpx.Timeout(60, connect=30),
+        event_hooks={"response": [count]},
+    )
 
 
 async def _device(
-    job: FleetJob, cert: str, key: str, stats: FleetStats, rng: random.Random
+    job: FleetJob, cert: str, key: str, stats: FleetStats, rng: random.Random, data_dir: Path
 ) -> None:
     context = _context(job.ca_pem, cert, key)
     poll, work = Conn(job.port, context), Conn(job.port, context)
     stop = time.monotonic() + (job.stop_at - time.time())
-    state: dict[str, Any] = {"revision": None, "modules": {}}
+    applied: list[AppliedState | None] = [None]
+    http = _artifact_client(job, cert, key, stats)
+    # The agent's own module stack: release keys come with the desired state.
+    manager = node_module_manager(data_dir, MemoryRuntime(), http, {}, lambda: None)
 
     def error(kind: str) -> None:
         stats.errors[kind] = stats.errors.get(kind, 0) + 1
 
     async def report() -> None:
         status, _, _ = await work.request(
-            "POST", "/v1/report", body=_report_body(state["revision"], state["modules"])
+            "POST", "/v1/report", body=_report_body(applied[0], manager)
         )
         if status != 200:
             error(f"report {status}")
@@ -225,7 +260,8 @@ async def _device(
 
     async def sync() -> None:
         while time.monotonic() < stop:
-            etag = f'if-none-match: "{state["revision"]}"\r\n' if state["revision"] else ""
+            known = applied[0].revision if applied[0] is not None else None
+            etag = f'if-none-match: "{known}"\r\n' if known else ""
             wait = max(0, min(30, int(stop - time.monotonic())))
             try:
                 status, data, _ = await poll.request(
@@ -241,37 +277,40 @@ async def _device(
                 error(f"desired {status}")
                 await asyncio.sleep(1)
                 continue
-            doc = json.loads(data)
-            seen = time.time()
             try:
-                modules = await fetch(doc)
-                state["revision"], state["modules"] = doc["revision"], modules
-                await report()
-            except (OSError, asyncio.IncompleteReadError, ssl.SSLError) as exc:
-                # Not applied: the next long-poll (no If-None-Match match) retries.
-                error(f"apply {type(exc).__name__}")
+                doc = parse_desired_state(data)
+            except DesiredStateError as exc:
+                error(f"desired unusable: {str(exc)[:80]}")
                 await asyncio.sleep(1)
                 continue
-            stats.applied.append((doc["revision"], seen, time.time()))
+            seen, t0 = time.time(), time.monotonic()
+            # As the agent's SyncLoop: a failed apply is reported, and the
+            # node waits for the next revision rather than trying again.
+            try:
+                await manager.apply(doc)
+                applied[0] = AppliedState(revision=doc.revision, ok=True)
+            except RuntimeError as exc:
+                applied[0] = AppliedState(revision=doc.revision, ok=False, error=str(exc)[:4000])
+                error(f"refused: {str(exc)[:100]}")
+            if doc.document.modules:
+                stats.update_s.append(time.monotonic() - t0)
+            try:
+                await report()
+            except (OSError, asyncio.IncompleteReadError, ssl.SSLError) as exc:
+                error(f"report {type(exc).__name__}")  # the periodic report tells it later
+            if applied[0].ok:
+                stats.applied.append((doc.revision, seen, time.time()))
 
-    async def fetch(doc: dict[str, Any]) -> dict[str, str]:
-        modules: dict[str, str] = {}
-        for module in doc["document"].get("modules", []):
-            t0 = time.monotonic()
-            code, _, length = await work.request(
-                "GET", f"/v1/artifacts/{module['digest']}", keep=False
-            )
-            if code != 200:
-                raise OSError(f"artifact {code}")
-            stats.download_s.append(time.monotonic() - t0)
-            stats.bytes_downloaded += length
-            stats.downloads += 1
-            modules[module["name"]] = module["version"]
-        return modules
-
-    await asyncio.gather(sync(), periodic())
-    await poll.close()
-    await work.close()
+    try:
+        async with asyncio.TaskGroup() as tg:
+            supervisor = tg.create_task(manager.supervisor.run())
+            await manager.recover()
+            await asyncio.gather(sync(), periodic())
+            supervisor.cancel()
+    finally:
+        await poll.close()
+        await work.close()
+        await http.aclose()
 
 
 async def _run_fleet(job: FleetJob) -> FleetStats:
@@ -279,14 +318,14 @@ async def _run_fleet(job: FleetJob) -> FleetStats:
     rng = random.Random(job.seed)
     cpu0 = sum(os.times()[:2])
 
-    async def guarded(cert: str, key: str) -> None:
+    async def guarded(index: int, cert: str, key: str) -> None:
         try:
-            await _device(job, cert, key, stats, rng)
+            await _device(job, cert, key, stats, rng, Path(job.data_dir) / str(index))
         except Exception as exc:  # one broken device must not stop the fleet
             kind = f"device {type(exc).__name__}: {str(exc)[:80]}"
             stats.errors[kind] = stats.errors.get(kind, 0) + 1
 
-    tasks = [asyncio.create_task(guarded(c, k)) for c, k in job.creds]
+    tasks = [asyncio.create_task(guarded(i, c, k)) for i, (c, k) in enumerate(job.creds)]
     stop = Path(job.stop_file)
     while time.time() < job.stop_at and not stop.exists():
         await asyncio.sleep(0.5)
@@ -383,7 +422,7 @@ def main() -> None:
             settle_s = 30 + args.devices / 20
             stop_at = time.time() + settle_s + args.timeout + 30
             futures = [
-                pool.submit(run_fleet, FleetJob(hub.port, ca_pem, creds[w :: args.workers], stop_at, str(stop_file), w))
+                pool.submit(run_fleet, FleetJob(hub.port, ca_pem, creds[w :: args.workers], stop_at, str(stop_file), w, str(root / "nodes" / f"w{w}")))
                 for w in range(args.workers)
             ]  # fmt: skip
             with hub.client() as client:
@@ -419,6 +458,7 @@ def main() -> None:
 
                 (root / "v1.yaml").write_text(deployment(True, args.wave_timeout))
                 cpu0 = proc_cpu_s(pid)
+                load_at_apply = os.getloadavg()[0]
                 t_apply_wall, t_apply = time.time(), time.monotonic()
                 hub.cli("apply", "-f", str(root / "v1.yaml"))
                 applied_s = time.monotonic() - t_apply
@@ -435,6 +475,7 @@ def main() -> None:
                 total_s = time.monotonic() - t_apply
                 rollout_cores = (proc_cpu_s(pid) - cpu0) / total_s
                 rss, peak = proc_rss_mb(pid)
+                load = (load_at_apply, os.getloadavg()[0])
             print(f"rollout {view.get('state')} after {total_s:.1f}s", file=sys.stderr)
             stop_file.touch()
             parts = _stop_fleet(futures, max(0.0, stop_at - time.time()))
@@ -442,7 +483,7 @@ def main() -> None:
         hub.stop()
         shutil.rmtree(root, ignore_errors=True)
     render(args, command, view, wave_started, applied_s, total_s, parts, t_apply_wall,
-           idle_cores, rollout_cores, rss, peak)  # fmt: skip
+           idle_cores, rollout_cores, rss, peak, load)  # fmt: skip
 
 
 def _stop_fleet(futures: list[Any], remaining: float) -> list[FleetStats]:
@@ -463,10 +504,11 @@ def render(
     rollout_cores: float,
     rss: float,
     peak: float,
+    load: tuple[float, float],
 ) -> None:
     total_bytes = sum(p.bytes_downloaded for p in parts)
     downloads = sum(p.downloads for p in parts)
-    dl = [v for p in parts for v in p.download_s]
+    dl = [v for p in parts for v in p.update_s]
     after = [(seen, done) for p in parts for _, seen, done in p.applied if seen >= t_apply_wall]
     errors: dict[str, int] = {}
     for p in parts:
@@ -477,7 +519,9 @@ def render(
     print(
         f"\n## Rollout of a {args.size_mb} MB release to {args.devices} devices (git {git_revision()})\n"
     )
-    print(f"Machine: {machine()}  ")
+    print(
+        f"Machine: {machine()}; load (1-min) {load[0]:.2f} at the apply, {load[1]:.2f} at the end  "
+    )
     print(f"Command: `{command}`\n")
     print(
         f"Policy: `{policy(args.wave_timeout)}`; hub on SQLite with {args.hub_workers} "
@@ -518,7 +562,8 @@ def render(
     )
     if dl:
         print(
-            f"* Per-device download time: p50 {percentile(dl, 50):.2f} s, p99 "
+            f"* Per-device update time (download, digest and signature check, unpack, "
+            f"commit): p50 {percentile(dl, 50):.2f} s, p99 "
             f"{percentile(dl, 99):.2f} s, max {max(dl):.2f} s."
         )
     print(
