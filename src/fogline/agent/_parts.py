@@ -143,6 +143,7 @@ class NodeParts:
             pinned_scopes=store.pinned_key_scopes(),
             crash_hook=crash_hook,
             module_user=module_user,
+            clock=self.clock,
         )
 
     async def start_modules(

@@ -8,6 +8,7 @@ the desired state's `modules` through them, and checks and repairs drift
 """
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -32,6 +33,8 @@ from fogline.protocol import (
     parse_key_scopes,
 )
 
+from .._backoff import Backoff
+from .._clock import Clock
 from ..supervisor import ModuleRuntime, ModuleUser, Supervisor
 from ..updater import (
     ArtifactSource,
@@ -241,14 +244,17 @@ def node_module_manager(
     *,
     pinned_scopes: Mapping[str, Any] | None = None,
     module_user: ModuleUser | None = None,
+    clock: Clock | None = None,
 ) -> ModuleManager:
     """A node's module stack laid out in its data directory: supervisor,
     updater, drift baselines and repairs, artifacts fetched over `http`.
 
     The agent builds its own here, and so does each of the simulator's
     virtual nodes (with a simulated runtime), so both run the same code.
-    `module_user` is who the runtime runs modules as (None: the agent's user).
+    `module_user` is who the runtime runs modules as (None: the agent's user);
+    `clock` drives the updater's retry waits and their jitter.
     """
+    clock = clock or Clock()
     supervisor = Supervisor(runtime, data_dir / "logs")
     activator = SupervisorActivator(
         supervisor, data_dir / "modules-config", node_root=data_dir, module_user=module_user
@@ -264,6 +270,8 @@ def node_module_manager(
             key_scopes=manager.key_scopes,
             on_progress=manager.on_progress,
             crash_hook=crash_hook,
+            backoff=functools.partial(Backoff, rand=clock.rand),
+            sleep=clock.sleep,
         )
 
     return ModuleManager(
