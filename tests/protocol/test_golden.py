@@ -16,7 +16,7 @@ import pytest
 import zstandard
 from pydantic import BaseModel, ValidationError
 
-from fogline.agent._sync import ConfigApplier, DesiredStore
+from fogline.agent import ConfigApplier, DesiredStore
 from fogline.agent.modules import targets_from
 from fogline.agent.outbox import OutboxRecord
 from fogline.hub._bodies import parse_json_body

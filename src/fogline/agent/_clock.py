@@ -1,9 +1,9 @@
 """The node's sense of time and chance, injected so a simulator can drive it.
 
-Every retry loop of a node (enrollment, reports, sync, the updater's
-downloads) sleeps and draws its jitter through one `Clock`: the agent uses
-the real one, a virtual node a seeded random source, so a fleet run is
-reproducible from its seed.
+Every retry loop of a node (enrollment, certificate renewal, reports, sync,
+the updater's downloads) sleeps and draws its jitter through one `Clock`:
+the agent uses the real one, a virtual node a seeded random source, so a
+fleet run is reproducible from its seed.
 """
 
 import asyncio
