@@ -65,7 +65,7 @@ from fogline.protocol import (
     parse_desired_state,
 )
 from tests.support.device import FACTS
-from tests.support.processes import HubProcess, start_hub
+from tests.support.processes import HubProcess, list_devices, start_hub
 
 MAX_SMALL_BODY = 1 << 20  # desired documents and acks
 MAX_ARTIFACT = 64 << 20
@@ -439,12 +439,12 @@ def main() -> None:
 
                 # Settle: every device synced to v0 and online.
                 def synced() -> int:
-                    return sum(
-                        1
-                        for r in get("/v1/devices")
-                        if r["status"] == "online"
-                        and (r.get("sync") or {}).get("status") == "in-sync"
-                    )
+                    for _ in range(5):
+                        try:
+                            return len(list_devices(client, status="online", sync="in-sync"))
+                        except httpx.TimeoutException:
+                            print("  GET /v1/devices timed out; retrying", file=sys.stderr)
+                    raise SystemExit("GET /v1/devices kept timing out")
 
                 deadline = time.monotonic() + settle_s
                 while (count := synced()) < args.devices and time.monotonic() < deadline:

@@ -43,7 +43,7 @@ def cpu_seconds(pid: int) -> float:
 def online(hub: ThrowawayHub, prefix: str) -> int:
     client = hub.client()
     try:
-        rows = client.call("GET", "/v1/devices")
+        rows = client.devices()
     except RehearsalError as exc:  # a busy hub may answer 5xx: ask again
         print(f"hub: {exc}", file=sys.stderr)
         return -1

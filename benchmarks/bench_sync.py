@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from benchmarks._common import git_revision, machine, median, percentile, table
-from tests.support.processes import AgentProcess, start_hub, wait_until
+from tests.support.processes import AgentProcess, list_devices, start_hub, wait_until
 
 MANIFEST = """\
 apiVersion: fogline.dev/v1
@@ -52,7 +52,7 @@ def main() -> None:
         with hub.client() as client:
 
             def count_online() -> bool:
-                rows = client.get("/v1/devices").json()
+                rows = list_devices(client)
                 return len(rows) == args.agents and all(r["status"] == "online" for r in rows)
 
             wait_until(count_online, 600, f"{args.agents} agents online", interval_s=1)
@@ -72,7 +72,7 @@ def main() -> None:
                 deadline = t0 + 120
                 while len(done) < len(targets) and time.monotonic() < deadline:
                     now = time.monotonic()
-                    for row in client.get("/v1/devices").json():
+                    for row in list_devices(client):
                         sync = row.get("sync") or {}
                         if (
                             row["id"] in targets

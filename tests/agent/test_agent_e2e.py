@@ -6,7 +6,7 @@ import stat
 import httpx
 
 from fogline.hub._device_labels import normalize_arch
-from tests.support.processes import AgentProcess, start_hub, wait_until
+from tests.support.processes import AgentProcess, list_devices, start_hub, wait_until
 
 
 def _agent(tmp_path, hub, name, claim, labels=""):
@@ -51,7 +51,7 @@ def test_restarted_agent_reuses_its_identity_without_a_claim(hub, tmp_path):
     finally:
         again.stop()
     with hub.client() as client:
-        assert len(client.get("/v1/devices").json()) == 1
+        assert len(list_devices(client)) == 1
 
 
 def test_agent_waits_for_a_hub_that_is_down_then_enrolls(tmp_path):

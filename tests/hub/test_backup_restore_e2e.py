@@ -23,7 +23,7 @@ from sqlalchemy import create_engine, text
 
 from tests.support.backup import hub_backup, hub_restore
 from tests.support.postgres import create_database
-from tests.support.processes import AgentProcess, HubProcess, start_hub, wait_until
+from tests.support.processes import AgentProcess, HubProcess, list_devices, start_hub, wait_until
 
 NODES = ("node-a", "node-b", "node-c")
 IDLE = "import time\nwhile True:\n    time.sleep(3600)\n"
@@ -80,9 +80,7 @@ def _rollout(hub: HubProcess) -> dict[str, Any]:
 
 def _devices(hub: HubProcess) -> dict[str, dict[str, Any]]:
     with hub.client() as client:
-        response = client.get("/v1/devices")
-    response.raise_for_status()
-    return {d["name"]: d for d in response.json()}
+        return {d["name"]: d for d in list_devices(client)}
 
 
 def _runs(hub: HubProcess, name: str, version: str) -> bool:

@@ -13,7 +13,7 @@ import textwrap
 import pytest
 
 from tests.support.device import enroll_device
-from tests.support.processes import HubProcess, process_alive, start_hub, wait_until
+from tests.support.processes import HubProcess, list_devices, process_alive, start_hub, wait_until
 
 GOLD = textwrap.dedent("""\
     apiVersion: fogline.dev/v1
@@ -54,7 +54,7 @@ def test_two_workers_serve_one_hub(workers_hub, tmp_path):
     for device in devices:  # each on a new connection: both workers answer some
         assert device.report().status_code == 200
     with workers_hub.client() as client:
-        listed = client.get("/v1/devices").json()
+        listed = list_devices(client)
     assert {d["name"] for d in listed} >= {f"w-{i}" for i in range(12)}
     # A change applied through whichever worker reaches every device's desired state.
     path = tmp_path / "gold.yaml"

@@ -9,7 +9,7 @@ from typing import Any
 
 from fogline.artifact import generate_release_key, public_key_base64
 from fogline.sim import OperatorClient, push_standin
-from tests.support.processes import HubProcess
+from tests.support.processes import HubProcess, list_devices
 
 
 def push_release(hub: HubProcess, work: Path, name: str, versions: list[str]) -> None:
@@ -81,5 +81,5 @@ def fleet_claim(hub: HubProcess, uses: int, prefix: str) -> str:
 
 def sim_devices(hub: HubProcess, prefix: str) -> list[dict[str, Any]]:
     with hub.client() as client:
-        rows = client.get("/v1/devices").json()
+        rows = list_devices(client)
     return [row for row in rows if row["name"].startswith(f"sim-{prefix}-")]

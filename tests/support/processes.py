@@ -236,6 +236,11 @@ class HubProcess:
             response.raise_for_status()
             return dict(response.json())
 
+    def devices(self, **params: str) -> list[dict[str, Any]]:
+        """Every device `GET /v1/devices` lists with these filters (all pages)."""
+        with self.client() as client:
+            return list_devices(client, **params)
+
     def metric(self, sample: str, **labels: str) -> float:
         """One sample of this hub process's /metrics, read with the operator
         token. Counters start from zero in every hub process (and worker)."""
@@ -243,6 +248,25 @@ class HubProcess:
             response = client.get("/metrics")
             response.raise_for_status()
         return metric_sample(response.text, sample, labels, "the hub's")
+
+
+MAX_DEVICE_PAGES = 1000
+
+
+def list_devices(client: httpx.Client, **params: str) -> list[dict[str, Any]]:
+    """Every device `GET /v1/devices` lists with these filters, following
+    `next_cursor` in pages of 1,000 (at most MAX_DEVICE_PAGES)."""
+    rows: list[dict[str, Any]] = []
+    query = {**params, "limit": "1000"}
+    for _page in range(MAX_DEVICE_PAGES):
+        response = client.get("/v1/devices", params=query)
+        response.raise_for_status()
+        page = response.json()
+        rows += page["devices"]
+        if page.get("next_cursor") is None:
+            return rows
+        query["cursor"] = page["next_cursor"]
+    raise AssertionError(f"GET /v1/devices: more than {MAX_DEVICE_PAGES} pages")
 
 
 def metric_sample(text: str, sample: str, labels: dict[str, str], whose: str) -> float:

@@ -1,6 +1,7 @@
 """`fogline devices ...`: the fleet registry."""
 
-from typing import Annotated, Any
+import enum
+from typing import Annotated, Any, Final
 
 import typer
 import yaml
@@ -68,14 +69,91 @@ def show_rows(rows: list[dict[str, Any]], output: Any) -> None:
     print_rows(rows if wants_json(output) else [for_table(r) for r in rows], DEVICE_COLUMNS, output)
 
 
+# --all follows at most this many pages: 1,000 pages of 1,000 is a million devices.
+MAX_PAGES: Final = 1000
+
+
+class Status(enum.StrEnum):
+    online = "online"
+    offline = "offline"
+    revoked = "revoked"
+
+
+class Sync(enum.StrEnum):
+    in_sync = "in-sync"
+    pending = "pending"
+    error = "error"
+
+
+class Sort(enum.StrEnum):
+    name = "name"
+    last_seen = "last_seen"
+
+
 @app.command("ls")
 def list_(
-    hub: HubOpt = None, token: TokenOpt = None, ca: CaOpt = None, output: OutputOpt = None
+    selector: Annotated[
+        str | None,
+        typer.Option(
+            "--selector",
+            "-l",
+            help="Label selector, as kubectl -l: 'site=berlin,tier in (gold,silver),!retired,"
+            "env!=lab'. Answered by the hub.",
+        ),
+    ] = None,
+    status: Annotated[Status | None, typer.Option(help="Only devices with this status.")] = None,
+    sync: Annotated[Sync | None, typer.Option(help="Only devices in this sync state.")] = None,
+    module: Annotated[
+        str | None, typer.Option(help="Only devices that report module NAME, or NAME@VERSION.")
+    ] = None,
+    sort: Annotated[Sort, typer.Option(help="Sort by name or by last report.")] = Sort.name,
+    desc: Annotated[bool, typer.Option("--desc", help="Sort descending.")] = False,
+    limit: Annotated[
+        int, typer.Option(min=1, max=1000, help="Devices per page (the hub allows 1 to 1000).")
+    ] = 100,
+    cursor: Annotated[
+        str | None, typer.Option(help="Start after this cursor (printed after a partial list).")
+    ] = None,
+    all_pages: Annotated[
+        bool, typer.Option("--all", help="Follow every page (progress on stderr).")
+    ] = False,
+    hub: HubOpt = None,
+    token: TokenOpt = None,
+    ca: CaOpt = None,
+    output: OutputOpt = None,
 ) -> None:
-    """List devices: name, id, labels, status, last seen, agent version."""
+    """List devices page by page: name, id, status, labels, last seen, sync, agent version.
+
+    Without --all one page of --limit devices is shown, and the command to see
+    the next page is printed on stderr.
+    """
+    params: dict[str, str] = {"sort": sort.value, "order": "desc" if desc else "asc"}
+    params["limit"] = str(limit)
+    for key, value in (("selector", selector), ("status", status), ("sync", sync)):
+        if value is not None:
+            params[key] = str(value)
+    if module is not None:
+        params["module"] = module
+    rows: list[dict[str, Any]] = []
+    next_cursor = cursor
     with connect(hub, token, ca) as client:
-        rows = client.get("/v1/devices")
+        for pages in range(1, MAX_PAGES + 1):
+            if next_cursor is not None:
+                params["cursor"] = next_cursor
+            page = client.get("/v1/devices", params=params)
+            rows += page["devices"]
+            next_cursor = page.get("next_cursor")
+            if not all_pages or next_cursor is None:
+                break
+            err_console.print(f"{len(rows)} devices ({pages} pages)...", highlight=False)
     show_rows(rows, output)
+    if next_cursor is not None:
+        more = "after --all's page limit" if all_pages else "on the next page"
+        err_console.print(
+            f"more devices {more}: add --cursor {next_cursor} (or --all)",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 @app.command("show")

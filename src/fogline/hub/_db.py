@@ -8,6 +8,10 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
+# Imported for its flush listener: every session that writes a device keeps
+# device_labels, the selector index, in step.
+from . import _label_index  # noqa: F401
+
 MIGRATIONS_DIR: Final = Path(__file__).parent / "migrations"
 # Any constant works; it only has to be the same in every hub replica.
 MIGRATION_LOCK_ID: Final = 0x666F676C

@@ -6,7 +6,7 @@ beyond raising ApiError subclasses.
 """
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from pydantic import ValidationError
@@ -116,10 +116,6 @@ def device_view(row: DeviceRow, now: dt.datetime, offline_after_s: float) -> Dev
         cert_not_after=row.cert_not_after,
         reported=reported_state(row.reported),
     )
-
-
-def list_devices(session: Session) -> Sequence[DeviceRow]:
-    return session.scalars(select(DeviceRow).order_by(DeviceRow.name)).all()
 
 
 def find_device(session: Session, ref: str) -> DeviceRow:

@@ -109,6 +109,9 @@ class DeviceRow(Base):
     """
 
     __tablename__ = "devices"
+    # Keyset pages sorted by last report (GET /v1/devices?sort=last_seen);
+    # on PostgreSQL the migration makes it (last_seen NULLS FIRST, id).
+    __table_args__ = (Index("ix_devices_last_seen_id", "last_seen", "id"),)
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     name: Mapped[str] = mapped_column(String(63), unique=True)
     labels: Mapped[dict[str, str]] = mapped_column(JSON)
@@ -135,6 +138,26 @@ class DeviceRow(Base):
     # The enrolled key's fingerprint: an enrollment retried with the same key
     # (its answer was lost) gets its certificate again instead of a conflict.
     key_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class DeviceLabelRow(Base):
+    """One label a device is selected on (its effective labels: see
+    hub/_device_labels.py), one row per key: the index selectors are
+    answered from in SQL, the same on SQLite and PostgreSQL, where the JSON
+    columns of `devices` would need a scan.
+
+    Derived from `DeviceRow.labels` and `platform_labels` and rewritten
+    whenever a flush changes either (hub/_label_index.py); never written
+    on its own.
+    """
+
+    __tablename__ = "device_labels"
+    __table_args__ = (Index("ix_device_labels_key_value", "key", "value", "device_id"),)
+    device_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(63), primary_key=True)
+    value: Mapped[str] = mapped_column(String(63))
 
 
 class RevokedKeyRow(Base):

@@ -12,6 +12,8 @@ Errors (see fogline._errors for the root):
       ManifestError   the operator's manifests are wrong; `.problems` holds one
                       Problem(file, line, column, path, reason) per mistake,
                       str() renders `fleet.yaml:12:7: spec.priority: reason`
+      SelectorSyntaxError  a one-line selector (`parse_selector`) does not parse:
+                      `.reason` says why
       BlockError      raised by a BlockValidators callable for one field of a
                       module, pipeline or rollout block; load_manifests turns
                       it into a Problem, so callers never see it
@@ -39,6 +41,7 @@ from ._model import (
 )
 from ._schema import API_VERSION, KINDS, decode_public_key
 from ._selector import Operator, Requirement, Selector, selectors_overlap
+from ._selector_text import MAX_SELECTOR_CHARS, SelectorSyntaxError, parse_selector
 from ._yaml import (
     MAX_DEPTH,
     MAX_DOCUMENTS,
@@ -53,6 +56,7 @@ __all__ = [
     "KINDS",
     "MAX_DEPTH",
     "MAX_DOCUMENTS",
+    "MAX_SELECTOR_CHARS",
     "MAX_SOURCE_BYTES",
     "MAX_TOTAL_BYTES",
     "BlockError",
@@ -73,6 +77,7 @@ __all__ = [
     "ReleaseKey",
     "Requirement",
     "Selector",
+    "SelectorSyntaxError",
     "canonical_json",
     "compile_desired_state",
     "decode_public_key",
@@ -80,6 +85,7 @@ __all__ = [
     "load_manifests",
     "parse_duration",
     "parse_expiry",
+    "parse_selector",
     "parse_timestamp",
     "read_sources",
     "revision_of",

@@ -158,6 +158,14 @@ class LabelChange(WireModel):
     promote: Annotated[list[LabelKey], Field(max_length=64)] = []
 
 
+class DevicePage(TolerantModel):
+    """One page of `GET /v1/devices`: the devices, and the cursor of the next
+    page (None on the last). Pass `next_cursor` back unchanged as `cursor`."""
+
+    devices: list[DeviceView]
+    next_cursor: str | None = None
+
+
 class ErrorDetail(TolerantModel):
     field: str | None = None
     reason: str

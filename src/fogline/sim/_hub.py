@@ -16,6 +16,8 @@ from ._errors import RehearsalError
 
 _START_TIMEOUT_S: Final = 60.0
 _STOP_TIMEOUT_S: Final = 10.0
+# Pages of 1,000: a rehearsal's fleet is far smaller than a million devices.
+_MAX_DEVICE_PAGES: Final = 1000
 
 
 def free_port() -> int:
@@ -154,3 +156,20 @@ class OperatorClient:
             raise RehearsalError(f"{method} {path}: {exc}", hub_error=exc) from exc
         except ValueError as exc:  # a 2xx that is not JSON: not the hub's answer
             raise RehearsalError(f"{method} {path}: unreadable answer: {exc}") from exc
+
+    def devices(self, **params: str) -> list[dict[str, Any]]:
+        """Every device `GET /v1/devices` lists with these filters, page by page.
+
+        Raises:
+            RehearsalError: see `call`; or the hub kept answering pages past
+                any fleet a rehearsal starts.
+        """
+        rows: list[dict[str, Any]] = []
+        query = {**params, "limit": "1000"}
+        for _page in range(_MAX_DEVICE_PAGES):
+            page = self.call("GET", "/v1/devices", params=query)
+            rows += page["devices"]
+            if page.get("next_cursor") is None:
+                return rows
+            query["cursor"] = page["next_cursor"]
+        raise RehearsalError(f"GET /v1/devices: more than {_MAX_DEVICE_PAGES} pages")

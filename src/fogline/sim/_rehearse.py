@@ -155,7 +155,7 @@ def _apply(client: OperatorClient, files: Sequence[tuple[str, str]]) -> list[str
 def _wait_online(client: OperatorClient, devices: int, deadline: float) -> None:
     online = 0
     while time.monotonic() < deadline:
-        rows = client.call("GET", "/v1/devices")
+        rows = client.devices()
         online = sum(
             1
             for row in rows

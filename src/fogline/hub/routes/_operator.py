@@ -15,6 +15,7 @@ from fogline.protocol import (
     ClaimCreated,
     ClaimView,
     DesiredView,
+    DevicePage,
     DeviceView,
     LabelChange,
 )
@@ -30,11 +31,11 @@ from .._devices import (
     change_labels,
     device_view,
     find_device,
-    list_devices,
     remove_device,
     revoke_device,
 )
 from .._errors import NotFoundError
+from .._inventory import device_page, parse_device_query
 from .._people import Principal
 from .._schema import DesiredStateRow
 from .._scopes import check_device_in_scope
@@ -90,24 +91,52 @@ def claims_revoke(ref: str, op: OperatorDep, session: SessionDep) -> ClaimView:
     return claim_view(row, utcnow())
 
 
-_DEVICE_LIST: Final = TypeAdapter(list[DeviceView])
-
-
-@router.get("/devices", response_model=list[DeviceView])
-def devices_list(_op: OperatorDep, session: SessionDep, state: StateDep) -> Response:
-    """Every device with its sync status. Built for fleets of thousands: the
-    desired documents are not loaded (only the columns sync status needs) and
-    the views, already validated, are serialised once, not validated again."""
+@router.get("/devices", response_model=DevicePage)
+def devices_list(
+    _op: OperatorDep,
+    session: SessionDep,
+    state: StateDep,
+    selector: Annotated[str | None, Query(description="site=berlin,tier in (gold,silver)")] = None,
+    status: Annotated[str | None, Query(description="online, offline or revoked")] = None,
+    sync: Annotated[str | None, Query(description="in-sync, pending or error")] = None,
+    module: Annotated[str | None, Query(description="NAME or NAME@VERSION reported")] = None,
+    sort: Annotated[str | None, Query(description="name (default) or last_seen")] = None,
+    order: Annotated[str | None, Query(description="asc (default) or desc")] = None,
+    limit: Annotated[str | None, Query(description="1 to 1000, default 100")] = None,
+    cursor: Annotated[str | None, Query(description="next_cursor of the page before")] = None,
+) -> Response:
+    """A page of devices with their sync status, filtered and sorted by the
+    database (hub/_inventory.py); `next_cursor` continues after it. Reads are
+    not scoped: a scoped role sees the whole fleet. Built for 100,000
+    devices: only the page's desired-state columns are read, and the views,
+    already validated, are serialised once, not validated again."""
+    query = parse_device_query(
+        selector=selector,
+        status=status,
+        sync=sync,
+        module=module,
+        sort=sort,
+        order=order,
+        limit=limit,
+        cursor=cursor,
+    )
     now = utcnow()
     offline_after = state.settings.offline_after_s
-    sync = {row.device_id: row for row in session.execute(select(*SYNC_COLUMNS))}
+    rows, next_cursor = device_page(session, query, now, offline_after)
+    ids = [row.id for row in rows]
+    sync_rows = session.execute(select(*SYNC_COLUMNS).where(DesiredStateRow.device_id.in_(ids)))
+    synced = {row.device_id: row for row in sync_rows}
     views = [
         device_view(row, now, offline_after).model_copy(
-            update={"sync": sync_report(sync.get(row.id))}
+            update={"sync": sync_report(synced.get(row.id))}
         )
-        for row in list_devices(session)
+        for row in rows
     ]
-    return Response(_DEVICE_LIST.dump_json(views), media_type="application/json")
+    page = DevicePage.model_construct(devices=views, next_cursor=next_cursor)
+    return Response(_DEVICE_PAGE.dump_json(page), media_type="application/json")
+
+
+_DEVICE_PAGE: Final = TypeAdapter(DevicePage)
 
 
 @router.get("/devices/{ref}", response_model=DeviceView)
