@@ -20,10 +20,10 @@ from fogline.artifact import (
     sign_release,
 )
 from fogline.manifest import API_VERSION
+from fogline.protocol import SIGNATURE_HEADER
 
 from ._hub import OperatorClient
 
-SIGNATURE_HEADER: Final = "x-fogline-signature"
 # Filler so a download is more than one chunk, as a real one would be.
 _PAYLOAD_BYTES: Final = 64 * 1024
 
