@@ -29,6 +29,7 @@ from fogline.protocol import AppliedState, DeviceFacts, Report, ReportAck
 from fogline.security import TokenFileError, read_token_file
 
 from ._errors import AgentError, IdentityError
+from ._health import HealthSampler
 from ._hublink import HubLink, HubTls
 from ._identity import Identity
 from ._local import LocalApp, make_local_server, serve_local
@@ -157,6 +158,7 @@ class Agent:
         self.local = LocalApp(self.metrics.registry, self.health)
         self.dataplane: NodeDataPlane | None = None
         self.modules: ModuleManager | None = None
+        self._health = HealthSampler(config.data_dir)
         self.renewer: Renewer | None = None
         self.tls: HubTls | None = None  # set once enrolled
         self._main_task: asyncio.Task[None] | None = None
@@ -193,6 +195,7 @@ class Agent:
             applied=self.applied,
             outbox=outbox,
             modules=modules,
+            health=await self._health.sample_for_report(modules),
         )
 
     def health(self) -> dict[str, Any]:

@@ -71,6 +71,8 @@ def report_columns(report: Report, now: dt.datetime) -> dict[str, Any]:
         reported["outbox"] = report.outbox.model_dump(mode="json", exclude_none=True)
     if report.modules is not None:
         reported["modules"] = report.modules.model_dump(mode="json", exclude_unset=True)
+    if report.health is not None:  # current values; the series is in health_samples
+        reported["health"] = report.health.model_dump(mode="json", exclude_none=True)
     return {
         "facts": report.facts.model_dump(),
         "reported_labels": dict(report.labels),

@@ -199,6 +199,62 @@ class ModulesReport(TolerantModel):
         return None
 
 
+# -- health: bounds a real node stays far inside; beyond them a value is refused ----------
+# (a compromised device cannot store NaN, a negative size or 1e308 in the
+# hub's series: the hub answers 422 naming the field). Percentages are of the
+# whole node (every CPU together): 100 is the node saturated, whatever its
+# number of cores, so nodes compare on one scale.
+MAX_HEALTH_BYTES: Final = 2**60  # one exbibyte
+MAX_LOAD: Final = 1e6
+MIN_TEMPERATURE_C: Final = -100.0
+MAX_TEMPERATURE_C: Final = 250.0
+MAX_HEALTH_MODULES: Final = 256  # more than any node supervises
+
+Percent = Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)]
+ByteCount = Annotated[int, Field(ge=0, le=MAX_HEALTH_BYTES)]
+Load = Annotated[float, Field(ge=0, le=MAX_LOAD, allow_inf_nan=False)]
+Celsius = Annotated[float, Field(ge=MIN_TEMPERATURE_C, le=MAX_TEMPERATURE_C, allow_inf_nan=False)]
+ModuleKey = Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class ModuleHealth(TolerantModel):
+    """One module's resource use. CPU and RSS are absent while no process runs
+    (a stopped module, an installed bundle) and CPU on the first sample."""
+
+    state: ModuleStateValue | None = None
+    restarts: Annotated[int, Field(ge=0, le=10**9)] = 0
+    cpu_percent: Percent | None = None
+    rss_bytes: ByteCount | None = None
+
+
+class NodeHealth(TolerantModel):
+    """The node's resource use when the report was built.
+
+    cpu_percent is the share of all CPUs busy since the previous sample (absent
+    on the first); net counters are totals since boot over every interface but
+    loopback; disk figures are of the filesystem holding the agent's data dir;
+    temperature is the hottest thermal zone.
+    """
+
+    cpu_percent: Percent | None = None
+    load1: Load | None = None
+    load5: Load | None = None
+    load15: Load | None = None
+    mem_used_bytes: ByteCount | None = None
+    mem_available_bytes: ByteCount | None = None
+    disk_free_bytes: ByteCount | None = None
+    disk_total_bytes: ByteCount | None = None
+    temperature_c: Celsius | None = None
+    net_rx_bytes: ByteCount | None = None
+    net_tx_bytes: ByteCount | None = None
+    agent_rss_bytes: ByteCount | None = None
+    modules: Annotated[dict[ModuleKey, ModuleHealth], Field(max_length=MAX_HEALTH_MODULES)] = {}
+
+
+def _is_none(value: object) -> bool:
+    return value is None
+
+
 def _is_first_version(version: int) -> bool:
     return version == 1
 
@@ -218,6 +274,9 @@ class Report(TolerantModel):
     applied: AppliedState | None = None
     outbox: OutboxReport | None = None
     modules: ModulesReport | None = None
+    # Absent from agents before health; not written when None, so a report
+    # without it is the bytes it always was.
+    health: Annotated[NodeHealth | None, Field(exclude_if=_is_none)] = None
 
 
 class ReportedState(TolerantModel):
@@ -226,6 +285,8 @@ class ReportedState(TolerantModel):
 
     outbox: OutboxReport | None = None
     modules: ModulesReport | None = None
+    # The node's health at its last report; not shown when it sent none.
+    health: Annotated[NodeHealth | None, Field(exclude_if=_is_none)] = None
 
 
 class ReportAck(TolerantModel):

@@ -1,0 +1,72 @@
+"""A compromised device cannot put nonsense into the fleet's health: negative
+sizes, NaN, 1e308, ten thousand modules are a 422 naming the field, and
+nothing of the report is stored (issue #15, device health)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from tests.support.device import FACTS, enroll_device
+from tests.support.processes import HubProcess
+
+if TYPE_CHECKING:  # imported for the annotations only: pytest would collect a Test* class
+    from tests.support.device import TestDevice
+
+
+@pytest.fixture(scope="module")
+def device(
+    shared_hub: HubProcess, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TestDevice]:
+    yield enroll_device(
+        shared_hub, shared_hub.create_claim(), "sick-node", tmp_path_factory.mktemp("dev")
+    )
+
+
+def _post(device: TestDevice, health_json: str) -> Any:
+    body = f'{{"facts": {json.dumps(FACTS)}, "health": {health_json}}}'
+    with device.client() as client:
+        return client.post("/v1/report", content=body, headers={"content-type": "application/json"})
+
+
+@pytest.mark.parametrize(
+    ("health", "field"),
+    [
+        ('{"mem_used_bytes": -1}', "body.health.mem_used_bytes"),
+        ('{"cpu_percent": NaN}', "body.health.cpu_percent"),
+        ('{"cpu_percent": 1e308}', "body.health.cpu_percent"),
+        ('{"load1": Infinity}', "body.health.load1"),
+        ('{"temperature_c": 1e308}', "body.health.temperature_c"),
+        ('{"temperature_c": -1000}', "body.health.temperature_c"),
+        ('{"disk_free_bytes": 1e308}', "body.health.disk_free_bytes"),
+        ('{"net_rx_bytes": 99999999999999999999999}', "body.health.net_rx_bytes"),
+        ('{"modules": {"m": {"rss_bytes": -5}}}', "body.health.modules.m.rss_bytes"),
+        ('{"modules": {"m": {"cpu_percent": 101}}}', "body.health.modules.m.cpu_percent"),
+        ('{"modules": {"m": {"restarts": -1}}}', "body.health.modules.m.restarts"),
+        ('{"modules": {"m": {"state": 7}}}', "body.health.modules.m.state"),
+        ('"lots"', "body.health"),
+    ],
+)
+def test_an_absurd_health_value_is_a_422_naming_the_field(
+    device: TestDevice, health: str, field: str
+) -> None:
+    response = _post(device, health)
+    assert response.status_code == 422, response.text
+    fields = [detail["field"] for detail in response.json()["details"]]
+    assert field in fields, fields
+
+
+def test_ten_thousand_modules_are_refused_naming_the_field(device: TestDevice) -> None:
+    modules = {f"m{i}": {"state": "healthy", "rss_bytes": 1} for i in range(10_000)}
+    response = _post(device, json.dumps({"modules": modules}))
+    assert response.status_code == 422, response.text
+    assert [d["field"] for d in response.json()["details"]] == ["body.health.modules"]
+
+
+def test_a_refused_report_stores_nothing(device: TestDevice, shared_hub: HubProcess) -> None:
+    assert _post(device, '{"mem_used_bytes": 1024}').status_code == 200
+    assert _post(device, '{"mem_used_bytes": -1}').status_code == 422
+    assert shared_hub.device(device.device_id)["reported"]["health"]["mem_used_bytes"] == 1024
