@@ -10,6 +10,12 @@ then writes batches of each size, each device's report with fresh facts,
 and reports the process CPU per report and per batch (median of
 `--repeats`).
 
+Device health (issue #15): each batch size is measured twice in the same run,
+repeats interleaved, with reports without and with a `health` block (the
+node figures and three modules, tests/protocol/golden/report.health.json);
+the extra CPU per report, parsing the body included, is the difference.
+Storage per raw health sample is the table and its indexes over its rows.
+
     PYTHONPATH=. .venv/bin/python -m benchmarks.bench_report_writer --db sqlite,postgresql
 """
 
@@ -17,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import shutil
 import sys
@@ -26,9 +33,11 @@ from contextlib import nullcontext
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import ec
+from sqlalchemy import Engine, text
 
 from benchmarks._common import git_revision, machine, median, table
 from fogline.hub import make_engine, upgrade_schema
+from fogline.hub._bodies import parse_json_body
 from fogline.hub._claims import create_claim
 from fogline.hub._db import make_session_factory
 from fogline.hub._enrollment import enroll_device
@@ -54,11 +63,30 @@ def _enroll(sessions, ca: CertificateAuthority, count: int) -> list[tuple[str, s
     return devices
 
 
-def _report(round_: int) -> Report:
-    return Report.model_validate(
-        {"facts": {**FACTS, "uptime_s": round_}, "labels": {}, "outbox": None,
-         "modules": {"modules": {"app": {"state": "healthy", "version": "1.0.0"}}}}
-    )  # fmt: skip
+GOLDEN_HEALTH = json.loads(
+    (Path(__file__).parents[1] / "tests/protocol/golden/report.health.json").read_text()
+)["health"]
+
+
+def _report(round_: int, with_health: bool = False) -> Report:
+    return Report.model_validate_json(_body(round_, with_health))
+
+
+def _body(round_: int, with_health: bool) -> bytes:
+    body = {"facts": {**FACTS, "uptime_s": round_}, "labels": {}, "outbox": None,
+            "modules": {"modules": {"app": {"state": "healthy", "version": "1.0.0"}}}}  # fmt: skip
+    if with_health:
+        body["health"] = {**GOLDEN_HEALTH, "cpu_percent": float(round_ % 100)}
+    return json.dumps(body).encode()
+
+
+def _parse_cost_s(with_health: bool, count: int = 5000) -> float:
+    """CPU to parse one report body as the hub does (parse_json_body)."""
+    bodies = [_body(i, with_health) for i in range(count)]
+    started = time.process_time()
+    for body in bodies:
+        parse_json_body(Report, body)
+    return (time.process_time() - started) / count
 
 
 async def _batches(
@@ -72,7 +100,9 @@ async def _batches(
     ]
 
 
-def _measure(db_url: str, root: Path, args: argparse.Namespace) -> list[tuple[int, float, float]]:
+def _measure(
+    db_url: str, root: Path, args: argparse.Namespace
+) -> list[tuple[int, float, float, float]]:
     engine = make_engine(db_url)
     upgrade_schema(engine)
     sessions = make_session_factory(engine)
@@ -81,25 +111,47 @@ def _measure(db_url: str, root: Path, args: argparse.Namespace) -> list[tuple[in
     writer = ReportWriter(sessions)
     results = []
     try:
+        parse = {h: median([_parse_cost_s(h) for _ in range(3)]) for h in (False, True)}
         for size in (1, 4, 16, 64):
             rounds = max(1, args.reports // size)
-            per_report = []
+            per_report: dict[bool, list[float]] = {False: [], True: []}
             for repeat in range(args.repeats):
-                report = _report(repeat)
-
-                prepared = loop.run_until_complete(_batches(devices, report, size, rounds))
-                started = time.process_time()
-                for batch in prepared:
-                    outcomes = writer._write(batch)
-                    assert not any(outcomes), outcomes
-                per_report.append((time.process_time() - started) / (rounds * size))
-            cost = median(per_report)
-            results.append((size, cost * 1e6, cost * size * 1e6))
-            print(f"  batch {size}: {cost * 1e6:.0f} µs/report", file=sys.stderr)
+                for with_health in (False, True):
+                    report = _report(repeat, with_health)
+                    prepared = loop.run_until_complete(_batches(devices, report, size, rounds))
+                    started = time.process_time()
+                    for batch in prepared:
+                        outcomes = writer._write(batch)
+                        assert not any(outcomes), outcomes
+                    cost = (time.process_time() - started) / (rounds * size)
+                    per_report[with_health].append(cost + parse[with_health])
+            plain, health = median(per_report[False]), median(per_report[True])
+            results.append((size, plain * 1e6, health * 1e6, plain * size * 1e6))
+            print(
+                f"  batch {size}: {plain * 1e6:.0f} µs/report, {health * 1e6:.0f} with health",
+                file=sys.stderr,
+            )
+        print(f"  health storage: {_bytes_per_sample(engine):.0f} B/raw sample", file=sys.stderr)
     finally:
         loop.close()
         engine.dispose()
     return results
+
+
+def _bytes_per_sample(engine: Engine) -> float:
+    """Bytes on disk per raw health sample: the table and its indexes."""
+    with engine.connect() as connection:
+        rows = connection.scalar(text("SELECT count(*) FROM health_samples")) or 1
+        if engine.dialect.name == "postgresql":
+            size = connection.scalar(text("SELECT pg_total_relation_size('health_samples')"))
+        else:  # dbstat: SQLite's own page accounting
+            size = connection.scalar(
+                text(
+                    "SELECT sum(pgsize) FROM dbstat WHERE name = 'health_samples'"
+                    " OR name LIKE 'ix_health_samples%'"
+                )
+            )
+    return float(size or 0) / rows
 
 
 def main() -> None:
@@ -137,8 +189,18 @@ def main() -> None:
     print(f"Command: `{command}`\n")
     print(
         table(
-            ["db", "batch size", "CPU µs per report", "CPU µs per batch"],
-            [(db, size, f"{per:.0f}", f"{batch:.0f}") for db, size, per, batch in rows],
+            [
+                "db",
+                "batch size",
+                "CPU µs per report (parse + write)",
+                "with health",
+                "extra for health",
+                "CPU µs per batch",
+            ],
+            [
+                (db, size, f"{per:.0f}", f"{health:.0f}", f"{health - per:+.0f}", f"{batch:.0f}")
+                for db, size, per, health, batch in rows
+            ],
         )
     )
 

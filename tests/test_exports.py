@@ -237,6 +237,7 @@ EXPECTED: Final[dict[str, list[str]]] = {
         "ClientCertH11Protocol",
         "ClientCertHttpToolsProtocol",
         "ConnectionLimits",
+        "HealthRetention",
         "HubFiles",
         "HubSettings",
         "HubState",

@@ -2,7 +2,7 @@
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -11,6 +11,9 @@ from fogline._log import LOG_FORMAT_ENV
 from ._backup import backup_command, restore_command
 from ._ca import CaPassphraseOpt, read_passphrase
 from ._common import LogFormatOpt
+
+if TYPE_CHECKING:
+    from fogline.hub import HealthRetention
 
 # Shorter, and a node renews every few seconds (only tests want that).
 MIN_DEVICE_CERT_VALIDITY_S = 10.0
@@ -42,6 +45,15 @@ def serve_command(
     telemetry_retention: Annotated[
         str, typer.Option(help="How long telemetry is kept, e.g. 7d, 12h.")
     ] = "7d",
+    health_raw_retention: Annotated[
+        str, typer.Option(help="How long each report's health sample is kept, e.g. 24h.")
+    ] = "24h",
+    health_rollup_step: Annotated[
+        str, typer.Option(help="The bucket health samples are rolled up into, e.g. 5m.")
+    ] = "5m",
+    health_rollup_retention: Annotated[
+        str, typer.Option(help="How long health rollups are kept, e.g. 30d.")
+    ] = "30d",
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
     log_format: LogFormatOpt = None,
     workers: Annotated[
@@ -144,7 +156,9 @@ def serve_command(
             f"must be at least {MIN_DEVICE_CERT_VALIDITY_S:.0f}s (got {device_cert_validity!r})",
             param_hint="--device-cert-validity",
         )
+    health = _health_retention(health_raw_retention, health_rollup_step, health_rollup_retention)
     settings = HubSettings(
+        health=health,
         device_cert_validity_s=validity_s,
         report_interval_s=report_interval,
         offline_after_s=report_interval * 3.5,
@@ -212,3 +226,41 @@ def rotate_admin_token_command(
 
 app.command("backup")(backup_command)
 app.command("restore")(restore_command)
+
+
+def _health_retention(raw: str, step: str, rollups: str) -> "HealthRetention":
+    """The --health-* flags, checked together: raw samples must outlive a
+    rollup step (a bucket is rolled up from them after it closes)."""
+    from fogline._duration import parse_duration
+    from fogline.hub import HealthRetention
+
+    seconds: dict[str, float] = {}
+    for hint, value in (
+        ("--health-raw-retention", raw),
+        ("--health-rollup-step", step),
+        ("--health-rollup-retention", rollups),
+    ):
+        try:
+            seconds[hint] = parse_duration(value)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint=hint) from None
+    step_s = seconds["--health-rollup-step"]
+    if step_s < 1:
+        raise typer.BadParameter(
+            f"must be at least 1s (got {step!r})", param_hint="--health-rollup-step"
+        )
+    if seconds["--health-raw-retention"] < 2 * step_s:
+        raise typer.BadParameter(
+            f"must be at least twice --health-rollup-step ({step}) (got {raw!r})",
+            param_hint="--health-raw-retention",
+        )
+    if seconds["--health-rollup-retention"] < step_s:
+        raise typer.BadParameter(
+            f"must be at least --health-rollup-step ({step}) (got {rollups!r})",
+            param_hint="--health-rollup-retention",
+        )
+    return HealthRetention(
+        raw_retention_s=seconds["--health-raw-retention"],
+        rollup_step_s=step_s,
+        rollup_retention_s=seconds["--health-rollup-retention"],
+    )

@@ -22,6 +22,7 @@ from ._clock import utcnow
 from ._desired import desired_changes_since
 from ._devices import count_devices_by_status
 from ._error_responses import install_error_handlers
+from ._health import epoch_ms, roll_up
 from ._metrics import RequestTiming
 from ._people import Principal
 from ._state import HubState
@@ -63,6 +64,23 @@ async def retention_forever(state: HubState, interval_s: float = 60.0) -> None:
         await asyncio.sleep(interval_s)
 
 
+async def health_rollups_forever(state: HubState) -> None:
+    """Roll health samples up and apply their retention (see _health.py);
+    a failed pass is logged and tried again, like telemetry retention."""
+    retention = state.settings.health
+    while True:
+        try:
+            written, deleted = await asyncio.to_thread(
+                roll_up, state.engine, epoch_ms(utcnow()), retention
+            )
+        except Exception as exc:
+            event(log, "health.rollup_failed", logging.WARNING, error=_describe(exc))
+        else:
+            if written or deleted:
+                event(log, "health.rollup", written=written, deleted=deleted)
+        await asyncio.sleep(retention.pass_interval_s)
+
+
 def _describe(exc: Exception) -> str:
     return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
 
@@ -79,12 +97,14 @@ def create_app(state: HubState) -> FastAPI:
         async with asyncio.TaskGroup() as tg:
             watcher = tg.create_task(state.notifier.watch(read_changes), name="desired-watch")
             retention = tg.create_task(retention_forever(state), name="retention")
+            health = tg.create_task(health_rollups_forever(state), name="health-rollups")
             rollouts = tg.create_task(run_scheduler(state), name="rollout-scheduler")
             reports = tg.create_task(state.reports.run(), name="report-writer")
             yield
             reports.cancel()
             watcher.cancel()
             retention.cancel()
+            health.cancel()
             rollouts.cancel()
 
     # The schema, its docs page and the metrics tell an attacker the API, the

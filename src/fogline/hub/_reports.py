@@ -39,6 +39,7 @@ from fogline.protocol import AppliedState, Report
 from ._clock import utcnow
 from ._devices import device_refusal, report_columns
 from ._errors import UnavailableError
+from ._health import epoch_ms, health_row, insert_samples
 from ._schema import DesiredStateRow, DeviceRow
 
 log = logging.getLogger("fogline.hub.reports")
@@ -138,7 +139,7 @@ class ReportWriter:
         """In a worker thread: one transaction for the whole batch.
 
         Reports refresh facts, requested labels, module statuses, last_seen
-        and the applied revision: one executemany per table, without loading
+        and the applied revision, and add health samples: one executemany per table, without loading
         ORM objects. A device twice in one batch (a retried report) is
         written in order, its last report last.
         """
@@ -146,6 +147,8 @@ class ReportWriter:
         outcomes: list[BaseException | None] = []
         device_updates: list[dict[str, Any]] = []
         applied_updates: list[dict[str, Any]] = []
+        health_rows: list[dict[str, Any]] = []
+        now_ms = epoch_ms(now)
         with self._sessions() as session:
             # Core on the session's connection: prebuilt statements skip the
             # ORM's per-call compile and bulk-update bookkeeping, which cost
@@ -169,6 +172,8 @@ class ReportWriter:
                 device_updates.append(
                     {"b_id": row.id, "prev_cert_serial": previous, **report_columns(report, now)}
                 )
+                if report.health is not None:
+                    health_rows.append(health_row(row.id, report.health, now_ms))
                 applied = report.applied
                 if applied is not None and row.has_desired is not None:
                     before = applied_now.get(
@@ -182,6 +187,7 @@ class ReportWriter:
                 connection.execute(_UPDATE_DEVICE, device_updates)
             if applied_updates:
                 connection.execute(_UPDATE_APPLIED, applied_updates)
+            insert_samples(connection, health_rows)
             session.commit()
         return outcomes
 

@@ -7,6 +7,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -273,6 +274,37 @@ class TelemetryRow(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     payload: Mapped[Any] = mapped_column(JSON)
+
+
+class HealthSampleRow(Base):
+    """A device's health at one report (`step_s` 0), or a rollup of a bucket of
+    `step_s` seconds starting at `at_ms` (see _health.py)."""
+
+    __tablename__ = "health_samples"
+    __table_args__ = (
+        Index("ix_health_samples_device_step_at", "device_id", "step_s", "at_ms"),
+        Index("ix_health_samples_step_at", "step_s", "at_ms"),
+    )
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    device_id: Mapped[str] = mapped_column(String(36), ForeignKey("devices.id", ondelete="CASCADE"))
+    step_s: Mapped[int] = mapped_column(Integer)
+    at_ms: Mapped[int] = mapped_column(BigInteger)
+    cpu_percent: Mapped[float | None] = mapped_column(Float, nullable=True)
+    load1: Mapped[float | None] = mapped_column(Float, nullable=True)
+    load5: Mapped[float | None] = mapped_column(Float, nullable=True)
+    load15: Mapped[float | None] = mapped_column(Float, nullable=True)
+    mem_used_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    mem_available_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    disk_free_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    disk_total_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    temperature_c: Mapped[float | None] = mapped_column(Float, nullable=True)
+    net_rx_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    net_tx_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    agent_rss_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # Per module: state, restarts, cpu_percent, rss_bytes (raw rows only).
+    modules: Mapped[Any] = mapped_column(JSON, nullable=True)
 
 
 class RolloutRow(Base):

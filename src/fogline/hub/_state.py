@@ -12,6 +12,7 @@ from fogline.manifest import BlockValidators
 from fogline.security import CertificateAuthority
 
 from ._desired import DeploymentCache, DesiredNotifier
+from ._health import HealthRetention
 from ._metrics import HubMetrics
 from ._reports import ReportWriter
 from ._trust import FleetTrust
@@ -28,6 +29,8 @@ class HubSettings:
     telemetry_retention_s: float = 7 * 86400.0
     # How often the rollout scheduler judges devices and passes wave gates.
     rollout_tick_s: float = 1.0
+    # Device health series: raw and rollup retention, rollup step.
+    health: HealthRetention = field(default_factory=HealthRetention)
 
 
 @dataclass(slots=True)
