@@ -498,6 +498,8 @@ EXPECTED: Final[dict[str, list[str]]] = {
         "EnrollResponse",
         "ErrorBody",
         "ErrorDetail",
+        "HealthPoint",
+        "HealthSeries",
         "IngestAccess",
         "IngestToken",
         "KeyScope",

@@ -6,6 +6,7 @@ from typing import Annotated, Any, Final
 import typer
 import yaml
 
+from fogline.hubclient import HubStatusError
 from fogline.protocol import PLATFORM_LABEL_PREFIX, label_problem
 
 from ._common import (
@@ -23,6 +24,7 @@ from ._common import (
     wants_json,
 )
 from ._format import human_bytes, plural, without_repeated_prefixes
+from ._health import HEALTH_COLUMNS, health_lines, point_row
 
 app = typer.Typer(
     help="List, inspect, label, promote, revoke and remove devices; show their desired state.",
@@ -164,13 +166,50 @@ def show(
     ca: CaOpt = None,
     output: OutputOpt = None,
 ) -> None:
-    """Show one device in full."""
+    """Show one device in full, with its health now and its trend over the last hour."""
     with connect(hub, token, ca) as client:
         row = client.get(f"/v1/devices/{ref}")
+        if wants_json(output):
+            print_json(row)
+            return
+        try:
+            series = client.get(f"/v1/devices/{row['id']}/health", params={"since": "1h"})
+        except HubStatusError:  # a hub before device health: no trend
+            series = {"points": []}
+    print_device(row, series["points"])
+
+
+@app.command("health")
+def health(
+    ref: Annotated[str, typer.Argument(help="Device id or name.")],
+    since: Annotated[str, typer.Option(help="How far back, e.g. 1h, 24h, 30d.")] = "1h",
+    step: Annotated[
+        str | None,
+        typer.Option(help="One point per step, e.g. 1m, 5m [default: about 500 points]."),
+    ] = None,
+    hub: HubOpt = None,
+    token: TokenOpt = None,
+    ca: CaOpt = None,
+    output: OutputOpt = None,
+) -> None:
+    """Print a device's health series, oldest first (MiB, %, °C).
+
+    Raw samples (one per report) while the window is within their retention,
+    rollups beyond (see `hub serve --health-*`); `-o json` gives every field,
+    per-module figures included.
+    """
+    params = {"since": since} | ({"step": step} if step else {})
+    with connect(hub, token, ca) as client:
+        series = client.get(f"/v1/devices/{ref}/health", params=params)
     if wants_json(output):
-        print_json(row)
+        print_json(series)
         return
-    print_device(row)
+    step_text = f"every {series['step_s']:g}s" if series["step_s"] else "raw samples"
+    err_console.print(
+        safe_text(f"# {series['name']}: {len(series['points'])} points, {step_text}"),
+        highlight=False,
+    )
+    print_rows([point_row(p) for p in series["points"]], HEALTH_COLUMNS, output)
 
 
 @app.command("desired")
@@ -284,9 +323,11 @@ def device_lines(row: dict[str, Any]) -> list[tuple[str, Any]]:
     return lines
 
 
-def print_device(row: dict[str, Any]) -> None:
-    """Print `device_lines`, keys right-aligned to the longest one."""
+def print_device(row: dict[str, Any], health_points: list[dict[str, Any]] | None = None) -> None:
+    """Print `device_lines` and its health, keys right-aligned to the longest one."""
     lines = device_lines(row)
+    if health_points is not None:
+        lines += health_lines((row.get("reported") or {}).get("health"), health_points)
     width = max(len(safe_text(key, markup=False)) for key, _ in lines)
     for key, value in lines:
         pad = " " * (width - len(safe_text(key, markup=False)))

@@ -180,3 +180,105 @@ def _insert_rollups(connection: Any, step_s: int, step_ms: int, start: int, end:
         )
         or 0
     )
+
+
+# -- reading a series -------------------------------------------------------------------
+
+# A series answers at most this many points: a chart is a few hundred pixels
+# wide, and the bound keeps an answer small whatever window is asked for.
+MAX_POINTS: Final = 10_000
+# Without `step`, a window is cut into about this many buckets.
+DEFAULT_POINTS: Final = 500
+# Rows read for one answer, at most (raw samples of a device reporting every
+# second for a day are 86,400).
+_MAX_ROWS: Final = 100_000
+_INTEGERS: Final = frozenset(name for name in SERIES_COLUMNS if name.endswith("_bytes"))
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesQuery:
+    """What `GET /v1/devices/{ref}/health` asks for, checked (see `series_query`)."""
+
+    since_ms: int
+    step_s: float  # 0: raw samples as they came
+    from_rollups: bool
+
+
+def series_query(
+    window_s: float, step_s: float | None, now_ms: int, retention: HealthRetention
+) -> SeriesQuery:
+    """Which rows answer a window, and in what step.
+
+    Raw samples while the window fits in their retention and the step is
+    finer than a rollup's, else rollups. Without a step: about
+    DEFAULT_POINTS points, never finer than what is stored.
+
+    Raises:
+        ValueError: the step would give more than MAX_POINTS points (the
+            caller names the `step` field).
+    """
+    if step_s is not None and step_s > 0 and window_s / step_s > MAX_POINTS:
+        raise ValueError(
+            f"a window of {window_s:.0f}s in steps of {step_s:g}s is more than "
+            f"{MAX_POINTS} points; take a longer step"
+        )
+    from_rollups = (
+        window_s > retention.raw_retention_s
+        if step_s is None
+        else step_s >= retention.rollup_step_s
+    )
+    if step_s is None:
+        finest = retention.rollup_step_s if from_rollups else 0.0
+        step_s = max(finest, window_s / DEFAULT_POINTS)
+        step_s = 0.0 if step_s < 1 else float(int(step_s))
+    return SeriesQuery(now_ms - int(window_s * 1000), step_s, from_rollups)
+
+
+def read_series(
+    session: Session, device_id: str, query: SeriesQuery, retention: HealthRetention
+) -> list[dict[str, Any]]:
+    """The points of one device's series, oldest first (HealthPoint fields)."""
+    step = max(int(retention.rollup_step_s * 1000), 1000) // 1000 if query.from_rollups else 0
+    columns = [_SAMPLES.c.at_ms, *(_SAMPLES.c[name] for name in SERIES_COLUMNS)]
+    if not query.from_rollups:
+        columns.append(_SAMPLES.c.modules)
+    rows = session.execute(
+        select(*columns)
+        .where(
+            _SAMPLES.c.device_id == device_id,
+            _SAMPLES.c.step_s == step,
+            _SAMPLES.c.at_ms >= query.since_ms,
+        )
+        .order_by(_SAMPLES.c.at_ms)
+        .limit(_MAX_ROWS)
+    ).all()
+    points = [dict(row._mapping) for row in rows]
+    bucket_ms = int(query.step_s * 1000)
+    if bucket_ms > step * 1000 and bucket_ms > 0:
+        points = _bucketed(points, bucket_ms)
+    for point in points:
+        point["at"] = dt.datetime.fromtimestamp(point.pop("at_ms") / 1000, dt.UTC)
+    return points
+
+
+def _bucketed(points: list[dict[str, Any]], bucket_ms: int) -> list[dict[str, Any]]:
+    """Points grouped into buckets of `bucket_ms`, each figure aggregated as a
+    rollup aggregates it (mean, least or most); modules left out."""
+    buckets: dict[int, list[dict[str, Any]]] = {}
+    for point in points:
+        at = point["at_ms"]
+        buckets.setdefault(at - at % bucket_ms, []).append(point)
+    merged = []
+    for start, members in buckets.items():
+        out: dict[str, Any] = {"at_ms": start}
+        for name in SERIES_COLUMNS:
+            values = [m[name] for m in members if m[name] is not None]
+            if not values:
+                out[name] = None
+            elif name in _MEAN:
+                mean = sum(values) / len(values)
+                out[name] = round(mean) if name in _INTEGERS else round(mean, 2)
+            else:
+                out[name] = min(values) if name in _LEAST else max(values)
+        merged.append(out)
+    return merged

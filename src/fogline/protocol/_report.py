@@ -10,6 +10,7 @@ a state value a newer agent adds is kept as text. The hub stores the fields
 the node sent (`exclude_unset`), not the defaults it filled in.
 """
 
+import datetime as dt
 import enum
 from typing import Annotated, Final
 
@@ -249,6 +250,39 @@ class NodeHealth(TolerantModel):
     net_tx_bytes: ByteCount | None = None
     agent_rss_bytes: ByteCount | None = None
     modules: Annotated[dict[ModuleKey, ModuleHealth], Field(max_length=MAX_HEALTH_MODULES)] = {}
+
+
+class HealthPoint(TolerantModel):
+    """One point of a device's health series (`GET /v1/devices/{ref}/health`):
+    a raw sample, or the aggregate of a bucket starting at `at` (see
+    hub/_health.py for how each figure is aggregated). `modules` only in raw
+    samples."""
+
+    at: dt.datetime
+    cpu_percent: float | None = None
+    load1: float | None = None
+    load5: float | None = None
+    load15: float | None = None
+    mem_used_bytes: int | None = None
+    mem_available_bytes: int | None = None
+    disk_free_bytes: int | None = None
+    disk_total_bytes: int | None = None
+    temperature_c: float | None = None
+    net_rx_bytes: int | None = None
+    net_tx_bytes: int | None = None
+    agent_rss_bytes: int | None = None
+    modules: dict[str, ModuleHealth] | None = None
+
+
+class HealthSeries(TolerantModel):
+    """A device's health over a window, oldest point first. `step_s` 0: the
+    raw samples, one per report."""
+
+    device_id: str
+    name: str
+    since: dt.datetime
+    step_s: float
+    points: list[HealthPoint] = []
 
 
 def _is_none(value: object) -> bool:

@@ -1,5 +1,6 @@
 """The operator API behind bearer tokens: claims and devices."""
 
+import datetime as dt
 import logging
 from typing import Annotated, Final
 
@@ -8,6 +9,7 @@ from pydantic import TypeAdapter
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from fogline._duration import parse_duration
 from fogline._log import event
 from fogline.protocol import (
     API_PREFIX,
@@ -17,6 +19,8 @@ from fogline.protocol import (
     DesiredView,
     DevicePage,
     DeviceView,
+    HealthPoint,
+    HealthSeries,
     LabelChange,
 )
 
@@ -34,7 +38,8 @@ from .._devices import (
     remove_device,
     revoke_device,
 )
-from .._errors import NotFoundError
+from .._errors import BadRequestError, NotFoundError
+from .._health import epoch_ms, read_series, series_query
 from .._inventory import device_page, parse_device_query
 from .._people import Principal
 from .._schema import DesiredStateRow
@@ -144,6 +149,40 @@ def devices_show(ref: str, _op: OperatorDep, session: SessionDep, state: StateDe
     row = find_device(session, ref)
     view = device_view(row, utcnow(), state.settings.offline_after_s)
     return view.model_copy(update={"sync": sync_report(session.get(DesiredStateRow, row.id))})
+
+
+@router.get("/devices/{ref}/health", response_model=HealthSeries)
+def devices_health(
+    ref: str,
+    _op: OperatorDep,
+    session: SessionDep,
+    state: StateDep,
+    since: Annotated[str, Query(max_length=32)] = "1h",
+    step: Annotated[str | None, Query(max_length=32)] = None,
+) -> HealthSeries:
+    """The device's health over `since` (e.g. 1h, 7d), oldest point first, in
+    buckets of `step` (e.g. 1m; default: about 500 points). Raw samples while
+    the window is within their retention and the step finer than a rollup's,
+    rollups beyond. An unknown device is 404."""
+    try:
+        window_s = parse_duration(since)
+    except ValueError as exc:
+        raise BadRequestError(str(exc), field="since") from exc
+    try:
+        step_s = None if step is None else parse_duration(step)
+        now_ms = epoch_ms(utcnow())
+        query = series_query(window_s, step_s, now_ms, state.settings.health)
+    except ValueError as exc:
+        raise BadRequestError(str(exc), field="step") from exc
+    row = find_device(session, ref)
+    points = read_series(session, row.id, query, state.settings.health)
+    return HealthSeries(
+        device_id=row.id,
+        name=row.name,
+        since=dt.datetime.fromtimestamp(query.since_ms / 1000, dt.UTC),
+        step_s=query.step_s,
+        points=[HealthPoint.model_validate(point) for point in points],
+    )
 
 
 @router.get("/devices/{ref}/desired", response_model=DesiredView)
