@@ -232,6 +232,7 @@ EXPECTED: Final[dict[str, list[str]]] = {
     "fogline.cli": ["app", "main"],
     "fogline.hub": [
         "AdminTokenError",
+        "AlertThresholds",
         "BuiltHub",
         "CaLifecycleError",
         "ClientCertH11Protocol",
@@ -320,6 +321,7 @@ EXPECTED: Final[dict[str, list[str]]] = {
         "tick",
     ],
     "fogline.hub.routes": [
+        "alerts_router",
         "answer_desired",
         "answer_report",
         "device_router",

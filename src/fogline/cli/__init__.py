@@ -10,6 +10,7 @@ from fogline._errors import FoglineError
 
 from . import (
     _agent,
+    _alerts,
     _audit,
     _ca,
     _claim,
@@ -76,6 +77,7 @@ app.add_typer(_telemetry.app, name="telemetry")
 app.command("logs")(_logs.logs)
 app.add_typer(_rollout.app, name="rollout")
 app.add_typer(_audit.app, name="audit")
+app.add_typer(_alerts.app, name="alerts")
 app.add_typer(_ca.app, name="ca")
 app.add_typer(_sim.app, name="sim")
 app.add_typer(_people.users_app, name="users")

@@ -13,7 +13,7 @@ from ._ca import CaPassphraseOpt, read_passphrase
 from ._common import LogFormatOpt
 
 if TYPE_CHECKING:
-    from fogline.hub import HealthRetention
+    from fogline.hub import AlertThresholds, HealthRetention
 
 # Shorter, and a node renews every few seconds (only tests want that).
 MIN_DEVICE_CERT_VALIDITY_S = 10.0
@@ -54,6 +54,13 @@ def serve_command(
     health_rollup_retention: Annotated[
         str, typer.Option(help="How long health rollups are kept, e.g. 30d.")
     ] = "30d",
+    alert_offline_after: Annotated[
+        str, typer.Option(help="Alert when a device has not reported for this long, e.g. 5m.")
+    ] = "5m",
+    alert_webhook: Annotated[
+        str | None,
+        typer.Option(help="POST each new alert as JSON to this http(s) URL (5 s timeout)."),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
     log_format: LogFormatOpt = None,
     workers: Annotated[
@@ -157,7 +164,9 @@ def serve_command(
             param_hint="--device-cert-validity",
         )
     health = _health_retention(health_raw_retention, health_rollup_step, health_rollup_retention)
+    alerts = _alert_thresholds(alert_offline_after, alert_webhook, report_interval)
     settings = HubSettings(
+        alerts=alerts,
         health=health,
         device_cert_validity_s=validity_s,
         report_interval_s=report_interval,
@@ -263,4 +272,29 @@ def _health_retention(raw: str, step: str, rollups: str) -> "HealthRetention":
         raw_retention_s=seconds["--health-raw-retention"],
         rollup_step_s=step_s,
         rollup_retention_s=seconds["--health-rollup-retention"],
+    )
+
+
+def _alert_thresholds(
+    offline_after: str, webhook: str | None, report_interval_s: float
+) -> "AlertThresholds":
+    from urllib.parse import urlsplit
+
+    from fogline._duration import parse_duration
+    from fogline.hub import AlertThresholds
+
+    try:
+        offline_after_s = parse_duration(offline_after)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--alert-offline-after") from None
+    if webhook is not None:
+        parts = urlsplit(webhook)
+        if parts.scheme not in ("http", "https") or not parts.hostname or len(webhook) > 2048:
+            raise typer.BadParameter(
+                f"must be an http(s) URL (got {webhook[:80]!r})", param_hint="--alert-webhook"
+            )
+    # A pass every report interval (at least 1 s, at most a minute).
+    interval_s = min(max(report_interval_s, 1.0), 60.0)
+    return AlertThresholds(
+        offline_after_s=offline_after_s, interval_s=interval_s, webhook_url=webhook
     )

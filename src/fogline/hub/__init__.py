@@ -1,6 +1,7 @@
 """The cloud tier: registry, identity, desired state and the operator API."""
 
 from ._admin import AdminTokenError, rotate_admin_token_file
+from ._alerts import AlertThresholds
 from ._app import create_app
 from ._ca_lifecycle import CaLifecycleError, RetireResult, Straggler, retire_old_ca, rotate_ca
 from ._connections import ConnectionLimits
@@ -14,6 +15,7 @@ from ._tls import ClientCertH11Protocol, ClientCertHttpToolsProtocol
 
 __all__ = [
     "AdminTokenError",
+    "AlertThresholds",
     "BuiltHub",
     "CaLifecycleError",
     "ClientCertH11Protocol",

@@ -4,7 +4,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
@@ -15,12 +15,13 @@ from fogline import __version__
 from fogline._log import event
 from fogline.protocol import API_PREFIX, MAX_BODY_BYTES, Report
 
+from ._alerts import AlertWebhook, alert_view, count_active_by_kind, evaluate
 from ._audit_trail import AuditTrail
 from ._auth import require_operator
 from ._bodies import BodyLimit, add_body_models
 from ._clock import utcnow
 from ._desired import desired_changes_since
-from ._devices import count_devices_by_status
+from ._devices import count_devices_by_status, count_devices_by_version
 from ._error_responses import install_error_handlers
 from ._health import epoch_ms, roll_up
 from ._metrics import RequestTiming
@@ -30,6 +31,7 @@ from ._telemetry import apply_retention
 from .releases import MAX_RELEASE_BYTES
 from .rollouts import run_scheduler
 from .routes import (
+    alerts_router,
     device_router,
     manifest_router,
     operator_router,
@@ -81,6 +83,36 @@ async def health_rollups_forever(state: HubState) -> None:
         await asyncio.sleep(retention.pass_interval_s)
 
 
+async def alerts_forever(state: HubState) -> None:
+    """Raise and clear alerts (see _alerts.py), and send the new ones to the
+    webhook; a failed pass is logged and tried again."""
+    thresholds = state.settings.alerts
+    webhook = (
+        AlertWebhook(thresholds.webhook_url, thresholds.webhook_timeout_s)
+        if thresholds.webhook_url
+        else None
+    )
+
+    def one_pass() -> list[dict[str, Any]]:
+        with state.transaction() as session:
+            return [alert_view(a) for a in evaluate(session, utcnow(), thresholds)]
+
+    async with asyncio.TaskGroup() as tg:
+        if webhook is not None:
+            tg.create_task(webhook.run(), name="alert-webhook")
+        while True:
+            try:
+                raised = await asyncio.to_thread(one_pass)
+            except Exception as exc:
+                event(log, "alerts.pass_failed", logging.WARNING, error=_describe(exc))
+            else:
+                for alert in raised:
+                    event(log, "alerts.raised", kind=alert["kind"], device=alert["device"])
+                if webhook is not None:
+                    webhook.send(raised)
+            await asyncio.sleep(thresholds.interval_s)
+
+
 def _describe(exc: Exception) -> str:
     return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
 
@@ -98,6 +130,7 @@ def create_app(state: HubState) -> FastAPI:
             watcher = tg.create_task(state.notifier.watch(read_changes), name="desired-watch")
             retention = tg.create_task(retention_forever(state), name="retention")
             health = tg.create_task(health_rollups_forever(state), name="health-rollups")
+            alerts = tg.create_task(alerts_forever(state), name="alerts")
             rollouts = tg.create_task(run_scheduler(state), name="rollout-scheduler")
             reports = tg.create_task(state.reports.run(), name="report-writer")
             yield
@@ -105,6 +138,7 @@ def create_app(state: HubState) -> FastAPI:
             watcher.cancel()
             retention.cancel()
             health.cancel()
+            alerts.cancel()
             rollouts.cancel()
 
     # The schema, its docs page and the metrics tell an attacker the API, the
@@ -127,6 +161,7 @@ def create_app(state: HubState) -> FastAPI:
     app.include_router(telemetry_router)
     app.include_router(rollout_router)
     app.include_router(people_router)
+    app.include_router(alerts_router)
     install_error_handlers(app)
     app.add_middleware(RequestTiming, metrics=state.metrics)
     app.add_middleware(
@@ -143,6 +178,12 @@ def create_app(state: HubState) -> FastAPI:
             return count_devices_by_status(session, utcnow(), state.settings.offline_after_s)
 
     state.metrics.add_device_counter(count_devices)
+
+    def fleet_aggregates() -> tuple[dict[str, int], dict[str, int]]:
+        with state.sessions() as session:
+            return count_devices_by_version(session), count_active_by_kind(session)
+
+    state.metrics.add_fleet_aggregates(fleet_aggregates)
 
     @app.get("/metrics", include_in_schema=False)
     def metrics(_op: OperatorDep) -> PlainTextResponse:

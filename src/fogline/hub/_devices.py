@@ -208,3 +208,25 @@ def count_devices_by_status(
         or 0
     )
     return {"online": online, "offline": total - online - revoked, "revoked": revoked}
+
+
+# A device chooses its agent_version text: only this many versions get a
+# metric label of their own, so a fleet cannot grow /metrics without bound.
+MAX_VERSION_LABELS = 50
+
+
+def count_devices_by_version(session: Session) -> dict[str, int]:
+    """Devices not revoked, by the agent version of their last report (the
+    most common MAX_VERSION_LABELS; the rest as "other", unknown as "unknown")."""
+    version = DeviceRow.facts["agent_version"].as_string()
+    rows = session.execute(
+        select(version, func.count())
+        .where(DeviceRow.revoked_at.is_(None))
+        .group_by(version)
+        .order_by(func.count().desc())
+    ).all()
+    counts: dict[str, int] = {}
+    for index, (name, count) in enumerate(rows):
+        key = "other" if index >= MAX_VERSION_LABELS else str(name or "unknown")[:64]
+        counts[key] = counts.get(key, 0) + int(count)
+    return counts

@@ -67,6 +67,12 @@ class HubMetrics:
     def add_device_counter(self, count_by_status: Callable[[], dict[str, int]]) -> None:
         self.registry.register(_DevicesByStatus(count_by_status))
 
+    def add_fleet_aggregates(
+        self, count: Callable[[], tuple[dict[str, int], dict[str, int]]]
+    ) -> None:
+        """Devices by agent version and active alerts by kind, read at scrape time."""
+        self.registry.register(_FleetAggregates(count))
+
     def add_connection_gauge(self, count_open: Callable[[], int]) -> None:
         self.registry.register(_OpenConnections(count_open))
 
@@ -97,6 +103,32 @@ class _DevicesByStatus(Collector):
         for status in ("online", "offline", "revoked"):
             family.add_metric([status], counts.get(status, 0))
         yield family
+
+
+class _FleetAggregates(Collector):
+    """Fleet-wide counts only, never a series per device: a label's values are
+    agent versions (the most common MAX_VERSION_LABELS, the rest as "other")
+    and alert kinds."""
+
+    def __init__(self, count: Callable[[], tuple[dict[str, int], dict[str, int]]]) -> None:
+        self._count = count
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        by_version, by_kind = self._count()
+        versions = GaugeMetricFamily(
+            "fogline_hub_devices_by_version",
+            "Devices not revoked, by agent version",
+            labels=["version"],
+        )
+        for version, count in by_version.items():
+            versions.add_metric([version], count)
+        yield versions
+        alerts = GaugeMetricFamily(
+            "fogline_hub_alerts_active", "Active alerts, by kind", labels=["kind"]
+        )
+        for kind, count in by_kind.items():
+            alerts.add_metric([kind], count)
+        yield alerts
 
 
 class RouteMetrics:

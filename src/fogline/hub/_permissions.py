@@ -71,6 +71,8 @@ ROUTE_PERMISSIONS: Final[Mapping[tuple[str, str], Need]] = {
     ("GET", f"{_V}/audit"): Permission.READ,
     ("GET", f"{_V}/audit/head"): Permission.READ,
     ("GET", f"{_V}/telemetry"): Permission.READ,
+    ("GET", f"{_V}/alerts"): Permission.READ,
+    ("POST", f"{_V}/alerts/{{ref}}/ack"): Permission.ALERT,
     # people
     ("GET", f"{_V}/whoami"): Permission.READ,
     ("POST", f"{_V}/sessions"): Access.PASSWORD,

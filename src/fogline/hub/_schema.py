@@ -307,6 +307,25 @@ class HealthSampleRow(Base):
     modules: Mapped[Any] = mapped_column(JSON, nullable=True)
 
 
+class AlertRow(Base):
+    """An alert the hub raised about a device (see _alerts.py); active until cleared."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (
+        Index("ix_alerts_cleared_at", "cleared_at"),
+        Index("ix_alerts_device_kind", "device_id", "kind"),
+    )
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    device_id: Mapped[str] = mapped_column(String(36), ForeignKey("devices.id", ondelete="CASCADE"))
+    device_name: Mapped[str] = mapped_column(String(63))
+    detail: Mapped[str] = mapped_column(String(512))
+    raised_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    cleared_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    acked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    acked_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+
+
 class RolloutRow(Base):
     """A staged rollout of one apply (or delete) to the devices it changes.
 

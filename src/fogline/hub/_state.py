@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from fogline.manifest import BlockValidators
 from fogline.security import CertificateAuthority
 
+from ._alerts import AlertThresholds
 from ._desired import DeploymentCache, DesiredNotifier
 from ._health import HealthRetention
 from ._metrics import HubMetrics
@@ -31,6 +32,8 @@ class HubSettings:
     rollout_tick_s: float = 1.0
     # Device health series: raw and rollup retention, rollup step.
     health: HealthRetention = field(default_factory=HealthRetention)
+    # When the hub raises alerts, and where it sends them.
+    alerts: AlertThresholds = field(default_factory=AlertThresholds)
 
 
 @dataclass(slots=True)

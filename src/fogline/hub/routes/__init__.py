@@ -2,6 +2,7 @@
 
     device      enrollment (claim + CSR), reports, desired state (mTLS)
     operator    claims and devices (bearer token)
+    alerts      the alerts the hub raised, and their acknowledgement
     manifest    plan, apply, get and delete fleet manifests
     release     push, list and fetch releases and artifacts
     telemetry   device uploads, operator queries
@@ -12,6 +13,7 @@
 shared with `DeviceHotPath` (hub/_hot_path.py), which serves them before FastAPI.
 """
 
+from ._alerts import router as alerts_router
 from ._device import answer_desired, answer_report
 from ._device import router as device_router
 from ._manifest import router as manifest_router
@@ -22,6 +24,7 @@ from ._rollout import router as rollout_router
 from ._telemetry import router as telemetry_router
 
 __all__ = [
+    "alerts_router",
     "answer_desired",
     "answer_report",
     "device_router",

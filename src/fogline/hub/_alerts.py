@@ -1,0 +1,198 @@
+"""Alerts the hub raises by itself, from what devices report and when.
+
+A pass (every `AlertThresholds.interval_s`) judges every device that is not
+revoked against the thresholds, raises an alert for each (device, kind)
+newly firing and clears the active ones that no longer fire: one active
+alert per device and kind, however many passes see it. New alerts go to the
+webhook given to `hub serve --alert-webhook`, if any.
+
+    offline        no report for longer than `offline_after_s`
+    crash-loop     a module in crash-loop (its last report)
+    disk-low       disk free below `disk_free_min` of the data dir's filesystem
+    memory-high    memory used above `memory_used_max`
+    cert-expiring  the device certificate expires within `cert_expiry_s`
+
+Webhook delivery is bounded: one POST per new alert, `webhook_timeout_s`
+each, at most `_MAX_QUEUED` waiting (the oldest dropped, logged), no retry;
+the alert stays in `fogline alerts ls` whatever the webhook does.
+"""
+
+import asyncio
+import datetime as dt
+import enum
+import logging
+import uuid
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+import httpx
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from fogline._log import event
+from fogline.protocol import ModuleState
+
+from ._schema import AlertRow, DeviceRow
+
+log = logging.getLogger("fogline.hub.alerts")
+_MAX_QUEUED: Final = 1000
+_MAX_DETAIL: Final = 512
+
+
+class AlertKind(enum.StrEnum):
+    OFFLINE = "offline"
+    CRASH_LOOP = "crash-loop"
+    DISK_LOW = "disk-low"
+    MEMORY_HIGH = "memory-high"
+    CERT_EXPIRING = "cert-expiring"
+
+
+@dataclass(frozen=True, slots=True)
+class AlertThresholds:
+    """When alerts fire; `hub serve --alert-*` sets them."""
+
+    offline_after_s: float = 300.0
+    disk_free_min: float = 0.10
+    memory_used_max: float = 0.90
+    cert_expiry_s: float = 30 * 86400.0
+    interval_s: float = 10.0
+    webhook_url: str | None = None
+    webhook_timeout_s: float = 5.0
+
+
+def firing(row: Any, now: dt.datetime, thresholds: AlertThresholds) -> dict[AlertKind, str]:
+    """What fires for one device now, and why in words (pure: row in, verdict out)."""
+    found: dict[AlertKind, str] = {}
+    if row.last_seen is None or (now - row.last_seen).total_seconds() > thresholds.offline_after_s:
+        seen = (
+            "never reported"
+            if row.last_seen is None
+            else f"last seen {row.last_seen:%Y-%m-%d %H:%M:%S}Z"
+        )
+        found[AlertKind.OFFLINE] = seen
+    if (row.cert_not_after - now).total_seconds() < thresholds.cert_expiry_s:
+        found[AlertKind.CERT_EXPIRING] = f"certificate expires {row.cert_not_after:%Y-%m-%d %H:%M}Z"
+    reported: Mapping[str, Any] = row.reported or {}
+    modules = (reported.get("modules") or {}).get("modules") or {}
+    looping = sorted(
+        str(name)[:64]
+        for name, m in modules.items()
+        if isinstance(m, dict) and m.get("state") == ModuleState.CRASH_LOOP
+    )
+    if looping:
+        found[AlertKind.CRASH_LOOP] = "crash-looping: " + ", ".join(looping[:8])
+    health = reported.get("health") or {}
+    free, total = health.get("disk_free_bytes"), health.get("disk_total_bytes")
+    if (
+        isinstance(free, int)
+        and isinstance(total, int)
+        and 0 <= free < total * thresholds.disk_free_min
+    ):
+        found[AlertKind.DISK_LOW] = f"{free / total * 100:.1f} % disk free"
+    used, available = health.get("mem_used_bytes"), health.get("mem_available_bytes")
+    if isinstance(used, int) and isinstance(available, int) and used + available > 0:
+        share = used / (used + available)
+        if share > thresholds.memory_used_max:
+            found[AlertKind.MEMORY_HIGH] = f"{share * 100:.1f} % memory used"
+    return found
+
+
+def evaluate(session: Session, now: dt.datetime, thresholds: AlertThresholds) -> list[AlertRow]:
+    """One pass in the caller's transaction: raise and clear; returns the new alerts."""
+    devices = session.execute(
+        select(
+            DeviceRow.id,
+            DeviceRow.name,
+            DeviceRow.last_seen,
+            DeviceRow.cert_not_after,
+            DeviceRow.reported,
+        ).where(DeviceRow.revoked_at.is_(None))
+    ).all()
+    active = {
+        (a.device_id, a.kind): a
+        for a in session.scalars(select(AlertRow).where(AlertRow.cleared_at.is_(None)))
+    }
+    raised: list[AlertRow] = []
+    still: set[tuple[str, str]] = set()
+    for device in devices:
+        for kind, detail in firing(device, now, thresholds).items():
+            still.add((device.id, kind.value))
+            if (device.id, kind.value) not in active:
+                alert = AlertRow(
+                    id=uuid.uuid4().hex,
+                    kind=kind.value,
+                    device_id=device.id,
+                    device_name=device.name,
+                    detail=detail[:_MAX_DETAIL],
+                    raised_at=now,
+                )
+                session.add(alert)
+                raised.append(alert)
+    for key, alert in active.items():
+        if key not in still:
+            alert.cleared_at = now
+    return raised
+
+
+def alert_view(row: AlertRow) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "kind": row.kind,
+        "device_id": row.device_id,
+        "device": row.device_name,
+        "detail": row.detail,
+        "raised_at": row.raised_at,
+        "cleared_at": row.cleared_at,
+        "acked_at": row.acked_at,
+        "acked_by": row.acked_by,
+        "active": row.cleared_at is None,
+    }
+
+
+def count_active_by_kind(session: Session) -> dict[str, int]:
+    rows = session.execute(
+        select(AlertRow.kind, func.count())
+        .where(AlertRow.cleared_at.is_(None))
+        .group_by(AlertRow.kind)
+    ).all()
+    counts = {str(kind): int(count) for kind, count in rows}
+    return {kind.value: int(counts.get(kind.value, 0)) for kind in AlertKind}
+
+
+class AlertWebhook:
+    """Posts new alerts to one URL, one at a time, bounded in time and queue."""
+
+    def __init__(self, url: str, timeout_s: float) -> None:
+        self._url = url
+        self._timeout_s = timeout_s
+        self._queue: deque[dict[str, Any]] = deque(maxlen=_MAX_QUEUED)
+        self._wake = asyncio.Event()
+
+    def send(self, alerts: list[dict[str, Any]]) -> None:
+        for alert in alerts:
+            if len(self._queue) == self._queue.maxlen:
+                event(log, "alerts.webhook_dropped", logging.WARNING, alert=self._queue[0]["id"])
+            self._queue.append(alert)
+        if alerts:
+            self._wake.set()
+
+    async def run(self) -> None:
+        async with httpx.AsyncClient(timeout=self._timeout_s, follow_redirects=False) as http:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                while self._queue:
+                    alert = self._queue.popleft()
+                    try:
+                        async with asyncio.timeout(self._timeout_s):
+                            response = await http.post(self._url, json=_jsonable(alert))
+                        outcome = str(response.status_code)
+                    except (httpx.HTTPError, TimeoutError) as exc:
+                        outcome = type(exc).__name__
+                    event(log, "alerts.webhook", alert=alert["id"], outcome=outcome)
+
+
+def _jsonable(alert: dict[str, Any]) -> dict[str, Any]:
+    return {k: v.isoformat() if isinstance(v, dt.datetime) else v for k, v in alert.items()}

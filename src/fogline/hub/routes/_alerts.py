@@ -1,0 +1,50 @@
+"""Alerts the hub raised (see hub/_alerts.py): list them, acknowledge one."""
+
+from typing import Annotated, Any, Final
+
+from fastapi import APIRouter, Depends
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from fogline.protocol import API_PREFIX
+
+from .._alerts import alert_view
+from .._audit import record_audit
+from .._audit_trail import audited
+from .._auth import actor_of, db_session, require_operator
+from .._clock import utcnow
+from .._errors import NotFoundError
+from .._people import Principal
+from .._schema import AlertRow
+
+router = APIRouter(prefix=API_PREFIX, tags=["alerts"])
+SessionDep = Annotated[Session, Depends(db_session)]
+OperatorDep = Annotated[Principal, Depends(require_operator)]
+# The newest first; an answer never holds more.
+MAX_ALERTS: Final = 1000
+
+
+@router.get("/alerts")
+def alerts_list(
+    _op: OperatorDep, session: SessionDep, active: bool = False
+) -> list[dict[str, Any]]:
+    """Alerts, newest first (at most 1000); `active=true`: those not cleared."""
+    query = select(AlertRow).order_by(AlertRow.raised_at.desc()).limit(MAX_ALERTS)
+    if active:
+        query = query.where(AlertRow.cleared_at.is_(None))
+    return [alert_view(row) for row in session.scalars(query)]
+
+
+@router.post("/alerts/{ref}/ack", openapi_extra=audited("alert.ack", target="{ref}"))
+def alerts_ack(ref: str, op: OperatorDep, session: SessionDep) -> dict[str, Any]:
+    """Acknowledge an alert: someone is on it. It stays active until what
+    raised it clears. Audited."""
+    row = session.get(AlertRow, ref[:64])
+    if row is None:
+        raise NotFoundError(f"no alert {ref[:64]!r}")
+    if row.acked_at is None:
+        row.acked_at = utcnow()
+        row.acked_by = actor_of(op)[:128]
+    record_audit(session, actor_of(op), "alert.ack", row.id, kind=row.kind, device=row.device_name)
+    session.commit()
+    return alert_view(row)
