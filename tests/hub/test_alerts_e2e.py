@@ -51,11 +51,13 @@ def _alerts(hub: HubProcess, active: bool = True) -> dict[str, dict[str, Any]]:
     return {a["kind"]: a for a in json.loads(out)}
 
 
+@pytest.mark.parametrize("db", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def test_alerts_are_raised_once_sent_acknowledged_and_cleared(
-    tmp_path: Path, receiver: Receiver
+    tmp_path: Path, receiver: Receiver, db: str, request: pytest.FixtureRequest
 ) -> None:
     hub = start_hub(
         tmp_path / "hub",
+        db_url=request.getfixturevalue("postgres_url") if db == "postgresql" else None,
         extra_args=[
             "--alert-offline-after",
             "3s",

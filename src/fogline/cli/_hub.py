@@ -293,8 +293,9 @@ def _alert_thresholds(
             raise typer.BadParameter(
                 f"must be an http(s) URL (got {webhook[:80]!r})", param_hint="--alert-webhook"
             )
-    # A pass every report interval (at least 1 s, at most a minute).
-    interval_s = min(max(report_interval_s, 1.0), 60.0)
+    # A pass every three report intervals (at least 1 s, at most a minute):
+    # a pass reads every device's last report.
+    interval_s = min(max(report_interval_s * 3, 1.0), 60.0)
     return AlertThresholds(
         offline_after_s=offline_after_s, interval_s=interval_s, webhook_url=webhook
     )

@@ -25,10 +25,10 @@ import uuid
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import httpx
-from sqlalchemy import func, select
+from sqlalchemy import Table, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from fogline._log import event
@@ -39,6 +39,7 @@ from ._schema import AlertRow, DeviceRow
 log = logging.getLogger("fogline.hub.alerts")
 _MAX_QUEUED: Final = 1000
 _MAX_DETAIL: Final = 512
+_LOCK_ID: Final = 0x466F_675F_616C_7274  # "Fog_alrt"
 
 
 class AlertKind(enum.StrEnum):
@@ -65,13 +66,13 @@ class AlertThresholds:
 def firing(row: Any, now: dt.datetime, thresholds: AlertThresholds) -> dict[AlertKind, str]:
     """What fires for one device now, and why in words (pure: row in, verdict out)."""
     found: dict[AlertKind, str] = {}
-    if row.last_seen is None or (now - row.last_seen).total_seconds() > thresholds.offline_after_s:
-        seen = (
-            "never reported"
-            if row.last_seen is None
-            else f"last seen {row.last_seen:%Y-%m-%d %H:%M:%S}Z"
+    # A device that never reported is judged from its enrollment: no alert
+    # for the second between enrolling and its first report.
+    seen = row.last_seen or row.enrolled_at
+    if (now - seen).total_seconds() > thresholds.offline_after_s:
+        found[AlertKind.OFFLINE] = (
+            "never reported" if row.last_seen is None else f"last seen {seen:%Y-%m-%d %H:%M:%S}Z"
         )
-        found[AlertKind.OFFLINE] = seen
     if (row.cert_not_after - now).total_seconds() < thresholds.cert_expiry_s:
         found[AlertKind.CERT_EXPIRING] = f"certificate expires {row.cert_not_after:%Y-%m-%d %H:%M}Z"
     reported: Mapping[str, Any] = row.reported or {}
@@ -99,41 +100,73 @@ def firing(row: Any, now: dt.datetime, thresholds: AlertThresholds) -> dict[Aler
     return found
 
 
-def evaluate(session: Session, now: dt.datetime, thresholds: AlertThresholds) -> list[AlertRow]:
-    """One pass in the caller's transaction: raise and clear; returns the new alerts."""
-    devices = session.execute(
-        select(
-            DeviceRow.id,
-            DeviceRow.name,
-            DeviceRow.last_seen,
-            DeviceRow.cert_not_after,
-            DeviceRow.reported,
-        ).where(DeviceRow.revoked_at.is_(None))
-    ).all()
-    active = {
-        (a.device_id, a.kind): a
-        for a in session.scalars(select(AlertRow).where(AlertRow.cleared_at.is_(None)))
-    }
-    raised: list[AlertRow] = []
+def evaluate(
+    session: Session, now: dt.datetime, thresholds: AlertThresholds
+) -> list[dict[str, Any]]:
+    """One pass in the caller's transaction: raise and clear; returns the new
+    alerts (as `alert_view` shows them).
+
+    With PostgreSQL replicas one pass runs at a time (an advisory lock; the
+    others return nothing), so an alert is raised once. On SQLite a second
+    worker's pass that read before the first committed cannot write (its
+    snapshot is stale) and is tried again next time. Core statements, no ORM
+    objects: a pass reads every device (about 0.1 ms of CPU each).
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        got = session.scalar(text("SELECT pg_try_advisory_xact_lock(:id)"), {"id": _LOCK_ID})
+        if not got:
+            return []
+    connection = session.connection()
+    devices = connection.execute(_DEVICES).all()
+    active = {(a.device_id, a.kind): a.id for a in connection.execute(_ACTIVE)}
+    raised: list[dict[str, Any]] = []
     still: set[tuple[str, str]] = set()
     for device in devices:
         for kind, detail in firing(device, now, thresholds).items():
             still.add((device.id, kind.value))
             if (device.id, kind.value) not in active:
-                alert = AlertRow(
-                    id=uuid.uuid4().hex,
-                    kind=kind.value,
-                    device_id=device.id,
-                    device_name=device.name,
-                    detail=detail[:_MAX_DETAIL],
-                    raised_at=now,
+                raised.append(
+                    {
+                        "id": uuid.uuid4().hex,
+                        "kind": kind.value,
+                        "device_id": device.id,
+                        "device_name": device.name,
+                        "detail": detail[:_MAX_DETAIL],
+                        "raised_at": now,
+                    }
                 )
-                session.add(alert)
-                raised.append(alert)
-    for key, alert in active.items():
-        if key not in still:
-            alert.cleared_at = now
-    return raised
+    if raised:
+        connection.execute(insert(_ALERTS), raised)
+    gone = [alert_id for key, alert_id in active.items() if key not in still]
+    for chunk in range(0, len(gone), 500):
+        connection.execute(
+            update(_ALERTS)
+            .where(_ALERTS.c.id.in_(gone[chunk : chunk + 500]))
+            .values(cleared_at=now)
+        )
+    shown = {"cleared_at": None, "acked_at": None, "acked_by": None, "active": True}
+    return [
+        {
+            **{k: v for k, v in alert.items() if k != "device_name"},
+            "device": alert["device_name"],
+            **shown,
+        }
+        for alert in raised
+    ]
+
+
+_ALERTS: Final = cast(Table, AlertRow.__table__)
+_DEVICES: Final = select(
+    DeviceRow.id,
+    DeviceRow.name,
+    DeviceRow.last_seen,
+    DeviceRow.enrolled_at,
+    DeviceRow.cert_not_after,
+    DeviceRow.reported,
+).where(DeviceRow.revoked_at.is_(None))
+_ACTIVE: Final = select(_ALERTS.c.id, _ALERTS.c.device_id, _ALERTS.c.kind).where(
+    _ALERTS.c.cleared_at.is_(None)
+)
 
 
 def alert_view(row: AlertRow) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from fogline import __version__
 from fogline._log import event
 from fogline.protocol import API_PREFIX, MAX_BODY_BYTES, Report
 
-from ._alerts import AlertWebhook, alert_view, count_active_by_kind, evaluate
+from ._alerts import AlertWebhook, count_active_by_kind, evaluate
 from ._audit_trail import AuditTrail
 from ._auth import require_operator
 from ._bodies import BodyLimit, add_body_models
@@ -95,7 +95,7 @@ async def alerts_forever(state: HubState) -> None:
 
     def one_pass() -> list[dict[str, Any]]:
         with state.transaction() as session:
-            return [alert_view(a) for a in evaluate(session, utcnow(), thresholds)]
+            return evaluate(session, utcnow(), thresholds)
 
     async with asyncio.TaskGroup() as tg:
         if webhook is not None:
