@@ -33,7 +33,7 @@ def _index(engine) -> set[tuple[str, str, str]]:
 def test_0015_indexes_existing_devices_and_the_listener_keeps_it_in_step(db_url) -> None:
     engine = make_engine(db_url)
     try:
-        _migrate(engine, command.upgrade, "0013")
+        _migrate(engine, command.upgrade, "0014")
         devices = list(fleet_devices(1200, dt.datetime.now(dt.UTC), "old"))
         devices[0]["platform_labels"] = {**PLATFORM, "fogline.dev/os": "windows"}
         devices[0]["labels"] = {**devices[0]["labels"], "fogline.dev/os": "claimed"}
@@ -65,7 +65,7 @@ def test_0015_indexes_existing_devices_and_the_listener_keeps_it_in_step(db_url)
         }
         assert not any(i == devices[2]["id"] for i, _, _ in index)
 
-        _migrate(engine, command.downgrade, "0013")
+        _migrate(engine, command.downgrade, "0014")
         with engine.connect() as connection:
             assert "device_labels" not in inspect(connection).get_table_names()
         _migrate(engine, command.upgrade, "0015")  # and up again, refilled
