@@ -36,8 +36,7 @@ def hub(tmp_path: Path) -> Iterator[HubProcess]:
 
 def _device_row(hub: HubProcess, name: str) -> dict[str, Any]:
     with hub.client() as client:
-        rows = client.get("/v1/devices").json()
-    return next(row for row in rows if row["name"] == name)
+        return client.get(f"/v1/devices/{name}").raise_for_status().json()
 
 
 def _update_state(hub: HubProcess, name: str) -> str | None:
