@@ -36,7 +36,8 @@ def hub(tmp_path: Path) -> Iterator[HubProcess]:
 
 def _device_row(hub: HubProcess, name: str) -> dict[str, Any]:
     with hub.client() as client:
-        return client.get(f"/v1/devices/{name}").raise_for_status().json()
+        row: dict[str, Any] = client.get(f"/v1/devices/{name}").raise_for_status().json()
+    return row
 
 
 def _update_state(hub: HubProcess, name: str) -> str | None:
