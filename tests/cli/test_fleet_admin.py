@@ -123,7 +123,7 @@ def test_releases_and_keys_go_only_when_nothing_needs_them(hub: HubProcess, tmp_
     sync(node)
     held = hub.cli("release", "rm", "web@1.0.0", check=False)
     assert held.returncode == 1 and "served it now or just before" in held.stderr
-    assert "in use by 1 device(s) served it now or just before:" in held.stderr
+    assert "in use by 1 device(s) served it now or just before" in held.stderr
 
 
 def test_claims_are_addressed_by_name(hub: HubProcess) -> None:
