@@ -405,6 +405,7 @@ EXPECTED: Final[dict[str, list[str]]] = {
         "parse_selector",
         "parse_timestamp",
         "read_sources",
+        "release_key_document",
         "revision_of",
         "selectors_overlap",
     ],

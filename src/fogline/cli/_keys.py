@@ -19,7 +19,7 @@ import yaml
 from fogline._durable import write_new
 from fogline._errors import FoglineError
 from fogline.artifact import generate_release_key, public_key_base64, public_key_pem
-from fogline.manifest import API_VERSION
+from fogline.manifest import release_key_document
 from fogline.protocol import check_module_pattern
 
 from ._common import err_console
@@ -36,15 +36,7 @@ def release_key_manifest(
 ) -> str:
     """The `ReleaseKey` document for `fogline apply -f`, as YAML; scoped to
     `modules` (name patterns) when given."""
-    spec: dict[str, object] = {"publicKey": public_key_b64}
-    if modules:
-        spec["modules"] = list(modules)
-    document = {
-        "apiVersion": API_VERSION,
-        "kind": "ReleaseKey",
-        "metadata": {"name": name},
-        "spec": spec,
-    }
+    document = release_key_document(name, public_key_b64, modules)
     text = yaml.safe_dump(document, sort_keys=False)
     if not modules:
         text += (

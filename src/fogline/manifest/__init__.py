@@ -39,7 +39,7 @@ from ._model import (
     ProvisioningClaim,
     ReleaseKey,
 )
-from ._schema import API_VERSION, KINDS, decode_public_key
+from ._schema import API_VERSION, KINDS, decode_public_key, release_key_document
 from ._selector import Operator, Requirement, Selector, selectors_overlap
 from ._selector_text import MAX_SELECTOR_CHARS, SelectorSyntaxError, parse_selector
 from ._yaml import (
@@ -88,6 +88,7 @@ __all__ = [
     "parse_selector",
     "parse_timestamp",
     "read_sources",
+    "release_key_document",
     "revision_of",
     "selectors_overlap",
 ]

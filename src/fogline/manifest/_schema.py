@@ -155,6 +155,22 @@ def _check_expires(value: str) -> str:
     return value
 
 
+def release_key_document(
+    name: str, public_key_b64: str, modules: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """A `ReleaseKey` document (as `fogline apply -f` reads it) for a public
+    key given in base64; scoped to `modules` (name patterns) when given."""
+    spec: dict[str, Any] = {"publicKey": public_key_b64}
+    if modules:
+        spec["modules"] = list(modules)
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "ReleaseKey",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+
+
 def decode_public_key(text: str) -> bytes:
     """Return the 32 raw bytes of an Ed25519 public key given as PEM or base64.
 

@@ -19,7 +19,7 @@ from fogline.artifact import (
     public_key_base64,
     sign_release,
 )
-from fogline.manifest import API_VERSION
+from fogline.manifest import release_key_document
 from fogline.protocol import SIGNATURE_HEADER
 
 from ._hub import OperatorClient
@@ -55,15 +55,8 @@ def write_standin(root: Path, name: str, version: str) -> Path:
 
 
 def release_key_manifest(name: str, key: ReleaseKeyPair) -> str:
-    return yaml.safe_dump(
-        {
-            "apiVersion": API_VERSION,
-            "kind": "ReleaseKey",
-            "metadata": {"name": name},
-            "spec": {"publicKey": public_key_base64(key.public_key)},
-        },
-        sort_keys=False,
-    )
+    document = release_key_document(name, public_key_base64(key.public_key))
+    return yaml.safe_dump(document, sort_keys=False)
 
 
 def push_standin(
