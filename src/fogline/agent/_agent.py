@@ -149,7 +149,6 @@ class Agent:
         self.metrics = AgentMetrics()
         self.identity: Identity | None = None
         self.started_at = time.monotonic()
-        self.report_interval_s = config.report_interval_s
         self.last_report_at: float | None = None
         self.last_error: str | None = None
         self.parts = NodeParts(config.hub_url, config.ca_path, config.data_dir)
@@ -232,7 +231,6 @@ class Agent:
     def _take_enroll_reply(self) -> None:
         """Report at the pace the hub's enrollment answer asked for, if it gave one."""
         if self.enroller.reply is not None:
-            self.report_interval_s = self.enroller.reply.report_interval_s
             self.reporter.interval_s = self.enroller.reply.report_interval_s
 
     def _on_enroll_retry(self, exc: HubUnreachableError, _delay_s: float) -> None:
@@ -289,7 +287,6 @@ class Agent:
         self.metrics.hub_up.set(1)
         self.last_error = None
         self.last_report_at = time.time()
-        self.report_interval_s = ack.report_interval_s
         if self.renewer is not None:
             self.renewer.hub_ca_seen(ack.ca_key_id)
         await self.selfupdate.confirm()  # a new agent on trial: it reconnected
