@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,19 @@ def _no_leftover_processes() -> Iterator[None]:
     before = set(RUNNING)
     yield
     stop_leftovers(keep=before)
+
+
+@pytest.fixture(autouse=True)
+def _default_event_loop_policy() -> Iterator[None]:
+    """A test must not leave its event loop policy to the next one.
+
+    An in-process uvicorn with `loop="uvloop"` installs uvloop's policy for the
+    whole worker; uvloop refuses `umask=` in subprocess_exec, so every module
+    the supervisor started afterwards in that worker failed to start.
+    """
+    yield
+    if not isinstance(asyncio.get_event_loop_policy(), asyncio.DefaultEventLoopPolicy):
+        asyncio.set_event_loop_policy(None)
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ If a uvicorn upgrade moves where the request scope is built, these tests
 fail instead of the device API silently seeing no certificates.
 """
 
+import asyncio
 import ssl
 import threading
 
@@ -77,6 +78,8 @@ def server(pki, request):
     yield f"https://127.0.0.1:{port}"
     srv.should_exit = True
     thread.join(10)
+    # uvicorn's loop="uvloop" set uvloop's policy for the whole process.
+    asyncio.set_event_loop_policy(None)
 
 
 def test_app_sees_the_verified_client_certificate(server, pki):
