@@ -19,6 +19,7 @@ from fogline.manifest import (
     BlockError,
     BlockValidators,
     Deployment,
+    DesiredState,
     ManifestError,
     ManifestSet,
     ManifestSource,
@@ -73,6 +74,9 @@ class PreparedChange:
     keys: dict[str, TrustedKey]  # release keys after the change
     plan: PlanResult
     pruned: list[str] = field(default_factory=list)
+    # Every enrolled, unrevoked device's compiled state after the change, in
+    # name order: the plan computed it, the rollout reuses it.
+    targets: dict[str, DesiredState] = field(default_factory=dict)
 
 
 def _resolve_modules(
@@ -204,8 +208,9 @@ def prepare(
     active = session.scalars(
         select(DeviceRow).where(DeviceRow.revoked_at.is_(None)).order_by(DeviceRow.name)
     ).all()
+    targets: dict[str, DesiredState] = {}
     for device in active:
-        state = compile_for(final, device, keys)
+        state = targets[device.id] = compile_for(final, device, keys)
         before = current.get(device.id)
         if before is not None and before.revision == state.revision:
             continue
@@ -228,7 +233,7 @@ def prepare(
         claims=[c.name for c in manifests.claims],
         release_keys=[k.name for k in manifests.release_keys],
     )
-    return PreparedChange(manifests, deployments, final, keys, plan, pruned)
+    return PreparedChange(manifests, deployments, final, keys, plan, pruned, targets)
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,6 +314,7 @@ def apply(
         keys=prepared.keys,
         policy=choose_policy(prepared.deployments, changed),
         previous=previous,
+        targets=prepared.targets,
     )
     cache.invalidate()
     return Applied(tokens, [rollout.id] if rollout is not None else [])

@@ -31,7 +31,7 @@ from .._desired import (
     bump_generation,
     compile_for,
     plain,
-    store_desired,
+    store_desired_many,
     stored_document,
 )
 from .._devices import device_status
@@ -141,6 +141,20 @@ def _members(session: Session, rollout_id: str) -> list[RolloutDeviceRow]:
     return list(session.scalars(query.execution_options(**_FRESH)).all())
 
 
+_ID_CHUNK: Final = 500  # ids per `IN (...)`: well under every bind parameter limit
+
+
+def _enrolled_device_ids(session: Session, ids: Sequence[str], *, revoked: bool = True) -> set[str]:
+    """Which of `ids` are enrolled (and, with revoked=False, not revoked)."""
+    found: set[str] = set()
+    for start in range(0, len(ids), _ID_CHUNK):
+        query = select(DeviceRow.id).where(DeviceRow.id.in_(ids[start : start + _ID_CHUNK]))
+        if not revoked:
+            query = query.where(DeviceRow.revoked_at.is_(None))
+        found.update(session.scalars(query))
+    return found
+
+
 def _start_wave(
     session: Session,
     rollout: RolloutRow,
@@ -151,14 +165,15 @@ def _start_wave(
     """Serve the wave's devices their target documents; returns how many changed."""
     now = utcnow()
     rollout.current_wave, rollout.wave_started_at, rollout.updated_at = wave, now, now
-    started = 0
-    for member in members:
-        if member.wave != wave or member.state != DeviceState.PENDING:
-            continue
-        device = session.get(DeviceRow, member.device_id)
-        if device is not None and device.revoked_at is None:
-            state = DesiredState(member.target_revision, member.target_document)
-            started += store_desired(session, device, state)
+    starting = [m for m in members if m.wave == wave and m.state == DeviceState.PENDING]
+    live = _enrolled_device_ids(session, [m.device_id for m in starting], revoked=False)
+    states = [
+        (m.device_id, DesiredState(m.target_revision, m.target_document))
+        for m in starting
+        if m.device_id in live
+    ]
+    started = store_desired_many(session, states)
+    for member in starting:
         member.state, member.started_at = DeviceState.UPDATING.value, now
     record_audit(
         session,
@@ -181,22 +196,27 @@ def start_rollout(
     keys: Mapping[str, TrustedKey],
     policy: RolloutPolicy,
     previous: Mapping[str, Any],
+    targets: Mapping[str, DesiredState] | None = None,
 ) -> RolloutRow | None:
     """Start a rollout of `final` to every device whose desired state it changes.
 
     Active rollouts of the same deployments, or whose undelivered devices now
     get another document, end as superseded; the new rollout starts from what
     each device is served now. Returns None when nothing changes.
+
+    `targets`: every enrolled, unrevoked device's state under `final`, in
+    name order, when the caller compiled them already (an apply's plan did).
     """
     lock_rollouts(session, wait=True)
-    devices = session.scalars(
-        select(DeviceRow).where(DeviceRow.revoked_at.is_(None)).order_by(DeviceRow.name)
-    ).all()
     served = {
         row.device_id: row
         for row in session.scalars(select(DesiredStateRow).execution_options(**_FRESH))
     }
-    targets = {device.id: compile_for(final, device, keys) for device in devices}
+    if targets is None:
+        devices = session.scalars(
+            select(DeviceRow).where(DeviceRow.revoked_at.is_(None)).order_by(DeviceRow.name)
+        ).all()
+        targets = {device.id: compile_for(final, device, keys) for device in devices}
     rollout_id = f"ro-{uuid4().hex[:10]}"
     held: set[str] = set()  # pending in a rollout that goes on and delivers the same
     active = session.scalars(
@@ -219,10 +239,10 @@ def start_rollout(
         else:
             held |= {m.device_id for m in unfinished if m.state == DeviceState.PENDING}
     changed = [
-        device
-        for device in devices
-        if device.id not in held
-        and (device.id not in served or served[device.id].revision != targets[device.id].revision)
+        device_id
+        for device_id, target in targets.items()
+        if device_id not in held
+        and (device_id not in served or served[device_id].revision != target.revision)
     ]
     if not changed and not deployments:
         return None
@@ -248,16 +268,16 @@ def start_rollout(
     session.add(rollout)
     session.flush()  # no ORM relationship orders the inserts: the parent goes first
     members: list[RolloutDeviceRow] = []
-    for index, device in enumerate(changed):
-        before = served.get(device.id)
+    for index, device_id in enumerate(changed):
+        before = served.get(device_id)
         members.append(
             RolloutDeviceRow(
                 rollout_id=rollout_id,
-                device_id=device.id,
+                device_id=device_id,
                 wave=next(k for k, bound in enumerate(bounds) if index < bound),
                 state=DeviceState.PENDING.value,
-                target_revision=targets[device.id].revision,
-                target_document=plain(targets[device.id].document),
+                target_revision=targets[device_id].revision,
+                target_document=plain(targets[device_id].document),
                 previous_revision=before.revision if before else None,
                 previous_document=plain(before.document) if before else None,
             )
@@ -289,14 +309,13 @@ def _revert(
     downgrade (it refuses an unmarked downgrade), and the rollback's
     downgrades are audited.
     """
-    changed = 0
     downgraded: dict[str, tuple[str, str]] = {}
     devices_downgraded = 0
-    for member in members:
-        if member.state in (DeviceState.PENDING, DeviceState.REVERTED):
-            continue
-        device = session.get(DeviceRow, member.device_id)
-        if device is not None and member.previous_document is not None:
+    started = [m for m in members if m.state not in (DeviceState.PENDING, DeviceState.REVERTED)]
+    enrolled = _enrolled_device_ids(session, [m.device_id for m in started])
+    states: list[tuple[str, DesiredState]] = []
+    for member in started:
+        if member.device_id in enrolled and member.previous_document is not None:
             state = DesiredState(member.previous_revision or "", member.previous_document)
             going_down = module_downgrades(member.target_document, member.previous_document)
             previous = stored_document(member.previous_document)
@@ -308,8 +327,9 @@ def _revert(
                 state = DesiredState(revision_of(document), document)
                 downgraded.update(going_down)
                 devices_downgraded += 1
-            changed += store_desired(session, device, state)
+            states.append((member.device_id, state))
         member.state = DeviceState.REVERTED.value
+    changed = store_desired_many(session, states)
     if downgraded:
         record_audit(
             session,
