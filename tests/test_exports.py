@@ -238,6 +238,7 @@ EXPECTED: Final[dict[str, list[str]]] = {
         "ClientCertH11Protocol",
         "ClientCertHttpToolsProtocol",
         "ConnectionLimits",
+        "ForecastSettings",
         "HealthRetention",
         "HubFiles",
         "HubSettings",

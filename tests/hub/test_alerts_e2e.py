@@ -131,6 +131,9 @@ def test_an_unknown_alert_is_404_and_the_cli_says_so_in_one_line(tmp_path: Path)
         ("--health-rollup-step", "500ms"),
         ("--health-raw-retention", "5m"),  # shorter than two 5m rollup steps
         ("--health-rollup-retention", "1m"),
+        ("--forecast-window", "soon"),
+        ("--forecast-interval", "500ms"),
+        ("--forecast-horizon", "0s"),
     ],
 )
 def test_a_bad_alert_or_health_flag_is_refused_at_start(

@@ -18,6 +18,7 @@ from . import (
     _config,
     _devices,
     _hub,
+    _insights,
     _keys,
     _launcher,
     _logs,
@@ -78,6 +79,7 @@ app.command("logs")(_logs.logs)
 app.add_typer(_rollout.app, name="rollout")
 app.add_typer(_audit.app, name="audit")
 app.add_typer(_alerts.app, name="alerts")
+app.add_typer(_insights.app, name="insights")
 app.add_typer(_ca.app, name="ca")
 app.add_typer(_sim.app, name="sim")
 app.add_typer(_people.users_app, name="users")

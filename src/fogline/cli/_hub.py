@@ -13,7 +13,7 @@ from ._ca import CaPassphraseOpt, read_passphrase
 from ._common import LogFormatOpt
 
 if TYPE_CHECKING:
-    from fogline.hub import AlertThresholds, HealthRetention
+    from fogline.hub import AlertThresholds, ForecastSettings, HealthRetention
 
 # Shorter, and a node renews every few seconds (only tests want that).
 MIN_DEVICE_CERT_VALIDITY_S = 10.0
@@ -61,6 +61,23 @@ def serve_command(
         str | None,
         typer.Option(help="POST each new alert as JSON to this http(s) URL (5 s timeout)."),
     ] = None,
+    forecast_window: Annotated[
+        str,
+        typer.Option(
+            help="The last hours of health a forecast fits a trend to (disk full, memory leaks), "
+            "e.g. 6h; cut to --health-raw-retention."
+        ),
+    ] = "6h",
+    forecast_min_span: Annotated[
+        str, typer.Option(help="Samples this far apart at least before a forecast, e.g. 30m.")
+    ] = "30m",
+    forecast_horizon: Annotated[
+        str,
+        typer.Option(help="Alert when a disk or memory is forecast full within this (24h)."),
+    ] = "24h",
+    forecast_interval: Annotated[
+        str, typer.Option(help="How often the forecast pass runs, e.g. 1m.")
+    ] = "1m",
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
     log_format: LogFormatOpt = None,
     workers: Annotated[
@@ -165,8 +182,12 @@ def serve_command(
         )
     health = _health_retention(health_raw_retention, health_rollup_step, health_rollup_retention)
     alerts = _alert_thresholds(alert_offline_after, alert_webhook, report_interval)
+    forecast = _forecast_settings(
+        health, forecast_window, forecast_min_span, forecast_horizon, forecast_interval
+    )
     settings = HubSettings(
         alerts=alerts,
+        forecast=forecast,
         health=health,
         device_cert_validity_s=validity_s,
         report_interval_s=report_interval,
@@ -272,6 +293,36 @@ def _health_retention(raw: str, step: str, rollups: str) -> "HealthRetention":
         raw_retention_s=seconds["--health-raw-retention"],
         rollup_step_s=step_s,
         rollup_retention_s=seconds["--health-rollup-retention"],
+    )
+
+
+def _forecast_settings(
+    health: "HealthRetention", window: str, min_span: str, horizon: str, interval: str
+) -> "ForecastSettings":
+    from fogline._duration import parse_duration
+    from fogline.hub import ForecastSettings
+
+    seconds: dict[str, float] = {}
+    for hint, value in (
+        ("--forecast-window", window),
+        ("--forecast-min-span", min_span),
+        ("--forecast-horizon", horizon),
+        ("--forecast-interval", interval),
+    ):
+        try:
+            seconds[hint] = parse_duration(value)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint=hint) from None
+        if seconds[hint] < 1:
+            raise typer.BadParameter(f"must be at least 1s (got {value!r})", param_hint=hint)
+    # The forecast reads raw samples: a window past their retention is cut
+    # to it (a hub keeping 1h of samples forecasts over that hour).
+    window_s = min(seconds["--forecast-window"], health.raw_retention_s)
+    return ForecastSettings(
+        window_s=window_s,
+        min_span_s=min(seconds["--forecast-min-span"], window_s),
+        horizon_s=seconds["--forecast-horizon"],
+        interval_s=seconds["--forecast-interval"],
     )
 
 

@@ -7,6 +7,7 @@ from ._ca_lifecycle import CaLifecycleError, RetireResult, Straggler, retire_old
 from ._connections import ConnectionLimits
 from ._datadir import HubFiles, prepare_data_dir
 from ._db import make_engine, sqlite_url, upgrade_schema
+from ._forecast import ForecastSettings
 from ._health import HealthRetention
 from ._listener import parse_metrics_listen
 from ._serve import BuiltHub, ServeOptions, build_hub, serve
@@ -21,6 +22,7 @@ __all__ = [
     "ClientCertH11Protocol",
     "ClientCertHttpToolsProtocol",
     "ConnectionLimits",
+    "ForecastSettings",
     "HealthRetention",
     "HubFiles",
     "HubSettings",

@@ -11,6 +11,12 @@ webhook given to `hub serve --alert-webhook`, if any.
     disk-low       disk free below `disk_free_min` of the data dir's filesystem
     memory-high    memory used above `memory_used_max`
     cert-expiring  the device certificate expires within `cert_expiry_s`
+    peer-anomaly   a figure far from its peers' (same deployments and
+                   hardware; robust z-score, see _peers.py)
+
+Forecast kinds (`disk-full-forecast`, `memory-leak`) are raised and cleared
+by the forecast pass (_insights.py), for the devices it examined; a pass here
+leaves them alone. An alert's `data` holds what its detail says, as data.
 
 Webhook delivery is bounded: one POST per new alert, `webhook_timeout_s`
 each, at most `_MAX_QUEUED` waiting (the oldest dropped, logged), no retry;
@@ -34,7 +40,10 @@ from sqlalchemy.orm import Session
 from fogline._log import event
 from fogline.protocol import ModuleState
 
-from ._schema import AlertRow, DeviceRow
+from ._desired import parse_deployments
+from ._device_labels import effective_labels
+from ._peers import device_figures, peer_anomalies, peer_key
+from ._schema import AlertRow, DeploymentRow, DeviceRow
 
 log = logging.getLogger("fogline.hub.alerts")
 _MAX_QUEUED: Final = 1000
@@ -48,6 +57,13 @@ class AlertKind(enum.StrEnum):
     DISK_LOW = "disk-low"
     MEMORY_HIGH = "memory-high"
     CERT_EXPIRING = "cert-expiring"
+    PEER_ANOMALY = "peer-anomaly"
+    DISK_FULL_FORECAST = "disk-full-forecast"
+    MEMORY_LEAK = "memory-leak"
+
+
+# Judged by the forecast pass over a share of the fleet at a time, not here.
+FORECAST_KINDS: Final = frozenset({AlertKind.DISK_FULL_FORECAST, AlertKind.MEMORY_LEAK})
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,26 +134,56 @@ def evaluate(
             return []
     connection = session.connection()
     devices = connection.execute(_DEVICES).all()
-    active = {(a.device_id, a.kind): a.id for a in connection.execute(_ACTIVE)}
+    found: dict[str, dict[AlertKind, Finding]] = {}
+    for device in devices:
+        fires = firing(device, now, thresholds).items()
+        found[device.id] = {kind: Finding(detail) for kind, detail in fires}
+    for device_id, finding in _peer_findings(session, devices).items():
+        found[device_id][AlertKind.PEER_ANOMALY] = finding
+    names = {device.id: device.name for device in devices}
+    active = connection.execute(_ACTIVE.where(_ALERTS.c.kind.not_in(sorted(FORECAST_KINDS)))).all()
+    return settle(connection, now, active, found, names)
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """Why an alert fires, in words and as data."""
+
+    detail: str
+    data: Mapping[str, Any] | None = None
+
+
+def settle(
+    connection: Any,
+    now: dt.datetime,
+    active: Any,
+    found: Mapping[str, Mapping[AlertKind, Finding]],
+    names: Mapping[str, str],
+) -> list[dict[str, Any]]:
+    """Raise what is found and not active, clear the `active` alerts (rows of
+    id, device_id, kind: those the caller judged) no longer found; returns the
+    new alerts as `alert_view` shows them."""
+    current = {(a.device_id, a.kind): a.id for a in active}
     raised: list[dict[str, Any]] = []
     still: set[tuple[str, str]] = set()
-    for device in devices:
-        for kind, detail in firing(device, now, thresholds).items():
-            still.add((device.id, kind.value))
-            if (device.id, kind.value) not in active:
+    for device_id, kinds in found.items():
+        for kind, finding in kinds.items():
+            still.add((device_id, kind.value))
+            if (device_id, kind.value) not in current:
                 raised.append(
                     {
                         "id": uuid.uuid4().hex,
                         "kind": kind.value,
-                        "device_id": device.id,
-                        "device_name": device.name,
-                        "detail": detail[:_MAX_DETAIL],
+                        "device_id": device_id,
+                        "device_name": names[device_id],
+                        "detail": finding.detail[:_MAX_DETAIL],
                         "raised_at": now,
+                        "data": dict(finding.data) if finding.data is not None else None,
                     }
                 )
     if raised:
         connection.execute(insert(_ALERTS), raised)
-    gone = [alert_id for key, alert_id in active.items() if key not in still]
+    gone = [alert_id for key, alert_id in current.items() if key not in still]
     for chunk in range(0, len(gone), 500):
         connection.execute(
             update(_ALERTS)
@@ -155,6 +201,45 @@ def evaluate(
     ]
 
 
+# A device is flagged for its most-off figures, at most this many.
+_MAX_ANOMALIES_SHOWN: Final = 3
+
+
+def _peer_findings(session: Session, devices: Any) -> dict[str, Finding]:
+    """Devices whose last reported health is far from their peers' (_peers.py)."""
+    deployments = parse_deployments(session.scalars(select(DeploymentRow)))
+    figures = []
+    for device in devices:
+        health = (device.reported or {}).get("health")
+        if not health:
+            continue
+        labels = effective_labels(device)
+        chosen = [d.name for d in deployments if d.selector.matches(labels)]
+        figures.extend(device_figures(device.id, peer_key(chosen, labels), health))
+    by_device: dict[str, list[Any]] = {}
+    for anomaly in peer_anomalies(figures):  # most off first
+        by_device.setdefault(anomaly.device_id, []).append(anomaly)
+    return {
+        device_id: Finding(
+            "; ".join(a.words() for a in anomalies[:_MAX_ANOMALIES_SHOWN]),
+            {
+                "anomalies": [
+                    {
+                        "metric": a.metric,
+                        "value": a.value,
+                        "peer_median": a.peer_median,
+                        "z": round(a.z, 2),
+                        "peers": a.peers,
+                        "peer_count": a.peer_count,
+                    }
+                    for a in anomalies[:_MAX_ANOMALIES_SHOWN]
+                ]
+            },
+        )
+        for device_id, anomalies in by_device.items()
+    }
+
+
 _ALERTS: Final = cast(Table, AlertRow.__table__)
 _DEVICES: Final = select(
     DeviceRow.id,
@@ -163,6 +248,8 @@ _DEVICES: Final = select(
     DeviceRow.enrolled_at,
     DeviceRow.cert_not_after,
     DeviceRow.reported,
+    DeviceRow.labels,
+    DeviceRow.platform_labels,
 ).where(DeviceRow.revoked_at.is_(None))
 _ACTIVE: Final = select(_ALERTS.c.id, _ALERTS.c.device_id, _ALERTS.c.kind).where(
     _ALERTS.c.cleared_at.is_(None)
@@ -181,6 +268,7 @@ def alert_view(row: AlertRow) -> dict[str, Any]:
         "acked_at": row.acked_at,
         "acked_by": row.acked_by,
         "active": row.cleared_at is None,
+        "data": row.data,
     }
 
 

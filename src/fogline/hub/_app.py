@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
@@ -24,6 +25,7 @@ from ._desired import desired_changes_since
 from ._devices import count_devices_by_status, count_devices_by_version
 from ._error_responses import install_error_handlers
 from ._health import epoch_ms, roll_up
+from ._insights import device_names, failure_groups, forecast_pass, group_view
 from ._metrics import RequestTiming
 from ._people import Principal
 from ._state import HubState
@@ -84,18 +86,57 @@ async def health_rollups_forever(state: HubState) -> None:
 
 
 async def alerts_forever(state: HubState) -> None:
-    """Raise and clear alerts (see _alerts.py), and send the new ones to the
-    webhook; a failed pass is logged and tried again."""
+    """Raise and clear alerts (see _alerts.py), run the forecast pass when due
+    (_insights.py), and send the new alerts, and the failure groups they
+    join, to the webhook; a failed pass is logged and tried again."""
     thresholds = state.settings.alerts
+    forecast = state.settings.forecast
     webhook = (
         AlertWebhook(thresholds.webhook_url, thresholds.webhook_timeout_s)
         if thresholds.webhook_url
         else None
     )
+    # Where the next forecast pass starts (a device id), and when it is due.
+    cursor = ""
+    forecast_due = 0.0
+    # Groups sent, by id, with their size then: a group is sent again when it
+    # has doubled, not once per device that joins it.
+    groups_sent: dict[str, int] = {}
 
     def one_pass() -> list[dict[str, Any]]:
+        nonlocal cursor, forecast_due
         with state.transaction() as session:
-            return evaluate(session, utcnow(), thresholds)
+            raised = evaluate(session, utcnow(), thresholds)
+        now_s = time.monotonic()
+        if now_s >= forecast_due:
+            forecast_due = now_s + forecast.interval_s
+            # Its own try: the alerts just raised still go to the webhook.
+            try:
+                with state.transaction() as session:
+                    more, cursor = forecast_pass(session, utcnow(), forecast, cursor)
+            except Exception as exc:
+                event(log, "alerts.forecast_failed", logging.WARNING, error=_describe(exc))
+            else:
+                raised += more
+        if raised and webhook is not None:
+            raised += _new_groups({a["kind"] for a in raised})
+        return raised
+
+    def _new_groups(kinds: set[str]) -> list[dict[str, Any]]:
+        with state.sessions() as session:
+            groups = failure_groups(session, kinds)
+            names = device_names(session, {d for g in groups for d in g.device_ids[:20]})
+        out = []
+        if len(groups_sent) > 10_000:
+            groups_sent.clear()  # bounded: at worst a group is sent once more
+        for view in (group_view(g, names) for g in groups):
+            before = groups_sent.get(view["id"], 0)
+            if view["count"] >= 2 * before:
+                groups_sent[view["id"]] = view["count"]
+                out.append(
+                    {**view, "id": f"group-{view['id']}", "group": True, "raised_at": utcnow()}
+                )
+        return out
 
     async with asyncio.TaskGroup() as tg:
         if webhook is not None:
@@ -107,7 +148,7 @@ async def alerts_forever(state: HubState) -> None:
                 event(log, "alerts.pass_failed", logging.WARNING, error=_describe(exc))
             else:
                 for alert in raised:
-                    event(log, "alerts.raised", kind=alert["kind"], device=alert["device"])
+                    event(log, "alerts.raised", kind=alert["kind"], device=alert.get("device"))
                 if webhook is not None:
                     webhook.send(raised)
             await asyncio.sleep(thresholds.interval_s)

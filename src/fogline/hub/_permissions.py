@@ -73,6 +73,7 @@ ROUTE_PERMISSIONS: Final[Mapping[tuple[str, str], Need]] = {
     ("GET", f"{_V}/telemetry"): Permission.READ,
     ("GET", f"{_V}/alerts"): Permission.READ,
     ("POST", f"{_V}/alerts/{{ref}}/ack"): Permission.ALERT,
+    ("GET", f"{_V}/insights"): Permission.READ,
     # people
     ("GET", f"{_V}/whoami"): Permission.READ,
     ("POST", f"{_V}/sessions"): Access.PASSWORD,

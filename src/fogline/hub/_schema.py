@@ -324,6 +324,9 @@ class AlertRow(Base):
     cleared_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     acked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     acked_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    # What the detail says, as data: a forecast's seconds and interval, a
+    # peer anomaly's metric and z-score (hub/_insights.py); None for the rest.
+    data: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class RolloutRow(Base):

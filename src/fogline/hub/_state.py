@@ -13,6 +13,7 @@ from fogline.security import CertificateAuthority
 
 from ._alerts import AlertThresholds
 from ._desired import DeploymentCache, DesiredNotifier
+from ._forecast import ForecastSettings
 from ._health import HealthRetention
 from ._metrics import HubMetrics
 from ._reports import ReportWriter
@@ -34,6 +35,8 @@ class HubSettings:
     health: HealthRetention = field(default_factory=HealthRetention)
     # When the hub raises alerts, and where it sends them.
     alerts: AlertThresholds = field(default_factory=AlertThresholds)
+    # Forecasts over health series (disk full, memory leaks): see _insights.py.
+    forecast: ForecastSettings = field(default_factory=ForecastSettings)
 
 
 @dataclass(slots=True)

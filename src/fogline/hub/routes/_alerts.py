@@ -1,4 +1,5 @@
-"""Alerts the hub raised (see hub/_alerts.py): list them, acknowledge one."""
+"""Alerts the hub raised (see hub/_alerts.py): list them, acknowledge one;
+and the insights drawn from them (hub/_insights.py)."""
 
 from typing import Annotated, Any, Final
 
@@ -14,6 +15,7 @@ from .._audit_trail import audited
 from .._auth import actor_of, db_session, require_operator
 from .._clock import utcnow
 from .._errors import NotFoundError
+from .._insights import insights
 from .._people import Principal
 from .._schema import AlertRow
 
@@ -48,3 +50,11 @@ def alerts_ack(ref: str, op: OperatorDep, session: SessionDep) -> dict[str, Any]
     record_audit(session, actor_of(op), "alert.ack", row.id, kind=row.kind, device=row.device_name)
     session.commit()
     return alert_view(row)
+
+
+@router.get("/insights")
+def insights_list(_op: OperatorDep, session: SessionDep) -> dict[str, Any]:
+    """Forecasts (disk full, memory leaks), devices far from their peers, and
+    the active alerts grouped by what their devices share, largest group
+    first (each list at most 1000)."""
+    return insights(session)
