@@ -36,11 +36,11 @@ def _start(tmp_path: Path, receiver: Receiver, db_url: str | None) -> HubProcess
         db_url=db_url,
         extra_args=[
             # An alert pass every second; a forecast pass every second over
-            # the last 20 s of samples (hours, in a real fleet).
+            # the last 30 s of samples (hours, in a real fleet).
             "--report-interval",
             "0.3",
             "--forecast-window",
-            "20s",
+            "30s",
             "--forecast-min-span",
             "2s",
             "--forecast-interval",
@@ -97,7 +97,11 @@ def test_a_filling_disk_raises_the_forecast_alert_before_it_is_full(
             0.3 * free_when_raised / (4 * MIB) < data["seconds"] < 3 * free_when_raised / (4 * MIB)
         )
 
-        # Through the alert machinery: the webhook, /metrics by kind, the CLI.
+        # Through the alert machinery: the CLI, the webhook, /metrics by kind.
+        # (Read first: the samples age out of the 30 s window behind them.)
+        found = json.loads(hub.cli("insights", "ls", "-o", "json").stdout)
+        assert [f["device"] for f in found["forecasts"]] == ["node-17"]
+        assert found["forecasts"][0]["kind"] == "disk-full-forecast"
         wait_until(
             lambda: any(
                 json.loads(seen.body).get("kind") == "disk-full-forecast" for seen in receiver.seen
@@ -106,9 +110,6 @@ def test_a_filling_disk_raises_the_forecast_alert_before_it_is_full(
             "the forecast on the webhook",
         )
         assert hub.metric("fogline_hub_alerts_active", kind="disk-full-forecast") == 1
-        found = json.loads(hub.cli("insights", "ls", "-o", "json").stdout)
-        assert [f["device"] for f in found["forecasts"]] == ["node-17"]
-        assert found["forecasts"][0]["kind"] == "disk-full-forecast"
     finally:
         hub.stop()
 

@@ -379,6 +379,21 @@ def revoke(
     show_rows([row], output)
 
 
+@app.command("unquarantine")
+def unquarantine(
+    ref: Annotated[str, typer.Argument(help="Device id or name.")],
+    hub: HubOpt = None,
+    token: TokenOpt = None,
+    ca: CaOpt = None,
+    output: OutputOpt = None,
+) -> None:
+    """Lift the quarantine the hub put on a device that crash-looped too often
+    (a deployment's spec.selfHealing.quarantineAfter). Audited."""
+    with connect(hub, token, ca) as client:
+        row = client.post(f"/v1/devices/{ref}/unquarantine")
+    show_rows([row], output)
+
+
 @app.command("promote")
 def promote(
     ref: Annotated[str, typer.Argument(help="Device id or name.")],

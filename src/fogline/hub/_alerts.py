@@ -29,7 +29,7 @@ import enum
 import logging
 import uuid
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, cast
 
@@ -38,6 +38,7 @@ from sqlalchemy import Table, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from fogline._log import event
+from fogline.manifest import Deployment
 from fogline.protocol import ModuleState
 
 from ._desired import parse_deployments
@@ -117,7 +118,10 @@ def firing(row: Any, now: dt.datetime, thresholds: AlertThresholds) -> dict[Aler
 
 
 def evaluate(
-    session: Session, now: dt.datetime, thresholds: AlertThresholds
+    session: Session,
+    now: dt.datetime,
+    thresholds: AlertThresholds,
+    deployments: Sequence[Deployment] | None = None,
 ) -> list[dict[str, Any]]:
     """One pass in the caller's transaction: raise and clear; returns the new
     alerts (as `alert_view` shows them).
@@ -127,6 +131,7 @@ def evaluate(
     worker's pass that read before the first committed cannot write (its
     snapshot is stale) and is tried again next time. Core statements, no ORM
     objects: a pass reads every device (about 0.1 ms of CPU each).
+    `deployments`: the hub's parsed cache (None: parsed here), for peers.
     """
     if session.get_bind().dialect.name == "postgresql":
         got = session.scalar(text("SELECT pg_try_advisory_xact_lock(:id)"), {"id": _LOCK_ID})
@@ -138,7 +143,9 @@ def evaluate(
     for device in devices:
         fires = firing(device, now, thresholds).items()
         found[device.id] = {kind: Finding(detail) for kind, detail in fires}
-    for device_id, finding in _peer_findings(session, devices).items():
+    if deployments is None:
+        deployments = parse_deployments(session.scalars(select(DeploymentRow)))
+    for device_id, finding in _peer_findings(deployments, devices).items():
         found[device_id][AlertKind.PEER_ANOMALY] = finding
     names = {device.id: device.name for device in devices}
     active = connection.execute(_ACTIVE.where(_ALERTS.c.kind.not_in(sorted(FORECAST_KINDS)))).all()
@@ -205,9 +212,8 @@ def settle(
 _MAX_ANOMALIES_SHOWN: Final = 3
 
 
-def _peer_findings(session: Session, devices: Any) -> dict[str, Finding]:
+def _peer_findings(deployments: Sequence[Deployment], devices: Any) -> dict[str, Finding]:
     """Devices whose last reported health is far from their peers' (_peers.py)."""
-    deployments = parse_deployments(session.scalars(select(DeploymentRow)))
     figures = []
     for device in devices:
         health = (device.reported or {}).get("health")

@@ -28,6 +28,7 @@ from ._health import epoch_ms, roll_up
 from ._insights import device_names, failure_groups, forecast_pass, group_view
 from ._metrics import RequestTiming
 from ._people import Principal
+from ._self_healing import quarantine_pass
 from ._state import HubState
 from ._telemetry import apply_retention
 from .releases import MAX_RELEASE_BYTES
@@ -106,7 +107,15 @@ async def alerts_forever(state: HubState) -> None:
     def one_pass() -> list[dict[str, Any]]:
         nonlocal cursor, forecast_due
         with state.transaction() as session:
-            raised = evaluate(session, utcnow(), thresholds)
+            deployments = state.deployments.get(session)
+            raised = evaluate(session, utcnow(), thresholds, deployments)
+        # Its own transaction, after the alerts it counts are committed.
+        with state.transaction() as session:
+            quarantined = quarantine_pass(session, utcnow(), deployments, state.deployments)
+        for name in quarantined:
+            event(log, "devices.quarantined", logging.WARNING, device=name)
+        if quarantined:
+            state.notifier.poke()
         now_s = time.monotonic()
         if now_s >= forecast_due:
             forecast_due = now_s + forecast.interval_s

@@ -47,6 +47,7 @@ ROUTE_PERMISSIONS: Final[Mapping[tuple[str, str], Need]] = {
     ("GET", f"{_V}/devices/{{ref}}/desired"): Permission.READ,
     ("GET", f"{_V}/devices/{{ref}}/health"): Permission.READ,
     ("PATCH", f"{_V}/devices/{{ref}}/labels"): Permission.LABEL,  # and the scope
+    ("POST", f"{_V}/devices/{{ref}}/unquarantine"): Permission.LABEL,  # and the scope
     ("POST", f"{_V}/devices/{{ref}}/revoke"): Permission.REVOKE,
     ("DELETE", f"{_V}/devices/{{ref}}"): Permission.REVOKE,
     # manifests: ReleaseKey and ProvisioningClaim documents need their own

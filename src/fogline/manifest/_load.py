@@ -171,6 +171,7 @@ def _deployment(model: DeploymentModel, origin: Origin) -> Deployment:
         drift=cast(DriftPolicy | None, spec.drift),
         origin=origin,
         sensors=spec.sensors.model_dump(exclude_unset=True) if spec.sensors else {},
+        self_healing=spec.selfHealing.model_dump(exclude_none=True) if spec.selfHealing else {},
     )
 
 

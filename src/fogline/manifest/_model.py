@@ -58,6 +58,9 @@ class Deployment:
     # Who may send readings to its nodes: ingest token digests and MQTT
     # sensor accounts, as written (checked by the schema); empty: none declared.
     sensors: JsonObject = field(default_factory=_empty)
+    # What the hub does by itself to the selected devices (spec.selfHealing,
+    # as written and checked by the schema); never part of a desired state.
+    self_healing: JsonObject = field(default_factory=_empty)
 
     def __post_init__(self) -> None:
         # Deep-freeze whatever the caller passed, so a deployment (and every
@@ -67,6 +70,7 @@ class Deployment:
         object.__setattr__(self, "pipelines", freeze(self.pipelines))
         object.__setattr__(self, "rollout", freeze(self.rollout))
         object.__setattr__(self, "sensors", freeze(self.sensors))
+        object.__setattr__(self, "self_healing", freeze(self.self_healing))
 
     def to_document(self) -> dict[str, Any]:
         """Return the manifest document this deployment reads back from."""
@@ -77,6 +81,7 @@ class Deployment:
             ("pipelines", self.pipelines),
             ("rollout", self.rollout),
             ("sensors", self.sensors),
+            ("selfHealing", self.self_healing),
         ):
             if value:
                 spec[key] = thaw(value)

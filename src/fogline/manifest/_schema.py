@@ -17,6 +17,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from fogline._duration import parse_duration
+
 from ..protocol import (
     DEVICE_NAME_GLOB_PATTERN,
     LABEL_KEY_RE,
@@ -326,6 +328,35 @@ class SensorsModel(BaseModel):
     mqtt: SensorMqttModel | None = None
 
 
+# Bounds of spec.selfHealing.quarantineAfter: a window of a minute to 30
+# days (the hub counts alerts raised in it), a thousand failures at most.
+MIN_QUARANTINE_WINDOW_S: Final = 60.0
+MAX_QUARANTINE_WINDOW_S: Final = 30 * 86400.0
+MAX_QUARANTINE_FAILURES: Final = 1000
+
+
+def _check_quarantine_window(value: str) -> str:
+    seconds = parse_duration(value)
+    if not MIN_QUARANTINE_WINDOW_S <= seconds <= MAX_QUARANTINE_WINDOW_S:
+        raise ValueError(f"must be between 1m and 30d (got {value!r})")
+    return value
+
+
+class QuarantineAfterModel(BaseModel):
+    """Quarantine a selected device after `failures` crash loops within `window`."""
+
+    model_config = _STRICT
+    failures: Annotated[int, Field(ge=1, le=MAX_QUARANTINE_FAILURES, strict=True)]
+    window: Annotated[str, Field(max_length=16), AfterValidator(_check_quarantine_window)]
+
+
+class SelfHealingModel(BaseModel):
+    """What the hub does by itself to the selected devices (hub/_self_healing.py)."""
+
+    model_config = _STRICT
+    quarantineAfter: QuarantineAfterModel | None = None
+
+
 class DeploymentSpecModel(BaseModel):
     model_config = _STRICT
     selector: SelectorModel
@@ -340,6 +371,7 @@ class DeploymentSpecModel(BaseModel):
     rollout: dict[str, Any] = {}
     drift: Annotated[str, AfterValidator(_one_of(*DRIFT_POLICIES))] | None = None
     sensors: SensorsModel | None = None
+    selfHealing: SelfHealingModel | None = None
 
 
 class ClaimSpecModel(BaseModel):

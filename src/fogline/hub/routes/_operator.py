@@ -38,12 +38,13 @@ from .._devices import (
     remove_device,
     revoke_device,
 )
-from .._errors import BadRequestError, NotFoundError
+from .._errors import BadRequestError, ConflictError, NotFoundError
 from .._health import epoch_ms, read_series, series_query
 from .._inventory import device_page, parse_device_query
 from .._people import Principal
 from .._schema import DesiredStateRow
 from .._scopes import check_device_in_scope
+from .._self_healing import UNQUARANTINE_ACTION, lift_quarantine
 
 log = logging.getLogger("fogline.hub.operator")
 router = APIRouter(prefix=API_PREFIX, tags=["operator"])
@@ -245,6 +246,36 @@ def devices_label(
         remove=body.remove,
         promote=body.promote,
     )
+    return device_view(row, utcnow(), state.settings.offline_after_s)
+
+
+@router.post(
+    "/devices/{ref}/unquarantine",
+    response_model=DeviceView,
+    openapi_extra=audited(UNQUARANTINE_ACTION, target="{ref}"),
+)
+def devices_unquarantine(
+    ref: str, op: OperatorDep, session: SessionDep, state: StateDep
+) -> DeviceView:
+    """Lift the quarantine the hub put on a device (hub/_self_healing.py): the
+    `fogline.dev/quarantined` label goes, and crash loops before now are not
+    counted again. Audited."""
+    row = find_device(session, ref)
+    check_device_in_scope(op, row)
+    before = effective_labels(row)
+    if not lift_quarantine(session, row, state.deployments):
+        raise ConflictError(f"device {row.name!r} is not quarantined")
+    record_audit(
+        session,
+        actor_of(op),
+        UNQUARANTINE_ACTION,
+        row.name,
+        device_id=row.id,
+        before=before,
+        after=effective_labels(row),
+    )
+    session.commit()
+    state.notifier.poke()
     return device_view(row, utcnow(), state.settings.offline_after_s)
 
 
