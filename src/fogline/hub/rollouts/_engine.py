@@ -39,11 +39,13 @@ from .._errors import ConflictError, NotFoundError
 from .._schema import (
     DeploymentRow,
     DesiredStateRow,
+    DeviceLabelRow,
     DeviceRow,
     FleetGenerationRow,
     RolloutDeviceRow,
     RolloutRow,
 )
+from .._self_healing import QUARANTINE_LABEL
 from ..releases import module_downgrades
 from ._machine import (
     ACTIVE,
@@ -218,7 +220,16 @@ def start_rollout(
         ).all()
         targets = {device.id: compile_for(final, device, keys) for device in devices}
     rollout_id = f"ro-{uuid4().hex[:10]}"
-    held: set[str] = set()  # pending in a rollout that goes on and delivers the same
+    # Quarantined devices keep what they run: a rollout skips them until an
+    # operator lifts the quarantine (hub/_self_healing.py).
+    held: set[str] = set(
+        session.scalars(
+            select(DeviceLabelRow.device_id).where(
+                DeviceLabelRow.key == QUARANTINE_LABEL, DeviceLabelRow.value == "true"
+            )
+        )
+    )
+    # Also held: pending in a rollout that goes on and delivers the same.
     active = session.scalars(
         select(RolloutRow)
         .where(RolloutRow.state.in_([s.value for s in ACTIVE]))
