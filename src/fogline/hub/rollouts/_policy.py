@@ -7,6 +7,7 @@
       maxFailures: 2                # failed devices in the whole rollout
       onFailure: pause              # or rollback
       waveTimeout: 30m              # then: online and not done = failed, offline = skipped
+      analysis: {...}               # canary analysis: see _analysis_spec
 
 A deployment without `spec.rollout` gets `DEFAULT_POLICY`: one wave of all
 devices, no bake and no gate (`gated` is False), which is how applies
@@ -22,10 +23,12 @@ from typing import Any, Final, Literal
 
 from fogline.manifest import BlockError, parse_duration
 
+from ._analysis_spec import AnalysisSpec, parse_analysis
+
 OnFailure = Literal["pause", "rollback"]
 MAX_WAVES: Final = 20
 _KEYS: Final = frozenset(
-    {"waves", "bake", "successThreshold", "maxFailures", "onFailure", "waveTimeout"}
+    {"waves", "bake", "successThreshold", "maxFailures", "onFailure", "waveTimeout", "analysis"}
 )
 _PERCENT: Final = re.compile(r"(\d{1,3}(?:\.\d{1,4})?)%")
 
@@ -58,9 +61,14 @@ class RolloutPolicy:
     wave_timeout_s: float
     # False only for DEFAULT_POLICY (no spec.rollout): no threshold stops it.
     gated: bool = True
+    # Canary analysis of each wave against the devices still on the old
+    # revision (`spec.rollout.analysis`); None: the health gate alone.
+    analysis: AnalysisSpec | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        data["analysis"] = self.analysis.to_json() if self.analysis is not None else None
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> "RolloutPolicy":
@@ -72,6 +80,8 @@ class RolloutPolicy:
             on_failure="rollback" if data["on_failure"] == "rollback" else "pause",
             wave_timeout_s=float(data["wave_timeout_s"]),
         )
+        if data.get("analysis"):
+            policy = replace(policy, analysis=AnalysisSpec.from_json(data["analysis"]))
         if "gated" in data:
             return replace(policy, gated=bool(data["gated"]))
         # Stored before `gated` existed: the default policy is the one that
@@ -84,7 +94,8 @@ class RolloutPolicy:
         if not self.gated:
             return "one wave of all devices, no health gate (no spec.rollout)"
         waves = ",".join(w.text() for w in self.waves)
-        return f"waves {waves}, bake {self.bake_s:g}s, onFailure {self.on_failure}"
+        text = f"waves {waves}, bake {self.bake_s:g}s, onFailure {self.on_failure}"
+        return f"{text}, {self.analysis.summary()}" if self.analysis is not None else text
 
 
 DEFAULT_POLICY: Final = RolloutPolicy(
@@ -192,6 +203,7 @@ def parse_rollout_policy(block: Mapping[str, Any]) -> RolloutPolicy:
         wave_timeout_s=_duration(block["waveTimeout"], ("waveTimeout",), minimum_s=0.5)
         if "waveTimeout" in block
         else policy.wave_timeout_s,
+        analysis=parse_analysis(block["analysis"]) if "analysis" in block else None,
     )
 
 
@@ -200,15 +212,19 @@ def check_rollout(block: Mapping[str, Any]) -> None:
     parse_rollout_policy(block)
 
 
-def wave_bounds(policy: RolloutPolicy, total: int) -> list[int]:
+def wave_bounds(policy: RolloutPolicy, total: int, *, min_first: int = 1) -> list[int]:
     """Cumulative device counts at the end of each non-empty wave.
 
     The last wave always reaches every device, whatever the list says, so a
-    rollout never strands devices; waves that add nobody are dropped.
+    rollout never strands devices; waves that add nobody are dropped. The
+    first wave has at least `min_first` devices (one per stratum: see
+    `_canaries`).
     """
     bounds: list[int] = []
     for wave in policy.waves:
         size = max(1, wave.of(total)) if total else 0
+        if not bounds:
+            size = max(size, min(min_first, total))
         if size > (bounds[-1] if bounds else 0):
             bounds.append(size)
     if not bounds or bounds[-1] < total:
