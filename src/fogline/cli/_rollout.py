@@ -147,11 +147,54 @@ def _table(view: dict[str, Any]) -> Group:
         table.add_row(*_row(str(wave["wave"]), wave, wave["devices"]))
     if len(view["waves"]) > 1:
         table.add_row(*_row("all", view, view["devices"]), style="bold")
-    parts: list[Any] = [Text(visible(title)), table, Text(visible(outcome(view)))]
+    parts: list[Any] = [Text(visible(title)), table]
+    analysis = _analysis_table(view)
+    if analysis is not None:
+        parts.append(analysis)
+    parts.append(Text(visible(outcome(view))))
     problems = _device_problems(view)
     if problems:
         parts.append(Text(visible("\n".join(f"  {line}" for line in problems))))
     return Group(*parts)
+
+
+_VERDICT_STYLES = {"pass": "green", "fail": "red", "inconclusive": "yellow"}
+
+
+def _analysis_table(view: dict[str, Any]) -> Table | None:
+    """The last analysed wave's metrics: verdict, both medians, p-value, effect size."""
+    waves = (view.get("analysis") or {}).get("waves") or []
+    if not waves:
+        return None
+    last = waves[-1]
+    table = Table(
+        title=visible(
+            f"canary analysis, wave {last.get('wave')}: {last.get('outcome')} "
+            f"(control: {last.get('control')}, window {last.get('window_s')}s)"
+        ),
+        title_justify="left",
+        show_edge=False,
+        pad_edge=False,
+    )
+    columns = ("METRIC", "VERDICT", "CANARIES", "CONTROL", "N", "P", "EFFECT", "TOLERANCE")
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("METRIC", "VERDICT") else "right")
+    for metric in last.get("metrics") or []:
+        verdict = str(metric.get("outcome"))
+        style = _VERDICT_STYLES.get(verdict, "")
+        p = metric.get("p_value")
+        effect = metric.get("effect_size")
+        table.add_row(
+            visible(str(metric.get("metric"))),
+            f"[{style}]{verdict}[/{style}]" if style else visible(verdict),
+            visible(str(metric.get("canary_median_text") or "-")),
+            visible(str(metric.get("control_median_text") or "-")),
+            f"{metric.get('canaries')}/{metric.get('controls')}",
+            "-" if p is None else f"{float(p):.2g}",
+            "-" if effect is None else f"{float(effect):+.2f}",
+            visible(str(metric.get("tolerance"))),
+        )
+    return table
 
 
 @app.command("status")

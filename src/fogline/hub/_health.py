@@ -44,7 +44,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from fogline.protocol import NodeHealth
+from fogline.protocol import NodeHealth, OutboxReport
 
 from ._schema import HealthSampleRow
 
@@ -85,9 +85,12 @@ def epoch_ms(when: dt.datetime) -> int:
     return int(when.timestamp() * 1000)
 
 
-def health_row(device_id: str, health: NodeHealth, at_ms: int) -> dict[str, Any]:
+def health_row(
+    device_id: str, health: NodeHealth, at_ms: int, outbox: OutboxReport | None = None
+) -> dict[str, Any]:
     """The raw row of one report's health (a parameter set of `insert_samples`)."""
     row: dict[str, Any] = {name: getattr(health, name) for name in SERIES_COLUMNS}
+    row["outbox_dropped"] = outbox.dropped_quota + outbox.expired if outbox is not None else None
     row["device_id"] = device_id
     row["step_s"] = RAW_STEP_S
     row["at_ms"] = at_ms

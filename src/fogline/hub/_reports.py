@@ -173,7 +173,7 @@ class ReportWriter:
                     {"b_id": row.id, "prev_cert_serial": previous, **report_columns(report, now)}
                 )
                 if report.health is not None:
-                    health_rows.append(health_row(row.id, report.health, now_ms))
+                    health_rows.append(health_row(row.id, report.health, now_ms, report.outbox))
                 applied = report.applied
                 if applied is not None and row.has_desired is not None:
                     before = applied_now.get(

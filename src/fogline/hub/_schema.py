@@ -305,6 +305,9 @@ class HealthSampleRow(Base):
     agent_rss_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     # Per module: state, restarts, cpu_percent, rss_bytes (raw rows only).
     modules: Mapped[Any] = mapped_column(JSON, nullable=True)
+    # The outbox's drop counter (quota drops + expired) at the report: raw rows
+    # only, for canary analysis (`outbox-drops`).
+    outbox_dropped: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class AlertRow(Base):
@@ -355,6 +358,9 @@ class RolloutRow(Base):
     created_by: Mapped[str] = mapped_column(String(64))
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     ended_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # Canary analysis (spec.rollout.analysis): the seed of the canary order,
+    # the strata, and each analysed wave's verdicts; None without analysis.
+    analysis: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class RolloutDeviceRow(Base):

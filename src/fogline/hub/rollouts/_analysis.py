@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from ._analysis_spec import AnalysisSpec, MetricSpec, Statistic, format_value
+from ._analysis_spec import AnalysisSpec, MetricSpec, Statistic, Unit, format_value
 
 Outcome = Literal["pass", "fail", "inconclusive"]
 # Fewer points than this over the bake say nothing about a device.
@@ -63,13 +63,21 @@ class MetricVerdict:
     effect_size: float | None  # Cliff's delta, canary against control
     tolerance: str
     reason: str
+    unit: Unit = Unit.SHARE
 
     def to_json(self) -> dict[str, Any]:
+        def text(value: float | None) -> str | None:
+            return None if value is None else format_value(value, self.unit)
+
         return {
             "metric": self.metric,
             "outcome": self.outcome,
+            "unit": self.unit.value,
             "canary_median": self.canary_median,
             "control_median": self.control_median,
+            # For people: `30.1MB/h` (what `fogline rollout status` shows).
+            "canary_median_text": text(self.canary_median),
+            "control_median_text": text(self.control_median),
             "canaries": self.canaries,
             "controls": self.controls,
             "p_value": self.p_value,
@@ -215,6 +223,7 @@ def judge_metric(
             effect,
             tolerance,
             reason,
+            unit,
         )
 
     if len(canaries) < min_samples or len(controls) < min_samples:

@@ -14,6 +14,7 @@ lock of the single database file.
 """
 
 import datetime as dt
+import secrets
 from collections.abc import Mapping, Sequence
 from typing import Any, Final, TypeVar
 from uuid import uuid4
@@ -34,6 +35,7 @@ from .._desired import (
     store_desired_many,
     stored_document,
 )
+from .._device_labels import effective_labels
 from .._devices import device_status
 from .._errors import ConflictError, NotFoundError
 from .._schema import (
@@ -47,9 +49,12 @@ from .._schema import (
 )
 from .._self_healing import QUARANTINE_LABEL
 from ..releases import module_downgrades
+from ._canaries import canary_order, stratum_keys
+from ._canary_gate import analyse_wave
 from ._machine import (
     ACTIVE,
     WATCHED,
+    Decision,
     DeviceState,
     Event,
     Observation,
@@ -258,7 +263,21 @@ def start_rollout(
     if not changed and not deployments:
         return None
     now = utcnow()
-    bounds = wave_bounds(policy, len(changed))
+    analysis_state: dict[str, Any] | None = None
+    strata = 1
+    if policy.analysis is not None:
+        # Canaries are a stratified random sample, not the first names: see _canaries.
+        seed = secrets.randbits(32)
+        strata_keys = stratum_keys(d for d in final if d.name in deployments)
+        order, strata = canary_order([effective_labels(d) for d in changed], strata_keys, seed)
+        changed = [changed[i] for i in order]
+        analysis_state = {
+            "seed": seed,
+            "strata_keys": list(strata_keys),
+            "strata": strata,
+            "waves": [],
+        }
+    bounds = wave_bounds(policy, len(changed), min_first=strata)
     rollout = RolloutRow(
         id=rollout_id,
         deployments=sorted(deployments),
@@ -275,6 +294,7 @@ def start_rollout(
         created_by=actor[:64],
         updated_at=now,
         ended_at=None,
+        analysis=analysis_state,
     )
     session.add(rollout)
     session.flush()  # no ORM relationship orders the inserts: the parent goes first
@@ -304,6 +324,16 @@ def start_rollout(
         devices=len(changed),
         policy=policy.summary(),
         waves=bounds,
+        # The canary order is reproducible from these (see _canaries).
+        **(
+            {
+                "canary_seed": analysis_state["seed"],
+                "strata_keys": analysis_state["strata_keys"],
+                "strata": strata,
+            }
+            if analysis_state is not None
+            else {}
+        ),
     )
     _start_wave(session, rollout, 0, members, actor)
     return rollout
@@ -462,6 +492,14 @@ def _advance(
         devices_total=len(members),
         gate_accepted=rollout.accepted_wave >= wave,
     )
+    force_pause = False
+    # An operator's resume after a failed analysis accepts it, as it does the gate.
+    if (
+        decision.step is Step.NEXT_WAVE
+        and policy.analysis is not None
+        and rollout.accepted_wave < wave
+    ):
+        decision, force_pause = _canary_decision(session, rollout, policy, members, now)
     if decision.step is Step.NEXT_WAVE:
         return _start_wave(session, rollout, wave + 1, members, HUB_ACTOR)
     if decision.step is Step.COMPLETE:
@@ -470,11 +508,50 @@ def _advance(
         else:
             _transition(session, rollout, Event.LAST_WAVE_ENDED, HUB_ACTOR, _ungated_end(members))
     elif decision.step is Step.FAIL:
-        if policy.on_failure == "rollback":
+        if policy.on_failure == "rollback" and not force_pause:
             _transition(session, rollout, Event.GATE_FAILED_ROLLBACK, HUB_ACTOR, decision.reason)
             return _revert(session, rollout, members, HUB_ACTOR)
         _transition(session, rollout, Event.GATE_FAILED_PAUSE, HUB_ACTOR, decision.reason)
     return 0
+
+
+def _canary_decision(
+    session: Session,
+    rollout: RolloutRow,
+    policy: RolloutPolicy,
+    members: Sequence[RolloutDeviceRow],
+    now: dt.datetime,
+) -> tuple[Decision, bool]:
+    """The wave's canary analysis as a gate decision, and whether a failure
+    must pause whatever onFailure says (`inconclusive: pause`). Recorded
+    in the rollout (its view shows each metric) and, when it stops the
+    rollout, in the audit trail through the transition's reason."""
+    assert policy.analysis is not None
+    wave = rollout.current_wave
+    state = dict(rollout.analysis or {})
+    found = analyse_wave(
+        session, spec=policy.analysis, wave=wave, members=members, state=state, now=now
+    )
+    if found is None:  # nobody left on the old revision: the health gate alone
+        return Decision(Step.NEXT_WAVE), False
+    result, record = found
+    # A new dict: the JSON column saves what is assigned, not what is mutated.
+    rollout.analysis = {**state, "waves": [*state.get("waves", []), record]}
+    record_audit(
+        session,
+        HUB_ACTOR,
+        "rollout.analysis",
+        rollout.id,
+        wave=wave + 1,
+        outcome=result.outcome,
+        metrics={m["metric"]: m["outcome"] for m in record["metrics"]},
+    )
+    reason = f"wave {wave + 1}: {result.reason}"
+    if result.outcome == "fail":
+        return Decision(Step.FAIL, reason), False
+    if result.outcome == "inconclusive" and policy.analysis.inconclusive != "pass":
+        return Decision(Step.FAIL, reason), policy.analysis.inconclusive == "pause"
+    return Decision(Step.NEXT_WAVE), False
 
 
 def _ungated_end(members: Sequence[RolloutDeviceRow]) -> str:
@@ -583,6 +660,9 @@ def rollout_view(session: Session, row: RolloutRow, *, devices: bool) -> dict[st
         "updated_at": row.updated_at.isoformat(),
         "ended_at": row.ended_at.isoformat() if row.ended_at else None,
         "waves": waves,
+        # Canary analysis: the seed and strata of the canary order, and each
+        # analysed wave's metrics (canary and control medians, p, effect size).
+        "analysis": row.analysis,
     }
     if devices:
         found = session.execute(
