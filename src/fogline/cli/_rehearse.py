@@ -30,9 +30,22 @@ def rehearse(
     processes: Annotated[
         int | None, typer.Option(min=1, help="Fleet worker processes (default: one per core).")
     ] = None,
+    baseline: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--baseline",
+            help="Manifest the fleet runs first (repeatable): the rehearsal is then an "
+            "upgrade from it, and canary analysis compares against devices still on it.",
+        ),
+    ] = None,
     output: OutputOpt = None,
 ) -> None:
-    """Rehearse a rollout on a throwaway hub with a virtual fleet; report how it ended."""
+    """Rehearse a rollout on a throwaway hub with a virtual fleet; report how it ended.
+
+    Metric faults tied to a release (mem-leak:web@2.0.0=30MB/h, cpu:web@2.0.0=+40%,
+    restarts:web@2.0.0=1/h) show whether the rollout's canary analysis catches
+    them, and when.
+    """
     try:
         timeout_s = parse_duration(timeout)
     except ValueError as exc:
@@ -46,6 +59,7 @@ def rehearse(
         timeout_s=timeout_s,
         processes=processes or default_processes(devices),
         progress=lambda message: err_console.print(message, highlight=False),
+        baseline=baseline or (),
     )
     data = result.to_dict()
     if as_json:
@@ -53,6 +67,9 @@ def rehearse(
     else:
         colour = "green" if result.ok else "red"
         console.print(f"[{colour}]{result.summary()}[/{colour}]", highlight=False, soft_wrap=True)
+        analysis = result.analysis_line()
+        if analysis is not None:
+            console.print(analysis, highlight=False, soft_wrap=True, markup=False)
         # Every device in exactly one count, so they add up to the total: a
         # rolled-back device counts as reverted, whether it had failed or not
         # (the line above says why), and a later wave's devices as not started.

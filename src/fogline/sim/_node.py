@@ -33,6 +33,7 @@ from fogline.hubclient import HubError, HubStatusError
 from fogline.protocol import AppliedState, DeviceFacts, Report, ReportAck
 
 from ._faults import Faults
+from ._health import SimHealth
 from ._transport import FaultyTransport, Traffic
 
 # The points one successful update passes, after DOWNLOAD starts: a power
@@ -142,6 +143,10 @@ class VirtualNode:
             wrap_transport=_TransportWrapper(config.faults, self.stats.traffic, self.rand, phase_s),
         )
         self._health: dict[str, MemoryBehaviour] = {}
+        # What the node's reports carry as health (no module processes run).
+        self.health_source = SimHealth(
+            config.faults, random.Random(f"{config.seed}:{index}:health")
+        )
         self.modules: ModuleManager | None = None
         self.renewer: Renewer | None = None
         self.runtime: MemoryRuntime | None = None
@@ -257,7 +262,13 @@ class VirtualNode:
     def report(self) -> Report:
         """What the agent would report now (the same model, the same module statuses)."""
         modules = self.modules.statuses() if self.modules is not None else None
-        return Report(facts=self.facts(), labels=self.labels, applied=self.applied, modules=modules)
+        return Report(
+            facts=self.facts(),
+            labels=self.labels,
+            applied=self.applied,
+            modules=modules,
+            health=self.health_source.sample(modules),
+        )
 
     async def _build_report(self) -> Report:
         return self.report()

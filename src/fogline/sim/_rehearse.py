@@ -6,6 +6,7 @@ rehearse(...)              hub up -> key, stand-ins, claim -> fleet online ->
 """
 
 import contextlib
+import datetime as dt
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -107,6 +108,50 @@ class RehearsalResult:
     def ok(self) -> bool:
         return self.outcome == "completed"
 
+    def analysis(self) -> dict[str, Any] | None:
+        """What canary analysis said, and when: each analysed wave's outcome,
+        seconds after the rollout started, and the metrics that did not pass;
+        None when the rollout had no analysis or never reached one."""
+        view = self.rollout or {}
+        waves = (view.get("analysis") or {}).get("waves") or []
+        if not waves:
+            return None
+        try:
+            started = dt.datetime.fromisoformat(str(view["created_at"]))
+        except (KeyError, ValueError):
+            started = None
+        found = []
+        for wave in waves:
+            at = dt.datetime.fromisoformat(str(wave["at"]))
+            found.append(
+                {
+                    "wave": wave.get("wave"),
+                    "outcome": wave.get("outcome"),
+                    "after_s": round((at - started).total_seconds(), 1) if started else None,
+                    "metrics": {m["metric"]: m["outcome"] for m in wave.get("metrics") or []},
+                }
+            )
+        caught = next((w for w in found if w["outcome"] == "fail"), None)
+        return {"caught": caught is not None, "first_failure": caught, "waves": found}
+
+    def analysis_line(self) -> str | None:
+        """`canary analysis caught it in wave 1, 61.2s after the start: module-rss-growth(web)`."""
+        analysis = self.analysis()
+        if analysis is None:
+            return None
+        caught = analysis["first_failure"]
+        if caught is not None:
+            failed = [name for name, outcome in caught["metrics"].items() if outcome == "fail"]
+            return (
+                f"canary analysis caught it in wave {caught['wave']}, {caught['after_s']}s "
+                f"after the start: {', '.join(failed)}"
+            )
+        last = analysis["waves"][-1]
+        return (
+            f"canary analysis: wave {last['wave']} {last['outcome']} "
+            f"({', '.join(f'{n} {o}' for n, o in last['metrics'].items())})"
+        )
+
     def summary(self) -> str:
         """One line: what happened and why."""
         view = self.rollout or {}
@@ -142,6 +187,7 @@ class RehearsalResult:
             "artifact_bytes": traffic.artifact_bytes,
             "http_bytes": traffic.http_bytes,
             "fleet": self.fleet.to_dict(),
+            "analysis": self.analysis(),
         }
 
 
@@ -187,6 +233,23 @@ def _watch(client: OperatorClient, rollout_id: str, deadline: float) -> tuple[di
     return view, True
 
 
+def _run_baseline(client: OperatorClient, plan: RehearsalPlan, deadline: float) -> None:
+    """Apply the baseline and wait for its rollout to complete.
+
+    Raises:
+        RehearsalError: it did not complete (the fleet cannot run the baseline).
+    """
+    rollouts = _apply(client, plan.files)
+    if not rollouts:
+        return
+    view, ended = _watch(client, rollouts[0], deadline)
+    if not ended or view.get("state") != "completed":
+        raise RehearsalError(
+            f"the baseline's rollout did not complete ({view.get('state')}): "
+            f"{view.get('reason') or 'timeout'}"
+        )
+
+
 def rehearse(
     paths: Sequence[Path],
     *,
@@ -196,14 +259,23 @@ def rehearse(
     processes: int = 1,
     report_interval_s: float = 1.0,
     progress: Callable[[str], None] = lambda _message: None,
+    baseline: Sequence[Path] = (),
 ) -> RehearsalResult:
     """Roll the manifest out to a virtual fleet on a throwaway hub and say how it went.
+
+    With `baseline` manifests, the fleet first runs them (applied and their
+    rollout completed), so the rollout rehearsed is an upgrade: canary
+    analysis then has a control cohort running the old releases.
 
     Raises:
         RehearsalError: the manifest, the hub or the fleet could not be set up.
         SimError: bad fleet parameters.
     """
     plan = plan_rehearsal(paths)
+    base_plan = plan_rehearsal(baseline) if baseline else None
+    releases = dict.fromkeys(plan.releases)
+    if base_plan is not None:
+        releases = dict.fromkeys((*base_plan.releases, *plan.releases))
     deadline = time.monotonic() + timeout_s
     with tempfile.TemporaryDirectory(prefix="fogline-rehearse-") as tmp:
         work = Path(tmp)
@@ -216,7 +288,7 @@ def rehearse(
             try:
                 key = generate_release_key()
                 _apply(client, [("rehearsal-key.yaml", release_key_manifest(PREFIX, key))])
-                for name, version in plan.releases:
+                for name, version in releases:
                     push_standin(client, work, key, name, version)
                     progress(f"pushed a stand-in for {name}@{version}")
                 # The claim labels the nodes: the hub selects on claim and
@@ -242,6 +314,9 @@ def rehearse(
                 )
                 fleet = start_fleet(config, processes)
                 _wait_online(client, devices, deadline)
+                if base_plan is not None:
+                    progress(f"{devices} virtual devices online; applying the baseline")
+                    _run_baseline(client, base_plan, deadline)
                 progress(f"{devices} virtual devices online; applying the manifest")
                 started = time.monotonic()
                 rollout_id = _started_rollout(_apply(client, plan.files), plan)
