@@ -16,7 +16,7 @@ import math
 import random
 import time
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final
 
 from fogline.protocol import MAX_HEALTH_MODULES, ModuleHealth, ModulesReport, NodeHealth
 
@@ -59,14 +59,18 @@ class SimHealth:
             self._started[key] = started
         return max(self._clock() - started[0], 0.0) / _HOUR_S, started[1]
 
-    def sample(self, modules: ModulesReport | None) -> NodeHealth:
+    def figures(
+        self, modules: ModulesReport | None
+    ) -> tuple[float, int, dict[str, dict[str, Any]]]:
+        """(node CPU, node memory used, module name -> ModuleHealth fields) now;
+        `sample` wraps them in the wire model (benchmarks take them raw)."""
         statuses = modules.modules if modules is not None else {}
-        found: dict[str, ModuleHealth] = {}
+        found: dict[str, dict[str, Any]] = {}
         gauss = self._rand.gauss
         for name, status in list(statuses.items())[:MAX_HEALTH_MODULES]:
             version = status.version or ""
             if status.state == "installed":  # a bundle: nothing runs
-                found[name] = ModuleHealth(state=status.state)
+                found[name] = {"state": str(status.state)}
                 continue
             age_h, phase = self._age_h(f"{name}@{version}")
             rss, cpu = self._base(name)
@@ -74,17 +78,22 @@ class SimHealth:
             cpu *= 1 + self._faults.metric_fault("cpu", name, version)
             # Restarts at the fault's rate, the first after a drawn share of the period.
             extra = math.floor(self._faults.metric_fault("restarts", name, version) * age_h + phase)
-            found[name] = ModuleHealth(
-                state=status.state,
-                restarts=min(status.restarts + max(extra, 0), 10**9),
-                cpu_percent=round(min(max(cpu + gauss(0, CPU_NOISE_POINTS), 0.0), 100.0), 2),
-                rss_bytes=max(int(rss + gauss(0, RSS_NOISE_BYTES)), 0),
-            )
-        module_rss = sum(m.rss_bytes or 0 for m in found.values())
-        module_cpu = sum(m.cpu_percent or 0.0 for m in found.values())
+            found[name] = {
+                "state": str(status.state),
+                "restarts": min(status.restarts + max(extra, 0), 10**9),
+                "cpu_percent": round(min(max(cpu + gauss(0, CPU_NOISE_POINTS), 0.0), 100.0), 2),
+                "rss_bytes": max(int(rss + gauss(0, RSS_NOISE_BYTES)), 0),
+            }
+        module_rss = sum(m.get("rss_bytes", 0) for m in found.values())
+        module_cpu = sum(m.get("cpu_percent", 0.0) for m in found.values())
         node_cpu = self._cpu + module_cpu + gauss(0, CPU_NOISE_POINTS)
+        mem_used = max(int(self._mem_bytes + module_rss + gauss(0, RSS_NOISE_BYTES)), 0)
+        return round(min(max(node_cpu, 0.0), 100.0), 2), mem_used, found
+
+    def sample(self, modules: ModulesReport | None) -> NodeHealth:
+        cpu, mem_used, found = self.figures(modules)
         return NodeHealth(
-            cpu_percent=round(min(max(node_cpu, 0.0), 100.0), 2),
-            mem_used_bytes=max(int(self._mem_bytes + module_rss + gauss(0, RSS_NOISE_BYTES)), 0),
-            modules=found,
+            cpu_percent=cpu,
+            mem_used_bytes=mem_used,
+            modules={name: ModuleHealth(**fields) for name, fields in found.items()},
         )
