@@ -238,3 +238,22 @@ def test_canaries_touch_every_stratum_first_and_then_follow_the_strata_sizes():
     # A 1 % wave of 910 devices is 10; raised to 12 so that every site has one.
     policy = parse_rollout_policy({"waves": ["1%", "100%"]})
     assert wave_bounds(policy, len(sites), min_first=strata) == [12, 910]
+
+
+def test_outbox_drops_are_kept_with_each_sample_and_judged_as_a_rate():
+    from fogline.hub._health import health_row
+    from fogline.protocol import NodeHealth, OutboxReport
+
+    outbox = OutboxReport(depth=1, bytes=10, max_bytes=100, dropped_quota=3, expired=2)
+    assert health_row("dev", NodeHealth(), 0, outbox)["outbox_dropped"] == 5
+    assert health_row("dev", NodeHealth(), 0)["outbox_dropped"] is None
+    spec = parse_analysis({"metrics": [{"metric": "outbox-drops", "tolerance": "10/h"}]})
+
+    def device(per_hour: float) -> list[Sample]:
+        return [Sample(at_s=60.0 * i, outbox_dropped=per_hour * i / 60) for i in range(11)]
+
+    dropping = {f"c{i}": device(600.0) for i in range(6)}
+    steady = {f"k{i}": device(0.0) for i in range(20)}
+    result = analyse(spec, dropping, steady)
+    [verdict] = result.metrics
+    assert (verdict.outcome, verdict.canary_median, verdict.control_median) == ("fail", 600.0, 0.0)

@@ -16,7 +16,9 @@ MB = 1_000_000
 SITES = ("a", "b")
 
 
-def manifest(rate: int) -> str:
+def manifest(
+    rate: int, *, min_samples: int = 4, inconclusive: str = "fail", on_failure: str = "rollback"
+) -> str:
     return textwrap.dedent(f"""\
         apiVersion: fogline.dev/v1
         kind: Deployment
@@ -29,13 +31,13 @@ def manifest(rate: int) -> str:
             waves: [20%, 100%]
             bake: 3s
             waveTimeout: 60s
-            onFailure: rollback
+            onFailure: {on_failure}
             analysis:
               metrics:
                 - {{metric: module-rss-growth, module: web, tolerance: 100MB/h}}
                 - {{metric: module-restarts, module: web, tolerance: 10/h}}
-              minSamples: 4
-              inconclusive: fail
+              minSamples: {min_samples}
+              inconclusive: {inconclusive}
         """)
 
 
@@ -166,3 +168,18 @@ def test_a_good_release_passes_the_analysis_and_completes(fleet, tmp_path):
     assert wave["wave"] == 1 and wave["outcome"] == "pass"
     assert [m["outcome"] for m in wave["metrics"]] == ["pass", "pass"]
     assert all(m["canaries"] == 4 and m["controls"] == 16 for m in wave["metrics"])
+
+
+def test_an_inconclusive_wave_pauses_despite_rollback_and_resume_accepts_it(fleet, tmp_path):
+    hub = fleet.hub
+    # Wave 1 has 4 canaries: minSamples 5 cannot be met, so every metric is inconclusive.
+    apply(hub, tmp_path, manifest(3, min_samples=5, inconclusive="pause"))
+    paused = run_until_stopped(fleet)
+    assert paused["state"] == "paused", paused  # not rolled back: `inconclusive: pause`
+    assert "canary analysis inconclusive: module-rss-growth(web)" in paused["reason"]
+    assert "minSamples is 5" in paused["reason"]
+    with hub.client() as client:
+        assert client.post("/v1/rollouts/web/resume").status_code == 200
+    final = run_until_stopped(fleet)
+    assert final["state"] == "completed", final
+    assert len(final["analysis"]["waves"]) == 1  # the accepted wave was not analysed again
