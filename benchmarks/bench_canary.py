@@ -70,12 +70,19 @@ def _series(
 
 
 def trial(
-    leak_mb_h: float, *, devices: int, wave: float, bake_s: float, interval_s: float, seed: int
+    leak_mb_h: float,
+    *,
+    devices: int,
+    wave: float,
+    bake_s: float,
+    interval_s: float,
+    seed: int,
+    control_cap: int = MAX_COHORT,
 ) -> tuple[str, dict[str, str]]:
     """One wave 1: (the wave's outcome, each metric's outcome)."""
     faults = parse_faults(f"mem-leak:web@2.0.0={leak_mb_h}MB/h" if leak_mb_h else "")
     canaries = max(1, math.ceil(devices * wave - 1e-9))
-    controls = min(devices - canaries, MAX_COHORT)
+    controls = min(devices - canaries, control_cap)
     cohorts: list[dict[str, list[Sample]]] = [{}, {}]
     for index in range(canaries + controls):
         clock = [0.0]
@@ -97,6 +104,12 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=200)
     parser.add_argument("--leaks", default="0,5,10,20,30", help="MB/h, comma separated")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--control",
+        type=int,
+        default=MAX_COHORT,
+        help="control devices at most (the hub's cap by default; fewer runs faster)",
+    )
     args = parser.parse_args()
     rows = []
     started = time.monotonic()
@@ -111,6 +124,7 @@ def main() -> None:
                 bake_s=args.bake,
                 interval_s=args.interval,
                 seed=args.seed * 1_000_003 + t + int(leak * 1000) * 7919,
+                control_cap=args.control,
             )
             outcomes[outcome] += 1
             caught += metrics["module-rss-growth(web)"] == "fail"
@@ -131,8 +145,8 @@ def main() -> None:
     print(
         f"Command: `bench_canary --devices {args.devices} --wave {args.wave:g} "
         f"--bake {args.bake:g} --interval {args.interval:g} --trials {args.trials} "
-        f"--leaks {args.leaks} --seed {args.seed}`: {canaries} canaries against "
-        f"{min(args.devices - canaries, MAX_COHORT)} control devices, one sample every "
+        f"--leaks {args.leaks} --seed {args.seed} --control {args.control}`: {canaries} "
+        f"canaries against {min(args.devices - canaries, args.control)} control devices, one sample every "
         f"{args.interval:g} s over a {args.bake:g} s bake; "
         f"{time.monotonic() - started:.0f} s in all.\n"
     )
