@@ -269,7 +269,10 @@ def start_rollout(
         # Canaries are a stratified random sample, not the first names: see _canaries.
         seed = secrets.randbits(32)
         strata_keys = stratum_keys(d for d in final if d.name in deployments)
-        order, strata = canary_order([effective_labels(d) for d in changed], strata_keys, seed)
+        # The plan (or the compile above) loaded these rows: no query each.
+        rows = [session.get(DeviceRow, device_id) for device_id in changed]
+        labels = [effective_labels(row) if row is not None else {} for row in rows]
+        order, strata = canary_order(labels, strata_keys, seed)
         changed = [changed[i] for i in order]
         analysis_state = {
             "seed": seed,
