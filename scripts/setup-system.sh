@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the system components the tests and the demo run for real:
-# PostgreSQL (server binaries), Mosquitto and openssl. Idempotent; apt only when missing.
+# PostgreSQL (server binaries), Mosquitto, openssl and chromium. Idempotent; apt only when missing.
 set -euo pipefail
 
 need=()
@@ -8,6 +8,10 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then need+=(postgresql
 if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then need+=(mosquitto); fi
 # tests/hostile/test_tls_ciphers.py checks the hub's TLS with `openssl s_client`.
 if ! command -v openssl >/dev/null 2>&1; then need+=(openssl); fi
+
+# tests/console drives the console with Playwright and Debian's chromium
+# (Playwright's own browser download cannot work here).
+if [ ! -x /usr/bin/chromium ]; then need+=(chromium); fi
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

@@ -308,6 +308,7 @@ EXPECTED: Final[dict[str, list[str]]] = {
     ],
     "fogline.hub.rollouts": [
         "DEFAULT_POLICY",
+        "available_actions",
         "check_rollout",
         "choose_policy",
         "find_rollout",
@@ -321,6 +322,7 @@ EXPECTED: Final[dict[str, list[str]]] = {
         "start_rollout",
         "tick",
     ],
+    "fogline.hub.console": ["install_console"],
     "fogline.hub.routes": [
         "alerts_router",
         "answer_desired",

@@ -25,6 +25,8 @@ from fogline.security import Permission, Role, role_allows
 from tests.support.people import as_token, user_with_token
 from tests.support.processes import HubProcess, start_hub, tls
 
+CONSOLE_PREFIX = "/console"
+
 # A value for each path parameter that names nothing: an allowed call answers
 # 404 or 422 and changes nothing, a refused one 403.
 PLACEHOLDERS = {
@@ -127,8 +129,11 @@ def test_every_route_answers_every_role_as_the_table_says(
         spec = admin.get("/openapi.json").json()
     documented = {(method.upper(), path) for path, ops in spec["paths"].items() for method in ops}
     _every, hidden = _app_routes()
-    walked = documented | hidden
-    assert walked == set(ROUTE_PERMISSIONS), "the served API differs from the table"
+    # The console's routes take a session cookie, not a bearer token: they
+    # are walked with a cookie of every role in tests/console/test_console_routes.py.
+    console = {(method, path) for method, path in hidden if path.startswith(CONSOLE_PREFIX)}
+    walked = documented | (hidden - console)
+    assert walked | console == set(ROUTE_PERMISSIONS), "the served API differs from the table"
     wrong: list[str] = []
     for method, path in sorted(walked):
         need = ROUTE_PERMISSIONS[(method, path)]

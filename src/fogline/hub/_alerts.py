@@ -278,6 +278,14 @@ def alert_view(row: AlertRow) -> dict[str, Any]:
     }
 
 
+def list_alerts(session: Session, *, active: bool, limit: int) -> list[AlertRow]:
+    """Alerts, newest first, at most `limit`; `active`: those not cleared."""
+    query = select(AlertRow).order_by(AlertRow.raised_at.desc()).limit(limit)
+    if active:
+        query = query.where(AlertRow.cleared_at.is_(None))
+    return list(session.scalars(query))
+
+
 def count_active_by_kind(session: Session) -> dict[str, int]:
     rows = session.execute(
         select(AlertRow.kind, func.count())

@@ -31,6 +31,7 @@ from ._people import Principal
 from ._self_healing import quarantine_pass
 from ._state import HubState
 from ._telemetry import apply_retention
+from .console import install_console
 from .releases import MAX_RELEASE_BYTES
 from .rollouts import run_scheduler
 from .routes import (
@@ -213,6 +214,7 @@ def create_app(state: HubState) -> FastAPI:
     app.include_router(people_router)
     app.include_router(alerts_router)
     install_error_handlers(app)
+    install_console(app, state)  # after: it defers to the API's error bodies
     app.add_middleware(RequestTiming, metrics=state.metrics)
     app.add_middleware(
         BodyLimit,

@@ -55,6 +55,7 @@ from ._schema import DesiredStateRow, DeviceLabelRow, DeviceRow
 DEFAULT_PAGE_LIMIT: Final = 100
 MAX_PAGE_LIMIT: Final = 1000
 MAX_CURSOR_CHARS: Final = 512
+MAX_NAME_PREFIX: Final = 128
 SortKey = Literal["name", "last_seen"]
 SORT_KEYS: Final = cast(tuple[SortKey, ...], get_args(SortKey))
 _STATUSES: Final = cast(tuple[DeviceStatus, ...], get_args(DeviceStatus))
@@ -83,6 +84,7 @@ class DeviceQuery:
     sync: SyncStatus | None = None
     module: str | None = None
     module_version: str | None = None
+    name_prefix: str | None = None
     sort: SortKey = "name"
     descending: bool = False
     limit: int = DEFAULT_PAGE_LIMIT
@@ -146,6 +148,7 @@ def parse_device_query(
     order: str | None = None,
     limit: str | None = None,
     cursor: str | None = None,
+    name: str | None = None,
 ) -> DeviceQuery:
     """Check the query parameters of `GET /v1/devices`.
 
@@ -180,6 +183,8 @@ def parse_device_query(
                 f"was given for sort={after.sort}, order={'desc' if after.descending else 'asc'}; "
                 "ask again with the same sort and order, or without a cursor",
             )
+    if name is not None and len(name) > MAX_NAME_PREFIX:
+        raise _bad("name", f"at most {MAX_NAME_PREFIX} characters (got {len(name)})")
     sync_status = None
     if sync is not None:
         sync_status = _one_of(_SYNC_ALIASES.get(sync, sync), _SYNCS, "sync")
@@ -189,6 +194,7 @@ def parse_device_query(
         sync=sync_status,
         module=module_name,
         module_version=module_version,
+        name_prefix=name or None,
         sort=sort_key,
         descending=descending,
         limit=page_limit,
@@ -339,6 +345,9 @@ def device_page_select(
     for req in query.selector.requirements():
         if req != driver:
             statement = statement.where(_requirement_clause(req))
+    if query.name_prefix is not None:
+        # A prefix walks the unique index on name; LIKE's wildcards escaped.
+        statement = statement.where(DeviceRow.name.startswith(query.name_prefix, autoescape=True))
     if query.module is not None:
         statement = statement.where(_module_clause(query.module, query.module_version))
     if query.after is not None:
@@ -357,3 +366,17 @@ def device_page(
         return rows, None
     page = rows[: query.limit]
     return page, encode_cursor(_position(page[-1], query))
+
+
+def count_devices_by_sync(session: Session) -> dict[str, int]:
+    """Devices not revoked, by sync status (the rules of `sync=` above)."""
+    counts: dict[str, int] = {}
+    for sync in _SYNCS:
+        statement = (
+            select(func.count())
+            .select_from(DeviceRow)
+            .outerjoin(DesiredStateRow, DesiredStateRow.device_id == DeviceRow.id)
+            .where(DeviceRow.revoked_at.is_(None), _sync_clause(sync))
+        )
+        counts[sync] = int(session.scalar(statement) or 0)
+    return counts

@@ -85,6 +85,24 @@ ROUTE_PERMISSIONS: Final[Mapping[tuple[str, str], Need]] = {
     ("GET", f"{_V}/tokens"): Permission.TOKENS,
     ("POST", f"{_V}/tokens"): Permission.TOKENS,
     ("POST", f"{_V}/tokens/{{token_id}}/revoke"): Permission.TOKENS,
+    # the console (hub/console/): a session cookie, not a bearer token, and
+    # its own walk (tests/console/test_console_routes.py)
+    ("GET", "/console/sign-in"): Access.PUBLIC,
+    ("POST", "/console/sign-in"): Access.PASSWORD,  # or a token, in the form
+    ("GET", "/console/static/{name}"): Access.PUBLIC,
+    ("POST", "/console/sign-out"): Permission.READ,
+    ("GET", "/console"): Permission.READ,
+    ("GET", "/console/devices"): Permission.READ,
+    ("GET", "/console/devices/{ref}"): Permission.READ,
+    ("POST", "/console/devices/{ref}/labels"): Permission.LABEL,  # and the scope
+    ("GET", "/console/rollouts"): Permission.READ,
+    ("GET", "/console/rollouts/{ref}"): Permission.READ,
+    ("GET", "/console/rollouts/{ref}/events"): Permission.READ,
+    ("POST", "/console/rollouts/{ref}/{action}"): Permission.ROLLOUT,  # and the scope
+    ("GET", "/console/releases"): Permission.READ,
+    ("GET", "/console/deployments"): Permission.READ,
+    ("GET", "/console/audit"): Permission.READ,
+    ("GET", "/console/telemetry"): Permission.READ,
     # outside /v1 and outside the OpenAPI document
     ("GET", "/metrics"): Permission.READ,
     ("GET", "/openapi.json"): Permission.READ,

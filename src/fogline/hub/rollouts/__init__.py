@@ -7,6 +7,7 @@ _scheduler  one tick about every second in each hub replica
 """
 
 from ._engine import (
+    available_actions,
     choose_policy,
     find_rollout,
     list_rollouts,
@@ -22,6 +23,7 @@ from ._scheduler import run_scheduler
 
 __all__ = [
     "DEFAULT_POLICY",
+    "available_actions",
     "check_rollout",
     "choose_policy",
     "find_rollout",

@@ -627,6 +627,11 @@ def operate(session: Session, ref: str, action: str, actor: str) -> tuple[Rollou
     return row, changed
 
 
+def available_actions(state: str) -> list[str]:
+    """The operator actions the rollout's state allows now (buttons to offer)."""
+    return [action for action, event in OPERATOR_EVENTS.items() if can_fire(State(state), event)]
+
+
 def rollout_view(session: Session, row: RolloutRow, *, devices: bool) -> dict[str, Any]:
     """The JSON shape of a rollout: counts per wave, and its devices if asked."""
     members = _members(session, row.id)

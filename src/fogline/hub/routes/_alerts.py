@@ -4,12 +4,11 @@ and the insights drawn from them (hub/_insights.py)."""
 from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Depends
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fogline.protocol import API_PREFIX
 
-from .._alerts import alert_view
+from .._alerts import alert_view, list_alerts
 from .._audit import record_audit
 from .._audit_trail import audited
 from .._auth import actor_of, db_session, require_operator
@@ -31,10 +30,7 @@ def alerts_list(
     _op: OperatorDep, session: SessionDep, active: bool = False
 ) -> list[dict[str, Any]]:
     """Alerts, newest first (at most 1000); `active=true`: those not cleared."""
-    query = select(AlertRow).order_by(AlertRow.raised_at.desc()).limit(MAX_ALERTS)
-    if active:
-        query = query.where(AlertRow.cleared_at.is_(None))
-    return [alert_view(row) for row in session.scalars(query)]
+    return [alert_view(row) for row in list_alerts(session, active=active, limit=MAX_ALERTS)]
 
 
 @router.post("/alerts/{ref}/ack", openapi_extra=audited("alert.ack", target="{ref}"))

@@ -42,9 +42,10 @@ from .._errors import BadRequestError, ConflictError, NotFoundError
 from .._health import epoch_ms, read_series, series_query
 from .._inventory import device_page, parse_device_query
 from .._people import Principal
-from .._schema import DesiredStateRow
+from .._schema import DesiredStateRow, DeviceRow
 from .._scopes import check_device_in_scope
 from .._self_healing import UNQUARANTINE_ACTION, lift_quarantine
+from .._state import HubState
 
 log = logging.getLogger("fogline.hub.operator")
 router = APIRouter(prefix=API_PREFIX, tags=["operator"])
@@ -214,6 +215,20 @@ def devices_label(
 ) -> DeviceView:
     """Set, remove, or promote (copy from what the device asked for) the labels
     deployments select the device on. Audited."""
+    row = relabel_device(session, state, op, ref, body)
+    return device_view(row, utcnow(), state.settings.offline_after_s)
+
+
+def relabel_device(
+    session: Session, state: HubState, op: Principal, ref: str, body: LabelChange
+) -> DeviceRow:
+    """Change a device's labels, audited and committed: the API route's and
+    the console's one way to do it.
+
+    Raises:
+        NotFoundError: no such device. ForbiddenError: outside `op`'s scope,
+        before or after the change. BadRequestError: a label change refused.
+    """
     row = find_device(session, ref)
     check_device_in_scope(op, row)
     before = dict(row.labels)
@@ -246,7 +261,7 @@ def devices_label(
         remove=body.remove,
         promote=body.promote,
     )
-    return device_view(row, utcnow(), state.settings.offline_after_s)
+    return row
 
 
 @router.post(

@@ -17,7 +17,9 @@ from .._auth import StateDep, actor_of, db_session, require_operator
 from .._clock import utcnow
 from .._errors import BadRequestError
 from .._people import Principal
+from .._schema import RolloutRow
 from .._scopes import check_rollout_in_scope
+from .._state import HubState
 from ..rollouts import find_rollout, list_rollouts, operate, rollout_view
 
 log = logging.getLogger("fogline.hub.rollout")
@@ -53,16 +55,29 @@ def rollouts_act(
     state: StateDep,
 ) -> dict[str, Any]:
     """Pause, resume, abort or roll back a rollout (409 if it cannot). Audited."""
+    return rollout_view(session, act_on_rollout(session, state, op, ref, action), devices=False)
+
+
+def act_on_rollout(
+    session: Session, state: HubState, op: Principal, ref: str, action: str
+) -> RolloutRow:
+    """Pause, resume, abort or roll back, audited and committed: the API
+    route's and the console's one way to do it.
+
+    Raises:
+        NotFoundError: no such rollout. ForbiddenError: outside `op`'s scope.
+        ConflictError: the action does not apply in the rollout's state.
+    """
     check_rollout_in_scope(op, session, find_rollout(session, ref))
     row, changed = operate(session, ref, action, actor_of(op))
     session.commit()
     if changed:
         state.notifier.poke()
     event(log, f"rollout.{action}", rollout=row.id, by=op.name, state=row.state)
-    return rollout_view(session, row, devices=False)
+    return row
 
 
-def _since(text: str | None) -> dt.datetime | None:
+def since_time(text: str | None) -> dt.datetime | None:
     if not text:
         return None
     try:
@@ -92,7 +107,9 @@ def audit_list(
     `action` is exact or a prefix ending in `*`. With `after` (a seq), the
     first `limit` entries past it, to page through the whole chain; else the
     newest `limit`."""
-    query = AuditQuery(since=_since(since), after=after, actor=actor, action=action, limit=limit)
+    query = AuditQuery(
+        since=since_time(since), after=after, actor=actor, action=action, limit=limit
+    )
     return [dict(audit_view(row)) for row in list_audit(session, query)]
 
 
