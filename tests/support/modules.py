@@ -13,6 +13,9 @@ SERVER = textwrap.dedent("""\
     BROKEN = os.environ.get("BROKEN") == "1"
     FAIL_FILE = pathlib.Path(os.environ.get("FAIL_FILE", "/nonexistent/fail"))
     CONFIG = os.environ.get("FOGLINE_CONFIG")
+    # A module that exits at start while this file exists: a crash loop on demand.
+    if os.environ.get("CRASH_FILE") and os.path.exists(os.environ["CRASH_FILE"]):
+        raise SystemExit(3)
 
 
     class Handler(http.server.BaseHTTPRequestHandler):
@@ -49,6 +52,7 @@ def write_module(
     *,
     broken: bool = False,
     fail_file: Path | None = None,
+    crash_file: Path | None = None,
     start_grace: str = "1s",
 ) -> Path:
     root.mkdir(parents=True, exist_ok=True)
@@ -57,6 +61,8 @@ def write_module(
         env["BROKEN"] = "1"
     if fail_file is not None:
         env["FAIL_FILE"] = str(fail_file)
+    if crash_file is not None:
+        env["CRASH_FILE"] = str(crash_file)
     env_text = ", ".join(f'{k}: "{v}"' for k, v in env.items())
     (root / "fogline-module.yaml").write_text(
         textwrap.dedent(f"""\

@@ -299,7 +299,10 @@ def device_page_view(
         update={"sync": sync_report(desired)}
     )
     settings = state.settings.health
-    query = series_query(86400.0, None, epoch_ms(utcnow()), settings)
+    # 24 h, or the device's life when shorter (at least 10 minutes): a
+    # device enrolled a minute ago gets a line, not one 3-minute bucket.
+    window_s = min(max((utcnow() - row.enrolled_at).total_seconds(), 600.0), 86400.0)
+    query = series_query(window_s, None, epoch_ms(utcnow()), settings)
     charts = _health_charts(read_series(session, row.id, query, settings))
     may_label = user.may(Permission.LABEL)
     if may_label:
@@ -318,6 +321,7 @@ def device_page_view(
         desired_revision=desired.revision if desired is not None else None,
         applied_revision=desired.applied_revision if desired is not None else None,
         charts=charts,
+        window=f"{window_s / 3600:.0f} h" if window_s >= 3600 else f"{window_s / 60:.0f} min",
         may_label=may_label,
         alerts=alerts,
     )

@@ -53,6 +53,8 @@ def _number(value: float) -> str:
 
 def _time(at_s: float, span_s: float) -> str:
     when = dt.datetime.fromtimestamp(at_s, dt.UTC)
+    if span_s < 3600:
+        return when.strftime("%H:%M:%S")
     return when.strftime("%H:%M" if span_s <= 86400 else "%m-%d %H:%M")
 
 
@@ -74,12 +76,13 @@ def line_chart(
     """An SVG line chart of `points` (oldest first) titled `title` [unit]."""
     points = _thin(points)
     label = f"{title} ({unit})" if unit else title
+    caption = f"{label}, UTC"
     values = [v for _at, v in points if v is not None]
     head = (
         f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" height="{HEIGHT}" '
         f'role="img" aria-label="{escape(label)}" xmlns="http://www.w3.org/2000/svg">'
         f"<title>{escape(label)}</title>"
-        f'<text class="chart-title" x="{_LEFT}" y="16">{escape(label)}</text>'
+        f'<text class="chart-title" x="{_LEFT}" y="16">{escape(caption)}</text>'
     )
     plot_w = WIDTH - _LEFT - _RIGHT
     plot_h = HEIGHT - _TOP - _BOTTOM
@@ -110,11 +113,9 @@ def line_chart(
     for i in range(_X_TICKS + 1):
         at = x_axis.low + span_s * i / _X_TICKS
         x = x_axis.scale(at, _LEFT, plot_w)
+        anchor = "end" if i == _X_TICKS else "middle"
         parts.append(
-            f'<text class="tick" x="{x:.1f}" y="{HEIGHT - 8}" text-anchor="middle">'
-            f"{_time(at, span_s)} UTC</text>"
-            if i == _X_TICKS
-            else f'<text class="tick" x="{x:.1f}" y="{HEIGHT - 8}" text-anchor="middle">'
+            f'<text class="tick" x="{x:.1f}" y="{HEIGHT - 8}" text-anchor="{anchor}">'
             f"{_time(at, span_s)}</text>"
         )
     run: list[str] = []

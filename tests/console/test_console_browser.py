@@ -1,0 +1,270 @@
+"""The console in a real browser (Debian's chromium, driven by Playwright)
+against a real hub and three real agents.
+
+One hub, three agents and one browser for the module: node-0 and node-1 are
+in ring a (the rollout), node-2 in ring b (the crash-looping module). Each
+test saves screenshots of the pages it saw into its own tmp_path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import textwrap
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.console import SESSION_COOKIE
+from tests.support.modules import release
+from tests.support.people import add_user
+from tests.support.processes import AgentProcess, HubProcess, free_port, start_hub, wait_until
+
+CHROMIUM = Path("/usr/bin/chromium")
+PASSWORD = "console tests only"
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists(),
+    reason="needs Debian's chromium at /usr/bin/chromium: run scripts/setup-system.sh as root",
+)
+playwright_api = pytest.importorskip("playwright.sync_api")
+
+ROLLOUT = textwrap.dedent("""\
+    apiVersion: fogline.dev/v1
+    kind: Deployment
+    metadata: {name: ring-a}
+    spec:
+      selector: {matchLabels: {ring: a}}
+      config: {rate_hz: %d}
+      rollout: {waves: [1, 100%%], bake: 4s, onFailure: pause}
+    """)
+
+
+@dataclass
+class Fleet:
+    hub: HubProcess
+    agents: list[AgentProcess]
+    root: Path
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    root = tmp_path_factory.mktemp("console-browser")
+    hub = start_hub(root / "hub")
+    agents: list[AgentProcess] = []
+    try:
+        add_user(hub, "ops", "admin", password=PASSWORD)
+        ring_a = hub.create_claim(labels="ring=a", max_uses=2)
+        ring_b = hub.create_claim(labels="ring=b", max_uses=1)
+        for index, claim in enumerate((ring_a, ring_a, ring_b)):
+            agent = AgentProcess(root / f"node-{index}", hub, f"node-{index}", claim)
+            agent.start()
+            agents.append(agent)
+        for agent in agents:
+            agent.wait_enrolled(60)
+        # First (ungated) rollout of ring a: the test's rollout is a change.
+        (root / "ring-a.yaml").write_text(ROLLOUT % 1)
+        hub.cli("apply", "-f", str(root / "ring-a.yaml"))
+        wait_until(
+            lambda: all(d["sync"]["status"] == "in-sync" for d in hub.devices(selector="ring=a")),
+            60,
+            "ring a in sync",
+        )
+        yield Fleet(hub, agents, root)
+    finally:
+        for agent in agents:
+            agent.stop()
+        hub.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with playwright_api.sync_playwright() as driver:
+        launched = driver.chromium.launch(executable_path=str(CHROMIUM))
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+def _context(browser: Any) -> Any:
+    # The hub's certificate is issued by the fleet's own CA.
+    return browser.new_context(ignore_https_errors=True, viewport={"width": 1280, "height": 800})
+
+
+@pytest.fixture(scope="module")
+def page(browser: Any, fleet: Fleet) -> Iterator[Any]:
+    """A browser page signed in as `ops` (admin) with its password."""
+    context = _context(browser)
+    try:
+        signed_in = context.new_page()
+        signed_in.set_default_timeout(30_000)
+        signed_in.goto(f"{fleet.hub.url}/console")
+        assert signed_in.url.endswith("/console/sign-in")  # no session: sent to sign in
+        signed_in.get_by_label("User", exact=True).fill("ops")
+        signed_in.get_by_label("Password", exact=True).fill(PASSWORD)
+        signed_in.get_by_role("button", name="Sign in", exact=True).click()
+        signed_in.wait_for_url(f"{fleet.hub.url}/console")
+        cookie = next(c for c in context.cookies() if c["name"] == SESSION_COOKIE)
+        assert cookie["httpOnly"] and cookie["secure"] and cookie["sameSite"] == "Strict"
+        assert cookie["value"] not in signed_in.url
+        yield signed_in
+    finally:
+        context.close()
+
+
+def _shot(page: Any, directory: Path, name: str) -> None:
+    page.screenshot(path=str(directory / f"{name}.png"), full_page=True)
+    assert (directory / f"{name}.png").stat().st_size > 1000
+
+
+def _online(page: Any) -> str:
+    return str(page.locator("table.counts tr", has_text="online").locator("td").inner_text())
+
+
+def test_the_overview_shows_three_devices_and_every_page_renders(
+    page: Any, fleet: Fleet, tmp_path: Path
+) -> None:
+    def three_online() -> bool:
+        page.goto(f"{fleet.hub.url}/console")
+        return _online(page) == "3"
+
+    wait_until(three_online, 30, "three devices online in the overview")
+    assert "user:ops" in page.locator("header").inner_text()
+    _shot(page, tmp_path, "overview")
+    for name in ("devices", "rollouts", "deployments", "releases", "audit", "telemetry"):
+        page.get_by_role("link", name=name.capitalize(), exact=True).click()
+        page.wait_for_url(f"{fleet.hub.url}/console/{name}")
+        assert page.locator("h1").count() == 1
+        _shot(page, tmp_path, name)
+    page.goto(f"{fleet.hub.url}/console/devices")
+    assert page.locator("tr.device-row").count() == 3
+
+
+def test_a_device_page_draws_health_charts_and_labels_the_device(
+    page: Any, fleet: Fleet, tmp_path: Path
+) -> None:
+    page.goto(f"{fleet.hub.url}/console/devices?name=node-0")
+    page.get_by_role("link", name="node-0", exact=True).click()
+    page.wait_for_url(f"{fleet.hub.url}/console/devices/*")
+
+    def cpu_points() -> int:
+        page.reload()
+        line = page.locator('svg.chart[aria-label="CPU (%)"] polyline')
+        return len((line.first.get_attribute("points") or "").split()) if line.count() else 0
+
+    assert wait_until(lambda: cpu_points() >= 2, 40, "a CPU line of two points or more")
+    assert page.locator("svg.chart").count() == 4  # CPU, memory, disk, temperature
+    assert page.locator('svg.chart[aria-label="Memory used (%)"] polyline').count() >= 1
+    _shot(page, tmp_path, "device")
+
+    page.get_by_label("Set (key=value, comma separated)").fill("site=lab, floor=3")
+    page.get_by_role("button", name="Save labels").click()
+    page.wait_for_load_state()
+    labels = page.locator("#labels").inner_text()
+    assert "site=lab" in labels and "floor=3" in labels
+    assert fleet.hub.device("node-0")["labels"]["site"] == "lab"
+    _shot(page, tmp_path, "device-labelled")
+
+
+def _status(hub: HubProcess, ref: str) -> dict[str, Any]:
+    return dict(json.loads(hub.cli("rollout", "status", ref, "-o", "json").stdout))
+
+
+def test_a_rollout_advances_live_and_is_paused_from_the_page(
+    page: Any, fleet: Fleet, tmp_path: Path
+) -> None:
+    hub = fleet.hub
+    manifest = fleet.root / "ring-a.yaml"
+    manifest.write_text(ROLLOUT % 2)
+    hub.cli("apply", "-f", str(manifest))
+    rollout = _status(hub, "ring-a")
+    assert rollout["state"] == "running" and rollout["waves_total"] == 2
+    page.goto(f"{hub.url}/console/rollouts/{rollout['id']}")
+    page.evaluate("window.stillTheSamePage = true")
+    assert page.locator("#rollout-wave").inner_text() == "1"
+    _shot(page, tmp_path, "rollout-wave-1")
+    # The server-sent events bring wave 2 into this very page.
+    playwright_api.expect(page.locator("#rollout-wave")).to_have_text("2", timeout=60_000)
+    assert page.evaluate("window.stillTheSamePage") is True
+    _shot(page, tmp_path, "rollout-wave-2")
+    page.get_by_role("button", name="Pause").click()
+    page.wait_for_url(f"{hub.url}/console/rollouts/{rollout['id']}")
+    assert _status(hub, "ring-a")["state"] == "paused"
+    assert page.locator("#rollout-state").inner_text() == "paused"
+    assert page.get_by_role("button", name="Resume").count() == 1
+    _shot(page, tmp_path, "rollout-paused")
+    with hub.client() as admin:
+        entries = admin.get("/v1/audit", params={"action": "rollout.pause"}).json()
+    assert [(e["actor"], e["outcome"]) for e in entries] == [("user:ops", "ok")]
+
+
+def test_an_alert_appears_when_a_module_crash_loops(
+    page: Any, fleet: Fleet, tmp_path: Path
+) -> None:
+    hub = fleet.hub
+    keys = tmp_path / "keys"
+    created = hub.cli("keys", "create", "ci", "--dir", str(keys))
+    hub.cli("apply", "-f", "-", input_text=created.stdout)
+    crash_file = tmp_path / "crash"
+    release(hub, tmp_path, keys / "ci.key", "1.0.0", free_port(), crash_file=crash_file)
+    manifest = tmp_path / "web.yaml"
+    manifest.write_text(
+        textwrap.dedent("""\
+            apiVersion: fogline.dev/v1
+            kind: Deployment
+            metadata: {name: web}
+            spec:
+              selector: {matchLabels: {ring: b}}
+              modules:
+                - name: web
+                  release: web@1.0.0
+            """)
+    )
+    hub.cli("apply", "-f", str(manifest))
+
+    def web() -> dict[str, Any] | None:
+        modules = (hub.device("node-2").get("reported") or {}).get("modules") or {}
+        found = (modules.get("modules") or {}).get("web")
+        return found if found and found.get("state") == "healthy" and found.get("pid") else None
+
+    pid = int(wait_until(web, 60, "web healthy on node-2")["pid"])
+    crash_file.touch()
+    os.kill(pid, signal.SIGKILL)  # it restarts, and exits at once from now on
+
+    def alert_shown() -> bool:
+        page.goto(f"{hub.url}/console")
+        return page.locator("tr.alert-row", has_text="crash-loop").count() == 1
+
+    wait_until(alert_shown, 60, "the crash-loop alert in the overview", interval_s=1)
+    row = page.locator("tr.alert-row", has_text="crash-loop")
+    assert "node-2" in row.inner_text() and "web" in row.inner_text()
+    _shot(page, tmp_path, "overview-alert")
+
+
+def test_refusals_in_the_browser(browser: Any, fleet: Fleet, page: Any) -> None:
+    hub = fleet.hub
+    stranger = _context(browser)
+    try:
+        anonymous = stranger.new_page()
+        anonymous.goto(f"{hub.url}/console/devices")
+        assert anonymous.url == f"{hub.url}/console/sign-in"
+        real = next(c for c in page.context.cookies() if c["name"] == SESSION_COOKIE)
+        stranger.add_cookies([{**real, "value": real["value"][:-3] + "xyz"}])
+        anonymous.goto(f"{hub.url}/console/devices")
+        assert anonymous.url == f"{hub.url}/console/sign-in"  # forged: refused
+        assert not [c for c in stranger.cookies() if c["name"] == SESSION_COOKIE]  # and forgotten
+    finally:
+        stranger.close()
+    # The signed-in browser itself, posting without the page's CSRF token.
+    refused = page.request.post(
+        f"{hub.url}/console/devices/node-1/labels", form={"set": "stolen=yes"}
+    )
+    assert refused.status == 403
+    assert "stolen" not in hub.device("node-1")["labels"]
+    with httpx.Client(base_url=hub.url, verify=False, timeout=10) as outside:
+        assert outside.get("/console").status_code == 303
