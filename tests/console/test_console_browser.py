@@ -244,6 +244,11 @@ def test_an_alert_appears_when_a_module_crash_loops(
     row = page.locator("tr.alert-row", has_text="crash-loop")
     assert "node-2" in row.inner_text() and "web" in row.inner_text()
     _shot(page, tmp_path, "overview-alert")
+    page.get_by_role("link", name="Releases", exact=True).click()
+    release_row = page.locator("tr", has_text="1.0.0")
+    assert "sha256:" in release_row.inner_text()
+    assert release_row.get_by_role("link", name="web").count() == 1  # deployed by `web`
+    _shot(page, tmp_path, "releases")
 
 
 def test_refusals_in_the_browser(browser: Any, fleet: Fleet, page: Any) -> None:

@@ -249,3 +249,42 @@ def test_the_device_list_searches_by_name_prefix_through_the_inventory(
     assert "find-a1" in found and "find-a2" in found and "find-b1" not in found
     assert "No device matches" in literal  # % is a character, not a wildcard
     assert bad.status_code == 422 and "selector" in bad.text
+
+
+def test_the_deployments_page_shows_the_manifest_and_the_devices_it_selects(
+    console_hub: tuple[HubProcess, dict[str, Any]], tmp_path: Path
+) -> None:
+    hub, tokens = console_hub
+    enroll_device(hub, hub.create_claim(max_uses=1, labels="pick=me"), "picked-1", tmp_path)
+    enroll_device(hub, hub.create_claim(max_uses=1, labels="pick=other"), "passed-1", tmp_path)
+    manifest = tmp_path / "picky.yaml"
+    manifest.write_text(
+        "apiVersion: fogline.dev/v1\nkind: Deployment\nmetadata: {name: picky}\n"
+        "spec:\n  priority: 7\n  selector:\n    matchExpressions:\n"
+        "      - {key: pick, operator: In, values: [me]}\n  config: {a: 1}\n"
+    )
+    hub.cli("apply", "-f", str(manifest))
+    with console_client(hub, tokens["viewer"][1]) as client:
+        listing = client.get("/console/deployments").text
+        shown = client.get("/console/deployments", params={"name": "picky"}).text
+    assert "/console/deployments?name=picky" in listing
+    assert "picked-1" in shown and "passed-1" not in shown
+    assert "&#34;a&#34;: 1" in shown or '"a": 1' in shown  # the document, read-only
+    assert "<form" not in shown.split("</header>")[1]  # nothing to change here
+
+
+def test_the_telemetry_explorer_charts_a_field_and_escapes_what_devices_send(
+    console_hub: tuple[HubProcess, dict[str, Any]], tmp_path: Path
+) -> None:
+    hub, tokens = console_hub
+    device = enroll_device(hub, hub.create_claim(max_uses=1), "chatty-1", tmp_path)
+    hostile = "<script>alert(1)</script>"
+    device.upload([(i, "temps", {"value": 20.0 + i, "note": hostile}) for i in range(1, 6)])
+    with console_client(hub, tokens["viewer"][1]) as client:
+        page = client.get(
+            "/console/telemetry", params={"device": "chatty-1", "stream": "temps", "since": "1h"}
+        ).text
+    assert hostile not in page
+    assert "\\u003cscript\\u003e" in page  # tojson escapes <, > and & as well
+    assert 'aria-label="temps: value"' in page and "<polyline" in page
+    assert page.count("<tr>") >= 6  # the header and five records

@@ -33,11 +33,11 @@ from .._audit import AuditQuery, audit_view, list_audit, note_actor, record_audi
 from .._audit_trail import audited
 from .._auth import StateDep, actor_of, db_session
 from .._clock import utcnow
-from .._desired import sync_report
+from .._desired import parse_deployments, sync_report
 from .._devices import count_devices_by_status, count_devices_by_version, device_view, find_device
 from .._errors import ApiError, ForbiddenError, UnauthorizedError
 from .._health import epoch_ms, read_series, series_query
-from .._inventory import count_devices_by_sync, device_page, parse_device_query
+from .._inventory import DeviceQuery, count_devices_by_sync, device_page, parse_device_query
 from .._people import SESSION_LIFETIME, SESSION_TOKEN_NAME, authenticate, sign_in
 from .._schema import DeploymentRow, DesiredStateRow, TokenRow
 from .._scopes import check_device_in_scope, check_rollout_in_scope
@@ -493,16 +493,13 @@ def deployments(
     selector_text = ""
     if chosen is not None:
         document = orjson.dumps(chosen.document, option=orjson.OPT_INDENT_2).decode()
-        spec = chosen.document.get("spec", {}) if isinstance(chosen.document, dict) else {}
-        labels = (spec.get("selector") or {}).get("matchLabels") or {}
-        selector_text = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
-        try:
-            query = parse_device_query(selector=selector_text or None, limit="100")
-            now = utcnow()
-            page, _next = device_page(session, query, now, state.settings.offline_after_s)
-            selected = [device_view(r, now, state.settings.offline_after_s) for r in page]
-        except ApiError:
-            selected = []
+        selector = parse_deployments([chosen])[0].selector
+        shown = selector.to_document()
+        selector_text = orjson.dumps(shown).decode() if shown else "every device"
+        query = DeviceQuery(selector=selector, limit=100)
+        now = utcnow()
+        page, _next = device_page(session, query, now, state.settings.offline_after_s)
+        selected = [device_view(r, now, state.settings.offline_after_s) for r in page]
     return render("deployments.html", user=user, page="deployments", rows=rows,
                   chosen=chosen, document=document, selected=selected,
                   selector_text=selector_text)  # fmt: skip
