@@ -33,7 +33,7 @@ from .._audit import AuditQuery, audit_view, list_audit, note_actor, record_audi
 from .._audit_trail import audited
 from .._auth import StateDep, actor_of, db_session
 from .._clock import utcnow
-from .._desired import parse_deployments, sync_report
+from .._desired import SYNC_COLUMNS, parse_deployments, sync_report
 from .._devices import count_devices_by_status, count_devices_by_version, device_view, find_device
 from .._errors import ApiError, ForbiddenError, UnauthorizedError
 from .._health import epoch_ms, read_series, series_query
@@ -241,9 +241,10 @@ def devices(
     now = utcnow()
     rows, next_cursor = device_page(session, query, now, state.settings.offline_after_s)
     ids = [row.id for row in rows]
+    # Only the columns sync_report reads, as GET /v1/devices: not the documents.
     desired = {
         d.device_id: d
-        for d in session.scalars(select(DesiredStateRow).where(DesiredStateRow.device_id.in_(ids)))
+        for d in session.execute(select(*SYNC_COLUMNS).where(DesiredStateRow.device_id.in_(ids)))
     }
     views = [
         device_view(row, now, state.settings.offline_after_s).model_copy(
