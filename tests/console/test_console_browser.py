@@ -245,11 +245,21 @@ def test_an_alert_appears_when_a_module_crash_loops(
     row = page.locator("tr.alert-row", has_text="crash-loop")
     assert "node-2" in row.inner_text() and "web" in row.inner_text()
     _shot(page, tmp_path, "overview-alert")
+    row.get_by_role("button", name="Acknowledge").click()
+    page.wait_for_url(f"{hub.url}/console")
+    acked = page.locator("tr.alert-row", has_text="crash-loop")
+    assert "user:ops" in acked.inner_text() and acked.get_by_role("button").count() == 0
+    assert _alert_acked_by(hub, "crash-loop") == "user:ops"
     page.get_by_role("link", name="Releases", exact=True).click()
     release_row = page.locator("tr", has_text="1.0.0")
     assert "sha256:" in release_row.inner_text()
     assert release_row.get_by_role("link", name="web").count() == 1  # deployed by `web`
     _shot(page, tmp_path, "releases")
+
+
+def _alert_acked_by(hub: HubProcess, kind: str) -> str | None:
+    alerts = json.loads(hub.cli("alerts", "ls", "--active", "-o", "json").stdout)
+    return next(a["acked_by"] for a in alerts if a["kind"] == kind)
 
 
 def test_refusals_in_the_browser(browser: Any, fleet: Fleet, page: Any) -> None:

@@ -99,6 +99,7 @@ ROUTE_PERMISSIONS: Final[Mapping[tuple[str, str], Need]] = {
     ("GET", "/console/rollouts/{ref}"): Permission.READ,
     ("GET", "/console/rollouts/{ref}/events"): Permission.READ,
     ("POST", "/console/rollouts/{ref}/{action}"): Permission.ROLLOUT,  # and the scope
+    ("POST", "/console/alerts/{ref}/ack"): Permission.ALERT,
     ("GET", "/console/releases"): Permission.READ,
     ("GET", "/console/deployments"): Permission.READ,
     ("GET", "/console/audit"): Permission.READ,

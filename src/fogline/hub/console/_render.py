@@ -15,6 +15,7 @@ import jinja2
 from fastapi.responses import HTMLResponse
 
 from fogline import __version__
+from fogline.security import Permission
 
 HERE: Final = Path(__file__).parent
 STATIC_DIR: Final = HERE / "static"
@@ -65,6 +66,7 @@ def environment() -> jinja2.Environment:
     env.filters["when"] = _when
     env.filters["size"] = _size
     env.globals["version"] = __version__
+    env.globals["permissions"] = Permission
     return env
 
 

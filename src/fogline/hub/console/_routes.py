@@ -45,6 +45,7 @@ from .._state import HubState
 from .._telemetry import query as telemetry_query
 from ..releases import list_releases, release_view
 from ..rollouts import available_actions, find_rollout, list_rollouts, rollout_view
+from ..routes._alerts import acknowledge_alert
 from ..routes._operator import relabel_device
 from ..routes._rollout import act_on_rollout, since_time
 from ._render import STATIC_DIR, render, render_text
@@ -202,6 +203,14 @@ def overview(user: ConsoleUserDep, session: SessionDep, state: StateDep) -> Resp
         alerts=alerts,
         rollouts=rollouts,
     )
+
+
+@router.post("/alerts/{ref}/ack", openapi_extra=audited("alert.ack", target="{ref}"))
+def alert_ack(ref: RefPath, user: ConsoleUserDep, _form: FormDep, session: SessionDep) -> Response:
+    """The overview's Acknowledge button, through `acknowledge_alert` (the
+    API's POST /v1/alerts/{ref}/ack), audited there."""
+    acknowledge_alert(session, user.principal, ref)
+    return RedirectResponse("/console", status_code=303)
 
 
 @router.get("/devices")

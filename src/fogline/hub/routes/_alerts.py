@@ -37,6 +37,12 @@ def alerts_list(
 def alerts_ack(ref: str, op: OperatorDep, session: SessionDep) -> dict[str, Any]:
     """Acknowledge an alert: someone is on it. It stays active until what
     raised it clears. Audited."""
+    return alert_view(acknowledge_alert(session, op, ref))
+
+
+def acknowledge_alert(session: Session, op: Principal, ref: str) -> AlertRow:
+    """Acknowledge, audited and committed (idempotent): the API route's and
+    the console's one way to do it. Raises: NotFoundError."""
     row = session.get(AlertRow, ref[:64])
     if row is None:
         raise NotFoundError(f"no alert {ref[:64]!r}")
@@ -45,7 +51,7 @@ def alerts_ack(ref: str, op: OperatorDep, session: SessionDep) -> dict[str, Any]
         row.acked_by = actor_of(op)[:128]
     record_audit(session, actor_of(op), "alert.ack", row.id, kind=row.kind, device=row.device_name)
     session.commit()
-    return alert_view(row)
+    return row
 
 
 @router.get("/insights")
