@@ -36,7 +36,7 @@ from .._clock import utcnow
 from .._desired import SYNC_COLUMNS, parse_deployments, sync_report
 from .._devices import count_devices_by_status, count_devices_by_version, device_view, find_device
 from .._errors import ApiError, ForbiddenError, UnauthorizedError
-from .._health import epoch_ms, read_series, series_query
+from .._health import HealthRetention, SeriesQuery, epoch_ms, read_series, series_query
 from .._inventory import DeviceQuery, count_devices_by_sync, device_page, parse_device_query
 from .._people import SESSION_LIFETIME, SESSION_TOKEN_NAME, authenticate, sign_in
 from .._schema import DeploymentRow, DesiredStateRow, TokenRow
@@ -297,6 +297,28 @@ def _health_charts(points: list[dict[str, Any]]) -> list[Any]:
     ]
 
 
+def health_points(
+    session: Session, device_id: str, window_s: float, now_ms: int, settings: HealthRetention
+) -> list[dict[str, Any]]:
+    """A device's health over `window_s` for the charts, both reads through
+    `read_series`: beyond an hour, the 5-minute rollups and then the raw
+    samples after the last rollup (a day is ~300 rows, not 8,640, and the
+    newest minutes are there); an hour or less, or no rollup yet, what
+    `GET /v1/devices/{ref}/health` would answer."""
+    since_ms = now_ms - int(window_s * 1000)
+    step_ms = int(settings.rollup_step_s * 1000)
+    if window_s > 3600:
+        rolled = read_series(
+            session, device_id, SeriesQuery(since_ms, settings.rollup_step_s, True), settings
+        )
+        if rolled:
+            after_ms = int(rolled[-1]["at"].timestamp() * 1000) + step_ms
+            raw = read_series(session, device_id, SeriesQuery(after_ms, 0.0, False), settings)
+            return rolled + raw
+    query = series_query(window_s, None, now_ms, settings)
+    return read_series(session, device_id, query, settings)
+
+
 @router.get("/devices/{ref}")
 def device_page_view(
     ref: RefPath, user: ConsoleUserDep, session: SessionDep, state: StateDep
@@ -312,8 +334,7 @@ def device_page_view(
     # 24 h, or the device's life when shorter (at least 10 minutes): a
     # device enrolled a minute ago gets a line, not one 3-minute bucket.
     window_s = min(max((utcnow() - row.enrolled_at).total_seconds(), 600.0), 86400.0)
-    query = series_query(window_s, None, epoch_ms(utcnow()), settings)
-    charts = _health_charts(read_series(session, row.id, query, settings))
+    charts = _health_charts(health_points(session, row.id, window_s, epoch_ms(utcnow()), settings))
     may_label = user.may(Permission.LABEL)
     if may_label:
         try:
