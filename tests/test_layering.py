@@ -2,7 +2,7 @@
 
     base      fogline itself: _errors, _log, _lifetime, _text, _durable, _duration,
               _statetable
-    core      protocol, manifest, security, artifact, pipeline, hubclient, launcher: base and
+    core      protocol, manifest, security, artifact, tuf, pipeline, hubclient, launcher: base and
               core only (the launcher imports base alone: it must be hard to break)
     daemons   hub, agent: base, core and their own package; never each other
     edges     sim, cli (and __main__): anything
@@ -24,7 +24,7 @@ BASE_MODULES: Final = frozenset(
     {"_errors", "_log", "_lifetime", "_text", "_durable", "_duration", "_statetable", "__init__"}
 )
 CORE: Final = frozenset(
-    {"protocol", "manifest", "security", "artifact", "pipeline", "hubclient", "launcher"}
+    {"protocol", "manifest", "security", "artifact", "tuf", "pipeline", "hubclient", "launcher"}
 )
 EDGES: Final = frozenset({"sim", "cli", "__main__"})
 DAEMONS: Final = frozenset({"hub", "agent"})

@@ -36,6 +36,8 @@ PLACEHOLDERS = {
     "digest": "sha256:" + "0" * 64,
     "action": "pause",
     "token_id": "nosuchtoken0",
+    "filename": "no-such-thing",
+    "role": "no-such-thing",
 }
 
 

@@ -29,6 +29,7 @@ from . import (
     _sensors,
     _sim,
     _telemetry,
+    _tuf,
 )
 
 app = typer.Typer(
@@ -74,6 +75,7 @@ app.add_typer(_manifests.get_app, name="get")
 app.add_typer(_manifests.delete_app, name="delete")
 app.add_typer(_keys.app, name="keys")
 app.add_typer(_release.app, name="release")
+app.add_typer(_tuf.app, name="tuf")
 app.add_typer(_telemetry.app, name="telemetry")
 app.command("logs")(_logs.logs)
 app.add_typer(_rollout.app, name="rollout")

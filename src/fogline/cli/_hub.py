@@ -146,6 +146,17 @@ def serve_command(
         ),
     ] = "365d",
     ca_key_passphrase_file: CaPassphraseOpt = None,
+    tuf_timestamp_expiry: Annotated[
+        str,
+        typer.Option(
+            help="Lifetime of the TUF timestamp the hub signs online (renewed at half "
+            "its life); a node refuses updates once the newest it can get has expired."
+        ),
+    ] = "1d",
+    tuf_renew: Annotated[
+        bool,
+        typer.Option(hidden=True, help="Renew TUF snapshot and timestamp (off: a stale hub)."),
+    ] = True,
 ) -> None:
     """Serve the hub API over HTTPS (mTLS for devices, tokens for operators).
 
@@ -162,6 +173,7 @@ def serve_command(
         ConnectionLimits,
         HubSettings,
         ServeOptions,
+        TufSettings,
         parse_metrics_listen,
         serve,
     )
@@ -180,6 +192,10 @@ def serve_command(
             f"must be at least {MIN_DEVICE_CERT_VALIDITY_S:.0f}s (got {device_cert_validity!r})",
             param_hint="--device-cert-validity",
         )
+    try:
+        timestamp_ttl_s = parse_duration(tuf_timestamp_expiry)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--tuf-timestamp-expiry") from None
     health = _health_retention(health_raw_retention, health_rollup_step, health_rollup_retention)
     alerts = _alert_thresholds(alert_offline_after, alert_webhook, report_interval)
     forecast = _forecast_settings(
@@ -193,6 +209,11 @@ def serve_command(
         report_interval_s=report_interval,
         offline_after_s=report_interval * 3.5,
         telemetry_retention_s=retention_s,
+        tuf=TufSettings(
+            timestamp_ttl_s=timestamp_ttl_s,
+            snapshot_ttl_s=max(7 * 86400.0, timestamp_ttl_s),
+            renew=tuf_renew,
+        ),
     )
     metrics_address = None
     if metrics_listen is not None:

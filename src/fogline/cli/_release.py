@@ -50,6 +50,7 @@ from ._common import (
     wants_json,
 )
 from ._format import human_bytes
+from ._release_tuf import push_module_role, sign_module_role, tuf_role_path
 
 app = typer.Typer(help="Module releases: build, sign, push, list, remove.", no_args_is_help=True)
 
@@ -100,15 +101,32 @@ def build(
 def sign(
     archive: ArchiveArg,
     key: Annotated[Path, typer.Option("--key", help="The private key (fogline keys create).")],
+    tuf: Annotated[
+        bool,
+        typer.Option(
+            "--tuf",
+            help="Also sign the module's TUF role (ARCHIVE.tuf.json): the hub's newest "
+            "version plus this release, or add this key's signature when the file "
+            "already lists it (a threshold of release keys).",
+        ),
+    ] = False,
+    hub: HubOpt = None,
+    token: TokenOpt = None,
+    ca: CaOpt = None,
 ) -> None:
     """Sign an archive: writes ARCHIVE.sig next to it and prints its path."""
     with _file_errors():
         pair = load_private_key(key)
         envelope = sign_release(archive, pair)
+        size = archive.stat().st_size
     err_console.print(
         f"signed {envelope.name} {envelope.version} ({envelope.digest}) with {envelope.keyid}",
         highlight=False,
     )
+    if tuf:
+        with _file_errors():
+            path = sign_module_role(archive, envelope, size, key, lambda: connect(hub, token, ca))
+        err_console.print(f"signed TUF metadata {path}", highlight=False)
     typer.echo(str(signature_path(archive)))
 
 
@@ -208,6 +226,15 @@ def push(
                 result = _upload(client, archive, size, header)
             err_console.print(
                 f"pushed {result['name']} {result['version']} ({human_bytes(result['size'])})",
+                highlight=False,
+            )
+        if tuf_role_path(archive).exists():
+            # After the archive: a node told of the release finds its bytes.
+            with _file_errors():
+                answer = push_module_role(client, archive, envelope.name)
+            err_console.print(
+                f"TUF {answer['role']} v{answer['version']} "
+                f"{'uploaded' if answer['created'] else 'already on the hub'}",
                 highlight=False,
             )
     typer.echo(digest)

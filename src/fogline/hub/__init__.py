@@ -13,6 +13,7 @@ from ._listener import parse_metrics_listen
 from ._serve import BuiltHub, ServeOptions, build_hub, serve
 from ._state import HubSettings, HubState
 from ._tls import ClientCertH11Protocol, ClientCertHttpToolsProtocol
+from ._tuf import TufSettings
 
 __all__ = [
     "AdminTokenError",
@@ -30,6 +31,7 @@ __all__ = [
     "RetireResult",
     "ServeOptions",
     "Straggler",
+    "TufSettings",
     "build_hub",
     "create_app",
     "make_engine",

@@ -43,6 +43,7 @@ from .routes import (
     release_router,
     rollout_router,
     telemetry_router,
+    tuf_router,
 )
 
 log = logging.getLogger("fogline.hub")
@@ -213,6 +214,7 @@ def create_app(state: HubState) -> FastAPI:
     app.include_router(rollout_router)
     app.include_router(people_router)
     app.include_router(alerts_router)
+    app.include_router(tuf_router)
     install_error_handlers(app)
     install_console(app, state)  # after: it defers to the API's error bodies
     app.add_middleware(RequestTiming, metrics=state.metrics)

@@ -37,6 +37,7 @@ from ._state import HubSettings, HubState
 from ._tls import ReloadingServerTls
 from ._tokens import ensure_admin_token
 from ._trust import FleetTrust
+from ._tuf import ONLINE_KEY_FILE
 from .releases import ArtifactStore
 
 log = logging.getLogger("fogline.hub")
@@ -81,6 +82,7 @@ def open_state(options: ServeOptions, files: HubFiles) -> HubState:
         options.settings,
         artifacts_dir=options.data_dir / "artifacts",
         trust=FleetTrust(files.root, files.passphrase),
+        tuf_key_path=options.data_dir / ONLINE_KEY_FILE,
     )
 
 

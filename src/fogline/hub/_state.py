@@ -18,6 +18,7 @@ from ._health import HealthRetention
 from ._metrics import HubMetrics
 from ._reports import ReportWriter
 from ._trust import FleetTrust
+from ._tuf import TufSettings
 from ._validators import default_validators
 
 
@@ -37,6 +38,8 @@ class HubSettings:
     alerts: AlertThresholds = field(default_factory=AlertThresholds)
     # Forecasts over health series (disk full, memory leaks): see _insights.py.
     forecast: ForecastSettings = field(default_factory=ForecastSettings)
+    # Lifetimes of the TUF snapshot and timestamp the hub signs online.
+    tuf: TufSettings = field(default_factory=TufSettings)
 
 
 @dataclass(slots=True)
@@ -57,6 +60,9 @@ class HubState:
     # The data directory's CAs, reloaded when a rotation changes them; None
     # (an app built in a test): `ca` alone issues and is trusted.
     trust: FleetTrust | None = None
+    # The TUF online key (snapshot, timestamp): DATA/tuf-online-key.pem;
+    # None (an app built in a test): the TUF routes answer 503.
+    tuf_key_path: Path | None = None
     # Device reports, written in batches (see _reports.py).
     reports: ReportWriter = field(init=False)
 

@@ -80,6 +80,10 @@ class EnrollResponse(TolerantModel):
     release_key_scopes: dict[
         str, Annotated[list[Annotated[str, Field(max_length=128)]], Field(max_length=64)]
     ] = {}
+    # The hub's newest TUF root metadata (JSON text), when it has a TUF
+    # repository: the node pins it, and from then on trusts only releases its
+    # TUF metadata names. Left out by hubs without TUF (older agents enroll).
+    tuf_root: Annotated[str, Field(max_length=512 * 1024)] | None = None
 
 
 class RenewRequest(TolerantModel):

@@ -8,6 +8,7 @@
     telemetry   device uploads, operator queries
     rollout     rollouts and the audit log
     people      users, API tokens, whoami (roles: hub/_permissions.py)
+    tuf         TUF metadata for nodes, uploads of signed roles (hub/_tuf.py)
 
 `answer_report` and `answer_desired` are the device hot path's answers,
 shared with `DeviceHotPath` (hub/_hot_path.py), which serves them before FastAPI.
@@ -22,6 +23,7 @@ from ._people import router as people_router
 from ._release import router as release_router
 from ._rollout import router as rollout_router
 from ._telemetry import router as telemetry_router
+from ._tuf import router as tuf_router
 
 __all__ = [
     "alerts_router",
@@ -34,4 +36,5 @@ __all__ = [
     "release_router",
     "rollout_router",
     "telemetry_router",
+    "tuf_router",
 ]

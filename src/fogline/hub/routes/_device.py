@@ -46,6 +46,7 @@ from .._renewal import renew_device
 from .._schema import DesiredStateRow, DeviceRow
 from .._state import HubState
 from .._tls import PEER_SCOPE_KEY, PeerCertificate
+from .._tuf import trusted_root
 
 log = logging.getLogger("fogline.hub.device")
 router = APIRouter(prefix=API_PREFIX, tags=["device"])
@@ -112,6 +113,12 @@ def enroll(body: EnrollRequest, session: SessionDep, state: StateDep) -> EnrollR
     event(log, "device.enrolled", device_id=row.id, name=row.name, claim_id=row.claim_id)
     keys = release_keys(session)
     scopes = key_scopes(keys)
+    optional: dict[str, Any] = {}
+    if scopes:
+        optional["release_key_scopes"] = scopes
+    tuf_root = trusted_root(session)
+    if tuf_root is not None:
+        optional["tuf_root"] = tuf_root.decode()
     return EnrollResponse(
         device_id=row.id,
         name=row.name,
@@ -119,7 +126,7 @@ def enroll(body: EnrollRequest, session: SessionDep, state: StateDep) -> EnrollR
         ca=state.trust_bundle_pem().decode(),
         report_interval_s=state.settings.report_interval_s,
         release_keys=key_material(keys),
-        **({"release_key_scopes": scopes} if scopes else {}),
+        **optional,
     )
 
 
