@@ -154,6 +154,7 @@ EXPECTED: Final[dict[str, list[str]]] = {
         "JournalCorruptError",
         "MemoryActivator",
         "MemoryArtifactSource",
+        "MemoryTargetTrust",
         "ModuleActivator",
         "ReleaseFailure",
         "ReleaseRejectedError",

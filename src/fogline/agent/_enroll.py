@@ -130,6 +130,7 @@ class Enroller:
                     reply.ca,
                     reply.release_keys,
                     reply.release_key_scopes,
+                    reply.tuf_root,
                 )
                 self.reply = reply
                 event(log, "agent.enrolled", device_id=identity.device_id, name=identity.name)

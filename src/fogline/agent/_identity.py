@@ -39,6 +39,7 @@ from fogline.security import (
 )
 
 from ._errors import IdentityError
+from .updater import PINNED_ROOT_FILE
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,6 +259,7 @@ class IdentityStore:
         ca_pem: str,
         release_keys: dict[str, str] | None = None,
         release_key_scopes: Mapping[str, Sequence[str]] | None = None,
+        tuf_root: str | None = None,
     ) -> Identity:
         write_public_file(
             self.root / "release-keys.json", json.dumps(release_keys or {}, sort_keys=True).encode()
@@ -266,6 +268,10 @@ class IdentityStore:
         write_public_file(
             self.root / "release-key-scopes.json", json.dumps(scopes, sort_keys=True).encode()
         )
+        if tuf_root is not None:
+            # Pinned once: from now on only releases TUF metadata chained to
+            # this root vouches for are installed (agent/updater/_tuf.py).
+            write_public_file(self.root / PINNED_ROOT_FILE, tuf_root.encode())
         write_public_file(self.root / "cert.pem", cert_pem.encode())
         write_public_file(self.root / "ca.pem", ca_pem.encode())
         write_public_file(

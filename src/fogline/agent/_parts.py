@@ -29,6 +29,7 @@ from ._report import Reporter
 from ._sync import Applier, ConfigApplier, DesiredStore, SyncLoop
 from .modules import ModuleManager, node_module_manager
 from .supervisor import ModuleRuntime, ModuleUser
+from .updater import node_target_trust
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +133,8 @@ class NodeParts:
         module_user: ModuleUser | None = None,
     ) -> ModuleManager:
         """The module stack (supervisor over `runtime`, the updater fetching
-        over `link`, drift), trusting the release keys pinned at enrollment."""
+        over `link`, drift), trusting TUF metadata when a TUF root is pinned
+        (at enrollment, or by hand), else the release keys pinned at enrollment."""
         store = self.identity_store
         return node_module_manager(
             self.data_dir,
@@ -144,6 +146,7 @@ class NodeParts:
             crash_hook=crash_hook,
             module_user=module_user,
             clock=self.clock,
+            tuf=node_target_trust(store.root, self.data_dir / "updater", link.http),
         )
 
     async def start_modules(

@@ -20,6 +20,7 @@ from fogline.agent.updater import (
     MemoryArtifactSource,
     ReleaseTarget,
     State,
+    TargetTrust,
     UpdateLimits,
     UpdateProgress,
     Updater,
@@ -132,6 +133,7 @@ class Node:
     machine: str | None = "x86_64"
     crash_hook: Callable[[str], None] | None = None
     reports: list[UpdateProgress] = field(default_factory=list)
+    tuf: TargetTrust | None = None
 
     def updater(self) -> Updater:
         """A fresh Updater, as after an agent restart."""
@@ -145,6 +147,7 @@ class Node:
             crash_hook=self.crash_hook,
             machine=self.machine,
             sleep=no_sleep,
+            tuf=self.tuf,
         )
 
     def states(self) -> list[State]:

@@ -42,6 +42,7 @@ from ..updater import (
     InstalledRelease,
     ReleaseTarget,
     State,
+    TargetTrust,
     UpdateProgress,
     Updater,
     UpdateResult,
@@ -245,6 +246,7 @@ def node_module_manager(
     pinned_scopes: Mapping[str, Any] | None = None,
     module_user: ModuleUser | None = None,
     clock: Clock | None = None,
+    tuf: TargetTrust | None = None,
 ) -> ModuleManager:
     """A node's module stack laid out in its data directory: supervisor,
     updater, drift baselines and repairs, artifacts fetched over `http`.
@@ -252,7 +254,8 @@ def node_module_manager(
     The agent builds its own here, and so does each of the simulator's
     virtual nodes (with a simulated runtime), so both run the same code.
     `module_user` is who the runtime runs modules as (None: the agent's user);
-    `clock` drives the updater's retry waits and their jitter.
+    `clock` drives the updater's retry waits and their jitter; `tuf`, when
+    the node has a TUF root pinned, decides which bytes a release may be.
     """
     clock = clock or Clock()
     supervisor = Supervisor(runtime, data_dir / "logs")
@@ -272,6 +275,7 @@ def node_module_manager(
             crash_hook=crash_hook,
             backoff=functools.partial(Backoff, rand=clock.rand),
             sleep=clock.sleep,
+            tuf=tuf,
         )
 
     return ModuleManager(

@@ -26,6 +26,11 @@ Policies:
 * The journal counts its saves across crashes and across interrupted retries
   of the same release; past `UpdateLimits.max_saves` the update rolls back
   and ends FAILED (a crash loop, recorded), never a boot loop.
+* With a TUF root pinned (`_tuf`), DOWNLOAD first asks python-tuf's
+  ngclient for the release's target; only a release the metadata lists,
+  with its digest, is fetched, at most its signed length, and VERIFY checks
+  the bytes against the signed sha256. The release keys of the desired
+  state and of enrollment then grant nothing.
 * A target older than the installed version (semver precedence) is refused
   before anything is fetched, unless it carries `allow_downgrade` (the
   deployment's `allowDowngrade`, or a rollback by a rollout); the refusal
@@ -46,6 +51,9 @@ Errors:
                                 name, version, architecture, health
         ActivationError         the activator could not start or stop a module
         JournalCorruptError     a state file of the updater is unreadable
+        TufRefusedError         TUF metadata does not vouch for the release (not
+                                listed, other bytes, expired, rolled back, badly
+                                signed); not recorded, the node stays put
     (plus the artifact package's UntrustedReleaseError, UnsafeArchiveError and
     ModuleSpecError, whose messages become the reason a release failed)
 
@@ -66,10 +74,11 @@ from ._errors import (
     InvalidTargetError,
     JournalCorruptError,
     ReleaseRejectedError,
+    TufRefusedError,
     UpdaterError,
 )
 from ._http import HttpArtifactSource
-from ._memory import ActivatorCall, MemoryActivator, MemoryArtifactSource
+from ._memory import ActivatorCall, MemoryActivator, MemoryArtifactSource, MemoryTargetTrust
 from ._models import (
     InstalledRelease,
     ReleaseFailure,
@@ -80,11 +89,20 @@ from ._models import (
 )
 from ._ports import ArtifactSource, ModuleActivator
 from ._states import RESUME, TRANSITIONS, Event, State
+from ._tuf import (
+    PINNED_ROOT_FILE,
+    HubFetcher,
+    TargetTrust,
+    TrustedTarget,
+    TufTargetTrust,
+    node_target_trust,
+)
 from ._updater import Updater
 
 __all__ = [
     "CRASH_ENV",
     "FAILURE_PATH_POINTS",
+    "PINNED_ROOT_FILE",
     "RESUME",
     "SUCCESS_PATH_POINTS",
     "TRANSITIONS",
@@ -94,16 +112,22 @@ __all__ = [
     "ArtifactSource",
     "Event",
     "HttpArtifactSource",
+    "HubFetcher",
     "InstalledRelease",
     "InvalidTargetError",
     "JournalCorruptError",
     "MemoryActivator",
     "MemoryArtifactSource",
+    "MemoryTargetTrust",
     "ModuleActivator",
     "ReleaseFailure",
     "ReleaseRejectedError",
     "ReleaseTarget",
     "State",
+    "TargetTrust",
+    "TrustedTarget",
+    "TufRefusedError",
+    "TufTargetTrust",
     "UpdateLimits",
     "UpdateProgress",
     "UpdateResult",
@@ -111,4 +135,5 @@ __all__ = [
     "UpdaterError",
     "crash_hook_from_env",
     "crash_points",
+    "node_target_trust",
 ]

@@ -33,7 +33,7 @@ from fogline.protocol import KeyScope
 
 from ._blocking import in_thread
 from ._download import DownloadPlan, Throttle, download
-from ._errors import ActivationError, ArtifactFetchError, UpdaterError
+from ._errors import ActivationError, ArtifactFetchError, TufRefusedError, UpdaterError
 from ._journal import Journal, StateFiles
 from ._layout import (
     CURRENT,
@@ -55,7 +55,8 @@ from ._models import (
 )
 from ._ports import ArtifactSource, ModuleActivator
 from ._states import TERMINAL, Event, State, next_state
-from ._verify import check_signature, check_spec, health_timeout_s
+from ._tuf import TargetTrust, TrustedTarget
+from ._verify import check_signature, check_spec, check_trusted, health_timeout_s
 
 _log = logging.getLogger("fogline.agent.updater")
 
@@ -69,6 +70,7 @@ class _Run:
 
     journal: Journal
     spec: ModuleSpec | None = None
+    trusted: TrustedTarget | None = None  # what TUF vouched for, asked in DOWNLOAD
 
     @property
     def target(self) -> ReleaseTarget:
@@ -104,8 +106,10 @@ class Engine:
         machine: str | None,
         backoff: Callable[[], Backoff],
         sleep: Callable[[float], Awaitable[None]],
+        tuf: TargetTrust | None = None,
     ) -> None:
         self._layout, self._files = layout, files
+        self._tuf = tuf
         self._source, self._activator = source, activator
         self._trusted_keys = trusted_keys
         self._key_scopes = key_scopes
@@ -136,7 +140,7 @@ class Engine:
             try:
                 event = await self._work[state](run)
             except _FAILURES as exc:
-                retryable = isinstance(exc, ArtifactFetchError | OSError)
+                retryable = isinstance(exc, ArtifactFetchError | OSError | TufRefusedError)
                 event = run.fail(state, _describe(exc), retryable=retryable)
             _log.info(
                 "update.transition",
@@ -184,8 +188,26 @@ class Engine:
 
     # -- the states' work ---------------------------------------------------------
 
+    async def _trusted(self, run: _Run) -> TrustedTarget | None:
+        """What TUF metadata vouches for (None: no TUF root pinned, the release
+        keys decide), asked once per update in this process.
+
+        Raises:
+            TufRefusedError: the release is not vouched for, or for other bytes.
+        """
+        if self._tuf is None:
+            return None
+        if run.trusted is None:
+            target = run.target
+            run.trusted = await self._tuf.lookup(target.name, target.version)
+            check_trusted(target, run.trusted)
+        return run.trusted
+
     async def _download(self, run: _Run) -> Event:
         target = run.target
+        # Asked before anything is fetched: once TUF is on, no byte of a
+        # release its metadata does not name is downloaded.
+        trusted = await self._trusted(run)
         if self._install_path(target).is_dir():
             return Event.OK  # installed earlier from bytes with this digest
         throttle = Throttle(self._limits.progress_interval_s)
@@ -201,7 +223,10 @@ class Engine:
             source=self._source,
             partial=self._layout.partial(target.digest),
             archive=self._layout.archive(target.digest),
-            max_bytes=self._limits.max_download_bytes,
+            # Endless data: never more bytes than the signed length.
+            max_bytes=min(self._limits.max_download_bytes, trusted.length)
+            if trusted is not None
+            else self._limits.max_download_bytes,
             attempts=self._limits.download_attempts,
             backoff=self._backoff(),
             sleep=self._sleep,
@@ -220,7 +245,12 @@ class Engine:
             # Hash again: these are the bytes INSTALL will unpack, possibly
             # after a power cut since DOWNLOAD checked them.
             held = await in_thread(sha256_file, archive)
-        check_signature(target, held, self._trusted_keys(), self._key_scopes())
+        trusted = await self._trusted(run)
+        if trusted is not None:
+            # TUF is on: the release keys of the desired state grant nothing.
+            check_trusted(target, trusted, held)
+        else:
+            check_signature(target, held, self._trusted_keys(), self._key_scopes())
         return Event.OK
 
     async def _install(self, run: _Run) -> Event:

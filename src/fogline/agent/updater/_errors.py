@@ -59,3 +59,15 @@ class JournalCorruptError(UpdaterError):
     def __init__(self, path: str, reason: str) -> None:
         super().__init__(f"{path}: {reason}")
         self.path, self.reason = path, reason
+
+
+class TufRefusedError(UpdaterError):
+    """TUF metadata does not vouch for the release: the target is not listed,
+    lists other bytes, or the metadata itself failed (expired, rolled back,
+    badly signed, unreachable). The node stays on its release; the failure is
+    not recorded, so the same release applies once the metadata vouches for it.
+    """
+
+    def __init__(self, target: str, reason: str) -> None:
+        super().__init__(f"TUF refused {target}: {reason}")
+        self.target, self.reason = target, reason

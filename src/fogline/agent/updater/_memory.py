@@ -10,8 +10,9 @@ from typing import Final
 from fogline._durable import write_all
 from fogline.artifact import ModuleSpec
 
-from ._errors import ArtifactFetchError
+from ._errors import ArtifactFetchError, TufRefusedError
 from ._models import ReleaseTarget
+from ._tuf import TrustedTarget
 
 _DEFAULT_CHUNK: Final = 64 * 1024
 
@@ -124,3 +125,24 @@ class MemoryActivator:
         if version is None:
             return False
         return self.health.get(f"{name}@{version}", self.health.get(version, True))
+
+
+class MemoryTargetTrust:
+    """A TargetTrust over a dict of signed targets ((name, version) -> TrustedTarget);
+    `lookups` records every question, so a test sees it came before a fetch."""
+
+    def __init__(self, signed: Mapping[tuple[str, str], TrustedTarget]) -> None:
+        self.signed = dict(signed)
+        self.lookups: list[tuple[str, str]] = []
+
+    async def lookup(self, name: str, version: str) -> TrustedTarget:
+        """See TargetTrust.lookup.
+
+        Raises:
+            TufRefusedError: the release is not in `signed`.
+        """
+        self.lookups.append((name, version))
+        found = self.signed.get((name, version))
+        if found is None:
+            raise TufRefusedError(f"{name}/{version}", "not in the TUF metadata")
+        return found

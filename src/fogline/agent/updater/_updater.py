@@ -35,6 +35,7 @@ from ._models import (
 )
 from ._ports import ArtifactSource, ModuleActivator
 from ._states import SWITCHED, TERMINAL, State, resume_state
+from ._tuf import TargetTrust
 from ._verify import check_downgrade
 
 _log = logging.getLogger("fogline.agent.updater")
@@ -55,7 +56,9 @@ class Updater:
     Call `recover()` once at start, before `ensure`. Updates of different
     modules may run concurrently; updates of one module are serialised.
     `trusted_keys` and `key_scopes` (which modules each key id may sign; a
-    key absent from it signs any) are asked at each verification.
+    key absent from it signs any) are asked at each verification, unless
+    `tuf` is given: then TUF metadata alone says which bytes a release is,
+    asked before the download, and the keys grant nothing.
     """
 
     def __init__(
@@ -72,6 +75,7 @@ class Updater:
         machine: str | None = _MACHINE,
         backoff: Callable[[], Backoff] = Backoff,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        tuf: TargetTrust | None = None,
     ) -> None:
         self._layout = Layout(Path(root))
         self._files = StateFiles(Path(root))
@@ -91,6 +95,7 @@ class Updater:
             machine=machine,
             backoff=backoff,
             sleep=sleep,
+            tuf=tuf,
         )
         self._locks: dict[str, asyncio.Lock] = {}
 

@@ -15,8 +15,9 @@ from fogline.artifact import (
 )
 from fogline.protocol import KeyScope
 
-from ._errors import ReleaseRejectedError
+from ._errors import ReleaseRejectedError, TufRefusedError
 from ._models import ReleaseTarget
+from ._tuf import TrustedTarget
 
 
 def check_download(target: ReleaseTarget, held_digest: str) -> None:
@@ -56,6 +57,26 @@ def check_signature(
     )
     check_key_scope(verified, key_scopes or {})
     return verified
+
+
+def check_trusted(
+    target: ReleaseTarget, trusted: TrustedTarget, held_digest: str | None = None
+) -> None:
+    """The target's digest (and the bytes held, when given) are what TUF metadata signed.
+
+    Raises:
+        TufRefusedError: the desired state names other bytes than the metadata.
+        ReleaseRejectedError: the bytes held are not the signed ones.
+    """
+    if not hmac.compare_digest(target.digest, trusted.digest):
+        raise TufRefusedError(
+            f"{target.name}/{target.version}",
+            f"the desired state names {target.digest}, TUF metadata signs {trusted.digest}",
+        )
+    if held_digest is not None and not hmac.compare_digest(held_digest, trusted.digest):
+        raise ReleaseRejectedError(
+            f"digest mismatch: TUF metadata signs {trusted.digest}, held {held_digest}"
+        )
 
 
 def check_key_scope(verified: VerifiedRelease, key_scopes: Mapping[str, KeyScope]) -> None:
