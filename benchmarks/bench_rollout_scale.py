@@ -13,11 +13,14 @@ certificate) long-polls `GET /v1/desired?wait=30` and reports every 10 s
 over light raw connections, and applies each new revision with the agent's
 real module stack (`fogline.agent.modules.node_module_manager`, with the
 supervisor's in-memory runtime): the real updater downloads the archive over
-mTLS with range requests, checks its digest and its Ed25519 signature
+mTLS with range requests, checks its digest, and its Ed25519 signature
 against the release keys of the desired state, unpacks it into the device's
-own data dir and commits it. The device then reports the revision applied
-and the module statuses the manager gives, so "succeeded" means verified and
-installed. The script measures wall time from `fogline apply` to the
+own data dir and commits it. With TUF on (the default; `--no-tuf` for
+release keys only), each device pins the hub's TUF root and its updater asks
+python-tuf's ngclient for the target before the download (the agent's path;
+the signature check is then TUF's): per-device times include TUF's metadata
+refresh. The device then reports the revision applied and the module
+statuses the manager gives, so "succeeded" means verified and installed. The script measures wall time from `fogline apply` to the
 rollout's `completed`, the time each wave started, the bytes served,
 per-device update times and the hub's CPU and RSS. Disk: each device keeps
 its installed copy, `--devices` x `--size-mb` in the temp dir.
@@ -57,6 +60,7 @@ from benchmarks.bench_hub_scale import (
 )
 from fogline.agent.modules import ModuleManager, node_module_manager
 from fogline.agent.supervisor import MemoryRuntime
+from fogline.agent.updater import PINNED_ROOT_FILE, node_target_trust
 from fogline.protocol import (
     AppliedState,
     DesiredStateError,
@@ -186,6 +190,9 @@ class FleetJob:
     stop_file: str  # created by the operator side to stop the fleet early
     seed: int
     data_dir: str  # each device's module stack lives in <data_dir>/<index>
+    # The hub's TUF root (JSON), pinned by every device as at enrollment;
+    # None: the release keys of the desired state decide (--no-tuf).
+    tuf_root: str | None = None
 
 
 @dataclass
@@ -236,8 +243,14 @@ async def _device(
     stop = time.monotonic() + (job.stop_at - time.time())
     applied: list[AppliedState | None] = [None]
     http = _artifact_client(job, cert, key, stats)
-    # The agent's own module stack: release keys come with the desired state.
-    manager = node_module_manager(data_dir, MemoryRuntime(), http, {}, lambda: None)
+    # The agent's own module stack: release keys come with the desired state,
+    # or, with a TUF root pinned, TUF metadata through ngclient decides.
+    tuf = None
+    if job.tuf_root is not None:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        (data_dir / PINNED_ROOT_FILE).write_text(job.tuf_root)
+        tuf = node_target_trust(data_dir, data_dir / "updater", http)
+    manager = node_module_manager(data_dir, MemoryRuntime(), http, {}, lambda: None, tuf=tuf)
 
     def error(kind: str) -> None:
         stats.errors[kind] = stats.errors.get(kind, 0) + 1
@@ -343,11 +356,21 @@ def run_fleet(job: FleetJob) -> FleetStats:
 # -- The operator side ----------------------------------------------------------------
 
 
-def make_release(hub: HubProcess, root: Path, size_mb: int) -> str:
+def make_release(hub: HubProcess, root: Path, size_mb: int, *, tuf: bool = False) -> str:
+    """Push the release (with `tuf`, after the TUF ceremony, its module role
+    signed too); returns its digest."""
     keys = root / "release-keys"
     keys.mkdir()
     manifest = hub.cli("keys", "create", "bench-release", "--dir", str(keys)).stdout
     hub.cli("apply", "-f", "-", input_text=manifest)
+    if tuf:
+        online = root / "tuf-online.json"
+        online.write_text(hub.cli("tuf", "online-key").stdout)
+        offline = root / "tuf-offline"
+        hub.cli("tuf", "init", "--dir", str(offline), "--online-key", str(online))
+        pub = str(keys / "bench-release.pub")
+        hub.cli("tuf", "delegate", "--dir", str(offline), "--module", MODULE, "--key", pub)
+        hub.cli("tuf", "push", "--dir", str(offline))
     module = root / "module"
     module.mkdir()
     (module / "fogline-module.yaml").write_text(
@@ -356,7 +379,8 @@ def make_release(hub: HubProcess, root: Path, size_mb: int) -> str:
     (module / "payload.bin").write_bytes(os.urandom(size_mb << 20))
     archive = root / f"{MODULE}-{VERSION}.tar.zst"
     hub.cli("release", "build", str(module), "-o", str(archive))
-    hub.cli("release", "sign", str(archive), "--key", str(keys / "bench-release.key"))
+    sign_tuf = ["--tuf"] if tuf else []
+    hub.cli("release", "sign", str(archive), "--key", str(keys / "bench-release.key"), *sign_tuf)
     return hub.cli("release", "push", str(archive), timeout_s=120).stdout.strip()
 
 
@@ -373,6 +397,13 @@ def main() -> None:
         type=int,
         default=60,
         help="the policy's waveTimeout, s: a device still downloading after it counts as failed",
+    )
+    parser.add_argument(
+        "--tuf",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="TUF on (the hub's repository initialised, each device pins its root and "
+        "asks ngclient before each download); --no-tuf: release keys only",
     )
     parser.add_argument(
         "--hub-workers", type=int, default=1, help="hub processes (fogline hub serve --workers)"
@@ -403,7 +434,8 @@ def main() -> None:
             # Runs first on the way out, error or SIGTERM included: the
             # simulators stop, so the pool's exit need not wait out stop_at.
             stack.callback(stop_file.touch)
-            digest = make_release(hub, root, args.size_mb)
+            digest = make_release(hub, root, args.size_mb, tuf=args.tuf)
+            tuf_root = (root / "tuf-offline" / "root.json").read_text() if args.tuf else None
             print(f"pushed {digest}", file=sys.stderr)
             (root / "v0.yaml").write_text(deployment(False))
             hub.cli("apply", "-f", str(root / "v0.yaml"))
@@ -422,7 +454,7 @@ def main() -> None:
             settle_s = 30 + args.devices / 20
             stop_at = time.time() + settle_s + args.timeout + 30
             futures = [
-                pool.submit(run_fleet, FleetJob(hub.port, ca_pem, creds[w :: args.workers], stop_at, str(stop_file), w, str(root / "nodes" / f"w{w}")))
+                pool.submit(run_fleet, FleetJob(hub.port, ca_pem, creds[w :: args.workers], stop_at, str(stop_file), w, str(root / "nodes" / f"w{w}"), tuf_root))
                 for w in range(args.workers)
             ]  # fmt: skip
             with hub.client() as client:
