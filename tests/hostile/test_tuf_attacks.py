@@ -20,7 +20,7 @@ from tuf.api.metadata import Metadata, MetaFile, Snapshot, Targets, Timestamp
 from fogline.tuf import add_release, load_signer, parse, to_bytes
 from tests.support.modules import deployment
 from tests.support.processes import AgentProcess, HubProcess, free_port, start_hub, wait_until
-from tests.support.tuf import tuf_release, tuf_repository
+from tests.support.tuf import delegate, release_key, tuf_release, tuf_repository
 
 
 def _served(port: int) -> dict | None:
@@ -119,7 +119,7 @@ def _refused(hub: HubProcess, attempt: int, words: str) -> str:
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_a_compromised_hub_cannot_ship_rollback_or_forge_below_threshold(
+def test_a_compromised_hub_cannot_ship_rollback_or_forge_and_rotation_recovers(
     hub: HubProcess, tmp_path: Path
 ) -> None:
     repo = tuf_repository(hub, tmp_path / "tuf", release_keys=("alice", "bob"), threshold=2)
@@ -165,6 +165,16 @@ def test_a_compromised_hub_cannot_ship_rollback_or_forge_below_threshold(
         # Through all of it the node stayed on v1, and fetched nothing of v2.
         assert _served(port)["version"] == "1.0.0"
         assert not any((tmp_path / "node" / "updater" / "downloads").iterdir())
+
+        # Recovery by key rotation: the offline keys delegate web to bob and a
+        # new key (alice is out); a threshold of them signs v2, and it installs.
+        carol = release_key(hub, repo.keys, "carol")
+        delegate(hub, repo.offline, "web", [repo.keys / "bob.pub", repo.keys / "carol.pub"], 2)
+        for key in (bob, carol):
+            hub.cli("release", "sign", str(v2), "--key", str(key), "--tuf")
+        hub.cli("release", "push", str(v2))
+        _deploy(hub, manifest, "2.0.0", 5)
+        wait_until(lambda: (s := _served(port)) and s["version"] == "2.0.0", 90, "v2 running")
     finally:
         agent.stop()
 
