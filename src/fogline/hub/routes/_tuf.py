@@ -14,6 +14,7 @@ GET /v1/tuf/online-key            operator: the public key the hub signs
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -24,7 +25,7 @@ from .._audit import record_audit
 from .._audit_trail import audited
 from .._auth import actor_of, check_device, db_session, has_client_cert, hub_state, require_operator
 from .._clock import utcnow
-from .._errors import BadRequestError, UnauthorizedError, UnavailableError
+from .._errors import BadRequestError, ConflictError, UnauthorizedError, UnavailableError
 from .._people import Principal
 from .._state import HubState
 from .._tuf import OnlineKey, metadata_file, upload
@@ -71,9 +72,19 @@ async def tuf_upload(role: str, request: Request, op: OperatorDep) -> dict[str, 
 
 
 def _store(state: HubState, role: str, data: bytes, actor: str) -> dict[str, Any]:
-    with state.transaction() as session:
-        version, created = upload(session, _key(state), state.settings.tuf, role, data, utcnow())
-        record_audit(session, actor, "tuf.upload", role, version=version, created=created)
+    try:
+        with state.transaction() as session:
+            version, created = upload(
+                session, _key(state), state.settings.tuf, role, data, utcnow()
+            )
+            record_audit(session, actor, "tuf.upload", role, version=version, created=created)
+    except IntegrityError:
+        # Another upload (or replica) stored the same version, or signed the
+        # same snapshot version, first: nothing of this one was kept.
+        raise ConflictError(
+            f"TUF {role} metadata: another upload changed the repository meanwhile; push again",
+            field="version",
+        ) from None
     return {"role": role, "version": version, "created": created}
 
 
