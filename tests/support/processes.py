@@ -116,6 +116,7 @@ class HubProcess:
     # RLIMIT_NOFILE (soft and hard) for the hub process, to test it under a
     # tight open-file limit.
     open_files_limit: int | None = None
+    env: dict[str, str] = field(default_factory=dict)  # on top of ENV
 
     @property
     def url(self) -> str:
@@ -156,7 +157,7 @@ class HubProcess:
                 args,
                 stdout=out,
                 stderr=log,
-                env=ENV,
+                env={**ENV, **self.env},
                 preexec_fn=(lambda: _limit_open_files(limit)) if limit else None,
             )
         RUNNING[id(self)] = self
@@ -289,6 +290,7 @@ def start_hub(
     port: int | None = None,
     extra_args: list[str] | None = None,
     open_files_limit: int | None = None,
+    env: dict[str, str] | None = None,
 ) -> HubProcess:
     hub = HubProcess(
         data_dir,
@@ -296,6 +298,7 @@ def start_hub(
         db_url,
         extra_args=extra_args or [],
         open_files_limit=open_files_limit,
+        env=env or {},
     )
     hub.start()
     return hub

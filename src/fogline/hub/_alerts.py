@@ -314,6 +314,8 @@ class AlertWebhook:
             self._wake.set()
 
     async def run(self) -> None:
+        if self._queue:  # restarted by the hub's supervisor with alerts waiting
+            self._wake.set()
         async with httpx.AsyncClient(timeout=self._timeout_s, follow_redirects=False) as http:
             while True:
                 await self._wake.wait()

@@ -30,6 +30,7 @@ from ._metrics import RequestTiming
 from ._people import Principal
 from ._self_healing import quarantine_pass
 from ._state import HubState
+from ._supervise import TaskFactory, TaskSupervisor, fault_file_from_env
 from ._telemetry import apply_retention
 from .console import install_console
 from .releases import MAX_RELEASE_BYTES
@@ -88,17 +89,21 @@ async def health_rollups_forever(state: HubState) -> None:
         await asyncio.sleep(retention.pass_interval_s)
 
 
-async def alerts_forever(state: HubState) -> None:
+def alert_webhook(state: HubState) -> AlertWebhook | None:
+    """The webhook new alerts are sent to, if one is configured."""
+    thresholds = state.settings.alerts
+    if not thresholds.webhook_url:
+        return None
+    return AlertWebhook(thresholds.webhook_url, thresholds.webhook_timeout_s)
+
+
+async def alerts_forever(state: HubState, webhook: AlertWebhook | None = None) -> None:
     """Raise and clear alerts (see _alerts.py), run the forecast pass when due
-    (_insights.py), and send the new alerts, and the failure groups they
-    join, to the webhook; a failed pass is logged and tried again."""
+    (_insights.py), and hand the new alerts, and the failure groups they
+    join, to the webhook (its own supervised task); a failed pass is logged
+    and tried again."""
     thresholds = state.settings.alerts
     forecast = state.settings.forecast
-    webhook = (
-        AlertWebhook(thresholds.webhook_url, thresholds.webhook_timeout_s)
-        if thresholds.webhook_url
-        else None
-    )
     # Where the next forecast pass starts (a device id), and when it is due.
     cursor = ""
     forecast_due = 0.0
@@ -149,27 +154,29 @@ async def alerts_forever(state: HubState) -> None:
                 )
         return out
 
-    async with asyncio.TaskGroup() as tg:
-        if webhook is not None:
-            tg.create_task(webhook.run(), name="alert-webhook")
-        while True:
-            try:
-                raised = await asyncio.to_thread(one_pass)
-            except Exception as exc:
-                event(log, "alerts.pass_failed", logging.WARNING, error=_describe(exc))
-            else:
-                for alert in raised:
-                    event(log, "alerts.raised", kind=alert["kind"], device=alert.get("device"))
-                if webhook is not None:
-                    webhook.send(raised)
-            await asyncio.sleep(thresholds.interval_s)
+    while True:
+        try:
+            raised = await asyncio.to_thread(one_pass)
+        except Exception as exc:
+            event(log, "alerts.pass_failed", logging.WARNING, error=_describe(exc))
+        else:
+            for alert in raised:
+                event(log, "alerts.raised", kind=alert["kind"], device=alert.get("device"))
+            if webhook is not None:
+                webhook.send(raised)
+        await asyncio.sleep(thresholds.interval_s)
 
 
 def _describe(exc: Exception) -> str:
     return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
 
 
-def create_app(state: HubState) -> FastAPI:
+def create_app(state: HubState, supervisor: TaskSupervisor | None = None) -> FastAPI:
+    """The hub's app; its background tasks run under `supervisor` (by default
+    one with the test-only fault file of FOGLINE_HUB_TEST_FAULT_FILE, if set)."""
+    if supervisor is None:
+        supervisor = TaskSupervisor(fault_file=fault_file_from_env())
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         state.notifier.bind(asyncio.get_running_loop())
@@ -178,20 +185,21 @@ def create_app(state: HubState) -> FastAPI:
             with state.sessions() as session:
                 return desired_changes_since(session, since)
 
+        webhook = alert_webhook(state)
+        tasks: dict[str, TaskFactory] = {
+            "report-writer": state.reports.run,
+            "desired-watch": lambda: state.notifier.watch(read_changes),
+            "rollout-scheduler": lambda: run_scheduler(state),
+            "retention": lambda: retention_forever(state),
+            "health-rollups": lambda: health_rollups_forever(state),
+            "alerts": lambda: alerts_forever(state, webhook),
+        }
+        if webhook is not None:
+            tasks["alert-webhook"] = webhook.run
         async with asyncio.TaskGroup() as tg:
-            watcher = tg.create_task(state.notifier.watch(read_changes), name="desired-watch")
-            retention = tg.create_task(retention_forever(state), name="retention")
-            health = tg.create_task(health_rollups_forever(state), name="health-rollups")
-            alerts = tg.create_task(alerts_forever(state), name="alerts")
-            rollouts = tg.create_task(run_scheduler(state), name="rollout-scheduler")
-            reports = tg.create_task(state.reports.run(), name="report-writer")
+            supervised = tg.create_task(supervisor.run(tasks), name="hub-tasks")
             yield
-            reports.cancel()
-            watcher.cancel()
-            retention.cancel()
-            health.cancel()
-            alerts.cancel()
-            rollouts.cancel()
+            supervised.cancel()
 
     # The schema, its docs page and the metrics tell an attacker the API, the
     # fleet's size and its errors: operators only (see docs/security.md).
@@ -260,7 +268,12 @@ def create_app(state: HubState) -> FastAPI:
         )
 
     @app.get("/healthz", include_in_schema=False)
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok", "version": __version__}
+    async def healthz() -> JSONResponse:
+        # Names only: the errors are in the hub's log, not for anyone asking.
+        down = sorted(supervisor.down())
+        if down:
+            body = {"status": "unhealthy", "version": __version__, "tasks_down": down}
+            return JSONResponse(body, status_code=503)
+        return JSONResponse({"status": "ok", "version": __version__})
 
     return app
