@@ -28,6 +28,7 @@ from fogline.hubclient import HubError, HubUnreachableError
 from fogline.protocol import AppliedState, DeviceFacts, Report, ReportAck
 from fogline.security import TokenFileError, read_token_file
 
+from ._agentlog import AgentLogHandler, AgentLogShipper
 from ._errors import AgentError, IdentityError
 from ._health import HealthSampler
 from ._hublink import HubLink, HubTls
@@ -161,6 +162,7 @@ class Agent:
         self.renewer: Renewer | None = None
         self.tls: HubTls | None = None  # set once enrolled
         self._main_task: asyncio.Task[None] | None = None
+        self._own_log = AgentLogHandler()
         # The agent's own update, run by the launcher when there is one.
         self.selfupdate = SelfUpdate.from_env(lambda: self.modules, self._stop_for_switch)
         self.enroller = self.parts.enroller(on_retry=self._on_enroll_retry)
@@ -319,11 +321,17 @@ class Agent:
         sock = self._bind_local()
         (self.config.data_dir / "local-port").write_text(f"{sock.getsockname()[1]}\n")
         server = make_local_server(self.local)
+        # The agent's own log is kept from here (enrollment included, bounded)
+        # and shipped once the outbox is open (_run_tasks).
+        fogline_logger = logging.getLogger("fogline")
+        fogline_logger.addHandler(self._own_log)
         try:
             await self._run_tasks(server, sock)
         except* (AgentError, HubError) as group:
             # One clear error for the command line, not an exception group.
             raise group.exceptions[0] from None
+        finally:
+            fogline_logger.removeHandler(self._own_log)  # process-wide: never left behind
 
     async def _run_tasks(self, server: Any, sock: socket.socket) -> None:
         async with asyncio.TaskGroup() as tg:
@@ -388,6 +396,11 @@ class Agent:
                 self.dataplane.uplink.notify,
             )
             tg.create_task(shipper.run(), name="log-shipper")
+            # The agent's own log, to `fogline logs NODE --agent` (bounded).
+            own_log = AgentLogShipper(
+                self.dataplane.outbox, self.dataplane.uplink.notify, self._own_log
+            )
+            tg.create_task(own_log.run(), name="agent-log-shipper")
             freeze_long_lived_objects()
 
     def _stop_for_switch(self) -> None:

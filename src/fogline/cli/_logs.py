@@ -1,5 +1,6 @@
 """`fogline logs DEVICE MODULE [--tail N] [--timestamps] [--follow]`: a module's
-stdout and stderr, as the node shipped them to the hub."""
+stdout and stderr, as the node shipped them to the hub; `fogline logs DEVICE
+--agent` the agent's own log (warnings and errors marked as stderr)."""
 
 import datetime as dt
 import time
@@ -13,6 +14,8 @@ from ._client import HubClient
 from ._common import CaOpt, HubOpt, TokenOpt, connect, console, err_console, safe_text
 
 POLL_S: Final = 1.0
+# The agent's own log (agent/_agentlog.py): no module can be named `_agent`.
+AGENT_STREAM: Final = "logs/_agent"
 QUERY_LIMIT: Final = 10_000  # the hub's most records per query
 
 
@@ -56,7 +59,9 @@ def _newest(
 
 def logs(
     device: Annotated[str, typer.Argument(help="Device id or name.")],
-    module: Annotated[str, typer.Argument(help="Module name.")],
+    module: Annotated[
+        str | None, typer.Argument(help="Module name (none with --agent).", show_default=False)
+    ] = None,
     hub: HubOpt = None,
     token: TokenOpt = None,
     ca: CaOpt = None,
@@ -76,12 +81,24 @@ def logs(
         typer.Option("--follow", "-f", help="Keep printing new lines until Ctrl-C (blocks)."),
     ] = False,
     stream: Annotated[str | None, typer.Option(help="Only stdout or stderr.")] = None,
+    agent: Annotated[
+        bool,
+        typer.Option(
+            "--agent",
+            help="The agent's own log instead of a module's (warnings and errors marked !).",
+        ),
+    ] = False,
 ) -> None:
-    """Print a module's logs as the node shipped them (stderr lines marked with !).
+    """Print a module's logs, or with --agent the agent's own, as the node
+    shipped them (stderr lines marked with !).
 
-    Lines reach the hub with the node's reports, a few seconds after the
-    module wrote them. An unknown device is an error, as for `devices show`.
+    Lines reach the hub with the node's reports, a few seconds after they
+    were written. An unknown device is an error, as for `devices show`.
     """
+    if agent and module is not None:
+        raise typer.BadParameter("give a module or --agent, not both", param_hint="MODULE")
+    if not agent and module is None:
+        raise typer.BadParameter("missing: a module name, or --agent", param_hint="MODULE")
     if stream not in (None, "stdout", "stderr"):
         raise typer.BadParameter("must be stdout or stderr", param_hint="--stream")
     try:
@@ -90,7 +107,9 @@ def logs(
         raise typer.BadParameter(str(exc), param_hint="--since") from None
     with connect(hub, token, ca) as client:
         known = client.get(f"/v1/devices/{device}")  # 404 (one line, exit 1) when unknown
-        params: dict[str, Any] = {"device": known["id"], "stream": f"logs/{module}", "since": since}
+        what = "agent" if agent else safe_text(module or "")
+        stream_name = AGENT_STREAM if agent else f"logs/{module}"
+        params: dict[str, Any] = {"device": known["id"], "stream": stream_name, "since": since}
         if tail is not None:
             rows = _newest(client, params, stream, tail) if tail else []
             # The window's newest line of either stream: --follow goes on after it.
@@ -102,8 +121,7 @@ def logs(
         if not follow:
             if not window:
                 err_console.print(
-                    f"no {safe_text(module)} lines from {safe_text(known['name'])} "
-                    f"in the last {since}",
+                    f"no {what} lines from {safe_text(known['name'])} in the last {since}",
                     highlight=False,
                 )
             return
