@@ -103,11 +103,18 @@ class Renewer:
     async def _renew_once(self, link: HubLink, backoff: Backoff) -> bool:
         """One renewal; False when it must be tried again later."""
         try:
-            csr = self._store.renewal_csr(self._identity.name, new_key=self._new_key)
+            # Key generation and the durable writes (an fsync each) off the
+            # event loop: they would stall the node's local actions, and
+            # every node of a simulated fleet sharing the loop.
+            csr = await asyncio.to_thread(
+                self._store.renewal_csr, self._identity.name, new_key=self._new_key
+            )
             self._crash("renew:key-written")
             reply = await link.call("POST", "/v1/renew", RenewRequest(csr=csr), RenewResponse)
             self._crash("renew:answered")
-            self._store.finish_renewal(reply.certificate, reply.ca, self._crash)
+            await asyncio.to_thread(
+                self._store.finish_renewal, reply.certificate, reply.ca, self._crash
+            )
         except (HubError, IdentityError) as exc:
             refused = isinstance(exc, HubStatusError)
             if refused and backoff.attempt == 0:
