@@ -72,7 +72,10 @@ def test_alerts_are_raised_once_sent_acknowledged_and_cleared(
         device = enroll_device(hub, hub.create_claim(), "sick-node", tmp_path)
         _report(device, sick=True)
         sick = {"cert-expiring", "crash-loop", "disk-low", "memory-high"}
+        # A loaded machine can take longer than the 3 s offline threshold
+        # between two looks: `offline` may join here; it is judged last.
         alerts = wait_until(lambda: set(_alerts(hub)) >= sick and _alerts(hub), 20, "alerts")
+        alerts = {kind: a for kind, a in alerts.items() if kind != "offline"}
         assert set(alerts) == sick
         assert alerts["disk-low"]["detail"] == "5.0 % disk free"
         assert alerts["memory-high"]["detail"] == "95.0 % memory used"
@@ -82,9 +85,10 @@ def test_alerts_are_raised_once_sent_acknowledged_and_cleared(
         # Each goes to the webhook once, as JSON.
         wait_until(lambda: len(receiver.seen) >= 4, 20, "webhook deliveries")
         sent = [json.loads(seen.body) for seen in receiver.seen]
-        assert sorted(a["kind"] for a in sent) == sorted(sick)
+        assert sorted(a["kind"] for a in sent if a["kind"] != "offline") == sorted(sick)
         _report(device, sick=True)  # still sick: nothing new is raised
-        assert {a["id"] for a in _alerts(hub).values()} == {a["id"] for a in alerts.values()}
+        now = {a["id"] for kind, a in _alerts(hub).items() if kind != "offline"}
+        assert now == {a["id"] for a in alerts.values()}
 
         # An operator acknowledges one; the audit trail says who.
         acked = hub.cli("alerts", "ack", alerts["disk-low"]["id"], "-o", "table").stdout
