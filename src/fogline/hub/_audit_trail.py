@@ -7,7 +7,8 @@ document and fails on a route that declares neither.
 
 `AuditTrail` (plain ASGI) gives each such request a `RequestAudit` (the
 client's address; the auth dependency adds the caller), and when the answer
-is a refusal (4xx) or a failure (5xx), writes the entry the route could not:
+is a refusal (4xx) or a failure (5xx), writes the entry the route could not,
+before the answer leaves:
 outcome `refused`/`failed`, the status and the error body's message. Routes
 write their own entries for what they did, with before/after, in the
 transaction that does it.
@@ -34,6 +35,8 @@ SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 # An error body is a few hundred bytes; more is not read for the reason.
 _MAX_ERROR_BYTES: Final = 8192
 _MAX_REASON_CHARS: Final = 512
+# An error answer longer than this is sent as it comes, its entry written after.
+_MAX_HELD_BYTES: Final = 1 << 20
 
 
 def audited(action: str, *, target: str = "") -> dict[str, Any]:
@@ -79,28 +82,45 @@ class AuditTrail:
         request = RequestAudit(source=str(client[0]) if client else "")
         status = 500
         body = bytearray()
+        # A refusal's answer is held until its entry is written, so a caller
+        # that reads the trail after its answer finds the entry there.
+        held: list[Message] = []
+        held_bytes = 0
+        written = False
 
         async def capture(message: Message) -> None:
-            nonlocal status
+            nonlocal status, held_bytes, written
             if message["type"] == "http.response.start":
                 status = message["status"]
             elif message["type"] == "http.response.body" and status >= 400:
                 room = _MAX_ERROR_BYTES - len(body)
                 if room > 0:
                     body.extend(message.get("body", b"")[:room])
-            await send(message)
+            if status < 400 or written or _declared(scope) is None:
+                await send(message)
+                return
+            held.append(message)
+            held_bytes += len(message.get("body", b""))
+            last = message["type"] == "http.response.body" and not message.get("more_body")
+            if last or held_bytes > _MAX_HELD_BYTES:
+                written = True
+                await self._after(scope, request, status, _reason(status, bytes(body)))
+                for waiting in held:
+                    await send(waiting)
+                held.clear()
 
         token = begin_request(request)
         try:
             await self.app(scope, receive, capture)
         except Exception as exc:
-            await self._after(scope, request, 500, f"internal error ({type(exc).__name__})")
+            if not written:
+                await self._after(scope, request, 500, f"internal error ({type(exc).__name__})")
             raise
         finally:
             end_request(token)
-        if status >= 400:
+        if status >= 400 and not written:
             await self._after(scope, request, status, _reason(status, bytes(body)))
-        elif request.recorded == 0 and _declared(scope) is not None:
+        elif status < 400 and request.recorded == 0 and _declared(scope) is not None:
             # A route that changed something and said nothing: the OpenAPI
             # walk in the tests should have caught it; the log says so now.
             event(log, "audit.unrecorded", logging.ERROR, path=scope["path"], status=status)
