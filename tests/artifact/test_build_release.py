@@ -66,6 +66,7 @@ def test_archive_entries_are_sorted_and_normalized(tmp_path: Path) -> None:
     members = _members(build_release(src, tmp_path / "out.tar.zst").path)
     assert [m.name for m in members] == [
         "fogline-module.yaml",
+        "fogline-sbom.cdx.json",  # second: the SBOM the signature covers
         "bin",
         "bin/run.sh",
         "current",

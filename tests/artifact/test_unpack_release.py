@@ -1,6 +1,7 @@
 """unpack_release on good archives: faithful, limits exact, dest must be new."""
 
 import os
+import shutil
 import tarfile
 from pathlib import Path
 
@@ -28,6 +29,8 @@ def test_unpack_reproduces_the_module_directory(tmp_path: Path) -> None:
     assert spec == load_module_spec(src / "fogline-module.yaml")
     installed = tmp_path / "installed"
     (src / "bin" / "run.sh").chmod(0o755)  # what the archive records for 0700
+    # The build adds the release's SBOM; the node keeps it with what it runs.
+    shutil.copyfile(tmp_path / "r.tar.zst.cdx.json", src / "fogline-sbom.cdx.json")
     assert tree(installed) == tree(src)
     assert tree(installed)["bin/run.sh"].startswith("0o755 ")
     assert tree(installed)["server.py"].startswith("0o644 ")

@@ -6,8 +6,10 @@ entry is `fogline-module.yaml`. `build_release` makes it reproducibly,
 `sign_release` writes `ARCHIVE.sig`, `verify_release` (pure) checks it
 against the pinned keys, `unpack_release` installs it refusing anything
 hostile, and `check_release` runs the same checks without keeping anything
-(the hub, at push). `walk_tree` and `delete_tree` walk and delete trees of
-any depth without recursion, for every tree an archive or a module shaped.
+(the hub, at push). Each archive carries its CycloneDX SBOM as its second
+entry (`read_release_sbom`), so the signature covers it. `walk_tree` and
+`delete_tree` walk and delete trees of any depth without recursion, for
+every tree an archive or a module shaped.
 
 FoglineError
   ArtifactError
@@ -37,6 +39,13 @@ from ._keys import (
     public_key_pem,
 )
 from ._members import DEFAULT_MAX_INSTALL_BYTES, DEFAULT_MAX_INSTALL_FILES, MAX_PATH_DEPTH
+from ._sbom import (
+    SBOM_FILE,
+    SbomPackage,
+    read_release_sbom,
+    sbom_packages,
+    sbom_path,
+)
 from ._semver import Version, parse_semver
 from ._signing import (
     SignatureEnvelope,
@@ -74,6 +83,7 @@ __all__ = [
     "DEFAULT_MAX_INSTALL_FILES",
     "MAX_PATH_DEPTH",
     "MODULE_FILE",
+    "SBOM_FILE",
     "Architecture",
     "ArtifactError",
     "Backoff",
@@ -86,6 +96,7 @@ __all__ = [
     "ReleaseKeyPair",
     "ResourceLimits",
     "RestartPolicy",
+    "SbomPackage",
     "SignatureEnvelope",
     "TreeEntry",
     "UnsafeArchiveError",
@@ -105,7 +116,10 @@ __all__ = [
     "public_key_base64",
     "public_key_pem",
     "read_module_spec_from_archive",
+    "read_release_sbom",
     "read_signature",
+    "sbom_packages",
+    "sbom_path",
     "sha256_file",
     "sign_release",
     "signature_path",

@@ -19,7 +19,7 @@ from typing import IO, Final, Literal, cast
 
 import zstandard
 
-from fogline._durable import atomic_output
+from fogline._durable import atomic_output, write_atomic
 
 from ._errors import ModuleSpecError, UnsafeArchiveError
 from ._members import (
@@ -31,8 +31,19 @@ from ._members import (
     check_link_target,
     member_parts,
 )
+from ._sbom import (
+    SBOM_FILE,
+    HashedFile,
+    SbomPackage,
+    agent_dependencies,
+    hash_file,
+    is_manifest,
+    recognise,
+    render_sbom,
+    sbom_path,
+)
 from ._semver import Version
-from ._spec import MAX_MODULE_FILE_BYTES, MODULE_FILE, load_module_spec
+from ._spec import MAX_MODULE_FILE_BYTES, MODULE_FILE, ModuleSpec, load_module_spec
 
 _SPECIAL_KINDS: Final = {
     stat.S_IFCHR: "character device",
@@ -51,6 +62,7 @@ class ReleaseInfo:
     digest: str  # sha256:<hex> of the archive file
     size: int  # bytes of the archive file
     path: Path
+    sbom_path: Path | None = None  # the copy of the SBOM beside the archive
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +77,10 @@ class _Source:
 def build_release(src_dir: Path, out: Path) -> ReleaseInfo:
     """Pack `src_dir` (holding fogline-module.yaml) into the archive `out`.
 
-    `out` is replaced atomically; it must not be inside `src_dir`.
+    `out` is replaced atomically; it must not be inside `src_dir`. The
+    archive's second entry is its CycloneDX SBOM (see `_sbom`), also written
+    beside it as `out` + `.cdx.json`; a `fogline-sbom.cdx.json` in `src_dir`
+    is ignored (an unpacked release rebuilds to the same bytes).
 
     Raises:
         ModuleSpecError: fogline-module.yaml is missing or invalid, or a
@@ -93,19 +108,49 @@ def build_release(src_dir: Path, out: Path) -> ReleaseInfo:
             [("kind", "a kind 'agent' release holds the fogline package: fogline/__main__.py")],
         )
 
+    sbom, hashes = _sbom_of(spec, sources)
+    sources.insert(1, _Source((SBOM_FILE,), "file", SBOM_FILE, data=sbom))
     with atomic_output(out, mode=0o644) as fh:
         sink = _HashingSink(fh)
-        _write_archive(sources, sink)
+        _write_archive(sources, sink, hashes)
+    beside = sbom_path(out)
+    write_atomic(beside, sbom, mode=0o644, make_parents=False)
     return ReleaseInfo(
         name=spec.name,
         version=spec.version,
         digest="sha256:" + sink.sha256.hexdigest(),
         size=sink.size,
         path=out,
+        sbom_path=beside,
     )
 
 
-def _write_archive(sources: list[_Source], sink: "_HashingSink") -> None:
+def _sbom_of(spec: ModuleSpec, sources: list[_Source]) -> tuple[bytes, dict[str, str]]:
+    """The SBOM of the release, and each file's SHA-256 (hex) by its archive name.
+
+    The files are hashed here, before the archive is written; writing checks
+    each file against its hash, so the SBOM says what the archive holds even
+    if a file changes during the build (the build then fails).
+    """
+    hashes: dict[str, str] = {}
+    packages: list[SbomPackage] = []
+    for source in sources:
+        if source.kind != "file":
+            continue
+        name = "/".join(source.parts)
+        if source.data is not None:
+            hashes[name] = hashlib.sha256(source.data).hexdigest()
+            continue
+        hashes[name], data = hash_file(source.path, keep=is_manifest(source.parts))
+        if data is not None:
+            packages += recognise(name, data)
+    if spec.kind == "agent":
+        packages += agent_dependencies("fogline/__main__.py")
+    files = [HashedFile(name, sha) for name, sha in hashes.items()]
+    return render_sbom(spec, files, packages), hashes
+
+
+def _write_archive(sources: list[_Source], sink: "_HashingSink", hashes: dict[str, str]) -> None:
     # Fixed frame options: no content size (unknown when streaming anyway),
     # a checksum so unpack detects corruption, single-threaded so the output
     # does not depend on the machine.
@@ -133,10 +178,10 @@ def _write_archive(sources: list[_Source], sink: "_HashingSink") -> None:
                 info.type, info.mode, info.size = tarfile.REGTYPE, FILE_MODE, len(source.data)
                 tar.addfile(info, io.BytesIO(source.data))
             else:
-                _add_file(tar, info, source)
+                _add_file(tar, info, source, hashes["/".join(source.parts)])
 
 
-def _add_file(tar: tarfile.TarFile, info: tarfile.TarInfo, source: _Source) -> None:
+def _add_file(tar: tarfile.TarFile, info: tarfile.TarInfo, source: _Source, sha256: str) -> None:
     # O_NOFOLLOW | O_NONBLOCK: if the path was swapped for a link or a FIFO
     # since the walk, fail (or fstat tells us) instead of following or hanging.
     flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
@@ -146,7 +191,10 @@ def _add_file(tar: tarfile.TarFile, info: tarfile.TarInfo, source: _Source) -> N
         if not stat.S_ISREG(st.st_mode):
             raise UnsafeArchiveError(source.path, "changed into a non-regular file while building")
         info.type, info.size, info.mode = tarfile.REGTYPE, st.st_size, canonical_mode(st.st_mode)
-        tar.addfile(info, fh)
+        reader = _HashingReader(fh)
+        tar.addfile(info, cast(IO[bytes], reader))
+    if reader.sha256.hexdigest() != sha256:
+        raise UnsafeArchiveError(source.path, "changed while the release was built: build again")
 
 
 def _read_module_file(path: Path) -> bytes:
@@ -176,8 +224,8 @@ def _collect(src: Path, real_src: str) -> list[_Source]:
         directory, prefix = pending.pop()
         with os.scandir(directory) as scan:
             for entry in scan:
-                if not prefix and entry.name == MODULE_FILE:
-                    continue  # already first in the archive
+                if not prefix and entry.name in (MODULE_FILE, SBOM_FILE):
+                    continue  # already first in the archive; the SBOM is made anew
                 source = _describe(entry, (*prefix, entry.name), real_src)
                 found.append(source)
                 if source.kind == "dir":
@@ -213,6 +261,19 @@ def _describe(entry: "os.DirEntry[str]", parts: tuple[str, ...], real_src: str) 
         return _Source(parts, "symlink", entry.path, target)
     what = _SPECIAL_KINDS.get(stat.S_IFMT(mode), "special file")
     raise UnsafeArchiveError(real_src, f"a {what} cannot go into a release", name)
+
+
+class _HashingReader:
+    """A read-only file object that hashes what is read through it."""
+
+    def __init__(self, source: IO[bytes]) -> None:
+        self._source = source
+        self.sha256 = hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._source.read(size)
+        self.sha256.update(data)
+        return data
 
 
 class _HashingSink:

@@ -30,6 +30,7 @@ from . import (
     _sim,
     _telemetry,
     _tuf,
+    _vulns,
 )
 
 app = typer.Typer(
@@ -88,6 +89,8 @@ app.add_typer(_people.users_app, name="users")
 app.add_typer(_people.tokens_app, name="tokens")
 app.command("whoami")(_people.whoami)
 app.add_typer(_sensors.app, name="sensors")
+app.add_typer(_vulns.vulndb_app, name="vulndb")
+app.add_typer(_vulns.vulns_app, name="vulns")
 
 
 @app.command("version")

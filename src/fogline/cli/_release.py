@@ -3,6 +3,7 @@
     fogline release build ./thermo-filter -o thermo-filter-1.2.0.tar.zst
     fogline release sign thermo-filter-1.2.0.tar.zst --key release-2026.key
     fogline release push thermo-filter-1.2.0.tar.zst      # prints the digest
+    fogline release sbom thermo-filter@1.2.0              # what is inside (CycloneDX)
     fogline release ls
     fogline release rm thermo-filter@1.1.0                # refused while in use
 
@@ -46,6 +47,7 @@ from ._common import (
     ago,
     connect,
     err_console,
+    print_json,
     print_rows,
     wants_json,
 )
@@ -91,7 +93,8 @@ def build(
     with _file_errors():
         info = build_release(directory, out)
     err_console.print(
-        f"built {info.name} {info.version} → {info.path} ({human_bytes(info.size)})",
+        f"built {info.name} {info.version} → {info.path} ({human_bytes(info.size)}), "
+        f"SBOM {info.sbom_path}",
         highlight=False,
     )
     typer.echo(info.digest)
@@ -260,6 +263,73 @@ def list_(
     print_rows(rows, RELEASE_COLUMNS, output)
 
 
+SBOM_COLUMNS = [
+    ("type", "TYPE"),
+    ("name", "NAME"),
+    ("version", "VERSION"),
+    ("purl", "PACKAGE URL"),
+    ("found_in", "FOUND IN"),
+]
+
+
+def _split_ref(release: str) -> tuple[str, str]:
+    name, at, version = release.partition("@")
+    if not at or not name or not version:
+        raise typer.BadParameter(f"expected NAME@VERSION, got {release!r}", param_hint="RELEASE")
+    return name, version
+
+
+@app.command("sbom")
+def sbom(
+    release: Annotated[str, typer.Argument(help="The release: NAME@VERSION.")],
+    hub: HubOpt = None,
+    token: TokenOpt = None,
+    ca: CaOpt = None,
+    output: OutputOpt = None,
+    files: Annotated[
+        bool, typer.Option("--files", help="In the table, list every file and its SHA-256 too.")
+    ] = False,
+) -> None:
+    """Show what is inside a pushed release: its CycloneDX SBOM, as signed in the archive.
+
+    `--output json` prints the whole CycloneDX document; the table lists the
+    packages (with their package URLs), and with --files every file's SHA-256.
+    """
+    name, version = _split_ref(release)
+    with connect(hub, token, ca) as client:
+        document = client.get(f"/v1/releases/{name}/{version}/sbom")
+    if wants_json(output):
+        print_json(document)
+        return
+    rows = []
+    for component in document.get("components") or ():
+        kind = component.get("type")
+        if kind == "file" and not files:
+            continue
+        properties = component.get("properties") or ()
+        found_in = next(
+            (p.get("value") for p in properties if p.get("name") == "fogline:found-in"), None
+        )
+        sha = next((h.get("content") for h in component.get("hashes") or ()), None)
+        rows.append(
+            {
+                "type": kind,
+                "name": component.get("name"),
+                "version": component.get("version") or (f"sha256:{sha[:12]}" if sha else None),
+                "purl": component.get("purl"),
+                "found_in": found_in,
+            }
+        )
+    rows.sort(key=lambda r: (r["type"] == "file", str(r["name"])))
+    print_rows(rows, SBOM_COLUMNS, output)
+    components = document.get("components") or ()
+    counted = sum(1 for c in components if c.get("type") == "file")
+    err_console.print(
+        f"{name}@{version}: {len(components) - counted} packages, {counted} files",
+        highlight=False,
+    )
+
+
 @app.command("rm")
 def remove(
     release: Annotated[str, typer.Argument(help="The release: NAME@VERSION.")],
@@ -272,9 +342,7 @@ def remove(
     Refused while a deployment pins it, a device is served it (or was just
     before, and may roll back to it) or an active rollout could restore it.
     """
-    name, at, version = release.partition("@")
-    if not at or not name or not version:
-        raise typer.BadParameter(f"expected NAME@VERSION, got {release!r}", param_hint="RELEASE")
+    name, version = _split_ref(release)
     with connect(hub, token, ca) as client:
         removed = client.delete(f"/v1/releases/{name}/{version}")
     err_console.print(

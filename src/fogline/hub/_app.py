@@ -15,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from fogline import __version__
 from fogline._log import event
 from fogline.protocol import API_PREFIX, MAX_BODY_BYTES, Report
+from fogline.vulns import MAX_IMPORT_BYTES
 
 from ._alerts import AlertWebhook, count_active_by_kind, evaluate
 from ._audit_trail import AuditTrail
@@ -45,6 +46,7 @@ from .routes import (
     rollout_router,
     telemetry_router,
     tuf_router,
+    vulns_router,
 )
 
 log = logging.getLogger("fogline.hub")
@@ -223,13 +225,17 @@ def create_app(state: HubState, supervisor: TaskSupervisor | None = None) -> Fas
     app.include_router(people_router)
     app.include_router(alerts_router)
     app.include_router(tuf_router)
+    app.include_router(vulns_router)
     install_error_handlers(app)
     install_console(app, state)  # after: it defers to the API's error bodies
     app.add_middleware(RequestTiming, metrics=state.metrics)
     app.add_middleware(
         BodyLimit,
         max_bytes=MAX_BODY_BYTES,
-        large_paths={f"{API_PREFIX}/releases": MAX_RELEASE_BYTES},
+        large_paths={
+            f"{API_PREFIX}/releases": MAX_RELEASE_BYTES,
+            f"{API_PREFIX}/vulndb/imports": MAX_IMPORT_BYTES,
+        },
     )
     # Outermost: a request refused by any layer inside (the body limit too)
     # is recorded.

@@ -63,12 +63,17 @@ ROUTE_PERMISSIONS: Final[Mapping[tuple[str, str], Need]] = {
     ("POST", f"{_V}/releases"): Permission.RELEASE,
     ("GET", f"{_V}/releases"): Permission.READ,
     ("GET", f"{_V}/releases/{{name}}/{{version}}"): Permission.READ,
+    ("GET", f"{_V}/releases/{{name}}/{{version}}/sbom"): Permission.READ,
     ("DELETE", f"{_V}/releases/{{name}}/{{version}}"): Permission.RELEASE,
     ("GET", f"{_V}/artifacts/{{digest}}"): Permission.READ,
     # TUF: devices read metadata with their certificate, operators with READ
     ("GET", f"{_V}/tuf/metadata/{{filename}}"): Permission.READ,
     ("PUT", f"{_V}/tuf/roles/{{role}}"): Permission.RELEASE,
     ("GET", f"{_V}/tuf/online-key"): Permission.READ,
+    # the offline vulnerability database: importing it is trust material, like keys
+    ("POST", f"{_V}/vulndb/imports"): Permission.RELEASE_KEY,
+    ("GET", f"{_V}/vulndb"): Permission.READ,
+    ("GET", f"{_V}/vulns"): Permission.READ,
     # rollouts, audit, telemetry
     ("GET", f"{_V}/rollouts"): Permission.READ,
     ("GET", f"{_V}/rollouts/{{ref}}"): Permission.READ,

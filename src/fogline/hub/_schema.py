@@ -13,6 +13,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
+    Text,
     TypeDecorator,
     UniqueConstraint,
 )
@@ -446,3 +447,70 @@ class TufMetadataRow(Base):
     body: Mapped[bytes] = mapped_column(LargeBinary)
     expires: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class ReleaseSbomRow(Base):
+    """A release's CycloneDX SBOM, read from its signed archive at push (0021)."""
+
+    __tablename__ = "release_sboms"
+    release_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("releases.id", ondelete="CASCADE"), primary_key=True
+    )
+    document: Mapped[str] = mapped_column(Text)  # the JSON as signed
+    files: Mapped[int] = mapped_column(Integer)
+    components: Mapped[int] = mapped_column(Integer)
+
+
+class ReleaseComponentRow(Base):
+    """A package a release's SBOM names, by OSV ecosystem and name (0021)."""
+
+    __tablename__ = "release_components"
+    __table_args__ = (Index("ix_release_components_package", "ecosystem", "name"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    release_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("releases.id", ondelete="CASCADE"), index=True
+    )
+    ecosystem: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(214))
+    version: Mapped[str] = mapped_column(String(128))
+    purl: Mapped[str] = mapped_column(String(512))
+
+
+class VulnImportRow(Base):
+    """One `fogline vulndb import`: what came in, from which file, when (0021)."""
+
+    __tablename__ = "vuln_imports"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(String(255))
+    imported_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    imported_by: Mapped[str] = mapped_column(String(64))
+    advisories: Mapped[int] = mapped_column(Integer)  # in the file
+    stored: Mapped[int] = mapped_column(Integer)  # new or newer than the hub's copy
+    ecosystems: Mapped[dict[str, int]] = mapped_column(JSON)  # advisories per ecosystem
+    newest_modified: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class VulnAdvisoryRow(Base):
+    """An OSV advisory, the newest `modified` the hub was given (0021)."""
+
+    __tablename__ = "vuln_advisories"
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    modified: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    published: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    withdrawn: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    summary: Mapped[str] = mapped_column(String(500))
+    score: Mapped[float | None] = mapped_column(Float, nullable=True)  # CVSS base score
+    document: Mapped[dict[str, Any]] = mapped_column(JSON)  # the OSV entry as published
+    import_id: Mapped[int] = mapped_column(Integer)
+
+
+class VulnPackageRow(Base):
+    """A package an advisory names, by OSV ecosystem and normalised name (0021)."""
+
+    __tablename__ = "vuln_packages"
+    __table_args__ = (Index("ix_vuln_packages_package", "ecosystem", "name"),)
+    advisory_id: Mapped[str] = mapped_column(
+        String(128), ForeignKey("vuln_advisories.id", ondelete="CASCADE"), primary_key=True
+    )
+    ecosystem: Mapped[str] = mapped_column(String(128), primary_key=True)
+    name: Mapped[str] = mapped_column(String(512), primary_key=True)

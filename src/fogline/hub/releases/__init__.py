@@ -5,6 +5,8 @@ _registry   the checks a push must pass, and lookups of pushed releases
 _refs       module references in deployments (`release: thermo-filter@1.2.0`)
 _models     model releases named by infer steps, delivered by the same deployment
 _agents     agent releases (kind: agent) in deployments: no module config or env
+_sboms      release SBOMs: read from the signed archive at push, stored, shown
+_vulndb     the offline vulnerability database (OSV) and the advisories affecting releases
 _removal    removing releases and release keys, refused while something needs them
 _errors     ReleaseRejectedError and the table of its codes
 """
@@ -33,30 +35,51 @@ from ._registry import (
     release_view,
 )
 from ._removal import remove_release, remove_release_key
+from ._sboms import ReleaseSbom, attach_sbom, read_sbom, release_sbom
+from ._vulndb import (
+    Finding,
+    ImportView,
+    VulnDbStatus,
+    advisory_known,
+    find_affected,
+    store_import,
+    vulndb_status,
+)
 
 __all__ = [
     "MAX_RELEASE_BYTES",
     "ArtifactStore",
+    "Finding",
+    "ImportView",
     "ReleaseRejectedError",
+    "ReleaseSbom",
     "ReleaseView",
     "StagedArtifact",
+    "VulnDbStatus",
+    "advisory_known",
     "archive_kind",
+    "attach_sbom",
     "check_agent_refs",
     "check_archive",
     "check_digest",
     "check_envelope",
     "check_model_refs",
     "downgrade_allowances",
+    "find_affected",
     "find_by_digest",
     "find_release",
     "list_releases",
     "module_downgrades",
     "new_release_row",
     "parse_signature_header",
+    "read_sbom",
     "release_key_id",
+    "release_sbom",
     "release_view",
     "remove_release",
     "remove_release_key",
     "resolve_module_refs",
+    "store_import",
     "validate_module_block",
+    "vulndb_status",
 ]

@@ -9,6 +9,7 @@
     rollout     rollouts and the audit log
     people      users, API tokens, whoami (roles: hub/_permissions.py)
     tuf         TUF metadata for nodes, uploads of signed roles (hub/_tuf.py)
+    vulns       the offline vulnerability database (OSV) and its findings
 
 `answer_report` and `answer_desired` are the device hot path's answers,
 shared with `DeviceHotPath` (hub/_hot_path.py), which serves them before FastAPI.
@@ -24,6 +25,7 @@ from ._release import router as release_router
 from ._rollout import router as rollout_router
 from ._telemetry import router as telemetry_router
 from ._tuf import router as tuf_router
+from ._vulns import router as vulns_router
 
 __all__ = [
     "alerts_router",
@@ -37,4 +39,5 @@ __all__ = [
     "rollout_router",
     "telemetry_router",
     "tuf_router",
+    "vulns_router",
 ]

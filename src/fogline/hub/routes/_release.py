@@ -7,6 +7,7 @@ artifacts by digest (with HTTP range requests, so devices resume).
     GET  /v1/releases                       operator
     GET  /v1/releases/{name}/{version}      operator, or a device whose desired
                                             state names it (see hub/_device_scope.py)
+    GET  /v1/releases/{name}/{version}/sbom operator: its CycloneDX SBOM
     GET  /v1/artifacts/{digest}             the same (Range supported)
     DELETE /v1/releases/{name}/{version}    operator; 409 while something needs it
 
@@ -15,7 +16,7 @@ A release a device may not fetch is answered exactly as one that does not exist.
 
 import logging
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import FileResponse
@@ -48,6 +49,7 @@ from ..releases import (
     ReleaseRejectedError,
     ReleaseView,
     StagedArtifact,
+    attach_sbom,
     check_archive,
     check_digest,
     check_envelope,
@@ -56,6 +58,8 @@ from ..releases import (
     list_releases,
     new_release_row,
     parse_signature_header,
+    read_sbom,
+    release_sbom,
     release_view,
     remove_release,
 )
@@ -137,6 +141,7 @@ def _record(
 ) -> tuple[ReleaseView, bool]:
     """Store the archive and its row; returns the release and whether it is new."""
     check_archive(staged, envelope, store.root / "tmp")
+    sbom = read_sbom(staged.path)  # from the signed bytes, never from beside them
     # The file goes in first: a row never points at a missing archive. If the
     # insert then fails, the file is an unreferenced blob nobody is served.
     store.commit(staged)
@@ -152,6 +157,8 @@ def _record(
         session.add(row)
         _audit_push(session, release_view(row), pushed_by, created=True)
         try:
+            if sbom is not None:
+                attach_sbom(session, row, sbom)
             session.commit()
         except IntegrityError:
             session.rollback()  # a concurrent push of the same name and version
@@ -243,6 +250,13 @@ def releases_show(name: str, version: str, who: ReaderDep, state: StateDep) -> R
         if row is None or hidden:
             raise NotFoundError(f"no release {name[:80]!r} version {version[:80]!r}")
         return release_view(row)
+
+
+@router.get("/releases/{name}/{version}/sbom")
+def releases_sbom(name: str, version: str, _op: OperatorDep, state: StateDep) -> dict[str, Any]:
+    """The release's CycloneDX SBOM, as signed inside its archive."""
+    with state.sessions() as session:
+        return release_sbom(session, name, version)
 
 
 @router.delete(
