@@ -36,18 +36,18 @@ HEADER = "apiVersion: fogline.dev/v1\nkind: Deployment\nmetadata:\n  name: web\n
         pytest.param(
             "apiVersion: fogline.dev/v1\nmetadata: {name: a}\n",
             "fleet.yaml:1:1: kind: required field is missing "
-            "(one of Deployment, ProvisioningClaim, ReleaseKey)",
+            "(one of Deployment, ProvisioningClaim, ReleaseKey, VulnerabilityPolicy)",
             id="missing-kind",
         ),
         pytest.param(
             "apiVersion: fogline.dev/v1\nkind: Deploymnet\n",
-            "fleet.yaml:2:7: kind: must be one of Deployment, ProvisioningClaim, ReleaseKey "
+            "fleet.yaml:2:7: kind: must be one of Deployment, ProvisioningClaim, ReleaseKey, VulnerabilityPolicy "
             "(got 'Deploymnet')",
             id="unknown-kind",
         ),
         pytest.param(
             "apiVersion: fogline.dev/v1\nkind: [Deployment]\n",
-            "fleet.yaml:2:7: kind: must be one of Deployment, ProvisioningClaim, ReleaseKey "
+            "fleet.yaml:2:7: kind: must be one of Deployment, ProvisioningClaim, ReleaseKey, VulnerabilityPolicy "
             "(got a list)",
             id="kind-of-wrong-type",
         ),
@@ -399,7 +399,7 @@ def test_all_problems_of_all_documents_are_reported_at_once() -> None:
     assert problems(text) == [
         "fleet.yaml:7:13: spec.priority: must be an integer (got 'x')",
         "fleet.yaml:8:10: spec.drift: must be one of correct, report (got 'no')",
-        "fleet.yaml:11:7: kind: must be one of Deployment, ProvisioningClaim, ReleaseKey "
+        "fleet.yaml:11:7: kind: must be one of Deployment, ProvisioningClaim, ReleaseKey, VulnerabilityPolicy "
         "(got 'Nope')",
         "fleet.yaml:13:1: a document must be a mapping with apiVersion, kind, metadata and "
         "spec (got a list)",

@@ -231,6 +231,13 @@ def push(
                 f"pushed {result['name']} {result['version']} ({human_bytes(result['size'])})",
                 highlight=False,
             )
+            if result.get("blocked_by"):
+                err_console.print(
+                    "[yellow]warning[/yellow]: blocked by a VulnerabilityPolicy: "
+                    + ", ".join(result["blocked_by"])
+                    + "; no deployment may roll it out",
+                    highlight=False,
+                )
         if tuf_role_path(archive).exists():
             # After the archive: a node told of the release finds its bytes.
             with _file_errors():

@@ -52,6 +52,7 @@ FINDING_COLUMNS = [
     ("package", "PACKAGE"),
     ("running", "RUNNING"),
     ("targeted", "TARGETED"),
+    ("blocked_by", "BLOCKED BY"),
     ("summary", "SUMMARY"),
 ]
 IMPORT_COLUMNS = [

@@ -48,12 +48,21 @@ from ._desired import (
     plain,
     release_keys,
 )
-from ._schema import ClaimRow, DeploymentRow, DesiredStateRow, DeviceRow, ReleaseKeyRow
+from ._schema import (
+    ClaimRow,
+    DeploymentRow,
+    DesiredStateRow,
+    DeviceRow,
+    ReleaseKeyRow,
+    VulnPolicyRow,
+)
 from .releases import (
     archive_kind,
     check_agent_refs,
+    check_deployments,
     check_model_refs,
     downgrade_allowances,
+    effective_policies,
     remove_release_key,
     resolve_module_refs,
 )
@@ -202,6 +211,16 @@ def prepare(
             changes.append(DeploymentChange(name=name, action="unchanged"))
     pruned = sorted(name for name in rows if request.prune and name not in incoming)
     changes += [DeploymentChange(name=name, action="delete") for name in pruned]
+    # The vulnerability gate: a created or changed deployment may not roll
+    # out a release a VulnerabilityPolicy (applied, or in this request) blocks.
+    rolling = {c.name for c in changes if c.action in ("create", "update")}
+    check_deployments(
+        session,
+        [d for d in deployments if d.name in rolling],
+        effective_policies(session, manifests.vulnerability_policies, utcnow()),
+        utcnow(),
+        origins={d.name: d.origin for d in manifests.deployments},
+    )
 
     devices: list[DeviceChange] = []
     current = {row.device_id: row for row in session.scalars(select(DesiredStateRow)).all()}
@@ -275,6 +294,7 @@ def apply(
         if row is not None:
             session.delete(row)
     key_actions = _apply_release_keys(session, prepared.manifests)
+    policy_actions = _apply_policies(session, prepared.manifests, applied_by)
     tokens, claim_actions = _apply_claims(session, prepared.manifests)
     bump_generation(session)
     session.flush()
@@ -284,6 +304,11 @@ def apply(
         *changed,
         *(f"releasekey/{name}" for name, action in key_actions.items() if action != "unchanged"),
         *(f"claim/{name}" for name, action in claim_actions.items() if action != "unchanged"),
+        *(
+            f"vulnerabilitypolicy/{name}"
+            for name, action in policy_actions.items()
+            if action != "unchanged"
+        ),
     ]
     record_audit(
         session,
@@ -293,6 +318,7 @@ def apply(
         deployments={c.name: c.action for c in prepared.plan.deployments},
         release_keys=key_actions,
         claims=claim_actions,
+        vulnerability_policies=policy_actions,
         devices_changed=len(prepared.plan.devices),
         # The deployments the apply changed, as they were and as they are.
         before=previous,
@@ -338,6 +364,40 @@ def _apply_release_keys(session: Session, manifests: ManifestSet) -> dict[str, s
             actions[key.name] = "update"
         else:
             actions[key.name] = "unchanged"
+    return actions
+
+
+def _apply_policies(session: Session, manifests: ManifestSet, applied_by: str) -> dict[str, str]:
+    """Write the VulnerabilityPolicies; each change is audited with its
+    exceptions (advisory, reason, expiry) before and after."""
+    actions: dict[str, str] = {}
+    now = utcnow()
+    for policy in manifests.vulnerability_policies:
+        document = policy.to_document()
+        row = session.get(VulnPolicyRow, policy.name)
+        before = row.document if row is not None else None
+        if row is None:
+            session.add(
+                VulnPolicyRow(
+                    name=policy.name, document=document, applied_at=now, applied_by=applied_by
+                )
+            )
+            actions[policy.name] = "create"
+        elif canonical_json(row.document) != canonical_json(document):
+            row.document, row.applied_at, row.applied_by = document, now, applied_by
+            actions[policy.name] = "update"
+        else:
+            actions[policy.name] = "unchanged"
+            continue
+        record_audit(
+            session,
+            applied_by,
+            "vulnerability-policy.apply",
+            policy.name,
+            exceptions=document["spec"]["exceptions"],
+            before=before,
+            after=document,
+        )
     return actions
 
 

@@ -514,3 +514,13 @@ class VulnPackageRow(Base):
     )
     ecosystem: Mapped[str] = mapped_column(String(128), primary_key=True)
     name: Mapped[str] = mapped_column(String(512), primary_key=True)
+
+
+class VulnPolicyRow(Base):
+    """An applied `VulnerabilityPolicy` manifest (0021)."""
+
+    __tablename__ = "vuln_policies"
+    name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    document: Mapped[dict[str, Any]] = mapped_column(JSON)
+    applied_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    applied_by: Mapped[str] = mapped_column(String(64))

@@ -36,8 +36,10 @@ from ._model import (
     DriftPolicy,
     ManifestSet,
     Origin,
+    PolicyException,
     ProvisioningClaim,
     ReleaseKey,
+    VulnerabilityPolicy,
 )
 from ._schema import API_VERSION, KINDS, decode_public_key, release_key_document
 from ._selector import Operator, Requirement, Selector, selectors_overlap
@@ -72,12 +74,14 @@ __all__ = [
     "ManifestSource",
     "Operator",
     "Origin",
+    "PolicyException",
     "Problem",
     "ProvisioningClaim",
     "ReleaseKey",
     "Requirement",
     "Selector",
     "SelectorSyntaxError",
+    "VulnerabilityPolicy",
     "canonical_json",
     "compile_desired_state",
     "decode_public_key",

@@ -22,8 +22,10 @@ from ._model import (
     DriftPolicy,
     ManifestSet,
     Origin,
+    PolicyException,
     ProvisioningClaim,
     ReleaseKey,
+    VulnerabilityPolicy,
 )
 from ._paths import render_path
 from ._schema import (
@@ -33,6 +35,7 @@ from ._schema import (
     DeploymentModel,
     FieldProblems,
     ReleaseKeyModel,
+    VulnerabilityPolicyModel,
     decode_public_key,
     describe,
 )
@@ -40,7 +43,7 @@ from ._selector import Operator, Requirement, Selector, selectors_overlap
 from ._yaml import LocatedDocument, ManifestSource, compose_documents
 
 Loc = tuple[str | int, ...]
-Manifest = Deployment | ProvisioningClaim | ReleaseKey
+Manifest = Deployment | ProvisioningClaim | ReleaseKey | VulnerabilityPolicy
 
 _EXPECTED = {
     "string_type": "a string",
@@ -86,6 +89,7 @@ def load_manifests(
         deployments=tuple(m for _, m in loaded if isinstance(m, Deployment)),
         claims=tuple(m for _, m in loaded if isinstance(m, ProvisioningClaim)),
         release_keys=tuple(m for _, m in loaded if isinstance(m, ReleaseKey)),
+        vulnerability_policies=tuple(m for _, m in loaded if isinstance(m, VulnerabilityPolicy)),
     )
 
 
@@ -143,6 +147,17 @@ def _validate(
             spec.labels,
             origin=origin,
             names=tuple(spec.names),
+        )
+    if isinstance(model, VulnerabilityPolicyModel):
+        policy = model.spec
+        return VulnerabilityPolicy(
+            model.metadata.name,
+            policy.blockAt,
+            policy.unknownSeverity,
+            policy.onPush,
+            tuple(policy.modules) if policy.modules is not None else None,
+            tuple(PolicyException(e.advisory, e.reason, e.expires) for e in policy.exceptions),
+            origin=origin,
         )
     assert isinstance(model, ReleaseKeyModel)
     modules = tuple(model.spec.modules) if model.spec.modules is not None else None

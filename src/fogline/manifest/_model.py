@@ -151,12 +151,57 @@ class ReleaseKey:
 
 
 @dataclass(frozen=True, slots=True)
+class PolicyException:
+    """An advisory a VulnerabilityPolicy lets through, why, and until when."""
+
+    advisory: str
+    reason: str
+    expires: str  # as written: an ISO 8601 moment or a duration from apply
+
+    def expires_at(self, applied_at: datetime) -> datetime:
+        expiry = parse_expiry(self.expires)
+        if isinstance(expiry, datetime):
+            return expiry
+        return applied_at + timedelta(seconds=expiry)
+
+
+@dataclass(frozen=True, slots=True)
+class VulnerabilityPolicy:
+    """Which advisories block a release: at or above `block_at` (a CVSS
+    level), those without severity if `unknown_severity` is "block", for the
+    modules matching `modules` (None: all), less the unexpired exceptions."""
+
+    name: str
+    block_at: str
+    unknown_severity: str = "block"
+    on_push: str = "refuse"
+    modules: tuple[str, ...] | None = None
+    exceptions: tuple[PolicyException, ...] = ()
+    origin: Origin | None = field(default=None, compare=False)
+
+    def to_document(self) -> dict[str, Any]:
+        spec: dict[str, Any] = {
+            "blockAt": self.block_at,
+            "unknownSeverity": self.unknown_severity,
+            "onPush": self.on_push,
+        }
+        if self.modules is not None:
+            spec["modules"] = list(self.modules)
+        spec["exceptions"] = [
+            {"advisory": e.advisory, "reason": e.reason, "expires": e.expires}
+            for e in self.exceptions
+        ]
+        return _envelope("VulnerabilityPolicy", self.name, spec)
+
+
+@dataclass(frozen=True, slots=True)
 class ManifestSet:
     """Every object of a validated set of manifests, in the order written."""
 
     deployments: tuple[Deployment, ...] = ()
     claims: tuple[ProvisioningClaim, ...] = ()
     release_keys: tuple[ReleaseKey, ...] = ()
+    vulnerability_policies: tuple[VulnerabilityPolicy, ...] = ()
 
 
 BlockValidator = Callable[[JsonObject], None]

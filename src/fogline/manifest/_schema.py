@@ -40,7 +40,9 @@ from ._expiry import parse_expiry
 from ._selector import Operator
 
 API_VERSION: Final = "fogline.dev/v1"
-KINDS: Final = ("Deployment", "ProvisioningClaim", "ReleaseKey")
+KINDS: Final = ("Deployment", "ProvisioningClaim", "ReleaseKey", "VulnerabilityPolicy")
+SEVERITY_LEVELS: Final = ("low", "medium", "high", "critical")
+MAX_POLICY_EXCEPTIONS: Final = 1000
 DRIFT_POLICIES: Final = ("correct", "report")
 MAX_PRIORITY: Final = 1000
 MAX_EXPRESSIONS: Final = 64
@@ -409,6 +411,38 @@ class ReleaseKeySpecModel(BaseModel):
     ) = None
 
 
+class PolicyExceptionModel(BaseModel):
+    model_config = _STRICT
+    advisory: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")]
+    reason: Annotated[str, Field(min_length=1, max_length=500)]
+    # An ISO 8601 moment or a duration from when the policy is applied.
+    expires: Annotated[str, AfterValidator(_check_expires)]
+
+
+class VulnerabilityPolicySpecModel(BaseModel):
+    model_config = _STRICT
+    # Advisories whose CVSS level is at or above this block.
+    blockAt: Annotated[str, AfterValidator(_one_of(*SEVERITY_LEVELS))]
+    # An advisory that gives no severity: block it, or let it through.
+    unknownSeverity: Annotated[str, AfterValidator(_one_of("allow", "block"))] = "block"
+    # At `fogline release push`: refuse the release, or accept it and mark it.
+    onPush: Annotated[str, AfterValidator(_one_of("refuse", "mark"))] = "refuse"
+    # Module name patterns the policy covers; absent: every module.
+    modules: (
+        Annotated[
+            list[str],
+            Field(min_length=1, max_length=MAX_SCOPE_PATTERNS),
+            AfterValidator(_check_patterns),
+        ]
+        | None
+    ) = None
+    exceptions: Annotated[
+        list[PolicyExceptionModel],
+        Field(max_length=MAX_POLICY_EXCEPTIONS),
+        AfterValidator(_unique("advisory", "advisory")),
+    ] = []
+
+
 class DocumentModel(BaseModel):
     model_config = _STRICT
     apiVersion: str
@@ -428,8 +462,13 @@ class ReleaseKeyModel(DocumentModel):
     spec: ReleaseKeySpecModel
 
 
+class VulnerabilityPolicyModel(DocumentModel):
+    spec: VulnerabilityPolicySpecModel
+
+
 MODELS: Final[dict[str, type[DocumentModel]]] = {
     "Deployment": DeploymentModel,
     "ProvisioningClaim": ClaimModel,
     "ReleaseKey": ReleaseKeyModel,
+    "VulnerabilityPolicy": VulnerabilityPolicyModel,
 }

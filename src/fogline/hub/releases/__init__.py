@@ -6,6 +6,7 @@ _refs       module references in deployments (`release: thermo-filter@1.2.0`)
 _models     model releases named by infer steps, delivered by the same deployment
 _agents     agent releases (kind: agent) in deployments: no module config or env
 _sboms      release SBOMs: read from the signed archive at push, stored, shown
+_gate       the vulnerability gate: what applied VulnerabilityPolicies block
 _vulndb     the offline vulnerability database (OSV) and the advisories affecting releases
 _removal    removing releases and release keys, refused while something needs them
 _errors     ReleaseRejectedError and the table of its codes
@@ -14,6 +15,17 @@ _errors     ReleaseRejectedError and the table of its codes
 from ._agents import check_agent_refs
 from ._artifacts import ArtifactStore, StagedArtifact, check_digest
 from ._errors import ReleaseRejectedError
+from ._gate import (
+    AppliedPolicy,
+    Block,
+    blocks_for,
+    check_deployments,
+    check_rollout_resume,
+    effective_policies,
+    gate_push,
+    mark_blocked,
+    stored_policies,
+)
 from ._models import archive_kind, check_model_refs
 from ._refs import (
     downgrade_allowances,
@@ -48,7 +60,9 @@ from ._vulndb import (
 
 __all__ = [
     "MAX_RELEASE_BYTES",
+    "AppliedPolicy",
     "ArtifactStore",
+    "Block",
     "Finding",
     "ImportView",
     "ReleaseRejectedError",
@@ -59,16 +73,22 @@ __all__ = [
     "advisory_known",
     "archive_kind",
     "attach_sbom",
+    "blocks_for",
     "check_agent_refs",
     "check_archive",
+    "check_deployments",
     "check_digest",
     "check_envelope",
     "check_model_refs",
+    "check_rollout_resume",
     "downgrade_allowances",
+    "effective_policies",
     "find_affected",
     "find_by_digest",
     "find_release",
+    "gate_push",
     "list_releases",
+    "mark_blocked",
     "module_downgrades",
     "new_release_row",
     "parse_signature_header",
@@ -80,6 +100,7 @@ __all__ = [
     "remove_release_key",
     "resolve_module_refs",
     "store_import",
+    "stored_policies",
     "validate_module_block",
     "vulndb_status",
 ]

@@ -14,6 +14,8 @@ A push is refused, with a code naming the reason, when:
     release_mismatch     422  the archive's module file names another name/version
     version_conflict     409  this name and version were pushed with other bytes
     too_large            413  over MAX_RELEASE_BYTES
+    vulnerable           422  a VulnerabilityPolicy with `onPush: refuse` blocks an
+                              advisory affecting a package its SBOM names
 
 FoglineError
   ApiError (hub._errors)

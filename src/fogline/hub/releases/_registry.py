@@ -221,6 +221,8 @@ class ReleaseView(BaseModel):
     signature: dict[str, Any]
     pushed_at: dt.datetime
     pushed_by: str
+    # At push only: advisories a VulnerabilityPolicy with `onPush: mark` blocks.
+    blocked_by: list[str] = []
 
 
 def release_view(row: ReleaseRow) -> ReleaseView:

@@ -92,6 +92,7 @@ class Finding(BaseModel):
     targeted: int  # devices whose desired state names the release
     running: int  # devices that report running it
     devices: list[str]  # names of the devices running or targeted (up to 1000)
+    blocked_by: list[str] = []  # the VulnerabilityPolicies that block it
 
 
 def import_view(row: VulnImportRow) -> ImportView:

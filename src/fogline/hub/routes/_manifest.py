@@ -47,7 +47,7 @@ OperatorDep = Annotated[Principal, Depends(require_operator)]
 
 
 def _check_kinds(op: Principal, prepared: PreparedChange) -> None:
-    """ReleaseKeys and ProvisioningClaims need their own permission, and are
+    """ReleaseKeys, ProvisioningClaims and VulnerabilityPolicies need their own permission, and are
     fleet-wide: no scoped role applies them.
 
     Raises: ForbiddenError naming the document.
@@ -55,6 +55,12 @@ def _check_kinds(op: Principal, prepared: PreparedChange) -> None:
     kinds = (
         (prepared.manifests.release_keys, "ReleaseKey", Permission.RELEASE_KEY),
         (prepared.manifests.claims, "ProvisioningClaim", Permission.CLAIM),
+        # A policy and its exceptions decide what may reach the fleet: trust, like keys.
+        (
+            prepared.manifests.vulnerability_policies,
+            "VulnerabilityPolicy",
+            Permission.RELEASE_KEY,
+        ),
     )
     for documents, kind, permission in kinds:
         for document in documents:

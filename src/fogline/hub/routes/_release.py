@@ -55,6 +55,7 @@ from ..releases import (
     check_envelope,
     find_by_digest,
     find_release,
+    gate_push,
     list_releases,
     new_release_row,
     parse_signature_header,
@@ -159,6 +160,11 @@ def _record(
         try:
             if sbom is not None:
                 attach_sbom(session, row, sbom)
+            # The vulnerability gate: refuses (onPush: refuse) or marks, audited.
+            marked = [b.describe() for b in gate_push(session, row, utcnow())]
+            if marked:
+                ref = f"{row.name}@{row.version}"
+                record_audit(session, pushed_by, "release.vulnerable", ref, advisories=marked)
             session.commit()
         except IntegrityError:
             session.rollback()  # a concurrent push of the same name and version
@@ -168,7 +174,7 @@ def _record(
             _audit_push(session, release_view(existing), pushed_by, created=False)
             session.commit()
             return release_view(existing), False
-        return release_view(row), True
+        return release_view(row).model_copy(update={"blocked_by": marked}), True
 
 
 @router.post(

@@ -20,6 +20,7 @@ from .._people import Principal
 from .._schema import RolloutRow
 from .._scopes import check_rollout_in_scope
 from .._state import HubState
+from ..releases import check_rollout_resume
 from ..rollouts import find_rollout, list_rollouts, operate, rollout_view
 
 log = logging.getLogger("fogline.hub.rollout")
@@ -68,7 +69,10 @@ def act_on_rollout(
         NotFoundError: no such rollout. ForbiddenError: outside `op`'s scope.
         ConflictError: the action does not apply in the rollout's state.
     """
-    check_rollout_in_scope(op, session, find_rollout(session, ref))
+    rollout = find_rollout(session, ref)
+    check_rollout_in_scope(op, session, rollout)
+    if action == "resume":  # the vulnerability gate: data may have changed since apply
+        check_rollout_resume(session, rollout.deployments, utcnow())
     row, changed = operate(session, ref, action, actor_of(op))
     session.commit()
     if changed:

@@ -35,7 +35,9 @@ from ..releases import (
     VulnDbStatus,
     advisory_known,
     find_affected,
+    mark_blocked,
     store_import,
+    stored_policies,
     vulndb_status,
 )
 from ._release import OperatorDep as UploaderDep
@@ -73,7 +75,8 @@ def _import(state: HubState, data: bytes, source: str, actor: str) -> ImportResu
             ecosystems=view.ecosystems,
         )
     with state.sessions() as session:
-        findings = find_affected(session, now)
+        # The gate runs on the new data: which deployed releases it now blocks.
+        findings = mark_blocked(find_affected(session, now), stored_policies(session), now)
     return ImportResult(imported=view, findings=findings)
 
 

@@ -1,7 +1,8 @@
 """Supply chain: release SBOMs and the packages they name (`release_sboms`,
 `release_components`), read from each signed archive at push; the offline
 vulnerability database imported from OSV files (`vuln_imports`,
-`vuln_advisories`, `vuln_packages`).
+`vuln_advisories`, `vuln_packages`), and the applied VulnerabilityPolicy
+manifests (`vuln_policies`).
 
 Releases pushed before this migration have no SBOM; nothing is backfilled
 (the hub would have to trust the archive store's bytes without the push's
@@ -84,9 +85,17 @@ def upgrade() -> None:
         sa.Column("name", sa.String(512), primary_key=True),
     )
     op.create_index("ix_vuln_packages_package", "vuln_packages", ["ecosystem", "name"])
+    op.create_table(
+        "vuln_policies",
+        sa.Column("name", sa.String(63), primary_key=True),
+        sa.Column("document", sa.JSON, nullable=False),
+        sa.Column("applied_at", UTCDateTime(), nullable=False),
+        sa.Column("applied_by", sa.String(64), nullable=False),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("vuln_policies")
     op.drop_index("ix_vuln_packages_package", table_name="vuln_packages")
     op.drop_table("vuln_packages")
     op.drop_table("vuln_advisories")

@@ -1,0 +1,233 @@
+"""The vulnerability gate: which releases the applied VulnerabilityPolicy
+manifests block, checked wherever a release could reach a device.
+
+A policy blocks an advisory that affects a release (see `_vulndb`) when the
+release's module matches the policy's `modules` patterns (absent: every
+module), the advisory is not withdrawn, it has no unexpired exception in
+that policy, and its CVSS level is at or above `blockAt` (no severity at
+all: `unknownSeverity` decides). Several policies: any one blocks.
+
+The gate runs at `release push` (refuse, or accept and mark, as `onPush`
+says), at plan/apply (a deployment that would roll out a blocked release
+is refused, located at its module entry), at rollout resume, and after an
+import (the findings say which policies block them).
+"""
+
+import datetime as dt
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from typing import Any, Final
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from fogline.manifest import (
+    Deployment,
+    ManifestError,
+    ManifestSource,
+    Origin,
+    Problem,
+    VulnerabilityPolicy,
+    load_manifests,
+)
+from fogline.vulns import LEVEL_FLOOR
+
+from .._desired import parse_deployments
+from .._schema import DeploymentRow, ReleaseRow, VulnPolicyRow
+from ._errors import ReleaseRejectedError
+from ._registry import find_release
+from ._vulndb import Finding, find_affected
+
+_SHOWN: Final = 5  # advisories named in a refusal; the rest are counted
+
+
+@dataclass(frozen=True, slots=True)
+class AppliedPolicy:
+    """A policy and when it was applied (durations in exceptions count from then)."""
+
+    policy: VulnerabilityPolicy
+    applied_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """One advisory one policy blocks for one release."""
+
+    advisory: str
+    severity: str
+    score: float | None
+    policy: str
+
+    def describe(self) -> str:
+        score = f" {self.score}" if self.score is not None else ""
+        return f"{self.advisory} ({self.severity}{score})"
+
+
+def stored_policies(session: Session) -> list[AppliedPolicy]:
+    """The applied VulnerabilityPolicy manifests, by name."""
+    rows = session.scalars(select(VulnPolicyRow).order_by(VulnPolicyRow.name)).all()
+    if not rows:
+        return []
+    import json
+
+    sources = [ManifestSource(f"policy/{row.name}", json.dumps(row.document)) for row in rows]
+    loaded = load_manifests(sources).vulnerability_policies
+    at = {row.name: row.applied_at for row in rows}
+    return [AppliedPolicy(p, at[p.name]) for p in loaded]
+
+
+def effective_policies(
+    session: Session, incoming: Iterable[VulnerabilityPolicy], now: dt.datetime
+) -> list[AppliedPolicy]:
+    """The stored policies with those of a request in their place (applied now)."""
+    by_name = {p.policy.name: p for p in stored_policies(session)}
+    for policy in incoming:
+        by_name[policy.name] = AppliedPolicy(policy, now)
+    return [by_name[name] for name in sorted(by_name)]
+
+
+def blocks_for(
+    module: str, findings: Iterable[Finding], policies: Sequence[AppliedPolicy], now: dt.datetime
+) -> list[Block]:
+    """What the policies block among a release's findings (pure)."""
+    blocks: list[Block] = []
+    for finding in findings:
+        for applied in policies:
+            policy = applied.policy
+            if policy.modules is not None and not any(
+                fnmatchcase(module, p) for p in policy.modules
+            ):
+                continue
+            if any(
+                e.advisory == finding.advisory and e.expires_at(applied.applied_at) > now
+                for e in policy.exceptions
+            ):
+                continue
+            if finding.score is None:
+                blocked = policy.unknown_severity == "block"
+            else:
+                blocked = finding.score >= LEVEL_FLOOR[policy.block_at]  # type: ignore[index]
+            if blocked:
+                blocks.append(Block(finding.advisory, finding.severity, finding.score, policy.name))
+                break
+    return blocks
+
+
+def mark_blocked(
+    findings: Sequence[Finding], policies: Sequence[AppliedPolicy], now: dt.datetime
+) -> list[Finding]:
+    """The findings, each with the policies that block it (`blocked_by`)."""
+    marked = []
+    for finding in findings:
+        module = finding.release.rpartition("@")[0]
+        names = sorted(
+            {b.policy for p in policies for b in blocks_for(module, [finding], [p], now)}
+        )
+        marked.append(finding.model_copy(update={"blocked_by": names}))
+    return marked
+
+
+def release_blocks(
+    session: Session, release: ReleaseRow, policies: Sequence[AppliedPolicy], now: dt.datetime
+) -> list[Block]:
+    if not policies:
+        return []
+    findings = find_affected(session, now, deployed_only=False, release_ids=[release.id])
+    return blocks_for(release.name, findings, policies, now)
+
+
+def refusal(ref: str, blocks: Sequence[Block]) -> str:
+    shown = ", ".join(b.describe() for b in blocks[:_SHOWN])
+    more = f" and {len(blocks) - _SHOWN} more" if len(blocks) > _SHOWN else ""
+    policies = ", ".join(sorted({repr(b.policy) for b in blocks}))
+    return (
+        f"release {ref} is blocked by VulnerabilityPolicy {policies}: {shown}{more}; "
+        "ship a fixed release, or add an exception (advisory, reason, expires) to the policy"
+    )
+
+
+def gate_push(session: Session, release: ReleaseRow, now: dt.datetime) -> list[Block]:
+    """Check a release being pushed (its SBOM rows flushed in `session`).
+
+    Returns what blocks it when every blocking policy says `onPush: mark`.
+
+    Raises:
+        ReleaseRejectedError: blocked (422 `vulnerable`) by a policy with `onPush: refuse`.
+    """
+    policies = stored_policies(session)
+    blocks = release_blocks(session, release, policies, now)
+    refusing = {p.policy.name for p in policies if p.policy.on_push == "refuse"}
+    if any(b.policy in refusing for b in blocks):
+        raise ReleaseRejectedError(
+            "vulnerable", refusal(f"{release.name}@{release.version}", blocks)
+        )
+    return blocks
+
+
+def check_deployments(
+    session: Session,
+    deployments: Sequence[Deployment],
+    policies: Sequence[AppliedPolicy],
+    now: dt.datetime,
+    origins: Mapping[str, Origin | None] | None = None,
+) -> None:
+    """Refuse deployments whose module entries name a blocked release.
+
+    `origins` (by deployment name) places the problems in the operator's
+    files when `deployments` were re-read after their releases were resolved.
+
+    Raises:
+        ManifestError: one Problem per blocked entry, at `spec.modules[i].release`.
+    """
+    if not policies:
+        return
+    problems: list[Problem] = []
+    for deployment in deployments:
+        origin = (origins or {}).get(deployment.name, deployment.origin)
+        for i, entry in enumerate(deployment.to_document()["spec"].get("modules") or ()):
+            problem = _entry_problem(session, deployment.name, i, entry, policies, now)
+            if problem is not None:
+                file = origin.file if origin else f"deployment/{deployment.name}"
+                line, column = (origin.line, origin.column) if origin else (None, None)
+                problems.append(Problem(file, line, column, f"spec.modules[{i}].release", problem))
+    if problems:
+        raise ManifestError(problems)
+
+
+def check_rollout_resume(session: Session, deployments: Sequence[str], now: dt.datetime) -> None:
+    """A rollout may resume only if its deployments roll out no blocked release.
+
+    Raises:
+        ReleaseRejectedError: 409 `vulnerable`, naming the release and the advisories.
+    """
+    policies = stored_policies(session)
+    rows = session.scalars(select(DeploymentRow).where(DeploymentRow.name.in_(deployments)))
+    try:
+        check_deployments(session, parse_deployments(rows), policies, now)
+    except ManifestError as exc:
+        reasons = "; ".join(
+            f"deployment {p.file.removeprefix('<applied ').rstrip('>')}: {p.path}: {p.reason}"
+            for p in exc.problems
+        )
+        raise ReleaseRejectedError(
+            "vulnerable", f"the rollout cannot resume: {reasons}", status=409
+        ) from None
+
+
+def _entry_problem(
+    session: Session,
+    deployment: str,
+    index: int,
+    entry: Mapping[str, Any],
+    policies: Sequence[AppliedPolicy],
+    now: dt.datetime,
+) -> str | None:
+    name, version = entry.get("name"), entry.get("version")
+    if not isinstance(name, str) or not isinstance(version, str):
+        return None
+    release = find_release(session, name, version)
+    if release is None:
+        return None
+    blocks = release_blocks(session, release, policies, now)
+    return refusal(f"{name}@{version}", blocks) if blocks else None
