@@ -101,6 +101,28 @@ http.server.ThreadingHTTPServer(("127.0.0.1", PORT), Handler).serve_forever()
 """
 
 
+# An invented advisory in the OSV format, and a policy that blocks it at push.
+DEMO_ADVISORY = {
+    "id": "DEMO-2026-0001",
+    "modified": "2026-11-01T00:00:00Z",
+    "published": "2026-11-01T00:00:00Z",
+    "summary": "urllib3: an invented critical flaw, for the demo",
+    "severity": [{"type": "CVSS_V3", "score": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"}],
+    "affected": [
+        {
+            "package": {"ecosystem": "PyPI", "name": "urllib3"},
+            "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "2.0.0"}]}],
+        }
+    ],
+}
+DEMO_POLICY = """\
+apiVersion: fogline.dev/v1
+kind: VulnerabilityPolicy
+metadata: {name: plant}
+spec: {blockAt: high, onPush: refuse}
+"""
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -168,10 +190,12 @@ class Demo:
             raise SystemExit(f"demo: fogline {' '.join(args)} failed: {result.stderr.strip()}")
         return result.stdout
 
-    def fogline_refused(self, *args: str, shown: str, token: str) -> str:
+    def fogline_refused(
+        self, *args: str, shown: str | None, token: str | None, status: str = "403"
+    ) -> str:
         """Run a command the hub must refuse; returns its one-line error."""
         result = self._run(args, None, shown, token)
-        if result.returncode != 1 or "403" not in result.stderr:
+        if result.returncode != 1 or status not in result.stderr:
             raise SystemExit(f"demo: fogline {' '.join(args)} was not refused: {result.stderr}")
         return result.stderr.strip()
 
@@ -422,8 +446,34 @@ class Demo:
             "apply", "-f", "fleet.yaml", token=ann, shown=as_ann + "fogline apply -f fleet.yaml"
         )
         console.print(f"  {refused}", highlight=False, soft_wrap=True, markup=False)
+        self.vulnerability_gate()
         print(self.fogline("audit", "ls", "-o", "table"), flush=True)
         console.rule("[bold green]demo complete")
+
+    def vulnerability_gate(self) -> None:
+        self.step("The vulnerability gate: offline OSV data, a policy, a release it refuses")
+        osv = self.root / "osv"
+        osv.mkdir()
+        (osv / "DEMO-2026-0001.json").write_text(json.dumps(DEMO_ADVISORY))
+        print(self.fogline("vulndb", "import", "osv", "-o", "table"), flush=True)
+        (self.root / "policy.yaml").write_text(DEMO_POLICY)
+        console.print("  (the demo wrote osv/DEMO-2026-0001.json and policy.yaml)", highlight=False)
+        self.fogline("apply", "-f", "policy.yaml")
+        module = self.root / "press-monitor"
+        spec = (module / "fogline-module.yaml").read_text()
+        (module / "fogline-module.yaml").write_text(spec.replace("1.0.0", "1.1.0"))
+        (module / "requirements.txt").write_text("urllib3==1.26.4\n")  # pinned, affected
+        archive = "press-monitor-1.1.0.tar.zst"
+        self.fogline("release", "build", "press-monitor", "-o", archive)
+        self.fogline("release", "sign", archive, "--key", "keys/plant.key")
+        print(
+            self.fogline("release", "sbom", "press-monitor@1.0.0", "--files", "-o", "table"),
+            flush=True,
+        )
+        refused = self.fogline_refused(
+            "release", "push", archive, shown=None, token=None, status="422 vulnerable"
+        )
+        console.print(f"  {refused}", highlight=False, soft_wrap=True, markup=False)
 
     def stop(self) -> None:
         for proc in reversed(self.procs):
