@@ -180,3 +180,20 @@ def test_a_paused_rollout_of_a_release_blocked_since_does_not_resume(
         assert client.get("/v1/rollouts/web").json()["state"] == "paused"
         gate.hub.cli("apply", "-f", str(_write(gate, "back.yaml", _policy("critical"))))
         assert client.post("/v1/rollouts/web/resume").status_code == 200
+
+
+def test_a_policy_is_listed_and_deleted_and_the_deletion_is_audited(gate: Gate) -> None:
+    excepted = '[{advisory: FOGTEST-NPM-0001, reason: "lodash only in tests", expires: 7d}]'
+    path = _write(gate, "listed.yaml", _policy("high", exceptions=excepted))
+    gate.hub.cli("apply", "-f", str(path))
+    table = gate.hub.cli("get", "vulnerabilitypolicies", "-o", "table").stdout
+    assert "fleet" in table and "FOGTEST-NPM-0001 until 7d" in table
+    gate.hub.cli("delete", "vulnerabilitypolicy", "fleet")
+    listed = json.loads(gate.hub.cli("get", "vulnerabilitypolicies", "-o", "json").stdout)
+    assert listed == []
+    audit = json.loads(gate.hub.cli("audit", "ls", "--output", "json").stdout)
+    entry = next(e for e in reversed(audit) if e["action"] == "vulnerability-policy.delete")
+    assert entry["target"] == "vulnerabilitypolicy/fleet"
+    assert entry["detail"]["exceptions"][0]["advisory"] == "FOGTEST-NPM-0001"
+    gone = gate.hub.cli("delete", "vulnerabilitypolicy", "fleet", check=False)
+    assert gone.returncode == 1 and "no VulnerabilityPolicy 'fleet'" in gone.stderr

@@ -253,3 +253,50 @@ def delete_release_key(
             f"rollout {safe_text(rollout)} started: devices get documents without the key",
             highlight=False,
         )
+
+
+POLICY_COLUMNS = [
+    ("name", "NAME"),
+    ("blockAt", "BLOCK AT"),
+    ("onPush", "ON PUSH"),
+    ("modules", "MODULES"),
+    ("exceptions", "EXCEPTIONS"),
+    ("applied", "APPLIED"),
+]
+
+
+@get_app.command("vulnerabilitypolicies")
+def get_vulnerability_policies(
+    hub: HubOpt = None, token: TokenOpt = None, ca: CaOpt = None, output: OutputOpt = None
+) -> None:
+    """List applied VulnerabilityPolicies: threshold, push action, modules, exceptions."""
+    with connect(hub, token, ca) as client:
+        documents = client.get("/v1/vulnpolicies")
+    if wants_json(output):
+        print_rows(documents, POLICY_COLUMNS, output)
+        return
+    rows = [
+        {
+            "name": d["metadata"]["name"],
+            "blockAt": d["spec"]["blockAt"],
+            "onPush": d["spec"]["onPush"],
+            "modules": ", ".join(d["spec"].get("modules") or ["(any)"]),
+            "exceptions": ", ".join(
+                f"{e['advisory']} until {e['expires']}" for e in d["spec"]["exceptions"]
+            )
+            or "-",
+            "applied": f"{ago(d['applied_at'])} by {d['applied_by']}",
+        }
+        for d in documents
+    ]
+    print_rows(rows, POLICY_COLUMNS, output)
+
+
+@delete_app.command("vulnerabilitypolicy")
+def delete_vulnerability_policy(
+    name: str, hub: HubOpt = None, token: TokenOpt = None, ca: CaOpt = None
+) -> None:
+    """Delete a VulnerabilityPolicy: what it blocked is no longer blocked (audited)."""
+    with connect(hub, token, ca) as client:
+        client.delete(f"/v1/vulnpolicies/{name}")
+    err_console.print(f"vulnerabilitypolicy/{safe_text(name)} deleted", highlight=False)

@@ -74,6 +74,8 @@ ROUTE_PERMISSIONS: Final[Mapping[tuple[str, str], Need]] = {
     ("POST", f"{_V}/vulndb/imports"): Permission.RELEASE_KEY,
     ("GET", f"{_V}/vulndb"): Permission.READ,
     ("GET", f"{_V}/vulns"): Permission.READ,
+    ("GET", f"{_V}/vulnpolicies"): Permission.READ,
+    ("DELETE", f"{_V}/vulnpolicies/{{name}}"): Permission.RELEASE_KEY,
     # rollouts, audit, telemetry
     ("GET", f"{_V}/rollouts"): Permission.READ,
     ("GET", f"{_V}/rollouts/{{ref}}"): Permission.READ,

@@ -4,6 +4,8 @@
     GET  /v1/vulndb                       read         imports, advisories per ecosystem, age
     GET  /v1/vulns?advisory=ID&all=true   read         advisories affecting releases, with
                                                        the devices that target or run them
+    GET  /v1/vulnpolicies                 read         applied VulnerabilityPolicy documents
+    DELETE /v1/vulnpolicies/{name}        release-key  remove one (audited, with its exceptions)
 
 An import is all or nothing: the first malformed file refuses it (422,
 naming the file and the reason). Its answer lists what the new data finds
@@ -11,10 +13,11 @@ in deployed releases, so an import is also a scan.
 """
 
 import logging
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -24,10 +27,12 @@ from fogline.vulns import MAX_IMPORT_BYTES, VulnError, read_osv_zip
 
 from .._audit import record_audit
 from .._audit_trail import audited
-from .._auth import StateDep, db_session, require_operator
+from .._auth import StateDep, actor_of, db_session, require_operator
 from .._clock import utcnow
 from .._errors import BadRequestError, NotFoundError
 from .._people import Principal
+from .._schema import VulnPolicyRow
+from .._scopes import check_unscoped
 from .._state import HubState
 from ..releases import (
     Finding,
@@ -127,3 +132,38 @@ def vulns_list(
     if advisory is not None and not advisory_known(session, advisory):
         raise NotFoundError(f"no advisory {advisory!r} in the vulnerability database")
     return find_affected(session, utcnow(), advisory_id=advisory, deployed_only=not all_releases)
+
+
+@router.get("/vulnpolicies")
+def vulnpolicies_list(_op: ReaderDep, session: SessionDep) -> list[dict[str, Any]]:
+    """Every applied VulnerabilityPolicy, as its manifest document, by name."""
+    rows = session.scalars(select(VulnPolicyRow).order_by(VulnPolicyRow.name)).all()
+    return [
+        {**row.document, "applied_at": row.applied_at.isoformat(), "applied_by": row.applied_by}
+        for row in rows
+    ]
+
+
+@router.delete(
+    "/vulnpolicies/{name}",
+    openapi_extra=audited("vulnerability-policy.delete", target="vulnerabilitypolicy/{name}"),
+)
+def vulnpolicies_delete(name: str, op: ReaderDep, session: SessionDep) -> dict[str, Any]:
+    """Remove a VulnerabilityPolicy: what it blocked is no longer blocked. Audited."""
+    check_unscoped(op, f"VulnerabilityPolicy {name[:63]!r}")
+    row = session.get(VulnPolicyRow, name[:63])
+    if row is None:
+        raise NotFoundError(f"no VulnerabilityPolicy {name[:63]!r}")
+    document = dict(row.document)
+    session.delete(row)
+    record_audit(
+        session,
+        actor_of(op),
+        "vulnerability-policy.delete",
+        f"vulnerabilitypolicy/{row.name}",
+        before=document,
+        exceptions=document.get("spec", {}).get("exceptions", []),
+    )
+    session.commit()
+    event(log, "vulnerability-policy.deleted", name=row.name, by=op.name)
+    return document
