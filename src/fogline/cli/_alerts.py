@@ -19,7 +19,7 @@ from ._common import (
 )
 
 app = typer.Typer(
-    help="Alerts the hub raises: offline, crash-loop, disk, memory, certificate.",
+    help="Alerts the hub raises: offline, crash-loop, disk, memory, certificate, outbox.",
     no_args_is_help=True,
 )
 

@@ -369,5 +369,8 @@ def _alert_thresholds(
     # a pass reads every device's last report.
     interval_s = min(max(report_interval_s * 3, 1.0), 60.0)
     return AlertThresholds(
-        offline_after_s=offline_after_s, interval_s=interval_s, webhook_url=webhook
+        offline_after_s=offline_after_s,
+        interval_s=interval_s,
+        outbox_quiet_s=2 * interval_s,
+        webhook_url=webhook,
     )

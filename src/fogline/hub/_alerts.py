@@ -13,6 +13,9 @@ webhook given to `hub serve --alert-webhook`, if any.
     cert-expiring  the device certificate expires within `cert_expiry_s`
     peer-anomaly   a figure far from its peers' (same deployments and
                    hardware; robust z-score, see _peers.py)
+    outbox-dropping  a report showed the node's outbox losing records (over
+                   its quota, expired, dead-lettered) within the last
+                   `outbox_quiet_s`: cleared once that long passes without one
 
 Forecast kinds (`disk-full-forecast`, `memory-leak`) are raised and cleared
 by the forecast pass (_insights.py), for the devices it examined; a pass here
@@ -61,6 +64,7 @@ class AlertKind(enum.StrEnum):
     PEER_ANOMALY = "peer-anomaly"
     DISK_FULL_FORECAST = "disk-full-forecast"
     MEMORY_LEAK = "memory-leak"
+    OUTBOX_DROPPING = "outbox-dropping"
 
 
 # Judged by the forecast pass over a share of the fleet at a time, not here.
@@ -76,6 +80,9 @@ class AlertThresholds:
     memory_used_max: float = 0.90
     cert_expiry_s: float = 30 * 86400.0
     interval_s: float = 10.0
+    # Two passes: a drop between two passes is seen by the next one, and
+    # the alert clears at most two passes after the last drop.
+    outbox_quiet_s: float = 20.0
     webhook_url: str | None = None
     webhook_timeout_s: float = 5.0
 
@@ -101,6 +108,14 @@ def firing(row: Any, now: dt.datetime, thresholds: AlertThresholds) -> dict[Aler
     )
     if looping:
         found[AlertKind.CRASH_LOOP] = "crash-looping: " + ", ".join(looping[:8])
+    lost_at = row.outbox_lost_at
+    if lost_at is not None and (now - lost_at).total_seconds() <= thresholds.outbox_quiet_s:
+        outbox = reported.get("outbox") or {}
+        found[AlertKind.OUTBOX_DROPPING] = (
+            f"outbox lost {row.outbox_lost} records so far (over quota "
+            f"{outbox.get('dropped_quota', 0)}, expired {outbox.get('expired', 0)}, "
+            f"dead-lettered {outbox.get('dead_lettered', 0)}); last at {lost_at:%H:%M:%S}Z"
+        )
     health = reported.get("health") or {}
     free, total = health.get("disk_free_bytes"), health.get("disk_total_bytes")
     if (
@@ -256,6 +271,8 @@ _DEVICES: Final = select(
     DeviceRow.reported,
     DeviceRow.labels,
     DeviceRow.platform_labels,
+    DeviceRow.outbox_lost,
+    DeviceRow.outbox_lost_at,
 ).where(DeviceRow.revoked_at.is_(None))
 _ACTIVE: Final = select(_ALERTS.c.id, _ALERTS.c.device_id, _ALERTS.c.kind).where(
     _ALERTS.c.cleared_at.is_(None)

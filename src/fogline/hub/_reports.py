@@ -34,7 +34,7 @@ from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from fogline._log import event
-from fogline.protocol import AppliedState, Report
+from fogline.protocol import AppliedState, OutboxReport, Report
 
 from ._clock import utcnow
 from ._devices import device_refusal, report_columns
@@ -159,6 +159,8 @@ class ReportWriter:
             # The applied columns as the batch leaves them so far, per device:
             # a retried report in the same batch compares against its first.
             applied_now: dict[str, tuple[str | None, bool, str | None]] = {}
+            # The outbox's lost count and when it last rose, as the batch leaves them.
+            lost_now: dict[str, tuple[int, Any]] = {}
             for pending in batch:
                 row = current.get(pending.device_id)
                 refusal = device_refusal(row, pending.cert_serial)
@@ -169,8 +171,21 @@ class ReportWriter:
                 # The device shows its renewed certificate: the one it renewed
                 # from is done with (every row of the executemany sets it).
                 previous = None if pending.cert_serial == row.cert_serial else row.prev_cert_serial
+                lost, lost_at = lost_now.get(row.id, (row.outbox_lost, row.outbox_lost_at))
+                if report.outbox is not None:
+                    total = outbox_lost(report.outbox)
+                    # A count lower than the last is a node whose outbox was
+                    # reset: the new count is the baseline, not a drop.
+                    lost, lost_at = total, now if total > lost else lost_at
+                    lost_now[row.id] = (lost, lost_at)
                 device_updates.append(
-                    {"b_id": row.id, "prev_cert_serial": previous, **report_columns(report, now)}
+                    {
+                        "b_id": row.id,
+                        "prev_cert_serial": previous,
+                        "outbox_lost": lost,
+                        "outbox_lost_at": lost_at,
+                        **report_columns(report, now),
+                    }
                 )
                 if report.health is not None:
                     health_rows.append(health_row(row.id, report.health, now_ms, report.outbox))
@@ -203,6 +218,8 @@ _CURRENT_ROWS: Final = (
         _DEVICES.c.cert_serial,
         _DEVICES.c.prev_cert_serial,
         _DEVICES.c.revoked_at,
+        _DEVICES.c.outbox_lost,
+        _DEVICES.c.outbox_lost_at,
         _DESIRED.c.device_id.label("has_desired"),
         _DESIRED.c.applied_revision,
         _DESIRED.c.applied_ok,
@@ -215,6 +232,12 @@ _CURRENT_ROWS: Final = (
 # columns it sets.
 _UPDATE_DEVICE: Final = update(_DEVICES).where(_DEVICES.c.id == bindparam("b_id"))
 _UPDATE_APPLIED: Final = update(_DESIRED).where(_DESIRED.c.device_id == bindparam("b_device_id"))
+
+
+def outbox_lost(outbox: OutboxReport) -> int:
+    """Records a node's outbox gave up without delivering them: over its
+    disk quota, past their TTL, or refused by the hub (dead letters)."""
+    return outbox.dropped_quota + outbox.expired + outbox.dead_lettered
 
 
 def _applied_columns(device_id: str, applied: AppliedState) -> dict[str, Any]:

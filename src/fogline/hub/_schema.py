@@ -141,6 +141,11 @@ class DeviceRow(Base):
     # The enrolled key's fingerprint: an enrollment retried with the same key
     # (its answer was lost) gets its certificate again instead of a conflict.
     key_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # Records the node's outbox lost (dropped over quota, expired, dead-
+    # lettered: counters it keeps across restarts), as of its last report, and
+    # when a report last showed that count rising: the outbox-dropping alert.
+    outbox_lost: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    outbox_lost_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class DeviceLabelRow(Base):
