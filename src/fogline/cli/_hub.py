@@ -1,6 +1,8 @@
 """`fogline hub ...`: run the cloud tier."""
 
 import os
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -57,6 +59,30 @@ def serve_command(
     alert_offline_after: Annotated[
         str, typer.Option(help="Alert when a device has not reported for this long, e.g. 5m.")
     ] = "5m",
+    alert_disk_free_below: Annotated[
+        str,
+        typer.Option(
+            help="Alert when less than this share of a device's data-dir filesystem is free, "
+            "e.g. 10%."
+        ),
+    ] = "10%",
+    alert_memory_used_above: Annotated[
+        str,
+        typer.Option(help="Alert when a device uses more than this share of its memory, e.g. 90%."),
+    ] = "90%",
+    alert_cert_expiry: Annotated[
+        str,
+        typer.Option(help="Alert when a device certificate expires within this long, e.g. 30d."),
+    ] = "30d",
+    alert_crash_loop_restarts: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            max=1_000_000,
+            help="Also raise crash-loop for a module restarted automatically this many times "
+            "(its version's count); 0: only when the node reports it crash-looping.",
+        ),
+    ] = 0,
     alert_webhook: Annotated[
         str | None,
         typer.Option(help="POST each new alert as JSON to this http(s) URL (5 s timeout)."),
@@ -197,7 +223,17 @@ def serve_command(
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--tuf-timestamp-expiry") from None
     health = _health_retention(health_raw_retention, health_rollup_step, health_rollup_retention)
-    alerts = _alert_thresholds(alert_offline_after, alert_webhook, report_interval)
+    alerts = _alert_thresholds(
+        AlertFlags(
+            offline_after=alert_offline_after,
+            disk_free_below=alert_disk_free_below,
+            memory_used_above=alert_memory_used_above,
+            cert_expiry=alert_cert_expiry,
+            crash_loop_restarts=alert_crash_loop_restarts,
+            webhook=alert_webhook,
+        ),
+        report_interval,
+    )
     forecast = _forecast_settings(
         health, forecast_window, forecast_min_span, forecast_horizon, forecast_interval
     )
@@ -347,18 +383,55 @@ def _forecast_settings(
     )
 
 
-def _alert_thresholds(
-    offline_after: str, webhook: str | None, report_interval_s: float
-) -> "AlertThresholds":
+@dataclass(frozen=True, slots=True)
+class AlertFlags:
+    """The --alert-* flags as given, checked together by `_alert_thresholds`."""
+
+    offline_after: str
+    disk_free_below: str
+    memory_used_above: str
+    cert_expiry: str
+    crash_loop_restarts: int
+    webhook: str | None
+
+
+_PERCENT = re.compile(r"([0-9]{1,3}(?:\.[0-9]{1,3})?)%?")
+
+
+def _share(value: str, hint: str) -> float:
+    """A percentage (`10%`, `10`, `12.5%`) strictly between 0 and 100, as a share."""
+    match = _PERCENT.fullmatch(value.strip())
+    if match is None or not 0 < float(match.group(1)) < 100:
+        raise typer.BadParameter(
+            f"must be a percentage between 0 and 100, e.g. 10% (got {value[:40]!r})",
+            param_hint=hint,
+        )
+    return float(match.group(1)) / 100
+
+
+def _alert_thresholds(flags: AlertFlags, report_interval_s: float) -> "AlertThresholds":
+    """The --alert-* flags, checked: a wrong one stops the hub before it
+    starts, naming the flag."""
     from urllib.parse import urlsplit
 
     from fogline._duration import parse_duration
     from fogline.hub import AlertThresholds
 
-    try:
-        offline_after_s = parse_duration(offline_after)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--alert-offline-after") from None
+    durations: dict[str, float] = {}
+    for hint, value in (
+        ("--alert-offline-after", flags.offline_after),
+        ("--alert-cert-expiry", flags.cert_expiry),
+    ):
+        try:
+            durations[hint] = parse_duration(value)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint=hint) from None
+    if durations["--alert-offline-after"] < 1:
+        raise typer.BadParameter(
+            f"must be at least 1s (got {flags.offline_after!r})",
+            param_hint="--alert-offline-after",
+        )
+    webhook = flags.webhook
     if webhook is not None:
         parts = urlsplit(webhook)
         if parts.scheme not in ("http", "https") or not parts.hostname or len(webhook) > 2048:
@@ -369,7 +442,11 @@ def _alert_thresholds(
     # a pass reads every device's last report.
     interval_s = min(max(report_interval_s * 3, 1.0), 60.0)
     return AlertThresholds(
-        offline_after_s=offline_after_s,
+        offline_after_s=durations["--alert-offline-after"],
+        crash_loop_restarts=flags.crash_loop_restarts,
+        disk_free_min=_share(flags.disk_free_below, "--alert-disk-free-below"),
+        memory_used_max=_share(flags.memory_used_above, "--alert-memory-used-above"),
+        cert_expiry_s=durations["--alert-cert-expiry"],
         interval_s=interval_s,
         outbox_quiet_s=2 * interval_s,
         webhook_url=webhook,

@@ -7,7 +7,9 @@ alert per device and kind, however many passes see it. New alerts go to the
 webhook given to `hub serve --alert-webhook`, if any.
 
     offline        no report for longer than `offline_after_s`
-    crash-loop     a module in crash-loop (its last report)
+    crash-loop     a module in crash-loop (its last report), or, with
+                   `crash_loop_restarts` set, restarted automatically at
+                   least that many times (its version's count)
     disk-low       disk free below `disk_free_min` of the data dir's filesystem
     memory-high    memory used above `memory_used_max`
     cert-expiring  the device certificate expires within `cert_expiry_s`
@@ -76,6 +78,7 @@ class AlertThresholds:
     """When alerts fire; `hub serve --alert-*` sets them."""
 
     offline_after_s: float = 300.0
+    crash_loop_restarts: int = 0  # 0: the module's crash-loop state only
     disk_free_min: float = 0.10
     memory_used_max: float = 0.90
     cert_expiry_s: float = 30 * 86400.0
@@ -101,10 +104,15 @@ def firing(row: Any, now: dt.datetime, thresholds: AlertThresholds) -> dict[Aler
         found[AlertKind.CERT_EXPIRING] = f"certificate expires {row.cert_not_after:%Y-%m-%d %H:%M}Z"
     reported: Mapping[str, Any] = row.reported or {}
     modules = (reported.get("modules") or {}).get("modules") or {}
+    restarts = thresholds.crash_loop_restarts
     looping = sorted(
         str(name)[:64]
         for name, m in modules.items()
-        if isinstance(m, dict) and m.get("state") == ModuleState.CRASH_LOOP
+        if isinstance(m, dict)
+        and (
+            m.get("state") == ModuleState.CRASH_LOOP
+            or (restarts > 0 and isinstance(m.get("restarts"), int) and m["restarts"] >= restarts)
+        )
     )
     if looping:
         found[AlertKind.CRASH_LOOP] = "crash-looping: " + ", ".join(looping[:8])
