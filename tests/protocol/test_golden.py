@@ -321,6 +321,7 @@ def test_the_hub_shows_a_device_as_the_golden_view() -> None:
         claim_id=sent["claim_id"],
         cert_not_after=dt.datetime(2027, 12, 1, 10, 5, tzinfo=UTC),
         reported=sent["reported"],
+        health=sent["health"],
     )
     now = dt.datetime(2026, 12, 7, 10, 0, tzinfo=UTC)
     view = device_view(row, now, offline_after_s=30.0)  # type: ignore[arg-type]

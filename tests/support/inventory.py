@@ -32,7 +32,8 @@ def hub_db_url(hub: HubProcess) -> str:
 
 def fleet_device(i: int, now: dt.datetime, prefix: str = "node") -> dict[str, Any]:
     """Device number `i`: site-(i % 100), tier by hundreds, env lab for every
-    tenth, never seen for every 50th, module `app` at version 1.(i % 4)."""
+    tenth, never seen for every 50th, module `app` at version 1.(i % 4),
+    agent 0.(i % 5).0."""
     return {
         "id": str(uuid.uuid5(uuid.NAMESPACE_OID, f"{prefix}-{i}")),
         "name": f"{prefix}-{i:06d}",
@@ -43,7 +44,13 @@ def fleet_device(i: int, now: dt.datetime, prefix: str = "node") -> dict[str, An
         },
         "reported_labels": {},
         "platform_labels": dict(PLATFORM),
-        "facts": {"hostname": f"{prefix}-{i:06d}", "os": "linux", "arch": "aarch64"},
+        "facts": {
+            "hostname": f"{prefix}-{i:06d}",
+            "os": "linux",
+            "arch": "aarch64",
+            "agent_version": f"0.{i % 5}.0",
+        },
+        "agent_version": f"0.{i % 5}.0",
         "cert_serial": f"{i + 1:x}",
         "cert_not_after": now + dt.timedelta(days=365),
         "enrolled_at": now,

@@ -35,6 +35,7 @@ DEVICE_COLUMNS = [
     ("name", "NAME"),
     ("short_id", "ID"),
     ("status", "STATUS"),
+    ("health_level", "HEALTH"),
     ("user_labels", "LABELS"),
     ("arch", "ARCH"),
     ("seen", "LAST SEEN"),
@@ -64,6 +65,7 @@ def for_table(row: dict[str, Any]) -> dict[str, Any]:
         "seen": ago(row["last_seen"]),
         "sync_status": sync_text(row),
         "drift": drift_text(row),
+        "health_level": row.get("health") or "-",
     }
 
 
@@ -87,6 +89,12 @@ class Sync(enum.StrEnum):
     error = "error"
 
 
+class Health(enum.StrEnum):
+    ok = "ok"
+    warning = "warning"
+    critical = "critical"
+
+
 class Sort(enum.StrEnum):
     name = "name"
     last_seen = "last_seen"
@@ -108,6 +116,16 @@ def list_(
     module: Annotated[
         str | None, typer.Option(help="Only devices that report module NAME, or NAME@VERSION.")
     ] = None,
+    health: Annotated[
+        list[Health] | None,
+        typer.Option(
+            help="Only devices at this health (repeatable: --health warning --health critical): "
+            "the worst of their active alerts.",
+        ),
+    ] = None,
+    version: Annotated[
+        str | None, typer.Option("--version", help="Only devices running this agent version.")
+    ] = None,
     sort: Annotated[Sort, typer.Option(help="Sort by name or by last report.")] = Sort.name,
     desc: Annotated[bool, typer.Option("--desc", help="Sort descending.")] = False,
     limit: Annotated[
@@ -124,7 +142,7 @@ def list_(
     ca: CaOpt = None,
     output: OutputOpt = None,
 ) -> None:
-    """List devices page by page: name, id, status, labels, last seen, sync, agent version.
+    """List devices page by page: name, id, status, health, labels, last seen, sync, agent version.
 
     Without --all one page of --limit devices is shown, and the command to see
     the next page is printed on stderr.
@@ -136,6 +154,10 @@ def list_(
             params[key] = str(value)
     if module is not None:
         params["module"] = module
+    if health:
+        params["health"] = ",".join(sorted({level.value for level in health}))
+    if version is not None:
+        params["version"] = version
     rows: list[dict[str, Any]] = []
     next_cursor = cursor
     with connect(hub, token, ca) as client:

@@ -23,6 +23,12 @@ Forecast kinds (`disk-full-forecast`, `memory-leak`) are raised and cleared
 by the forecast pass (_insights.py), for the devices it examined; a pass here
 leaves them alone. An alert's `data` holds what its detail says, as data.
 
+Each pass also writes every device's `health`, the worst of its active
+alerts this pass found (`SEVERITY`): `critical` for offline, crash-loop and
+disk-low (the
+node or a module is not doing its job, or soon cannot write), `warning` for
+the others, `ok` without one; `GET /v1/devices?health=` filters on it.
+
 Webhook delivery is bounded: one POST per new alert, `webhook_timeout_s`
 each, at most `_MAX_QUEUED` waiting (the oldest dropped, logged), no retry;
 the alert stays in `fogline alerts ls` whatever the webhook does.
@@ -34,12 +40,12 @@ import enum
 import logging
 import uuid
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, cast
 
 import httpx
-from sqlalchemy import Table, func, insert, select, text, update
+from sqlalchemy import Table, bindparam, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from fogline._log import event
@@ -71,6 +77,23 @@ class AlertKind(enum.StrEnum):
 
 # Judged by the forecast pass over a share of the fleet at a time, not here.
 FORECAST_KINDS: Final = frozenset({AlertKind.DISK_FULL_FORECAST, AlertKind.MEMORY_LEAK})
+HEALTH_LEVELS: Final = ("ok", "warning", "critical")  # best to worst
+SEVERITY: Final[Mapping[AlertKind, str]] = {
+    AlertKind.OFFLINE: "critical",
+    AlertKind.CRASH_LOOP: "critical",
+    AlertKind.DISK_LOW: "critical",
+    AlertKind.MEMORY_HIGH: "warning",
+    AlertKind.CERT_EXPIRING: "warning",
+    AlertKind.OUTBOX_DROPPING: "warning",
+    AlertKind.PEER_ANOMALY: "warning",
+    AlertKind.DISK_FULL_FORECAST: "warning",
+    AlertKind.MEMORY_LEAK: "warning",
+}
+
+
+def health_of(kinds: Iterable[AlertKind]) -> str:
+    """The worst level of these alerts; `ok` without one."""
+    return max((SEVERITY[k] for k in kinds), key=HEALTH_LEVELS.index, default="ok")
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +195,32 @@ def evaluate(
         found[device_id][AlertKind.PEER_ANOMALY] = finding
     names = {device.id: device.name for device in devices}
     active = connection.execute(_ACTIVE.where(_ALERTS.c.kind.not_in(sorted(FORECAST_KINDS)))).all()
-    return settle(connection, now, active, found, names)
+    raised = settle(connection, now, active, found, names)
+    _write_health(connection, devices, found, active)
+    return raised
+
+
+def _write_health(
+    connection: Any,
+    devices: Sequence[Any],
+    found: Mapping[str, Mapping[AlertKind, "Finding"]],
+    active: Sequence[Any],
+) -> None:
+    """Each device's `health`: the worst kind this pass found (`SEVERITY`)."""
+    changes = [
+        {"b_id": device.id, "health": level}
+        for device in devices
+        if (level := health_of(found[device.id])) != device.health
+    ]
+    # A revoked device is judged no more: its alerts clear in settle, its
+    # health with them (a device's health is never other than ok without one).
+    judged = {device.id for device in devices}
+    changes += [
+        {"b_id": device_id, "health": "ok"}
+        for device_id in sorted({alert.device_id for alert in active} - judged)
+    ]
+    if changes:
+        connection.execute(_SET_HEALTH, changes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,6 +318,8 @@ def _peer_findings(deployments: Sequence[Deployment], devices: Any) -> dict[str,
 
 
 _ALERTS: Final = cast(Table, AlertRow.__table__)
+_DEVICE_TABLE: Final = cast(Table, DeviceRow.__table__)
+_SET_HEALTH: Final = update(_DEVICE_TABLE).where(_DEVICE_TABLE.c.id == bindparam("b_id"))
 _DEVICES: Final = select(
     DeviceRow.id,
     DeviceRow.name,
@@ -281,6 +331,7 @@ _DEVICES: Final = select(
     DeviceRow.platform_labels,
     DeviceRow.outbox_lost,
     DeviceRow.outbox_lost_at,
+    DeviceRow.health,
 ).where(DeviceRow.revoked_at.is_(None))
 _ACTIVE: Final = select(_ALERTS.c.id, _ALERTS.c.device_id, _ALERTS.c.kind).where(
     _ALERTS.c.cleared_at.is_(None)

@@ -75,6 +75,7 @@ def report_columns(report: Report, now: dt.datetime) -> dict[str, Any]:
         reported["health"] = report.health.model_dump(mode="json", exclude_none=True)
     return {
         "facts": report.facts.model_dump(),
+        "agent_version": report.facts.agent_version,
         "reported_labels": dict(report.labels),
         "last_seen": now,
         "reported": reported,
@@ -117,6 +118,7 @@ def device_view(row: DeviceRow, now: dt.datetime, offline_after_s: float) -> Dev
         claim_id=row.claim_id,
         cert_not_after=row.cert_not_after,
         reported=reported_state(row.reported),
+        health=row.health,
     )
 
 

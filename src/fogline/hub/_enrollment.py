@@ -132,6 +132,7 @@ def enroll_device(
         reported_labels=dict(request.labels),
         platform_labels=platform_labels(request.facts.model_dump()),
         facts=request.facts.model_dump(),
+        agent_version=request.facts.agent_version,
         claim_id=claim.id,
         cert_serial=format(issued.serial, "x"),
         cert_ca_key_id=ca.key_id,

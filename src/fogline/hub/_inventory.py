@@ -16,6 +16,10 @@ Filters, all of which must hold:
     status    online | offline | revoked
     sync      in-sync | pending | error (`failed` is read as error)
     module    NAME (reported, any version) or NAME@VERSION
+    health    ok | warning | critical, or several joined by commas
+              (`warning,critical`): the worst of the device's active alerts,
+              which the alert pass keeps in `devices.health` (hub/_alerts.py)
+    version   the agent version the device last reported (its facts)
 
 Every parameter is checked here; a wrong one is a BadRequestError (422)
 naming it.
@@ -49,6 +53,7 @@ from sqlalchemy.orm import Session
 from fogline.manifest import Operator, Requirement, Selector, SelectorSyntaxError, parse_selector
 from fogline.protocol import DeviceStatus, SyncStatus
 
+from ._alerts import HEALTH_LEVELS
 from ._errors import BadRequestError
 from ._schema import DesiredStateRow, DeviceLabelRow, DeviceRow
 
@@ -85,6 +90,8 @@ class DeviceQuery:
     module: str | None = None
     module_version: str | None = None
     name_prefix: str | None = None
+    health: frozenset[str] = frozenset()
+    agent_version: str | None = None
     sort: SortKey = "name"
     descending: bool = False
     limit: int = DEFAULT_PAGE_LIMIT
@@ -144,6 +151,8 @@ def parse_device_query(
     status: str | None = None,
     sync: str | None = None,
     module: str | None = None,
+    health: str | None = None,
+    version: str | None = None,
     sort: str | None = None,
     order: str | None = None,
     limit: str | None = None,
@@ -170,10 +179,10 @@ def parse_device_query(
         page_limit = int(limit)
     module_name = module_version = None
     if module is not None:
-        module_name, at, version = module.partition("@")
-        if not _MODULE_RE.match(module_name) or (at and not _VERSION_RE.match(version)):
+        module_name, at, wanted = module.partition("@")
+        if not _MODULE_RE.match(module_name) or (at and not _VERSION_RE.match(wanted)):
             raise _bad("module", f"must be NAME or NAME@VERSION of a module (got {module[:80]!r})")
-        module_version = version if at else None
+        module_version = wanted if at else None
     after = None
     if cursor is not None:
         after = _decode_cursor(cursor)
@@ -185,6 +194,13 @@ def parse_device_query(
             )
     if name is not None and len(name) > MAX_NAME_PREFIX:
         raise _bad("name", f"at most {MAX_NAME_PREFIX} characters (got {len(name)})")
+    levels: frozenset[str] = frozenset()
+    if health is not None:
+        levels = frozenset(
+            _one_of(level.strip(), HEALTH_LEVELS, "health") for level in health[:64].split(",")
+        )
+    if version is not None and not _VERSION_RE.match(version):
+        raise _bad("version", f"must be an agent version, e.g. 1.4.0 (got {version[:80]!r})")
     sync_status = None
     if sync is not None:
         sync_status = _one_of(_SYNC_ALIASES.get(sync, sync), _SYNCS, "sync")
@@ -195,6 +211,8 @@ def parse_device_query(
         module=module_name,
         module_version=module_version,
         name_prefix=name or None,
+        health=levels,
+        agent_version=version,
         sort=sort_key,
         descending=descending,
         limit=page_limit,
@@ -350,6 +368,12 @@ def device_page_select(
         statement = statement.where(DeviceRow.name.startswith(query.name_prefix, autoescape=True))
     if query.module is not None:
         statement = statement.where(_module_clause(query.module, query.module_version))
+    if query.health:
+        # ix_devices_health_name_id: in name order within each level.
+        statement = statement.where(DeviceRow.health.in_(sorted(query.health)))
+    if query.agent_version is not None:
+        # ix_devices_agent_version_name_id, as health's.
+        statement = statement.where(DeviceRow.agent_version == query.agent_version)
     if query.after is not None:
         statement = statement.where(_after_clause(query.after))
     return statement.order_by(*_order_by(query)).limit(query.limit + 1)

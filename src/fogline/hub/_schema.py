@@ -114,7 +114,12 @@ class DeviceRow(Base):
     __tablename__ = "devices"
     # Keyset pages sorted by last report (GET /v1/devices?sort=last_seen);
     # on PostgreSQL the migration makes it (last_seen NULLS FIRST, id).
-    __table_args__ = (Index("ix_devices_last_seen_id", "last_seen", "id"),)
+    # ...and pages filtered by health, in name order (hub/_inventory.py).
+    __table_args__ = (
+        Index("ix_devices_last_seen_id", "last_seen", "id"),
+        Index("ix_devices_health_name_id", "health", "name", "id"),
+        Index("ix_devices_agent_version_name_id", "agent_version", "name", "id"),
+    )
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     name: Mapped[str] = mapped_column(String(63), unique=True)
     labels: Mapped[dict[str, str]] = mapped_column(JSON)
@@ -144,8 +149,17 @@ class DeviceRow(Base):
     # Records the node's outbox lost (dropped over quota, expired, dead-
     # lettered: counters it keeps across restarts), as of its last report, and
     # when a report last showed that count rising: the outbox-dropping alert.
-    outbox_lost: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # Server defaults only: a Core insert into an older schema (a migration
+    # test) must not name these columns.
+    outbox_lost: Mapped[int] = mapped_column(BigInteger, server_default="0")
     outbox_lost_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # ok, warning or critical: the worst of the device's active alerts,
+    # written by the alert pass with them (hub/_alerts.py), so that
+    # `GET /v1/devices?health=` is a column the database indexes.
+    health: Mapped[str] = mapped_column(String(16), server_default="ok")
+    # facts["agent_version"] again, as a column: `GET /v1/devices?version=`
+    # is answered from its index, not by reading every device's JSON.
+    agent_version: Mapped[str | None] = mapped_column(String(256), nullable=True)
 
 
 class DeviceLabelRow(Base):

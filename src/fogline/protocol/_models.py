@@ -150,6 +150,9 @@ class DeviceView(TolerantModel):
     sync: "SyncReport | None" = None
     # What the node last reported beyond its facts: outbox, modules, updates, drift.
     reported: ReportedState = ReportedState()
+    # ok, warning or critical: the worst of the device's active alerts (None:
+    # a hub before health). Text, so a level a newer hub adds still reads.
+    health: str | None = None
 
 
 class LabelChange(WireModel):

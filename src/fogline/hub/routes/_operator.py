@@ -107,6 +107,10 @@ def devices_list(
     status: Annotated[str | None, Query(description="online, offline or revoked")] = None,
     sync: Annotated[str | None, Query(description="in-sync, pending or error")] = None,
     module: Annotated[str | None, Query(description="NAME or NAME@VERSION reported")] = None,
+    health: Annotated[
+        str | None, Query(description="ok, warning or critical, or several: warning,critical")
+    ] = None,
+    version: Annotated[str | None, Query(description="the agent version reported")] = None,
     sort: Annotated[str | None, Query(description="name (default) or last_seen")] = None,
     order: Annotated[str | None, Query(description="asc (default) or desc")] = None,
     limit: Annotated[str | None, Query(description="1 to 1000, default 100")] = None,
@@ -122,6 +126,8 @@ def devices_list(
         status=status,
         sync=sync,
         module=module,
+        health=health,
+        version=version,
         sort=sort,
         order=order,
         limit=limit,
