@@ -18,8 +18,10 @@ $(STAMP): pyproject.toml scripts/setup-system.sh
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# Keeps the demo fleet running until Ctrl-C when run in a terminal;
+# `make demo DEMO_EXIT=1` (or no terminal, as in CI) ends it at once.
 demo: setup
-	$(BIN)/python scripts/demo.py
+	DEMO_EXIT=$(DEMO_EXIT) $(BIN)/python scripts/demo.py
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks scripts examples

@@ -11,17 +11,26 @@ line) in a temporary directory. The demo then:
   3. plays sensors: normal readings, then one overheating press;
   4. shows the fleet, the actuator command the node sent by itself, and the
      telemetry the hub received;
-  5. adds a second user, a viewer: it reads the fleet, and its apply is refused (403).
+  5. adds a second user, a viewer: it reads the fleet, and its apply is refused (403);
+  6. stops one node: the hub raises an offline alert; the node comes back;
+  7. prints the console's URL and how to sign in (an operator account it made),
+     and keeps the fleet running until Ctrl-C.
 Every command it runs is printed first (`$ fogline ...`, paths relative to
 its working directory), so you can run them yourself, one by one. Every
-process it started is stopped at the end or on Ctrl-C.
+process it started is stopped on Ctrl-C (or SIGTERM), agents first.
+
+It ends at once after step 7, without waiting, with `--exit` or
+DEMO_EXIT=1 (`make demo DEMO_EXIT=1`), and whenever its standard input is
+not a terminal (CI, scripts); `--wait` waits for Ctrl-C even then.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import pwd
+import secrets
 import shlex
 import shutil
 import signal
@@ -140,6 +149,7 @@ class Demo:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.named: dict[str, subprocess.Popen[bytes]] = {}
         self.port = free_port()
         # Each edge node has its own broker of record, as on real sites.
         self.mqtt_ports = {name: free_port() for name, _ in AGENTS}
@@ -167,13 +177,17 @@ class Demo:
     ) -> None:
         """Start a daemon in the background, its output in NAME.log; it blocks
         its terminal, so by hand: a terminal of its own, or `&` as shown."""
-        log = open(self.root / f"{name}.log", "wb")  # noqa: SIM115 - lives as long as the process
+        log = open(self.root / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the process
         argv, full_env = command or [*FOGLINE, *args], {**self.env, **(env or {})}
         shown = shlex.join(command) if command else shlex.join(["fogline", *args])
         self.show(f"{shown_env}{shown} > {name}.log 2>&1 &")
-        self.procs.append(
-            subprocess.Popen(argv, stdout=log, stderr=log, env=full_env, cwd=self.root)
+        # A process group of its own: Ctrl-C reaches the demo alone, which
+        # then stops every daemon in order (agents before their hub).
+        proc = subprocess.Popen(
+            argv, stdout=log, stderr=log, env=full_env, cwd=self.root, process_group=0
         )
+        self.procs.append(proc)
+        self.named[name] = proc
 
     def fogline(
         self,
@@ -268,6 +282,8 @@ class Demo:
             str(self.port),
             "--report-interval",
             "2",
+            "--alert-offline-after",
+            "10s",
         )
         self.wait_for("the hub", self.hub_up)
         console.print(f"hub at {self.hub_url}; one Mosquitto per node")
@@ -285,29 +301,8 @@ class Demo:
             shown=f"export FOGLINE_CLAIM=$(fogline {shlex.join(claim_args)} --expires 1h)",
         ).strip()
         for name, labels in AGENTS:
-            self.spawn(
-                name,
-                "agent",
-                "run",
-                "--hub",
-                self.hub_url,
-                "--ca",
-                "hub/ca.pem",
-                "--data-dir",
-                name,
-                "--name",
-                name,
-                "--labels",
-                labels,
-                "--local-port",
-                "0",
-                "--mqtt",
-                f"mqtt://127.0.0.1:{self.mqtt_ports[name]}",
-                # The demo's module is Python from this venv, which `nobody` may not reach.
-                "--module-user",
-                pwd.getpwuid(os.geteuid()).pw_name,
-                env={"FOGLINE_CLAIM": claim},  # not on the command line: every user can read it
-            )
+            # The claim not on the command line: every user can read it.
+            self.spawn(*self.agent_args(name, labels), env={"FOGLINE_CLAIM": claim})
         self.wait_for(
             "three agents online", lambda: sum(d["status"] == "online" for d in self.devices()) == 3
         )
@@ -448,7 +443,95 @@ class Demo:
         console.print(f"  {refused}", highlight=False, soft_wrap=True, markup=False)
         self.vulnerability_gate()
         print(self.fogline("audit", "ls", "-o", "table"), flush=True)
+
+        self.step("A node goes dark: the hub raises an alert by itself (offline after 10 s)")
+        self.show("kill %paint-01   # the demo stops paint-01's agent")
+        self.stop_one("paint-01")
+        self.wait_for("the offline alert", lambda: self.active_alert("offline", "paint-01"), 90)
+        print(self.fogline("alerts", "ls", "--active", "-o", "table"), flush=True)
+        console.print("  back up, it reports again and the alert clears by itself")
+        self.spawn(*self.agent_args("paint-01", dict(AGENTS)["paint-01"]))
+        self.wait_for("paint-01 online", lambda: self.online("paint-01"))
+
+        self.step("The console: the fleet, its health, alerts and rollouts in a browser")
+        password = secrets.token_urlsafe(12)
+        self.fogline(
+            "users",
+            "add",
+            "demo",
+            "--role",
+            "operator",
+            "--password-stdin",
+            stdin=password + "\n",
+            shown="fogline users add demo --role operator --password-stdin < demo-password",
+        )
+        secret = self.root / "demo-password"
+        secret.touch(mode=0o600)
+        secret.write_text(password + "\n")
         console.rule("[bold green]demo complete")
+        console.print(
+            f"Console: [bold]{self.hub_url}/console[/bold]\n"
+            f"Sign in as [bold]demo[/bold] (an operator) with the password in {secret}\n"
+            f"  cat {secret}\n"
+            "or with a token: the admin token is in "
+            f"{self.hub_dir / 'admin-token'}, the viewer ann's in {token_file}.\n"
+            f"The browser warns about the hub's certificate: its CA is {self.hub_dir / 'ca.pem'}.",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+    def online(self, name: str) -> bool:
+        return any(d["name"] == name and d["status"] == "online" for d in self.devices())
+
+    def active_alert(self, kind: str, device: str) -> bool:
+        alerts = json.loads(self.fogline("alerts", "ls", "--active", "-o", "json", shown=""))
+        return any(a["kind"] == kind and a["device"] == device for a in alerts)
+
+    def agent_args(self, name: str, labels: str) -> tuple[str, ...]:
+        return (
+            name,
+            "agent",
+            "run",
+            "--hub",
+            self.hub_url,
+            "--ca",
+            "hub/ca.pem",
+            "--data-dir",
+            name,
+            "--name",
+            name,
+            "--labels",
+            labels,
+            "--local-port",
+            "0",
+            "--mqtt",
+            f"mqtt://127.0.0.1:{self.mqtt_ports[name]}",
+            # The demo's module is Python from this venv, which `nobody` may not reach.
+            "--module-user",
+            pwd.getpwuid(os.geteuid()).pw_name,
+        )
+
+    def stop_one(self, name: str) -> None:
+        proc = self.named.pop(name)
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        self.procs.remove(proc)
+
+    def keep_running(self) -> None:
+        """Until Ctrl-C (or SIGTERM); returns early if the hub exits."""
+        console.print(
+            f"\nThe fleet keeps running (hub, {len(AGENTS)} agents, {len(AGENTS)} brokers; "
+            f"logs in {self.root}). Press Ctrl-C to stop everything.",
+            highlight=False,
+        )
+        hub = self.named["hub"]
+        while hub.poll() is None:
+            time.sleep(0.5)
+        console.print(f"the hub exited ({hub.returncode}); see {self.root / 'hub.log'}")
 
     def vulnerability_gate(self) -> None:
         self.step("The vulnerability gate: offline OSV data, a policy, a release it refuses")
@@ -487,11 +570,26 @@ class Demo:
         console.print(f"stopped {len(self.procs)} processes")
 
 
+def _stop_on_sigterm(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt  # the same clean stop as Ctrl-C
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--exit", action="store_true", help="end at once, without waiting")
+    group.add_argument("--wait", action="store_true", help="wait for Ctrl-C, even with no terminal")
+    args = parser.parse_args()
+    wait = args.wait or (
+        not args.exit and os.environ.get("DEMO_EXIT", "") in ("", "0") and sys.stdin.isatty()
+    )
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     with tempfile.TemporaryDirectory(prefix="fogline-demo-") as tmp:
         demo = Demo(Path(tmp))
         try:
             demo.run()
+            if wait:
+                demo.keep_running()
         except KeyboardInterrupt:
             console.print("interrupted")
         finally:
