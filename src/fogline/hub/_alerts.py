@@ -210,7 +210,7 @@ def _write_health(
     changes = [
         {"b_id": device.id, "health": level}
         for device in devices
-        if (level := health_of(found[device.id])) != device.health
+        if (level := health_of(found[device.id]) if found[device.id] else "ok") != device.health
     ]
     # A revoked device is judged no more: its alerts clear in settle, its
     # health with them (a device's health is never other than ok without one).
