@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -119,6 +120,19 @@ def test_devices_show_gives_current_values_in_units_and_a_trend(reporting: HubPr
     cpu_line = next(line for line in out.splitlines() if line.strip().startswith("cpu"))
     assert "%" in cpu_line and "load" in cpu_line
     assert any(bar in cpu_line for bar in "▁▂▃▄▅▆▇█")  # the trend
+
+
+def test_devices_show_gives_the_days_min_avg_max_and_the_health_level(
+    reporting: HubProcess,
+) -> None:
+    out = reporting.cli("devices", "show", "edge-7", "-o", "table").stdout
+    day = next(line for line in out.splitlines() if line.strip().startswith("24 h"))
+    assert re.search(r"min/avg/max over \d+ points", day), day
+    assert re.search(r"cpu [\d.,]+/[\d.,]+/[\d.,]+ %", day), day
+    assert re.search(r"memory used [\d,]+/[\d,]+/[\d,]+ MiB", day), day
+    assert re.search(r"disk free [\d,]+/[\d,]+/[\d,]+ MiB", day), day
+    health = next(line for line in out.splitlines() if line.strip().startswith("health "))
+    assert health.split()[-1] in ("ok", "warning", "critical"), health
 
 
 def test_devices_health_prints_the_series(reporting: HubProcess) -> None:

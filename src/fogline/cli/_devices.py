@@ -188,7 +188,8 @@ def show(
     ca: CaOpt = None,
     output: OutputOpt = None,
 ) -> None:
-    """Show one device in full, with its health now and its trend over the last hour."""
+    """Show one device in full: its health now, its trend over the last hour, and
+    min/avg/max over the last 24 hours."""
     with connect(hub, token, ca) as client:
         row = client.get(f"/v1/devices/{ref}")
         if wants_json(output):
@@ -196,9 +197,12 @@ def show(
             return
         try:
             series = client.get(f"/v1/devices/{row['id']}/health", params={"since": "1h"})
+            # The hub's default step: about 500 points, raw samples while
+            # they are kept (24 h by default), so a new device has some too.
+            day = client.get(f"/v1/devices/{row['id']}/health", params={"since": "24h"})
         except HubStatusError:  # a hub before device health: no trend
-            series = {"points": []}
-    print_device(row, series["points"])
+            series = day = {"points": []}
+    print_device(row, series["points"], day["points"])
 
 
 @app.command("health")
@@ -291,7 +295,17 @@ def device_lines(row: dict[str, Any]) -> list[tuple[str, Any]]:
     modules, updates, drift, outbox."""
     lines: list[tuple[str, Any]] = [
         (key.replace("_", " "), row.get(key))
-        for key in ("name", "id", "status", "agent_version", "hostname", "os", "arch", "claim_id")
+        for key in (
+            "name",
+            "id",
+            "status",
+            "health",
+            "agent_version",
+            "hostname",
+            "os",
+            "arch",
+            "claim_id",
+        )
     ]
     lines += [
         ("enrolled", _when(row.get("enrolled_at"))),
@@ -345,11 +359,16 @@ def device_lines(row: dict[str, Any]) -> list[tuple[str, Any]]:
     return lines
 
 
-def print_device(row: dict[str, Any], health_points: list[dict[str, Any]] | None = None) -> None:
+def print_device(
+    row: dict[str, Any],
+    health_points: list[dict[str, Any]] | None = None,
+    day_points: list[dict[str, Any]] | None = None,
+) -> None:
     """Print `device_lines` and its health, keys right-aligned to the longest one."""
     lines = device_lines(row)
     if health_points is not None:
-        lines += health_lines((row.get("reported") or {}).get("health"), health_points)
+        reported_health = (row.get("reported") or {}).get("health")
+        lines += health_lines(reported_health, health_points, day_points)
     width = max(len(safe_text(key, markup=False)) for key, _ in lines)
     for key, value in lines:
         pad = " " * (width - len(safe_text(key, markup=False)))

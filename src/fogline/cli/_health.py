@@ -47,11 +47,41 @@ def trend(values: list[float | None]) -> str:
     )
 
 
+def _spread(values: list[float | None], scale: float = 1.0, digits: int = 1) -> str | None:
+    known = [v / scale for v in values if v is not None]
+    if not known:
+        return None
+    low, mean, high = min(known), sum(known) / len(known), max(known)
+    return f"{low:,.{digits}f}/{mean:,.{digits}f}/{high:,.{digits}f}"
+
+
+def day_summary(points: list[dict[str, Any]]) -> str | None:
+    """min/avg/max over `points` (a day's series as the hub steps it: each
+    point its step's mean CPU and memory, least disk free, most temperature);
+    None without any."""
+    parts = []
+    for label, key, scale, unit in (
+        ("cpu", "cpu_percent", 1.0, "%"),
+        ("memory used", "mem_used_bytes", 2.0**20, "MiB"),
+        ("disk free", "disk_free_bytes", 2.0**20, "MiB"),
+        ("temperature", "temperature_c", 1.0, "°C"),
+    ):
+        spread = _spread([p.get(key) for p in points], scale, 1 if unit != "MiB" else 0)
+        if spread is not None:
+            parts.append(f"{label} {spread} {unit}")
+    if not parts:
+        return None
+    return f"min/avg/max over {len(points)} points: " + ", ".join(parts)
+
+
 def health_lines(
-    health: dict[str, Any] | None, points: list[dict[str, Any]]
+    health: dict[str, Any] | None,
+    points: list[dict[str, Any]],
+    day: list[dict[str, Any]] | None = None,
 ) -> list[tuple[str, str]]:
     """`devices show` lines: the last report's values, with the series' trend
-    (`points`, oldest first) after CPU and memory."""
+    (`points`, oldest first) after CPU and memory, and a day's min/avg/max
+    (`day`)."""
     if not health:
         return [("health", "not reported (an agent before device health)")]
 
@@ -83,6 +113,9 @@ def health_lines(
         )
     )
     lines.append(("agent", f"{mib(health.get('agent_rss_bytes'))} MiB resident"))
+    summary = day_summary(day or [])
+    if summary is not None:
+        lines.append(("24 h", summary))
     for name, module in sorted((health.get("modules") or {}).items()):
         use = f"{_num(module.get('cpu_percent'))} % cpu, {mib(module.get('rss_bytes'))} MiB"
         state, restarts = module.get("state") or "-", module.get("restarts") or 0
