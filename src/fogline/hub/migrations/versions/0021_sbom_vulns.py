@@ -17,7 +17,7 @@ from alembic import op
 from fogline.hub._schema import UTCDateTime
 
 revision = "0021"
-down_revision = "0015"
+down_revision = "0020"
 branch_labels = None
 depends_on = None
 

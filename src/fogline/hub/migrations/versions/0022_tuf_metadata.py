@@ -9,7 +9,7 @@ from alembic import op
 from fogline.hub._schema import UTCDateTime
 
 revision = "0022"
-down_revision = "0020"
+down_revision = "0021"
 branch_labels = None
 depends_on = None
 
