@@ -731,6 +731,7 @@ EXPECTED: Final[dict[str, list[str]]] = {
         "to_bytes",
         "utcnow",
         "verify_signed_by",
+    ],
     "fogline.vulns": [
         "LEVEL_FLOOR",
         "MAX_ADVISORY_BYTES",

@@ -24,7 +24,17 @@ BASE_MODULES: Final = frozenset(
     {"_errors", "_log", "_lifetime", "_text", "_durable", "_duration", "_statetable", "__init__"}
 )
 CORE: Final = frozenset(
-    {"protocol", "manifest", "security", "artifact", "tuf", "pipeline", "hubclient", "launcher"}
+    {
+        "protocol",
+        "manifest",
+        "security",
+        "artifact",
+        "tuf",
+        "vulns",
+        "pipeline",
+        "hubclient",
+        "launcher",
+    }
 )
 EDGES: Final = frozenset({"sim", "cli", "__main__"})
 DAEMONS: Final = frozenset({"hub", "agent"})
