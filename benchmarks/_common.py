@@ -1,4 +1,5 @@
-"""Helpers shared by the benchmarks: percentiles, machine facts, a markdown table."""
+"""Helpers shared by the benchmarks: percentiles, machine facts, a markdown table,
+a run per database."""
 
 from __future__ import annotations
 
@@ -6,7 +7,13 @@ import os
 import platform
 import statistics
 import subprocess
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+from tests.support.postgres import throwaway_postgres
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -49,3 +56,23 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+# bench(db, PostgreSQL base URL or None, a scratch directory) -> table rows
+DatabaseBench = Callable[[str, str | None, Path], list[list[Any]]]
+
+
+def each_database(
+    dbs: Sequence[str], prefix: str, bench: DatabaseBench
+) -> tuple[list[list[Any]], str]:
+    """Run `bench` for each of `dbs` ("sqlite", "postgresql") in one scratch
+    directory, with one throwaway PostgreSQL cluster for all; returns the
+    rows and the machine's load before→after, as the tables print it."""
+    load0 = os.getloadavg()[0]
+    rows: list[list[Any]] = []
+    with ExitStack() as stack:
+        root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=prefix)))
+        pg_base = stack.enter_context(throwaway_postgres()) if "postgresql" in dbs else None
+        for db in dbs:
+            rows += bench(db, pg_base, root)
+    return rows, f"{load0:.1f}→{os.getloadavg()[0]:.1f}"

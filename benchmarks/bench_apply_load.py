@@ -20,22 +20,19 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
 import sys
-import tempfile
 import threading
 import time
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from benchmarks._common import git_revision, machine, median, percentile, table
+from benchmarks._common import each_database, git_revision, machine, median, percentile, table
 from tests.support.device import TestDevice, enroll_device
 from tests.support.inventory import fleet_devices, hub_db_url, insert_devices
-from tests.support.postgres import create_database, throwaway_postgres
+from tests.support.postgres import create_database
 from tests.support.processes import HubProcess, free_port, start_hub
 
 DEPLOYMENT = """\
@@ -154,16 +151,9 @@ def main() -> None:
     if not 1 <= args.applies <= 50 or not 0.01 <= args.report_every <= 60:
         raise SystemExit("--applies takes 1..50 and --report-every 0.01..60")
     dbs = args.db.split(",")
-    load0 = os.getloadavg()[0]
-    rows: list[list[Any]] = []
-    with ExitStack() as stack:
-        root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-apply-")))
-        pg_base = stack.enter_context(throwaway_postgres()) if "postgresql" in dbs else None
-        for db in dbs:
-            rows += bench(db, pg_base, root, args)
-    load1 = os.getloadavg()[0]
+    rows, load = each_database(dbs, "bench-apply-", lambda db, pg, root: bench(db, pg, root, args))
     print(f"## Applies to {args.devices:,} devices while {args.reporters} devices report\n")
-    print(f"commit {git_revision()}, {machine()}, load {load0:.1f}→{load1:.1f}\n")
+    print(f"commit {git_revision()}, {machine()}, load {load}\n")
     headers = [
         "db", "devices", "hub workers", "apply s (median)", "apply s (max)", "every apply (s)",
         "reports during applies", "p50 ms", "p99 ms", "max ms", "5xx or no answer",

@@ -23,21 +23,18 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from benchmarks._common import git_revision, machine, percentile, table
+from benchmarks._common import each_database, git_revision, machine, percentile, table
 from benchmarks.bench_hub_scale import postmaster_pid, proc_cpu_s, server_cpu_s
 from tests.support.inventory import fleet_devices, hub_db_url, insert_devices
-from tests.support.postgres import create_database, throwaway_postgres
+from tests.support.postgres import create_database
 from tests.support.processes import HubProcess, free_port, start_hub, tls, wait_until
 
 QUERIES: Sequence[tuple[str, dict[str, str]]] = (
@@ -136,18 +133,11 @@ def main() -> None:
     if not 1 <= args.devices <= 1_000_000 or not 1 <= args.requests <= 100_000:
         raise SystemExit("--devices takes 1..1,000,000 and --requests 1..100,000")
     dbs = args.db.split(",")
-    load0 = os.getloadavg()[0]
-    rows: list[list[Any]] = []
-    with ExitStack() as stack:
-        root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-inv-")))
-        pg_base = stack.enter_context(throwaway_postgres()) if "postgresql" in dbs else None
-        for db in dbs:
-            rows += bench(db, pg_base, root, args)
-    load1 = os.getloadavg()[0]
+    rows, load = each_database(dbs, "bench-inv-", lambda db, pg, root: bench(db, pg, root, args))
     print(
         f"## Device inventory: first page of {args.devices:,} devices ({args.requests} requests each)\n"
     )
-    print(f"commit {git_revision()}, {machine()}, load {load0:.1f}→{load1:.1f}\n")
+    print(f"commit {git_revision()}, {machine()}, load {load}\n")
     headers = ["db", "query", "page", "p50 ms", "p99 ms", "hub CPU ms/req", "PostgreSQL CPU ms/req"]
     print(table(headers, rows))
 
