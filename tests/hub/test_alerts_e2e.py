@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,15 +17,6 @@ from tests.support.processes import HubProcess, fogline_cmd, start_hub, wait_unt
 from tests.support.receivers import Receiver
 
 MIB = 1024 * 1024
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    started = Receiver("ok")
-    try:
-        yield started
-    finally:
-        started.close()
 
 
 def _report(device: TestDevice, *, sick: bool) -> None:

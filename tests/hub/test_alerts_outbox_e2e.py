@@ -7,12 +7,10 @@ reports show no new drop."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from tests.support.processes import AgentProcess, HubProcess, free_port, start_hub, wait_until
 from tests.support.receivers import Receiver
@@ -33,15 +31,6 @@ KIND = "outbox-dropping"
 BATCHES = 24
 EVENTS_PER_BATCH = 64
 PAD = "x" * 2000
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    started = Receiver("ok")
-    try:
-        yield started
-    finally:
-        started.close()
 
 
 def _active(hub: HubProcess) -> dict[str, dict[str, Any]]:

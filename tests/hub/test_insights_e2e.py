@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,15 +18,6 @@ from tests.support.processes import HubProcess, start_hub, wait_until
 from tests.support.receivers import Receiver
 
 MIB = 1024 * 1024
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    started = Receiver("ok")
-    try:
-        yield started
-    finally:
-        started.close()
 
 
 def _start(tmp_path: Path, receiver: Receiver, db_url: str | None) -> HubProcess:
