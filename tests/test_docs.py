@@ -75,7 +75,12 @@ def test_the_pages_hold_the_examples_the_test_is_about() -> None:
 def test_every_yaml_block_passes_plan_validation(block: DocBlock) -> None:
     manifests = check_yaml(block)
     if manifests is not None:
-        assert manifests.deployments or manifests.claims or manifests.release_keys
+        assert (
+            manifests.deployments
+            or manifests.claims
+            or manifests.release_keys
+            or manifests.vulnerability_policies
+        )
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=[command.where for command in COMMANDS])

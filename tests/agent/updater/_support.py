@@ -25,7 +25,13 @@ from fogline.agent.updater import (
     UpdateProgress,
     Updater,
 )
-from fogline.artifact import ModuleSpec, ReleaseKeyPair, build_release, sign_release
+from fogline.artifact import (
+    SBOM_FILE,
+    ModuleSpec,
+    ReleaseKeyPair,
+    build_release,
+    sign_release,
+)
 
 NAME = "demo"
 
@@ -78,7 +84,12 @@ def make_release(
     target = ReleaseTarget(
         name, version, info.digest, envelope.to_json(), config={"version": version}
     )
-    return Release(target, info.path.read_bytes(), info.path, tree_digests(src))
+    # What installs: the source tree and the SBOM the build adds (its copy
+    # beside the archive holds the same bytes).
+    files = tree_digests(src)
+    assert info.sbom_path is not None
+    files[SBOM_FILE] = hashlib.sha256(info.sbom_path.read_bytes()).hexdigest()
+    return Release(target, info.path.read_bytes(), info.path, files)
 
 
 def hostile_release(work: Path, version: str, key: ReleaseKeyPair, evil_name: str) -> Release:
