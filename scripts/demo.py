@@ -49,6 +49,7 @@ from rich.console import Console
 
 console = Console(stderr=True)
 FOGLINE = [sys.executable, "-m", "fogline"]
+STOP_GRACE_S = 20.0  # for every daemon together, after SIGTERM
 AGENTS = [
     ("press-01", "line=press,zone=north"),
     ("press-02", "line=press,zone=south"),
@@ -562,11 +563,15 @@ class Demo:
         for proc in reversed(self.procs):
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
+        # One deadline for all: a loaded machine must not make Ctrl-C wait
+        # 15 s per daemon in turn.
+        deadline = time.monotonic() + STOP_GRACE_S
         for proc in self.procs:
             try:
-                proc.wait(timeout=15)
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 proc.kill()
+                proc.wait()
         console.print(f"stopped {len(self.procs)} processes")
 
 
