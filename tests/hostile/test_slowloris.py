@@ -77,9 +77,13 @@ def device(capped_hub: HubProcess, tmp_path_factory: pytest.TempPathFactory) -> 
 
 def _tcp(hub: HubProcess, source: str = "127.0.0.1") -> socket.socket:
     sock = socket.socket()
-    sock.settimeout(5)
-    sock.bind((source, 0))
-    sock.connect(("127.0.0.1", hub.port))
+    try:
+        sock.settimeout(5)
+        sock.bind((source, 0))
+        sock.connect(("127.0.0.1", hub.port))
+    except OSError:
+        sock.close()  # a connect the hub refused must not leak its socket
+        raise
     return sock
 
 
