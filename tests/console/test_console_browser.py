@@ -284,3 +284,70 @@ def test_refusals_in_the_browser(browser: Any, fleet: Fleet, page: Any) -> None:
     assert "stolen" not in hub.device("node-1")["labels"]
     with httpx.Client(base_url=hub.url, verify=False, timeout=10) as outside:
         assert outside.get("/console").status_code == 303
+
+
+TICKER = textwrap.dedent("""\
+    import itertools, time
+
+    for n in itertools.count():
+        print(f"tick {n} <b>not bold</b>", flush=True)
+        time.sleep(1)
+    """)
+
+
+def test_a_device_page_tails_a_module_log_live(page: Any, fleet: Fleet, tmp_path: Path) -> None:
+    hub = fleet.hub
+    keys = tmp_path / "keys"
+    hub.cli(
+        "apply", "-f", "-", input_text=hub.cli("keys", "create", "logs", "--dir", str(keys)).stdout
+    )
+    source = tmp_path / "ticker"
+    source.mkdir()
+    (source / "ticker.py").write_text(TICKER)
+    (source / "fogline-module.yaml").write_text(
+        "name: ticker\nversion: 1.0.0\ncommand: [python3, ticker.py]\n"
+        "health: {uptime: 1s}\narchitectures: [any]\n"
+    )
+    archive = tmp_path / "ticker.tar.zst"
+    hub.cli("release", "build", str(source), "-o", str(archive))
+    hub.cli("release", "sign", str(archive), "--key", str(keys / "logs.key"))
+    hub.cli("release", "push", str(archive))
+    manifest = tmp_path / "ticker.yaml"
+    manifest.write_text(
+        textwrap.dedent("""\
+            apiVersion: fogline.dev/v1
+            kind: Deployment
+            metadata: {name: ticker}
+            spec:
+              selector: {matchLabels: {ring: b}}
+              priority: 10  # beside `web` (the crash-loop test's) on node-2
+              modules:
+                - name: ticker
+                  release: ticker@1.0.0
+            """)
+    )
+    hub.cli("apply", "-f", str(manifest))
+    node = hub.device("node-2")
+
+    def shipped() -> bool:
+        with hub.client() as client:
+            params = {"device": node["id"], "stream": "logs/ticker", "tail": 2}
+            return len(client.get("/v1/telemetry", params=params).json()) >= 2
+
+    wait_until(shipped, 60, "two ticker lines at the hub")
+    page.goto(f"{hub.url}/console/devices/{node['id']}")
+    page.get_by_label("Log", exact=True).select_option("ticker")
+    page.get_by_role("button", name="Show", exact=True).click()
+    page.wait_for_url(f"{hub.url}/console/devices/{node['id']}?log=ticker")
+    page.evaluate("window.stillTheSamePage = true")
+    lines = page.locator("#logs .log-line")
+    assert lines.count() >= 2
+    newest = lines.last.inner_text()
+    assert newest.startswith("tick ") and newest.endswith("<b>not bold</b>")  # text, not markup
+    assert page.locator("#logs b").count() == 0
+    _shot(page, tmp_path, "device-logs")
+    # The server-sent events bring a newer line into this very page.
+    playwright_api.expect(lines.last).not_to_have_text(newest, timeout=30_000)
+    assert page.evaluate("window.stillTheSamePage") is True
+    assert int(lines.last.inner_text().split()[1]) > int(newest.split()[1])
+    _shot(page, tmp_path, "device-logs-tailed")

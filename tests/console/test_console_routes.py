@@ -288,3 +288,64 @@ def test_the_telemetry_explorer_charts_a_field_and_escapes_what_devices_send(
     assert "\\u003cscript\\u003e" in page  # tojson escapes <, > and & as well
     assert 'aria-label="temps: value"' in page and "<polyline" in page
     assert page.count("<tr>") >= 6  # the header and five records
+
+
+def _sse_first_progress(client: Any, url: str) -> str:
+    """The HTML of the first `progress` event of a console stream."""
+    data: list[str] = []
+    with client.stream("GET", url) as response:
+        assert response.status_code == 200, response.read()[:300]
+        assert response.headers["content-type"].startswith("text/event-stream")
+        for number, line in enumerate(response.iter_lines()):
+            assert number < 5_000, "no progress event in the stream's first lines"
+            if line.startswith("data: "):
+                data.append(line[len("data: ") :])
+            elif line == "" and data:
+                return "\n".join(data)
+            elif line.startswith("event: ") and line != "event: progress":
+                data = []
+    raise AssertionError("the stream ended without a progress event")
+
+
+def test_device_logs_are_escaped_bounded_and_read_as_the_api_allows(
+    console_hub: tuple[HubProcess, dict[str, Any]], tmp_path: Path
+) -> None:
+    from fogline.hub._permissions import LOG_READING
+    from fogline.hub.console._routes import LOG_LINE_BYTES, LOG_LINES
+
+    hub, tokens = console_hub
+    # One permission row decides log reading in the API and in the console.
+    api_need = ROUTE_PERMISSIONS[("GET", "/v1/telemetry")]
+    assert api_need == LOG_READING == CONSOLE[("GET", "/console/devices/{ref}/logs/events")]
+    node = enroll_device(hub, hub.create_claim(max_uses=1), "logs-dev", tmp_path)
+    lines = [f"line {i}" for i in range(LOG_LINES + 50)]
+    lines[-2] = "x" * (LOG_LINE_BYTES * 3)
+    lines[-1] = "<script>alert('owned')</script> & done"
+    node.upload([(i + 1, "logs/web", {"stream": "stdout", "line": t}) for i, t in enumerate(lines)])
+    node.upload([(1, "logs/_agent", {"stream": "stderr", "line": "agent: <b>warned</b>"})])
+    page_url = f"/console/devices/{node.device_id}"
+    for who, (role, token) in tokens.items():
+        with console_client(hub, token) as client:
+            page = client.get(page_url, params={"log": "web"})
+        assert page.status_code == 200, page.text[:300]
+        if not role_allows(role, api_need):
+            assert "may not read logs" in page.text and "line 249" not in page.text, who
+            continue
+        shown = re.findall(r'<span class="log-line log-stdout">([^<]*)</span>', page.text)
+        assert len(shown) == LOG_LINES, who  # the newest 200, oldest first
+        assert shown[0] == "line 50" and "line 49<" not in page.text
+        assert len(shown[-2].encode()) <= LOG_LINE_BYTES + 10 and shown[-2].endswith("[cut]")
+        assert shown[-1] == "&lt;script&gt;alert(&#39;owned&#39;)&lt;/script&gt; &amp; done"
+        assert "<script>alert" not in page.text
+    with console_client(hub, tokens["viewer"][1]) as client:
+        agent = client.get(page_url).text  # the agent's log by default
+        assert '<span class="log-line log-stderr">agent: &lt;b&gt;warned&lt;/b&gt;</span>' in agent
+        assert f'data-live="{page_url}/logs/events?log=_agent"' in agent
+        live = _sse_first_progress(client, f"{page_url}/logs/events?log=web")
+        assert live.count('class="log-line') == LOG_LINES
+        assert "&lt;script&gt;alert(" in live and "<script>" not in live
+        for bad in ("../web", "a b", "x" * 65):
+            refused = client.get(page_url, params={"log": bad})
+            assert refused.status_code == 422, bad
+            assert client.get(f"{page_url}/logs/events", params={"log": bad}).status_code == 422
+        assert client.get("/console/devices/ghost/logs/events").status_code == 404

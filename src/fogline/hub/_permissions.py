@@ -30,6 +30,10 @@ class Access(StrEnum):
 
 Need = Permission | Access
 _V = API_PREFIX
+# Reading a device's module and agent logs: one row for the API
+# (GET /v1/telemetry, where logs are `logs/<module>` streams) and the console's
+# Logs section, so a role reads logs in both or in neither.
+LOG_READING: Final[Permission] = Permission.READ
 
 ROUTE_PERMISSIONS: Final[Mapping[tuple[str, str], Need]] = {
     # devices (mTLS), enrollment
@@ -82,7 +86,7 @@ ROUTE_PERMISSIONS: Final[Mapping[tuple[str, str], Need]] = {
     ("POST", f"{_V}/rollouts/{{ref}}/{{action}}"): Permission.ROLLOUT,  # and the scope
     ("GET", f"{_V}/audit"): Permission.READ,
     ("GET", f"{_V}/audit/head"): Permission.READ,
-    ("GET", f"{_V}/telemetry"): Permission.READ,
+    ("GET", f"{_V}/telemetry"): LOG_READING,  # module and agent logs are telemetry
     ("GET", f"{_V}/alerts"): Permission.READ,
     ("POST", f"{_V}/alerts/{{ref}}/ack"): Permission.ALERT,
     ("GET", f"{_V}/insights"): Permission.READ,
@@ -104,7 +108,8 @@ ROUTE_PERMISSIONS: Final[Mapping[tuple[str, str], Need]] = {
     ("POST", "/console/sign-out"): Permission.READ,
     ("GET", "/console"): Permission.READ,
     ("GET", "/console/devices"): Permission.READ,
-    ("GET", "/console/devices/{ref}"): Permission.READ,
+    ("GET", "/console/devices/{ref}"): Permission.READ,  # logs shown if LOG_READING
+    ("GET", "/console/devices/{ref}/logs/events"): LOG_READING,
     ("POST", "/console/devices/{ref}/labels"): Permission.LABEL,  # and the scope
     ("GET", "/console/rollouts"): Permission.READ,
     ("GET", "/console/rollouts/{ref}"): Permission.READ,

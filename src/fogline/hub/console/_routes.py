@@ -13,7 +13,7 @@ import asyncio
 import datetime as dt
 import hmac
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any, Final, Literal
 
 import orjson
@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from fogline._log import event
-from fogline.protocol import LabelChange, SignIn
+from fogline.protocol import LabelChange, ModulesReport, SignIn
 from fogline.security import Permission
 
 from .._alerts import alert_view, count_active_by_kind, list_alerts
@@ -39,6 +39,7 @@ from .._errors import ApiError, ForbiddenError, UnauthorizedError
 from .._health import HealthRetention, SeriesQuery, epoch_ms, read_series, series_query
 from .._inventory import DeviceQuery, count_devices_by_sync, device_page, parse_device_query
 from .._people import SESSION_LIFETIME, SESSION_TOKEN_NAME, authenticate, sign_in
+from .._permissions import LOG_READING
 from .._schema import DeploymentRow, DesiredStateRow, TokenRow
 from .._scopes import check_device_in_scope, check_rollout_in_scope
 from .._state import HubState
@@ -87,6 +88,14 @@ HEALTH_CHARTS: Final = (
     ("temperature_c", "Temperature", "°C", None, None),
 )
 MAX_TABLE_ROWS: Final = 200
+# The device page's Logs: the newest lines of one stream within a day, each
+# cut to a size a page can hold; the live tail reads the same query once per
+# SSE_INTERVAL_S for at most SSE_MAX_S (then the browser reconnects).
+LOG_LINES: Final = 200
+LOG_LINE_BYTES: Final = 2048
+LOG_WINDOW: Final = dt.timedelta(days=1)
+AGENT_LOG: Final = "_agent"  # the stream logs/_agent: no module has that name
+LogName = Annotated[str | None, Query(max_length=64, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")]
 
 
 # -- sign-in -------------------------------------------------------------------
@@ -319,12 +328,55 @@ def health_points(
     return read_series(session, device_id, query, settings)
 
 
+def _log_sources(modules: ModulesReport | None) -> list[str]:
+    """The logs a device page offers: the agent's, then its modules' by name."""
+    return [AGENT_LOG, *sorted(modules.modules if modules is not None else ())]
+
+
+def _cut(line: str) -> str:
+    encoded = line.encode("utf-8", "replace")
+    if len(encoded) <= LOG_LINE_BYTES:
+        return line
+    return encoded[:LOG_LINE_BYTES].decode("utf-8", "ignore") + " [cut]"
+
+
+def recent_log_lines(session: Session, device_id: str, source: str) -> list[dict[str, str]]:
+    """The newest LOG_LINES lines of `logs/<source>` (oldest first), through
+    the API's telemetry query, each cut to LOG_LINE_BYTES. The template
+    escapes them: a line is text, never markup."""
+    rows = telemetry_query(
+        session, device_id=device_id, stream=f"logs/{source}", since=utcnow() - LOG_WINDOW,
+        limit=LOG_LINES, newest=True,
+    )  # fmt: skip
+    lines = []
+    for row in rows:
+        payload = row["payload"] if isinstance(row["payload"], dict) else {}
+        lines.append(
+            {
+                "at": row["created"],
+                "stream": "stderr" if payload.get("stream") == "stderr" else "stdout",
+                "text": _cut(str(payload.get("line", ""))),
+            }
+        )
+    return lines
+
+
+def _log_context(session: Session, device_id: str, source: str) -> dict[str, Any]:
+    return {"lines": recent_log_lines(session, device_id, source), "source": source}
+
+
 @router.get("/devices/{ref}")
 def device_page_view(
-    ref: RefPath, user: ConsoleUserDep, session: SessionDep, state: StateDep
+    ref: RefPath,
+    user: ConsoleUserDep,
+    session: SessionDep,
+    state: StateDep,
+    log: LogName = None,
 ) -> Response:
     """Facts, labels (a form when the role and scope allow), desired vs
-    reported revision, modules, drift, outbox, and 24 h of health as charts."""
+    reported revision, modules, drift, outbox, 24 h of health as charts, and
+    the newest lines of one log (`log`: `_agent` or a module) with a live
+    tail, when the role may read logs (LOG_READING, as GET /v1/telemetry)."""
     row = find_device(session, ref)
     desired = session.get(DesiredStateRow, row.id)
     view = device_view(row, utcnow(), state.settings.offline_after_s).model_copy(
@@ -355,7 +407,83 @@ def device_page_view(
         window=f"{window_s / 3600:.0f} h" if window_s >= 3600 else f"{window_s / 60:.0f} min",
         may_label=may_label,
         alerts=alerts,
+        **_device_logs(session, user, row.id, view.reported.modules, log),
     )
+
+
+def _device_logs(
+    session: Session, user: Any, device_id: str, modules: ModulesReport | None, log: str | None
+) -> dict[str, Any]:
+    if not user.may(LOG_READING):
+        return {"may_read_logs": False}
+    sources = _log_sources(modules)
+    source = log or AGENT_LOG
+    return {
+        "may_read_logs": True,
+        "log_sources": sources if source in sources else [*sources, source],
+        **_log_context(session, device_id, source),
+    }
+
+
+@router.get("/devices/{ref}/logs/events")
+async def device_log_events(
+    ref: RefPath, user: ConsoleUserDep, request: Request, state: StateDep, log: LogName = None
+) -> Response:
+    """Server-sent events: the device page's log lines as HTML, whenever
+    they change, polled once per SSE_INTERVAL_S, for at most SSE_MAX_S; each
+    tick authenticates the session again (a revoked one ends the stream)."""
+    source = log or AGENT_LOG
+
+    def tick() -> tuple[str, bool] | None:
+        with state.sessions() as session:
+            try:
+                authenticate(session, user.token, utcnow())
+            except UnauthorizedError:
+                return None
+            device_id = find_device(session, ref).id
+            html = render_text("_device_logs.html", **_log_context(session, device_id, source))
+        return html, False  # a log goes on: the stream ends at SSE_MAX_S
+
+    return await _live(request, tick)
+
+
+async def _live(request: Request, tick: Callable[[], tuple[str, bool] | None]) -> Response:
+    """A live section for console.js: `progress` events carrying the HTML
+    `tick` renders (in a worker thread), sent when it changed, once per
+    SSE_INTERVAL_S for at most SSE_MAX_S or until `tick` says it ended;
+    `tick` answers None when the session no longer authenticates, which
+    ends the stream. The first tick
+    runs before the response starts, so an unknown thing is a 404 page."""
+    if _STREAMS.locked():
+        raise ConsoleRefusal(503, "too many live views open; reload in a moment")
+    first = await run_in_threadpool(tick)
+    if first is None:
+        raise ConsoleRefusal(401, "sign in again", sign_in=True)
+
+    async def stream() -> AsyncIterator[bytes]:
+        async with _STREAMS:
+            yield b"retry: 2000\n\n"
+            last = ""
+            deadline = asyncio.get_running_loop().time() + SSE_MAX_S
+            while asyncio.get_running_loop().time() < deadline:
+                if await request.is_disconnected():
+                    return
+                ticked = await run_in_threadpool(tick)
+                if ticked is None:
+                    yield b"event: end\ndata: signed out\n\n"
+                    return
+                html, ended = ticked
+                if html != last:
+                    last = html
+                    data = "".join(f"data: {line}\n" for line in html.splitlines())
+                    yield f"event: progress\n{data}\n".encode()
+                if ended:
+                    yield b"event: end\ndata: ended\n\n"
+                    return
+                await asyncio.sleep(SSE_INTERVAL_S)
+
+    headers = {"cache-control": "no-store", "x-accel-buffering": "no"}
+    return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
 
 
 def _labels_of(text: str) -> dict[str, str]:
@@ -421,8 +549,6 @@ async def rollout_events(
     """Server-sent events: the rollout's progress section as HTML, once a
     second while it changes, until it ends or SSE_MAX_S passes; each tick
     authenticates the session again (a revoked one ends the stream)."""
-    if _STREAMS.locked():
-        raise ConsoleRefusal(503, "too many live views open; reload in a moment")
 
     def tick() -> tuple[str, bool] | None:
         with state.sessions() as session:
@@ -434,34 +560,7 @@ async def rollout_events(
         html = render_text("_rollout_progress.html", **context)
         return html, context["rollout"]["state"] not in ROLLOUT_ACTIVE
 
-    find_rollout_checked = await run_in_threadpool(tick)
-    if find_rollout_checked is None:
-        raise ConsoleRefusal(401, "sign in again", sign_in=True)
-
-    async def stream() -> AsyncIterator[bytes]:
-        async with _STREAMS:
-            yield b"retry: 2000\n\n"
-            last = ""
-            deadline = asyncio.get_running_loop().time() + SSE_MAX_S
-            while asyncio.get_running_loop().time() < deadline:
-                if await request.is_disconnected():
-                    return
-                ticked = await run_in_threadpool(tick)
-                if ticked is None:
-                    yield b"event: end\ndata: signed out\n\n"
-                    return
-                html, ended = ticked
-                if html != last:
-                    last = html
-                    data = "".join(f"data: {line}\n" for line in html.splitlines())
-                    yield f"event: progress\n{data}\n".encode()
-                if ended:
-                    yield b"event: end\ndata: ended\n\n"
-                    return
-                await asyncio.sleep(SSE_INTERVAL_S)
-
-    headers = {"cache-control": "no-store", "x-accel-buffering": "no"}
-    return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
+    return await _live(request, tick)
 
 
 @router.post(
