@@ -351,3 +351,32 @@ def test_a_device_page_tails_a_module_log_live(page: Any, fleet: Fleet, tmp_path
     assert page.evaluate("window.stillTheSamePage") is True
     assert int(lines.last.inner_text().split()[1]) > int(newest.split()[1])
     _shot(page, tmp_path, "device-logs-tailed")
+
+
+def test_the_pages_fit_a_tablet(browser: Any, fleet: Fleet, page: Any, tmp_path: Path) -> None:
+    hub = fleet.hub
+    tablet = browser.new_context(ignore_https_errors=True, viewport={"width": 768, "height": 1024})
+    try:
+        tablet.add_cookies([c for c in page.context.cookies() if c["name"] == SESSION_COOKIE])
+        seen = tablet.new_page()
+        seen.set_default_timeout(30_000)
+        node = hub.device("node-2")
+        # A label as long as labels go, with no space to break a line at.
+        long_label = {"team.example.com/maintainer": "a" * 63}
+        with hub.client() as admin:
+            labelled = admin.patch(f"/v1/devices/{node['id']}/labels", json={"set": long_label})
+            assert labelled.status_code == 200, labelled.text
+        for name, path in (
+            ("overview", "/console"),
+            ("devices", "/console/devices"),
+            ("device", f"/console/devices/{node['id']}?log=_agent"),
+        ):
+            seen.goto(f"{hub.url}{path}")
+            assert seen.locator("h1").count() == 1, name
+            wide, inner = seen.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+            assert wide <= inner, f"{name}: {wide} px wide in a {inner} px viewport"
+            for link in ("Overview", "Devices", "Rollouts", "Deployments", "Releases", "Audit"):
+                assert seen.get_by_role("link", name=link, exact=True).is_visible(), (name, link)
+            _shot(seen, tmp_path, f"tablet-{name}")
+    finally:
+        tablet.close()
