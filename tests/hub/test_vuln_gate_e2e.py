@@ -25,17 +25,17 @@ class Gate:
     key: Path
 
 
-def _build(gate: Gate, version: str, urllib3: str, lodash: str) -> Path:
-    src = gate.root / f"web-{version}"
+def _build(gate: Gate, version: str, urllib3: str, lodash: str, name: str = "web") -> Path:
+    src = gate.root / f"{name}-{version}"
     dist = src / "site" / f"urllib3-{urllib3}.dist-info"
     dist.mkdir(parents=True)
     (src / "fogline-module.yaml").write_text(
-        f"name: web\nversion: {version}\nkind: config\narchitectures: [any]\n"
+        f"name: {name}\nversion: {version}\nkind: config\narchitectures: [any]\n"
     )
     (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: urllib3\nVersion: {urllib3}\n")
     lock = {"lockfileVersion": 3, "packages": {"node_modules/lodash": {"version": lodash}}}
     (src / "package-lock.json").write_text(json.dumps(lock))
-    archive = gate.root / f"web-{version}.tar.zst"
+    archive = gate.root / f"{name}-{version}.tar.zst"
     gate.hub.cli("release", "build", str(src), "-o", str(archive))
     gate.hub.cli("release", "sign", str(archive), "--key", str(gate.key))
     return archive
@@ -55,6 +55,8 @@ def gate(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gate]:
         hub.cli("release", "push", str(_build(gate, "1.0.0", "1.26.4", "4.17.20")))
         # 2.0.0: lodash only (high 8.2)
         hub.cli("release", "push", str(_build(gate, "2.0.0", "1.26.5", "4.17.20")))
+        # api 1.0.0: lodash only (high 8.2)
+        hub.cli("release", "push", str(_build(gate, "1.0.0", "1.26.5", "4.17.20", name="api")))
         yield gate
     finally:
         hub.stop()
@@ -97,8 +99,9 @@ def test_plan_and_apply_refuse_a_deployment_of_a_blocked_release_at_its_module_e
     for command in ("plan", "apply"):
         refused = gate.hub.cli(command, "-f", str(fleet), check=False)
         assert refused.returncode == 1, refused.stdout
-        # At the Deployment (the second document, after the policy's 7 lines and ---).
-        assert f"{fleet}:9:1: spec.modules[0].release: release web@1.0.0 is blocked" in (
+        # At the module entry (the second document, after the policy's 7 lines
+        # and ---, is on line 9; its `modules: [{...}]` entry at line 14, column 13).
+        assert f"{fleet}:14:13: spec.modules[0].release: release web@1.0.0 is blocked" in (
             refused.stderr
         )
         assert "FOGTEST-PY-0001 (critical 9.8)" in refused.stderr
@@ -109,6 +112,33 @@ def test_plan_and_apply_refuse_a_deployment_of_a_blocked_release_at_its_module_e
     # 2.0.0 has only a high advisory: it goes through.
     ok = _write(gate, "ok.yaml", _policy("critical"), _deployment("2.0.0"))
     gate.hub.cli("apply", "-f", str(ok))
+
+
+def test_the_refusal_names_the_blocked_module_entrys_own_line_and_column(gate: Gate) -> None:
+    two_modules = textwrap.dedent("""\
+        apiVersion: fogline.dev/v1
+        kind: Deployment
+        metadata: {name: two}
+        spec:
+          selector: {matchLabels: {app: two}}
+          modules:
+            - name: api
+              release: api@1.0.0
+            - name: web
+              release: web@1.0.0
+        """)
+    fleet = _write(gate, "two.yaml", _policy("critical"), two_modules)
+    for command in ("plan", "apply"):
+        refused = gate.hub.cli(command, "-f", str(fleet), check=False)
+        assert refused.returncode == 1, refused.stdout
+        # The second entry (`- name: web`) starts at line 17 (the policy's 7
+        # lines, ---, then 8 lines of this document), column 7 (after `    - `).
+        assert f"{fleet}:17:7: spec.modules[1].release: release web@1.0.0 is blocked" in (
+            refused.stderr
+        )
+        assert "api@1.0.0" not in refused.stderr  # high only: below critical
+    with gate.hub.client() as client:
+        assert client.get("/v1/deployments/two").status_code == 404
 
 
 def test_an_exception_lets_an_advisory_through_until_it_expires_and_is_audited(

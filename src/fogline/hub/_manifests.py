@@ -219,7 +219,7 @@ def prepare(
         [d for d in deployments if d.name in rolling],
         effective_policies(session, manifests.vulnerability_policies, utcnow()),
         utcnow(),
-        origins={d.name: d.origin for d in manifests.deployments},
+        written={d.name: d for d in manifests.deployments},
     )
 
     devices: list[DeviceChange] = []

@@ -135,7 +135,7 @@ def _validate(
         return None
     origin = Origin(doc.file, *doc.start)
     if isinstance(model, DeploymentModel):
-        deployment = _deployment(model, origin)
+        deployment = _deployment(model, origin, doc)
         problems.extend(_run_block_validators(doc, deployment, validators))
         return deployment
     if isinstance(model, ClaimModel):
@@ -166,8 +166,11 @@ def _validate(
     )
 
 
-def _deployment(model: DeploymentModel, origin: Origin) -> Deployment:
+def _deployment(model: DeploymentModel, origin: Origin, doc: LocatedDocument) -> Deployment:
     spec = model.spec
+    module_origins = tuple(
+        Origin(doc.file, *doc.locate(("spec", "modules", i))) for i in range(len(spec.modules))
+    )
     selector = Selector(
         match_labels=spec.selector.matchLabels,
         match_expressions=tuple(
@@ -185,6 +188,7 @@ def _deployment(model: DeploymentModel, origin: Origin) -> Deployment:
         rollout=spec.rollout,
         drift=cast(DriftPolicy | None, spec.drift),
         origin=origin,
+        module_origins=module_origins,
         sensors=spec.sensors.model_dump(exclude_unset=True) if spec.sensors else {},
         self_healing=spec.selfHealing.model_dump(exclude_none=True) if spec.selfHealing else {},
     )

@@ -55,6 +55,10 @@ class Deployment:
     rollout: JsonObject = field(default_factory=_empty)
     drift: DriftPolicy | None = None
     origin: Origin | None = field(default=None, compare=False)
+    # Where each `spec.modules` entry starts in the operator's file (by index;
+    # empty when the deployment was not read from one), so a problem with an
+    # entry found after loading (the vulnerability gate) points at the entry.
+    module_origins: tuple[Origin, ...] = field(default=(), compare=False)
     # Who may send readings to its nodes: ingest token digests and MQTT
     # sensor accounts, as written (checked by the schema); empty: none declared.
     sensors: JsonObject = field(default_factory=_empty)

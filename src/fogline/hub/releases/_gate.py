@@ -170,29 +170,40 @@ def check_deployments(
     deployments: Sequence[Deployment],
     policies: Sequence[AppliedPolicy],
     now: dt.datetime,
-    origins: Mapping[str, Origin | None] | None = None,
+    written: Mapping[str, Deployment] | None = None,
 ) -> None:
     """Refuse deployments whose module entries name a blocked release.
 
-    `origins` (by deployment name) places the problems in the operator's
-    files when `deployments` were re-read after their releases were resolved.
+    `written` (by deployment name) are the deployments as read from the
+    operator's files, which place each problem at its module entry when
+    `deployments` were re-read after their releases were resolved.
 
     Raises:
-        ManifestError: one Problem per blocked entry, at `spec.modules[i].release`.
+        ManifestError: one Problem per blocked entry, at `spec.modules[i].release`,
+            located at the entry's file:line:column (the deployment's start
+            when the entry's position is unknown, e.g. a stored deployment).
     """
     if not policies:
         return
     problems: list[Problem] = []
     for deployment in deployments:
-        origin = (origins or {}).get(deployment.name, deployment.origin)
+        source = (written or {}).get(deployment.name, deployment)
         for i, entry in enumerate(deployment.to_document()["spec"].get("modules") or ()):
             problem = _entry_problem(session, deployment.name, i, entry, policies, now)
-            if problem is not None:
-                file = origin.file if origin else f"deployment/{deployment.name}"
-                line, column = (origin.line, origin.column) if origin else (None, None)
-                problems.append(Problem(file, line, column, f"spec.modules[{i}].release", problem))
+            if problem is None:
+                continue
+            origin = _entry_origin(source, i)
+            file = origin.file if origin else f"deployment/{deployment.name}"
+            line, column = (origin.line, origin.column) if origin else (None, None)
+            problems.append(Problem(file, line, column, f"spec.modules[{i}].release", problem))
     if problems:
         raise ManifestError(problems)
+
+
+def _entry_origin(deployment: Deployment, index: int) -> Origin | None:
+    if index < len(deployment.module_origins):
+        return deployment.module_origins[index]
+    return deployment.origin
 
 
 def check_rollout_resume(session: Session, deployments: Sequence[str], now: dt.datetime) -> None:
