@@ -141,6 +141,39 @@ def test_the_refusal_names_the_blocked_module_entrys_own_line_and_column(gate: G
         assert client.get("/v1/deployments/two").status_code == 404
 
 
+def test_a_policy_scoped_by_selector_blocks_only_deployments_it_overlaps(gate: Gate) -> None:
+    berlin_only = _policy("critical") + "  selector: {matchLabels: {site: berlin}}\n"
+
+    def site(name: str) -> str:
+        return textwrap.dedent(f"""\
+            apiVersion: fogline.dev/v1
+            kind: Deployment
+            metadata: {{name: web-{name}}}
+            spec:
+              selector: {{matchLabels: {{site: {name}}}}}
+              priority: 5
+              modules: [{{name: web, release: web@1.0.0}}]
+            """)
+
+    berlin = _write(gate, "berlin.yaml", berlin_only, site("berlin"))
+    refused = gate.hub.cli("plan", "-f", str(berlin), check=False)
+    assert refused.returncode == 1, refused.stdout
+    assert "spec.modules[0].release: release web@1.0.0 is blocked by" in refused.stderr
+    assert "FOGTEST-PY-0001 (critical 9.8)" in refused.stderr
+    paris = _write(gate, "paris.yaml", berlin_only, site("paris"))
+    gate.hub.cli("apply", "-f", str(paris))
+    with gate.hub.client() as client:
+        assert client.get("/v1/deployments/web-paris").status_code == 200
+        assert client.get("/v1/deployments/web-berlin").status_code == 404
+    table = gate.hub.cli("get", "vulnerabilitypolicies", "-o", "table").stdout
+    assert "site=berlin" in table
+    # At push the release is tied to no device yet: a scoped policy marks, never refuses.
+    marked = gate.hub.cli("release", "push", str(_build(gate, "6.0.0", "1.26.4", "4.17.21")))
+    assert "blocked by a VulnerabilityPolicy: FOGTEST-PY-0001 (critical 9.8)" in marked.stderr
+    gate.hub.cli("delete", "deployment", "web-paris")  # the later tests' fleet has no sites
+    gate.hub.cli("apply", "-f", str(_write(gate, "fleet-wide.yaml", _policy("critical"))))
+
+
 def test_an_exception_lets_an_advisory_through_until_it_expires_and_is_audited(
     gate: Gate,
 ) -> None:

@@ -260,6 +260,7 @@ POLICY_COLUMNS = [
     ("blockAt", "BLOCK AT"),
     ("onPush", "ON PUSH"),
     ("modules", "MODULES"),
+    ("selector", "SELECTOR"),
     ("exceptions", "EXCEPTIONS"),
     ("applied", "APPLIED"),
 ]
@@ -269,7 +270,7 @@ POLICY_COLUMNS = [
 def get_vulnerability_policies(
     hub: HubOpt = None, token: TokenOpt = None, ca: CaOpt = None, output: OutputOpt = None
 ) -> None:
-    """List applied VulnerabilityPolicies: threshold, push action, modules, exceptions."""
+    """List applied VulnerabilityPolicies: threshold, push action, modules, selector, exceptions."""
     with connect(hub, token, ca) as client:
         documents = client.get("/v1/vulnpolicies")
     if wants_json(output):
@@ -281,6 +282,7 @@ def get_vulnerability_policies(
             "blockAt": d["spec"]["blockAt"],
             "onPush": d["spec"]["onPush"],
             "modules": ", ".join(d["spec"].get("modules") or ["(any)"]),
+            "selector": _selector_text(d),
             "exceptions": ", ".join(
                 f"{e['advisory']} until {e['expires']}" for e in d["spec"]["exceptions"]
             )

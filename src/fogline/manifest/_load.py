@@ -35,6 +35,7 @@ from ._schema import (
     DeploymentModel,
     FieldProblems,
     ReleaseKeyModel,
+    SelectorModel,
     VulnerabilityPolicyModel,
     decode_public_key,
     describe,
@@ -158,6 +159,7 @@ def _validate(
             tuple(policy.modules) if policy.modules is not None else None,
             tuple(PolicyException(e.advisory, e.reason, e.expires) for e in policy.exceptions),
             origin=origin,
+            selector=_selector(policy.selector) if policy.selector is not None else None,
         )
     assert isinstance(model, ReleaseKeyModel)
     modules = tuple(model.spec.modules) if model.spec.modules is not None else None
@@ -166,18 +168,22 @@ def _validate(
     )
 
 
+def _selector(model: SelectorModel) -> Selector:
+    return Selector(
+        match_labels=model.matchLabels,
+        match_expressions=tuple(
+            Requirement(req.key, Operator(req.operator), frozenset(req.values or ()))
+            for req in model.matchExpressions
+        ),
+    )
+
+
 def _deployment(model: DeploymentModel, origin: Origin, doc: LocatedDocument) -> Deployment:
     spec = model.spec
     module_origins = tuple(
         Origin(doc.file, *doc.locate(("spec", "modules", i))) for i in range(len(spec.modules))
     )
-    selector = Selector(
-        match_labels=spec.selector.matchLabels,
-        match_expressions=tuple(
-            Requirement(req.key, Operator(req.operator), frozenset(req.values or ()))
-            for req in spec.selector.matchExpressions
-        ),
-    )
+    selector = _selector(spec.selector)
     return Deployment(
         name=model.metadata.name,
         selector=selector,

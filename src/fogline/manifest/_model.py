@@ -10,7 +10,7 @@ from typing import Any, Literal
 from ._expiry import parse_expiry
 from ._json import JsonValue, freeze, thaw
 from ._schema import API_VERSION
-from ._selector import Selector
+from ._selector import Selector, selectors_overlap
 
 DriftPolicy = Literal["correct", "report"]
 JsonObject = Mapping[str, JsonValue]
@@ -173,7 +173,12 @@ class PolicyException:
 class VulnerabilityPolicy:
     """Which advisories block a release: at or above `block_at` (a CVSS
     level), those without severity if `unknown_severity` is "block", for the
-    modules matching `modules` (None: all), less the unexpired exceptions."""
+    modules matching `modules` (None: all), less the unexpired exceptions.
+
+    `selector` (None: the whole fleet) scopes the policy to the deployments
+    whose selector overlaps it (`applies_to`); a scoped policy never refuses
+    a push, since a release is not yet tied to devices there: it marks.
+    """
 
     name: str
     block_at: str
@@ -182,6 +187,12 @@ class VulnerabilityPolicy:
     modules: tuple[str, ...] | None = None
     exceptions: tuple[PolicyException, ...] = ()
     origin: Origin | None = field(default=None, compare=False)
+    selector: Selector | None = None
+
+    def applies_to(self, deployment: Selector) -> bool:
+        """Whether the policy covers a deployment with this selector: some
+        device could be selected by both (a fleet-wide policy: always)."""
+        return self.selector is None or selectors_overlap(self.selector, deployment)
 
     def to_document(self) -> dict[str, Any]:
         spec: dict[str, Any] = {
@@ -191,6 +202,8 @@ class VulnerabilityPolicy:
         }
         if self.modules is not None:
             spec["modules"] = list(self.modules)
+        if self.selector is not None:
+            spec["selector"] = self.selector.to_document()
         spec["exceptions"] = [
             {"advisory": e.advisory, "reason": e.reason, "expires": e.expires}
             for e in self.exceptions

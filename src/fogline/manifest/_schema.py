@@ -436,6 +436,9 @@ class VulnerabilityPolicySpecModel(BaseModel):
         ]
         | None
     ) = None
+    # The devices whose deployments the policy covers (overlapping selectors);
+    # absent: the whole fleet.
+    selector: SelectorModel | None = None
     exceptions: Annotated[
         list[PolicyExceptionModel],
         Field(max_length=MAX_POLICY_EXCEPTIONS),

@@ -3,14 +3,16 @@ manifests block, checked wherever a release could reach a device.
 
 A policy blocks an advisory that affects a release (see `_vulndb`) when the
 release's module matches the policy's `modules` patterns (absent: every
-module), the advisory is not withdrawn, it has no unexpired exception in
-that policy, and its CVSS level is at or above `blockAt` (no severity at
-all: `unknownSeverity` decides). Several policies: any one blocks.
+module), the policy covers the deployment (its `selector`, if any, overlaps
+the deployment's), the advisory is not withdrawn, it has no unexpired
+exception in that policy, and its CVSS level is at or above `blockAt` (no
+severity at all: `unknownSeverity` decides). Several policies: any one blocks.
 
 The gate runs at `release push` (refuse, or accept and mark, as `onPush`
-says), at plan/apply (a deployment that would roll out a blocked release
-is refused, located at its module entry), at rollout resume, and after an
-import (the findings say which policies block them).
+says; a policy with a selector only marks there), at plan/apply (a
+deployment that would roll out a blocked release is refused, located at its
+module entry), at rollout resume, and after an import (the findings say
+which policies block them).
 """
 
 import datetime as dt
@@ -157,7 +159,13 @@ def gate_push(session: Session, release: ReleaseRow, now: dt.datetime) -> list[B
     """
     policies = stored_policies(session)
     blocks = release_blocks(session, release, policies, now)
-    refusing = {p.policy.name for p in policies if p.policy.on_push == "refuse"}
+    # A policy scoped by a selector covers some devices only: at push the
+    # release is tied to none yet, so it marks; plan/apply refuses.
+    refusing = {
+        p.policy.name
+        for p in policies
+        if p.policy.on_push == "refuse" and p.policy.selector is None
+    }
     if any(b.policy in refusing for b in blocks):
         raise ReleaseRejectedError(
             "vulnerable", refusal(f"{release.name}@{release.version}", blocks)
@@ -172,7 +180,9 @@ def check_deployments(
     now: dt.datetime,
     written: Mapping[str, Deployment] | None = None,
 ) -> None:
-    """Refuse deployments whose module entries name a blocked release.
+    """Refuse deployments whose module entries name a release a policy
+    covering them blocks (a policy with a selector covers the deployments
+    whose selector overlaps it; see `VulnerabilityPolicy.applies_to`).
 
     `written` (by deployment name) are the deployments as read from the
     operator's files, which place each problem at its module entry when
@@ -188,8 +198,11 @@ def check_deployments(
     problems: list[Problem] = []
     for deployment in deployments:
         source = (written or {}).get(deployment.name, deployment)
+        covering = [p for p in policies if p.policy.applies_to(deployment.selector)]
+        if not covering:
+            continue
         for i, entry in enumerate(deployment.to_document()["spec"].get("modules") or ()):
-            problem = _entry_problem(session, deployment.name, i, entry, policies, now)
+            problem = _entry_problem(session, deployment.name, i, entry, covering, now)
             if problem is None:
                 continue
             origin = _entry_origin(source, i)
