@@ -19,7 +19,9 @@ own data dir and commits it. With TUF on (the default; `--no-tuf` for
 release keys only), each device pins the hub's TUF root and its updater asks
 python-tuf's ngclient for the target before the download (the agent's path;
 the signature check is then TUF's): per-device times include TUF's metadata
-refresh. The device then reports the revision applied and the module
+refresh. `--compare-tuf` runs the rollout twice in the same run, each on a
+fresh hub (release keys only, then TUF) and prints the TUF cost per device
+update as a same-run ratio. The device then reports the revision applied and the module
 statuses the manager gives, so "succeeded" means verified and installed. The script measures wall time from `fogline apply` to the
 rollout's `completed`, the time each wave started, the bytes served,
 per-device update times and the hub's CPU and RSS. Disk: each device keeps
@@ -406,6 +408,12 @@ def main() -> None:
         "asks ngclient before each download); --no-tuf: release keys only",
     )
     parser.add_argument(
+        "--compare-tuf",
+        action="store_true",
+        help="two rollouts in the same run, each on a fresh hub: release keys only, then "
+        "TUF; prints both and the TUF cost per device update (ignores --tuf)",
+    )
+    parser.add_argument(
         "--hub-workers", type=int, default=1, help="hub processes (fogline hub serve --workers)"
     )
     args = parser.parse_args()
@@ -414,6 +422,16 @@ def main() -> None:
     command = "PYTHONPATH=. .venv/bin/python -m benchmarks.bench_rollout_scale " + " ".join(
         sys.argv[1:]
     )
+    if not args.compare_tuf:
+        run(args, command)
+        return
+    without = run(argparse.Namespace(**{**vars(args), "tuf": False}), command)
+    with_tuf = run(argparse.Namespace(**{**vars(args), "tuf": True}), command)
+    render_tuf_cost(without, with_tuf)
+
+
+def run(args: argparse.Namespace, command: str) -> list[FleetStats]:
+    """One rollout on a fresh hub (TUF as `args.tuf` says); prints its section."""
     root = Path(tempfile.mkdtemp(prefix="fogline-bench-rollout-"))
     hub = start_hub(
         root / "hub",
@@ -516,6 +534,27 @@ def main() -> None:
         shutil.rmtree(root, ignore_errors=True)
     render(args, command, view, wave_started, applied_s, total_s, parts, t_apply_wall,
            idle_cores, rollout_cores, rss, peak, load)  # fmt: skip
+    return parts
+
+
+def render_tuf_cost(without: list[FleetStats], with_tuf: list[FleetStats]) -> None:
+    """The same-run comparison: per-device update time with and without TUF."""
+    a = [v for p in without for v in p.update_s]
+    b = [v for p in with_tuf for v in p.update_s]
+    if not a or not b:
+        print("\n* TUF cost per device update: not measured (a run had no update).")
+        return
+    rows = [
+        (name, len(v), f"{percentile(v, 50):.3f}", f"{percentile(v, 99):.3f}", f"{max(v):.3f}")
+        for name, v in (("release keys only", a), ("TUF (ngclient refresh + target)", b))
+    ]
+    print("\n## TUF cost per device update (same run)\n")
+    print(table(["path", "updates", "p50 (s)", "p99 (s)", "max (s)"], rows))
+    p50a, p50b = percentile(a, 50), percentile(b, 50)
+    print(
+        f"\n* TUF / release keys only, p50: **{p50b / max(p50a, 1e-9):.2f}x** "
+        f"({(p50b - p50a) * 1000:+.0f} ms per device update)."
+    )
 
 
 def _stop_fleet(futures: list[Any], remaining: float) -> list[FleetStats]:
@@ -557,7 +596,8 @@ def render(
     print(f"Command: `{command}`\n")
     print(
         f"Policy: `{policy(args.wave_timeout)}`; hub on SQLite with {args.hub_workers} "
-        f"process(es); {args.workers} simulator processes on the same cores.\n"
+        f"process(es); {args.workers} simulator processes on the same cores; TUF "
+        f"{'on' if args.tuf else 'off (release keys only)'}.\n"
     )
     rows = []
     waves = view.get("waves", [])

@@ -18,6 +18,7 @@ from benchmarks.bench_rollout_scale import (
     FleetStats,
     deployment,
     make_release,
+    render_tuf_cost,
     run_fleet,
 )
 from tests.support.device import enroll_device
@@ -107,3 +108,17 @@ def test_a_device_refuses_a_release_it_cannot_verify(
     assert refusals and reason in refusals[0], stats.errors
     installed = tmp_path / "nodes" / "0" / "updater" / "modules" / MODULE
     assert not installed.exists() or not any(installed.iterdir()), "the release was installed"
+
+
+def test_the_tuf_comparison_prints_both_paths_and_the_same_run_ratio(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    render_tuf_cost(
+        [FleetStats(update_s=[1.0, 1.0, 1.0])], [FleetStats(update_s=[1.25, 1.25, 1.25])]
+    )
+    out = capsys.readouterr().out
+    assert "| release keys only | 3 | 1.000 |" in out
+    assert "| TUF (ngclient refresh + target) | 3 | 1.250 |" in out
+    assert "TUF / release keys only, p50: **1.25x** (+250 ms per device update)" in out
+    render_tuf_cost([FleetStats()], [FleetStats(update_s=[1.0])])
+    assert "not measured" in capsys.readouterr().out
