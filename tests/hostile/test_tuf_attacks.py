@@ -1,4 +1,6 @@
-"""TUF's attacks against a real hub and a real agent (issue #16).
+"""TUF's attacks against a real hub and a real agent (issue #16): arbitrary
+software, a compromised online key, a release key below threshold,
+mix-and-match, rollback, freeze, and recovery by key rotation.
 
 The attacker here holds what a compromised hub holds: its database and its
 online key (DATA/tuf-online-key.pem), so it can serve any metadata and sign
@@ -93,6 +95,24 @@ class _Compromised:
         self._insert(snapshot)
         self.timestamp_for(snap_version + 1)
 
+    def mix_and_match(self) -> None:
+        """A fresh snapshot (and timestamp) whose entry for module-web names
+        the version served but the hash of other bytes: metadata that does
+        not match the targets role the hub serves."""
+        web_version, web_body = self._latest("module-web")
+        snap_version, snap_body = self._latest("snapshot")
+        snapshot = parse("snapshot", snap_body, Snapshot)
+        snapshot.signed.meta["module-web.json"] = MetaFile(
+            version=web_version,
+            length=len(web_body),
+            hashes={"sha256": hashlib.sha256(b"another module-web").hexdigest()},
+        )
+        snapshot.signed.version = snap_version + 1
+        snapshot.signatures.clear()
+        snapshot.sign(self.signer)
+        self._insert(snapshot)
+        self.timestamp_for(snap_version + 1)
+
     def module_role_with(self, archive: Path, version: str) -> Metadata:
         """module-web as the hub has it, plus `version` with `archive`'s true bytes."""
         _, body = self._latest("module-web")
@@ -156,11 +176,19 @@ def test_a_compromised_hub_cannot_ship_rollback_or_forge_and_rotation_recovers(
         error = _refused(hub, 3, "UnsignedMetadataError")
         assert "module-web" in error
 
+        # Mix-and-match: a snapshot, signed with the online key, that does
+        # not match the module-web role the hub serves.
+        thief.mix_and_match()
+        _deploy(hub, manifest, "2.0.0", 4)
+        error = _refused(hub, 4, "LengthOrHashMismatchError")
+        assert error.startswith("TUF refused web/2.0.0")
+        assert hashlib.sha256(b"another module-web").hexdigest() in error  # the snapshot's claim
+
         # Rollback: a fresh timestamp naming the first snapshot the node saw
         # long ago, older than the one it trusts now.
         thief.timestamp_for(1)
-        _deploy(hub, manifest, "2.0.0", 4)
-        _refused(hub, 4, "BadVersionNumberError")
+        _deploy(hub, manifest, "2.0.0", 5)
+        _refused(hub, 5, "BadVersionNumberError")
 
         # Through all of it the node stayed on v1, and fetched nothing of v2.
         assert _served(port)["version"] == "1.0.0"
@@ -173,7 +201,7 @@ def test_a_compromised_hub_cannot_ship_rollback_or_forge_and_rotation_recovers(
         for key in (bob, carol):
             hub.cli("release", "sign", str(v2), "--key", str(key), "--tuf")
         hub.cli("release", "push", str(v2))
-        _deploy(hub, manifest, "2.0.0", 5)
+        _deploy(hub, manifest, "2.0.0", 6)
         wait_until(lambda: (s := _served(port)) and s["version"] == "2.0.0", 90, "v2 running")
     finally:
         agent.stop()
