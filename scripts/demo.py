@@ -589,6 +589,10 @@ def main() -> None:
         not args.exit and os.environ.get("DEMO_EXIT", "") in ("", "0") and sys.stdin.isatty()
     )
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    # Ctrl-C stops the fleet even when the demo started with SIGINT ignored
+    # (a shell's background job, a test runner's worker): Python then
+    # installs no KeyboardInterrupt handler of its own.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     with tempfile.TemporaryDirectory(prefix="fogline-demo-") as tmp:
         demo = Demo(Path(tmp))
         try:
