@@ -185,10 +185,10 @@ def evaluate(
             return []
     connection = session.connection()
     devices = connection.execute(_DEVICES).all()
-    found: dict[str, dict[AlertKind, Finding]] = {}
+    found: dict[str, dict[AlertKind, AlertFinding]] = {}
     for device in devices:
         fires = firing(device, now, thresholds).items()
-        found[device.id] = {kind: Finding(detail) for kind, detail in fires}
+        found[device.id] = {kind: AlertFinding(detail) for kind, detail in fires}
     if deployments is None:
         deployments = parse_deployments(session.scalars(select(DeploymentRow)))
     for device_id, finding in _peer_findings(deployments, devices).items():
@@ -203,7 +203,7 @@ def evaluate(
 def _write_health(
     connection: Any,
     devices: Sequence[Any],
-    found: Mapping[str, Mapping[AlertKind, "Finding"]],
+    found: Mapping[str, Mapping[AlertKind, "AlertFinding"]],
     active: Sequence[Any],
 ) -> None:
     """Each device's `health`: the worst kind this pass found (`SEVERITY`)."""
@@ -224,7 +224,7 @@ def _write_health(
 
 
 @dataclass(frozen=True, slots=True)
-class Finding:
+class AlertFinding:
     """Why an alert fires, in words and as data."""
 
     detail: str
@@ -235,7 +235,7 @@ def settle(
     connection: Any,
     now: dt.datetime,
     active: Any,
-    found: Mapping[str, Mapping[AlertKind, Finding]],
+    found: Mapping[str, Mapping[AlertKind, AlertFinding]],
     names: Mapping[str, str],
 ) -> list[dict[str, Any]]:
     """Raise what is found and not active, clear the `active` alerts (rows of
@@ -283,7 +283,7 @@ def settle(
 _MAX_ANOMALIES_SHOWN: Final = 3
 
 
-def _peer_findings(deployments: Sequence[Deployment], devices: Any) -> dict[str, Finding]:
+def _peer_findings(deployments: Sequence[Deployment], devices: Any) -> dict[str, AlertFinding]:
     """Devices whose last reported health is far from their peers' (_peers.py)."""
     figures = []
     for device in devices:
@@ -297,7 +297,7 @@ def _peer_findings(deployments: Sequence[Deployment], devices: Any) -> dict[str,
     for anomaly in peer_anomalies(figures):  # most off first
         by_device.setdefault(anomaly.device_id, []).append(anomaly)
     return {
-        device_id: Finding(
+        device_id: AlertFinding(
             "; ".join(a.words() for a in anomalies[:_MAX_ANOMALIES_SHOWN]),
             {
                 "anomalies": [

@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 
 from fogline.protocol import ModuleState
 
-from ._alerts import FORECAST_KINDS, AlertKind, Finding, settle
+from ._alerts import FORECAST_KINDS, AlertFinding, AlertKind, settle
 from ._device_labels import effective_labels
 from ._forecast import (
     MAX_POINTS,
@@ -82,7 +82,7 @@ def forecast_pass(
     ).all()
     names = {d.id: d.name for d in devices}
     ids = list(names)
-    found: dict[str, dict[AlertKind, Finding]] = {}
+    found: dict[str, dict[AlertKind, AlertFinding]] = {}
     active: list[Any] = []
     since_ms = epoch_ms(now) - int(settings.window_s * 1000)
     for start in range(0, len(ids), _CHUNK):
@@ -156,15 +156,15 @@ def _series(
     return out
 
 
-def judge(points: list[Any], settings: ForecastSettings) -> dict[AlertKind, Finding]:
+def judge(points: list[Any], settings: ForecastSettings) -> dict[AlertKind, AlertFinding]:
     """The forecasts of one device's series (rows of at_ms, disk and memory
     figures, modules), oldest first."""
-    found: dict[AlertKind, Finding] = {}
+    found: dict[AlertKind, AlertFinding] = {}
     disk = [(p.at_ms / 1000, p.disk_free_bytes) for p in points if p.disk_free_bytes is not None]
     eta = disk_forecast([t for t, _ in disk], [v for _, v in disk], settings)
     if eta is not None:
         total = next((p.disk_total_bytes for p in reversed(points) if p.disk_total_bytes), None)
-        found[AlertKind.DISK_FULL_FORECAST] = Finding(
+        found[AlertKind.DISK_FULL_FORECAST] = AlertFinding(
             f"disk full in {eta.words()}"
             + (f" ({disk[-1][1] / total * 100:.1f} % free now)" if total else ""),
             {"metric": "disk_free_bytes", **_eta_data(eta)},
@@ -196,7 +196,7 @@ def judge(points: list[Any], settings: ForecastSettings) -> dict[AlertKind, Find
             words.append(f"{name} RSS rising {_rate(leak)}")
             data.setdefault("modules", {})[name] = _trend_data(leak)
     if words:
-        found[AlertKind.MEMORY_LEAK] = Finding("; ".join(words), data)
+        found[AlertKind.MEMORY_LEAK] = AlertFinding("; ".join(words), data)
     return found
 
 
