@@ -227,9 +227,9 @@ def store_desired(session: Session, device: DeviceRow, state: DesiredState) -> b
     return store_desired_many(session, [(device.id, state)]) == 1
 
 
-# Device ids per `IN (...)` when loading desired states in bulk: well under
-# SQLite's and PostgreSQL's bind parameter limits.
-_LOAD_CHUNK: Final = 500
+# Device ids per `IN (...)` when reading rows in bulk: well under SQLite's
+# and PostgreSQL's bind parameter limits.
+ID_CHUNK: Final = 500
 
 
 def store_desired_many(session: Session, states: Sequence[tuple[str, DesiredState]]) -> int:
@@ -245,8 +245,8 @@ def store_desired_many(session: Session, states: Sequence[tuple[str, DesiredStat
     current: dict[str, DesiredStateRow] = {}
     # The first query autoflushes what the session holds, so a row added
     # earlier in this transaction is found, as session.get would find it.
-    for start in range(0, len(ids), _LOAD_CHUNK):
-        chunk = ids[start : start + _LOAD_CHUNK]
+    for start in range(0, len(ids), ID_CHUNK):
+        chunk = ids[start : start + ID_CHUNK]
         rows = session.scalars(select(DesiredStateRow).where(DesiredStateRow.device_id.in_(chunk)))
         current.update((row.device_id, row) for row in rows)
     changed = [

@@ -28,6 +28,7 @@ from fogline.protocol import RollbackMarker
 from .._audit import HUB_ACTOR, record_audit
 from .._clock import utcnow
 from .._desired import (
+    ID_CHUNK,
     TrustedKey,
     bump_generation,
     compile_for,
@@ -148,15 +149,14 @@ def _members(session: Session, rollout_id: str) -> list[RolloutDeviceRow]:
     return list(session.scalars(query.execution_options(**_FRESH)).all())
 
 
-_ID_CHUNK: Final = 500  # ids per `IN (...)`: well under every bind parameter limit
-
-
-def _enrolled_device_ids(session: Session, ids: Sequence[str], *, revoked: bool = True) -> set[str]:
-    """Which of `ids` are enrolled (and, with revoked=False, not revoked)."""
+def _enrolled_device_ids(
+    session: Session, ids: Sequence[str], *, include_revoked: bool = True
+) -> set[str]:
+    """Which of `ids` are enrolled (revoked ones too unless `include_revoked` is False)."""
     found: set[str] = set()
-    for start in range(0, len(ids), _ID_CHUNK):
-        query = select(DeviceRow.id).where(DeviceRow.id.in_(ids[start : start + _ID_CHUNK]))
-        if not revoked:
+    for start in range(0, len(ids), ID_CHUNK):
+        query = select(DeviceRow.id).where(DeviceRow.id.in_(ids[start : start + ID_CHUNK]))
+        if not include_revoked:
             query = query.where(DeviceRow.revoked_at.is_(None))
         found.update(session.scalars(query))
     return found
@@ -173,7 +173,7 @@ def _start_wave(
     now = utcnow()
     rollout.current_wave, rollout.wave_started_at, rollout.updated_at = wave, now, now
     starting = [m for m in members if m.wave == wave and m.state == DeviceState.PENDING]
-    live = _enrolled_device_ids(session, [m.device_id for m in starting], revoked=False)
+    live = _enrolled_device_ids(session, [m.device_id for m in starting], include_revoked=False)
     states = [
         (m.device_id, DesiredState(m.target_revision, m.target_document))
         for m in starting
