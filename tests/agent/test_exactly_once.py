@@ -27,20 +27,10 @@ from sqlalchemy import Engine, create_engine, select
 from sqlalchemy.pool import NullPool
 
 from fogline.hub._schema import TelemetryRow
+from tests.support.device import PASS_THROUGH
 from tests.support.processes import AgentProcess, HubProcess, free_port, start_hub, wait_until
 from tests.support.relay import LossyRelay
 
-PASS_THROUGH = """\
-apiVersion: fogline.dev/v1
-kind: Deployment
-metadata: {name: all-events}
-spec:
-  selector: {}
-  pipelines:
-    - name: events
-      source: {http: {}}
-      outputs: [{uplink: {stream: events, priority: 5, ttl: 1d}}]
-"""
 # The driver runs until the faults are over, at most DRIVE_S or MAX_EVENTS.
 MAX_EVENTS = 40_000
 DRIVE_S = 240

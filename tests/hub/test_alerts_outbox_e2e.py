@@ -12,20 +12,10 @@ from typing import Any
 
 import httpx
 
+from tests.support.device import PASS_THROUGH
 from tests.support.processes import AgentProcess, HubProcess, free_port, start_hub, wait_until
 from tests.support.receivers import Receiver
 
-PASS_THROUGH = """\
-apiVersion: fogline.dev/v1
-kind: Deployment
-metadata: {name: all-events}
-spec:
-  selector: {}
-  pipelines:
-    - name: events
-      source: {http: {}}
-      outputs: [{uplink: {stream: events, priority: 5, ttl: 1d}}]
-"""
 KIND = "outbox-dropping"
 # 3 MiB of events into a 1 MiB outbox: at least 2 MiB of them dropped.
 BATCHES = 24

@@ -126,3 +126,18 @@ def enroll_device(
     write_private_key(key_path, key)
     write_public_file(cert_path, body["certificate"].encode())
     return TestDevice(body["device_id"], name, cert_path, key_path, hub)
+
+
+# Every event a node's local HTTP endpoint takes, sent to the hub as stream
+# `events`: what the outbox tests push through a node.
+PASS_THROUGH = """\
+apiVersion: fogline.dev/v1
+kind: Deployment
+metadata: {name: all-events}
+spec:
+  selector: {}
+  pipelines:
+    - name: events
+      source: {http: {}}
+      outputs: [{uplink: {stream: events, priority: 5, ttl: 1d}}]
+"""
