@@ -1,10 +1,10 @@
 """Alerts the hub raises by itself, from what devices report and when.
 
-A pass (every `AlertThresholds.interval_s`) judges every device that is not
-revoked against the thresholds, raises an alert for each (device, kind)
-newly firing and clears the active ones that no longer fire: one active
-alert per device and kind, however many passes see it. New alerts go to the
-webhook given to `hub serve --alert-webhook`, if any.
+A pass (every `AlertThresholds.interval_s`, _alert_pass.py) judges the
+devices that are not revoked against the thresholds (`firing`), raises an
+alert for each (device, kind) newly firing and clears the active ones that
+no longer fire: one active alert per device and kind, however many passes
+see it. New alerts go to the webhook given to `hub serve --alert-webhook`, if any.
 
     offline        no report for longer than `offline_after_s`
     crash-loop     a module in crash-loop (its last report), or, with
@@ -25,8 +25,7 @@ leaves them alone. An alert's `data` holds what its detail says, as data.
 
 Each pass also writes every device's `health`, the worst of its active
 alerts this pass found (`SEVERITY`): `critical` for offline, crash-loop and
-disk-low (the
-node or a module is not doing its job, or soon cannot write), `warning` for
+disk-low (the node or a module is not doing its job, or soon cannot write), `warning` for
 the others, `ok` without one; `GET /v1/devices?health=` filters on it.
 
 Webhook delivery is bounded: one POST per new alert, `webhook_timeout_s`
@@ -40,22 +39,18 @@ import enum
 import logging
 import uuid
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, cast
 
 import httpx
-from sqlalchemy import Table, bindparam, func, insert, select, text, update
+from sqlalchemy import Table, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from fogline._log import event
-from fogline.manifest import Deployment
 from fogline.protocol import ModuleState
 
-from ._desired import parse_deployments
-from ._device_labels import effective_labels
-from ._peers import device_figures, peer_anomalies, peer_key
-from ._schema import AlertRow, DeploymentRow, DeviceRow
+from ._schema import AlertRow
 
 log = logging.getLogger("fogline.hub.alerts")
 _MAX_QUEUED: Final = 1000
@@ -163,66 +158,6 @@ def firing(row: Any, now: dt.datetime, thresholds: AlertThresholds) -> dict[Aler
     return found
 
 
-def evaluate(
-    session: Session,
-    now: dt.datetime,
-    thresholds: AlertThresholds,
-    deployments: Sequence[Deployment] | None = None,
-) -> list[dict[str, Any]]:
-    """One pass in the caller's transaction: raise and clear; returns the new
-    alerts (as `alert_view` shows them).
-
-    With PostgreSQL replicas one pass runs at a time (an advisory lock; the
-    others return nothing), so an alert is raised once. On SQLite a second
-    worker's pass that read before the first committed cannot write (its
-    snapshot is stale) and is tried again next time. Core statements, no ORM
-    objects: a pass reads every device (about 0.1 ms of CPU each).
-    `deployments`: the hub's parsed cache (None: parsed here), for peers.
-    """
-    if session.get_bind().dialect.name == "postgresql":
-        got = session.scalar(text("SELECT pg_try_advisory_xact_lock(:id)"), {"id": _LOCK_ID})
-        if not got:
-            return []
-    connection = session.connection()
-    devices = connection.execute(_DEVICES).all()
-    found: dict[str, dict[AlertKind, AlertFinding]] = {}
-    for device in devices:
-        fires = firing(device, now, thresholds).items()
-        found[device.id] = {kind: AlertFinding(detail) for kind, detail in fires}
-    if deployments is None:
-        deployments = parse_deployments(session.scalars(select(DeploymentRow)))
-    for device_id, finding in _peer_findings(deployments, devices).items():
-        found[device_id][AlertKind.PEER_ANOMALY] = finding
-    names = {device.id: device.name for device in devices}
-    active = connection.execute(_ACTIVE.where(_ALERTS.c.kind.not_in(sorted(FORECAST_KINDS)))).all()
-    raised = settle(connection, now, active, found, names)
-    _write_health(connection, devices, found, active)
-    return raised
-
-
-def _write_health(
-    connection: Any,
-    devices: Sequence[Any],
-    found: Mapping[str, Mapping[AlertKind, "AlertFinding"]],
-    active: Sequence[Any],
-) -> None:
-    """Each device's `health`: the worst kind this pass found (`SEVERITY`)."""
-    changes = [
-        {"b_id": device.id, "health": level}
-        for device in devices
-        if (level := health_of(found[device.id]) if found[device.id] else "ok") != device.health
-    ]
-    # A revoked device is judged no more: its alerts clear in settle, its
-    # health with them (a device's health is never other than ok without one).
-    judged = {device.id for device in devices}
-    changes += [
-        {"b_id": device_id, "health": "ok"}
-        for device_id in sorted({alert.device_id for alert in active} - judged)
-    ]
-    if changes:
-        connection.execute(_SET_HEALTH, changes)
-
-
 @dataclass(frozen=True, slots=True)
 class AlertFinding:
     """Why an alert fires, in words and as data."""
@@ -279,60 +214,7 @@ def settle(
     ]
 
 
-# A device is flagged for its most-off figures, at most this many.
-_MAX_ANOMALIES_SHOWN: Final = 3
-
-
-def _peer_findings(deployments: Sequence[Deployment], devices: Any) -> dict[str, AlertFinding]:
-    """Devices whose last reported health is far from their peers' (_peers.py)."""
-    figures = []
-    for device in devices:
-        health = (device.reported or {}).get("health")
-        if not health:
-            continue
-        labels = effective_labels(device)
-        chosen = [d.name for d in deployments if d.selector.matches(labels)]
-        figures.extend(device_figures(device.id, peer_key(chosen, labels), health))
-    by_device: dict[str, list[Any]] = {}
-    for anomaly in peer_anomalies(figures):  # most off first
-        by_device.setdefault(anomaly.device_id, []).append(anomaly)
-    return {
-        device_id: AlertFinding(
-            "; ".join(a.words() for a in anomalies[:_MAX_ANOMALIES_SHOWN]),
-            {
-                "anomalies": [
-                    {
-                        "metric": a.metric,
-                        "value": a.value,
-                        "peer_median": a.peer_median,
-                        "z": round(a.z, 2),
-                        "peers": a.peers,
-                        "peer_count": a.peer_count,
-                    }
-                    for a in anomalies[:_MAX_ANOMALIES_SHOWN]
-                ]
-            },
-        )
-        for device_id, anomalies in by_device.items()
-    }
-
-
 _ALERTS: Final = cast(Table, AlertRow.__table__)
-_DEVICE_TABLE: Final = cast(Table, DeviceRow.__table__)
-_SET_HEALTH: Final = update(_DEVICE_TABLE).where(_DEVICE_TABLE.c.id == bindparam("b_id"))
-_DEVICES: Final = select(
-    DeviceRow.id,
-    DeviceRow.name,
-    DeviceRow.last_seen,
-    DeviceRow.enrolled_at,
-    DeviceRow.cert_not_after,
-    DeviceRow.reported,
-    DeviceRow.labels,
-    DeviceRow.platform_labels,
-    DeviceRow.outbox_lost,
-    DeviceRow.outbox_lost_at,
-    DeviceRow.health,
-).where(DeviceRow.revoked_at.is_(None))
 _ACTIVE: Final = select(_ALERTS.c.id, _ALERTS.c.device_id, _ALERTS.c.kind).where(
     _ALERTS.c.cleared_at.is_(None)
 )

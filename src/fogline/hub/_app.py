@@ -17,7 +17,8 @@ from fogline._log import event
 from fogline.protocol import API_PREFIX, MAX_BODY_BYTES, Report
 from fogline.vulns import MAX_IMPORT_BYTES
 
-from ._alerts import AlertWebhook, count_active_by_kind, evaluate
+from ._alert_pass import AlertPass
+from ._alerts import AlertWebhook, count_active_by_kind
 from ._audit_trail import AuditTrail
 from ._auth import require_operator
 from ._bodies import BodyLimit, add_body_models
@@ -112,12 +113,15 @@ async def alerts_forever(state: HubState, webhook: AlertWebhook | None = None) -
     # Groups sent, by id, with their size then: a group is sent again when it
     # has doubled, not once per device that joins it.
     groups_sent: dict[str, int] = {}
+    # Kept across passes (and across restarts of this task by the hub's
+    # supervisor: a restarted pass reads every device again).
+    alert_pass = AlertPass(thresholds)
 
     def one_pass() -> list[dict[str, Any]]:
         nonlocal cursor, forecast_due
         with state.transaction() as session:
             deployments = state.deployments.get(session)
-            raised = evaluate(session, utcnow(), thresholds, deployments)
+            raised = alert_pass.run(session, utcnow(), deployments)
         # Its own transaction, after the alerts it counts are committed.
         with state.transaction() as session:
             quarantined = quarantine_pass(session, utcnow(), deployments, state.deployments)

@@ -58,11 +58,17 @@ class Anomaly:
 
 def robust_z(value: float, values: Sequence[float]) -> float | None:
     """0.6745 · (value - median) / MAD; None when the MAD is 0."""
+    middle, mad = _median_and_mad(values)
+    return _z(value, middle, mad)
+
+
+def _median_and_mad(values: Sequence[float]) -> tuple[float, float]:
     middle = median(values)
-    mad = median(abs(v - middle) for v in values)
-    if mad <= 0:
-        return None
-    return _MAD_SCALE * (value - middle) / mad
+    return middle, median(abs(v - middle) for v in values)
+
+
+def _z(value: float, middle: float, mad: float) -> float | None:
+    return None if mad <= 0 else _MAD_SCALE * (value - middle) / mad
 
 
 def peer_anomalies(
@@ -76,10 +82,11 @@ def peer_anomalies(
     for members in groups.values():
         if len(members) < min_peers:
             continue
-        values = [m.value for m in members]
-        middle = median(values)
+        # Once per group: a group is as large as the fleet (one deployment,
+        # one model), and per member this was quadratic in it.
+        middle, mad = _median_and_mad([m.value for m in members])
         for member in members:
-            z = robust_z(member.value, values)
+            z = _z(member.value, middle, mad)
             if z is not None and abs(z) > z_max:
                 found.append(
                     Anomaly(
