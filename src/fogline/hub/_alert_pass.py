@@ -5,24 +5,25 @@ carries it over a threshold (offline, its certificate's expiry, the end of
 the outbox's quiet period) or when its peers move. So a pass reads only
 those devices: the ones that reported since the last pass, or whose
 `last_seen`, `cert_not_after` or `outbox_lost_at` crossed a threshold since
-then, or whose certificate was renewed while its expiry was alerted (each a
-range in SQL, with `_MARGIN` of overlap for a report committed
-a moment after its `last_seen`). The rest are judged as the last read left
-them, kept here in a few fields per device (never the report itself).
-Peers are judged every pass from the figures kept.
+then, or whose certificate was renewed while its expiry was alerted (ranges
+in SQL, with `_MARGIN` of overlap for a report committed a moment after its
+`last_seen`). It settles only those devices' alerts (and writes their
+health); the rest stand as the last read left them, kept here in a few
+fields per device (never the report itself). Peers are judged again every
+`peers_every` passes that read something, from the figures kept: a device
+whose peers moved it in or out of an anomaly is settled then.
 
 The first pass, one in `resync_every`, one after the deployments changed
 (peer groups are named by deployment) and one that finds a device count it
-did not expect (a device revoked or removed) read every device. What a
-steady pass cannot see until then: an operator's label edit on a device
-that does not report (labels only move its peer group).
+did not expect (a device revoked or removed) read every device and every
+active alert. What a steady pass cannot see until then: an operator's label
+edit on a device that does not report (labels only move its peer group).
 
 With PostgreSQL replicas one pass runs at a time (an advisory lock; the
 others return nothing), so an alert is raised once. On SQLite a second
 worker's pass that read before the first committed cannot write (its
 snapshot is stale) and is tried again next time. Each worker keeps its own
-view, read from the database: the alerts a pass settles against are always
-read whole (three short columns each).
+view, read from the database.
 """
 
 import datetime as dt
@@ -44,6 +45,7 @@ from ._alerts import (
     health_of,
     settle,
 )
+from ._desired import ID_CHUNK
 from ._device_labels import effective_labels
 from ._peers import PeerFigure, device_figures, peer_anomalies, peer_key
 from ._schema import AlertRow, DeviceRow
@@ -71,9 +73,12 @@ class _Judged:
 class AlertPass:
     """Alert passes over one database, each reading only what can have changed."""
 
-    def __init__(self, thresholds: AlertThresholds, *, resync_every: int = 30) -> None:
+    def __init__(
+        self, thresholds: AlertThresholds, *, resync_every: int = 30, peers_every: int = 6
+    ) -> None:
         self._thresholds = thresholds
         self._resync_every = resync_every
+        self._peers_every = peers_every
         self._devices: dict[str, _Judged] = {}
         self._last: dt.datetime | None = None
         self._passes = 0
@@ -100,34 +105,37 @@ class AlertPass:
         if not full:
             rows = connection.execute(_DEVICES.where(self._changed_since(now))).all()
             self._keep(rows, now, deployments)
-            counted = connection.scalar(_COUNT)
-            full = counted != len(self._devices)
+            full = connection.scalar(_COUNT) != len(self._devices)
         if full:
             rows = connection.execute(_DEVICES).all()
             self._devices = {}
             self._keep(rows, now, deployments)
         self.read_last_pass = len(rows)
-        if full or rows:
-            self._peers = _peer_findings(self._devices)
+        # Judged again: the devices read, and those whose peers moved them in
+        # or out of an anomaly (a pass that read every device judges all).
+        judged = {row.id for row in rows}
+        if full or (rows and self._passes % self._peers_every == 0):
+            peers = _peer_findings(self._devices)
+            judged |= (peers.keys() ^ self._peers.keys()) & self._devices.keys()
+            self._peers = peers
         self._deployments = list(deployments)
         self._last = now
         self._passes += 1
 
-        found = {
-            device_id: (
-                {**judged.found, AlertKind.PEER_ANOMALY: self._peers[device_id]}
-                if device_id in self._peers
-                else judged.found
-            )
-            for device_id, judged in self._devices.items()
-        }
-        names = {device_id: judged.name for device_id, judged in self._devices.items()}
-        active = connection.execute(
-            _ACTIVE.where(_ALERTS.c.kind.not_in(sorted(FORECAST_KINDS)))
-        ).all()
+        found = {device_id: self._found(device_id) for device_id in judged}
+        names = {device_id: self._devices[device_id].name for device_id in judged}
+        if full:  # every active alert: those of devices revoked or removed clear
+            active = connection.execute(_ACTIVE).all()
+        else:
+            active = _active_of(connection, sorted(judged))
         raised = settle(connection, now, active, found, names)
         self._write_health(connection, found, active)
         return raised
+
+    def _found(self, device_id: str) -> dict[AlertKind, AlertFinding]:
+        found = self._devices[device_id].found
+        peer = self._peers.get(device_id)
+        return found if peer is None else {**found, AlertKind.PEER_ANOMALY: peer}
 
     def _changed_since(self, now: dt.datetime) -> Any:
         """Devices whose judgement can have changed since the last pass."""
@@ -187,8 +195,9 @@ class AlertPass:
     ) -> None:
         """Each device's `health`: the worst kind this pass found (`SEVERITY`)."""
         changes = []
-        for device_id, judged in self._devices.items():
-            level = health_of(found[device_id])
+        for device_id, kinds in found.items():
+            judged = self._devices[device_id]
+            level = health_of(kinds)
             if level != judged.health:
                 changes.append({"b_id": device_id, "health": level})
                 judged.health = level
@@ -200,6 +209,18 @@ class AlertPass:
         ]
         if changes:
             connection.execute(_SET_HEALTH, changes)
+
+
+def _active_of(connection: Any, ids: Sequence[str]) -> list[Any]:
+    """The active alerts of these devices (the pass's kinds), by the index on
+    device: SQLite's planner would walk the one on cleared_at, every active
+    alert of the fleet, for each chunk of devices."""
+    statement = _ACTIVE_OF_SQLITE if connection.dialect.name == "sqlite" else _ACTIVE_OF
+    return [
+        alert
+        for start in range(0, len(ids), ID_CHUNK)
+        for alert in connection.execute(statement, {"ids": ids[start : start + ID_CHUNK]})
+    ]
 
 
 def _figures(
@@ -274,4 +295,12 @@ _CERT_WARNED: Final = select(_ALERTS.c.device_id).where(
 # The forecast pass's kinds are its own to raise and clear (_insights.py).
 _ACTIVE: Final = select(_ALERTS.c.id, _ALERTS.c.device_id, _ALERTS.c.kind).where(
     _ALERTS.c.cleared_at.is_(None), _ALERTS.c.kind.not_in(sorted(FORECAST_KINDS))
+)
+_ACTIVE_OF: Final = _ACTIVE.where(_ALERTS.c.device_id.in_(bindparam("ids", expanding=True)))
+_ACTIVE_OF_SQLITE: Final = text(
+    "SELECT id, device_id, kind FROM alerts INDEXED BY ix_alerts_device_kind "
+    "WHERE device_id IN :ids AND cleared_at IS NULL AND kind NOT IN :forecast"
+).bindparams(
+    bindparam("ids", expanding=True),
+    bindparam("forecast", value=sorted(FORECAST_KINDS), expanding=True),
 )
