@@ -7,8 +7,9 @@ The fleet is `tests.support.inventory`'s (100 sites, a module at 4
 versions, one device in 50 never seen, the rest seen within the last hour:
 most are offline) with a health block in each report, so every device has
 peer figures. Between passes a sixth of the fleet reports (devices
-reporting every 60 s, a pass every 10 s): `last_seen` and the report
-rewritten in SQL, as the hub's report writer would. Each repetition times
+reporting every 60 s, a pass every 10 s), at times spread over those 10 s:
+`last_seen` and the report rewritten in SQL, as the hub's report writer
+would. Each repetition times
 one incremental pass and one full pass over the same state (process CPU;
 PostgreSQL's server CPU beside it), in its own transaction, rolled back so
 that both judge the same thing.
@@ -67,7 +68,12 @@ def _reports(session: Session, ids: list[str], now: dt.datetime, rng: random.Ran
     session.connection().execute(
         update(table).where(table.c.id == bindparam("b_id")),
         [
-            {"b_id": i, "last_seen": now, "reported": {"health": _health(rng)}}
+            {
+                "b_id": i,
+                # Reports spread over the 10 s since the last pass.
+                "last_seen": now - dt.timedelta(seconds=rng.uniform(0, 10)),
+                "reported": {"health": _health(rng)},
+            }
             for i in rng.sample(ids, len(ids) // REPORTING_SHARE)
         ],
     )

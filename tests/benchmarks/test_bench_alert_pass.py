@@ -18,6 +18,6 @@ def test_the_steady_pass_reads_the_devices_that_reported_and_the_baseline_all(
     read = {row[1]: int(row[2].replace(",", "")) for row in rows if row[2]}
     assert read["reads every device (baseline)"] == 600
     # 100 report between two passes; those of the pass before are read again
-    # when they fall within the margin (here all do: passes are 10 s apart).
-    assert 100 <= read["incremental"] <= 200, read
+    # when they fall within the 2 s margin (about a fifth of them).
+    assert 100 <= read["incremental"] <= 160, read
     assert rows[-1][1] == "ratio baseline / incremental (CPU)"

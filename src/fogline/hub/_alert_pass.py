@@ -52,8 +52,9 @@ from ._schema import AlertRow, DeviceRow
 
 _LOCK_ID: Final = 0x466F_675F_616C_7274  # "Fog_alrt"
 # Overlap between passes' ranges: a report's `last_seen` is taken a moment
-# before its batch commits, and replicas' clocks differ a little.
-_MARGIN: Final = dt.timedelta(seconds=5)
+# (milliseconds) before its batch commits, and replicas' clocks differ a
+# little. Each device read again within it costs a read, no more.
+_MARGIN: Final = dt.timedelta(seconds=2)
 # A device is flagged for its most-off figures, at most this many.
 _MAX_ANOMALIES_SHOWN: Final = 3
 
