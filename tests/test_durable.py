@@ -216,3 +216,24 @@ def test_the_temporary_name_is_hidden_unique_and_beside_the_target(tmp_path: Pat
     for name in names:
         assert name.parent == tmp_path
         assert name.name.startswith(".a.json.") and name.name.endswith(".tmp")
+
+
+def test_make_dirs_fsyncs_the_parent_of_every_directory_it_makes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "data").mkdir()
+    synced: list[Path] = []
+    monkeypatch.setattr(_durable, "fsync_dir", lambda path: synced.append(Path(path)))
+    _durable.make_dirs(tmp_path / "data" / "state" / "demo", mode=0o700)
+    assert (tmp_path / "data" / "state" / "demo").is_dir()
+    assert _mode(tmp_path / "data" / "state") == 0o700
+    assert synced == [tmp_path / "data", tmp_path / "data" / "state"]
+    synced.clear()
+    _durable.make_dirs(tmp_path / "data" / "state")  # there already: nothing to do
+    assert synced == []
+
+
+def test_make_dirs_refuses_a_file_in_the_way(tmp_path: Path) -> None:
+    (tmp_path / "state").write_bytes(b"")
+    with pytest.raises(FileExistsError):
+        _durable.make_dirs(tmp_path / "state" / "demo")

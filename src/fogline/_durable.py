@@ -12,6 +12,7 @@ disk), and remove the temporary file if anything fails on the way.
     atomic_output(path)                    replace a file, streaming into it
     publish(temp, path)                    fsync a finished file, rename it, fsync the dir
     fsync_dir(path)                        make a create, rename or unlink in `path` durable
+    make_dirs(path)                        mkdir -p, each new directory's name made durable
     write_all(fd, data)                    os.write until every byte is written
 
 Errors are the OS's own (OSError): callers translate them at their boundary.
@@ -34,6 +35,35 @@ def fsync_dir(path: str | os.PathLike[str]) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def make_dirs(path: str | os.PathLike[str], *, mode: int = 0o777) -> None:
+    """Create the directory `path` and its missing parents, durably.
+
+    A new directory's name is an entry in its parent, durable only once the
+    parent is fsynced: without that, a power cut after files were written
+    (and fsynced) inside can take the whole directory away. `mode` is given
+    to every directory made, masked by the umask like mkdir(2).
+
+    Raises:
+        FileExistsError: `path` or a parent exists and is not a directory.
+        OSError: a parent is not writable, the disk is full, ...
+    """
+    missing: list[Path] = []
+    current = Path(path)
+    while not current.is_dir():
+        missing.append(current)
+        if current.parent == current:
+            break
+        current = current.parent
+    for directory in reversed(missing):
+        try:
+            os.mkdir(directory, mode)
+        except FileExistsError:
+            if not directory.is_dir():
+                raise
+        # Also when another process made it: it may not have fsynced it.
+        fsync_dir(directory.parent)
 
 
 def write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
@@ -88,7 +118,7 @@ def write_atomic(
     """
     target = Path(path)
     if make_parents:
-        target.parent.mkdir(parents=True, exist_ok=True)
+        make_dirs(target.parent)
     fd, temp = _create_temp(target, mode, group)
     try:
         try:

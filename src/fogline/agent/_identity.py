@@ -27,6 +27,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from fogline._durable import make_dirs
 from fogline.security import (
     generate_device_key,
     issuer_key_id,
@@ -82,7 +83,9 @@ class IdentityStore:
         Run at every start, so a node set up by an older agent, or loosened
         by hand, is tightened before any module runs.
         """
-        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # Durably: the files inside are fsynced, and a power cut must not
+        # take away the directory that names them (tests/test_power_loss.py).
+        make_dirs(self.root, mode=0o700)
         os.chmod(self.root, 0o700)
         if self.key_path.exists():
             os.chmod(self.key_path, 0o600)

@@ -10,6 +10,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from fogline._durable import make_dirs
+
 from ._errors import OutboxStorageError
 from ._models import (
     MAX_PRIORITY,
@@ -73,7 +75,8 @@ class Outbox:
             raise ValueError(f"max_bytes: expected a positive int, got {max_bytes!r}")
         path = Path(path)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            # Durably: SQLite fsyncs the database's directory, not its parent.
+            make_dirs(path.parent)
         except OSError as exc:
             raise OutboxStorageError(f"{path.parent}: cannot create the data dir: {exc}") from exc
         reservation = SeqReservation(path.with_name(path.name + ".seq"))

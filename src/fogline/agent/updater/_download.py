@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from fogline._durable import publish
+from fogline._durable import make_dirs, publish
 from fogline.agent._backoff import Backoff
 from fogline.artifact import sha256_file
 
@@ -45,7 +45,7 @@ async def download(target: ReleaseTarget, plan: DownloadPlan) -> None:
     """
     if plan.archive.exists():
         return  # renamed into place by an earlier attempt, digest already checked
-    plan.partial.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(plan.partial.parent)
     limit = plan.max_bytes if target.size is None else min(plan.max_bytes, target.size)
     for from_zero in (False, True):
         if from_zero:

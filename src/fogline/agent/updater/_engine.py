@@ -19,6 +19,7 @@ from typing import Final
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from fogline._durable import make_dirs
 from fogline.agent._backoff import Backoff
 from fogline.artifact import (
     MODULE_FILE,
@@ -264,7 +265,7 @@ class Engine:
         # Refuse a wrong name, version or architecture before writing anything.
         spec = await in_thread(read_module_spec_from_archive, archive)
         check_spec(target, spec, self._machine)
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        make_dirs(dest.parent)  # unpack fsyncs dest's parent, not the parent's parent
         self._hook("unpack")
         run.spec = await in_thread(
             unpack_release,

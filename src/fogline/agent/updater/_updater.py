@@ -16,6 +16,7 @@ from typing import Final
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from fogline._durable import make_dirs
 from fogline.agent._backoff import Backoff
 from fogline.artifact import MODULE_FILE, load_module_spec
 from fogline.protocol import KeyScope
@@ -244,8 +245,10 @@ class Updater:
         Raises:
             OSError: the updater's own directory cannot be written.
         """
-        self._layout.downloads.mkdir(parents=True, exist_ok=True)
-        self._layout.modules.mkdir(parents=True, exist_ok=True)
+        # Durably: an install fsynced inside a directory whose own name was
+        # not is lost with it in a power cut (tests/test_power_loss.py).
+        make_dirs(self._layout.downloads)
+        make_dirs(self._layout.modules)
         names = sorted(set(self._files.module_names()) | set(self._layout.module_names()))
         results: list[UpdateResult] = []
         deferred: list[Journal] = []

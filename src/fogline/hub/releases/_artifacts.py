@@ -13,7 +13,7 @@ from typing import Final
 
 from starlette.concurrency import run_in_threadpool
 
-from fogline._durable import fsync_dir, write_all
+from fogline._durable import fsync_dir, make_dirs, write_all
 from fogline.artifact import delete_tree, find_unpack_leftovers
 
 from ._errors import ReleaseRejectedError
@@ -76,7 +76,9 @@ class ArtifactStore:
             OSError: the disk is full or not writable; the file is removed.
         """
         tmp = self.root / "tmp"
-        tmp.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # Durably: the store's root may be made here, at the first upload.
+        make_dirs(self.root)
+        make_dirs(tmp, mode=0o700)
         fd, name = tempfile.mkstemp(prefix="upload-", suffix=".part", dir=tmp)
         path, hasher, size = Path(name), hashlib.sha256(), 0
         block = bytearray()
@@ -109,14 +111,12 @@ class ArtifactStore:
     def commit(self, staged: StagedArtifact) -> Path:
         """Move a verified upload to its content address (same bytes: a no-op)."""
         target = self.path_for(staged.digest)
-        new_dirs = [d for d in (target.parent.parent, target.parent) if not d.exists()]
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.chmod(staged.path, 0o644)
-        os.replace(staged.path, target)
         # The rename, and any directory made for it, must survive a power cut
         # before the database row that points here is committed.
-        for directory in (target.parent, *(d.parent for d in new_dirs)):
-            fsync_dir(directory)
+        make_dirs(target.parent)
+        os.chmod(staged.path, 0o644)
+        os.replace(staged.path, target)
+        fsync_dir(target.parent)
         return target
 
     def remove(self, digest: str) -> bool:
