@@ -91,7 +91,7 @@ def _old_or_new(path: Path) -> Callable[[Path, frozenset[str]], list[str]]:
     [
         (True, True, set()),
         (False, True, {"names", "durable", "torn"}),  # the rename lands, the bytes do not
-        (True, False, {"durable", "prefix-1"}),  # acknowledged, then the rename is lost
+        (True, False, {"durable"}),  # acknowledged, then the rename is lost
     ],
 )
 def test_the_harness_finds_a_missing_fsync(

@@ -26,9 +26,10 @@ At each crash point (after every logged event) the replayer builds:
 `durable` (only what was made durable), `all` (everything: the SIGKILL
 state), `names` (every pending name change, none of the pending bytes:
 delayed allocation's zero-length files), and with `full=True` also `torn`
-(pending bytes cut halfway through what was appended), every in-order
-prefix of the pending changes, and every state that drops one pending change
-while keeping the later ones (a legal reordering). Identical file systems
+(pending bytes cut halfway through what was appended) and the reorderings:
+with at most six pending changes every subset of them, else every in-order
+prefix and every state that drops one while keeping the later ones. With
+`recording(writes=True)` each os.write is a crash point too. Identical file systems
 are checked once; the count of distinct states is what the benchmark prints.
 
 SQLite's own files are not seen at this level (its writes and fsyncs do not
@@ -70,6 +71,7 @@ _PATCHED: Final = (
     "ftruncate",
 )
 _MAX_VARIANTS: Final = 16  # in-order prefixes and single drops per crash point, each
+_EXHAUSTIVE: Final = 6  # up to this many pending changes, every subset is tried
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,10 +207,12 @@ class Recorder:
 
 
 @contextlib.contextmanager
-def recording(root: Path) -> Iterator[Recorder]:
-    """Record every file operation under `root` until the block ends."""
+def recording(root: Path, *, writes: bool = False) -> Iterator[Recorder]:
+    """Record every file operation under `root` until the block ends; with
+    `writes`, each os.write is a crash point of its own too (slower)."""
     recorder = Recorder(root)
-    originals = {name: getattr(os, name) for name in _PATCHED}
+    names = _PATCHED + (("write",) if writes else ())
+    originals = {name: getattr(os, name) for name in names}
 
     def wrap(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -217,7 +221,8 @@ def recording(root: Path) -> Iterator[Recorder]:
                     return original(*args, **kwargs)
                 recorder._busy = True
                 try:
-                    label = f"{name}({', '.join(_short(a) for a in args)})"
+                    shown = args[:1] if name == "write" else args
+                    label = f"{name}({', '.join(_short(a) for a in shown)})"
                     recorder.observe(f"before {label}")
                     if name in ("fsync", "fdatasync"):
                         result = original(*args, **kwargs)
@@ -301,6 +306,13 @@ def _variants(pending: list[Change], *, full: bool) -> Iterator[tuple[str, list[
     if not full:
         return
     yield "torn", pending, "torn"
+    if len(pending) <= _EXHAUSTIVE:
+        # Few enough to try every order the disk could have kept: each
+        # subset of the pending changes (names and bytes alike) landed.
+        for mask in range(1, (1 << len(pending)) - 1):
+            chosen = [c for i, c in enumerate(pending) if mask >> i & 1]
+            yield f"subset-{mask:b}", chosen, "all"
+        return
     for j in _spread(range(1, len(pending))):
         yield f"prefix-{j}", pending[:j], "all"
     if len(pending) > 1:
@@ -463,11 +475,27 @@ def explore(
     work: Path,
     *,
     full: bool,
+    twice: bool = False,
 ) -> Exploration:
-    """Run `check(image_dir, acknowledged)` on every distinct crash state."""
+    """Run `check(image_dir, acknowledged)` on every distinct crash state.
+
+    With `twice`, the check's own recovery is recorded too, and every crash
+    state of it (the fast variants) is checked again: a second power cut
+    during the recovery from the first.
+    """
     started = time.monotonic()
     result = Exploration(name, events=len(recorder.events))
     seen: set[tuple[str, frozenset[str]]] = set()
+
+    def run(image: Path, marks: frozenset[str], kind: str, after: str) -> bool:
+        try:
+            problems = check(image, marks)
+        except Exception as exc:  # a recovery that raises is a broken node
+            problems = [f"recovery raised {type(exc).__name__}: {exc}"]
+        if problems:
+            result.findings.append(Finding(kind, after, problems))
+        return not problems
+
     for crash in crash_states(recorder, full=full):
         result.states += 1
         key = (signature(recorder, crash), crash.marks)
@@ -477,12 +505,26 @@ def explore(
         result.distinct += 1
         image = work / f"state-{result.distinct}"
         materialize(recorder, crash, image)
-        try:
-            problems = check(image, crash.marks)
-        except Exception as exc:  # a recovery that raises is a broken node
-            problems = [f"recovery raised {type(exc).__name__}: {exc}"]
-        if problems:
-            result.findings.append(Finding(crash.kind, crash.after, problems))
+        if not twice:
+            run(image, crash.marks, crash.kind, crash.after)
+            shutil.rmtree(image, ignore_errors=True)
+            continue
+        with recording(image) as again:
+            fine = run(image, crash.marks, crash.kind, crash.after)
         shutil.rmtree(image, ignore_errors=True)
+        if not fine:
+            continue
+        for second in crash_states(again, full=False):
+            result.states += 1
+            key = (signature(again, second), crash.marks)
+            if key in seen:
+                continue
+            seen.add(key)
+            result.distinct += 1
+            image = work / f"state-{result.distinct}"
+            materialize(again, second, image)
+            kind = f"{crash.kind}, then {second.kind} in recovery"
+            run(image, crash.marks, kind, f"{crash.after}; then {second.after}")
+            shutil.rmtree(image, ignore_errors=True)
     result.seconds = time.monotonic() - started
     return result

@@ -9,6 +9,7 @@ component's real recovery on it, and returns what is wrong (empty: fine).
     updater:first-install   nothing -> v1
     updater:update          v1 -> v2
     updater:rollback        v1, v2 -> v3 that never becomes healthy
+    updater:first-rollback  nothing -> v3: rolled back to nothing
     identity                enrollment, then a certificate renewal
     release-store           two archives streamed into the hub's store
     outbox                  records put and acknowledged (SQLite, WAL, synchronous=FULL)
@@ -52,6 +53,7 @@ SCENARIOS = (
     "updater:first-install",
     "updater:update",
     "updater:rollback",
+    "updater:first-rollback",
     "identity",
     "release-store",
     "outbox",
@@ -74,12 +76,18 @@ def build_releases(work: Path) -> Releases:
     return Releases(key, by_version)
 
 
-def run_scenario(name: str, sandbox: Path, releases: Releases, *, full: bool) -> Exploration:
-    """Record scenario `name` in `sandbox` and check every crash state."""
-    recorder, check = _RECORDERS[name](sandbox / "run", releases)
+def run_scenario(
+    name: str, sandbox: Path, releases: Releases, *, full: bool, twice: bool = False
+) -> Exploration:
+    """Record scenario `name` in `sandbox` and check every crash state (with
+    `twice`, also a second power cut during each recovery)."""
+    recorder, check = _RECORDERS[name](sandbox / "run", releases, full)
     work = sandbox / "states"
     work.mkdir()
-    return explore(name, recorder, check, work, full=full)
+    # The outbox's recovery is SQLite's own, whose fsyncs the recorder does
+    # not see: a second cut during it would be judged on a wrong model.
+    twice = twice and name != "outbox"
+    return explore(name, recorder, check, work, full=full, twice=twice)
 
 
 # -- the updater ------------------------------------------------------------------
@@ -88,6 +96,7 @@ _UPDATES = {  # scenario -> (installed before, target, versions a recovered node
     "updater:first-install": ((), "1.0.0", {None, "1.0.0"}),
     "updater:update": (("1.0.0",), "2.0.0", {"1.0.0", "2.0.0"}),
     "updater:rollback": (("1.0.0", "2.0.0"), "3.0.0", {"2.0.0"}),
+    "updater:first-rollback": ((), "3.0.0", {None}),
 }
 
 
@@ -103,11 +112,11 @@ def _updater(root: Path, releases: Releases, activator: MemoryActivator) -> Upda
     )
 
 
-def _record_update(scenario: str) -> Callable[[Path, Releases], tuple[Recorder, Check]]:
+def _record_update(scenario: str) -> Callable[[Path, Releases, bool], tuple[Recorder, Check]]:
     before, target, allowed = _UPDATES[scenario]
-    final = "2.0.0" if target == "3.0.0" else target
+    final = {"3.0.0": "2.0.0" if before else None}.get(target, target)
 
-    def record(sandbox: Path, releases: Releases) -> tuple[Recorder, Check]:
+    def record(sandbox: Path, releases: Releases, writes: bool) -> tuple[Recorder, Check]:
         root = sandbox / "node"
         root.mkdir(parents=True)  # the agent's data dir, made by the installer
 
@@ -119,7 +128,7 @@ def _record_update(scenario: str) -> Callable[[Path, Releases], tuple[Recorder, 
         asyncio.run(setup())
         os.sync()  # the start is durable
         activator = MemoryActivator(health={"3.0.0": False})
-        with recording(sandbox) as recorder:
+        with recording(sandbox, writes=writes) as recorder:
 
             async def agent() -> None:
                 updater = _updater(root, releases, activator)
@@ -141,7 +150,7 @@ def _check_node(
     root: Path,
     releases: Releases,
     allowed: set[str | None],
-    final: str,
+    final: str | None,
     acked: bool,
     target: str,
 ) -> list[str]:
@@ -167,6 +176,9 @@ def _check_node(
         if running != final:
             problems.append(f"after ensure runs {running}, expected {final}")
         problems.extend(_intact(root, releases, running, "after ensure"))
+        failure = updater.failure(NAME)
+        if target == "3.0.0" and (failure is None or failure.version != target):
+            problems.append(f"after ensure the failure of {target} is not recorded: {failure}")
 
     asyncio.run(restart())
     return problems
@@ -231,11 +243,11 @@ def _ca() -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate, str]:
     return key, cert, cert.public_bytes(Encoding.PEM).decode()
 
 
-def _record_identity(sandbox: Path, _releases: Releases) -> tuple[Recorder, Check]:
+def _record_identity(sandbox: Path, _releases: Releases, writes: bool) -> tuple[Recorder, Check]:
     data = sandbox / "data"
     data.mkdir(parents=True)  # the agent's data dir, made by the installer
     ca_key, ca, ca_pem = _ca()
-    with recording(sandbox) as recorder:
+    with recording(sandbox, writes=writes) as recorder:
         store = IdentityStore(data)
         store.secure()
         first = _issue(ca_key, ca, store.new_csr("node-1"))
@@ -275,7 +287,9 @@ def _pem() -> object:
 # -- the hub's release store ------------------------------------------------------
 
 
-def _record_release_store(sandbox: Path, _releases: Releases) -> tuple[Recorder, Check]:
+def _record_release_store(
+    sandbox: Path, _releases: Releases, writes: bool
+) -> tuple[Recorder, Check]:
     root = sandbox / "hub"
     root.mkdir(parents=True)  # the hub's data dir
     blobs = [hashlib.sha256(bytes([i])).digest() * (3000 + 500 * i) for i in range(2)]
@@ -284,7 +298,7 @@ def _record_release_store(sandbox: Path, _releases: Releases) -> tuple[Recorder,
         for start in range(0, len(blob), 16_384):
             yield blob[start : start + 16_384]
 
-    with recording(sandbox) as recorder:
+    with recording(sandbox, writes=writes) as recorder:
         store = ArtifactStore(root / "artifacts")
         for blob in blobs:
             staged = asyncio.run(store.receive(chunks(blob), max_bytes=1 << 20))
@@ -312,7 +326,7 @@ def _record_release_store(sandbox: Path, _releases: Releases) -> tuple[Recorder,
 # -- the outbox -------------------------------------------------------------------
 
 
-def _record_outbox(sandbox: Path, _releases: Releases) -> tuple[Recorder, Check]:
+def _record_outbox(sandbox: Path, _releases: Releases, writes: bool) -> tuple[Recorder, Check]:
     data = sandbox / "data"
     data.mkdir(parents=True)
     db = data / "outbox" / "outbox.db"
@@ -324,7 +338,7 @@ def _record_outbox(sandbox: Path, _releases: Releases) -> tuple[Recorder, Check]
         for path in (db, db.with_name(db.name + "-wal"), db.parent):
             recorder.sync_path(path)
 
-    with recording(sandbox) as recorder:
+    with recording(sandbox, writes=writes) as recorder:
         outbox = Outbox.open(db, max_bytes=1 << 20)
         mode = outbox._require_open().execute("PRAGMA synchronous").fetchone()[0]
         assert mode == 2, f"the outbox runs with synchronous={mode}, not FULL (2)"
@@ -362,10 +376,11 @@ def _record_outbox(sandbox: Path, _releases: Releases) -> tuple[Recorder, Check]
     return recorder, check
 
 
-_RECORDERS: dict[str, Callable[[Path, Releases], tuple[Recorder, Check]]] = {
+_RECORDERS: dict[str, Callable[[Path, Releases, bool], tuple[Recorder, Check]]] = {
     "updater:first-install": _record_update("updater:first-install"),
     "updater:update": _record_update("updater:update"),
     "updater:rollback": _record_update("updater:rollback"),
+    "updater:first-rollback": _record_update("updater:first-rollback"),
     "identity": _record_identity,
     "release-store": _record_release_store,
     "outbox": _record_outbox,
