@@ -29,8 +29,12 @@ delayed allocation's zero-length files), and with `full=True` also `torn`
 (pending bytes cut halfway through what was appended) and the reorderings:
 with at most six pending changes every subset of them, else every in-order
 prefix and every state that drops one while keeping the later ones. With
-`recording(writes=True)` each os.write is a crash point too. Identical file systems
-are checked once; the count of distinct states is what the benchmark prints.
+`recording(writes=True)` each os.write is a crash point too. Identical file
+systems are checked once; the count of distinct states is what the benchmark
+prints. `explore(twice=True)` also records each recovery and checks every
+crash state of it: a second power cut while recovering from the first.
+While checks run, fsync is a no-op: the model, not the disk, decides what
+survived, and the checks then cost the same on any file system.
 
 SQLite's own files are not seen at this level (its writes and fsyncs do not
 go through Python): a scenario calls `Recorder.sync_path` for the database
@@ -483,6 +487,33 @@ def explore(
     state of it (the fast variants) is checked again: a second power cut
     during the recovery from the first.
     """
+    with _fsync_free():
+        return _explore(name, recorder, check, work, full=full, twice=twice)
+
+
+@contextlib.contextmanager
+def _fsync_free() -> Iterator[None]:
+    originals = os.fsync, os.fdatasync
+
+    def nothing(fd: Any) -> None:
+        return None
+
+    os.fsync = os.fdatasync = nothing
+    try:
+        yield
+    finally:
+        os.fsync, os.fdatasync = originals
+
+
+def _explore(
+    name: str,
+    recorder: Recorder,
+    check: Callable[[Path, frozenset[str]], list[str]],
+    work: Path,
+    *,
+    full: bool,
+    twice: bool,
+) -> Exploration:
     started = time.monotonic()
     result = Exploration(name, events=len(recorder.events))
     seen: set[tuple[str, frozenset[str]]] = set()

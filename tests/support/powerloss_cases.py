@@ -125,8 +125,7 @@ def _record_update(scenario: str) -> Callable[[Path, Releases, bool], tuple[Reco
             for version in before:
                 assert (await updater.ensure(releases.by_version[version].target)).ok
 
-        asyncio.run(setup())
-        os.sync()  # the start is durable
+        asyncio.run(setup())  # the recorder takes what is on disk now as durable
         activator = MemoryActivator(health={"3.0.0": False})
         with recording(sandbox, writes=writes) as recorder:
 
