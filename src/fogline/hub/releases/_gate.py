@@ -12,7 +12,9 @@ The gate runs at `release push` (refuse, or accept and mark, as `onPush`
 says; a policy with a selector only marks there), at plan/apply (a
 deployment that would roll out a blocked release is refused, located at its
 module entry), at rollout resume, and after an import (the findings say
-which policies block them).
+which policies block them). `vulns ls` and an import's answer name, for
+each finding, the policies that block it by the same rule as plan/apply: a
+policy with a selector only where a deployment it covers names the release.
 """
 
 import datetime as dt
@@ -30,6 +32,7 @@ from fogline.manifest import (
     ManifestSource,
     Origin,
     Problem,
+    Selector,
     VulnerabilityPolicy,
     load_manifests,
 )
@@ -116,18 +119,58 @@ def blocks_for(
     return blocks
 
 
+def covering(policies: Sequence[AppliedPolicy], selector: Selector) -> list[AppliedPolicy]:
+    """The policies that cover a deployment with this selector (fleet-wide
+    ones always; see `VulnerabilityPolicy.applies_to`): the gate's one rule."""
+    return [p for p in policies if p.policy.applies_to(selector)]
+
+
 def mark_blocked(
-    findings: Sequence[Finding], policies: Sequence[AppliedPolicy], now: dt.datetime
+    session: Session,
+    findings: Sequence[Finding],
+    policies: Sequence[AppliedPolicy],
+    now: dt.datetime,
 ) -> list[Finding]:
-    """The findings, each with the policies that block it (`blocked_by`)."""
+    """The findings, each with the policies that block it (`blocked_by`).
+
+    As the gate at plan/apply decides: a fleet-wide policy blocks wherever
+    the release is; a policy with a selector only when some stored
+    deployment it covers (`covering`) names the release, so a policy for
+    `site=berlin` does not claim a release deployed to Paris alone.
+    """
+    if not policies:
+        return [f.model_copy(update={"blocked_by": []}) for f in findings]
+    fleet_wide = [p for p in policies if p.policy.selector is None]
+    by_release = _covering_by_release(session, policies)
     marked = []
     for finding in findings:
         module = finding.release.rpartition("@")[0]
+        applicable = fleet_wide + by_release.get(finding.release, [])
         names = sorted(
-            {b.policy for p in policies for b in blocks_for(module, [finding], [p], now)}
+            {b.policy for p in applicable for b in blocks_for(module, [finding], [p], now)}
         )
         marked.append(finding.model_copy(update={"blocked_by": names}))
     return marked
+
+
+def _covering_by_release(
+    session: Session, policies: Sequence[AppliedPolicy]
+) -> dict[str, list[AppliedPolicy]]:
+    """NAME@VERSION -> the policies with a selector that cover a stored
+    deployment naming it."""
+    scoped = [p for p in policies if p.policy.selector is not None]
+    if not scoped:
+        return {}
+    found: dict[str, dict[str, AppliedPolicy]] = {}
+    for deployment in parse_deployments(session.scalars(select(DeploymentRow))):
+        cover = covering(scoped, deployment.selector)
+        if not cover:
+            continue
+        for entry in deployment.to_document()["spec"].get("modules") or ():
+            name, version = entry.get("name"), entry.get("version")
+            if isinstance(name, str) and isinstance(version, str):
+                found.setdefault(f"{name}@{version}", {}).update({p.policy.name: p for p in cover})
+    return {ref: list(by_name.values()) for ref, by_name in found.items()}
 
 
 def release_blocks(
@@ -198,11 +241,11 @@ def check_deployments(
     problems: list[Problem] = []
     for deployment in deployments:
         source = (written or {}).get(deployment.name, deployment)
-        covering = [p for p in policies if p.policy.applies_to(deployment.selector)]
-        if not covering:
+        cover = covering(policies, deployment.selector)
+        if not cover:
             continue
         for i, entry in enumerate(deployment.to_document()["spec"].get("modules") or ()):
-            problem = _entry_problem(session, deployment.name, i, entry, covering, now)
+            problem = _entry_problem(session, deployment.name, i, entry, cover, now)
             if problem is None:
                 continue
             origin = _entry_origin(source, i)

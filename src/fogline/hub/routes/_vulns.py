@@ -81,7 +81,7 @@ def _import(state: HubState, data: bytes, source: str, actor: str) -> ImportResu
         )
     with state.sessions() as session:
         # The gate runs on the new data: which deployed releases it now blocks.
-        findings = mark_blocked(find_affected(session, now), stored_policies(session), now)
+        findings = mark_blocked(session, find_affected(session, now), stored_policies(session), now)
     return ImportResult(imported=view, findings=findings)
 
 
@@ -128,10 +128,13 @@ def vulns_list(
     all_releases: Annotated[bool, Query(alias="all")] = False,
 ) -> list[Finding]:
     """Advisories affecting deployed releases (`all=true`: every pushed
-    release), newest first, each with the devices that target or run it."""
+    release), newest first, each with the devices that target or run it and
+    the VulnerabilityPolicies that block it (as plan/apply would)."""
     if advisory is not None and not advisory_known(session, advisory):
         raise NotFoundError(f"no advisory {advisory!r} in the vulnerability database")
-    return find_affected(session, utcnow(), advisory_id=advisory, deployed_only=not all_releases)
+    now = utcnow()
+    found = find_affected(session, now, advisory_id=advisory, deployed_only=not all_releases)
+    return mark_blocked(session, found, stored_policies(session), now)
 
 
 @router.get("/vulnpolicies")
