@@ -24,7 +24,12 @@ from pathlib import Path
 from typing import Final, Protocol
 
 import httpx
-from tuf.api.exceptions import DownloadError, DownloadHTTPError, RepositoryError
+from tuf.api.exceptions import (
+    DownloadError,
+    DownloadHTTPError,
+    DownloadLengthMismatchError,
+    RepositoryError,
+)
 from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig
 
 from fogline.tuf import target_path
@@ -59,20 +64,38 @@ class TargetTrust(Protocol):
 
 class HubFetcher(FetcherInterface):
     """ngclient's fetcher over the node's async httpx client (its mTLS link),
-    called from a worker thread while `loop` runs the client."""
+    called from a worker thread while `loop` runs the client.
+
+    Endless data: ngclient asks for each metadata file with the most bytes
+    it may have (the length the trusted metadata states, or its bound for
+    the role: 16 KiB for a timestamp); reading stops there, so a hub that
+    serves more never gets more than that into the node's memory.
+    """
 
     def __init__(self, http: httpx.AsyncClient, loop: asyncio.AbstractEventLoop) -> None:
         self._http = http
         self._loop = loop
 
     def _fetch(self, url: str) -> Iterator[bytes]:
-        future = asyncio.run_coroutine_threadsafe(self._get(url), self._loop)
+        return iter((self._read(url, _MAX_METADATA_BYTES),))
+
+    def download_bytes(self, url: str, max_length: int) -> bytes:
+        """See FetcherInterface.download_bytes: at most `max_length` bytes are read."""
+        try:
+            return self._read(url, min(max_length, _MAX_METADATA_BYTES))
+        except DownloadError:
+            raise
+        except Exception as exc:  # as FetcherInterface.fetch: every failure a DownloadError
+            raise DownloadError(f"Failed to download {url}") from exc
+
+    def _read(self, url: str, max_bytes: int) -> bytes:
+        future = asyncio.run_coroutine_threadsafe(self._get(url, max_bytes), self._loop)
         status, body = future.result(timeout=_REQUEST_TIMEOUT_S + 5)
         if status != 200:
             raise DownloadHTTPError(f"{url}: HTTP {status}", status)
-        return iter((body,))
+        return body
 
-    async def _get(self, url: str) -> tuple[int, bytes]:
+    async def _get(self, url: str, max_bytes: int) -> tuple[int, bytes]:
         async with asyncio.timeout(_REQUEST_TIMEOUT_S):
             async with self._http.stream("GET", url) as response:
                 if response.status_code != 200:
@@ -80,8 +103,13 @@ class HubFetcher(FetcherInterface):
                 chunks, size = [], 0
                 async for chunk in response.aiter_bytes():
                     size += len(chunk)
-                    if size > _MAX_METADATA_BYTES:
-                        raise DownloadError(f"{url}: longer than {_MAX_METADATA_BYTES} bytes")
+                    if size > max_bytes:
+                        # Checked before the chunk is kept; leaving the stream
+                        # closes the connection, so nothing more is read.
+                        raise DownloadLengthMismatchError(
+                            f"{url}: more than the {max_bytes} bytes it may have; "
+                            "stopped reading there"
+                        )
                     chunks.append(chunk)
                 return 200, b"".join(chunks)
 
