@@ -94,6 +94,12 @@ def test_a_good_release_completes_and_exits_0(tmp_path: Path) -> None:
     assert report["artifact_bytes"] >= 8 * 60_000
     assert report["http_bytes"] > report["artifact_bytes"]
     assert report["fleet"]["enrolled"] == 8
+    # As in production: the throwaway hub has a TUF repository, every node
+    # pinned its root at enrollment and asked ngclient before its download
+    # (with a root pinned, the release keys of the desired state grant nothing).
+    assert report["tuf"] == {"root_version": 1, "pinned": 8, "verified": 8}
+    assert "TUF root v1 on the hub" in result.stderr
+    assert "signed into TUF" in result.stderr
 
 
 def test_an_unhealthy_release_is_rolled_back_and_exits_1_with_the_reason(
@@ -108,6 +114,7 @@ def test_an_unhealthy_release_is_rolled_back_and_exits_1_with_the_reason(
     assert "rolled back at wave 1/2" in result.stdout
     assert "maxFailures" in result.stdout  # the hub's reason
     assert "of artifacts" in result.stdout
+    assert "TUF: root v1 pinned by 8 of 8 devices" in result.stdout
     # The counts add up to the devices: the failed canary is counted as reverted
     # (it was served its previous revision), the rest as not started.
     counts = re.search(r"(\d+) devices: (.*);", result.stdout)

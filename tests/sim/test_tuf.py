@@ -7,13 +7,16 @@ import hashlib
 import json
 from pathlib import Path
 
-from fogline.artifact import load_private_key
+from fogline.artifact import generate_release_key, load_private_key
 from fogline.protocol import UpdateState
 from fogline.sim import FleetConfig, OperatorClient, VirtualFleet, push_standin
+from fogline.sim._standins import release_key_manifest
+from fogline.sim._tuf import RehearsalTuf
 from fogline.tuf import add_release, load_signer, module_role, new_module_role, sign_with, to_bytes
 from tests.sim.helpers import deployment, fleet_claim, sim_devices
+from tests.support.device import enroll_device
 from tests.support.processes import HubProcess, wait_until_async
-from tests.support.tuf import tuf_repository
+from tests.support.tuf import tuf_repository, tuf_targetinfo
 
 
 def _sign_role(client: OperatorClient, key: Path, name: str, archive: Path) -> None:
@@ -94,3 +97,34 @@ def test_virtual_nodes_install_what_tuf_signs_and_refuse_what_it_does_not(
         error = str(node.modules.results[module].error)
         assert "TUF refused web/2.0.0" in error and "not in the TUF metadata" in error
         assert node.modules.updater.installed(module).target.version == "1.0.0"
+
+
+def test_the_rehearsal_hubs_tuf_repository_vouches_for_each_stand_in(
+    hub: HubProcess, tmp_path: Path
+) -> None:
+    """What `rollout rehearse` gives its throwaway hub: a root of its own,
+    the module delegated to the rehearsal key, each stand-in signed in."""
+    key = generate_release_key()
+    client = OperatorClient(hub.url, hub.token, hub.ca)
+    try:
+        client.call(
+            "POST",
+            "/v1/manifests/apply",
+            json={"files": [{"name": "k.yaml", "text": release_key_manifest("r", key)}]},
+        )
+        tuf = RehearsalTuf(client, tmp_path / "tuf", key)
+        tuf.init(["web"])
+        for version in ("1.0.0", "2.0.0"):
+            push_standin(client, tmp_path, key, "web", version)
+            tuf.sign("web", version, tmp_path / f"web-{version}.tar.zst")
+    finally:
+        client.close()
+    assert tuf.root_version == 1
+    device = enroll_device(hub, hub.create_claim(), "reader", tmp_path)
+    root = (tmp_path / "tuf" / "root.json").read_bytes()
+    archive = (tmp_path / "web-2.0.0.tar.zst").read_bytes()
+    found = tuf_targetinfo(device, root, tmp_path / "md", "web/2.0.0")
+    assert found is not None and found.length == len(archive)
+    assert found.hashes["sha256"] == hashlib.sha256(archive).hexdigest()
+    assert tuf_targetinfo(device, root, tmp_path / "md", "web/1.0.0") is not None
+    assert tuf_targetinfo(device, root, tmp_path / "md", "web/3.0.0") is None

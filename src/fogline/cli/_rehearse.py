@@ -42,6 +42,11 @@ def rehearse(
 ) -> None:
     """Rehearse a rollout on a throwaway hub with a virtual fleet; report how it ended.
 
+    The throwaway hub has a TUF repository of its own (a root made for the
+    rehearsal, each module delegated to the rehearsal's release key, every
+    stand-in signed into it): the virtual devices pin its root and verify
+    every update through TUF, as production nodes do.
+
     Metric faults tied to a release (mem-leak:web@2.0.0=30MB/h, cpu:web@2.0.0=+40%,
     restarts:web@2.0.0=1/h) show whether the rollout's canary analysis catches
     them, and when.
@@ -91,5 +96,6 @@ def rehearse(
             f"{human_bytes(data['http_bytes'])} over HTTP",
             highlight=False,
         )
+        console.print(result.tuf_line(), highlight=False)
     if not result.ok:
         raise typer.Exit(1)

@@ -35,6 +35,8 @@ class FleetStats:
     crashes: int = 0
     powerlosses: int = 0
     renewals: int = 0
+    tuf_pinned: int = 0  # nodes that pinned a TUF root at enrollment
+    tuf_verified: int = 0  # nodes whose updater verified TUF metadata
     applied: dict[str, int] = field(default_factory=dict)  # revision -> nodes
     errors: list[str] = field(default_factory=list)  # the first few refusals
     traffic: Traffic = field(default_factory=Traffic)
@@ -47,6 +49,8 @@ class FleetStats:
         self.crashes += stats.crashes
         self.powerlosses += stats.powerlosses
         self.renewals += stats.renewals
+        self.tuf_pinned += stats.tuf_root is not None
+        self.tuf_verified += stats.tuf_verified
         if stats.applied_revision is not None:
             key = stats.applied_revision
             self.applied[key] = self.applied.get(key, 0) + 1
@@ -63,6 +67,8 @@ class FleetStats:
             "crashes",
             "powerlosses",
             "renewals",
+            "tuf_pinned",
+            "tuf_verified",
         )
         for name in counters:
             setattr(self, name, getattr(self, name) + getattr(other, name))
@@ -105,6 +111,7 @@ class VirtualFleet:
     def stats(self) -> FleetStats:
         total = FleetStats()
         for node in self.nodes:
+            node.observe_tuf()
             total.add_node(node.stats)
         return total
 

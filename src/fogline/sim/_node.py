@@ -14,6 +14,7 @@ identity, last desired state and the update journal are read back from disk.
 """
 
 import asyncio
+import json
 import platform
 import random
 import time
@@ -28,7 +29,7 @@ from fogline import __version__
 from fogline.agent import Clock, NodeParts, Renewer, Reporter
 from fogline.agent.modules import ModuleManager
 from fogline.agent.supervisor import MemoryBehaviour, MemoryRuntime, RunSpec
-from fogline.agent.updater import SUCCESS_PATH_POINTS
+from fogline.agent.updater import PINNED_ROOT_FILE, SUCCESS_PATH_POINTS
 from fogline.hubclient import HubError, HubStatusError
 from fogline.protocol import AppliedState, DeviceFacts, Report, ReportAck
 
@@ -87,6 +88,11 @@ class NodeStats:
     error: str | None = None
     renewals: int = 0  # certificates renewed (agent/_renew.py)
     traffic: Traffic = field(default_factory=Traffic)
+    # TUF, as read from the node's disk (`observe_tuf`): the version of the
+    # root it pinned at enrollment (None: release keys decide), and whether
+    # its updater holds metadata ngclient verified (it asked before a download).
+    tuf_root: int | None = None
+    tuf_verified: bool = False
 
 
 class _TransportWrapper:
@@ -241,6 +247,17 @@ class VirtualNode:
         if point == "enter:CLEANUP":
             # The interrupted update is over: the next one may lose power again.
             self._powerloss_pending = False
+
+    def observe_tuf(self) -> None:
+        """Read from disk how this node trusts updates (see NodeStats.tuf_root)."""
+        pinned = self.parts.identity_store.root / PINNED_ROOT_FILE
+        try:
+            self.stats.tuf_root = int(json.loads(pinned.read_bytes())["signed"]["version"])
+        except (OSError, ValueError, KeyError, TypeError):
+            self.stats.tuf_root = None
+        # ngclient writes a timestamp here only once it verified one.
+        verified = self.data_dir / "updater" / "tuf" / "metadata" / "timestamp.json"
+        self.stats.tuf_verified = verified.is_file()
 
     # -- enrollment ----------------------------------------------------------------
 

@@ -1,8 +1,13 @@
 """Rehearse a rollout: a throwaway hub, stand-in releases and a virtual fleet.
 
 plan_rehearsal(manifests)  what the manifest needs: releases, labels, deployments
-rehearse(...)              hub up -> key, stand-ins, claim -> fleet online ->
-                           apply -> watch the rollout -> tear everything down
+rehearse(...)              hub up -> key, TUF repository, stand-ins signed into
+                           it, claim -> fleet online (each node pins the TUF
+                           root) -> apply -> watch the rollout -> tear down
+
+The fleet verifies every update through TUF, as a production fleet whose
+hub has a TUF repository does (see `_tuf`): the rehearsal measures and
+exercises that path, not the release-key one.
 """
 
 import contextlib
@@ -24,6 +29,7 @@ from ._fleet import FleetRunner, FleetStats, boot_spread_s, start_fleet
 from ._hub import OperatorClient, ThrowawayHub
 from ._node import FleetConfig
 from ._standins import push_standin, release_key_manifest
+from ._tuf import RehearsalTuf
 
 MAX_MANIFEST_BYTES: Final = 4 * 1024 * 1024
 MAX_RELEASES: Final = 64
@@ -103,6 +109,17 @@ class RehearsalResult:
     rollout: dict[str, Any] | None  # the hub's last view of the rollout
     duration_s: float | None  # apply to the end of the rollout
     fleet: FleetStats = field(default_factory=FleetStats)
+    tuf_root: int | None = None  # the TUF root version the rehearsal's hub served
+
+    def tuf_line(self) -> str:
+        """`TUF: root v1 pinned by 8 of 8 devices, 8 verified updates through it`."""
+        if self.tuf_root is None:
+            return "TUF: off (release keys only)"
+        fleet = self.fleet
+        return (
+            f"TUF: root v{self.tuf_root} pinned by {fleet.tuf_pinned} of {fleet.nodes} "
+            f"devices, {fleet.tuf_verified} verified updates through it"
+        )
 
     @property
     def ok(self) -> bool:
@@ -188,6 +205,11 @@ class RehearsalResult:
             "http_bytes": traffic.http_bytes,
             "fleet": self.fleet.to_dict(),
             "analysis": self.analysis(),
+            "tuf": {
+                "root_version": self.tuf_root,
+                "pinned": self.fleet.tuf_pinned,
+                "verified": self.fleet.tuf_verified,
+            },
         }
 
 
@@ -288,9 +310,14 @@ def rehearse(
             try:
                 key = generate_release_key()
                 _apply(client, [("rehearsal-key.yaml", release_key_manifest(PREFIX, key))])
+                tuf = RehearsalTuf(client, work / "tuf", key)
+                tuf.init(name for name, _version in releases)
+                tuf_root = tuf.root_version
+                progress(f"TUF root v{tuf_root} on the hub; modules delegated to the rehearsal key")
                 for name, version in releases:
                     push_standin(client, work, key, name, version)
-                    progress(f"pushed a stand-in for {name}@{version}")
+                    tuf.sign(name, version, work / f"{name}-{version}.tar.zst")
+                    progress(f"pushed a stand-in for {name}@{version}, signed into TUF")
                 # The claim labels the nodes: the hub selects on claim and
                 # operator labels only, never on what a node asks for.
                 claim = client.call(
@@ -335,4 +362,4 @@ def rehearse(
             hub.stop()
     outcome = str(view.get("state")) if ended else "timeout"
     reason = view.get("reason") or (None if ended else f"not over after {timeout_s:g}s")
-    return RehearsalResult(outcome, reason, view, duration_s, stats)
+    return RehearsalResult(outcome, reason, view, duration_s, stats, tuf_root)

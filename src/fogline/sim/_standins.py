@@ -62,7 +62,8 @@ def release_key_manifest(name: str, key: ReleaseKeyPair) -> str:
 def push_standin(
     client: OperatorClient, work_dir: Path, key: ReleaseKeyPair, name: str, version: str
 ) -> str:
-    """Build, sign and push the stand-in for `name@version`; returns its digest.
+    """Build, sign and push the stand-in for `name@version` (the archive is
+    WORK_DIR/NAME-VERSION.tar.zst); returns its digest.
 
     Raises:
         RehearsalError: the hub refused the release.
