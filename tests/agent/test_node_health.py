@@ -9,7 +9,7 @@ import json
 import time
 from pathlib import Path
 
-from fogline.agent._health import HealthSampler
+from fogline.agent._health import HealthSampler, PipelineTotals
 from fogline.protocol import MAX_HEALTH_MODULES, ModuleReport, ModulesReport, NodeHealth
 
 from ..protocol._golden import agent_report, golden
@@ -65,7 +65,9 @@ def _sampler(tmp_path: Path, thermal: Path) -> HealthSampler:
 
 def test_the_agent_sends_the_golden_report_with_health(tmp_path: Path) -> None:
     """Two samples: CPU shares are taken between them (node 25 % busy, the
-    module 10 % of the whole node); the hottest plausible zone is reported."""
+    module 10 % of the whole node); the hottest plausible zone is reported;
+    the data plane's counters and the series scraped from a module's
+    endpoint are carried as given (a module without any has no `metrics`)."""
     report = asyncio.run(agent_report(tmp_path / "data"))
     thermal = _thermal(tmp_path, "48500", "-273000", "61250")
     sampler = _sampler(tmp_path, thermal)
@@ -73,7 +75,12 @@ def test_the_agent_sends_the_golden_report_with_health(tmp_path: Path) -> None:
     first = sampler.sample(report.modules)
     assert first.cpu_percent is None and first.modules["thermo"].cpu_percent is None
     _proc_tree(tmp_path, node_busy=1100, node_idle=3300, module_ticks=140)
-    with_health = report.model_copy(update={"health": sampler.sample(report.modules)})
+    health = sampler.sample(
+        report.modules,
+        module_metrics={"thermo": {"http_errors_total": 12.0, "queue_depth": 3.5}},
+        pipeline=PipelineTotals(errors=2, dropped=7),
+    )
+    with_health = report.model_copy(update={"health": health})
     assert json.loads(with_health.model_dump_json()) == golden("report.health.json")
 
 

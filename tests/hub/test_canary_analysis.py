@@ -257,3 +257,126 @@ def test_outbox_drops_are_kept_with_each_sample_and_judged_as_a_rate():
     result = analyse(spec, dropping, steady)
     [verdict] = result.metrics
     assert (verdict.outcome, verdict.canary_median, verdict.control_median) == ("fail", 600.0, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("metric", "field"),
+    [("pipeline-errors", "pipeline_errors"), ("pipeline-drops", "pipeline_dropped")],
+)
+def test_pipeline_errors_and_drops_are_stored_with_each_sample_and_judged_as_rates(metric, field):
+    from fogline.hub._health import SERIES_COLUMNS, health_row
+    from fogline.protocol import NodeHealth
+
+    row = health_row("dev", NodeHealth(pipeline_errors=4, pipeline_dropped=9), 0)
+    assert (row["pipeline_errors"], row["pipeline_dropped"]) == (4, 9)
+    assert field in SERIES_COLUMNS  # rolled up (their most) and shown in the series
+    spec = parse_analysis({"metrics": [{"metric": metric, "tolerance": "10/h"}]})
+
+    def device(per_hour: float) -> list[Sample]:
+        return [Sample(at_s=60.0 * i, **{field: per_hour * i / 60}) for i in range(11)]
+
+    failing = analyse(
+        spec, {f"c{i}": device(300.0) for i in range(6)}, {f"k{i}": device(1.0) for i in range(20)}
+    )
+    [verdict] = failing.metrics
+    assert (verdict.metric, verdict.outcome) == (metric, "fail")
+    assert verdict.canary_median == pytest.approx(300.0)
+    assert f"canary analysis fail: {metric}: increase beyond tolerance" in failing.reason
+    good = analyse(
+        spec, {f"c{i}": device(1.0) for i in range(6)}, {f"k{i}": device(1.0) for i in range(20)}
+    )
+    assert good.outcome == "pass"
+
+
+def test_a_module_series_is_named_module_name_series_counters_as_rates_gauges_as_levels():
+    spec = parse_rollout_policy(
+        {
+            "analysis": {
+                "metrics": [
+                    {"metric": "module:web:http_errors_total", "tolerance": "30/h"},
+                    {"metric": "module:web:queue_depth", "tolerance": 5, "direction": "increase"},
+                ]
+            }
+        }
+    ).analysis
+    assert spec is not None
+    errors, depth = spec.metrics
+    assert (errors.label, errors.kind.statistic, errors.tolerance.absolute) == (
+        "module:web:http_errors_total",
+        Statistic.RATE,
+        30.0,
+    )
+    assert (depth.kind.statistic, depth.tolerance.absolute) == (Statistic.MEDIAN, 5.0)
+    # Stored with the policy and read back by a hub that knows the form.
+    assert AnalysisSpec.from_json(spec.to_json()) == spec
+
+    def device(errors_per_hour: float, depth_level: float) -> list[Sample]:
+        return [
+            Sample(
+                at_s=60.0 * i,
+                modules={
+                    "web": {
+                        "state": "healthy",
+                        "metrics": {
+                            "http_errors_total": errors_per_hour * i / 60,
+                            "queue_depth": depth_level,
+                        },
+                    },
+                    "other": {"state": "healthy", "metrics": {"http_errors_total": 1e9}},
+                },
+            )
+            for i in range(11)
+        ]
+
+    result = analyse(
+        spec,
+        {f"c{i}": device(600.0, 3.0) for i in range(6)},
+        {f"k{i}": device(6.0, 3.0) for i in range(20)},
+    )
+    assert [m.outcome for m in result.metrics] == ["fail", "pass"]
+    assert result.metrics[0].canary_median == pytest.approx(600.0)
+    assert result.metrics[0].to_json()["canary_median_text"] == "600.00/h"
+    assert result.metrics[1].to_json()["canary_median_text"] == "3"
+    # A canary without the series (an old release, a failed scrape) has no data.
+    bare = {f"c{i}": [Sample(at_s=60.0 * j) for j in range(11)] for i in range(6)}
+    assert analyse(spec, bare, {f"k{i}": device(6.0, 3.0) for i in range(20)}).outcome == (
+        "inconclusive"
+    )
+
+
+@pytest.mark.parametrize(
+    ("entry", "key", "words"),
+    [
+        ({"metric": "pipeline-errs", "tolerance": 5}, "metric", "module:NAME:SERIES"),
+        ({"metric": "module:Web:x_total", "tolerance": 5}, "metric", "NAME must be a module name"),
+        ({"metric": "module:web:http-errors", "tolerance": 5}, "metric", "Prometheus sample name"),
+        ({"metric": "module:web:", "tolerance": 5}, "metric", "Prometheus sample name"),
+        (
+            {"metric": "module:web:x_total", "module": "web", "tolerance": 5},
+            "module",
+            "names its module already",
+        ),
+        ({"metric": "module:web:x_total", "tolerance": "5MB"}, "tolerance", "a rate like 1/h"),
+        ({"metric": "module:web:depth", "tolerance": "lots"}, "tolerance", "in the series' unit"),
+        ({"metric": "pipeline-drops", "module": "web", "tolerance": 5}, "module", "device metric"),
+    ],
+)
+def test_bad_pipeline_and_module_series_metrics_are_refused_at_their_path(entry, key, words):
+    with pytest.raises(BlockError) as caught:
+        parse_rollout_policy({"analysis": {"metrics": [entry]}})
+    assert tuple(caught.value.path) == ("analysis", "metrics", 0, key)
+    assert words in caught.value.reason
+
+
+def test_an_unknown_module_series_form_in_a_manifest_names_file_and_line():
+    text = (
+        "apiVersion: fogline.dev/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n"
+        "  selector: {}\n  rollout:\n    waves: [10%, 100%]\n    analysis:\n      metrics:\n"
+        "        - {metric: pipeline-errors, tolerance: 5/h}\n"
+        "        - metric: 'module:web:http errors'\n          tolerance: 5/h\n"
+    )
+    with pytest.raises(ManifestError) as caught:
+        load_manifests([ManifestSource("fleet.yaml", text)], validators=default_validators())
+    [problem] = [str(p) for p in caught.value.problems]
+    assert problem.startswith("fleet.yaml:12:"), problem
+    assert "spec.rollout.analysis.metrics[1].metric" in problem

@@ -30,11 +30,12 @@ from fogline.security import TokenFileError, read_token_file
 
 from ._agentlog import AgentLogHandler, AgentLogShipper
 from ._errors import AgentError, IdentityError
-from ._health import HealthSampler
+from ._health import HealthSampler, PipelineTotals
 from ._hublink import HubLink, HubTls
 from ._identity import Identity
 from ._local import LocalApp, make_local_server, serve_local
 from ._logship import LogShipper
+from ._module_metrics import ModuleScraper
 from ._parts import NodeParts
 from ._renew import Renewer
 from ._selfupdate import SelfUpdate
@@ -159,6 +160,7 @@ class Agent:
         self.dataplane: NodeDataPlane | None = None
         self.modules: ModuleManager | None = None
         self._health = HealthSampler(config.data_dir)
+        self._scraper = ModuleScraper()
         self.renewer: Renewer | None = None
         self.tls: HubTls | None = None  # set once enrolled
         self._main_task: asyncio.Task[None] | None = None
@@ -190,13 +192,23 @@ class Agent:
         # statuses_for_report): this loop also carries the local actions.
         outbox = await self.dataplane.outbox_report() if self.dataplane is not None else None
         modules = await self.modules.statuses_for_report() if self.modules is not None else None
+        scraped = (
+            await self._scraper.scrape(self.modules.metrics_targets())
+            if self.modules is not None
+            else None
+        )
+        totals = self.dataplane.pipeline_totals() if self.dataplane is not None else None
         return Report(
             facts=self.facts(),
             labels=self.config.labels,
             applied=self.applied,
             outbox=outbox,
             modules=modules,
-            health=await self._health.sample_for_report(modules),
+            health=await self._health.sample_for_report(
+                modules,
+                module_metrics=scraped,
+                pipeline=PipelineTotals(*totals) if totals is not None else None,
+            ),
         )
 
     def health(self) -> dict[str, Any]:

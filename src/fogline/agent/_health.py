@@ -14,18 +14,33 @@ never an error: health must not stop a report.
 
 import asyncio
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from fogline.protocol import MAX_HEALTH_MODULES, ModuleHealth, ModulesReport, NodeHealth
+from fogline.protocol import (
+    MAX_HEALTH_MODULES,
+    MAX_MODULE_SERIES,
+    ModuleHealth,
+    ModulesReport,
+    NodeHealth,
+)
 
 _PROC: Final = Path("/proc")
 _THERMAL: Final = Path("/sys/class/thermal")
 # A board has a few zones; bounding the scan bounds a sample's cost.
 _MAX_THERMAL_ZONES: Final = 32
 _PAGE_BYTES: Final = os.sysconf("SC_PAGE_SIZE")
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineTotals:
+    """The edge data plane's counters since the agent started, over every
+    pipeline: step and output errors; records dropped, late or rate-limited."""
+
+    errors: int
+    dropped: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,11 +180,28 @@ class HealthSampler:
         # pid -> its ticks at the previous sample; a pid not seen again is forgotten.
         self._pids_before: dict[int, int] = {}
 
-    async def sample_for_report(self, modules: ModulesReport | None) -> NodeHealth:
+    async def sample_for_report(
+        self,
+        modules: ModulesReport | None,
+        *,
+        module_metrics: Mapping[str, Mapping[str, float]] | None = None,
+        pipeline: PipelineTotals | None = None,
+    ) -> NodeHealth:
         """`sample()` in a worker thread: file reads stay off the event loop."""
-        return await asyncio.to_thread(self.sample, modules)
+        return await asyncio.to_thread(
+            self.sample, modules, module_metrics=module_metrics, pipeline=pipeline
+        )
 
-    def sample(self, modules: ModulesReport | None) -> NodeHealth:
+    def sample(
+        self,
+        modules: ModulesReport | None,
+        *,
+        module_metrics: Mapping[str, Mapping[str, float]] | None = None,
+        pipeline: PipelineTotals | None = None,
+    ) -> NodeHealth:
+        """The node's health now. `module_metrics` are the series scraped
+        from the modules' endpoints (agent/_module_metrics.py), `pipeline`
+        the data plane's counters; both are passed in, read elsewhere."""
         proc = self._proc
         node = _node_cpu(proc)
         before, self._node_before = self._node_before, node
@@ -195,11 +227,16 @@ class HealthSampler:
             net_rx_bytes=net[0] if net else None,
             net_tx_bytes=net[1] if net else None,
             agent_rss_bytes=_rss_bytes(proc, "self"),
-            modules=self._modules(modules, elapsed_ticks),
+            pipeline_errors=pipeline.errors if pipeline else None,
+            pipeline_dropped=pipeline.dropped if pipeline else None,
+            modules=self._modules(modules, elapsed_ticks, module_metrics or {}),
         )
 
     def _modules(
-        self, modules: ModulesReport | None, node_elapsed_ticks: int
+        self,
+        modules: ModulesReport | None,
+        node_elapsed_ticks: int,
+        module_metrics: Mapping[str, Mapping[str, float]],
     ) -> dict[str, ModuleHealth]:
         statuses = modules.modules if modules is not None else {}
         seen: dict[int, int] = {}
@@ -221,6 +258,7 @@ class HealthSampler:
                 restarts=min(status.restarts, 10**9),
                 cpu_percent=cpu,
                 rss_bytes=rss,
+                metrics=dict(list(module_metrics.get(name, {}).items())[:MAX_MODULE_SERIES]),
             )
         self._pids_before = seen
         return found

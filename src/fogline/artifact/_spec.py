@@ -26,6 +26,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from fogline._duration import format_duration, parse_duration
+from fogline.protocol import MAX_MODULE_SERIES, SERIES_NAME_PATTERN
 
 from ._errors import ModuleSpecError
 from ._semver import Version
@@ -63,6 +64,7 @@ _PROCESS_FIELDS: Final = (
     "stopGrace",
     "restart",
     "resources",
+    "metrics",
 )
 
 
@@ -121,6 +123,8 @@ _Argv = Annotated[tuple[_Arg, ...], Field(min_length=1, max_length=_MAX_ARGS)]
 _EnvName = Annotated[str, Strict(), AfterValidator(_check_env_name)]
 _EnvValue = Annotated[str, Strict(), Field(max_length=_MAX_ARG_CHARS), AfterValidator(_check_text)]
 _Port = Annotated[int, Strict(), Field(ge=1, le=65535)]
+# A path on the module's own loopback server: no scheme, host, query or spaces.
+_PATH_RE: Final = re.compile(r"/[A-Za-z0-9._~/-]{0,255}", re.ASCII)
 
 
 def _fail(field: str, reason: str) -> PydanticCustomError:
@@ -179,6 +183,37 @@ class HealthCheck(_Frozen):
         return self
 
 
+class MetricsEndpoint(_Frozen):
+    """A service's local Prometheus endpoint and the series the agent reports of it.
+
+    The agent scrapes `http://127.0.0.1:{port}{path}` on its report
+    interval and reports each listed sample name summed over its label sets
+    (fogline.protocol.ModuleHealth.metrics), so canary analysis can judge a
+    release on it (`module:NAME:SERIES` in `spec.rollout.analysis`).
+    """
+
+    port: _Port
+    path: Annotated[str, Strict(), Field(max_length=256)] = "/metrics"
+    series: Annotated[
+        tuple[Annotated[str, Strict(), Field(pattern=SERIES_NAME_PATTERN)], ...],
+        Field(min_length=1, max_length=MAX_MODULE_SERIES),
+    ]
+
+    @field_validator("path")
+    @classmethod
+    def _check_path(cls, path: str) -> str:
+        if not _PATH_RE.fullmatch(path):
+            raise ValueError(f"must be a URL path like /metrics (got {path[:80]!r})")
+        return path
+
+    @field_validator("series")
+    @classmethod
+    def _unique_series(cls, series: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(series)) != len(series):
+            raise ValueError("lists a series twice")
+        return series
+
+
 class Backoff(_Frozen):
     """Delay between restarts: doubles from `initial` up to `max`."""
 
@@ -233,6 +268,7 @@ class ModuleSpec(_Frozen):
     stop_grace_s: _GraceS = Field(default=10.0, alias="stopGrace")
     restart: RestartPolicy = Field(default_factory=RestartPolicy)
     resources: ResourceLimits = Field(default_factory=ResourceLimits)
+    metrics: MetricsEndpoint | None = None
     architectures: Annotated[tuple[Architecture, ...], Field(min_length=1, max_length=8)]
 
     @field_validator("command")

@@ -11,8 +11,9 @@ bucket of a row is `at_ms - at_ms % step` on SQLite and PostgreSQL alike.
 
 A rollup keeps per bucket: the mean of CPU, load, memory used and the
 agent's RSS; the least memory available and disk free (the worst moment);
-the most of temperature, disk size and the network counters (they only
-grow). Per-module figures are kept in raw rows only.
+the most of temperature, disk size, the network counters and the data
+plane's error and drop counters (they only grow). Per-module figures,
+the series modules expose included, are kept in raw rows only.
 
 A rollup pass resumes after the last bucket it wrote, so a hub that was down
 rolls up what it missed; it waits `_GRACE_MS` past a bucket's end for
@@ -63,7 +64,14 @@ _INSERT: Final = insert(_SAMPLES)
 # The node columns and how a rollup aggregates each.
 _MEAN: Final = ("cpu_percent", "load1", "load5", "load15", "mem_used_bytes", "agent_rss_bytes")
 _LEAST: Final = ("mem_available_bytes", "disk_free_bytes")
-_MOST: Final = ("temperature_c", "disk_total_bytes", "net_rx_bytes", "net_tx_bytes")
+_MOST: Final = (
+    "temperature_c",
+    "disk_total_bytes",
+    "net_rx_bytes",
+    "net_tx_bytes",
+    "pipeline_errors",
+    "pipeline_dropped",
+)
 SERIES_COLUMNS: Final = (*_MEAN, *_LEAST, *_MOST)
 
 

@@ -329,6 +329,10 @@ class HealthSampleRow(Base):
     # The outbox's drop counter (quota drops + expired) at the report: raw rows
     # only, for canary analysis (`outbox-drops`).
     outbox_dropped: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # The data plane's error and drop counters at the report (a rollup keeps
+    # their most): `pipeline-errors` and `pipeline-drops` in canary analysis.
+    pipeline_errors: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    pipeline_dropped: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class AlertRow(Base):

@@ -95,7 +95,9 @@ from ._people import (
 )
 from ._report import (
     MAX_HEALTH_MODULES,
+    MAX_MODULE_SERIES,
     REPORT_VERSION,
+    SERIES_NAME_PATTERN,
     UNHEALTHY_MODULE_STATES,
     AppliedState,
     DeviceFacts,
@@ -163,6 +165,7 @@ __all__ = [
     "MAX_HEALTH_MODULES",
     "MAX_INGEST_TOKENS",
     "MAX_LABELS",
+    "MAX_MODULE_SERIES",
     "MAX_NAME_PATTERNS",
     "MAX_PATTERN_CHARS",
     "MAX_PRIORITY",
@@ -174,6 +177,7 @@ __all__ = [
     "PLATFORM_LABEL_PREFIX",
     "PRINCIPAL_NAME_PATTERN",
     "REPORT_VERSION",
+    "SERIES_NAME_PATTERN",
     "SIGNATURE_HEADER",
     "STREAM_RE",
     "UNHEALTHY_MODULE_STATES",

@@ -210,12 +210,26 @@ MAX_LOAD: Final = 1e6
 MIN_TEMPERATURE_C: Final = -100.0
 MAX_TEMPERATURE_C: Final = 250.0
 MAX_HEALTH_MODULES: Final = 256  # more than any node supervises
+# Series a module's metrics endpoint may report (its `metrics.series`): a
+# handful chosen for analysis, not a metrics pipeline.
+MAX_MODULE_SERIES: Final = 16
+MAX_SERIES_VALUE: Final = 1e18
+# A Prometheus sample name (`http_errors_total`), as a module's spec lists it.
+SERIES_NAME_PATTERN: Final = r"^[a-zA-Z_:][a-zA-Z0-9_:]{0,127}$"
 
 Percent = Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)]
 ByteCount = Annotated[int, Field(ge=0, le=MAX_HEALTH_BYTES)]
 Load = Annotated[float, Field(ge=0, le=MAX_LOAD, allow_inf_nan=False)]
 Celsius = Annotated[float, Field(ge=MIN_TEMPERATURE_C, le=MAX_TEMPERATURE_C, allow_inf_nan=False)]
 ModuleKey = Annotated[str, Field(min_length=1, max_length=128)]
+SeriesName = Annotated[str, Field(pattern=SERIES_NAME_PATTERN)]
+SeriesValue = Annotated[
+    float, Field(ge=-MAX_SERIES_VALUE, le=MAX_SERIES_VALUE, allow_inf_nan=False)
+]
+
+
+def _is_empty(value: object) -> bool:
+    return not value
 
 
 class ModuleHealth(TolerantModel):
@@ -226,6 +240,13 @@ class ModuleHealth(TolerantModel):
     restarts: Annotated[int, Field(ge=0, le=10**9)] = 0
     cpu_percent: Percent | None = None
     rss_bytes: ByteCount | None = None
+    # The series the module's spec chose from its local metrics endpoint
+    # (`metrics.series` in fogline-module.yaml), each summed over its label
+    # sets; absent when it declares none or the scrape failed.
+    metrics: Annotated[
+        dict[SeriesName, SeriesValue],
+        Field(max_length=MAX_MODULE_SERIES, exclude_if=_is_empty),
+    ] = {}
 
 
 class NodeHealth(TolerantModel):
@@ -234,7 +255,10 @@ class NodeHealth(TolerantModel):
     cpu_percent is the share of all CPUs busy since the previous sample (absent
     on the first); net counters are totals since boot over every interface but
     loopback; disk figures are of the filesystem holding the agent's data dir;
-    temperature is the hottest thermal zone.
+    temperature is the hottest thermal zone. pipeline_errors and
+    pipeline_dropped are the edge data plane's counters since the agent
+    started, over every pipeline's steps and outputs (errors; dropped, late
+    and rate-limited records); absent without a data plane.
     """
 
     cpu_percent: Percent | None = None
@@ -249,6 +273,8 @@ class NodeHealth(TolerantModel):
     net_rx_bytes: ByteCount | None = None
     net_tx_bytes: ByteCount | None = None
     agent_rss_bytes: ByteCount | None = None
+    pipeline_errors: Annotated[int, Field(ge=0, le=MAX_HEALTH_BYTES)] | None = None
+    pipeline_dropped: Annotated[int, Field(ge=0, le=MAX_HEALTH_BYTES)] | None = None
     modules: Annotated[dict[ModuleKey, ModuleHealth], Field(max_length=MAX_HEALTH_MODULES)] = {}
 
 
@@ -271,6 +297,8 @@ class HealthPoint(TolerantModel):
     net_rx_bytes: int | None = None
     net_tx_bytes: int | None = None
     agent_rss_bytes: int | None = None
+    pipeline_errors: int | None = None
+    pipeline_dropped: int | None = None
     modules: dict[str, ModuleHealth] | None = None
 
 

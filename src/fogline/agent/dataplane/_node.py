@@ -189,6 +189,22 @@ class NodeDataPlane:
             reset_after_corruption=stats.was_reset_after_corruption,
         )
 
+    def pipeline_totals(self) -> tuple[int, int]:
+        """(errors, dropped) summed over every pipeline's steps and outputs
+        since the agent started: what the health report carries for canary
+        analysis (`pipeline-errors`, `pipeline-drops`). Dropped counts the
+        records a step or output shed (dedupe, sample, detectors, windows,
+        an output's `when`), arrived too late for their window, or a rate
+        limit turned away."""
+        errors = dropped = 0
+        for pipeline in self.engine.pipelines.values():
+            for counts in pipeline.counters().values():
+                errors += counts.get("errors", 0)
+                dropped += (
+                    counts.get("dropped", 0) + counts.get("late", 0) + counts.get("rate_limited", 0)
+                )
+        return errors, dropped
+
     async def run(self) -> None:
         if not self._accounts_written and self.sensor_accounts is not None:
             # No desired state yet: the broker still gets a file, holding the

@@ -35,7 +35,7 @@ from fogline.protocol import (
 
 from .._backoff import Backoff
 from .._clock import Clock
-from ..supervisor import ModuleRuntime, ModuleUser, Supervisor
+from ..supervisor import MetricsTarget, ModuleRuntime, ModuleUser, Supervisor
 from ..updater import (
     ArtifactSource,
     HttpArtifactSource,
@@ -191,6 +191,22 @@ class ModuleManager(DriftRepair):
         file reads stay off the event loop that carries local actions."""
         bundles = list(self.activator.bundles)
         return self._statuses(await asyncio.to_thread(self._bundle_releases, bundles))
+
+    def metrics_targets(self) -> dict[str, MetricsTarget]:
+        """The metrics endpoints of the modules whose process runs now, each
+        as the running version's module file declares it."""
+        statuses = self.supervisor.statuses()
+        found: dict[str, MetricsTarget] = {}
+        for name, spec in self.activator.desired.items():
+            status = statuses.get(name)
+            if (
+                spec.metrics is not None
+                and status is not None
+                and status.pid is not None
+                and status.version == spec.version
+            ):
+                found[name] = spec.metrics
+        return found
 
     def _bundle_releases(self, names: list[str]) -> dict[str, InstalledRelease | None]:
         found: dict[str, InstalledRelease | None] = {}

@@ -10,7 +10,14 @@ import orjson
 from fogline.artifact import ModuleSpec
 from fogline.protocol import DesiredDocument
 
-from ..supervisor import HealthCheck, HealthKind, Resources, RestartPolicy, RunSpec
+from ..supervisor import (
+    HealthCheck,
+    HealthKind,
+    MetricsTarget,
+    Resources,
+    RestartPolicy,
+    RunSpec,
+)
 from ..updater import ReleaseTarget
 
 
@@ -60,6 +67,11 @@ def run_spec(
             open_files=spec.resources.open_files,
             cpu_seconds=spec.resources.cpu_seconds,
         ),
+        metrics=MetricsTarget(
+            port=spec.metrics.port, path=spec.metrics.path, series=spec.metrics.series
+        )
+        if spec.metrics is not None
+        else None,
     )
 
 

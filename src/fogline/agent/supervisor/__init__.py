@@ -23,7 +23,7 @@ from ._logs import RotatingLog, Stream, follow_log, log_path, read_log_tail
 from ._memory import MemoryBehaviour, MemoryProcess, MemoryRuntime
 from ._process import ProcessRuntime
 from ._runtime import HealthVerdict, ModuleProcess, ModuleRuntime, module_env
-from ._spec import HealthCheck, HealthKind, Resources, RestartPolicy, RunSpec
+from ._spec import HealthCheck, HealthKind, MetricsTarget, Resources, RestartPolicy, RunSpec
 from ._state import TRANSITIONS, Event, State, is_probe_due, next_state
 from ._status import ModuleStatus
 from ._supervisor import Supervisor
@@ -38,6 +38,7 @@ __all__ = [
     "MemoryBehaviour",
     "MemoryProcess",
     "MemoryRuntime",
+    "MetricsTarget",
     "ModuleProcess",
     "ModuleRuntime",
     "ModuleStartError",

@@ -144,6 +144,22 @@ class Resources:
 
 
 @dataclass(frozen=True, slots=True)
+class MetricsTarget:
+    """A module's local Prometheus endpoint (`http://127.0.0.1:{port}{path}`)
+    and the sample names the agent reports of it (see agent/_module_metrics.py)."""
+
+    port: int
+    path: str = "/metrics"
+    series: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if type(self.port) is not int or not 1 <= self.port <= 65535:
+            raise ValueError(f"metrics.port: expected 1-65535, got {self.port!r}")
+        if not isinstance(self.path, str) or not self.path.startswith("/") or len(self.path) > 256:
+            raise ValueError(f"metrics.path: expected a path like /metrics, got {self.path!r:.80}")
+
+
+@dataclass(frozen=True, slots=True)
 class RunSpec:
     """One module version as the supervisor runs it.
 
@@ -171,6 +187,8 @@ class RunSpec:
     stop_grace_s: float = 10.0
     restart: RestartPolicy = field(default_factory=RestartPolicy)
     resources: Resources = field(default_factory=Resources)
+    # Scraped by the agent for its health report; adopted in place.
+    metrics: MetricsTarget | None = None
 
     def __post_init__(self) -> None:
         check_module_name(self.name)
@@ -193,8 +211,8 @@ class RunSpec:
         """True when `running`'s process cannot become this spec without a restart.
 
         Version, workdir, command, env, config path, data dir and resources
-        are fixed at exec time. Health, graces and the restart policy are
-        adopted in place.
+        are fixed at exec time. Health, graces, the restart policy and the
+        metrics endpoint are adopted in place.
         """
         return (
             self.version,

@@ -28,7 +28,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from ._analysis_spec import AnalysisSpec, MetricSpec, Statistic, Unit, format_value
+from ._analysis_spec import (
+    AnalysisSpec,
+    MetricSpec,
+    Statistic,
+    Unit,
+    format_value,
+    module_series,
+)
 
 Outcome = Literal["pass", "fail", "inconclusive"]
 # Fewer points than this over the bake say nothing about a device.
@@ -47,7 +54,10 @@ class Sample:
     cpu_percent: float | None = None
     mem_used_bytes: float | None = None
     outbox_dropped: float | None = None
-    # Module name -> {"state", "restarts", "cpu_percent", "rss_bytes"} (ModuleHealth's JSON).
+    pipeline_errors: float | None = None
+    pipeline_dropped: float | None = None
+    # Module name -> {"state", "restarts", "cpu_percent", "rss_bytes", "metrics"}
+    # (ModuleHealth's JSON; "metrics": the series of its endpoint).
     modules: Mapping[str, Mapping[str, Any]] | None = None
 
 
@@ -135,14 +145,27 @@ _DEVICE_FIELDS: Final[Mapping[str, Callable[[Sample], float | None]]] = {
     "device-memory": lambda s: s.mem_used_bytes,
     "device-memory-growth": lambda s: s.mem_used_bytes,
     "outbox-drops": lambda s: s.outbox_dropped,
+    "pipeline-errors": lambda s: s.pipeline_errors,
+    "pipeline-drops": lambda s: s.pipeline_dropped,
 }
+
+
+def _series_value(sample: Sample, module: str, series: str) -> float | None:
+    """One series a module's endpoint gave (`module:NAME:SERIES`)."""
+    entry = (sample.modules or {}).get(module)
+    metrics = entry.get("metrics") if isinstance(entry, Mapping) else None
+    value = metrics.get(series) if isinstance(metrics, Mapping) else None
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def points_of(metric: MetricSpec, series: Sequence[Sample]) -> list[tuple[float, float]]:
     """(time s, value) of one metric in one device's series, oldest first."""
     points: list[tuple[float, float]] = []
+    chosen = module_series(metric.metric)
     for sample in sorted(series, key=lambda s: s.at_s):
-        if metric.metric in _DEVICE_FIELDS:
+        if chosen is not None:
+            value = _series_value(sample, *chosen)
+        elif metric.metric in _DEVICE_FIELDS:
             value = _DEVICE_FIELDS[metric.metric](sample)
         else:
             _, value = _module_value(sample, metric.module, _MODULE_FIELDS[metric.metric])

@@ -9,14 +9,23 @@
             module: web                 # module-* metrics; absent: every module summed
             tolerance: 10MB/h           # how far past the control cohort is still fine
           - {metric: device-cpu, tolerance: 20%, direction: increase}
+          - {metric: pipeline-errors, tolerance: 60/h}
+          - {metric: "module:web:http_errors_total", tolerance: 30/h}
         inconclusive: pause             # pass | fail | pause (default pause)
         minSamples: 5                   # devices with data in each cohort (default 5)
         confidence: 99%                 # of the Mann-Whitney U test (default 99%)
 
 A tolerance is relative to the control cohort's median (`20%`) or absolute,
 in the metric's unit: bytes (`64MB`), bytes per hour (`10MB/h`), events
-per hour (`1/h`), CPU percentage points (`5`), or a share of samples
-(`0.1`). See `_analysis` for how a metric is judged.
+per hour (`1/h`), CPU percentage points (`5`), a share of samples
+(`0.1`), or a module series' own unit (`5`).
+
+`module:NAME:SERIES` names a series module NAME's local Prometheus endpoint
+gives (its fogline-module.yaml lists SERIES under `metrics.series`; the
+agent reports it with the device's health). A series named like a counter
+(`*_total`, `*_count`, `*_sum`) is judged as its increase per hour, resets
+counted; any other as its median level. See `_analysis` for how a metric is
+judged.
 """
 
 import enum
@@ -26,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from fogline.manifest import BlockError
+from fogline.protocol import SERIES_NAME_PATTERN
 
 Direction = Literal["increase", "decrease"]
 Inconclusive = Literal["pass", "fail", "pause"]
@@ -38,6 +48,7 @@ class Unit(enum.StrEnum):
     PER_HOUR = "/h"
     PERCENT = "percent"  # percentage points of CPU
     SHARE = "share"  # a fraction 0..1 of a device's samples
+    NUMBER = "number"  # a module series' level, in whatever unit the module gives it
 
 
 class Statistic(enum.StrEnum):
@@ -66,7 +77,31 @@ METRICS: Final[Mapping[str, MetricKind]] = {
     "device-memory": MetricKind(Unit.BYTES, Statistic.MEDIAN, False),
     "device-memory-growth": MetricKind(Unit.BYTES_PER_HOUR, Statistic.SLOPE, False),
     "outbox-drops": MetricKind(Unit.PER_HOUR, Statistic.RATE, False),
+    "pipeline-errors": MetricKind(Unit.PER_HOUR, Statistic.RATE, False),
+    "pipeline-drops": MetricKind(Unit.PER_HOUR, Statistic.RATE, False),
 }
+MODULE_SERIES_PREFIX: Final = "module:"
+# Prometheus' names for what only grows: judged as a rate.
+_COUNTER_SUFFIXES: Final = ("_total", "_count", "_sum")
+_SERIES_RE: Final = re.compile(SERIES_NAME_PATTERN)
+_COUNTER: Final = MetricKind(Unit.PER_HOUR, Statistic.RATE, True)
+_GAUGE: Final = MetricKind(Unit.NUMBER, Statistic.MEDIAN, True)
+
+
+def module_series(metric: str) -> tuple[str, str] | None:
+    """(module, series) of a `module:NAME:SERIES` metric; None for another name."""
+    if not metric.startswith(MODULE_SERIES_PREFIX):
+        return None
+    module, _, series = metric[len(MODULE_SERIES_PREFIX) :].partition(":")
+    return module, series
+
+
+def kind_of(metric: str) -> MetricKind | None:
+    """How a metric is judged; None for a name that is no metric."""
+    series = module_series(metric)
+    if series is None:
+        return METRICS.get(metric)
+    return _COUNTER if series[1].endswith(_COUNTER_SUFFIXES) else _GAUGE
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +127,9 @@ class MetricSpec:
 
     @property
     def kind(self) -> MetricKind:
-        return METRICS[self.metric]
+        kind = kind_of(self.metric)
+        assert kind is not None, self.metric  # parse_analysis and from_json keep known ones
+        return kind
 
     @property
     def label(self) -> str:
@@ -134,7 +171,7 @@ class AnalysisSpec:
                 tolerance=Tolerance(m.get("relative"), m.get("absolute")),
             )
             for m in data["metrics"]
-            if str(m.get("metric")) in METRICS  # a hub that dropped a metric ignores it
+            if kind_of(str(m.get("metric"))) is not None  # a hub that dropped a metric ignores it
         )
         inconclusive = str(data.get("inconclusive", "pause"))
         return cls(
@@ -175,6 +212,7 @@ _EXPECTED: Final = {
     Unit.PER_HOUR: "a rate like 1/h, or a percentage like 20%",
     Unit.PERCENT: "CPU percentage points like 5, or a percentage like 20%",
     Unit.SHARE: "a share of samples like 0.1, or a percentage like 20%",
+    Unit.NUMBER: "a number in the series' unit like 5, or a percentage like 20%",
 }
 
 
@@ -185,6 +223,8 @@ def format_value(value: float, unit: Unit) -> str:
         return f"{value / 1e6:.1f}MB{suffix}"
     if unit is Unit.PER_HOUR:
         return f"{value:.2f}/h"
+    if unit is Unit.NUMBER:
+        return f"{value:.4g}"
     return f"{value:.3g}" if unit is Unit.SHARE else f"{value:.1f}"
 
 
@@ -232,12 +272,18 @@ def _metric(entry: Any, index: int) -> MetricSpec:
             (*path, unknown[0]), f"unknown key; expected one of {', '.join(sorted(_METRIC_KEYS))}"
         )
     name = str(entry.get("metric"))
-    if name not in METRICS:
+    series = module_series(name)
+    if series is not None:
+        _check_series(series, path)
+        if "module" in entry:
+            raise BlockError((*path, "module"), f"{name[:80]} names its module already")
+    kind = kind_of(name)
+    if kind is None:
         raise BlockError(
             (*path, "metric"),
-            f"unknown metric {str(name)[:40]!r}; known: {', '.join(METRICS)}",
+            f"unknown metric {str(name)[:40]!r}; known: {', '.join(METRICS)}, "
+            "or module:NAME:SERIES (a series of a module's metrics endpoint)",
         )
-    kind = METRICS[name]
     module = entry.get("module")
     if module is not None:
         if not kind.per_module:
@@ -257,6 +303,21 @@ def _metric(entry: Any, index: int) -> MetricSpec:
         direction="decrease" if direction == "decrease" else "increase",
         tolerance=_tolerance(entry["tolerance"], kind.unit, (*path, "tolerance")),
     )
+
+
+def _check_series(series: tuple[str, str], path: tuple[str | int, ...]) -> None:
+    module, name = series
+    where = (*path, "metric")
+    if not _MODULE_RE.fullmatch(module):
+        raise BlockError(
+            where, f"module:NAME:SERIES: NAME must be a module name (got {module[:40]!r})"
+        )
+    if not _SERIES_RE.fullmatch(name):
+        raise BlockError(
+            where,
+            "module:NAME:SERIES: SERIES must be a Prometheus sample name like "
+            f"http_errors_total (got {name[:40]!r})",
+        )
 
 
 def parse_analysis(block: Any) -> AnalysisSpec:

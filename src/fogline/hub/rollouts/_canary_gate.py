@@ -47,6 +47,8 @@ def read_samples(session: Session, since_ms: Mapping[str, int]) -> dict[str, lis
         _SAMPLES.c.cpu_percent,
         _SAMPLES.c.mem_used_bytes,
         _SAMPLES.c.outbox_dropped,
+        _SAMPLES.c.pipeline_errors,
+        _SAMPLES.c.pipeline_dropped,
         _SAMPLES.c.modules,
     )
     for start in range(0, len(ids), _IN_CHUNK):
@@ -71,6 +73,8 @@ def read_samples(session: Session, since_ms: Mapping[str, int]) -> dict[str, lis
                     cpu_percent=row.cpu_percent,
                     mem_used_bytes=row.mem_used_bytes,
                     outbox_dropped=row.outbox_dropped,
+                    pipeline_errors=row.pipeline_errors,
+                    pipeline_dropped=row.pipeline_dropped,
                     modules=row.modules if isinstance(row.modules, dict) else None,
                 )
             )
