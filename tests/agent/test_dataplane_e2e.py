@@ -186,3 +186,60 @@ def test_pipeline_needing_mqtt_on_an_agent_without_a_broker_reports_an_error(hub
         assert "--mqtt" in sync["error"]
     finally:
         agent.stop()
+
+
+COUNTED = textwrap.dedent("""\
+    apiVersion: fogline.dev/v1
+    kind: Deployment
+    metadata: {name: counted}
+    spec:
+      selector: {}
+      pipelines:
+        - name: counted
+          source: {http: {}}
+          steps:
+            - {id: big, filter: "value > 10"}
+            - {id: once, dedupe: {key: [id], window: 1m}}
+          outputs:
+            - {uplink: {stream: big, priority: 5, ttl: 1d}}
+    """)
+
+
+def test_pipeline_errors_and_drops_reach_the_hub_in_the_nodes_health(hub, tmp_path):
+    """A record a step cannot evaluate is an error, a repeat the dedupe step
+    sheds a drop; a record the filter turns down is neither. The node's
+    health report carries both counters, and the hub's series shows them."""
+    agent = AgentProcess(tmp_path / "edge", hub, "counted-1", hub.create_claim())
+    agent.start()
+    try:
+        agent.wait_enrolled()
+        manifest = tmp_path / "counted.yaml"
+        manifest.write_text(COUNTED)
+        hub.cli("apply", "-f", str(manifest))
+        wait_until(lambda: "dataplane.configured" in agent.log_text(), 15, "pipelines running")
+        port = int((agent.data_dir / "local-port").read_text())
+        records = [
+            {"id": 1, "value": 20},
+            {"id": 1, "value": 30},  # a repeat: dropped
+            {"id": 2, "value": "hot"},  # cannot be compared: an error
+            {"id": 3, "value": 5},  # filtered out: neither
+        ]
+        response = httpx.post(
+            f"http://127.0.0.1:{port}/ingest",
+            content="\n".join(json.dumps(r) for r in records),
+            headers={"content-type": "application/x-ndjson"},
+        )
+        assert response.status_code == 202 and response.json()["accepted"] == 4, response.text
+
+        def counted() -> tuple[int, int] | None:
+            health = hub.device("counted-1").get("reported", {}).get("health") or {}
+            found = (health.get("pipeline_errors"), health.get("pipeline_dropped"))
+            return found if found == (1, 1) else None
+
+        wait_until(counted, 30, "the pipeline counters in the node's health")
+        with hub.client() as client:
+            series = client.get("/v1/devices/counted-1/health", params={"since": "1h"}).json()
+        assert series["points"][-1]["pipeline_errors"] == 1
+        assert series["points"][-1]["pipeline_dropped"] == 1
+    finally:
+        agent.stop()
