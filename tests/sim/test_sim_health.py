@@ -63,3 +63,19 @@ def test_a_leaking_release_grows_from_when_the_node_first_runs_it() -> None:
     assert web.restarts in (6, 7)  # 6 an hour, the first after a drawn phase
     # The node's memory holds its modules'.
     assert (later.mem_used_bytes or 0) > (web.rss_bytes or 0)
+
+
+def test_pipeline_faults_grow_the_nodes_pipeline_counters_while_it_runs_the_release() -> None:
+    now = [0.0]
+    faults = parse_faults("pipeline-errors:web@2.0.0=60/h,pipeline-drops:web=120/h")
+    assert faults.metric_fault("pipeline-errors", "web", "2.0.0") == 60.0
+    health = SimHealth(faults, random.Random(1), clock=lambda: now[0])
+    good = health.sample(_modules("1.0.0"))
+    # Every node reports the counters (a control cohort has data), zero without a fault.
+    assert (good.pipeline_errors, good.pipeline_dropped) == (0, 0)
+    health.sample(_modules("2.0.0"))
+    now[0] = 1800.0
+    half = health.sample(_modules("2.0.0"))
+    assert (half.pipeline_errors, half.pipeline_dropped) == (30, 60)
+    with pytest.raises(FaultSpecError, match="expected a rate like 1/h"):
+        parse_faults("pipeline-errors:web=+5/min")

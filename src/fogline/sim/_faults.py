@@ -10,6 +10,8 @@ health-fail:web@3.0.0=1.0  the same for one release (or `health-fail:web=...`)
 mem-leak:web@2.0.0=30MB/h  the release's RSS grows this much an hour (KB, MB, GB; KiB, MiB, GiB)
 cpu:web@2.0.0=+40%         the release's CPU is this much higher (or -20%)
 restarts:web@2.0.0=1/h     the release restarts this often
+pipeline-errors:web@2.0.0=60/h  the node's pipeline errors grow this fast while it runs the release
+pipeline-drops:web@2.0.0=60/h   the same for the records its pipelines drop
 """
 
 import re
@@ -45,7 +47,8 @@ class Faults:
     # "name" or "name@version" -> probability that each health probe fails
     health_fail_by_release: Mapping[str, float] = field(default_factory=dict)
     # (kind, "name" or "name@version") -> bytes/h (mem-leak), a factor (cpu: 0.4
-    # is +40 %) or restarts/h (restarts); see sim/_health.py.
+    # is +40 %) or events/h (restarts, pipeline-errors, pipeline-drops); see
+    # sim/_health.py.
     metric_faults: Mapping[tuple[str, str], float] = field(default_factory=dict)
 
     def metric_fault(self, kind: str, name: str, version: str) -> float:
@@ -76,7 +79,7 @@ def _duration(item: str, text: str) -> float:
         raise FaultSpecError(item, f"expected a duration like 50ms or 10s: {exc}") from None
 
 
-METRIC_FAULTS: Final = ("mem-leak", "cpu", "restarts")
+METRIC_FAULTS: Final = ("mem-leak", "cpu", "restarts", "pipeline-errors", "pipeline-drops")
 _SIZE_PER_HOUR: Final = re.compile(r"(\d{1,9}(?:\.\d{1,6})?)\s*([KMG]i?B)/h", re.IGNORECASE)
 _SCALE: Final = {"kb": 1e3, "mb": 1e6, "gb": 1e9, "kib": 1024.0, "mib": 1024.0**2, "gib": 1024.0**3}
 _SIGNED_PERCENT: Final = re.compile(r"([+-])(\d{1,4}(?:\.\d{1,4})?)%")
@@ -84,7 +87,8 @@ _PER_HOUR: Final = re.compile(r"(\d{1,6}(?:\.\d{1,6})?)/h")
 
 
 def _metric_fault(item: str, kind: str, value: str) -> float:
-    """The amount of one metric fault: bytes/h, a CPU factor or restarts/h."""
+    """The amount of one metric fault: bytes/h, a CPU factor, or events/h
+    (restarts, pipeline errors or drops)."""
     if kind == "mem-leak":
         match = _SIZE_PER_HOUR.fullmatch(value)
         if match is None:
@@ -158,7 +162,8 @@ def parse_faults(spec: str) -> Faults:
                 item,
                 "unknown fault; known: loss, latency, flap, crash, powerloss, "
                 "health-fail, health-fail:NAME[@VERSION], mem-leak:NAME[@VERSION], "
-                "cpu:NAME[@VERSION], restarts:NAME[@VERSION]",
+                "cpu:NAME[@VERSION], restarts:NAME[@VERSION], "
+                "pipeline-errors:NAME[@VERSION], pipeline-drops:NAME[@VERSION]",
             )
 
     def number(key: str) -> float:

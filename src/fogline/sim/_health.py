@@ -7,6 +7,9 @@ previous one), with noise on every sample. A release named by a metric
 fault (`--faults mem-leak:web@2.0.0=30MB/h,cpu:web@2.0.0=+40%,
 restarts:web@2.0.0=1/h`) leaks, burns more CPU or restarts from the moment
 the node first runs it. The node's memory is its base plus its modules'.
+Every node reports pipeline error and drop counters, zero but for the
+releases a `pipeline-errors:` or `pipeline-drops:` fault names, which add
+their rate while the node runs them.
 
 Time is the node's monotonic clock: what the hub sees is the node's real
 pace, as it would judge a real fleet.
@@ -90,10 +93,24 @@ class SimHealth:
         mem_used = max(int(self._mem_bytes + module_rss + gauss(0, RSS_NOISE_BYTES)), 0)
         return round(min(max(node_cpu, 0.0), 100.0), 2), mem_used, found
 
+    def pipeline_counters(self, modules: ModulesReport | None) -> tuple[int, int]:
+        """(errors, dropped): what the faults of the releases running add up to."""
+        statuses = modules.modules if modules is not None else {}
+        errors = dropped = 0.0
+        for name, status in list(statuses.items())[:MAX_HEALTH_MODULES]:
+            version = status.version or ""
+            age_h, _ = self._age_h(f"{name}@{version}")
+            errors += self._faults.metric_fault("pipeline-errors", name, version) * age_h
+            dropped += self._faults.metric_fault("pipeline-drops", name, version) * age_h
+        return math.floor(errors), math.floor(dropped)
+
     def sample(self, modules: ModulesReport | None) -> NodeHealth:
         cpu, mem_used, found = self.figures(modules)
+        errors, dropped = self.pipeline_counters(modules)
         return NodeHealth(
             cpu_percent=cpu,
             mem_used_bytes=mem_used,
+            pipeline_errors=errors,
+            pipeline_dropped=dropped,
             modules={name: ModuleHealth(**fields) for name, fields in found.items()},
         )
