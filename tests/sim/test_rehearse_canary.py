@@ -71,3 +71,26 @@ def test_the_same_rehearsal_with_a_good_release_completes(tmp_path: Path) -> Non
     assert report["outcome"] == "completed", report
     [wave] = report["analysis"]["waves"]
     assert wave["outcome"] == "pass" and set(wave["metrics"].values()) == {"pass"}
+
+
+def test_a_release_whose_pipelines_fail_is_paused_by_the_pipeline_errors_metric(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "base.yaml").write_text(BASELINE)
+    upgrade = UPGRADE.replace(
+        "- {metric: module-cpu, module: web, tolerance: 50%}",
+        "- {metric: pipeline-errors, tolerance: 1000/h}",
+    )
+    (tmp_path / "up.yaml").write_text(upgrade)
+    result = fogline(
+        "rollout", "rehearse", "-f", str(tmp_path / "up.yaml"),
+        "--baseline", str(tmp_path / "base.yaml"), "--devices", "16", "--processes", "1",
+        "--timeout", "150s", "--faults", "pipeline-errors:web@2.0.0=100000/h", "-o", "json",
+        timeout_s=200,
+    )  # fmt: skip
+    report = json.loads(result.stdout or "{}")
+    assert result.returncode == 1, result.stderr
+    assert report["outcome"] == "paused" and report["wave"] == 1, report
+    assert "canary analysis fail: pipeline-errors" in report["reason"]
+    caught = report["analysis"]["first_failure"]
+    assert caught["metrics"] == {"module-rss-growth(web)": "pass", "pipeline-errors": "fail"}
