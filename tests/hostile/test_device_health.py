@@ -48,6 +48,15 @@ def _post(device: TestDevice, health_json: str) -> Any:
         ('{"modules": {"m": {"restarts": -1}}}', "body.health.modules.m.restarts"),
         ('{"modules": {"m": {"state": 7}}}', "body.health.modules.m.state"),
         ('"lots"', "body.health"),
+        ('{"pipeline_errors": -1}', "body.health.pipeline_errors"),
+        ('{"pipeline_dropped": 1e30}', "body.health.pipeline_dropped"),
+        (
+            '{"modules": {"m": {"metrics": {"x_total": NaN}}}}',
+            "body.health.modules.m.metrics.x_total",
+        ),
+        ('{"modules": {"m": {"metrics": {"x": 1e308}}}}', "body.health.modules.m.metrics.x"),
+        ('{"modules": {"m": {"metrics": {"x": "7"}}}}', "body.health.modules.m.metrics.x"),
+        ('{"modules": {"m": {"metrics": {"a b": 1}}}}', "body.health.modules.m.metrics.a b.[key]"),
     ],
 )
 def test_an_absurd_health_value_is_a_422_naming_the_field(
@@ -64,6 +73,13 @@ def test_ten_thousand_modules_are_refused_naming_the_field(device: TestDevice) -
     response = _post(device, json.dumps({"modules": modules}))
     assert response.status_code == 422, response.text
     assert [d["field"] for d in response.json()["details"]] == ["body.health.modules"]
+
+
+def test_more_than_16_module_series_are_refused_naming_the_field(device: TestDevice) -> None:
+    series = {f"s{i}_total": i for i in range(17)}
+    response = _post(device, json.dumps({"modules": {"m": {"metrics": series}}}))
+    assert response.status_code == 422, response.text
+    assert [d["field"] for d in response.json()["details"]] == ["body.health.modules.m.metrics"]
 
 
 def test_a_refused_report_stores_nothing(device: TestDevice, shared_hub: HubProcess) -> None:
