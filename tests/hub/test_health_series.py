@@ -76,6 +76,8 @@ def test_closed_buckets_roll_up_per_device_once(engine: Engine) -> None:
             mem_available_bytes=5000 - minute,
             temperature_c=40.0 + minute,
             net_rx_bytes=100 * minute,
+            pipeline_errors=3 * minute,
+            pipeline_dropped=minute,
         )
     _report(engine, "d2", T0_MS + 7 * MINUTE_MS, cpu_percent=50.0)
     # At minute 10 plus the grace, both buckets are closed.
@@ -88,6 +90,7 @@ def test_closed_buckets_roll_up_per_device_once(engine: Engine) -> None:
     assert first.mem_used_bytes == 1002  # mean, a whole number of bytes
     assert first.mem_available_bytes == 4996  # the least: the worst moment
     assert first.temperature_c == 44.0 and first.net_rx_bytes == 400  # the most
+    assert (first.pipeline_errors, first.pipeline_dropped) == (12, 4)  # counters: the most
     assert first.modules is None  # per-module figures stay in raw rows
     assert (other.device_id, other.cpu_percent) == ("d2", 50.0)
     assert _rows(engine, 0)[0].modules == {
