@@ -1,6 +1,6 @@
 """Imports flow downward only (docs/architecture.md, Layout).
 
-    base      fogline itself: _errors, _log, _lifetime, _text, _durable, _duration,
+    base      fogline itself: _errors, _log, _lifetime, _text, _durable, _duration, _size,
               _statetable
     core      protocol, manifest, security, artifact, tuf, pipeline, hubclient, launcher: base and
               core only (the launcher imports base alone: it must be hard to break)
@@ -21,7 +21,17 @@ import pytest
 SRC: Final = Path(__file__).parents[1] / "src"
 BASE: Final = "base"
 BASE_MODULES: Final = frozenset(
-    {"_errors", "_log", "_lifetime", "_text", "_durable", "_duration", "_statetable", "__init__"}
+    {
+        "_errors",
+        "_log",
+        "_lifetime",
+        "_text",
+        "_durable",
+        "_duration",
+        "_size",
+        "_statetable",
+        "__init__",
+    }
 )
 CORE: Final = frozenset(
     {

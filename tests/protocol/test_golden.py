@@ -372,3 +372,24 @@ def test_the_agent_reads_the_sensors_block_of_the_desired_document() -> None:
     )
     [user] = doc.sensors.mqtt_users
     assert user.username == "press-7" and user.password_hash.startswith("$7$10000$")
+
+
+def test_a_restart_request_reaches_the_agent_and_its_honouring_the_hub() -> None:
+    # desired_state.restart.json: desired_state.json with the hub's restart
+    # request on web-app; report.restart.json: report.json with thermo's
+    # request generation 2 honoured (hub/_restart_healing.py).
+    doc = parse_desired_state((GOLDEN / "desired_state.restart.json").read_bytes()).document
+    assert [(m.name, m.restart_generation) for m in doc.modules] == [
+        ("thermo", 0),
+        ("web-app", 2),
+    ]
+    # Documents without a request keep the revision they always had.
+    plain = parse_desired_state((GOLDEN / "desired_state.json").read_bytes()).document
+    assert "restartGeneration" not in json.dumps(plain.to_dict())
+    sent = golden("report.restart.json")
+    report = parse_json_body(Report, (GOLDEN / "report.restart.json").read_bytes())
+    stored = report_columns(report, dt.datetime.now(UTC))["reported"]
+    assert stored["modules"]["modules"]["thermo"]["restart_generation"] == 2
+    assert stored["modules"] == sent["modules"]
+    # Not written while 0: the golden report of a node never asked is unchanged.
+    assert "restart_generation" not in json.dumps(golden("report.json"))

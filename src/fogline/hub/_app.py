@@ -30,6 +30,7 @@ from ._health import epoch_ms, roll_up
 from ._insights import device_names, failure_groups, forecast_pass, group_view
 from ._metrics import RequestTiming
 from ._people import Principal
+from ._restart_healing import RestartPlanner, restart_pass, restart_policies
 from ._self_healing import quarantine_pass
 from ._state import HubState
 from ._supervise import TaskFactory, TaskSupervisor, fault_file_from_env
@@ -133,13 +134,33 @@ async def alerts_forever(state: HubState, webhook: AlertWebhook | None = None) -
         if now_s >= forecast_due:
             forecast_due = now_s + forecast.interval_s
             # Its own try: the alerts just raised still go to the webhook.
+            planner = RestartPlanner(restart_policies(deployments), forecast)
+            visit = planner.visit if planner.policies else None
             try:
                 with state.transaction() as session:
-                    more, cursor = forecast_pass(session, utcnow(), forecast, cursor)
+                    more, cursor = forecast_pass(session, utcnow(), forecast, cursor, visit)
             except Exception as exc:
                 event(log, "alerts.forecast_failed", logging.WARNING, error=_describe(exc))
             else:
                 raised += more
+            if planner.candidates:
+                # Its own transaction and try, after the forecasts are committed.
+                try:
+                    with state.transaction() as session:
+                        asked = restart_pass(session, utcnow(), planner.candidates, forecast)
+                except Exception as exc:
+                    event(log, "modules.restart_failed", logging.WARNING, error=_describe(exc))
+                else:
+                    for name, module in asked:
+                        event(
+                            log,
+                            "modules.restart_asked",
+                            logging.WARNING,
+                            device=name,
+                            module=module,
+                        )
+                    if asked:
+                        state.notifier.poke()
         if raised and webhook is not None:
             raised += _new_groups({a["kind"] for a in raised})
         return raised

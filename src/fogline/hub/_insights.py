@@ -22,7 +22,7 @@ share (_peers.group_failures).
 
 import datetime as dt
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final, cast
 
 from sqlalchemy import Table, func, or_, select, text, update
@@ -59,11 +59,16 @@ MAX_LISTED: Final = 1000
 
 
 def forecast_pass(
-    session: Session, now: dt.datetime, settings: ForecastSettings, after: str
+    session: Session,
+    now: dt.datetime,
+    settings: ForecastSettings,
+    after: str,
+    visit: Callable[[str, list[Any]], None] | None = None,
 ) -> tuple[list[dict[str, Any]], str]:
     """One bounded pass in the caller's transaction, starting after device id
     `after`; returns the new alerts and where the next pass starts ("" to
-    begin again)."""
+    begin again). `visit` sees each device's samples too (the self-healing
+    restarts, _restart_healing.py: one read of the series for both)."""
     if session.get_bind().dialect.name == "postgresql":
         got = session.scalar(text("SELECT pg_try_advisory_xact_lock(:id)"), {"id": _LOCK_ID})
         if not got:
@@ -88,6 +93,8 @@ def forecast_pass(
     for start in range(0, len(ids), _CHUNK):
         chunk = ids[start : start + _CHUNK]
         for device_id, points in _series(connection, chunk, since_ms, settings).items():
+            if visit is not None:
+                visit(device_id, points)
             findings = judge(points, settings)
             if findings:
                 found[device_id] = findings

@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from fogline._duration import parse_duration
+from fogline._size import parse_size
 
 from ..protocol import (
     DEVICE_NAME_GLOB_PATTERN,
@@ -352,11 +353,46 @@ class QuarantineAfterModel(BaseModel):
     window: Annotated[str, Field(max_length=16), AfterValidator(_check_quarantine_window)]
 
 
+# Bounds of spec.selfHealing.restartOnMemoryTrend: a limit of 1 MiB to 1 TiB
+# of a module's RSS; a horizon and a cooldown of a minute to 30 days.
+MIN_RESTART_LIMIT_BYTES: Final = 1024**2
+MAX_RESTART_LIMIT_BYTES: Final = 1024**4
+MAX_RESTART_MODULES: Final = 64
+
+
+def _check_restart_limit(value: str) -> str:
+    size = parse_size(value)
+    if not MIN_RESTART_LIMIT_BYTES <= size <= MAX_RESTART_LIMIT_BYTES:
+        raise ValueError(f"must be between 1MiB and 1TiB (got {value!r})")
+    return value
+
+
+class RestartOnMemoryTrendModel(BaseModel):
+    """Restart a module whose RSS trend reaches `limit` within `within`, at
+    most once per `cooldown` per device and module."""
+
+    model_config = _STRICT
+    limit: Annotated[str, Field(max_length=32), AfterValidator(_check_restart_limit)]
+    within: Annotated[str, Field(max_length=16), AfterValidator(_check_quarantine_window)] = "1h"
+    cooldown: Annotated[str, Field(max_length=16), AfterValidator(_check_quarantine_window)] = "1h"
+    # The modules watched; absent: every module of the deployment.
+    modules: (
+        Annotated[
+            list[
+                Annotated[str, Field(max_length=MAX_ENTRY_NAME_CHARS, pattern=_ENTRY_NAME.pattern)]
+            ],
+            Field(min_length=1, max_length=MAX_RESTART_MODULES),
+        ]
+        | None
+    ) = None
+
+
 class SelfHealingModel(BaseModel):
     """What the hub does by itself to the selected devices (hub/_self_healing.py)."""
 
     model_config = _STRICT
     quarantineAfter: QuarantineAfterModel | None = None
+    restartOnMemoryTrend: RestartOnMemoryTrendModel | None = None
 
 
 class DeploymentSpecModel(BaseModel):

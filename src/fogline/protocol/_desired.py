@@ -79,6 +79,12 @@ class DesiredModule(DocumentModel):
     env: dict[str, str] = {}
     # May the node go below its installed version for this entry?
     allow_downgrade: bool = Field(default=False, alias="allowDowngrade")
+    # A restart the hub asks for (self-healing): the node restarts the module
+    # once when this is above the last generation it honoured (kept on its
+    # disk, reported as ModuleReport.restart_generation), so a request is
+    # honoured once, also across agent restarts. Absent (0) until the hub
+    # first asks: documents compiled before it keep their revisions.
+    restart_generation: int = Field(default=0, ge=0, le=2**53, alias="restartGeneration")
 
 
 class DesiredDocument(DocumentModel):

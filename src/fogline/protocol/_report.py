@@ -136,6 +136,10 @@ class OutboxReport(TolerantModel):
     reset_after_corruption: bool = False
 
 
+def _is_zero(value: int) -> bool:
+    return value == 0
+
+
 class ModuleReport(TolerantModel):
     """One module as the node sees it: a supervised process, or an installed bundle."""
 
@@ -148,6 +152,10 @@ class ModuleReport(TolerantModel):
     last_error: str | None = None
     stderr_tail: str = ""  # the end of stderr at the last exit
     since: Finite | None = None  # the supervisor's clock when `state` was entered
+    # The last restart request of the desired document (DesiredModule.
+    # restart_generation) the node honoured; not written while 0, so a
+    # report of a module the hub never restarted is the bytes it always was.
+    restart_generation: Annotated[int, Field(ge=0, le=2**53, exclude_if=_is_zero)] = 0
 
 
 class UpdateOutcome(TolerantModel):

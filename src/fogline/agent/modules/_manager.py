@@ -35,7 +35,13 @@ from fogline.protocol import (
 
 from .._backoff import Backoff
 from .._clock import Clock
-from ..supervisor import MetricsTarget, ModuleRuntime, ModuleUser, Supervisor
+from ..supervisor import (
+    MetricsTarget,
+    ModuleRuntime,
+    ModuleUser,
+    Supervisor,
+    UnknownModuleError,
+)
 from ..updater import (
     ArtifactSource,
     HttpArtifactSource,
@@ -50,6 +56,7 @@ from ..updater import (
 from ._activator import SupervisorActivator
 from ._drift import Drift, FileBaselines
 from ._repair import DriftRepair, _describe
+from ._restarts import RestartLedger
 from ._specs import targets_from
 from ._trust import keys_from, scopes_from
 
@@ -72,8 +79,10 @@ class ModuleManager(DriftRepair):
         baselines: FileBaselines,
         source: ArtifactSource,
         scratch_dir: Path,
+        restarts: RestartLedger | None = None,
     ) -> None:
         self.baselines = baselines
+        self.restarts = restarts or RestartLedger(None)
         self.source = source  # for repairs of drifted files
         self.scratch_dir = scratch_dir
         self.targets: dict[str, ReleaseTarget] = {}
@@ -179,9 +188,43 @@ class ModuleManager(DriftRepair):
                 failures.append(
                     f"{target.name} {target.version}: {result.error or result.state.value}"
                 )
+        await self._honour_restarts(doc.document)
         self.on_change()
         if failures:
             raise RuntimeError("; ".join(failures))
+
+    async def _honour_restarts(self, document: DesiredDocument) -> None:
+        """Restart each module whose restart request is newer than the last
+        one honoured, once (see `_restarts`)."""
+        for entry in document.modules:
+            wanted = entry.restart_generation
+            if wanted <= self.restarts.honoured(entry.name):
+                continue
+            try:
+                await asyncio.to_thread(self.restarts.note, entry.name, wanted)
+            except OSError as exc:  # not written down: not honoured, asked again later
+                event(
+                    log,
+                    "module.restart_not_recorded",
+                    logging.ERROR,
+                    module=entry.name,
+                    error=str(exc),
+                )
+                continue
+            restarted = False
+            if entry.name in self.activator.desired:
+                try:
+                    restarted = await self.supervisor.restart(entry.name)
+                except UnknownModuleError:
+                    restarted = False
+            event(
+                log,
+                "module.restart_requested",
+                logging.WARNING,
+                module=entry.name,
+                generation=wanted,
+                restarted=restarted,
+            )
 
     def statuses(self) -> ModulesReport:
         return self._statuses(self._bundle_releases(list(self.activator.bundles)))
@@ -232,6 +275,7 @@ class ModuleManager(DriftRepair):
                 last_error=status.last_error,
                 stderr_tail=status.stderr_tail,
                 since=status.since,
+                restart_generation=self.restarts.honoured(name),
             )
             for name, status in self.supervisor.statuses().items()
         }
@@ -304,4 +348,5 @@ def node_module_manager(
         baselines=FileBaselines(data_dir / "state" / "drift"),
         source=source,
         scratch_dir=data_dir / "state" / "repair",
+        restarts=RestartLedger(data_dir / "state" / "restarts.json"),
     )

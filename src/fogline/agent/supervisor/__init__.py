@@ -15,7 +15,7 @@ Errors:
       SupervisorError         base of the supervisor's errors
         ModuleStartError      the module's command cannot be executed; reported
                               in its status, never raised out of run()
-        UnknownModuleError    stop()/wait_healthy() named a module not supervised
+        UnknownModuleError    stop()/restart()/wait_healthy() named a module not supervised
 """
 
 from ._errors import ModuleStartError, SupervisorError, UnknownModuleError

@@ -140,6 +140,31 @@ class Supervisor:
             raise UnknownModuleError(name)
         await self._stop_module(module)
 
+    async def restart(self, name: str) -> bool:
+        """Restart one module now, as asked (the hub's self-healing): SIGTERM,
+        its stop grace, SIGKILL, then a fresh start without backoff. Not
+        counted in `restarts`, which counts the module's own exits. Returns
+        once the new start was attempted; False when nothing was restarted
+        (stopped on purpose, or run() is not supervising).
+
+        Raises:
+            UnknownModuleError: no such module.
+        """
+        async with self._lock:  # not during a convergence, which may replace it
+            module = self._modules.get(name)
+            if module is None:
+                raise UnknownModuleError(name)
+            if self._tg is None or module.state is State.STOPPED:
+                return False
+            await self._stop_module(module)
+            if self._tg is None:  # run() began shutting down meanwhile
+                return False
+            module.stop_requested.clear()
+            module.started_once.clear()
+            module.task = self._tg.create_task(self._lifecycle(module), name=f"supervise:{name}")
+        await module.started_once.wait()
+        return True
+
     async def stop_all(self) -> None:
         """Stop every module at once (each with its own stop grace)."""
         async with asyncio.TaskGroup() as tg:
