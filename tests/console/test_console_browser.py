@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from tests.support.console import SESSION_COOKIE
+from tests.support.device import FACTS, TestDevice, enroll_device
 from tests.support.modules import release
 from tests.support.people import add_user
 from tests.support.processes import AgentProcess, HubProcess, free_port, start_hub, wait_until
@@ -380,3 +381,182 @@ def test_the_pages_fit_a_tablet(browser: Any, fleet: Fleet, page: Any, tmp_path:
             _shot(seen, tmp_path, f"tablet-{name}")
     finally:
         tablet.close()
+
+
+# -- canary analysis verdicts and insights (issue #17) ---------------------------------------
+#
+# A hub of its own with fast forecasts (hours, in a real fleet: seconds here)
+# and fake devices reporting over mTLS: twenty on two sites for a canary
+# analysis (tests/hub/test_canary_e2e.py's fleet), one whose disk fills up,
+# three whose `web@2.1.0` crash-loops.
+
+
+@dataclass
+class AiopsHub:
+    hub: HubProcess
+    canaries: Any  # tests.hub.test_canary_e2e.Fleet
+    disk: TestDevice
+    looping: list[TestDevice]
+    root: Path
+
+
+@pytest.fixture(scope="module")
+def aiops(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AiopsHub]:
+    from tests.hub.test_canary_e2e import SITES
+    from tests.hub.test_canary_e2e import Fleet as CanaryFleet
+
+    root = tmp_path_factory.mktemp("console-aiops")
+    hub = start_hub(
+        root / "hub",
+        extra_args=[
+            "--report-interval",
+            "0.3",
+            "--forecast-window",
+            "30s",
+            "--forecast-min-span",
+            "2s",
+            "--forecast-interval",
+            "1s",
+        ],
+    )
+    try:
+        devices = []
+        for site in SITES:
+            claim = hub.create_claim(labels=f"site={site}", max_uses=10)
+            devices += [enroll_device(hub, claim, f"{site}-{i}", root) for i in range(10)]
+        canaries = CanaryFleet(hub, devices)
+        canaries.pump()  # online, on the empty document
+        others = hub.create_claim(labels="site=c", max_uses=4)
+        disk = enroll_device(hub, others, "node-17", root)
+        looping = [enroll_device(hub, others, f"loop-{i}", root) for i in range(3)]
+        yield AiopsHub(hub, canaries, disk, looping, root)
+    finally:
+        hub.stop()
+
+
+def _session_page(browser: Any, hub: HubProcess) -> Any:
+    """A page holding the hub's admin token as its console session (what
+    signing in with a token gives)."""
+    context = _context(browser)
+    context.add_cookies(
+        [
+            {
+                "name": SESSION_COOKIE,
+                "value": hub.token,
+                "url": hub.url,
+                "secure": True,
+                "httpOnly": True,
+                "sameSite": "Strict",
+            }
+        ]
+    )
+    seen = context.new_page()
+    seen.set_default_timeout(30_000)
+    return seen
+
+
+def test_the_rollout_page_shows_each_analysis_metrics_verdict_live(
+    browser: Any, aiops: AiopsHub, tmp_path: Path
+) -> None:
+    from tests.hub.test_canary_e2e import manifest
+    from tests.support.rollout_device import desired_revision
+
+    hub, canaries = aiops.hub, aiops.canaries
+    before = {d.name: desired_revision(d) for d in canaries.devices}
+    # A longer bake than the canary test's: this machine also runs a browser.
+    (tmp_path / "web.yaml").write_text(manifest(1).replace("bake: 3s", "bake: 10s"))
+    hub.cli("apply", "-f", str(tmp_path / "web.yaml"))
+    rollout = _status(hub, "web")
+    now = {d.name: desired_revision(d) for d in canaries.devices}
+    # The canaries of the new revision leak 5 MB a second.
+    canaries.leaky |= {now[n] for n in now if now[n] != before[n]}
+    canaries.leak_mb_s = 5.0
+
+    seen = _session_page(browser, hub)
+    try:
+        seen.goto(f"{hub.url}/console/rollouts/{rollout['id']}")
+        assert seen.locator("#analysis-pending").count() == 1  # analysis declared, not run yet
+        seen.evaluate("window.stillTheSamePage = true")
+        _shot(seen, tmp_path, "rollout-analysis-pending")
+
+        def stopped() -> bool:
+            canaries.pump()
+            with hub.client() as client:
+                state = client.get("/v1/rollouts/web").json()["state"]
+            return state in ("paused", "completed", "rolled-back")
+
+        wait_until(stopped, 90, "the rollout stopped by its analysis")
+        # The server-sent events bring the verdicts into this very page.
+        wave = seen.locator("table.analysis-wave")
+        playwright_api.expect(wave).to_have_count(1, timeout=30_000)
+        assert seen.evaluate("window.stillTheSamePage") is True
+        [analysed] = _status(hub, "web")["analysis"]["waves"]
+        assert "Wave 1: fail" in wave.locator("caption").inner_text(), json.dumps(analysed)
+        leak = wave.locator("tr.metric", has_text="module-rss-growth(web)")
+        assert leak.locator("td.verdict").inner_text() == "fail"
+        # Both medians, the p-value and the effect size, as the API has them.
+        api = next(m for m in analysed["metrics"] if m["metric"] == "module-rss-growth(web)")
+        assert leak.locator("td.canary-median").inner_text() == api["canary_median_text"]
+        assert leak.locator("td.control-median").inner_text() == api["control_median_text"]
+        assert leak.locator("td.p-value").inner_text() == f"{api['p_value']:.2g}"
+        assert leak.locator("td.effect-size").inner_text() == "+1.00"
+        restarts = wave.locator("tr.metric", has_text="module-restarts(web)")
+        assert restarts.locator("td.verdict").inner_text() == "pass"
+        assert seen.locator("#rollout-state").inner_text() == "rolled-back"
+        _shot(seen, tmp_path, "rollout-analysis")
+    finally:
+        seen.context.close()
+
+
+def test_the_overview_shows_forecasts_and_failure_groups_from_seeded_health(
+    browser: Any, aiops: AiopsHub, tmp_path: Path
+) -> None:
+    hub = aiops.hub
+    for device in aiops.looping:
+        modules = {"web": {"name": "web", "version": "2.1.0", "state": "crash-loop"}}
+        with device.client() as client:
+            assert (
+                client.post(
+                    "/v1/report", json={"facts": FACTS, "modules": {"modules": modules}}
+                ).status_code
+                == 200
+            )
+
+    # node-17's disk: 100 MiB, 80 free, 1 MiB less every quarter second.
+    def forecast_raised(step: list[int]) -> bool:
+        free = (80 - step[0]) * 2**20
+        step[0] += 1
+        health = {"disk_free_bytes": free, "disk_total_bytes": 100 * 2**20}
+        with aiops.disk.client() as client:
+            assert (
+                client.post("/v1/report", json={"facts": FACTS, "health": health}).status_code
+                == 200
+            )
+        with hub.client() as client:
+            found = client.get("/v1/insights").json()
+        return bool(found["forecasts"]) and bool(found["groups"])
+
+    counter = [0]
+    wait_until(lambda: forecast_raised(counter), 40, "a forecast and a group", interval_s=0.25)
+    with hub.client() as client:
+        api = client.get("/v1/insights").json()
+
+    seen = _session_page(browser, hub)
+    try:
+        seen.goto(f"{hub.url}/console")
+        forecast = seen.locator("tr.insight-forecast", has_text="node-17")
+        assert forecast.count() == 1
+        assert "disk-full-forecast" in forecast.inner_text()
+        assert "disk full in ~" in forecast.inner_text()
+        group = seen.locator("tr.insight-group", has_text="crash-loop")
+        assert group.count() == 1
+        assert "3 devices" in group.inner_text() and "web@2.1.0" in group.inner_text()
+        # What the API answers, read through the same function.
+        shown = (
+            seen.locator("tr.insight-forecast").count() + seen.locator("tr.insight-group").count()
+        )
+        assert shown == len(api["forecasts"]) + len(api["groups"])
+        assert seen.locator("tr.insight-anomaly").count() == len(api["anomalies"])
+        _shot(seen, tmp_path, "overview-insights")
+    finally:
+        seen.context.close()

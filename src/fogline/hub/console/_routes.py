@@ -37,6 +37,7 @@ from .._desired import SYNC_COLUMNS, parse_deployments, sync_report
 from .._devices import count_devices_by_status, count_devices_by_version, device_view, find_device
 from .._errors import ApiError, ForbiddenError, UnauthorizedError
 from .._health import HealthRetention, SeriesQuery, epoch_ms, read_series, series_query
+from .._insights import insights
 from .._inventory import DeviceQuery, count_devices_by_sync, device_page, parse_device_query
 from .._people import SESSION_LIFETIME, SESSION_TOKEN_NAME, authenticate, sign_in
 from .._permissions import LOG_READING
@@ -193,7 +194,8 @@ def static_file(name: Annotated[str, Path(max_length=64)]) -> Response:
 
 @router.get("")
 def overview(user: ConsoleUserDep, session: SessionDep, state: StateDep) -> Response:
-    """Counts by status, sync, version and active alert; alerts; live rollouts."""
+    """Counts by status, sync, version and active alert; alerts; insights
+    (the same function as GET /v1/insights); live rollouts."""
     now = utcnow()
     alerts = [alert_view(row) for row in list_alerts(session, active=True, limit=50)]
     rollouts = [
@@ -210,6 +212,7 @@ def overview(user: ConsoleUserDep, session: SessionDep, state: StateDep) -> Resp
         by_version=count_devices_by_version(session),
         by_alert=count_active_by_kind(session),
         alerts=alerts,
+        insights=insights(session),
         rollouts=rollouts,
     )
 
