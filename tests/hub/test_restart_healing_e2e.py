@@ -141,6 +141,10 @@ def test_a_leaking_module_is_restarted_once_by_the_hub_and_not_again_within_the_
             served = client.get("/v1/devices/node-1/desired").json()
         [module] = served["document"]["modules"]
         assert module["restartGeneration"] == 1
+        # Honoured, the request stays in what the hub compiles for the device:
+        # the unchanged manifest plans no change (exit 0, not 2).
+        plan = hub.cli("plan", "-f", str(tmp_path / "leaky.yaml"), check=False)
+        assert plan.returncode == 0, plan.stdout
 
         # It leaks past the limit again, to its cap: within the cooldown, the
         # hub does not ask again, though every forecast pass sees the trend.

@@ -182,6 +182,14 @@ def compile_for(
     """
     compiled = compile_desired_state(deployments, effective_labels(device))
     document = plain(compiled.document)
+    # The restart requests the node honoured stay in the document
+    # (hub/_restart_healing.py): a recompile then changes nothing a restart
+    # asked, and a node never asked keeps the revision it always had.
+    honoured = honoured_restarts(getattr(device, "reported", None))
+    for entry in document.get("modules") or ():
+        generation = honoured.get(str(entry.get("name"))) if isinstance(entry, dict) else None
+        if generation:
+            entry["restartGeneration"] = generation
     if document.get("modules"):
         document["releaseKeys"] = key_material(keys)
         scopes = key_scopes(keys)
@@ -195,6 +203,21 @@ def compile_for(
         # reports why, as it did before the contract was typed.
         event(log, "desired.not_the_contract", logging.ERROR, device=device.id, error=str(exc))
     return DesiredState(revision_of(document), document)
+
+
+def honoured_restarts(reported: Mapping[str, Any] | None) -> dict[str, int]:
+    """Module name -> the restart generation the node last reported
+    honoured (ModuleReport.restart_generation), from a device's stored
+    report; modules at 0 are left out."""
+    modules = ((reported or {}).get("modules") or {}).get("modules")
+    if not isinstance(modules, Mapping):
+        return {}
+    found: dict[str, int] = {}
+    for name, entry in modules.items():
+        value = entry.get("restart_generation") if isinstance(entry, Mapping) else None
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            found[str(name)] = value
+    return found
 
 
 def stored_document(document: Mapping[str, Any] | None) -> DesiredDocument | None:

@@ -28,8 +28,10 @@ detail. The node restarts the module once per generation and reports the
 generation honoured (ModuleReport.restart_generation).
 
 A recompile of the device's document (an apply, a label change, a rollout)
-writes it without the request: a request the node had not fetched yet is
-then dropped, and asked again after the cooldown if the trend still says so.
+writes the generation the node last reported honoured (_desired.compile_for),
+so a honoured request changes no later revision, and `fogline plan` shows
+no change for it; a request the node had not yet honoured is then dropped,
+and asked again after the cooldown if the trend still says so.
 """
 
 import datetime as dt
@@ -45,7 +47,7 @@ from fogline._size import parse_size
 from fogline.manifest import Deployment, DesiredState, revision_of
 
 from ._audit import HUB_ACTOR, record_audit
-from ._desired import plain, store_desired_many
+from ._desired import honoured_restarts, plain, store_desired_many
 from ._device_labels import effective_labels
 from ._forecast import Eta, ForecastSettings, Trend, bytes_per_hour, fit_trend, time_to_limit
 from ._schema import AuditRow, DesiredStateRow, DeviceRow, RolloutDeviceRow, RolloutRow
@@ -246,7 +248,8 @@ def restart_pass(
         )
         if decision is None:
             continue
-        generation = max(last_generation, _honoured(device, candidate.module)) + 1
+        honoured = honoured_restarts(device.reported).get(candidate.module, 0)
+        generation = max(last_generation, honoured) + 1
         if not _request(session, device, candidate.module, generation):
             continue
         done.add(key)
@@ -297,14 +300,6 @@ def _last_request(session: Session, device: str, module: str) -> tuple[dt.dateti
         if isinstance(asked, int):
             generation = max(generation, asked)
     return last, generation
-
-
-def _honoured(device: DeviceRow, module: str) -> int:
-    """The generation the node last reported honoured for `module`."""
-    modules = ((device.reported or {}).get("modules") or {}).get("modules") or {}
-    entry = modules.get(module) if isinstance(modules, dict) else None
-    value = entry.get("restart_generation") if isinstance(entry, dict) else None
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def _request(session: Session, device: DeviceRow, module: str, generation: int) -> bool:
