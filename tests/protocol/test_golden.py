@@ -393,3 +393,18 @@ def test_a_restart_request_reaches_the_agent_and_its_honouring_the_hub() -> None
     assert stored["modules"] == sent["modules"]
     # Not written while 0: the golden report of a node never asked is unchanged.
     assert "restart_generation" not in json.dumps(golden("report.json"))
+
+
+@pytest.mark.parametrize("value", [-1, 2**53 + 1, True, "1", 1.5])
+def test_a_restart_generation_out_of_bounds_is_refused_naming_the_field(value: Any) -> None:
+    sent = golden("report.restart.json")
+    sent["modules"]["modules"]["thermo"]["restart_generation"] = value
+    with pytest.raises(ValidationError) as caught:
+        Report.model_validate_json(json.dumps(sent))
+    assert caught.value.errors()[0]["loc"][-1] == "restart_generation"
+    document = golden("desired_state.restart.json")["document"]
+    document["modules"][1]["restartGeneration"] = value
+    with pytest.raises(DesiredStateError, match=r"modules\.1\.restartGeneration"):
+        parse_desired_state(
+            orjson.dumps({"revision": stored_revision(document), "document": document})
+        )

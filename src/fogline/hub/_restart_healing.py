@@ -58,6 +58,8 @@ MAX_CANDIDATES: Final = 10_000
 MAX_RESTARTS_PER_PASS: Final = 100
 # Earlier requests read per device to find the cooldown and the generation.
 _MAX_AUDIT_READ: Final = 200
+# DesiredModule.restart_generation's bound (exact in a JSON double).
+MAX_GENERATION: Final = 2**53
 _ACTIVE_ROLLOUT_STATES: Final = ("running", "paused")  # rollouts.ACTIVE, by value
 
 
@@ -250,6 +252,8 @@ def restart_pass(
             continue
         honoured = honoured_restarts(device.reported).get(candidate.module, 0)
         generation = max(last_generation, honoured) + 1
+        if generation > MAX_GENERATION:  # a node reporting nonsense: its document stays valid
+            continue
         if not _request(session, device, candidate.module, generation):
             continue
         done.add(key)
