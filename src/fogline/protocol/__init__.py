@@ -13,6 +13,12 @@ Errors:
 
 from ._base import TolerantModel, WireModel
 from ._canonical import canonical_json, revision_of
+from ._columns import (
+    COLUMNS_MEDIA_TYPE,
+    COLUMNS_VERSION,
+    decode_columns,
+    encode_columns,
+)
 from ._desired import (
     DESIRED_VERSION,
     Contributor,
@@ -154,6 +160,8 @@ from ._telemetry import (
 
 __all__ = [
     "API_PREFIX",
+    "COLUMNS_MEDIA_TYPE",
+    "COLUMNS_VERSION",
     "DESIRED_VERSION",
     "DEVICE_NAME_GLOB_PATTERN",
     "DEVICE_NAME_PATTERN",
@@ -261,8 +269,10 @@ __all__ = [
     "canonical_json",
     "check_module_pattern",
     "decode_batch",
+    "decode_columns",
     "default_publish_filter",
     "encode_batch",
+    "encode_columns",
     "format_labels",
     "hub_label_problem",
     "label_problem",

@@ -151,9 +151,14 @@ def decode_batch(data: bytes, *, max_decompressed: int) -> list[BatchRecord]:
 
 
 def _decompress(data: bytes, max_decompressed: int) -> bytes:
+    dctx = zstandard.ZstdDecompressor(max_window_size=MAX_WINDOW_BYTES)
+    return _decompress_with(dctx, data, max_decompressed)
+
+
+def _decompress_with(dctx: zstandard.ZstdDecompressor, data: bytes, max_decompressed: int) -> bytes:
+    """Decompress at most `max_decompressed` bytes (format 2 passes its dictionary)."""
     if not isinstance(data, bytes):
         raise BatchFormatError(f"batch: expected bytes, got {type(data).__name__}")
-    dctx = zstandard.ZstdDecompressor(max_window_size=MAX_WINDOW_BYTES)
     parts: list[bytes] = []
     total = 0
     try:

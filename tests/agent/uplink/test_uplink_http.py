@@ -16,6 +16,7 @@ from fogline.agent.uplink import (
     HubRefusedError,
     HubUnreachableError,
 )
+from fogline.protocol import COLUMNS_MEDIA_TYPE, decode_batch, decode_columns
 
 RECORDS = [
     OutboxRecord(
@@ -27,7 +28,9 @@ RECORDS = [
 class Answers:
     def __init__(self) -> None:
         self.next: tuple[int, dict[str, str], bytes] = (200, {}, b'{"stored": 1}')
+        self.queue: list[tuple[int, dict[str, str], bytes]] = []  # answered first, in order
         self.bodies: list[bytes] = []
+        self.types: list[str] = []
 
 
 @pytest.fixture
@@ -42,7 +45,8 @@ def hub() -> Iterator[tuple[str, Answers]]:
 
         def do_POST(self) -> None:
             answers.bodies.append(self.rfile.read(int(self.headers["Content-Length"])))
-            status, headers, body = answers.next
+            answers.types.append(self.headers["Content-Type"])
+            status, headers, body = answers.queue.pop(0) if answers.queue else answers.next
             self.send_response(status)
             for key, value in headers.items():
                 self.send_header(key, value)
@@ -105,3 +109,51 @@ def test_a_transient_answer_waits_as_long_as_retry_after_says(
 def test_no_answer_at_all_is_unreachable() -> None:
     with pytest.raises(HubUnreachableError, match="cannot reach the hub"):
         asyncio.run(_send("http://127.0.0.1:1"))  # nothing listens on port 1
+
+
+NAMES_FORMAT_2 = {"Accept-Post": f"application/json, {COLUMNS_MEDIA_TYPE}"}
+
+
+async def _send_each(url: str, times: int) -> None:
+    async with httpx.AsyncClient(base_url=url, timeout=5) as client:
+        transport = HttpHubTransport(client, url)
+        for _ in range(times):
+            await transport.send_batch(RECORDS)
+
+
+def test_format_2_goes_only_to_a_hub_that_named_it(hub: tuple[str, Answers]) -> None:
+    url, answers = hub
+    answers.next = (200, NAMES_FORMAT_2, b'{"received": 1}')
+    asyncio.run(_send_each(url, 2))
+    assert answers.types == ["application/json", COLUMNS_MEDIA_TYPE]
+    [record] = decode_columns(answers.bodies[1], max_decompressed=1 << 20)
+    assert (record.seq, record.stream, record.payload) == (1, "s", {"v": 1})
+
+
+def test_an_older_hub_that_names_no_format_always_gets_format_1(
+    hub: tuple[str, Answers],
+) -> None:
+    url, answers = hub
+    asyncio.run(_send_each(url, 3))
+    assert answers.types == ["application/json"] * 3
+
+
+def test_a_format_2_batch_the_hub_refuses_goes_again_at_once_in_format_1(
+    hub: tuple[str, Answers],
+) -> None:
+    """A hub rolled back to a version without format 2 answers 400 to it: the
+    records are sent again in format 1, not dead-lettered."""
+    url, answers = hub
+    answers.queue = [
+        (200, NAMES_FORMAT_2, b'{"received": 1}'),
+        (400, {}, b'{"error": "invalid", "message": "batch: not zstd"}'),
+    ]
+    asyncio.run(_send_each(url, 3))
+    assert answers.types == [
+        "application/json",
+        COLUMNS_MEDIA_TYPE,
+        "application/json",
+        "application/json",
+    ]
+    [record] = decode_batch(answers.bodies[2], max_decompressed=1 << 20)
+    assert record.payload == {"v": 1}

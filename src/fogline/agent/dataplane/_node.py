@@ -63,6 +63,7 @@ class NodeDataPlane:
         steps; `ingest_host` is where the local ingest listens (loopback: open
         while no deployment declares an ingest token)."""
         self.outbox = Outbox.open(data_dir / "outbox.db", max_bytes=outbox_max_bytes)
+        self.transport = transport
         self.uplink = Uplink(
             self.outbox,
             transport,
@@ -265,6 +266,17 @@ class DataPlaneCollector(Collector):
         ):
             family.add_metric([kind], getattr(counters, kind))
         yield family
+        body_bytes = getattr(self.node.transport, "body_bytes", None)
+        if isinstance(body_bytes, dict):
+            # What the uplink's batches cost compressed, by batch format.
+            sent = CounterMetricFamily(
+                "fogline_agent_uplink_body_bytes",
+                "Compressed batch bytes sent to the hub, resends included",
+                labels=["format"],
+            )
+            for version, count in sorted(body_bytes.items()):
+                sent.add_metric([version], count)
+            yield sent
         # Fresh: the agent's /metrics refreshes it (off the loop) before collecting.
         stats = self.node.last_outbox_stats or self.node.outbox.stats()
         yield GaugeMetricFamily(

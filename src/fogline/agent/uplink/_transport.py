@@ -6,7 +6,14 @@ from typing import Final, Protocol
 
 from fogline.agent.outbox import OutboxRecord
 from fogline.hubclient import HubUnreachableError
-from fogline.protocol import BatchRecord, decode_batch, encode_batch
+from fogline.protocol import (
+    BatchFormatError,
+    BatchRecord,
+    decode_batch,
+    decode_columns,
+    encode_batch,
+    encode_columns,
+)
 
 from ._errors import BatchRejectedError
 
@@ -33,8 +40,9 @@ class HubTransport(Protocol):
 class MemoryHubTransport:
     """A fake hub in memory: stores each (stream, seq) once, like the real one.
 
-    Every batch goes through `encode_batch`/`decode_batch`, so tests also
-    exercise the wire format. Failure switches:
+    Every batch goes through the wire format as the real transport sends it
+    to a current hub (`encode_columns`/`decode_columns`, or format 1 for a
+    batch format 2 cannot carry), so tests also exercise the codecs. Failure switches:
 
     * `fail_next(n)`: the next n calls raise HubUnreachableError, storing nothing.
     * `fail_next(n, after_apply=True)`: the next n calls store the batch and
@@ -82,7 +90,12 @@ class MemoryHubTransport:
         if self._failures_left and not self._fail_after_apply:
             self._failures_left -= 1
             raise HubUnreachableError("hub unreachable: injected failure")
-        decoded = decode_batch(encode_batch(records), max_decompressed=_FAKE_MAX_DECOMPRESSED)
+        try:
+            decoded = decode_columns(
+                encode_columns(records), max_decompressed=_FAKE_MAX_DECOMPRESSED
+            )
+        except BatchFormatError:
+            decoded = decode_batch(encode_batch(records), max_decompressed=_FAKE_MAX_DECOMPRESSED)
         if self.reject_if is not None:
             bad = [r.seq for r in decoded if self.reject_if(r)]
             if bad:

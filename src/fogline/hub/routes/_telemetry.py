@@ -4,12 +4,19 @@ import datetime as dt
 import logging
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from fogline.manifest import parse_duration
-from fogline.protocol import API_PREFIX, BatchFormatError, TelemetryAck, decode_batch
+from fogline.protocol import (
+    API_PREFIX,
+    COLUMNS_MEDIA_TYPE,
+    BatchFormatError,
+    TelemetryAck,
+    decode_batch,
+    decode_columns,
+)
 
 from .._audit_trail import not_audited
 from .._auth import StateDep, check_device, db_session, require_operator
@@ -24,15 +31,23 @@ log = logging.getLogger("fogline.hub.telemetry")
 router = APIRouter(prefix=API_PREFIX, tags=["telemetry"])
 
 SessionDep = Annotated[Session, Depends(db_session)]
+# The batch formats this hub reads, named in every answer to an upload (the
+# `Accept-Post` header of RFC 9110's kin): an agent sends format 2 only to a
+# hub that named it, so a newer agent never dead-letters records at an older hub.
+ACCEPT_POST = f"application/json, {COLUMNS_MEDIA_TYPE}"
 OperatorDep = Annotated[Principal, Depends(require_operator)]
 
 
 def _store(state: HubState, request: Request, body: bytes) -> tuple[int, int]:
     """Returns (records received, records new to the store)."""
+    # Format 1 is whatever does not name format 2: agents before it sent
+    # `application/json` with `content-encoding: zstd`.
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    decode = decode_columns if media_type == COLUMNS_MEDIA_TYPE else decode_batch
     with state.sessions() as session:
         device = check_device(session, request)
         try:
-            records = decode_batch(body, max_decompressed=MAX_DECOMPRESSED_BYTES)
+            records = decode(body, max_decompressed=MAX_DECOMPRESSED_BYTES)
         except BatchFormatError as exc:
             raise BadRequestError(str(exc), field=exc.field or "body") from exc
         stored = store_batch(session, device.id, records)
@@ -47,8 +62,10 @@ def _store(state: HubState, request: Request, body: bytes) -> tuple[int, int]:
         "device data, not a change to the fleet: stored once per (device, stream, seq)"
     ),
 )
-async def upload(request: Request, state: StateDep) -> TelemetryAck:
-    """A zstd-compressed batch from a device's outbox (see fogline.protocol)."""
+async def upload(request: Request, response: Response, state: StateDep) -> TelemetryAck:
+    """A zstd-compressed batch from a device's outbox, format 1 or 2 by its
+    content type (see fogline.protocol)."""
+    response.headers["accept-post"] = ACCEPT_POST
     body = await request.body()  # bounded by the BodyLimit middleware
     received, stored = await run_in_threadpool(_store, state, request, body)
     state.metrics.telemetry.inc(received)
