@@ -13,11 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 import pytest
-import zstandard
 
 from fogline.agent.outbox import OutboxRecord
 from fogline.protocol import COLUMNS_MEDIA_TYPE, encode_columns
-from fogline.protocol._columns import DICTIONARY
+from fogline.protocol._columns import compress_text
 from tests.support.device import enroll_device
 from tests.support.processes import HubProcess
 
@@ -37,8 +36,7 @@ def device(
 
 
 def _frame(text: bytes) -> bytes:
-    dictionary = zstandard.ZstdCompressionDict(DICTIONARY, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
-    return zstandard.ZstdCompressor(dict_data=dictionary, write_dict_id=False).compress(text)
+    return compress_text(text)
 
 
 def _bits(value: Any) -> Any:

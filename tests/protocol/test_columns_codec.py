@@ -7,7 +7,6 @@ from typing import Any
 
 import orjson
 import pytest
-import zstandard
 
 from fogline.agent.outbox import OutboxRecord
 from fogline.protocol import (
@@ -17,7 +16,7 @@ from fogline.protocol import (
     encode_batch,
     encode_columns,
 )
-from fogline.protocol._columns import DICTIONARY
+from fogline.protocol._columns import compress_text
 
 LIMIT = 1 << 24
 
@@ -139,13 +138,7 @@ def test_a_seq_beyond_format_2_is_refused_by_the_encoder_so_format_1_carries_it(
 
 
 def _frame(body: Any) -> bytes:
-    compressor = zstandard.ZstdCompressor(
-        dict_data=zstandard.ZstdCompressionDict(
-            DICTIONARY, dict_type=zstandard.DICT_TYPE_RAWCONTENT
-        ),
-        write_dict_id=False,
-    )
-    return compressor.compress(orjson.dumps(body))
+    return compress_text(orjson.dumps(body))
 
 
 def _group(**changes: Any) -> dict[str, Any]:
@@ -172,6 +165,9 @@ def test_a_hand_made_batch_decodes() -> None:
     ("body", "field"),
     [
         ({"v": 3, "groups": []}, "v"),
+        ({"v": 2, "groups": [_group(seq="#")], "data": [1]}, "data"),  # fewer than n
+        ({"v": 2, "groups": [_group()], "data": [1]}, "data"),  # one left over
+        ({"v": 2, "groups": [_group(seq="#")], "data": [1, "x"]}, "groups.0.seq"),
         ({"v": 2, "groups": [_group(stream="bad stream")]}, "groups.0.stream"),
         ({"v": 2, "groups": [_group(seq=[1])]}, "groups.0.seq"),
         ({"v": 2, "groups": [_group(seq=[1, 0])]}, "groups"),  # the same seq twice

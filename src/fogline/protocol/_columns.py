@@ -3,33 +3,44 @@
 Format 1 (`encode_batch`) repeats every field name and every number in full
 for each record; a window's summaries differ only in a few digits. Format 2
 groups the records by stream and writes each field once per group, as a
-column:
+column (shown here before the int lists move to `data`, see below):
 
     {"v": 2, "groups": [{
         "stream": "summaries", "n": 2,
-        "seq": [115, 1],                      # first, then differences
-        "priority": [5],                      # one value: every record's
-        "created": {"e": 6, "m": [1796598697462681, 0]},
-        "expires": {"e": 6, "m": [86400000000, 0], "rel": true},
-        "payload": {"keys": [["sensor", "mean"]], "shape": [0],
-                    "cols": {"sensor": {"j": ["s0000", "s0001"]},
-                             "mean": {"e": 4, "m": [498106, 3882], "u": [-1, -1]}}}}]}
+        "seq": [115, 1],                          # first, then differences
+        "priority": [5],                          # one value: every record's
+        "created": {"e": 6, "m": {"i": [1796598697462681, 0]}},
+        "expires": {"e": 6, "m": {"i": [86400000000, 0]}, "rel": true},
+        "payload": {"keys": [["sensor", "count", "mean"]], "shape": [0],
+                    "cols": {"sensor": {"prefix": "s", "digits": 4, "n": {"i": [0, 1]}},
+                             "count": {"c": 100},
+                             "mean": {"e": 4, "m": {"i": [498106, 3882]},
+                                      "u": {"i": [-1, 0]}}}}}]}
 
 A float column is exact, bit for bit: each value is the decimal m / 10**e
 (Python's int division rounds that correctly, on every platform) moved by u
 steps of the float's last bit, so 49.81059999999999 (a mean of readings with
 two decimals, off by one step of float arithmetic) travels as 498106 and -1
-instead of 17 digits. Where no e up to MAX_DECIMALS fits (random bits), the
-column holds the floats themselves (`{"f": [...]}`), which JSON carries
-exactly too. Integers travel as differences (`{"i": [...]}`), anything
-else as JSON values (`{"j": [...]}`). Payloads that are not all objects
-travel as one JSON list (`"payload": {"j": [...]}`). Keys keep their order
-per record (`keys` lists each distinct order once, `shape` names one per
-record; one entry means all).
+instead of 17 digits. `rel` columns hold differences from `created`'s
+mantissas. Where no e up to MAX_DECIMALS fits (random bits), the column holds
+the floats themselves (`{"f": [...]}`), which JSON carries exactly too.
+Int columns travel as differences (`{"i": [...]}`) or, when smaller, packed
+(`{"lo": min, "w": bytes, "p": base64}`: each value minus the least, byte
+planes one after the other); numbered names as prefix and numbers; a value
+every record shares once (`{"c": v}`, equal in type and bits); anything else
+as JSON values (`{"j": [...]}`). Payloads that are not all objects travel as
+one JSON list (`"payload": {"j": [...]}`). Keys keep their order per record
+(`keys` lists each distinct order once, `shape` names one per record; one
+entry means all).
 
-The compressed text starts from a dictionary both sides hold (DICTIONARY):
-a batch of three anomalies costs a third of format 1's bytes because the
-frame does not have to spell out the format's field names first.
+Then every int list under `seq`, `priority`, `shape` and `i` moves, in
+document order, to one list at the end (`"data": [...]`), leaving `"#"` (the
+group's n values) or `"#1"` (one). What is left of a stream's batch is the
+same text batch after batch, and it is in the dictionary both sides hold
+(DICTIONARY): zstd copies it in a few long matches, so a batch of five
+anomalies costs about its numbers. Frames carry no magic number, checksum,
+dictionary id or content size (the media type names the format; TLS guards
+the bytes).
 
 Decoding is bounded like format 1 (decompressed size, window) and checks
 every list's length, every number's range and every field against the same
@@ -79,6 +90,12 @@ _MAX_ULPS: Final = 1 << 16
 _MAX_VALUE: Final = 1 << 60
 _MAX_ELEMENT: Final = 1 << 62
 _FINITE_BITS: Final = 0x7FF0000000000000
+# Where `_lift` takes int lists from (`_INT_LISTS` keys), what it leaves
+# (`_ALL`: the group's n values, `_ONE`: one), and what it never looks into.
+_INT_LISTS: Final = frozenset({"seq", "priority", "shape", "i"})
+_OPAQUE: Final = frozenset({"j", "c", "f", "keys", "stream", "prefix", "p"})
+_ALL: Final = "#"
+_ONE: Final = "#1"
 _FEW_ULPS: Final = 8
 _PACK_MIN: Final = 8
 _MAX_WIDTH: Final = 8
@@ -93,23 +110,21 @@ _Q: Final = struct.Struct("<Q")
 # garbage that the checks below refuse. Changing it means format 3.
 DICTIONARY: Final = (
     b'{"j":[]},{"f":[]},{"lo":0,"w":1,"p":""},{"lo":0,"w":2,"p":""},{"lo":0,"w":3,"p":""},'
-    b'{"v":2,"groups":[{"stream":"logs/agent","n":1,"seq":[5],"priority":[2],"created":{"e'
-    b'":6,"m":{"i":[1700000000123456]}},"expires":{"e":6,"m":{"i":[604800000000]},"rel":tr'
-    b'ue},"payload":{"keys":[["ts","level","logger","message"]],"shape":[0],"cols":{"ts":{'
-    b'"c":1700000000.5},"level":{"c":"INFO"},"logger":{"c":"fogline.agent"},"message":{"c"'
-    b':"started"}}}},{"stream":"summaries","n":2,"seq":[3,1],"priority":[5],"created":{"e"'
-    b':6,"m":{"i":[1700000000123456,0]}},"expires":{"e":6,"m":{"i":[86400000000,0]},"rel":'
-    b'true},"payload":{"keys":[["sensor","window_start","window_end","count","max","mean",'
-    b'"min"]],"shape":[0],"cols":{"sensor":{"prefix":"s","digits":4,"n":{"i":[0,1]}},"wind'
-    b'ow_start":{"c":1700000000.0},"window_end":{"c":1700000010.0},"count":{"c":100},"max"'
-    b':{"e":2,"m":{"i":[5913,206]}},"mean":{"e":4,"m":{"i":[498106,3882]},"u":{"i":[-2,1]}'
-    b'},"min":{"e":2,"m":{"i":[3763,-129]}}}}},{"stream":"anomalies","n":2,"seq":[1,1],"pr'
-    b'iority":[9],"created":{"e":6,"m":{"i":[1700000000123456,3000]}},"expires":{"e":6,"m"'
-    b':{"i":[86400000000,0]},"rel":true},"payload":{"keys":[["value","ts","sensor","metric'
-    b'","anomaly","score"]],"shape":[0],"cols":{"value":{"e":2,"m":{"i":[54140,5053]}},"ts'
-    b'":{"c":1700000000.1},"sensor":{"prefix":"s","digits":4,"n":{"i":[114,60]}},"metric":'
-    b'{"c":"temp"},"anomaly":{"c":true},"score":{"e":2,"m":{"i":[44140,5053]},"u":{"i":[0,'
-    b"-1]}}}}}]}"
+    b'{"v":2,"groups":[{"stream":"logs/agent","n":1,"seq":"#1","priority":"#1","created":{'
+    b'"e":6,"m":{"i":"#1"}},"expires":{"e":6,"m":{"i":"#1"},"rel":true},"payload":{"keys":'
+    b'[["ts","level","logger","message"]],"shape":"#1","cols":{"ts":{"c":1700000000.5},"le'
+    b'vel":{"c":"INFO"},"logger":{"c":"fogline.agent"},"message":{"c":"started"}}}},{"stre'
+    b'am":"summaries","n":2,"seq":"#","priority":"#1","created":{"e":6,"m":{"i":"#"}},"exp'
+    b'ires":{"e":6,"m":{"i":"#"},"rel":true},"payload":{"keys":[["sensor","window_start","'
+    b'window_end","count","max","mean","min"]],"shape":"#1","cols":{"sensor":{"prefix":"s"'
+    b',"digits":4,"n":{"i":"#"}},"window_start":{"c":1700000000.0},"window_end":{"c":17000'
+    b'00010.0},"count":{"c":100},"max":{"e":2,"m":{"i":"#"}},"mean":{"e":4,"m":{"i":"#"},"'
+    b'u":{"i":"#"}},"min":{"e":2,"m":{"i":"#"}}}}},{"stream":"anomalies","n":2,"seq":"#","'
+    b'priority":"#1","created":{"e":6,"m":{"i":"#"}},"expires":{"e":6,"m":{"i":"#"},"rel":'
+    b'true},"payload":{"keys":[["value","ts","sensor","metric","anomaly","score"]],"shape"'
+    b':"#1","cols":{"value":{"e":2,"m":{"i":"#"}},"ts":{"e":1,"m":{"i":"#"}},"sensor":{"pr'
+    b'efix":"s","digits":4,"n":{"i":"#"}},"metric":{"c":"temp"},"anomaly":{"c":true},"scor'
+    b'e":{"e":2,"m":{"i":"#"},"u":{"i":"#"}}}}}],"data":['
 )
 
 
@@ -135,15 +150,76 @@ def encode_columns(records: Sequence[EncodableRecord]) -> bytes:
         if not 1 <= r.seq <= _MAX_VALUE:
             raise BatchFormatError(f"record {r.seq}: seq beyond what format 2 carries")
         groups.setdefault(r.stream, []).append(r)
-    body = {"v": COLUMNS_VERSION, "groups": [_encode_group(s, g) for s, g in groups.items()]}
+    body: dict[str, Any] = {
+        "v": COLUMNS_VERSION,
+        "groups": [_encode_group(s, g) for s, g in groups.items()],
+    }
+    data: list[int] = []
+    _lift(body, data)
+    body["data"] = data
     try:
         text = orjson.dumps(body)
     except orjson.JSONEncodeError as exc:
         raise BatchFormatError(f"cannot encode the batch: {exc}") from exc
-    compressor = zstandard.ZstdCompressor(
-        level=COLUMNS_ZSTD_LEVEL, dict_data=_dictionary(), write_checksum=False, write_dict_id=False
+    return compress_text(text)
+
+
+def compress_text(text: bytes) -> bytes:
+    """Compress a format-2 text as `encode_columns` does (tests make odd batches with it).
+
+    Level 19 from the dictionary, and no magic number, checksum, dictionary
+    id or content size: 10 bytes of every frame that the media type, TLS and
+    the decoder's bounds make redundant, on batches of five anomalies that
+    are a hundred bytes in all.
+    """
+    params = zstandard.ZstdCompressionParameters.from_level(
+        COLUMNS_ZSTD_LEVEL,
+        source_size=len(text),
+        format=zstandard.FORMAT_ZSTD1_MAGICLESS,
+        write_checksum=0,
+        write_dict_id=0,
+        write_content_size=0,
     )
+    compressor = zstandard.ZstdCompressor(compression_params=params, dict_data=_dictionary())
     return compressor.compress(text)
+
+
+def _lift(node: Any, data: list[int]) -> None:
+    """Move every int list out of the text, in document order, into `data`.
+
+    What is left is the same for every batch of a stream but for `n` and a
+    few exponents, so zstd copies it from the dictionary in a few long
+    matches: a batch of five anomalies costs its numbers, hardly its form.
+    """
+    if type(node) is list:
+        for item in node:
+            _lift(item, data)
+    elif type(node) is dict:
+        for key, value in node.items():
+            if key in _INT_LISTS and type(value) is list:
+                data.extend(value)
+                node[key] = _ONE if len(value) == 1 else _ALL
+            elif key not in _OPAQUE:
+                _lift(value, data)
+
+
+def _lower(node: Any, n: int, data: list[Any], cursor: list[int]) -> None:
+    """Put `data`'s values back where `_lift` took them (decoding, untrusted)."""
+    if type(node) is list:
+        for item in node:
+            _lower(item, n, data, cursor)
+    elif type(node) is dict:
+        for key, value in node.items():
+            if key in _INT_LISTS and value in (_ONE, _ALL):
+                count = 1 if value == _ONE else n
+                if cursor[0] + count > len(data):
+                    raise BatchFormatError(
+                        "batch: data: fewer values than the columns", field="data"
+                    )
+                node[key] = data[cursor[0] : cursor[0] + count]
+                cursor[0] += count
+            elif key not in _OPAQUE:
+                _lower(value, n, data, cursor)
 
 
 def _encode_group(stream: str, group: list[EncodableRecord]) -> dict[str, Any]:
@@ -323,6 +399,7 @@ def decode_columns(data: bytes, *, max_decompressed: int) -> list[BatchRecord]:
     dctx = zstandard.ZstdDecompressor(
         dict_data=_dictionary(),
         max_window_size=MAX_WINDOW_BYTES,
+        format=zstandard.FORMAT_ZSTD1_MAGICLESS,
     )
     text = _decompress_with(dctx, data, max_decompressed)
     try:
@@ -332,6 +409,14 @@ def decode_columns(data: bytes, *, max_decompressed: int) -> list[BatchRecord]:
     body = _object(raw, "batch")
     if body.get("v") != COLUMNS_VERSION:
         raise BatchFormatError(f"batch: v: expected {COLUMNS_VERSION}", field="v")
+    lifted = _list(body.get("data", []), "data")  # absent: every list inline
+    cursor = [0]
+    for group in _list(body.get("groups"), "groups"):
+        n = group.get("n") if type(group) is dict else None
+        if type(n) is int and 0 <= n <= len(lifted):
+            _lower(group, n, lifted, cursor)
+    if cursor[0] != len(lifted):
+        raise BatchFormatError("batch: data: more values than the columns", field="data")
     out: list[BatchRecord] = []
     seen: set[int] = set()
     for i, group in enumerate(_list(body.get("groups"), "groups")):
