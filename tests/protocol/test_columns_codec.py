@@ -1,5 +1,6 @@
 """Batch format 2 (columns per stream): exact round trips and bounded, checked decoding."""
 
+import datetime as dt
 import math
 import random
 import struct
@@ -44,13 +45,18 @@ def _exact(value: Any) -> Any:
 
 
 def _as_stored(records: list[Any]) -> list[Any]:
+    """What the hub keeps of each record: times as datetimes (to the microsecond)."""
     return sorted(
         (
-            (r.seq, r.stream, r.priority, _exact(r.created), _exact(r.expires), _exact(r.payload))
+            (r.seq, r.stream, r.priority, _stamp(r.created), _stamp(r.expires), _exact(r.payload))
             for r in records
         ),
         key=lambda row: row[0],
     )
+
+
+def _stamp(seconds: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(seconds, dt.UTC)
 
 
 def _tricky_payloads(count: int) -> list[Any]:
@@ -254,3 +260,17 @@ def test_a_format_1_batch_or_garbage_is_not_read_as_format_2() -> None:
     for data in (encode_batch([_record(1, {"v": 1})]), b"not zstd at all"):
         with pytest.raises(BatchFormatError):
             decode_columns(data, max_decompressed=LIMIT)
+
+
+def test_record_times_travel_at_the_hubs_precision_and_store_the_same() -> None:
+    """The hub keeps `created` to the microsecond: format 2 drops the digits
+    below it, and the hub stores the same datetime as from format 1."""
+    rng = random.Random(3)
+    times = (
+        [1796598697.4626813] + [1.8e9 + rng.random() for _ in range(200)] + [1e9, 0.0, 4e9 + 1e-3]
+    )
+    records = [_record(i + 1, {"v": i}, created=t) for i, t in enumerate(times)]
+    decoded = decode_columns(encode_columns(records), max_decompressed=LIMIT)
+    assert [_stamp(r.created) for r in decoded] == [_stamp(t) for t in times]
+    assert [_stamp(r.expires) for r in decoded] == [_stamp(t + 86400.0) for t in times]
+    assert decoded[0].created == 1796598697.462681

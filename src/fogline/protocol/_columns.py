@@ -49,6 +49,7 @@ rules as format 1; any fault is a BatchFormatError naming the field.
 
 import base64
 import binascii
+import datetime as dt
 import itertools
 import math
 import re
@@ -96,6 +97,8 @@ _INT_LISTS: Final = frozenset({"seq", "priority", "shape", "i"})
 _OPAQUE: Final = frozenset({"j", "c", "f", "keys", "stream", "prefix", "p"})
 _ALL: Final = "#"
 _ONE: Final = "#1"
+_EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MICROSECOND: Final = dt.timedelta(microseconds=1)
 _FEW_ULPS: Final = 8
 _PACK_MIN: Final = 8
 _MAX_WIDTH: Final = 8
@@ -229,7 +232,7 @@ def _encode_group(stream: str, group: list[EncodableRecord]) -> dict[str, Any]:
             payloads.append(orjson.loads(r.payload))
         except orjson.JSONDecodeError as exc:
             raise BatchFormatError(f"record {r.seq}: payload is not JSON: {exc}") from exc
-    created = _float_column([r.created for r in group])
+    created = _float_column([to_microsecond(r.created) for r in group])
     priorities = [r.priority for r in group]
     return {
         "stream": stream,
@@ -237,9 +240,29 @@ def _encode_group(stream: str, group: list[EncodableRecord]) -> dict[str, Any]:
         "seq": _deltas([r.seq for r in group]),
         "priority": priorities[:1] if len(set(priorities)) == 1 else priorities,
         "created": created,
-        "expires": _float_column([r.expires for r in group], base=created),
+        "expires": _float_column([to_microsecond(r.expires) for r in group], base=created),
         "payload": _payload_columns(payloads),
     }
+
+
+def to_microsecond(seconds: float) -> float:
+    """A record time at the hub's precision: the float of the microsecond the
+    hub stores for `seconds`, if that float stores as the same microsecond
+    (any time before the year 2106); else `seconds` itself.
+
+    The hub keeps `created` as a datetime, to the microsecond, and does not
+    keep `expires`: the digits below a microsecond (time.time() has about
+    three more, and the steps to make them exact) would cost a format-2 batch
+    two bytes a record for nothing the hub stores.
+    """
+    try:
+        stamp = dt.datetime.fromtimestamp(seconds, dt.UTC)
+        rounded = (stamp - _EPOCH) // _MICROSECOND / 1_000_000
+        if dt.datetime.fromtimestamp(rounded, dt.UTC) == stamp:
+            return rounded
+    except (OverflowError, OSError, ValueError):
+        pass
+    return seconds
 
 
 def _payload_columns(payloads: list[Any]) -> dict[str, Any]:

@@ -31,6 +31,10 @@ log = logging.getLogger("fogline.agent.sensors")
 TICK_S: Final = 0.1
 # Anomalies arrive one by one: half a second lets them share a request.
 UPLINK_LINGER_S: Final = 0.5
+# Records per uplink batch (issue #18): a window's summaries of a thousand
+# sensors then share one batch, and format 2 writes their sensor names and
+# constants once. Payload bytes stay bounded by the uplink's batch_bytes.
+UPLINK_BATCH_RECORDS: Final = 2000
 
 
 class OutboxSink:
@@ -67,6 +71,7 @@ class NodeDataPlane:
         self.uplink = Uplink(
             self.outbox,
             transport,
+            batch_records=UPLINK_BATCH_RECORDS,
             backoff=Backoff(initial_s=0.5, max_s=30.0),
             linger_s=UPLINK_LINGER_S,
         )
