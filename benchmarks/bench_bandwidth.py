@@ -324,10 +324,9 @@ def _lifted_text(records: list[Row]) -> bytes:
         "v": columns.COLUMNS_VERSION,
         "groups": [columns._encode_group(s, g) for s, g in groups.items()],
     }
-    data: list[int] = []
-    columns._lift(body, data)
-    body["data"] = data
-    return orjson.dumps(body)
+    tail = bytearray()
+    columns._lift(body, tail)
+    return orjson.dumps(body) + (b"\x00" + tail if tail else b"")
 
 
 def _compress(text: bytes, dictionary: zstandard.ZstdCompressionDict | None) -> int:

@@ -143,7 +143,14 @@ def test_a_seq_beyond_format_2_is_refused_by_the_encoder_so_format_1_carries_it(
         encode_columns([_record(2**61, {"v": 1})])
 
 
+TAIL = "tail"  # in a test body: the bytes to put after the text
+
+
 def _frame(body: Any) -> bytes:
+    if isinstance(body, dict) and TAIL in body:
+        body = dict(body)
+        tail = body.pop(TAIL)
+        return compress_text(orjson.dumps(body) + b"\x00" + tail)
     return compress_text(orjson.dumps(body))
 
 
@@ -171,9 +178,10 @@ def test_a_hand_made_batch_decodes() -> None:
     ("body", "field"),
     [
         ({"v": 3, "groups": []}, "v"),
-        ({"v": 2, "groups": [_group(seq="#")], "data": [1]}, "data"),  # fewer than n
-        ({"v": 2, "groups": [_group()], "data": [1]}, "data"),  # one left over
-        ({"v": 2, "groups": [_group(seq="#")], "data": [1, "x"]}, "groups.0.seq"),
+        ({"v": 2, "groups": [_group(seq="#")], TAIL: b"\x02\x80"}, "data"),  # cut short
+        ({"v": 2, "groups": [_group(seq="#")], TAIL: b"\x02" + b"\xff" * 10}, "data"),  # too long
+        ({"v": 2, "groups": [_group()], TAIL: b"\x02"}, "data"),  # a byte left over
+        ({"v": 2, "groups": [_group(seq="#")], TAIL: b"\x02"}, "data"),  # n above the bytes
         ({"v": 2, "groups": [_group(stream="bad stream")]}, "groups.0.stream"),
         ({"v": 2, "groups": [_group(seq=[1])]}, "groups.0.seq"),
         ({"v": 2, "groups": [_group(seq=[1, 0])]}, "groups"),  # the same seq twice
@@ -198,7 +206,7 @@ def test_a_hand_made_batch_decodes() -> None:
         ),
         (
             {"v": 2, "groups": [_group(created={"e": 0, "m": {"lo": 0, "w": 1, "p": "!!!!"}})]},
-            "groups.0.created.m.p",
+            "groups.0.created.m",
         ),
         (
             {"v": 2, "groups": [_group(payload={"keys": [["v", "v"]], "shape": [0], "cols": {}})]},
@@ -274,3 +282,29 @@ def test_record_times_travel_at_the_hubs_precision_and_store_the_same() -> None:
     assert [_stamp(r.created) for r in decoded] == [_stamp(t) for t in times]
     assert [_stamp(r.expires) for r in decoded] == [_stamp(t + 86400.0) for t in times]
     assert decoded[0].created == 1796598697.462681
+
+
+@pytest.mark.parametrize(
+    ("planes", "field"),
+    [
+        (b"\x01\x02", None),  # two values of one byte: 1 + 1, 1 + 2
+        (b"\x01", "data"),  # fewer bytes than n x w
+        (b"\x01\x02\x03", "data"),  # one left over
+    ],
+)
+def test_packed_bytes_after_the_text_are_counted_to_the_byte(
+    planes: bytes, field: str | None
+) -> None:
+    group = _group(
+        payload={"keys": [["v"]], "shape": [0], "cols": {"v": {"lo": 1, "w": 1, "p": "#"}}}
+    )
+    data = compress_text(orjson.dumps({"v": 2, "groups": [group]}) + b"\x00" + planes)
+    if field is None:
+        assert [r.payload for r in decode_columns(data, max_decompressed=LIMIT)] == [
+            {"v": 2},
+            {"v": 3},
+        ]
+        return
+    with pytest.raises(BatchFormatError) as caught:
+        decode_columns(data, max_decompressed=LIMIT)
+    assert caught.value.field == field

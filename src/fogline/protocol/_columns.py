@@ -3,7 +3,7 @@
 Format 1 (`encode_batch`) repeats every field name and every number in full
 for each record; a window's summaries differ only in a few digits. Format 2
 groups the records by stream and writes each field once per group, as a
-column (shown here before the int lists move to `data`, see below):
+column (shown here before the numbers move after the text, see below):
 
     {"v": 2, "groups": [{
         "stream": "summaries", "n": 2,
@@ -25,7 +25,7 @@ instead of 17 digits. `rel` columns hold differences from `created`'s
 mantissas. Where no e up to MAX_DECIMALS fits (random bits), the column holds
 the floats themselves (`{"f": [...]}`), which JSON carries exactly too.
 Int columns travel as differences (`{"i": [...]}`) or, when smaller, packed
-(`{"lo": min, "w": bytes, "p": base64}`: each value minus the least, byte
+(`{"lo": min, "w": bytes, "p": planes}`: each value minus the least, byte
 planes one after the other); numbered names as prefix and numbers; a value
 every record shares once (`{"c": v}`, equal in type and bits); anything else
 as JSON values (`{"j": [...]}`). Payloads that are not all objects travel as
@@ -33,11 +33,13 @@ one JSON list (`"payload": {"j": [...]}`). Keys keep their order per record
 (`keys` lists each distinct order once, `shape` names one per record; one
 entry means all).
 
-Then every int list under `seq`, `priority`, `shape` and `i` moves, in
-document order, to one list at the end (`"data": [...]`), leaving `"#"` (the
-group's n values) or `"#1"` (one). What is left of a stream's batch is the
-same text batch after batch, and it is in the dictionary both sides hold
-(DICTIONARY): zstd copies it in a few long matches, so a batch of five
+Then the numbers leave the text: past a NUL byte (JSON text has none) come,
+in document order, every int list under `seq`, `priority`, `shape` and `i`
+as zigzag varints (protobuf's sint64) and the bytes of every packed column,
+leaving `"#"` (the group's n values) or `"#1"` (one value for all). What is
+left of a stream's batch is the same text batch after batch, and it is in
+the dictionary both sides hold (DICTIONARY): zstd copies it in a few long
+matches, and numbers cost bytes rather than digits, so a batch of five
 anomalies costs about its numbers. Frames carry no magic number, checksum,
 dictionary id or content size (the media type names the format; TLS guards
 the bytes).
@@ -47,8 +49,6 @@ every list's length, every number's range and every field against the same
 rules as format 1; any fault is a BatchFormatError naming the field.
 """
 
-import base64
-import binascii
 import datetime as dt
 import itertools
 import math
@@ -95,12 +95,15 @@ _FINITE_BITS: Final = 0x7FF0000000000000
 # (`_ALL`: the group's n values, `_ONE`: one), and what it never looks into.
 _INT_LISTS: Final = frozenset({"seq", "priority", "shape", "i"})
 _OPAQUE: Final = frozenset({"j", "c", "f", "keys", "stream", "prefix", "p"})
+_MAX_VARINT: Final = 9  # bytes of a zigzag varint up to 2**63
+_SHARED: Final = frozenset({"priority", "shape"})
 _ALL: Final = "#"
 _ONE: Final = "#1"
 _EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _MICROSECOND: Final = dt.timedelta(microseconds=1)
 _FEW_ULPS: Final = 8
-_PACK_MIN: Final = 8
+# Packing pays only on long columns: short ones keep the dictionary's form.
+_PACK_MIN: Final = 64
 _MAX_WIDTH: Final = 8
 # A string column of numbered names ("s0000", "line-12") travels as the
 # prefix and the numbers: a fleet's sensor names then cost next to nothing.
@@ -112,22 +115,22 @@ _Q: Final = struct.Struct("<Q")
 # Version 2's dictionary, fixed for good: a batch decoded with another one is
 # garbage that the checks below refuse. Changing it means format 3.
 DICTIONARY: Final = (
-    b'{"j":[]},{"f":[]},{"lo":0,"w":1,"p":""},{"lo":0,"w":2,"p":""},{"lo":0,"w":3,"p":""},'
-    b'{"v":2,"groups":[{"stream":"logs/agent","n":1,"seq":"#1","priority":"#1","created":{'
-    b'"e":6,"m":{"i":"#1"}},"expires":{"e":6,"m":{"i":"#1"},"rel":true},"payload":{"keys":'
-    b'[["ts","level","logger","message"]],"shape":"#1","cols":{"ts":{"c":1700000000.5},"le'
-    b'vel":{"c":"INFO"},"logger":{"c":"fogline.agent"},"message":{"c":"started"}}}},{"stre'
-    b'am":"summaries","n":2,"seq":"#","priority":"#1","created":{"e":6,"m":{"i":"#"}},"exp'
-    b'ires":{"e":6,"m":{"i":"#"},"rel":true},"payload":{"keys":[["sensor","window_start","'
-    b'window_end","count","max","mean","min"]],"shape":"#1","cols":{"sensor":{"prefix":"s"'
-    b',"digits":4,"n":{"i":"#"}},"window_start":{"c":1700000000.0},"window_end":{"c":17000'
-    b'00010.0},"count":{"c":100},"max":{"e":2,"m":{"i":"#"}},"mean":{"e":4,"m":{"i":"#"},"'
-    b'u":{"i":"#"}},"min":{"e":2,"m":{"i":"#"}}}}},{"stream":"anomalies","n":2,"seq":"#","'
-    b'priority":"#1","created":{"e":6,"m":{"i":"#"}},"expires":{"e":6,"m":{"i":"#"},"rel":'
-    b'true},"payload":{"keys":[["value","ts","sensor","metric","anomaly","score"]],"shape"'
-    b':"#1","cols":{"value":{"e":2,"m":{"i":"#"}},"ts":{"e":1,"m":{"i":"#"}},"sensor":{"pr'
-    b'efix":"s","digits":4,"n":{"i":"#"}},"metric":{"c":"temp"},"anomaly":{"c":true},"scor'
-    b'e":{"e":2,"m":{"i":"#"},"u":{"i":"#"}}}}}],"data":['
+    b'{"j":[]},{"f":[]},{"lo":0,"w":1,"p":"#"},{"lo":0,"w":2,"p":"#"},{"lo":0,"w":3,"p":"#'
+    b'"},{"v":2,"groups":[{"stream":"logs/agent","n":1,"seq":"#","priority":"#1","created"'
+    b':{"e":6,"m":{"i":"#"}},"expires":{"e":6,"m":{"i":"#"},"rel":true},"payload":{"keys":'
+    b'[["ts","level","logger","message"]],"shape":"#1","cols":{"ts":{"e":1,"m":{"i":"#"}},'
+    b'"level":{"c":"INFO"},"logger":{"c":"fogline.agent"},"message":{"c":"started"}}}},{"s'
+    b'tream":"summaries","n":2,"seq":"#","priority":"#1","created":{"e":6,"m":{"i":"#"}},"'
+    b'expires":{"e":6,"m":{"i":"#"},"rel":true},"payload":{"keys":[["sensor","window_start'
+    b'","window_end","count","max","mean","min"]],"shape":"#1","cols":{"sensor":{"prefix":'
+    b'"s","digits":4,"n":{"i":"#"}},"window_start":{"c":1700000000.0},"window_end":{"c":17'
+    b'00000010.0},"count":{"c":100},"max":{"e":2,"m":{"i":"#"}},"mean":{"e":4,"m":{"i":"#"'
+    b'},"u":{"i":"#"}},"min":{"e":2,"m":{"i":"#"}}}}},{"stream":"anomalies","n":2,"seq":"#'
+    b'","priority":"#1","created":{"e":6,"m":{"i":"#"}},"expires":{"e":6,"m":{"i":"#"},"re'
+    b'l":true},"payload":{"keys":[["value","ts","sensor","metric","anomaly","score"]],"sha'
+    b'pe":"#1","cols":{"value":{"e":2,"m":{"i":"#"}},"ts":{"e":1,"m":{"i":"#"}},"sensor":{'
+    b'"prefix":"s","digits":4,"n":{"i":"#"}},"metric":{"c":"temp"},"anomaly":{"c":true},"s'
+    b'core":{"e":2,"m":{"i":"#"},"u":{"i":"#"}}}}}]}'
 )
 
 
@@ -157,13 +160,14 @@ def encode_columns(records: Sequence[EncodableRecord]) -> bytes:
         "v": COLUMNS_VERSION,
         "groups": [_encode_group(s, g) for s, g in groups.items()],
     }
-    data: list[int] = []
-    _lift(body, data)
-    body["data"] = data
+    tail = bytearray()
+    _lift(body, tail)
     try:
         text = orjson.dumps(body)
     except orjson.JSONEncodeError as exc:
         raise BatchFormatError(f"cannot encode the batch: {exc}") from exc
+    if tail:  # JSON text holds no NUL byte: the first one ends it
+        text += b"\x00" + tail
     return compress_text(text)
 
 
@@ -187,42 +191,83 @@ def compress_text(text: bytes) -> bytes:
     return compressor.compress(text)
 
 
-def _lift(node: Any, data: list[int]) -> None:
-    """Move every int list out of the text, in document order, into `data`.
+def _lift(node: Any, tail: bytearray) -> None:
+    """Move every int list (as varints) and the bytes of every packed column
+    out of the text, in document order, into `tail`.
 
     What is left is the same for every batch of a stream but for `n` and a
     few exponents, so zstd copies it from the dictionary in a few long
-    matches: a batch of five anomalies costs its numbers, hardly its form.
+    matches, and the numbers cost bytes rather than digits: a batch of five
+    anomalies costs about its numbers.
     """
     if type(node) is list:
         for item in node:
-            _lift(item, data)
+            _lift(item, tail)
     elif type(node) is dict:
         for key, value in node.items():
             if key in _INT_LISTS and type(value) is list:
-                data.extend(value)
-                node[key] = _ONE if len(value) == 1 else _ALL
+                for v in value:
+                    _put_varint(tail, v)
+                # "#1" only where one value stands for all (priority, shape):
+                # elsewhere one value is a group of one, written like any n.
+                node[key] = _ONE if len(value) == 1 and key in _SHARED else _ALL
+            elif key == "p" and type(value) is bytes:
+                tail += value
+                node[key] = _ALL
             elif key not in _OPAQUE:
-                _lift(value, data)
+                _lift(value, tail)
 
 
-def _lower(node: Any, n: int, data: list[Any], cursor: list[int]) -> None:
-    """Put `data`'s values back where `_lift` took them (decoding, untrusted)."""
+def _put_varint(out: bytearray, value: int) -> None:
+    """Zigzag, then 7 bits a byte, low first (protobuf's sint64)."""
+    v = value * 2 if value >= 0 else -value * 2 - 1
+    while v > 0x7F:
+        out.append((v & 0x7F) | 0x80)
+        v >>= 7
+    out.append(v)
+
+
+def _get_varints(tail: bytes, cursor: list[int], count: int) -> list[int]:
+    out: list[int] = []
+    at = cursor[0]
+    for _ in range(count):
+        v = shift = 0
+        while True:
+            if at >= len(tail) or shift > 7 * (_MAX_VARINT - 1):
+                raise BatchFormatError("batch: data: a value cut short or too long", field="data")
+            byte = tail[at]
+            at += 1
+            v |= (byte & 0x7F) << shift
+            shift += 7
+            if byte < 0x80:
+                break
+        out.append(v >> 1 if v % 2 == 0 else -(v >> 1) - 1)
+    cursor[0] = at
+    return out
+
+
+def _lower(node: Any, n: int, tail: bytes, cursor: list[int]) -> None:
+    """Put `tail`'s values and bytes back where `_lift` took them (decoding,
+    untrusted); `cursor` is [next byte of tail]."""
     if type(node) is list:
         for item in node:
-            _lower(item, n, data, cursor)
+            _lower(item, n, tail, cursor)
     elif type(node) is dict:
         for key, value in node.items():
-            if key in _INT_LISTS and value in (_ONE, _ALL):
-                count = 1 if value == _ONE else n
-                if cursor[0] + count > len(data):
+            if key == "p" and value == _ALL:
+                width = node.get("w")
+                if type(width) is not int or not 1 <= width <= _MAX_WIDTH:
+                    continue  # _int_col refuses the column
+                if cursor[0] + n * width > len(tail):
                     raise BatchFormatError(
-                        "batch: data: fewer values than the columns", field="data"
+                        "batch: data: fewer bytes than the packed columns", field="data"
                     )
-                node[key] = data[cursor[0] : cursor[0] + count]
-                cursor[0] += count
+                node[key] = tail[cursor[0] : cursor[0] + n * width]
+                cursor[0] += n * width
+            elif key in _INT_LISTS and value in (_ONE, _ALL):
+                node[key] = _get_varints(tail, cursor, 1 if value == _ONE else n)
             elif key not in _OPAQUE:
-                _lower(value, n, data, cursor)
+                _lower(value, n, tail, cursor)
 
 
 def _encode_group(stream: str, group: list[EncodableRecord]) -> dict[str, Any]:
@@ -283,7 +328,9 @@ def _payload_columns(payloads: list[Any]) -> dict[str, Any]:
 
 
 def _column(values: list[Any]) -> dict[str, Any]:
-    if _all_the_same(values):
+    # One number or numbered name alone travels like many (a column in
+    # the tail), so a batch of one anomaly has the dictionary's form.
+    if _all_the_same(values) and not (len(values) == 1 and _is_numbered(values[0])):
         return {"c": values[0]}
     if all(type(v) is float for v in values):
         return _float_column(values)
@@ -298,6 +345,13 @@ def _column(values: list[Any]) -> dict[str, Any]:
                 numbers = _int_column([int(d) for _, d in parts])
                 return {"prefix": prefix, "digits": digits, "n": numbers}
     return {"j": values}
+
+
+def _is_numbered(value: Any) -> bool:
+    """A number, or a numbered name (`s0042`): a column even when it is one."""
+    return type(value) in (int, float) or (
+        type(value) is str and _NUMBERED.fullmatch(value) is not None
+    )
 
 
 def _all_the_same(values: list[Any]) -> bool:
@@ -318,9 +372,9 @@ def _int_column(values: list[int]) -> dict[str, Any]:
 
     Packed: each value minus the smallest, in `w` little-endian bytes, all
     first bytes then all second bytes (the high bytes, nearly constant, then
-    compress to nothing), base64 in the JSON text. Random readings pack to
-    about 20 % fewer bytes than their digits; counters and sequences are
-    cheaper as differences.
+    compress to nothing); `_lift` moves the bytes after the text. Random
+    readings pack to about a fifth fewer bytes than their digits; counters
+    and sequences are cheaper as differences.
     """
     deltas: dict[str, Any] = {"i": _deltas(values)}
     if len(values) < _PACK_MIN:
@@ -329,10 +383,9 @@ def _int_column(values: list[int]) -> dict[str, Any]:
     offsets = [v - low for v in values]
     width = max(1, (max(offsets).bit_length() + 7) // 8)
     planes = b"".join(bytes((o >> (8 * i)) & 0xFF for o in offsets) for i in range(width))
-    packed: dict[str, Any] = {"lo": low, "w": width, "p": base64.b64encode(planes).decode()}
     trial = zstandard.ZstdCompressor(level=1)
-    if len(trial.compress(orjson.dumps(packed))) < len(trial.compress(orjson.dumps(deltas))):
-        return packed
+    if len(trial.compress(planes)) < len(trial.compress(orjson.dumps(deltas["i"]))):
+        return {"lo": low, "w": width, "p": planes}
     return deltas
 
 
@@ -424,7 +477,7 @@ def decode_columns(data: bytes, *, max_decompressed: int) -> list[BatchRecord]:
         max_window_size=MAX_WINDOW_BYTES,
         format=zstandard.FORMAT_ZSTD1_MAGICLESS,
     )
-    text = _decompress_with(dctx, data, max_decompressed)
+    text, _, tail = _decompress_with(dctx, data, max_decompressed).partition(b"\x00")
     try:
         raw = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
@@ -432,14 +485,14 @@ def decode_columns(data: bytes, *, max_decompressed: int) -> list[BatchRecord]:
     body = _object(raw, "batch")
     if body.get("v") != COLUMNS_VERSION:
         raise BatchFormatError(f"batch: v: expected {COLUMNS_VERSION}", field="v")
-    lifted = _list(body.get("data", []), "data")  # absent: every list inline
     cursor = [0]
     for group in _list(body.get("groups"), "groups"):
         n = group.get("n") if type(group) is dict else None
-        if type(n) is int and 0 <= n <= len(lifted):
-            _lower(group, n, lifted, cursor)
-    if cursor[0] != len(lifted):
-        raise BatchFormatError("batch: data: more values than the columns", field="data")
+        # Every value takes a byte at least: a larger n cannot be honest.
+        if type(n) is int and 0 <= n <= len(tail):
+            _lower(group, n, tail, cursor)
+    if cursor[0] != len(tail):
+        raise BatchFormatError("batch: data: bytes left over after the columns", field="data")
     out: list[BatchRecord] = []
     seen: set[int] = set()
     for i, group in enumerate(_list(body.get("groups"), "groups")):
@@ -541,22 +594,16 @@ def _int_col(raw: Any, where: str, n: int) -> list[int]:
     if "i" in column:
         values = _undelta(_ints(column["i"], f"{where}.i", n))
     else:
-        low, width, text = column.get("lo"), column.get("w"), column.get("p")
+        low, width, planes = column.get("lo"), column.get("w"), column.get("p")
         if (
             type(low) is not int
             or abs(low) > _MAX_VALUE
             or type(width) is not int
             or not 1 <= width <= _MAX_WIDTH
-            or not isinstance(text, str)
-            or len(text) != 4 * ((n * width + 2) // 3)
+            or type(planes) is not bytes
+            or len(planes) != n * width
         ):
             raise BatchFormatError(f"batch: {where}: bad packed column", field=where)
-        try:
-            planes = base64.b64decode(text, validate=True)
-        except binascii.Error as exc:
-            raise BatchFormatError(f"batch: {where}.p: not base64", field=f"{where}.p") from exc
-        if len(planes) != n * width:
-            raise BatchFormatError(f"batch: {where}.p: expected {n * width} bytes", field=where)
         values = [
             low + int.from_bytes(bytes(planes[i * n + k] for i in range(width)), "little")
             for k in range(n)
