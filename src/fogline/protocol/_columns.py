@@ -52,7 +52,6 @@ rules as format 1; any fault is a BatchFormatError naming the field.
 import datetime as dt
 import itertools
 import math
-import re
 import struct
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Final
@@ -107,9 +106,12 @@ _PACK_MIN: Final = 64
 _MAX_WIDTH: Final = 8
 # A string column of numbered names ("s0000", "line-12") travels as the
 # prefix and the numbers: a fleet's sensor names then cost next to nothing.
-_NUMBERED: Final = re.compile(r"(.{0,64}?)([0-9]{1,17})", re.DOTALL)
+_DIGITS: Final = "0123456789"
+_MAX_DIGITS: Final = 17
+_MAX_PREFIX: Final = 64
 _POW10: Final = tuple(10**e for e in range(MAX_DECIMALS + 1))
 _D: Final = struct.Struct("<d")
+_MAGNITUDE: Final = (1 << 63) - 1
 _Q: Final = struct.Struct("<Q")
 
 # Version 2's dictionary, fixed for good: a batch decoded with another one is
@@ -277,7 +279,13 @@ def _encode_group(stream: str, group: list[EncodableRecord]) -> dict[str, Any]:
             payloads.append(orjson.loads(r.payload))
         except orjson.JSONDecodeError as exc:
             raise BatchFormatError(f"record {r.seq}: payload is not JSON: {exc}") from exc
-    created = _float_column([to_microsecond(r.created) for r in group])
+    # A window's records share their times: convert each distinct one once.
+    times: dict[float, float] = {}
+    for r in group:
+        for t in (r.created, r.expires):
+            if t not in times:
+                times[t] = to_microsecond(t)
+    created = _float_column([times[r.created] for r in group])
     priorities = [r.priority for r in group]
     return {
         "stream": stream,
@@ -285,7 +293,7 @@ def _encode_group(stream: str, group: list[EncodableRecord]) -> dict[str, Any]:
         "seq": _deltas([r.seq for r in group]),
         "priority": priorities[:1] if len(set(priorities)) == 1 else priorities,
         "created": created,
-        "expires": _float_column([to_microsecond(r.expires) for r in group], base=created),
+        "expires": _float_column([times[r.expires] for r in group], base=created),
         "payload": _payload_columns(payloads),
     }
 
@@ -337,9 +345,9 @@ def _column(values: list[Any]) -> dict[str, Any]:
     if all(type(v) is int and -_MAX_VALUE <= v <= _MAX_VALUE for v in values):
         return _int_column(values)
     if all(type(v) is str for v in values):
-        matches = [_NUMBERED.fullmatch(v) for v in values]
-        if all(matches):
-            parts = [(m.group(1), m.group(2)) for m in matches if m is not None]
+        split = [_numbered(v) for v in values]
+        if all(split):
+            parts = [p for p in split if p is not None]
             prefix, digits = parts[0][0], len(parts[0][1])
             if all(p == prefix and len(d) == digits for p, d in parts):
                 numbers = _int_column([int(d) for _, d in parts])
@@ -347,11 +355,20 @@ def _column(values: list[Any]) -> dict[str, Any]:
     return {"j": values}
 
 
+def _numbered(name: str) -> tuple[str, str] | None:
+    """(prefix, digits) of a numbered name: at most 17 ASCII digits at the end
+    (beyond that, the earlier ones join the prefix), a prefix of at most 64."""
+    head = name.rstrip(_DIGITS)
+    run = len(name) - len(head)
+    if run == 0:
+        return None
+    cut = len(name) - min(run, _MAX_DIGITS)
+    return (name[:cut], name[cut:]) if cut <= _MAX_PREFIX else None
+
+
 def _is_numbered(value: Any) -> bool:
     """A number, or a numbered name (`s0042`): a column even when it is one."""
-    return type(value) in (int, float) or (
-        type(value) is str and _NUMBERED.fullmatch(value) is not None
-    )
+    return type(value) in (int, float) or (type(value) is str and _numbered(value) is not None)
 
 
 def _all_the_same(values: list[Any]) -> bool:
@@ -399,6 +416,8 @@ def _float_column(values: list[float], base: dict[str, Any] | None = None) -> di
     """
     best: tuple[int, list[int], list[int]] | None = None
     for e in range(MAX_DECIMALS + 1):
+        if _decimals(values[:1], e) is None:  # most e fail on the first value: cheaply
+            continue
         coded = _decimals(values, e)
         if coded is None:
             continue
@@ -423,26 +442,30 @@ def _float_column(values: list[float], base: dict[str, Any] | None = None) -> di
 
 
 def _decimals(values: list[float], e: int) -> tuple[list[int], list[int]] | None:
+    """(mantissas, steps) of `values` as decimals with e places, or None if
+    one does not fit (not finite, too large, another sign, too many steps)."""
     scale = _POW10[e]
-    mantissas: list[int] = []
+    if not all(math.isfinite(x) and abs(x) * scale < _MAX_VALUE for x in values):
+        return None
+    mantissas = [round(x * scale) for x in values]
+    # The steps between floats of one sign are the differences of their bit
+    # patterns read as integers: packed all at once, not float by float.
+    xs = _bits([*values])
+    ys = _bits([m / scale for m in mantissas])
     ulps: list[int] = []
-    for x in values:
-        if not math.isfinite(x) or abs(x) * scale >= _MAX_VALUE:
+    for bx, by in zip(xs, ys, strict=True):
+        if (bx < 0) != (by < 0):
             return None
-        m = round(x * scale)
-        u = _steps(x, m / scale)
-        if u is None or abs(u) > _MAX_ULPS:
+        u = (bx & _MAGNITUDE) - (by & _MAGNITUDE)
+        if abs(u) > _MAX_ULPS:
             return None
-        mantissas.append(m)
         ulps.append(u)
     return mantissas, ulps
 
 
-def _steps(x: float, y: float) -> int | None:
-    """How many steps of the last bit take y to x; None if they differ in sign."""
-    if math.copysign(1.0, x) != math.copysign(1.0, y):
-        return None
-    return int(_Q.unpack(_D.pack(abs(x)))[0]) - int(_Q.unpack(_D.pack(abs(y)))[0])
+def _bits(values: list[float]) -> tuple[int, ...]:
+    """Each float's 64 bits as a signed integer (negative: the sign bit is set)."""
+    return struct.unpack(f"<{len(values)}q", struct.pack(f"<{len(values)}d", *values))
 
 
 def _deltas(values: Sequence[int]) -> list[int]:

@@ -383,3 +383,13 @@ def test_linger_lets_trickling_records_share_one_batch(box: Outbox) -> None:
 
     asyncio.run(scenario())
     assert [len(batch) for batch in hub.applied] == [3]
+
+
+def test_urgent_records_go_in_a_request_of_their_own_ahead_of_a_large_batch(box: Outbox) -> None:
+    """Issue #18: batches grew to 2,000 records; an anomaly must not wait for
+    the encoding and upload of a window's summaries queued beside it."""
+    summaries = fill(box, 1000, priority=5, stream="summaries")
+    anomalies = fill(box, 3, priority=9, stream="anomalies")
+    hub = MemoryHubTransport()
+    asyncio.run(make_uplink(box, hub, batch_records=2000).drain())
+    assert hub.applied == [tuple(anomalies), tuple(summaries)]

@@ -1,5 +1,6 @@
 """The uplink's real transport: zstd batches POSTed to the hub over mTLS."""
 
+import asyncio
 from collections.abc import Sequence
 
 import httpx
@@ -43,7 +44,9 @@ class HttpHubTransport:
         """See HubTransport.send_batch."""
         if self._columns:
             try:
-                body = encode_columns(records)
+                # Columns and zstd level 19 take milliseconds per thousand
+                # records: off the event loop, which carries local actions.
+                body = await asyncio.to_thread(encode_columns, records)
             except BatchFormatError:
                 body = b""  # a payload format 2 cannot carry: format 1 embeds it as it is
             if body:

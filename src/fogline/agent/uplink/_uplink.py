@@ -5,6 +5,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Final
 
 from fogline.agent._backoff import Backoff
 from fogline.agent.outbox import Outbox, OutboxRecord
@@ -14,6 +15,7 @@ from ._errors import BatchRejectedError
 from ._transport import HubTransport
 
 _log = logging.getLogger("fogline.agent.uplink")
+URGENT_PRIORITY: Final = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +55,7 @@ class Uplink:
         idle_poll_s: float = 30.0,
         send_timeout_s: float = 60.0,
         linger_s: float = 0.0,
+        urgent_priority: int = URGENT_PRIORITY,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -73,6 +76,7 @@ class Uplink:
         # in (one anomaly at a time) then share a batch, a request and its
         # compression, at the cost of that much delay to the cloud.
         self._linger_s = max(0.0, linger_s)
+        self._urgent_priority = urgent_priority
         self._wake = asyncio.Event()
         self._sent = self._batches = self._failures = 0
         self._rejections = self._dead_lettered = self._consecutive_failures = 0
@@ -139,7 +143,13 @@ class Uplink:
             )
             if not batch:
                 return
-            await self._deliver(batch)
+            # Urgent records (priority >= urgent_priority: alarms, anomalies)
+            # go in a request of their own, never behind the encoding and
+            # upload of a batch of 2,000 summaries; the rest follows at once.
+            cut = next(
+                (i for i, r in enumerate(batch) if r.priority < self._urgent_priority), len(batch)
+            )
+            await self._deliver(batch[:cut] if cut else batch)
 
     async def _deliver(self, batch: list[OutboxRecord]) -> None:
         pending = [batch]
