@@ -7,7 +7,10 @@ batch resent after a lost acknowledgement never duplicates. Records the hub
 refuses for good are isolated by splitting the batch and dead-lettered.
 
 `HttpHubTransport` is the real transport (POST /v1/telemetry); its answers
-go through fogline.hubclient's one mapping of hub answers to errors.
+go through fogline.hubclient's one mapping of hub answers to errors. It sends
+batch format 2 (columns per stream, fogline.protocol.encode_columns) once the
+hub names it in `Accept-Post`, format 1 otherwise. Urgent records (priority
+8 and 9) leave in a request of their own, ahead of the rest of their batch.
 
 Errors:
 
