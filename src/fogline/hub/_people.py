@@ -88,7 +88,9 @@ def principal_name(user: str | None, token_name: str) -> str:
 
 
 def authenticate(session: Session, token: str, now: dt.datetime) -> Principal:
-    """The principal `token` stands for; records its use (at most once a minute).
+    """The principal `token` stands for; records its use (at most once a
+    minute) and ends the session's transaction (the caller's own changes
+    commit with it: call it first).
 
     Raises:
         UnauthorizedError: malformed, unknown, wrong secret, revoked, expired,
@@ -122,9 +124,14 @@ def authenticate(session: Session, token: str, now: dt.datetime) -> Principal:
             raise UnauthorizedError(f"token {row.name!r}: its user was removed")
         role, scope = Role(user.role), (dict(user.scope) if user.scope else None)
     if row.last_used_at is None or now - row.last_used_at >= LAST_USE_RESOLUTION:
-        # Its own statement, committed now: a read-only request commits nothing.
+        # Its own statement, committed below: a read-only request commits nothing else.
         session.execute(update(TokenRow).where(TokenRow.id == row.id).values(last_used_at=now))
-        session.commit()
+    # The transaction ends here, written or not, and its connection goes back
+    # to the pool: the auth dependencies call this, and the route after them
+    # waits for a worker thread of its own, which a burst of requests waiting
+    # for connections on every worker thread would never give it
+    # (tests/hub/test_request_connections.py).
+    session.commit()
     return Principal(principal_name(row.user_name, row.name), role, scope, row.id, row.user_name)
 
 

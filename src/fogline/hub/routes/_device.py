@@ -38,7 +38,7 @@ from .._auth import (
     hub_state,
 )
 from .._bodies import json_body_doc, parse_json_body
-from .._desired import key_material, key_scopes, recompile_device, release_keys
+from .._desired import TrustedKey, key_material, key_scopes, recompile_device, release_keys
 from .._devices import device_refusal
 from .._enrollment import enroll_device
 from .._errors import ApiError, ConflictError
@@ -59,13 +59,25 @@ SessionDep = Annotated[Session, Depends(db_session)]
 _ENROLL_ATTEMPTS: Final = 3
 
 
-def _enroll_settled(
-    session: Session, state: HubState, body: EnrollRequest
-) -> tuple[DeviceRow, bytes]:
+@dataclass(frozen=True, slots=True)
+class _Enrolled:
+    row: DeviceRow
+    cert_pem: bytes
+    keys: dict[str, TrustedKey]  # the release keys the node is to trust
+    tuf_root: bytes | None
+
+
+def _enroll_settled(session: Session, state: HubState, body: EnrollRequest) -> _Enrolled:
     """Enroll and commit. When another enrollment took the name between this
     one's look and its insert (the unique constraint), the transaction is
     rolled back and the enrollment runs again: it then sees the winner, and
     answers 409 (or, for the same key and claim, the retried enrollment).
+
+    What the answer needs from the database is read before the commit, which
+    gives the connection back: the session lives until the answer is sent,
+    and a connection it still held would wait for a worker thread (FastAPI
+    validates the answer on one) while a burst of enrollments waits for
+    connections on every worker thread (tests/hub/test_request_connections.py).
 
     Raises:
         ApiError: see `enroll_device`.
@@ -84,11 +96,12 @@ def _enroll_settled(
                 key_sha256=row.key_sha256,
                 labels=row.labels,
             )
+            enrolled = _Enrolled(row, cert_pem, release_keys(session), trusted_root(session))
             session.commit()
         except IntegrityError:
             session.rollback()
             continue
-        return row, cert_pem
+        return enrolled
     raise ConflictError(f"device name {body.name!r} is taken", field="name")
 
 
@@ -104,28 +117,27 @@ def enroll(body: EnrollRequest, session: SessionDep, state: StateDep) -> EnrollR
     """Trade a claim token and a CSR for a device certificate. Audited, refusals too."""
     note_actor(device_actor(body.name))
     try:
-        row, cert_pem = _enroll_settled(session, state, body)
+        enrolled = _enroll_settled(session, state, body)
     except ApiError as exc:
         state.metrics.enrollments.labels(exc.code).inc()
         event(log, "device.enroll_refused", logging.WARNING, name=body.name, reason=exc.message)
         raise
+    row = enrolled.row
     state.metrics.enrollments.labels("ok").inc()
     event(log, "device.enrolled", device_id=row.id, name=row.name, claim_id=row.claim_id)
-    keys = release_keys(session)
-    scopes = key_scopes(keys)
+    scopes = key_scopes(enrolled.keys)
     optional: dict[str, Any] = {}
     if scopes:
         optional["release_key_scopes"] = scopes
-    tuf_root = trusted_root(session)
-    if tuf_root is not None:
-        optional["tuf_root"] = tuf_root.decode()
+    if enrolled.tuf_root is not None:
+        optional["tuf_root"] = enrolled.tuf_root.decode()
     return EnrollResponse(
         device_id=row.id,
         name=row.name,
-        certificate=cert_pem.decode(),
+        certificate=enrolled.cert_pem.decode(),
         ca=state.trust_bundle_pem().decode(),
         report_interval_s=state.settings.report_interval_s,
-        release_keys=key_material(keys),
+        release_keys=key_material(enrolled.keys),
         **optional,
     )
 

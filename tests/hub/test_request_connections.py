@@ -1,0 +1,125 @@
+"""A request's database session gives its connection back before the answer
+leaves the handler.
+
+FastAPI closes a request's session (`db_session`) only after the answer is
+sent, and validates a plain-def route's answer on a worker thread first: a
+connection still checked out when the handler returns waits for a free
+worker thread, and then for the client. Under a burst of enrollments (a
+1,000-node fleet, tests/sim/test_renewal.py) the worker threads were all
+waiting for a connection while the connections waited for a worker thread:
+the hub's 50 connections stayed taken until the pool's 30 s timeout, at
+16 % of a core. So enrollment and renewal end their transaction before they
+return, and token authentication (the operator's and the console's
+dependencies) before the route's own worker thread: these tests count the
+pool's checked-out connections at those points.
+"""
+
+import asyncio
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from fogline.hub import HubState, create_app, make_engine, upgrade_schema
+from fogline.hub._claims import create_claim
+from fogline.hub._clock import utcnow
+from fogline.hub._db import make_session_factory
+from fogline.hub._people import authenticate
+from fogline.hub._tls import PEER_SCOPE_KEY, PeerCertificate
+from fogline.hub._tokens import ensure_admin_token
+from fogline.protocol import ClaimCreate
+from fogline.security import ADMIN_PREFIX, CertificateAuthority, device_id_from_cert, make_csr
+from tests.support.device import enroll_body
+
+
+@dataclass
+class PoolAtAnswer:
+    """ASGI: the pool's checked-out connections as each answer starts, and a
+    client certificate in the scope of requests that name one."""
+
+    app: ASGIApp
+    state: HubState
+    peer: PeerCertificate | None = None
+    seen: list[tuple[str, int, int]] = field(default_factory=list)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.peer is not None:
+            scope[PEER_SCOPE_KEY] = self.peer
+
+        async def counting(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                checked_out = self.state.engine.pool.checkedout()  # type: ignore[attr-defined]
+                self.seen.append((scope["path"], message["status"], checked_out))
+            await send(message)
+
+        await self.app(scope, receive, counting)
+
+
+@pytest.fixture
+def hub(tmp_path: Path) -> Iterator[tuple[HubState, PoolAtAnswer]]:
+    engine = make_engine(f"sqlite:///{tmp_path / 'hub.db'}")
+    upgrade_schema(engine)
+    state = HubState(
+        engine, make_session_factory(engine), CertificateAuthority.load_or_create(tmp_path)
+    )
+    try:
+        yield state, PoolAtAnswer(create_app(state), state)
+    finally:
+        engine.dispose()
+
+
+def _claim(state: HubState) -> str:
+    with state.transaction() as session:
+        _row, token = create_claim(session, ClaimCreate(max_uses=5))
+    return token
+
+
+def _run(app: PoolAtAnswer, method: str, path: str, **kwargs: object) -> httpx.Response:
+    async def call() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://hub") as client:
+            return await client.request(method, path, **kwargs)  # type: ignore[arg-type]
+
+    return asyncio.run(call())
+
+
+def test_enroll_and_renew_answer_with_no_connection_checked_out(
+    hub: tuple[HubState, PoolAtAnswer],
+) -> None:
+    state, app = hub
+    key = ec.generate_private_key(ec.SECP256R1())
+    enrolled = _run(app, "POST", "/v1/enroll", json=enroll_body(_claim(state), "held-1", key))
+    assert enrolled.status_code == 200, enrolled.text
+    cert = x509.load_pem_x509_certificate(enrolled.json()["certificate"].encode())
+    app.peer = PeerCertificate(
+        pem=enrolled.json()["certificate"],
+        device_id=device_id_from_cert(cert),
+        serial_hex=format(cert.serial_number, "x"),
+    )
+    renewed = _run(app, "POST", "/v1/renew", json={"csr": make_csr(key, "held-1").decode()})
+    assert renewed.status_code == 200, renewed.text
+    assert app.seen == [("/v1/enroll", 200, 0), ("/v1/renew", 200, 0)]
+
+
+def test_authenticating_a_token_gives_the_connection_back(
+    hub: tuple[HubState, PoolAtAnswer],
+) -> None:
+    """The auth dependencies authenticate on one worker thread and the route
+    runs on another: the session, still open, holds no connection between."""
+    state, _app = hub
+    with state.transaction() as session:
+        token = ensure_admin_token(session, ADMIN_PREFIX)
+    assert token is not None
+    held = []
+    with state.sessions() as session:
+        # Twice: the first use of a token records it (a write); the second only reads.
+        for _ in range(2):
+            principal = authenticate(session, token.token, utcnow())
+            held.append(state.engine.pool.checkedout())  # type: ignore[attr-defined]
+    assert principal.role == "admin"
+    assert held == [0, 0]
