@@ -44,9 +44,35 @@ test sessions; load average is the machine's):
   the report writer, the scheduler and the alerts pass: 337 requests
   failed) while the hub used about 16 % of a core and logged no "database
   is locked": connections held, not CPU. 870 enrolled and 252 renewed when
-  the test timed out. That hub-side limit at about 850 devices on SQLite is
-  the next thing to find (issue #18, the hub under its own load); this run
-  also needs a machine not shared with other test sessions.
+  the test timed out. That hub-side limit at about 850 devices
+  was a deadlock, found with a pool checkout listener in the hub (each
+  checkout's stack) and fixed (hub/routes/_device.py, hub/_people.py,
+  tests/hub/test_request_connections.py): with 50 of 50 connections held
+  for over 5 s, every one had been checked out by the enroll route's reads
+  after its commit (release keys, TUF root). FastAPI closes a request's
+  session only after the answer is sent, and validates a plain-def route's
+  answer on a worker thread first: each finished enrollment held a
+  connection while it waited for a worker thread, and all 43 worker
+  threads (AnyIO's 40, the default executor's) waited in the pool for a
+  connection, until the pool's 30 s timeout. Those reads now come before
+  the commit; token authentication also ends its transaction before the
+  route runs.
+- With that fix, not yet passed on this machine, and no longer for the
+  pool: at most 39 connections were checked out at once, none for long.
+  Run 1 (715 s wall, load 6 to 11): the 1,000 nodes enrolled in 240 s (44
+  of them more than once, their answer lost or late) and 673 renewed; from
+  240 s to 510 s the hub renewed and enrolled almost nothing while it shed
+  30 to 300 connections every 30 s whose TLS handshake outlived
+  `--handshake-timeout`; 327 nodes had not renewed when the test timed out
+  (690 s). Run 2 (709 s wall, load 6.4 to 16.7, mean 13.8, from other
+  sessions' benchmarks and tests; the hub got 8 to 32 % of a core, mean
+  17 %, each fleet process 3 to 8 %): the last node first enrolled at
+  528 s; nodes whose certificate expired before a renewal got through came
+  back with the claim and slow answers were retried, 6,261 enrollments in
+  all; 954 renewals on 484 nodes; 12 enrollments failed with "database is
+  locked" (a writer waited past SQLite's 10 s busy timeout, the hub
+  CPU-starved). The next limit is CPU on a shared 2-core machine; the run
+  needs one without other test sessions.
 """
 
 import logging
