@@ -15,6 +15,7 @@ pool's checked-out connections at those points.
 """
 
 import asyncio
+import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,7 @@ from fogline.hub._tokens import ensure_admin_token
 from fogline.protocol import ClaimCreate
 from fogline.security import ADMIN_PREFIX, CertificateAuthority, device_id_from_cert, make_csr
 from tests.support.device import enroll_body
+from tests.support.processes import start_hub, tls
 
 
 @dataclass
@@ -123,3 +125,28 @@ def test_authenticating_a_token_gives_the_connection_back(
             held.append(state.engine.pool.checkedout())  # type: ignore[attr-defined]
     assert principal.role == "admin"
     assert held == [0, 0]
+
+
+def test_an_enrollment_behind_a_held_write_lock_is_a_503_with_retry_after(tmp_path: Path) -> None:
+    """SQLite's busy timeout (10 s) run out under a burst is a busy database,
+    not a hub fault: 503 with Retry-After, and the node enrolls once the
+    writer ahead of it is done (a 500 before)."""
+    hub = start_hub(tmp_path / "hub")
+    try:
+        claim = hub.create_claim(max_uses=1)
+        key = ec.generate_private_key(ec.SECP256R1())
+        body = enroll_body(claim, "busy-1", key)
+        blocker = sqlite3.connect(hub.data_dir / "hub.db", isolation_level=None)
+        try:
+            blocker.execute("BEGIN IMMEDIATE")  # the write lock, as a long writer holds it
+            busy = httpx.post(f"{hub.url}/v1/enroll", json=body, verify=tls(hub.ca), timeout=60)
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        assert busy.status_code == 503, busy.text
+        assert (busy.json()["error"], busy.headers["retry-after"]) == ("unavailable", "5")
+        assert "busy" in busy.json()["message"]
+        again = httpx.post(f"{hub.url}/v1/enroll", json=body, verify=tls(hub.ca), timeout=60)
+        assert again.status_code == 200, again.text  # the claim's one use was not spent
+    finally:
+        hub.stop()

@@ -8,11 +8,12 @@ way its request went.
 """
 
 import logging
-from typing import Any
+from typing import Any, Final
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fogline._log import event
@@ -56,12 +57,32 @@ def _api_error(exc: ApiError) -> JSONResponse:
     return error_json(exc.status, exc.code, exc.message, details, headers)
 
 
+# How long a client waits before it asks a busy database again.
+BUSY_RETRY_AFTER_S: Final = 5
+
+
+def database_busy(exc: Exception) -> bool:
+    """SQLite's answer to a writer that waited out its busy timeout: the
+    database is busy (a CPU-starved hub under a burst of enrollments), not
+    broken, and the same request succeeds later."""
+    return isinstance(exc, OperationalError) and "database is locked" in str(exc.orig)
+
+
 def error_response(exc: Exception, path: str) -> JSONResponse:
     """The answer to a request that raised `exc` while serving `path`.
 
-    Anything unexpected is logged with its type and message (the path says
-    where) and answered as a bare 500: tracebacks never reach the client.
+    A busy database is a 503 with Retry-After. Anything unexpected is logged
+    with its type and message (the path says where) and answered as a bare
+    500: tracebacks never reach the client.
     """
+    if database_busy(exc):
+        event(log, "request.database_busy", logging.WARNING, path=path)
+        return error_json(
+            503,
+            "unavailable",
+            "the hub's database is busy; try again later",
+            headers={"retry-after": str(BUSY_RETRY_AFTER_S)},
+        )
     if isinstance(exc, RequestValidationError):
         return _validation_error(exc)
     if isinstance(exc, ApiError):
@@ -77,5 +98,9 @@ async def _handle(request: Request, exc: Exception) -> JSONResponse:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    for kind in (RequestValidationError, ApiError, StarletteHTTPException, Exception):
+    # OperationalError by name: Starlette answers a bare `Exception` from its
+    # outermost middleware and raises it again (a traceback in the log), which
+    # a busy database is not worth.
+    kinds = (RequestValidationError, ApiError, StarletteHTTPException, OperationalError, Exception)
+    for kind in kinds:
         app.add_exception_handler(kind, _handle)
