@@ -54,7 +54,12 @@ def test_a_scoped_operator_cannot_lift_a_quarantine_outside_its_selector(
 def test_a_viewer_reads_insights_but_cannot_lift_a_quarantine(fleet: HubProcess) -> None:
     token = user_with_token(fleet, "watcher", "viewer", None)
     with as_token(fleet, token) as client:
-        assert set(client.get("/v1/insights").json()) == {"forecasts", "anomalies", "groups"}
+        assert set(client.get("/v1/insights").json()) == {
+            "forecasts",
+            "anomalies",
+            "groups",
+            "actions",
+        }
         refused = client.post("/v1/devices/paris-1/unquarantine")
     assert refused.status_code == 403, refused.text
     assert fleet.device("paris-1")["labels"][QUARANTINED] == "true"

@@ -1,11 +1,13 @@
 """Self-healing a deployment enables (hub/_self_healing.py), against a real hub:
 a device that crash-loops twice within the window is quarantined with the
-hub-owned label, audited with the actor `hub`; a device that failed once is
+hub-owned label, audited with the actor `hub`, listed in the insights (API,
+CLI) and posted to the alert webhook once; a device that failed once is
 not; an operator lifts the quarantine (audited) and the old failures are not
 counted again. The manifest field is checked strictly at plan time."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,7 @@ import pytest
 
 from tests.support.device import FACTS, TestDevice, enroll_device
 from tests.support.processes import HubProcess, start_hub, wait_until
+from tests.support.receivers import Receiver
 
 DEPLOYMENT = """\
 apiVersion: fogline.dev/v1
@@ -52,10 +55,22 @@ def _labels(hub: HubProcess, name: str) -> dict[str, Any]:
     return labels
 
 
+def _when(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _actions_posted(receiver: Receiver) -> list[dict[str, Any]]:
+    bodies = [json.loads(seen.body) for seen in list(receiver.seen)]
+    return [b for b in bodies if b.get("kind") == "self-healing"]
+
+
 def test_a_device_that_crash_loops_repeatedly_is_quarantined_and_can_be_released(
-    tmp_path: Path,
+    tmp_path: Path, receiver: Receiver
 ) -> None:
-    hub = start_hub(tmp_path / "hub", extra_args=["--report-interval", "0.3"])
+    hub = start_hub(
+        tmp_path / "hub",
+        extra_args=["--report-interval", "0.3", "--alert-webhook", receiver.url()],
+    )
     try:
         manifest = tmp_path / "web.yaml"
         manifest.write_text(DEPLOYMENT)
@@ -81,6 +96,29 @@ def test_a_device_that_crash_loops_repeatedly_is_quarantined_and_can_be_released
         assert entries[0]["detail"]["deployment"] == "web"
         assert entries[0]["detail"]["failures"] == 2
 
+        # The insights list it, from that audit entry; the webhook got it once.
+        sentence = "quarantined flaky: 2 crash loops within 10m (deployment web); rollouts skip it"
+        with hub.client() as client:
+            [action] = client.get("/v1/insights").json()["actions"]
+        assert (action["action"], action["device"], action["module"]) == (
+            "quarantine",
+            "flaky",
+            None,
+        )
+        assert (action["detail"], action["audit_seq"]) == (sentence, entries[0]["seq"])
+        assert action["reason"] == entries[0]["detail"]["reason"]
+        assert action["device_id"] == hub.device("flaky")["id"]
+        listed = json.loads(hub.cli("insights", "ls", "-o", "json").stdout)
+        assert listed["actions"] == [action]
+        table = hub.cli("insights", "ls", "-o", "table").stdout
+        assert "self-healing: quarantine" in table and sentence in table, table
+        assert f"(audit #{action['audit_seq']})" in table
+        wait_until(lambda: _actions_posted(receiver), 20, "the action at the webhook")
+        [posted] = _actions_posted(receiver)
+        expected = {**action, "kind": "self-healing", "id": f"action-{action['audit_seq']}"}
+        assert _when(posted.pop("at")) == _when(expected.pop("at"))
+        assert posted == expected
+
         # An operator lifts it; the two failures before are not counted again,
         # though the device still crash-loops.
         shown = json.loads(hub.cli("devices", "unquarantine", "flaky", "-o", "json").stdout)
@@ -93,6 +131,13 @@ def test_a_device_that_crash_loops_repeatedly_is_quarantined_and_can_be_released
             assert [(e["actor"], e["target"]) for e in lifted] == [("admin", "flaky")]
             again = client.post("/v1/devices/flaky/unquarantine")
         assert again.status_code == 409 and "not quarantined" in again.text
+        # Still listed as taken (the lift is an operator's act, not the hub's),
+        # and posted once only, though alert passes ran since.
+        with hub.client() as client:
+            assert [a["action"] for a in client.get("/v1/insights").json()["actions"]] == [
+                "quarantine"
+            ]
+        assert len(_actions_posted(receiver)) == 1
     finally:
         hub.stop()
 

@@ -1,4 +1,5 @@
-"""`fogline insights ls`: forecasts, devices unlike their peers, failures grouped."""
+"""`fogline insights ls`: forecasts, devices unlike their peers, failures grouped,
+and the self-healing actions the hub took."""
 
 from typing import Any
 
@@ -18,7 +19,8 @@ from ._common import (
 
 app = typer.Typer(
     help="What the hub concludes from device health: disks and memory forecast to fill, "
-    "devices unlike their peers, failing devices grouped by what they share.",
+    "devices unlike their peers, failing devices grouped by what they share, and the "
+    "self-healing actions it took (restarts, quarantines) in the last 24 h.",
     no_args_is_help=True,
 )
 
@@ -31,7 +33,8 @@ INSIGHT_COLUMNS = [
 
 
 def insight_rows(found: dict[str, Any]) -> list[dict[str, Any]]:
-    """One table: groups first (they stand for many alerts), then forecasts, anomalies."""
+    """One table: groups first (they stand for many alerts), then the
+    self-healing actions (newest first), forecasts, anomalies."""
     rows = [
         {
             "type": f"group: {g['kind']}",
@@ -41,6 +44,15 @@ def insight_rows(found: dict[str, Any]) -> list[dict[str, Any]]:
         }
         for g in found["groups"]
     ]
+    rows.extend(
+        {
+            "type": f"self-healing: {a['action']}",
+            "subject": a["device"] if not a.get("module") else f"{a['device']}/{a['module']}",
+            "detail": f"{a['detail']} (audit #{a['audit_seq']})",
+            "since": ago(a["at"]),
+        }
+        for a in found.get("actions", [])
+    )
     for key in ("forecasts", "anomalies"):
         rows.extend(
             {
@@ -61,7 +73,7 @@ def ls(
     ca: CaOpt = None,
     output: OutputOpt = None,
 ) -> None:
-    """List insights: failure groups, forecasts and peer anomalies."""
+    """List insights: failure groups, self-healing actions, forecasts and peer anomalies."""
     with connect(hub, token, ca) as client:
         found = client.get("/v1/insights")
     if wants_json(output):

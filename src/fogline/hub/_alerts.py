@@ -30,7 +30,9 @@ the others, `ok` without one; `GET /v1/devices?health=` filters on it.
 
 Webhook delivery is bounded: one POST per new alert, `webhook_timeout_s`
 each, at most `_MAX_QUEUED` waiting (the oldest dropped, logged), no retry;
-the alert stays in `fogline alerts ls` whatever the webhook does.
+the alert stays in `fogline alerts ls` whatever the webhook does. The same
+queue carries failure groups and the self-healing actions the hub takes
+(`"kind": "self-healing"`, _healing_actions.py), one POST each.
 """
 
 import asyncio

@@ -26,6 +26,7 @@ from ._clock import utcnow
 from ._desired import desired_changes_since
 from ._devices import count_devices_by_status, count_devices_by_version
 from ._error_responses import install_error_handlers
+from ._healing_actions import actions_taken
 from ._health import epoch_ms, roll_up
 from ._insights import device_names, failure_groups, forecast_pass, group_view
 from ._metrics import RequestTiming
@@ -102,10 +103,11 @@ def alert_webhook(state: HubState) -> AlertWebhook | None:
 
 
 async def alerts_forever(state: HubState, webhook: AlertWebhook | None = None) -> None:
-    """Raise and clear alerts (see _alerts.py), run the forecast pass when due
-    (_insights.py), and hand the new alerts, and the failure groups they
-    join, to the webhook (its own supervised task); a failed pass is logged
-    and tried again."""
+    """Raise and clear alerts (see _alerts.py), run the self-healing passes
+    and the forecast pass when due (_insights.py), and hand the new alerts,
+    the failure groups they join and the self-healing actions taken to the
+    webhook (its own supervised task); a failed pass is logged and tried
+    again."""
     thresholds = state.settings.alerts
     forecast = state.settings.forecast
     # Where the next forecast pass starts (a device id), and when it is due.
@@ -118,14 +120,18 @@ async def alerts_forever(state: HubState, webhook: AlertWebhook | None = None) -
     # supervisor: a restarted pass reads every device again).
     alert_pass = AlertPass(thresholds)
 
-    def one_pass() -> list[dict[str, Any]]:
+    def one_pass() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The alerts raised, and the self-healing actions taken, this pass."""
         nonlocal cursor, forecast_due
+        started = utcnow()
+        acted_on: set[str] = set()  # devices a self-healing action touched
         with state.transaction() as session:
             deployments = state.deployments.get(session)
             raised = alert_pass.run(session, utcnow(), deployments)
         # Its own transaction, after the alerts it counts are committed.
         with state.transaction() as session:
             quarantined = quarantine_pass(session, utcnow(), deployments, state.deployments)
+        acted_on.update(quarantined)
         for name in quarantined:
             event(log, "devices.quarantined", logging.WARNING, device=name)
         if quarantined:
@@ -151,6 +157,7 @@ async def alerts_forever(state: HubState, webhook: AlertWebhook | None = None) -
                 except Exception as exc:
                     event(log, "modules.restart_failed", logging.WARNING, error=_describe(exc))
                 else:
+                    acted_on.update(name for name, _ in asked)
                     for name, module in asked:
                         event(
                             log,
@@ -163,7 +170,13 @@ async def alerts_forever(state: HubState, webhook: AlertWebhook | None = None) -
                         state.notifier.poke()
         if raised and webhook is not None:
             raised += _new_groups({a["kind"] for a in raised})
-        return raised
+        actions: list[dict[str, Any]] = []
+        if acted_on and webhook is not None:
+            # Read back from the audit trail, committed above: each action
+            # once, as the insights show it (_healing_actions.py).
+            with state.sessions() as session:
+                actions = actions_taken(session, started, acted_on)
+        return raised, actions
 
     def _new_groups(kinds: set[str]) -> list[dict[str, Any]]:
         with state.sessions() as session:
@@ -183,14 +196,14 @@ async def alerts_forever(state: HubState, webhook: AlertWebhook | None = None) -
 
     while True:
         try:
-            raised = await asyncio.to_thread(one_pass)
+            raised, actions = await asyncio.to_thread(one_pass)
         except Exception as exc:
             event(log, "alerts.pass_failed", logging.WARNING, error=_describe(exc))
         else:
             for alert in raised:
                 event(log, "alerts.raised", kind=alert["kind"], device=alert.get("device"))
             if webhook is not None:
-                webhook.send(raised)
+                webhook.send(raised + actions)
         await asyncio.sleep(thresholds.interval_s)
 
 

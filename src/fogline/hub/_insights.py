@@ -17,7 +17,8 @@ finding has its forecast alerts cleared, as has one revoked or gone quiet.
 
 Groups are read when asked (`GET /v1/insights`, the webhook after a pass that
 raised alerts): the active alerts, by kind, grouped by what their devices
-share (_peers.group_failures).
+share (_peers.group_failures). The insights also list the self-healing
+actions the hub took, from the audit trail (_healing_actions.py).
 """
 
 import datetime as dt
@@ -42,6 +43,7 @@ from ._forecast import (
     leak_trend,
     memory_forecast,
 )
+from ._healing_actions import recent_actions
 from ._health import RAW_STEP_S, epoch_ms
 from ._peers import FailureGroup, group_failures
 from ._schema import AlertRow, DeviceRow, HealthSampleRow
@@ -293,8 +295,9 @@ def device_names(session: Session, ids: set[str]) -> dict[str, str]:
     return {row.id: row.name for row in session.execute(named)}
 
 
-def insights(session: Session) -> dict[str, Any]:
-    """`GET /v1/insights`: forecasts, peer anomalies and failure groups."""
+def insights(session: Session, now: dt.datetime) -> dict[str, Any]:
+    """`GET /v1/insights`: forecasts, peer anomalies, failure groups and the
+    self-healing actions of the last day (_healing_actions.py)."""
     rows = session.execute(
         select(_ALERTS)
         .where(
@@ -323,4 +326,5 @@ def insights(session: Session) -> dict[str, Any]:
         "forecasts": [view(r) for r in rows if r.kind in FORECAST_KINDS],
         "anomalies": [view(r) for r in rows if r.kind == AlertKind.PEER_ANOMALY],
         "groups": [group_view(g, names) for g in groups[:MAX_LISTED]],
+        "actions": recent_actions(session, now),
     }

@@ -37,6 +37,7 @@ HUB_ACTOR: Final = "hub"
 # Alerts read per pass, and devices quarantined per pass, at most.
 _MAX_ALERTS: Final = 100_000
 _MAX_PER_PASS: Final = 100
+QUARANTINE_ACTION: Final = "device.quarantine"
 UNQUARANTINE_ACTION: Final = "device.unquarantine"
 
 
@@ -127,7 +128,7 @@ def _quarantine(
     record_audit(
         session,
         HUB_ACTOR,
-        "device.quarantine",
+        QUARANTINE_ACTION,
         row.name,
         device_id=row.id,
         reason=f"{why['failures']} crash loops within {why['window_s']:.0f}s",

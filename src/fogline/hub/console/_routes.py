@@ -212,7 +212,7 @@ def overview(user: ConsoleUserDep, session: SessionDep, state: StateDep) -> Resp
         by_version=count_devices_by_version(session),
         by_alert=count_active_by_kind(session),
         alerts=alerts,
-        insights=insights(session),
+        insights=insights(session, now),
         rollouts=rollouts,
     )
 

@@ -56,7 +56,8 @@ def acknowledge_alert(session: Session, op: Principal, ref: str) -> AlertRow:
 
 @router.get("/insights")
 def insights_list(_op: OperatorDep, session: SessionDep) -> dict[str, Any]:
-    """Forecasts (disk full, memory leaks), devices far from their peers, and
-    the active alerts grouped by what their devices share, largest group
-    first (each list at most 1000)."""
-    return insights(session)
+    """Forecasts (disk full, memory leaks), devices far from their peers, the
+    active alerts grouped by what their devices share, largest group first
+    (each list at most 1000), and the self-healing actions the hub took in
+    the last 24 h, newest first (at most 100; from the audit trail)."""
+    return insights(session, utcnow())
