@@ -561,3 +561,53 @@ def test_the_overview_shows_forecasts_and_failure_groups_from_seeded_health(
         _shot(seen, tmp_path, "overview-insights")
     finally:
         seen.context.close()
+
+
+GUARD = textwrap.dedent("""\
+    apiVersion: fogline.dev/v1
+    kind: Deployment
+    metadata: {name: guard}
+    spec:
+      selector: {matchLabels: {site: c}}
+      selfHealing:
+        quarantineAfter: {failures: 1, window: 10m}
+    """)
+
+
+def test_the_overview_shows_the_self_healing_actions_the_hub_took(
+    browser: Any, aiops: AiopsHub, tmp_path: Path
+) -> None:
+    hub = aiops.hub
+    (tmp_path / "guard.yaml").write_text(GUARD)
+    hub.cli("apply", "-f", str(tmp_path / "guard.yaml"))
+    looping = aiops.looping[0]
+    modules = {"web": {"name": "web", "version": "2.1.0", "state": "crash-loop"}}
+    with looping.client() as client:
+        body = {"facts": FACTS, "modules": {"modules": modules}}
+        assert client.post("/v1/report", json=body).status_code == 200
+
+    def quarantined() -> dict[str, Any] | None:
+        with hub.client() as client:
+            actions = client.get("/v1/insights").json()["actions"]
+        return next((a for a in actions if a["device"] == looping.name), None)
+
+    action = wait_until(quarantined, 40, f"{looping.name} quarantined")
+    assert action["action"] == "quarantine"
+
+    seen = _session_page(browser, hub)
+    try:
+        seen.goto(f"{hub.url}/console")
+        row = seen.locator("tr.insight-action", has_text=looping.name)
+        assert row.count() == 1
+        assert row.get_attribute("data-action") == "quarantine"
+        # What the API answers, read through the same function.
+        text = row.inner_text()
+        assert action["detail"] in text and f"#{action['audit_seq']}" in text, text
+        assert f"quarantined {looping.name}: " in text and "(deployment guard)" in text
+        # The device's link goes to its page.
+        row.get_by_role("link", name=looping.name).click()
+        seen.wait_for_url(f"{hub.url}/console/devices/{action['device_id']}")
+        seen.go_back()
+        _shot(seen, tmp_path, "overview-self-healing")
+    finally:
+        seen.context.close()

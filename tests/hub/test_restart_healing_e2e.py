@@ -4,13 +4,15 @@ whose RSS grows (hub/_restart_healing.py, agent/modules/_restarts.py).
 The module allocates 2 MB every 100 ms up to 300 MB. The deployment asks
 the hub to restart it when its RSS trend reaches 150 MiB within an hour: the
 hub asks once (the desired document's restartGeneration), audited by the
-actor `hub`; the agent restarts it (a new PID) and reports the generation
+actor `hub`, listed in the insights and posted to the alert webhook once; the
+agent restarts it (a new PID) and reports the generation
 honoured; the module grows past the limit again and is not restarted within
 the cooldown; an agent restart does not honour the request a second time.
 """
 
 from __future__ import annotations
 
+import json
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from typing import Any
 import pytest
 
 from tests.support.processes import AgentProcess, HubProcess, start_hub, wait_until
+from tests.support.receivers import Receiver
 
 MIB = 1024 * 1024
 LEAK = textwrap.dedent("""\
@@ -92,7 +95,7 @@ def _restarts_audited(hub: HubProcess) -> list[dict[str, Any]]:
 
 @pytest.mark.timeout(240)
 def test_a_leaking_module_is_restarted_once_by_the_hub_and_not_again_within_the_cooldown(
-    tmp_path: Path,
+    tmp_path: Path, receiver: Receiver
 ) -> None:
     hub = start_hub(
         tmp_path / "hub",
@@ -107,6 +110,8 @@ def test_a_leaking_module_is_restarted_once_by_the_hub_and_not_again_within_the_
             "2s",
             "--forecast-interval",
             "1s",
+            "--alert-webhook",
+            receiver.url(),
         ],
     )
     agent = AgentProcess(tmp_path / "node", hub, "node-1", hub.create_claim())
@@ -137,6 +142,27 @@ def test_a_leaking_module_is_restarted_once_by_the_hub_and_not_again_within_the_
         )
         assert detail["limit_bytes"] == 150 * MIB and detail["bytes_per_s"] > 0
         assert "leaky RSS" in detail["reason"] and "150 MiB" in detail["reason"]
+        # The insights list it from that entry, in words; the webhook got it.
+        with hub.client() as client:
+            [action] = client.get("/v1/insights").json()["actions"]
+        assert (action["action"], action["device"], action["module"]) == (
+            "restart",
+            "node-1",
+            "leaky",
+        )
+        assert (action["audit_seq"], action["reason"]) == (entry["seq"], detail["reason"])
+        words = action["detail"]
+        assert words.startswith("restarted leaky on node-1: RSS ") and "MiB/h" in words, words
+        assert "limit 150 MiB" in words, words
+        table = hub.cli("insights", "ls", "-o", "table").stdout
+        assert "self-healing: restart" in table and "node-1/leaky" in table, table
+        wait_until(lambda: _actions_posted(receiver), 20, "the restart at the webhook")
+        [posted] = _actions_posted(receiver)
+        assert (posted["id"], posted["action"], posted["detail"]) == (
+            f"action-{entry['seq']}",
+            "restart",
+            words,
+        )
         with hub.client() as client:
             served = client.get("/v1/devices/node-1/desired").json()
         [module] = served["document"]["modules"]
@@ -152,6 +178,7 @@ def test_a_leaking_module_is_restarted_once_by_the_hub_and_not_again_within_the_
         wait_until(lambda: "cap reached" in _stdout(agent), 30, "the module at its cap")
         assert len(_restarts_audited(hub)) == 1
         assert _module(hub)["pid"] == second_pid
+        assert len(_actions_posted(receiver)) == 1
 
         # An agent restart applies the same document again: not a second restart.
         agent.stop()
@@ -167,6 +194,11 @@ def test_a_leaking_module_is_restarted_once_by_the_hub_and_not_again_within_the_
     finally:
         agent.stop()
         hub.stop()
+
+
+def _actions_posted(receiver: Receiver) -> list[dict[str, Any]]:
+    bodies = [json.loads(seen.body) for seen in list(receiver.seen)]
+    return [b for b in bodies if b.get("kind") == "self-healing"]
 
 
 def _stdout(agent: AgentProcess) -> str:

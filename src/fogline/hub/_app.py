@@ -173,9 +173,13 @@ async def alerts_forever(state: HubState, webhook: AlertWebhook | None = None) -
         actions: list[dict[str, Any]] = []
         if acted_on and webhook is not None:
             # Read back from the audit trail, committed above: each action
-            # once, as the insights show it (_healing_actions.py).
-            with state.sessions() as session:
-                actions = actions_taken(session, started, acted_on)
+            # once, as the insights show it (_healing_actions.py). Its own
+            # try: the alerts just raised still go to the webhook.
+            try:
+                with state.sessions() as session:
+                    actions = actions_taken(session, started, acted_on)
+            except Exception as exc:
+                event(log, "alerts.actions_read_failed", logging.WARNING, error=_describe(exc))
         return raised, actions
 
     def _new_groups(kinds: set[str]) -> list[dict[str, Any]]:

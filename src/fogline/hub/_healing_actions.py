@@ -9,7 +9,8 @@ when the hub takes it (`actions_taken`), as `{"kind": "self-healing", ...}`.
 
 Each action reads as one sentence, from the entry's detail:
 
-    restarted web on node-17: RSS 530 MiB rising 40.0 MiB/h, limit 512 MiB
+    restarted web on node-17: RSS 530 MiB rising 40.0 MiB/h, limit 512 MiB reached
+    restarted web on node-17: RSS 490 MiB rising 40.0 MiB/h, limit 512 MiB in ~33m
     quarantined node-17: 3 crash loops within 1h (deployment web); rollouts skip it
 """
 
@@ -97,7 +98,8 @@ def _sentence(action: str, device: str, detail: Mapping[str, Any]) -> str:
     if action == "quarantine":
         failures, window_s = detail.get("failures"), detail.get("window_s")
         why = (
-            f"{failures} crash loops within {format_duration(float(window_s))}"
+            f"{failures} crash loop{'' if failures == 1 else 's'} within "
+            f"{format_duration(float(window_s))}"
             if isinstance(failures, int) and isinstance(window_s, int | float)
             else str(detail.get("reason", "failed repeatedly"))
         )
@@ -119,5 +121,5 @@ def _sentence(action: str, device: str, detail: Mapping[str, Any]) -> str:
     if isinstance(eta_s, int | float):
         # Whole minutes past two: "~20m", not "~1234s".
         step = 60 if eta_s >= 120 else 1
-        words += f", reached in ~{format_duration(round(float(eta_s) / step) * step)}"
-    return words
+        return f"{words} in ~{format_duration(round(float(eta_s) / step) * step)}"
+    return f"{words} reached"
