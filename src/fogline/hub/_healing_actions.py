@@ -35,6 +35,8 @@ WEBHOOK_KIND: Final = "self-healing"
 # What the insights list: the last day's, newest first, this many at most.
 RECENT: Final = dt.timedelta(hours=24)
 MAX_ACTIONS: Final = 100
+# What one alert pass can take: quarantine_pass's 100 and restart_pass's 100.
+_MAX_TAKEN: Final = 200
 
 
 def recent_actions(
@@ -51,7 +53,7 @@ def actions_taken(
     first, each as the webhook's body (`kind` self-healing, `id` action-SEQ)."""
     if not devices:
         return []
-    found = _read(session, since, MAX_ACTIONS, sorted(devices)[:MAX_ACTIONS])
+    found = _read(session, since, _MAX_TAKEN, sorted(devices)[:_MAX_TAKEN])
     return [{"kind": WEBHOOK_KIND, "id": f"action-{a['audit_seq']}", **a} for a in reversed(found)]
 
 
