@@ -35,6 +35,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
+import json
 import math
 import os
 import shutil
@@ -669,6 +671,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--rss-bound-mb-h", type=float, default=1.0)
     parser.add_argument("--fd-bound-h", type=float, default=1.0)
+    parser.add_argument("--dump", type=Path, help="write every sample here (JSON lines)")
     args = parser.parse_args(argv)
     if not 0 < args.minutes <= MAX_MINUTES:
         parser.error(f"--minutes: expected 0 < N <= {MAX_MINUTES}, got {args.minutes:g}")
@@ -707,6 +710,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     finally:
         shutil.rmtree(root, ignore_errors=True)
+    if args.dump is not None:
+        args.dump.write_text("".join(json.dumps(dataclasses.asdict(s)) + "\n" for s in samples))
     load = f"{load0:.1f}→{os.getloadavg()[0]:.1f}"
     verdicts = judge(samples, args.warmup_s, args.rss_bound_mb_h, args.fd_bound_h)
     command = "PYTHONPATH=. .venv/bin/python -m benchmarks.bench_soak " + " ".join(
