@@ -52,6 +52,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
+
 from benchmarks._common import git_revision, machine, table
 from benchmarks.bench_node import MODULES, push
 from tests.support.processes import AgentProcess, HubProcess, free_port, start_hub, wait_until
@@ -235,10 +237,10 @@ def ascii_plot(
 # -- the soak ---------------------------------------------------------------------------
 
 
-def deployment(revision: int, *, pipeline: bool) -> str:
+def deployment(revision: int, *, pipeline: bool, modules: Sequence[str] = MODULES) -> str:
     modules = "\n".join(
         f"    - {{name: {m}, release: {m}@1.0.0, config: {{soak: {revision}, who: {m}}}}}"
-        for m in MODULES
+        for m in modules
     )
     text = (
         textwrap.dedent("""\
@@ -270,11 +272,11 @@ def deployment(revision: int, *, pipeline: bool) -> str:
     return text
 
 
-def in_sync_with(hub: HubProcess, name: str, revision: int) -> bool:
+def in_sync_with(hub: HubProcess, name: str, modules: Sequence[str]) -> bool:
     device = hub.device(name)
-    modules = ((device.get("reported") or {}).get("modules") or {}).get("modules") or {}
+    reported = ((device.get("reported") or {}).get("modules") or {}).get("modules") or {}
     return (device.get("sync") or {}).get("status") == "in-sync" and all(
-        (modules.get(m) or {}).get("state") == "healthy" for m in MODULES
+        (reported.get(m) or {}).get("state") == "healthy" for m in modules
     )
 
 
@@ -361,18 +363,23 @@ def restart_module(agent: AgentProcess, name: str, events: Events) -> None:
 
 
 def change_config(
-    hub: HubProcess, manifest: Path, revision: int, pipeline: bool, events: Events
+    hub: HubProcess,
+    manifest: Path,
+    revision: int,
+    pipeline: bool,
+    modules: Sequence[str],
+    events: Events,
 ) -> None:
-    manifest.write_text(deployment(revision, pipeline=pipeline))
+    manifest.write_text(deployment(revision, pipeline=pipeline, modules=modules))
     started = time.monotonic()
     try:
         hub.cli("apply", "-f", str(manifest))
         wait_until(
-            lambda: in_sync_with(hub, "soak", revision), 60, f"revision {revision} in sync", 0.2
+            lambda: in_sync_with(hub, "soak", modules), 60, f"revision {revision} in sync", 0.2
         )
         events.applies += 1
         events.apply_s.append(time.monotonic() - started)
-    except (AssertionError, OSError) as exc:
+    except (AssertionError, OSError, httpx.HTTPError) as exc:
         events.apply_failures += 1
         events.errors.append(str(exc)[:200])
 
@@ -415,18 +422,18 @@ def soak(
     report_interval_s: float,
     drift_interval_s: float,
     publish_rate: float,
+    modules: Sequence[str] = MODULES,
     log: Callable[[str], None] = print,
 ) -> tuple[list[Sample], Events, dict[str, float]]:
     """Run the soak; returns the samples, what happened, and the agent's counters."""
-    from benchmarks.bench_ingest import start_mosquitto
-    from tests.support.broker import mosquitto_binary
+    from tests.support.broker import Broker, mosquitto_binary, start_broker
 
     events = Events()
-    broker = None
+    broker: Broker | None = None
     if publish_rate > 0:
         try:
             mosquitto_binary()
-            broker = start_mosquitto(root / "mqtt")
+            broker = start_broker(root / "mqtt")
         except BaseException as exc:  # pytest.fail's exception when missing
             log(f"no data plane: {exc}")
     hub = start_hub(root / "hub", extra_args=["--report-interval", str(report_interval_s)])
@@ -439,8 +446,8 @@ def soak(
         hub.cli(
             "apply", "-f", "-", input_text=hub.cli("keys", "create", "k", "--dir", str(keys)).stdout
         )
-        ports = {m: free_port() for m in MODULES}
-        for module in MODULES:
+        ports = {m: free_port() for m in modules}
+        for module in modules:
             push(hub, root, keys / "k.key", module, "1.0.0", ports[module])
         extra = ["--drift-interval", str(drift_interval_s)]
         if broker is not None:
@@ -450,7 +457,7 @@ def soak(
         agent.wait_enrolled(60)
         manifest = root / "soak.yaml"
         revision = 0
-        change_config(hub, manifest, revision, broker is not None, events)
+        change_config(hub, manifest, revision, broker is not None, modules, events)
         if events.apply_failures:
             raise AssertionError(f"the first apply failed: {events.errors}")
         assert agent.proc is not None
@@ -484,10 +491,10 @@ def soak(
                 time.sleep(min(due[kind], deadline) - now)  # idle until the next event
                 continue
             if kind == "restart":
-                restart_module(agent, MODULES[events.restarts % len(MODULES)], events)
+                restart_module(agent, modules[events.restarts % len(modules)], events)
             elif kind == "apply":
                 revision += 1
-                change_config(hub, manifest, revision, broker is not None, events)
+                change_config(hub, manifest, revision, broker is not None, modules, events)
             else:
                 outage(hub, agent, schedule.outage_s, events)
             due[kind] = max(due[kind] + every[kind], time.monotonic())
@@ -631,7 +638,7 @@ def report(
     plot_rss = ascii_plot(ts, [s.rss_mb for s in samples])
     plot_fds = ascii_plot(ts, [float(s.fds) for s in samples])
     lines = [
-        f"\n## Agent soak, fast time (git {git_revision()})\n",
+        f"\n## Agent soak, fast time (git {args.revision})\n",
         f"Machine: {machine()}; load {load} (1-minute average, before→after)  ",
         f"Command: `{command}`\n",
         table(["measure", "value"], rows),
@@ -698,6 +705,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         outage_every_s=args.outage_every_s,
         outage_s=args.outage_s,
     )
+    args.revision = git_revision()  # at the start: the tree may move during a long run
     root = Path(tempfile.mkdtemp(prefix="fogline-bench-soak-"))
     load0 = os.getloadavg()[0]
     try:
