@@ -384,15 +384,26 @@ def change_config(
         events.errors.append(str(exc)[:200])
 
 
+def reports_ok(agent: AgentProcess) -> float:
+    """The agent's count of reports the hub took; -1 when its endpoint does
+    not answer (a loaded machine), so a wait on it just goes on."""
+    try:
+        return agent.metric("fogline_agent_reports_total", result="ok")
+    except (httpx.HTTPError, OSError, ValueError):
+        return -1.0
+
+
 def outage(hub: HubProcess, agent: AgentProcess, down_s: float, events: Events) -> None:
+    # Read before the stop: nothing succeeds while the hub is down, and the
+    # agent may report in the instant after the start. (+1: "no answer", -1, is falsy.)
+    ok_before = wait_until(lambda: reports_ok(agent) + 1, 30, "the agent's metrics") - 1
     hub.stop()
     time.sleep(down_s)  # the outage itself: a fixed time down, not a wait for a condition
     hub.start()
-    ok_before = agent.metric("fogline_agent_reports_total", result="ok")
     started = time.monotonic()
     try:
         wait_until(
-            lambda: agent.metric("fogline_agent_reports_total", result="ok") > ok_before,
+            lambda: reports_ok(agent) > ok_before,
             120,
             "the agent reporting to the restarted hub",
             0.1,
@@ -510,7 +521,7 @@ def soak(
                 counters[f"reports {result}"] = agent.metric(
                     "fogline_agent_reports_total", result=result
                 )
-            except AssertionError:
+            except (AssertionError, httpx.HTTPError):
                 counters[f"reports {result}"] = 0.0
         counters["run s"] = time.monotonic() - t0
     finally:
