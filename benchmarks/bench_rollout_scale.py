@@ -52,7 +52,7 @@ from typing import Any
 
 import httpx
 
-from benchmarks._common import git_revision, machine, percentile, table
+from benchmarks._common import git_revision, machine, median, percentile, table
 from benchmarks.bench_hub_scale import (
     _context,
     _enroll_all,
@@ -257,12 +257,22 @@ async def _device(
     def error(kind: str) -> None:
         stats.errors[kind] = stats.errors.get(kind, 0) + 1
 
+    # The revision applied but not yet in a report the hub accepted, and when
+    # the device saw it: `applied` gets its entry when the hub answers 200 to a
+    # report carrying it (the sync loop's own, or a periodic one after that
+    # failed), so a report the hub refused is not counted as delivered.
+    unconfirmed: list[tuple[str, float] | None] = [None]
+
     async def report() -> None:
-        status, _, _ = await work.request(
-            "POST", "/v1/report", body=_report_body(applied[0], manager)
-        )
+        sent = applied[0]
+        status, _, _ = await work.request("POST", "/v1/report", body=_report_body(sent, manager))
         if status != 200:
             error(f"report {status}")
+            return
+        pending = unconfirmed[0]
+        if sent is not None and pending is not None and pending[0] == sent.revision:
+            stats.applied.append((sent.revision, pending[1], time.time()))
+            unconfirmed[0] = None
 
     async def periodic() -> None:
         await asyncio.sleep(rng.uniform(0, 10))
@@ -309,12 +319,12 @@ async def _device(
                 error(f"refused: {str(exc)[:100]}")
             if doc.document.modules:
                 stats.update_s.append(time.monotonic() - t0)
+            if applied[0].ok:
+                unconfirmed[0] = (doc.revision, seen)
             try:
                 await report()
             except (OSError, asyncio.IncompleteReadError, ssl.SSLError) as exc:
                 error(f"report {type(exc).__name__}")  # the periodic report tells it later
-            if applied[0].ok:
-                stats.applied.append((doc.revision, seen, time.time()))
 
     try:
         async with asyncio.TaskGroup() as tg:
@@ -416,12 +426,29 @@ def main() -> None:
     parser.add_argument(
         "--hub-workers", type=int, default=1, help="hub processes (fogline hub serve --workers)"
     )
+    parser.add_argument(
+        "--propagation",
+        type=int,
+        default=0,
+        metavar="CHANGES",
+        help="instead of the rollout: CHANGES config changes one after another, each "
+        "selecting every device; per device, the time from the apply request to the hub's "
+        "200 for the report carrying the new revision (no release, no TUF)",
+    )
+    parser.add_argument(
+        "--idle-s", type=float, default=10, help="how long the idle hub's CPU is measured, s"
+    )
     args = parser.parse_args()
     if not 1 <= args.devices <= 20_000 or not 1 <= args.size_mb <= 64:
         raise SystemExit("--devices 1..20000, --size-mb 1..64")
+    if not 0 <= args.propagation <= 50 or not 1 <= args.idle_s <= 600:
+        raise SystemExit("--propagation 0..50, --idle-s 1..600")
     command = "PYTHONPATH=. .venv/bin/python -m benchmarks.bench_rollout_scale " + " ".join(
         sys.argv[1:]
     )
+    if args.propagation:
+        run(argparse.Namespace(**{**vars(args), "tuf": False}), command)
+        return
     if not args.compare_tuf:
         run(args, command)
         return
@@ -452,9 +479,11 @@ def run(args: argparse.Namespace, command: str) -> list[FleetStats]:
             # Runs first on the way out, error or SIGTERM included: the
             # simulators stop, so the pool's exit need not wait out stop_at.
             stack.callback(stop_file.touch)
-            digest = make_release(hub, root, args.size_mb, tuf=args.tuf)
-            tuf_root = (root / "tuf-offline" / "root.json").read_text() if args.tuf else None
-            print(f"pushed {digest}", file=sys.stderr)
+            tuf_root = None
+            if not args.propagation:
+                digest = make_release(hub, root, args.size_mb, tuf=args.tuf)
+                tuf_root = (root / "tuf-offline" / "root.json").read_text() if args.tuf else None
+                print(f"pushed {digest}", file=sys.stderr)
             (root / "v0.yaml").write_text(deployment(False))
             hub.cli("apply", "-f", str(root / "v0.yaml"))
             identities = make_identities(root / "keys", args.devices, pool)
@@ -502,9 +531,18 @@ def run(args: argparse.Namespace, command: str) -> list[FleetStats]:
                 print(f"{count}/{args.devices} online and in sync", file=sys.stderr)
                 # Idle cost: the fleet only long-polls and reports every 10 s.
                 cpu0, i0 = proc_cpu_s(pid), time.monotonic()
-                time.sleep(10)
+                time.sleep(args.idle_s)
                 idle_cores = (proc_cpu_s(pid) - cpu0) / (time.monotonic() - i0)
                 print(f"idle hub: {idle_cores:.2f} cores", file=sys.stderr)
+                if args.propagation:
+                    rounds = propagate(client, pid, args.propagation, args.timeout)
+                    stop_file.touch()
+                    parts = _stop_fleet(futures, max(0.0, stop_at - time.time()))
+                    section = render_propagation(
+                        args, command, count, idle_cores, rounds, parts, proc_rss_mb(pid)
+                    )
+                    print(section)
+                    return parts
 
                 (root / "v1.yaml").write_text(deployment(True, args.wave_timeout))
                 cpu0 = proc_cpu_s(pid)
@@ -535,6 +573,142 @@ def run(args: argparse.Namespace, command: str) -> list[FleetStats]:
     render(args, command, view, wave_started, applied_s, total_s, parts, t_apply_wall,
            idle_cores, rollout_cores, rss, peak, load)  # fmt: skip
     return parts
+
+
+@dataclass
+class Change:
+    """One config change of `--propagation`, as the operator side saw it."""
+
+    number: int
+    started: float  # time.time() just before the apply request
+    committed: float  # time.time() when the hub answered it (after its commit)
+    revisions: dict[str, str]  # device id -> the revision the apply compiled for it
+    converged_s: float | None  # when the hub first listed no device pending; None: timed out
+    hub_cores: float  # hub CPU from the apply until converged (or the timeout)
+    load: tuple[float, float]  # 1-minute load average at the apply and at the end
+
+
+def propagate(client: httpx.Client, pid: int, changes: int, timeout_s: float) -> list[Change]:
+    """Apply `changes` config changes selecting every device, one after
+    another, each once the hub lists no device pending for the one before."""
+    done: list[Change] = []
+    for number in range(1, changes + 1):
+        text = deployment(False).replace("round: 0", f"round: {number}")
+        body = {"files": [{"name": f"round-{number}.yaml", "text": text}], "prune": False}
+        load0, cpu0 = os.getloadavg()[0], proc_cpu_s(pid)
+        started, t0 = time.time(), time.monotonic()
+        response = client.post("/v1/manifests/apply", json=body)
+        committed = time.time()
+        response.raise_for_status()
+        plan = response.json()["plan"]["devices"]
+        revisions = {d["device_id"]: d["to_revision"] for d in plan}
+        converged: float | None = None
+        # A query for one pending device is a single indexed SQL count's
+        # worth of work, so polling it twice a second barely loads the hub;
+        # the per-device times come from the devices, not from this poll.
+        while time.monotonic() - t0 < timeout_s:
+            time.sleep(0.5)
+            try:
+                page = client.get("/v1/devices", params={"sync": "pending", "limit": "1"})
+            except httpx.TimeoutException:
+                continue
+            if page.status_code == 200 and not page.json()["devices"]:
+                converged = time.monotonic() - t0
+                break
+        hub_cores = (proc_cpu_s(pid) - cpu0) / (time.monotonic() - t0)
+        done.append(Change(number, started, committed, revisions, converged, hub_cores,
+                           (load0, os.getloadavg()[0])))  # fmt: skip
+        print(
+            f"change {number}: {len(revisions)} devices, applied in "
+            f"{committed - started:.2f}s, converged "
+            f"{f'{converged:.1f}s' if converged is not None else 'never'}",
+            file=sys.stderr,
+        )
+        time.sleep(2)  # the periodic reports that converged devices send drain before the next
+    return done
+
+
+def propagation_latencies(change: Change, parts: list[FleetStats]) -> list[float]:
+    """Per device, seconds from the apply request to the hub's 200 for the
+    first report carrying the revision this change compiled for it."""
+    # A device reports each revision it applied once (the sync loop waits
+    # for the next one), so one entry is one device.
+    wanted = set(change.revisions.values())
+    return sorted(
+        reported - change.started
+        for part in parts
+        for revision, seen, reported in part.applied
+        if revision in wanted and seen >= change.started
+    )
+
+
+def render_propagation(
+    args: argparse.Namespace,
+    command: str,
+    online: int,
+    idle_cores: float,
+    changes: list[Change],
+    parts: list[FleetStats],
+    rss: tuple[float, float],
+) -> str:
+    """The markdown section of a `--propagation` run."""
+    errors: dict[str, int] = {}
+    for p in parts:
+        for k, v in p.errors.items():
+            errors[k] = errors.get(k, 0) + v
+    rows, every = [], []
+    for change in changes:
+        values = propagation_latencies(change, parts)
+        every += values
+        expected = len(change.revisions)
+        if values:
+            figures = [f"{percentile(values, q):.3f}" for q in (50, 99)] + [f"{max(values):.3f}"]
+        else:
+            figures = ["-", "-", "-"]
+        rows.append((change.number, f"{len(values)}/{expected}",
+                     f"{change.committed - change.started:.3f}", *figures,
+                     f"{change.converged_s:.1f}" if change.converged_s is not None else "timed out",
+                     f"{change.hub_cores:.2f}", f"{change.load[0]:.2f} to {change.load[1]:.2f}"))  # fmt: skip
+    lines = [
+        f"\n## Desired-state propagation, {args.devices} simulated devices (git {git_revision()})\n",
+        f"Machine: {machine()}  ",
+        f"Command: `{command}`\n",
+        f"Hub on SQLite with {args.hub_workers} process(es); {args.workers} simulator "
+        f"processes on the same cores; {online}/{args.devices} devices online and in sync "
+        "before the first change. Each device long-polls `GET /v1/desired?wait=30` and, on a "
+        "new revision, applies it and reports it at once; its time is from just before the "
+        "apply request (`POST /v1/manifests/apply`, the API `fogline apply` calls) to the "
+        "hub's 200 for the first report carrying the new revision, both read from the same "
+        "clock (microseconds).\n",
+        table(
+            [
+                "change",
+                "devices reported",
+                "apply request (s)",
+                "p50 (s)",
+                "p99 (s)",
+                "max (s)",
+                "hub lists none pending (s)",
+                "hub cores",
+                "load (1-min)",
+            ],
+            rows,
+        ),
+    ]
+    p99s = [percentile(v, 99) for c in changes if (v := propagation_latencies(c, parts))]
+    if every:
+        lines.append(
+            f"\n* All changes: p50 **{percentile(every, 50):.3f} s**, p99 "
+            f"**{percentile(every, 99):.3f} s**, max {max(every):.3f} s over {len(every)} "
+            f"device reports (median of the changes' p99s "
+            f"{median(p99s):.3f} s)."
+        )
+    lines.append(
+        f"* Hub CPU idle: {idle_cores:.2f} cores; RSS {rss[0]:.0f} MB (peak {rss[1]:.0f} MB). "
+        f"Simulator CPU over the whole run: {sum(p.cpu_s for p in parts):.1f} CPU-s. "
+        f"Errors: {errors or 'none'}."
+    )
+    return "\n".join(lines)
 
 
 def render_tuf_cost(without: list[FleetStats], with_tuf: list[FleetStats]) -> None:
