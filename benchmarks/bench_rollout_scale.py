@@ -396,7 +396,7 @@ def make_release(hub: HubProcess, root: Path, size_mb: int, *, tuf: bool = False
     return hub.cli("release", "push", str(archive), timeout_s=120).stdout.strip()
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -438,7 +438,11 @@ def main() -> None:
     parser.add_argument(
         "--idle-s", type=float, default=10, help="how long the idle hub's CPU is measured, s"
     )
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     if not 1 <= args.devices <= 20_000 or not 1 <= args.size_mb <= 64:
         raise SystemExit("--devices 1..20000, --size-mb 1..64")
     if not 0 <= args.propagation <= 50 or not 1 <= args.idle_s <= 600:
