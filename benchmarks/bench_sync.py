@@ -53,11 +53,19 @@ def main() -> None:
         default=0.25,
         help="seconds between device listings (each lists every device: load on the hub)",
     )
+    parser.add_argument(
+        "--report-interval",
+        type=float,
+        default=10,
+        help="the hub's report interval, s (a real hub's default; the test hub's is 1 s): "
+        "a periodic report that lands between the timed report and the next listing moves "
+        "`last_seen` later, by at most --poll-s",
+    )
     args = parser.parse_args()
-    if not 0.01 <= args.poll_s <= 5:
-        raise SystemExit("--poll-s 0.01..5")
+    if not 0.01 <= args.poll_s <= 5 or not 1 <= args.report_interval <= 60:
+        raise SystemExit("--poll-s 0.01..5, --report-interval 1..60")
     root = Path(tempfile.mkdtemp(prefix="fogline-bench-sync-"))
-    hub = start_hub(root / "hub")
+    hub = start_hub(root / "hub", extra_args=["--report-interval", str(args.report_interval)])
     agents: list[AgentProcess] = []
     try:
         claim = hub.create_claim(max_uses=args.agents)
@@ -122,7 +130,8 @@ def main() -> None:
         print(f"Machine: {machine()}  ")
         print(
             f"Command: `.venv/bin/python -m benchmarks.bench_sync --agents {args.agents} "
-            f"--changes {args.changes} --poll-s {args.poll_s}`  "
+            f"--changes {args.changes} --poll-s {args.poll_s} --report-interval "
+            f"{args.report_interval:g}`  "
         )
         print(
             f"Load (1-min): {load0:.2f} before the first change, {os.getloadavg()[0]:.2f} after\n"
