@@ -108,8 +108,15 @@ def deployment(modules: bool, wave_timeout_s: int = 60) -> str:
 class Conn:
     """One HTTP/1.1 connection over TLS; bodies streamed and bounded."""
 
-    def __init__(self, port: int, context: ssl.SSLContext) -> None:
+    def __init__(
+        self, port: int, context: ssl.SSLContext, handshakes: asyncio.Semaphore | None = None
+    ) -> None:
         self.port, self.context = port, context
+        # Connections being opened at once in this simulator process: without
+        # a bound, 5,000 devices start 10,000 TLS handshakes together, and on
+        # a loaded machine most outlast the hub's handshake timeout, are shed
+        # and retried, and the fleet never settles.
+        self.handshakes = handshakes or asyncio.Semaphore(1)
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
         # One request at a time per connection (HTTP/1.1 without pipelining).
@@ -137,9 +144,10 @@ class Conn:
         for attempt in (0, 1):
             if self.reader is None or self.reader.at_eof():
                 await self.close()
-                self.reader, self.writer = await asyncio.open_connection(
-                    "127.0.0.1", self.port, ssl=self.context
-                )
+                async with self.handshakes:
+                    self.reader, self.writer = await asyncio.open_connection(
+                        "127.0.0.1", self.port, ssl=self.context
+                    )
             try:
                 return await self._exchange(method, path, body, headers, keep)
             except (OSError, asyncio.IncompleteReadError, ssl.SSLError):
@@ -195,6 +203,8 @@ class FleetJob:
     # The hub's TUF root (JSON), pinned by every device as at enrollment;
     # None: the release keys of the desired state decide (--no-tuf).
     tuf_root: str | None = None
+    # TLS connections each simulator process opens at once (see Conn).
+    max_handshakes: int = 32
 
 
 @dataclass
@@ -238,10 +248,16 @@ def _artifact_client(job: FleetJob, cert: str, key: str, stats: FleetStats) -> h
 
 
 async def _device(
-    job: FleetJob, cert: str, key: str, stats: FleetStats, rng: random.Random, data_dir: Path
+    job: FleetJob,
+    cert: str,
+    key: str,
+    stats: FleetStats,
+    rng: random.Random,
+    data_dir: Path,
+    handshakes: asyncio.Semaphore,
 ) -> None:
     context = _context(job.ca_pem, cert, key)
-    poll, work = Conn(job.port, context), Conn(job.port, context)
+    poll, work = Conn(job.port, context, handshakes), Conn(job.port, context, handshakes)
     stop = time.monotonic() + (job.stop_at - time.time())
     applied: list[AppliedState | None] = [None]
     http = _artifact_client(job, cert, key, stats)
@@ -342,10 +358,11 @@ async def _run_fleet(job: FleetJob) -> FleetStats:
     stats = FleetStats()
     rng = random.Random(job.seed)
     cpu0 = sum(os.times()[:2])
+    handshakes = asyncio.Semaphore(job.max_handshakes)
 
     async def guarded(index: int, cert: str, key: str) -> None:
         try:
-            await _device(job, cert, key, stats, rng, Path(job.data_dir) / str(index))
+            await _device(job, cert, key, stats, rng, Path(job.data_dir) / str(index), handshakes)
         except Exception as exc:  # one broken device must not stop the fleet
             kind = f"device {type(exc).__name__}: {str(exc)[:80]}"
             stats.errors[kind] = stats.errors.get(kind, 0) + 1
