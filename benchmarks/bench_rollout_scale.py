@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import math
 import os
 import random
 import shutil
@@ -52,7 +53,7 @@ from typing import Any
 
 import httpx
 
-from benchmarks._common import git_revision, machine, median, percentile, table
+from benchmarks._common import git_revision, machine, percentile, table
 from benchmarks.bench_hub_scale import (
     _context,
     _enroll_all,
@@ -607,6 +608,7 @@ class Change:
     converged_s: float | None  # when the hub first listed no device pending; None: timed out
     hub_cores: float  # hub CPU from the apply until converged (or the timeout)
     load: tuple[float, float]  # 1-minute load average at the apply and at the end
+    failed: str | None = None  # the apply's HTTP status when it failed, or "timed out"
 
 
 def propagate(client: httpx.Client, pid: int, changes: int, timeout_s: float) -> list[Change]:
@@ -618,9 +620,20 @@ def propagate(client: httpx.Client, pid: int, changes: int, timeout_s: float) ->
         body = {"files": [{"name": f"round-{number}.yaml", "text": text}], "prune": False}
         load0, cpu0 = os.getloadavg()[0], proc_cpu_s(pid)
         started, t0 = time.time(), time.monotonic()
-        response = client.post("/v1/manifests/apply", json=body)
+        try:
+            response = client.post("/v1/manifests/apply", json=body)
+        except httpx.TimeoutException:
+            response = None
         committed = time.time()
-        response.raise_for_status()
+        if response is None or response.status_code != 200:
+            # A hub that fails the apply under the fleet's load is a result,
+            # not a reason to lose the changes measured before it.
+            status = "timed out" if response is None else str(response.status_code)
+            print(f"change {number}: the apply failed ({status})", file=sys.stderr)
+            failed = Change(number, started, committed, {}, None, 0.0, (load0, load0), status)
+            done.append(failed)
+            time.sleep(10)
+            continue
         plan = response.json()["plan"]["devices"]
         revisions = {d["device_id"]: d["to_revision"] for d in plan}
         converged: float | None = None
@@ -680,13 +693,19 @@ def render_propagation(
     rows, every = [], []
     for change in changes:
         values = propagation_latencies(change, parts)
-        every += values
         expected = len(change.revisions)
+        # A device that never reported this change counts as slower than
+        # any that did: the percentiles are over every device it selected.
+        values += [math.inf] * max(0, expected - len(values))
+        every += values
+        if change.failed is not None:
+            rows.append((change.number, f"apply failed ({change.failed})", f"{change.committed - change.started:.3f}", "-", "-", "-", "-", "-", "-"))  # fmt: skip
+            continue
         if values:
-            figures = [f"{percentile(values, q):.3f}" for q in (50, 99)] + [f"{max(values):.3f}"]
+            figures = [_seconds(percentile(values, q)) for q in (50, 99)] + [_seconds(max(values))]
         else:
             figures = ["-", "-", "-"]
-        rows.append((change.number, f"{len(values)}/{expected}",
+        rows.append((change.number, f"{sum(v < math.inf for v in values)}/{expected}",
                      f"{change.committed - change.started:.3f}", *figures,
                      f"{change.converged_s:.1f}" if change.converged_s is not None else "timed out",
                      f"{change.hub_cores:.2f}", f"{change.load[0]:.2f} to {change.load[1]:.2f}"))  # fmt: skip
@@ -706,9 +725,9 @@ def render_propagation(
                 "change",
                 "devices reported",
                 "apply request (s)",
-                "p50 (s)",
-                "p99 (s)",
-                "max (s)",
+                "p50",
+                "p99",
+                "max",
                 "hub lists none pending (s)",
                 "hub cores",
                 "load (1-min)",
@@ -716,13 +735,12 @@ def render_propagation(
             rows,
         ),
     ]
-    p99s = [percentile(v, 99) for c in changes if (v := propagation_latencies(c, parts))]
     if every:
         lines.append(
-            f"\n* All changes: p50 **{percentile(every, 50):.3f} s**, p99 "
-            f"**{percentile(every, 99):.3f} s**, max {max(every):.3f} s over {len(every)} "
-            f"device reports (median of the changes' p99s "
-            f"{median(p99s):.3f} s)."
+            f"\n* All changes: p50 **{_seconds(percentile(every, 50))}**, p99 "
+            f"**{_seconds(percentile(every, 99))}**, max {_seconds(max(every))} over "
+            f"{len(every)} device updates ({sum(v == math.inf for v in every)} never "
+            f"reported: counted as slowest)."
         )
     lines.append(
         f"* Hub CPU idle: {idle_cores:.2f} cores; RSS {rss[0]:.0f} MB (peak {rss[1]:.0f} MB). "
@@ -730,6 +748,10 @@ def render_propagation(
         f"Errors: {errors or 'none'}."
     )
     return "\n".join(lines)
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.3f} s" if value < math.inf else "never"
 
 
 def render_tuf_cost(without: list[FleetStats], with_tuf: list[FleetStats]) -> None:
