@@ -620,10 +620,17 @@ def propagate(client: httpx.Client, pid: int, changes: int, timeout_s: float) ->
         body = {"files": [{"name": f"round-{number}.yaml", "text": text}], "prune": False}
         load0, cpu0 = os.getloadavg()[0], proc_cpu_s(pid)
         started, t0 = time.time(), time.monotonic()
-        try:
-            response = client.post("/v1/manifests/apply", json=body)
-        except httpx.TimeoutException:
-            response = None
+        response = None
+        # Applying the same manifest again changes nothing, so a connection
+        # the hub reset (at its connection cap, say) is retried once.
+        for _attempt in range(2):
+            try:
+                response = client.post("/v1/manifests/apply", json=body)
+                break
+            except httpx.TimeoutException:
+                break
+            except httpx.TransportError as exc:
+                print(f"change {number}: apply request: {exc!r}; retrying", file=sys.stderr)
         committed = time.time()
         if response is None or response.status_code != 200:
             # A hub that fails the apply under the fleet's load is a result,
