@@ -54,17 +54,22 @@ def test_a_request_is_honoured_once_across_applies(tmp_path: Path) -> None:
     from fogline.agent.modules._manager import ModuleManager
 
     restarted: list[str] = []
+    # What a report made during the restart would say the module honoured.
+    reported_meanwhile: list[int] = []
 
     class Sup:
         async def restart(self, name: str) -> bool:
             restarted.append(name)
+            reported_meanwhile.append(manager._restarting[name])
             return True
 
     manager = SimpleNamespace(
         restarts=RestartLedger(tmp_path / "restarts.json"),
         activator=SimpleNamespace(desired={"web": object()}),
         supervisor=Sup(),
+        _restarting={},
     )
+    manager._restart = lambda name, wanted: ModuleManager._restart(manager, name, wanted)  # type: ignore[arg-type]
     doc = SimpleNamespace(modules=[SimpleNamespace(name="web", restart_generation=1)])
     honour = ModuleManager._honour_restarts
     asyncio.run(honour(manager, doc))  # type: ignore[arg-type]
@@ -75,3 +80,7 @@ def test_a_request_is_honoured_once_across_applies(tmp_path: Path) -> None:
     doc.modules[0].restart_generation = 2  # the hub asks again
     asyncio.run(honour(manager, doc))  # type: ignore[arg-type]
     assert restarted == ["web", "web"]
+    # The ledger is written before the restart, but until the new process is
+    # up a report says the generation honoured before (the hub waits on it).
+    assert reported_meanwhile == [0, 1]
+    assert manager._restarting == {}

@@ -83,6 +83,10 @@ class ModuleManager(DriftRepair):
     ) -> None:
         self.baselines = baselines
         self.restarts = restarts or RestartLedger(None)
+        # Modules being restarted, with the generation honoured before: the
+        # ledger is written first (crash safety), but a report says the new
+        # generation only once the new process has started.
+        self._restarting: dict[str, int] = {}
         self.source = source  # for repairs of drifted files
         self.scratch_dir = scratch_dir
         self.targets: dict[str, ReleaseTarget] = {}
@@ -200,31 +204,33 @@ class ModuleManager(DriftRepair):
             wanted = entry.restart_generation
             if wanted <= self.restarts.honoured(entry.name):
                 continue
+            self._restarting[entry.name] = self.restarts.honoured(entry.name)
             try:
-                await asyncio.to_thread(self.restarts.note, entry.name, wanted)
-            except OSError as exc:  # not written down: not honoured, asked again later
-                event(
-                    log,
-                    "module.restart_not_recorded",
-                    logging.ERROR,
-                    module=entry.name,
-                    error=str(exc),
-                )
-                continue
-            restarted = False
-            if entry.name in self.activator.desired:
-                try:
-                    restarted = await self.supervisor.restart(entry.name)
-                except UnknownModuleError:
-                    restarted = False
-            event(
-                log,
-                "module.restart_requested",
-                logging.WARNING,
-                module=entry.name,
-                generation=wanted,
-                restarted=restarted,
-            )
+                await self._restart(entry.name, wanted)
+            finally:
+                del self._restarting[entry.name]
+
+    async def _restart(self, name: str, wanted: int) -> None:
+        """Write the request down, then restart the module."""
+        try:
+            await asyncio.to_thread(self.restarts.note, name, wanted)
+        except OSError as exc:  # not written down: not honoured, asked again later
+            event(log, "module.restart_not_recorded", logging.ERROR, module=name, error=str(exc))
+            return
+        restarted = False
+        if name in self.activator.desired:
+            try:
+                restarted = await self.supervisor.restart(name)
+            except UnknownModuleError:
+                restarted = False
+        event(
+            log,
+            "module.restart_requested",
+            logging.WARNING,
+            module=name,
+            generation=wanted,
+            restarted=restarted,
+        )
 
     def statuses(self) -> ModulesReport:
         return self._statuses(self._bundle_releases(list(self.activator.bundles)))
@@ -275,7 +281,7 @@ class ModuleManager(DriftRepair):
                 last_error=status.last_error,
                 stderr_tail=status.stderr_tail,
                 since=status.since,
-                restart_generation=self.restarts.honoured(name),
+                restart_generation=self._restarting.get(name, self.restarts.honoured(name)),
             )
             for name, status in self.supervisor.statuses().items()
         }
