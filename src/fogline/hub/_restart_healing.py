@@ -64,7 +64,7 @@ _ACTIVE_ROLLOUT_STATES: Final = ("running", "paused")  # rollouts.ACTIVE, by val
 
 
 @dataclass(frozen=True, slots=True)
-class RestartPolicy:
+class MemoryTrendPolicy:
     """A deployment's restartOnMemoryTrend (checked by the manifest schema)."""
 
     deployment: Deployment
@@ -74,7 +74,7 @@ class RestartPolicy:
     modules: frozenset[str]
 
 
-def restart_policy(deployment: Deployment) -> RestartPolicy | None:
+def restart_policy(deployment: Deployment) -> MemoryTrendPolicy | None:
     rule: Any = deployment.self_healing.get("restartOnMemoryTrend")
     if not isinstance(rule, Mapping):
         return None
@@ -84,7 +84,7 @@ def restart_policy(deployment: Deployment) -> RestartPolicy | None:
         if named
         else frozenset(str(m.get("name")) for m in deployment.modules if isinstance(m, Mapping))
     )
-    return RestartPolicy(
+    return MemoryTrendPolicy(
         deployment,
         parse_size(rule["limit"]),
         parse_duration(rule.get("within", "1h")),
@@ -173,7 +173,7 @@ def module_series(
 @dataclass(frozen=True, slots=True)
 class RestartCandidate:
     device_id: str
-    policy: RestartPolicy
+    policy: MemoryTrendPolicy
     module: str
     points: tuple[Any, ...]  # the device's samples, for the decision after the cut
 
@@ -181,7 +181,7 @@ class RestartCandidate:
 class RestartPlanner:
     """Collects the restart candidates while the forecast pass reads series."""
 
-    def __init__(self, policies: Sequence[RestartPolicy], settings: ForecastSettings) -> None:
+    def __init__(self, policies: Sequence[MemoryTrendPolicy], settings: ForecastSettings) -> None:
         self.policies = list(policies)
         self.settings = settings
         self.candidates: list[RestartCandidate] = []
@@ -206,7 +206,7 @@ class RestartPlanner:
                     )
 
 
-def restart_policies(deployments: Sequence[Deployment]) -> list[RestartPolicy]:
+def restart_policies(deployments: Sequence[Deployment]) -> list[MemoryTrendPolicy]:
     return [p for d in deployments if (p := restart_policy(d)) is not None]
 
 
