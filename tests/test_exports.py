@@ -342,6 +342,7 @@ EXPECTED: Final[dict[str, list[str]]] = {
         "vulndb_status",
     ],
     "fogline.hub.rollouts": [
+        "ACTIVE",
         "DEFAULT_POLICY",
         "available_actions",
         "check_rollout",

@@ -51,6 +51,7 @@ from ._desired import honoured_restarts, plain, store_desired_many
 from ._device_labels import effective_labels
 from ._forecast import Eta, ForecastSettings, Trend, bytes_per_hour, fit_trend, time_to_limit
 from ._schema import AuditRow, DesiredStateRow, DeviceRow, RolloutDeviceRow, RolloutRow
+from .rollouts import ACTIVE as ACTIVE_ROLLOUT_STATES
 
 RESTART_ACTION: Final = "module.restart"
 # Candidates kept per pass, and restarts asked per pass, at most.
@@ -60,7 +61,6 @@ MAX_RESTARTS_PER_PASS: Final = 100
 _MAX_AUDIT_READ: Final = 200
 # DesiredModule.restart_generation's bound (exact in a JSON double).
 MAX_GENERATION: Final = 2**53
-_ACTIVE_ROLLOUT_STATES: Final = ("running", "paused")  # rollouts.ACTIVE, by value
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,7 +278,7 @@ def _in_active_rollout(session: Session, device_id: str) -> bool:
         .join(RolloutRow, RolloutRow.id == RolloutDeviceRow.rollout_id)
         .where(
             RolloutDeviceRow.device_id == device_id,
-            RolloutRow.state.in_(_ACTIVE_ROLLOUT_STATES),
+            RolloutRow.state.in_([state.value for state in ACTIVE_ROLLOUT_STATES]),
         )
         .limit(1)
     )

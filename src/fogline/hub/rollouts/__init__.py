@@ -18,10 +18,12 @@ from ._engine import (
     start_rollout,
     tick,
 )
+from ._machine import ACTIVE
 from ._policy import DEFAULT_POLICY, check_rollout, parse_rollout_policy
 from ._scheduler import run_scheduler
 
 __all__ = [
+    "ACTIVE",
     "DEFAULT_POLICY",
     "available_actions",
     "check_rollout",
