@@ -24,7 +24,14 @@ from tests.support.console import SESSION_COOKIE
 from tests.support.device import FACTS, TestDevice, enroll_device
 from tests.support.modules import release
 from tests.support.people import add_user
-from tests.support.processes import AgentProcess, HubProcess, free_port, start_hub, wait_until
+from tests.support.processes import (
+    FAST_FORECAST_HUB_ARGS,
+    AgentProcess,
+    HubProcess,
+    free_port,
+    start_hub,
+    wait_until,
+)
 
 CHROMIUM = Path("/usr/bin/chromium")
 PASSWORD = "console tests only"
@@ -408,16 +415,7 @@ def aiops(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AiopsHub]:
     root = tmp_path_factory.mktemp("console-aiops")
     hub = start_hub(
         root / "hub",
-        extra_args=[
-            "--report-interval",
-            "0.3",
-            "--forecast-window",
-            "30s",
-            "--forecast-min-span",
-            "2s",
-            "--forecast-interval",
-            "1s",
-        ],
+        extra_args=list(FAST_FORECAST_HUB_ARGS),
     )
     try:
         devices = []

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.support.device import FACTS, TestDevice, enroll_device
-from tests.support.processes import HubProcess, start_hub, wait_until
+from tests.support.processes import FAST_FORECAST_HUB_ARGS, HubProcess, start_hub, wait_until
 from tests.support.receivers import Receiver
 
 MIB = 1024 * 1024
@@ -25,16 +25,7 @@ def _start(tmp_path: Path, receiver: Receiver, db_url: str | None) -> HubProcess
         tmp_path / "hub",
         db_url=db_url,
         extra_args=[
-            # An alert pass every second; a forecast pass every second over
-            # the last 30 s of samples (hours, in a real fleet).
-            "--report-interval",
-            "0.3",
-            "--forecast-window",
-            "30s",
-            "--forecast-min-span",
-            "2s",
-            "--forecast-interval",
-            "1s",
+            *FAST_FORECAST_HUB_ARGS,
             "--alert-webhook",
             receiver.url(),
         ],

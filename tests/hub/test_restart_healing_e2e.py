@@ -19,7 +19,13 @@ from typing import Any
 
 import pytest
 
-from tests.support.processes import AgentProcess, HubProcess, start_hub, wait_until
+from tests.support.processes import (
+    FAST_FORECAST_HUB_ARGS,
+    AgentProcess,
+    HubProcess,
+    start_hub,
+    wait_until,
+)
 from tests.support.receivers import Receiver
 
 MIB = 1024 * 1024
@@ -100,16 +106,7 @@ def test_a_leaking_module_is_restarted_once_by_the_hub_and_not_again_within_the_
     hub = start_hub(
         tmp_path / "hub",
         extra_args=[
-            # Reports every 0.3 s, a forecast pass every second over the last
-            # 30 s of samples (hours, in a real fleet).
-            "--report-interval",
-            "0.3",
-            "--forecast-window",
-            "30s",
-            "--forecast-min-span",
-            "2s",
-            "--forecast-interval",
-            "1s",
+            *FAST_FORECAST_HUB_ARGS,
             "--alert-webhook",
             receiver.url(),
         ],

@@ -253,6 +253,20 @@ class HubProcess:
 
 MAX_DEVICE_PAGES = 1000
 
+# A hub that judges health fast: an alert pass every second (three report
+# intervals), a forecast pass every second over the last 30 s of samples
+# (hours, in a real fleet).
+FAST_FORECAST_HUB_ARGS: tuple[str, ...] = (
+    "--report-interval",
+    "0.3",
+    "--forecast-window",
+    "30s",
+    "--forecast-min-span",
+    "2s",
+    "--forecast-interval",
+    "1s",
+)
+
 
 def list_devices(client: httpx.Client, **params: str) -> list[dict[str, Any]]:
     """Every device `GET /v1/devices` lists with these filters, following
