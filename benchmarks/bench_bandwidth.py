@@ -73,6 +73,7 @@ from benchmarks.bench_ingest import (
 )
 from fogline.agent.dataplane._node import UPLINK_BATCH_RECORDS
 from fogline.protocol import _columns as columns
+from fogline.protocol import _columns_encode as columns_encode
 from fogline.protocol import encode_batch, encode_columns
 from tests.support.processes import AgentProcess, HubProcess, wait_until
 
@@ -322,10 +323,10 @@ def _lifted_text(records: list[Row]) -> bytes:
         groups.setdefault(r.stream, []).append(r)
     body: dict[str, object] = {
         "v": columns.COLUMNS_VERSION,
-        "groups": [columns._encode_group(s, g) for s, g in groups.items()],
+        "groups": [columns_encode._encode_group(s, g) for s, g in groups.items()],
     }
     tail = bytearray()
-    columns._lift(body, tail)
+    columns_encode._lift(body, tail)
     return orjson.dumps(body) + (b"\x00" + tail if tail else b"")
 
 
@@ -377,7 +378,7 @@ def trained_dictionary_bytes(batches: list[list[Row]], size: int = 4096) -> tupl
         dictionary_cost += len(
             zstandard.ZstdCompressor(level=19).compress(trained[stream].as_bytes())
         )
-    fixed = columns._dictionary()
+    fixed = columns.zstd_dictionary()
     total = dictionary_cost
     for batch in batches:
         for stream in {r.stream for r in batch}:

@@ -16,7 +16,7 @@ import pytest
 
 from fogline.agent.outbox import OutboxRecord
 from fogline.protocol import COLUMNS_MEDIA_TYPE, encode_columns
-from fogline.protocol._columns import compress_text
+from fogline.protocol._columns_encode import compress_text
 from tests.support.device import enroll_device
 from tests.support.processes import HubProcess
 

@@ -17,7 +17,7 @@ from fogline.protocol import (
     encode_batch,
     encode_columns,
 )
-from fogline.protocol._columns import compress_text
+from fogline.protocol._columns_encode import compress_text
 
 LIMIT = 1 << 24
 

@@ -13,12 +13,9 @@ Errors:
 
 from ._base import TolerantModel, WireModel
 from ._canonical import canonical_json, revision_of
-from ._columns import (
-    COLUMNS_MEDIA_TYPE,
-    COLUMNS_VERSION,
-    decode_columns,
-    encode_columns,
-)
+from ._columns import COLUMNS_MEDIA_TYPE, COLUMNS_VERSION
+from ._columns_decode import decode_columns
+from ._columns_encode import encode_columns
 from ._desired import (
     DESIRED_VERSION,
     Contributor,
