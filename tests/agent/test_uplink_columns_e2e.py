@@ -11,15 +11,14 @@ have sent them in format 2 after its first batch.
 """
 
 import json
-import math
 import random
-import struct
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from tests.support.device import PASS_THROUGH
+from tests.support.exact import exact, random_finite_float
 from tests.support.processes import AgentProcess, free_port, start_hub, wait_until
 
 EVENTS = 300
@@ -29,15 +28,13 @@ def _events() -> list[dict[str, Any]]:
     rng = random.Random(1818)
     out: list[dict[str, Any]] = []
     for i in range(EVENTS):
-        while not math.isfinite(bits := struct.unpack("<d", rng.randbytes(8))[0]):
-            pass
         readings = [round(rng.gauss(50, 5), 2) for _ in range(100)]
         event: dict[str, Any] = {
             "eid": i,
             "sensor": f"s{i % 50:04d}",
             "mean": sum(readings) / 100,
             "max": max(readings),
-            "bits": bits,
+            "bits": random_finite_float(rng),
             "tiny": [5e-324, 1e-310, 0.1 + 0.2][i % 3],
             "zero": -0.0 if i % 2 else 0.0,
             "big": rng.randrange(2**63) if i % 7 == 0 else i - 100,
@@ -49,17 +46,6 @@ def _events() -> list[dict[str, Any]]:
             event = dict(reversed(list(event.items())))
         out.append(event)
     return out
-
-
-def _exact(value: Any) -> Any:
-    """A value with its floats as bits, its types and key order spelled out."""
-    if isinstance(value, float):
-        return ("float", struct.pack("<d", value))
-    if isinstance(value, dict):
-        return ("dict", [(k, _exact(v)) for k, v in value.items()])
-    if isinstance(value, list):
-        return ("list", [_exact(v) for v in value])
-    return (type(value).__name__, value)
 
 
 def _post(port: int, events: list[dict[str, Any]]) -> None:
@@ -126,5 +112,5 @@ def test_records_arrive_bit_for_bit_once_in_format_2_across_a_hub_outage(
     seqs = [row["seq"] for row in rows]
     assert len(seqs) == len(set(seqs)) == EVENTS, "a record stored twice, or one missing"
     by_eid = {row["payload"]["eid"]: row["payload"] for row in rows}
-    assert [_exact(by_eid[e["eid"]]) for e in events] == [_exact(e) for e in events]
+    assert [exact(by_eid[e["eid"]]) for e in events] == [exact(e) for e in events]
     assert 0 < format_1 < format_2, (format_1, format_2)

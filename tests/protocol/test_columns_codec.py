@@ -1,7 +1,6 @@
 """Batch format 2 (columns per stream): exact round trips and bounded, checked decoding."""
 
 import datetime as dt
-import math
 import random
 import struct
 from typing import Any
@@ -18,6 +17,7 @@ from fogline.protocol import (
     encode_columns,
 )
 from fogline.protocol._columns_encode import compress_text
+from tests.support.exact import exact, random_finite_float
 
 LIMIT = 1 << 24
 
@@ -26,29 +26,11 @@ def _record(seq: int, payload: Any, *, stream: str = "s", created: float = 1.7e9
     return OutboxRecord(seq, stream, 5, created, created + 86400.0, orjson.dumps(payload))
 
 
-def _random_float(rng: random.Random) -> float:
-    while True:
-        value: float = struct.unpack("<d", rng.getrandbits(64).to_bytes(8, "little"))[0]
-        if math.isfinite(value):
-            return value
-
-
-def _exact(value: Any) -> Any:
-    """A value with its floats as their bits and its types spelled out."""
-    if isinstance(value, float):
-        return ("float", struct.pack("<d", value))
-    if isinstance(value, dict):
-        return ("dict", [(k, _exact(v)) for k, v in value.items()])
-    if isinstance(value, list):
-        return ("list", [_exact(v) for v in value])
-    return (type(value).__name__, value)
-
-
 def _as_stored(records: list[Any]) -> list[Any]:
     """What the hub keeps of each record: times as datetimes (to the microsecond)."""
     return sorted(
         (
-            (r.seq, r.stream, r.priority, _stamp(r.created), _stamp(r.expires), _exact(r.payload))
+            (r.seq, r.stream, r.priority, _stamp(r.created), _stamp(r.expires), exact(r.payload))
             for r in records
         ),
         key=lambda row: row[0],
@@ -68,7 +50,7 @@ def _tricky_payloads(count: int) -> list[Any]:
             "sensor": f"s{i % 37:04d}",
             "mean": sum(readings) / len(readings),  # a float a step or two off a decimal
             "max": max(readings),
-            "bits": _random_float(rng),
+            "bits": random_finite_float(rng),
             "tiny": [5e-324, 1e-310, 2.2250738585072014e-308][i % 3],
             "huge": 1.7976931348623157e308 if i % 2 else -1.5e300,
             "zero": -0.0 if i % 2 else 0.0,
@@ -112,7 +94,7 @@ def test_every_value_comes_back_bit_for_bit_with_its_type_and_key_order() -> Non
         [float(2**60), float(2**61) + 1024.0],
     ],
 )
-def test_float_columns_are_exact(values: list[float]) -> None:
+def test_float_columns_areexact(values: list[float]) -> None:
     records = [_record(i + 1, {"v": v}) for i, v in enumerate(values * 5)]
     decoded = decode_columns(encode_columns(records), max_decompressed=LIMIT)
     assert [struct.pack("<d", r.payload["v"]) for r in decoded] == [
