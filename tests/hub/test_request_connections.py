@@ -127,6 +127,26 @@ def test_authenticating_a_token_gives_the_connection_back(
     assert held == [0, 0]
 
 
+@pytest.mark.parametrize(
+    "path",
+    ["/v1/deployments", "/v1/alerts", "/v1/insights", "/v1/vulndb", "/v1/releasekeys"],
+)
+def test_operator_reads_answer_with_no_connection_checked_out(
+    hub: tuple[HubState, PoolAtAnswer], path: str
+) -> None:
+    """Routes that take the request's session (`SessionDep`) give its
+    connection back as they return, before their answer waits for a worker
+    thread: a burst of operator reads could otherwise deadlock the pool as
+    enrollments did."""
+    state, app = hub
+    with state.transaction() as session:
+        token = ensure_admin_token(session, ADMIN_PREFIX)
+    assert token is not None
+    answer = _run(app, "GET", path, headers={"authorization": f"Bearer {token.token}"})
+    assert answer.status_code == 200, answer.text
+    assert app.seen == [(path, 200, 0)]
+
+
 def test_an_enrollment_behind_a_held_write_lock_is_a_503_with_retry_after(tmp_path: Path) -> None:
     """SQLite's busy timeout (10 s) run out under a burst is a busy database,
     not a hub fault: 503 with Retry-After, and the node enrolls once the

@@ -4,11 +4,14 @@
 permission in `ROUTE_PERMISSIONS` (_permissions.py) against the token's role.
 """
 
-from collections.abc import Iterator
+import functools
+import inspect
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from fastapi.routing import APIRoute
 from sqlalchemy.orm import Session
 from starlette.types import Scope
 
@@ -41,9 +44,60 @@ StateDep = Annotated[HubState, Depends(_state_dependency)]
 
 def db_session(request: Request) -> Iterator[Session]:
     """A session for one request. Handlers commit explicitly; anything not
-    committed (an error on the way) is rolled back when the session closes."""
+    committed (an error on the way) is rolled back when the session closes.
+
+    FastAPI closes it only after the answer is sent; routes that take it
+    belong to routers of `SessionEndingRoute`, which close it as they return.
+    """
     with hub_state(request).sessions() as session:
         yield session
+
+
+def _closing_sessions(endpoint: Callable[..., Any]) -> Callable[..., Any]:
+    """`endpoint`, closing every Session among its arguments as it returns
+    (committed work stays; what it did not commit is rolled back)."""
+
+    def close(arguments: dict[str, Any]) -> None:
+        for value in arguments.values():
+            if isinstance(value, Session):
+                value.close()
+
+    if inspect.iscoroutinefunction(endpoint):
+
+        @functools.wraps(endpoint)
+        async def ending_async(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return await endpoint(*args, **kwargs)
+            finally:
+                close(kwargs)
+
+        return ending_async
+
+    @functools.wraps(endpoint)
+    def ending(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return endpoint(*args, **kwargs)
+        finally:
+            close(kwargs)
+
+    return ending
+
+
+class SessionEndingRoute(APIRoute):
+    """A route whose request session gives its connection back when the
+    handler returns, not after the answer is sent.
+
+    FastAPI validates a plain-def route's answer on a worker thread and
+    sends it before it closes the request's session: a connection held
+    meanwhile waits for a free thread and then for the client, and under a
+    burst every thread waited for a connection while every connection
+    waited for a thread (the pool deadlock tests/hub/test_request_connections.py
+    guards). Answers are built from values read in the handler
+    (expire_on_commit is off), so nothing is loaded after the close.
+    """
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        super().__init__(path, _closing_sessions(endpoint), **kwargs)
 
 
 @dataclass(frozen=True, slots=True)

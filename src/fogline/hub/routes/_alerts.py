@@ -11,14 +11,14 @@ from fogline.protocol import API_PREFIX
 from .._alerts import alert_view, list_alerts
 from .._audit import record_audit
 from .._audit_trail import audited
-from .._auth import actor_of, db_session, require_operator
+from .._auth import SessionEndingRoute, actor_of, db_session, require_operator
 from .._clock import utcnow
 from .._errors import NotFoundError
 from .._insights import insights
 from .._people import Principal
 from .._schema import AlertRow
 
-router = APIRouter(prefix=API_PREFIX, tags=["alerts"])
+router = APIRouter(prefix=API_PREFIX, tags=["alerts"], route_class=SessionEndingRoute)
 SessionDep = Annotated[Session, Depends(db_session)]
 OperatorDep = Annotated[Principal, Depends(require_operator)]
 # The newest first; an answer never holds more.

@@ -23,7 +23,7 @@ from fogline.protocol import (
 from fogline.security import Permission, role_allows
 
 from .._audit_trail import audited, not_audited
-from .._auth import StateDep, actor_of, db_session, require_operator
+from .._auth import SessionEndingRoute, StateDep, actor_of, db_session, require_operator
 from .._desired import parse_deployments, stored_document
 from .._errors import ForbiddenError, NotFoundError
 from .._manifests import (
@@ -40,7 +40,7 @@ from .._scopes import check_deployments_in_scope, check_unscoped
 from ..releases import release_key_id
 
 log = logging.getLogger("fogline.hub.manifest")
-router = APIRouter(prefix=API_PREFIX, tags=["manifests"])
+router = APIRouter(prefix=API_PREFIX, tags=["manifests"], route_class=SessionEndingRoute)
 
 SessionDep = Annotated[Session, Depends(db_session)]
 OperatorDep = Annotated[Principal, Depends(require_operator)]

@@ -19,7 +19,7 @@ from fogline.protocol import (
 )
 
 from .._audit_trail import not_audited
-from .._auth import StateDep, check_device, db_session, require_operator
+from .._auth import SessionEndingRoute, StateDep, check_device, db_session, require_operator
 from .._clock import utcnow
 from .._devices import find_device
 from .._errors import BadRequestError
@@ -28,7 +28,7 @@ from .._state import HubState
 from .._telemetry import MAX_DECOMPRESSED_BYTES, MAX_QUERY_ROWS, query, store_batch
 
 log = logging.getLogger("fogline.hub.telemetry")
-router = APIRouter(prefix=API_PREFIX, tags=["telemetry"])
+router = APIRouter(prefix=API_PREFIX, tags=["telemetry"], route_class=SessionEndingRoute)
 
 SessionDep = Annotated[Session, Depends(db_session)]
 # The batch formats this hub reads, named in every answer to an upload (the

@@ -23,14 +23,22 @@ from fogline.tuf import MAX_METADATA_BYTES
 
 from .._audit import record_audit
 from .._audit_trail import audited
-from .._auth import actor_of, check_device, db_session, has_client_cert, hub_state, require_operator
+from .._auth import (
+    SessionEndingRoute,
+    actor_of,
+    check_device,
+    db_session,
+    has_client_cert,
+    hub_state,
+    require_operator,
+)
 from .._clock import utcnow
 from .._errors import BadRequestError, ConflictError, UnauthorizedError, UnavailableError
 from .._people import Principal
 from .._state import HubState
 from .._tuf import OnlineKey, metadata_file, upload
 
-router = APIRouter(prefix=API_PREFIX, tags=["tuf"])
+router = APIRouter(prefix=API_PREFIX, tags=["tuf"], route_class=SessionEndingRoute)
 SessionDep = Annotated[Session, Depends(db_session)]
 OperatorDep = Annotated[Principal, Depends(require_operator)]
 

@@ -27,7 +27,7 @@ from fogline.vulns import MAX_IMPORT_BYTES, VulnError, read_osv_zip
 
 from .._audit import record_audit
 from .._audit_trail import audited
-from .._auth import StateDep, actor_of, db_session, require_operator
+from .._auth import SessionEndingRoute, StateDep, actor_of, db_session, require_operator
 from .._clock import utcnow
 from .._errors import BadRequestError, NotFoundError
 from .._people import Principal
@@ -48,7 +48,7 @@ from ..releases import (
 from ._release import OperatorDep as UploaderDep
 
 log = logging.getLogger("fogline.hub.vulns")
-router = APIRouter(prefix=API_PREFIX, tags=["vulnerabilities"])
+router = APIRouter(prefix=API_PREFIX, tags=["vulnerabilities"], route_class=SessionEndingRoute)
 SessionDep = Annotated[Session, Depends(db_session)]
 ReaderDep = Annotated[Principal, Depends(require_operator)]
 _SOURCE_CHARS = 255
