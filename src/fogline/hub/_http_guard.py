@@ -28,6 +28,7 @@ pinned); tests/hub/test_listener_hooks.py fails if an upgrade renames them.
 import asyncio
 from typing import Final
 
+from ._artifact_response import WRITE_HIGH_WATER_BYTES
 from ._connections import BODY_TIMEOUT, HEADER_TIMEOUT, IDLE_TIMEOUT, ConnectionLimits, Slot
 from ._tls import ClientCertHttpToolsProtocol
 
@@ -61,6 +62,10 @@ class GuardedHttpToolsProtocol(ClientCertHttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        # uvicorn waits for the peer only above the transport's high-water
+        # mark, 512 KiB with uvloop's TLS: a slow download held that much
+        # (see _artifact_response.py).
+        transport.set_write_buffer_limits(high=WRITE_HIGH_WATER_BYTES)
         if self._slot is None:
             return
         self._slot.set_evict(transport.abort)

@@ -29,6 +29,7 @@ from fogline._log import event
 from fogline.artifact import SignatureEnvelope
 from fogline.protocol import API_PREFIX, SIGNATURE_HEADER
 
+from .._artifact_response import ArtifactResponse
 from .._audit import record_audit
 from .._audit_trail import audited
 from .._auth import (
@@ -288,13 +289,6 @@ def releases_remove(name: str, version: str, operator: OperatorDep, state: State
             store.remove(view.digest)
     event(log, "release.removed", name=view.name, version=view.version, by=operator)
     return view
-
-
-class ArtifactResponse(FileResponse):
-    # Each chunk is a worker-thread read: at Starlette's 64 KiB a rollout of a
-    # 5 MB release to 10,000 devices is 800,000 thread hops. Larger chunks
-    # cost memory per download in flight (thousands during a wave): 256 KiB.
-    chunk_size = 256 * 1024
 
 
 @router.get("/artifacts/{digest}", response_class=FileResponse)
