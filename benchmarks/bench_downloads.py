@@ -37,21 +37,24 @@ import tempfile
 import textwrap
 import time
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 
+import httpx
+
 from benchmarks._common import git_revision, machine, percentile, table
 from benchmarks.bench_hub_scale import (
     _context,
-    _enroll_all,
     make_identities,
     proc_cpu_s,
     proc_rss_mb,
 )
 from benchmarks.bench_rollout_scale import MODULE, VERSION, make_release
-from tests.support.processes import HubProcess, start_hub
+from fogline.security import write_public_file
+from tests.support.device import FACTS
+from tests.support.processes import HubProcess, start_hub, tls
 
 SLOW_RCVBUF = 16 * 1024  # a cellular modem's socket buffer, roughly
 READ_CHUNK = 16 * 1024
@@ -264,14 +267,16 @@ class Result:
 
 def measure(
     hub: HubProcess,
-    pool: ProcessPoolExecutor,
+    pool: Executor,
     creds: Sequence[tuple[str, str]],
     digest: str,
     root: Path,
     n: int,
     args: argparse.Namespace,
 ) -> Result:
-    """One round: n connections idle (the baseline), then n downloads."""
+    """One round: n connections idle (the baseline), then n downloads;
+    `args` gives procs, slow, slow_kib_s and timeout (see main). The
+    clients run in `pool` (tests/hub/test_download_memory.py: threads)."""
     assert hub.proc is not None
     pid = hub.proc.pid
     ca_pem = hub.ca.read_text()
@@ -390,6 +395,31 @@ def render(results: list[Result], args: argparse.Namespace, command: str) -> str
     return "\n".join(out)
 
 
+async def enroll(
+    hub: HubProcess, claim: str, items: Sequence[tuple[str, str]], cert_dir: Path
+) -> None:
+    """Enroll the devices (as bench_hub_scale does), retrying the 503 a
+    busy SQLite answers when two hub workers write at once."""
+    gate = asyncio.Semaphore(8)
+    async with httpx.AsyncClient(base_url=hub.url, verify=tls(hub.ca), timeout=60) as client:
+
+        async def one(name: str, csr: str) -> None:
+            body = {"claim": claim, "csr": csr, "name": name, "facts": FACTS}
+            for attempt in range(10):
+                async with gate:
+                    response = await client.post("/v1/enroll", json=body)
+                if response.status_code != 503:
+                    break
+                await asyncio.sleep(0.2 * (attempt + 1))
+            if response.status_code != 200:
+                raise SystemExit(f"enroll {name}: {response.status_code} {response.text[:300]}")
+            write_public_file(
+                cert_dir / f"{name}-cert.pem", response.json()["certificate"].encode()
+            )
+
+        await asyncio.gather(*(one(name, csr) for name, csr in items))
+
+
 def round_on_fresh_hub(
     root: Path,
     identities: Sequence[tuple[str, str]],
@@ -413,7 +443,7 @@ def round_on_fresh_hub(
         claim = hub.create_claim(max_uses=len(devices), expires="6h")
         certs = root / "certs"
         certs.mkdir()
-        asyncio.run(_enroll_all(hub, claim, devices, certs))
+        asyncio.run(enroll(hub, claim, devices, certs))
         keys = root.parent / "keys"
         creds = [
             (str(certs / f"{name}-cert.pem"), str(keys / f"{name}-key.pem")) for name, _ in devices
