@@ -183,6 +183,14 @@ def serve_command(
         bool,
         typer.Option(hidden=True, help="Renew TUF snapshot and timestamp (off: a stale hub)."),
     ] = True,
+    deltas: Annotated[
+        bool,
+        typer.Option(
+            help="Serve nodes deltas from the release they have to the one they are sent "
+            "(made on first request, cached under DATA_DIR/artifacts/deltas); "
+            "off: every update downloads the full archive."
+        ),
+    ] = True,
 ) -> None:
     """Serve the hub API over HTTPS (mTLS for devices, tokens for operators).
 
@@ -203,6 +211,7 @@ def serve_command(
         parse_metrics_listen,
         serve,
     )
+    from fogline.hub.releases import DeltaSettings
     from fogline.manifest import parse_duration
 
     try:
@@ -250,6 +259,7 @@ def serve_command(
             snapshot_ttl_s=max(7 * 86400.0, timestamp_ttl_s),
             renew=tuf_renew,
         ),
+        deltas=DeltaSettings(enabled=deltas),
     )
     metrics_address = None
     if metrics_listen is not None:

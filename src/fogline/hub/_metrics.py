@@ -50,6 +50,12 @@ class HubMetrics:
             buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500),
             registry=self.registry,
         )
+        self.deltas = Counter(
+            "fogline_hub_artifact_deltas",
+            "Delta requests by result: served, or none (the node fetches the full archive)",
+            ["result"],
+            registry=self.registry,
+        )
         self.enrollments = Counter(
             "fogline_hub_enrollments",
             "Enrollment attempts by result",

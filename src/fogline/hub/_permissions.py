@@ -70,6 +70,7 @@ ROUTE_PERMISSIONS: Final[Mapping[tuple[str, str], Need]] = {
     ("GET", f"{_V}/releases/{{name}}/{{version}}/sbom"): Permission.READ,
     ("DELETE", f"{_V}/releases/{{name}}/{{version}}"): Permission.RELEASE,
     ("GET", f"{_V}/artifacts/{{digest}}"): Permission.READ,
+    ("GET", f"{_V}/artifacts/{{digest}}/delta"): Permission.READ,
     # TUF: devices read metadata with their certificate, operators with READ
     ("GET", f"{_V}/tuf/metadata/{{filename}}"): Permission.READ,
     ("PUT", f"{_V}/tuf/roles/{{role}}"): Permission.RELEASE,

@@ -20,6 +20,7 @@ from ._reports import ReportWriter
 from ._trust import FleetTrust
 from ._tuf import TufSettings
 from ._validators import default_validators
+from .releases import DeltaCache, DeltaSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +41,8 @@ class HubSettings:
     forecast: ForecastSettings = field(default_factory=ForecastSettings)
     # Lifetimes of the TUF snapshot and timestamp the hub signs online.
     tuf: TufSettings = field(default_factory=TufSettings)
+    # Delta updates (releases/_deltas.py): on by default, `--no-deltas` turns them off.
+    deltas: DeltaSettings = field(default_factory=DeltaSettings)
 
 
 @dataclass(slots=True)
@@ -65,8 +68,11 @@ class HubState:
     tuf_key_path: Path | None = None
     # Device reports, written in batches (see _reports.py).
     reports: ReportWriter = field(init=False)
+    # Deltas made for nodes, one at a time, cached under artifacts_dir/deltas.
+    deltas: DeltaCache = field(init=False)
 
     def __post_init__(self) -> None:
+        self.deltas = DeltaCache(self.settings.deltas)
         self.reports = ReportWriter(
             self.sessions, observe_batch=self.metrics.report_batches.observe
         )

@@ -3,7 +3,7 @@ the crash hook from FOGLINE_FAULT_CRASH_AT. Runs in a forked child, or as
 `python -m tests.agent.updater._crash_child CONFIG.json`.
 
 CONFIG: root, blobs (digest -> archive path), target (ReleaseTarget JSON),
-key (base64 public key), state_file (FileActivator), progress_file (JSON
+key (base64 public key), deltas (optional [target, base, delta path]), state_file (FileActivator), progress_file (JSON
 lines appended per report), unhealthy (versions), chunk_bytes, max_saves,
 mode ("update": recover + ensure, "recover": recover only).
 """
@@ -49,6 +49,7 @@ def build_updater(
     source = MemoryArtifactSource(
         {d: Path(p).read_bytes() for d, p in config["blobs"].items()},
         chunk_bytes=config["chunk_bytes"],
+        deltas={(t, b): Path(p).read_bytes() for t, b, p in config.get("deltas", [])},
     )
     updater = Updater(
         Path(config["root"]),

@@ -30,8 +30,10 @@ ROOT_DIR = Path(__file__).resolve().parents[3]
 MAX_SAVES = 20
 
 # Which scenario reaches which point: v1 -> v2 (healthy), v2 -> v3 (never
-# healthy: the rollback path), nothing -> v3 (a first install rolled back).
+# healthy: the rollback path), nothing -> v3 (a first install rolled back),
+# v1 -> v2 through a delta from v1's kept archive.
 SCENARIOS: dict[str, list[str]] = {
+    "delta": ["delta:fetched", "delta:rebuilt"],
     "update": [
         "enter:DOWNLOAD",
         "download:chunk",
@@ -112,6 +114,17 @@ class Agent:
         }
         self.root = Path(self.config["root"])
 
+    def serve_delta(self, base: str, target: str) -> None:
+        """Let the source serve a delta from `base` to `target`."""
+        from fogline.artifact._delta import make_delta
+
+        b, t = self.releases[base], self.releases[target]
+        delta = make_delta(b.blob, t.blob)
+        assert delta is not None
+        path = self.root.parent / f"delta-{base}-{target}.zst"
+        path.write_bytes(delta)
+        self.config["deltas"] = [[t.target.digest, b.target.digest, str(path)]]
+
     def install(self, *versions: str) -> None:
         """Set the node up in this process, before any crash."""
         updater, _, _ = build_updater(self.config)
@@ -179,16 +192,22 @@ def _assert_killed(status: int, point: str) -> None:
 def test_an_update_survives_a_kill_at(
     scenario: str, point: str, tmp_path: Path, releases: dict[str, Release], key: ReleaseKeyPair
 ) -> None:
-    target = {"update": "2.0.0", "bad": "3.0.0", "first-bad": "3.0.0"}[scenario]
+    target = {"update": "2.0.0", "bad": "3.0.0", "first-bad": "3.0.0", "delta": "2.0.0"}[scenario]
     agent = Agent(tmp_path, releases, key, target)
-    agent.install(*{"update": ["1.0.0"], "bad": ["1.0.0", "2.0.0"], "first-bad": []}[scenario])
+    if scenario == "delta":
+        agent.serve_delta("1.0.0", "2.0.0")
+    agent.install(
+        *{"update": ["1.0.0"], "bad": ["1.0.0", "2.0.0"], "first-bad": [], "delta": ["1.0.0"]}[
+            scenario
+        ]
+    )
 
     _assert_killed(agent.crash_at(point), point)
     updater, activator = agent.restart()
     report = agent.last_report()
     module_dir = agent.root / "modules" / NAME
 
-    if scenario == "update":
+    if scenario in ("update", "delta"):
         assert updater.journal_state(NAME) is State.DONE
         agent.assert_runs_intact(updater, activator, "2.0.0")
         assert os.readlink(module_dir / "previous") == releases["1.0.0"].target.install_name
@@ -202,6 +221,12 @@ def test_an_update_survives_a_kill_at(
         if point.startswith("download:chunk"):
             # The restarted agent resumed the partial file instead of starting over.
             assert agent.source.fetches[0][1] > 0
+        kept = agent.root / "bases" / NAME / f"{releases['2.0.0'].target.digest}.tar.zst"
+        assert kept.read_bytes() == releases["2.0.0"].blob  # the next update's base
+        assert len(list(kept.parent.iterdir())) == 1
+        if scenario == "delta" and point == "delta:fetched":
+            # The restarted agent asked for the delta again and never fetched the archive.
+            assert agent.source.delta_fetches and not agent.source.fetches
         return
 
     # v3 never becomes healthy: whatever the crash, it ends rolled back and recorded.

@@ -77,8 +77,13 @@ def test_next_state_refuses_edges_that_do_not_exist() -> None:
 
 
 def test_the_success_and_failure_paths_cover_every_crash_point_once() -> None:
-    from fogline.agent.updater import FAILURE_PATH_POINTS, SUCCESS_PATH_POINTS, crash_points
+    from fogline.agent.updater import (
+        DELTA_PATH_POINTS,
+        FAILURE_PATH_POINTS,
+        SUCCESS_PATH_POINTS,
+        crash_points,
+    )
 
-    both = list(SUCCESS_PATH_POINTS) + list(FAILURE_PATH_POINTS)
+    both = list(SUCCESS_PATH_POINTS) + list(FAILURE_PATH_POINTS) + list(DELTA_PATH_POINTS)
     assert sorted(both) == sorted(crash_points())
     assert len(both) == len(set(both))

@@ -63,6 +63,7 @@ Errors:
 
 from ._crash import (
     CRASH_ENV,
+    DELTA_PATH_POINTS,
     FAILURE_PATH_POINTS,
     SUCCESS_PATH_POINTS,
     crash_hook_from_env,
@@ -87,7 +88,7 @@ from ._models import (
     UpdateProgress,
     UpdateResult,
 )
-from ._ports import ArtifactSource, ModuleActivator
+from ._ports import ArtifactSource, DeltaSource, ModuleActivator
 from ._states import RESUME, TRANSITIONS, Event, State
 from ._tuf import (
     PINNED_ROOT_FILE,
@@ -101,6 +102,7 @@ from ._updater import Updater
 
 __all__ = [
     "CRASH_ENV",
+    "DELTA_PATH_POINTS",
     "FAILURE_PATH_POINTS",
     "PINNED_ROOT_FILE",
     "RESUME",
@@ -110,6 +112,7 @@ __all__ = [
     "ActivatorCall",
     "ArtifactFetchError",
     "ArtifactSource",
+    "DeltaSource",
     "Event",
     "HttpArtifactSource",
     "HubFetcher",

@@ -18,6 +18,8 @@ CRASH_ENV: Final = "FOGLINE_FAULT_CRASH_AT"
 # Points inside states, in the order an update reaches them.
 _INNER_POINTS: Final = (
     "download:chunk",  # after each chunk is written to the partial file
+    "delta:fetched",  # a delta is on disk (downloads/<digest>.delta); nothing rebuilt
+    "delta:rebuilt",  # the archive was rebuilt from it, digest checked; the delta not deleted
     "download:complete",  # the partial is renamed to the archive; the journal still says DOWNLOAD
     "unpack",  # just before unpack_release
     "install:unpacked",  # the install directory exists; the journal still says INSTALL
@@ -43,6 +45,9 @@ SUCCESS_PATH_POINTS: Final = (
     "after-switch", "activate:started", "enter:HEALTH", "health:checked", "enter:COMMIT",
     "commit:recorded", "commit:pruned", "enter:CLEANUP", "cleanup:removed", "enter:DONE",
 )  # fmt: skip
+# The points only an update through a delta reaches (between enter:DOWNLOAD
+# and download:complete, instead of download:chunk).
+DELTA_PATH_POINTS: Final = ("delta:fetched", "delta:rebuilt")
 FAILURE_PATH_POINTS: Final = (
     "enter:ROLLBACK", "rollback:switched", "rollback:started", "enter:FAILED", "failed:recorded",
 )  # fmt: skip

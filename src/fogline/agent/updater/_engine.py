@@ -33,6 +33,7 @@ from fogline.artifact import (
 from fogline.protocol import KeyScope
 
 from ._blocking import in_thread
+from ._delta import DeltaPlan, base_path, delta_path, drop_bases, keep_base, try_delta
 from ._download import DownloadPlan, Throttle, download
 from ._errors import ActivationError, ArtifactFetchError, TufRefusedError, UpdaterError
 from ._journal import Journal, StateFiles
@@ -54,7 +55,7 @@ from ._models import (
     UpdateLimits,
     UpdateProgress,
 )
-from ._ports import ArtifactSource, ModuleActivator
+from ._ports import ArtifactSource, DeltaSource, ModuleActivator
 from ._states import TERMINAL, Event, State, next_state
 from ._tuf import TargetTrust, TrustedTarget
 from ._verify import check_signature, check_spec, check_trusted, health_timeout_s
@@ -233,9 +234,38 @@ class Engine:
             sleep=self._sleep,
             on_chunk=on_chunk,
         )
-        await download(target, plan)
+        if not await self._from_delta(run, plan):
+            await download(target, plan)
         self._hook("download:complete")
         return Event.OK
+
+    async def _from_delta(self, run: _Run, plan: DownloadPlan) -> bool:
+        """Rebuild the archive from the installed release's kept archive and a
+        delta; False: the full download must (see _delta)."""
+        target, prior = run.target, run.journal.prior
+        source = self._source
+        if (
+            not self._limits.delta_updates
+            or prior is None
+            or not isinstance(source, DeltaSource)
+            or plan.archive.exists()
+            or plan.partial.exists()  # a full download to resume
+        ):
+            return False
+        delta = DeltaPlan(
+            source=source,
+            base=base_path(self._layout, target.name, prior.target.digest),
+            base_digest=prior.target.digest,
+            delta=delta_path(self._layout, target.digest),
+            archive=plan.archive,
+            max_bytes=plan.max_bytes if target.size is None else min(plan.max_bytes, target.size),
+            max_tar_bytes=self._limits.max_delta_tar_bytes,
+            hook=self._hook,
+        )
+        if not await try_delta(target, delta):
+            return False
+        self.report(run.journal, State.DOWNLOAD, detail="rebuilt from a delta")
+        return True
 
     async def _verify(self, run: _Run) -> Event:
         target = run.target
@@ -321,6 +351,11 @@ class Engine:
             # Only install directories: links and hidden leftovers are not ours to judge here.
             if entry.name not in keep and not entry.name.startswith(".") and _is_real_dir(entry):
                 await _best_effort(remove_tree, entry)
+        if self._limits.delta_updates:
+            # The next update of the module asks for a delta from these bytes.
+            await _best_effort(lambda _p: keep_base(self._layout, target), module_dir)
+        else:
+            await _best_effort(lambda _p: drop_bases(self._layout, target.name), module_dir)
         await self._drop_download(target)
         self._hook("commit:pruned")
         return Event.OK
@@ -389,7 +424,12 @@ class Engine:
         return run.spec
 
     async def _drop_download(self, target: ReleaseTarget) -> None:
-        for path in (self._layout.partial(target.digest), self._layout.archive(target.digest)):
+        layout = self._layout
+        for path in (
+            layout.partial(target.digest),
+            layout.archive(target.digest),
+            delta_path(layout, target.digest),
+        ):
             await _best_effort(remove_file, path)
 
     async def _start(

@@ -59,6 +59,31 @@ class HttpArtifactSource:
             # Transport, timeout, protocol: retrying is safe, the partial stays.
             raise ArtifactFetchError(digest, str(exc)) from exc
 
+    async def fetch_delta(
+        self, digest: str, base: str, dest: Path, *, on_bytes: Callable[[int], None]
+    ) -> None:
+        """See DeltaSource.fetch_delta: `GET <artifact>/delta?from=<base>`, whole.
+
+        Raises:
+            ArtifactFetchError: any status but 200 (404: the hub has none), or
+                the transport failed.
+        """
+        url = self._template.format(digest=digest) + "/delta"
+        try:
+            with map_transport_errors(str(self._client.base_url)):
+                async with self._client.stream(
+                    "GET", url, params={"from": base}, headers={"Accept-Encoding": "identity"}
+                ) as response:
+                    if response.status_code != 200:
+                        raise ArtifactFetchError(
+                            digest,
+                            f"no delta from {base}: {response.status_code}",
+                            status=response.status_code,
+                        )
+                    await _write_body(response, dest, 0, on_bytes)
+        except HubError as exc:
+            raise ArtifactFetchError(digest, str(exc)) from exc
+
     @staticmethod
     def _start_of(digest: str, response: httpx.Response, offset: int) -> int | None:
         status = response.status_code

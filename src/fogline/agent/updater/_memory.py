@@ -32,6 +32,7 @@ class MemoryArtifactSource:
         *,
         fail_after_bytes: int | None = None,
         chunk_bytes: int = _DEFAULT_CHUNK,
+        deltas: Mapping[tuple[str, str], bytes] | None = None,
     ) -> None:
         if chunk_bytes < 1:
             raise ValueError(f"chunk_bytes: expected >= 1, got {chunk_bytes}")
@@ -39,6 +40,25 @@ class MemoryArtifactSource:
         self.fail_after_bytes = fail_after_bytes
         self.chunk_bytes = chunk_bytes
         self.fetches: list[tuple[str, int]] = []
+        # (target digest, base digest) -> delta bytes; absent pairs answer 404.
+        self.deltas = dict(deltas or {})
+        self.delta_fetches: list[tuple[str, str]] = []
+
+    async def fetch_delta(
+        self, digest: str, base: str, dest: Path, *, on_bytes: Callable[[int], None]
+    ) -> None:
+        self.delta_fetches.append((digest, base))
+        delta = self.deltas.get((digest, base))
+        if delta is None:
+            raise ArtifactFetchError(digest, "no delta", status=404)
+        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            for start in range(0, len(delta), self.chunk_bytes):
+                write_all(fd, delta[start : start + self.chunk_bytes])
+                on_bytes(min(len(delta), start + self.chunk_bytes))
+                await asyncio.sleep(0)
+        finally:
+            os.close(fd)
 
     async def fetch(
         self, digest: str, dest: Path, *, offset: int, on_bytes: Callable[[int], None]

@@ -170,6 +170,11 @@ class UpdateLimits:
     max_saves: int = 20
     health_slack_s: float = 5.0  # on top of wait_healthy's own timeout
     progress_interval_s: float = 0.5
+    # Delta updates (see _delta): keep the committed archive of each module
+    # and ask the hub for a delta from it first. Rebuilding holds the base
+    # and target tars in memory: a tar over max_delta_tar_bytes is fetched whole.
+    delta_updates: bool = True
+    max_delta_tar_bytes: int = 128 << 20
 
     def __post_init__(self) -> None:
         for name in ("max_download_bytes", "max_install_bytes", "max_install_files"):

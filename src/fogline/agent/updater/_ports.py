@@ -6,7 +6,7 @@ The agent adapts the supervisor to `ModuleActivator` and the hub client to
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from fogline.artifact import ModuleSpec
 
@@ -29,6 +29,23 @@ class ArtifactSource(Protocol):
 
         Raises:
             ArtifactFetchError: the fetch failed; `dest` keeps what was written.
+        """
+        ...
+
+
+@runtime_checkable
+class DeltaSource(Protocol):
+    """An ArtifactSource that can also fetch deltas (see _delta); optional."""
+
+    async def fetch_delta(
+        self, digest: str, base: str, dest: Path, *, on_bytes: Callable[[int], None]
+    ) -> None:
+        """Write the delta from the archive `base` to the archive `digest` into
+        `dest` (truncated first), calling `on_bytes(size)` after each chunk.
+
+        Raises:
+            ArtifactFetchError: none exists (404) or the fetch failed; the
+                caller then downloads the full archive.
         """
         ...
 

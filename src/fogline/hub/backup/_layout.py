@@ -85,7 +85,9 @@ class DataListing:
 def _left_out(parts: tuple[str, ...], include_artifacts: bool) -> bool:
     if len(parts) == 1 and parts[0] in SQLITE_FILES:
         return True
-    if parts[0] == ARTIFACTS_DIR and (not include_artifacts or parts[1:2] == ("tmp",)):
+    if parts[0] == ARTIFACTS_DIR and (
+        not include_artifacts or parts[1:2] in (("tmp",), ("deltas",))  # deltas: a cache
+    ):
         return True
     name = parts[-1]
     return name.startswith(".") and name.endswith(".tmp")

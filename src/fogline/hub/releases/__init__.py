@@ -8,12 +8,14 @@ _agents     agent releases (kind: agent) in deployments: no module config or env
 _sboms      release SBOMs: read from the signed archive at push, stored, shown
 _gate       the vulnerability gate: what applied VulnerabilityPolicies block
 _vulndb     the offline vulnerability database (OSV) and the advisories affecting releases
+_deltas     deltas between releases for nodes that have the older one, cached
 _removal    removing releases and release keys, refused while something needs them
 _errors     ReleaseRejectedError and the table of its codes
 """
 
 from ._agents import check_agent_refs
-from ._artifacts import ArtifactStore, StagedArtifact, check_digest
+from ._artifacts import DIGEST_RE, ArtifactStore, StagedArtifact, check_digest
+from ._deltas import DeltaCache, DeltaSettings, remove_deltas
 from ._errors import ReleaseRejectedError
 from ._gate import (
     AppliedPolicy,
@@ -59,10 +61,13 @@ from ._vulndb import (
 )
 
 __all__ = [
+    "DIGEST_RE",
     "MAX_RELEASE_BYTES",
     "AppliedPolicy",
     "ArtifactStore",
     "Block",
+    "DeltaCache",
+    "DeltaSettings",
     "Finding",
     "ImportView",
     "ReleaseRejectedError",
@@ -96,6 +101,7 @@ __all__ = [
     "release_key_id",
     "release_sbom",
     "release_view",
+    "remove_deltas",
     "remove_release",
     "remove_release_key",
     "resolve_module_refs",

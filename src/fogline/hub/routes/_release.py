@@ -9,6 +9,9 @@ artifacts by digest (with HTTP range requests, so devices resume).
                                             state names it (see hub/_device_scope.py)
     GET  /v1/releases/{name}/{version}/sbom operator: its CycloneDX SBOM
     GET  /v1/artifacts/{digest}             the same (Range supported)
+    GET  /v1/artifacts/{digest}/delta?from=BASE  the same; a delta from the archive
+                                            BASE (a release of the same module) to
+                                            it, or 404: fetch the full archive
     DELETE /v1/releases/{name}/{version}    operator; 409 while something needs it
 
 A release a device may not fetch is answered exactly as one that does not exist.
@@ -18,7 +21,7 @@ import logging
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import FileResponse
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -45,6 +48,7 @@ from .._device_scope import may_fetch_artifact, may_fetch_release
 from .._errors import NotFoundError, UnauthorizedError
 from .._state import HubState
 from ..releases import (
+    DIGEST_RE,
     MAX_RELEASE_BYTES,
     ArtifactStore,
     ReleaseRejectedError,
@@ -63,6 +67,7 @@ from ..releases import (
     read_sbom,
     release_sbom,
     release_view,
+    remove_deltas,
     remove_release,
 )
 
@@ -287,6 +292,7 @@ def releases_remove(name: str, version: str, operator: OperatorDep, state: State
         # without its file would be. A digest names one name and version.
         if find_by_digest(session, view.digest) is None:
             store.remove(view.digest)
+            remove_deltas(store, view.digest)  # of it and to it: a cache of what is gone
     event(log, "release.removed", name=view.name, version=view.version, by=operator)
     return view
 
@@ -314,4 +320,54 @@ def artifact_download(digest: str, who: ReaderDep, state: StateDep) -> ArtifactR
             "etag": f'"{digest}"',
             "cache-control": "private, max-age=31536000, immutable",
         },
+    )
+
+
+def _delta_rows(state: HubState, who: Reader, digest: str, base: str) -> bool:
+    """True when `who` may fetch `digest` and `base` is a release of the same module."""
+    with state.sessions() as session:
+        row = find_by_digest(session, digest)
+        if row is None:
+            return False
+        if who.device_id is not None and not may_fetch_artifact(session, who.device_id, digest):
+            return False
+        base_row = find_by_digest(session, base)
+        return base_row is not None and base_row.name == row.name
+
+
+@router.get("/artifacts/{digest}/delta", response_class=FileResponse)
+async def artifact_delta(
+    digest: str,
+    who: ReaderDep,
+    state: StateDep,
+    base: Annotated[
+        str,
+        Query(alias="from", max_length=200, description="the digest of the archive the node has"),
+    ],
+) -> ArtifactResponse:
+    """A delta that rebuilds the archive `digest` from the archive `from`
+    (fogline.artifact._delta), made on first request and cached; 404 when
+    there is none worth serving (deltas off, too large, not rebuildable,
+    not ready in time): the node then fetches the full archive. Authorised
+    exactly like the full archive; `from` must be a release of the same
+    module. The node checks the rebuilt archive's digest and signature."""
+    check_digest(digest)
+    if not DIGEST_RE.fullmatch(base):
+        raise ReleaseRejectedError(
+            "invalid", f"from must be sha256:<64 lowercase hex> (got {base[:80]!r})", field="from"
+        )
+    store = _store(state)
+    allowed = await run_in_threadpool(_delta_rows, state, who, digest, base)
+    if not allowed or not store.has(digest) or not store.has(base):
+        raise NotFoundError(f"no delta to {digest} from {base}")
+    path = await state.deltas.get(store, digest, base)
+    if path is None:
+        state.metrics.deltas.labels(result="none").inc()
+        raise NotFoundError(f"no delta to {digest} from {base}")
+    state.metrics.deltas.labels(result="served").inc()
+    event(log, "release.delta_served", digest=digest, base=base, device=who.device_id)
+    return ArtifactResponse(
+        path,
+        media_type="application/zstd",
+        headers={"cache-control": "private, max-age=31536000, immutable"},
     )
