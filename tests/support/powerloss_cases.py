@@ -32,8 +32,14 @@ from cryptography.x509.oid import NameOID
 
 from fogline.agent._identity import IdentityStore
 from fogline.agent.outbox import Outbox
-from fogline.agent.updater import MemoryActivator, UpdateLimits, Updater
+from fogline.agent.updater import (
+    MemoryActivator,
+    MemoryArtifactSource,
+    UpdateLimits,
+    Updater,
+)
 from fogline.artifact import ReleaseKeyPair, generate_release_key
+from fogline.artifact._delta import make_delta
 from fogline.hub.releases._artifacts import ArtifactStore
 from fogline.security import load_private_key
 from tests.agent.updater._support import (
@@ -54,6 +60,7 @@ SCENARIOS = (
     "updater:update",
     "updater:rollback",
     "updater:first-rollback",
+    "updater:delta",
     "identity",
     "release-store",
     "outbox",
@@ -64,6 +71,8 @@ SCENARIOS = (
 class Releases:
     key: ReleaseKeyPair
     by_version: dict[str, Release]
+    # (target digest, base digest) -> delta: served in the updater:delta scenario only
+    deltas: dict[tuple[str, str], bytes]
 
 
 def build_releases(work: Path) -> Releases:
@@ -73,7 +82,10 @@ def build_releases(work: Path) -> Releases:
         v: make_release(work, v, key, payload_bytes=4_000, n_files=2)
         for v in ("1.0.0", "2.0.0", "3.0.0")
     }
-    return Releases(key, by_version)
+    v1, v2 = by_version["1.0.0"], by_version["2.0.0"]
+    delta = make_delta(v1.blob, v2.blob)
+    assert delta is not None
+    return Releases(key, by_version, {(v2.target.digest, v1.target.digest): delta})
 
 
 def run_scenario(
@@ -97,13 +109,27 @@ _UPDATES = {  # scenario -> (installed before, target, versions a recovered node
     "updater:update": (("1.0.0",), "2.0.0", {"1.0.0", "2.0.0"}),
     "updater:rollback": (("1.0.0", "2.0.0"), "3.0.0", {"2.0.0"}),
     "updater:first-rollback": ((), "3.0.0", {None}),
+    # v1 -> v2 rebuilt from v1's kept archive and a delta (agent/updater/_delta.py)
+    "updater:delta": (("1.0.0",), "2.0.0", {"1.0.0", "2.0.0"}),
 }
 
 
-def _updater(root: Path, releases: Releases, activator: MemoryActivator) -> Updater:
+def _updater(
+    root: Path,
+    releases: Releases,
+    activator: MemoryActivator,
+    *,
+    deltas: bool = False,
+    sources: list[MemoryArtifactSource] | None = None,
+) -> Updater:
+    source = serve(*releases.by_version.values(), chunk_bytes=2048)
+    if deltas:
+        source.deltas = dict(releases.deltas)
+    if sources is not None:
+        sources.append(source)  # the caller sees what was fetched
     return Updater(
         root,
-        source=serve(*releases.by_version.values(), chunk_bytes=2048),
+        source=source,
         activator=activator,
         trusted_keys=trusted(releases.key),
         limits=UpdateLimits(),
@@ -115,6 +141,7 @@ def _updater(root: Path, releases: Releases, activator: MemoryActivator) -> Upda
 def _record_update(scenario: str) -> Callable[[Path, Releases, bool], tuple[Recorder, Check]]:
     before, target, allowed = _UPDATES[scenario]
     final = {"3.0.0": "2.0.0" if before else None}.get(target, target)
+    deltas = scenario == "updater:delta"
 
     def record(sandbox: Path, releases: Releases, writes: bool) -> tuple[Recorder, Check]:
         root = sandbox / "node"
@@ -128,17 +155,22 @@ def _record_update(scenario: str) -> Callable[[Path, Releases, bool], tuple[Reco
         asyncio.run(setup())  # the recorder takes what is on disk now as durable
         activator = MemoryActivator(health={"3.0.0": False})
         with recording(sandbox, writes=writes) as recorder:
+            sources: list[MemoryArtifactSource] = []
 
             async def agent() -> None:
-                updater = _updater(root, releases, activator)
+                updater = _updater(root, releases, activator, deltas=deltas, sources=sources)
                 await updater.recover()
                 await updater.ensure(releases.by_version[target].target)
 
             asyncio.run(agent())
             recorder.mark("ensured")
+        if deltas:  # it records the delta path, not a fallback to the full archive
+            assert sources[0].delta_fetches and not sources[0].fetches
 
         def check(image: Path, acked: frozenset[str]) -> list[str]:
-            return _check_node(image / "node", releases, allowed, final, "ensured" in acked, target)
+            return _check_node(
+                image / "node", releases, allowed, final, "ensured" in acked, target, deltas=deltas
+            )
 
         return recorder, check
 
@@ -152,10 +184,12 @@ def _check_node(
     final: str | None,
     acked: bool,
     target: str,
+    *,
+    deltas: bool = False,
 ) -> list[str]:
     problems: list[str] = []
     activator = MemoryActivator(health={"3.0.0": False})
-    updater = _updater(root, releases, activator)
+    updater = _updater(root, releases, activator, deltas=deltas)
 
     async def restart() -> None:
         results = await updater.recover()
@@ -380,6 +414,7 @@ _RECORDERS: dict[str, Callable[[Path, Releases, bool], tuple[Recorder, Check]]] 
     "updater:update": _record_update("updater:update"),
     "updater:rollback": _record_update("updater:rollback"),
     "updater:first-rollback": _record_update("updater:first-rollback"),
+    "updater:delta": _record_update("updater:delta"),
     "identity": _record_identity,
     "release-store": _record_release_store,
     "outbox": _record_outbox,

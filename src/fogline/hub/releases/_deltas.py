@@ -120,12 +120,19 @@ def _make_file(
     delta_path, none_path = _paths(store, target, base)
     make_dirs(delta_path.parent)
     try:
-        target_bytes = store.path_for(target).read_bytes()
-        base_bytes = store.path_for(base).read_bytes()
+        sizes = [store.path_for(d).stat().st_size for d in (target, base)]
+        # A tar is larger than its archive: over the limit, do not even read it.
+        if max(sizes) > settings.max_tar_bytes:
+            target_bytes, base_bytes = b"", b""
+        else:
+            target_bytes = store.path_for(target).read_bytes()
+            base_bytes = store.path_for(base).read_bytes()
     except FileNotFoundError:
         return None  # removed meanwhile; nothing to remember
     why = ""
     try:
+        if not target_bytes:
+            raise UnsafeArchiveError("archive", f"larger than {settings.max_tar_bytes} bytes")
         delta = make_delta(base_bytes, target_bytes, max_tar_bytes=settings.max_tar_bytes)
     except UnsafeArchiveError as exc:
         delta, why = None, exc.reason
