@@ -15,10 +15,11 @@ def _touch(path: Path, data: bytes = b"x", mode: int = 0o644) -> None:
     path.chmod(mode)
 
 
-def test_the_live_database_uploads_in_progress_and_temp_files_stay_out(tmp_path: Path) -> None:
+def test_the_live_database_uploads_in_progress_deltas_and_temp_files_stay_out(tmp_path: Path) -> None:
     for name in ("hub.db", "hub.db-wal", "hub.db-shm", "hub.db-journal", ".admin-token.tmp"):
         _touch(tmp_path / name)
     _touch(tmp_path / "artifacts" / "tmp" / "upload-1.part")
+    _touch(tmp_path / "artifacts" / "deltas" / "ab" / "cd.zst")  # a cache, rebuilt on demand
     _touch(tmp_path / "ca-key.pem", mode=0o600)
     _touch(tmp_path / "tls" / "hub.pem")
     _touch(tmp_path / "artifacts" / "sha256" / "ab" / "cdef", b"archive")
