@@ -18,7 +18,13 @@ import time
 from pathlib import Path
 
 from benchmarks._common import git_revision, machine, table
-from tests.support.crash import ROLLBACK_POINTS, UPDATE_POINTS, prepare_fleet, run_case
+from tests.support.crash import (
+    HUB_ARGS,
+    ROLLBACK_POINTS,
+    UPDATE_POINTS,
+    prepare_fleet,
+    run_case,
+)
 from tests.support.processes import free_port, start_hub
 
 
@@ -29,7 +35,7 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", help="run just these points")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="fogline-crash-"))
-    hub = start_hub(root / "hub")
+    hub = start_hub(root / "hub", extra_args=HUB_ARGS)
     rows = []
     survived = tried = 0
     started = time.monotonic()

@@ -4,14 +4,14 @@ benchmarks/bench_crash_points.py; here a representative subset."""
 
 import pytest
 
-from tests.support.crash import prepare_fleet, run_case
+from tests.support.crash import HUB_ARGS, prepare_fleet, run_case
 from tests.support.processes import free_port, start_hub
 
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory):
     root = tmp_path_factory.mktemp("crash")
-    hub = start_hub(root / "hub")
+    hub = start_hub(root / "hub", extra_args=HUB_ARGS)
     try:
         yield prepare_fleet(hub, root, free_port())
     finally:

@@ -15,7 +15,9 @@ def _touch(path: Path, data: bytes = b"x", mode: int = 0o644) -> None:
     path.chmod(mode)
 
 
-def test_the_live_database_uploads_in_progress_deltas_and_temp_files_stay_out(tmp_path: Path) -> None:
+def test_the_live_database_uploads_in_progress_deltas_and_temp_files_stay_out(
+    tmp_path: Path,
+) -> None:
     for name in ("hub.db", "hub.db-wal", "hub.db-shm", "hub.db-journal", ".admin-token.tmp"):
         _touch(tmp_path / name)
     _touch(tmp_path / "artifacts" / "tmp" / "upload-1.part")

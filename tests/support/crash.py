@@ -22,6 +22,11 @@ CRASH_ENV = "FOGLINE_FAULT_CRASH_AT"
 # failing update (a bad v3 from v2) reaches: the updater's own lists.
 UPDATE_POINTS = SUCCESS_PATH_POINTS
 ROLLBACK_POINTS = FAILURE_PATH_POINTS
+# The hub of these sweeps serves no deltas: with them an update from v1 is
+# rebuilt from a delta and never reaches download:chunk. The delta path's own
+# points (DELTA_PATH_POINTS) are swept in-process by
+# tests/agent/updater/test_updater_crash.py and by the power-loss harness.
+HUB_ARGS = ["--no-deltas"]
 
 
 @dataclass
