@@ -1,7 +1,7 @@
 """Imports flow downward only (docs/architecture.md, Layout).
 
     base      fogline itself: _errors, _log, _lifetime, _text, _durable, _duration, _size,
-              _statetable
+              _statetable, _lazy
     core      protocol, manifest, security, artifact, tuf, pipeline, hubclient, launcher: base and
               core only (the launcher imports base alone: it must be hard to break)
     daemons   hub, agent: base, core and their own package; never each other
@@ -30,6 +30,7 @@ BASE_MODULES: Final = frozenset(
         "_duration",
         "_size",
         "_statetable",
+        "_lazy",
         "__init__",
     }
 )

@@ -20,7 +20,10 @@ FoglineError
     ReleaseKeyError        a key file is missing, malformed, or would be overwritten
 """
 
-from ._build import ReleaseInfo, build_release
+from typing import TYPE_CHECKING
+
+from fogline._lazy import lazy_exports
+
 from ._digest import sha256_file
 from ._errors import (
     ArtifactError,
@@ -39,23 +42,7 @@ from ._keys import (
     public_key_pem,
 )
 from ._members import DEFAULT_MAX_INSTALL_BYTES, DEFAULT_MAX_INSTALL_FILES, MAX_PATH_DEPTH
-from ._sbom import (
-    SBOM_FILE,
-    SbomPackage,
-    read_release_sbom,
-    sbom_packages,
-    sbom_path,
-)
 from ._semver import Version, parse_semver
-from ._signing import (
-    SignatureEnvelope,
-    VerifiedRelease,
-    read_signature,
-    sign_release,
-    signature_path,
-    signed_message,
-    verify_release,
-)
 from ._spec import (
     AGENT_MODULE,
     MODULE_FILE,
@@ -69,12 +56,55 @@ from ._spec import (
     load_module_spec,
     supports_architecture,
 )
-from ._tree import TreeEntry, delete_tree, walk_tree
-from ._unpack import (
-    check_release,
-    find_unpack_leftovers,
-    read_module_spec_from_archive,
-    unpack_release,
+from ._tree import TreeEntry, delete_tree, find_unpack_leftovers, walk_tree
+
+if TYPE_CHECKING:
+    from ._build import ReleaseInfo, build_release
+    from ._sbom import (
+        SBOM_FILE,
+        SbomPackage,
+        read_release_sbom,
+        sbom_packages,
+        sbom_path,
+    )
+    from ._signing import (
+        SignatureEnvelope,
+        VerifiedRelease,
+        read_signature,
+        sign_release,
+        signature_path,
+        signed_message,
+        verify_release,
+    )
+    from ._unpack import (
+        check_release,
+        read_module_spec_from_archive,
+        unpack_release,
+    )
+
+# Imported on first use: building, SBOMs, signatures and unpacking are
+# needed by the agent only when an update comes, and never at idle.
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "ReleaseInfo": "._build",
+        "build_release": "._build",
+        "SBOM_FILE": "._sbom",
+        "SbomPackage": "._sbom",
+        "read_release_sbom": "._sbom",
+        "sbom_packages": "._sbom",
+        "sbom_path": "._sbom",
+        "SignatureEnvelope": "._signing",
+        "VerifiedRelease": "._signing",
+        "read_signature": "._signing",
+        "sign_release": "._signing",
+        "signature_path": "._signing",
+        "signed_message": "._signing",
+        "verify_release": "._signing",
+        "check_release": "._unpack",
+        "read_module_spec_from_archive": "._unpack",
+        "unpack_release": "._unpack",
+    },
 )
 
 __all__ = [

@@ -221,3 +221,21 @@ def _identity(fd: int) -> tuple[int, int]:
 def _identity_at(dir_fd: int, name: str) -> tuple[int, int]:
     st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
     return st.st_dev, st.st_ino
+
+
+def find_unpack_leftovers(directory: Path) -> list[Path]:
+    """The temporary directories crashed unpacks left in `directory`, for removal.
+
+    Call it only while no unpack into `directory` is running (at agent start).
+    Here, not beside `unpack_release`: the agent sweeps at every start and
+    must not import the unpacking code for it (see fogline/_lazy.py).
+    """
+    found = []
+    for entry in os.scandir(directory):
+        if (
+            entry.name.startswith(".")
+            and ".unpack-" in entry.name
+            and entry.is_dir(follow_symlinks=False)
+        ):
+            found.append(Path(entry.path))
+    return sorted(found)

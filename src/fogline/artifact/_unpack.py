@@ -305,19 +305,3 @@ class _Tree:
 def _chunks(reader: TarReader) -> Iterable[bytes]:
     while chunk := reader.read_data(_CHUNK):
         yield chunk
-
-
-def find_unpack_leftovers(directory: Path) -> list[Path]:
-    """The temporary directories crashed unpacks left in `directory`, for removal.
-
-    Call it only while no unpack into `directory` is running (at agent start).
-    """
-    found = []
-    for entry in os.scandir(directory):
-        if (
-            entry.name.startswith(".")
-            and ".unpack-" in entry.name
-            and entry.is_dir(follow_symlinks=False)
-        ):
-            found.append(Path(entry.path))
-    return sorted(found)

@@ -1,116 +1,55 @@
-"""The `fogline` command: operator commands and the daemons."""
+"""The `fogline` command: operator commands and the daemons.
+
+`fogline agent ...` builds a command with the agent's group alone: the
+agent runs for months on small nodes, and every other command's imports
+(TUF and SBOM libraries, the simulator, the vulnerability database) cost it
+resident memory it never uses (BENCHMARKS.md, "Agent idle RSS").
+"""
 
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Any
 
-import typer
-
-from fogline import __version__
 from fogline._errors import FoglineError
 
-from . import (
-    _agent,
-    _alerts,
-    _audit,
-    _ca,
-    _claim,
-    _common,
-    _config,
-    _devices,
-    _hub,
-    _insights,
-    _keys,
-    _launcher,
-    _logs,
-    _manifests,
-    _people,
-    _release,
-    _rollout,
-    _sensors,
-    _sim,
-    _telemetry,
-    _tuf,
-    _vulns,
-)
-
-app = typer.Typer(
-    name="fogline",
-    help="Fogline: ship software to edge fleets safely, and process data at the edge.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-)
+if TYPE_CHECKING:
+    import typer
 
 
-def _print_version(value: bool) -> None:
-    if value:
-        typer.echo(f"fogline {__version__}")
-        raise typer.Exit()
+def _command(argv: list[str]) -> "typer.Typer":
+    """The command that runs `argv`: the agent's alone for `agent`, else the whole one."""
+    if argv[:1] == ["agent"]:
+        from ._agent import app as agent_app
+        from ._root import new_app
 
+        app = new_app()
+        app.add_typer(agent_app, name="agent")
+        return app
+    from ._app import app as whole
 
-@app.callback()
-def _root(
-    _version: Annotated[
-        bool,
-        typer.Option(
-            "--version",
-            callback=_print_version,
-            is_eager=True,
-            help="Print the Fogline version and exit.",
-        ),
-    ] = False,
-) -> None:
-    """Fogline: ship software to edge fleets safely, and process data at the edge."""
-
-
-app.command("login")(_config.login)
-app.add_typer(_config.app, name="config")
-app.add_typer(_hub.app, name="hub")
-app.add_typer(_agent.app, name="agent")
-app.add_typer(_launcher.app, name="launcher")
-app.add_typer(_claim.app, name="claim")
-app.add_typer(_devices.app, name="devices")
-app.command("plan")(_manifests.plan)
-app.command("apply")(_manifests.apply)
-app.add_typer(_manifests.get_app, name="get")
-app.add_typer(_manifests.delete_app, name="delete")
-app.add_typer(_keys.app, name="keys")
-app.add_typer(_release.app, name="release")
-app.add_typer(_tuf.app, name="tuf")
-app.add_typer(_telemetry.app, name="telemetry")
-app.command("logs")(_logs.logs)
-app.add_typer(_rollout.app, name="rollout")
-app.add_typer(_audit.app, name="audit")
-app.add_typer(_alerts.app, name="alerts")
-app.add_typer(_insights.app, name="insights")
-app.add_typer(_ca.app, name="ca")
-app.add_typer(_sim.app, name="sim")
-app.add_typer(_people.users_app, name="users")
-app.add_typer(_people.tokens_app, name="tokens")
-app.command("whoami")(_people.whoami)
-app.add_typer(_sensors.app, name="sensors")
-app.add_typer(_vulns.vulndb_app, name="vulndb")
-app.add_typer(_vulns.vulns_app, name="vulns")
-
-
-@app.command("version")
-def version() -> None:
-    """Print the Fogline version alone (`fogline --version` says `fogline X.Y.Z`)."""
-    typer.echo(__version__)
+    return whole
 
 
 def main() -> None:
     """Entry point: one line on stderr for expected errors, never a traceback."""
     try:
-        app()
+        _command(sys.argv[1:])()
     except FoglineError as exc:
+        from ._common import err_console, safe_text
+
         # Escaped and unwrapped: one line, whatever brackets the message holds.
-        _common.err_console.print(
-            f"[red]error[/red]: {_common.safe_text(exc)}", highlight=False, soft_wrap=True
-        )
+        err_console.print(f"[red]error[/red]: {safe_text(exc)}", highlight=False, soft_wrap=True)
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+def __getattr__(name: str) -> Any:
+    # `app` (the whole command) is built on first use, not at import: see above.
+    if name == "app":
+        from ._app import app
+
+        return app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["app", "main"]

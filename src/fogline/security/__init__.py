@@ -1,16 +1,10 @@
 """Identity and trust: the fleet CA, device CSRs, tokens, roles, passwords, key files,
 sealed files, the audit hash chain."""
 
-from ._audit_chain import (
-    GENESIS,
-    ChainBreak,
-    ChainEntry,
-    ChainVerifier,
-    at_text,
-    entry_hash,
-    hash_of,
-    verify_chain,
-)
+from typing import TYPE_CHECKING
+
+from fogline._lazy import lazy_exports
+
 from ._ca import (
     CertificateAuthority,
     IssuedCert,
@@ -46,18 +40,6 @@ from ._files import (
     write_public_file,
     write_secret_file,
 )
-from ._passwords import MAX_PASSWORD_CHARS, hash_password, password_matches
-from ._roles import (
-    ROLE_PERMISSIONS,
-    Permission,
-    Role,
-    labels_within_scope,
-    role_allows,
-    roles_with,
-    scope_text,
-    selector_within_scope,
-)
-from ._sealed import ScryptCost, SealedReader, SealedWriter
 from ._sensor_passwords import hash_sensor_password, sensor_password_matches
 from ._tokens import (
     ADMIN_PREFIX,
@@ -69,6 +51,60 @@ from ._tokens import (
     new_token,
     parse_token,
     secret_matches,
+)
+
+if TYPE_CHECKING:
+    from ._audit_chain import (
+        GENESIS,
+        ChainBreak,
+        ChainEntry,
+        ChainVerifier,
+        at_text,
+        entry_hash,
+        hash_of,
+        verify_chain,
+    )
+    from ._passwords import MAX_PASSWORD_CHARS, hash_password, password_matches
+    from ._roles import (
+        ROLE_PERMISSIONS,
+        Permission,
+        Role,
+        labels_within_scope,
+        role_allows,
+        roles_with,
+        scope_text,
+        selector_within_scope,
+    )
+    from ._sealed import ScryptCost, SealedReader, SealedWriter
+
+# Imported on first use: the hub's side (the audit chain, roles, passwords,
+# sealed files) is resident memory the agent would never use.
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "GENESIS": "._audit_chain",
+        "ChainBreak": "._audit_chain",
+        "ChainEntry": "._audit_chain",
+        "ChainVerifier": "._audit_chain",
+        "at_text": "._audit_chain",
+        "entry_hash": "._audit_chain",
+        "hash_of": "._audit_chain",
+        "verify_chain": "._audit_chain",
+        "MAX_PASSWORD_CHARS": "._passwords",
+        "hash_password": "._passwords",
+        "password_matches": "._passwords",
+        "ROLE_PERMISSIONS": "._roles",
+        "Permission": "._roles",
+        "Role": "._roles",
+        "labels_within_scope": "._roles",
+        "role_allows": "._roles",
+        "roles_with": "._roles",
+        "scope_text": "._roles",
+        "selector_within_scope": "._roles",
+        "ScryptCost": "._sealed",
+        "SealedReader": "._sealed",
+        "SealedWriter": "._sealed",
+    },
 )
 
 __all__ = [

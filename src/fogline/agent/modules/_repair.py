@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from fogline._log import event
-from fogline.artifact import delete_tree, sha256_file, unpack_release
+from fogline.artifact import delete_tree, sha256_file
 from fogline.protocol import DriftKind, DriftPolicy, ModuleState, canonical_json
 
 from ..supervisor import Supervisor
@@ -144,6 +144,9 @@ class DriftRepair:
         stale = install_dir.with_name(install_dir.name + ".drifted")
         for leftover in (fresh, stale):
             await asyncio.to_thread(delete_tree, leftover)
+        # Imported when a repair comes, not at idle (see fogline/_lazy.py).
+        from fogline.artifact import unpack_release
+
         await asyncio.to_thread(
             unpack_release, archive, fresh, max_bytes=MAX_REPAIR_BYTES, max_files=MAX_REPAIR_FILES
         )

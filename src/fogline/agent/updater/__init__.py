@@ -61,6 +61,10 @@ Errors:
 `on_progress`; it raises only when the updater itself cannot work.
 """
 
+from typing import TYPE_CHECKING
+
+from fogline._lazy import lazy_exports
+
 from ._crash import (
     CRASH_ENV,
     DELTA_PATH_POINTS,
@@ -92,13 +96,18 @@ from ._ports import ArtifactSource, DeltaSource, ModuleActivator
 from ._states import RESUME, TRANSITIONS, Event, State
 from ._tuf import (
     PINNED_ROOT_FILE,
-    HubFetcher,
     TargetTrust,
     TrustedTarget,
     TufTargetTrust,
     node_target_trust,
 )
 from ._updater import Updater
+
+if TYPE_CHECKING:
+    from ._tuf_client import HubFetcher
+
+# python-tuf is imported when an update comes, not at idle (see _tuf).
+__getattr__ = lazy_exports(__name__, {"HubFetcher": "._tuf_client"})
 
 __all__ = [
     "CRASH_ENV",

@@ -26,9 +26,7 @@ from fogline.artifact import (
     ArtifactError,
     ModuleSpec,
     load_module_spec,
-    read_module_spec_from_archive,
     sha256_file,
-    unpack_release,
 )
 from fogline.protocol import KeyScope
 
@@ -292,6 +290,10 @@ class Engine:
             check_spec(target, run.spec, self._machine)
             return Event.OK
         archive = self._layout.archive(target.digest)
+        # Imported when an update comes: the agent idles for months without
+        # one, and the unpacking code is resident memory it would never use.
+        from fogline.artifact import read_module_spec_from_archive, unpack_release
+
         # Refuse a wrong name, version or architecture before writing anything.
         spec = await in_thread(read_module_spec_from_archive, archive)
         check_spec(target, spec, self._machine)

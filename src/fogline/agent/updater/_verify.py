@@ -2,22 +2,24 @@
 
 import hmac
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from fogline.artifact import (
     ModuleSpec,
     UntrustedReleaseError,
-    VerifiedRelease,
     parse_semver,
     supports_architecture,
-    verify_release,
 )
 from fogline.protocol import KeyScope
 
 from ._errors import ReleaseRejectedError, TufRefusedError
 from ._models import ReleaseTarget
 from ._tuf import TrustedTarget
+
+if TYPE_CHECKING:
+    from fogline.artifact import VerifiedRelease
 
 
 def check_download(target: ReleaseTarget, held_digest: str) -> None:
@@ -37,7 +39,7 @@ def check_signature(
     held_digest: str,
     trusted_keys: Mapping[str, Ed25519PublicKey],
     key_scopes: Mapping[str, KeyScope] | None = None,
-) -> VerifiedRelease:
+) -> "VerifiedRelease":
     """The bytes held are signed by a trusted key as exactly this name and
     version, and the key's scope covers the module.
 
@@ -47,6 +49,9 @@ def check_signature(
             whose scope does not cover the module.
         ReleaseRejectedError: the bytes are not the target's.
     """
+    # Imported when an update comes, not at idle (see fogline/_lazy.py).
+    from fogline.artifact import verify_release
+
     check_download(target, held_digest)
     verified = verify_release(
         held_digest,
@@ -79,7 +84,7 @@ def check_trusted(
         )
 
 
-def check_key_scope(verified: VerifiedRelease, key_scopes: Mapping[str, KeyScope]) -> None:
+def check_key_scope(verified: "VerifiedRelease", key_scopes: Mapping[str, KeyScope]) -> None:
     """The key that signed `verified` may sign its module (a key absent from
     `key_scopes` may sign any).
 

@@ -1,0 +1,88 @@
+"""An idle agent does not import what only an update needs (issue #18, "Agent memory").
+
+Real hub, real agent process run with `PYTHONPROFILEIMPORTTIME=1`, so its log
+lists every module it imported, at start and later. Until an update comes,
+none of the update's archive, signature and TUF code, the release-building
+and SBOM libraries, the hub's side of `fogline.security`, nor the rest of the
+command line is among them; once an update has come, the update's code is,
+and the update worked.
+"""
+
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.support.modules import deployment, release
+from tests.support.processes import AgentProcess, HubProcess, free_port, wait_until
+
+_IMPORTED = re.compile(r"^import time:\s+\d+ \|\s+\d+ \|\s*(\S+)$", re.MULTILINE)
+
+# Each costs an idle agent resident memory (BENCHMARKS.md, "Agent idle RSS").
+NOT_AT_IDLE = frozenset(
+    {
+        "tuf",
+        "securesystemslib",
+        "urllib3",
+        "cyclonedx",
+        "packaging",
+        "argon2",
+        "tarfile",
+        "fogline.agent.updater._tuf_client",
+        "fogline.artifact._build",
+        "fogline.artifact._sbom",
+        "fogline.artifact._signing",
+        "fogline.artifact._tarread",
+        "fogline.artifact._unpack",
+        "fogline.security._passwords",
+        "fogline.security._roles",
+        "fogline.cli._app",
+        "fogline.sim",
+        "fogline.vulns",
+    }
+)
+# What the update below must have imported on the way.
+AT_UPDATE = frozenset(
+    {"fogline.artifact._signing", "fogline.artifact._tarread", "fogline.artifact._unpack"}
+)
+
+
+def _imported(agent: AgentProcess) -> set[str]:
+    return set(_IMPORTED.findall(agent.log_path.read_text(errors="replace")))
+
+
+def _reported(hub: HubProcess, name: str) -> bool:
+    return bool(hub.device(name).get("reported"))
+
+
+@pytest.mark.timeout(180)
+def test_the_update_code_is_imported_when_an_update_comes_not_before(
+    hub: HubProcess, tmp_path: Path
+) -> None:
+    keys = tmp_path / "keys"
+    hub.cli(
+        "apply", "-f", "-", input_text=hub.cli("keys", "create", "ci", "--dir", str(keys)).stdout
+    )
+    port = free_port()
+    release(hub, tmp_path, keys / "ci.key", "1.0.0", port)
+    agent = AgentProcess(
+        tmp_path / "node", hub, "lazy-1", hub.create_claim(), env={"PYTHONPROFILEIMPORTTIME": "1"}
+    )
+    agent.start()
+    try:
+        agent.wait_enrolled()
+        wait_until(lambda: _reported(hub, "lazy-1"), 30, "a first report")
+        idle = _imported(agent)
+        assert "fogline.agent._agent" in idle  # the log does list the agent's imports
+        assert idle & NOT_AT_IDLE == set()
+
+        manifest = tmp_path / "web.yaml"
+        manifest.write_text(deployment("1.0.0"))
+        hub.cli("apply", "-f", str(manifest))
+        wait_until(lambda: hub.device("lazy-1")["sync"]["status"] == "in-sync", 90, "in sync")
+        updated = _imported(agent)
+        assert updated >= AT_UPDATE, AT_UPDATE - updated
+        if list((tmp_path / "node").rglob("tuf-root.json")):  # a pinned root: TUF was asked
+            assert "tuf" in updated and "fogline.agent.updater._tuf_client" in updated
+    finally:
+        agent.stop()
