@@ -4,9 +4,14 @@ A real hub and agent; three signed modules (small Python HTTP servers) are
 pushed. Each round applies a deployment that moves all three to a new
 version and measures apply → the hub shows the node in sync with every
 module healthy. Then, with the three modules running and nothing to do, the
-agent's resident memory (VmRSS) is sampled. Baselines in the same run: a bare
-Python interpreter, and one that only imports the libraries the issue named
-(paho-mqtt, httpx, cryptography, orjson, zstandard).
+agent's resident memory (VmRSS) is sampled; then the agent is restarted (the
+three modules installed, no update since its start: a node's usual day) and
+sampled again the same way. Baselines in the same run: a bare Python
+interpreter, and one that only imports the libraries the issue named
+(paho-mqtt, httpx, cryptography, orjson, zstandard). Where the memory goes:
+a fresh interpreter imports what `fogline agent run` imports, stage by stage,
+then what only an update (or nothing on the node) imports, with VmRSS after
+each stage.
 
     PYTHONPATH=. .venv/bin/python -m benchmarks.bench_node --rounds 5
 """
@@ -14,7 +19,9 @@ Python interpreter, and one that only imports the libraries the issue named
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -46,6 +53,86 @@ def baseline_rss(code: str) -> float:
     finally:
         proc.kill()
         proc.wait()
+
+
+# Cumulative: each stage's figure is what it adds to the ones before it.
+IMPORT_STAGES: tuple[tuple[str, str], ...] = (
+    (
+        "httpx, cryptography, orjson, zstandard",
+        "import httpx, cryptography.x509, orjson, zstandard",
+    ),
+    (
+        "pydantic (one model built)",
+        "import pydantic\nclass M(pydantic.BaseModel):\n    x: int\nM(x=1)",
+    ),
+    ("fogline.protocol (its pydantic models)", "import fogline.protocol"),
+    ("prometheus_client", "import prometheus_client, prometheus_client.parser"),
+    ("uvicorn, starlette (the local endpoint)", "import uvicorn, starlette.types"),
+    ("typer, the `fogline agent` command", "import fogline.cli\nfogline.cli._command(['agent'])"),
+    (
+        "fogline.agent: the rest of what `agent run` imports",
+        "from fogline.agent import Agent, AgentConfig\n"
+        "from fogline.agent.dataplane import MqttSettings\n"
+        "from fogline.agent.supervisor import resolve_module_user\n"
+        "from fogline.security import read_token_file",
+    ),
+    (
+        "at an update: unpacking, signatures (fogline.artifact)",
+        "import fogline.artifact._unpack, fogline.artifact._signing",
+    ),
+    ("at an update: python-tuf, securesystemslib", "import fogline.agent.updater._tuf_client"),
+    ("never on a node: release building, SBOM (cyclonedx)", "import fogline.artifact._build"),
+    (
+        "never on a node: the hub's security side",
+        "import fogline.security._roles, fogline.security._passwords",
+    ),
+    ("never on a node: the rest of the CLI", "import fogline.cli._app"),
+)
+
+_STAGES_PROBE = """
+import json, sys
+def rss():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+out = [("bare python", rss(), len(sys.modules))]
+for name, code in json.loads(sys.argv[1]):
+    try:
+        exec(code, {})
+    except (ImportError, AttributeError) as exc:  # an older revision: not there
+        name = f"{name} (failed: {type(exc).__name__})"
+    out.append((name, rss(), len(sys.modules)))
+print(json.dumps(out))
+"""
+
+
+def import_stages() -> list[tuple[str, float, int]]:
+    """(stage, VmRSS MB after it, modules loaded) in a fresh interpreter."""
+    done = subprocess.run(
+        [sys.executable, "-c", _STAGES_PROBE, json.dumps(IMPORT_STAGES)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    return [(name, mb, count) for name, mb, count in json.loads(done.stdout)]
+
+
+def idle_samples(pid: int) -> list[float]:
+    time.sleep(10)  # idle: three modules running, nothing to do
+    samples = []
+    for _ in range(5):
+        samples.append(rss_mb(pid))
+        time.sleep(1)
+    return samples
+
+
+def answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
 
 
 def push(hub, root: Path, key: Path, name: str, version: str, port: int) -> None:
@@ -115,14 +202,19 @@ def main() -> None:
                 interval_s=0.05,
             )
             timings.append(time.monotonic() - started)
-        time.sleep(10)  # idle: three modules running, nothing to do
         assert agent.proc is not None
-        samples = []
-        for _ in range(5):
-            samples.append(rss_mb(agent.proc.pid))
-            time.sleep(1)
+        samples = idle_samples(agent.proc.pid)
+        # A node's usual day: started with its modules installed, no update since.
+        agent.stop()
+        wait_until(lambda: not any(answers(p) for p in ports.values()), 30, "modules stopped")
+        agent.start()
+        agent.wait_enrolled()
+        wait_until(lambda: all(answers(p) for p in ports.values()), 60, "modules restarted")
+        assert agent.proc is not None
+        restarted = idle_samples(agent.proc.pid)
         bare = baseline_rss("pass")
         libs = baseline_rss("import paho.mqtt.client, httpx, cryptography.x509, orjson, zstandard")
+        stages = import_stages()
     finally:
         if agent is not None:
             agent.stop()
@@ -140,13 +232,34 @@ def main() -> None:
                 ("apply → in sync, 3 modules healthy: median", f"{median(timings):.2f} s"),
                 ("apply → in sync, 3 modules healthy: max", f"{max(timings):.2f} s"),
                 ("rounds", str(len(timings))),
-                ("agent idle RSS with 3 modules (median of 5)", f"{median(samples):.1f} MB"),
+                (
+                    "agent idle RSS with 3 modules, after the rounds (median of 5)",
+                    f"{median(samples):.1f} MB",
+                ),
+                (
+                    "agent idle RSS with 3 modules, restarted: no update since start (median of 5)",
+                    f"{median(restarted):.1f} MB",
+                ),
                 ("baseline: bare python", f"{bare:.1f} MB"),
                 (
                     "baseline: python + paho, httpx, cryptography, orjson, zstandard",
                     f"{libs:.1f} MB",
                 ),
             ],
+        )
+    )
+    print(
+        f"\nIdle samples (MB): after the rounds {', '.join(f'{v:.1f}' for v in samples)}; "
+        f"restarted {', '.join(f'{v:.1f}' for v in restarted)}\n"
+    )
+    print("Where an agent's memory goes (a fresh interpreter, cumulative imports):\n")
+    rows = []
+    for (name, mb, count), (_, before, count_before) in zip(stages[1:], stages, strict=False):
+        rows.append((name, f"{mb:.1f} MB", f"{mb - before:+.1f} MB", f"{count - count_before:+d}"))
+    print(
+        table(
+            ["stage", "VmRSS after", "added", "modules"],
+            [(stages[0][0], f"{stages[0][1]:.1f} MB", "", str(stages[0][2])), *rows],
         )
     )
     print(
