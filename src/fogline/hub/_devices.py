@@ -92,12 +92,15 @@ def reported_state(stored: Mapping[str, Any] | None) -> ReportedState:
         return ReportedState()
 
 
+def seen_recently(last_seen: dt.datetime | None, now: dt.datetime, offline_after_s: float) -> bool:
+    """Whether a device last seen at `last_seen` counts as online at `now`."""
+    return last_seen is not None and (now - last_seen).total_seconds() <= offline_after_s
+
+
 def device_status(row: DeviceRow, now: dt.datetime, offline_after_s: float) -> DeviceStatus:
     if row.revoked_at is not None:
         return "revoked"
-    if row.last_seen is not None and (now - row.last_seen).total_seconds() <= offline_after_s:
-        return "online"
-    return "offline"
+    return "online" if seen_recently(row.last_seen, now, offline_after_s) else "offline"
 
 
 def device_view(row: DeviceRow, now: dt.datetime, offline_after_s: float) -> DeviceView:
