@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from fogline._log import configure_logging
-from fogline.protocol import parse_labels
 
 from ._common import ClaimFileOpt, LogFormatOpt, claim_from_env
 
@@ -140,6 +139,8 @@ def run(
     from FOGLINE_CLAIM or --claim-file, never the command line (every user
     on the machine can read a command line).
     """
+    from fogline.protocol import parse_labels
+
     claim = claim_from_env(claim_file)
     try:
         parsed = parse_labels(labels)

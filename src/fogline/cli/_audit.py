@@ -1,12 +1,11 @@
 """`fogline audit ls|verify|head`: who did what to the fleet, and is the record whole."""
 
-from typing import Annotated, Any, Final
+from typing import TYPE_CHECKING, Annotated, Any, Final
 
 import orjson
 import typer
 
 from fogline._errors import FoglineError
-from fogline.security import ChainBreak, ChainEntry, ChainVerifier
 
 from ._client import HubClient
 from ._common import (
@@ -20,6 +19,9 @@ from ._common import (
     print_rows,
     wants_json,
 )
+
+if TYPE_CHECKING:
+    from fogline.security import ChainBreak, ChainEntry
 
 app = typer.Typer(help="The audit trail: every change to the fleet, hash-chained.")
 _PAGE: Final = 1000  # the hub's largest page
@@ -120,6 +122,8 @@ def _verify(client: HubClient, anchor: tuple[int, str] | None) -> tuple[int, str
     Raises:
         FoglineError: the chain is broken (the message names the entry).
     """
+    from fogline.security import ChainVerifier
+
     found = client.get("/v1/audit/head")
     head_seq, head_hash = int(found["seq"]), str(found["hash"])
     verifier = ChainVerifier()
@@ -148,13 +152,17 @@ def _verify(client: HubClient, anchor: tuple[int, str] | None) -> tuple[int, str
     return head_seq, head_hash, checked
 
 
-def _against_anchor(entry: ChainEntry, anchor: tuple[int, str]) -> ChainBreak | None:
+def _against_anchor(entry: "ChainEntry", anchor: tuple[int, str]) -> "ChainBreak | None":
+    from fogline.security import ChainBreak
+
     if entry.hash == anchor[1]:
         return None
     return ChainBreak(entry.seq, "not the anchor's hash: the chain was rewritten since")
 
 
-def _entry(raw: Any) -> ChainEntry:
+def _entry(raw: Any) -> "ChainEntry":
+    from fogline.security import ChainEntry
+
     try:
         return ChainEntry.from_json(raw)
     except (KeyError, TypeError, ValueError) as exc:

@@ -9,8 +9,6 @@ from typing import Annotated
 
 import typer
 
-from fogline.security import read_token_file
-
 from ._common import console, err_console
 
 app = typer.Typer(help="The fleet CA: rotate it, retire the old one.", no_args_is_help=True)
@@ -42,6 +40,8 @@ def read_passphrase(path: Path | None) -> bytes | None:
     Raises:
         TokenFileError: the file is missing, open to others, empty or too large.
     """
+    from fogline.security import read_token_file
+
     return read_token_file(path).encode() if path is not None else None
 
 

@@ -18,9 +18,7 @@ import yaml
 
 from fogline._durable import write_new
 from fogline._errors import FoglineError
-from fogline.artifact import generate_release_key, public_key_base64, public_key_pem
 from fogline.manifest import release_key_document
-from fogline.protocol import check_module_pattern
 
 from ._common import err_console
 
@@ -63,6 +61,9 @@ def create(
     ] = None,
 ) -> None:
     """Create a release key: NAME.key (private, 0600) and NAME.pub; print its ReleaseKey."""
+    from fogline.artifact import generate_release_key, public_key_base64, public_key_pem
+    from fogline.protocol import check_module_pattern
+
     if not _NAME_RE.fullmatch(name):
         raise typer.BadParameter(
             f"{name[:80]!r}: 1-63 lowercase letters, digits and '-', starting and ending "

@@ -11,13 +11,12 @@ from the command line, which every user of the machine can read.
 """
 
 import sys
-from typing import Annotated, Any, Final
+from typing import TYPE_CHECKING, Annotated, Any, Final
 from urllib.parse import quote
 
 import typer
 
-from fogline.manifest import parse_duration
-from fogline.protocol import RoleName, parse_labels
+from fogline._duration import parse_duration
 
 from ._common import (
     CaOpt,
@@ -33,6 +32,9 @@ from ._common import (
     safe_text,
     wants_json,
 )
+
+if TYPE_CHECKING:
+    from fogline.protocol import RoleName
 
 users_app = typer.Typer(help="Users and their roles (admin only).", no_args_is_help=True)
 tokens_app = typer.Typer(
@@ -73,7 +75,7 @@ ScopeOpt = Annotated[
 ]
 
 
-def _role(text: str) -> RoleName:
+def _role(text: str) -> "RoleName":
     roles: tuple[RoleName, ...] = ("viewer", "operator", "release-manager", "admin")
     for role in roles:
         if text == role:
@@ -84,6 +86,8 @@ def _role(text: str) -> RoleName:
 
 
 def _scope(text: str) -> dict[str, str] | None:
+    from fogline.protocol import parse_labels
+
     try:
         return parse_labels(text) or None
     except ValueError as exc:

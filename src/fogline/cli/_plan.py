@@ -23,7 +23,6 @@ from typing import Any, Final
 
 import yaml
 
-from fogline.artifact import ReleaseKeyError, key_id, load_public_key
 from fogline.manifest import ManifestError, ManifestSource, load_manifests
 
 from ._common import console, safe_text
@@ -71,6 +70,8 @@ def _inline(value: Any, limit: int = _INLINE_MAX) -> str | None:
 
 def _key_text(value: Any) -> Any:
     """A release key as its id (`ed25519:…`), not 44 characters of base64."""
+    from fogline.artifact import ReleaseKeyError, key_id, load_public_key
+
     if not isinstance(value, str):
         return value
     try:

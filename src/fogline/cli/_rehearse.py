@@ -11,8 +11,6 @@ from typing import Annotated
 import typer
 
 from fogline.manifest import parse_duration
-from fogline.sim import default_processes, parse_faults
-from fogline.sim import rehearse as run_rehearsal
 
 from ._common import OutputOpt, console, err_console, print_json, wants_json
 from ._format import human_bytes, plural
@@ -51,6 +49,9 @@ def rehearse(
     restarts:web@2.0.0=1/h) show whether the rollout's canary analysis catches
     them, and when.
     """
+    from fogline.sim import default_processes, parse_faults
+    from fogline.sim import rehearse as run_rehearsal
+
     try:
         timeout_s = parse_duration(timeout)
     except ValueError as exc:

@@ -27,16 +27,7 @@ from rich.progress import (
 )
 
 from fogline._errors import FoglineError
-from fogline.artifact import (
-    build_release,
-    load_private_key,
-    read_signature,
-    sha256_file,
-    sign_release,
-    signature_path,
-)
 from fogline.hubclient import HubRejectedError
-from fogline.protocol import SIGNATURE_HEADER
 
 from ._client import HubClient
 from ._common import (
@@ -52,7 +43,6 @@ from ._common import (
     wants_json,
 )
 from ._format import human_bytes
-from ._release_tuf import push_module_role, sign_module_role, tuf_role_path
 
 app = typer.Typer(help="Module releases: build, sign, push, list, remove.", no_args_is_help=True)
 
@@ -90,6 +80,8 @@ def build(
     out: Annotated[Path, typer.Option("--out", "-o", help="The archive to write.")],
 ) -> None:
     """Pack a module directory into a reproducible archive; print its digest."""
+    from fogline.artifact import build_release
+
     with _file_errors():
         info = build_release(directory, out)
     err_console.print(
@@ -118,6 +110,10 @@ def sign(
     ca: CaOpt = None,
 ) -> None:
     """Sign an archive: writes ARCHIVE.sig next to it and prints its path."""
+    from fogline.artifact import load_private_key, sign_release, signature_path
+
+    from ._release_tuf import sign_module_role
+
     with _file_errors():
         pair = load_private_key(key)
         envelope = sign_release(archive, pair)
@@ -141,6 +137,8 @@ def _chunks(path: Path, advance: Callable[[int], None]) -> Iterator[bytes]:
 
 
 def _upload(client: HubClient, archive: Path, size: int, header: str) -> dict[str, Any]:
+    from fogline.protocol import SIGNATURE_HEADER
+
     headers = {
         SIGNATURE_HEADER: header,
         "content-type": "application/octet-stream",
@@ -197,6 +195,10 @@ def push(
     Pushing the same name, version and bytes again is a no-op; the same name
     and version with other bytes is refused (versions are immutable).
     """
+    from fogline.artifact import read_signature, sha256_file, signature_path
+
+    from ._release_tuf import push_module_role, tuf_role_path
+
     sig_path = signature or signature_path(archive)
     with _file_errors():
         size = archive.stat().st_size

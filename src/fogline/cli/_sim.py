@@ -8,21 +8,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from fogline._log import LOG_FORMAT_ENV, configure_logging
-from fogline.protocol import parse_labels
-from fogline.security import read_token_file
-from fogline.sim import (
-    FleetConfig,
-    FleetStats,
-    boot_spread_s,
-    default_processes,
-    parse_faults,
-    start_fleet,
-)
 
 from ._common import (
     ClaimFileOpt,
@@ -34,6 +24,9 @@ from ._common import (
     safe_text,
     wants_json,
 )
+
+if TYPE_CHECKING:
+    from fogline.sim import FleetConfig, FleetStats
 
 app = typer.Typer(help="Simulate edge nodes against a hub.", no_args_is_help=True)
 
@@ -69,12 +62,14 @@ def _stop_requests() -> Iterator[threading.Event]:
             signal.signal(sig, handler)
 
 
-def _run_fleet(config: FleetConfig, processes: int, duration: float | None) -> FleetStats:
+def _run_fleet(config: "FleetConfig", processes: int, duration: float | None) -> "FleetStats":
     """Run until --duration ends or a stop signal arrives; then stop and return the totals.
 
     Raises:
         SimError: the fleet failed, or a worker died without its totals.
     """
+    from fogline.sim import start_fleet
+
     with _stop_requests() as asked:
         workers = start_fleet(config, processes, duration)
         # Polled: the handler only sets `asked`, which this loop sees within 0.2 s.
@@ -122,6 +117,10 @@ def fleet(
 
     The claim (with enough uses) comes from FOGLINE_CLAIM or --claim-file.
     """
+    from fogline.protocol import parse_labels
+    from fogline.security import read_token_file
+    from fogline.sim import FleetConfig, boot_spread_s, default_processes, parse_faults
+
     if log_format is not None:
         os.environ[LOG_FORMAT_ENV] = log_format.value  # the workers configure their own logs
     configure_logging("warning")

@@ -21,9 +21,7 @@ import typer
 from securesystemslib.signer import Key
 
 from fogline._errors import FoglineError
-from fogline.artifact import ReleaseKeyError, load_public_key
 from fogline.hubclient import HubRejectedError
-from fogline.tuf import ROOT, TARGETS, OfflineRepo, TufError, public_key
 
 from ._client import HubClient
 from ._common import CaOpt, HubOpt, TokenOpt, connect, err_console
@@ -42,6 +40,9 @@ _MAX_PUBLIC_FILE_BYTES = 64 * 1024
 def _read_public(path: Path) -> Key:
     """A TUF key from a public key file: PEM or base64 (fogline keys create's
     .pub), or the JSON `fogline tuf online-key` prints."""
+    from fogline.artifact import ReleaseKeyError, load_public_key
+    from fogline.tuf import public_key
+
     try:
         with path.open("rb") as fh:
             text = fh.read(_MAX_PUBLIC_FILE_BYTES).decode("utf-8", "replace")
@@ -79,6 +80,8 @@ def init(
 ) -> None:
     """Create the offline root: KEYS Ed25519 key files (0600) and root and
     targets metadata version 1, signed by all of them."""
+    from fogline.tuf import OfflineRepo, TufError
+
     try:
         md = OfflineRepo(directory).init(keys, threshold, _read_public(online_key_file))
     except TufError as exc:
@@ -103,6 +106,8 @@ def delegate(
 ) -> None:
     """Let these release keys (THRESHOLD of them) sign releases of MODULE,
     replacing whatever keys it had: a new targets version, signed offline."""
+    from fogline.tuf import OfflineRepo, TufError
+
     try:
         md = OfflineRepo(directory).delegate(module, [_read_public(p) for p in key], threshold)
     except TufError as exc:
@@ -127,6 +132,8 @@ def rotate_root(
 ) -> None:
     """Sign a new root version with a threshold of the current root keys (and
     of the new ones); retired key files move to DIR/retired. Then `push`."""
+    from fogline.tuf import OfflineRepo, TufError
+
     if keys is None and threshold is None and online_key_file is None:
         raise typer.BadParameter("give --keys, --threshold or --online-key")
     online = _read_public(online_key_file) if online_key_file is not None else None
@@ -143,6 +150,8 @@ def rotate_root(
 @app.command("push")
 def push(directory: DirOpt, hub: HubOpt = None, token: TokenOpt = None, ca: CaOpt = None) -> None:
     """Upload the root versions the hub lacks, then targets (JSON files only)."""
+    from fogline.tuf import ROOT, TARGETS, OfflineRepo
+
     repo = OfflineRepo(directory)
     files = [(ROOT, p) for p in repo.root_versions()] + [(TARGETS, repo.targets_file)]
     with connect(hub, token, ca) as client:

@@ -18,7 +18,6 @@ from typing import Annotated, Any, Final
 import typer
 
 from fogline._errors import FoglineError
-from fogline.vulns import MAX_IMPORT_BYTES, zip_directory
 
 from ._common import (
     CaOpt,
@@ -67,6 +66,8 @@ IMPORT_COLUMNS = [
 
 
 def _read_source(path: Path) -> bytes:
+    from fogline.vulns import MAX_IMPORT_BYTES, zip_directory
+
     try:
         if path.is_dir():
             return zip_directory(path)
