@@ -373,6 +373,7 @@ EXPECTED: Final[dict[str, list[str]]] = {
         "manifest_router",
         "operator_router",
         "people_router",
+        "read_woken_desired",
         "release_router",
         "rollout_router",
         "telemetry_router",

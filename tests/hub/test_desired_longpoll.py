@@ -36,10 +36,13 @@ def _etag(device: test_device.TestDevice) -> str:
     return response.headers["etag"].strip('"')
 
 
-def _poll_in_background(device: test_device.TestDevice, etag: str, wait_s: float) -> Future:
+def _poll_in_background(
+    device: test_device.TestDevice, etag: str, wait_s: float, *, keep_body: bool = False
+) -> Future:
     """Start a long-poll and return once its request is sent (the hub has it
     before any change a test then makes through the CLI, which takes longer
-    to start); the future resolves to (status, seconds it took)."""
+    to start); the future resolves to (status, seconds it took), and the JSON
+    body with `keep_body`."""
     result: Future = Future()
     sent = threading.Event()
 
@@ -58,7 +61,10 @@ def _poll_in_background(device: test_device.TestDevice, etag: str, wait_s: float
                     timeout=wait_s + 10,
                     extensions={"trace": trace},
                 )
-            result.set_result((response.status_code, time.monotonic() - started))
+            outcome = (response.status_code, time.monotonic() - started)
+            if keep_body:
+                outcome += (response.json() if response.status_code == 200 else None,)
+            result.set_result(outcome)
         except Exception as exc:  # surfaces in the test's .result()
             result.set_exception(exc)
         finally:
@@ -216,3 +222,63 @@ def test_the_watcher_survives_a_failed_read_and_wakes_polls_after_it(caplog):
 
     assert asyncio.run(scenario()) is True
     assert "desired.watch_failed" in caplog.text
+
+
+def test_a_change_wakes_every_waiting_poll_with_its_own_document(hub, tmp_path):
+    """The watcher reads the woken polls' answers in one batch (one document
+    per revision): each poll still gets exactly what a fresh GET serves."""
+    claim = hub.create_claim(max_uses=3)
+    devices = [enroll_device(hub, claim, f"batch-{n}", tmp_path) for n in range(3)]
+    for n in range(3):
+        hub.cli("devices", "label", f"batch-{n}", "tier=gold")
+    polls = [_poll_in_background(d, _etag(d), 20, keep_body=True) for d in devices]
+
+    _apply(hub, tmp_path, GOLD_ONLY.replace("rate_hz: 5", "rate_hz: 7"))
+
+    for device, poll in zip(devices, polls, strict=True):
+        status, took, body = poll.result(timeout=30)
+        assert status == 200 and took < 5
+        with device.client() as client:
+            fresh = client.get("/v1/desired")
+        assert body == fresh.json()
+        assert body["document"]["config"]["rate_hz"] == 7
+
+
+def test_the_watcher_reads_what_woken_polls_are_answered_in_one_batch():
+    async def scenario() -> tuple[list[list[str]], list[object], object]:
+        notifier = DesiredNotifier(tick_s=0.05)
+        notifier.bind(asyncio.get_running_loop())
+        changes: list[list[tuple[str, int]]] = [[("a", 1), ("b", 1), ("c", 1)]]
+        batches: list[list[str]] = []
+
+        def read_changes(since: int) -> list[tuple[str, int]]:
+            return changes.pop(0) if changes else []
+
+        def read_woken(device_ids: list[str]) -> dict[str, str]:
+            batches.append(sorted(device_ids))
+            if len(batches) > 1:
+                raise RuntimeError("database is locked")
+            return {device_id: f"answer-{device_id}" for device_id in device_ids}
+
+        watcher = asyncio.create_task(notifier.watch(read_changes, read_woken))
+        await wait_until_async(lambda: not changes, 5, "the first look", 0.01)
+        polls = [asyncio.create_task(notifier.wait_for(d, 1, 5)) for d in ("a", "a", "b")]
+        idle = asyncio.create_task(notifier.wait_for("c", 1, 0.3))
+        await asyncio.sleep(0)  # one loop turn: each poll waits
+        changes.append([("a", 2), ("b", 2)])
+        notifier.poke()
+        woken = [w.payload for w in await asyncio.gather(*polls)]
+        assert (await idle).changed is False  # c did not change
+        # A failed batch read still wakes the poll, without its answer.
+        late = asyncio.create_task(notifier.wait_for("a", 2, 5))
+        await asyncio.sleep(0)
+        changes.append([("a", 3)])
+        notifier.poke()
+        unread = await late
+        watcher.cancel()
+        return batches, woken, (unread.changed, unread.payload)
+
+    batches, woken, unread = asyncio.run(scenario())
+    assert batches == [["a", "b"], ["a"]]  # one read for all woken polls, none for c
+    assert woken == ["answer-a", "answer-a", "answer-b"]
+    assert unread == (True, None)

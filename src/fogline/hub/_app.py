@@ -45,6 +45,7 @@ from .routes import (
     manifest_router,
     operator_router,
     people_router,
+    read_woken_desired,
     release_router,
     rollout_router,
     telemetry_router,
@@ -232,7 +233,9 @@ def create_app(state: HubState, supervisor: TaskSupervisor | None = None) -> Fas
         webhook = alert_webhook(state)
         tasks: dict[str, TaskFactory] = {
             "report-writer": state.reports.run,
-            "desired-watch": lambda: state.notifier.watch(read_changes),
+            "desired-watch": lambda: state.notifier.watch(
+                read_changes, lambda device_ids: read_woken_desired(state, device_ids)
+            ),
             "rollout-scheduler": lambda: run_scheduler(state),
             "retention": lambda: retention_forever(state),
             "health-rollups": lambda: health_rollups_forever(state),

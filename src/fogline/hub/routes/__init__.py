@@ -16,7 +16,7 @@ shared with `DeviceHotPath` (hub/_hot_path.py), which serves them before FastAPI
 """
 
 from ._alerts import router as alerts_router
-from ._device import answer_desired, answer_report
+from ._device import answer_desired, answer_report, read_woken_desired
 from ._device import router as device_router
 from ._manifest import router as manifest_router
 from ._operator import router as operator_router
@@ -35,6 +35,7 @@ __all__ = [
     "manifest_router",
     "operator_router",
     "people_router",
+    "read_woken_desired",
     "release_router",
     "rollout_router",
     "telemetry_router",
