@@ -129,7 +129,10 @@ def test_high_priority_is_drained_first_when_the_link_returns(box: Outbox) -> No
     low = fill(box, 250, priority=1, stream="bulk")
     hub = MemoryHubTransport()
     hub.go_down()
-    sleep = FakeSleep(lambda n: hub.come_up() if n == 3 else None)
+    queued: list[int] = []
+    # The link returns after three failed attempts, once the alarms are queued:
+    # under load the uplink could fail three times before the test queued them.
+    sleep = FakeSleep(lambda n: hub.come_up() if n >= 3 and queued else None)
     uplink = make_uplink(box, hub, sleep, batch_records=100)
 
     async def scenario() -> None:
@@ -137,6 +140,7 @@ def test_high_priority_is_drained_first_when_the_link_returns(box: Outbox) -> No
         try:
             await wait_until_async(lambda: sleep.delays, 10, "the outage begun", 0.001)
             high = fill(box, 150, priority=9, stream="alarm")  # queued during the outage
+            queued.extend(high)
             uplink.notify()
             await wait_until_async(lambda: not box.stats().depth, 10, "the outbox drained", 0.001)
         finally:
