@@ -107,7 +107,7 @@ def _lose_answers_until_a_resend(relay: LossyRelay, hub: HubProcess) -> None:
     try:
         wait_until(
             lambda: hub.metric(DUPLICATES) > counted,
-            30,
+            60,  # a request timeout, a backoff and a resend: 30 s was short at load 50
             "a batch whose answer was lost, sent again",
             interval_s=0.2,
         )
