@@ -1,9 +1,14 @@
 """Batch format 2, the decoder: untrusted bytes back into records, every field
 checked (the format itself: _columns.py)."""
 
+import functools
+import itertools
 import math
-from collections.abc import Iterator
-from typing import Any
+import operator
+import re
+import struct
+from collections.abc import Mapping
+from typing import Any, Final
 
 import orjson
 import zstandard
@@ -42,8 +47,55 @@ from ._telemetry import (
     _decompress_with,
 )
 
+_FLOAT: Final = frozenset({float})
+
 
 def _get_varints(tail: bytes, cursor: list[int], count: int) -> list[int]:
+    """`count` zigzag varints from tail[cursor[0]:], the cursor moved past them.
+
+    Whole lists at once where that is cheap: one-byte values (the common
+    case: differences of counters and names) are the bytes themselves, and a
+    list of longer ones is cut at its terminating bytes by one regex. Where
+    neither applies (the list is cut short, a value too long), the byte by
+    byte loop reads it and says what is wrong.
+    """
+    at = cursor[0]
+    chunk = tail[at : at + count]
+    if len(chunk) == count and chunk.isascii():  # every byte < 0x80: one-byte values
+        raw: list[int] = list(chunk)
+        cursor[0] = at + count
+    else:
+        found = _varint_run(count).match(tail, at)
+        if found is None:
+            return _get_varints_checked(tail, cursor, count)
+        raw = [
+            value[0]
+            if len(value) == 1
+            else (value[0] & 0x7F) | value[1] << 7
+            if len(value) == 2
+            else _varint_bytes(value)
+            for value in _VARINT.findall(found.group())
+        ]
+        cursor[0] = found.end()
+    return [(v >> 1) ^ -(v & 1) for v in raw]
+
+
+# One varint: at most MAX_VARINT bytes, the last < 0x80 (what the checked
+# loop accepts); a list of them is `count` of these back to back.
+_VARINT_TEXT: Final = rb"[\x80-\xff]{0,%d}[\x00-\x7f]" % (MAX_VARINT - 1)
+_VARINT: Final = re.compile(_VARINT_TEXT)
+
+
+@functools.lru_cache(maxsize=64)
+def _varint_run(count: int) -> re.Pattern[bytes]:
+    return re.compile(b"(?:%s){%d}" % (_VARINT_TEXT, count))
+
+
+def _varint_bytes(value: bytes) -> int:
+    return sum((byte & 0x7F) << (7 * i) for i, byte in enumerate(value))
+
+
+def _get_varints_checked(tail: bytes, cursor: list[int], count: int) -> list[int]:
     out: list[int] = []
     at = cursor[0]
     for _ in range(count):
@@ -124,15 +176,12 @@ def decode_columns(data: bytes, *, max_decompressed: int) -> list[BatchRecord]:
     out: list[BatchRecord] = []
     seen: set[int] = set()
     for i, group in enumerate(json_list(body.get("groups"), "groups")):
-        for record in _decode_group(group, f"groups.{i}"):
-            if record.seq in seen:
-                raise BatchFormatError(f"batch: seq {record.seq} appears twice", field="groups")
-            seen.add(record.seq)
-            out.append(record)
+        out += _decode_group(group, f"groups.{i}", seen)
     return out
 
 
-def _decode_group(raw: Any, where: str) -> Iterator[BatchRecord]:
+def _decode_group(raw: Any, where: str, seen: set[int]) -> list[BatchRecord]:
+    """A group's records, their seqs added to `seen` (refused if there already)."""
     group = json_object(raw, where)
     stream = group.get("stream")
     if (
@@ -152,9 +201,42 @@ def _decode_group(raw: Any, where: str) -> Iterator[BatchRecord]:
     created = _floats(group.get("created"), f"{where}.created", n, None)
     expires = _floats(group.get("expires"), f"{where}.expires", n, group.get("created"))
     payloads = _payloads(group.get("payload"), f"{where}.payload", n)
-    for k in range(n):
+    if n == 0:
+        return []
+    # Every record's checks at once, by min and max over whole columns; if
+    # one fails, the record-by-record loop finds the first fault and names it
+    # (a seq out of range before a seq seen twice, as records come).
+    if (
+        min(seqs) < 1
+        or max(seqs) > MAX_VALUE
+        or min(priorities) < MIN_PRIORITY
+        or max(priorities) > MAX_PRIORITY
+        or min(min(created), min(expires)) < 0
+        or max(max(created), max(expires)) > MAX_EPOCH_S
+        or len(set(seqs)) != n
+        or not seen.isdisjoint(seqs)
+    ):
+        _check_records(where, seqs, priorities, created, expires, seen)
+    seen.update(seqs)
+    if len(priorities) == 1:
+        priorities = priorities * n
+    return list(
+        map(BatchRecord, seqs, itertools.repeat(stream, n), priorities, created, expires, payloads)
+    )
+
+
+def _check_records(
+    where: str,
+    seqs: list[int],
+    priorities: list[int],
+    created: list[float],
+    expires: list[float],
+    seen: set[int],
+) -> None:
+    """Raise on the first record at fault, in the order records come."""
+    for k, seq in enumerate(seqs):
         priority = priorities[k if len(priorities) > 1 else 0]
-        if not 1 <= seqs[k] <= MAX_VALUE:
+        if not 1 <= seq <= MAX_VALUE:
             raise BatchFormatError(f"batch: {where}.seq.{k}: out of range", field=f"{where}.seq")
         if not MIN_PRIORITY <= priority <= MAX_PRIORITY:
             raise BatchFormatError(
@@ -167,7 +249,10 @@ def _decode_group(raw: Any, where: str) -> Iterator[BatchRecord]:
                     f"batch: {where}.{name}.{k}: expected Unix seconds, 0..{MAX_EPOCH_S:.0f}",
                     field=f"{where}.{name}",
                 )
-        yield BatchRecord(seqs[k], stream, priority, created[k], expires[k], payloads[k])
+        if seq in seen:
+            raise BatchFormatError(f"batch: seq {seq} appears twice", field="groups")
+        seen.add(seq)
+    raise AssertionError("a record failed the column checks but none one by one")
 
 
 def _payloads(raw: Any, where: str, n: int) -> list[Any]:
@@ -181,8 +266,12 @@ def _payloads(raw: Any, where: str, n: int) -> list[Any]:
     if any(len(set(keys)) != len(keys) for keys in shapes):
         raise BatchFormatError(f"batch: {where}.keys: a key twice", field=f"{where}.keys")
     shape = int_list(payload.get("shape"), f"{where}.shape", n, one=True)
-    if any(not 0 <= s < len(shapes) for s in shape):
+    if shape and (min(shape) < 0 or max(shape) >= len(shapes)):
         raise BatchFormatError(f"batch: {where}.shape: no such keys", field=f"{where}.shape")
+    if n > 0 and len(set(shape)) == 1:
+        return _one_shape(
+            shapes[shape[0]], json_object(payload.get("cols"), f"{where}.cols"), where, n
+        )
     per_record = [shapes[shape[k if len(shape) > 1 else 0]] for k in range(n)]
     wanted: dict[str, int] = {}
     for keys in per_record:
@@ -197,6 +286,22 @@ def _payloads(raw: Any, where: str, n: int) -> list[Any]:
     return [{key: next(columns[key]) for key in keys} for keys in per_record]
 
 
+def _one_shape(keys: list[str], cols: Mapping[str, Any], where: str, n: int) -> list[Any]:
+    """`_payloads` where every record has the same keys (summaries, anomalies):
+    the rows are the columns zipped, not one lookup per field."""
+    if set(cols) != set(keys):
+        raise BatchFormatError(
+            f"batch: {where}.cols: expected the columns of keys", field=f"{where}.cols"
+        )
+    # Read in the order the columns came, as `_payloads` does: the same fault first.
+    values = {key: _values(cols[key], f"{where}.cols.{key}", n) for key in cols}
+    if not keys:
+        return [{} for _ in range(n)]
+    return [
+        dict(zip(keys, row, strict=True)) for row in zip(*(values[k] for k in keys), strict=True)
+    ]
+
+
 def _values(raw: Any, where: str, n: int) -> list[Any]:
     column = json_object(raw, where)
     if "j" in column:
@@ -208,9 +313,10 @@ def _values(raw: Any, where: str, n: int) -> list[Any]:
         if not isinstance(prefix, str) or type(digits) is not int or not 1 <= digits <= 17:
             raise BatchFormatError(f"batch: {where}: bad numbered names", field=where)
         numbers = read_int_column(column.get("n"), f"{where}.n", n)
-        if any(not 0 <= v < 10**digits for v in numbers):
+        if numbers and (min(numbers) < 0 or max(numbers) >= 10**digits):
             raise BatchFormatError(f"batch: {where}.n: out of range", field=f"{where}.n")
-        return [f"{prefix}{v:0{digits}d}" for v in numbers]
+        # str and zfill pad a number >= 0 as the format spec 0{digits}d does.
+        return [prefix + s.zfill(digits) for s in map(str, numbers)]
     if "i" in column or "p" in column:
         return read_int_column(column, where, n)
     return _floats(column, where, n, None)
@@ -220,7 +326,7 @@ def _floats(raw: Any, where: str, n: int, base: Any) -> list[float]:
     column = json_object(raw, where)
     if "f" in column:
         values = json_list(column["f"], f"{where}.f", n)
-        if not all(type(v) is float and math.isfinite(v) for v in values):
+        if not set(map(type, values)) <= _FLOAT or not all(map(math.isfinite, values)):
             raise BatchFormatError(f"batch: {where}.f: expected floats", field=f"{where}.f")
         return values
     e = column.get("e")
@@ -232,9 +338,32 @@ def _floats(raw: Any, where: str, n: int, base: Any) -> list[float]:
         if base_column.get("e") != e:
             raise BatchFormatError(f"batch: {where}.rel: no base column", field=f"{where}.rel")
         base_m = read_int_column(base_column.get("m"), f"{where}.m", n)
-        mantissas = [m + b for m, b in zip(mantissas, base_m, strict=True)]
-    ulps = read_int_column(column["u"], f"{where}.u", n) if "u" in column else [0] * n
+        mantissas = list(map(operator.add, mantissas, base_m))
+    ulps = read_int_column(column["u"], f"{where}.u", n) if "u" in column else None
     scale = POW10[e]
+    if n == 0:
+        return []
+    if min(mantissas) < -MAX_VALUE or max(mantissas) > MAX_VALUE:
+        return _steps_checked(mantissas, ulps or [0] * n, scale, where)
+    # A step of 0 leaves m / scale as it is (finite: |m| <= 2**60).
+    ys = list(map(operator.truediv, mantissas, itertools.repeat(scale, n)))
+    if ulps is None or not any(ulps):
+        return ys
+    # Steps move the bit patterns of |y| (ints of one sign, in the order of
+    # the floats), packed and unpacked a column at a time.
+    if min(ulps) < -MAX_ULPS or max(ulps) > MAX_ULPS:
+        return _steps_checked(mantissas, ulps, scale, where)
+    bits = list(
+        map(operator.add, struct.unpack(f"<{n}Q", struct.pack(f"<{n}d", *map(abs, ys))), ulps)
+    )
+    if min(bits) < 0 or max(bits) >= FINITE_BITS:
+        return _steps_checked(mantissas, ulps, scale, where)
+    moved = struct.unpack(f"<{n}d", struct.pack(f"<{n}Q", *bits))
+    return list(map(math.copysign, moved, ys))
+
+
+def _steps_checked(mantissas: list[int], ulps: list[int], scale: int, where: str) -> list[float]:
+    """`_floats` value by value: it names the first value at fault."""
     out: list[float] = []
     for m, u in zip(mantissas, ulps, strict=True):
         if abs(m) > MAX_VALUE or abs(u) > MAX_ULPS:
