@@ -4,9 +4,10 @@ the text (the format itself: _columns.py)."""
 import datetime as dt
 import itertools
 import math
+import operator
 import struct
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
 import orjson
 import zstandard
@@ -39,6 +40,12 @@ from ._telemetry import (
     BatchFormatError,
     EncodableRecord,
 )
+
+_FLOAT: Final = {float}
+_INT: Final = {int}
+_STR: Final = {str}
+# Packed widths as struct codes: 3, 5, 6 and 7 bytes pack as the next one up.
+_PACK_CODES: Final = ((1, "B"), (2, "H"), (4, "I"), (8, "Q"))
 
 
 def encode_columns(records: Sequence[EncodableRecord]) -> bytes:
@@ -106,8 +113,7 @@ def _lift(node: Any, tail: bytearray) -> None:
     elif type(node) is dict:
         for key, value in node.items():
             if key in INT_LISTS and type(value) is list:
-                for v in value:
-                    _put_varint(tail, v)
+                _put_varints(tail, value)
                 # "#1" only where one value stands for all (priority, shape):
                 # elsewhere one value is a group of one, written like any n.
                 node[key] = ONE_MARK if len(value) == 1 and key in SHARED_LISTS else ALL_MARK
@@ -118,13 +124,18 @@ def _lift(node: Any, tail: bytearray) -> None:
                 _lift(value, tail)
 
 
-def _put_varint(out: bytearray, value: int) -> None:
-    """Zigzag, then 7 bits a byte, low first (protobuf's sint64)."""
-    v = value * 2 if value >= 0 else -value * 2 - 1
-    while v > 0x7F:
-        out.append((v & 0x7F) | 0x80)
-        v >>= 7
-    out.append(v)
+def _put_varints(out: bytearray, values: list[int]) -> None:
+    """Zigzag, then 7 bits a byte, low first (protobuf's sint64); a list of
+    small values (differences of counters) in one call."""
+    zigzag = [v << 1 if v >= 0 else (~v << 1) | 1 for v in values]
+    if not zigzag or max(zigzag) <= 0x7F:
+        out += bytes(zigzag)
+        return
+    for v in zigzag:
+        while v > 0x7F:
+            out.append((v & 0x7F) | 0x80)
+            v >>= 7
+        out.append(v)
 
 
 def _encode_group(stream: str, group: list[EncodableRecord]) -> dict[str, Any]:
@@ -176,6 +187,18 @@ def to_microsecond(seconds: float) -> float:
 def _payload_columns(payloads: list[Any]) -> dict[str, Any]:
     if not all(type(p) is dict for p in payloads):
         return {"j": payloads}
+    keys = list(map(tuple, payloads))
+    if len(set(keys)) == 1:  # one shape (summaries, anomalies): columns by zip
+        return {
+            "keys": [list(keys[0])],
+            "shape": [0],
+            "cols": {
+                key: _column(list(column))
+                for key, column in zip(
+                    keys[0], zip(*(p.values() for p in payloads), strict=True), strict=True
+                )
+            },
+        }
     shapes: dict[tuple[str, ...], int] = {}
     shape: list[int] = []
     values: dict[str, list[Any]] = {}
@@ -193,13 +216,14 @@ def _payload_columns(payloads: list[Any]) -> dict[str, Any]:
 def _column(values: list[Any]) -> dict[str, Any]:
     # One number or numbered name alone travels like many (a column in
     # the tail), so a batch of one anomaly has the dictionary's form.
-    if _all_the_same(values) and not (len(values) == 1 and _is_numbered(values[0])):
+    types = set(map(type, values))
+    if _all_the_same(values, types) and not (len(values) == 1 and _is_numbered(values[0])):
         return {"c": values[0]}
-    if all(type(v) is float for v in values):
+    if types == _FLOAT:
         return _float_column(values)
-    if all(type(v) is int and -MAX_VALUE <= v <= MAX_VALUE for v in values):
+    if types == _INT and min(values) >= -MAX_VALUE and max(values) <= MAX_VALUE:
         return _int_column(values)
-    if all(type(v) is str for v in values):
+    if types == _STR:
         split = [_numbered(v) for v in values]
         if all(split):
             parts = [p for p in split if p is not None]
@@ -226,17 +250,19 @@ def _is_numbered(value: Any) -> bool:
     return type(value) in (int, float) or (type(value) is str and _numbered(value) is not None)
 
 
-def _all_the_same(values: list[Any]) -> bool:
+def _all_the_same(values: list[Any], types: set[type]) -> bool:
     """Whether every value is the first, type and bits alike (-0.0 is not 0.0,
-    1 is not 1.0, also inside lists and objects, where == says they are)."""
+    1 is not 1.0, also inside lists and objects, where == says they are);
+    `types` is the set of their types."""
     first = values[0]
+    if len(types) != 1:
+        return False
     if type(first) in (dict, list):
         text = orjson.dumps(first)
-        return all(type(v) is type(first) and orjson.dumps(v) == text for v in values)
+        return all(orjson.dumps(v) == text for v in values)
     if type(first) is float:
-        bits = FLOAT64.pack(first)
-        return all(type(v) is float and FLOAT64.pack(v) == bits for v in values)
-    return all(type(v) is type(first) and v == first for v in values)
+        return struct.pack(f"<{len(values)}d", *values) == FLOAT64.pack(first) * len(values)
+    return values.count(first) == len(values)
 
 
 def _int_column(values: list[int]) -> dict[str, Any]:
@@ -254,7 +280,10 @@ def _int_column(values: list[int]) -> dict[str, Any]:
     low = min(values)
     offsets = [v - low for v in values]
     width = max(1, (max(offsets).bit_length() + 7) // 8)
-    planes = b"".join(bytes((o >> (8 * i)) & 0xFF for o in offsets) for i in range(width))
+    # Little-endian words of the next struct size up, cut into byte planes.
+    size, code = next((s, c) for s, c in _PACK_CODES if s >= width)
+    words = struct.pack(f"<{len(offsets)}{code}", *offsets)
+    planes = b"".join(words[i::size] for i in range(width))
     trial = zstandard.ZstdCompressor(level=1)
     if len(trial.compress(planes)) < len(trial.compress(orjson.dumps(deltas["i"]))):
         return {"lo": low, "w": width, "p": planes}
@@ -276,8 +305,8 @@ def _float_column(values: list[float], base: dict[str, Any] | None = None) -> di
         coded = _decimals(values, e)
         if coded is None:
             continue
-        worst = max(abs(u) for u in coded[1])
-        if best is None or worst < max(abs(u) for u in best[2]):
+        worst = max(map(abs, coded[1]))
+        if best is None or worst < max(map(abs, best[2])):
             best = (e, *coded)
         if worst <= FEW_ULPS:
             break
@@ -300,21 +329,27 @@ def _decimals(values: list[float], e: int) -> tuple[list[int], list[int]] | None
     """(mantissas, steps) of `values` as decimals with e places, or None if
     one does not fit (not finite, too large, another sign, too many steps)."""
     scale = POW10[e]
-    if not all(math.isfinite(x) and abs(x) * scale < MAX_VALUE for x in values):
+    # Whole columns by C loops (map, min, max); x * scale grows with |x|,
+    # so the largest |x| alone decides the bound.
+    if not values:
+        return [], []
+    if not all(map(math.isfinite, values)):
         return None
-    mantissas = [round(x * scale) for x in values]
+    if max(map(abs, values)) * scale >= MAX_VALUE:
+        return None
+    mantissas = list(map(round, map(operator.mul, values, itertools.repeat(scale))))
     # The steps between floats of one sign are the differences of their bit
     # patterns read as integers: packed all at once, not float by float.
-    xs = _bits([*values])
-    ys = _bits([m / scale for m in mantissas])
-    ulps: list[int] = []
-    for bx, by in zip(xs, ys, strict=True):
-        if (bx < 0) != (by < 0):
-            return None
-        u = (bx & MAGNITUDE) - (by & MAGNITUDE)
-        if abs(u) > MAX_ULPS:
-            return None
-        ulps.append(u)
+    xs = _bits(values)
+    ys = _bits(list(map(operator.truediv, mantissas, itertools.repeat(scale))))
+    if min(map(operator.xor, xs, ys)) < 0:  # a sign bit differs
+        return None
+    magnitude = itertools.repeat(MAGNITUDE)
+    ulps = list(
+        map(operator.sub, map(operator.and_, xs, magnitude), map(operator.and_, ys, magnitude))
+    )
+    if min(ulps) < -MAX_ULPS or max(ulps) > MAX_ULPS:
+        return None
     return mantissas, ulps
 
 
@@ -324,4 +359,4 @@ def _bits(values: list[float]) -> tuple[int, ...]:
 
 
 def _deltas(values: Sequence[int]) -> list[int]:
-    return [values[0], *(b - a for a, b in itertools.pairwise(values))] if values else []
+    return [values[0], *map(operator.sub, values[1:], values[:-1])] if values else []
