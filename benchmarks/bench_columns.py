@@ -35,6 +35,8 @@ from typing import Any
 
 import orjson
 
+from tests.support.exact import tricky_payload
+
 BATCH = 2_000
 LIMIT = 1 << 26
 T0 = 1_796_598_690.0
@@ -76,34 +78,6 @@ def _anomaly(rng: random.Random, at: float) -> dict[str, Any]:
     }
 
 
-def _tricky(rng: random.Random, i: int) -> dict[str, Any]:
-    import struct
-
-    while True:  # any finite double, each bit pattern alike
-        bits: float = struct.unpack("<d", rng.getrandbits(64).to_bytes(8, "little"))[0]
-        if bits == bits and abs(bits) != float("inf"):
-            break
-    readings = [round(rng.gauss(50, 5), 2) for _ in range(100)]
-    payload: dict[str, Any] = {
-        "sensor": f"s{i % 37:04d}",
-        "mean": sum(readings) / len(readings),
-        "max": max(readings),
-        "bits": bits,
-        "tiny": [5e-324, 1e-310, 2.2250738585072014e-308][i % 3],
-        "huge": 1.7976931348623157e308 if i % 2 else -1.5e300,
-        "zero": -0.0 if i % 2 else 0.0,
-        "count": rng.randrange(-(2**63), 2**63) if i % 5 == 0 else i,
-        "flag": i % 3 == 0,
-        "name": rng.choice(["a", "line-7", "", "ü", "07"]),
-        "nested": {"x": [1, 2.5, None], "y": {"z": "w"}},
-        "nothing": None,
-    }
-    if i % 4 == 0:  # another shape: a key missing, the order changed
-        del payload["tiny"]
-        payload = dict(reversed(list(payload.items())))
-    return payload
-
-
 def batches() -> dict[str, list[_Record]]:
     rng = random.Random(18)
     summaries = [
@@ -123,7 +97,7 @@ def batches() -> dict[str, list[_Record]]:
     ]
     mixed = summaries[: BATCH - 10] + anomalies[:10]
     tricky = [
-        _Record(20_000 + i, "tricky", 5, T0 + i * 0.123456789, _tricky(rng, i))
+        _Record(20_000 + i, "tricky", 5, T0 + i * 0.123456789, tricky_payload(rng, i))
         for i in range(BATCH)
     ]
     return {"summaries": summaries, "anomalies": anomalies, "mixed": mixed, "tricky": tricky}

@@ -17,7 +17,7 @@ from fogline.protocol import (
     encode_columns,
 )
 from fogline.protocol._columns_encode import compress_text
-from tests.support.exact import exact, random_finite_float
+from tests.support.exact import exact, tricky_payload
 
 LIMIT = 1 << 24
 
@@ -43,28 +43,7 @@ def _stamp(seconds: float) -> dt.datetime:
 
 def _tricky_payloads(count: int) -> list[Any]:
     rng = random.Random(18)
-    out: list[Any] = []
-    for i in range(count):
-        readings = [round(rng.gauss(50, 5), 2) for _ in range(100)]
-        payload: dict[str, Any] = {
-            "sensor": f"s{i % 37:04d}",
-            "mean": sum(readings) / len(readings),  # a float a step or two off a decimal
-            "max": max(readings),
-            "bits": random_finite_float(rng),
-            "tiny": [5e-324, 1e-310, 2.2250738585072014e-308][i % 3],
-            "huge": 1.7976931348623157e308 if i % 2 else -1.5e300,
-            "zero": -0.0 if i % 2 else 0.0,
-            "count": rng.randrange(-(2**63), 2**64) if i % 5 == 0 else i,
-            "flag": i % 3 == 0,
-            "name": rng.choice(["a", "line-7", "", "ü", "07"]),
-            "nested": {"x": [1, 2.5, None], "y": {"z": "w"}},
-            "nothing": None,
-        }
-        if i % 4 == 0:  # another shape: a key missing, the order changed
-            del payload["tiny"]
-            payload = dict(reversed(list(payload.items())))
-        out.append(payload)
-    return out
+    return [tricky_payload(rng, i) for i in range(count)]
 
 
 def test_every_value_comes_back_bit_for_bit_with_its_type_and_key_order() -> None:
