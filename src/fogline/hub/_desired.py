@@ -180,12 +180,62 @@ def compile_for(
     exactly the fields it is given: the revision of every document compiled
     before the model existed is unchanged (tests/protocol/golden).
     """
-    compiled = compile_desired_state(deployments, effective_labels(device))
+    return DesiredCompiler(deployments, keys)(device)
+
+
+class DesiredCompiler:
+    """`compile_for` over many devices, compiling once per distinct input.
+
+    A device's document depends only on which deployments select it and on
+    the restarts its node honoured (plus the deployments and keys, the same
+    for every device here), not on the rest of its labels. An apply to
+    10,000 devices compiled, validated and hashed 10,000 documents that
+    came in a few hundred kinds; it now does each kind once. Devices of one
+    kind share the returned DesiredState: its document is not to be
+    modified (the store and the rollout copy it with `plain`).
+    """
+
+    def __init__(self, deployments: Sequence[Deployment], keys: Mapping[str, TrustedKey]) -> None:
+        self._deployments = list(deployments)
+        self._keys = keys
+        self._compiled: dict[
+            tuple[tuple[int, ...], tuple[tuple[str, int], ...]], tuple[DesiredState, str | None]
+        ] = {}
+
+    def __call__(self, device: DeviceRow) -> DesiredState:
+        labels = effective_labels(device)
+        selecting = tuple(
+            i
+            for i, deployment in enumerate(self._deployments)
+            if deployment.selector.matches(labels)
+        )
+        honoured = honoured_restarts(getattr(device, "reported", None))
+        key = (selecting, tuple(sorted(honoured.items())))
+        found = self._compiled.get(key)
+        if found is None:
+            layers = [self._deployments[i] for i in selecting]
+            found = self._compiled[key] = _compile(layers, labels, honoured, self._keys)
+        state, problem = found
+        if problem is not None:
+            # Only a deployment stored by some older hub without its releases
+            # resolved gets here. Served as compiled: the node refuses it and
+            # reports why, as it did before the contract was typed.
+            event(log, "desired.not_the_contract", logging.ERROR, device=device.id, error=problem)
+        return state
+
+
+def _compile(
+    layers: Sequence[Deployment],
+    labels: Mapping[str, str],
+    honoured: Mapping[str, int],
+    keys: Mapping[str, TrustedKey],
+) -> tuple[DesiredState, str | None]:
+    """One document, and why it is not the wire contract (None: it is)."""
+    compiled = compile_desired_state(layers, labels)
     document = plain(compiled.document)
     # The restart requests the node honoured stay in the document
     # (hub/_restart_healing.py): a recompile then changes nothing a restart
     # asked, and a node never asked keeps the revision it always had.
-    honoured = honoured_restarts(getattr(device, "reported", None))
     for entry in document.get("modules") or ():
         generation = honoured.get(str(entry.get("name"))) if isinstance(entry, dict) else None
         if generation:
@@ -195,14 +245,12 @@ def compile_for(
         scopes = key_scopes(keys)
         if scopes:
             document["releaseKeyScopes"] = scopes
+    problem = None
     try:
         document = DesiredDocument.model_validate(document).to_dict()
     except ValidationError as exc:
-        # Only a deployment stored by some older hub without its releases
-        # resolved gets here. Served as compiled: the node refuses it and
-        # reports why, as it did before the contract was typed.
-        event(log, "desired.not_the_contract", logging.ERROR, device=device.id, error=str(exc))
-    return DesiredState(revision_of(document), document)
+        problem = str(exc)
+    return DesiredState(revision_of(document), document), problem
 
 
 def honoured_restarts(reported: Mapping[str, Any] | None) -> dict[str, int]:
@@ -281,6 +329,10 @@ def store_desired_many(session: Session, states: Sequence[tuple[str, DesiredStat
         return 0
     last = next_desired_seq(session, len(changed))
     now = utcnow()
+    # Reading a document through the wire model is most of the cost of a
+    # replaced row, and thousands of rows hold a few revisions (the hash of
+    # their document): each revision's releases are read once.
+    refs: dict[str, list[dict[str, str]]] = {}
     for seq, (device_id, state) in enumerate(changed, start=last - len(changed) + 1):
         row = current.get(device_id)
         if row is None:
@@ -298,7 +350,9 @@ def store_desired_many(session: Session, states: Sequence[tuple[str, DesiredStat
                 )
             )
         else:
-            row.previous_releases = release_refs(row.document)
+            if row.revision not in refs:
+                refs[row.revision] = release_refs(row.document)
+            row.previous_releases = list(refs[row.revision])
             row.revision, row.document, row.updated_at = state.revision, plain(state.document), now
             row.seq = seq
     return len(changed)

@@ -11,6 +11,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -41,9 +42,9 @@ from ._audit import record_audit
 from ._clock import utcnow
 from ._desired import (
     DeploymentCache,
+    DesiredCompiler,
     TrustedKey,
     bump_generation,
-    compile_for,
     parse_deployments,
     plain,
     release_keys,
@@ -228,22 +229,29 @@ def prepare(
         select(DeviceRow).where(DeviceRow.revoked_at.is_(None)).order_by(DeviceRow.name)
     ).all()
     targets: dict[str, DesiredState] = {}
+    compile_for = DesiredCompiler(final, keys)
+    # A revision is the hash of its document: the changes between two
+    # revisions are computed once, however many devices make that move.
+    moves: dict[tuple[str | None, str], list[dict[str, Any]]] = {}
     for device in active:
-        state = targets[device.id] = compile_for(final, device, keys)
+        state = targets[device.id] = compile_for(device)
         before = current.get(device.id)
         if before is not None and before.revision == state.revision:
             continue
-        diff = diff_documents(before.document if before else None, state.document)
+        move = (before.revision if before else None, state.revision)
+        moved = moves.get(move)
+        if moved is None:
+            diff = diff_documents(before.document if before else None, state.document)
+            moved = moves[move] = [
+                {"path": c.path, "op": c.op, "old": plain(c.old), "new": plain(c.new)} for c in diff
+            ]
         devices.append(
             DeviceChange(
                 device_id=device.id,
                 name=device.name,
-                from_revision=before.revision if before else None,
+                from_revision=move[0],
                 to_revision=state.revision,
-                changes=[
-                    {"path": c.path, "op": c.op, "old": plain(c.old), "new": plain(c.new)}
-                    for c in diff
-                ],
+                changes=moved,
             )
         )
     plan = PlanResult(
