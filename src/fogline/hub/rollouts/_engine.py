@@ -204,6 +204,19 @@ def _start_wave(
     return started
 
 
+def _documents_of(session: Session, holders: Mapping[str, str]) -> dict[str, Any]:
+    """Revision -> the served document, read from one device that holds it
+    (`holders`: revision -> device id)."""
+    found: dict[str, Any] = {}
+    ids = sorted(holders.values())
+    for start in range(0, len(ids), ID_CHUNK):
+        query = select(DesiredStateRow.revision, DesiredStateRow.document).where(
+            DesiredStateRow.device_id.in_(ids[start : start + ID_CHUNK])
+        )
+        found.update(session.execute(query).tuples().all())
+    return found
+
+
 def start_rollout(
     session: Session,
     *,
@@ -225,10 +238,12 @@ def start_rollout(
     name order, when the caller compiled them already (an apply's plan did).
     """
     lock_rollouts(session, wait=True)
-    served = {
-        row.device_id: row
-        for row in session.scalars(select(DesiredStateRow).execution_options(**_FRESH))
-    }
+    # Revisions only: a revision is the hash of its document, so the
+    # documents the new members move from are read once per revision below,
+    # not once per device (decoding 10,000 documents was a tenth of an apply).
+    served: dict[str, str] = dict(
+        session.execute(select(DesiredStateRow.device_id, DesiredStateRow.revision)).tuples().all()
+    )
     if targets is None:
         devices = session.scalars(
             select(DeviceRow).where(DeviceRow.revoked_at.is_(None)).order_by(DeviceRow.name)
@@ -252,12 +267,17 @@ def start_rollout(
         .execution_options(**_FRESH)
     ).all()
     for other in active:
-        unfinished = [
-            m
-            # Only states and revisions are read here: the documents stay unloaded.
-            for m in _members(session, other.id, documents=False)
-            if m.state in (DeviceState.PENDING, DeviceState.UPDATING)
-        ]
+        # Three columns, not ORM rows: only states and revisions are read here.
+        unfinished = session.execute(
+            select(
+                RolloutDeviceRow.device_id,
+                RolloutDeviceRow.state,
+                RolloutDeviceRow.target_revision,
+            ).where(
+                RolloutDeviceRow.rollout_id == other.id,
+                RolloutDeviceRow.state.in_([DeviceState.PENDING.value, DeviceState.UPDATING.value]),
+            )
+        ).all()
         clash = bool(set(other.deployments) & set(deployments)) or any(
             m.device_id in targets and targets[m.device_id].revision != m.target_revision
             for m in unfinished
@@ -269,8 +289,7 @@ def start_rollout(
     changed = [
         device_id
         for device_id, target in targets.items()
-        if device_id not in held
-        and (device_id not in served or served[device_id].revision != target.revision)
+        if device_id not in held and served.get(device_id) != target.revision
     ]
     if not changed and not deployments:
         return None
@@ -326,6 +345,7 @@ def start_rollout(
     # One executemany of plain rows, not an ORM object each: building and
     # flushing 10,000 objects was a second of an apply's CPU. Only the first
     # wave's rows come back as objects, to be started below.
+    previous_documents = _documents_of(session, {served[d]: d for d in changed if d in served})
     members: list[dict[str, Any]] = []
     for index, device_id in enumerate(changed):
         before = served.get(device_id)
@@ -338,8 +358,10 @@ def start_rollout(
                 "state": DeviceState.PENDING.value,
                 "target_revision": target.revision,
                 "target_document": copy(target.revision, target.document),
-                "previous_revision": before.revision if before else None,
-                "previous_document": (copy(before.revision, before.document) if before else None),
+                "previous_revision": before,
+                "previous_document": (
+                    copy(before, previous_documents[before]) if before is not None else None
+                ),
                 "started_at": None,
                 "healthy_since": None,
                 "reason": None,
