@@ -38,13 +38,10 @@ def _sync(hub: HubProcess, name: str) -> dict[str, Any]:
 def test_a_clean_stop_logs_no_error_and_a_failed_update_names_its_release_once(
     hub: HubProcess, tmp_path: Path
 ) -> None:
-    keys = tmp_path / "keys"
-    hub.cli(
-        "apply", "-f", "-", input_text=hub.cli("keys", "create", "ci", "--dir", str(keys)).stdout
-    )
+    key = hub.trust_new_key(tmp_path / "keys")
     port = free_port()
-    release(hub, tmp_path, keys / "ci.key", "1.0.0", port)
-    release(hub, tmp_path, keys / "ci.key", "2.0.0", port, broken=True)
+    release(hub, tmp_path, key, "1.0.0", port)
+    release(hub, tmp_path, key, "2.0.0", port, broken=True)
     manifest = tmp_path / "web.yaml"
     manifest.write_text(deployment("1.0.0"))
     hub.cli("apply", "-f", str(manifest))

@@ -69,14 +69,11 @@ def _update(hub: HubProcess, device: str) -> dict | None:
 def test_an_update_whose_health_port_is_answered_by_another_process_is_rolled_back(
     hub: HubProcess, tmp_path: Path
 ) -> None:
-    keys = tmp_path / "keys"
-    hub.cli(
-        "apply", "-f", "-", input_text=hub.cli("keys", "create", "ci", "--dir", str(keys)).stdout
-    )
+    key = hub.trust_new_key(tmp_path / "keys")
     good_port, taken_port = free_port(), free_port()
-    release(hub, tmp_path, keys / "ci.key", "1.0.0", good_port)
+    release(hub, tmp_path, key, "1.0.0", good_port)
     # A grace long enough for a loaded machine to run v2 into its failed bind.
-    release(hub, tmp_path, keys / "ci.key", "2.0.0", taken_port, start_grace="3s")
+    release(hub, tmp_path, key, "2.0.0", taken_port, start_grace="3s")
     agent = AgentProcess(tmp_path / "node", hub, "gate-1", hub.create_claim())
     agent.start()
     manifest = tmp_path / "web.yaml"

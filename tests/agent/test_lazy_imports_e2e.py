@@ -59,12 +59,9 @@ def _reported(hub: HubProcess, name: str) -> bool:
 def test_the_update_code_is_imported_when_an_update_comes_not_before(
     hub: HubProcess, tmp_path: Path
 ) -> None:
-    keys = tmp_path / "keys"
-    hub.cli(
-        "apply", "-f", "-", input_text=hub.cli("keys", "create", "ci", "--dir", str(keys)).stdout
-    )
+    key = hub.trust_new_key(tmp_path / "keys")
     port = free_port()
-    release(hub, tmp_path, keys / "ci.key", "1.0.0", port)
+    release(hub, tmp_path, key, "1.0.0", port)
     agent = AgentProcess(
         tmp_path / "node", hub, "lazy-1", hub.create_claim(), env={"PYTHONPROFILEIMPORTTIME": "1"}
     )

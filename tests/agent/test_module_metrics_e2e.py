@@ -177,13 +177,10 @@ def _running(hub: HubProcess, version: str) -> bool:
 def test_a_wave_is_judged_on_a_series_the_module_exposes_fail_then_pass(
     hub: HubProcess, tmp_path: Path
 ) -> None:
-    keys = tmp_path / "keys"
-    hub.cli(
-        "apply", "-f", "-", input_text=hub.cli("keys", "create", "ci", "--dir", str(keys)).stdout
-    )
+    key = hub.trust_new_key(tmp_path / "keys")
     port = free_port()
     for version in RATES:
-        _release(hub, tmp_path, keys / "ci.key", version, port)
+        _release(hub, tmp_path, key, version, port)
     claim = hub.create_claim(labels="site=fake", max_uses=7)
     fakes = FakeNodes([enroll_device(hub, claim, f"fake-{i}", tmp_path) for i in range(7)])
     agent = AgentProcess(tmp_path / "node", hub, "real-1", hub.create_claim(labels="site=real"))

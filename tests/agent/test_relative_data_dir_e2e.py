@@ -36,12 +36,9 @@ def _served(port: int) -> dict | None:
 def test_a_module_of_an_agent_with_a_relative_data_dir_opens_its_config_and_home(
     hub: HubProcess, tmp_path: Path
 ) -> None:
-    keys = tmp_path / "keys"
-    hub.cli(
-        "apply", "-f", "-", input_text=hub.cli("keys", "create", "ci", "--dir", str(keys)).stdout
-    )
+    key = hub.trust_new_key(tmp_path / "keys")
     port = free_port()
-    release(hub, tmp_path, keys / "ci.key", "1.0.0", port)
+    release(hub, tmp_path, key, "1.0.0", port)
     workdir = tmp_path / "operator-shell"
     workdir.mkdir()
     # The agent runs in `workdir` and is told `--data-dir node`.

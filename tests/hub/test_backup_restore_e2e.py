@@ -119,12 +119,9 @@ def test_a_fleet_keeps_working_after_its_hub_is_destroyed_and_restored_mid_rollo
     pg_server = request.getfixturevalue("postgres_server") if backend == "postgresql" else None
     old_db = create_database(pg_server, f"old_{uuid.uuid4().hex[:10]}") if pg_server else None
     hub = start_hub(tmp_path / "old" / "hub", db_url=old_db)
-    keys = tmp_path / "keys"
-    hub.cli(
-        "apply", "-f", "-", input_text=hub.cli("keys", "create", "ci", "--dir", str(keys)).stdout
-    )
+    key = hub.trust_new_key(tmp_path / "keys")
     for version in ("1.0.0", "2.0.0"):
-        _push_idle(hub, tmp_path, keys / "ci.key", version)
+        _push_idle(hub, tmp_path, key, version)
     claim = hub.create_claim(max_uses=len(NODES))
     agents = [AgentProcess(tmp_path / "nodes" / n, hub, n, claim) for n in NODES]
     for agent in agents:

@@ -56,10 +56,7 @@ DEPLOYMENT = textwrap.dedent("""\
 
 
 def _push_leaky_release(hub: HubProcess, tmp_path: Path) -> None:
-    keys = tmp_path / "keys"
-    hub.cli(
-        "apply", "-f", "-", input_text=hub.cli("keys", "create", "ci", "--dir", str(keys)).stdout
-    )
+    key = hub.trust_new_key(tmp_path / "keys")
     source = tmp_path / "leaky-src"
     source.mkdir()
     (source / "leak.py").write_text(LEAK)
@@ -77,7 +74,7 @@ def _push_leaky_release(hub: HubProcess, tmp_path: Path) -> None:
     )
     archive = tmp_path / "leaky.tar.zst"
     hub.cli("release", "build", str(source), "-o", str(archive))
-    hub.cli("release", "sign", str(archive), "--key", str(keys / "ci.key"))
+    hub.cli("release", "sign", str(archive), "--key", str(key))
     hub.cli("release", "push", str(archive))
 
 

@@ -226,6 +226,13 @@ class HubProcess:
             )
         return result
 
+    def trust_new_key(self, directory: Path, name: str = "ci") -> Path:
+        """Create a release key pair in `directory` and apply its ReleaseKey
+        document: releases signed with the returned key are trusted."""
+        document = self.cli("keys", "create", name, "--dir", str(directory)).stdout
+        self.cli("apply", "-f", "-", input_text=document)
+        return directory / f"{name}.key"
+
     def create_claim(self, *, labels: str = "", max_uses: int = 10, expires: str = "1h") -> str:
         return self.cli(
             "claim", "create", "--labels", labels, "--max-uses", str(max_uses), "--expires", expires
