@@ -21,21 +21,12 @@ import time
 from pathlib import Path
 
 from benchmarks._common import git_revision, machine, median, table
+from benchmarks.bench_apply_load import DEPLOYMENT
 from fogline.hub._db import make_engine, make_session_factory, sqlite_url, upgrade_schema
 from fogline.hub._desired import DeploymentCache
 from fogline.hub._manifests import apply, prepare
 from fogline.protocol import ManifestFile, ManifestRequest
 from tests.support.inventory import fleet_devices, insert_devices
-
-DEPLOYMENT = """\
-apiVersion: fogline.dev/v1
-kind: Deployment
-metadata: {name: everyone}
-spec:
-  selector: {matchLabels: {env: prod}}
-  config: {greeting: GREETING}
-  rollout: {waves: ["10%", "100%"], bake: 1h}
-"""
 
 
 def main() -> None:

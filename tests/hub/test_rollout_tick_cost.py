@@ -96,23 +96,28 @@ def test_idle_tick_takes_no_write_lock_and_reads_no_device(hub_db):
     assert len(sql) == 1, sql
 
 
+def _start_round_one(session, ids):
+    """Start a rollout of `web` sending every device in `ids` round 1; its id."""
+    targets = {i: DesiredState("new", {"config": {"round": 1}}) for i in ids}
+    rollout = start_rollout(
+        session,
+        actor="test",
+        deployments=["web"],
+        final=[],
+        keys={},
+        policy=DEFAULT_POLICY,
+        previous={},
+        targets=targets,
+    )
+    assert rollout is not None
+    return rollout.id
+
+
 def test_running_tick_reads_only_devices_whose_verdict_can_change(hub_db):
     engine, sessions = hub_db
     ids = _fleet(sessions, dt.datetime.now(dt.UTC))
     with sessions() as session, session.begin():
-        targets = {i: DesiredState("new", {"config": {"round": 1}}) for i in ids}
-        rollout = start_rollout(
-            session,
-            actor="test",
-            deployments=["web"],
-            final=[],
-            keys={},
-            policy=DEFAULT_POLICY,
-            previous={},
-            targets=targets,
-        )
-        assert rollout is not None
-        rollout_id = rollout.id
+        rollout_id = _start_round_one(session, ids)
     statements = _Statements(engine)
 
     # Nobody applied yet: no member document, device report or desired
@@ -165,19 +170,7 @@ def test_a_waiting_device_past_its_wave_timeout_is_still_judged(hub_db):
     now = dt.datetime.now(dt.UTC)
     ids = _fleet(sessions, now)
     with sessions() as session, session.begin():
-        targets = {i: DesiredState("new", {"config": {"round": 1}}) for i in ids}
-        rollout = start_rollout(
-            session,
-            actor="test",
-            deployments=["web"],
-            final=[],
-            keys={},
-            policy=DEFAULT_POLICY,
-            previous={},
-            targets=targets,
-        )
-        assert rollout is not None
-        rollout_id = rollout.id
+        rollout_id = _start_round_one(session, ids)
         # The first device started its update long ago and went offline.
         long_ago = now - dt.timedelta(seconds=DEFAULT_POLICY.wave_timeout_s + 60)
         session.execute(
