@@ -14,7 +14,7 @@ from concurrent.futures import Future
 import httpx
 import pytest
 
-from fogline.hub._desired import DesiredNotifier
+from fogline.hub._desired_watch import DesiredNotifier
 from tests.support import device as test_device
 from tests.support.device import enroll_device
 from tests.support.processes import HubProcess, start_hub, start_replica, wait_until_async

@@ -12,7 +12,8 @@ from fogline.manifest import BlockValidators
 from fogline.security import CertificateAuthority
 
 from ._alerts import AlertThresholds
-from ._desired import DeploymentCache, DesiredNotifier
+from ._desired import DeploymentCache
+from ._desired_watch import DesiredNotifier
 from ._forecast import ForecastSettings
 from ._health import HealthRetention
 from ._metrics import HubMetrics
