@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from fogline._lazy import lazy_exports
 
-from ._digest import sha256_file
+from ._digest import DIGEST_RE, is_digest, sha256_file
 from ._errors import (
     ArtifactError,
     ModuleSpecError,
@@ -111,6 +111,7 @@ __all__ = [
     "AGENT_MODULE",
     "DEFAULT_MAX_INSTALL_BYTES",
     "DEFAULT_MAX_INSTALL_FILES",
+    "DIGEST_RE",
     "MAX_PATH_DEPTH",
     "MODULE_FILE",
     "SBOM_FILE",
@@ -138,6 +139,7 @@ __all__ = [
     "delete_tree",
     "find_unpack_leftovers",
     "generate_release_key",
+    "is_digest",
     "key_id",
     "load_module_spec",
     "load_private_key",

@@ -15,13 +15,17 @@ from typing import Any, Final
 
 import orjson
 
-from fogline.artifact import DEFAULT_MAX_INSTALL_BYTES, DEFAULT_MAX_INSTALL_FILES, parse_semver
+from fogline.artifact import (
+    DEFAULT_MAX_INSTALL_BYTES,
+    DEFAULT_MAX_INSTALL_FILES,
+    is_digest,
+    parse_semver,
+)
 
 from ._errors import InvalidTargetError
 from ._states import State
 
 _NAME_RE: Final = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?", re.ASCII)
-_DIGEST_RE: Final = re.compile(r"sha256:[0-9a-f]{64}", re.ASCII)
 _ENV_NAME_RE: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}", re.ASCII)
 MAX_SIGNATURE_BYTES: Final = 4096  # the artifact package's envelope limit
 MAX_CONFIG_BYTES: Final = 256 * 1024
@@ -64,7 +68,7 @@ class ReleaseTarget:
             raise InvalidTargetError("version", str(exc)) from None
         if canonical != self.version:
             raise InvalidTargetError("version", f"not canonical: {self.version!r}")
-        if not isinstance(self.digest, str) or not _DIGEST_RE.fullmatch(self.digest):
+        if not is_digest(self.digest):
             raise InvalidTargetError(
                 "digest", f"must be sha256:<64 lowercase hex>, got {str(self.digest)[:80]!r}"
             )

@@ -13,8 +13,10 @@ _removal    removing releases and release keys, refused while something needs th
 _errors     ReleaseRejectedError and the table of its codes
 """
 
+from fogline.artifact import DIGEST_RE
+
 from ._agents import check_agent_refs
-from ._artifacts import DIGEST_RE, ArtifactStore, StagedArtifact, check_digest
+from ._artifacts import ArtifactStore, StagedArtifact, check_digest
 from ._deltas import DeltaCache, DeltaSettings, remove_deltas
 from ._errors import ReleaseRejectedError
 from ._gate import (

@@ -3,7 +3,6 @@
 import contextlib
 import hashlib
 import os
-import re
 import tempfile
 import time
 from collections.abc import AsyncIterator
@@ -14,11 +13,10 @@ from typing import Final
 from starlette.concurrency import run_in_threadpool
 
 from fogline._durable import fsync_dir, make_dirs, write_all
-from fogline.artifact import delete_tree, find_unpack_leftovers
+from fogline.artifact import DIGEST_RE, delete_tree, find_unpack_leftovers
 
 from ._errors import ReleaseRejectedError
 
-DIGEST_RE: Final = re.compile(r"sha256:[0-9a-f]{64}", re.ASCII)  # always fullmatch
 # Upload chunks are gathered into blocks this big before a worker thread
 # hashes and writes them: few thread hops, bounded memory per upload.
 _WRITE_BLOCK: Final = 1024 * 1024

@@ -12,12 +12,11 @@ from typing import Any, Final
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
-from fogline.artifact import parse_semver
+from fogline.artifact import DIGEST_RE, parse_semver
 from fogline.manifest import BlockError, ManifestError, Origin, Problem
 from fogline.protocol import DesiredDocument
 
 from .._schema import ReleaseRow
-from ._artifacts import DIGEST_RE
 from ._registry import find_by_digest, find_release
 
 _MODULE_KEYS: Final = ("name", "release", "config", "env", "allowDowngrade")
