@@ -26,9 +26,12 @@ KEYS = {
     "web-team": TrustedKey("11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=", ("web-*",)),
 }
 CANARY = SimpleNamespace(
-    labels={"site": "berlin", "ring": "canary"}, platform_labels={"fogline.dev/os": "linux"}
+    id="canary",
+    labels={"site": "berlin", "ring": "canary"},
+    platform_labels={"fogline.dev/os": "linux"},
+    reported=None,
 )
-PARIS = SimpleNamespace(labels={"site": "paris"}, platform_labels={})
+PARIS = SimpleNamespace(id="paris", labels={"site": "paris"}, platform_labels={}, reported=None)
 
 
 def _resolved(deployment: Deployment) -> Deployment:

@@ -31,7 +31,7 @@ from fogline.manifest import (
 from fogline.protocol import DesiredDocument, SyncReport, SyncStatus
 
 from ._clock import utcnow
-from ._device_labels import effective_labels
+from ._device_labels import LabelledDevice, effective_labels
 from ._schema import (
     DeploymentRow,
     DesiredStateRow,
@@ -41,6 +41,10 @@ from ._schema import (
 )
 
 log = logging.getLogger("fogline.hub.desired")
+
+# Device ids per `IN (...)` when reading rows in bulk: well under SQLite's
+# and PostgreSQL's bind parameter limits.
+ID_CHUNK: Final = 500
 
 
 def plain(value: Any) -> Any:
@@ -168,8 +172,57 @@ def key_scopes(keys: Mapping[str, TrustedKey]) -> dict[str, list[str]]:
     }
 
 
+class CompiledDevice(LabelledDevice, Protocol):
+    """What compiling reads of a device: a DeviceRow, or a row of just these
+    columns (an apply to the whole fleet reads no more than this)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def reported(self) -> Mapping[str, Any] | None: ...
+
+
+COMPILE_COLUMNS: Final = (
+    DeviceRow.id,
+    DeviceRow.labels,
+    DeviceRow.platform_labels,
+    DeviceRow.reported,
+)
+
+
+def active_devices(session: Session) -> Sequence[Any]:
+    """Every device not revoked, by name: its name and what compiling reads
+    (rows of columns, not ORM objects: an apply reads the whole fleet)."""
+    query = (
+        select(DeviceRow.name, *COMPILE_COLUMNS)
+        .where(DeviceRow.revoked_at.is_(None))
+        .order_by(DeviceRow.name)
+    )
+    return session.execute(query).all()
+
+
+def served_revisions(session: Session) -> dict[str, str]:
+    """Device id -> the revision it is served now."""
+    query = select(DesiredStateRow.device_id, DesiredStateRow.revision)
+    return dict(session.execute(query).tuples().all())
+
+
+def served_documents(session: Session, holders: Mapping[str, str]) -> dict[str, Any]:
+    """Revision -> the served document, read from one device that holds it
+    (`holders`: revision -> device id). A revision is the hash of its
+    document: decoding every device's copy was a tenth of an apply."""
+    found: dict[str, Any] = {}
+    ids = sorted(holders.values())
+    for start in range(0, len(ids), ID_CHUNK):
+        query = select(DesiredStateRow.revision, DesiredStateRow.document).where(
+            DesiredStateRow.device_id.in_(ids[start : start + ID_CHUNK])
+        )
+        found.update(session.execute(query).tuples().all())
+    return found
+
+
 def compile_for(
-    deployments: Sequence[Deployment], device: DeviceRow, keys: Mapping[str, TrustedKey]
+    deployments: Sequence[Deployment], device: CompiledDevice, keys: Mapping[str, TrustedKey]
 ) -> DesiredState:
     """The device's desired state; with modules, it also carries the release
     keys the node must verify them with, and their scopes.
@@ -200,14 +253,14 @@ class DesiredCompiler:
             tuple[tuple[int, ...], tuple[tuple[str, int], ...]], tuple[DesiredState, str | None]
         ] = {}
 
-    def __call__(self, device: DeviceRow) -> DesiredState:
+    def __call__(self, device: CompiledDevice) -> DesiredState:
         labels = effective_labels(device)
         selecting = tuple(
             i
             for i, deployment in enumerate(self._deployments)
             if deployment.selector.matches(labels)
         )
-        honoured = honoured_restarts(getattr(device, "reported", None))
+        honoured = honoured_restarts(device.reported)
         key = (selecting, tuple(sorted(honoured.items())))
         found = self._compiled.get(key)
         if found is None:
@@ -294,11 +347,6 @@ def store_desired(session: Session, device: DeviceRow, state: DesiredState) -> b
     (`previous_releases`): it may be moving between the two.
     """
     return store_desired_many(session, [(device.id, state)]) == 1
-
-
-# Device ids per `IN (...)` when reading rows in bulk: well under SQLite's
-# and PostgreSQL's bind parameter limits.
-ID_CHUNK: Final = 500
 
 
 def store_desired_many(session: Session, states: Sequence[tuple[str, DesiredState]]) -> int:

@@ -44,16 +44,17 @@ from ._desired import (
     DeploymentCache,
     DesiredCompiler,
     TrustedKey,
+    active_devices,
     bump_generation,
     parse_deployments,
     plain,
     release_keys,
+    served_documents,
+    served_revisions,
 )
 from ._schema import (
     ClaimRow,
     DeploymentRow,
-    DesiredStateRow,
-    DeviceRow,
     ReleaseKeyRow,
     VulnPolicyRow,
 )
@@ -224,32 +225,33 @@ def prepare(
     )
 
     devices: list[DeviceChange] = []
-    current = {row.device_id: row for row in session.scalars(select(DesiredStateRow)).all()}
-    active = session.scalars(
-        select(DeviceRow).where(DeviceRow.revoked_at.is_(None)).order_by(DeviceRow.name)
-    ).all()
+    served = served_revisions(session)
     targets: dict[str, DesiredState] = {}
     compile_for = DesiredCompiler(final, keys)
-    # A revision is the hash of its document: the changes between two
-    # revisions are computed once, however many devices make that move.
-    moves: dict[tuple[str | None, str], list[dict[str, Any]]] = {}
-    for device in active:
+    moving: list[tuple[str, str, str | None, DesiredState]] = []
+    for device in active_devices(session):
         state = targets[device.id] = compile_for(device)
-        before = current.get(device.id)
-        if before is not None and before.revision == state.revision:
-            continue
-        move = (before.revision if before else None, state.revision)
+        before = served.get(device.id)
+        if before != state.revision:
+            moving.append((device.id, device.name, before, state))
+    # A revision is the hash of its document: each document moved from is
+    # read once, and the changes between two revisions are computed once,
+    # however many devices make that move.
+    previous = served_documents(session, {r: d for d, _n, r, _s in moving if r is not None})
+    moves: dict[tuple[str | None, str], list[dict[str, Any]]] = {}
+    for device_id, name, before, state in moving:
+        move = (before, state.revision)
         moved = moves.get(move)
         if moved is None:
-            diff = diff_documents(before.document if before else None, state.document)
+            diff = diff_documents(previous.get(before) if before else None, state.document)
             moved = moves[move] = [
                 {"path": c.path, "op": c.op, "old": plain(c.old), "new": plain(c.new)} for c in diff
             ]
         devices.append(
             DeviceChange(
-                device_id=device.id,
-                name=device.name,
-                from_revision=move[0],
+                device_id=device_id,
+                name=name,
+                from_revision=before,
                 to_revision=state.revision,
                 changes=moved,
             )

@@ -31,8 +31,11 @@ from .._desired import (
     ID_CHUNK,
     DesiredCompiler,
     TrustedKey,
+    active_devices,
     bump_generation,
     plain,
+    served_documents,
+    served_revisions,
     store_desired_many,
     stored_document,
 )
@@ -204,19 +207,6 @@ def _start_wave(
     return started
 
 
-def _documents_of(session: Session, holders: Mapping[str, str]) -> dict[str, Any]:
-    """Revision -> the served document, read from one device that holds it
-    (`holders`: revision -> device id)."""
-    found: dict[str, Any] = {}
-    ids = sorted(holders.values())
-    for start in range(0, len(ids), ID_CHUNK):
-        query = select(DesiredStateRow.revision, DesiredStateRow.document).where(
-            DesiredStateRow.device_id.in_(ids[start : start + ID_CHUNK])
-        )
-        found.update(session.execute(query).tuples().all())
-    return found
-
-
 def start_rollout(
     session: Session,
     *,
@@ -241,15 +231,10 @@ def start_rollout(
     # Revisions only: a revision is the hash of its document, so the
     # documents the new members move from are read once per revision below,
     # not once per device (decoding 10,000 documents was a tenth of an apply).
-    served: dict[str, str] = dict(
-        session.execute(select(DesiredStateRow.device_id, DesiredStateRow.revision)).tuples().all()
-    )
+    served = served_revisions(session)
     if targets is None:
-        devices = session.scalars(
-            select(DeviceRow).where(DeviceRow.revoked_at.is_(None)).order_by(DeviceRow.name)
-        ).all()
         compile_for = DesiredCompiler(final, keys)
-        targets = {device.id: compile_for(device) for device in devices}
+        targets = {device.id: compile_for(device) for device in active_devices(session)}
     rollout_id = f"ro-{uuid4().hex[:10]}"
     # Quarantined devices keep what they run: a rollout skips them until an
     # operator lifts the quarantine (hub/_self_healing.py).
@@ -345,7 +330,7 @@ def start_rollout(
     # One executemany of plain rows, not an ORM object each: building and
     # flushing 10,000 objects was a second of an apply's CPU. Only the first
     # wave's rows come back as objects, to be started below.
-    previous_documents = _documents_of(session, {served[d]: d for d in changed if d in served})
+    previous_documents = served_documents(session, {served[d]: d for d in changed if d in served})
     members: list[dict[str, Any]] = []
     for index, device_id in enumerate(changed):
         before = served.get(device_id)
