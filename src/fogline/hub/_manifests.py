@@ -36,7 +36,6 @@ from fogline.protocol import (
     ManifestRequest,
     PlanResult,
 )
-from fogline.security import CLAIM_PREFIX, new_token
 
 from ._audit import record_audit
 from ._clock import utcnow
@@ -52,11 +51,9 @@ from ._desired import (
     served_documents,
     served_revisions,
 )
+from ._manifest_kinds import apply_claims, apply_policies, apply_release_keys
 from ._schema import (
-    ClaimRow,
     DeploymentRow,
-    ReleaseKeyRow,
-    VulnPolicyRow,
 )
 from .releases import (
     archive_kind,
@@ -303,9 +300,9 @@ def apply(
         row = session.get(DeploymentRow, name)
         if row is not None:
             session.delete(row)
-    key_actions = _apply_release_keys(session, prepared.manifests)
-    policy_actions = _apply_policies(session, prepared.manifests, applied_by)
-    tokens, claim_actions = _apply_claims(session, prepared.manifests)
+    key_actions = apply_release_keys(session, prepared.manifests)
+    policy_actions = apply_policies(session, prepared.manifests, applied_by)
+    tokens, claim_actions = apply_claims(session, prepared.manifests)
     bump_generation(session)
     session.flush()
     # The target names everything the apply changed, by kind for keys and
@@ -354,98 +351,6 @@ def apply(
     )
     cache.invalidate()
     return Applied(tokens, [rollout.id] if rollout is not None else [])
-
-
-def _apply_release_keys(session: Session, manifests: ManifestSet) -> dict[str, str]:
-    """Write the ReleaseKeys; returns what happened to each: create, update or unchanged."""
-    actions: dict[str, str] = {}
-    now = utcnow()
-    for key in manifests.release_keys:
-        encoded = base64.b64encode(key.public_key).decode()
-        row = session.get(ReleaseKeyRow, key.name)
-        modules = list(key.modules) if key.modules is not None else None
-        if row is None:
-            session.add(
-                ReleaseKeyRow(name=key.name, public_key=encoded, applied_at=now, modules=modules)
-            )
-            actions[key.name] = "create"
-        elif (row.public_key, row.modules) != (encoded, modules):
-            row.public_key, row.applied_at, row.modules = encoded, now, modules
-            actions[key.name] = "update"
-        else:
-            actions[key.name] = "unchanged"
-    return actions
-
-
-def _apply_policies(session: Session, manifests: ManifestSet, applied_by: str) -> dict[str, str]:
-    """Write the VulnerabilityPolicies; each change is audited with its
-    exceptions (advisory, reason, expiry) before and after."""
-    actions: dict[str, str] = {}
-    now = utcnow()
-    for policy in manifests.vulnerability_policies:
-        document = policy.to_document()
-        row = session.get(VulnPolicyRow, policy.name)
-        before = row.document if row is not None else None
-        if row is None:
-            session.add(
-                VulnPolicyRow(
-                    name=policy.name, document=document, applied_at=now, applied_by=applied_by
-                )
-            )
-            actions[policy.name] = "create"
-        elif canonical_json(row.document) != canonical_json(document):
-            row.document, row.applied_at, row.applied_by = document, now, applied_by
-            actions[policy.name] = "update"
-        else:
-            actions[policy.name] = "unchanged"
-            continue
-        record_audit(
-            session,
-            applied_by,
-            "vulnerability-policy.apply",
-            policy.name,
-            exceptions=document["spec"]["exceptions"],
-            before=before,
-            after=document,
-        )
-    return actions
-
-
-def _apply_claims(
-    session: Session, manifests: ManifestSet
-) -> tuple[dict[str, str], dict[str, str]]:
-    """Write the ProvisioningClaims; returns new claims' tokens and what happened to each."""
-    tokens: dict[str, str] = {}
-    actions: dict[str, str] = {}
-    now = utcnow()
-    for claim in manifests.claims:
-        row = session.scalar(select(ClaimRow).where(ClaimRow.name == claim.name))
-        expires_at = claim.expires_at(now)
-        if row is None:
-            token = new_token(CLAIM_PREFIX)
-            session.add(
-                ClaimRow(
-                    id=token.token_id,
-                    name=claim.name,
-                    secret_hash=token.secret_hash,
-                    labels=dict(claim.labels),
-                    names=list(claim.names),
-                    max_uses=claim.max_uses,
-                    uses=0,
-                    created_at=now,
-                    expires_at=expires_at,
-                )
-            )
-            tokens[claim.name] = token.token
-            actions[claim.name] = "create"
-        else:
-            wanted = (dict(claim.labels), list(claim.names), claim.max_uses, expires_at)
-            # `expires: 7d` moves with every apply: that is an update too.
-            same = (row.labels, list(row.names or ()), row.max_uses, row.expires_at) == wanted
-            row.labels, row.names = dict(claim.labels), list(claim.names)
-            row.max_uses, row.expires_at = claim.max_uses, expires_at
-            actions[claim.name] = "unchanged" if same else "update"
-    return tokens, actions
 
 
 def delete_deployment(session: Session, name: str, cache: DeploymentCache, deleted_by: str) -> bool:
