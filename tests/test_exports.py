@@ -410,6 +410,7 @@ EXPECTED: Final[dict[str, list[str]]] = {
         "HubRejectedError",
         "HubStatusError",
         "HubUnreachableError",
+        "ResumingContext",
         "error_class",
         "error_for_exception",
         "error_for_response",
@@ -417,6 +418,7 @@ EXPECTED: Final[dict[str, list[str]]] = {
         "map_transport_errors",
         "parse_retry_after",
         "raise_for_response",
+        "resuming_client_context",
     ],
     "fogline.manifest": [
         "API_VERSION",

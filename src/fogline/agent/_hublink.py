@@ -1,6 +1,5 @@
 """The agent's connection to the hub: enrollment, then mTLS for everything else."""
 
-import ssl
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, TypeAlias, TypeVar
@@ -8,7 +7,13 @@ from typing import Any, TypeAlias, TypeVar
 import httpx
 from pydantic import BaseModel
 
-from fogline.hubclient import HubUnreachableError, map_transport_errors, raise_for_response
+from fogline.hubclient import (
+    HubUnreachableError,
+    ResumingContext,
+    map_transport_errors,
+    raise_for_response,
+    resuming_client_context,
+)
 from fogline.protocol import DesiredStateDoc, parse_desired_state
 
 from ._identity import Identity
@@ -20,8 +25,11 @@ M = TypeVar("M", bound=BaseModel)
 TransportWrapper: TypeAlias = Callable[[httpx.AsyncBaseTransport], httpx.AsyncBaseTransport]
 
 
-def _tls_context(ca_path: Path, identity: Identity | None) -> ssl.SSLContext:
-    context = ssl.create_default_context(cafile=str(ca_path))
+def _tls_context(ca_path: Path, identity: Identity | None) -> ResumingContext:
+    # Resumes the last session with the hub: a node whose idle connection was
+    # closed skips the full handshake. A new context (a renewal, a new CA
+    # bundle) starts without sessions: a session carries the old certificate.
+    context = resuming_client_context(ca_path)
     if identity is not None:
         context.load_cert_chain(str(identity.cert_path), str(identity.key_path))
     return context
@@ -36,7 +44,7 @@ class HubTls:
         self._context = _tls_context(identity.ca_path, identity)
         self.generation = 0
 
-    def context(self) -> ssl.SSLContext:
+    def context(self) -> ResumingContext:
         return self._context
 
     def reload(self) -> None:

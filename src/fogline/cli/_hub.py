@@ -191,6 +191,21 @@ def serve_command(
             "off: every update downloads the full archive."
         ),
     ] = True,
+    tls_tickets: Annotated[
+        bool,
+        typer.Option(
+            help="Issue TLS session tickets, encrypted with keys every worker and replica "
+            "derives from DATA_DIR/tls/ticket-secret, so a device that reconnects resumes "
+            "instead of a full handshake; off: a full handshake per connection."
+        ),
+    ] = True,
+    tls_ticket_period: Annotated[
+        str,
+        typer.Option(
+            help="How long one ticket key is used (e.g. 1h); a ticket is accepted at most "
+            "that long and not after the key changes."
+        ),
+    ] = "1h",
 ) -> None:
     """Serve the hub API over HTTPS (mTLS for devices, tokens for operators).
 
@@ -231,6 +246,15 @@ def serve_command(
         timestamp_ttl_s = parse_duration(tuf_timestamp_expiry)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--tuf-timestamp-expiry") from None
+    try:
+        ticket_period_s = parse_duration(tls_ticket_period)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--tls-ticket-period") from None
+    if not 1 <= ticket_period_s <= 7 * 86400:
+        raise typer.BadParameter(
+            f"must be between 1s and 7d (got {tls_ticket_period!r})",
+            param_hint="--tls-ticket-period",
+        )
     health = _health_retention(health_raw_retention, health_rollup_step, health_rollup_retention)
     alerts = _alert_thresholds(
         AlertFlags(
@@ -292,6 +316,8 @@ def serve_command(
             limits=limits,
             metrics_listen=metrics_address,
             ca_key_passphrase=read_passphrase(ca_key_passphrase_file),
+            tls_tickets=tls_tickets,
+            ticket_period_s=ticket_period_s,
         )
     )
 

@@ -149,8 +149,10 @@ class Acceptor:
         table: ConnectionTable,
         limits: ConnectionLimits,
         make_protocol: Callable[[], GuardedHttpToolsProtocol],
+        on_handshake: Callable[[bool], None] | None = None,
     ) -> None:
         self._listener = listener
+        self._on_handshake = on_handshake  # called with whether the session was resumed
         self._table = table
         self._limits = limits
         self._make_protocol = make_protocol
@@ -240,7 +242,7 @@ class Acceptor:
             if tls is None:
                 await self._loop.connect_accepted_socket(lambda: protocol, conn)
             else:
-                await self._loop.connect_accepted_socket(
+                transport, _ = await self._loop.connect_accepted_socket(
                     lambda: protocol,
                     conn,
                     ssl=tls,
@@ -249,6 +251,9 @@ class Acceptor:
                     # descriptor this long (the loop's default is 30 s).
                     ssl_shutdown_timeout=self._limits.handshake_timeout_s,
                 )
+                if self._on_handshake is not None:
+                    ssl_object = transport.get_extra_info("ssl_object")
+                    self._on_handshake(bool(getattr(ssl_object, "session_reused", False)))
         except asyncio.CancelledError:
             slot.release()
             conn.close()

@@ -69,6 +69,14 @@ class HubMetrics:
             ["reason"],
             registry=self.registry,
         )
+        # A reconnecting fleet should mostly resume (see _tickets.py): many
+        # full handshakes mean tickets are off, not shared, or expiring.
+        self.tls_handshakes = Counter(
+            "fogline_hub_tls_handshakes",
+            "Finished TLS handshakes of this process: session full or resumed",
+            ["session"],
+            registry=self.registry,
+        )
 
     def add_device_counter(self, count_by_status: Callable[[], dict[str, int]]) -> None:
         self.registry.register(_DevicesByStatus(count_by_status))

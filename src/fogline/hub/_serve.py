@@ -34,6 +34,13 @@ from ._listener import (
 )
 from ._metrics import PlainHttpMetricsOnly
 from ._state import HubSettings, HubState
+from ._tickets import (
+    DEFAULT_TICKET_PERIOD_S,
+    TICKET_SECRET_FILE,
+    TicketKeys,
+    TicketSecretError,
+    load_or_create_ticket_secret,
+)
 from ._tls import ReloadingServerTls
 from ._tokens import ensure_admin_token
 from ._trust import FleetTrust
@@ -63,6 +70,11 @@ class ServeOptions:
     metrics_listen: tuple[str, int] | None = None
     # Opens the CA key encrypted at rest (--ca-key-passphrase-file).
     ca_key_passphrase: bytes | None = field(default=None, repr=False)
+    # TLS session tickets, their keys shared by every worker and replica on
+    # this data directory and rotated each period (see _tickets.py); off:
+    # no tickets, a full handshake per connection (--no-tls-tickets).
+    tls_tickets: bool = True
+    ticket_period_s: float = DEFAULT_TICKET_PERIOD_S
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,8 +150,14 @@ class HubServer(uvicorn.Server):
 
         table = ConnectionTable(self._limits, ShedCounter(self._state.metrics))
         self._state.metrics.add_connection_gauge(lambda: table.total)
+        handshakes = self._state.metrics.tls_handshakes
+        full, resumed = handshakes.labels("full"), handshakes.labels("resumed")
+
+        def count_handshake(was_resumed: bool) -> None:
+            (resumed if was_resumed else full).inc()
+
         for listener in self._listeners:
-            acceptor = Acceptor(listener, table, self._limits, make_protocol)
+            acceptor = Acceptor(listener, table, self._limits, make_protocol, count_handshake)
             self.servers.append(acceptor)  # type: ignore[arg-type]  # close + wait_closed
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
@@ -173,6 +191,15 @@ def serve(options: ServeOptions) -> None:
     options = replace(options, limits=limits)
     hub = build_hub(options)
     state, files = hub.state, hub.files
+    tickets = None
+    if options.tls_tickets:
+        secret_path = files.tls_cert.parent / TICKET_SECRET_FILE
+        try:
+            secret = load_or_create_ticket_secret(secret_path)
+        except (TicketSecretError, OSError) as exc:
+            event(log, "hub.ticket_secret_unreadable", logging.ERROR, error=str(exc))
+            sys.exit(1)
+        tickets = TicketKeys(secret, options.ticket_period_s)
     try:
         sockets = _bind(options)
     except OSError as exc:
@@ -189,10 +216,10 @@ def serve(options: ServeOptions) -> None:
         workers=options.workers,
     )
     if options.workers <= 1:
-        started = _run_server(state, files, options, sockets)
+        started = _run_server(state, files, options, sockets, tickets)
         sys.exit(0 if started else 1)
     state.engine.dispose()  # the workers open their own connections
-    sys.exit(_run_workers(options, files, sockets))
+    sys.exit(_run_workers(options, files, sockets, tickets))
 
 
 def _bind(options: ServeOptions) -> list[socket.socket]:
@@ -237,12 +264,22 @@ def _uvicorn_config(state: HubState, options: ServeOptions) -> uvicorn.Config:
 
 
 def _run_server(
-    state: HubState, files: HubFiles, options: ServeOptions, sockets: list[socket.socket]
+    state: HubState,
+    files: HubFiles,
+    options: ServeOptions,
+    sockets: list[socket.socket],
+    tickets: TicketKeys | None,
 ) -> bool:
     """Serve until told to stop; False if the server never started."""
     # Reloaded for new connections when the files change: the hub's own
     # certificate and the CA bundle rotate without a restart.
-    tls = ReloadingServerTls(files.tls_cert, files.tls_key, files.ca_cert)
+    tls = ReloadingServerTls(
+        files.tls_cert,
+        files.tls_key,
+        files.ca_cert,
+        tickets=tickets,
+        issue_tickets=options.tls_tickets,
+    )
     listeners = [Listener(sockets[0], tls, "api")]
     listeners += [Listener(sock, None, "metrics") for sock in sockets[1:]]
     server = HubServer(_uvicorn_config(state, options), state, listeners, options.limits)
@@ -255,7 +292,12 @@ def _run_server(
     return bool(server.started)
 
 
-def _run_workers(options: ServeOptions, files: HubFiles, sockets: list[socket.socket]) -> int:
+def _run_workers(
+    options: ServeOptions,
+    files: HubFiles,
+    sockets: list[socket.socket],
+    tickets: TicketKeys | None,
+) -> int:
     """Fork `options.workers` servers on the listening sockets and supervise
     them; returns the hub's exit code.
 
@@ -273,7 +315,7 @@ def _run_workers(options: ServeOptions, files: HubFiles, sockets: list[socket.so
                 die_with_parent(parent, signal.SIGTERM)
                 state = open_state(options, files)
                 event(log, "hub.worker_started", worker=index, pid=os.getpid())
-                code = 0 if _run_server(state, files, options, sockets) else 1
+                code = 0 if _run_server(state, files, options, sockets, tickets) else 1
             finally:
                 os._exit(code)
         workers.add(pid)

@@ -36,6 +36,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from fogline._log import event
 from fogline.security import device_id_from_cert
 
+from ._tickets import TicketKeys, bind_sessions, issue_no_tickets, share_ticket_key
 from ._trust import RELOAD_CHECK_S, file_signature
 
 log = logging.getLogger("fogline.hub")
@@ -71,15 +72,50 @@ class ReloadingServerTls:
     A change is looked for at most every RELOAD_CHECK_S; a half-written set
     of files (a key not matching its certificate) keeps the previous context
     until the next look.
+
+    Session tickets (see _tickets.py): with `tickets`, every context this
+    builds encrypts them with the key all hub processes share for the
+    current period, switched when the period changes; with
+    `issue_tickets=False`, none are issued; with neither, OpenSSL's own
+    per-process keys (a ticket resumes only on the worker that issued it).
     """
 
-    def __init__(self, cert: Path, key: Path, ca: Path) -> None:
+    def __init__(
+        self,
+        cert: Path,
+        key: Path,
+        ca: Path,
+        *,
+        tickets: TicketKeys | None = None,
+        issue_tickets: bool = True,
+    ) -> None:
         self._paths = (cert, key, ca)
+        self._tickets = tickets if issue_tickets else None
+        self._issue_tickets = issue_tickets
+        self._period = self._tickets.period() if self._tickets is not None else 0
         self._signature = file_signature(*self._paths)
-        self._context = server_tls_context(cert, key, ca)
+        self._context = self._build()
         self._checked_at = time.monotonic()
 
+    def _build(self) -> ssl.SSLContext:
+        context = server_tls_context(*self._paths)
+        if not self._issue_tickets:
+            issue_no_tickets(context)
+        elif self._tickets is not None and bind_sessions(
+            # Bound to the CA bundle this context trusts, and to one period:
+            # a ticket never outlives the key that encrypted it.
+            context,
+            ca_bundle=self._paths[2].read_bytes(),
+            lifetime_s=self._tickets.period_s,
+        ):
+            share_ticket_key(context, self._tickets.key(self._period))
+        return context
+
     def context(self) -> ssl.SSLContext:
+        tickets = self._tickets
+        if tickets is not None and (period := tickets.period()) != self._period:
+            self._period = period
+            share_ticket_key(self._context, tickets.key(period))
         now = time.monotonic()
         if now - self._checked_at < RELOAD_CHECK_S:
             return self._context
@@ -87,7 +123,7 @@ class ReloadingServerTls:
         signature = file_signature(*self._paths)
         if signature != self._signature:
             try:
-                self._context = server_tls_context(*self._paths)
+                self._context = self._build()
             except (OSError, ssl.SSLError, ValueError) as exc:
                 event(log, "hub.tls_reload_failed", logging.WARNING, error=str(exc))
                 return self._context

@@ -1,6 +1,8 @@
 """Talking to the hub over HTTP: one error tree, and one mapping from what
 happened to a call to it, for the agent (enrollment, reports, sync), the
-uplink, the updater and the CLI.
+uplink, the updater and the CLI; and a TLS context that resumes its last
+session with the hub (`resuming_client_context`), so a reconnect skips the
+full handshake.
 
     with map_transport_errors(url):
         response = await client.post("/v1/report", ...)
@@ -43,6 +45,7 @@ from ._mapping import (
     raise_for_response,
 )
 from ._retry_after import MAX_RETRY_AFTER_S, parse_retry_after
+from ._sessions import ResumingContext, resuming_client_context
 
 __all__ = [
     "HTTPX_EXC_MAP",
@@ -53,6 +56,7 @@ __all__ = [
     "HubRejectedError",
     "HubStatusError",
     "HubUnreachableError",
+    "ResumingContext",
     "error_class",
     "error_for_exception",
     "error_for_response",
@@ -60,4 +64,5 @@ __all__ = [
     "map_transport_errors",
     "parse_retry_after",
     "raise_for_response",
+    "resuming_client_context",
 ]
