@@ -13,7 +13,9 @@ drives `POST /v1/report` from load-generator processes on 127.0.0.1:
 * saturation (closed loop): `--conns` connections sending back to back, for
   `GET /healthz` (no database: the HTTP + TLS floor), `POST /v1/report` on
   kept-alive connections, and `POST /v1/report` with a new mTLS connection
-  per request (what a device pays when the hub closed its idle connection).
+  per request (what a device pays when the hub closed its idle connection),
+  once with a full handshake each and once resuming the device's last TLS
+  session (the share of handshakes that resumed is in the row's label).
 
 It reports achieved vs offered requests/s, client-side p50/p99 latency, the
 hub process's CPU (utime+stime from /proc over the window) and RSS, the
@@ -50,6 +52,7 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from benchmarks._common import git_revision, machine, percentile, table
+from fogline.hubclient import resuming_client_context
 from fogline.security import make_csr, write_private_key, write_public_file
 from tests.support.device import FACTS
 from tests.support.postgres import create_database, throwaway_postgres
@@ -129,6 +132,7 @@ class Job:
     interval_s: float = 10.0
     new_conn_each: bool = False
     seed: int = 0
+    resume_sessions: bool = False  # each device offers its last TLS session (hubclient)
 
 
 @dataclass
@@ -138,6 +142,7 @@ class Stats:
     errors: int = 0
     error_kinds: dict[str, int] = field(default_factory=dict)
     handshakes: int = 0
+    resumed: int = 0  # handshakes that resumed a session
     connect_s: float = 0.0  # paced: time to open every device's connection (the ramp)
     connect_errors: int = 0
     ramp_handshakes: int = 0
@@ -164,6 +169,8 @@ class RawClient:
             self.host, self.port, ssl=self.context
         )
         stats.handshakes += 1
+        ssl_object = self.writer.get_extra_info("ssl_object")
+        stats.resumed += bool(ssl_object is not None and ssl_object.session_reused)
 
     async def close(self) -> None:
         if self.writer is not None:
@@ -208,9 +215,12 @@ class RawClient:
         return status
 
 
-def _context(ca_pem: str, cert: str, key: str) -> ssl.SSLContext:
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.load_verify_locations(cadata=ca_pem)
+def _context(ca_pem: str, cert: str, key: str, resume: bool = False) -> ssl.SSLContext:
+    if resume:  # the agent's own context, offering the device's last session
+        context: ssl.SSLContext = resuming_client_context(cadata=ca_pem)
+    else:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.load_verify_locations(cadata=ca_pem)
     context.load_cert_chain(cert, key)
     return context
 
@@ -225,7 +235,10 @@ def _raw_request(job: Job) -> bytes:
 async def _run_job(job: Job) -> Stats:
     stats = Stats()
     t_setup = time.monotonic()
-    clients = [RawClient(job.host, job.port, _context(job.ca_pem, c, k)) for c, k in job.creds]
+    clients = [
+        RawClient(job.host, job.port, _context(job.ca_pem, c, k, job.resume_sessions))
+        for c, k in job.creds
+    ]
     stats.setup_s = time.monotonic() - t_setup
     raw = _raw_request(job)
     rng = random.Random(job.seed)
@@ -419,6 +432,7 @@ def drive(
     duration_s: float,
     interval_s: float = 10.0,
     new_conn_each: bool = False,
+    resume_sessions: bool = False,
     db_pid: int | None = None,
 ) -> Result:
     assert hub.proc is not None
@@ -444,6 +458,7 @@ def drive(
             interval_s,
             new_conn_each,
             seed=w,
+            resume_sessions=resume_sessions,
         )
         for w in range(workers)
     ]
@@ -466,6 +481,9 @@ def drive(
             f"  warning: generator setup took {setup:.1f}s > {setup_margin:.1f}s", file=sys.stderr
         )
     total_s = warmup_s + duration_s
+    if new_conn_each:  # how many of the new connections resumed a session
+        handshakes = sum(p.handshakes for p in parts)
+        label += f" ({sum(p.resumed for p in parts) / max(1, handshakes):.0%} resumed)"
     result = Result(
         label=label,
         offered=len(creds) / interval_s if mode == "paced" else None,
@@ -564,6 +582,12 @@ def bench_database(
                 drive(hub, pool, conns, args.workers, label="report, new mTLS conn each",
                       mode="closed", method="POST", path="/v1/report", body=REPORT_BODY,
                       new_conn_each=True, **common),
+                # The same, each device offering its last session (issue #18):
+                # the hub's workers share ticket keys, so any worker resumes it.
+                drive(hub, pool, conns, args.workers,
+                      label="report, new mTLS conn each, session resumed",
+                      mode="closed", method="POST", path="/v1/report", body=REPORT_BODY,
+                      new_conn_each=True, resume_sessions=True, **common),
                 drive(hub, pool, creds, args.workers, label=f"report, paced {size} devices / 10 s",
                       mode="paced", method="POST", path="/v1/report", body=REPORT_BODY,
                       warmup_s=5.0, duration_s=args.duration, interval_s=10.0, db_pid=db_pid),

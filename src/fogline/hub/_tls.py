@@ -109,6 +109,11 @@ class ReloadingServerTls:
             lifetime_s=self._tickets.period_s,
         ):
             share_ticket_key(context, self._tickets.key(self._period))
+            # One ticket per handshake, not OpenSSL's two: a device reconnects
+            # one connection at a time, and each ticket costs the hub an
+            # encoding of the session (peer certificate included) and its
+            # encryption on every handshake.
+            context.num_tickets = 1
         return context
 
     def context(self) -> ssl.SSLContext:
