@@ -6,6 +6,8 @@ DIR/ca.pem, DIR/ca-key.pem (0600)      the fleet CA: ca.pem is the trust bundle
                                        encrypted (--ca-key-passphrase-file)
 DIR/tls/hub.pem, DIR/tls/hub-key.pem   the hub's server certificate
 DIR/tls/sans.json                      the names it was issued for
+DIR/tls/ticket-secret (0600)           TLS session tickets' key material, shared by
+                                       every worker and replica (see _tickets.py)
 DIR/admin-token (0600)                 written on first start and by rotate-admin-token
 DIR/hub.db                             SQLite, unless --db says otherwise
 """
