@@ -21,8 +21,12 @@ from pathlib import Path
 from typing import Any, Final
 
 _MAX_HOSTS: Final = 64  # a node talks to one hub; a bound all the same
-# What a connection has done for its context: nothing yet, counted, recorded.
-_UNCOUNTED, _COUNTED, _DONE = 0, 1, 2
+# What a connection has done for its context: nothing yet (0), counted and
+# looked for a ticket n times (n), recorded or given up (_DONE). The hub sends
+# its ticket before its first answer; a hub that sends none (--no-tls-tickets)
+# is not asked again on every read of a kept-alive connection.
+_UNCOUNTED, _DONE = 0, -1
+_MAX_LOOKS: Final = 8
 
 
 class _RecordingSSLObject(ssl.SSLObject):
@@ -63,7 +67,7 @@ def _record(conn: ssl.SSLObject | ssl.SSLSocket, state: int) -> int:
         context.resumed += bool(conn.session_reused)
     session = conn.session
     if session is None or not session.has_ticket or session == context.session_for(host):
-        return _COUNTED
+        return state + 1 if state + 1 < _MAX_LOOKS else _DONE
     context.remember(host, session)
     return _DONE
 
