@@ -31,6 +31,7 @@ from typing import Final
 from ._artifact_response import WRITE_HIGH_WATER_BYTES
 from ._connections import BODY_TIMEOUT, HEADER_TIMEOUT, IDLE_TIMEOUT, ConnectionLimits, Slot
 from ._tls import ClientCertHttpToolsProtocol
+from ._write_coalescing import CoalescingTransport
 
 _IDLE: Final = 0
 _HEADERS: Final = 1
@@ -39,7 +40,8 @@ _BODY: Final = 2
 
 class GuardedHttpToolsProtocol(ClientCertHttpToolsProtocol):
     """uvicorn's httptools protocol with the client certificate in every
-    scope (see _tls.py) and request deadlines (see the module docstring).
+    scope (see _tls.py), request deadlines (see the module docstring), and
+    writes coalesced (see _write_coalescing.py).
 
     The listener calls `guard` before the connection is made; without it the
     protocol behaves as its parent.
@@ -66,6 +68,8 @@ class GuardedHttpToolsProtocol(ClientCertHttpToolsProtocol):
         # mark, 512 KiB with uvloop's TLS: a slow download held that much
         # (see _artifact_response.py).
         transport.set_write_buffer_limits(high=WRITE_HIGH_WATER_BYTES)
+        # A response's head and body leave in one send (see _write_coalescing.py).
+        self.transport = CoalescingTransport(transport, self.loop)  # type: ignore[assignment]
         if self._slot is None:
             return
         self._slot.set_evict(transport.abort)
