@@ -181,8 +181,8 @@ def settle_heap() -> None:
     Every full collection walked those objects again, for nothing: they
     live as long as the process. With 2,000 devices reporting, collections
     took 4-6 % of the hub's CPU, and a full one about 100 ms of it, during
-    which the loop answers nobody; frozen, 2 % and about 40 ms
-    (BENCHMARKS.md, hub capacity). Objects made later (connections,
+    which the loop answers nobody; settled, 1.6-2 %, and full
+    collections 2-3 times fewer (BENCHMARKS.md, hub capacity). Objects made later (connections,
     requests) are still collected; a larger young generation only lets
     garbage cycles wait a little longer.
     """
