@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Installs the system components the tests and the demo run for real:
-# PostgreSQL (server binaries), Mosquitto, openssl and chromium. Idempotent; apt only when missing.
+# PostgreSQL (server binaries), Mosquitto, nginx, openssl and chromium. Idempotent; apt only when missing.
 set -euo pipefail
 
 need=()
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then need+=(postgresql); fi
 if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then need+=(mosquitto); fi
+# Artifact offload (`hub serve --artifact-offload`): tests start their own nginx
+# (Debian's has secure_link); see tests/support/nginx.py.
+if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then need+=(nginx); fi
 # tests/hostile/test_tls_ciphers.py checks the hub's TLS with `openssl s_client`.
 if ! command -v openssl >/dev/null 2>&1; then need+=(openssl); fi
 

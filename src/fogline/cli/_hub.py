@@ -13,9 +13,11 @@ from fogline._log import LOG_FORMAT_ENV
 from ._backup import backup_command, restore_command
 from ._ca import CaPassphraseOpt, read_passphrase
 from ._common import LogFormatOpt
+from ._hub_offload import ArtifactOffloadOpt, nginx_config_command, offload_settings
+from ._hub_settings import forecast_settings, health_retention
 
 if TYPE_CHECKING:
-    from fogline.hub import AlertThresholds, ForecastSettings, HealthRetention
+    from fogline.hub import AlertThresholds
 
 # Shorter, and a node renews every few seconds (only tests want that).
 MIN_DEVICE_CERT_VALIDITY_S = 10.0
@@ -206,6 +208,7 @@ def serve_command(
             "that long and not after the key changes."
         ),
     ] = "1h",
+    artifact_offload: ArtifactOffloadOpt = None,
 ) -> None:
     """Serve the hub API over HTTPS (mTLS for devices, tokens for operators).
 
@@ -255,7 +258,7 @@ def serve_command(
             f"must be between 1s and 7d (got {tls_ticket_period!r})",
             param_hint="--tls-ticket-period",
         )
-    health = _health_retention(health_raw_retention, health_rollup_step, health_rollup_retention)
+    health = health_retention(health_raw_retention, health_rollup_step, health_rollup_retention)
     alerts = _alert_thresholds(
         AlertFlags(
             offline_after=alert_offline_after,
@@ -267,7 +270,7 @@ def serve_command(
         ),
         report_interval,
     )
-    forecast = _forecast_settings(
+    forecast = forecast_settings(
         health, forecast_window, forecast_min_span, forecast_horizon, forecast_interval
     )
     settings = HubSettings(
@@ -284,6 +287,7 @@ def serve_command(
             renew=tuf_renew,
         ),
         deltas=DeltaSettings(enabled=deltas),
+        offload=offload_settings(data_dir, artifact_offload),
     )
     metrics_address = None
     if metrics_listen is not None:
@@ -349,74 +353,7 @@ def rotate_admin_token_command(
 
 app.command("backup")(backup_command)
 app.command("restore")(restore_command)
-
-
-def _health_retention(raw: str, step: str, rollups: str) -> "HealthRetention":
-    """The --health-* flags, checked together: raw samples must outlive a
-    rollup step (a bucket is rolled up from them after it closes)."""
-    from fogline._duration import parse_duration
-    from fogline.hub import HealthRetention
-
-    seconds: dict[str, float] = {}
-    for hint, value in (
-        ("--health-raw-retention", raw),
-        ("--health-rollup-step", step),
-        ("--health-rollup-retention", rollups),
-    ):
-        try:
-            seconds[hint] = parse_duration(value)
-        except ValueError as exc:
-            raise typer.BadParameter(str(exc), param_hint=hint) from None
-    step_s = seconds["--health-rollup-step"]
-    if step_s < 1:
-        raise typer.BadParameter(
-            f"must be at least 1s (got {step!r})", param_hint="--health-rollup-step"
-        )
-    if seconds["--health-raw-retention"] < 2 * step_s:
-        raise typer.BadParameter(
-            f"must be at least twice --health-rollup-step ({step}) (got {raw!r})",
-            param_hint="--health-raw-retention",
-        )
-    if seconds["--health-rollup-retention"] < step_s:
-        raise typer.BadParameter(
-            f"must be at least --health-rollup-step ({step}) (got {rollups!r})",
-            param_hint="--health-rollup-retention",
-        )
-    return HealthRetention(
-        raw_retention_s=seconds["--health-raw-retention"],
-        rollup_step_s=step_s,
-        rollup_retention_s=seconds["--health-rollup-retention"],
-    )
-
-
-def _forecast_settings(
-    health: "HealthRetention", window: str, min_span: str, horizon: str, interval: str
-) -> "ForecastSettings":
-    from fogline._duration import parse_duration
-    from fogline.hub import ForecastSettings
-
-    seconds: dict[str, float] = {}
-    for hint, value in (
-        ("--forecast-window", window),
-        ("--forecast-min-span", min_span),
-        ("--forecast-horizon", horizon),
-        ("--forecast-interval", interval),
-    ):
-        try:
-            seconds[hint] = parse_duration(value)
-        except ValueError as exc:
-            raise typer.BadParameter(str(exc), param_hint=hint) from None
-        if seconds[hint] < 1:
-            raise typer.BadParameter(f"must be at least 1s (got {value!r})", param_hint=hint)
-    # The forecast reads raw samples: a window past their retention is cut
-    # to it (a hub keeping 1h of samples forecasts over that hour).
-    window_s = min(seconds["--forecast-window"], health.raw_retention_s)
-    return ForecastSettings(
-        window_s=window_s,
-        min_span_s=min(seconds["--forecast-min-span"], window_s),
-        horizon_s=seconds["--forecast-horizon"],
-        interval_s=seconds["--forecast-interval"],
-    )
+app.command("nginx-config")(nginx_config_command)
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,7 @@ from ._reports import ReportWriter
 from ._trust import FleetTrust
 from ._tuf import TufSettings
 from ._validators import default_validators
-from .releases import DeltaCache, DeltaSettings
+from .releases import ArtifactOffload, DeltaCache, DeltaSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +44,9 @@ class HubSettings:
     tuf: TufSettings = field(default_factory=TufSettings)
     # Delta updates (releases/_deltas.py): on by default, `--no-deltas` turns them off.
     deltas: DeltaSettings = field(default_factory=DeltaSettings)
+    # Artifact offload (releases/_offload.py): None, the default, serves the
+    # bytes from this process; set, devices are redirected to nginx.
+    offload: ArtifactOffload | None = None
 
 
 @dataclass(slots=True)

@@ -1,8 +1,17 @@
-"""Fetch archives from the hub with HTTP range requests, so a download resumes."""
+"""Fetch archives from the hub with HTTP range requests, so a download resumes.
+
+A hub that offloads downloads (`--artifact-offload`) answers an authorised
+request with `307` to a short-lived signed URL on nginx. The node follows
+that one redirect, from the hub's own answer, to an https URL only, with the
+same client: the offload host must present a certificate from the fleet's
+CA, as the hub does. nginx may not redirect again. The bytes are trusted no
+more for where they came from: digest and signature are checked as always.
+"""
 
 import os
 import re
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Final
 
@@ -15,6 +24,7 @@ from ._errors import ArtifactFetchError
 
 _CONTENT_RANGE_RE: Final = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)", re.ASCII)
 _UNSATISFIED_RE: Final = re.compile(r"bytes \*/(\d+)", re.ASCII)
+_MAX_LOCATION: Final = 2048
 
 
 class HttpArtifactSource:
@@ -49,7 +59,7 @@ class HttpArtifactSource:
             headers["Range"] = f"bytes={offset}-"
         try:
             with map_transport_errors(str(self._client.base_url)):
-                async with self._client.stream("GET", url, headers=headers) as response:
+                async with self._get(digest, url, headers) as response:
                     start = self._start_of(digest, response, offset)
                     if start is None:
                         on_bytes(offset)  # already complete
@@ -71,8 +81,8 @@ class HttpArtifactSource:
         url = self._template.format(digest=digest) + "/delta"
         try:
             with map_transport_errors(str(self._client.base_url)):
-                async with self._client.stream(
-                    "GET", url, params={"from": base}, headers={"Accept-Encoding": "identity"}
+                async with self._get(
+                    digest, url, {"Accept-Encoding": "identity"}, params={"from": base}
                 ) as response:
                     if response.status_code != 200:
                         raise ArtifactFetchError(
@@ -83,6 +93,33 @@ class HttpArtifactSource:
                     await _write_body(response, dest, 0, on_bytes)
         except HubError as exc:
             raise ArtifactFetchError(digest, str(exc)) from exc
+
+    @asynccontextmanager
+    async def _get(
+        self,
+        digest: str,
+        url: str,
+        headers: dict[str, str],
+        params: dict[str, str] | None = None,
+    ) -> AsyncIterator[httpx.Response]:
+        """GET `url` from the hub, following its one offload redirect.
+
+        Raises:
+            ArtifactFetchError: the redirect is not to an absolute https URL,
+                or the offload server redirected again (status 307 or its own).
+            HubError: the transport failed (see map_transport_errors).
+        """
+        async with self._client.stream("GET", url, headers=headers, params=params) as response:
+            if response.status_code != 307:
+                yield response
+                return
+            target = _offload_target(digest, response.headers.get("location", ""))
+        # The hub's answer is closed first: its connection goes back to the pool.
+        async with self._client.stream("GET", target, headers=headers) as response:
+            if response.is_redirect:
+                status = response.status_code
+                raise ArtifactFetchError(digest, "offload server redirected again", status=status)
+            yield response
 
     @staticmethod
     def _start_of(digest: str, response: httpx.Response, offset: int) -> int | None:
@@ -116,6 +153,24 @@ class HttpArtifactSource:
             status=status,
             retry_after_s=error.retry_after_s if error is not None else None,
         )
+
+
+def _offload_target(digest: str, location: str) -> httpx.URL:
+    """The hub's redirect target, if it is an absolute https URL on a host
+    (no credentials); what the hub signed is used as it is.
+
+    Raises:
+        ArtifactFetchError: anything else (status 307).
+    """
+    try:
+        target = httpx.URL(location) if 0 < len(location) <= _MAX_LOCATION else None
+    except httpx.InvalidURL:
+        target = None
+    if target is None or target.scheme != "https" or not target.host or target.userinfo:
+        raise ArtifactFetchError(
+            digest, f"refused redirect to {location[:100]!r}: not an https URL", status=307
+        )
+    return target
 
 
 async def _write_body(

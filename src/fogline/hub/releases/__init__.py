@@ -9,6 +9,8 @@ _sboms      release SBOMs: read from the signed archive at push, stored, shown
 _gate       the vulnerability gate: what applied VulnerabilityPolicies block
 _vulndb     the offline vulnerability database (OSV) and the advisories affecting releases
 _deltas     deltas between releases for nodes that have the older one, cached
+_offload    artifact offload: URLs signed for nginx's secure_link, the offload secret
+_nginx      the nginx server block that serves the artifact directory to those URLs
 _removal    removing releases and release keys, refused while something needs them
 _errors     ReleaseRejectedError and the table of its codes
 """
@@ -31,6 +33,15 @@ from ._gate import (
     stored_policies,
 )
 from ._models import archive_kind, check_model_refs
+from ._nginx import NginxSite, nginx_server_block
+from ._offload import (
+    OFFLOAD_SECRET_FILE,
+    ArtifactOffload,
+    OffloadConfigError,
+    check_offload_url,
+    offload_secret,
+    sign_uri,
+)
 from ._refs import (
     downgrade_allowances,
     module_downgrades,
@@ -65,13 +76,17 @@ from ._vulndb import (
 __all__ = [
     "DIGEST_RE",
     "MAX_RELEASE_BYTES",
+    "OFFLOAD_SECRET_FILE",
     "AppliedPolicy",
+    "ArtifactOffload",
     "ArtifactStore",
     "Block",
     "DeltaCache",
     "DeltaSettings",
     "Finding",
     "ImportView",
+    "NginxSite",
+    "OffloadConfigError",
     "ReleaseRejectedError",
     "ReleaseSbom",
     "ReleaseView",
@@ -87,6 +102,7 @@ __all__ = [
     "check_digest",
     "check_envelope",
     "check_model_refs",
+    "check_offload_url",
     "check_rollout_resume",
     "downgrade_allowances",
     "effective_policies",
@@ -98,6 +114,8 @@ __all__ = [
     "mark_blocked",
     "module_downgrades",
     "new_release_row",
+    "nginx_server_block",
+    "offload_secret",
     "parse_signature_header",
     "read_sbom",
     "release_key_id",
@@ -107,6 +125,7 @@ __all__ = [
     "remove_release",
     "remove_release_key",
     "resolve_module_refs",
+    "sign_uri",
     "store_import",
     "stored_policies",
     "validate_module_block",

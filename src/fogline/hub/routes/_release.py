@@ -8,7 +8,9 @@ artifacts by digest (with HTTP range requests, so devices resume).
     GET  /v1/releases/{name}/{version}      operator, or a device whose desired
                                             state names it (see hub/_device_scope.py)
     GET  /v1/releases/{name}/{version}/sbom operator: its CycloneDX SBOM
-    GET  /v1/artifacts/{digest}             the same (Range supported)
+    GET  /v1/artifacts/{digest}             the same (Range supported); with
+                                            --artifact-offload, a device is answered
+                                            307 to a URL signed for nginx
     GET  /v1/artifacts/{digest}/delta?from=BASE  the same; a delta from the archive
                                             BASE (a release of the same module) to
                                             it, or 404: fetch the full archive
@@ -19,10 +21,11 @@ A release a device may not fetch is answered exactly as one that does not exist.
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, RedirectResponse
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -298,9 +301,10 @@ def releases_remove(name: str, version: str, operator: OperatorDep, state: State
 
 
 @router.get("/artifacts/{digest}", response_class=FileResponse)
-def artifact_download(digest: str, who: ReaderDep, state: StateDep) -> ArtifactResponse:
+def artifact_download(digest: str, who: ReaderDep, state: StateDep) -> Response:
     """The archive with this digest. Range requests (`Range: bytes=N-`) answer
-    206 with the rest, so an interrupted download resumes where it stopped."""
+    206 with the rest, so an interrupted download resumes where it stopped.
+    With offload, a device gets a 307 to nginx instead, once authorised."""
     check_digest(digest)
     store = _store(state)
     with state.sessions() as session:
@@ -312,6 +316,8 @@ def artifact_download(digest: str, who: ReaderDep, state: StateDep) -> ArtifactR
     path = store.path_for(digest)
     if row is None or hidden or not path.is_file():
         raise NotFoundError(f"no artifact {digest}")
+    if (redirect := _offloaded(state, who, store, path)) is not None:
+        return redirect
     return ArtifactResponse(
         path,
         media_type="application/zstd",
@@ -321,6 +327,18 @@ def artifact_download(digest: str, who: ReaderDep, state: StateDep) -> ArtifactR
             "cache-control": "private, max-age=31536000, immutable",
         },
     )
+
+
+def _offloaded(state: HubState, who: Reader, store: ArtifactStore, path: Path) -> Response | None:
+    """With offload, a device's authorised download as a 307 to nginx; None:
+    serve it here (no offload, or an operator: few, and their CLI does not
+    follow redirects)."""
+    offload = state.settings.offload
+    if offload is None or who.device_id is None:
+        return None
+    uri = "/" + path.relative_to(store.root).as_posix()
+    url = offload.signed_url(uri, utcnow().timestamp())
+    return RedirectResponse(url, status_code=307, headers={"cache-control": "no-store"})
 
 
 def _delta_rows(state: HubState, who: Reader, digest: str, base: str) -> bool:
@@ -344,7 +362,7 @@ async def artifact_delta(
         str,
         Query(alias="from", max_length=200, description="the digest of the archive the node has"),
     ],
-) -> ArtifactResponse:
+) -> Response:
     """A delta that rebuilds the archive `digest` from the archive `from`
     (fogline.artifact._delta), made on first request and cached; 404 when
     there is none worth serving (deltas off, too large, not rebuildable,
@@ -366,6 +384,8 @@ async def artifact_delta(
         raise NotFoundError(f"no delta to {digest} from {base}")
     state.metrics.deltas.labels(result="served").inc()
     event(log, "release.delta_served", digest=digest, base=base, device=who.device_id)
+    if (redirect := _offloaded(state, who, store, path)) is not None:
+        return redirect  # evicted before nginx reads it: a 404, and the node takes the archive
     return ArtifactResponse(
         path,
         media_type="application/zstd",

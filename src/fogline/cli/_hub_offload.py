@@ -1,0 +1,89 @@
+"""`fogline hub serve --artifact-offload` and `fogline hub nginx-config`:
+devices download artifacts from nginx, the hub only authorises them."""
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from ._ca import DataDirOpt
+from ._common import err_console
+
+if TYPE_CHECKING:
+    from fogline.hub.releases import ArtifactOffload
+
+ArtifactOffloadOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--artifact-offload",
+        help="Redirect devices' artifact and delta downloads, once authorised, to nginx at "
+        "this https://HOST[:PORT] (307 to a URL signed for 5 minutes with "
+        "DATA_DIR/artifact-offload-secret, made 0600 on first use); configure nginx with "
+        "`fogline hub nginx-config`. HOST must be in the hub's certificate (--san). "
+        "Default: the hub serves the bytes itself.",
+        show_default=False,
+    ),
+]
+
+
+def offload_settings(data_dir: Path, url: str | None) -> "ArtifactOffload | None":
+    """The --artifact-offload flag, checked, with its secret (made if missing)."""
+    if url is None:
+        return None
+    from fogline.hub.releases import ArtifactOffload, OffloadConfigError, check_offload_url
+
+    try:
+        base_url = check_offload_url(url)
+    except OffloadConfigError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--artifact-offload") from None
+    return ArtifactOffload(base_url, _secret(data_dir))
+
+
+def _secret(data_dir: Path) -> str:
+    """DATA_DIR/artifact-offload-secret, made if missing; a bad one: exit 1."""
+    from fogline.hub.releases import OffloadConfigError, offload_secret
+
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        return offload_secret(data_dir)
+    except OffloadConfigError as exc:
+        err_console.print(f"error: {exc}", markup=False, highlight=False)
+        raise typer.Exit(1) from None
+
+
+def nginx_config_command(
+    data_dir: DataDirOpt,
+    listen: Annotated[
+        str, typer.Option(help="Where nginx listens for devices: [HOST:]PORT.")
+    ] = "8444",
+    server_name: Annotated[
+        str,
+        typer.Option(help="nginx's server_name: the HOST of --artifact-offload."),
+    ] = "_",
+) -> None:
+    """Print an nginx `server` block that serves DATA_DIR/artifacts to the
+    URLs a hub started with --artifact-offload signs, and nothing else.
+
+    Put it in nginx's `http` context. It names the hub's TLS certificate and
+    key (devices already trust its CA) and holds the offload secret, so keep
+    it readable by root only; nginx's workers must be able to read
+    DATA_DIR/artifacts (run them as the hub's user). See docs/operations.md.
+    """
+    from fogline.hub.releases import NginxSite, OffloadConfigError, nginx_server_block
+
+    cert, key = data_dir / "tls" / "hub.pem", data_dir / "tls" / "hub-key.pem"
+    if not cert.is_file() or not key.is_file():
+        err_console.print(
+            f"error: no hub certificate in {data_dir / 'tls'}: start `fogline hub serve "
+            f"--data-dir {data_dir}` once first",
+            markup=False,
+            highlight=False,
+        )
+        raise typer.Exit(1)
+    secret = _secret(data_dir)
+    site = NginxSite(data_dir / "artifacts", listen, server_name, cert, key, secret)
+    try:
+        typer.echo(nginx_server_block(site), nl=False)
+    except OffloadConfigError as exc:
+        err_console.print(f"error: {exc}", markup=False, highlight=False)
+        raise typer.Exit(1) from None
