@@ -21,6 +21,14 @@ It prints the peak RSS during the downloads against the idle baseline of the
 same run, per download in flight, the throughput, and how many downloads
 ended with the digest of the release (every one must).
 
+`--modes in-hub,offload` runs each size twice, on a fresh hub each time:
+`in-hub`, the hub streams the bytes; `offload`, the hub is started with
+`--artifact-offload` and a real nginx (tests/support/nginx.py, configured by
+`fogline hub nginx-config`, one worker) serves them: each client follows the
+hub's 307 on a new connection to nginx, its hub connection left open and
+idle as a device's is. nginx's RSS (master and worker) is reported beside
+the hub's, never inside it.
+
     PYTHONPATH=. .venv/bin/python -m benchmarks.bench_downloads --downloads 1000,5000
 """
 
@@ -41,6 +49,7 @@ from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -54,7 +63,8 @@ from benchmarks.bench_hub_scale import (
 from benchmarks.bench_rollout_scale import MODULE, VERSION, make_release
 from fogline.security import write_public_file
 from tests.support.device import FACTS
-from tests.support.processes import HubProcess, start_hub, tls
+from tests.support.nginx import Nginx, start_nginx
+from tests.support.processes import HubProcess, free_port, start_hub, tls
 
 SLOW_RCVBUF = 16 * 1024  # a cellular modem's socket buffer, roughly
 READ_CHUNK = 16 * 1024
@@ -103,18 +113,20 @@ class ClientStats:
     cpu_s: float = 0.0
 
 
-async def _read_head(reader: asyncio.StreamReader) -> tuple[int, int]:
-    """(status, content-length) of a response head."""
+async def _read_head(reader: asyncio.StreamReader) -> tuple[int, int, str]:
+    """(status, content-length, location) of a response head."""
     head = await reader.readuntil(b"\r\n\r\n")
     if len(head) > MAX_HEAD:
         raise OSError("response head too large")
     lines = head.decode("latin-1").split("\r\n")
-    status, length = int(lines[0].split(" ", 2)[1]), 0
+    status, length, location = int(lines[0].split(" ", 2)[1]), 0, ""
     for line in lines[1:]:
         name, _, value = line.partition(":")
         if name.strip().lower() == "content-length":
             length = int(value)
-    return status, length
+        elif name.strip().lower() == "location":
+            location = value.strip()
+    return status, length, location
 
 
 class Download:
@@ -125,28 +137,35 @@ class Download:
         self.context = _context(job.ca_pem, *job.creds[index])
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
+        self.offload_writer: asyncio.StreamWriter | None = None
 
-    async def open(self) -> None:
-        """Connect (a slow reader with a small receive buffer) and send one
-        small request, so the connection is as a device's idle one."""
+    async def _connect(self, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A TLS connection to 127.0.0.1:`port`; a slow reader's has a small
+        receive buffer and TLS read-ahead."""
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if self.slow:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SLOW_RCVBUF)
         sock.setblocking(False)
         try:
-            await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", self.job.port))
+            await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
         except BaseException:
             sock.close()
             raise
-        self.reader, self.writer = await asyncio.open_connection(
+        reader, writer = await asyncio.open_connection(
             sock=sock, ssl=self.context, server_hostname="127.0.0.1", limit=READ_CHUNK
         )
         if self.slow:
             # asyncio's TLS layer would otherwise read ahead up to 256 KiB.
-            self.writer.transport.set_read_buffer_limits(high=READ_CHUNK)  # type: ignore[attr-defined]
+            writer.transport.set_read_buffer_limits(high=READ_CHUNK)  # type: ignore[attr-defined]
+        return reader, writer
+
+    async def open(self) -> None:
+        """Connect and send one small request, so the connection is as a
+        device's idle one."""
+        self.reader, self.writer = await self._connect(self.job.port)
         self.writer.write(b"GET /healthz HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
         await self.writer.drain()
-        status, length = await _read_head(self.reader)
+        status, length, _ = await _read_head(self.reader)
         await self.reader.readexactly(length)
         if status != 200:
             raise OSError(f"healthz {status}")
@@ -157,12 +176,21 @@ class Download:
         request = f"GET /v1/artifacts/{self.job.digest} HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n"
         self.writer.write(request.encode())
         await self.writer.drain()
-        status, length = await _read_head(self.reader)
+        reader = self.reader
+        status, length, location = await _read_head(reader)
+        if status == 307:  # offload: the bytes come from nginx; the hub's connection idles
+            await reader.readexactly(length)
+            target = urlsplit(location)
+            reader, self.offload_writer = await self._connect(target.port or 443)
+            request = f"GET {target.path}?{target.query} HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n"
+            self.offload_writer.write(request.encode())
+            await self.offload_writer.drain()
+            status, length, _ = await _read_head(reader)
         if status != 200:
             raise OSError(f"artifact {status}")
         digest, left, got = hashlib.sha256(), length, 0
         while left:
-            chunk = await self.reader.read(min(left, READ_CHUNK))
+            chunk = await reader.read(min(left, READ_CHUNK))
             if not chunk:
                 raise asyncio.IncompleteReadError(b"", left)
             digest.update(chunk)
@@ -181,8 +209,9 @@ class Download:
         (stats.slow_seconds if self.slow else stats.seconds).append(elapsed)
 
     def close(self) -> None:
-        if self.writer is not None:
-            self.writer.transport.abort()
+        for writer in (self.writer, self.offload_writer):
+            if writer is not None:
+                writer.transport.abort()
 
 
 async def _run_clients(job: ClientJob) -> ClientStats:
@@ -245,6 +274,7 @@ def hub_rss_mb(pid: int) -> float:
 
 @dataclass
 class Result:
+    mode: str  # "in-hub" or "offload"
     downloads: int
     connected: int
     baseline_mb: float
@@ -259,6 +289,9 @@ class Result:
     client_cpu_s: float
     hub_cpu_s: float
     load: tuple[float, float]
+    nginx_idle_mb: float = 0.0  # offload: nginx (master and workers) before the downloads
+    nginx_peak_mb: float = 0.0
+    nginx_cpu_s: float = 0.0
 
     @property
     def per_download_kb(self) -> float:
@@ -273,10 +306,12 @@ def measure(
     root: Path,
     n: int,
     args: argparse.Namespace,
+    nginx: Nginx | None = None,
 ) -> Result:
     """One round: n connections idle (the baseline), then n downloads;
     `args` gives procs, slow, slow_kib_s and timeout (see main). The
-    clients run in `pool` (tests/hub/test_download_memory.py: threads)."""
+    clients run in `pool` (tests/hub/test_download_memory.py: threads).
+    With `nginx` (the hub offloads to it), its RSS is sampled too."""
     assert hub.proc is not None
     pid = hub.proc.pid
     ca_pem = hub.ca.read_text()
@@ -300,25 +335,33 @@ def measure(
         time.sleep(0.2)
     connected = sum(int(p.read_text() or 0) for p in ready if p.exists())
     # The baseline: the same hub with every connection open and idle.
-    samples = []
+    npid = nginx.proc.pid if nginx is not None else None
+    samples, nginx_samples = [], [0.0]
     for _ in range(10):
         samples.append(hub_rss_mb(pid))
+        if npid is not None:
+            nginx_samples.append(hub_rss_mb(npid))
         time.sleep(0.2)
-    baseline = max(samples)
+    baseline, nginx_idle = max(samples), max(nginx_samples)
     print(f"  {n}: {connected} connected, idle hub RSS {baseline:.0f} MB", file=sys.stderr)
     t0, cpu0 = time.monotonic(), proc_cpu_s(pid)
+    nginx_cpu0 = proc_cpu_s(npid) if npid is not None else 0.0
     go.touch()
-    peak = baseline
+    peak, nginx_peak = baseline, nginx_idle
     while not all(f.done() for f in futures) and time.time() < deadline + 30:
         peak = max(peak, hub_rss_mb(pid))
+        if npid is not None:
+            nginx_peak = max(nginx_peak, hub_rss_mb(npid))
         time.sleep(0.2)
     elapsed, hub_cpu_s = time.monotonic() - t0, proc_cpu_s(pid) - cpu0
+    nginx_cpu_s = proc_cpu_s(npid) - nginx_cpu0 if npid is not None else 0.0
     parts = [f.result(timeout=60) for f in futures]
     errors: dict[str, int] = {}
     for p in parts:
         for k, v in p.errors.items():
             errors[k] = errors.get(k, 0) + v
     result = Result(
+        mode="offload" if nginx is not None else "in-hub",
         downloads=n,
         connected=connected,
         baseline_mb=baseline,
@@ -333,9 +376,13 @@ def measure(
         client_cpu_s=sum(p.cpu_s for p in parts),
         hub_cpu_s=hub_cpu_s,
         load=(load0, os.getloadavg()[0]),
+        nginx_idle_mb=nginx_idle,
+        nginx_peak_mb=nginx_peak,
+        nginx_cpu_s=nginx_cpu_s,
     )
     print(
-        f"  {n}: peak {peak:.0f} MB (+{result.per_download_kb:.0f} KB per download), "
+        f"  {n} {result.mode}: nginx {nginx_idle:.0f} to {nginx_peak:.0f} MB; "
+        f"hub peak {peak:.0f} MB (+{result.per_download_kb:.0f} KB per download), "
         f"{result.ok} ok, {result.bad_digest} bad digest, errors {errors or 'none'}, "
         f"{elapsed:.1f} s, {result.bytes / elapsed / 1e6:.0f} MB/s, hub {hub_cpu_s:.0f} CPU-s",
         file=sys.stderr,
@@ -354,18 +401,24 @@ def render(results: list[Result], args: argparse.Namespace, command: str) -> str
         def p(values: list[float], q: float) -> str:
             return f"{percentile(values, q):.1f}" if values else "-"
 
+        gb = max(r.bytes / 1e9, 1e-9)
+        nginx_mb = (
+            f"{r.nginx_idle_mb:.0f} / **{r.nginx_peak_mb:.0f}**" if r.mode == "offload" else "-"
+        )
         rows.append((
-            r.downloads, r.connected, f"{r.baseline_mb:.0f}", f"**{r.peak_mb:.0f}**",
+            r.mode, r.downloads, r.connected, f"{r.baseline_mb:.0f}", f"**{r.peak_mb:.0f}**",
             f"{r.peak_mb - r.baseline_mb:+.0f}", f"{r.per_download_kb:.0f}",
             f"{r.ok}/{r.downloads}", r.bad_digest,
             ", ".join(f"{k}: {v}" for k, v in r.errors.items()) or "none",
             f"{r.seconds:.1f}", f"{r.bytes / r.seconds / 1e6:.0f}",
-            f"{p(r.fast_s, 50)} / {p(r.slow_s, 50)}", f"{r.hub_cpu_s / max(r.bytes / 1e9, 1e-9):.1f}", f"{r.client_cpu_s:.0f}",
+            nginx_mb, f"{p(r.fast_s, 50)} / {p(r.slow_s, 50)}",
+            f"{r.hub_cpu_s / gb:.1f} / {r.nginx_cpu_s / gb:.1f}", f"{r.client_cpu_s:.0f}",
             f"{r.load[0]:.1f} to {r.load[1]:.1f}",
         ))  # fmt: skip
     out.append(
         table(
             [
+                "bytes served by",
                 "downloads",
                 "connections open",
                 "hub RSS idle, same connections (MB)",
@@ -377,8 +430,9 @@ def render(results: list[Result], args: argparse.Namespace, command: str) -> str
                 "errors",
                 "wall (s)",
                 "MB/s",
+                "nginx RSS idle / peak (MB)",
                 "p50 s fast / slow reader",
-                "hub CPU-s per GB",
+                "hub / nginx CPU-s per GB",
                 "client CPU-s",
                 "load (1-min)",
             ],
@@ -390,7 +444,8 @@ def render(results: list[Result], args: argparse.Namespace, command: str) -> str
         f"RSS summed over them, sampled every 0.2 s; {args.devices} device certificates, the "
         f"connections spread over them; {args.procs} client processes on the same cores. "
         f"{args.slow:.0%} of the readers are slow: a {SLOW_RCVBUF // 1024} KiB receive buffer "
-        f"and {args.slow_kib_s} KiB/s."
+        f"and {args.slow_kib_s} KiB/s. offload: the hub answers 307, nginx (1 worker) serves "
+        "the bytes; the clients' hub connections stay open, idle, during their download."
     )
     return "\n".join(out)
 
@@ -426,15 +481,20 @@ def round_on_fresh_hub(
     pool: ProcessPoolExecutor,
     n: int,
     args: argparse.Namespace,
+    mode: str,
 ) -> Result:
+    nginx_port = free_port()
+    offload = ["--artifact-offload", f"https://127.0.0.1:{nginx_port}"] if mode == "offload" else []
     hub = start_hub(
         root / "hub",
         extra_args=[
             *("--workers", str(args.hub_workers), "--max-connections-per-address", "0"),
             # The baseline's connections wait idle while the others open.
             *("--idle-timeout", "900"),
+            *offload,
         ],
     )
+    nginx = start_nginx(hub.data_dir, root / "nginx", nginx_port) if offload else None
     try:
         digest = make_release(hub, root, args.size_mb)
         (root / "deployment.yaml").write_text(deployment())
@@ -449,8 +509,10 @@ def round_on_fresh_hub(
             (str(certs / f"{name}-cert.pem"), str(keys / f"{name}-key.pem")) for name, _ in devices
         ]
         print(f"{n}: pushed {digest}, enrolled {len(devices)}", file=sys.stderr)
-        return measure(hub, pool, creds, digest, root, n, args)
+        return measure(hub, pool, creds, digest, root, n, args, nginx)
     finally:
+        if nginx is not None:
+            nginx.stop()
         hub.stop()
 
 
@@ -468,7 +530,13 @@ def main() -> None:
     parser.add_argument("--slow", type=float, default=0.5, help="fraction of slow readers")
     parser.add_argument("--slow-kib-s", type=int, default=256, help="a slow reader's rate")
     parser.add_argument("--timeout", type=float, default=900, help="bound on each round, s")
+    parser.add_argument(
+        "--modes", default="in-hub,offload", help="who serves the bytes: in-hub, offload or both"
+    )
     args = parser.parse_args()
+    modes = args.modes.split(",")
+    if not modes or not set(modes) <= {"in-hub", "offload"}:
+        raise SystemExit("--modes: in-hub, offload or in-hub,offload")
     sizes = [int(s) for s in args.downloads.split(",")]
     if not all(1 <= s <= 20_000 for s in sizes) or not 1 <= args.size_mb <= 64:
         raise SystemExit("--downloads 1..20000 each, --size-mb 1..64")
@@ -484,9 +552,11 @@ def main() -> None:
             devices = min(args.devices, max(sizes))
             identities = make_identities(root / "keys", devices, pool)
             for n in sizes:
-                # A fresh hub each round: memory a round leaves behind (freed
-                # but kept by the allocator) would inflate the next baseline.
-                results.append(round_on_fresh_hub(root / f"n{n}", identities, pool, n, args))
+                for mode in modes:
+                    # A fresh hub each round: memory a round leaves behind (freed
+                    # but kept by the allocator) would inflate the next baseline.
+                    where = root / f"n{n}-{mode}"
+                    results.append(round_on_fresh_hub(where, identities, pool, n, args, mode))
     finally:
         shutil.rmtree(root, ignore_errors=True)
     print(render(results, args, command))

@@ -78,9 +78,12 @@ def server_block(data_dir: Path, port: int) -> str:
     return result.stdout
 
 
-def start_nginx(data_dir: Path, prefix: Path, port: int | None = None) -> Nginx:
+def start_nginx(
+    data_dir: Path, prefix: Path, port: int | None = None, *, workers: int = 1
+) -> Nginx:
     """nginx serving the hub in `data_dir`'s artifacts on `port` (default: a
-    free one); config, pid, logs and temporary files under `prefix`."""
+    free one) with `workers` worker processes; config, pid, logs and
+    temporary files under `prefix`."""
     port = port or free_port()
     prefix.mkdir(parents=True, exist_ok=True)
     temps = "".join(f"    {t}_temp_path {prefix / t};\n" for t in _TEMPS)
@@ -89,7 +92,8 @@ def start_nginx(data_dir: Path, prefix: Path, port: int | None = None) -> Nginx:
     user = "user root;\n" if os.geteuid() == 0 else ""
     conf = prefix / "nginx.conf"
     conf.write_text(
-        f"{user}worker_processes 1;\npid {prefix / 'nginx.pid'};\n"
+        f"{user}worker_processes {workers};\nworker_rlimit_nofile 20000;\n"
+        f"pid {prefix / 'nginx.pid'};\n"
         f"error_log {prefix / 'error.log'} info;\n"
         "events { worker_connections 20000; }\n"
         "http {\n"
