@@ -47,7 +47,7 @@ def _secret(data_dir: Path) -> str:
     try:
         return offload_secret(data_dir)
     except OffloadConfigError as exc:
-        err_console.print(f"error: {exc}", markup=False, highlight=False)
+        err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
 
 
@@ -78,6 +78,7 @@ def nginx_config_command(
             f"--data-dir {data_dir}` once first",
             markup=False,
             highlight=False,
+            soft_wrap=True,
         )
         raise typer.Exit(1)
     secret = _secret(data_dir)
@@ -85,5 +86,5 @@ def nginx_config_command(
     try:
         typer.echo(nginx_server_block(site), nl=False)
     except OffloadConfigError as exc:
-        err_console.print(f"error: {exc}", markup=False, highlight=False)
+        err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
