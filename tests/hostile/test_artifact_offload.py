@@ -198,6 +198,28 @@ def test_nothing_outside_the_digest_files_is_served_even_when_signed(
         assert b"half an upload" not in response.content
 
 
+def test_the_node_resumes_a_download_through_nginx(offload: Offload, tmp_path: Path) -> None:
+    digest = offload.digests["scoped@1.0.0"]
+    _redirect(offload, digest)  # once the desired state names it
+    with offload.hub.client() as operator:
+        archive = operator.get(f"/v1/artifacts/{digest}").content
+    dest = tmp_path / "partial"
+    dest.write_bytes(archive[:1000])
+    node, progress = offload.node, list[int]()
+
+    async def resume() -> None:
+        context = tls(offload.hub.ca, node.cert_path, node.key_path)
+        async with httpx.AsyncClient(base_url=offload.hub.url, verify=context) as client:
+            await HttpArtifactSource(client).fetch(
+                digest, dest, offset=1000, on_bytes=progress.append
+            )
+
+    before = len(offload.nginx.served(_uri(digest)))
+    asyncio.run(resume())
+    assert dest.read_bytes() == archive and progress[-1] == len(archive)
+    assert offload.nginx.served(_uri(digest))[before:] == [(206, len(archive) - 1000)]
+
+
 # -- the node: which redirects it follows ------------------------------------------
 
 
