@@ -1,7 +1,8 @@
 """A throwaway PostgreSQL cluster in a temp dir, for tests and benchmarks.
 
 `initdb` refuses to run as root, so as root the cluster runs as the
-`postgres` user (trust auth, loopback only, fsync off: it holds test data).
+`postgres` user (trust auth, loopback only). fsync is off by default (it
+holds test data); a benchmark that counts the server's cost turns it on.
 """
 
 from __future__ import annotations
@@ -31,8 +32,11 @@ def pg_bin(name: str) -> str:
 
 
 @contextmanager
-def throwaway_postgres(max_connections: int = 100) -> Iterator[str]:
-    """Start a cluster; yield its base URL (`postgresql+psycopg://postgres@127.0.0.1:PORT`)."""
+def throwaway_postgres(max_connections: int = 100, *, fsync: bool = False) -> Iterator[str]:
+    """Start a cluster; yield its base URL (`postgresql+psycopg://postgres@127.0.0.1:PORT`).
+
+    `fsync=True` runs it as a production server does (every commit flushed
+    to disk), for figures that count what the database costs."""
     root = Path(tempfile.mkdtemp(prefix="fogline-pg-"))
     data, sockdir = root / "data", root / "sock"
     sockdir.mkdir()
@@ -45,7 +49,7 @@ def throwaway_postgres(max_connections: int = 100) -> Iterator[str]:
     initdb = [pg_bin("initdb"), "-D", str(data), "--auth=trust", "-U", "postgres", "-E", "UTF8"]
     subprocess.run([*as_postgres, *initdb], check=True, capture_output=True)
     options = (
-        f"-p {port} -k {sockdir} -c listen_addresses=127.0.0.1 -c fsync=off "
+        f"-p {port} -k {sockdir} -c listen_addresses=127.0.0.1 -c fsync={'on' if fsync else 'off'} "
         f"-c max_connections={max_connections}"
     )
     pg_ctl = pg_bin("pg_ctl")
