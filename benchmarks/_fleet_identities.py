@@ -33,7 +33,7 @@ from typing import Any, Final
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from fogline.security import CertificateAuthority, make_csr, private_key_pem, write_secret_file
+from fogline.security import CertificateAuthority, make_csr, private_key_pem
 from tests.support.inventory import fleet_device
 
 PREFIX: Final = "lg"
@@ -89,7 +89,7 @@ def _make_chunk(args: tuple[Path, int, int]) -> int:
         key = ec.generate_private_key(ec.SECP256R1())
         csr = x509.load_pem_x509_csr(make_csr(key, f"{PREFIX}-{index:06d}"))
         issued = ca.issue_device_cert(csr, device_id(index), VALIDITY)
-        write_secret_file(directory / f"{index}.pem", private_key_pem(key) + issued.pem)
+        _write_private(directory / f"{index}.pem", private_key_pem(key) + issued.pem)
         lines.append(f"{issued.serial:x} {issued.not_after.isoformat()}\n")
     # Written last, by rename: a chunk cut short by a crash is made again.
     done = directory.with_suffix(".serials")
@@ -97,6 +97,16 @@ def _make_chunk(args: tuple[Path, int, int]) -> int:
     partial.write_text("".join(lines))
     os.replace(partial, done)
     return stop - start
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """0600 from the start, like write_secret_file, but not fsynced: two fsyncs
+    per file made 100,000 identities take 15 minutes, and a cache lost to a
+    power cut is made again (a device whose file is damaged fails its
+    handshake, counted in the run's errors)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
 
 
 def make_identities(cache: Path, count: int, pool: Executor) -> tuple[list[Identity], int]:
