@@ -245,10 +245,11 @@ class GenStats:
     # (revision, time.time() the device got it, time.time() the hub answered 200
     # to the report carrying it): the shape bench_rollout_scale reads.
     applied: list[tuple[str, float, float]] = field(default_factory=list)
+    # Long-polls answered (304 or 200), by the wall-clock second they ended in.
+    polls: dict[int, int] = field(default_factory=dict)
     errors: dict[str, int] = field(default_factory=dict)
     connects: int = 0
     reconnects: int = 0
-    late: int = 0  # reports sent more than 1 s after their slot
     cpu_s: float = 0.0
     rss_base_kb: int = 0  # after start-up, before any device
     rss_connected_kb: int = 0  # when every device had connected and synced once
@@ -368,6 +369,8 @@ class Generator:
             except (OSError, ssl.SSLError, ConnectionError, TimeoutError) as exc:
                 self.error(type(exc).__name__)
                 break
+            second = int(time.time())
+            self.stats.polls[second] = self.stats.polls.get(second, 0) + 1
             if status == 304:
                 continue
             if status != 200:
@@ -400,8 +403,6 @@ class Generator:
         Raises:
             OSError, ssl.SSLError, ConnectionError, TimeoutError: see TlsConn.request.
         """
-        if time.monotonic() - slot > 1:
-            self.stats.late += 1
         slot_wall = time.time() - (time.monotonic() - slot)
         status, _ = await asyncio.wait_for(
             conn.request(self.report_request(revision)), REQUEST_TIMEOUT_S
