@@ -231,6 +231,9 @@ class GenJob:
     interval_s: float
     stop_at: float  # time.time(): the hard bound
     stop_file: str  # created by the operator side to stop early
+    # Created by the operator side when the connect phase is over: a device
+    # not connected by then gives up, so the window measures a fixed fleet.
+    ramp_over_file: str
     status_file: str  # JSON written every second: what the operator side watches
     connect_concurrency: int  # handshakes in flight at once in this process
     seed: int
@@ -278,8 +281,10 @@ class Generator:
         self.rng = random.Random(job.seed)
         self.gate = asyncio.Semaphore(job.connect_concurrency)
         self.stop = time.monotonic() + (job.stop_at - time.time())
+        self.ramp_over = False  # see GenJob.ramp_over_file
         self.connected = 0  # devices with a connection now
         self.synced = 0  # devices that got their first desired state
+        self.gave_up = 0  # devices not connected when the connect phase ended
         self.bodies: dict[str | None, bytes] = {}  # report body per revision (shared)
         self.report_head = (
             f"POST /v1/report HTTP/1.1\r\nhost: {job.host}:{job.port}\r\n"
@@ -303,12 +308,15 @@ class Generator:
         ).encode()
 
     async def connect(self, pem: str, first: bool) -> TlsConn | None:
-        """The device's connection, retried with jitter until the stop time."""
+        """The device's connection, retried with jitter until the stop time
+        (a first connection: until the connect phase is over)."""
         job = self.job
         for attempt in range(1000):
-            if time.monotonic() >= self.stop:
+            if time.monotonic() >= self.stop or (first and self.ramp_over):
                 return None
             async with self.gate:
+                if first and self.ramp_over:
+                    return None
                 try:
                     conn = await asyncio.wait_for(
                         open_conn(job.host, job.port, job.source, _context(job.ca_pem, pem, pem)),
@@ -336,6 +344,8 @@ class Generator:
 
     async def _device(self, pem: str) -> None:
         conn = await self.connect(pem, first=True)
+        if conn is None:
+            self.gave_up += 1
         revision: str | None = None
         synced = False
         slot = time.monotonic() + self.rng.uniform(0, self.job.interval_s)
@@ -418,6 +428,7 @@ class Generator:
             "devices": len(self.job.pems),
             "connected": self.connected,
             "synced": self.synced,
+            "gave_up": self.gave_up,
             "cpu_s": sum(os.times()[:2]) - cpu0,
             "rss_kb": _rss_kb(),
             "errors": self.stats.errors,
@@ -432,9 +443,13 @@ class Generator:
         stop_file = Path(self.job.stop_file)
         async with asyncio.TaskGroup() as tg:
             tasks = [tg.create_task(self.device(pem)) for pem in self.job.pems]
+            ramp_over = Path(self.job.ramp_over_file)
             while time.monotonic() < self.stop and not stop_file.exists():
+                self.ramp_over = self.ramp_over or ramp_over.exists()
                 self.write_status(cpu0)
-                if not self.stats.rss_connected_kb and self.synced == len(self.job.pems):
+                if not self.stats.rss_connected_kb and self.synced + self.gave_up >= len(
+                    self.job.pems
+                ):
                     self.stats.rss_connected_kb = _rss_kb()
                 await asyncio.sleep(STATUS_EVERY_S)
             for task in tasks:

@@ -83,3 +83,23 @@ def test_throwaway_postgres_runs_with_fsync_as_asked(fsync: bool) -> None:
         with psycopg.connect(f"{plain}/postgres") as conn:
             row = conn.execute("SHOW fsync").fetchone()
     assert row == ("on" if fsync else "off",)
+
+
+def test_a_connect_phase_that_runs_out_measures_the_devices_that_connected(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # One handshake at a time per generator and half a second to connect:
+    # most of the 300 devices give up, and the figures are over the others.
+    argv = ["--devices", "300", "--interval", "4", "--window", "4", "--changes", "1"]
+    argv += ["--ramp-timeout", "0.5", "--connect-concurrency", "1", "--change-timeout", "10"]
+    result = main([*argv, "--hub-workers", "1", "--idle-s", "1", "--cache", str(tmp_path)])
+    out = capsys.readouterr().out
+    found = figures(result)
+
+    fleet = result["ramp"].synced
+    assert 0 < fleet < 300, out
+    (change,) = found["changes"]
+    assert change["expected"] == fleet and change["missing"] == 0, out
+    assert len(change["reported"]) == fleet, out
+    assert f"| 1 | {fleet}/{fleet} |" in out, out
+    assert f"{fleet:,} devices each reporting" in out, out
