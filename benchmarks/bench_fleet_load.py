@@ -67,6 +67,7 @@ class Window:
     db_cpu_s: float
     hub_rss_mb: float
     gen_cpu_s: float
+    limited_by: str  # why the connect phase ended before every device synced; "" if it did not
     load: str
 
 
@@ -98,6 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--window", type=float, default=120, help="steady-state window, s")
     parser.add_argument(
         "--idle-s", type=float, default=10, help="the idle hub's baseline before any device, s"
+    )
+    parser.add_argument(
+        "--min-available-mb",
+        type=float,
+        default=3000,
+        help="end the connect phase when the machine's available memory falls below this",
     )
     parser.add_argument("--changes", type=int, default=1, help="config changes to time")
     parser.add_argument("--change-timeout", type=float, default=180, help="bound per change, s")
@@ -262,6 +269,7 @@ def _wait_connected(
     deadline = time.monotonic() + 120
     t0 = cpu0 = db0 = gen0 = 0.0
     statuses: list[dict[str, Any]] = []
+    limited_by: list[str] = []
     while time.monotonic() < deadline:
         for future in futures:
             if future.done():
@@ -274,7 +282,15 @@ def _wait_connected(
             deadline = t0 + args.ramp_timeout
         if sum(s.get("synced", 0) for s in statuses) >= args.devices:
             break
+        if t0 and _available_mb() < args.min_available_mb:
+            # The machine is shared: stop growing the fleet before the
+            # kernel's OOM killer picks a process, perhaps someone else's.
+            _log(f"ramp: memory available below {args.min_available_mb} MB: connect phase ended")
+            limited_by.append("memory")
+            break
         time.sleep(0.2 if args.devices <= 2000 else 1.0)
+    else:
+        limited_by.append("time (--ramp-timeout)")
     if not t0:
         raise SystemExit("the generators did not start within 120 s")
     if sum(s.get("synced", 0) for s in statuses) < args.devices:
@@ -299,7 +315,15 @@ def _wait_connected(
         proc_cpu_s(pid) - cpu0,
         server_cpu_s(db_pid) - db0,
         sum(s.get("cpu_s", 0.0) for s in statuses) - gen0,
+        ", ".join(limited_by) if synced < args.devices else "",
     )
+
+
+def _available_mb() -> float:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) / 1024
+    return math.inf
 
 
 def _idle(args: argparse.Namespace, pid: int, db_pid: int | None) -> tuple[float, float]:
@@ -421,7 +445,13 @@ def render(args: argparse.Namespace, result: dict[str, Any]) -> str:
         f"({result['identities_made']:,} made now, the rest from the cache); rows inserted in "
         f"{result['rows_s']:.1f} s.",
         f"* Connect: {ramp.synced:,}/{devices:,} devices connected and synced in "
-        f"{ramp.seconds:.1f} s ({ramp.synced / max(ramp.seconds, 1e-9):.0f}/s), each a TLS "
+        f"{ramp.seconds:.1f} s ({ramp.synced / max(ramp.seconds, 1e-9):.0f}/s)"
+        + (
+            f", then the connect phase ended: limited by {ramp.limited_by}"
+            if ramp.limited_by
+            else ""
+        )
+        + f"; each a TLS "
         f"handshake, a desired-state read and a report: {ramp.hub_cpu_s:.1f} CPU-s of hub, "
         f"{ramp.db_cpu_s:.1f} of PostgreSQL, {ramp.gen_cpu_s:.1f} of generators "
         f"({1000 * ramp.hub_cpu_s / max(1, ramp.synced):.2f} ms of hub CPU per device). "

@@ -29,7 +29,7 @@ def test_every_device_reports_and_gets_each_change(
     out = capsys.readouterr().out
     found = figures(result)
 
-    assert result["ramp"].synced == DEVICES, out
+    assert result["ramp"].synced == DEVICES and result["ramp"].limited_by == "", out
     # Two reports per device in an 8 s window at a 4 s interval, give or
     # take the ones at the window's edges.
     assert DEVICES <= found["reports"] <= 3 * DEVICES + 10, out
@@ -98,6 +98,8 @@ def test_a_connect_phase_that_runs_out_measures_the_devices_that_connected(
 
     fleet = result["ramp"].synced
     assert 0 < fleet < 300, out
+    assert result["ramp"].limited_by == "time (--ramp-timeout)", out
+    assert "limited by time (--ramp-timeout)" in out, out
     (change,) = found["changes"]
     assert change["expected"] == fleet and change["missing"] == 0, out
     assert len(change["reported"]) == fleet, out
