@@ -67,7 +67,6 @@ class Window:
     db_cpu_s: float
     hub_rss_mb: float
     gen_cpu_s: float
-    limited_by: str  # why the connect phase ended before every device synced; "" if it did not
     load: str
 
 
@@ -80,6 +79,7 @@ class Ramp:
     hub_cpu_s: float  # over the ramp
     db_cpu_s: float
     gen_cpu_s: float
+    limited_by: str  # why the connect phase ended before every device synced; "" if it did not
 
 
 def build_parser() -> argparse.ArgumentParser:
