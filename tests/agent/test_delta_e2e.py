@@ -3,7 +3,6 @@ the release from its kept archive, checks digest and signature, and falls
 back to the full archive whenever the delta path cannot give the right bytes.
 """
 
-import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.modules import deployment, write_module
+from tests.support.modules import calibration_payload, deployment, push_calibrated_releases
 from tests.support.processes import AgentProcess, HubProcess, free_port, start_hub, wait_until
 
 _FULL_ROUTE = {"method": "GET", "route": "/v1/artifacts/{digest}", "status": "200"}
@@ -25,35 +24,13 @@ class Fleet:
     root: Path
 
 
-def _payload(version: str) -> str:
-    # 300 KB of text that stays the same across versions: what a delta saves.
-    lines = [f"calibration_{i} = {i * 7919 % 10007}\n" for i in range(15_000)]
-    lines[42] = f"release = {version!r}\n"
-    return "".join(lines)
-
-
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     root = tmp_path_factory.mktemp("delta")
     hub = start_hub(root / "hub")
     try:
-        keys = root / "keys"
-        hub.cli(
-            "apply",
-            "-f",
-            "-",
-            input_text=hub.cli("keys", "create", "ci", "--dir", str(keys)).stdout,
-        )
         port = free_port()
-        digests = {}
-        for version in ("1.0.0", "2.0.0", "3.0.0", "4.0.0"):
-            src = write_module(root / f"src-{version}", version, port)
-            (src / "calibration.py").write_text(_payload(version))
-            archive = root / f"web-{version}.tar.zst"
-            hub.cli("release", "build", str(src), "-o", str(archive))
-            hub.cli("release", "sign", str(archive), "--key", str(keys / "ci.key"))
-            hub.cli("release", "push", str(archive))
-            digests[version] = "sha256:" + hashlib.sha256(archive.read_bytes()).hexdigest()
+        digests = push_calibrated_releases(hub, root, ("1.0.0", "2.0.0", "3.0.0", "4.0.0"), port)
         yield Fleet(hub, port, digests, root)
     finally:
         hub.stop()
@@ -115,7 +92,7 @@ def test_a_node_updates_through_a_delta_and_falls_back_on_garbage(fleet: Fleet) 
         kept = node / "updater" / "bases" / "web"
         assert [p.name for p in kept.iterdir()] == [f"{fleet.digests['2.0.0']}.tar.zst"]
         installed = node / "updater" / "modules" / "web" / "current" / "calibration.py"
-        assert installed.read_text() == _payload("2.0.0")
+        assert installed.read_text() == calibration_payload("2.0.0")
 
         # v2 -> v3 with a garbage delta planted in the hub's cache: the node
         # refuses what it rebuilds, downloads the full archive, ends on v3.
@@ -130,7 +107,7 @@ def test_a_node_updates_through_a_delta_and_falls_back_on_garbage(fleet: Fleet) 
         assert not list((node / "updater" / "downloads").iterdir())
         assert (
             node / "updater" / "modules" / "web" / "current" / "calibration.py"
-        ).read_text() == (_payload("3.0.0"))
+        ).read_text() == (calibration_payload("3.0.0"))
     finally:
         agent.stop()
 

@@ -4,7 +4,6 @@ configured by `fogline hub nginx-config` serves the bytes, and a real agent
 installs what it got only when digest and signature check out.
 """
 
-import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.modules import deployment, write_module
+from tests.support.modules import calibration_payload, deployment, push_calibrated_releases
 from tests.support.nginx import Nginx, start_nginx
 from tests.support.processes import AgentProcess, HubProcess, free_port, start_hub, wait_until
 
@@ -26,13 +25,6 @@ class Fleet:
     port: int  # the module's
     digests: dict[str, str]  # version -> archive digest
     root: Path
-
-
-def _payload(version: str) -> str:
-    # Text that stays the same across versions: the hub makes a delta of it.
-    lines = [f"calibration_{i} = {i * 7919 % 10007}\n" for i in range(15_000)]
-    lines[42] = f"release = {version!r}\n"
-    return "".join(lines)
 
 
 def _uri(digest: str) -> str:
@@ -49,23 +41,8 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     )
     nginx = start_nginx(hub.data_dir, root / "nginx", nginx_port)
     try:
-        keys = root / "keys"
-        hub.cli(
-            "apply",
-            "-f",
-            "-",
-            input_text=hub.cli("keys", "create", "ci", "--dir", str(keys)).stdout,
-        )
         port = free_port()
-        digests = {}
-        for version in ("1.0.0", "2.0.0", "3.0.0"):
-            src = write_module(root / f"src-{version}", version, port)
-            (src / "calibration.py").write_text(_payload(version))
-            archive = root / f"web-{version}.tar.zst"
-            hub.cli("release", "build", str(src), "-o", str(archive))
-            hub.cli("release", "sign", str(archive), "--key", str(keys / "ci.key"))
-            hub.cli("release", "push", str(archive))
-            digests[version] = "sha256:" + hashlib.sha256(archive.read_bytes()).hexdigest()
+        digests = push_calibrated_releases(hub, root, ("1.0.0", "2.0.0", "3.0.0"), port)
         yield Fleet(hub, nginx, port, digests, root)
     finally:
         nginx.stop()
@@ -131,7 +108,7 @@ def test_a_node_downloads_through_nginx_and_refuses_corrupted_bytes(fleet: Fleet
         assert any(s == 200 for s, _ in nginx.served(_uri(fleet.digests["3.0.0"])))
         assert _served(fleet.port) == "2.0.0"
         current = node / "updater" / "modules" / "web" / "current" / "calibration.py"
-        assert current.read_text() == _payload("2.0.0")
+        assert current.read_text() == calibration_payload("2.0.0")
         assert _hub_answers(hub, "200") == 0  # no byte of an archive came from the hub
     finally:
         agent.stop()

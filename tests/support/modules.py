@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import textwrap
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tests.support.processes import HubProcess
 
 SERVER = textwrap.dedent("""\
     import http.server, json, os, pathlib
@@ -104,3 +110,29 @@ def deployment(version: str, *, drift: str = "correct", config: str = "{greeting
               release: web@{version}
               config: {config}
         """)
+
+
+def calibration_payload(version: str) -> str:
+    """A module file of ~300 KB that differs between versions in one line:
+    the hub can make a small delta between two releases that carry it."""
+    lines = [f"calibration_{i} = {i * 7919 % 10007}\n" for i in range(15_000)]
+    lines[42] = f"release = {version!r}\n"
+    return "".join(lines)
+
+
+def push_calibrated_releases(
+    hub: HubProcess, root: Path, versions: Sequence[str], port: int
+) -> dict[str, str]:
+    """Trust a new release key `ci` and push module `web` at each version,
+    each carrying `calibration_payload`; returns version -> archive digest."""
+    key = hub.trust_new_key(root / "keys")
+    digests = {}
+    for version in versions:
+        src = write_module(root / f"src-{version}", version, port)
+        (src / "calibration.py").write_text(calibration_payload(version))
+        archive = root / f"web-{version}.tar.zst"
+        hub.cli("release", "build", str(src), "-o", str(archive))
+        hub.cli("release", "sign", str(archive), "--key", str(key))
+        hub.cli("release", "push", str(archive))
+        digests[version] = "sha256:" + hashlib.sha256(archive.read_bytes()).hexdigest()
+    return digests
