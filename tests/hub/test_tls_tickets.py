@@ -171,7 +171,11 @@ def test_a_session_issued_by_one_replica_resumes_on_another(tmp_path: Path) -> N
 
 def test_sessions_resume_after_the_ticket_key_rotates(tmp_path: Path) -> None:
     """Period of 2 s: a ticket from the last period costs one full
-    handshake (no error), and the next connection resumes again."""
+    handshake (no error), and the next connections resume again.
+
+    Each period's connections start right after its boundary, so none of them
+    straddles one: a connection the hub accepted just after a boundary gets a
+    ticket under the new key, and the next one would rightly resume."""
     period_s = 2.0
     hub = start_hub(tmp_path / "hub", extra_args=["--tls-ticket-period", "2s"])
     try:
@@ -180,36 +184,22 @@ def test_sessions_resume_after_the_ticket_key_rotates(tmp_path: Path) -> None:
         def period() -> int:
             return int(time.time() // period_s)
 
-        outcomes: list[tuple[int, bool]] = []  # (period of the connection, resumed)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and len({p for p, _ in outcomes}) < 3:
-            before, resumed_before = period(), context.resumed
-            assert healthz_on_new_connection(hub.url, context) == 200
-            if period() == before:  # a connection across the boundary proves nothing
-                outcomes.append((before, context.resumed > resumed_before))
-        periods = sorted({p for p, _ in outcomes})
-        assert len(periods) >= 3, outcomes
-        for p in periods[1:]:
-            in_period = [resumed for q, resumed in outcomes if q == p]
-            if len(in_period) >= 2:
-                # The first connection of a period: the old ticket is unknown.
-                assert in_period[0] is False and all(in_period[1:]), outcomes
-        assert hub.metric("fogline_hub_tls_handshakes_total", session="resumed") > 0
-    finally:
-        hub.stop()
-
-
-def test_a_hub_without_tickets_resumes_nothing(tmp_path: Path) -> None:
-    hub = start_hub(tmp_path / "hub", extra_args=["--no-tls-tickets"])
-    try:
-        context = resuming_client_context(hub.ca)
-        for _ in range(5):
-            assert healthz_on_new_connection(hub.url, context) == 200
-        assert (context.connections, context.resumed) == (5, 0)
-        wait_until(
-            lambda: hub.metric("fogline_hub_tls_handshakes_total", session="full") >= 5,
-            10,
-            "full handshakes counted",
-        )
+        outcomes: dict[int, list[bool]] = {}  # period -> resumed, per connection
+        for _attempt in range(8):  # a batch cut by a boundary (a slow machine) is not counted
+            if len(outcomes) >= 3:
+                break
+            last = period()
+            wait_until(lambda last=last: period() != last, 5, "the next ticket period")
+            current, resumed = period(), []
+            for _ in range(3):
+                before = context.resumed
+                assert healthz_on_new_connection(hub.url, context) == 200
+                resumed.append(context.resumed > before)
+            if period() == current:
+                outcomes[current] = resumed
+        assert len(outcomes) >= 3, outcomes
+        # The first connection of a period offers the last period's ticket:
+        # unknown to the new key, a full handshake; then each resumes.
+        assert all(resumed == [False, True, True] for resumed in outcomes.values()), outcomes
     finally:
         hub.stop()
