@@ -4,7 +4,7 @@ Whether a claim may enroll a device is decided at enrollment (`_enrollment`).
 """
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -49,18 +49,41 @@ def create_claim(session: Session, spec: ClaimCreate) -> tuple[ClaimRow, str]:
     """
     if spec.name is not None and find_claim_by_name(session, spec.name) is not None:
         raise ConflictError(f"a claim named {spec.name!r} exists; choose another name")
-    token = new_token(CLAIM_PREFIX)
     now = utcnow()
+    return add_claim(
+        session,
+        name=spec.name,
+        labels=spec.labels,
+        names=spec.names,
+        max_uses=spec.max_uses,
+        now=now,
+        expires_at=now + dt.timedelta(seconds=spec.expires_in_s),
+    )
+
+
+def add_claim(
+    session: Session,
+    *,
+    name: str | None,
+    labels: Mapping[str, str],
+    names: Sequence[str],
+    max_uses: int,
+    now: dt.datetime,
+    expires_at: dt.datetime,
+) -> tuple[ClaimRow, str]:
+    """Add a claim row with a fresh token (by `create_claim` and by an
+    apply's ProvisioningClaim); returns it and the token, shown once."""
+    token = new_token(CLAIM_PREFIX)
     row = ClaimRow(
         id=token.token_id,
-        name=spec.name,
+        name=name,
         secret_hash=token.secret_hash,
-        labels=dict(spec.labels),
-        names=list(spec.names),
-        max_uses=spec.max_uses,
+        labels=dict(labels),
+        names=list(names),
+        max_uses=max_uses,
         uses=0,
         created_at=now,
-        expires_at=now + dt.timedelta(seconds=spec.expires_in_s),
+        expires_at=expires_at,
     )
     session.add(row)
     return row, token.token

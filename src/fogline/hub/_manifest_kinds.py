@@ -6,15 +6,14 @@ holds the transaction.
 
 import base64
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fogline.manifest import ManifestSet, canonical_json
-from fogline.security import CLAIM_PREFIX, new_token
 
 from ._audit import record_audit
+from ._claims import add_claim, find_claim_by_name
 from ._clock import utcnow
-from ._schema import ClaimRow, ReleaseKeyRow, VulnPolicyRow
+from ._schema import ReleaseKeyRow, VulnPolicyRow
 
 
 def apply_release_keys(session: Session, manifests: ManifestSet) -> dict[str, str]:
@@ -78,24 +77,18 @@ def apply_claims(session: Session, manifests: ManifestSet) -> tuple[dict[str, st
     actions: dict[str, str] = {}
     now = utcnow()
     for claim in manifests.claims:
-        row = session.scalar(select(ClaimRow).where(ClaimRow.name == claim.name))
+        row = find_claim_by_name(session, claim.name)
         expires_at = claim.expires_at(now)
         if row is None:
-            token = new_token(CLAIM_PREFIX)
-            session.add(
-                ClaimRow(
-                    id=token.token_id,
-                    name=claim.name,
-                    secret_hash=token.secret_hash,
-                    labels=dict(claim.labels),
-                    names=list(claim.names),
-                    max_uses=claim.max_uses,
-                    uses=0,
-                    created_at=now,
-                    expires_at=expires_at,
-                )
+            _row, tokens[claim.name] = add_claim(
+                session,
+                name=claim.name,
+                labels=claim.labels,
+                names=claim.names,
+                max_uses=claim.max_uses,
+                now=now,
+                expires_at=expires_at,
             )
-            tokens[claim.name] = token.token
             actions[claim.name] = "create"
         else:
             wanted = (dict(claim.labels), list(claim.names), claim.max_uses, expires_at)
