@@ -92,20 +92,36 @@ class AgentConfig:
 
 
 def freeze_long_lived_objects() -> None:
-    """Take what is alive now out of the garbage collector's generations.
+    """Take what is alive once the agent has started out of the garbage
+    collector's generations (called once, at start-up).
 
     Why: local actions (sensor -> pipeline -> actuator) run on the agent's
     event loop, and a full collection walks every tracked object; over the
     start-up heap (imports, models, pipelines) that is a 30-60 ms pause, tens
-    of late actions at 1,000 msg/s. What is alive once the agent has started,
-    or has applied a desired state, lives about as long as the agent, so the
-    collector need not walk it again. Called then (a pause the start-up or the
-    new configuration costs anyway): unfreeze and collect first, so garbage
-    cycles, such as a replaced pipeline, are freed rather than kept forever.
+    of late actions at 1,000 msg/s. What is alive once the agent has started
+    lives about as long as the agent, so the collector need not walk it again.
+    Unfreeze and collect first, so garbage cycles made while starting are
+    freed rather than kept forever.
     """
     gc.unfreeze()
     gc.collect()
     gc.freeze()
+
+
+def collect_replaced_objects() -> None:
+    """Free the garbage cycles an applied state left behind (a replaced
+    pipeline, the previous desired state) without walking the frozen start-up
+    heap again.
+
+    Why not refreeze after each apply: unfreezing and collecting walked every
+    object the agent holds, 40-50 ms of CPU per config change (three quarters
+    of the agent's work for one), paid before it reported the new revision;
+    with a hundred agents sharing a host that was most of a change's
+    propagation time. What an apply builds is small and stays where the
+    collector finds it, so its cycles are freed here or by any later full
+    collection, for a fraction of a millisecond.
+    """
+    gc.collect()
 
 
 def close_to_others(data_dir: Path) -> None:
@@ -470,10 +486,10 @@ class Agent:
             await link.aclose()
 
     def _on_applied(self, applied: AppliedState) -> None:
-        freeze_long_lived_objects()  # the new pipelines and modules live on
         self.applied = applied
         self.metrics.applied_ok.set(1 if applied.ok else 0)
         self.reporter.poke()
+        collect_replaced_objects()
 
     def _bind_local(self) -> socket.socket:
         host, port = self.config.local_host, self.config.local_port
