@@ -28,6 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import httpx
+
 from benchmarks._common import git_revision, machine, median, percentile, table
 from tests.support.processes import AgentProcess, list_devices, start_hub, wait_until
 
@@ -78,7 +80,10 @@ def main() -> None:
             load0 = os.getloadavg()[0]
 
             def count_online() -> bool:
-                rows = list_devices(client)
+                try:
+                    rows = list_devices(client)
+                except httpx.TimeoutException:
+                    return False  # 100 agents starting at once can stall a listing
                 return len(rows) == args.agents and all(r["status"] == "online" for r in rows)
 
             wait_until(count_online, 600, f"{args.agents} agents online", interval_s=1)
