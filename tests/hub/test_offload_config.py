@@ -125,3 +125,21 @@ def test_the_cli_names_the_flag_or_the_missing_certificate(tmp_path: Path) -> No
     missing = _fogline("hub", "nginx-config", "--data-dir", str(tmp_path / "none"))
     assert missing.returncode == 1 and "start `fogline hub serve" in missing.stderr
     assert len(missing.stderr.strip().splitlines()) == 1
+
+
+def test_the_cli_refuses_a_readable_secret_in_one_line(tmp_path: Path) -> None:
+    data = tmp_path / "d"
+    (data / "tls").mkdir(parents=True)
+    for name in ("hub.pem", "hub-key.pem"):
+        (data / "tls" / name).write_text("placeholder: the command checks the secret first\n")
+    offload_secret(data)
+    os.chmod(data / OFFLOAD_SECRET_FILE, 0o644)
+    for args in (
+        ("hub", "nginx-config", "--data-dir", str(data)),
+        ("hub", "serve", "--data-dir", str(data), "--artifact-offload", "https://127.0.0.1:8444"),
+    ):
+        refused = _fogline(*args)
+        assert refused.returncode == 1, refused.stderr
+        lines = refused.stderr.strip().splitlines()
+        assert len(lines) == 1 and "group or others" in lines[0], refused.stderr
+        assert "Traceback" not in refused.stderr

@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ._ca import DataDirOpt
-from ._common import err_console
 
 if TYPE_CHECKING:
     from fogline.hub.releases import ArtifactOffload
@@ -40,15 +39,15 @@ def offload_settings(data_dir: Path, url: str | None) -> "ArtifactOffload | None
 
 
 def _secret(data_dir: Path) -> str:
-    """DATA_DIR/artifact-offload-secret, made if missing; a bad one: exit 1."""
-    from fogline.hub.releases import OffloadConfigError, offload_secret
+    """DATA_DIR/artifact-offload-secret, made if missing.
+
+    Raises:
+        OffloadConfigError: a secret file others can read, or not a secret.
+    """
+    from fogline.hub.releases import offload_secret
 
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    try:
-        return offload_secret(data_dir)
-    except OffloadConfigError as exc:
-        err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
-        raise typer.Exit(1) from None
+    return offload_secret(data_dir)
 
 
 def nginx_config_command(
@@ -71,20 +70,12 @@ def nginx_config_command(
     """
     from fogline.hub.releases import NginxSite, OffloadConfigError, nginx_server_block
 
+    # Errors (OffloadConfigError) reach the CLI's one-line error path, exit 1.
     cert, key = data_dir / "tls" / "hub.pem", data_dir / "tls" / "hub-key.pem"
     if not cert.is_file() or not key.is_file():
-        err_console.print(
-            f"error: no hub certificate in {data_dir / 'tls'}: start `fogline hub serve "
-            f"--data-dir {data_dir}` once first",
-            markup=False,
-            highlight=False,
-            soft_wrap=True,
+        raise OffloadConfigError(
+            f"no hub certificate in {data_dir / 'tls'}: start `fogline hub serve "
+            f"--data-dir {data_dir}` once first"
         )
-        raise typer.Exit(1)
-    secret = _secret(data_dir)
-    site = NginxSite(data_dir / "artifacts", listen, server_name, cert, key, secret)
-    try:
-        typer.echo(nginx_server_block(site), nl=False)
-    except OffloadConfigError as exc:
-        err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
-        raise typer.Exit(1) from None
+    site = NginxSite(data_dir / "artifacts", listen, server_name, cert, key, _secret(data_dir))
+    typer.echo(nginx_server_block(site), nl=False)

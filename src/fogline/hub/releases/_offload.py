@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Final
 from urllib.parse import urlsplit
 
+from fogline._errors import FoglineError
 from fogline.security import TokenFileError, read_token_file, write_secret_file
 
 OFFLOAD_SECRET_FILE: Final = "artifact-offload-secret"  # noqa: S105 - a file name
@@ -40,8 +41,9 @@ _SECRET_RE: Final = re.compile(r"[A-Za-z0-9_-]{32,128}", re.ASCII)
 _MAX_URL: Final = 512
 
 
-class OffloadConfigError(ValueError):
-    """The offload URL or secret file is unusable: names which and why."""
+class OffloadConfigError(FoglineError):
+    """The offload URL, secret file or nginx settings are unusable (the
+    operator's to fix): names which and why. The CLI prints it as one line."""
 
 
 @dataclass(frozen=True, slots=True)
