@@ -47,6 +47,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
+from typing import Any
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -574,30 +575,42 @@ def bench_database(
             ]
             common = {"warmup_s": 3.0, "duration_s": args.saturation_s, "db_pid": db_pid}
             conns = creds[: args.conns]
-            runs = [
-                drive(hub, pool, conns, args.workers, label="healthz, keep-alive", mode="closed",
-                      method="GET", path="/healthz", body=b"", **common),
-                drive(hub, pool, conns, args.workers, label="report, keep-alive", mode="closed",
-                      method="POST", path="/v1/report", body=REPORT_BODY, **common),
-                drive(hub, pool, conns, args.workers, label="report, new mTLS conn each",
-                      mode="closed", method="POST", path="/v1/report", body=REPORT_BODY,
-                      new_conn_each=True, **common),
+            closed: dict[str, Any] = {
+                "mode": "closed",
+                "method": "POST",
+                "path": "/v1/report",
+                "body": REPORT_BODY,
+                **common,
+            }
+            kinds: dict[str, tuple[list[tuple[str, str]], dict[str, Any]]] = {
+                "healthz": (conns, {**closed, "label": "healthz, keep-alive", "method": "GET",
+                                    "path": "/healthz", "body": b""}),
+                "keepalive": (conns, {**closed, "label": "report, keep-alive"}),
+                "newconn": (conns, {**closed, "label": "report, new mTLS conn each",
+                                    "new_conn_each": True}),
                 # The same, each device offering its last session (issue #18):
                 # the hub's workers share ticket keys, so any worker resumes it.
-                drive(hub, pool, conns, args.workers,
-                      label="report, new mTLS conn each, session resumed",
-                      mode="closed", method="POST", path="/v1/report", body=REPORT_BODY,
-                      new_conn_each=True, resume_sessions=True, **common),
-                drive(hub, pool, creds, args.workers, label=f"report, paced {size} devices / 10 s",
-                      mode="paced", method="POST", path="/v1/report", body=REPORT_BODY,
-                      warmup_s=5.0, duration_s=args.duration, interval_s=10.0, db_pid=db_pid),
-            ]  # fmt: skip
+                "resumed": (conns, {**closed, "new_conn_each": True, "resume_sessions": True,
+                                    "label": "report, new mTLS conn each, session resumed"}),
+                "paced": (creds, {"label": f"report, paced {size} devices / {args.interval:g} s",
+                                  "mode": "paced", "method": "POST", "path": "/v1/report",
+                                  "body": REPORT_BODY, "warmup_s": 5.0, "duration_s": args.duration,
+                                  "interval_s": args.interval, "db_pid": db_pid}),
+            }  # fmt: skip
+            runs = [
+                drive(hub, pool, devices, args.workers, **kwargs)
+                for devices, kwargs in (kinds[kind] for kind in args.runs)
+            ]
             results += [(db, size, r) for r in runs]
         _, peak = proc_rss_mb(hub.proc.pid) if hub.proc else (0.0, 0.0)
         print(f"{db}: hub peak RSS {peak:.0f} MB", file=sys.stderr)
     finally:
         hub.stop()
     return results
+
+
+# What --runs can name: saturation runs, then the paced fleet.
+RUN_KINDS = ("healthz", "keepalive", "newconn", "resumed", "paced")
 
 
 def render(results: list[tuple[str, int, Result]], args: argparse.Namespace, command: str) -> str:
@@ -648,7 +661,7 @@ def render(results: list[tuple[str, int, Result]], args: argparse.Namespace, com
         )
     )
     out.append(
-        f"\nPaced: each device sends one report per 10 s at a random phase, one request in "
+        f"\nPaced: each device sends one report per {args.interval:g} s at a random phase, one request in "
         f"flight, its own certificate and connection; {args.duration:.0f} s window after 5 s "
         f"warm-up; latency counts from the device's slot. Saturation rows: {args.conns} "
         f"connections back to back, {args.saturation_s:.0f} s window. `req/s per core` = "
@@ -683,7 +696,20 @@ def main() -> None:
         default=1,
         help="hub worker processes (fogline hub serve --workers)",
     )
+    parser.add_argument(
+        "--interval", type=float, default=10.0, help="paced: seconds between a device's reports"
+    )
+    parser.add_argument(
+        "--runs",
+        default=",".join(RUN_KINDS),
+        help=f"comma-separated runs per database and size, in this order: {', '.join(RUN_KINDS)}",
+    )
     args = parser.parse_args()
+    args.runs = [r.strip() for r in args.runs.split(",") if r.strip()]
+    if not args.runs or not set(args.runs) <= set(RUN_KINDS):
+        raise SystemExit(f"--runs takes {', '.join(RUN_KINDS)}")
+    if not 0.1 <= args.interval <= 600:
+        raise SystemExit("--interval: 0.1..600 s")
     sizes = sorted({int(s) for s in args.devices.split(",")})
     dbs = [d.strip() for d in args.db.split(",")]
     if not set(dbs) <= {"sqlite", "postgresql"}:
