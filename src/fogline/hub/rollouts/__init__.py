@@ -3,17 +3,14 @@
 _policy     `spec.rollout`: waves, bake, success threshold, failure budget
 _machine    the rollout state table and the pure wave logic (no database)
 _engine     start a rollout per change, advance it, act on it (the database side)
+_views      what operators read: a rollout, its members, its JSON view
 _scheduler  one tick about every second in each hub replica
 """
 
 from ._engine import (
-    available_actions,
     choose_policy,
-    find_rollout,
-    list_rollouts,
     lock_rollouts,
     operate,
-    rollout_view,
     snapshot_deployments,
     start_rollout,
     tick,
@@ -21,6 +18,7 @@ from ._engine import (
 from ._machine import ACTIVE
 from ._policy import DEFAULT_POLICY, check_rollout, parse_rollout_policy
 from ._scheduler import run_scheduler
+from ._views import available_actions, find_rollout, list_rollouts, rollout_view
 
 __all__ = [
     "ACTIVE",

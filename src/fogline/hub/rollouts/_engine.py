@@ -41,7 +41,7 @@ from .._desired import (
 )
 from .._device_labels import effective_labels
 from .._devices import seen_recently
-from .._errors import ConflictError, NotFoundError
+from .._errors import ConflictError
 from .._schema import (
     DeploymentRow,
     DesiredStateRow,
@@ -72,16 +72,10 @@ from ._machine import (
     next_state,
 )
 from ._policy import DEFAULT_POLICY, RolloutPolicy, parse_rollout_policy, wave_bounds
+from ._views import FRESH, OPERATOR_EVENTS, find_rollout, rollout_members
 
 # Any constant works; it only has to be the same in every hub replica.
 ROLLOUT_LOCK_ID: Final = 0x666F6C52
-OPERATOR_EVENTS: Final = {
-    "pause": Event.PAUSE,
-    "resume": Event.RESUME,
-    "abort": Event.ABORT,
-    "rollback": Event.ROLLBACK,
-}
-_FRESH: Final = {"populate_existing": True}
 
 
 def lock_rollouts(session: Session, *, wait: bool) -> bool:
@@ -145,21 +139,6 @@ def _transition(
         reason=reason,
     )
     return new
-
-
-def _members(
-    session: Session, rollout_id: str, *, documents: bool = True
-) -> list[RolloutDeviceRow]:
-    """The rollout's device rows, fresh. `documents=False` leaves out the
-    target and previous documents (loaded one row at a time if touched):
-    a tick judges thousands of members and needs them only to start a wave
-    or revert, and decoding them each second was most of a tick's cost."""
-    query = select(RolloutDeviceRow).where(RolloutDeviceRow.rollout_id == rollout_id)
-    if not documents:
-        query = query.options(
-            defer(RolloutDeviceRow.target_document), defer(RolloutDeviceRow.previous_document)
-        )
-    return list(session.scalars(query.execution_options(**_FRESH)).all())
 
 
 def _enrolled_device_ids(
@@ -249,7 +228,7 @@ def start_rollout(
     active = session.scalars(
         select(RolloutRow)
         .where(RolloutRow.state.in_([s.value for s in ACTIVE]))
-        .execution_options(**_FRESH)
+        .execution_options(**FRESH)
     ).all()
     for other in active:
         # Three columns, not ORM rows: only states and revisions are read here.
@@ -580,7 +559,7 @@ def _some_members(
             .options(
                 defer(RolloutDeviceRow.target_document), defer(RolloutDeviceRow.previous_document)
             )
-            .execution_options(**_FRESH)
+            .execution_options(**FRESH)
         )
         rows.extend(session.scalars(query))
     return rows
@@ -688,12 +667,14 @@ def _advance(
         and policy.analysis is not None
         and rollout.accepted_wave < wave
     ):
-        members = _members(session, rollout.id, documents=False)
+        members = rollout_members(session, rollout.id, documents=False)
         decision, force_pause = _canary_decision(session, rollout, policy, members, now)
     if decision.step is Step.NEXT_WAVE:
         # Now the documents: the wave's devices are served their targets.
-        return _start_wave(session, rollout, wave + 1, _members(session, rollout.id), HUB_ACTOR)
-    members = _members(session, rollout.id)
+        return _start_wave(
+            session, rollout, wave + 1, rollout_members(session, rollout.id), HUB_ACTOR
+        )
+    members = rollout_members(session, rollout.id)
     if decision.step is Step.COMPLETE:
         if policy.gated:
             _transition(session, rollout, Event.LAST_WAVE_PASSED, HUB_ACTOR)
@@ -775,27 +756,9 @@ def tick(session: Session, offline_after_s: float) -> int | None:
         select(RolloutRow)
         .where(RolloutRow.state == State.RUNNING.value)
         .order_by(RolloutRow.created_at)
-        .execution_options(**_FRESH)
+        .execution_options(**FRESH)
     ).all()
     return sum(_advance(session, rollout, now, offline_after_s) for rollout in running)
-
-
-def find_rollout(session: Session, ref: str) -> RolloutRow:
-    """A rollout by id, or the latest rollout of the deployment named `ref`.
-
-    Raises:
-        NotFoundError: neither matches.
-    """
-    row = session.get(RolloutRow, ref)
-    if row is not None:
-        return row
-    recent = session.scalars(
-        select(RolloutRow).order_by(RolloutRow.created_at.desc(), RolloutRow.id).limit(1000)
-    ).all()
-    for row in recent:
-        if ref in row.deployments:
-            return row
-    raise NotFoundError(f"no rollout with id {ref!r} and none of a deployment named {ref!r}")
 
 
 def operate(session: Session, ref: str, action: str, actor: str) -> tuple[RolloutRow, int]:
@@ -813,87 +776,10 @@ def operate(session: Session, ref: str, action: str, actor: str) -> tuple[Rollou
     state = State(row.state)
     if not can_fire(state, event):  # the operator's mistake, not a bug: say so
         raise ConflictError(f"rollout {row.id} is {state}: cannot {event}")
-    members = _members(session, row.id)
+    members = rollout_members(session, row.id)
     if event is Event.RESUME:
         row.accepted_failures = sum(1 for m in members if m.state == DeviceState.FAILED)
         row.accepted_wave = row.current_wave
     _transition(session, row, event, actor, f"{action} by {actor}")
     changed = _revert(session, row, members, actor) if event is Event.ROLLBACK else 0
     return row, changed
-
-
-def available_actions(state: str) -> list[str]:
-    """The operator actions the rollout's state allows now (buttons to offer)."""
-    return [action for action, event in OPERATOR_EVENTS.items() if can_fire(State(state), event)]
-
-
-def rollout_view(session: Session, row: RolloutRow, *, devices: bool) -> dict[str, Any]:
-    """The JSON shape of a rollout: counts per wave, and its devices if asked."""
-    members = _members(session, row.id)
-    policy = RolloutPolicy.from_json(row.policy)
-    waves = []
-    for index, bound in enumerate(row.wave_bounds):
-        tally = Tally.of(DeviceState(m.state) for m in members if m.wave == index)
-        waves.append(
-            {
-                "wave": index + 1,
-                "devices": tally.total,
-                "cumulative": bound,
-                "started": index <= row.current_wave and row.wave_started_at is not None,
-                **{s.value: getattr(tally, s.value) for s in DeviceState},
-            }
-        )
-    totals = Tally.of(DeviceState(m.state) for m in members)
-    view: dict[str, Any] = {
-        "id": row.id,
-        "deployments": row.deployments,
-        "state": row.state,
-        "policy": policy.summary(),
-        "current_wave": row.current_wave + 1,
-        "waves_total": len(row.wave_bounds),
-        "devices": totals.total,
-        **{s.value: getattr(totals, s.value) for s in DeviceState},
-        # Devices that failed, those since reverted included: `failed` counts
-        # only the devices failed now (each device is in one state column).
-        "failed_total": sum(1 for m in members if _has_failed(m)),
-        "gated": policy.gated,
-        "reason": row.reason,
-        "created_at": row.created_at.isoformat(),
-        "created_by": row.created_by,
-        "updated_at": row.updated_at.isoformat(),
-        "ended_at": row.ended_at.isoformat() if row.ended_at else None,
-        "waves": waves,
-        # Canary analysis: the seed and strata of the canary order, and each
-        # analysed wave's metrics (canary and control medians, p, effect size).
-        "analysis": row.analysis,
-    }
-    if devices:
-        found = session.execute(
-            select(DeviceRow.id, DeviceRow.name).where(
-                DeviceRow.id.in_([m.device_id for m in members])
-            )
-        ).all()
-        names: dict[str, str] = {device_id: name for device_id, name in found}
-        view["device_states"] = [
-            {
-                "device_id": m.device_id,
-                "name": names.get(m.device_id, m.device_id),
-                "wave": m.wave + 1,
-                "state": m.state,
-                "failed": _has_failed(m),
-                "reason": m.reason,
-                "target_revision": m.target_revision,
-                "previous_revision": m.previous_revision,
-            }
-            for m in sorted(members, key=lambda m: (m.wave, names.get(m.device_id, "")))
-        ]
-    return view
-
-
-def _has_failed(member: RolloutDeviceRow) -> bool:
-    return member.failed_at is not None or member.state == DeviceState.FAILED
-
-
-def list_rollouts(session: Session, limit: int = 50) -> list[RolloutRow]:
-    query = select(RolloutRow).order_by(RolloutRow.created_at.desc()).limit(max(1, min(limit, 500)))
-    return list(session.scalars(query).all())
