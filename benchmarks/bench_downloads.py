@@ -24,7 +24,7 @@ ended with the digest of the release (every one must).
 `--modes in-hub,offload` runs each size twice, on a fresh hub each time:
 `in-hub`, the hub streams the bytes; `offload`, the hub is started with
 `--artifact-offload` and a real nginx (tests/support/nginx.py, configured by
-`fogline hub nginx-config`, one worker) serves them: each client follows the
+`fogline hub nginx-config`, `--nginx-workers` processes) serves them: each client follows the
 hub's 307 on a new connection to nginx, its hub connection left open and
 idle as a device's is. nginx's RSS (master and worker) is reported beside
 the hub's, never inside it.
@@ -444,7 +444,8 @@ def render(results: list[Result], args: argparse.Namespace, command: str) -> str
         f"RSS summed over them, sampled every 0.2 s; {args.devices} device certificates, the "
         f"connections spread over them; {args.procs} client processes on the same cores. "
         f"{args.slow:.0%} of the readers are slow: a {SLOW_RCVBUF // 1024} KiB receive buffer "
-        f"and {args.slow_kib_s} KiB/s. offload: the hub answers 307, nginx (1 worker) serves "
+        f"and {args.slow_kib_s} KiB/s. offload: the hub answers 307, nginx ({args.nginx_workers} "
+        "worker(s)) serves "
         "the bytes; the clients' hub connections stay open, idle, during their download."
     )
     return "\n".join(out)
@@ -494,7 +495,11 @@ def round_on_fresh_hub(
             *offload,
         ],
     )
-    nginx = start_nginx(hub.data_dir, root / "nginx", nginx_port) if offload else None
+    nginx = (
+        start_nginx(hub.data_dir, root / "nginx", nginx_port, workers=args.nginx_workers)
+        if offload
+        else None
+    )
     try:
         digest = make_release(hub, root, args.size_mb)
         (root / "deployment.yaml").write_text(deployment())
@@ -530,6 +535,7 @@ def main() -> None:
     parser.add_argument("--slow", type=float, default=0.5, help="fraction of slow readers")
     parser.add_argument("--slow-kib-s", type=int, default=256, help="a slow reader's rate")
     parser.add_argument("--timeout", type=float, default=900, help="bound on each round, s")
+    parser.add_argument("--nginx-workers", type=int, default=2, help="offload: nginx's workers")
     parser.add_argument(
         "--modes", default="in-hub,offload", help="who serves the bytes: in-hub, offload or both"
     )
@@ -542,6 +548,8 @@ def main() -> None:
         raise SystemExit("--downloads 1..20000 each, --size-mb 1..64")
     if not 0 <= args.slow <= 1 or not 1 <= args.procs <= 16 or not 1 <= args.devices <= 5000:
         raise SystemExit("--slow 0..1, --procs 1..16, --devices 1..5000")
+    if not 1 <= args.nginx_workers <= 16:
+        raise SystemExit("--nginx-workers 1..16")
     command = "PYTHONPATH=. .venv/bin/python -m benchmarks.bench_downloads " + " ".join(
         sys.argv[1:]
     )

@@ -92,7 +92,7 @@ def test_the_server_block_serves_only_digest_files_behind_secure_link() -> None:
     assert block.count("secure_link $arg_md5,$arg_expires;") == 2
     assert f'secure_link_md5 "$secure_link_expires$uri {SECRET}";' in block
     assert 'root "/srv/hub/artifacts";' in block and "autoindex off;" in block
-    assert "location / { return 404; }" in block and "listen 8444 ssl;" in block
+    assert "location / { return 404; }" in block and "listen 8444 ssl backlog=4096;" in block
 
 
 @pytest.mark.parametrize(

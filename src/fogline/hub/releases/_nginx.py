@@ -22,6 +22,12 @@ _UNSAFE: Final = re.compile(r"[\"'$\\;{}\s]")
 _LISTEN_RE: Final = re.compile(r"(?:(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):)?([0-9]{1,5})", re.ASCII)
 _NAME_RE: Final = re.compile(r"[A-Za-z0-9.*_-]{1,253}", re.ASCII)
 
+# Connections waiting for nginx's accept. nginx's own default on Linux is 511:
+# a wave of devices following the hub's redirects at once overflowed it, and
+# the connects dropped from it timed out (BENCHMARKS.md, bulk downloads).
+# The kernel caps it at net.core.somaxconn.
+LISTEN_BACKLOG: Final = 4096
+
 _LOCATIONS: Final = (
     r"^/sha256/[0-9a-f]{2}/[0-9a-f]{62}$",
     r"^/deltas/[0-9a-f]{64}/[0-9a-f]{64}\.zst$",
@@ -86,7 +92,7 @@ def nginx_server_block(site: NginxSite) -> str:
 # Fogline artifact offload, made by `fogline hub nginx-config`. It holds the
 # offload secret: keep it readable by root (and nginx's master) only.
 server {{
-    listen {_listen(site.listen)} ssl;
+    listen {_listen(site.listen)} ssl backlog={LISTEN_BACKLOG};
     server_name {site.server_name};
     ssl_certificate {_quoted("certificate", str(site.cert.absolute()))};
     ssl_certificate_key {_quoted("key", str(site.key.absolute()))};
