@@ -64,6 +64,7 @@ def test_the_httptools_callbacks_and_state_we_hook_exist() -> None:
         "on_message_begin",
         "on_headers_complete",
         "on_message_complete",
+        "on_response_complete",
     ):
         assert callable(getattr(HttpToolsProtocol, name)), name
         assert name in GuardedHttpToolsProtocol.__dict__, name  # ours extends each
@@ -72,3 +73,11 @@ def test_the_httptools_callbacks_and_state_we_hook_exist() -> None:
     assert "read_paused" in inspect.getsource(FlowControl.__init__)
     cycle = inspect.getsource(RequestResponseCycle.__init__)
     assert "self.waiting_for_100_continue" in cycle and "self.response_complete" in cycle
+    # An idle connection's cycle is None (_forget_request); LeanFlowControl
+    # replaces FlowControl's Event with its own, made on the first pause.
+    assert "self.cycle is None" in inspect.getsource(HttpToolsProtocol.shutdown)
+    assert "if self.cycle" in inspect.getsource(HttpToolsProtocol.connection_lost)
+    assert "existing_cycle is None" in inspect.getsource(HttpToolsProtocol.on_headers_complete)
+    flow_methods = {"drain", "pause_writing", "resume_writing", "pause_reading", "resume_reading"}
+    assert {n for n in vars(FlowControl) if not n.startswith("_")} == flow_methods
+    assert "self.flow.write_paused" in inspect.getsource(RequestResponseCycle.send)

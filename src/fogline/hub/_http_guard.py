@@ -21,12 +21,20 @@ one read (the usual case) sets none. When the stall is ours (uvicorn paused
 reading because the app has not taken the body yet, or the client waits for
 our `100 Continue`), the timer waits again instead of closing.
 
+Idle connections are most of what a hub holds (a fleet keeps one open per
+device): between requests the protocol lets go of the last request's state
+(uvicorn keeps its cycle, scope and headers until the next request replaces
+them, about 6 KB after a FastAPI route), and the flow control's asyncio.Event
+is made only when writing pauses (see `LeanFlowControl`).
+
 The hooks are httptools callbacks uvicorn's protocol implements (uvicorn is
 pinned); tests/hub/test_listener_hooks.py fails if an upgrade renames them.
 """
 
 import asyncio
 from typing import Final
+
+from uvicorn.protocols.http.flow_control import FlowControl
 
 from ._artifact_response import WRITE_HIGH_WATER_BYTES
 from ._connections import BODY_TIMEOUT, HEADER_TIMEOUT, IDLE_TIMEOUT, ConnectionLimits, Slot
@@ -36,6 +44,37 @@ from ._write_coalescing import CoalescingTransport
 _IDLE: Final = 0
 _HEADERS: Final = 1
 _BODY: Final = 2
+
+
+class LeanFlowControl(FlowControl):
+    """uvicorn's flow control with its "writable" event made on the first
+    pause (a slow download), not for every connection: an asyncio.Event is
+    about 0.9 KB, and a paused writer is rare. Same behaviour: `drain`
+    returns at once unless writing is paused."""
+
+    def __init__(self, transport: asyncio.Transport) -> None:  # not the parent's: no Event
+        self._transport = transport
+        self.read_paused = False
+        self.write_paused = False
+        self._writable: asyncio.Event | None = None
+
+    async def drain(self) -> None:
+        if self.write_paused:
+            if self._writable is None:
+                self._writable = asyncio.Event()
+            await self._writable.wait()
+
+    def pause_writing(self) -> None:
+        if not self.write_paused:
+            self.write_paused = True
+            if self._writable is not None:
+                self._writable.clear()
+
+    def resume_writing(self) -> None:
+        if self.write_paused:
+            self.write_paused = False
+            if self._writable is not None:
+                self._writable.set()
 
 
 class GuardedHttpToolsProtocol(ClientCertHttpToolsProtocol):
@@ -64,6 +103,7 @@ class GuardedHttpToolsProtocol(ClientCertHttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self.flow = LeanFlowControl(transport)
         # uvicorn waits for the peer only above the transport's high-water
         # mark, 512 KiB with uvloop's TLS: a slow download held that much
         # (see _artifact_response.py).
@@ -117,6 +157,29 @@ class GuardedHttpToolsProtocol(ClientCertHttpToolsProtocol):
         super().on_message_complete()
         self._phase = _IDLE
         self._disarm()
+        self._forget_request()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._forget_request()
+
+    def _forget_request(self) -> None:
+        """Drop the last request's cycle, scope and headers once both its
+        message and its response are complete and nothing is pipelined
+        behind it: the connection waits for its next request holding none
+        of them. uvicorn's code reads `self.cycle` as None-able (it starts
+        as None) wherever an idle connection can reach it."""
+        cycle = self.cycle
+        if (
+            cycle is not None
+            and cycle.response_complete
+            and self._phase == _IDLE
+            and not self.pipeline
+        ):
+            self.cycle = None  # type: ignore[assignment]
+            self.scope = None
+            self.headers = None  # type: ignore[assignment]
+            self.url = b""
 
     # -- the timer --------------------------------------------------------------
 
