@@ -1,7 +1,6 @@
 """`fogline hub serve`: prepare the data directory and run the app over TLS."""
 
 import asyncio
-import contextlib
 import gc
 import logging
 import math
@@ -16,6 +15,7 @@ from typing import Final
 
 import uvicorn
 
+from fogline._hub_parent import exec_parent, supervise
 from fogline._lifetime import die_with_parent
 from fogline._log import configure_logging, event
 from fogline.security import ADMIN_PREFIX
@@ -326,7 +326,8 @@ def _run_workers(
     tickets: TicketKeys | None,
 ) -> int:
     """Fork `options.workers` servers on the listening sockets and supervise
-    them; returns the hub's exit code.
+    them (see fogline/_hub_parent.py); returns the hub's exit code if the
+    exec of the small supervisor failed, else never returns.
 
     SIGTERM/SIGINT stop every worker gracefully. A worker that dies on its
     own stops the others and the hub exits 1, so whatever supervises the hub
@@ -348,33 +349,7 @@ def _run_workers(
         workers.add(pid)
     for sock in sockets:
         sock.close()
-    return _supervise(workers)
-
-
-def _supervise(workers: set[int]) -> int:
-    stopping = False
-
-    def stop(signum: int, _frame: FrameType | None) -> None:
-        nonlocal stopping
-        stopping = True
-        for pid in workers:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    code = 0
-    while workers:
-        pid, status = os.wait()
-        workers.discard(pid)
-        if not stopping:
-            event(
-                log,
-                "hub.worker_exited",
-                logging.ERROR,
-                pid=pid,
-                exit_code=os.waitstatus_to_exitcode(status),
-            )
-            code = 1
-            stop(signal.SIGTERM, None)
-    return code
+    # From here this process only waits: a small interpreter does that in
+    # its place (see fogline/_hub_parent.py); in process if the exec fails.
+    exec_parent(workers, options.log_level)
+    return supervise(workers)
