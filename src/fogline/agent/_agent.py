@@ -24,6 +24,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from fogline import __version__
 from fogline._log import event
+from fogline._malloc import cap_arenas, fix_mmap_threshold, trim
 from fogline.hubclient import HubError, HubUnreachableError
 from fogline.protocol import AppliedState, DeviceFacts, Report, ReportAck
 from fogline.security import TokenFileError, read_token_file
@@ -35,7 +36,6 @@ from ._hublink import HubLink, HubTls
 from ._identity import Identity
 from ._local import LocalApp, make_local_server, serve_local
 from ._logship import LogShipper
-from ._malloc import cap_arenas, fix_mmap_threshold, trim
 from ._module_metrics import ModuleScraper
 from ._parts import NodeParts
 from ._renew import Renewer

@@ -12,7 +12,7 @@ import textwrap
 
 import pytest
 
-from fogline.agent import _malloc
+from fogline import _malloc
 
 glibc_only = pytest.mark.skipif(
     platform.libc_ver()[0] != "glibc", reason="arenas and malloc_trim are glibc's"
@@ -23,7 +23,7 @@ glibc_only = pytest.mark.skipif(
 # per-arena statistics, one "Arena N:" block each, on stderr.
 _ARENAS = textwrap.dedent("""\
     import ctypes, sys, threading
-    from fogline.agent._malloc import cap_arenas
+    from fogline._malloc import cap_arenas
     if sys.argv[1] == "cap":
         assert cap_arenas(2)
     held, barrier = [], threading.Barrier(6)
@@ -44,7 +44,7 @@ _ARENAS = textwrap.dedent("""\
 # before and after a trim, in kB.
 _TRIM = textwrap.dedent("""\
     import threading
-    from fogline.agent._malloc import trim
+    from fogline._malloc import trim
     def rss():
         for line in open("/proc/self/status"):
             if line.startswith("VmRSS:"):
@@ -67,7 +67,7 @@ _TRIM = textwrap.dedent("""\
 # 300 kB blocks are held, and glibc counts its mapped blocks (mallinfo2).
 _MMAP = textwrap.dedent("""\
     import ctypes, sys
-    from fogline.agent._malloc import fix_mmap_threshold
+    from fogline._malloc import fix_mmap_threshold
     class MallInfo2(ctypes.Structure):
         _fields_ = [(name, ctypes.c_size_t) for name in (
             "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",

@@ -1,4 +1,5 @@
-"""glibc malloc settings for a process that runs for months (a no-op off glibc).
+"""glibc malloc settings for a process that runs for months (a no-op off glibc):
+the agent (agent/_agent.py) and the hub's server processes (hub/_serve.py).
 
 The agent's blocking work (outbox reads and acks, batch encoding, SQLite)
 runs on `asyncio.to_thread` workers. glibc gives each thread that finds the
@@ -14,7 +15,7 @@ import ctypes.util
 import functools
 import logging
 
-log = logging.getLogger("fogline.agent")
+log = logging.getLogger("fogline")
 
 # <malloc.h>: mallopt parameters.
 M_MMAP_THRESHOLD = -3  # blocks this large or larger get a mapping of their own
