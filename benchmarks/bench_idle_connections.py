@@ -24,7 +24,7 @@ divided by N, against the same start's empty sample.
 
 `--variant NAME:VAR=VALUE,...` (repeatable) runs each N again on a hub started
 with those environment variables (e.g. `arena2:MALLOC_ARENA_MAX=2`), for
-trying allocator settings without a code change; `base` is the hub as it is.
+trying allocator settings without a code change; `current` is the hub as it is (its PYTHONPATH).
 
     PYTHONPATH=. .venv/bin/python -m benchmarks.bench_idle_connections --connections 500,2000
 """
@@ -316,7 +316,7 @@ def main() -> None:
         raise SystemExit("--connections 1..20000 each; --kinds idle, poll")
     if not 1 <= args.procs <= 16 or not 1 <= args.devices <= 5000 or not 1 <= args.repeats <= 9:
         raise SystemExit("--procs 1..16, --devices 1..5000, --repeats 1..9")
-    variants = [("base", {})] + [parse_variant(v) for v in args.variant]
+    variants = [("current", {})] + [parse_variant(v) for v in args.variant]
     command = "PYTHONPATH=. .venv/bin/python -m benchmarks.bench_idle_connections " + " ".join(
         sys.argv[1:]
     )
