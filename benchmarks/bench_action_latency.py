@@ -218,6 +218,13 @@ def main() -> None:
         help="keep Mosquitto's default (Nagle on) instead of set_tcp_nodelay true",
     )
     parser.add_argument(
+        "--report-interval",
+        type=float,
+        default=10.0,
+        help="the hub's --report-interval, s: how often the agent reports (its work then shares "
+        "the event loop with local actions); 10 is a real hub's default, the test hub's is 1",
+    )
+    parser.add_argument(
         "--hog",
         action="store_true",
         help="keep one core busy with a spinning process for the whole run",
@@ -226,6 +233,7 @@ def main() -> None:
     seconds = max(WARMUP_S + 1, min(args.seconds, 60.0))
     rates = [max(10, min(int(r), 50_000)) for r in args.rates.split(",")]
     repeats = max(1, min(args.repeats, 10))
+    report_interval = max(0.5, min(args.report_interval, 60.0))
     # The harness (publisher loop + receiver thread) shares one GIL: hand it over
     # quickly so the receiver's stamps do not wait for the publisher's slice.
     sys.setswitchinterval(0.0001)
@@ -240,7 +248,7 @@ def main() -> None:
     cases: list[tuple[int, Case]] = []
     loads: list[str] = []
     try:
-        hub, agent = start_edge(root, broker=broker)
+        hub, agent = start_edge(root, broker=broker, report_interval_s=report_interval)
         apply_manifest(hub, root / "latency.yaml", PIPELINE)
         metrics = AgentMetrics(agent)
         wait_pipeline_running(broker, metrics, "lat/probe/temp", b'{"value":0,"t":0,"seq":-1}')
@@ -286,7 +294,8 @@ def main() -> None:
     print(f"Machine: {machine()}  ")
     print(
         f"Command: `PYTHONPATH=. .venv/bin/python -m benchmarks.bench_action_latency "
-        f"--seconds {seconds:g} --rates {','.join(map(str, rates))} --repeats {repeats}"
+        f"--seconds {seconds:g} --rates {','.join(map(str, rates))} --repeats {repeats} "
+        f"--report-interval {report_interval:g}"
         f"{' --broker-nagle' if args.broker_nagle else ''}{' --hog' if args.hog else ''}`  "
     )
     if args.hog:

@@ -155,10 +155,17 @@ def load_average() -> str:
 
 
 def start_edge(
-    root: Path, *, broker: Mosquitto | None, name: str = "edge", hub_url: str | None = None
+    root: Path,
+    *,
+    broker: Mosquitto | None,
+    name: str = "edge",
+    hub_url: str | None = None,
+    report_interval_s: float | None = None,
 ) -> tuple[HubProcess, AgentProcess]:
-    """A real hub and one enrolled agent (talking to `broker` when given)."""
-    hub = start_hub(root / "hub")
+    """A real hub and one enrolled agent (talking to `broker` when given).
+    `report_interval_s`: the hub's --report-interval (the test hub's 1 s if None)."""
+    interval = [] if report_interval_s is None else ["--report-interval", f"{report_interval_s:g}"]
+    hub = start_hub(root / "hub", extra_args=interval)
     extra = ["--mqtt", broker.url] if broker is not None else []
     agent = AgentProcess(
         root / name, hub, name, hub.create_claim(), extra_args=extra, hub_url=hub_url
