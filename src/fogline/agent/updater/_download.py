@@ -31,12 +31,15 @@ class DownloadPlan:
     on_chunk: Callable[[int, int | None], None]  # (bytes so far, total or None)
 
 
-async def download(target: ReleaseTarget, plan: DownloadPlan) -> None:
+async def download(target: ReleaseTarget, plan: DownloadPlan) -> str | None:
     """Leave the archive of `target` complete at `plan.archive`, its digest checked.
 
     A partial file from an earlier attempt (or an earlier process) is resumed.
     A resumed file whose digest is wrong is fetched once more from zero: a
     power cut can leave a torn tail that no server sent.
+
+    Returns the digest it computed of the archive's bytes (the target's), or
+    None when the archive was already in place and nothing was hashed.
 
     Raises:
         ArtifactFetchError: the source failed `attempts` times (or permanently).
@@ -44,7 +47,7 @@ async def download(target: ReleaseTarget, plan: DownloadPlan) -> None:
         OSError: the disk failed.
     """
     if plan.archive.exists():
-        return  # renamed into place by an earlier attempt, digest already checked
+        return None  # renamed into place by an earlier attempt, digest already checked
     make_dirs(plan.partial.parent)
     limit = plan.max_bytes if target.size is None else min(plan.max_bytes, target.size)
     for from_zero in (False, True):
@@ -62,7 +65,8 @@ async def download(target: ReleaseTarget, plan: DownloadPlan) -> None:
         # The archive name means "complete and checked": publish fsyncs the
         # bytes before the rename makes the name true.
         publish(plan.partial, plan.archive)
-        return
+        return held
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 async def _fetch(target: ReleaseTarget, plan: DownloadPlan, limit: int) -> bool:

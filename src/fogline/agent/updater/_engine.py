@@ -71,6 +71,11 @@ class _Run:
     journal: Journal
     spec: ModuleSpec | None = None
     trusted: TrustedTarget | None = None  # what TUF vouched for, asked in DOWNLOAD
+    # The archive's digest as DOWNLOAD computed it in this process, just
+    # before publish() made the bytes durable under the archive's name.
+    # VERIFY trusts it instead of reading 5 MB (or 5 GB) again; after a
+    # restart it is None, and VERIFY hashes the file as it is on disk.
+    hashed: str | None = None
 
     @property
     def target(self) -> ReleaseTarget:
@@ -233,7 +238,7 @@ class Engine:
             on_chunk=on_chunk,
         )
         if not await self._from_delta(run, plan):
-            await download(target, plan)
+            run.hashed = await download(target, plan)
         self._hook("download:complete")
         return Event.OK
 
@@ -270,6 +275,10 @@ class Engine:
         archive = self._layout.archive(target.digest)
         if not archive.exists() and self._install_path(target).is_dir():
             held = target.digest  # the install was unpacked from checked bytes
+        elif run.hashed is not None:
+            # DOWNLOAD hashed these bytes in this process and fsynced them
+            # before naming the archive: no crash can have come in between.
+            held = run.hashed
         else:
             # Hash again: these are the bytes INSTALL will unpack, possibly
             # after a power cut since DOWNLOAD checked them.

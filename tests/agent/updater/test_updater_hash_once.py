@@ -1,0 +1,91 @@
+"""A download is hashed once per update: VERIFY trusts the digest DOWNLOAD
+computed in the same process, and hashes the file again only after a restart
+(when a power cut may have come in between)."""
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+import fogline.agent.updater._download as download_module
+import fogline.agent.updater._engine as engine_module
+from fogline.agent.updater import State
+
+from ._support import NAME, Node, Release
+
+
+class Crash(BaseException):
+    """Stands in for a kill: nothing catches it."""
+
+
+def count_hashes(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """Every file the updater hashes, in order (DOWNLOAD's and VERIFY's)."""
+    hashed: list[Path] = []
+    real = engine_module.sha256_file
+
+    def counting(path: Path) -> str:
+        hashed.append(Path(path))
+        return real(path)
+
+    monkeypatch.setattr(engine_module, "sha256_file", counting)
+    monkeypatch.setattr(download_module, "sha256_file", counting)
+    return hashed
+
+
+def crash_at(point: str) -> Callable[[str], None]:
+    def hook(reached: str) -> None:
+        if reached == point:
+            raise Crash(point)
+
+    return hook
+
+
+def test_an_update_hashes_the_archive_once(
+    node: Node, releases: dict[str, Release], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hashed = count_hashes(monkeypatch)
+    v1 = releases["1.0.0"]
+    assert asyncio.run(node.updater().ensure(v1.target)).ok
+    assert hashed == [node.root / "downloads" / f"{v1.target.digest}.partial"]
+    assert node.activator.running == {NAME: "1.0.0"}
+
+
+def test_after_a_restart_verify_hashes_the_archive_on_disk_and_refuses_rot(
+    node: Node, releases: dict[str, Release], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    v1 = releases["1.0.0"]
+    node.crash_hook = crash_at("enter:VERIFY")
+    with pytest.raises(Crash):
+        asyncio.run(node.updater().ensure(v1.target))
+    node.crash_hook = None
+    archive = node.root / "downloads" / f"{v1.target.digest}.tar.zst"
+    # The disk changed the bytes while the agent was down: DOWNLOAD's digest
+    # died with the process, so VERIFY must see the change.
+    data = bytearray(archive.read_bytes())
+    data[-1] ^= 0xFF
+    archive.write_bytes(bytes(data))
+    hashed = count_hashes(monkeypatch)
+
+    results = asyncio.run(node.updater().recover())
+    assert hashed == [archive]
+    assert [r.state for r in results] == [State.FAILED]
+    failure = node.updater().failure(NAME)
+    assert failure is not None and failure.failed_in is State.VERIFY
+    assert "digest mismatch" in failure.reason
+    assert NAME not in node.activator.running
+
+
+def test_after_a_restart_an_intact_archive_is_hashed_once_more_and_installed(
+    node: Node, releases: dict[str, Release], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    v1 = releases["1.0.0"]
+    node.crash_hook = crash_at("enter:VERIFY")
+    with pytest.raises(Crash):
+        asyncio.run(node.updater().ensure(v1.target))
+    node.crash_hook = None
+    hashed = count_hashes(monkeypatch)
+    results = asyncio.run(node.updater().recover())
+    assert [r.state for r in results] == [State.DONE]
+    assert hashed == [node.root / "downloads" / f"{v1.target.digest}.tar.zst"]
+    assert node.activator.running == {NAME: "1.0.0"}
