@@ -1,6 +1,8 @@
 """Downloads resume from the partial file: in memory, and over real HTTP range requests."""
 
 import asyncio
+import hashlib
+import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -18,6 +20,7 @@ from fogline.agent.updater import (
     State,
     UpdateLimits,
 )
+from fogline.agent.updater._http import WRITE_BYTES
 from fogline.artifact import ReleaseKeyPair
 
 from ._support import NAME, MakeNode, Node, Release
@@ -227,6 +230,67 @@ def test_http_416_at_the_full_size_means_already_complete(
     dest.write_bytes(blob)
     assert asyncio.run(_fetch(server.url, digest, dest, len(blob))) == [len(blob)]
     assert server.seen == [(f"bytes={len(blob)}-", 416)] and dest.read_bytes() == blob
+
+
+def _large_blob(server: ArtifactServer, size: int) -> tuple[bytes, str]:
+    """A body of several writes, served under its own digest."""
+    blob = os.urandom(size)
+    digest = "sha256:" + hashlib.sha256(blob).hexdigest()
+    server.blobs[digest] = blob
+    return blob, digest
+
+
+def test_http_a_body_is_written_in_few_large_writes(server: ArtifactServer, tmp_path: Path) -> None:
+    blob, digest = _large_blob(server, 4 * WRITE_BYTES + 12_345)
+    dest = tmp_path / "a.partial"
+    sizes = asyncio.run(_fetch(server.url, digest, dest, 0))
+    assert dest.read_bytes() == blob
+    # One size per write (not one per TLS record or socket read): steps of
+    # at least WRITE_BYTES, then the remainder.
+    steps = [b - a for a, b in zip([0, *sizes], sizes, strict=False)]
+    assert sizes[-1] == len(blob) and len(sizes) <= 5
+    assert all(step >= WRITE_BYTES for step in steps[:-1]) and steps[-1] > 0
+
+
+def test_http_a_body_dropped_midway_keeps_every_byte_received_and_resumes(
+    server: ArtifactServer, tmp_path: Path
+) -> None:
+    blob, digest = _large_blob(server, 3 * WRITE_BYTES)
+    cut = WRITE_BYTES + 5000  # one write done, 5000 bytes still gathered
+    server.drop_first_after = cut
+    dest = tmp_path / "a.partial"
+    with pytest.raises(ArtifactFetchError) as dropped:
+        asyncio.run(_fetch(server.url, digest, dest, 0))
+    assert dropped.value.is_transient
+    assert dest.read_bytes() == blob[:cut]
+    asyncio.run(_fetch(server.url, digest, dest, cut))
+    assert server.seen == [(None, 200), (f"bytes={cut}-", 206)]
+    assert dest.read_bytes() == blob
+
+
+def test_http_a_limit_stops_an_oversized_body_within_one_write(
+    server: ArtifactServer, tmp_path: Path
+) -> None:
+    _, digest = _large_blob(server, 8 * WRITE_BYTES)
+    limit = WRITE_BYTES + 1
+
+    class TooLarge(Exception):
+        pass
+
+    def on_bytes(size: int) -> None:
+        if size > limit:
+            raise TooLarge(size)
+
+    async def fetch() -> None:
+        async with httpx.AsyncClient(base_url=server.url, timeout=5) as client:
+            await HttpArtifactSource(client).fetch(
+                digest, tmp_path / "a.partial", offset=0, on_bytes=on_bytes
+            )
+
+    with pytest.raises(TooLarge):
+        asyncio.run(fetch())
+    # One write past the limit at most: WRITE_BYTES and the read that filled it.
+    assert (tmp_path / "a.partial").stat().st_size < limit + 2 * WRITE_BYTES
 
 
 def test_http_errors_say_whether_a_retry_can_help(server: ArtifactServer, tmp_path: Path) -> None:

@@ -25,6 +25,11 @@ from ._errors import ArtifactFetchError
 _CONTENT_RANGE_RE: Final = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)", re.ASCII)
 _UNSATISFIED_RE: Final = re.compile(r"bytes \*/(\d+)", re.ASCII)
 _MAX_LOCATION: Final = 2048
+# Bytes gathered from the body before one write to the partial file. A TLS
+# record carries at most 16 KiB, so writing each as it came cost a write(2),
+# a progress callback and a crash-hook call per record: about 330 of each
+# for a 5 MB release. A crash loses at most this much to the resume.
+WRITE_BYTES: Final = 256 * 1024
 
 
 class HttpArtifactSource:
@@ -176,14 +181,32 @@ def _offload_target(digest: str, location: str) -> httpx.URL:
 async def _write_body(
     response: httpx.Response, dest: Path, start: int, on_bytes: Callable[[int], None]
 ) -> None:
+    """Write the body at `start`, in writes of WRITE_BYTES; `on_bytes` is
+    told the file's size after each (it may raise to stop at a limit)."""
     fd = os.open(dest, os.O_WRONLY | os.O_CREAT, 0o600)
     try:
         os.ftruncate(fd, start)
         os.lseek(fd, start, os.SEEK_SET)
         position = start
-        async for chunk in response.aiter_raw():
-            write_all(fd, chunk)
-            position += len(chunk)
+        pending = bytearray()
+        try:
+            async for chunk in response.aiter_raw():
+                pending += chunk
+                if len(pending) >= WRITE_BYTES:
+                    write_all(fd, pending)
+                    position += len(pending)
+                    pending.clear()
+                    on_bytes(position)
+        except BaseException:
+            # What arrived before the connection dropped is the artifact's
+            # too (the digest decides at the end): the next attempt resumes
+            # after it. A limit `on_bytes` enforces is passed by at most one
+            # write: WRITE_BYTES and the last read.
+            write_all(fd, pending)
+            raise
+        if pending:
+            write_all(fd, pending)
+            position += len(pending)
             on_bytes(position)
     finally:
         os.close(fd)
