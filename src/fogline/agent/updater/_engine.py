@@ -139,7 +139,7 @@ class Engine:
         """Drive `journal` from `state` to DONE or FAILED; return the final journal."""
         run = _Run(journal)
         while state not in TERMINAL:
-            run.journal = self._files.save_journal(run.journal, state=state.value)
+            run.journal = await self._save_journal(run.journal, state)
             self._hook(f"enter:{state.name}")
             self.report(run.journal, state)
             try:
@@ -152,15 +152,26 @@ class Engine:
                 extra={"fields": {"module": run.target.name, "state": state, "event": event.name}},
             )
             state = next_state(state, event)
-        return self._finish(run, state)
+        return await self._finish(run, state)
 
-    def _finish(self, run: _Run, state: State) -> Journal:
+    async def _save_journal(self, journal: Journal, state: State) -> Journal:
+        """Save `journal` as in `state`, durably, off the event loop.
+
+        Each save is a write, a rename and two fsyncs, eight or more per
+        update: on the loop they stalled everything else the agent does (its
+        local actions, its reports) for as long as the disk took. Awaited, so
+        the crash hook after it still runs once the save is durable.
+        """
+        return await in_thread(self._files.save_journal, journal, state=state.value)
+
+    async def _finish(self, run: _Run, state: State) -> Journal:
         j = run.journal
         if state is State.FAILED and j.error is not None and not j.retryable:
             # Recorded before the journal says FAILED: a crash in between
             # resumes CLEANUP and records it again, never loses it.
             failed_in = _as_state(j.failed_in) or State.FAILED
-            self._files.save_failure(
+            await in_thread(
+                self._files.save_failure,
                 ReleaseFailure(
                     j.target.name,
                     j.target.version,
@@ -168,10 +179,10 @@ class Engine:
                     j.error,
                     failed_in,
                     time.time(),
-                )
+                ),
             )
             self._hook("failed:recorded")
-        run.journal = self._files.save_journal(j, state=state.value)
+        run.journal = await self._save_journal(j, state)
         self._hook(f"enter:{state.name}")
         self.report(run.journal, state)
         return run.journal
@@ -354,7 +365,8 @@ class Engine:
 
     async def _commit(self, run: _Run) -> Event:
         target = run.target
-        self._files.save_installed(target.name, InstalledRelease(target, target.install_name))
+        installed = InstalledRelease(target, target.install_name)
+        await in_thread(self._files.save_installed, target.name, installed)
         self._hook("commit:recorded")
         module_dir = self._layout.module_dir(target.name)
         keep = {target.install_name, read_link(module_dir / PREVIOUS)}
@@ -389,7 +401,7 @@ class Engine:
             point_link(module_dir / CURRENT, j.prior.install_dir)
         else:  # a first install: nothing to go back to
             remove_link(module_dir / CURRENT)
-        self._files.save_installed(name, j.prior)
+        await in_thread(self._files.save_installed, name, j.prior)
         self._hook("rollback:switched")
         if j.prior is not None:
             install = module_dir / j.prior.install_dir

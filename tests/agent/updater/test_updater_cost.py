@@ -1,16 +1,20 @@
-"""A download is hashed once per update: VERIFY trusts the digest DOWNLOAD
-computed in the same process, and hashes the file again only after a restart
-(when a power cut may have come in between)."""
+"""What an update costs the node: a download is hashed once per update
+(VERIFY trusts the digest DOWNLOAD computed in the same process, and hashes
+the file again only after a restart, when a power cut may have come in
+between), and the state files are saved off the event loop."""
 
 import asyncio
+import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import fogline.agent.updater._download as download_module
 import fogline.agent.updater._engine as engine_module
 from fogline.agent.updater import State
+from fogline.agent.updater._journal import StateFiles
 
 from ._support import NAME, Node, Release
 
@@ -89,3 +93,28 @@ def test_after_a_restart_an_intact_archive_is_hashed_once_more_and_installed(
     assert [r.state for r in results] == [State.DONE]
     assert hashed == [node.root / "downloads" / f"{v1.target.digest}.tar.zst"]
     assert node.activator.running == {NAME: "1.0.0"}
+
+
+def test_state_files_are_saved_off_the_event_loop(
+    node: Node, releases: dict[str, Release], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each save is a write, a rename and two fsyncs: on the loop's thread it
+    # stalls everything else the agent does for as long as the disk takes.
+    threads: dict[str, set[int]] = {}
+    for name in ("save_journal", "save_installed"):
+        real = getattr(StateFiles, name)
+
+        def recording(self: StateFiles, *args: Any, _real: Any = real, _name: str = name,
+                      **kwargs: Any) -> Any:  # fmt: skip
+            threads.setdefault(_name, set()).add(threading.get_ident())
+            return _real(self, *args, **kwargs)
+
+        monkeypatch.setattr(StateFiles, name, recording)
+
+    async def update() -> int:
+        assert (await node.updater().ensure(releases["1.0.0"].target)).ok
+        return threading.get_ident()
+
+    loop_thread = asyncio.run(update())
+    assert set(threads) == {"save_journal", "save_installed"}
+    assert loop_thread not in threads["save_journal"] | threads["save_installed"]
