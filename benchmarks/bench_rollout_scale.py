@@ -41,6 +41,7 @@ import random
 import shutil
 import signal
 import ssl
+import subprocess
 import sys
 import tempfile
 import textwrap
@@ -72,7 +73,8 @@ from fogline.protocol import (
     parse_desired_state,
 )
 from tests.support.device import FACTS
-from tests.support.processes import HubProcess, list_devices, start_hub
+from tests.support.nginx import Nginx, start_nginx
+from tests.support.processes import HubProcess, free_port, list_devices, start_hub
 
 MAX_SMALL_BODY = 1 << 20  # desired documents and acks
 MAX_ARTIFACT = 64 << 20
@@ -206,6 +208,10 @@ class FleetJob:
     tuf_root: str | None = None
     # TLS connections each simulator process opens at once (see Conn).
     max_handshakes: int = 32
+    # With a path: this simulator's cProfile stats are written there at the end.
+    profile: str | None = None
+    # --offload: nginx's port, whose answers are artifact bytes too.
+    offload_port: int | None = None
 
 
 @dataclass
@@ -218,6 +224,9 @@ class FleetStats:
     applied: list[tuple[str, float, float]] = field(default_factory=list)
     errors: dict[str, int] = field(default_factory=dict)
     cpu_s: float = 0.0
+    # The updater's steps (its crash points, in order) -> seconds each took,
+    # one entry per device update: where a device's update time goes.
+    steps: dict[str, list[float]] = field(default_factory=dict)
 
 
 def _report_body(applied: AppliedState | None, manager: ModuleManager) -> bytes:
@@ -236,7 +245,10 @@ def _artifact_client(job: FleetJob, cert: str, key: str, stats: FleetStats) -> h
     """The updater's mTLS client; counts the artifact bytes the hub sends."""
 
     async def count(response: httpx.Response) -> None:
-        if response.url.path.startswith("/v1/artifacts/") and response.status_code in (200, 206):
+        artifact = response.url.path.startswith("/v1/artifacts/") or (
+            job.offload_port is not None and response.url.port == job.offload_port
+        )
+        if artifact and response.status_code in (200, 206):
             stats.bytes_downloaded += int(response.headers.get("content-length", 0))
             stats.downloads += 1
 
@@ -269,7 +281,21 @@ async def _device(
         data_dir.mkdir(parents=True, exist_ok=True)
         (data_dir / PINNED_ROOT_FILE).write_text(job.tuf_root)
         tuf = node_target_trust(data_dir, data_dir / "updater", http)
-    manager = node_module_manager(data_dir, MemoryRuntime(), http, {}, lambda: None, tuf=tuf)
+    last_point: list[tuple[str, float] | None] = [None]
+
+    def step(point: str) -> None:
+        # The updater calls its crash hook at each step: the time since the
+        # one before is that step's. Chunks are not steps.
+        if point == "download:chunk":
+            return
+        now, before = time.monotonic(), last_point[0]
+        if before is not None:
+            stats.steps.setdefault(before[0], []).append(now - before[1])
+        last_point[0] = None if point == "enter:DONE" else (point, now)
+
+    manager = node_module_manager(
+        data_dir, MemoryRuntime(), http, {}, lambda: None, crash_hook=step, tuf=tuf
+    )
 
     def error(kind: str) -> None:
         stats.errors[kind] = stats.errors.get(kind, 0) + 1
@@ -326,6 +352,7 @@ async def _device(
                 await asyncio.sleep(1)
                 continue
             seen, t0 = time.time(), time.monotonic()
+            last_point[0] = ("desired state to the updater", t0) if doc.document.modules else None
             # As the agent's SyncLoop: a failed apply is reported, and the
             # node waits for the next revision rather than trying again.
             try:
@@ -380,7 +407,15 @@ async def _run_fleet(job: FleetJob) -> FleetStats:
 
 
 def run_fleet(job: FleetJob) -> FleetStats:
-    return asyncio.run(_run_fleet(job))
+    if job.profile is None:
+        return asyncio.run(_run_fleet(job))
+    import cProfile  # only when profiling
+
+    profiler = cProfile.Profile()
+    try:
+        return profiler.runcall(asyncio.run, _run_fleet(job))
+    finally:
+        profiler.dump_stats(job.profile)
 
 
 # -- The operator side ----------------------------------------------------------------
@@ -456,6 +491,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--idle-s", type=float, default=10, help="how long the idle hub's CPU is measured, s"
     )
+    parser.add_argument(
+        "--offload",
+        action="store_true",
+        help="the hub runs with --artifact-offload and a real nginx (configured by "
+        "`fogline hub nginx-config`) serves the bytes; the hub still authorises each download",
+    )
+    parser.add_argument("--nginx-workers", type=int, default=1, help="with --offload")
+    parser.add_argument(
+        "--baseline-reps",
+        type=int,
+        default=3,
+        help="repetitions of the same-run TLS baseline (one curl, 20 downloads of the archive)",
+    )
+    parser.add_argument(
+        "--profile",
+        metavar="DIR",
+        help="write each simulator process's cProfile stats to DIR/sim-<n>.prof "
+        "(read them with `python -m pstats`)",
+    )
     return parser
 
 
@@ -465,6 +519,8 @@ def main() -> None:
         raise SystemExit("--devices 1..20000, --size-mb 1..64")
     if not 0 <= args.propagation <= 50 or not 1 <= args.idle_s <= 600:
         raise SystemExit("--propagation 0..50, --idle-s 1..600")
+    if not 0 <= args.baseline_reps <= 20 or not 1 <= args.nginx_workers <= 8:
+        raise SystemExit("--baseline-reps 0..20, --nginx-workers 1..8")
     command = "PYTHONPATH=. .venv/bin/python -m benchmarks.bench_rollout_scale " + " ".join(
         sys.argv[1:]
     )
@@ -482,18 +538,27 @@ def main() -> None:
 def run(args: argparse.Namespace, command: str) -> list[FleetStats]:
     """One rollout on a fresh hub (TUF as `args.tuf` says); prints its section."""
     root = Path(tempfile.mkdtemp(prefix="fogline-bench-rollout-"))
+    nginx_port = free_port() if args.offload else None
+    offload = ["--artifact-offload", f"https://127.0.0.1:{nginx_port}"] if nginx_port else []
     hub = start_hub(
         root / "hub",
         # Every simulated device connects from 127.0.0.1: no per-address cap.
         extra_args=[
             *("--report-interval", "10", "--workers", str(args.hub_workers)),
             *("--max-connections-per-address", "0"),
+            *offload,
         ],
     )
     assert hub.proc is not None
     pid = hub.proc.pid
     stop_file = root / "stop-fleet"
+    nginx: Nginx | None = None
+    baseline: list[Transfer] = []
     try:
+        if nginx_port is not None:
+            nginx = start_nginx(
+                hub.data_dir, root / "nginx", nginx_port, workers=args.nginx_workers
+            )
         with contextlib.ExitStack() as stack:
             pool = stack.enter_context(
                 ProcessPoolExecutor(args.workers, mp_context=get_context("spawn"))
@@ -501,7 +566,7 @@ def run(args: argparse.Namespace, command: str) -> list[FleetStats]:
             # Runs first on the way out, error or SIGTERM included: the
             # simulators stop, so the pool's exit need not wait out stop_at.
             stack.callback(stop_file.touch)
-            tuf_root = None
+            tuf_root, digest = None, ""
             if not args.propagation:
                 digest = make_release(hub, root, args.size_mb, tuf=args.tuf)
                 tuf_root = (root / "tuf-offline" / "root.json").read_text() if args.tuf else None
@@ -523,9 +588,11 @@ def run(args: argparse.Namespace, command: str) -> list[FleetStats]:
             settle_s = 30 + args.devices / 20
             stop_at = time.time() + settle_s + args.timeout + 30
             futures = [
-                pool.submit(run_fleet, FleetJob(hub.port, ca_pem, creds[w :: args.workers], stop_at, str(stop_file), w, str(root / "nodes" / f"w{w}"), tuf_root))
+                pool.submit(run_fleet, FleetJob(hub.port, ca_pem, creds[w :: args.workers], stop_at, str(stop_file), w, str(root / "nodes" / f"w{w}"), tuf_root, profile=_profile_path(args, w), offload_port=nginx_port))
                 for w in range(args.workers)
             ]  # fmt: skip
+            # The simulator processes (the pool starts them on submit).
+            sim_pids = list(getattr(pool, "_processes", {}) or {})
             with hub.client() as client:
                 client.timeout = httpx.Timeout(60)
 
@@ -568,6 +635,7 @@ def run(args: argparse.Namespace, command: str) -> list[FleetStats]:
 
                 (root / "v1.yaml").write_text(deployment(True, args.wave_timeout))
                 cpu0 = proc_cpu_s(pid)
+                costs0 = _cpu_now(sim_pids, nginx)
                 load_at_apply = os.getloadavg()[0]
                 t_apply_wall, t_apply = time.time(), time.monotonic()
                 hub.cli("apply", "-f", str(root / "v1.yaml"))
@@ -584,17 +652,85 @@ def run(args: argparse.Namespace, command: str) -> list[FleetStats]:
                     time.sleep(0.25 if args.devices <= 1000 else 1.0)
                 total_s = time.monotonic() - t_apply
                 rollout_cores = (proc_cpu_s(pid) - cpu0) / total_s
+                costs = _cpu_now(sim_pids, nginx).minus(costs0, proc_cpu_s(pid) - cpu0)
                 rss, peak = proc_rss_mb(pid)
                 load = (load_at_apply, os.getloadavg()[0])
             print(f"rollout {view.get('state')} after {total_s:.1f}s", file=sys.stderr)
             stop_file.touch()
             parts = _stop_fleet(futures, max(0.0, stop_at - time.time()))
+            # The same run's floor: with the fleet stopped, one process
+            # downloads the same archive from the same server, over TLS.
+            baseline = tls_baseline(hub, digest, creds[0], args.baseline_reps)
     finally:
+        if nginx is not None:
+            nginx.stop()
         hub.stop()
         shutil.rmtree(root, ignore_errors=True)
     render(args, command, view, wave_started, applied_s, total_s, parts, t_apply_wall,
            idle_cores, rollout_cores, rss, peak, load)  # fmt: skip
+    render_costs(args, parts, total_s, costs, baseline)
     return parts
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """One repetition of the TLS baseline: `count` downloads of the archive."""
+
+    count: int
+    seconds: float  # the transfers' own time (curl's time_total), summed
+    bytes: int
+
+    @property
+    def mb_s(self) -> float:
+        return self.bytes / 1e6 / max(self.seconds, 1e-9)
+
+
+def tls_baseline(
+    hub: HubProcess, digest: str, cred: tuple[str, str], reps: int, count: int = 20
+) -> list[Transfer]:
+    """`reps` times: one curl process fetches the archive `count` times on
+    one kept-alive connection, as a device (its certificate), following the
+    hub's redirect with --offload. Nothing else runs then but the hub (idle)
+    and nginx."""
+    url = f"{hub.url}/v1/artifacts/{digest}"
+    cert, key = cred
+    command = ["curl", "-sS", "-L", "--fail", "--cacert", str(hub.ca), "--cert", cert,
+               "--key", key, "-w", "%{time_total} %{size_download}\\n"]  # fmt: skip
+    for _ in range(count):
+        command += ["-o", "/dev/null", url]
+    done = []
+    for _ in range(reps):
+        result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+        if result.returncode != 0:
+            print(f"TLS baseline: curl failed: {result.stderr[:300]}", file=sys.stderr)
+            continue
+        rows = [line.split() for line in result.stdout.splitlines() if line.strip()]
+        done.append(Transfer(len(rows), sum(float(t) for t, _ in rows),
+                             sum(int(b) for _, b in rows)))  # fmt: skip
+    return done
+
+
+@dataclass(frozen=True)
+class Cpu:
+    """CPU-seconds (user + system) of what ran the rollout, and of the whole machine."""
+
+    simulators: float
+    nginx: float
+    machine: float  # every process on the machine, ours and others'
+    hub: float = 0.0
+
+    def minus(self, before: Cpu, hub: float) -> Cpu:
+        return Cpu(self.simulators - before.simulators, self.nginx - before.nginx,
+                   self.machine - before.machine, hub)  # fmt: skip
+
+
+def _cpu_now(sim_pids: list[int], nginx: Nginx | None) -> Cpu:
+    with open("/proc/stat") as stat:
+        fields = [int(v) for v in stat.readline().split()[1:]]
+    # user nice system idle iowait irq softirq steal: busy is all but idle and iowait.
+    busy = (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+    sims = sum(proc_cpu_s(p) for p in sim_pids)
+    return Cpu(sims, proc_cpu_s(nginx.proc.pid) if nginx is not None else 0.0, busy)
 
 
 @dataclass
@@ -781,6 +917,13 @@ def render_tuf_cost(without: list[FleetStats], with_tuf: list[FleetStats]) -> No
     )
 
 
+def _profile_path(args: argparse.Namespace, worker: int) -> str | None:
+    if not args.profile:
+        return None
+    Path(args.profile).mkdir(parents=True, exist_ok=True)
+    return str(Path(args.profile).resolve() / f"sim-{worker}.prof")
+
+
 def _stop_fleet(futures: list[Any], remaining: float) -> list[FleetStats]:
     """Wait for the simulators (bounded by their own stop time)."""
     return [f.result(timeout=remaining + 60) for f in futures]
@@ -862,12 +1005,67 @@ def render(
             f"commit): p50 {percentile(dl, 50):.2f} s, p99 "
             f"{percentile(dl, 99):.2f} s, max {max(dl):.2f} s."
         )
+    render_steps(parts)
     print(
         f"* Hub CPU: {idle_cores:.2f} cores idle (fleet long-polling and reporting every 10 s), "
         f"{rollout_cores:.2f} cores during the rollout; RSS {rss:.0f} MB (peak {peak:.0f} MB)."
     )
     gen = sum(p.cpu_s for p in parts)
     print(f"* Simulator CPU over the whole run: {gen:.1f} CPU-s. Errors: {errors or 'none'}.")
+
+
+def render_costs(
+    args: argparse.Namespace,
+    parts: list[FleetStats],
+    total_s: float,
+    cpu: Cpu,
+    baseline: list[Transfer],
+) -> None:
+    """The rollout against the same run's TLS baseline, and CPU per device update."""
+    total_bytes = sum(p.bytes_downloaded for p in parts)
+    updates = max(1, sum(len(p.update_s) for p in parts))
+    ours = cpu.simulators + cpu.hub + cpu.nginx
+    print(
+        f"* CPU during the rollout ({total_s:.1f} s): simulators {cpu.simulators:.1f}, hub "
+        f"{cpu.hub:.1f}, nginx {cpu.nginx:.1f} CPU-s: **{ours / updates * 1000:.0f} ms per "
+        f"device update** ({updates} updates, the fleet's reports and long-polls included). "
+        f"The whole machine was busy {cpu.machine / total_s:.2f} of its {os.cpu_count()} "
+        f"cores, {max(0.0, cpu.machine - ours) / total_s:.2f} of them other processes."
+    )
+    if not baseline:
+        print("* TLS baseline: not measured.")
+        return
+    rates = sorted(t.mb_s for t in baseline)
+    median = rates[len(rates) // 2]
+    rollout = total_bytes / 1e6 / max(total_s, 1e-9)
+    served = "nginx, after the hub's 307" if args.offload else "the hub"
+    print(
+        f"* Loopback TLS baseline, same run (fleet stopped; one curl process, "
+        f"{baseline[0].count} downloads of the archive on one kept-alive connection from "
+        f"{served}): {', '.join(f'{r:.0f}' for r in rates)} MB/s ({len(rates)} repetitions; "
+        f"median {median:.0f}). The rollout moved {total_bytes / 1e9:.2f} GB in {total_s:.1f} s: "
+        f"**{rollout:.0f} MB/s = {rollout / median:.2f}x the baseline's median**; at the "
+        f"baseline's median the same bytes take {total_bytes / 1e6 / median:.1f} s."
+    )
+
+
+def render_steps(parts: list[FleetStats]) -> None:
+    """Per-device time in each of the updater's steps (wall time, every
+    device's update included, so waits for the cores count)."""
+    steps: dict[str, list[float]] = {}
+    for p in parts:
+        for name, values in p.steps.items():
+            steps.setdefault(name, []).extend(values)
+    if not steps:
+        return
+    rows = [
+        (f"from `{name}`", len(v), f"{percentile(v, 50) * 1000:.1f}",
+         f"{percentile(v, 99) * 1000:.1f}", f"{sum(v):.1f}")
+        for name, v in sorted(steps.items(), key=lambda kv: -sum(kv[1]))
+    ]  # fmt: skip
+    print("\nPer-device update steps (from one crash point of the updater to the next):\n")
+    print(table(["step", "updates", "p50 (ms)", "p99 (ms)", "total (s)"], rows))
+    print()
 
 
 def _exit_on_sigterm(_signum: int, _frame: Any) -> None:
