@@ -25,7 +25,17 @@ update as a same-run ratio. The device then reports the revision applied and the
 statuses the manager gives, so "succeeded" means verified and installed. The script measures wall time from `fogline apply` to the
 rollout's `completed`, the time each wave started, the bytes served,
 per-device update times and the hub's CPU and RSS. Disk: each device keeps
-its installed copy, `--devices` x `--size-mb` in the temp dir.
+its installed copy and the archive kept as the base of its next delta
+update, 2 x `--devices` x `--size-mb` in the temp dir (`--drop-bases`: the
+archive is deleted once the update is applied).
+
+`--offload` starts the hub with `--artifact-offload` and a real nginx
+(tests/support/nginx.py, configured by `fogline hub nginx-config`): the hub
+authorises each download and answers 307, nginx serves the bytes. After the
+rollout, with the fleet stopped, one curl process downloads the archive 20
+times on one connection from the same server (`--baseline-reps` times): the
+loopback TLS throughput of this machine in the same run, against which the
+rollout's throughput is printed as a ratio.
 
     PYTHONPATH=. .venv/bin/python -m benchmarks.bench_rollout_scale --devices 1000
 """
@@ -212,6 +222,8 @@ class FleetJob:
     profile: str | None = None
     # --offload: nginx's port, whose answers are artifact bytes too.
     offload_port: int | None = None
+    # --drop-bases: delete the archive each device keeps for its next delta.
+    drop_bases: bool = False
 
 
 @dataclass
@@ -358,6 +370,12 @@ async def _device(
             try:
                 await manager.apply(doc)
                 applied[0] = AppliedState(revision=doc.revision, ok=True)
+                if job.drop_bases:
+                    # Written and fsynced like a real node's; then deleted so
+                    # that 10,000 nodes' disks fit on this one.
+                    await asyncio.to_thread(
+                        shutil.rmtree, data_dir / "updater" / "bases", ignore_errors=True
+                    )
             except RuntimeError as exc:
                 applied[0] = AppliedState(revision=doc.revision, ok=False, error=str(exc)[:4000])
                 error(f"refused: {str(exc)[:100]}")
@@ -499,6 +517,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--nginx-workers", type=int, default=1, help="with --offload")
     parser.add_argument(
+        "--drop-bases",
+        action="store_true",
+        help="each device deletes the archive its updater keeps as the next delta's base "
+        "once the update is applied (disk: --devices x --size-mb instead of twice that)",
+    )
+    parser.add_argument(
         "--baseline-reps",
         type=int,
         default=3,
@@ -588,7 +612,7 @@ def run(args: argparse.Namespace, command: str) -> list[FleetStats]:
             settle_s = 30 + args.devices / 20
             stop_at = time.time() + settle_s + args.timeout + 30
             futures = [
-                pool.submit(run_fleet, FleetJob(hub.port, ca_pem, creds[w :: args.workers], stop_at, str(stop_file), w, str(root / "nodes" / f"w{w}"), tuf_root, profile=_profile_path(args, w), offload_port=nginx_port))
+                pool.submit(run_fleet, FleetJob(hub.port, ca_pem, creds[w :: args.workers], stop_at, str(stop_file), w, str(root / "nodes" / f"w{w}"), tuf_root, profile=_profile_path(args, w), offload_port=nginx_port, drop_bases=args.drop_bases))
                 for w in range(args.workers)
             ]  # fmt: skip
             # The simulator processes (the pool starts them on submit).
