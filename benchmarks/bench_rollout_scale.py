@@ -56,7 +56,7 @@ import sys
 import tempfile
 import textwrap
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
@@ -224,6 +224,8 @@ class FleetJob:
     offload_port: int | None = None
     # --drop-bases: delete the archive each device keeps for its next delta.
     drop_bases: bool = False
+    # Worker threads of this simulator's event loop (see _run_fleet).
+    threads: int = 64
 
 
 @dataclass
@@ -401,6 +403,14 @@ async def _device(
 
 
 async def _run_fleet(job: FleetJob) -> FleetStats:
+    # Each node runs its updater's blocking work (TUF refreshes that wait on
+    # the hub, hashing, unpacking, fsynced state files) in its own loop's
+    # worker threads. Here thousands of nodes share one loop, and its default
+    # pool (6 threads on this machine) queued every device's TUF refresh and
+    # journal save behind a few others: the fleet waited, the cores idled.
+    asyncio.get_running_loop().set_default_executor(
+        ThreadPoolExecutor(job.threads, thread_name_prefix="node")
+    )
     stats = FleetStats()
     rng = random.Random(job.seed)
     cpu0 = sum(os.times()[:2])
@@ -517,6 +527,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--nginx-workers", type=int, default=1, help="with --offload")
     parser.add_argument(
+        "--threads",
+        type=int,
+        default=64,
+        help="worker threads per simulator process, shared by its devices' updaters",
+    )
+    parser.add_argument(
         "--drop-bases",
         action="store_true",
         help="each device deletes the archive its updater keeps as the next delta's base "
@@ -612,7 +628,7 @@ def run(args: argparse.Namespace, command: str) -> list[FleetStats]:
             settle_s = 30 + args.devices / 20
             stop_at = time.time() + settle_s + args.timeout + 30
             futures = [
-                pool.submit(run_fleet, FleetJob(hub.port, ca_pem, creds[w :: args.workers], stop_at, str(stop_file), w, str(root / "nodes" / f"w{w}"), tuf_root, profile=_profile_path(args, w), offload_port=nginx_port, drop_bases=args.drop_bases))
+                pool.submit(run_fleet, FleetJob(hub.port, ca_pem, creds[w :: args.workers], stop_at, str(stop_file), w, str(root / "nodes" / f"w{w}"), tuf_root, profile=_profile_path(args, w), offload_port=nginx_port, drop_bases=args.drop_bases, threads=args.threads))
                 for w in range(args.workers)
             ]  # fmt: skip
             # The simulator processes (the pool starts them on submit).
