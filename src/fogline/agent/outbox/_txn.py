@@ -13,8 +13,24 @@ from typing import Final
 from ._models import MAX_PRIORITY, MIN_PRIORITY, DropReason, OutboxItem
 
 _LEVELS: Final = range(MIN_PRIORITY, MAX_PRIORITY + 1)
-_CHUNK: Final = 500  # well under SQLite's host-parameter limit
+# Deletes by seq bind at most this many values (well under SQLite's
+# host-parameter limit), padded to a power of two: see `_padded`.
+_CHUNK: Final = 512
 _EVICT_PAGE: Final = 128
+
+
+def _padded(seqs: list[int]) -> list[int]:
+    """`seqs` (not empty) with its last value repeated up to a power of two.
+
+    Why: each list length is its own SQL text, and sqlite3 keeps a prepared
+    statement per text, up to 128 per connection; 128 of these lists, 1 to
+    500 values long, held about 6 MB of C memory. Acks come in every size, so
+    the cache filled over hours and evicted the outbox's other statements:
+    the agent's RSS grew in the soak (BENCHMARKS.md, "Agent soak"). Ten
+    lengths, 1 to 512, bound it; a repeated seq matches its row once.
+    """
+    size = 1 << (len(seqs) - 1).bit_length()
+    return seqs + seqs[-1:] * (size - len(seqs))
 
 
 class Txn:
@@ -94,7 +110,7 @@ class Txn:
         unique = sorted(set(seqs))
         deleted = 0
         for start in range(0, len(unique), _CHUNK):
-            chunk = unique[start : start + _CHUNK]
+            chunk = _padded(unique[start : start + _CHUNK])
             marks = ",".join("?" * len(chunk))
             # Only "?" placeholders are interpolated; the values are bound.
             rows = self.conn.execute(
