@@ -24,6 +24,7 @@ import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
+from sqlalchemy import create_engine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fogline.hub import HubState, create_app, make_engine, upgrade_schema
@@ -170,3 +171,40 @@ def test_an_enrollment_behind_a_held_write_lock_is_a_503_with_retry_after(tmp_pa
         assert again.status_code == 200, again.text  # the claim's one use was not spent
     finally:
         hub.stop()
+
+
+def test_a_request_that_finds_every_pooled_connection_taken_is_a_503_with_retry_after(
+    tmp_path: Path,
+) -> None:
+    """10,000 simulated devices waking for one apply (long-polls, TUF
+    metadata, reports) took every pooled connection for the pool's whole
+    timeout, and the hub answered 500 (bench_rollout_scale): a busy hub, not
+    a fault, so 503 with Retry-After, as for SQLite's busy timeout."""
+    engine = create_engine(
+        f"sqlite:///{tmp_path / 'hub.db'}",
+        pool_size=1,
+        max_overflow=0,
+        pool_timeout=0.2,
+        connect_args={"check_same_thread": False},
+    )
+    upgrade_schema(engine)
+    state = HubState(
+        engine, make_session_factory(engine), CertificateAuthority.load_or_create(tmp_path)
+    )
+    app = PoolAtAnswer(create_app(state), state)
+    try:
+        with state.transaction() as session:
+            token = ensure_admin_token(session, ADMIN_PREFIX)
+        assert token is not None
+        headers = {"authorization": f"Bearer {token.token}"}
+        held = engine.connect()  # the pool's only connection, taken
+        try:
+            busy = _run(app, "GET", "/v1/devices", headers=headers)
+        finally:
+            held.close()
+        assert busy.status_code == 503, busy.text
+        assert (busy.json()["error"], busy.headers["retry-after"]) == ("unavailable", "5")
+        again = _run(app, "GET", "/v1/devices", headers=headers)
+        assert again.status_code == 200, again.text
+    finally:
+        engine.dispose()

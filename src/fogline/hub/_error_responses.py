@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fogline._log import event
@@ -62,9 +63,13 @@ BUSY_RETRY_AFTER_S: Final = 5
 
 
 def database_busy(exc: Exception) -> bool:
-    """SQLite's answer to a writer that waited out its busy timeout: the
-    database is busy (a CPU-starved hub under a burst of enrollments), not
-    broken, and the same request succeeds later."""
+    """The database is busy, not broken, and the same request succeeds later:
+    SQLite's answer to a writer that waited out its busy timeout (a
+    CPU-starved hub under a burst of enrollments), or every pooled connection
+    taken for the pool's whole timeout (10,000 devices waking at once for an
+    apply, each asking for its desired state and TUF metadata)."""
+    if isinstance(exc, PoolTimeoutError):
+        return True
     return isinstance(exc, OperationalError) and "database is locked" in str(exc.orig)
 
 
@@ -98,9 +103,16 @@ async def _handle(request: Request, exc: Exception) -> JSONResponse:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    # OperationalError by name: Starlette answers a bare `Exception` from its
-    # outermost middleware and raises it again (a traceback in the log), which
-    # a busy database is not worth.
-    kinds = (RequestValidationError, ApiError, StarletteHTTPException, OperationalError, Exception)
+    # OperationalError and the pool's timeout by name: Starlette answers a bare
+    # `Exception` from its outermost middleware and raises it again (a
+    # traceback in the log), which a busy database is not worth.
+    kinds = (
+        RequestValidationError,
+        ApiError,
+        StarletteHTTPException,
+        OperationalError,
+        PoolTimeoutError,
+        Exception,
+    )
     for kind in kinds:
         app.add_exception_handler(kind, _handle)
