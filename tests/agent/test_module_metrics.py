@@ -4,10 +4,12 @@ time and size bound; anything wrong leaves the module's series out."""
 
 import asyncio
 import http.server
+import ssl
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
 
@@ -104,6 +106,28 @@ def test_the_scraper_reads_127_0_0_1_within_bounds_and_leaves_out_what_fails(mon
     assert "more than" in scraper._failing["huge"]
     assert "answered 500" in scraper._failing["broken"]
     assert "answered 302" in scraper._failing["moved"]
+
+
+def test_scrapes_do_not_load_the_ca_bundle_each_report(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An httpx client that makes its own TLS context loads the CA bundle:
+    about 20 ms of CPU on every report of a node whose modules declare
+    metrics, for endpoints that are plain http."""
+    loads: list[object] = []
+    original = ssl.SSLContext.load_verify_locations
+
+    def counting(self: ssl.SSLContext, *args: Any, **kwargs: Any) -> None:
+        loads.append(args or kwargs)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(ssl.SSLContext, "load_verify_locations", counting)
+    scraper = ModuleScraper()
+    with endpoint({"/metrics": (200, b"queue_depth 3.5\n", 0.0)}) as port:
+        for _ in range(3):
+            found = asyncio.run(
+                scraper.scrape({"web": MetricsTarget(port=port, series=("queue_depth",))})
+            )
+            assert found == {"web": {"queue_depth": 3.5}}
+    assert len(loads) <= 1  # at most the shared context's own, once
 
 
 def test_nothing_listens_leaves_the_module_out():

@@ -18,8 +18,10 @@ not stop a report.
 """
 
 import asyncio
+import functools
 import logging
 import math
+import ssl
 from collections.abc import Mapping
 from typing import Final
 
@@ -40,6 +42,14 @@ MAX_SCRAPE_BYTES: Final = 256 * 1024
 # Families read per answer at most: the parser is pure Python and runs per report.
 _MAX_FAMILIES: Final = 10_000
 _MAX_VALUE: Final = 1e18
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """The one TLS context every scrape's client is given. The endpoints are
+    plain http on 127.0.0.1, so it never runs; but an httpx client left to
+    make its own loads the CA bundle: about 20 ms of CPU per report."""
+    return ssl.create_default_context()
 
 
 class ScrapeFailed(Exception):
@@ -101,6 +111,7 @@ class ModuleScraper:
             trust_env=False,  # a proxy from the environment must never see module traffic
             follow_redirects=False,
             timeout=SCRAPE_TIMEOUT_S,
+            verify=_tls_context(),
             # Raw bytes are counted against the bound: no compression to inflate.
             headers={"accept": "text/plain;version=0.0.4", "accept-encoding": "identity"},
         )
