@@ -45,6 +45,14 @@ def crash_at(point: str) -> Callable[[str], None]:
     return hook
 
 
+def crash_before_verify(node: Node, release: Release) -> None:
+    """An update that stopped (the process died) once its download was named."""
+    node.crash_hook = crash_at("enter:VERIFY")
+    with pytest.raises(Crash):
+        asyncio.run(node.updater().ensure(release.target))
+    node.crash_hook = None
+
+
 def test_an_update_hashes_the_archive_once(
     node: Node, releases: dict[str, Release], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -59,10 +67,7 @@ def test_after_a_restart_verify_hashes_the_archive_on_disk_and_refuses_rot(
     node: Node, releases: dict[str, Release], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     v1 = releases["1.0.0"]
-    node.crash_hook = crash_at("enter:VERIFY")
-    with pytest.raises(Crash):
-        asyncio.run(node.updater().ensure(v1.target))
-    node.crash_hook = None
+    crash_before_verify(node, v1)
     archive = node.root / "downloads" / f"{v1.target.digest}.tar.zst"
     # The disk changed the bytes while the agent was down: DOWNLOAD's digest
     # died with the process, so VERIFY must see the change.
@@ -84,10 +89,7 @@ def test_after_a_restart_an_intact_archive_is_hashed_once_more_and_installed(
     node: Node, releases: dict[str, Release], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     v1 = releases["1.0.0"]
-    node.crash_hook = crash_at("enter:VERIFY")
-    with pytest.raises(Crash):
-        asyncio.run(node.updater().ensure(v1.target))
-    node.crash_hook = None
+    crash_before_verify(node, v1)
     hashed = count_hashes(monkeypatch)
     results = asyncio.run(node.updater().recover())
     assert [r.state for r in results] == [State.DONE]
