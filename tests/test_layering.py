@@ -1,7 +1,8 @@
 """Imports flow downward only (docs/architecture.md, Layout).
 
     base      fogline itself: _errors, _log, _lifetime, _text, _durable, _duration, _size,
-              _statetable, _lazy
+              _statetable, _lazy, _malloc, _hub_parent (the program a multi-worker hub's
+              parent becomes: it must import no daemon)
     core      protocol, manifest, security, artifact, tuf, pipeline, hubclient, launcher: base and
               core only (the launcher imports base alone: it must be hard to break)
     daemons   hub, agent: base, core and their own package; never each other
@@ -31,6 +32,8 @@ BASE_MODULES: Final = frozenset(
         "_size",
         "_statetable",
         "_lazy",
+        "_malloc",
+        "_hub_parent",
         "__init__",
     }
 )

@@ -47,7 +47,10 @@ def test_each_connection_read_buffer_is_a_mapping_of_its_own(tmp_path: Path) -> 
             conn.sendall(b"GET /healthz HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
             assert conn.recv(4096).startswith(b"HTTP/1.1 200")  # the hub has the connection
         heap1, anonymous1 = _heap_and_anonymous_bytes(hub.proc.pid)
-        assert anonymous1 - anonymous0 >= CONNECTIONS * BUFFER
+        # Most of each buffer's mapping, not all: other anonymous mappings (a
+        # worker thread's arena trimmed) may shrink meanwhile (short by 4 KiB
+        # once). Without the setting the mappings grew by nothing.
+        assert anonymous1 - anonymous0 >= CONNECTIONS * BUFFER * 3 // 4
         assert heap1 - heap0 < CONNECTIONS * BUFFER // 2
     finally:
         for conn in conns:
