@@ -214,28 +214,36 @@ class Download:
                 writer.transport.abort()
 
 
-async def _run_clients(job: ClientJob) -> ClientStats:
-    stats = ClientStats()
-    cpu0 = sum(os.times()[:2])
-    downloads = [Download(job, i) for i in range(len(job.creds))]
-    gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
+def count_error(errors: dict[str, int], exc: BaseException) -> None:
+    """Count a failure by its kind (an OSError with the start of its message)."""
+    kind = type(exc).__name__ + (f" {exc}"[:60] if isinstance(exc, OSError) else "")
+    errors[kind] = errors.get(kind, 0) + 1
 
-    def error(exc: BaseException) -> None:
-        kind = type(exc).__name__ + (f" {exc}"[:60] if isinstance(exc, OSError) else "")
-        stats.errors[kind] = stats.errors.get(kind, 0) + 1
+
+async def open_connections(conns: Sequence[Download], errors: dict[str, int]) -> list[bool]:
+    """Open every connection, CONNECT_CONCURRENCY handshakes at a time; which
+    opened. A failure is counted in `errors` and its connection closed."""
+    gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
 
     async def open_one(d: Download) -> bool:
         async with gate:
             try:
                 await asyncio.wait_for(d.open(), 60)
-                stats.connected += 1
                 return True
             except Exception as exc:  # counted: the row shows connections that failed
-                error(exc)
+                count_error(errors, exc)
                 d.close()
                 return False
 
-    opened = await asyncio.gather(*(open_one(d) for d in downloads))
+    return list(await asyncio.gather(*(open_one(d) for d in conns)))
+
+
+async def _run_clients(job: ClientJob) -> ClientStats:
+    stats = ClientStats()
+    cpu0 = sum(os.times()[:2])
+    downloads = [Download(job, i) for i in range(len(job.creds))]
+    opened = await open_connections(downloads, stats.errors)
+    stats.connected = sum(opened)
     Path(job.ready_file).write_text(str(stats.connected))
     go = Path(job.go_file)
     while not go.exists() and time.time() < job.deadline:
@@ -245,7 +253,7 @@ async def _run_clients(job: ClientJob) -> ClientStats:
         try:
             await d.download(stats)
         except Exception as exc:  # counted by kind
-            error(exc)
+            count_error(stats.errors, exc)
         finally:
             d.close()
 

@@ -47,11 +47,17 @@ from pathlib import Path
 import orjson
 
 from benchmarks._common import git_revision, machine, table
-from benchmarks.bench_downloads import ClientJob, Download, _read_head, enroll
+from benchmarks.bench_downloads import (
+    ClientJob,
+    Download,
+    _read_head,
+    count_error,
+    enroll,
+    open_connections,
+)
 from benchmarks.bench_hub_scale import _hub_pids, make_identities
 from tests.support.processes import HubProcess, start_hub
 
-CONNECT_CONCURRENCY = 32  # handshakes in flight per client process
 POLL_WAIT_S = 30  # the hub's longest long-poll (MAX_DESIRED_WAIT_S)
 
 
@@ -100,24 +106,8 @@ async def _hold(job: IdleJob) -> IdleStats:
     as_download = ClientJob(job.port, job.ca_pem, job.creds, [False] * len(job.creds), 1.0, "",
                             job.ready_file, job.go_file, job.deadline)  # fmt: skip
     conns = [Download(as_download, i) for i in range(len(job.creds))]
-    gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
-
-    def error(exc: BaseException) -> None:
-        kind = type(exc).__name__ + (f" {exc}"[:60] if isinstance(exc, OSError) else "")
-        stats.errors[kind] = stats.errors.get(kind, 0) + 1
-
-    async def open_one(d: Download) -> bool:
-        async with gate:
-            try:
-                await asyncio.wait_for(d.open(), 60)
-            except Exception as exc:  # counted: the row shows connections that failed
-                error(exc)
-                d.close()
-                return False
-            stats.connected += 1
-            return True
-
-    opened = await asyncio.gather(*(open_one(d) for d in conns))
+    opened = await open_connections(conns, stats.errors)
+    stats.connected = sum(opened)
     go = Path(job.go_file)
     polls: list[asyncio.Task[None]] = []
     if job.kind == "poll":
@@ -134,7 +124,7 @@ async def _hold(job: IdleJob) -> IdleStats:
         task.cancel()
     for result in await asyncio.gather(*polls, return_exceptions=True):
         if isinstance(result, Exception):
-            error(result)
+            count_error(stats.errors, result)
     for d in conns:
         d.close()
     return stats
