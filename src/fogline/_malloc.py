@@ -39,18 +39,23 @@ def _glibc() -> ctypes.CDLL | None:
     return libc
 
 
+def _mallopt(param: int, name: str, value: int) -> bool:
+    """glibc's mallopt(param, value), `value` at least 1; False off glibc."""
+    if value < 1:
+        raise ValueError(f"{name} must be at least 1, not {value}")
+    libc = _glibc()
+    if libc is None:
+        return False
+    return bool(libc.mallopt(param, value))
+
+
 def cap_arenas(limit: int) -> bool:
     """Let glibc create at most `limit` malloc arenas from now on; True if it took.
 
     Call before the process starts threads: arenas already made stay. Off glibc
     this does nothing and returns False.
     """
-    if limit < 1:
-        raise ValueError(f"limit must be at least 1, not {limit}")
-    libc = _glibc()
-    if libc is None:
-        return False
-    return bool(libc.mallopt(M_ARENA_MAX, limit))
+    return _mallopt(M_ARENA_MAX, "limit", limit)
 
 
 def fix_mmap_threshold(size: int) -> bool:
@@ -61,12 +66,7 @@ def fix_mmap_threshold(size: int) -> bool:
     to 32 MB): after one large outbox batch, later ones are carved from the
     arenas, where what they leave free stays resident.
     """
-    if size < 1:
-        raise ValueError(f"size must be at least 1, not {size}")
-    libc = _glibc()
-    if libc is None:
-        return False
-    return bool(libc.mallopt(M_MMAP_THRESHOLD, size))
+    return _mallopt(M_MMAP_THRESHOLD, "size", size)
 
 
 def trim() -> bool:
