@@ -437,6 +437,20 @@ class Generator:
         Path(partial).write_text(json.dumps(status))
         os.replace(partial, self.job.status_file)
 
+    async def _end(self, tasks: list[asyncio.Task[None]]) -> None:
+        """Ends every device now. Python 3.11's wait_for can swallow a cancel
+        that lands as its request completes, and such a device would run on to
+        the hard stop time (minutes): moving the stop time to now ends its loop
+        at its next check, and the cancel is repeated for the ones still waiting."""
+        self.stop = time.monotonic()
+        for _ in range(30):
+            pending = [task for task in tasks if not task.done()]
+            if not pending:
+                return
+            for task in pending:
+                task.cancel()
+            await asyncio.wait(pending, timeout=1)
+
     async def run(self) -> GenStats:
         cpu0 = sum(os.times()[:2])
         self.stats.rss_base_kb = _rss_kb()
@@ -452,8 +466,7 @@ class Generator:
                 ):
                     self.stats.rss_connected_kb = _rss_kb()
                 await asyncio.sleep(STATUS_EVERY_S)
-            for task in tasks:
-                task.cancel()
+            await self._end(tasks)
         self.stats.cpu_s = sum(os.times()[:2]) - cpu0
         self.stats.rss_peak_kb = _rss_kb("VmHWM")
         self.write_status(cpu0)

@@ -55,6 +55,7 @@ from tests.support.processes import HubProcess, free_port, start_hub
 
 MAX_DEVICES = 100_000
 FD_MARGIN = 200  # descriptors a generator keeps for itself
+GENERATOR_END_S = 60  # after the stop file: a status poll, then up to 30 s of cancelling
 
 
 @dataclass(frozen=True)
@@ -233,12 +234,22 @@ def run(
             (server_cpu_s(db_pid) - db0) / max(1e-9, sum(_change_span(c) for c in changes))
         ]
         stop_file.touch()
-        parts = [f.result(timeout=stop_at - time.time() + 120) for f in futures]
+        parts = _results(futures, GENERATOR_END_S)
         _, peak = proc_rss_mb(pid)
     return {
         "ramp": ramp, "idle": idle, "window": window, "changes": changes, "parts": parts,
         "change_db_cores": change_db_cores[0], "hub_peak_mb": peak, "devices": args.devices,
     }  # fmt: skip
+
+
+def _results(futures: list[Future[GenStats]], within_s: float) -> list[GenStats]:
+    """Every generator's stats once the stop file is there; a generator that
+    does not end within `within_s` is an error, not a wait until its hard stop."""
+    deadline = time.monotonic() + within_s
+    try:
+        return [f.result(timeout=max(0.0, deadline - time.monotonic())) for f in futures]
+    except TimeoutError:
+        raise SystemExit(f"a generator did not end within {within_s:.0f} s of the stop") from None
 
 
 def _change_span(change: Change) -> float:

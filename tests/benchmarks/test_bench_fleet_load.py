@@ -3,8 +3,10 @@ on: every device connects with its own cached identity, reports in the
 window, and gets and reports each change; the figures and the section are
 produced. Plus the identity cache and the fsync switch it relies on."""
 
+import asyncio
 import datetime as dt
 import math
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -13,6 +15,7 @@ import pytest
 from cryptography import x509
 
 from benchmarks._fleet_identities import device_id, make_identities
+from benchmarks._fleet_loadgen import Generator, GenJob
 from benchmarks.bench_fleet_load import figures, main
 from fogline.security import device_id_from_cert
 from tests.support.postgres import throwaway_postgres
@@ -105,3 +108,35 @@ def test_a_connect_phase_that_runs_out_measures_the_devices_that_connected(
     assert len(change["reported"]) == fleet, out
     assert f"| 1 | {fleet}/{fleet} |" in out, out
     assert f"{fleet:,} devices each reporting" in out, out
+
+
+def test_a_device_that_swallows_its_cancel_still_ends_at_the_stop(tmp_path: Path) -> None:
+    """Python 3.11's wait_for can swallow a cancel that lands as its request
+    completes; such a device must not keep its generator (and the benchmark
+    waiting on it) alive until the hard stop time minutes later."""
+
+    async def scenario() -> float:
+        job = GenJob(
+            0, "127.0.0.1", 1, "127.0.0.2", "", [], 1.0, time.time() + 600,
+            str(tmp_path / "stop"), str(tmp_path / "ramp"), str(tmp_path / "status"), 1, seed=0,
+        )  # fmt: skip
+        generator = Generator(job)
+
+        async def stubborn_device() -> None:
+            swallowed = False
+            while time.monotonic() < generator.stop:
+                try:
+                    await asyncio.sleep(0.05)
+                except asyncio.CancelledError:
+                    if swallowed:
+                        raise
+                    swallowed = True  # as wait_for's race does, once
+
+        tasks = [asyncio.create_task(stubborn_device()) for _ in range(3)]
+        await asyncio.sleep(0.1)
+        t0 = time.monotonic()
+        await generator._end(tasks)
+        assert all(task.done() for task in tasks)
+        return time.monotonic() - t0
+
+    assert asyncio.run(scenario()) < 5
