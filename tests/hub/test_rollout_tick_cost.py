@@ -17,8 +17,8 @@ from fogline.hub import make_engine, upgrade_schema
 from fogline.hub._db import make_session_factory
 from fogline.hub._schema import DesiredStateRow, DeviceRow, RolloutDeviceRow, RolloutRow
 from fogline.hub.rollouts import tick
-from fogline.hub.rollouts._engine import start_rollout
 from fogline.hub.rollouts._policy import DEFAULT_POLICY
+from fogline.hub.rollouts._start import start_rollout
 from fogline.manifest import DesiredState
 
 DEVICES = 50

@@ -2,23 +2,20 @@
 
 _policy     `spec.rollout`: waves, bake, success threshold, failure budget
 _machine    the rollout state table and the pure wave logic (no database)
-_engine     start a rollout per change, advance it, act on it (the database side)
+_start      start a rollout per change (the database side)
+_engine     advance a rollout wave by wave, act on it (the database side)
+_waves      what both share: the rollout lock, a state transition, starting a wave
 _views      what operators read: a rollout, its members, its JSON view
 _scheduler  one tick about every second in each hub replica
 """
 
-from ._engine import (
-    choose_policy,
-    lock_rollouts,
-    operate,
-    snapshot_deployments,
-    start_rollout,
-    tick,
-)
+from ._engine import operate, tick
 from ._machine import ACTIVE
 from ._policy import DEFAULT_POLICY, check_rollout, parse_rollout_policy
 from ._scheduler import run_scheduler
+from ._start import choose_policy, snapshot_deployments, start_rollout
 from ._views import available_actions, find_rollout, list_rollouts, rollout_view
+from ._waves import lock_rollouts
 
 __all__ = [
     "ACTIVE",

@@ -1,62 +1,40 @@
-"""Rollouts on the hub: start one per change, advance it wave by wave, act on it.
+"""Rollouts on the hub after their start: advance them wave by wave, act on them.
 
-An apply no longer writes every changed device's desired state at once. It
-stores each changed device's target document in `rollout_devices` and starts
-the first wave; a device's served document (DesiredStateRow) changes only
-when its wave starts. The scheduler (`tick`, about once a second) judges the
-devices of running rollouts, then passes the wave gate, starts the next
-wave, completes, pauses or rolls back, per `_machine`.
-
-Every mutation of rollouts takes one database lock (`lock_rollouts`), so an
-apply, an operator action and the ticks of several hub replicas never
-interleave: PostgreSQL advisory transaction locks, and on SQLite the write
-lock of the single database file.
+The scheduler (`tick`, about once a second) judges the devices of running
+rollouts, then passes the wave gate, starts the next wave, completes, pauses
+or rolls back, per `_machine`. `_start` starts a rollout; `_waves` holds the
+lock and the steps both share.
 """
 
 import datetime as dt
-import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, Final, NamedTuple
-from uuid import uuid4
 
-from sqlalchemy import and_, false, func, insert, or_, select, text, true, update
+from sqlalchemy import and_, false, func, or_, select, true
 from sqlalchemy.orm import Session, defer
 
-from fogline.manifest import Deployment, DesiredState, revision_of
+from fogline.manifest import DesiredState, revision_of
 from fogline.protocol import RollbackMarker
 
 from .._audit import HUB_ACTOR, record_audit
 from .._clock import utcnow
 from .._desired import (
-    ID_CHUNK,
-    DesiredCompiler,
-    TrustedKey,
-    active_devices,
     bump_generation,
-    plain,
-    served_documents,
-    served_revisions,
     store_desired_many,
     stored_document,
 )
-from .._device_labels import effective_labels
 from .._devices import seen_recently
 from .._errors import ConflictError
 from .._schema import (
     DeploymentRow,
     DesiredStateRow,
-    DeviceLabelRow,
     DeviceRow,
-    FleetGenerationRow,
     RolloutDeviceRow,
     RolloutRow,
 )
-from .._self_healing import QUARANTINE_LABEL
 from ..releases import module_downgrades
-from ._canaries import canary_order, stratum_keys
 from ._canary_gate import analyse_wave
 from ._machine import (
-    ACTIVE,
     WATCHED,
     Decision,
     DeviceState,
@@ -69,298 +47,10 @@ from ._machine import (
     decide,
     health_problem,
     judge_device,
-    next_state,
 )
-from ._policy import DEFAULT_POLICY, RolloutPolicy, parse_rollout_policy, wave_bounds
+from ._policy import RolloutPolicy
 from ._views import FRESH, OPERATOR_EVENTS, find_rollout, rollout_members
-
-# Any constant works; it only has to be the same in every hub replica.
-ROLLOUT_LOCK_ID: Final = 0x666F6C52
-
-
-def lock_rollouts(session: Session, *, wait: bool) -> bool:
-    """Take the rollout lock until the transaction ends; False if busy (wait=False).
-
-    PostgreSQL: an advisory transaction lock. SQLite: a no-op write takes the
-    database's write lock, which holds until commit (one writer at a time).
-    """
-    if session.get_bind().dialect.name == "postgresql":
-        if wait:
-            session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": ROLLOUT_LOCK_ID})
-            return True
-        got = session.scalar(text("SELECT pg_try_advisory_xact_lock(:id)"), {"id": ROLLOUT_LOCK_ID})
-        return bool(got)
-    session.execute(
-        update(FleetGenerationRow)
-        .where(FleetGenerationRow.id == 1)
-        .values(generation=FleetGenerationRow.generation)
-    )
-    return True
-
-
-def snapshot_deployments(session: Session, names: Sequence[str]) -> dict[str, Any]:
-    """The stored documents of `names` (None: absent), taken before a change."""
-    out: dict[str, Any] = {}
-    for name in names:
-        row = session.get(DeploymentRow, name)
-        out[name] = plain(row.document) if row is not None else None
-    return out
-
-
-def choose_policy(deployments: Sequence[Deployment], changed: Sequence[str]) -> RolloutPolicy:
-    """The policy of the changed deployment that declares one, highest priority
-    first (then by name); DEFAULT_POLICY when none does."""
-    candidates = sorted(
-        (d for d in deployments if d.name in changed and d.rollout),
-        key=lambda d: (-d.priority, d.name),
-    )
-    return parse_rollout_policy(candidates[0].rollout) if candidates else DEFAULT_POLICY
-
-
-def _transition(
-    session: Session, rollout: RolloutRow, event: Event, actor: str, reason: str | None = None
-) -> State:
-    state = State(rollout.state)
-    new = next_state(state, event)  # the callers fire only what applies: see operate()
-    now = utcnow()
-    rollout.state, rollout.updated_at = new.value, now
-    if reason:
-        rollout.reason = reason[:1024]
-    if new not in ACTIVE:
-        rollout.ended_at = now
-    record_audit(
-        session,
-        actor,
-        f"rollout.{event.value}",
-        rollout.id,
-        deployments=rollout.deployments,
-        state=new.value,
-        previous_state=state.value,
-        reason=reason,
-    )
-    return new
-
-
-def _enrolled_device_ids(
-    session: Session, ids: Sequence[str], *, include_revoked: bool = True
-) -> set[str]:
-    """Which of `ids` are enrolled (revoked ones too unless `include_revoked` is False)."""
-    found: set[str] = set()
-    for start in range(0, len(ids), ID_CHUNK):
-        query = select(DeviceRow.id).where(DeviceRow.id.in_(ids[start : start + ID_CHUNK]))
-        if not include_revoked:
-            query = query.where(DeviceRow.revoked_at.is_(None))
-        found.update(session.scalars(query))
-    return found
-
-
-def _start_wave(
-    session: Session,
-    rollout: RolloutRow,
-    wave: int,
-    members: Sequence[RolloutDeviceRow],
-    actor: str,
-) -> int:
-    """Serve the wave's devices their target documents; returns how many changed."""
-    now = utcnow()
-    rollout.current_wave, rollout.wave_started_at, rollout.updated_at = wave, now, now
-    starting = [m for m in members if m.wave == wave and m.state == DeviceState.PENDING]
-    live = _enrolled_device_ids(session, [m.device_id for m in starting], include_revoked=False)
-    states = [
-        (m.device_id, DesiredState(m.target_revision, m.target_document))
-        for m in starting
-        if m.device_id in live
-    ]
-    started = store_desired_many(session, states)
-    for member in starting:
-        member.state, member.started_at = DeviceState.UPDATING.value, now
-    record_audit(
-        session,
-        actor,
-        "rollout.wave-start",
-        rollout.id,
-        wave=wave + 1,
-        waves=len(rollout.wave_bounds),
-        devices=sum(1 for m in members if m.wave == wave),
-    )
-    return started
-
-
-def start_rollout(
-    session: Session,
-    *,
-    actor: str,
-    deployments: Sequence[str],
-    final: Sequence[Deployment],
-    keys: Mapping[str, TrustedKey],
-    policy: RolloutPolicy,
-    previous: Mapping[str, Any],
-    targets: Mapping[str, DesiredState] | None = None,
-) -> RolloutRow | None:
-    """Start a rollout of `final` to every device whose desired state it changes.
-
-    Active rollouts of the same deployments, or whose undelivered devices now
-    get another document, end as superseded; the new rollout starts from what
-    each device is served now. Returns None when nothing changes.
-
-    `targets`: every enrolled, unrevoked device's state under `final`, in
-    name order, when the caller compiled them already (an apply's plan did).
-    """
-    lock_rollouts(session, wait=True)
-    # Revisions only: a revision is the hash of its document, so the
-    # documents the new members move from are read once per revision below,
-    # not once per device (decoding 10,000 documents was a tenth of an apply).
-    served = served_revisions(session)
-    if targets is None:
-        compile_for = DesiredCompiler(final, keys)
-        targets = {device.id: compile_for(device) for device in active_devices(session)}
-    rollout_id = f"ro-{uuid4().hex[:10]}"
-    # Quarantined devices keep what they run: a rollout skips them until an
-    # operator lifts the quarantine (hub/_self_healing.py).
-    held: set[str] = set(
-        session.scalars(
-            select(DeviceLabelRow.device_id).where(
-                DeviceLabelRow.key == QUARANTINE_LABEL, DeviceLabelRow.value == "true"
-            )
-        )
-    )
-    # Also held: pending in a rollout that goes on and delivers the same.
-    active = session.scalars(
-        select(RolloutRow)
-        .where(RolloutRow.state.in_([s.value for s in ACTIVE]))
-        .execution_options(**FRESH)
-    ).all()
-    for other in active:
-        # Three columns, not ORM rows: only states and revisions are read here.
-        unfinished = session.execute(
-            select(
-                RolloutDeviceRow.device_id,
-                RolloutDeviceRow.state,
-                RolloutDeviceRow.target_revision,
-            ).where(
-                RolloutDeviceRow.rollout_id == other.id,
-                RolloutDeviceRow.state.in_([DeviceState.PENDING.value, DeviceState.UPDATING.value]),
-            )
-        ).all()
-        clash = bool(set(other.deployments) & set(deployments)) or any(
-            m.device_id in targets and targets[m.device_id].revision != m.target_revision
-            for m in unfinished
-        )
-        if clash:
-            _transition(session, other, Event.SUPERSEDE, actor, f"superseded by {rollout_id}")
-        else:
-            held |= {m.device_id for m in unfinished if m.state == DeviceState.PENDING}
-    changed = [
-        device_id
-        for device_id, target in targets.items()
-        if device_id not in held and served.get(device_id) != target.revision
-    ]
-    if not changed and not deployments:
-        return None
-    now = utcnow()
-    analysis_state: dict[str, Any] | None = None
-    strata = 1
-    if policy.analysis is not None:
-        # Canaries are a stratified random sample, not the first names: see _canaries.
-        seed = secrets.randbits(32)
-        strata_keys = stratum_keys(d for d in final if d.name in deployments)
-        # The plan (or the compile above) loaded these rows: no query each.
-        rows = [session.get(DeviceRow, device_id) for device_id in changed]
-        labels = [effective_labels(row) if row is not None else {} for row in rows]
-        order, strata = canary_order(labels, strata_keys, seed)
-        changed = [changed[i] for i in order]
-        analysis_state = {
-            "seed": seed,
-            "strata_keys": list(strata_keys),
-            "strata": strata,
-            "waves": [],
-        }
-    bounds = wave_bounds(policy, len(changed), min_first=strata)
-    rollout = RolloutRow(
-        id=rollout_id,
-        deployments=sorted(deployments),
-        state=State.RUNNING.value,
-        policy=plain(policy.to_json()),
-        wave_bounds=bounds,
-        current_wave=0,
-        wave_started_at=None,
-        accepted_failures=0,
-        accepted_wave=-1,
-        previous_deployments=dict(previous),
-        reason=None,
-        created_at=now,
-        created_by=actor[:64],
-        updated_at=now,
-        ended_at=None,
-        analysis=analysis_state,
-    )
-    session.add(rollout)
-    session.flush()  # no ORM relationship orders the inserts: the parent goes first
-    # A revision is the hash of its document, and thousands of devices share
-    # a few of them: each document is copied once, and the rows that hold
-    # it share the copy (nothing changes a stored document in place).
-    copies: dict[str, Any] = {}
-
-    def copy(revision: str, document: Any) -> Any:
-        if revision not in copies:
-            copies[revision] = plain(document)
-        return copies[revision]
-
-    # One executemany of plain rows, not an ORM object each: building and
-    # flushing 10,000 objects was a second of an apply's CPU. Only the first
-    # wave's rows come back as objects, to be started below.
-    previous_documents = served_documents(session, {served[d]: d for d in changed if d in served})
-    members: list[dict[str, Any]] = []
-    for index, device_id in enumerate(changed):
-        before = served.get(device_id)
-        target = targets[device_id]
-        members.append(
-            {
-                "rollout_id": rollout_id,
-                "device_id": device_id,
-                "wave": next(k for k, bound in enumerate(bounds) if index < bound),
-                "state": DeviceState.PENDING.value,
-                "target_revision": target.revision,
-                "target_document": copy(target.revision, target.document),
-                "previous_revision": before,
-                "previous_document": (
-                    copy(before, previous_documents[before]) if before is not None else None
-                ),
-                "started_at": None,
-                "healthy_since": None,
-                "reason": None,
-                "failed_at": None,
-            }
-        )
-    if members:
-        session.execute(insert(RolloutDeviceRow), members)
-    record_audit(
-        session,
-        actor,
-        "rollout.start",
-        rollout_id,
-        deployments=sorted(deployments),
-        devices=len(changed),
-        policy=policy.summary(),
-        waves=bounds,
-        # The canary order is reproducible from these (see _canaries).
-        **(
-            {
-                "canary_seed": analysis_state["seed"],
-                "strata_keys": analysis_state["strata_keys"],
-                "strata": strata,
-            }
-            if analysis_state is not None
-            else {}
-        ),
-    )
-    first = session.scalars(
-        select(RolloutDeviceRow)
-        .where(RolloutDeviceRow.rollout_id == rollout_id, RolloutDeviceRow.wave == 0)
-        .order_by(RolloutDeviceRow.device_id)
-    ).all()
-    _start_wave(session, rollout, 0, first, actor)
-    return rollout
+from ._waves import enrolled_device_ids, lock_rollouts, start_wave, transition
 
 
 def _revert(
@@ -377,7 +67,7 @@ def _revert(
     downgraded: dict[str, tuple[str, str]] = {}
     devices_downgraded = 0
     started = [m for m in members if m.state not in (DeviceState.PENDING, DeviceState.REVERTED)]
-    enrolled = _enrolled_device_ids(session, [m.device_id for m in started])
+    enrolled = enrolled_device_ids(session, [m.device_id for m in started])
     states: list[tuple[str, DesiredState]] = []
     for member in started:
         if member.device_id in enrolled and member.previous_document is not None:
@@ -671,20 +361,20 @@ def _advance(
         decision, force_pause = _canary_decision(session, rollout, policy, members, now)
     if decision.step is Step.NEXT_WAVE:
         # Now the documents: the wave's devices are served their targets.
-        return _start_wave(
+        return start_wave(
             session, rollout, wave + 1, rollout_members(session, rollout.id), HUB_ACTOR
         )
     members = rollout_members(session, rollout.id)
     if decision.step is Step.COMPLETE:
         if policy.gated:
-            _transition(session, rollout, Event.LAST_WAVE_PASSED, HUB_ACTOR)
+            transition(session, rollout, Event.LAST_WAVE_PASSED, HUB_ACTOR)
         else:
-            _transition(session, rollout, Event.LAST_WAVE_ENDED, HUB_ACTOR, _ungated_end(members))
+            transition(session, rollout, Event.LAST_WAVE_ENDED, HUB_ACTOR, _ungated_end(members))
     elif decision.step is Step.FAIL:
         if policy.on_failure == "rollback" and not force_pause:
-            _transition(session, rollout, Event.GATE_FAILED_ROLLBACK, HUB_ACTOR, decision.reason)
+            transition(session, rollout, Event.GATE_FAILED_ROLLBACK, HUB_ACTOR, decision.reason)
             return _revert(session, rollout, members, HUB_ACTOR)
-        _transition(session, rollout, Event.GATE_FAILED_PAUSE, HUB_ACTOR, decision.reason)
+        transition(session, rollout, Event.GATE_FAILED_PAUSE, HUB_ACTOR, decision.reason)
     return 0
 
 
@@ -780,6 +470,6 @@ def operate(session: Session, ref: str, action: str, actor: str) -> tuple[Rollou
     if event is Event.RESUME:
         row.accepted_failures = sum(1 for m in members if m.state == DeviceState.FAILED)
         row.accepted_wave = row.current_wave
-    _transition(session, row, event, actor, f"{action} by {actor}")
+    transition(session, row, event, actor, f"{action} by {actor}")
     changed = _revert(session, row, members, actor) if event is Event.ROLLBACK else 0
     return row, changed
