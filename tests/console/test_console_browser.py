@@ -13,6 +13,7 @@ import os
 import signal
 import textwrap
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -422,12 +423,14 @@ def aiops(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AiopsHub]:
         for site in SITES:
             claim = hub.create_claim(labels=f"site={site}", max_uses=10)
             devices += [enroll_device(hub, claim, f"{site}-{i}", root) for i in range(10)]
-        canaries = CanaryFleet(hub, devices)
-        canaries.pump()  # online, on the empty document
-        others = hub.create_claim(labels="site=c", max_uses=4)
-        disk = enroll_device(hub, others, "node-17", root)
-        looping = [enroll_device(hub, others, f"loop-{i}", root) for i in range(3)]
-        yield AiopsHub(hub, canaries, disk, looping, root)
+        # The canary fleet keeps one connection per device: closed here, or
+        # the garbage collector's unclosed-socket warnings fail a later test.
+        with closing(CanaryFleet(hub, devices)) as canaries:
+            canaries.pump()  # online, on the empty document
+            others = hub.create_claim(labels="site=c", max_uses=4)
+            disk = enroll_device(hub, others, "node-17", root)
+            looping = [enroll_device(hub, others, f"loop-{i}", root) for i in range(3)]
+            yield AiopsHub(hub, canaries, disk, looping, root)
     finally:
         hub.stop()
 
