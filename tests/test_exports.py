@@ -108,6 +108,8 @@ EXPECTED: Final[dict[str, list[str]]] = {
         "HealthCheck",
         "HealthKind",
         "HealthVerdict",
+        "LogFollower",
+        "LogPosition",
         "MemoryBehaviour",
         "MemoryProcess",
         "MemoryRuntime",

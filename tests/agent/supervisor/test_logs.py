@@ -1,6 +1,7 @@
 """Module logs: bounded on disk whatever is written, readable as a tail, followable."""
 
 import asyncio
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -9,7 +10,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fogline.agent.supervisor import RotatingLog, follow_log, log_path, read_log_tail
+from fogline.agent.supervisor import (
+    LogFollower,
+    RotatingLog,
+    follow_log,
+    log_path,
+    read_log_tail,
+)
 
 from ._support import async_test
 
@@ -139,3 +146,89 @@ async def test_follow_refuses_bad_arguments(tmp_path: Path) -> None:
         await anext(follow_log(tmp_path, "mod", "stdout", poll_s=0))
     with pytest.raises(ValueError, match="module name"):
         await anext(follow_log(tmp_path, "../x", "stdout"))
+
+
+def _read_all(follower: LogFollower) -> bytes:
+    out = bytearray()
+    while chunk := follower.read():
+        out += chunk
+    return bytes(out)
+
+
+def test_a_follower_resumes_where_an_earlier_one_stopped(tmp_path: Path) -> None:
+    log = RotatingLog(log_path(tmp_path, "mod", "stdout"), max_bytes=1000, keep=2)
+    log.write(b"one\n")
+    first = LogFollower(tmp_path, "mod", "stdout", tail_bytes=100)
+    assert _read_all(first) == b"one\n"
+    log.write(b"two\n")
+    assert _read_all(first) == b"two\n"
+    position = first.position()
+    first.close()
+    assert position is not None and position.offset == 8 and position.before == b"one\ntwo\n"
+    log.write(b"three\n")  # written while nobody followed
+    second = LogFollower(tmp_path, "mod", "stdout", tail_bytes=100, resume=position)
+    assert _read_all(second) == b"three\n"  # not one, two again, nor lost
+    second.close()
+    log.close()
+
+
+def test_a_follower_resumes_in_the_rotated_file_then_reads_the_new_one(tmp_path: Path) -> None:
+    log = RotatingLog(log_path(tmp_path, "mod", "stdout"), max_bytes=10, keep=3)
+    log.write(b"aaaa\n")
+    first = LogFollower(tmp_path, "mod", "stdout", tail_bytes=100)
+    assert _read_all(first) == b"aaaa\n"
+    position = first.position()
+    first.close()
+    log.write(b"bbbb\ncccc\n")  # fills the file and rotates it: ours is now .log.1
+    second = LogFollower(tmp_path, "mod", "stdout", tail_bytes=100, resume=position)
+    assert _read_all(second) == b"bbbb\ncccc\n"
+    second.close()
+    log.close()
+
+
+def test_a_truncated_or_replaced_log_is_followed_afresh(tmp_path: Path) -> None:
+    path = log_path(tmp_path, "mod", "stdout")
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"first run, long line\n")
+    first = LogFollower(tmp_path, "mod", "stdout", tail_bytes=0)
+    path.write_bytes(b"first run, long line\nmore\n")
+    assert _read_all(first) == b"more\n"
+    position = first.position()
+    first.close()
+    assert position is not None
+    # Truncated and rewritten shorter than where we were: the same inode.
+    with path.open("r+b") as file:
+        file.truncate(0)
+        file.write(b"short\n")
+    assert os.stat(path).st_ino == position.inode
+    fresh = LogFollower(tmp_path, "mod", "stdout", tail_bytes=100, resume=position)
+    assert _read_all(fresh) == b"short\n"
+    fresh.close()
+    # Rewritten in place as long as before, other bytes: same inode, same
+    # size, so only the bytes before our offset tell it is not ours.
+    with path.open("r+b") as file:
+        file.truncate(0)
+        file.write(b"X" * position.offset + b"new\n")
+    assert os.stat(path).st_ino == position.inode
+    replaced = LogFollower(tmp_path, "mod", "stdout", tail_bytes=100, resume=position)
+    assert _read_all(replaced) == b"X" * position.offset + b"new\n"
+    replaced.close()
+    # Deleted and written anew: a new file, whatever inode number it got.
+    path.unlink()
+    path.write_bytes(b"another file\n")
+    again = LogFollower(tmp_path, "mod", "stdout", tail_bytes=100, resume=position)
+    assert _read_all(again) == b"another file\n"
+    again.close()
+
+
+def test_a_follower_of_a_stream_never_written_has_no_position(tmp_path: Path) -> None:
+    follower = LogFollower(tmp_path, "quiet", "stderr", tail_bytes=100)
+    assert follower.read() == b"" and follower.position() is None
+    log = RotatingLog(log_path(tmp_path, "quiet", "stderr"), max_bytes=100, keep=1)
+    log.write(b"late\n")
+    log.close()
+    assert _read_all(follower) == b"late\n"
+    position = follower.position()
+    assert position is not None and position.offset == 5
+    follower.close()
+    follower.close()  # closing twice is harmless

@@ -19,7 +19,15 @@ Errors:
 """
 
 from ._errors import ModuleStartError, SupervisorError, UnknownModuleError
-from ._logs import RotatingLog, Stream, follow_log, log_path, read_log_tail
+from ._logs import (
+    LogFollower,
+    LogPosition,
+    RotatingLog,
+    Stream,
+    follow_log,
+    log_path,
+    read_log_tail,
+)
 from ._memory import MemoryBehaviour, MemoryProcess, MemoryRuntime
 from ._process import ProcessRuntime
 from ._runtime import HealthVerdict, ModuleProcess, ModuleRuntime, module_env
@@ -35,6 +43,8 @@ __all__ = [
     "HealthCheck",
     "HealthKind",
     "HealthVerdict",
+    "LogFollower",
+    "LogPosition",
     "MemoryBehaviour",
     "MemoryProcess",
     "MemoryRuntime",

@@ -10,6 +10,7 @@ import asyncio
 import logging
 import os
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Final, Literal
 
@@ -189,6 +190,139 @@ def read_log_tail(logs_dir: Path, module: str, stream: Stream, max_bytes: int) -
     return _read_tail(_all_files(log_path(logs_dir, module, stream)), max_bytes)
 
 
+@dataclass(frozen=True, slots=True)
+class LogPosition:
+    """How far a `LogFollower` read: which file (inode, device) and where in it.
+
+    `before` holds the last bytes read (at most 64): inode numbers are
+    reused once a file is deleted, so a new file under our old number is
+    told apart by its content at that place.
+    """
+
+    inode: int
+    device: int
+    offset: int
+    before: bytes
+
+
+_FINGERPRINT_BYTES: Final = 64
+# One read() crosses at most this many rotated or truncated files before it
+# answers "nothing yet": a module rotating faster than we read cannot spin us.
+_MAX_SWITCHES: Final = 8
+
+
+def _fingerprint(file: BinaryIO, offset: int) -> bytes:
+    start = max(0, offset - _FINGERPRINT_BYTES)
+    return os.pread(file.fileno(), offset - start, start)
+
+
+def _reopen(path: Path, position: LogPosition) -> BinaryIO | None:
+    """The file `position` was read from, at its offset; None when it is gone,
+    shorter (truncated) or another file under the same inode number."""
+    for candidate in _all_files(path):  # it may have been rotated since
+        try:
+            file = candidate.open("rb")
+        except FileNotFoundError:
+            continue
+        stat = os.fstat(file.fileno())
+        if (stat.st_ino, stat.st_dev) != (position.inode, position.device):
+            file.close()
+            continue
+        if stat.st_size >= position.offset and (
+            _fingerprint(file, position.offset) == position.before
+        ):
+            file.seek(position.offset)
+            return file
+        file.close()
+        return None
+    return None
+
+
+class LogFollower:
+    """Reads a module's stream like `tail -F`, without waiting: `read()` gives
+    what is new, b"" when nothing is; `position()` says how far it got, so a
+    later follower can go on from there (`resume`).
+
+    Starts with the last `tail_bytes` of the stream, or, given `resume`, right
+    after what an earlier follower read, if that file is still there, whole
+    (not truncated) and the same file; else as without `resume`. Follows
+    rotation: the rest of the rotated file is read before the new one.
+    """
+
+    def __init__(
+        self,
+        logs_dir: Path,
+        module: str,
+        stream: Stream,
+        *,
+        tail_bytes: int = 4096,
+        resume: LogPosition | None = None,
+    ) -> None:
+        """Raises:
+        ValueError: a bad module name, stream, or tail_bytes.
+        """
+        _check_max_bytes(tail_bytes)
+        self._path = log_path(logs_dir, module, stream)
+        self._tail = b""
+        self._file: BinaryIO | None = None
+        if resume is not None:
+            self._file = _reopen(self._path, resume)
+            if self._file is not None:
+                return
+        try:
+            self._file = self._path.open("rb")
+            offset = os.fstat(self._file.fileno()).st_size
+        except FileNotFoundError:
+            offset = 0
+        first_limit = offset if self._file else 0
+        self._tail = _read_tail(_all_files(self._path), tail_bytes, first_limit=first_limit)
+        if self._file is not None:
+            self._file.seek(offset)
+
+    def read(self) -> bytes:
+        """The next bytes of the stream (up to 64 KiB), or b"" when there are none yet."""
+        if self._tail:
+            tail, self._tail = self._tail, b""
+            return tail
+        for _ in range(_MAX_SWITCHES):
+            if self._file is None:
+                try:
+                    self._file = self._path.open("rb")
+                except FileNotFoundError:
+                    return b""
+            chunk = self._file.read(_READ_CHUNK)
+            if chunk:
+                return chunk
+            # At the end of our file: was it rotated (maybe several times) or truncated?
+            newer = _newer_file(self._path, os.fstat(self._file.fileno()))
+            if newer is not None:
+                opened = _open_same(*newer)
+                if opened is None:  # it moved meanwhile: keep our place, look again later
+                    return b""
+                self._file.close()
+                self._file = opened
+                continue
+            if os.fstat(self._file.fileno()).st_size < self._file.tell():  # truncated by hand
+                self._file.seek(0)
+                continue
+            return b""
+        return b""
+
+    def position(self) -> LogPosition | None:
+        """Where the bytes read() returned end; None before the stream has a file."""
+        if self._file is None:
+            return None
+        stat = os.fstat(self._file.fileno())
+        offset = self._file.tell()
+        before = _fingerprint(self._file, offset)
+        return LogPosition(stat.st_ino, stat.st_dev, offset, before)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
 async def follow_log(
     logs_dir: Path,
     module: str,
@@ -205,48 +339,15 @@ async def follow_log(
     Raises:
         ValueError: a bad module name, stream, tail_bytes, or poll_s.
     """
-    _check_max_bytes(tail_bytes)
     if not poll_s > 0:
         raise ValueError(f"poll_s: expected a positive number, got {poll_s!r}")
-    path = log_path(logs_dir, module, stream)
-    file: BinaryIO | None = None
+    follower = LogFollower(logs_dir, module, stream, tail_bytes=tail_bytes)
     try:
-        try:
-            file = path.open("rb")
-            offset = os.fstat(file.fileno()).st_size
-        except FileNotFoundError:
-            offset = 0
-        files = _all_files(path)
-        tail = _read_tail(files, tail_bytes, first_limit=offset if file else 0)
-        if file is not None:
-            file.seek(offset)
-        if tail:
-            yield tail
         while True:
-            if file is None:
-                try:
-                    file = path.open("rb")
-                except FileNotFoundError:
-                    await asyncio.sleep(poll_s)
-                    continue
-            chunk = file.read(_READ_CHUNK)
+            chunk = follower.read()
             if chunk:
                 yield chunk
-                continue
-            # At the end of our file: was it rotated (maybe several times) or truncated?
-            newer = _newer_file(path, os.fstat(file.fileno()))
-            if newer is not None:
-                opened = _open_same(*newer)
-                if opened is None:  # it moved meanwhile: keep our place, look again soon
-                    await asyncio.sleep(poll_s)
-                    continue
-                file.close()
-                file = opened
-                continue
-            if os.fstat(file.fileno()).st_size < file.tell():  # truncated by hand
-                file.seek(0)
-                continue
-            await asyncio.sleep(poll_s)
+            else:
+                await asyncio.sleep(poll_s)
     finally:
-        if file is not None:
-            file.close()
+        follower.close()
