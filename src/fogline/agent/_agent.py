@@ -432,7 +432,7 @@ class Agent:
             shipper = LogShipper(
                 self.config.data_dir / "logs",
                 self.dataplane.outbox,
-                lambda: list(self.modules.activator.desired) if self.modules else [],
+                self._modules_with_logs,
                 self.dataplane.uplink.notify,
             )
             tg.create_task(shipper.run(), name="log-shipper")
@@ -442,6 +442,14 @@ class Agent:
             )
             tg.create_task(own_log.run(), name="agent-log-shipper")
             freeze_long_lived_objects()
+
+    def _modules_with_logs(self) -> list[str]:
+        # A removed module stays in the supervisor until it has stopped and
+        # its pipes are read into its log: followed until then, its last
+        # lines are shipped.
+        if self.modules is None:
+            return []
+        return [*self.modules.activator.desired, *self.modules.supervisor.names()]
 
     def _stop_for_switch(self) -> None:
         """Stop this agent cleanly (modules, outbox) so the launcher starts the new one."""

@@ -196,6 +196,10 @@ class Supervisor:
             pass
         return False
 
+    def names(self) -> list[str]:
+        """The supervised modules: the desired ones, and removed ones until they have stopped."""
+        return list(self._modules)
+
     def statuses(self) -> dict[str, ModuleStatus]:
         """A snapshot of every supervised module."""
         return {name: module.status() for name, module in self._modules.items()}
