@@ -125,7 +125,8 @@ async def test_a_removed_module_is_drained_let_go_and_resumed_without_repeats(
             desired["mod"] = spec
             await sup.apply({"mod": spec})
             await _until(lambda: _lines_of(outbox, "mod") == ["hello 1"], "hello shipped")
-            await _until(lambda: len(_follower_tasks("mod")) == 2, "two followers")
+            await _until(lambda: _lines_of(outbox, "mod", "stderr") == ["oops 1"], "oops shipped")
+            assert len(_follower_tasks("mod")) == 2
             assert len(_open_files_under(logs)) == 4  # the supervisor's 2, the shipper's 2
 
             del desired["mod"]
@@ -193,13 +194,14 @@ async def test_a_removed_module_that_keeps_writing_is_let_go_after_the_drain_bou
         removed_at = time.monotonic()
         written = 0
         while _follower_tasks("chatty"):  # a stop that ignores the drain never ends
-            assert time.monotonic() - removed_at < 5.0, "still following after 5 s"
+            assert time.monotonic() - removed_at < 8.0, "still following after 8 s"
             written += 1
             log.write(f"line {written}\n".encode())
             await asyncio.sleep(0.05)
         took = time.monotonic() - removed_at
         log.close()
-        assert 1.0 <= took < 1.0 + 1.5, took  # the bound, plus a flush and a poll
+        # The bound, plus (slack for a loaded machine) a flush and a poll.
+        assert 1.0 <= took < 1.0 + 3.0, took
         assert DRAIN_MAX_S > 1.0  # the default leaves a slow module more time
         await asyncio.sleep(0.6)
         lines = _lines_of(outbox, "chatty")
@@ -221,8 +223,8 @@ async def test_many_modules_coming_and_going_leave_no_tasks_files_or_unbounded_m
                     log.write(f"{name} {stream}\n".encode())
                     log.close()
             present |= names
-            await _until(lambda: len(_follower_tasks()) == 80, f"wave {wave} followed")
-            assert len(_open_files_under(logs)) == 80
+            await _until(lambda: len(_open_files_under(logs)) == 80, f"wave {wave} followed")
+            assert len(_follower_tasks()) == 80
             present -= names
             await _until(lambda: not _follower_tasks(), f"wave {wave} let go")
             assert _open_files_under(logs) == []

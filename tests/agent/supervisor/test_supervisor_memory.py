@@ -177,6 +177,27 @@ async def test_a_module_ignoring_sigterm_is_killed_after_its_stop_grace(tmp_path
 
 
 @async_test
+async def test_a_removed_module_keeps_its_name_until_it_has_stopped(tmp_path: Path) -> None:
+    # The log shipper follows names(): a module's last lines are written
+    # while it stops, so it must stay named until then.
+    runtime = MemoryRuntime(behaviours={"slow": MemoryBehaviour(ignore_sigterm=True)})
+    sup = supervisor(tmp_path, runtime)
+    assert sup.names() == []
+    slow, quick = (
+        make_spec("slow", tmp_path / "s", stop_grace_s=0.3),
+        make_spec("q", tmp_path / "q"),
+    )
+    async with supervising(sup):
+        await sup.apply({"slow": slow, "q": quick})
+        assert sorted(sup.names()) == ["q", "slow"]
+        removing = asyncio.create_task(sup.apply({"q": quick}))
+        await asyncio.sleep(0.1)  # SIGTERM sent, ignored: still stopping
+        assert not removing.done() and sorted(sup.names()) == ["q", "slow"]
+        await removing
+        assert sup.names() == ["q"]
+
+
+@async_test
 async def test_apply_converges_and_leaves_unchanged_modules_alone(tmp_path: Path) -> None:
     runtime = MemoryRuntime()
     sup = supervisor(tmp_path, runtime)
