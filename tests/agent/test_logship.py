@@ -33,12 +33,11 @@ def _lines_of(outbox: Outbox, module: str, stream: str = "stdout") -> list[str]:
 
 
 def _follower_tasks(module: str | None = None) -> list["asyncio.Task[object]"]:
-    name = "logs:" if module is None else f"logs:{module}"
+    prefix = "logs:" if module is None else f"logs:{module}:"  # logs:MODULE:STREAM
     return [
         task
         for task in asyncio.all_tasks()
-        if (task.get_name() == name if module else task.get_name().startswith(name))
-        and not task.done()
+        if task.get_name().startswith(prefix) and not task.done()
     ]
 
 
@@ -206,6 +205,38 @@ async def test_a_removed_module_that_keeps_writing_is_let_go_after_the_drain_bou
         await asyncio.sleep(0.6)
         lines = _lines_of(outbox, "chatty")
         assert lines and lines == [f"line {i}" for i in range(1, len(lines) + 1)]
+
+
+@async_test
+async def test_a_module_back_while_one_stream_still_drains_has_both_followed(
+    tmp_path: Path,
+) -> None:
+    logs = tmp_path / "logs"
+    out = RotatingLog(log_path(logs, "mod", "stdout"), max_bytes=1 << 20, keep=2)
+    err = RotatingLog(log_path(logs, "mod", "stderr"), max_bytes=1 << 20, keep=2)
+    present = {"mod"}
+    async with _shipping(tmp_path, lambda: present, drain_max_s=4.0) as (_, outbox):
+        out.write(b"out 1\n")  # after the shipper started: new output, shipped
+        await _until(lambda: _lines_of(outbox, "mod") == ["out 1"], "out 1")
+        present.clear()
+        written = 0
+
+        def only_stderr_followed() -> bool:
+            return [t.get_name() for t in _follower_tasks("mod")] == ["logs:mod:stderr"]
+
+        while not only_stderr_followed():  # stdout is quiet: its drain ends first
+            assert written < 60, "stdout's follower did not end while stderr drained"
+            written += 1
+            err.write(f"err {written}\n".encode())
+            await asyncio.sleep(0.05)
+        present.add("mod")  # back: stdout must be followed again, from where it was
+        out.write(b"out 2\n")
+        await _until(lambda: _lines_of(outbox, "mod") == ["out 1", "out 2"], "out 2")
+        assert len(_follower_tasks("mod")) == 2
+        await _until(lambda: len(_lines_of(outbox, "mod", "stderr")) == written, "stderr")
+        assert _lines_of(outbox, "mod", "stderr") == [f"err {i}" for i in range(1, written + 1)]
+    out.close()
+    err.close()
 
 
 @async_test

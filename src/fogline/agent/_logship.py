@@ -55,10 +55,10 @@ class _Followers:
     """The followers of one module's streams, and the flag that ends them."""
 
     leaving: asyncio.Event
-    tasks: list["asyncio.Task[None]"]
+    tasks: dict[Stream, "asyncio.Task[None]"]
 
     def are_done(self) -> bool:
-        return all(task.done() for task in self.tasks)
+        return all(task.done() for task in self.tasks.values())
 
 
 class LogShipper:
@@ -167,17 +167,18 @@ class LogShipper:
                     present = set(self.modules())
                     for module in present:
                         current = followed.get(module)
-                        if current is not None and not current.are_done():
-                            current.leaving.clear()  # back before its drain ended
-                            continue
-                        leaving = asyncio.Event()
-                        tasks = [
-                            tg.create_task(
-                                self._follow(module, stream, leaving), name=f"logs:{module}"
-                            )
-                            for stream in _STREAMS
-                        ]
-                        followed[module] = _Followers(leaving, tasks)
+                        if current is None:
+                            current = followed[module] = _Followers(asyncio.Event(), {})
+                        current.leaving.clear()  # back before its drain ended, if leaving
+                        for stream in _STREAMS:
+                            # A stream done draining while the other was not
+                            # is followed again, from where it stopped.
+                            task = current.tasks.get(stream)
+                            if task is None or task.done():
+                                current.tasks[stream] = tg.create_task(
+                                    self._follow(module, stream, current.leaving),
+                                    name=f"logs:{module}:{stream}",
+                                )
                     for module, current in list(followed.items()):
                         if module in present:
                             continue
