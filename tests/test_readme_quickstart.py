@@ -177,6 +177,9 @@ class Shell:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)  # the group this test created
         self.proc.wait(10)
+        if self.proc.stdin is not None:  # else an unclosed-file warning ends the run
+            with contextlib.suppress(BrokenPipeError):
+                self.proc.stdin.close()
 
 
 @pytest.fixture
