@@ -23,7 +23,7 @@ from typing import Any, Final
 
 import yaml
 
-from fogline.manifest import ManifestError, ManifestSource, load_manifests
+from fogline.manifest import ManifestError, ManifestSource
 
 from ._common import console, safe_text
 from ._format import durations_in, plural
@@ -230,6 +230,10 @@ def print_plan(plan: dict[str, Any]) -> None:
 
 def print_rollout_policies(body: dict[str, Any], plan: dict[str, Any]) -> None:
     """One line per changed deployment: the rollout policy its devices would follow."""
+    # Imported here: it brings the manifest schema (pydantic and the wire
+    # models), which `fogline apply` does not need (fogline.cli._commands).
+    from fogline.manifest import load_manifests
+
     try:
         manifests = load_manifests([ManifestSource(f["name"], f["text"]) for f in body["files"]])
     except ManifestError:  # the hub accepted them; a local parse problem only loses this hint

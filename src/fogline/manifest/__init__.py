@@ -21,29 +21,14 @@ Errors (see fogline._errors for the root):
 Anything else escaping this package is a bug.
 """
 
-from fogline._duration import parse_duration
+from typing import TYPE_CHECKING
 
-from ._compile import DesiredState, compile_desired_state, revision_of
-from ._diff import FieldChange, diff_documents
+from fogline._duration import parse_duration
+from fogline._lazy import lazy_exports
+
 from ._errors import BlockError, ManifestError, Problem
 from ._expiry import parse_expiry, parse_timestamp
-from ._json import JsonValue, canonical_json
-from ._load import load_manifests
-from ._model import (
-    BlockValidator,
-    BlockValidators,
-    Deployment,
-    DriftPolicy,
-    ManifestSet,
-    Origin,
-    PolicyException,
-    ProvisioningClaim,
-    ReleaseKey,
-    VulnerabilityPolicy,
-)
-from ._schema import API_VERSION, KINDS, decode_public_key, release_key_document
 from ._selector import Operator, Requirement, Selector, selectors_overlap
-from ._selector_text import MAX_SELECTOR_CHARS, SelectorSyntaxError, parse_selector
 from ._yaml import (
     MAX_DEPTH,
     MAX_DOCUMENTS,
@@ -51,6 +36,60 @@ from ._yaml import (
     MAX_TOTAL_BYTES,
     ManifestSource,
     read_sources,
+)
+
+if TYPE_CHECKING:
+    from ._compile import DesiredState, compile_desired_state, revision_of
+    from ._diff import FieldChange, diff_documents
+    from ._json import JsonValue, canonical_json
+    from ._load import load_manifests
+    from ._model import (
+        BlockValidator,
+        BlockValidators,
+        Deployment,
+        DriftPolicy,
+        ManifestSet,
+        Origin,
+        PolicyException,
+        ProvisioningClaim,
+        ReleaseKey,
+        VulnerabilityPolicy,
+    )
+    from ._schema import API_VERSION, KINDS, decode_public_key, release_key_document
+    from ._selector_text import MAX_SELECTOR_CHARS, SelectorSyntaxError, parse_selector
+
+# Imported on first use: the schema and the compiler bring pydantic and the
+# wire models (fogline.protocol), a quarter of a second of start-up that
+# `fogline apply`, which only reads the files and sends them, never needs.
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "DesiredState": "._compile",
+        "compile_desired_state": "._compile",
+        "revision_of": "._compile",
+        "FieldChange": "._diff",
+        "diff_documents": "._diff",
+        "JsonValue": "._json",
+        "canonical_json": "._json",
+        "load_manifests": "._load",
+        "BlockValidator": "._model",
+        "BlockValidators": "._model",
+        "Deployment": "._model",
+        "DriftPolicy": "._model",
+        "ManifestSet": "._model",
+        "Origin": "._model",
+        "PolicyException": "._model",
+        "ProvisioningClaim": "._model",
+        "ReleaseKey": "._model",
+        "VulnerabilityPolicy": "._model",
+        "API_VERSION": "._schema",
+        "KINDS": "._schema",
+        "decode_public_key": "._schema",
+        "release_key_document": "._schema",
+        "MAX_SELECTOR_CHARS": "._selector_text",
+        "SelectorSyntaxError": "._selector_text",
+        "parse_selector": "._selector_text",
+    },
 )
 
 __all__ = [
