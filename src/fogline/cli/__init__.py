@@ -1,9 +1,13 @@
 """The `fogline` command: operator commands and the daemons.
 
-`fogline agent ...` builds a command with the agent's group alone: the
-agent runs for months on small nodes, and every other command's imports
-(TUF and SBOM libraries, the simulator, the vulnerability database) cost it
-resident memory it never uses (BENCHMARKS.md, "Agent idle RSS").
+`fogline X ...` imports the module of command X alone (the table in
+_commands): the agent runs for months on small nodes, and every other
+command's imports (TUF and SBOM libraries, the simulator, the vulnerability
+database) cost it resident memory it never uses (BENCHMARKS.md, "Agent idle
+RSS"); a short-lived command such as `fogline apply` would pay their import
+time on every run, and apply's start-up is part of the time a change takes
+to reach the fleet (BENCHMARKS.md, "Desired-state propagation").
+`fogline --help` lists every command from the table, importing none.
 """
 
 import sys
@@ -16,17 +20,12 @@ if TYPE_CHECKING:
 
 
 def _command(argv: list[str]) -> "typer.Typer":
-    """The command that runs `argv`: the agent's alone for `agent`, else the whole one."""
-    if argv[:1] == ["agent"]:
-        from ._agent import app as agent_app
-        from ._root import new_app
+    """The command that runs `argv`: the root with its command alone, or with
+    every command listed (no command named, or one that does not exist)."""
+    from ._commands import BY_NAME, command_word, listing, one_command
 
-        app = new_app()
-        app.add_typer(agent_app, name="agent")
-        return app
-    from ._app import app as whole
-
-    return whole
+    word = command_word(argv)
+    return one_command(word) if word in BY_NAME else listing()
 
 
 def main() -> None:

@@ -38,3 +38,8 @@ def new_app() -> typer.Typer:
     )
     app.callback()(_root)
     return app
+
+
+def version() -> None:
+    """Print the Fogline version alone (`fogline --version` says `fogline X.Y.Z`)."""
+    typer.echo(__version__)
