@@ -39,10 +39,12 @@ spec:
 COMMANDS = ("version", "--help", "apply")
 # Floors, measured in the same run: the interpreter alone, and the libraries
 # every `fogline` operator command needs (Typer builds a pydantic adapter per
-# parameter; httpx, Rich and PyYAML for apply).
+# parameter; httpx without its own CLI, as fogline.cli.main imports it; Rich
+# and PyYAML for apply).
 FLOORS = {
     "bare python": "pass",
     "typer, pydantic, httpx, rich, yaml imported": (
+        "import sys\nsys.modules['httpx._main'] = None\n"
         "import typer.main, typer._adapters, httpx, rich.console, yaml"
     ),
 }
