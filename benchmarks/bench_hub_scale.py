@@ -35,7 +35,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
+import math
 import os
 import random
 import shutil
@@ -52,7 +54,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import uvloop
 from cryptography.hazmat.primitives.asymmetric import ec
+from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks._common import git_revision, machine, percentile, table
 from fogline.hubclient import resuming_client_context
@@ -60,6 +64,11 @@ from fogline.security import make_csr, write_private_key, write_public_file
 from tests.support.device import FACTS
 from tests.support.postgres import create_database, throwaway_postgres
 from tests.support.processes import HubProcess, free_port, start_hub, tls
+
+# The hub's own request histogram (fogline_hub_request_seconds), read from its /metrics
+# around the window: the same reports timed inside the hub, from the ASGI call to the
+# answer's send, without the generator's scheduling.
+HUB_LATENCY = "fogline_hub_request_seconds_bucket"
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 CONNECT_CONCURRENCY = 32  # handshakes in flight per generator process during the ramp
@@ -315,14 +324,28 @@ async def _run_job(job: Job) -> Stats:
         ramp_done = time.monotonic()
         stats.connect_s = ramp_done - t_connect
         stats.ramp_handshakes, stats.handshakes = stats.handshakes, 0
-    cpu0 = sum(os.times()[:2])
-    runner = paced if job.mode == "paced" else closed
-    tasks = [asyncio.create_task(runner(c)) for c in clients]
-    # Bounded: requests still in flight 35 s after the window are abandoned.
-    _, pending = await asyncio.wait(tasks, timeout=end + 35 - time.monotonic())
-    for task in pending:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    # No garbage collection while the load runs: with thousands of
+    # connections a full collection in this process took 0.3-1 s of wall
+    # time on 2 busy cores (200 ms of CPU), in which no answer was read, and
+    # latency measured here counted those pauses against the hub. What the
+    # generator holds for the run (contexts, clients, connections) is frozen
+    # out of the collector first; what cycles the run leaves (a few MB at
+    # most: the run is bounded below) wait for the end.
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    try:
+        cpu0 = sum(os.times()[:2])
+        runner = paced if job.mode == "paced" else closed
+        tasks = [asyncio.create_task(runner(c)) for c in clients]
+        # Bounded: requests still in flight 35 s after the window are abandoned.
+        _, pending = await asyncio.wait(tasks, timeout=end + 35 - time.monotonic())
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    finally:
+        gc.enable()
+        gc.unfreeze()  # the pool's process runs the next job with a collector that sees it all
     for client in clients:
         await client.close()
     stats.cpu_s = sum(os.times()[:2]) - cpu0
@@ -330,7 +353,10 @@ async def _run_job(job: Job) -> Stats:
 
 
 def run_job(job: Job) -> Stats:
-    return asyncio.run(_run_job(job))
+    # uvloop, as the hub: its TLS transport is C, asyncio's is Python (and
+    # costs the generator, which shares the cores with the hub, several
+    # times the CPU per request).
+    return uvloop.run(_run_job(job))
 
 
 # -- Measurement ----------------------------------------------------------------------
@@ -388,6 +414,46 @@ def server_cpu_s(pid: int | None) -> float:
     return total
 
 
+def hub_latency_buckets(hub: HubProcess, path: str) -> dict[float, float]:
+    """Cumulative counts by upper bound (seconds) of the hub's latency histogram
+    for `path`, from one hub process (with several workers, the one that
+    answered)."""
+    with hub.client() as client:
+        response = client.get("/metrics")
+        response.raise_for_status()
+    counts: dict[float, float] = {}
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            if sample.name == HUB_LATENCY and sample.labels.get("route") == path:
+                counts[float(sample.labels["le"])] = sample.value
+    return counts
+
+
+@dataclass
+class HubSide:
+    """The hub's own view of the window's requests (a histogram: bounds, not values)."""
+
+    count: int
+    p99_bound_ms: float  # the histogram bound at or under which 99 % of them finished
+    over_200ms: float  # share of them over 200 ms
+
+    def __str__(self) -> str:
+        if not self.count:
+            return "n/a"
+        return f"p99 <= {self.p99_bound_ms:g} ms, {self.over_200ms:.2%} > 200 ms"
+
+
+def hub_side(before: dict[float, float], after: dict[float, float]) -> HubSide:
+    """What the hub's histogram counted between two reads."""
+    delta = {bound: after[bound] - before.get(bound, 0.0) for bound in sorted(after)}
+    total = delta.get(math.inf, 0.0)
+    if total <= 0:
+        return HubSide(0, math.nan, math.nan)
+    p99 = next(bound for bound, count in delta.items() if count >= 0.99 * total)
+    over = (total - delta[0.2]) / total if 0.2 in delta else math.nan
+    return HubSide(int(total), p99 * 1000, over)
+
+
 def proc_rss_mb(pid: int) -> tuple[float, float]:
     """(RSS, peak RSS) of the hub and its workers, summed."""
     rss = peak = 0.0
@@ -413,6 +479,7 @@ class Result:
     hub_cores: float
     db_cores: float  # the PostgreSQL server's; 0 for SQLite (inside the hub process)
     hub_rss_mb: float
+    hub_side: HubSide
     gen_cores: float
     errors: int
     error_kinds: dict[str, int]
@@ -444,6 +511,7 @@ def drive(
     new_conn_each: bool = False,
     resume_sessions: bool = False,
     db_pid: int | None = None,
+    margin_s: float | None = None,
 ) -> Result:
     assert hub.proc is not None
     pid = hub.proc.pid
@@ -451,6 +519,8 @@ def drive(
     setup_margin = 2 + len(creds) / 1500  # building SSL contexts takes ~1 ms each
     # paced: room for the connection ramp (~200 handshakes/s is what one hub core takes)
     ramp_margin = len(creds) / 200 if mode == "paced" else 0.0
+    if margin_s is not None:  # --start-margin
+        setup_margin, ramp_margin = margin_s, 0.0
     start_at = time.time() + setup_margin + ramp_margin
     jobs = [
         Job(
@@ -475,7 +545,9 @@ def drive(
     futures = [pool.submit(run_job, job) for job in jobs]
     time.sleep(max(0.0, start_at + warmup_s - time.time()))
     cpu0, db0, t0 = proc_cpu_s(pid), server_cpu_s(db_pid), time.monotonic()
-    time.sleep(duration_s)
+    latency0 = hub_latency_buckets(hub, path)
+    time.sleep(max(0.0, t0 + duration_s - time.monotonic()))
+    latency1 = hub_latency_buckets(hub, path)
     cpu1, db1, t1 = proc_cpu_s(pid), server_cpu_s(db_pid), time.monotonic()
     rss, _ = proc_rss_mb(pid)
     load = "/".join(f"{v:.1f}" for v in os.getloadavg())
@@ -503,6 +575,7 @@ def drive(
         hub_cores=(cpu1 - cpu0) / (t1 - t0),
         db_cores=(db1 - db0) / (t1 - t0),
         hub_rss_mb=rss,
+        hub_side=hub_side(latency0, latency1),
         gen_cores=sum(p.cpu_s for p in parts) / total_s,
         errors=sum(p.errors for p in parts),
         error_kinds=kinds,
@@ -515,7 +588,7 @@ def drive(
         print(f"  {label}: ramp {result.ramp}", file=sys.stderr)
     print(
         f"  {label}: {result.achieved:.0f}/s (offered {result.offered}), p50 {result.p50_ms:.1f} ms, "
-        f"p99 {result.p99_ms:.1f} ms, hub {result.hub_cores:.2f} cores, db {result.db_cores:.2f} cores, rss {rss:.0f} MB, "
+        f"p99 {result.p99_ms:.1f} ms (hub-side {result.hub_side}), hub {result.hub_cores:.2f} cores, db {result.db_cores:.2f} cores, rss {rss:.0f} MB, "
         f"gen {result.gen_cores:.2f} cores, errors {result.errors} {kinds}, late {result.late}",
         file=sys.stderr,
     )
@@ -582,7 +655,12 @@ def bench_database(
                 (str(cert_dir / f"{name}-cert.pem"), str(root / "keys" / f"{name}-key.pem"))
                 for name, _ in identities[:size]
             ]
-            common = {"warmup_s": 3.0, "duration_s": args.saturation_s, "db_pid": db_pid}
+            common = {
+                "warmup_s": 3.0,
+                "duration_s": args.saturation_s,
+                "db_pid": db_pid,
+                "margin_s": args.start_margin,
+            }
             conns = creds[: args.conns]
             closed: dict[str, Any] = {
                 "mode": "closed",
@@ -604,7 +682,8 @@ def bench_database(
                 "paced": (creds, {"label": f"report, paced {size} devices / {args.interval:g} s",
                                   "mode": "paced", "method": "POST", "path": "/v1/report",
                                   "body": REPORT_BODY, "warmup_s": 5.0, "duration_s": args.duration,
-                                  "interval_s": args.interval, "db_pid": db_pid}),
+                                  "interval_s": args.interval, "db_pid": db_pid,
+                                  "margin_s": args.start_margin}),
             }  # fmt: skip
             runs = [
                 drive(hub, pool, devices, args.workers, **kwargs)
@@ -637,6 +716,7 @@ def render(results: list[tuple[str, int, Result]], args: argparse.Namespace, com
                 f"{r.achieved:.0f}",
                 f"{r.p50_ms:.1f}",
                 f"{r.p99_ms:.1f}",
+                str(r.hub_side),
                 f"{r.hub_cores:.2f}",
                 f"{r.db_cores:.2f}",
                 f"{r.per_core:.0f}",
@@ -657,6 +737,7 @@ def render(results: list[tuple[str, int, Result]], args: argparse.Namespace, com
                 "achieved/s",
                 "p50 ms",
                 "p99 ms",
+                "hub-side",
                 "hub cores",
                 "db server cores",
                 "req/s per core (hub + db)",
@@ -672,7 +753,10 @@ def render(results: list[tuple[str, int, Result]], args: argparse.Namespace, com
     out.append(
         f"\nPaced: each device sends one report per {args.interval:g} s at a random phase, one request in "
         f"flight, its own certificate and connection; {args.duration:.0f} s window after 5 s "
-        f"warm-up; latency counts from the device's slot. Saturation rows: {args.conns} "
+        f"warm-up; latency counts from the device's slot. `hub-side`: the same window in the "
+        f"hub's own request histogram (`{HUB_LATENCY}`, from the ASGI call to the answer's "
+        f"send; a bound, not a value; one worker's), without the generators' scheduling. "
+        f"Saturation rows: {args.conns} "
         f"connections back to back, {args.saturation_s:.0f} s window. `req/s per core` = "
         f"achieved / (hub CPU + PostgreSQL server CPU, in cores; SQLite runs inside the hub), "
         f"hub CPU and RSS summed over its {args.hub_workers} worker "
@@ -707,6 +791,13 @@ def main() -> None:
     )
     parser.add_argument(
         "--interval", type=float, default=10.0, help="paced: seconds between a device's reports"
+    )
+    parser.add_argument(
+        "--start-margin",
+        type=float,
+        default=None,
+        help="seconds from submitting a run to its load (generator setup and the paced "
+        "ramp); default: estimated from the fleet size, too short on a busy machine",
     )
     parser.add_argument(
         "--runs",
