@@ -244,7 +244,15 @@ def _raw_request(job: Job) -> bytes:
     return (head + "\r\n").encode() + (job.body if job.method == "POST" else b"")
 
 
+def _quiet_connection_errors(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """A failed handshake (counted where it failed) also leaves uvloop a future
+    nobody reads: its "exception was never retrieved" is not news, the rest is."""
+    if not isinstance(context.get("exception"), (OSError, ssl.SSLError)):
+        loop.default_exception_handler(context)
+
+
 async def _run_job(job: Job) -> Stats:
+    asyncio.get_running_loop().set_exception_handler(_quiet_connection_errors)
     stats = Stats()
     t_setup = time.monotonic()
     clients = [
@@ -417,10 +425,14 @@ def server_cpu_s(pid: int | None) -> float:
 def hub_latency_buckets(hub: HubProcess, path: str) -> dict[float, float]:
     """Cumulative counts by upper bound (seconds) of the hub's latency histogram
     for `path`, from one hub process (with several workers, the one that
-    answered)."""
-    with hub.client() as client:
-        response = client.get("/metrics")
-        response.raise_for_status()
+    answered); empty if the hub did not answer."""
+    try:
+        with hub.client() as client:
+            response = client.get("/metrics")
+            response.raise_for_status()
+    except httpx.HTTPError as exc:  # an overloaded hub: the run goes on without it
+        print(f"  warning: the hub's /metrics: {exc!r}", file=sys.stderr)
+        return {}
     counts: dict[float, float] = {}
     for family in text_string_to_metric_families(response.text):
         for sample in family.samples:
@@ -446,6 +458,8 @@ class HubSide:
 def hub_side(before: dict[float, float], after: dict[float, float]) -> HubSide:
     """What the hub's histogram counted between two reads."""
     delta = {bound: after[bound] - before.get(bound, 0.0) for bound in sorted(after)}
+    if not before:  # the first read failed: not the window's counts
+        delta = {}
     total = delta.get(math.inf, 0.0)
     if total <= 0:
         return HubSide(0, math.nan, math.nan)
@@ -547,7 +561,7 @@ def drive(
     cpu0, db0, t0 = proc_cpu_s(pid), server_cpu_s(db_pid), time.monotonic()
     latency0 = hub_latency_buckets(hub, path)
     time.sleep(max(0.0, t0 + duration_s - time.monotonic()))
-    latency1 = hub_latency_buckets(hub, path)
+    latency1 = hub_latency_buckets(hub, path) if latency0 else {}
     cpu1, db1, t1 = proc_cpu_s(pid), server_cpu_s(db_pid), time.monotonic()
     rss, _ = proc_rss_mb(pid)
     load = "/".join(f"{v:.1f}" for v in os.getloadavg())
