@@ -1,11 +1,13 @@
 """An idle agent does not import what only an update needs (issue #18, "Agent memory").
 
 Real hub, real agent process run with `PYTHONPROFILEIMPORTTIME=1`, so its log
-lists every module it imported, at start and later. Until an update comes,
-none of the update's archive, signature and TUF code, the release-building
-and SBOM libraries, the hub's side of `fogline.security`, nor the rest of the
-command line is among them; once an update has come, the update's code is,
-and the update worked.
+lists every module it imported, at start and later: first those of
+`fogline agent run`, then, after its exec (same pid), those of the agent's
+own interpreter. Until an update comes, none of the update's archive,
+signature and TUF code, the release-building and SBOM libraries, the hub's
+side of `fogline.security`, nor the command line (Typer, the CLI's modules)
+is among the agent's; once an update has come, the update's code is, and
+the update worked.
 """
 
 import re
@@ -17,6 +19,8 @@ from tests.support.modules import deployment, release
 from tests.support.processes import AgentProcess, HubProcess, free_port, wait_until
 
 _IMPORTED = re.compile(r"^import time:\s+\d+ \|\s+\d+ \|\s*(\S+)$", re.MULTILINE)
+# Each interpreter prints this once, before its first import.
+_HEADER = "import time: self [us] | cumulative | imported package"
 
 # Each costs an idle agent resident memory (BENCHMARKS.md, "Agent idle RSS").
 NOT_AT_IDLE = frozenset(
@@ -39,6 +43,9 @@ NOT_AT_IDLE = frozenset(
         "fogline.cli._app",
         "fogline.sim",
         "fogline.vulns",
+        "typer",
+        "fogline.cli._common",
+        "fogline.cli._agent",
     }
 )
 # What the update below must have imported on the way.
@@ -48,7 +55,10 @@ AT_UPDATE = frozenset(
 
 
 def _imported(agent: AgentProcess) -> set[str]:
-    return set(_IMPORTED.findall(agent.log_path.read_text(errors="replace")))
+    """What the agent's own interpreter (the last exec'd) imported."""
+    runs = agent.log_path.read_text(errors="replace").split(_HEADER)
+    assert len(runs) == 3, len(runs)  # before the first header, `agent run`, the agent
+    return set(_IMPORTED.findall(runs[-1]))
 
 
 def _reported(hub: HubProcess, name: str) -> bool:
@@ -71,6 +81,9 @@ def test_the_update_code_is_imported_when_an_update_comes_not_before(
         wait_until(lambda: _reported(hub, "lazy-1"), 30, "a first report")
         idle = _imported(agent)
         assert "fogline.agent._agent" in idle  # the log does list the agent's imports
+        assert agent.proc is not None  # `agent run` became the lean program, same pid:
+        cmdline = Path(f"/proc/{agent.proc.pid}/cmdline").read_bytes().split(b"\0")
+        assert cmdline[1:5] == [b"-m", b"fogline.cli._agent_main", b"agent", b"run"], cmdline
         assert idle & NOT_AT_IDLE == set()
 
         manifest = tmp_path / "web.yaml"

@@ -1,37 +1,16 @@
 """`fogline agent ...`: run the edge node."""
 
-import asyncio
-import os
-import signal
+import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from fogline._log import configure_logging
 
-from ._common import ClaimFileOpt, LogFormatOpt, claim_from_env
-
-if TYPE_CHECKING:
-    from fogline.agent import Agent
+from ._common import ClaimFileOpt, LogFormatOpt
 
 app = typer.Typer(help="Run the edge agent (one per node).", no_args_is_help=True)
-
-
-async def _run_until_signalled(agent: "Agent") -> None:
-    """Run the agent; SIGTERM or SIGINT stops it cleanly (exit code 0)."""
-    current = asyncio.current_task()
-    agent_task = asyncio.create_task(agent.run(), name="agent")
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, agent_task.cancel)
-    try:
-        await agent_task
-    except asyncio.CancelledError:
-        if current is not None and current.cancelling():
-            raise  # we are being cancelled ourselves: not ours to swallow
-        # else: the agent task was cancelled by a signal, a requested stop
-        return
 
 
 @app.command("run")
@@ -139,75 +118,39 @@ def run(
     from FOGLINE_CLAIM or --claim-file, never the command line (every user
     on the machine can read a command line).
     """
-    from fogline.protocol import parse_labels
+    from ._agent_main import AgentOptions, OptionError, agent_config, exec_agent, run_agent
 
-    claim = claim_from_env(claim_file)
-    try:
-        parsed = parse_labels(labels)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--labels") from None
-    if not ca.is_file():
-        raise typer.BadParameter(f"{ca}: file not found", param_hint="--ca")
-    configure_logging(log_level, log_format)
-    # Imported here: operator commands should not pay for the agent's imports.
-    from fogline.agent import Agent, AgentConfig
-    from fogline.agent.dataplane import MqttSettings
-    from fogline.agent.supervisor import resolve_module_user
-    from fogline.security import TokenFileError, read_token_file
-
-    try:
-        modules_as = resolve_module_user(module_user)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--module-user") from None
-
-    mqtt_settings = None
-    if mqtt:
-        if mqtt_protocol not in ("3.1.1", "5"):
-            raise typer.BadParameter("must be 3.1.1 or 5", param_hint="--mqtt-protocol")
-        password = None
-        if mqtt_password_file is not None:
-            if not mqtt_username:
-                raise typer.BadParameter("needs --mqtt-username", param_hint="--mqtt-password-file")
-            try:
-                password = read_token_file(mqtt_password_file)
-            except TokenFileError as exc:
-                raise typer.BadParameter(str(exc), param_hint="--mqtt-password-file") from None
-        mqtt_settings = MqttSettings(
-            url=mqtt,
-            protocol=5 if mqtt_protocol == "5" else 4,
-            client_id=f"fogline-{name or 'agent'}",
-            username=mqtt_username,
-            password=password,
-            ca_file=mqtt_ca,
-            cert_file=mqtt_cert,
-            key_file=mqtt_key,
-            sensor_password_file=sensor_password_file,
-            sensor_acl_file=sensor_acl_file,
-            broker_pid_file=broker_pid_file,
-        )
-        try:
-            mqtt_settings.check()  # the URL and the TLS files, before starting
-        except ValueError as exc:
-            raise typer.BadParameter(str(exc), param_hint="--mqtt") from None
-    elif any((mqtt_ca, mqtt_cert, mqtt_key, mqtt_username, sensor_password_file, sensor_acl_file)):
-        raise typer.BadParameter("the MQTT options need --mqtt URL", param_hint="--mqtt")
-    config = AgentConfig(
-        hub_url=hub,
-        ca_path=ca,
+    options = AgentOptions(
+        hub=hub,
+        ca=ca,
         data_dir=data_dir,
-        claim=claim,
         claim_file=claim_file,
         name=name,
-        labels=parsed,
+        labels=labels,
         local_host=local_host,
         local_port=local_port,
-        mqtt=mqtt_settings,
-        outbox_max_bytes=outbox_max_mb * 1024 * 1024,
-        drift_interval_s=drift_interval,
-        module_user=modules_as,
-        renew_new_key=not renew_keep_key,
+        mqtt=mqtt,
+        mqtt_protocol=mqtt_protocol,
+        mqtt_ca=mqtt_ca,
+        mqtt_cert=mqtt_cert,
+        mqtt_key=mqtt_key,
+        mqtt_username=mqtt_username,
+        mqtt_password_file=mqtt_password_file,
+        sensor_password_file=sensor_password_file,
+        sensor_acl_file=sensor_acl_file,
+        broker_pid_file=broker_pid_file,
+        outbox_max_mb=outbox_max_mb,
+        drift_interval=drift_interval,
+        module_user=module_user,
+        renew_keep_key=renew_keep_key,
+        log_level=log_level,
+        log_format=log_format.value if log_format is not None else None,
     )
-    # Everything the agent writes is its own (identity, desired state with
-    # every module's config, outbox) unless it opens a path on purpose.
-    os.umask(0o077)
-    asyncio.run(_run_until_signalled(Agent(config)))
+    configure_logging(log_level, options.log_format)
+    try:
+        config = agent_config(options)  # checked here: a usage error is Typer's
+    except OptionError as exc:
+        raise typer.BadParameter(exc.message, param_hint=exc.hint) from None
+    # The agent runs in a fresh, lean interpreter (same pid): see _agent_main.
+    exec_agent(options, sys.argv[1:])
+    run_agent(config)  # the exec failed: run here

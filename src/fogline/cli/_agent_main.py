@@ -1,0 +1,264 @@
+"""The agent's process: what `fogline agent run` becomes once its options are parsed.
+
+The agent runs for months on small nodes, and everything in its process
+stays resident (BENCHMARKS.md, "Agent idle RSS"). `fogline agent run` parses
+and checks its options with Typer, then replaces itself (`exec`, same pid)
+with `python -m fogline.cli._agent_main`, which runs the agent without the
+command line's libraries: Typer and the CLI's own modules. The options
+travel in FOGLINE_AGENT_OPTIONS (JSON, no secret: the claim stays in
+FOGLINE_CLAIM or its file, the broker password in its file); the exec'd
+program removes the variable, checks the options again
+with the same code and runs the agent. Signals: SIGTERM and SIGINT are
+blocked across the exec and until the agent's handlers are installed, so
+a stop sent while it starts is a clean stop (exit 0), as it was before.
+
+This module is also imported by `fogline.cli._agent` for `--help`: at module
+level it imports the standard library and fogline's base only.
+"""
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, get_args, get_type_hints
+
+from fogline._errors import FoglineError
+from fogline._log import configure_logging, event
+from fogline._text import visible
+
+if TYPE_CHECKING:
+    from fogline.agent import Agent, AgentConfig
+
+log = logging.getLogger("fogline.agent")
+
+OPTIONS_ENV: Final = "FOGLINE_AGENT_OPTIONS"
+_STOP_SIGNALS: Final = frozenset({signal.SIGTERM, signal.SIGINT})
+
+
+@dataclass(frozen=True)
+class AgentOptions:
+    """`fogline agent run`'s options as given (paths as given, relative ones too)."""
+
+    hub: str
+    ca: Path
+    data_dir: Path
+    claim_file: Path | None = None
+    name: str | None = None
+    labels: str = ""
+    local_host: str = "127.0.0.1"
+    local_port: int = 9271
+    mqtt: str | None = None
+    mqtt_protocol: str = "3.1.1"
+    mqtt_ca: Path | None = None
+    mqtt_cert: Path | None = None
+    mqtt_key: Path | None = None
+    mqtt_username: str | None = None
+    mqtt_password_file: Path | None = None
+    sensor_password_file: Path | None = None
+    sensor_acl_file: Path | None = None
+    broker_pid_file: Path | None = None
+    outbox_max_mb: int = 256
+    drift_interval: float = 30.0
+    module_user: str | None = None
+    renew_keep_key: bool = False
+    log_level: str = "info"
+    log_format: str | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> "AgentOptions":
+        """Raises ValueError: not what `to_json` wrote."""
+        raw = json.loads(text)
+        if not isinstance(raw, dict):
+            raise ValueError("not an object")
+        hints = get_type_hints(cls)
+        values: dict[str, Any] = {}
+        for field in fields(cls):
+            value = raw.get(field.name, field.default)
+            is_path = Path in (hints[field.name], *get_args(hints[field.name]))
+            values[field.name] = Path(value) if is_path and value is not None else value
+        return cls(**values)
+
+
+class OptionError(Exception):
+    """An option's value is wrong: `hint` names the option."""
+
+    def __init__(self, hint: str, message: str) -> None:
+        super().__init__(f"{hint}: {message}")
+        self.hint = hint
+        self.message = message
+
+
+def agent_config(options: AgentOptions) -> "AgentConfig":
+    """The agent's configuration from its options, each checked.
+
+    Raises:
+        OptionError: an option is wrong (named by its flag).
+    """
+    from fogline.agent import AgentConfig
+    from fogline.agent.dataplane import MqttSettings
+    from fogline.agent.supervisor import resolve_module_user
+    from fogline.protocol import parse_labels
+    from fogline.security import TokenFileError, read_token_file
+
+    claim = os.environ.get("FOGLINE_CLAIM", "").strip() or None
+    if claim and options.claim_file is not None:
+        raise OptionError(
+            "--claim-file", "give the claim once: --claim-file or FOGLINE_CLAIM, not both"
+        )
+    try:
+        labels = parse_labels(options.labels)
+    except ValueError as exc:
+        raise OptionError("--labels", str(exc)) from None
+    if not options.ca.is_file():
+        raise OptionError("--ca", f"{options.ca}: file not found")
+    try:
+        modules_as = resolve_module_user(options.module_user)
+    except ValueError as exc:
+        raise OptionError("--module-user", str(exc)) from None
+    mqtt_settings = None
+    if options.mqtt:
+        if options.mqtt_protocol not in ("3.1.1", "5"):
+            raise OptionError("--mqtt-protocol", "must be 3.1.1 or 5")
+        password = None
+        if options.mqtt_password_file is not None:
+            if not options.mqtt_username:
+                raise OptionError("--mqtt-password-file", "needs --mqtt-username")
+            try:
+                password = read_token_file(options.mqtt_password_file)
+            except TokenFileError as exc:
+                raise OptionError("--mqtt-password-file", str(exc)) from None
+        mqtt_settings = MqttSettings(
+            url=options.mqtt,
+            protocol=5 if options.mqtt_protocol == "5" else 4,
+            client_id=f"fogline-{options.name or 'agent'}",
+            username=options.mqtt_username,
+            password=password,
+            ca_file=options.mqtt_ca,
+            cert_file=options.mqtt_cert,
+            key_file=options.mqtt_key,
+            sensor_password_file=options.sensor_password_file,
+            sensor_acl_file=options.sensor_acl_file,
+            broker_pid_file=options.broker_pid_file,
+        )
+        try:
+            mqtt_settings.check()  # the URL and the TLS files, before starting
+        except ValueError as exc:
+            raise OptionError("--mqtt", str(exc)) from None
+    elif any(
+        (
+            options.mqtt_ca,
+            options.mqtt_cert,
+            options.mqtt_key,
+            options.mqtt_username,
+            options.sensor_password_file,
+            options.sensor_acl_file,
+        )
+    ):
+        raise OptionError("--mqtt", "the MQTT options need --mqtt URL")
+    return AgentConfig(
+        hub_url=options.hub,
+        ca_path=options.ca,
+        data_dir=options.data_dir,
+        claim=claim,
+        claim_file=options.claim_file,
+        name=options.name,
+        labels=labels,
+        local_host=options.local_host,
+        local_port=options.local_port,
+        mqtt=mqtt_settings,
+        outbox_max_bytes=options.outbox_max_mb * 1024 * 1024,
+        drift_interval_s=options.drift_interval,
+        module_user=modules_as,
+        renew_new_key=not options.renew_keep_key,
+    )
+
+
+def exec_agent(options: AgentOptions, shown: list[str]) -> None:
+    """Replace this process by `python -m fogline.cli._agent_main` running the
+    agent with `options`; returns only if the exec failed (then run in process).
+
+    `shown` follows the module's name on the new command line, for `ps`
+    (the options as given: never a secret, see `fogline agent run`).
+    """
+    package_root = str(Path(__file__).resolve().parents[2])
+    env = dict(os.environ)
+    env[OPTIONS_ENV] = options.to_json()
+    # The new interpreter finds fogline where this one did, whatever put it on sys.path.
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, (package_root, env.get("PYTHONPATH"))))
+    args = [sys.executable, "-m", __spec__.name if __spec__ else __name__, *shown]
+    for stream in (sys.stdout, sys.stderr):  # what is buffered would be lost
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    try:
+        os.execve(sys.executable, args, env)  # noqa: S606  # our own interpreter, no shell
+    except OSError as exc:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+        event(log, "agent.exec_failed", logging.WARNING, error=str(exc))
+
+
+async def _run_until_signalled(agent: "Agent") -> None:
+    """Run the agent; SIGTERM or SIGINT stops it cleanly (exit code 0)."""
+    current = asyncio.current_task()
+    agent_task = asyncio.create_task(agent.run(), name="agent")
+    loop = asyncio.get_running_loop()
+    for sig in _STOP_SIGNALS:
+        loop.add_signal_handler(sig, agent_task.cancel)
+    # Blocked across the exec (exec_agent): delivered now, to the handlers,
+    # before the agent starts anything (a child would inherit the mask).
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+    try:
+        await agent_task
+    except asyncio.CancelledError:
+        if current is not None and current.cancelling():
+            raise  # we are being cancelled ourselves: not ours to swallow
+        # else: the agent task was cancelled by a signal, a requested stop
+
+
+def run_agent(config: "AgentConfig") -> None:
+    """Run the agent until SIGTERM or SIGINT."""
+    from fogline.agent import Agent
+
+    # Everything the agent writes is its own (identity, desired state with
+    # every module's config, outbox) unless it opens a path on purpose.
+    os.umask(0o077)
+    asyncio.run(_run_until_signalled(Agent(config)))
+
+
+def main() -> int:
+    """`python -m fogline.cli._agent_main ...`, run by `exec_agent` only."""
+    raw = os.environ.pop(OPTIONS_ENV, None)
+    if raw is None:
+        print(f"error: no {OPTIONS_ENV}: start the agent with `fogline agent run`", file=sys.stderr)
+        return 2
+    try:
+        options = AgentOptions.from_json(raw)
+    except (ValueError, TypeError) as exc:
+        print(f"error: {OPTIONS_ENV}: {visible(str(exc))}", file=sys.stderr)
+        return 2
+    configure_logging(options.log_level, options.log_format)
+    try:
+        run_agent(agent_config(options))
+    except OptionError as exc:  # changed since `fogline agent run` checked it
+        print(f"error: {visible(str(exc))}", file=sys.stderr)
+        return 2
+    except FoglineError as exc:
+        print(f"error: {visible(str(exc))}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
