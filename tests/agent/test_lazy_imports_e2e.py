@@ -5,9 +5,9 @@ lists every module it imported, at start and later: first those of
 `fogline agent run`, then, after its exec (same pid), those of the agent's
 own interpreter. Until an update comes, none of the update's archive,
 signature and TUF code, the release-building and SBOM libraries, the hub's
-side of `fogline.security`, nor the command line (Typer, Rich, Pygments,
-the CLI's modules) is among the agent's; once an update has come, the
-update's code is, and the update worked.
+side of `fogline.security`, the command line (Typer, Click, Rich, Pygments,
+the CLI's modules) nor uvicorn is among the agent's; once an update has
+come, the update's code is, and the update worked.
 """
 
 import re
@@ -46,6 +46,10 @@ NOT_AT_IDLE = frozenset(
         "typer",
         "rich",
         "pygments",
+        "click",
+        "uvicorn",
+        "starlette",
+        "multiprocessing",
         "fogline.cli._common",
         "fogline.cli._agent",
     }

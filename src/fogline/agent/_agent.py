@@ -34,7 +34,7 @@ from ._errors import AgentError, IdentityError
 from ._health import HealthSampler, PipelineTotals
 from ._hublink import HubLink, HubTls
 from ._identity import Identity
-from ._local import LocalApp, make_local_server, serve_local
+from ._local import LocalApp, LocalServer, make_local_server, serve_local
 from ._logship import LogShipper
 from ._module_metrics import ModuleScraper
 from ._parts import NodeParts
@@ -372,13 +372,13 @@ class Agent:
         finally:
             fogline_logger.removeHandler(self._own_log)  # process-wide: never left behind
 
-    async def _run_tasks(self, server: Any, sock: socket.socket) -> None:
+    async def _run_tasks(self, server: LocalServer, sock: socket.socket) -> None:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(serve_local(server, sock), name="local-http")
             try:
                 identity = await self.ensure_identity()
             except (AgentError, HubError):
-                server.should_exit = True
+                server.stop()
                 raise
             self.identity = identity
             self.metrics.enrolled.set(1)

@@ -24,9 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 import orjson
-from starlette.types import Receive, Scope, Send
 
-from fogline.agent._local import send_json
+from fogline.agent._local import Receive, Scope, Send, send_json
 
 from ._sensors import IngestGuard
 

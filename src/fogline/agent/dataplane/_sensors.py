@@ -24,11 +24,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
-from starlette.types import Scope
-
 from fogline._durable import write_atomic
 from fogline._log import event
 from fogline.agent._errors import AgentError
+from fogline.agent._local import Scope
 from fogline.protocol import SensorAccess, SensorUser
 from fogline.security import hash_sensor_password, sensor_password_matches
 
