@@ -89,7 +89,7 @@ def test_the_update_code_is_imported_when_an_update_comes_not_before(
         assert "fogline.agent._agent" in idle  # the log does list the agent's imports
         assert agent.proc is not None  # `agent run` became the lean program, same pid:
         cmdline = Path(f"/proc/{agent.proc.pid}/cmdline").read_bytes().split(b"\0")
-        assert cmdline[1:5] == [b"-m", b"fogline.cli._agent_main", b"agent", b"run"], cmdline
+        assert cmdline[1:6] == [b"-P", b"-m", b"fogline.cli._agent_main", b"agent", b"run"], cmdline
         assert idle & NOT_AT_IDLE == set()
 
         manifest = tmp_path / "web.yaml"

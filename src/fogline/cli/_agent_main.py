@@ -196,7 +196,9 @@ def exec_agent(options: AgentOptions, shown: list[str]) -> None:
     env[OPTIONS_ENV] = options.to_json()
     # The new interpreter finds fogline where this one did, whatever put it on sys.path.
     env["PYTHONPATH"] = os.pathsep.join(filter(None, (package_root, env.get("PYTHONPATH"))))
-    args = [sys.executable, "-m", __spec__.name if __spec__ else __name__, *shown]
+    # -P: the working directory is not put first on sys.path (`-m` would),
+    # where a `fogline` directory would shadow the one this process runs.
+    args = [sys.executable, "-P", "-m", __spec__.name if __spec__ else __name__, *shown]
     for stream in (sys.stdout, sys.stderr):  # what is buffered would be lost
         with contextlib.suppress(OSError, ValueError):
             stream.flush()
