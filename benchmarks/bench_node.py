@@ -8,10 +8,11 @@ agent's resident memory (VmRSS) is sampled; then the agent is restarted (the
 three modules installed, no update since its start: a node's usual day) and
 sampled again the same way. Baselines in the same run: a bare Python
 interpreter, and one that only imports the libraries the issue named
-(paho-mqtt, httpx, cryptography, orjson, zstandard). Where the memory goes:
-a fresh interpreter imports what `fogline agent run` imports, stage by stage,
-then what only an update (or nothing on the node) imports, with VmRSS after
-each stage.
+(paho-mqtt, httpx, cryptography, orjson, zstandard), also without httpx's
+command line (as the agent imports httpx: see fogline.cli._agent_main).
+Where the memory goes: a fresh interpreter imports what the agent's process
+imports, stage by stage, then what only an update (or nothing on the node)
+imports, with VmRSS after each stage.
 
     PYTHONPATH=. .venv/bin/python -m benchmarks.bench_node --rounds 5
 """
@@ -58,7 +59,8 @@ def baseline_rss(code: str) -> float:
 # Cumulative: each stage's figure is what it adds to the ones before it.
 IMPORT_STAGES: tuple[tuple[str, str], ...] = (
     (
-        "httpx, cryptography, orjson, zstandard",
+        "httpx (without its CLI), cryptography, orjson, zstandard",
+        "import sys\nsys.modules['httpx._main'] = None\n"
         "import httpx, cryptography.x509, orjson, zstandard",
     ),
     (
@@ -67,14 +69,14 @@ IMPORT_STAGES: tuple[tuple[str, str], ...] = (
     ),
     ("fogline.protocol (its pydantic models)", "import fogline.protocol"),
     ("prometheus_client", "import prometheus_client, prometheus_client.parser"),
-    ("uvicorn, starlette (the local endpoint)", "import uvicorn, starlette.types"),
-    ("typer, the `fogline agent` command", "import fogline.cli\nfogline.cli._command(['agent'])"),
+    ("h11 (the local endpoint; httpx's HTTP/1.1)", "import h11"),
     (
-        "fogline.agent: the rest of what `agent run` imports",
+        "fogline.agent: the rest of what the agent's process imports",
         "from fogline.agent import Agent, AgentConfig\n"
         "from fogline.agent.dataplane import MqttSettings\n"
         "from fogline.agent.supervisor import resolve_module_user\n"
-        "from fogline.security import read_token_file",
+        "from fogline.security import read_token_file\n"
+        "import fogline.cli._agent_main",
     ),
     (
         "at an update: unpacking, signatures (fogline.artifact)",
@@ -86,6 +88,11 @@ IMPORT_STAGES: tuple[tuple[str, str], ...] = (
         "never on a node: the hub's security side",
         "import fogline.security._roles, fogline.security._passwords",
     ),
+    (
+        "never on the agent: typer, the `fogline agent` command (before its exec)",
+        "import fogline.cli\nfogline.cli._command(['agent'])",
+    ),
+    ("never on the agent: uvicorn (the hub's server)", "import uvicorn"),
     ("never on a node: the rest of the CLI", "import fogline.cli._app"),
 )
 
@@ -214,6 +221,10 @@ def main() -> None:
         restarted = idle_samples(agent.proc.pid)
         bare = baseline_rss("pass")
         libs = baseline_rss("import paho.mqtt.client, httpx, cryptography.x509, orjson, zstandard")
+        libs_lean = baseline_rss(
+            "import sys\nsys.modules['httpx._main'] = None\n"
+            "import paho.mqtt.client, httpx, cryptography.x509, orjson, zstandard"
+        )
         stages = import_stages()
     finally:
         if agent is not None:
@@ -245,6 +256,7 @@ def main() -> None:
                     "baseline: python + paho, httpx, cryptography, orjson, zstandard",
                     f"{libs:.1f} MB",
                 ),
+                ("baseline: the same, httpx without its CLI (as the agent)", f"{libs_lean:.1f} MB"),
             ],
         )
     )
