@@ -9,6 +9,6 @@ def test_every_import_stage_runs_and_the_agent_start_is_cheaper_than_the_whole()
     counts = [count for _, _, count in stages]
     assert counts == sorted(counts)  # cumulative: a renamed module would fail its stage
     at_start = dict((name, count) for name, _, count in stages)[
-        "fogline.agent: the rest of what `agent run` imports"
+        "fogline.agent: the rest of what the agent's process imports"
     ]
     assert at_start < counts[-1]  # what only updates and other commands import comes later
