@@ -117,7 +117,7 @@ def test_apply_imports_its_own_command_group_alone(hub: HubProcess, tmp_path: Pa
         # Nor the manifest schema and wire models: the hub validates the files.
         heavy = ("fogline.manifest._schema", "fogline.manifest._load", "fogline.protocol")
         assert sorted(m for m in imported if m.startswith(heavy)) == []
-        # Nor httpx's own command-line tool (click, pygments): see _skip_httpx_cli.
+        # Nor httpx's own command-line tool (click, pygments): see skip_httpx_cli.
         assert sorted(m for m in imported if m.split(".")[0] in ("click", "pygments")) == []
     assert "web" in hub.cli("get", "deployments", "-o", "json").stdout
 

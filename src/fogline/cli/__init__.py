@@ -28,14 +28,15 @@ def _command(argv: list[str]) -> "typer.Typer":
     return one_command(word) if word in BY_NAME else listing()
 
 
-def _skip_httpx_cli() -> None:
+def skip_httpx_cli() -> None:
     """Keep httpx's own command-line tool out of this process.
 
     `import httpx` imports `httpx._main` (its `httpx` command: click,
     pygments, Rich's syntax and progress) whenever click is installed, and
     falls back to a stub `httpx.main` on ImportError. Fogline never runs it;
     importing it cost every `fogline` process about 35 ms of CPU, and the
-    agent 1.5 MB of RSS (what `agent run` imports: 67.5 against 66.0 MB).
+    agent about 4 MB resident with Rich and Pygments (BENCHMARKS.md, "Agent
+    idle RSS"; the agent's own interpreter calls this too: _agent_main).
     A None entry in sys.modules makes that import fail, as if click were
     missing; done only before httpx is first imported.
     """
@@ -46,7 +47,7 @@ def _skip_httpx_cli() -> None:
 
 def main() -> None:
     """Entry point: one line on stderr for expected errors, never a traceback."""
-    _skip_httpx_cli()
+    skip_httpx_cli()
     try:
         _command(sys.argv[1:])()
     except FoglineError as exc:

@@ -5,7 +5,7 @@ stays resident (BENCHMARKS.md, "Agent idle RSS"). `fogline agent run` parses
 and checks its options with Typer, then replaces itself (`exec`, same pid)
 with `python -m fogline.cli._agent_main`, which runs the agent without the
 command line's libraries: Typer, Rich, Pygments and the CLI's own modules
-(about 6 MB with httpx's CLI, see `_without_httpx_cli`). The options travel
+(about 6 MB with httpx's CLI, see `fogline.cli.skip_httpx_cli`). The options travel
 in FOGLINE_AGENT_OPTIONS (JSON, no secret: the claim stays in FOGLINE_CLAIM
 or its file, the broker password in its file); the exec'd program removes
 the variable, checks the options again with the same code and runs the
@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Final, get_args, get_type_hints
 from fogline._errors import FoglineError
 from fogline._log import configure_logging, event
 from fogline._text import visible
+from fogline.cli import skip_httpx_cli
 
 if TYPE_CHECKING:
     from fogline.agent import Agent, AgentConfig
@@ -238,22 +239,9 @@ def run_agent(config: "AgentConfig") -> None:
     asyncio.run(_run_until_signalled(Agent(config)))
 
 
-def _without_httpx_cli() -> None:
-    """Keep httpx's command line out of the agent.
-
-    httpx's `__init__` imports `httpx._main` (its CLI) whenever Click, Rich
-    and Pygments are installed, as they are here for Fogline's own command
-    line: about 4 MB resident (BENCHMARKS.md, "Agent idle RSS"). A None in
-    `sys.modules` makes that import fail, and httpx falls back to its stub
-    `main`, which the agent never calls. Must run before anything imports
-    httpx.
-    """
-    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
-
-
 def main() -> int:
     """`python -m fogline.cli._agent_main ...`, run by `exec_agent` only."""
-    _without_httpx_cli()
+    skip_httpx_cli()  # before anything imports httpx
     raw = os.environ.pop(OPTIONS_ENV, None)
     if raw is None:
         print(f"error: no {OPTIONS_ENV}: start the agent with `fogline agent run`", file=sys.stderr)
