@@ -171,7 +171,10 @@ class ModuleManager(DriftRepair):
         wanted = {t.name for t in targets}
         for name in sorted(set(self.activator.desired) | self.activator.bundles):
             if name not in wanted:
-                await self.activator.stop(name)
+                # Through the updater, which keeps the install and its record
+                # and knows the module no longer runs: deployed again with
+                # the same release, `ensure` starts it without a download.
+                await self.updater.stop(name)
                 event(log, "module.removed", module=name)
         failures = []
         for target in targets:

@@ -35,6 +35,10 @@ Policies:
   before anything is fetched, unless it carries `allow_downgrade` (the
   deployment's `allowDowngrade`, or a rollback by a rollout); the refusal
   is reported, not recorded, and the installed version keeps running.
+* `stop(name)` (the module left the desired state) stops it and keeps its
+  install and installed record: `ensure` of the same release starts it
+  again without a download or a health gate, and a later older target is
+  still a downgrade.
 * Failures that are the release's own (digest, signature, unsafe archive,
   wrong architecture, start failure, unhealthy) are recorded in failed.json;
   `ensure` of the same release returns that failure at once until another

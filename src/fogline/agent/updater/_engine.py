@@ -123,7 +123,9 @@ class Engine:
         self._hook = crash_hook or (lambda point: None)
         self._machine = machine
         self._backoff, self._sleep = backoff, sleep
-        self.started: set[str] = set()  # modules this engine has started
+        # Modules started through this engine and not stopped since: what
+        # runs. `Updater.ensure` starts an installed release not in it.
+        self.started: set[str] = set()
         self._work: Mapping[State, Callable[[_Run], Awaitable[Event]]] = {
             State.DOWNLOAD: self._download,
             State.VERIFY: self._verify,
@@ -334,7 +336,7 @@ class Engine:
         spec = await self._spec_of(run)
         module_dir = self._layout.module_dir(target.name)
         if prior is not None:
-            await self._stop(target.name)
+            await self.stop(target.name)
         self._hook("activate:stopped")
         if prior is not None and prior.install_dir != target.install_name:
             point_link(module_dir / PREVIOUS, prior.install_dir)
@@ -343,7 +345,7 @@ class Engine:
         # resumes in ROLLBACK, which switches back.
         point_link(module_dir / CURRENT, target.install_name)
         self._hook("after-switch")
-        await self._start(target.name, self._install_path(target), spec, target)
+        await self.start(target.name, self._install_path(target), spec, target)
         self._hook("activate:started")
         return Event.OK
 
@@ -388,7 +390,7 @@ class Engine:
         name = j.target.name
         module_dir = self._layout.module_dir(name)
         try:
-            await self._stop(name)
+            await self.stop(name)
         except ActivationError as exc:  # it may be down already; carry on restoring
             _log.warning(
                 "update.rollback_stop_failed", extra={"fields": {"module": name}}, exc_info=exc
@@ -407,7 +409,7 @@ class Engine:
             install = module_dir / j.prior.install_dir
             try:
                 spec = await in_thread(load_module_spec, install / MODULE_FILE)
-                await self._start(name, install, spec, j.prior.target)
+                await self.start(name, install, spec, j.prior.target)
             except _FAILURES as exc:
                 # The links and the record are right; report that the old
                 # version did not start rather than pretend it runs.
@@ -455,16 +457,26 @@ class Engine:
         ):
             await _best_effort(remove_file, path)
 
-    async def _start(
+    async def start(
         self, name: str, install: Path, spec: ModuleSpec, target: ReleaseTarget
     ) -> None:
+        """Start `name` through the activator and count it in `started`.
+
+        Raises:
+            ActivationError: the activator could not start it.
+        """
         try:
             await self._activator.start(name, install, spec, target)
         except Exception as exc:
             raise ActivationError(f"start failed: {_describe(exc)}") from exc
         self.started.add(name)
 
-    async def _stop(self, name: str) -> None:
+    async def stop(self, name: str) -> None:
+        """Stop `name` through the activator; it leaves `started`.
+
+        Raises:
+            ActivationError: the activator could not stop it.
+        """
         try:
             await self._activator.stop(name)
         except Exception as exc:

@@ -2,8 +2,10 @@
 
 On top of the Engine (the state table's shell) it decides when to run:
 `ensure` starts an update unless the target already runs or already
-failed; `recover` resumes or undoes what a crash interrupted, with the
-save-count guard, then starts every module's installed version.
+failed, and starts the installed release again when it is the target but
+was stopped (`stop`: the module left the desired state); `recover` resumes
+or undoes what a crash interrupted, with the save-count guard, then starts
+every module's installed version.
 """
 
 import asyncio
@@ -22,7 +24,7 @@ from fogline.artifact import MODULE_FILE, load_module_spec
 from fogline.protocol import KeyScope
 
 from ._blocking import in_thread
-from ._engine import Engine
+from ._engine import Engine, _describe
 from ._errors import JournalCorruptError, ReleaseRejectedError
 from ._journal import Journal, StateFiles
 from ._layout import CURRENT, PREVIOUS, Layout, point_link, read_link, remove_file, sweep_leftovers
@@ -82,7 +84,6 @@ class Updater:
         self._files = StateFiles(Path(root))
         self._limits = limits or UpdateLimits()
         self._on_progress = on_progress
-        self._activator = activator
         self._engine = Engine(
             self._layout,
             self._files,
@@ -133,9 +134,13 @@ class Updater:
     async def ensure(self, target: ReleaseTarget) -> UpdateResult:
         """Move `target.name` to `target` and return how it ended (DONE or FAILED).
 
-        A no-op when the target already runs; returns a recorded failure of
-        the same release at once, without trying again. Failures of the
-        update are reported in the result and through `on_progress`, not raised.
+        A no-op when the target already runs. When it is the installed
+        release but does not run (stopped with `stop`), starts it again: no
+        download and no health gate, since it passed its gate with this
+        config and env; the supervisor reports its health from there. Returns
+        a recorded failure of the same release at once, without trying
+        again. Failures of the update are reported in the result and through
+        `on_progress`, not raised.
 
         Raises:
             JournalCorruptError: the installed or failure record is unreadable.
@@ -159,8 +164,10 @@ class Updater:
                 and installed.target.same_deployment(target)
                 and (module_dir / installed.install_dir).is_dir()
             ):
-                self._report(_progress(target, State.DONE, "already installed"))
-                return UpdateResult(target.name, target.version, target.digest, State.DONE)
+                if target.name in self._engine.started:
+                    self._report(_progress(target, State.DONE, "already installed"))
+                    return UpdateResult(target.name, target.version, target.digest, State.DONE)
+                return await self._start_again(target, installed)
             try:
                 check_downgrade(target, installed.target.version if installed else None)
             except ReleaseRejectedError as exc:
@@ -197,6 +204,49 @@ class Updater:
             else:
                 final = await self._engine.run(journal, State.DOWNLOAD)
             return _result(final)
+
+    async def _start_again(
+        self, target: ReleaseTarget, installed: InstalledRelease
+    ) -> UpdateResult:
+        """Start the committed release of a module that was stopped.
+
+        Not journaled: nothing on disk changes but the `current` link, which
+        the record already names. A failure to start is the result's, not
+        recorded as a failed release (the release passed its health gate):
+        the next `ensure` tries again.
+        """
+        try:
+            await self._start_committed(target.name, installed)
+        except Exception as exc:
+            error = f"starting the installed {installed.target.version} again: {_describe(exc)}"
+            self._report(_progress(target, State.FAILED, "start failed", error=error))
+            return UpdateResult(
+                target.name,
+                target.version,
+                target.digest,
+                State.FAILED,
+                error=error,
+                failed_in=State.ACTIVATE,
+                retryable=True,
+            )
+        self._report(_progress(target, State.DONE, "installed; started again"))
+        return UpdateResult(target.name, target.version, target.digest, State.DONE)
+
+    # -- stop -------------------------------------------------------------------
+
+    async def stop(self, name: str) -> None:
+        """Stop `name`: it is no longer desired. A no-op when it does not run.
+
+        Its install and installed record stay: `ensure` of the same release
+        starts it again without a download, and a later target is still
+        checked against it (a removal is no way around the downgrade rule).
+        Waits for an update of `name` in flight to end first.
+
+        Raises:
+            ActivationError: the activator could not stop it.
+        """
+        async with self._lock(name):
+            await self._engine.stop(name)
 
     # -- a verdict after the commit ---------------------------------------------
 
@@ -353,16 +403,24 @@ class Updater:
             return
         if installed is None:
             return
-        module_dir = self._layout.module_dir(name)
-        install = module_dir / installed.install_dir
         try:
-            # The record is the truth once no update is in flight; repair a
-            # link a guard trip may have left on the failed version.
-            point_link(module_dir / CURRENT, installed.install_dir)
-            spec = await in_thread(load_module_spec, install / MODULE_FILE)
-            await self._activator.start(name, install, spec, installed.target)
+            await self._start_committed(name, installed)
         except Exception as exc:  # one module failing to start must not stop the rest
             _log.error("update.start_failed", extra={"fields": {"module": name}}, exc_info=exc)
+
+    async def _start_committed(self, name: str, installed: InstalledRelease) -> None:
+        """Start the release `installed` records, counted as running.
+
+        Raises:
+            ActivationError, ArtifactError, OSError: it did not start.
+        """
+        module_dir = self._layout.module_dir(name)
+        install = module_dir / installed.install_dir
+        # The record is the truth once no update is in flight; repair a
+        # link a guard trip may have left on the failed version.
+        point_link(module_dir / CURRENT, installed.install_dir)
+        spec = await in_thread(load_module_spec, install / MODULE_FILE)
+        await self._engine.start(name, install, spec, installed.target)
 
     def _sweep_downloads(self, deferred: list[Journal]) -> None:
         """Delete downloads no update will resume (after a crash, or a target change)."""
