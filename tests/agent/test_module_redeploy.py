@@ -119,7 +119,9 @@ class _Node:
 
 
 @asynccontextmanager
-async def _node(root: Path, releases: list[_Release]) -> AsyncIterator[_Node]:
+async def _node(
+    root: Path, releases: list[_Release], wanted: set[str] | None = None
+) -> AsyncIterator[_Node]:
     supervisor = Supervisor(ProcessRuntime(), root / "logs", min_stable_s=0.2)
     activator = SupervisorActivator(supervisor, root / "modules-config", node_root=root)
     source = MemoryArtifactSource({r.digest: r.blob for r in releases})
@@ -145,7 +147,7 @@ async def _node(root: Path, releases: list[_Release]) -> AsyncIterator[_Node]:
         scratch_dir=root / "state" / "repair",
     )
     async with supervising(supervisor):
-        await manager.recover()
+        await manager.recover(wanted)
         yield _Node(manager, supervisor, source, root)
 
 
@@ -287,6 +289,37 @@ def test_recover_counts_the_modules_it_started_as_running(
 
     _run(first_run())
     _run(second_run())
+
+
+def test_a_removed_module_does_not_run_again_when_the_agent_restarts(
+    tmp_path: Path, key: ReleaseKeyPair, releases: list[_Release]
+) -> None:
+    """recover() starts only what the last desired state lists; without one
+    (a node that lost it), every installed module, as before."""
+    v1 = releases[0]
+
+    async def deploy_and_remove() -> None:
+        async with _node(tmp_path / "node", releases) as node:
+            await node.manager.apply(_doc(key, (v1, {})))
+            await node.healthy("v1 healthy")
+            await node.manager.apply(_doc(key))
+
+    async def boot(wanted: set[str] | None, *, deploy_again: bool = False) -> bool:
+        """Whether recover() started the module (it returns after the first start)."""
+        async with _node(tmp_path / "node", releases, wanted) as node:
+            started = NAME in node.supervisor.statuses()
+            assert started == (NAME in node.manager.statuses().modules)
+            if deploy_again:
+                await node.manager.apply(_doc(key, (v1, {})))
+                await node.healthy("started by the apply")
+                assert node.manager.progress[NAME].detail == "installed; started again"
+            return started
+
+    _run(deploy_and_remove())
+    assert asyncio.run(boot(set(), deploy_again=True)) is False
+    assert asyncio.run(boot({"other"})) is False
+    assert asyncio.run(boot({NAME})) is True
+    assert asyncio.run(boot(None)) is True  # no desired state on disk: all, as before
 
 
 def test_the_updater_restarts_only_what_it_stopped(

@@ -1,6 +1,9 @@
 """A module removed from a node and deployed again with the same release runs
 again: real hub, real agent, a real module process, and no second download.
+Removed, it stays down also across an agent restart.
 """
+
+import json
 
 import httpx
 import pytest
@@ -20,6 +23,27 @@ def _served(port: int) -> dict | None:
 
 def _modules(hub: HubProcess) -> dict:
     return hub.device("node-1").get("reported", {}).get("modules") or {}
+
+
+def _starts(agent: AgentProcess) -> int:
+    """How many times the agent started the module's process (from its log:
+    a start at boot that the desired state stops at once prints nothing)."""
+    starts = 0
+    for line in agent.log_path.read_text(errors="replace").splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and (
+            (entry.get("event"), entry.get("module"), entry.get("to"))
+            == ("module.state", "web", "starting")
+        ):
+            starts += 1
+    return starts
+
+
+def _applied(agent: AgentProcess) -> int:
+    return agent.log_path.read_text(errors="replace").count("sync.applied")
 
 
 def _downloads(hub: HubProcess) -> float:
@@ -60,6 +84,15 @@ def test_a_module_deleted_and_deployed_again_with_the_same_release_runs_again(
             15,
             "the removal reported",
         )
+        assert _starts(agent) == 1
+
+        # The agent restarts: its last desired state does not list web, so
+        # recover() leaves it installed and stopped.
+        applied = _applied(agent)
+        agent.stop()
+        agent.start()
+        wait_until(lambda: _applied(agent) > applied, 30, "the local copy applied at start")
+        assert _starts(agent) == 1 and _served(port) is None
 
         hub.cli("apply", "-f", str(manifest))  # the same release, the same config
         again = wait_until(
@@ -80,6 +113,7 @@ def test_a_module_deleted_and_deployed_again_with_the_same_release_runs_again(
         assert reported["modules"]["web"]["pid"] == again["pid"]
         assert reported["updates"]["web"]["state"] == "done"
         assert reported["progress"]["web"]["detail"] == "installed; started again"
+        assert _starts(agent) == 2
         assert _downloads(hub) == 1  # started from the kept install, not fetched again
     finally:
         agent.stop()

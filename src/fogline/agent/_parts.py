@@ -159,7 +159,8 @@ class NodeParts:
     ) -> None:
         """Bring the modules up as after a boot, before any hub contact.
 
-        Installed modules run again first; an interrupted update resumes or
+        Installed modules run again first (those the last desired state
+        lists, when there is one); an interrupted update resumes or
         rolls back (the updater's RESUME table), verified with the keys of
         the last desired state as well as the pinned ones. Then `reconcile`
         runs (the agent's self-update: a new agent the launcher went back
@@ -169,9 +170,13 @@ class NodeParts:
         `modules.supervisor.run()` must already be running.
         """
         local_copy = sync.store.load()
+        wanted = None
         if local_copy is not None:
             modules.use_document_keys(local_copy.document)
-        await modules.recover()
+            # A module removed from it stays installed (see docs/modules.md):
+            # it must not run again until it is deployed again.
+            wanted = {entry.name for entry in local_copy.document.modules}
+        await modules.recover(wanted)
         if reconcile is not None:
             await reconcile()
         sync.appliers.append(modules.apply)

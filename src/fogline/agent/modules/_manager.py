@@ -11,7 +11,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any, Final
 
@@ -146,11 +146,12 @@ class ModuleManager(DriftRepair):
             failed_in=result.failed_in,
         )
 
-    async def recover(self) -> None:
-        """Resume interrupted updates and start installed modules; a failure
-        is logged and reported, never raised: the agent must reach its hub."""
+    async def recover(self, wanted: Collection[str] | None = None) -> None:
+        """Resume interrupted updates and start installed modules (those in
+        `wanted`, the last desired state's, when given); a failure is logged
+        and reported, never raised: the agent must reach its hub."""
         try:
-            results = await self.updater.recover()
+            results = await self.updater.recover(wanted=wanted)
         except Exception as exc:
             event(log, "modules.recover_failed", logging.ERROR, error=_describe(exc))
             return

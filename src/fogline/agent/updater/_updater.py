@@ -12,7 +12,7 @@ import asyncio
 import dataclasses
 import logging
 import platform
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from pathlib import Path
 from typing import Final
 
@@ -283,8 +283,10 @@ class Updater:
 
     # -- recover ----------------------------------------------------------------
 
-    async def recover(self) -> list[UpdateResult]:
-        """Resume or undo interrupted updates, then start every installed module.
+    async def recover(self, *, wanted: Collection[str] | None = None) -> list[UpdateResult]:
+        """Resume or undo interrupted updates, then start every installed module,
+        or those in `wanted` (the last desired state's modules): a module
+        removed from it is installed still, and must not run again at boot.
 
         Re-reports the final state of every module's last update, since the
         crash may have come before the report. Returns the results of the
@@ -313,7 +315,7 @@ class Updater:
         except Exception as exc:  # stale downloads only cost disk until the next start
             _log.error("update.sweep_failed", exc_info=exc)
         for name in names:
-            if name not in self._engine.started:
+            if name not in self._engine.started and (wanted is None or name in wanted):
                 await self._start_installed(name)
         for journal in deferred:
             async with self._lock(journal.target.name):
