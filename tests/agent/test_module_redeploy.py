@@ -37,6 +37,8 @@ NAME = "svc"
 APP = """\
 import json, os, pathlib, time
 config = json.loads(pathlib.Path(os.environ["FOGLINE_CONFIG"]).read_text())
+if config.get("exit"):  # a config this module cannot run with
+    raise SystemExit(3)
 pathlib.Path(os.environ["HOME"], "seen.json").write_text(
     json.dumps({"pid": os.getpid(), "config": config})
 )
@@ -209,6 +211,27 @@ def test_a_config_changed_while_the_module_was_removed_applies_when_it_comes_bac
             assert installed is not None and dict(installed.target.config) == {"level": 2}
             assert node.manager.statuses().updates[NAME].state is State.DONE
             assert node.fetched() == [v1.digest]
+
+    _run(scenario())
+
+
+def test_a_config_that_fails_its_health_gate_after_a_removal_rolls_back_to_the_old_one(
+    tmp_path: Path, key: ReleaseKeyPair, releases: list[_Release]
+) -> None:
+    v1 = releases[0]
+
+    async def scenario() -> None:
+        async with _node(tmp_path / "node", releases) as node:
+            await node.manager.apply(_doc(key, (v1, {"level": 1})))
+            await node.healthy("v1 healthy")
+            await node.manager.apply(_doc(key))
+            with pytest.raises(RuntimeError, match=f"{NAME} 1.0.0"):
+                await node.manager.apply(_doc(key, (v1, {"exit": True})))
+            assert node.manager.statuses().updates[NAME].state is State.FAILED
+            pid = await node.healthy("running with the config it had")
+            assert node.seen() == {"pid": pid, "config": {"level": 1}}
+            installed = node.manager.updater.installed(NAME)
+            assert installed is not None and dict(installed.target.config) == {"level": 1}
 
     _run(scenario())
 
