@@ -112,8 +112,14 @@ async def _enroll_all(
 
         async def one(name: str, csr: str) -> None:
             body = {"claim": claim, "csr": csr, "name": name, "facts": FACTS}
-            async with semaphore:
-                response = await client.post("/v1/enroll", json=body)
+            # A busy hub answers 503 (its database's write lock, other jobs on
+            # the machine): retried a bounded number of times, as a node would.
+            for attempt in range(5):
+                async with semaphore:
+                    response = await client.post("/v1/enroll", json=body)
+                if response.status_code != 503:
+                    break
+                await asyncio.sleep(0.5 * (attempt + 1))
             if response.status_code != 200:
                 raise SystemExit(f"enroll {name}: {response.status_code} {response.text[:300]}")
             write_public_file(

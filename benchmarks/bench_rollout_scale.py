@@ -380,7 +380,9 @@ async def _device(
                     )
             except RuntimeError as exc:
                 applied[0] = AppliedState(revision=doc.revision, ok=False, error=str(exc)[:4000])
-                error(f"refused: {str(exc)[:100]}")
+                text = str(exc)
+                # The start names the release, the end the cause.
+                error(f"refused: {text if len(text) <= 200 else text[:80] + ' … ' + text[-120:]}")
             if doc.document.modules:
                 stats.update_s.append(time.monotonic() - t0)
             if applied[0].ok:

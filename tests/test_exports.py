@@ -381,6 +381,7 @@ EXPECTED: Final[dict[str, list[str]]] = {
         "alerts_router",
         "answer_desired",
         "answer_report",
+        "answer_tuf_metadata",
         "device_router",
         "manifest_router",
         "operator_router",

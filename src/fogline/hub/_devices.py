@@ -7,10 +7,10 @@ beyond raising ApiError subclasses.
 
 import datetime as dt
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from pydantic import ValidationError
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from fogline.protocol import DeviceStatus, DeviceView, LabelChange, Report, ReportedState
@@ -60,6 +60,24 @@ def authenticated_device(session: Session, device_id: str, cert_serial: str) -> 
         raise refusal
     assert row is not None  # device_refusal refuses a missing row
     return row
+
+
+def check_certified(session: Session, device_id: str, cert_serial: str) -> None:
+    """`authenticated_device` for a route that needs no more of the device:
+    three columns, not the row with its JSON columns decoded.
+
+    Raises:
+        ForbiddenError: see `device_refusal`.
+    """
+    row = session.execute(_CERTIFIED, {"device_id": device_id}).first()
+    refusal = device_refusal(row, cert_serial)
+    if refusal is not None:
+        raise refusal
+
+
+_CERTIFIED: Final = select(
+    DeviceRow.cert_serial, DeviceRow.prev_cert_serial, DeviceRow.revoked_at
+).where(DeviceRow.id == bindparam("device_id"))
 
 
 def report_columns(report: Report, now: dt.datetime) -> dict[str, Any]:

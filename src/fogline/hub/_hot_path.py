@@ -9,6 +9,16 @@ with the same pieces FastAPI's routes use: the client certificate from the
 TLS layer, the body limit, `answer_report` / `answer_desired`, the same
 error bodies and the same request metrics. Every other request, and every
 lifespan event, goes to FastAPI unchanged.
+
+A device's `GET /v1/tuf/metadata/{filename}` is answered here too: every
+update of every device refreshes its TUF metadata (ngclient: the next root,
+timestamp, snapshot, targets, the module's role), five requests per update
+that went through FastAPI's dependencies, three worker-thread hops and a
+device row with its JSON columns decoded. Here it is one thread hop, the
+device checked on three columns and the metadata read through the hub's
+cache of stored versions (`answer_tuf_metadata`). A request with an
+`authorization` header (an operator) or without a client certificate goes
+to FastAPI, which answers it as before.
 """
 
 import time
@@ -17,6 +27,7 @@ from typing import Annotated, Final
 from urllib.parse import parse_qsl
 
 from pydantic import Field, TypeAdapter, ValidationError
+from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fogline.protocol import API_PREFIX, MAX_BODY_BYTES, MAX_DESIRED_WAIT_S
@@ -26,10 +37,14 @@ from ._bodies import read_body, request_validation_error
 from ._error_responses import error_response
 from ._metrics import RouteMetrics
 from ._state import HubState
-from .routes import answer_desired, answer_report
+from ._tls import PEER_SCOPE_KEY, PeerCertificate
+from .routes import answer_desired, answer_report, answer_tuf_metadata
 
 REPORT_PATH: Final = f"{API_PREFIX}/report"
 DESIRED_PATH: Final = f"{API_PREFIX}/desired"
+TUF_METADATA_PREFIX: Final = f"{API_PREFIX}/tuf/metadata/"
+# The route's template, as FastAPI's metrics name it.
+_TUF_METADATA_ROUTE: Final = f"{TUF_METADATA_PREFIX}{{filename}}"
 
 # (status, headers, body)
 _Answer = tuple[int, list[tuple[bytes, bytes]], bytes]
@@ -38,6 +53,7 @@ _Handler = Callable[[Scope, Receive], Awaitable[_Answer]]
 # The `wait` query parameter, validated as FastAPI's route declares it.
 _WAIT: Final = TypeAdapter(Annotated[float, Field(ge=0, le=MAX_DESIRED_WAIT_S)])
 _JSON: Final = (b"content-type", b"application/json")
+_NO_STORE: Final = (b"cache-control", b"no-store")
 
 
 class DeviceHotPath:
@@ -53,11 +69,17 @@ class DeviceHotPath:
                 ("GET", DESIRED_PATH, self._desired),
             )
         }
+        self._tuf_route: tuple[_Handler, RouteMetrics] = (
+            self._tuf_metadata,
+            RouteMetrics(state.metrics, "GET", _TUF_METADATA_ROUTE),
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         route = None
         if scope["type"] == "http":
             route = self._routes.get((scope["method"], scope["path"]))
+            if route is None and _is_device_tuf_metadata(scope):
+                route = self._tuf_route
         if route is None:
             await self.app(scope, receive, send)
             return
@@ -93,6 +115,26 @@ class DeviceHotPath:
         if answer.status == 200:
             headers.append(_JSON)
         return answer.status, headers, answer.body
+
+    async def _tuf_metadata(self, scope: Scope, _receive: Receive) -> _Answer:
+        peer = scope_peer(scope)
+        filename = scope["path"][len(TUF_METADATA_PREFIX) :]
+        body = await run_in_threadpool(answer_tuf_metadata, self.state, peer, filename)
+        return 200, [_JSON, _NO_STORE], body
+
+
+def _is_device_tuf_metadata(scope: Scope) -> bool:
+    """A GET of one TUF metadata file on a connection with a client
+    certificate and without a bearer token: a device's, answered here."""
+    path: str = scope["path"]
+    if scope["method"] != "GET" or not path.startswith(TUF_METADATA_PREFIX):
+        return False
+    filename = path[len(TUF_METADATA_PREFIX) :]
+    if not filename or "/" in filename:
+        return False  # FastAPI's route does not match it either: its 404
+    if not isinstance(scope.get(PEER_SCOPE_KEY), PeerCertificate):
+        return False  # FastAPI's 401
+    return _header(scope, b"authorization") is None
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

@@ -19,7 +19,7 @@ from ._health import HealthRetention
 from ._metrics import HubMetrics
 from ._reports import ReportWriter
 from ._trust import FleetTrust
-from ._tuf import TufSettings
+from ._tuf import MetadataCache, TufSettings
 from ._validators import default_validators
 from .releases import ArtifactOffload, DeltaCache, DeltaSettings
 
@@ -70,6 +70,8 @@ class HubState:
     # The TUF online key (snapshot, timestamp): DATA/tuf-online-key.pem;
     # None (an app built in a test): the TUF routes answer 503.
     tuf_key_path: Path | None = None
+    # The TUF metadata versions this process served (see _tuf.py).
+    tuf_cache: MetadataCache = field(default_factory=MetadataCache)
     # Device reports, written in batches (see _reports.py).
     reports: ReportWriter = field(init=False)
     # Deltas made for nodes, one at a time, cached under artifacts_dir/deltas.

@@ -17,17 +17,28 @@ so every replica (sharing the database and the key file) does the same.
 The online key can only vouch for which versions are current: a hub whose
 key and database are stolen cannot add a target, since targets and module
 roles need the offline and release keys.
+
+Serving: a stored version of a role is never changed or deleted, so each
+process keeps the bytes of the versions it served (`MetadataCache`, keyed
+by role and version, bounded). Every ngclient refresh asks for
+`timestamp.json`, which is looked up in the database on each request (its
+version and expiry, two columns): a new timestamp, signed by any replica
+after an upload or a renewal, is served at once, and through it the new
+snapshot, targets and module versions, each read once. A missing version
+(the `<N+1>.root.json` probe of every refresh) is never cached.
 """
 
 import datetime as dt
 import logging
 import re
-from dataclasses import dataclass
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
 from securesystemslib.signer import CryptoSigner
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from tuf.api.metadata import Metadata, MetaFile, Root, Snapshot, Targets, Timestamp
@@ -100,6 +111,35 @@ class OnlineKey:
 # -- reading ---------------------------------------------------------------------------
 
 
+@dataclass(slots=True)
+class MetadataCache:
+    """The bytes of stored (role, version)s this process has served, the most
+    recently used `max_entries`. Safe without invalidation: a stored version
+    is never rewritten (uploads and signing only add versions above the
+    newest), and what is not stored is never put here."""
+
+    max_entries: int = 256
+    _bodies: OrderedDict[tuple[str, int], bytes] = field(default_factory=OrderedDict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def get(self, role: str, version: int) -> bytes | None:
+        with self._lock:
+            body = self._bodies.get((role, version))
+            if body is not None:
+                self._bodies.move_to_end((role, version))
+            return body
+
+    def put(self, role: str, version: int, body: bytes) -> None:
+        with self._lock:
+            self._bodies[(role, version)] = body
+            self._bodies.move_to_end((role, version))
+            while len(self._bodies) > self.max_entries:
+                self._bodies.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._bodies)
+
+
 def latest(session: Session, role: str) -> TufMetadataRow | None:
     return session.scalars(
         select(TufMetadataRow)
@@ -109,6 +149,39 @@ def latest(session: Session, role: str) -> TufMetadataRow | None:
     ).first()
 
 
+@dataclass(frozen=True, slots=True)
+class _Head:
+    version: int
+    expires: dt.datetime
+
+
+def _head(session: Session, role: str) -> _Head | None:
+    """The newest version of `role` and its expiry, without its bytes."""
+    row = session.execute(_HEAD, {"role": role}).first()
+    return None if row is None else _Head(row.version, row.expires)
+
+
+# Built once: constructing a SELECT costs more than SQLite running it.
+_HEAD: Final = (
+    select(TufMetadataRow.version, TufMetadataRow.expires)
+    .where(TufMetadataRow.role == bindparam("role"))
+    .order_by(TufMetadataRow.version.desc())
+    .limit(1)
+)
+_BODY: Final = select(TufMetadataRow.body).where(
+    TufMetadataRow.role == bindparam("role"), TufMetadataRow.version == bindparam("version")
+)
+
+
+def _body(session: Session, cache: MetadataCache, role: str, version: int) -> bytes | None:
+    body = cache.get(role, version)
+    if body is None:
+        body = session.execute(_BODY, {"role": role, "version": version}).scalar_one_or_none()
+        if body is not None:
+            cache.put(role, version, body)
+    return body
+
+
 def trusted_root(session: Session) -> bytes | None:
     """The newest root (what an enrolling node pins), or None: TUF is not set up."""
     row = latest(session, ROOT)
@@ -116,10 +189,17 @@ def trusted_root(session: Session) -> bytes | None:
 
 
 def metadata_file(
-    session: Session, key: OnlineKey, settings: TufSettings, filename: str, now: dt.datetime
+    session: Session,
+    key: OnlineKey,
+    settings: TufSettings,
+    filename: str,
+    now: dt.datetime,
+    cache: MetadataCache | None = None,
 ) -> bytes:
     """The bytes of `filename` as ngclient asks for it: `timestamp.json`, or
     `<version>.<role>.json`; `<role>.json` is the newest (for operators).
+    Versions are read through `cache` (see MetadataCache); which version is
+    the newest is read from the database on every call.
 
     Raises:
         NotFoundError: no such role or version.
@@ -131,12 +211,14 @@ def metadata_file(
     if version is None and role == TIMESTAMP:
         renew_timestamp(session, key, settings, now)
     if version is None:
-        row = latest(session, role)
+        head = _head(session, role)
+        number = None if head is None else head.version
     else:
-        row = session.get(TufMetadataRow, (role, int(version)))
-    if row is None:
+        number = int(version)
+    body = None if number is None else _body(session, cache or MetadataCache(), role, number)
+    if body is None:
         raise NotFoundError(f"no TUF metadata {filename!r}")
-    return row.body
+    return body
 
 
 # -- uploads -------------------------------------------------------------------------
@@ -330,8 +412,8 @@ def renew_timestamp(
     time (commits on its own; another replica doing the same wins harmlessly)."""
     if not settings.renew:
         return
-    snapshot = latest(session, SNAPSHOT)
-    timestamp = latest(session, TIMESTAMP)
+    snapshot = _head(session, SNAPSHOT)
+    timestamp = _head(session, TIMESTAMP)
     if snapshot is None or timestamp is None:
         return
     snapshot_due = snapshot.expires - now < dt.timedelta(seconds=settings.snapshot_ttl_s / 2)

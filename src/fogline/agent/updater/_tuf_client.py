@@ -110,7 +110,11 @@ def target_info(
     except RepositoryError as exc:
         raise TufRefusedError(path, f"{type(exc).__name__}: {exc}") from None
     except DownloadError as exc:
-        raise TufRefusedError(path, f"metadata unavailable: {exc}") from None
+        # The fetcher's DownloadError says which URL; its cause says why
+        # (a timeout, a refused connection, the hub's status).
+        cause = exc.__cause__
+        why = f" ({type(cause).__name__}: {str(cause)[:200]})" if cause is not None else ""
+        raise TufRefusedError(path, f"metadata unavailable: {exc}{why}") from None
     except OSError as exc:
         raise TufRefusedError(path, f"metadata directory: {exc}") from None
     if info is None:

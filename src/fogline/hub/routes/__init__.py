@@ -11,7 +11,7 @@
     tuf         TUF metadata for nodes, uploads of signed roles (hub/_tuf.py)
     vulns       the offline vulnerability database (OSV) and its findings
 
-`answer_report` and `answer_desired` are the device hot path's answers,
+`answer_report`, `answer_desired` and `answer_tuf_metadata` are the device hot path's answers,
 shared with `DeviceHotPath` (hub/_hot_path.py), which serves them before FastAPI.
 """
 
@@ -24,6 +24,7 @@ from ._people import router as people_router
 from ._release import router as release_router
 from ._rollout import router as rollout_router
 from ._telemetry import router as telemetry_router
+from ._tuf import answer_tuf_metadata
 from ._tuf import router as tuf_router
 from ._vulns import router as vulns_router
 
@@ -31,6 +32,7 @@ __all__ = [
     "alerts_router",
     "answer_desired",
     "answer_report",
+    "answer_tuf_metadata",
     "device_router",
     "manifest_router",
     "operator_router",

@@ -24,6 +24,7 @@ from fogline.tuf import MAX_METADATA_BYTES
 from .._audit import record_audit
 from .._audit_trail import audited
 from .._auth import (
+    DevicePeer,
     SessionEndingRoute,
     actor_of,
     check_device,
@@ -33,6 +34,7 @@ from .._auth import (
     require_operator,
 )
 from .._clock import utcnow
+from .._devices import check_certified
 from .._errors import BadRequestError, ConflictError, UnauthorizedError, UnavailableError
 from .._people import Principal
 from .._state import HubState
@@ -64,8 +66,27 @@ def tuf_metadata(filename: str, request: Request, session: SessionDep) -> Respon
     """One metadata file, the bytes as signed; the timestamp is renewed on the
     way when it has lived half its time."""
     state = hub_state(request)
-    body = metadata_file(session, _key(state), state.settings.tuf, filename[:200], utcnow())
+    body = metadata_file(
+        session, _key(state), state.settings.tuf, filename[:200], utcnow(), state.tuf_cache
+    )
     return Response(body, media_type="application/json", headers={"cache-control": "no-store"})
+
+
+def answer_tuf_metadata(state: HubState, peer: DevicePeer, filename: str) -> bytes:
+    """`tuf_metadata` for a device, as the device hot path (hub/_hot_path.py)
+    answers it: the device checked (known, not revoked, this certificate) in
+    the same session that reads the metadata. Blocking: call it in a thread.
+
+    Raises:
+        ForbiddenError: unknown or revoked device, or a superseded certificate.
+        NotFoundError: no such role or version.
+        UnavailableError: no TUF online key configured.
+    """
+    with state.sessions() as session:
+        check_certified(session, peer.device_id, peer.serial_hex)
+        return metadata_file(
+            session, _key(state), state.settings.tuf, filename[:200], utcnow(), state.tuf_cache
+        )
 
 
 @router.put("/tuf/roles/{role}", openapi_extra=audited("tuf.upload", target="{role}"))
