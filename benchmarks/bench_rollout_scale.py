@@ -75,6 +75,7 @@ from benchmarks.bench_hub_scale import (
 from fogline.agent.modules import ModuleManager, node_module_manager
 from fogline.agent.supervisor import MemoryRuntime
 from fogline.agent.updater import PINNED_ROOT_FILE, node_target_trust
+from fogline.hubclient import ResumingContext
 from fogline.protocol import (
     AppliedState,
     DesiredStateError,
@@ -226,6 +227,8 @@ class FleetJob:
     drop_bases: bool = False
     # Worker threads of this simulator's event loop (see _run_fleet).
     threads: int = 64
+    # Each device's TLS context resumes its last session, as the agent's.
+    resume: bool = True
 
 
 @dataclass
@@ -241,6 +244,10 @@ class FleetStats:
     # The updater's steps (its crash points, in order) -> seconds each took,
     # one entry per device update: where a device's update time goes.
     steps: dict[str, list[float]] = field(default_factory=dict)
+    # The devices' TLS connections that read data, and those that resumed
+    # a session (with --resume; see fogline.hubclient.ResumingContext).
+    tls_connections: int = 0
+    tls_resumed: int = 0
 
 
 def _report_body(applied: AppliedState | None, manager: ModuleManager) -> bytes:
@@ -255,7 +262,9 @@ def _report_body(applied: AppliedState | None, manager: ModuleManager) -> bytes:
     return report.model_dump_json().encode()
 
 
-def _artifact_client(job: FleetJob, cert: str, key: str, stats: FleetStats) -> httpx.AsyncClient:
+def _artifact_client(
+    job: FleetJob, context: ssl.SSLContext, stats: FleetStats
+) -> httpx.AsyncClient:
     """The updater's mTLS client; counts the artifact bytes the hub sends."""
 
     async def count(response: httpx.Response) -> None:
@@ -268,7 +277,7 @@ def _artifact_client(job: FleetJob, cert: str, key: str, stats: FleetStats) -> h
 
     return httpx.AsyncClient(
         base_url=f"https://127.0.0.1:{job.port}",
-        verify=_context(job.ca_pem, cert, key),
+        verify=context,
         timeout=httpx.Timeout(60, connect=30),
         event_hooks={"response": [count]},
     )
@@ -283,11 +292,15 @@ async def _device(
     data_dir: Path,
     handshakes: asyncio.Semaphore,
 ) -> None:
-    context = _context(job.ca_pem, cert, key)
+    # One TLS context per device, as the agent's (fogline.agent._hublink):
+    # it offers the device's last session with the hub, so the update's new
+    # connection (its long-poll and report connections are the simulator's
+    # own, not the updater's) resumes instead of a full mTLS handshake.
+    context = _context(job.ca_pem, cert, key, resume=job.resume)
     poll, work = Conn(job.port, context, handshakes), Conn(job.port, context, handshakes)
     stop = time.monotonic() + (job.stop_at - time.time())
     applied: list[AppliedState | None] = [None]
-    http = _artifact_client(job, cert, key, stats)
+    http = _artifact_client(job, context, stats)
     # The agent's own module stack: release keys come with the desired state,
     # or, with a TUF root pinned, TUF metadata through ngclient decides.
     tuf = None
@@ -402,6 +415,9 @@ async def _device(
         await poll.close()
         await work.close()
         await http.aclose()
+        if isinstance(context, ResumingContext):
+            stats.tls_connections += context.connections
+            stats.tls_resumed += context.resumed
 
 
 async def _run_fleet(job: FleetJob) -> FleetStats:
@@ -535,6 +551,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="worker threads per simulator process, shared by its devices' updaters",
     )
     parser.add_argument(
+        "--resume",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="each device's TLS context offers its last session, as the agent's does "
+        "(--no-resume: a full mTLS handshake on every new connection, as before 2026-12-07)",
+    )
+    parser.add_argument(
         "--drop-bases",
         action="store_true",
         help="each device deletes the archive its updater keeps as the next delta's base "
@@ -630,7 +653,7 @@ def run(args: argparse.Namespace, command: str) -> list[FleetStats]:
             settle_s = 30 + args.devices / 20
             stop_at = time.time() + settle_s + args.timeout + 30
             futures = [
-                pool.submit(run_fleet, FleetJob(hub.port, ca_pem, creds[w :: args.workers], stop_at, str(stop_file), w, str(root / "nodes" / f"w{w}"), tuf_root, profile=_profile_path(args, w), offload_port=nginx_port, drop_bases=args.drop_bases, threads=args.threads))
+                pool.submit(run_fleet, FleetJob(hub.port, ca_pem, creds[w :: args.workers], stop_at, str(stop_file), w, str(root / "nodes" / f"w{w}"), tuf_root, profile=_profile_path(args, w), offload_port=nginx_port, drop_bases=args.drop_bases, threads=args.threads, resume=args.resume))
                 for w in range(args.workers)
             ]  # fmt: skip
             # The simulator processes (the pool starts them on submit).
@@ -1054,6 +1077,13 @@ def render(
     )
     gen = sum(p.cpu_s for p in parts)
     print(f"* Simulator CPU over the whole run: {gen:.1f} CPU-s. Errors: {errors or 'none'}.")
+    connections = sum(p.tls_connections for p in parts)
+    resumed = sum(p.tls_resumed for p in parts)
+    if connections:
+        print(
+            f"* Devices' TLS connections over the whole run (hub and nginx): {connections}, "
+            f"{resumed} of them resumed ({100 * resumed / connections:.0f} %)."
+        )
 
 
 def render_costs(
