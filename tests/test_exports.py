@@ -380,6 +380,7 @@ EXPECTED: Final[dict[str, list[str]]] = {
     "fogline.hub.routes": [
         "alerts_router",
         "answer_desired",
+        "answer_offloaded_artifact",
         "answer_report",
         "answer_tuf_metadata",
         "device_router",

@@ -19,6 +19,11 @@ device checked on three columns and the metadata read through the hub's
 cache of stored versions (`answer_tuf_metadata`). A request with an
 `authorization` header (an operator) or without a client certificate goes
 to FastAPI, which answers it as before.
+
+So is a device's `GET /v1/artifacts/{digest}` when the hub offloads
+downloads: the answer is a 307 to a URL signed for nginx, after the same
+checks in one session (`answer_offloaded_artifact`). Without offload the
+hub streams the file, and FastAPI's route does.
 """
 
 import time
@@ -38,11 +43,17 @@ from ._error_responses import error_response
 from ._metrics import RouteMetrics
 from ._state import HubState
 from ._tls import PEER_SCOPE_KEY, PeerCertificate
-from .routes import answer_desired, answer_report, answer_tuf_metadata
+from .routes import (
+    answer_desired,
+    answer_offloaded_artifact,
+    answer_report,
+    answer_tuf_metadata,
+)
 
 REPORT_PATH: Final = f"{API_PREFIX}/report"
 DESIRED_PATH: Final = f"{API_PREFIX}/desired"
 TUF_METADATA_PREFIX: Final = f"{API_PREFIX}/tuf/metadata/"
+ARTIFACT_PREFIX: Final = f"{API_PREFIX}/artifacts/"
 # The route's template, as FastAPI's metrics name it.
 _TUF_METADATA_ROUTE: Final = f"{TUF_METADATA_PREFIX}{{filename}}"
 
@@ -73,13 +84,23 @@ class DeviceHotPath:
             self._tuf_metadata,
             RouteMetrics(state.metrics, "GET", _TUF_METADATA_ROUTE),
         )
+        self._artifact_route: tuple[_Handler, RouteMetrics] = (
+            self._offloaded_artifact,
+            RouteMetrics(state.metrics, "GET", f"{ARTIFACT_PREFIX}{{digest}}"),
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         route = None
         if scope["type"] == "http":
             route = self._routes.get((scope["method"], scope["path"]))
-            if route is None and _is_device_tuf_metadata(scope):
+            if route is None and _is_device_get(scope, TUF_METADATA_PREFIX):
                 route = self._tuf_route
+            elif (
+                route is None
+                and self.state.settings.offload is not None
+                and _is_device_get(scope, ARTIFACT_PREFIX)
+            ):
+                route = self._artifact_route
         if route is None:
             await self.app(scope, receive, send)
             return
@@ -122,16 +143,23 @@ class DeviceHotPath:
         body = await run_in_threadpool(answer_tuf_metadata, self.state, peer, filename)
         return 200, [_JSON, _NO_STORE], body
 
+    async def _offloaded_artifact(self, scope: Scope, _receive: Receive) -> _Answer:
+        peer = scope_peer(scope)
+        digest = scope["path"][len(ARTIFACT_PREFIX) :]
+        url = await run_in_threadpool(answer_offloaded_artifact, self.state, peer, digest)
+        headers = [(b"location", url.encode()), _NO_STORE, (b"content-length", b"0")]
+        return 307, headers, b""
 
-def _is_device_tuf_metadata(scope: Scope) -> bool:
-    """A GET of one TUF metadata file on a connection with a client
+
+def _is_device_get(scope: Scope, prefix: str) -> bool:
+    """A GET of `prefix<one path segment>` on a connection with a client
     certificate and without a bearer token: a device's, answered here."""
     path: str = scope["path"]
-    if scope["method"] != "GET" or not path.startswith(TUF_METADATA_PREFIX):
+    if scope["method"] != "GET" or not path.startswith(prefix):
         return False
-    filename = path[len(TUF_METADATA_PREFIX) :]
-    if not filename or "/" in filename:
-        return False  # FastAPI's route does not match it either: its 404
+    name = path[len(prefix) :]
+    if not name or "/" in name:
+        return False  # another route (…/delta), or FastAPI's 404
     if not isinstance(scope.get(PEER_SCOPE_KEY), PeerCertificate):
         return False  # FastAPI's 401
     return _header(scope, b"authorization") is None

@@ -11,7 +11,8 @@
     tuf         TUF metadata for nodes, uploads of signed roles (hub/_tuf.py)
     vulns       the offline vulnerability database (OSV) and its findings
 
-`answer_report`, `answer_desired` and `answer_tuf_metadata` are the device hot path's answers,
+`answer_report`, `answer_desired`, `answer_tuf_metadata` and
+`answer_offloaded_artifact` are the device hot path's answers,
 shared with `DeviceHotPath` (hub/_hot_path.py), which serves them before FastAPI.
 """
 
@@ -21,6 +22,7 @@ from ._device import router as device_router
 from ._manifest import router as manifest_router
 from ._operator import router as operator_router
 from ._people import router as people_router
+from ._release import answer_offloaded_artifact
 from ._release import router as release_router
 from ._rollout import router as rollout_router
 from ._telemetry import router as telemetry_router
@@ -31,6 +33,7 @@ from ._vulns import router as vulns_router
 __all__ = [
     "alerts_router",
     "answer_desired",
+    "answer_offloaded_artifact",
     "answer_report",
     "answer_tuf_metadata",
     "device_router",

@@ -39,6 +39,7 @@ from .._artifact_response import ArtifactResponse
 from .._audit import record_audit
 from .._audit_trail import audited
 from .._auth import (
+    DevicePeer,
     StateDep,
     actor_of,
     check_device,
@@ -48,6 +49,7 @@ from .._auth import (
 )
 from .._clock import utcnow
 from .._device_scope import may_fetch_artifact, may_fetch_release
+from .._devices import check_certified
 from .._errors import NotFoundError, UnauthorizedError
 from .._state import HubState
 from ..releases import (
@@ -327,6 +329,32 @@ def artifact_download(digest: str, who: ReaderDep, state: StateDep) -> Response:
             "cache-control": "private, max-age=31536000, immutable",
         },
     )
+
+
+def answer_offloaded_artifact(state: HubState, peer: DevicePeer, digest: str) -> str:
+    """`artifact_download` for a device when the hub offloads downloads, as
+    the device hot path (hub/_hot_path.py) answers it: the URL signed for
+    nginx. The same checks in one session: the device (known, not revoked,
+    this certificate), the release pushed, named by the device's desired
+    state, its file present. Blocking: call it in a thread.
+
+    Raises:
+        ForbiddenError: unknown or revoked device, or a superseded certificate.
+        ReleaseRejectedError: `digest` is not sha256:<64 lowercase hex> (422).
+        NotFoundError: no such artifact, or one the device may not fetch.
+    """
+    offload = state.settings.offload
+    assert offload is not None  # the hot path answers only when offloading
+    with state.sessions() as session:
+        check_certified(session, peer.device_id, peer.serial_hex)
+        check_digest(digest)
+        store = _store(state)
+        known = find_by_digest(session, digest) is not None
+        hidden = not may_fetch_artifact(session, peer.device_id, digest)
+    path = store.path_for(digest)
+    if not known or hidden or not path.is_file():
+        raise NotFoundError(f"no artifact {digest}")
+    return offload.signed_url("/" + path.relative_to(store.root).as_posix(), utcnow().timestamp())
 
 
 def _offloaded(state: HubState, who: Reader, store: ArtifactStore, path: Path) -> Response | None:
