@@ -1,7 +1,7 @@
 """Imports flow downward only (docs/architecture.md, Layout).
 
     base      fogline itself: _errors, _log, _lifetime, _text, _durable, _duration, _size,
-              _statetable, _lazy, _malloc, _hub_parent (the program a multi-worker hub's
+              _statetable, _lazy, _malloc, _reexec, _hub_parent (the program a multi-worker hub's
               parent becomes: it must import no daemon)
     core      protocol, manifest, security, artifact, tuf, pipeline, hubclient, launcher: base and
               core only (the launcher imports base alone: it must be hard to break)
@@ -34,6 +34,7 @@ BASE_MODULES: Final = frozenset(
         "_lazy",
         "_malloc",
         "_hub_parent",
+        "_reexec",
         "__init__",
     }
 )

@@ -10,7 +10,7 @@ workers stay its children, still die with it (PR_SET_PDEATHSIG follows the
 process, not its program), and whatever supervises the hub sees the same pid.
 
 This module is imported by the exec'd interpreter on its own: it must stay
-light (the standard library and fogline._log only).
+light (the standard library, fogline._log and fogline._reexec only).
 """
 
 import contextlib
@@ -18,15 +18,12 @@ import logging
 import os
 import signal
 import sys
-from pathlib import Path
 from types import FrameType
-from typing import Final
 
 from ._log import configure_logging, event
+from ._reexec import STOP_SIGNALS, exec_module, unblock_stop_signals
 
 log = logging.getLogger("fogline.hub")
-
-_STOP_SIGNALS: Final = frozenset({signal.SIGTERM, signal.SIGINT})
 
 
 def exec_parent(workers: set[int], log_level: str) -> None:
@@ -37,20 +34,8 @@ def exec_parent(workers: set[int], log_level: str) -> None:
     the new program has its handlers waits, pending, instead of killing the
     parent by default.
     """
-    package_root = str(Path(__file__).resolve().parent.parent)
-    env = dict(os.environ)
-    # The new interpreter finds fogline where this one did, whatever put it on sys.path.
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, (package_root, env.get("PYTHONPATH"))))
-    args = [sys.executable, "-m", __name__, log_level, *map(str, sorted(workers))]
-    for stream in (sys.stdout, sys.stderr):  # what is buffered would be lost
-        with contextlib.suppress(OSError, ValueError):
-            stream.flush()
-    signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
-    try:
-        os.execve(sys.executable, args, env)  # noqa: S606  # our own interpreter, no shell
-    except OSError as exc:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
-        event(log, "hub.parent_exec_failed", logging.WARNING, error=str(exc))
+    error = exec_module(__name__, [log_level, *map(str, sorted(workers))])
+    event(log, "hub.parent_exec_failed", logging.WARNING, error=str(error))
 
 
 def supervise(workers: set[int]) -> int:
@@ -69,9 +54,9 @@ def supervise(workers: set[int]) -> int:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
 
-    for signum in _STOP_SIGNALS:
+    for signum in STOP_SIGNALS:
         signal.signal(signum, stop)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # blocked across the exec
+    unblock_stop_signals()  # blocked across the exec
     code = 0
     while workers:
         try:

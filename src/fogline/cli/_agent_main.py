@@ -18,11 +18,9 @@ level it imports the standard library and fogline's base only.
 """
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
-import signal
 import sys
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -30,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Final, get_args, get_type_hints
 
 from fogline._errors import FoglineError
 from fogline._log import configure_logging, event
+from fogline._reexec import STOP_SIGNALS, exec_module, unblock_stop_signals
 from fogline._text import visible
 from fogline.cli import skip_httpx_cli
 
@@ -39,7 +38,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("fogline.agent")
 
 OPTIONS_ENV: Final = "FOGLINE_AGENT_OPTIONS"
-_STOP_SIGNALS: Final = frozenset({signal.SIGTERM, signal.SIGINT})
 
 
 @dataclass(frozen=True)
@@ -192,23 +190,9 @@ def exec_agent(options: AgentOptions, shown: list[str]) -> None:
     `shown` follows the module's name on the new command line, for `ps`
     (the options as given: never a secret, see `fogline agent run`).
     """
-    package_root = str(Path(__file__).resolve().parents[2])
-    env = dict(os.environ)
-    env[OPTIONS_ENV] = options.to_json()
-    # The new interpreter finds fogline where this one did, whatever put it on sys.path.
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, (package_root, env.get("PYTHONPATH"))))
-    # -P: the working directory is not put first on sys.path (`-m` would),
-    # where a `fogline` directory would shadow the one this process runs.
-    args = [sys.executable, "-P", "-m", __spec__.name if __spec__ else __name__, *shown]
-    for stream in (sys.stdout, sys.stderr):  # what is buffered would be lost
-        with contextlib.suppress(OSError, ValueError):
-            stream.flush()
-    signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
-    try:
-        os.execve(sys.executable, args, env)  # noqa: S606  # our own interpreter, no shell
-    except OSError as exc:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
-        event(log, "agent.exec_failed", logging.WARNING, error=str(exc))
+    module = __spec__.name if __spec__ else __name__
+    error = exec_module(module, shown, {OPTIONS_ENV: options.to_json()})
+    event(log, "agent.exec_failed", logging.WARNING, error=str(error))
 
 
 async def _run_until_signalled(agent: "Agent") -> None:
@@ -216,11 +200,11 @@ async def _run_until_signalled(agent: "Agent") -> None:
     current = asyncio.current_task()
     agent_task = asyncio.create_task(agent.run(), name="agent")
     loop = asyncio.get_running_loop()
-    for sig in _STOP_SIGNALS:
+    for sig in STOP_SIGNALS:
         loop.add_signal_handler(sig, agent_task.cancel)
     # Blocked across the exec (exec_agent): delivered now, to the handlers,
     # before the agent starts anything (a child would inherit the mask).
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+    unblock_stop_signals()
     try:
         await agent_task
     except asyncio.CancelledError:
