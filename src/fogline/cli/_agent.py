@@ -118,7 +118,14 @@ def run(
     from FOGLINE_CLAIM or --claim-file, never the command line (every user
     on the machine can read a command line).
     """
-    from ._agent_main import AgentOptions, OptionError, agent_config, exec_agent, run_agent
+    from ._agent_main import (
+        AgentOptions,
+        OptionError,
+        agent_config,
+        check_options,
+        exec_agent,
+        run_agent,
+    )
 
     options = AgentOptions(
         hub=hub,
@@ -148,9 +155,16 @@ def run(
     )
     configure_logging(log_level, options.log_format)
     try:
-        config = agent_config(options)  # checked here: a usage error is Typer's
+        # What the standard library can check; the exec'd program checks
+        # everything (agent_config): importing the agent here to do it
+        # cost about 0.45 s of CPU at every start (BENCHMARKS.md).
+        check_options(options)
     except OptionError as exc:
         raise typer.BadParameter(exc.message, param_hint=exc.hint) from None
     # The agent runs in a fresh, lean interpreter (same pid): see _agent_main.
     exec_agent(options, sys.argv[1:])
-    run_agent(config)  # the exec failed: run here
+    try:  # the exec failed: run here
+        config = agent_config(options)
+    except OptionError as exc:
+        raise typer.BadParameter(exc.message, param_hint=exc.hint) from None
+    run_agent(config)
