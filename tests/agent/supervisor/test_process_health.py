@@ -1,10 +1,17 @@
 """Health checks against real module processes: http, tcp, command, uptime."""
 
+import datetime as dt
 import sys
 import time
 from pathlib import Path
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
 from fogline.agent.supervisor import HealthCheck, ProcessRuntime, Supervisor
+from fogline.agent.supervisor._health import _NO_VERIFY
 from tests.support.processes import free_port, wait_until_async
 
 from ._support import async_test, is_alive, python_module, status_where, supervising
@@ -35,6 +42,51 @@ while True:
 """
 
 
+HTTPS_MODULE = """
+import http.server, ssl, sys
+
+class Health(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200 if self.path == "/healthz" else 404)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+server = http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Health)
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain("cert.pem", "key.pem")
+server.socket = context.wrap_socket(server.socket, server_side=True)
+server.serve_forever()
+"""
+
+
+def _self_signed(directory: Path) -> None:
+    """cert.pem and key.pem in `directory`: a certificate for another name, signed by itself."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "module.invalid")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=1))
+        .not_valid_after(now + dt.timedelta(hours=1))
+        .sign(key, hashes.SHA256())
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (directory / "key.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+
+
 def supervisor(tmp_path: Path) -> Supervisor:
     return Supervisor(ProcessRuntime(), tmp_path / "logs", min_stable_s=0.5)
 
@@ -56,6 +108,23 @@ async def test_http_health_follows_the_endpoint(tmp_path: Path) -> None:
         (tmp_path / "w" / "unhealthy").unlink()
         await status_where(sup, "mod", lambda s: s.state == "healthy", "healthy again")
         assert sup.statuses()["mod"].restarts == 0
+
+
+@async_test
+async def test_https_health_accepts_a_module_s_self_signed_certificate(tmp_path: Path) -> None:
+    # A liveness probe: the module answers, whoever it says it is. The probe's
+    # context holds no CA (the system's store is about 1 MB an agent would keep).
+    assert _NO_VERIFY.cert_store_stats()["x509"] == 0
+    _self_signed(tmp_path / "w")
+    port = free_port()
+    check = HealthCheck("http", f"https://127.0.0.1:{port}/healthz", timeout_s=2.0, interval_s=0.05)
+    spec = python_module(
+        tmp_path / "w", HTTPS_MODULE, args=(str(port),), health=check, start_grace_s=2.0
+    )
+    sup = supervisor(tmp_path)
+    async with supervising(sup):
+        await sup.apply({"mod": spec})
+        assert await sup.wait_healthy("mod", 10.0)
 
 
 @async_test
