@@ -4,10 +4,12 @@ Real hub, real agent process run with `PYTHONPROFILEIMPORTTIME=1`, so its log
 lists every module it imported, at start and later: first those of
 `fogline agent run`, then, after its exec (same pid), those of the agent's
 own interpreter. Until an update comes, none of the update's archive,
-signature and TUF code, the release-building and SBOM libraries, the hub's
-side of `fogline.security`, the command line (Typer, Click, Rich, Pygments,
-the CLI's modules) nor uvicorn is among the agent's; once an update has
-come, the update's code is, and the update worked.
+signature and TUF code, cryptography (keys, CSRs and certificates: the
+enrollment imports it, so the agent is restarted once enrolled, as a node's
+usual day starts), the release-building and SBOM libraries, the hub's side of
+`fogline.security`, the command line (Typer, Click, Rich, Pygments, the CLI's
+modules) nor uvicorn is among the agent's; once an update has come, the
+update's code is, and the update worked.
 """
 
 import re
@@ -25,6 +27,10 @@ _HEADER = "import time: self [us] | cumulative | imported package"
 # Each costs an idle agent resident memory (BENCHMARKS.md, "Agent idle RSS").
 NOT_AT_IDLE = frozenset(
     {
+        "cryptography",
+        "fogline.security._ca",
+        "fogline.security._csr",
+        "fogline.artifact._keys",
         "tuf",
         "securesystemslib",
         "urllib3",
@@ -56,14 +62,20 @@ NOT_AT_IDLE = frozenset(
 )
 # What the update below must have imported on the way.
 AT_UPDATE = frozenset(
-    {"fogline.artifact._signing", "fogline.artifact._tarread", "fogline.artifact._unpack"}
+    {
+        "cryptography",
+        "fogline.artifact._signing",
+        "fogline.artifact._tarread",
+        "fogline.artifact._unpack",
+    }
 )
 
 
-def _imported(agent: AgentProcess) -> set[str]:
+def _imported(agent: AgentProcess, starts: int = 1) -> set[str]:
     """What the agent's own interpreter (the last exec'd) imported."""
     runs = agent.log_path.read_text(errors="replace").split(_HEADER)
-    assert len(runs) == 3, len(runs)  # before the first header, `agent run`, the agent
+    # Before the first header, then for each start `agent run` and the agent.
+    assert len(runs) == 1 + 2 * starts, len(runs)
     return set(_IMPORTED.findall(runs[-1]))
 
 
@@ -84,8 +96,14 @@ def test_the_update_code_is_imported_when_an_update_comes_not_before(
     agent.start()
     try:
         agent.wait_enrolled()
-        wait_until(lambda: _reported(hub, "lazy-1"), 30, "a first report")
-        idle = _imported(agent)
+        assert "cryptography" in _imported(agent)  # enrolling needs it: a key, a CSR
+        agent.stop()
+        agent.start()  # enrolled: a node's usual start
+        # This agent's own first report (and with it, its renewer's first look
+        # at the certificate's dates).
+        wait_until(lambda: (agent.health() or {}).get("hub") == "reachable", 30, "a report")
+        assert _reported(hub, "lazy-1")
+        idle = _imported(agent, starts=2)
         assert "fogline.agent._agent" in idle  # the log does list the agent's imports
         assert agent.proc is not None  # `agent run` became the lean program, same pid:
         cmdline = Path(f"/proc/{agent.proc.pid}/cmdline").read_bytes().split(b"\0")
@@ -96,7 +114,7 @@ def test_the_update_code_is_imported_when_an_update_comes_not_before(
         manifest.write_text(deployment("1.0.0"))
         hub.cli("apply", "-f", str(manifest))
         wait_until(lambda: hub.device("lazy-1")["sync"]["status"] == "in-sync", 90, "in sync")
-        updated = _imported(agent)
+        updated = _imported(agent, starts=2)
         assert updated >= AT_UPDATE, AT_UPDATE - updated
         if list((tmp_path / "node").rglob("tuf-root.json")):  # a pinned root: TUF was asked
             assert "tuf" in updated and "fogline.agent.updater._tuf_client" in updated

@@ -22,25 +22,21 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec
+from typing import TYPE_CHECKING, Any
 
 from fogline._durable import make_dirs
-from fogline.security import (
-    generate_device_key,
-    issuer_key_id,
-    load_private_key,
-    make_csr,
-    private_key_pem,
-    write_private_key,
-    write_public_file,
-    write_secret_file,
-)
+from fogline.security import write_public_file, write_secret_file
 
+from ._certdates import cert_dates
 from ._errors import IdentityError
 from .updater import PINNED_ROOT_FILE
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+# cryptography (keys, CSRs, certificates: about 8.5 MB resident) is imported
+# by the methods that enroll and renew, when called: an idle agent reads its
+# certificate's dates with _certdates and never holds a key object.
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +121,8 @@ class IdentityStore:
         an attempt whose answer was lost is then recognised by the hub as the
         same device retrying, not a second device taking the name.
         """
+        from fogline.security import generate_device_key, make_csr, write_private_key
+
         try:
             key = self.current_key()
         except (OSError, ValueError, IdentityError):
@@ -132,7 +130,11 @@ class IdentityStore:
             write_private_key(self.key_path, key)
         return make_csr(key, name).decode()
 
-    def current_key(self) -> ec.EllipticCurvePrivateKey:
+    def current_key(self) -> "ec.EllipticCurvePrivateKey":
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        from fogline.security import load_private_key
+
         key = load_private_key(self.key_path)
         if not isinstance(key, ec.EllipticCurvePrivateKey):
             raise IdentityError(f"{self.key_path}: not an EC private key")
@@ -155,16 +157,23 @@ class IdentityStore:
             IdentityError: the certificate cannot be read.
         """
         try:
-            cert = x509.load_pem_x509_certificate((self.root / "cert.pem").read_bytes())
+            dates = cert_dates((self.root / "cert.pem").read_bytes())
         except (OSError, ValueError) as exc:
             raise IdentityError(f"{self.root / 'cert.pem'}: unreadable certificate") from exc
-        return CertLifetime(
-            cert.not_valid_before_utc, cert.not_valid_after_utc, issuer_key_id(cert)
-        )
+        return CertLifetime(dates.not_before, dates.not_after, dates.issuer_key_id)
 
     def renewal_csr(self, name: str, *, new_key: bool = True) -> str:
         """A CSR for the renewal: a new key (0600, written aside before the
         request leaves, and reused by a retry), or the current one."""
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        from fogline.security import (
+            generate_device_key,
+            load_private_key,
+            make_csr,
+            write_private_key,
+        )
+
         current = self.current_key()
         if not new_key:
             return make_csr(current, name).decode()
@@ -197,8 +206,13 @@ class IdentityStore:
         write_public_file(self._renew_cert_path, cert_pem.encode())
         self._finish_renewal(crash_hook)
 
-    def _key_for(self, cert_pem: bytes) -> ec.EllipticCurvePrivateKey | None:
+    def _key_for(self, cert_pem: bytes) -> "ec.EllipticCurvePrivateKey | None":
         """The key (the renewal's, or the current one) `cert_pem` certifies."""
+        from cryptography import x509
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        from fogline.security import load_private_key
+
         try:
             public = x509.load_pem_x509_certificate(cert_pem).public_key()
         except ValueError:
@@ -225,6 +239,8 @@ class IdentityStore:
         if key is not None:
             # key.pem first, then cert.pem: between the two, the pair on disk
             # does not match, and this runs again at the next start.
+            from fogline.security import private_key_pem
+
             write_secret_file(self.key_path, private_key_pem(key))
             if crash_hook is not None:
                 crash_hook("renew:key-promoted")

@@ -32,15 +32,6 @@ from ._errors import (
     UnsafeArchiveError,
     UntrustedReleaseError,
 )
-from ._keys import (
-    ReleaseKeyPair,
-    generate_release_key,
-    key_id,
-    load_private_key,
-    load_public_key,
-    public_key_base64,
-    public_key_pem,
-)
 from ._members import DEFAULT_MAX_INSTALL_BYTES, DEFAULT_MAX_INSTALL_FILES, MAX_PATH_DEPTH
 from ._semver import Version, parse_semver
 from ._spec import (
@@ -60,6 +51,15 @@ from ._tree import TreeEntry, delete_tree, find_unpack_leftovers, walk_tree
 
 if TYPE_CHECKING:
     from ._build import ReleaseInfo, build_release
+    from ._keys import (
+        ReleaseKeyPair,
+        generate_release_key,
+        key_id,
+        load_private_key,
+        load_public_key,
+        public_key_base64,
+        public_key_pem,
+    )
     from ._sbom import (
         SBOM_FILE,
         SbomPackage,
@@ -82,11 +82,19 @@ if TYPE_CHECKING:
         unpack_release,
     )
 
-# Imported on first use: building, SBOMs, signatures and unpacking are
-# needed by the agent only when an update comes, and never at idle.
+# Imported on first use: building, SBOMs, keys, signatures and unpacking
+# are needed by the agent only when an update comes, and never at idle (the
+# keys and signatures import cryptography: about 8.5 MB resident).
 __getattr__ = lazy_exports(
     __name__,
     {
+        "ReleaseKeyPair": "._keys",
+        "generate_release_key": "._keys",
+        "key_id": "._keys",
+        "load_private_key": "._keys",
+        "load_public_key": "._keys",
+        "public_key_base64": "._keys",
+        "public_key_pem": "._keys",
         "ReleaseInfo": "._build",
         "build_release": "._build",
         "SBOM_FILE": "._sbom",

@@ -5,23 +5,6 @@ from typing import TYPE_CHECKING
 
 from fogline._lazy import lazy_exports
 
-from ._ca import (
-    CertificateAuthority,
-    IssuedCert,
-    ca_key_id,
-    device_id_from_cert,
-    device_uri,
-    issuer_key_id,
-    read_trust_bundle,
-)
-from ._csr import (
-    CheckedCsr,
-    check_csr,
-    generate_device_key,
-    key_kind,
-    make_csr,
-    public_key_sha256,
-)
 from ._errors import (
     CaKeyError,
     CsrRejectedError,
@@ -64,6 +47,23 @@ if TYPE_CHECKING:
         hash_of,
         verify_chain,
     )
+    from ._ca import (
+        CertificateAuthority,
+        IssuedCert,
+        ca_key_id,
+        device_id_from_cert,
+        device_uri,
+        issuer_key_id,
+        read_trust_bundle,
+    )
+    from ._csr import (
+        CheckedCsr,
+        check_csr,
+        generate_device_key,
+        key_kind,
+        make_csr,
+        public_key_sha256,
+    )
     from ._passwords import MAX_PASSWORD_CHARS, hash_password, password_matches
     from ._roles import (
         ROLE_PERMISSIONS,
@@ -78,10 +78,25 @@ if TYPE_CHECKING:
     from ._sealed import ScryptCost, SealedReader, SealedWriter
 
 # Imported on first use: the hub's side (the audit chain, roles, passwords,
-# sealed files) is resident memory the agent would never use.
+# sealed files) is resident memory the agent would never use; the
+# certificates and CSRs (cryptography, about 8.5 MB resident) an idle agent
+# does not use either: it needs them to enroll and renew.
 __getattr__ = lazy_exports(
     __name__,
     {
+        "CertificateAuthority": "._ca",
+        "IssuedCert": "._ca",
+        "ca_key_id": "._ca",
+        "device_id_from_cert": "._ca",
+        "device_uri": "._ca",
+        "issuer_key_id": "._ca",
+        "read_trust_bundle": "._ca",
+        "CheckedCsr": "._csr",
+        "check_csr": "._csr",
+        "generate_device_key": "._csr",
+        "key_kind": "._csr",
+        "make_csr": "._csr",
+        "public_key_sha256": "._csr",
         "GENESIS": "._audit_chain",
         "ChainBreak": "._audit_chain",
         "ChainEntry": "._audit_chain",

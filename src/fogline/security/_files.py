@@ -3,14 +3,17 @@
 import os
 import stat
 from pathlib import Path
-from typing import Final
-
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+from typing import TYPE_CHECKING, Final
 
 from fogline._durable import write_atomic
 
 from ._errors import TokenFileError
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+
+# cryptography is imported by the key functions below, when called: an idle
+# agent reads token files here and holds no key object (about 8.5 MB resident).
 
 MAX_TOKEN_FILE_BYTES: Final = 4096
 
@@ -29,7 +32,9 @@ def write_public_file(path: Path, data: bytes) -> None:
     write_atomic(path, data, mode=0o644)
 
 
-def private_key_pem(key: PrivateKeyTypes, passphrase: bytes | None = None) -> bytes:
+def private_key_pem(key: "PrivateKeyTypes", passphrase: bytes | None = None) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
     encryption: serialization.KeySerializationEncryption = (
         serialization.BestAvailableEncryption(passphrase)
         if passphrase
@@ -40,13 +45,15 @@ def private_key_pem(key: PrivateKeyTypes, passphrase: bytes | None = None) -> by
     )
 
 
-def write_private_key(path: Path, key: PrivateKeyTypes, passphrase: bytes | None = None) -> None:
+def write_private_key(path: Path, key: "PrivateKeyTypes", passphrase: bytes | None = None) -> None:
     """Store a private key as PKCS#8 PEM with mode 0600; with `passphrase`,
     encrypted (cryptography's best available encryption)."""
     write_secret_file(path, private_key_pem(key, passphrase))
 
 
-def load_private_key(path: Path, passphrase: bytes | None = None) -> PrivateKeyTypes:
+def load_private_key(path: Path, passphrase: bytes | None = None) -> "PrivateKeyTypes":
+    from cryptography.hazmat.primitives import serialization
+
     return serialization.load_pem_private_key(path.read_bytes(), password=passphrase)
 
 

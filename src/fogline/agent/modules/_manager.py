@@ -13,10 +13,9 @@ import logging
 import time
 from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import httpx
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from fogline._log import event
 from fogline.protocol import (
@@ -59,6 +58,9 @@ from ._repair import DriftRepair, _describe
 from ._restarts import RestartLedger
 from ._specs import targets_from
 from ._trust import keys_from, scopes_from
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 log = logging.getLogger("fogline.agent.modules")
 PROGRESS_REPORT_MIN_S: Final = 0.5
@@ -105,7 +107,7 @@ class ModuleManager(DriftRepair):
         self._last_progress_report = 0.0
         self.updater = updater_factory(self)
 
-    def trusted_keys(self) -> dict[str, Ed25519PublicKey]:
+    def trusted_keys(self) -> dict[str, "Ed25519PublicKey"]:
         return keys_from({**self.pinned_keys, **self.doc_keys})
 
     def key_scopes(self) -> dict[str, KeyScope]:

@@ -14,19 +14,25 @@ lists a pinned key unscoped does not let it sign other modules on this node.
 
 import base64
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
-from fogline.artifact import key_id
 from fogline.protocol import KeyScope, union_of_patterns
 
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-def keys_from(encoded: Mapping[str, str]) -> dict[str, Ed25519PublicKey]:
+
+def keys_from(encoded: Mapping[str, str]) -> dict[str, "Ed25519PublicKey"]:
     return {kid: key for kid, (key, _names) in _keys_by_id(encoded).items()}
 
 
-def _keys_by_id(encoded: Mapping[str, Any]) -> dict[str, tuple[Ed25519PublicKey, list[str]]]:
+def _keys_by_id(encoded: Mapping[str, Any]) -> dict[str, tuple["Ed25519PublicKey", list[str]]]:
+    # Here, not at import: cryptography is about 8.5 MB an idle agent need
+    # not hold (the keys are read when a release is verified).
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    from fogline.artifact import key_id
+
     keys: dict[str, tuple[Ed25519PublicKey, list[str]]] = {}
     for name, value in encoded.items():
         try:

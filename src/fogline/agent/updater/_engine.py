@@ -15,9 +15,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
-
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from typing import TYPE_CHECKING, Final
 
 from fogline._durable import make_dirs
 from fogline.agent._backoff import Backoff
@@ -57,6 +55,9 @@ from ._ports import ArtifactSource, DeltaSource, ModuleActivator
 from ._states import TERMINAL, Event, State, next_state
 from ._tuf import TargetTrust, TrustedTarget
 from ._verify import check_signature, check_spec, check_trusted, health_timeout_s
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 _log = logging.getLogger("fogline.agent.updater")
 
@@ -103,7 +104,7 @@ class Engine:
         *,
         source: ArtifactSource,
         activator: ModuleActivator,
-        trusted_keys: Callable[[], Mapping[str, Ed25519PublicKey]],
+        trusted_keys: Callable[[], Mapping[str, "Ed25519PublicKey"]],
         key_scopes: Callable[[], Mapping[str, KeyScope]],
         report: Callable[[UpdateProgress], None],
         limits: UpdateLimits,

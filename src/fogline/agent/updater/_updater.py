@@ -14,9 +14,7 @@ import logging
 import platform
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from pathlib import Path
-from typing import Final
-
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from typing import TYPE_CHECKING, Final
 
 from fogline._durable import make_dirs
 from fogline.agent._backoff import Backoff
@@ -40,6 +38,9 @@ from ._ports import ArtifactSource, ModuleActivator
 from ._states import SWITCHED, TERMINAL, State, resume_state
 from ._tuf import TargetTrust
 from ._verify import check_downgrade
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 _log = logging.getLogger("fogline.agent.updater")
 
@@ -70,7 +71,7 @@ class Updater:
         *,
         source: ArtifactSource,
         activator: ModuleActivator,
-        trusted_keys: Callable[[], Mapping[str, Ed25519PublicKey]],
+        trusted_keys: Callable[[], Mapping[str, "Ed25519PublicKey"]],
         key_scopes: Callable[[], Mapping[str, KeyScope]] | None = None,
         on_progress: Callable[[UpdateProgress], None] | None = None,
         limits: UpdateLimits | None = None,

@@ -4,8 +4,6 @@ import hmac
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
 from fogline.artifact import (
     ModuleSpec,
     UntrustedReleaseError,
@@ -19,6 +17,8 @@ from ._models import ReleaseTarget
 from ._tuf import TrustedTarget
 
 if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     from fogline.artifact import VerifiedRelease
 
 
@@ -37,7 +37,7 @@ def check_download(target: ReleaseTarget, held_digest: str) -> None:
 def check_signature(
     target: ReleaseTarget,
     held_digest: str,
-    trusted_keys: Mapping[str, Ed25519PublicKey],
+    trusted_keys: Mapping[str, "Ed25519PublicKey"],
     key_scopes: Mapping[str, KeyScope] | None = None,
 ) -> "VerifiedRelease":
     """The bytes held are signed by a trusted key as exactly this name and
