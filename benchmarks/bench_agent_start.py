@@ -1,0 +1,164 @@
+"""Start-up of an enrolled agent: CPU and wall time from `fogline agent run`
+to its local `/healthz` answering, against a real hub (SQLite, no modules).
+
+A node's usual start: the identity is on disk, no claim. The CPU is the
+pid's own (utime + stime from /proc, which an exec keeps: `fogline agent run`
+checks its options, then execs the agent's lean interpreter). With `--base
+DIR` the same start also runs from another checkout (DIR/src first on
+PYTHONPATH, its own enrolled data directory), alternated with this one run by
+run (which goes first swaps each run), so the machine's load falls on both;
+each repetition prints the 1-minute load.
+
+    PYTHONPATH=. .venv/bin/python -m benchmarks.bench_agent_start --runs 7 --base ../main-at-2b3f367
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmarks._common import git_revision, machine, median, table
+from tests.support.processes import ENV, HubProcess, start_hub
+
+HERE = Path(__file__).resolve().parents[1]
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    code: str
+    cpu_s: float
+    wall_s: float
+    load: float
+
+
+def _cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime
+
+
+def _health(data_dir: Path) -> dict[str, object] | None:
+    """The agent's /healthz, once it answers."""
+    try:
+        port = int((data_dir / "local-port").read_text())
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as reply:
+            health = json.loads(reply.read())
+    except (OSError, ValueError):
+        return None
+    return health if isinstance(health, dict) else None
+
+
+def start_once(checkout: Path, hub: HubProcess, data_dir: Path, claim: str | None) -> Sample:
+    """Start `fogline agent run` from `checkout` until /healthz answers (with a
+    claim: until it says the node enrolled); stop it."""
+    (data_dir / "local-port").unlink(missing_ok=True)
+    env = {**ENV, "PYTHONPATH": f"{checkout / 'src'}:{checkout}"}
+    if claim is not None:
+        env["FOGLINE_CLAIM"] = claim
+    args = [
+        *(sys.executable, "-m", "fogline", "agent", "run", "--hub", hub.url),
+        *("--ca", str(hub.ca), "--data-dir", str(data_dir), "--local-port", "0"),
+    ]
+    load = os.getloadavg()[0]
+    started = time.perf_counter()
+    with open(data_dir.parent / f"{data_dir.name}.log", "ab") as log:
+        proc = subprocess.Popen(args, env=env, stdout=log, stderr=log, cwd=data_dir.parent)
+    try:
+        deadline = started + 60
+        while not (
+            (health := _health(data_dir)) is not None
+            and (claim is None or health.get("enrolled") is True)
+        ):
+            if proc.poll() is not None or time.perf_counter() > deadline:
+                raise SystemExit(f"the agent from {checkout} did not answer (exit {proc.poll()})")
+            time.sleep(0.01)
+        wall, cpu = time.perf_counter() - started, _cpu_s(proc.pid)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return Sample(str(checkout), cpu, wall, load)
+
+
+def bench(hub: HubProcess, codes: dict[str, Path], runs: int, root: Path) -> list[Sample]:
+    """Enroll one agent per checkout, then `runs` alternated starts of each."""
+    dirs = {code: root / f"node-{i}" for i, code in enumerate(codes)}
+    for code, checkout in codes.items():
+        dirs[code].mkdir(parents=True)
+        start_once(checkout, hub, dirs[code], hub.create_claim())  # enrolls
+    samples = []
+    names = list(codes)
+    for i in range(runs):
+        for code in names if i % 2 == 0 else names[::-1]:
+            sample = start_once(codes[code], hub, dirs[code], None)
+            samples.append(Sample(code, sample.cpu_s, sample.wall_s, sample.load))
+    return samples
+
+
+def report(samples: list[Sample], codes: list[str]) -> str:
+    rows = []
+    for code in codes:
+        mine = [s for s in samples if s.code == code]
+        rows.append(
+            [
+                code,
+                f"{median([s.cpu_s for s in mine]):.2f}",
+                f"{median([s.wall_s for s in mine]):.2f}",
+                ", ".join(f"{s.cpu_s:.2f}" for s in mine),
+                ", ".join(f"{s.load:.1f}" for s in mine),
+            ]
+        )
+    return table(
+        ["code", "CPU median (s)", "wall median (s)", "CPU per run (s)", "load (1-min) per run"],
+        rows,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument(
+        "--base", type=Path, help="another checkout to compare against (its src/ is imported)"
+    )
+    args = parser.parse_args()
+    if not 1 <= args.runs <= 50:
+        raise SystemExit("--runs 1..50")
+    codes = {git_revision(): HERE}
+    if args.base is not None:
+        if not (args.base / "src" / "fogline").is_dir():
+            raise SystemExit(f"{args.base}: no src/fogline there")
+        codes[f"base ({args.base.name})"] = args.base.resolve()
+    root = Path(tempfile.mkdtemp(prefix="fogline-bench-agent-start-"))
+    hub = start_hub(root / "hub")
+    try:
+        samples = bench(hub, codes, args.runs, root)
+    finally:
+        hub.stop()
+        shutil.rmtree(root, ignore_errors=True)
+    print(f"\n## Agent start-up, enrolled, to /healthz (git {git_revision()})\n")
+    print(f"Machine: {machine()}.\n")
+    base = f" --base {args.base}" if args.base else ""
+    print(
+        "Command: `PYTHONPATH=. .venv/bin/python -m benchmarks.bench_agent_start "
+        f"--runs {args.runs}{base}`\n"
+    )
+    print(report(samples, list(codes)))
+
+
+if __name__ == "__main__":
+    main()
