@@ -68,6 +68,7 @@ def start_once(checkout: Path, hub: HubProcess, data_dir: Path, claim: str | Non
     args = [
         *(sys.executable, "-m", "fogline", "agent", "run", "--hub", hub.url),
         *("--ca", str(hub.ca), "--data-dir", str(data_dir), "--local-port", "0"),
+        *("--name", data_dir.name),  # one device per checkout
     ]
     load = os.getloadavg()[0]
     started = time.perf_counter()
