@@ -2,16 +2,18 @@
 
 The agent runs for months on small nodes, and everything in its process
 stays resident (BENCHMARKS.md, "Agent idle RSS"). `fogline agent run` parses
-and checks its options with Typer, then replaces itself (`exec`, same pid)
+its options with Typer and checks what the standard library can
+(`check_options`), then replaces itself (`exec`, same pid)
 with `python -m fogline.cli._agent_main`, which runs the agent without the
 command line's libraries: Typer, Rich, Pygments and the CLI's own modules
 (about 6 MB with httpx's CLI, see `fogline.cli.skip_httpx_cli`). The options travel
 in FOGLINE_AGENT_OPTIONS (JSON, no secret: the claim stays in FOGLINE_CLAIM
 or its file, the broker password in its file); the exec'd program removes
-the variable, checks the options again with the same code and runs the
-agent. Signals: SIGTERM and SIGINT are blocked across the exec and until the
-agent's handlers are installed, so a stop sent while it starts is a clean
-stop (exit 0).
+the variable, checks every option (`agent_config`: labels, the module
+user, the MQTT URL and files too; a refusal is worded as Click words a usage
+error, exit 2) and runs the agent. Signals: SIGTERM and SIGINT are blocked
+across the exec and until the agent's handlers are installed, so a stop sent
+while it starts is a clean stop (exit 0).
 
 This module is also imported by `fogline.cli._agent` for `--help`: at module
 level it imports the standard library and fogline's base only.
