@@ -423,6 +423,7 @@ EXPECTED: Final[dict[str, list[str]]] = {
         "HubStatusError",
         "HubUnreachableError",
         "ResumingContext",
+        "TrustBundleError",
         "error_class",
         "error_for_exception",
         "error_for_response",

@@ -98,3 +98,29 @@ def test_a_missing_ca_file_is_refused_before_the_exec(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 2
     assert f"Invalid value for --ca: {tmp_path / 'absent.pem'}: file not found" in result.stderr
+
+
+@pytest.mark.parametrize("content", ["unused", "-----BEGIN CERTIFICATE-----\nnot base64\n"])
+def test_a_ca_file_that_is_not_pem_certificates_is_an_error_naming_it(
+    tmp_path: Path, content: str
+) -> None:
+    """Found when the agent first builds its TLS to the hub (enrollment here):
+    a one-line error naming the file, not OpenSSL's traceback."""
+    ca = tmp_path / "ca.pem"
+    ca.write_text(content)
+    result = subprocess.run(
+        [
+            *fogline_cmd(), "agent", "run", "--hub", "https://127.0.0.1:1", "--ca", str(ca),
+            "--data-dir", str(tmp_path / "node"), "--local-port", "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**ENV, "FOGLINE_CLAIM": "a-claim"},
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert f"error: {ca}: not a CA bundle to verify the hub with: expected PEM certificates" in (
+        result.stderr
+    ), result.stderr[-2000:]

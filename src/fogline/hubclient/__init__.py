@@ -19,6 +19,8 @@ Errors:
                                 timeout, 408, 429, 5xx, an unreadable reply;
                                 retry with backoff (`retry_after_s`, `status`)
           HubNotTrustedError    the hub's TLS certificate did not verify
+        TrustBundleError        the CA bundle to verify the hub with is
+                                unreadable or not PEM certificates
         HubStatusError          a 4xx that retrying will not change: status, code,
                                 message (the hub's own)
           HubRefusedError       401/403: who is asking is refused (revoked
@@ -34,6 +36,7 @@ from ._errors import (
     HubRejectedError,
     HubStatusError,
     HubUnreachableError,
+    TrustBundleError,
 )
 from ._mapping import (
     HTTPX_EXC_MAP,
@@ -57,6 +60,7 @@ __all__ = [
     "HubStatusError",
     "HubUnreachableError",
     "ResumingContext",
+    "TrustBundleError",
     "error_class",
     "error_for_exception",
     "error_for_response",

@@ -35,6 +35,12 @@ class HubNotTrustedError(HubUnreachableError):
         self.url, self.reason, self.is_name_mismatch = url, reason, is_name_mismatch
 
 
+class TrustBundleError(HubError):
+    """The CA bundle to verify the hub with cannot be read or holds no PEM
+    certificate (`--ca`, or the node's enrolled copy). Not transient: the
+    file has to be fixed."""
+
+
 class HubStatusError(HubError):
     """The hub answered a 4xx that retrying will not change; the message is its own."""
 

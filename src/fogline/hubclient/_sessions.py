@@ -20,6 +20,8 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Final
 
+from ._errors import TrustBundleError
+
 _MAX_HOSTS: Final = 64  # a node talks to one hub; a bound all the same
 # What a connection has done for its context: nothing yet (0), counted and
 # looked for a ticket n times (n), recorded or given up (_DONE). The hub sends
@@ -150,7 +152,20 @@ def resuming_client_context(
 ) -> ResumingContext:
     """A client context that verifies the server against `cafile` or
     `cadata` (as `ssl.create_default_context` does: hostname checked,
-    certificate required) and resumes sessions."""
+    certificate required) and resumes sessions.
+
+    Raises:
+        TrustBundleError: the bundle cannot be read or holds no PEM certificate.
+    """
     context = ResumingContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.load_verify_locations(cafile=str(cafile) if cafile else None, cadata=cadata)
+    try:
+        context.load_verify_locations(cafile=str(cafile) if cafile else None, cadata=cadata)
+    except ssl.SSLError as exc:  # before OSError: SSLError is one
+        where = cafile if cafile else "the CA bundle given"
+        raise TrustBundleError(
+            f"{where}: not a CA bundle to verify the hub with: expected PEM certificates"
+            f" ({exc.reason or exc})"
+        ) from None
+    except OSError as exc:
+        raise TrustBundleError(f"{cafile}: cannot read the CA bundle: {exc.strerror}") from None
     return context
