@@ -3,8 +3,6 @@
 from pathlib import Path
 from typing import Any, Final
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -51,6 +49,12 @@ def upgrade_schema(engine: Engine) -> None:
     On PostgreSQL an advisory lock makes replicas that start together take
     turns, so two hubs never run the same migration at once.
     """
+    # Alembic (and Mako, which it imports) only here: a hub process runs the
+    # migrations once, at start, and serves without them (see
+    # hub/_serve.py, forget_start_up_modules).
+    from alembic import command
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     with engine.begin() as connection:

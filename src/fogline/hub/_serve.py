@@ -1,6 +1,7 @@
 """`fogline hub serve`: prepare the data directory and run the app over TLS."""
 
 import asyncio
+import contextlib
 import gc
 import logging
 import math
@@ -8,6 +9,7 @@ import os
 import signal
 import socket
 import sys
+import traceback
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import FrameType
@@ -15,6 +17,7 @@ from typing import Final
 
 import uvicorn
 
+from fogline._errors import FoglineError
 from fogline._hub_parent import exec_parent, supervise
 from fogline._lifetime import die_with_parent
 from fogline._log import configure_logging, event
@@ -101,11 +104,18 @@ def open_state(options: ServeOptions, files: HubFiles) -> HubState:
     )
 
 
-def build_hub(options: ServeOptions) -> BuiltHub:
-    """Everything but the listening socket: data directory, schema, state."""
+def build_hub(options: ServeOptions, *, migrate_apart: bool = False) -> BuiltHub:
+    """Everything but the listening socket: data directory, schema, state.
+
+    `migrate_apart`: upgrade the schema in a child process (see
+    upgrade_schema_apart), as `serve` does; else in this one.
+    """
     files = prepare_data_dir(options.data_dir, options.sans, options.ca_key_passphrase)
     state = open_state(options, files)
-    upgrade_schema(state.engine)
+    if migrate_apart:
+        upgrade_schema_apart(options.db_url or sqlite_url(options.data_dir))
+    else:
+        upgrade_schema(state.engine)
     swept = ArtifactStore(options.data_dir / "artifacts").sweep_partial_uploads()
     if swept:
         event(log, "hub.swept_partial_uploads", count=swept)
@@ -167,6 +177,48 @@ class HubServer(uvicorn.Server):
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         self._state.notifier.close()
         super().handle_exit(sig, frame)
+
+
+class SchemaUpgradeError(FoglineError):
+    """The schema migrations failed (their traceback is on stderr)."""
+
+
+def upgrade_schema_apart(db_url: str) -> None:
+    """upgrade_schema in a forked child, on an engine of its own; returns
+    once it succeeded.
+
+    Alembic, Mako and Pygments (which Mako imports) are about 11 MB resident
+    in each process that imports them, and a hub needs them only for this:
+    run here, the process the workers fork from never imports them. Dropping
+    them from sys.modules after the migrations did not lower the workers'
+    RSS (the freed memory stays in Python's allocator).
+
+    Raises:
+        SchemaUpgradeError: the child failed (it printed why) or was killed.
+    """
+    for stream in (sys.stdout, sys.stderr):  # or the child would write it again
+        stream.flush()
+    pid = os.fork()
+    if pid == 0:  # the child: exits, never returns
+        code = 1
+        try:
+            engine = make_engine(db_url)
+            try:
+                upgrade_schema(engine)
+            finally:
+                engine.dispose()
+            code = 0
+        except BaseException:  # reported, then the child's exit code says it
+            traceback.print_exc()
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(OSError, ValueError):
+                    stream.flush()
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        raise SchemaUpgradeError(f"the schema migrations failed (exit code {code}); see above")
 
 
 # Container allocations (net of frees) between two young collections:
@@ -233,7 +285,7 @@ def serve(options: ServeOptions) -> None:
         lowered_to_fit_open_files=limits != options.limits,
     )
     options = replace(options, limits=limits)
-    hub = build_hub(options)
+    hub = build_hub(options, migrate_apart=True)
     state, files = hub.state, hub.files
     tickets = None
     if options.tls_tickets:

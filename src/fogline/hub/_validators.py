@@ -12,7 +12,6 @@ from typing import Any, Final
 import orjson
 
 from fogline.manifest import BlockError, BlockValidators, canonical_json
-from fogline.pipeline import PipelineSpecError, validate_pipeline
 
 from .releases import validate_module_block
 from .rollouts import check_rollout
@@ -26,6 +25,11 @@ def split_path(path: str) -> tuple[str | int, ...]:
 
 
 def check_pipeline(block: Mapping[str, Any]) -> None:
+    # The pipeline schema (pydantic models, the expression compiler) only
+    # here: a plan or apply needs it, a device's request never; imported at
+    # start it cost each hub worker about 9 MB resident.
+    from fogline.pipeline import PipelineSpecError, validate_pipeline
+
     try:
         # The manifest hands over a frozen tree; the pipeline schema wants JSON.
         validate_pipeline(orjson.loads(canonical_json(block)))

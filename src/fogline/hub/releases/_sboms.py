@@ -11,23 +11,20 @@ package X" is one query.
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from fogline.artifact import (
-    SBOM_FILE,
-    ArtifactError,
-    SbomPackage,
-    read_release_sbom,
-    sbom_packages,
-)
+from fogline.artifact import ArtifactError
 
 from .._errors import NotFoundError
 from .._schema import ReleaseComponentRow, ReleaseRow, ReleaseSbomRow
 from ._errors import ReleaseRejectedError
 from ._registry import find_release
+
+if TYPE_CHECKING:
+    from fogline.artifact import SbomPackage
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +33,7 @@ class ReleaseSbom:
 
     text: str
     files: int
-    packages: tuple[SbomPackage, ...]
+    packages: "tuple[SbomPackage, ...]"
 
 
 def read_sbom(archive: Path) -> ReleaseSbom | None:
@@ -47,6 +44,10 @@ def read_sbom(archive: Path) -> ReleaseSbom | None:
     Raises:
         ReleaseRejectedError: bad_archive (422), the SBOM is not a CycloneDX JSON document.
     """
+    # The SBOM code (CycloneDX's models, about 4 MB resident) only here: a
+    # release push reads an SBOM, a device's request never does.
+    from fogline.artifact import SBOM_FILE, read_release_sbom, sbom_packages
+
     try:
         data = read_release_sbom(archive)
     except ArtifactError as exc:
