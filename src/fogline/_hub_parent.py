@@ -10,20 +10,21 @@ workers stay its children, still die with it (PR_SET_PDEATHSIG follows the
 process, not its program), and whatever supervises the hub sees the same pid.
 
 This module is imported by the exec'd interpreter on its own: it must stay
-light (the standard library, fogline._log and fogline._reexec only).
+light (the standard library, fogline._log and fogline._reexec only). It
+logs only when a worker dies, so fogline._log (logging, orjson: about 4 MB of
+its 14 MB) is imported then, not at start.
 """
 
 import contextlib
-import logging
 import os
 import signal
 import sys
 from types import FrameType
+from typing import Final
 
-from ._log import configure_logging, event
 from ._reexec import STOP_SIGNALS, exec_module, unblock_stop_signals
 
-log = logging.getLogger("fogline.hub")
+LOGGER: Final = "fogline.hub"
 
 
 def exec_parent(workers: set[int], log_level: str) -> None:
@@ -34,16 +35,21 @@ def exec_parent(workers: set[int], log_level: str) -> None:
     the new program has its handlers waits, pending, instead of killing the
     parent by default.
     """
+    import logging
+
+    from ._log import event
+
     error = exec_module(__name__, [log_level, *map(str, sorted(workers))])
-    event(log, "hub.parent_exec_failed", logging.WARNING, error=str(error))
+    event(logging.getLogger(LOGGER), "hub.parent_exec_failed", logging.WARNING, error=str(error))
 
 
-def supervise(workers: set[int]) -> int:
+def supervise(workers: set[int], log_level: str | None = None) -> int:
     """Wait for every worker; the hub's exit code.
 
     SIGTERM/SIGINT stop every worker gracefully (exit 0). A worker that dies
     on its own stops the others and the hub exits 1, so whatever supervises
-    the hub restarts it whole.
+    the hub restarts it whole. `log_level`: configure logging before the
+    first event (None: it is configured already).
     """
     stopping = False
 
@@ -65,8 +71,15 @@ def supervise(workers: set[int]) -> int:
             break
         workers.discard(pid)
         if not stopping:
+            import logging  # only now: see the module's docstring
+
+            from ._log import configure_logging, event
+
+            if log_level is not None:
+                configure_logging(log_level)
+                log_level = None
             event(
-                log,
+                logging.getLogger(LOGGER),
                 "hub.worker_exited",
                 logging.ERROR,
                 pid=pid,
@@ -79,8 +92,7 @@ def supervise(workers: set[int]) -> int:
 
 def main(argv: list[str]) -> int:
     """`python -m fogline._hub_parent LOG_LEVEL PID...`, run by exec_parent only."""
-    configure_logging(argv[1])
-    return supervise({int(pid) for pid in argv[2:]})
+    return supervise({int(pid) for pid in argv[2:]}, log_level=argv[1])
 
 
 if __name__ == "__main__":

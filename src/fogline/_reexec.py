@@ -12,7 +12,6 @@ import os
 import signal
 import sys
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Final
 
 # Blocked across the exec: one that arrives before the new program has
@@ -26,6 +25,8 @@ def exec_module(module: str, argv: Sequence[str], env: Mapping[str, str] | None 
     added to the environment; returns only if the exec failed (the error;
     the stop signals unblocked again, so the caller can go on in process).
     """
+    from pathlib import Path  # here: the hub's parent imports this module only to wait
+
     package_root = str(Path(__file__).resolve().parent.parent)
     new_env = {**os.environ, **(env or {})}
     # The new interpreter finds fogline where this one did, whatever put it on sys.path.
