@@ -12,16 +12,40 @@ FoglineError
     VulnArchiveError  an OSV zip or directory is malformed or too large
 """
 
-from ._archive import (
-    MAX_IMPORT_BYTES,
-    ParsedAdvisory,
-    read_osv_zip,
-    zip_directory,
-)
+from typing import TYPE_CHECKING
+
+from fogline._lazy import lazy_exports
+
 from ._errors import AdvisoryError, VulnArchiveError, VulnError
-from ._match import SUPPORTED_ECOSYSTEMS, affects, package_name
-from ._osv import MAX_ADVISORY_BYTES, Advisory, parse_advisory
-from ._severity import LEVEL_FLOOR, Level, advisory_score, level_of
+from ._limits import MAX_IMPORT_BYTES
+
+if TYPE_CHECKING:
+    from ._archive import ParsedAdvisory, read_osv_zip, zip_directory
+    from ._match import SUPPORTED_ECOSYSTEMS, affects, package_name
+    from ._osv import MAX_ADVISORY_BYTES, Advisory, parse_advisory
+    from ._severity import LEVEL_FLOOR, Level, advisory_score, level_of
+
+# Imported on first use: the OSV models, CVSS, semver and packaging are
+# needed by a vulnerability import or a release gate, never by a device's
+# request, and each hub worker kept them resident (about 1.5 MB).
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "ParsedAdvisory": "._archive",
+        "read_osv_zip": "._archive",
+        "zip_directory": "._archive",
+        "SUPPORTED_ECOSYSTEMS": "._match",
+        "affects": "._match",
+        "package_name": "._match",
+        "MAX_ADVISORY_BYTES": "._osv",
+        "Advisory": "._osv",
+        "parse_advisory": "._osv",
+        "LEVEL_FLOOR": "._severity",
+        "Level": "._severity",
+        "advisory_score": "._severity",
+        "level_of": "._severity",
+    },
+)
 
 __all__ = [
     "LEVEL_FLOOR",

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Final
 
 from ._errors import VulnArchiveError
+from ._limits import MAX_IMPORT_BYTES
 from ._osv import MAX_ADVISORY_BYTES, Advisory, parse_advisory
 
-MAX_IMPORT_BYTES: Final = 512 << 20  # compressed; OSV's largest ecosystem zip is far below
 MAX_ADVISORIES: Final = 1_000_000
 MAX_UNCOMPRESSED_BYTES: Final = 8 << 30
 

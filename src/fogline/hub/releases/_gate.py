@@ -26,6 +26,7 @@ from typing import Any, Final
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+import fogline.vulns
 from fogline.manifest import (
     Deployment,
     ManifestError,
@@ -36,7 +37,6 @@ from fogline.manifest import (
     VulnerabilityPolicy,
     load_manifests,
 )
-from fogline.vulns import LEVEL_FLOOR
 
 from .._desired import parse_deployments
 from .._schema import DeploymentRow, ReleaseRow, VulnPolicyRow
@@ -112,7 +112,7 @@ def blocks_for(
             if finding.score is None:
                 blocked = policy.unknown_severity == "block"
             else:
-                blocked = finding.score >= LEVEL_FLOOR[policy.block_at]  # type: ignore[index]
+                blocked = finding.score >= fogline.vulns.LEVEL_FLOOR[policy.block_at]  # type: ignore[index]
             if blocked:
                 blocks.append(Block(finding.advisory, finding.severity, finding.score, policy.name))
                 break

@@ -14,21 +14,14 @@ import datetime as dt
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+import fogline.vulns
 from fogline.artifact import AGENT_MODULE
-from fogline.vulns import (
-    Advisory,
-    ParsedAdvisory,
-    advisory_score,
-    affects,
-    level_of,
-    package_name,
-)
 
 from .._desired import release_refs
 from .._devices import reported_state
@@ -41,6 +34,9 @@ from .._schema import (
     VulnImportRow,
     VulnPackageRow,
 )
+
+if TYPE_CHECKING:
+    from fogline.vulns import Advisory, ParsedAdvisory
 
 _BATCH: Final = 500
 _SUMMARY_CHARS: Final = 500
@@ -109,7 +105,7 @@ def import_view(row: VulnImportRow) -> ImportView:
 
 
 def store_import(
-    session: Session, parsed: Iterable[ParsedAdvisory], source: str, actor: str, now: dt.datetime
+    session: Session, parsed: "Iterable[ParsedAdvisory]", source: str, actor: str, now: dt.datetime
 ) -> ImportView:
     """Store the advisories of one file in the caller's transaction."""
     record = VulnImportRow(
@@ -136,7 +132,7 @@ def store_import(
 
 
 def _store_batch(
-    session: Session, batch: list[ParsedAdvisory], record: VulnImportRow, ecosystems: Counter[str]
+    session: Session, batch: "list[ParsedAdvisory]", record: VulnImportRow, ecosystems: Counter[str]
 ) -> None:
     if not batch:
         return
@@ -167,7 +163,10 @@ def _store_batch(
             VulnPackageRow(advisory_id=advisory.id, ecosystem=eco[:128], name=name[:512])
             for eco, name in sorted(
                 {
-                    (a.package.ecosystem, package_name(a.package.ecosystem, a.package.name))
+                    (
+                        a.package.ecosystem,
+                        fogline.vulns.package_name(a.package.ecosystem, a.package.name),
+                    )
                     for a in advisory.affected
                     if a.package is not None
                 }
@@ -175,14 +174,14 @@ def _store_batch(
         )
 
 
-def _advisory_row(advisory: Advisory, item: ParsedAdvisory, import_id: int) -> VulnAdvisoryRow:
+def _advisory_row(advisory: "Advisory", item: "ParsedAdvisory", import_id: int) -> VulnAdvisoryRow:
     return VulnAdvisoryRow(
         id=advisory.id,
         modified=_aware(advisory.modified),
         published=_aware(advisory.published) if advisory.published else None,
         withdrawn=_aware(advisory.withdrawn) if advisory.withdrawn else None,
         summary=(advisory.summary or "")[:_SUMMARY_CHARS],
-        score=advisory_score(advisory),
+        score=fogline.vulns.advisory_score(advisory),
         document=advisory.model_dump(mode="json", exclude_none=True),
         import_id=import_id,
     )
@@ -288,8 +287,10 @@ def find_affected(
             continue
         advisory = parsed.get(row.id)
         if advisory is None:
-            advisory = parsed[row.id] = Advisory.model_validate(row.document)
-        if not affects(advisory, component.ecosystem, component.name, component.version, now):
+            advisory = parsed[row.id] = fogline.vulns.Advisory.model_validate(row.document)
+        if not fogline.vulns.affects(
+            advisory, component.ecosystem, component.name, component.version, now
+        ):
             continue
         targeted, running = fleet.targeted.get(ref, []), fleet.running.get(ref, [])
         deployed = bool(targeted or running)
@@ -302,7 +303,7 @@ def find_affected(
                 aliases=list(advisory.aliases),
                 summary=row.summary,
                 score=row.score,
-                severity=level_of(row.score) if row.score is not None else "unknown",
+                severity=fogline.vulns.level_of(row.score) if row.score is not None else "unknown",
                 published=row.published,
                 modified=row.modified,
                 release=ref,

@@ -21,9 +21,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+import fogline.vulns
 from fogline._log import event
 from fogline.protocol import API_PREFIX
-from fogline.vulns import MAX_IMPORT_BYTES, VulnError, read_osv_zip
+from fogline.vulns import MAX_IMPORT_BYTES, VulnError
 
 from .._audit import record_audit
 from .._audit_trail import audited
@@ -67,7 +68,9 @@ def _import(state: HubState, data: bytes, source: str, actor: str) -> ImportResu
     now = utcnow()
     with state.transaction() as session:
         try:
-            view = store_import(session, read_osv_zip(data, source), source, actor, now)
+            view = store_import(
+                session, fogline.vulns.read_osv_zip(data, source), source, actor, now
+            )
         except VulnError as exc:
             raise BadRequestError(str(exc), field="body") from exc
         record_audit(
