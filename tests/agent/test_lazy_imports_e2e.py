@@ -46,6 +46,8 @@ NOT_AT_IDLE = frozenset(
         "fogline.artifact._unpack",
         "fogline.security._passwords",
         "fogline.security._roles",
+        "fogline.protocol._models",  # the API's bodies but enrollment's and renewal's
+        "fogline.protocol._people",
         "fogline.cli._app",
         "fogline.sim",
         "fogline.vulns",

@@ -11,6 +11,10 @@ Errors:
       DesiredStateError   a desired state is damaged, or intact but unusable here
 """
 
+from typing import TYPE_CHECKING
+
+from fogline._lazy import lazy_exports
+
 from ._base import TolerantModel, WireModel
 from ._canonical import canonical_json, revision_of
 from ._columns import COLUMNS_MEDIA_TYPE, COLUMNS_VERSION
@@ -25,6 +29,13 @@ from ._desired import (
     DesiredStateError,
     RollbackMarker,
     parse_desired_state,
+)
+from ._enrollment import (
+    DEVICE_NAME_PATTERN,
+    EnrollRequest,
+    EnrollResponse,
+    RenewRequest,
+    RenewResponse,
 )
 from ._key_scope import (
     MAX_PATTERN_CHARS,
@@ -45,56 +56,6 @@ from ._labels import (
     parse_labels,
     validate_labels,
     validate_user_labels,
-)
-from ._models import (
-    API_PREFIX,
-    DEVICE_NAME_GLOB_PATTERN,
-    DEVICE_NAME_PATTERN,
-    MAX_BODY_BYTES,
-    MAX_DESIRED_WAIT_S,
-    MAX_NAME_PATTERNS,
-    SIGNATURE_HEADER,
-    ApplyResult,
-    ClaimCreate,
-    ClaimCreated,
-    ClaimStatus,
-    ClaimView,
-    DeploymentChange,
-    DeploymentView,
-    DesiredView,
-    DeviceChange,
-    DevicePage,
-    DeviceStatus,
-    DeviceView,
-    EnrollRequest,
-    EnrollResponse,
-    ErrorBody,
-    ErrorDetail,
-    LabelChange,
-    ManifestFile,
-    ManifestRequest,
-    PlanResult,
-    ReleaseKeyView,
-    RenewRequest,
-    RenewResponse,
-    SyncReport,
-    SyncStatus,
-    TelemetryAck,
-    name_allowed,
-)
-from ._people import (
-    MAX_TOKEN_LIFETIME_S,
-    PRINCIPAL_NAME_PATTERN,
-    RoleName,
-    SignIn,
-    TokenCreate,
-    TokenCreated,
-    TokenStatus,
-    TokenView,
-    UserChange,
-    UserCreate,
-    UserView,
-    WhoAmI,
 )
 from ._report import (
     MAX_HEALTH_MODULES,
@@ -153,6 +114,104 @@ from ._telemetry import (
     EncodableRecord,
     decode_batch,
     encode_batch,
+)
+
+# The API's other bodies (operators, users, claims, devices' views: `_models`,
+# `_people`) are imported on first use: the hub and the command line use
+# them, an agent never does, and each module and model would stay resident in
+# it (BENCHMARKS.md, "Agent idle RSS").
+if TYPE_CHECKING:
+    from ._models import (
+        API_PREFIX,
+        DEVICE_NAME_GLOB_PATTERN,
+        MAX_BODY_BYTES,
+        MAX_DESIRED_WAIT_S,
+        MAX_NAME_PATTERNS,
+        SIGNATURE_HEADER,
+        ApplyResult,
+        ClaimCreate,
+        ClaimCreated,
+        ClaimStatus,
+        ClaimView,
+        DeploymentChange,
+        DeploymentView,
+        DesiredView,
+        DeviceChange,
+        DevicePage,
+        DeviceStatus,
+        DeviceView,
+        ErrorBody,
+        ErrorDetail,
+        LabelChange,
+        ManifestFile,
+        ManifestRequest,
+        PlanResult,
+        ReleaseKeyView,
+        SyncReport,
+        SyncStatus,
+        TelemetryAck,
+        name_allowed,
+    )
+    from ._people import (
+        MAX_TOKEN_LIFETIME_S,
+        PRINCIPAL_NAME_PATTERN,
+        RoleName,
+        SignIn,
+        TokenCreate,
+        TokenCreated,
+        TokenStatus,
+        TokenView,
+        UserChange,
+        UserCreate,
+        UserView,
+        WhoAmI,
+    )
+
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "API_PREFIX": "._models",
+        "DEVICE_NAME_GLOB_PATTERN": "._models",
+        "MAX_BODY_BYTES": "._models",
+        "MAX_DESIRED_WAIT_S": "._models",
+        "MAX_NAME_PATTERNS": "._models",
+        "SIGNATURE_HEADER": "._models",
+        "ApplyResult": "._models",
+        "ClaimCreate": "._models",
+        "ClaimCreated": "._models",
+        "ClaimStatus": "._models",
+        "ClaimView": "._models",
+        "DeploymentChange": "._models",
+        "DeploymentView": "._models",
+        "DesiredView": "._models",
+        "DeviceChange": "._models",
+        "DevicePage": "._models",
+        "DeviceStatus": "._models",
+        "DeviceView": "._models",
+        "ErrorBody": "._models",
+        "ErrorDetail": "._models",
+        "LabelChange": "._models",
+        "ManifestFile": "._models",
+        "ManifestRequest": "._models",
+        "PlanResult": "._models",
+        "ReleaseKeyView": "._models",
+        "SyncReport": "._models",
+        "SyncStatus": "._models",
+        "TelemetryAck": "._models",
+        "name_allowed": "._models",
+        "MAX_TOKEN_LIFETIME_S": "._people",
+        "PRINCIPAL_NAME_PATTERN": "._people",
+        "RoleName": "._people",
+        "SignIn": "._people",
+        "TokenCreate": "._people",
+        "TokenCreated": "._people",
+        "TokenStatus": "._people",
+        "TokenView": "._people",
+        "UserChange": "._people",
+        "UserCreate": "._people",
+        "UserView": "._people",
+        "WhoAmI": "._people",
+    },
 )
 
 __all__ = [

@@ -16,15 +16,15 @@ from typing import Annotated, Any, Final, Literal
 from pydantic import AfterValidator, Field
 
 from ._base import TolerantModel, WireModel
+from ._enrollment import DEVICE_NAME_PATTERN
 from ._labels import hub_label_problem
-from ._report import DeviceFacts, Labels, ReportedState
+from ._report import Labels, ReportedState
 
 API_PREFIX: Final = "/v1"
 # A release push carries its signature envelope (base64 of the .sig JSON) here.
 SIGNATURE_HEADER: Final = "x-fogline-signature"
 MAX_BODY_BYTES: Final = 1024 * 1024
 
-DEVICE_NAME_PATTERN: Final = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 # A claim's name patterns: device-name characters and the globs `*` and `?`.
 DEVICE_NAME_GLOB_PATTERN: Final = r"^[a-z0-9*?-]{1,63}$"
 MAX_NAME_PATTERNS: Final = 64
@@ -47,57 +47,10 @@ def _not_hub_owned(key: str) -> str:
     return key
 
 
-DeviceName = Annotated[str, Field(pattern=DEVICE_NAME_PATTERN)]
 NamePattern = Annotated[str, Field(pattern=DEVICE_NAME_GLOB_PATTERN)]
 LabelKey = Annotated[str, Field(max_length=63), AfterValidator(_not_hub_owned)]
 DeviceStatus = Literal["online", "offline", "revoked"]
 ClaimStatus = Literal["active", "expired", "revoked", "used-up"]
-
-
-class EnrollRequest(TolerantModel):
-    claim: Annotated[str, Field(min_length=1, max_length=200)]
-    csr: Annotated[str, Field(min_length=1, max_length=8192)]
-    name: DeviceName
-    # Labels the device asks for: stored apart, never selected on unless an
-    # operator promotes them. os and arch of `facts` become the hub's
-    # platform labels, once, at enrollment.
-    labels: Labels = {}
-    facts: DeviceFacts
-
-
-class EnrollResponse(TolerantModel):
-    device_id: str
-    name: str
-    certificate: str
-    ca: str
-    report_interval_s: float
-    # Release keys trusted at enrollment (name -> base64 of the Ed25519 key).
-    release_keys: dict[str, str] = {}
-    # Scopes of the scoped ones among them (name -> module name patterns, see
-    # KeyScope); a key not listed signs every module. Absent from answers of
-    # hubs older than key scopes, and left out by hubs when no key is scoped,
-    # so agents without this field still enroll.
-    release_key_scopes: dict[
-        str, Annotated[list[Annotated[str, Field(max_length=128)]], Field(max_length=64)]
-    ] = {}
-    # The hub's newest TUF root metadata (JSON text), when it has a TUF
-    # repository: the node pins it, and from then on trusts only releases its
-    # TUF metadata names. Left out by hubs without TUF (older agents enroll).
-    tuf_root: Annotated[str, Field(max_length=512 * 1024)] | None = None
-
-
-class RenewRequest(TolerantModel):
-    """A device renewing its certificate over mTLS: a CSR for its (new) key."""
-
-    csr: Annotated[str, Field(min_length=1, max_length=8192)]
-
-
-class RenewResponse(TolerantModel):
-    certificate: str
-    # The fleet's trust bundle (PEM, the current CA first): during a CA
-    # rotation the new CA and the old one, so the node trusts the hub's
-    # certificate whichever CA issued it.
-    ca: str
 
 
 class ClaimCreate(WireModel):
