@@ -86,3 +86,30 @@ def test_a_refused_report_stores_nothing(device: TestDevice, shared_hub: HubProc
     assert _post(device, '{"mem_used_bytes": 1024}').status_code == 200
     assert _post(device, '{"mem_used_bytes": -1}').status_code == 422
     assert shared_hub.device(device.device_id)["reported"]["health"]["mem_used_bytes"] == 1024
+
+
+@pytest.mark.parametrize(
+    ("outbox", "field"),
+    [
+        ({"dropped_quota": 2**64}, "body.outbox.dropped_quota"),
+        ({"expired": 99999999999999999999999}, "body.outbox.expired"),
+        ({"dead_lettered": 2**63}, "body.outbox.dead_lettered"),
+        ({"dropped_by_priority": {"5": 2**64}}, "body.outbox.dropped_by_priority.5"),
+    ],
+)
+def test_a_count_past_what_json_keeps_exact_is_a_422_not_a_database_error(
+    device: TestDevice, outbox: dict[str, Any], field: str
+) -> None:
+    """Found by the API fuzz test: counts the hub sums into a 64-bit column
+    reached the database driver and came back as a 500."""
+    body = {"facts": FACTS, "outbox": {"depth": 0, "bytes": 0, "max_bytes": 0, **outbox}}
+    with device.client() as client:
+        response = client.post("/v1/report", json=body)
+    assert response.status_code == 422, response.text
+    assert field in [detail["field"] for detail in response.json()["details"]], response.text
+    with device.client() as client:  # the node's next sane report is taken
+        sane = {
+            "facts": FACTS,
+            "outbox": {"depth": 0, "bytes": 0, "max_bytes": 0, "expired": 2**53},
+        }
+        assert client.post("/v1/report", json=sane).status_code == 200

@@ -37,7 +37,10 @@ def _known_report_version(value: int) -> int:
 Short = Annotated[str, Field(max_length=256)]
 # Labels a claim, an operator or a device gives: never under the hub's prefix.
 Labels = Annotated[dict[str, str], AfterValidator(validate_user_labels)]
-Count = Annotated[int, Field(ge=0)]
+# Bounded as JSON numbers stay exact (2**53): a count sums into the hub's
+# 64-bit integer columns (a device's lost outbox records), where a larger one
+# was a 500 from the database driver instead of a 422.
+Count = Annotated[int, Field(ge=0, le=2**53)]
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 
 
@@ -132,7 +135,7 @@ class OutboxReport(TolerantModel):
     expired: Count = 0
     dead_lettered: Count = 0
     # Quota drops per priority ("0".."9"): what the node gave up to stay in its disk budget.
-    dropped_by_priority: Annotated[dict[str, int], Field(max_length=10)] = {}
+    dropped_by_priority: Annotated[dict[str, Count], Field(max_length=10)] = {}
     reset_after_corruption: bool = False
 
 
