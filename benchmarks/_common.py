@@ -76,3 +76,30 @@ def each_database(
         for db in dbs:
             rows += bench(db, pg_base, root)
     return rows, f"{load0:.1f}→{os.getloadavg()[0]:.1f}"
+
+
+def parse_runs_and_base(
+    doc: str | None, default_runs: int
+) -> tuple[int, Path | None, dict[str, Path]]:
+    """`--runs N` and `--base CHECKOUT` of a start-up benchmark that times
+    this checkout against another in the same run. Returns the runs, the
+    base as given and {label: checkout root}: this one (labelled by its git
+    revision) first."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--runs", type=int, default=default_runs)
+    parser.add_argument(
+        "--base", type=Path, help="another checkout to compare against (its src/ is imported)"
+    )
+    args = parser.parse_args()
+    if not 1 <= args.runs <= 50:
+        raise SystemExit("--runs 1..50")
+    codes = {git_revision(): Path(__file__).resolve().parents[1]}
+    if args.base is not None:
+        if not (args.base / "src" / "fogline").is_dir():
+            raise SystemExit(f"{args.base}: no src/fogline there")
+        codes[f"base ({args.base.name})"] = args.base.resolve()
+    return args.runs, args.base, codes

@@ -14,7 +14,6 @@ each repetition prints the 1-minute load.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -27,10 +26,10 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks._common import git_revision, machine, median, table
+from benchmarks._common import git_revision, machine, median, parse_runs_and_base, table
 from tests.support.processes import ENV, HubProcess, start_hub
 
-HERE = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parents[1]  # this checkout: the code a run measures first
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -129,34 +128,20 @@ def report(samples: list[Sample], codes: list[str]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--runs", type=int, default=7)
-    parser.add_argument(
-        "--base", type=Path, help="another checkout to compare against (its src/ is imported)"
-    )
-    args = parser.parse_args()
-    if not 1 <= args.runs <= 50:
-        raise SystemExit("--runs 1..50")
-    codes = {git_revision(): HERE}
-    if args.base is not None:
-        if not (args.base / "src" / "fogline").is_dir():
-            raise SystemExit(f"{args.base}: no src/fogline there")
-        codes[f"base ({args.base.name})"] = args.base.resolve()
+    runs, base_checkout, codes = parse_runs_and_base(__doc__, default_runs=7)
     root = Path(tempfile.mkdtemp(prefix="fogline-bench-agent-start-"))
     hub = start_hub(root / "hub")
     try:
-        samples = bench(hub, codes, args.runs, root)
+        samples = bench(hub, codes, runs, root)
     finally:
         hub.stop()
         shutil.rmtree(root, ignore_errors=True)
     print(f"\n## Agent start-up, enrolled, to /healthz (git {git_revision()})\n")
     print(f"Machine: {machine()}.\n")
-    base = f" --base {args.base}" if args.base else ""
+    base = f" --base {base_checkout}" if base_checkout else ""
     print(
         "Command: `PYTHONPATH=. .venv/bin/python -m benchmarks.bench_agent_start "
-        f"--runs {args.runs}{base}`\n"
+        f"--runs {runs}{base}`\n"
     )
     print(report(samples, list(codes)))
 

@@ -13,7 +13,6 @@ the machine's load falls on both; each repetition prints the 1-minute load.
 
 from __future__ import annotations
 
-import argparse
 import os
 import resource
 import shutil
@@ -24,7 +23,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks._common import git_revision, machine, median, table
+from benchmarks._common import git_revision, machine, median, parse_runs_and_base, table
 from tests.support.processes import ENV, HubProcess, start_hub
 
 HERE = Path(__file__).resolve().parents[1]
@@ -169,21 +168,7 @@ def report(samples: list[Sample], counts: dict[tuple[str, str], int], codes: lis
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--runs", type=int, default=9)
-    parser.add_argument(
-        "--base", type=Path, help="another checkout to compare against (its src/ is imported)"
-    )
-    args = parser.parse_args()
-    if not 1 <= args.runs <= 50:
-        raise SystemExit("--runs 1..50")
-    codes = {git_revision(): HERE}
-    if args.base is not None:
-        if not (args.base / "src" / "fogline").is_dir():
-            raise SystemExit(f"{args.base}: no src/fogline there")
-        codes[f"base ({args.base.name})"] = args.base.resolve()
+    runs, base_checkout, codes = parse_runs_and_base(__doc__, default_runs=9)
     root = Path(tempfile.mkdtemp(prefix="fogline-bench-cli-"))
     hub = start_hub(root / "hub")
     try:
@@ -193,16 +178,16 @@ def main() -> None:
             for command in COMMANDS:
                 (root / "bench.yaml").write_text(MANIFEST.format(round=f"count-{code}"))
                 counts[(code, command)] = modules_imported(_argv(command, root / "bench.yaml"), env)
-        samples = bench(hub, codes, args.runs, root)
+        samples = bench(hub, codes, runs, root)
     finally:
         hub.stop()
         shutil.rmtree(root, ignore_errors=True)
     print(f"\n## CLI start-up (git {git_revision()})\n")
     print(f"Machine: {machine()}.\n")
-    base = f" --base {args.base}" if args.base else ""
+    base = f" --base {base_checkout}" if base_checkout else ""
     print(
         "Command: `PYTHONPATH=. .venv/bin/python -m benchmarks.bench_cli_start "
-        f"--runs {args.runs}{base}`\n"
+        f"--runs {runs}{base}`\n"
     )
     print(report(samples, counts, list(codes)))
 
