@@ -13,12 +13,10 @@ import subprocess
 import textwrap
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import serialization
 
 from fogline import __version__
+from tests.support.certs import self_signed
 from tests.support.device import FACTS, enroll_device
 from tests.support.modules import release
 from tests.support.processes import ENV, HubProcess, fogline_cmd, free_port, wait_until
@@ -329,20 +327,7 @@ def test_logs_tail_timestamps_and_unknown_devices(hub: HubProcess, tmp_path: Pat
 
 
 def _other_ca(path: Path) -> Path:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "not the fleet CA")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now)
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
+    _key, cert = self_signed("not the fleet CA", dt.timedelta(days=1), ca=True)
     path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     return path
 

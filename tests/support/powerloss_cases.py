@@ -28,7 +28,6 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from fogline.agent._identity import IdentityStore
 from fogline.agent.outbox import Outbox
@@ -52,6 +51,7 @@ from tests.agent.updater._support import (
     trusted,
 )
 
+from .certs import self_signed
 from .powerloss import Exploration, Recorder, explore, recording
 
 Check = Callable[[Path, frozenset[str]], list[str]]
@@ -259,20 +259,7 @@ def _issue(ca_key: ec.EllipticCurvePrivateKey, ca: x509.Certificate, csr_pem: st
 def _ca() -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate, str]:
     from cryptography.hazmat.primitives.serialization import Encoding
 
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "power-loss CA")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=1))
-        .not_valid_after(now + dt.timedelta(days=365))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
+    key, cert = self_signed("power-loss CA", dt.timedelta(days=365), ca=True)
     return key, cert, cert.public_bytes(Encoding.PEM).decode()
 
 

@@ -5,13 +5,11 @@ import sys
 import time
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import serialization
 
 from fogline.agent.supervisor import HealthCheck, ProcessRuntime, Supervisor
 from fogline.agent.supervisor._health import _NO_VERIFY
+from tests.support.certs import self_signed
 from tests.support.processes import free_port, wait_until_async
 
 from ._support import async_test, is_alive, python_module, status_where, supervising
@@ -63,19 +61,7 @@ server.serve_forever()
 
 def _self_signed(directory: Path) -> None:
     """cert.pem and key.pem in `directory`: a certificate for another name, signed by itself."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "module.invalid")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=1))
-        .not_valid_after(now + dt.timedelta(hours=1))
-        .sign(key, hashes.SHA256())
-    )
+    key, cert = self_signed("module.invalid", dt.timedelta(hours=1))
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     (directory / "key.pem").write_bytes(
