@@ -11,9 +11,10 @@ to reach the fleet (BENCHMARKS.md, "Desired-state propagation").
 """
 
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from fogline._errors import FoglineError
+from fogline._lazy import lazy_exports
 
 if TYPE_CHECKING:
     import typer
@@ -60,13 +61,8 @@ def main() -> None:
         sys.exit(130)
 
 
-def __getattr__(name: str) -> Any:
-    # `app` (the whole command) is built on first use, not at import: see above.
-    if name == "app":
-        from ._app import app
-
-        return app
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# `app` (the whole command) is built on first use, not at import: see above.
+__getattr__ = lazy_exports(__name__, {"app": "._app"})
 
 
 __all__ = ["app", "main"]
