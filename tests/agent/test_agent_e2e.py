@@ -4,9 +4,16 @@ import json
 import stat
 
 import httpx
+import pytest
 
 from fogline.hub._device_labels import normalize_arch
-from tests.support.processes import AgentProcess, list_devices, start_hub, wait_until
+from tests.support.processes import (
+    AFTER_HUB_OUTAGE_S,
+    AgentProcess,
+    list_devices,
+    start_hub,
+    wait_until,
+)
 
 
 def _agent(tmp_path, hub, name, claim, labels=""):
@@ -81,6 +88,7 @@ def test_agent_waits_for_a_hub_that_is_down_then_enrolls(tmp_path):
         hub.stop()
 
 
+@pytest.mark.timeout(240)  # room for the report backoff after the outage
 def test_agent_survives_a_hub_outage_and_reports_again(hub, tmp_path):
     agent = _agent(tmp_path, hub, "steady", hub.create_claim())
     try:
@@ -90,7 +98,11 @@ def test_agent_survives_a_hub_outage_and_reports_again(hub, tmp_path):
             lambda: (h := agent.health()) and h["hub"] == "unreachable", 15, "outage noticed"
         )
         hub.start()
-        wait_until(lambda: (h := agent.health()) and h["hub"] == "reachable", 45, "reconnect")
+        wait_until(
+            lambda: (h := agent.health()) and h["hub"] == "reachable",
+            AFTER_HUB_OUTAGE_S,
+            "reconnect",
+        )
         assert agent.proc is not None and agent.proc.poll() is None
     finally:
         agent.stop()

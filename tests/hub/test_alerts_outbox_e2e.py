@@ -11,9 +11,17 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.support.device import PASS_THROUGH
-from tests.support.processes import AgentProcess, HubProcess, free_port, start_hub, wait_until
+from tests.support.processes import (
+    AFTER_HUB_OUTAGE_S,
+    AgentProcess,
+    HubProcess,
+    free_port,
+    start_hub,
+    wait_until,
+)
 from tests.support.receivers import Receiver
 
 KIND = "outbox-dropping"
@@ -38,6 +46,8 @@ def _fill(port: int) -> None:
         assert response.status_code == 202, response.text
 
 
+# Room for the agent's report backoff after the outage (AFTER_HUB_OUTAGE_S).
+@pytest.mark.timeout(240)
 def test_an_overflowing_outbox_raises_an_alert_that_clears_when_drops_stop(
     db_url: str, tmp_path: Path, receiver: Receiver
 ) -> None:
@@ -66,7 +76,10 @@ def test_an_overflowing_outbox_raises_an_alert_that_clears_when_drops_stop(
         assert agent.metric("fogline_agent_outbox_dropped_total", reason="quota") > 0
         hub.start()
 
-        alert = wait_until(lambda: _active(hub).get(KIND), 30, "the outbox-dropping alert")
+        # The next report comes when the agent's backoff next lets it try.
+        alert = wait_until(
+            lambda: _active(hub).get(KIND), AFTER_HUB_OUTAGE_S, "the outbox-dropping alert"
+        )
         assert alert["device"] == "spilling"
         assert "over quota" in alert["detail"] and "records so far" in alert["detail"]
         assert hub.metric("fogline_hub_alerts_active", kind=KIND) == 1

@@ -20,7 +20,15 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from fogline.agent._report import REPORT_BACKOFF_MAX_S
+
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+# How long a test waits for an agent's next report once its hub is back: the
+# agent retried on a jittered backoff while the hub was away, and full jitter
+# climbs fast (five quick refusals make the next wait up to 16 s), so the
+# next try may come up to the cap after the restart; plus a loaded machine.
+AFTER_HUB_OUTAGE_S = REPORT_BACKOFF_MAX_S + 20
 
 # Every process these helpers started and nobody stopped yet: an autouse
 # fixture (tests/conftest.py) stops them after each test, so a test that fails
