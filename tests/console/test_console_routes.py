@@ -311,7 +311,7 @@ def test_device_logs_are_escaped_bounded_and_read_as_the_api_allows(
     console_hub: tuple[HubProcess, dict[str, Any]], tmp_path: Path
 ) -> None:
     from fogline.hub._permissions import LOG_READING
-    from fogline.hub.console._routes import LOG_LINE_BYTES, LOG_LINES
+    from fogline.hub.console._device_pages import LOG_LINE_BYTES, LOG_LINES
 
     hub, tokens = console_hub
     # One permission row decides log reading in the API and in the console.

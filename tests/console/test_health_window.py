@@ -8,7 +8,7 @@ from pathlib import Path
 
 from fogline.hub._health import epoch_ms, health_row, insert_samples, roll_up
 from fogline.hub._serve import ServeOptions, build_hub
-from fogline.hub.console._routes import health_points
+from fogline.hub.console._device_pages import health_points
 from fogline.protocol import NodeHealth
 from tests.support.inventory import fleet_device, insert_devices
 
