@@ -166,6 +166,7 @@ EXPECTED: Final[dict[str, list[str]]] = {
         "ReleaseTarget",
         "State",
         "TargetTrust",
+        "ThreadedHttpArtifactSource",
         "TrustedTarget",
         "TufRefusedError",
         "TufTargetTrust",

@@ -4,7 +4,9 @@ import asyncio
 import hashlib
 import os
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -15,9 +17,11 @@ import pytest
 
 from fogline.agent.updater import (
     ArtifactFetchError,
+    ArtifactSource,
     HttpArtifactSource,
     MemoryActivator,
     State,
+    ThreadedHttpArtifactSource,
     UpdateLimits,
 )
 from fogline.agent.updater._http import WRITE_BYTES
@@ -119,6 +123,8 @@ class ArtifactServer:
     blobs: dict[str, bytes]
     honour_range: bool = True
     drop_first_after: int | None = None  # cut the first response's body after N bytes
+    stall_first_after: int | None = None  # the first body stops after N bytes until `unstall`
+    unstall: threading.Event = field(default_factory=threading.Event)
     lie_about_range: bool = False  # answer 206 for bytes 0- whatever was asked
     busy_first: tuple[int, str] | None = None  # (status, Retry-After) for the first request
     seen: list[tuple[str | None, int]] = field(default_factory=list)  # (Range, status)
@@ -172,6 +178,12 @@ def server(releases: dict[str, Release]) -> Iterator[ArtifactServer]:
                 self.send_header(k, v)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
+            if first and state.stall_first_after is not None:
+                self.wfile.write(body[: state.stall_first_after])
+                self.wfile.flush()
+                state.unstall.wait(30)
+                self.close_connection = True
+                return
             if first and state.drop_first_after is not None:
                 self.wfile.write(body[: state.drop_first_after])
                 self.wfile.flush()
@@ -186,49 +198,67 @@ def server(releases: dict[str, Release]) -> Iterator[ArtifactServer]:
     try:
         yield state
     finally:
+        state.unstall.set()
         httpd.shutdown()
         httpd.server_close()
         thread.join(timeout=5)
 
 
-async def _fetch(url: str, digest: str, dest: Path, offset: int) -> list[int]:
-    sizes: list[int] = []
+# Both sources over the same server: the async client's, and the agent's
+# (requests in a worker thread over a blocking client).
+SOURCES = ["async", "threaded"]
+
+
+@asynccontextmanager
+async def artifact_source(kind: str, url: str) -> AsyncIterator[ArtifactSource]:
+    if kind == "threaded":
+        yield ThreadedHttpArtifactSource(lambda: httpx.Client(base_url=url, timeout=5))
+        return
     async with httpx.AsyncClient(base_url=url, timeout=5) as client:
-        await HttpArtifactSource(client).fetch(digest, dest, offset=offset, on_bytes=sizes.append)
+        yield HttpArtifactSource(client)
+
+
+async def _fetch(url: str, digest: str, dest: Path, offset: int, kind: str) -> list[int]:
+    sizes: list[int] = []
+    async with artifact_source(kind, url) as source:
+        await source.fetch(digest, dest, offset=offset, on_bytes=sizes.append)
     return sizes
 
 
+@pytest.mark.parametrize("kind", SOURCES)
 def test_http_resume_sends_a_range_and_appends_the_206_body(
-    server: ArtifactServer, releases: dict[str, Release], tmp_path: Path
+    server: ArtifactServer, releases: dict[str, Release], tmp_path: Path, kind: str
 ) -> None:
     blob, digest = releases["1.0.0"].blob, releases["1.0.0"].target.digest
     dest = tmp_path / "a.partial"
     dest.write_bytes(blob[:1000])
-    sizes = asyncio.run(_fetch(server.url, digest, dest, 1000))
+    sizes = asyncio.run(_fetch(server.url, digest, dest, 1000, kind))
     assert server.seen == [("bytes=1000-", 206)]
     assert dest.read_bytes() == blob
     assert sizes[-1] == len(blob) and sizes == sorted(sizes)
 
 
+@pytest.mark.parametrize("kind", SOURCES)
 def test_http_a_server_ignoring_ranges_restarts_from_zero(
-    server: ArtifactServer, releases: dict[str, Release], tmp_path: Path
+    server: ArtifactServer, releases: dict[str, Release], tmp_path: Path, kind: str
 ) -> None:
     server.honour_range = False
     blob, digest = releases["1.0.0"].blob, releases["1.0.0"].target.digest
     dest = tmp_path / "a.partial"
     dest.write_bytes(b"x" * 1000)  # would corrupt the file if appended to
-    asyncio.run(_fetch(server.url, digest, dest, 1000))
+    asyncio.run(_fetch(server.url, digest, dest, 1000, kind))
     assert server.seen == [("bytes=1000-", 200)]
     assert dest.read_bytes() == blob
 
 
+@pytest.mark.parametrize("kind", SOURCES)
 def test_http_416_at_the_full_size_means_already_complete(
-    server: ArtifactServer, releases: dict[str, Release], tmp_path: Path
+    server: ArtifactServer, releases: dict[str, Release], tmp_path: Path, kind: str
 ) -> None:
     blob, digest = releases["1.0.0"].blob, releases["1.0.0"].target.digest
     dest = tmp_path / "a.partial"
     dest.write_bytes(blob)
-    assert asyncio.run(_fetch(server.url, digest, dest, len(blob))) == [len(blob)]
+    assert asyncio.run(_fetch(server.url, digest, dest, len(blob), kind)) == [len(blob)]
     assert server.seen == [(f"bytes={len(blob)}-", 416)] and dest.read_bytes() == blob
 
 
@@ -240,10 +270,13 @@ def _large_blob(server: ArtifactServer, size: int) -> tuple[bytes, str]:
     return blob, digest
 
 
-def test_http_a_body_is_written_in_few_large_writes(server: ArtifactServer, tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", SOURCES)
+def test_http_a_body_is_written_in_few_large_writes(
+    server: ArtifactServer, tmp_path: Path, kind: str
+) -> None:
     blob, digest = _large_blob(server, 4 * WRITE_BYTES + 12_345)
     dest = tmp_path / "a.partial"
-    sizes = asyncio.run(_fetch(server.url, digest, dest, 0))
+    sizes = asyncio.run(_fetch(server.url, digest, dest, 0, kind))
     assert dest.read_bytes() == blob
     # One size per write (not one per TLS record or socket read): steps of
     # at least WRITE_BYTES, then the remainder.
@@ -252,24 +285,26 @@ def test_http_a_body_is_written_in_few_large_writes(server: ArtifactServer, tmp_
     assert all(step >= WRITE_BYTES for step in steps[:-1]) and steps[-1] > 0
 
 
+@pytest.mark.parametrize("kind", SOURCES)
 def test_http_a_body_dropped_midway_keeps_every_byte_received_and_resumes(
-    server: ArtifactServer, tmp_path: Path
+    server: ArtifactServer, tmp_path: Path, kind: str
 ) -> None:
     blob, digest = _large_blob(server, 3 * WRITE_BYTES)
     cut = WRITE_BYTES + 5000  # one write done, 5000 bytes still gathered
     server.drop_first_after = cut
     dest = tmp_path / "a.partial"
     with pytest.raises(ArtifactFetchError) as dropped:
-        asyncio.run(_fetch(server.url, digest, dest, 0))
+        asyncio.run(_fetch(server.url, digest, dest, 0, kind))
     assert dropped.value.is_transient
     assert dest.read_bytes() == blob[:cut]
-    asyncio.run(_fetch(server.url, digest, dest, cut))
+    asyncio.run(_fetch(server.url, digest, dest, cut, kind))
     assert server.seen == [(None, 200), (f"bytes={cut}-", 206)]
     assert dest.read_bytes() == blob
 
 
+@pytest.mark.parametrize("kind", SOURCES)
 def test_http_a_limit_stops_an_oversized_body_within_one_write(
-    server: ArtifactServer, tmp_path: Path
+    server: ArtifactServer, tmp_path: Path, kind: str
 ) -> None:
     _, digest = _large_blob(server, 8 * WRITE_BYTES)
     limit = WRITE_BYTES + 1
@@ -282,10 +317,8 @@ def test_http_a_limit_stops_an_oversized_body_within_one_write(
             raise TooLarge(size)
 
     async def fetch() -> None:
-        async with httpx.AsyncClient(base_url=server.url, timeout=5) as client:
-            await HttpArtifactSource(client).fetch(
-                digest, tmp_path / "a.partial", offset=0, on_bytes=on_bytes
-            )
+        async with artifact_source(kind, server.url) as source:
+            await source.fetch(digest, tmp_path / "a.partial", offset=0, on_bytes=on_bytes)
 
     with pytest.raises(TooLarge):
         asyncio.run(fetch())
@@ -293,29 +326,34 @@ def test_http_a_limit_stops_an_oversized_body_within_one_write(
     assert (tmp_path / "a.partial").stat().st_size < limit + 2 * WRITE_BYTES
 
 
-def test_http_errors_say_whether_a_retry_can_help(server: ArtifactServer, tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", SOURCES)
+def test_http_errors_say_whether_a_retry_can_help(
+    server: ArtifactServer, tmp_path: Path, kind: str
+) -> None:
     missing = "sha256:" + "0" * 64
     with pytest.raises(ArtifactFetchError) as caught:
-        asyncio.run(_fetch(server.url, missing, tmp_path / "m", 0))
+        asyncio.run(_fetch(server.url, missing, tmp_path / "m", 0, kind))
     assert caught.value.status == 404 and not caught.value.is_transient
 
     with pytest.raises(ArtifactFetchError) as refused:  # nothing listens on port 1
-        asyncio.run(_fetch("http://127.0.0.1:1", missing, tmp_path / "m", 0))
+        asyncio.run(_fetch("http://127.0.0.1:1", missing, tmp_path / "m", 0, kind))
     assert refused.value.status is None and refused.value.is_transient
 
 
+@pytest.mark.parametrize("kind", SOURCES)
 def test_updater_over_http_resumes_a_dropped_download(
     server: ArtifactServer,
     releases: dict[str, Release],
     tmp_path: Path,
     key: ReleaseKeyPair,
+    kind: str,
 ) -> None:
     v1 = releases["1.0.0"]
     server.drop_first_after = 7000
 
     async def scenario() -> bool:
-        async with httpx.AsyncClient(base_url=server.url, timeout=5) as client:
-            node = Node(tmp_path / "node", HttpArtifactSource(client), MemoryActivator(), key)  # type: ignore[arg-type]
+        async with artifact_source(kind, server.url) as source:
+            node = Node(tmp_path / "node", source, MemoryActivator(), key)  # type: ignore[arg-type]
             result = await node.updater().ensure(v1.target)
             return result.ok and node.activator.running == {NAME: "1.0.0"}
 
@@ -324,12 +362,14 @@ def test_updater_over_http_resumes_a_dropped_download(
 
 
 @pytest.mark.parametrize("status", [429, 503])
+@pytest.mark.parametrize("kind", SOURCES)
 def test_updater_over_http_waits_as_long_as_retry_after_asks(
     server: ArtifactServer,
     releases: dict[str, Release],
     tmp_path: Path,
     key: ReleaseKeyPair,
     status: int,
+    kind: str,
 ) -> None:
     from fogline.agent._backoff import Backoff
     from fogline.agent.updater import Updater
@@ -344,10 +384,10 @@ def test_updater_over_http_waits_as_long_as_retry_after_asks(
         waits.append(seconds)
 
     async def scenario() -> bool:
-        async with httpx.AsyncClient(base_url=server.url, timeout=5) as client:
+        async with artifact_source(kind, server.url) as source:
             up = Updater(
                 tmp_path,
-                source=HttpArtifactSource(client),
+                source=source,
                 activator=MemoryActivator(),
                 trusted_keys=trusted(key),
                 backoff=lambda: Backoff(initial_s=1.0, rand=lambda: 0.0),
@@ -360,18 +400,20 @@ def test_updater_over_http_waits_as_long_as_retry_after_asks(
     assert waits == [7.0]  # the hint, plus a jittered draw of 0
 
 
+@pytest.mark.parametrize("kind", SOURCES)
 def test_updater_over_http_refuses_a_server_serving_other_bytes(
     server: ArtifactServer,
     releases: dict[str, Release],
     tmp_path: Path,
     key: ReleaseKeyPair,
+    kind: str,
 ) -> None:
     v1, v2 = releases["1.0.0"], releases["2.0.0"]
     server.blobs[v1.target.digest] = v2.blob
 
     async def scenario() -> tuple[State, State | None]:
-        async with httpx.AsyncClient(base_url=server.url, timeout=5) as client:
-            node = Node(tmp_path / "node", HttpArtifactSource(client), MemoryActivator(), key)  # type: ignore[arg-type]
+        async with artifact_source(kind, server.url) as source:
+            node = Node(tmp_path / "node", source, MemoryActivator(), key)  # type: ignore[arg-type]
             result = await node.updater().ensure(v1.target)
             return result.state, result.failed_in
 
@@ -389,18 +431,74 @@ def test_target_size_is_reported_as_the_download_total(
     assert totals == {len(v1.blob)}
 
 
+@pytest.mark.parametrize("kind", SOURCES)
 def test_http_a_206_for_other_bytes_than_asked_is_refused(
-    server: ArtifactServer, releases: dict[str, Release], tmp_path: Path
+    server: ArtifactServer, releases: dict[str, Release], tmp_path: Path, kind: str
 ) -> None:
     server.lie_about_range = True
     blob, digest = releases["1.0.0"].blob, releases["1.0.0"].target.digest
     dest = tmp_path / "a.partial"
     dest.write_bytes(blob[:1000])
     with pytest.raises(ArtifactFetchError, match="asked for bytes from 1000"):
-        asyncio.run(_fetch(server.url, digest, dest, 1000))
+        asyncio.run(_fetch(server.url, digest, dest, 1000, kind))
     assert dest.read_bytes() == blob[:1000]  # nothing appended
 
 
 def test_http_the_path_template_must_name_the_digest() -> None:
     with pytest.raises(ValueError, match="digest"):
         HttpArtifactSource(httpx.AsyncClient(), "/v1/artifacts/latest")
+
+
+def test_threaded_the_updater_s_callback_runs_on_the_event_loop(
+    server: ArtifactServer, tmp_path: Path
+) -> None:
+    """Progress, limits and crash points touch the agent's loop objects:
+    the worker thread hands each size to the loop and waits for it."""
+    blob, digest = _large_blob(server, 3 * WRITE_BYTES)
+    threads: set[int] = set()
+
+    async def fetch() -> int:
+        def on_bytes(size: int) -> None:
+            threads.add(threading.get_ident())
+
+        async with artifact_source("threaded", server.url) as source:
+            await source.fetch(digest, tmp_path / "a.partial", offset=0, on_bytes=on_bytes)
+        return threading.get_ident()
+
+    loop_thread = asyncio.run(fetch())
+    assert (tmp_path / "a.partial").read_bytes() == blob
+    assert threads == {loop_thread}
+
+
+def test_threaded_a_cancelled_fetch_stops_its_thread_at_once_and_keeps_the_bytes(
+    server: ArtifactServer, tmp_path: Path
+) -> None:
+    """A stalled download is cancelled (the module left the desired state,
+    the agent stops): the worker's read is broken at once, not at its read
+    timeout, and nothing is written after the cancellation returns."""
+    blob, digest = _large_blob(server, 3 * WRITE_BYTES)
+    cut = WRITE_BYTES + 1000
+    server.stall_first_after = cut
+    dest = tmp_path / "a.partial"
+    sizes: list[int] = []
+
+    async def cancel_midway() -> float:
+        async with artifact_source("threaded", server.url) as source:
+            task = asyncio.create_task(source.fetch(digest, dest, offset=0, on_bytes=sizes.append))
+            while not sizes:  # one write done: the body stalls after it
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.2)
+            started = time.monotonic()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            return time.monotonic() - started
+
+    elapsed = asyncio.run(cancel_midway())
+    assert elapsed < 2.0  # the read timeout is 5 s
+    assert dest.read_bytes() == blob[:cut]  # every byte received, kept for the resume
+    server.unstall.set()
+    time.sleep(0.2)
+    assert dest.stat().st_size == cut  # the thread is gone: nothing written since
+    asyncio.run(_fetch(server.url, digest, dest, cut, "threaded"))
+    assert dest.read_bytes() == blob

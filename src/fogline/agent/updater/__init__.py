@@ -87,6 +87,7 @@ from ._errors import (
     UpdaterError,
 )
 from ._http import HttpArtifactSource
+from ._http_thread import ThreadedHttpArtifactSource
 from ._memory import ActivatorCall, MemoryActivator, MemoryArtifactSource, MemoryTargetTrust
 from ._models import (
     InstalledRelease,
@@ -141,6 +142,7 @@ __all__ = [
     "ReleaseTarget",
     "State",
     "TargetTrust",
+    "ThreadedHttpArtifactSource",
     "TrustedTarget",
     "TufRefusedError",
     "TufTargetTrust",

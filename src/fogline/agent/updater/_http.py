@@ -65,7 +65,7 @@ class HttpArtifactSource:
         try:
             with map_transport_errors(str(self._client.base_url)):
                 async with self._get(digest, url, headers) as response:
-                    start = self._start_of(digest, response, offset)
+                    start = start_of(digest, response, offset)
                     if start is None:
                         on_bytes(offset)  # already complete
                         return
@@ -118,7 +118,7 @@ class HttpArtifactSource:
             if response.status_code != 307:
                 yield response
                 return
-            target = _offload_target(digest, response.headers.get("location", ""))
+            target = offload_target(digest, response.headers.get("location", ""))
         # The hub's answer is closed first: its connection goes back to the pool.
         async with self._client.stream("GET", target, headers=headers) as response:
             if response.is_redirect:
@@ -126,41 +126,46 @@ class HttpArtifactSource:
                 raise ArtifactFetchError(digest, "offload server redirected again", status=status)
             yield response
 
-    @staticmethod
-    def _start_of(digest: str, response: httpx.Response, offset: int) -> int | None:
-        status = response.status_code
-        if status == 200:
-            return 0
-        if status == 206:
-            match = _CONTENT_RANGE_RE.fullmatch(response.headers.get("content-range", ""))
-            if match is None or int(match.group(1)) != offset:
-                raise ArtifactFetchError(
-                    digest,
-                    f"asked for bytes from {offset}, got Content-Range "
-                    f"{response.headers.get('content-range', '')[:80]!r}",
-                    status=status,
-                )
-            return offset
-        if status == 416 and offset > 0:
-            match = _UNSATISFIED_RE.fullmatch(response.headers.get("content-range", ""))
-            if match is not None and int(match.group(1)) == offset:
-                return None
-            # The partial file is longer than the artifact: a transient error,
-            # and the caller's next attempt should start from zero.
+
+def start_of(digest: str, response: httpx.Response, offset: int) -> int | None:
+    """Where the body of `response` (to `Range: bytes=<offset>-`) goes in the
+    file: 0 for a 200, `offset` for a matching 206; None when a 416 says the
+    file is already complete.
+
+    Raises:
+        ArtifactFetchError: any other answer, or a 206 of other bytes.
+    """
+    status = response.status_code
+    if status == 200:
+        return 0
+    if status == 206:
+        match = _CONTENT_RANGE_RE.fullmatch(response.headers.get("content-range", ""))
+        if match is None or int(match.group(1)) != offset:
             raise ArtifactFetchError(
-                digest, "partial download longer than the artifact", status=status
+                digest,
+                f"asked for bytes from {offset}, got Content-Range "
+                f"{response.headers.get('content-range', '')[:80]!r}",
+                status=status,
             )
-        # Any other answer means what it means to every caller of the hub.
-        error = error_for_response(response)
-        raise ArtifactFetchError(
-            digest,
-            response.reason_phrase or "unexpected status",
-            status=status,
-            retry_after_s=error.retry_after_s if error is not None else None,
-        )
+        return offset
+    if status == 416 and offset > 0:
+        match = _UNSATISFIED_RE.fullmatch(response.headers.get("content-range", ""))
+        if match is not None and int(match.group(1)) == offset:
+            return None
+        # The partial file is longer than the artifact: a transient error,
+        # and the caller's next attempt should start from zero.
+        raise ArtifactFetchError(digest, "partial download longer than the artifact", status=status)
+    # Any other answer means what it means to every caller of the hub.
+    error = error_for_response(response)
+    raise ArtifactFetchError(
+        digest,
+        response.reason_phrase or "unexpected status",
+        status=status,
+        retry_after_s=error.retry_after_s if error is not None else None,
+    )
 
 
-def _offload_target(digest: str, location: str) -> httpx.URL:
+def offload_target(digest: str, location: str) -> httpx.URL:
     """The hub's redirect target, if it is an absolute https URL on a host
     (no credentials); what the hub signed is used as it is.
 
@@ -178,35 +183,55 @@ def _offload_target(digest: str, location: str) -> httpx.URL:
     return target
 
 
+class PartialWriter:
+    """Appends a body to the partial file from `start`, in writes of
+    WRITE_BYTES; `on_bytes` is told the file's size after each (it may raise
+    to stop at a limit). Use as a context manager: leaving it on an error
+    writes what arrived (the digest decides at the end, and the next attempt
+    resumes after it); leaving it cleanly writes the rest and says so."""
+
+    def __init__(self, dest: Path, start: int, on_bytes: Callable[[int], None]) -> None:
+        self._fd = os.open(dest, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            os.ftruncate(self._fd, start)
+            os.lseek(self._fd, start, os.SEEK_SET)
+        except BaseException:
+            os.close(self._fd)
+            raise
+        self._position = start
+        self._pending = bytearray()
+        self._on_bytes = on_bytes
+
+    def add(self, chunk: bytes) -> None:
+        self._pending += chunk
+        if len(self._pending) >= WRITE_BYTES:
+            self._flush()
+
+    def _flush(self) -> None:
+        write_all(self._fd, self._pending)
+        self._position += len(self._pending)
+        self._pending.clear()
+        self._on_bytes(self._position)
+
+    def __enter__(self) -> "PartialWriter":
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        try:
+            if kind is not None:
+                # A limit `on_bytes` enforces is passed by at most one write:
+                # WRITE_BYTES and the last read.
+                write_all(self._fd, self._pending)
+            elif self._pending:
+                self._flush()
+        finally:
+            os.close(self._fd)
+
+
 async def _write_body(
     response: httpx.Response, dest: Path, start: int, on_bytes: Callable[[int], None]
 ) -> None:
-    """Write the body at `start`, in writes of WRITE_BYTES; `on_bytes` is
-    told the file's size after each (it may raise to stop at a limit)."""
-    fd = os.open(dest, os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        os.ftruncate(fd, start)
-        os.lseek(fd, start, os.SEEK_SET)
-        position = start
-        pending = bytearray()
-        try:
-            async for chunk in response.aiter_raw():
-                pending += chunk
-                if len(pending) >= WRITE_BYTES:
-                    write_all(fd, pending)
-                    position += len(pending)
-                    pending.clear()
-                    on_bytes(position)
-        except BaseException:
-            # What arrived before the connection dropped is the artifact's
-            # too (the digest decides at the end): the next attempt resumes
-            # after it. A limit `on_bytes` enforces is passed by at most one
-            # write: WRITE_BYTES and the last read.
-            write_all(fd, pending)
-            raise
-        if pending:
-            write_all(fd, pending)
-            position += len(pending)
-            on_bytes(position)
-    finally:
-        os.close(fd)
+    """Write the body at `start` (see PartialWriter)."""
+    with PartialWriter(dest, start, on_bytes) as writer:
+        async for chunk in response.aiter_raw():
+            writer.add(chunk)
