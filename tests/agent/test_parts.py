@@ -165,3 +165,36 @@ def test_an_expired_node_enrolls_again_trying_its_kept_ca_then_the_operators(
         )
     )
     assert kept.device_id == identity.device_id and tried == []
+
+
+def test_a_link_s_blocking_client_speaks_as_the_node_and_follows_its_renewals(
+    shared_hub: HubProcess, tmp_path: Path
+) -> None:
+    """The updater's downloads run on `HubLink.blocking_client` in a worker
+    thread: that client must present the node's certificate (the hub answers
+    a device route), resume the link's TLS session, and take the certificate
+    of a renewal (a new context) for its next connection."""
+    facts = DeviceFacts.model_validate(FACTS)
+    parts = NodeParts(shared_hub.url, shared_hub.ca, tmp_path / "node")
+    claim = shared_hub.create_claim(max_uses=1)
+    identity = asyncio.run(
+        parts.enroller().ensure(
+            claim=lambda: claim, name="parts-blocking", labels={}, facts=lambda: facts
+        )
+    )
+    tls = parts.tls(identity)
+    link = parts.link(tls)
+    before = tls.context()
+
+    def desired_status() -> int:
+        with link.blocking_client() as client:
+            return client.get("/v1/desired").status_code
+
+    assert desired_status() == 200  # a device route: the node's certificate was presented
+    assert desired_status() == 200
+    assert before.resumed >= 1  # the second connection resumed the first one's session
+    tls.reload()
+    assert tls.context() is not before
+    assert desired_status() == 200
+    assert tls.context().connections == 1 and before.connections == 2
+    asyncio.run(link.aclose())

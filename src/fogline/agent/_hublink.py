@@ -159,11 +159,15 @@ class HubLink:
         """`wrap_transport`, if given, wraps the link's own transport (same
         TLS settings, renewals followed): the simulator's fault injection."""
         self.url = url.rstrip("/")
+        self._timeout_s = timeout_s
         transport: httpx.AsyncBaseTransport
         if tls is not None:
             transport = _RenewingTransport(tls)
+            self._context: Callable[[], ResumingContext] = tls.context
         else:
-            transport = httpx.AsyncHTTPTransport(verify=_tls_context(ca_path, identity))
+            context = _tls_context(ca_path, identity)
+            transport = httpx.AsyncHTTPTransport(verify=context)
+            self._context = lambda: context
         if wrap_transport is not None:
             transport = wrap_transport(transport)
         self._http = httpx.AsyncClient(base_url=self.url, transport=transport, timeout=timeout_s)
@@ -172,6 +176,12 @@ class HubLink:
     def http(self) -> httpx.AsyncClient:
         """The underlying client, for transports with their own wire format."""
         return self._http
+
+    def blocking_client(self) -> httpx.Client:
+        """A new blocking client to the hub with the link's TLS as it is now
+        (the certificate of the latest renewal; sessions resumed), for work
+        done in a worker thread: the updater's downloads. Close it after use."""
+        return httpx.Client(base_url=self.url, verify=self._context(), timeout=self._timeout_s)
 
     async def aclose(self) -> None:
         await self._http.aclose()

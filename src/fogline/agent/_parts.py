@@ -147,6 +147,9 @@ class NodeParts:
             module_user=module_user,
             clock=self.clock,
             tuf=node_target_trust(store.root, self.data_dir / "updater", link.http),
+            # Downloads in a worker thread, unless the link's transport is
+            # wrapped (the simulator injects its faults there).
+            download_client=link.blocking_client if self.wrap_transport is None else None,
         )
 
     async def start_modules(

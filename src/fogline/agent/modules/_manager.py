@@ -48,6 +48,7 @@ from ..updater import (
     ReleaseTarget,
     State,
     TargetTrust,
+    ThreadedHttpArtifactSource,
     UpdateProgress,
     Updater,
     UpdateResult,
@@ -319,6 +320,7 @@ def node_module_manager(
     module_user: ModuleUser | None = None,
     clock: Clock | None = None,
     tuf: TargetTrust | None = None,
+    download_client: Callable[[], httpx.Client] | None = None,
 ) -> ModuleManager:
     """A node's module stack laid out in its data directory: supervisor,
     updater, drift baselines and repairs, artifacts fetched over `http`.
@@ -334,7 +336,14 @@ def node_module_manager(
     activator = SupervisorActivator(
         supervisor, data_dir / "modules-config", node_root=data_dir, module_user=module_user
     )
-    source = HttpArtifactSource(http)
+    # The agent downloads in a worker thread (download_client: half the CPU
+    # per byte); the simulator's nodes, whose faults are injected into
+    # `http`'s transport, through `http` itself.
+    source: ArtifactSource = (
+        HttpArtifactSource(http)
+        if download_client is None
+        else ThreadedHttpArtifactSource(download_client)
+    )
 
     def make_updater(manager: ModuleManager) -> Updater:
         return Updater(
