@@ -55,7 +55,9 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
@@ -221,8 +223,6 @@ class FleetJob:
     max_handshakes: int = 32
     # With a path: this simulator's cProfile stats are written there at the end.
     profile: str | None = None
-    # --offload: nginx's port, whose answers are artifact bytes too.
-    offload_port: int | None = None
     # --drop-bases: delete the archive each device keeps for its next delta.
     drop_bases: bool = False
     # Worker threads of this simulator's event loop (see _run_fleet).
@@ -262,25 +262,38 @@ def _report_body(applied: AppliedState | None, manager: ModuleManager) -> bytes:
     return report.model_dump_json().encode()
 
 
-def _artifact_client(
-    job: FleetJob, context: ssl.SSLContext, stats: FleetStats
-) -> httpx.AsyncClient:
-    """The updater's mTLS client; counts the artifact bytes the hub sends."""
-
-    async def count(response: httpx.Response) -> None:
-        artifact = response.url.path.startswith("/v1/artifacts/") or (
-            job.offload_port is not None and response.url.port == job.offload_port
-        )
-        if artifact and response.status_code in (200, 206):
-            stats.bytes_downloaded += int(response.headers.get("content-length", 0))
-            stats.downloads += 1
-
+def _hub_client(job: FleetJob, context: ssl.SSLContext) -> httpx.AsyncClient:
+    """The updater's async client to the hub: its TUF metadata requests."""
     return httpx.AsyncClient(
         base_url=f"https://127.0.0.1:{job.port}",
         verify=context,
         timeout=httpx.Timeout(60, connect=30),
-        event_hooks={"response": [count]},
     )
+
+
+def _download_client(
+    job: FleetJob, context: ssl.SSLContext, stats: FleetStats
+) -> Callable[[], httpx.Client]:
+    """The updater's blocking client for its downloads (in a worker thread,
+    as the agent's: HubLink.blocking_client); counts the artifact bytes."""
+
+    lock = threading.Lock()  # the hook runs in the downloads' worker threads
+
+    def count(response: httpx.Response) -> None:
+        if response.status_code in (200, 206):
+            with lock:
+                stats.bytes_downloaded += int(response.headers.get("content-length", 0))
+                stats.downloads += 1
+
+    def make() -> httpx.Client:
+        return httpx.Client(
+            base_url=f"https://127.0.0.1:{job.port}",
+            verify=context,
+            timeout=httpx.Timeout(60, connect=30),
+            event_hooks={"response": [count]},
+        )
+
+    return make
 
 
 async def _device(
@@ -300,7 +313,7 @@ async def _device(
     poll, work = Conn(job.port, context, handshakes), Conn(job.port, context, handshakes)
     stop = time.monotonic() + (job.stop_at - time.time())
     applied: list[AppliedState | None] = [None]
-    http = _artifact_client(job, context, stats)
+    http = _hub_client(job, context)
     # The agent's own module stack: release keys come with the desired state,
     # or, with a TUF root pinned, TUF metadata through ngclient decides.
     tuf = None
@@ -321,7 +334,14 @@ async def _device(
         last_point[0] = None if point == "enter:DONE" else (point, now)
 
     manager = node_module_manager(
-        data_dir, MemoryRuntime(), http, {}, lambda: None, crash_hook=step, tuf=tuf
+        data_dir,
+        MemoryRuntime(),
+        http,
+        {},
+        lambda: None,
+        crash_hook=step,
+        tuf=tuf,
+        download_client=_download_client(job, context, stats),
     )
 
     def error(kind: str) -> None:
@@ -653,7 +673,7 @@ def run(args: argparse.Namespace, command: str) -> list[FleetStats]:
             settle_s = 30 + args.devices / 20
             stop_at = time.time() + settle_s + args.timeout + 30
             futures = [
-                pool.submit(run_fleet, FleetJob(hub.port, ca_pem, creds[w :: args.workers], stop_at, str(stop_file), w, str(root / "nodes" / f"w{w}"), tuf_root, profile=_profile_path(args, w), offload_port=nginx_port, drop_bases=args.drop_bases, threads=args.threads, resume=args.resume))
+                pool.submit(run_fleet, FleetJob(hub.port, ca_pem, creds[w :: args.workers], stop_at, str(stop_file), w, str(root / "nodes" / f"w{w}"), tuf_root, profile=_profile_path(args, w), drop_bases=args.drop_bases, threads=args.threads, resume=args.resume))
                 for w in range(args.workers)
             ]  # fmt: skip
             # The simulator processes (the pool starts them on submit).
