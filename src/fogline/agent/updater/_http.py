@@ -43,10 +43,8 @@ class HttpArtifactSource:
     def __init__(
         self, client: httpx.AsyncClient, path_template: str = "/v1/artifacts/{digest}"
     ) -> None:
-        if "{digest}" not in path_template:
-            raise ValueError(f"path_template must contain {{digest}}, got {path_template!r}")
         self._client = client
-        self._template = path_template
+        self._template = checked_template(path_template)
 
     async def fetch(
         self, digest: str, dest: Path, *, offset: int, on_bytes: Callable[[int], None]
@@ -58,10 +56,7 @@ class HttpArtifactSource:
                 HTTP error status, or a response that does not fit the request.
         """
         url = self._template.format(digest=digest)
-        # Ranges count encoded bytes: ask for none, so offsets mean file bytes.
-        headers = {"Accept-Encoding": "identity"}
-        if offset > 0:
-            headers["Range"] = f"bytes={offset}-"
+        headers = request_headers(offset)
         try:
             with map_transport_errors(str(self._client.base_url)):
                 async with self._get(digest, url, headers) as response:
@@ -87,7 +82,7 @@ class HttpArtifactSource:
         try:
             with map_transport_errors(str(self._client.base_url)):
                 async with self._get(
-                    digest, url, {"Accept-Encoding": "identity"}, params={"from": base}
+                    digest, url, request_headers(), params={"from": base}
                 ) as response:
                     if response.status_code != 200:
                         raise ArtifactFetchError(
@@ -125,6 +120,26 @@ class HttpArtifactSource:
                 status = response.status_code
                 raise ArtifactFetchError(digest, "offload server redirected again", status=status)
             yield response
+
+
+def checked_template(path_template: str) -> str:
+    """`path_template`, if it names where the digest goes.
+
+    Raises:
+        ValueError: it does not contain `{digest}`.
+    """
+    if "{digest}" not in path_template:
+        raise ValueError(f"path_template must contain {{digest}}, got {path_template!r}")
+    return path_template
+
+
+def request_headers(offset: int = 0) -> dict[str, str]:
+    """A download's headers: bytes from `offset` on, never encoded (ranges
+    count encoded bytes: asking for none makes offsets file bytes)."""
+    headers = {"Accept-Encoding": "identity"}
+    if offset > 0:
+        headers["Range"] = f"bytes={offset}-"
+    return headers
 
 
 def start_of(digest: str, response: httpx.Response, offset: int) -> int | None:

@@ -29,7 +29,7 @@ import httpx
 from fogline.hubclient import HubError, map_transport_errors
 
 from ._errors import ArtifactFetchError
-from ._http import PartialWriter, offload_target, start_of
+from ._http import PartialWriter, checked_template, offload_target, request_headers, start_of
 
 
 class _Aborted(Exception):
@@ -83,10 +83,8 @@ class ThreadedHttpArtifactSource:
         make_client: Callable[[], httpx.Client],
         path_template: str = "/v1/artifacts/{digest}",
     ) -> None:
-        if "{digest}" not in path_template:
-            raise ValueError(f"path_template must contain {{digest}}, got {path_template!r}")
         self._make_client = make_client
-        self._template = path_template
+        self._template = checked_template(path_template)
 
     async def fetch(
         self, digest: str, dest: Path, *, offset: int, on_bytes: Callable[[int], None]
@@ -98,9 +96,7 @@ class ThreadedHttpArtifactSource:
                 HTTP error status, or a response that does not fit the request.
         """
         url = self._template.format(digest=digest)
-        headers = {"Accept-Encoding": "identity"}  # ranges count file bytes
-        if offset > 0:
-            headers["Range"] = f"bytes={offset}-"
+        headers = request_headers(offset)
 
         def fetch(client: httpx.Client, abort: _Abort, progress: Callable[[int], None]) -> None:
             with _get(client, abort, digest, url, headers) as response:
@@ -122,7 +118,7 @@ class ThreadedHttpArtifactSource:
                 the transport failed.
         """
         url = self._template.format(digest=digest) + "/delta"
-        headers = {"Accept-Encoding": "identity"}
+        headers = request_headers()
 
         def fetch(client: httpx.Client, abort: _Abort, progress: Callable[[int], None]) -> None:
             with _get(client, abort, digest, url, headers, {"from": base}) as response:
