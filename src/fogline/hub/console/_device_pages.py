@@ -19,17 +19,16 @@ from .._auth import StateDep
 from .._clock import utcnow
 from .._desired import SYNC_COLUMNS, sync_report
 from .._devices import device_view, find_device
-from .._errors import ApiError, ForbiddenError, UnauthorizedError
+from .._errors import ApiError, ForbiddenError
 from .._health import HealthRetention, SeriesQuery, epoch_ms, read_series, series_query
 from .._inventory import device_page, parse_device_query
-from .._people import authenticate
 from .._permissions import LOG_READING
 from .._schema import DesiredStateRow
 from .._scopes import check_device_in_scope
 from .._telemetry import query as telemetry_query
 from ..routes._operator import relabel_device
 from ._deps import RefPath, SessionDep, Text, console_router
-from ._live import live_section
+from ._live import live_section, still_signed_in
 from ._render import render, render_text
 from ._session import ConsoleRefusal, ConsoleUserDep, FormDep
 from ._svg import line_chart
@@ -265,9 +264,7 @@ async def device_log_events(
 
     def tick() -> tuple[str, bool] | None:
         with state.sessions() as session:
-            try:
-                authenticate(session, user.token, utcnow())
-            except UnauthorizedError:
+            if not still_signed_in(session, user.token):
                 return None
             device_id = find_device(session, ref).id
             html = render_text("_device_logs.html", **_log_context(session, device_id, source))

@@ -18,9 +18,8 @@ from .._auth import StateDep
 from .._clock import utcnow
 from .._desired import parse_deployments
 from .._devices import device_view, find_device
-from .._errors import ApiError, ForbiddenError, UnauthorizedError
+from .._errors import ApiError, ForbiddenError
 from .._inventory import DeviceQuery, device_page
-from .._people import authenticate
 from .._schema import DeploymentRow
 from .._scopes import check_rollout_in_scope
 from .._telemetry import query as telemetry_query
@@ -28,7 +27,7 @@ from ..releases import list_releases, release_view
 from ..rollouts import available_actions, find_rollout, list_rollouts, rollout_view
 from ..routes._rollout import act_on_rollout, since_time
 from ._deps import MAX_TABLE_ROWS, ROLLOUT_ACTIVE, RefPath, SessionDep, Text, console_router
-from ._live import live_section
+from ._live import live_section, still_signed_in
 from ._render import render, render_text
 from ._session import ConsoleUserDep, FormDep
 from ._svg import line_chart
@@ -71,9 +70,7 @@ async def rollout_events(
 
     def tick() -> tuple[str, bool] | None:
         with state.sessions() as session:
-            try:
-                authenticate(session, user.token, utcnow())
-            except UnauthorizedError:
+            if not still_signed_in(session, user.token):
                 return None
             context = _rollout_context(session, user, ref)
         html = render_text("_rollout_progress.html", **context)

@@ -10,8 +10,12 @@ from typing import Final
 
 from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from .._clock import utcnow
+from .._errors import UnauthorizedError
+from .._people import authenticate
 from ._session import ConsoleRefusal
 
 SSE_INTERVAL_S: Final = 1.0
@@ -57,3 +61,13 @@ async def live_section(request: Request, tick: Callable[[], tuple[str, bool] | N
 
     headers = {"cache-control": "no-store", "x-accel-buffering": "no"}
     return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
+
+
+def still_signed_in(session: Session, token: str) -> bool:
+    """Whether the viewer's session token still authenticates: each tick of
+    a live section asks, so a revoked session ends its streams."""
+    try:
+        authenticate(session, token, utcnow())
+    except UnauthorizedError:
+        return False
+    return True
