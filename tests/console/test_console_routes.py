@@ -349,3 +349,40 @@ def test_device_logs_are_escaped_bounded_and_read_as_the_api_allows(
             assert refused.status_code == 422, bad
             assert client.get(f"{page_url}/logs/events", params={"log": bad}).status_code == 422
         assert client.get("/console/devices/ghost/logs/events").status_code == 404
+
+
+def test_a_live_view_ends_when_its_session_is_signed_out(
+    console_hub: tuple[HubProcess, dict[str, Any]], tmp_path: Path
+) -> None:
+    """Each tick of a live section authenticates the session again: signing
+    out elsewhere ends an open stream with `end: signed out`."""
+    hub, _tokens = console_hub
+    add_user(hub, "console-live", "viewer", password="correct horse battery")
+    node = enroll_device(hub, hub.create_claim(max_uses=1), "live-dev", tmp_path)
+    node.upload([(1, "logs/_agent", {"stream": "stdout", "line": "hello"})])
+    with console_client(hub) as client:
+        signed = sign_in_with_password(client, "console-live", "correct horse battery")
+        assert signed.status_code == 303
+        token = client.cookies.get(SESSION_COOKIE)
+        assert token
+        url = f"/console/devices/{node.device_id}/logs/events"
+        with client.stream("GET", url) as response:
+            assert response.status_code == 200
+            lines = response.iter_lines()
+            assert "event: progress" in _lines_until(lines, "event: progress")
+            with console_client(hub, token) as other:
+                out = other.post("/console/sign-out", data={"csrf": session_csrf(other)})
+                assert out.status_code == 303
+            rest = _lines_until(lines, "data: signed out")
+    assert "event: end" in rest
+
+
+def _lines_until(lines: Iterator[str], last: str, bound: int = 5_000) -> list[str]:
+    """Lines of a stream up to and including `last` (the stream ticks once a second)."""
+    seen: list[str] = []
+    for line in lines:
+        seen.append(line)
+        if line == last:
+            return seen
+        assert len(seen) < bound, f"no {last!r} in the stream's first lines"
+    raise AssertionError(f"the stream ended before {last!r}: {seen[-5:]}")
