@@ -336,8 +336,8 @@ def node_module_manager(
     activator = SupervisorActivator(
         supervisor, data_dir / "modules-config", node_root=data_dir, module_user=module_user
     )
-    # The agent downloads in a worker thread (download_client: half the CPU
-    # per byte); the simulator's nodes, whose faults are injected into
+    # The agent downloads in a worker thread (download_client: about a third
+    # less CPU per byte); the simulator's nodes, whose faults are injected into
     # `http`'s transport, through `http` itself.
     source: ArtifactSource = (
         HttpArtifactSource(http)
