@@ -14,7 +14,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from fogline.agent._agent import collect_replaced_objects, freeze_long_lived_objects
+from fogline.agent._heap import collect_replaced_objects, freeze_long_lived_objects
 from fogline.agent._local import LocalApp
 from fogline.agent.dataplane import DataPlaneCollector, NodeDataPlane
 from fogline.agent.outbox import OutboxItem

@@ -9,7 +9,6 @@ and the metrics are the agent's own.
 """
 
 import asyncio
-import gc
 import logging
 import os
 import platform
@@ -19,8 +18,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from fogline import __version__
 from fogline._log import event
@@ -32,10 +29,12 @@ from fogline.security import TokenFileError, read_token_file
 from ._agentlog import AgentLogHandler, AgentLogShipper
 from ._errors import AgentError, IdentityError
 from ._health import HealthSampler, PipelineTotals
+from ._heap import collect_replaced_objects, freeze_long_lived_objects
 from ._hublink import HubLink, HubTls
 from ._identity import Identity
 from ._local import LocalApp, LocalServer, make_local_server, serve_local
 from ._logship import LogShipper
+from ._metrics import AgentMetrics
 from ._module_metrics import ModuleScraper
 from ._parts import NodeParts
 from ._renew import Renewer
@@ -91,39 +90,6 @@ class AgentConfig:
             object.__setattr__(self, name, path)  # frozen: only here, before anyone reads it
 
 
-def freeze_long_lived_objects() -> None:
-    """Take what is alive once the agent has started out of the garbage
-    collector's generations (called once, at start-up).
-
-    Why: local actions (sensor -> pipeline -> actuator) run on the agent's
-    event loop, and a full collection walks every tracked object; over the
-    start-up heap (imports, models, pipelines) that is a 30-60 ms pause, tens
-    of late actions at 1,000 msg/s. What is alive once the agent has started
-    lives about as long as the agent, so the collector need not walk it again.
-    Unfreeze and collect first, so garbage cycles made while starting are
-    freed rather than kept forever.
-    """
-    gc.unfreeze()
-    gc.collect()
-    gc.freeze()
-
-
-def collect_replaced_objects() -> None:
-    """Free the garbage cycles an applied state left behind (a replaced
-    pipeline, the previous desired state) without walking the frozen start-up
-    heap again.
-
-    Why not refreeze after each apply: unfreezing and collecting walked every
-    object the agent holds, 40-50 ms of CPU per config change (three quarters
-    of the agent's work for one), paid before it reported the new revision;
-    with a hundred agents sharing a host that was most of a change's
-    propagation time. What an apply builds is small and stays where the
-    collector finds it, so its cycles are freed here or by any later full
-    collection, for a fraction of a millisecond.
-    """
-    gc.collect()
-
-
 def close_to_others(data_dir: Path) -> None:
     """Take group and other permissions off what the data dir holds (but the
     modules' own dirs), so that nothing an older agent made under another
@@ -140,30 +106,6 @@ def default_name() -> str:
     """The hostname as a device name: lowercase letters, digits and dashes."""
     cleaned = "".join(c if c.isalnum() else "-" for c in socket.gethostname().lower())
     return cleaned.strip("-")[:63] or "edge-node"
-
-
-class AgentMetrics:
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        self.reports = Counter(
-            "fogline_agent_reports",
-            "Reports sent to the hub by result",
-            ["result"],
-            registry=self.registry,
-        )
-        self.hub_up = Gauge(
-            "fogline_agent_hub_reachable",
-            "1 when the last hub call succeeded",
-            registry=self.registry,
-        )
-        self.applied_ok = Gauge(
-            "fogline_agent_desired_applied_ok",
-            "1 when the last desired state applied cleanly",
-            registry=self.registry,
-        )
-        self.enrolled = Gauge(
-            "fogline_agent_enrolled", "1 once the node has an identity", registry=self.registry
-        )
 
 
 class Agent:
