@@ -650,6 +650,7 @@ def bench_database(
         extra_args=[
             *("--report-interval", "10", "--workers", str(args.hub_workers)),
             *("--max-connections-per-address", "0"),
+            *("--tls-session-cache", str(args.tls_session_cache)),
         ],
     )
     results: list[tuple[str, int, Result]] = []
@@ -808,6 +809,13 @@ def main() -> None:
         type=int,
         default=1,
         help="hub worker processes (fogline hub serve --workers)",
+    )
+    parser.add_argument(
+        "--tls-session-cache",
+        type=int,
+        default=0,
+        help="fogline hub serve --tls-session-cache: stateful tickets, this many sessions "
+        "per worker (0: the default stateless tickets)",
     )
     parser.add_argument(
         "--interval", type=float, default=10.0, help="paced: seconds between a device's reports"

@@ -208,6 +208,16 @@ def serve_command(
             "that long and not after the key changes."
         ),
     ] = "1h",
+    tls_session_cache: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            max=1_000_000,
+            help="Stateful TLS 1.3 tickets: each worker keeps up to this many sessions in "
+            "memory and a ticket is only a session id (cheaper to resume, but only on the "
+            "worker that issued it); 0: stateless tickets.",
+        ),
+    ] = 0,
     artifact_offload: ArtifactOffloadOpt = None,
 ) -> None:
     """Serve the hub API over HTTPS (mTLS for devices, tokens for operators).
@@ -322,6 +332,7 @@ def serve_command(
             ca_key_passphrase=read_passphrase(ca_key_passphrase_file),
             tls_tickets=tls_tickets,
             ticket_period_s=ticket_period_s,
+            tls_session_cache=tls_session_cache,
         )
     )
 

@@ -81,6 +81,10 @@ class ServeOptions:
     # no tickets, a full handshake per connection (--no-tls-tickets).
     tls_tickets: bool = True
     ticket_period_s: float = DEFAULT_TICKET_PERIOD_S
+    # Stateful tickets (--tls-session-cache N): each worker keeps up to N
+    # sessions in memory and a ticket is only a session id; 0: stateless
+    # tickets with the shared keys above.
+    tls_session_cache: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -375,6 +379,7 @@ def _run_server(
         files.ca_cert,
         tickets=tickets,
         issue_tickets=options.tls_tickets,
+        session_cache=options.tls_session_cache,
     )
     listeners = [Listener(sockets[0], tls, "api")]
     listeners += [Listener(sock, None, "metrics") for sock in sockets[1:]]

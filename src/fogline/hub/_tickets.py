@@ -56,6 +56,8 @@ _SECRET_BYTES: Final = 32
 _TICKET_KEY_BYTES: Final = 16 + 32 + 32
 _SSL_CTRL_SET_TLSEXT_TICKET_KEYS: Final = 59
 _MAX_SID_CTX_BYTES: Final = 32  # SSL_MAX_SID_CTX_LENGTH
+_SSL_CTRL_SET_SESS_CACHE_SIZE: Final = 42
+_SSL_CTRL_GET_SESS_CACHE_SIZE: Final = 43
 
 
 class TicketSecretError(Exception):
@@ -252,3 +254,25 @@ def issue_no_tickets(context: ssl.SSLContext) -> None:
     pays a full handshake, as before resumption existed."""
     context.options |= ssl.OP_NO_TICKET
     context.num_tickets = 0
+
+
+def keep_sessions(context: ssl.SSLContext, *, max_sessions: int) -> bool:
+    """Stateful tickets: `context` keeps each session in its own in-memory
+    cache (at most `max_sessions`, the oldest dropped first) and the ticket
+    is only the session's id, so a resumption neither decrypts nor decodes a
+    session (nor the peer certificate in it). The cache is this process's:
+    a ticket resumes only on the worker that issued it. Call after
+    `bind_sessions` (the cache's timeout is the sessions' lifetime)."""
+    if max_sessions < 1:
+        raise ValueError(f"max_sessions must be positive, got {max_sessions}")
+    checked = _checked_ctx(context)
+    if checked is None:
+        return False
+    lib, pointer = checked
+    lib.ctrl(pointer, _SSL_CTRL_SET_SESS_CACHE_SIZE, max_sessions, None)
+    if lib.ctrl(pointer, _SSL_CTRL_GET_SESS_CACHE_SIZE, 0, None) != max_sessions:
+        _warn_once("SSL_CTX_sess_set_cache_size did not take")
+        return False
+    # In TLS 1.3, OpenSSL answers SSL_OP_NO_TICKET with stateful tickets.
+    context.options |= ssl.OP_NO_TICKET
+    return True

@@ -22,6 +22,7 @@ assignment.
 """
 
 import asyncio
+import contextlib
 import logging
 import ssl
 import time
@@ -36,7 +37,13 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from fogline._log import event
 from fogline.security import device_id_from_cert
 
-from ._tickets import TicketKeys, bind_sessions, issue_no_tickets, share_ticket_key
+from ._tickets import (
+    TicketKeys,
+    bind_sessions,
+    issue_no_tickets,
+    keep_sessions,
+    share_ticket_key,
+)
 from ._trust import RELOAD_CHECK_S, file_signature
 
 log = logging.getLogger("fogline.hub")
@@ -88,8 +95,10 @@ class ReloadingServerTls:
         *,
         tickets: TicketKeys | None = None,
         issue_tickets: bool = True,
+        session_cache: int = 0,
     ) -> None:
         self._paths = (cert, key, ca)
+        self._session_cache = session_cache
         self._tickets = tickets if issue_tickets else None
         self._issue_tickets = issue_tickets
         self._period = self._tickets.period() if self._tickets is not None else 0
@@ -108,6 +117,8 @@ class ReloadingServerTls:
             ca_bundle=self._paths[2].read_bytes(),
             lifetime_s=self._tickets.period_s,
         ):
+            if self._session_cache > 0:
+                keep_sessions(context, max_sessions=self._session_cache)
             share_ticket_key(context, self._tickets.key(self._period))
             # One ticket per handshake, not OpenSSL's two: a device reconnects
             # one connection at a time, and each ticket costs the hub an
@@ -166,9 +177,29 @@ class _ClientCertScope:
 
     _peer: PeerCertificate | None = None
     _scope: Any = None
+    _tls: ssl.SSLObject | None = None
 
     def _remember_peer(self, transport: asyncio.BaseTransport) -> None:
         self._peer = peer_certificate(transport)
+        tls = transport.get_extra_info("ssl_object")
+        # Only stateful tickets need it (see _keep_session).
+        stateful = isinstance(tls, ssl.SSLObject) and tls.context.options & ssl.OP_NO_TICKET
+        self._tls = tls if stateful and tls.context.num_tickets else None
+
+    def _keep_session(self) -> None:
+        """Mark the connection's TLS session closed, even when the device
+        dropped the connection without a close_notify (an abort, a reset).
+
+        OpenSSL drops from its session cache the session of a connection
+        freed without having sent a close_notify: with stateful tickets
+        (--tls-session-cache) a device that aborted could not resume. TLS 1.1
+        and later allow resuming such a session (RFC 5246 7.2.1, RFC 8446);
+        stateless tickets always did. The close_notify goes to a memory
+        buffer nobody reads: the connection is gone."""
+        tls, self._tls = self._tls, None
+        if tls is not None:
+            with contextlib.suppress(ssl.SSLError, ValueError, OSError):
+                tls.unwrap()
 
     @property
     def scope(self) -> Any:
@@ -191,6 +222,10 @@ class ClientCertH11Protocol(_ClientCertScope, H11Protocol):
         self._remember_peer(transport)
         super().connection_made(transport)
 
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._keep_session()
+        super().connection_lost(exc)
+
 
 class ClientCertHttpToolsProtocol(_ClientCertScope, HttpToolsProtocol):
     """uvicorn's httptools protocol (the fast C parser), plus the client
@@ -199,3 +234,7 @@ class ClientCertHttpToolsProtocol(_ClientCertScope, HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._remember_peer(transport)
         super().connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._keep_session()
+        super().connection_lost(exc)
