@@ -5,6 +5,8 @@ a session carries the certificate it was made with."""
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from fogline.agent import HubLink, HubTls
 from fogline.agent._identity import Identity
 from tests.support.device import FACTS, enroll_device
@@ -13,10 +15,16 @@ from tests.support.processes import AgentProcess, HubProcess, start_hub, wait_un
 RESUMED = ("fogline_hub_tls_handshakes_total", "resumed")
 
 
-def test_an_agent_whose_idle_connections_are_closed_resumes_its_session(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "tickets", [[], ["--tls-session-cache", "64"]], ids=["stateless", "stateful"]
+)
+def test_an_agent_whose_idle_connections_are_closed_resumes_its_session(
+    tmp_path: Path, tickets: list[str]
+) -> None:
     """The hub closes idle connections after 0.3 s and the agent reports
-    every second: each report reconnects, and resumes."""
-    hub = start_hub(tmp_path / "hub", extra_args=["--idle-timeout", "0.3"])
+    every second: each report reconnects, and resumes (with the hub's
+    stateless tickets, and with stateful ones)."""
+    hub = start_hub(tmp_path / "hub", extra_args=["--idle-timeout", "0.3", *tickets])
     try:
         agent = AgentProcess(tmp_path / "node", hub, "resumer-1", hub.create_claim())
         agent.start()
