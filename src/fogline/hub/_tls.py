@@ -85,6 +85,9 @@ class ReloadingServerTls:
     current period, switched when the period changes; with
     `issue_tickets=False`, none are issued; with neither, OpenSSL's own
     per-process keys (a ticket resumes only on the worker that issued it).
+    With `tickets` and `session_cache` N > 0, stateful tickets instead: the
+    sessions stay in this process's cache (at most N) and a ticket is an id
+    (see `keep_sessions`); a rebuilt context starts with an empty cache.
     """
 
     def __init__(
