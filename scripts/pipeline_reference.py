@@ -212,7 +212,9 @@ def model_table(model: type[BaseModel]) -> str:
         kind, limits = type_text(info.annotation, list(info.metadata))
         description = _text(info.description)
         if not description:
-            raise SystemExit(f"{model.__name__}.{name} has no docstring: document it in pipeline/_spec*.py")
+            raise SystemExit(
+                f"{model.__name__}.{name} has no docstring: document it in pipeline/_spec*.py"
+            )
         rows.append(
             f"| `{shown}` | {_cell(kind)} | {_default(info)} | {', '.join(limits) or '—'} "
             f"| {_cell(description)} |"
