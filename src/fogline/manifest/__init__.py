@@ -55,7 +55,8 @@ if TYPE_CHECKING:
         ReleaseKey,
         VulnerabilityPolicy,
     )
-    from ._schema import API_VERSION, KINDS, decode_public_key, release_key_document
+    from ._schema import API_VERSION, KINDS, release_key_document
+    from ._schema_checks import decode_public_key
     from ._selector_text import MAX_SELECTOR_CHARS, SelectorSyntaxError, parse_selector
 
 # Imported on first use: the schema and the compiler bring pydantic and the
@@ -84,7 +85,7 @@ __getattr__ = lazy_exports(
         "VulnerabilityPolicy": "._model",
         "API_VERSION": "._schema",
         "KINDS": "._schema",
-        "decode_public_key": "._schema",
+        "decode_public_key": "._schema_checks",
         "release_key_document": "._schema",
         "MAX_SELECTOR_CHARS": "._selector_text",
         "SelectorSyntaxError": "._selector_text",

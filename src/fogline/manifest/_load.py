@@ -33,13 +33,11 @@ from ._schema import (
     MODELS,
     ClaimModel,
     DeploymentModel,
-    FieldProblems,
     ReleaseKeyModel,
     SelectorModel,
     VulnerabilityPolicyModel,
-    decode_public_key,
-    describe,
 )
+from ._schema_checks import FieldProblems, decode_public_key, describe
 from ._selector import Operator, Requirement, Selector, selectors_overlap
 from ._yaml import LocatedDocument, ManifestSource, compose_documents
 
