@@ -28,7 +28,14 @@ from sqlalchemy.pool import NullPool
 
 from fogline.hub._schema import TelemetryRow
 from tests.support.device import PASS_THROUGH
-from tests.support.processes import AgentProcess, HubProcess, free_port, start_hub, wait_until
+from tests.support.processes import (
+    AFTER_HUB_OUTAGE_S,
+    AgentProcess,
+    HubProcess,
+    free_port,
+    start_hub,
+    wait_until,
+)
 from tests.support.relay import LossyRelay
 
 # The driver runs until the faults are over, at most DRIVE_S or MAX_EVENTS.
@@ -172,7 +179,11 @@ def test_every_outbox_record_reaches_the_hub_exactly_once(db_url: str, tmp_path:
             interval_s=0.5,
         )
         seen = hub.device("faulty")["last_seen"]  # the drops the node counted, reported since
-        wait_until(lambda: hub.device("faulty")["last_seen"] != seen, 15, "a newer report")
+        # The hub was restarted in the schedule: the agent's reports may still
+        # be in their backoff (see AFTER_HUB_OUTAGE_S).
+        wait_until(
+            lambda: hub.device("faulty")["last_seen"] != seen, AFTER_HUB_OUTAGE_S, "a newer report"
+        )
         duplicates += hub.metric(DUPLICATES)
         rows = _hub_rows(database)
         seqs = sorted(seq for seq, _ in rows)
