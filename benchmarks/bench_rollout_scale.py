@@ -593,7 +593,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--profile",
         metavar="DIR",
         help="write each simulator process's cProfile stats to DIR/sim-<n>.prof "
-        "(read them with `python -m pstats`)",
+        "(read them with `python -m pstats`); the event loop's thread only: the "
+        "downloads, hashing and unpacking in worker threads are not in it",
     )
     return parser
 
