@@ -235,3 +235,61 @@ def test_reports_arriving_within_the_linger_share_one_transaction(fleet):
     assert batches == [3]
     with sessions() as session:
         assert all(find_device(session, n).facts["agent_version"] == "7.0.0" for n in names)
+
+
+def test_a_renewal_committed_during_a_batch_keeps_the_certificate_it_renewed_from(fleet, tmp_path):
+    """The batch reads a device's row, the device's renewal commits (a new
+    certificate; the presented one kept as the previous), then the batch
+    writes. The report with the old certificate must not end it: the node
+    may never have received the new one (it crashed, the answer was lost),
+    and would be locked out with 403 'superseded' on every call (seen in CI:
+    test_agent_killed_during_renewal_still_connects_and_renews)."""
+    import datetime as dt
+
+    from sqlalchemy import event as sa_event
+
+    from fogline.hub._renewal import renew_device
+
+    sessions, _devices = fleet
+    ca = CertificateAuthority.load_or_create(tmp_path / "ca")  # the fleet's CA
+    with sessions() as session, session.begin():
+        _claim, token = create_claim(session, ClaimCreate(max_uses=1))
+        key = ec.generate_private_key(ec.SECP256R1())
+        request = EnrollRequest.model_validate(
+            {
+                "claim": token,
+                "csr": make_csr(key, "racer").decode(),
+                "name": "racer",
+                "facts": FACTS,
+            }
+        )
+        row, cert_pem = enroll_device(session, ca, request)
+        dev_id, old_serial = row.id, row.cert_serial
+    renewed: list[str] = []
+
+    def renew_in_between(conn, cursor, statement, parameters, context, executemany):
+        if renewed or not statement.lstrip().upper().startswith("UPDATE DEVICES"):
+            return
+        # Another request, on another connection, renews and commits now.
+        new_key = ec.generate_private_key(ec.SECP256R1())
+        with sessions() as other, other.begin():
+            row, _pem = renew_device(
+                other, ca, dev_id, old_serial, cert_pem.decode(),
+                make_csr(new_key, "racer").decode(), dt.timedelta(days=1),
+            )  # fmt: skip
+            renewed.append(row.cert_serial)
+
+    engine = sessions.kw["bind"]
+    sa_event.listen(engine, "before_cursor_execute", renew_in_between)
+    try:
+        writer = ReportWriter(sessions)
+        outcomes = asyncio.run(
+            _report_all(writer, {"racer": (dev_id, old_serial, _report("4.0.0"))})
+        )
+    finally:
+        sa_event.remove(engine, "before_cursor_execute", renew_in_between)
+    assert outcomes["racer"] is None and renewed
+    with sessions() as session:
+        row = find_device(session, "racer")
+    assert row.facts["agent_version"] == "4.0.0"  # the report was written
+    assert (row.cert_serial, row.prev_cert_serial) == (renewed[0], old_serial)

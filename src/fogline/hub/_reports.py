@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, cast
 
-from sqlalchemy import Engine, Table, bindparam, select, update
+from sqlalchemy import Engine, Table, bindparam, case, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from fogline._log import event
@@ -175,9 +175,6 @@ class ReportWriter:
                 if row is None or refusal is not None:
                     continue
                 report = pending.report
-                # The device shows its renewed certificate: the one it renewed
-                # from is done with (every row of the executemany sets it).
-                previous = None if pending.cert_serial == row.cert_serial else row.prev_cert_serial
                 lost, lost_at = lost_now.get(row.id, (row.outbox_lost, row.outbox_lost_at))
                 if report.outbox is not None:
                     total = outbox_lost(report.outbox)
@@ -188,7 +185,7 @@ class ReportWriter:
                 device_updates.append(
                     {
                         "b_id": row.id,
-                        "prev_cert_serial": previous,
+                        "b_cert": pending.cert_serial,
                         "outbox_lost": lost,
                         "outbox_lost_at": lost_at,
                         **report_columns(report, now),
@@ -236,7 +233,22 @@ _CURRENT_ROWS: Final = (
 )
 # executemany: each parameter set names its row (b_id, b_device_id) and the
 # columns it sets.
-_UPDATE_DEVICE: Final = update(_DEVICES).where(_DEVICES.c.id == bindparam("b_id"))
+#
+# A report with the device's current certificate ends the one it renewed
+# from (prev_cert_serial), decided by the UPDATE on the row as it is then,
+# not as the batch read it: a renewal committed in between (a new
+# certificate, the presented one kept as prev) must not be undone, or the
+# node, which may never have received the new certificate, is locked out.
+_UPDATE_DEVICE: Final = (
+    update(_DEVICES)
+    .where(_DEVICES.c.id == bindparam("b_id"))
+    .values(
+        prev_cert_serial=case(
+            (_DEVICES.c.cert_serial == bindparam("b_cert"), None),
+            else_=_DEVICES.c.prev_cert_serial,
+        )
+    )
+)
 _UPDATE_APPLIED: Final = update(_DESIRED).where(_DESIRED.c.device_id == bindparam("b_device_id"))
 
 
