@@ -34,6 +34,9 @@ from fogline._reexec import STOP_SIGNALS, exec_module, unblock_stop_signals
 from fogline._text import visible
 from fogline.cli import skip_httpx_cli
 
+from ._options import OptionError as OptionError
+from ._options import usage_error as usage_of
+
 if TYPE_CHECKING:
     from fogline.agent import Agent, AgentConfig
 
@@ -89,15 +92,6 @@ class AgentOptions:
             is_path = Path in (hints[field.name], *get_args(hints[field.name]))
             values[field.name] = Path(value) if is_path and value is not None else value
         return cls(**values)
-
-
-class OptionError(Exception):
-    """An option's value is wrong: `hint` names the option."""
-
-    def __init__(self, hint: str, message: str) -> None:
-        super().__init__(f"{hint}: {message}")
-        self.hint = hint
-        self.message = message
 
 
 def check_options(options: AgentOptions) -> None:
@@ -200,13 +194,8 @@ def agent_config(options: AgentOptions) -> "AgentConfig":
 
 
 def usage_error(exc: OptionError) -> str:
-    """`exc` as Click words a usage error (Typer's, without its frame): the
-    exec'd program has no Click to say it."""
-    return (
-        "Usage: fogline agent run [OPTIONS]\n"
-        "Try 'fogline agent run --help' for help.\n\n"
-        f"Error: Invalid value for {exc.hint}: {visible(exc.message)}"
-    )
+    """`exc` as Click words a usage error of `fogline agent run`."""
+    return usage_of("fogline agent run", exc)
 
 
 def exec_agent(options: AgentOptions, shown: list[str]) -> None:

@@ -1,26 +1,19 @@
 """`fogline hub ...`: run the cloud tier."""
 
 import os
-import re
-from dataclasses import dataclass
+import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from fogline._log import LOG_FORMAT_ENV
 
 from ._backup import backup_command, restore_command
-from ._ca import CaPassphraseOpt, read_passphrase
+from ._ca import CaPassphraseOpt
 from ._common import LogFormatOpt
-from ._hub_offload import ArtifactOffloadOpt, nginx_config_command, offload_settings
-from ._hub_settings import forecast_settings, health_retention
-
-if TYPE_CHECKING:
-    from fogline.hub import AlertThresholds
-
-# Shorter, and a node renews every few seconds (only tests want that).
-MIN_DEVICE_CERT_VALIDITY_S = 10.0
+from ._hub_offload import ArtifactOffloadOpt, nginx_config_command
+from ._options import OptionError
 
 app = typer.Typer(help="Run the hub (cloud tier).", no_args_is_help=True)
 
@@ -230,111 +223,65 @@ def serve_command(
         # The hub configures its logging itself, in every worker process:
         # the environment carries the choice to each of them.
         os.environ[LOG_FORMAT_ENV] = log_format.value
-    # Imported here: operator commands should not pay for the hub's imports.
-    from fogline.hub import (
-        ConnectionLimits,
-        HubSettings,
-        ServeOptions,
-        TufSettings,
-        parse_metrics_listen,
-        serve,
-    )
-    from fogline.hub.releases import DeltaSettings
-    from fogline.manifest import parse_duration
+    # The hub's code is imported once, by the program this execs (_hub_main):
+    # here only what the standard library can check (Typer's usage errors).
+    from ._hub_main import exec_serve, serve_options
+    from ._hub_options import HubOptions, check_options
 
+    options = HubOptions(
+        data_dir=data_dir,
+        db=db,
+        host=host,
+        port=port,
+        san=san or [],
+        report_interval=report_interval,
+        telemetry_retention=telemetry_retention,
+        health_raw_retention=health_raw_retention,
+        health_rollup_step=health_rollup_step,
+        health_rollup_retention=health_rollup_retention,
+        alert_offline_after=alert_offline_after,
+        alert_disk_free_below=alert_disk_free_below,
+        alert_memory_used_above=alert_memory_used_above,
+        alert_cert_expiry=alert_cert_expiry,
+        alert_crash_loop_restarts=alert_crash_loop_restarts,
+        alert_webhook=alert_webhook,
+        forecast_window=forecast_window,
+        forecast_min_span=forecast_min_span,
+        forecast_horizon=forecast_horizon,
+        forecast_interval=forecast_interval,
+        log_level=log_level,
+        workers=workers,
+        handshake_timeout=handshake_timeout,
+        idle_timeout=idle_timeout,
+        header_timeout=header_timeout,
+        body_timeout=body_timeout,
+        max_connections=max_connections,
+        max_connections_per_address=max_connections_per_address,
+        metrics_listen=metrics_listen,
+        metrics_listen_public=metrics_listen_public,
+        device_cert_validity=device_cert_validity,
+        ca_key_passphrase_file=ca_key_passphrase_file,
+        tuf_timestamp_expiry=tuf_timestamp_expiry,
+        tuf_renew=tuf_renew,
+        deltas=deltas,
+        tls_tickets=tls_tickets,
+        tls_ticket_period=tls_ticket_period,
+        tls_session_cache=tls_session_cache,
+        artifact_offload=artifact_offload,
+    )
     try:
-        retention_s = parse_duration(telemetry_retention)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--telemetry-retention") from None
-    try:
-        validity_s = parse_duration(device_cert_validity)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--device-cert-validity") from None
-    if validity_s < MIN_DEVICE_CERT_VALIDITY_S:
-        raise typer.BadParameter(
-            f"must be at least {MIN_DEVICE_CERT_VALIDITY_S:.0f}s (got {device_cert_validity!r})",
-            param_hint="--device-cert-validity",
-        )
-    try:
-        timestamp_ttl_s = parse_duration(tuf_timestamp_expiry)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--tuf-timestamp-expiry") from None
-    try:
-        ticket_period_s = parse_duration(tls_ticket_period)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--tls-ticket-period") from None
-    if not 1 <= ticket_period_s <= 7 * 86400:
-        raise typer.BadParameter(
-            f"must be between 1s and 7d (got {tls_ticket_period!r})",
-            param_hint="--tls-ticket-period",
-        )
-    health = health_retention(health_raw_retention, health_rollup_step, health_rollup_retention)
-    alerts = _alert_thresholds(
-        AlertFlags(
-            offline_after=alert_offline_after,
-            disk_free_below=alert_disk_free_below,
-            memory_used_above=alert_memory_used_above,
-            cert_expiry=alert_cert_expiry,
-            crash_loop_restarts=alert_crash_loop_restarts,
-            webhook=alert_webhook,
-        ),
-        report_interval,
-    )
-    forecast = forecast_settings(
-        health, forecast_window, forecast_min_span, forecast_horizon, forecast_interval
-    )
-    settings = HubSettings(
-        alerts=alerts,
-        forecast=forecast,
-        health=health,
-        device_cert_validity_s=validity_s,
-        report_interval_s=report_interval,
-        offline_after_s=report_interval * 3.5,
-        telemetry_retention_s=retention_s,
-        tuf=TufSettings(
-            timestamp_ttl_s=timestamp_ttl_s,
-            snapshot_ttl_s=max(7 * 86400.0, timestamp_ttl_s),
-            renew=tuf_renew,
-        ),
-        deltas=DeltaSettings(enabled=deltas),
-        offload=offload_settings(data_dir, artifact_offload),
-    )
-    metrics_address = None
-    if metrics_listen is not None:
-        try:
-            metrics_address = parse_metrics_listen(
-                metrics_listen, allow_public=metrics_listen_public
-            )
-        except ValueError as exc:
-            raise typer.BadParameter(str(exc), param_hint="--metrics-listen") from None
-    limits = ConnectionLimits(
-        handshake_timeout_s=handshake_timeout,
-        # Devices keep their mTLS connection between reports: closing it sooner
-        # than they report makes every report pay a new TLS handshake.
-        idle_timeout_s=idle_timeout or max(30.0, report_interval * 3),
-        header_timeout_s=header_timeout,
-        body_timeout_s=body_timeout,
-        max_per_address=max_connections_per_address,
-        max_total=max_connections,
-    )
-    serve(
-        ServeOptions(
-            data_dir,
-            db,
-            host,
-            port,
-            san or [],
-            settings,
-            log_level,
-            workers,
-            limits=limits,
-            metrics_listen=metrics_address,
-            ca_key_passphrase=read_passphrase(ca_key_passphrase_file),
-            tls_tickets=tls_tickets,
-            ticket_period_s=ticket_period_s,
-            tls_session_cache=tls_session_cache,
-        )
-    )
+        check_options(options)
+    except OptionError as exc:
+        raise typer.BadParameter(exc.message, param_hint=exc.hint) from None
+    # The hub serves from a fresh, lean interpreter (same pid): see _hub_main.
+    exec_serve(options, sys.argv[1:])
+    try:  # the exec failed: serve here
+        serving = serve_options(options)
+    except OptionError as exc:
+        raise typer.BadParameter(exc.message, param_hint=exc.hint) from None
+    from fogline.hub import serve
+
+    serve(serving)
 
 
 @app.command("rotate-admin-token")
@@ -365,73 +312,3 @@ def rotate_admin_token_command(
 app.command("backup")(backup_command)
 app.command("restore")(restore_command)
 app.command("nginx-config")(nginx_config_command)
-
-
-@dataclass(frozen=True, slots=True)
-class AlertFlags:
-    """The --alert-* flags as given, checked together by `_alert_thresholds`."""
-
-    offline_after: str
-    disk_free_below: str
-    memory_used_above: str
-    cert_expiry: str
-    crash_loop_restarts: int
-    webhook: str | None
-
-
-_PERCENT = re.compile(r"([0-9]{1,3}(?:\.[0-9]{1,3})?)%?")
-
-
-def _share(value: str, hint: str) -> float:
-    """A percentage (`10%`, `10`, `12.5%`) strictly between 0 and 100, as a share."""
-    match = _PERCENT.fullmatch(value.strip())
-    if match is None or not 0 < float(match.group(1)) < 100:
-        raise typer.BadParameter(
-            f"must be a percentage between 0 and 100, e.g. 10% (got {value[:40]!r})",
-            param_hint=hint,
-        )
-    return float(match.group(1)) / 100
-
-
-def _alert_thresholds(flags: AlertFlags, report_interval_s: float) -> "AlertThresholds":
-    """The --alert-* flags, checked: a wrong one stops the hub before it
-    starts, naming the flag."""
-    from urllib.parse import urlsplit
-
-    from fogline._duration import parse_duration
-    from fogline.hub import AlertThresholds
-
-    durations: dict[str, float] = {}
-    for hint, value in (
-        ("--alert-offline-after", flags.offline_after),
-        ("--alert-cert-expiry", flags.cert_expiry),
-    ):
-        try:
-            durations[hint] = parse_duration(value)
-        except ValueError as exc:
-            raise typer.BadParameter(str(exc), param_hint=hint) from None
-    if durations["--alert-offline-after"] < 1:
-        raise typer.BadParameter(
-            f"must be at least 1s (got {flags.offline_after!r})",
-            param_hint="--alert-offline-after",
-        )
-    webhook = flags.webhook
-    if webhook is not None:
-        parts = urlsplit(webhook)
-        if parts.scheme not in ("http", "https") or not parts.hostname or len(webhook) > 2048:
-            raise typer.BadParameter(
-                f"must be an http(s) URL (got {webhook[:80]!r})", param_hint="--alert-webhook"
-            )
-    # A pass every three report intervals (at least 1 s, at most a minute):
-    # a pass reads every device's last report.
-    interval_s = min(max(report_interval_s * 3, 1.0), 60.0)
-    return AlertThresholds(
-        offline_after_s=durations["--alert-offline-after"],
-        crash_loop_restarts=flags.crash_loop_restarts,
-        disk_free_min=_share(flags.disk_free_below, "--alert-disk-free-below"),
-        memory_used_max=_share(flags.memory_used_above, "--alert-memory-used-above"),
-        cert_expiry_s=durations["--alert-cert-expiry"],
-        interval_s=interval_s,
-        outbox_quiet_s=2 * interval_s,
-        webhook_url=webhook,
-    )

@@ -1,15 +1,13 @@
-"""`fogline hub serve --artifact-offload` and `fogline hub nginx-config`:
-devices download artifacts from nginx, the hub only authorises them."""
+"""`fogline hub serve --artifact-offload` (checked in `_hub_main`) and
+`fogline hub nginx-config`: devices download artifacts from nginx, the hub
+only authorises them."""
 
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from ._ca import DataDirOpt
-
-if TYPE_CHECKING:
-    from fogline.hub.releases import ArtifactOffload
+from ._hub_main import offload_secret_made
 
 ArtifactOffloadOpt = Annotated[
     str | None,
@@ -23,31 +21,6 @@ ArtifactOffloadOpt = Annotated[
         show_default=False,
     ),
 ]
-
-
-def offload_settings(data_dir: Path, url: str | None) -> "ArtifactOffload | None":
-    """The --artifact-offload flag, checked, with its secret (made if missing)."""
-    if url is None:
-        return None
-    from fogline.hub.releases import ArtifactOffload, OffloadConfigError, check_offload_url
-
-    try:
-        base_url = check_offload_url(url)
-    except OffloadConfigError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--artifact-offload") from None
-    return ArtifactOffload(base_url, _secret(data_dir))
-
-
-def _secret(data_dir: Path) -> str:
-    """DATA_DIR/artifact-offload-secret, made if missing.
-
-    Raises:
-        OffloadConfigError: a secret file others can read, or not a secret.
-    """
-    from fogline.hub.releases import offload_secret
-
-    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return offload_secret(data_dir)
 
 
 def nginx_config_command(
@@ -77,5 +50,7 @@ def nginx_config_command(
             f"no hub certificate in {data_dir / 'tls'}: start `fogline hub serve "
             f"--data-dir {data_dir}` once first"
         )
-    site = NginxSite(data_dir / "artifacts", listen, server_name, cert, key, _secret(data_dir))
+    site = NginxSite(
+        data_dir / "artifacts", listen, server_name, cert, key, offload_secret_made(data_dir)
+    )
     typer.echo(nginx_server_block(site), nl=False)

@@ -1,0 +1,112 @@
+"""What the daemons' exec'd programs share with the commands that start them:
+the options as JSON and a usage error worded as Click words it.
+
+`fogline agent run` and `fogline hub serve` parse their options with Typer,
+check what the standard library can, then replace themselves (exec, same
+pid) with a lean program (`_agent_main`, `_hub_main`) that gets the options
+as given, in an environment variable, as JSON: never a secret (a secret's
+file path, not its content). That program has no Click to word a usage
+error: `usage_error` does it.
+
+At module level this imports the standard library and fogline's base only.
+"""
+
+import json
+import math
+import types
+from dataclasses import MISSING, fields, is_dataclass
+from pathlib import Path
+from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
+
+from fogline._text import visible
+
+T = TypeVar("T")
+
+
+class OptionError(Exception):
+    """An option's value is wrong: `hint` names the option."""
+
+    def __init__(self, hint: str, message: str) -> None:
+        super().__init__(f"{hint}: {message}")
+        self.hint = hint
+        self.message = message
+
+
+def usage_error(command: str, exc: OptionError) -> str:
+    """`exc` as Click words a usage error of `command` (e.g. `fogline hub
+    serve`; Typer's, without its frame)."""
+    return (
+        f"Usage: {command} [OPTIONS]\n"
+        f"Try '{command} --help' for help.\n\n"
+        f"Error: Invalid value for {exc.hint}: {visible(exc.message)}"
+    )
+
+
+def options_to_json(options: object) -> str:
+    """A dataclass of options as JSON (paths as text): read back by `options_from_json`."""
+    assert is_dataclass(options) and not isinstance(options, type)
+    return json.dumps(
+        {
+            f.name: str(v) if isinstance(v, Path) else v
+            for f in fields(options)
+            for v in (getattr(options, f.name),)
+        }
+    )
+
+
+def options_from_json(cls: type[T], text: str, *, max_chars: int) -> T:
+    """The dataclass `cls` from what `options_to_json` wrote, each value of
+    its field's type (str, int, float, bool, Path, None, list[str]); a
+    missing field takes its default.
+
+    Raises:
+        ValueError: longer than `max_chars`, not JSON, an unknown or missing
+            field, or a value of another type; the message names which.
+    """
+    if len(text) > max_chars:
+        raise ValueError(f"longer than {max_chars} characters")
+    raw = json.loads(text)  # JSONDecodeError is a ValueError
+    if not isinstance(raw, dict):
+        raise ValueError("not a JSON object")
+    assert is_dataclass(cls)
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        raise ValueError(f"unknown option {visible(unknown[0][:40])!r}")
+    hints = get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for name, field in known.items():
+        if name in raw:
+            values[name] = _typed(name, raw[name], hints[name])
+        elif field.default is MISSING and field.default_factory is MISSING:
+            raise ValueError(f"{name}: missing")
+    return cls(**values)
+
+
+def _typed(name: str, value: object, hint: object) -> object:
+    """`value` as `hint` says (a Path from text, a float from an int)."""
+    kinds = get_args(hint) if get_origin(hint) in (Union, types.UnionType) else (hint,)
+    for kind in kinds:
+        if kind is type(None) and value is None:
+            return None
+        if kind is bool and isinstance(value, bool):
+            return value
+        if isinstance(value, bool):
+            continue  # JSON's true is not a number
+        if kind is int and isinstance(value, int):
+            return value
+        if kind is float and isinstance(value, int | float) and math.isfinite(value):
+            return float(value)
+        if kind in (str, Path) and isinstance(value, str) and "\0" not in value:
+            return kind(value)
+        if (
+            get_origin(kind) is list
+            and isinstance(value, list)
+            and all(isinstance(item, str) and "\0" not in item for item in value)
+        ):
+            return list(value)
+    raise ValueError(f"{name}: expected {_name(hint)}, got {type(value).__name__}")
+
+
+def _name(hint: object) -> str:
+    return hint.__name__ if isinstance(hint, type) else str(hint)
