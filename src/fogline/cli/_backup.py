@@ -1,24 +1,12 @@
-"""`fogline hub backup` and `fogline hub restore`: progress on stderr, one line when done."""
+"""`fogline hub backup` and `fogline hub restore`: progress on stderr, one line when done.
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+At module level Typer alone: `fogline hub serve` imports this module to
+register the commands (the bars: `_backup_progress`)."""
+
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    SpinnerColumn,
-    Task,
-    TextColumn,
-    TimeElapsedColumn,
-    TransferSpeedColumn,
-)
-from rich.text import Text
-
-from ._common import err_console, safe_text
 
 PassphraseFileOpt = Annotated[
     Path | None,
@@ -38,54 +26,6 @@ DbOpt = Annotated[
         show_default=False,
     ),
 ]
-
-
-class _Bytes(DownloadColumn):
-    """Bytes done of the total; nothing for a step that has no byte count."""
-
-    def render(self, task: Task) -> Text:
-        return Text("") if task.fields.get("no_bytes") else super().render(task)
-
-
-class _Speed(TransferSpeedColumn):
-    def render(self, task: Task) -> Text:
-        return Text("") if task.fields.get("no_bytes") else super().render(task)
-
-
-class RichProgress:
-    """The backup package's progress port, drawn by Rich on stderr."""
-
-    def __init__(self, progress: Progress) -> None:
-        self._progress = progress
-
-    @contextmanager
-    def step(self, description: str, total_bytes: int | None) -> Iterator[Callable[[int], None]]:
-        task = self._progress.add_task(description, total=total_bytes, no_bytes=total_bytes is None)
-
-        def advance(amount: int) -> None:
-            self._progress.advance(task, amount)
-
-        yield advance
-        # Done (not failed): a step without a total (a database dump) ends as a full bar too.
-        end = total_bytes or self._progress.tasks[task].completed or 1
-        self._progress.update(task, total=end, completed=end)
-
-
-@contextmanager
-def _progress() -> Iterator[RichProgress]:
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        _Bytes(),
-        _Speed(),
-        TimeElapsedColumn(),
-        console=err_console,
-        # Bars while it works, on a terminal only; then the one summary or error line.
-        transient=True,
-        disable=not err_console.is_terminal,
-    ) as progress:
-        yield RichProgress(progress)
 
 
 def _mib(size: int) -> str:
@@ -119,9 +59,12 @@ def backup_command(
     """
     from fogline.hub.backup import BackupRequest, backup_hub, read_passphrase
 
+    from ._backup_progress import progress_bars
+    from ._common import err_console, safe_text
+
     passphrase = read_passphrase(passphrase_file)
     request = BackupRequest(data_dir, output, db, include_artifacts=artifacts)
-    with _progress() as progress:
+    with progress_bars() as progress:
         summary = backup_hub(request, passphrase, progress)
     for name in summary.skipped:
         err_console.print(f"skipped (not a regular file): {safe_text(name)}", highlight=False)
@@ -156,8 +99,11 @@ def restore_command(
     """
     from fogline.hub.backup import RestoreRequest, read_passphrase, restore_hub
 
+    from ._backup_progress import progress_bars
+    from ._common import err_console, safe_text
+
     passphrase = read_passphrase(passphrase_file)
-    with _progress() as progress:
+    with progress_bars() as progress:
         summary = restore_hub(RestoreRequest(backup, data_dir, db), passphrase, progress)
     if summary.audit_problem:
         err_console.print(

@@ -10,20 +10,11 @@ from typing import Annotated
 import typer
 
 from ._common import console, err_console
+from ._flags import CaPassphraseOpt as CaPassphraseOpt
+from ._flags import DataDirOpt as DataDirOpt
 
 app = typer.Typer(help="The fleet CA: rotate it, retire the old one.", no_args_is_help=True)
 
-CaPassphraseOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--ca-key-passphrase-file",
-        help="File (mode 0600) holding the passphrase that encrypts the CA key at rest.",
-        show_default=False,
-    ),
-]
-DataDirOpt = Annotated[
-    Path, typer.Option("--data-dir", help="The hub's data directory (as for serve).")
-]
 DbOpt = Annotated[
     str | None,
     typer.Option(

@@ -15,11 +15,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from fogline._errors import FoglineError
-from fogline._log import LOG_FORMAT_ENV, LogFormat
 from fogline._text import visible
 
 from ._client import HubClient, HubConnection
 from ._contexts import load_contexts, resolve_connection
+from ._flags import LogFormatOpt as LogFormatOpt
 
 console = Console()
 err_console = Console(stderr=True)
@@ -55,16 +55,6 @@ CaOpt = Annotated[
         "--ca",
         envvar="FOGLINE_CA",
         help="The fleet CA certificate, the hub's DIR/ca.pem (default: the current context's).",
-        show_default=False,
-    ),
-]
-LogFormatOpt = Annotated[
-    LogFormat | None,
-    typer.Option(
-        "--log-format",
-        envvar=LOG_FORMAT_ENV,
-        help="human (local time, one readable line per event; the default on a terminal) "
-        "or json (one object per line; the default otherwise).",
         show_default=False,
     ),
 ]

@@ -10,8 +10,7 @@ import typer
 from fogline._log import LOG_FORMAT_ENV
 
 from ._backup import backup_command, restore_command
-from ._ca import CaPassphraseOpt
-from ._common import LogFormatOpt
+from ._flags import CaPassphraseOpt, LogFormatOpt
 from ._hub_offload import ArtifactOffloadOpt, nginx_config_command
 from ._options import OptionError
 

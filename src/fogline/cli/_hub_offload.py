@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from ._ca import DataDirOpt
+from ._flags import DataDirOpt
 from ._hub_main import offload_secret_made
 
 ArtifactOffloadOpt = Annotated[
