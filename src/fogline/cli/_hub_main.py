@@ -27,7 +27,6 @@ At module level this imports the standard library and fogline's base only
 (`fogline.cli._hub` imports it before the exec).
 """
 
-import gc
 import logging
 import os
 import sys
@@ -203,12 +202,6 @@ def exec_serve(options: HubOptions, shown: list[str]) -> None:
 
 def main() -> int:
     """`python -P -m fogline.cli._hub_main ...`, run by `exec_serve` only."""
-    # No cyclic collection while the hub is imported: its modules live as
-    # long as the process, and full collections over them took about 0.2 s
-    # of CPU (13 %) of the import, every start (BENCHMARKS.md, hub start-up).
-    # Enabled again before serving, which collects and freezes what start-up
-    # made (settle_heap).
-    gc.disable()
     skip_httpx_cli()  # before anything imports httpx
     raw = os.environ.pop(OPTIONS_ENV, None)
     if raw is None:
@@ -227,7 +220,6 @@ def main() -> int:
     except FoglineError as exc:
         print(f"error: {visible(str(exc))}", file=sys.stderr)
         return 1
-    gc.enable()
     unblock_stop_signals()  # blocked across the exec; before the hub forks
     from fogline.hub import serve
 
