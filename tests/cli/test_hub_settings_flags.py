@@ -1,5 +1,6 @@
-"""`fogline hub serve` refuses bad --health-* and --forecast-* durations before
-it starts, naming the flag (cli/_hub_settings.py)."""
+"""`fogline hub serve` refuses bad --health-* and --forecast-* durations, and
+flags that contradict each other, before it starts, naming the flag
+(cli/_hub_options.py)."""
 
 import subprocess
 from pathlib import Path
@@ -22,6 +23,12 @@ from tests.support.processes import ENV, fogline_cmd
         (["--forecast-interval", "0.5s"], "--forecast-interval", "at least 1s"),
         # Checked in order: the first bad flag is the one named.
         (["--forecast-window", "0s", "--forecast-horizon", "nope"], "--forecast-window", "1s"),
+        # A session cache with no tickets to resume from would sit unused.
+        (
+            ["--tls-session-cache", "100", "--no-tls-tickets"],
+            "--tls-session-cache",
+            "needs TLS tickets",
+        ),
     ],
 )
 def test_a_bad_duration_is_a_usage_error_naming_its_flag(
