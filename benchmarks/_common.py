@@ -78,6 +78,15 @@ def each_database(
     return rows, f"{load0:.1f}→{os.getloadavg()[0]:.1f}"
 
 
+def print_start_header(title: str, module: str, runs: int, base: Path | None) -> None:
+    """The section header of a start-up benchmark (see parse_runs_and_base):
+    its title with the git revision, the machine, and the command that ran."""
+    print(f"\n## {title} (git {git_revision()})\n")
+    print(f"Machine: {machine()}.\n")
+    flags = f"--runs {runs}" + (f" --base {base}" if base else "")
+    print(f"Command: `PYTHONPATH=. .venv/bin/python -m benchmarks.{module} {flags}`\n")
+
+
 def parse_runs_and_base(
     doc: str | None, default_runs: int
 ) -> tuple[int, Path | None, dict[str, Path]]:

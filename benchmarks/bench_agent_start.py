@@ -26,7 +26,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks._common import git_revision, machine, median, parse_runs_and_base, table
+from benchmarks._common import median, parse_runs_and_base, print_start_header, table
 from tests.support.processes import ENV, HubProcess, start_hub
 
 HERE = Path(__file__).resolve().parents[1]  # this checkout: the code a run measures first
@@ -136,12 +136,8 @@ def main() -> None:
     finally:
         hub.stop()
         shutil.rmtree(root, ignore_errors=True)
-    print(f"\n## Agent start-up, enrolled, to /healthz (git {git_revision()})\n")
-    print(f"Machine: {machine()}.\n")
-    base = f" --base {base_checkout}" if base_checkout else ""
-    print(
-        "Command: `PYTHONPATH=. .venv/bin/python -m benchmarks.bench_agent_start "
-        f"--runs {runs}{base}`\n"
+    print_start_header(
+        "Agent start-up, enrolled, to /healthz", "bench_agent_start", runs, base_checkout
     )
     print(report(samples, list(codes)))
 

@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks._common import git_revision, machine, median, parse_runs_and_base, table
+from benchmarks._common import median, parse_runs_and_base, print_start_header, table
 from tests.support.processes import ENV, HubProcess, start_hub
 
 HERE = Path(__file__).resolve().parents[1]
@@ -182,13 +182,7 @@ def main() -> None:
     finally:
         hub.stop()
         shutil.rmtree(root, ignore_errors=True)
-    print(f"\n## CLI start-up (git {git_revision()})\n")
-    print(f"Machine: {machine()}.\n")
-    base = f" --base {base_checkout}" if base_checkout else ""
-    print(
-        "Command: `PYTHONPATH=. .venv/bin/python -m benchmarks.bench_cli_start "
-        f"--runs {runs}{base}`\n"
-    )
+    print_start_header("CLI start-up", "bench_cli_start", runs, base_checkout)
     print(report(samples, counts, list(codes)))
 
 

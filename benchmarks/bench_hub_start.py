@@ -28,7 +28,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks._common import git_revision, machine, median, parse_runs_and_base, table
+from benchmarks._common import median, parse_runs_and_base, print_start_header, table
 from tests.support.processes import ENV, free_port
 
 _TICKS = os.sysconf("SC_CLK_TCK")
@@ -148,12 +148,11 @@ def main() -> None:
         samples = bench(codes, runs, root)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    print(f"\n## Hub start-up to its first healthy /healthz, 2 workers (git {git_revision()})\n")
-    print(f"Machine: {machine()}.\n")
-    base = f" --base {base_checkout}" if base_checkout else ""
-    print(
-        "Command: `PYTHONPATH=. .venv/bin/python -m benchmarks.bench_hub_start "
-        f"--runs {runs}{base}`\n"
+    print_start_header(
+        "Hub start-up to its first healthy /healthz, 2 workers",
+        "bench_hub_start",
+        runs,
+        base_checkout,
     )
     print(report(samples, list(codes)))
 
