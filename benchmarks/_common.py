@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from pathlib import Path
@@ -76,6 +78,54 @@ def each_database(
         for db in dbs:
             rows += bench(db, pg_base, root)
     return rows, f"{load0:.1f}→{os.getloadavg()[0]:.1f}"
+
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def checkout_env(checkout: Path, env: dict[str, str]) -> dict[str, str]:
+    """`env` with PYTHONPATH set to run fogline from `checkout` (its src and root)."""
+    return {**env, "PYTHONPATH": f"{checkout / 'src'}:{checkout}"}
+
+
+def time_start(
+    args: Sequence[str],
+    env: dict[str, str],
+    log: Path,
+    ready: Callable[[], bool],
+    *,
+    timeout_s: float,
+    what: str,
+    poll_s: float,
+) -> tuple[float, float]:
+    """Start `args` (output appended to `log`, run in its directory), call
+    `ready` every `poll_s` until it is true, then stop the process (SIGTERM,
+    SIGKILL after 30 s). Returns the wall seconds to ready and the CPU
+    seconds of the process's own pid by then (utime + stime from /proc,
+    which an exec keeps).
+
+    Raises:
+        SystemExit: `what` exited or was not ready within `timeout_s`.
+    """
+    started = time.perf_counter()
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(args, env=env, stdout=out, stderr=out, cwd=log.parent)
+    try:
+        deadline = started + timeout_s
+        while not ready():
+            if proc.poll() is not None or time.perf_counter() > deadline:
+                raise SystemExit(f"{what} did not answer (exit {proc.poll()})")
+            time.sleep(poll_s)
+        wall = time.perf_counter() - started
+        fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return wall, (int(fields[11]) + int(fields[12])) / _CLK_TCK
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def print_start_header(title: str, module: str, runs: int, base: Path | None) -> None:

@@ -17,20 +17,23 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks._common import median, parse_runs_and_base, print_start_header, table
+from benchmarks._common import (
+    checkout_env,
+    median,
+    parse_runs_and_base,
+    print_start_header,
+    table,
+    time_start,
+)
 from tests.support.processes import ENV, HubProcess, start_hub
 
 HERE = Path(__file__).resolve().parents[1]  # this checkout: the code a run measures first
-_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,11 +42,6 @@ class Sample:
     cpu_s: float
     wall_s: float
     load: float
-
-
-def _cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime
 
 
 def _health(data_dir: Path) -> dict[str, object] | None:
@@ -61,7 +59,7 @@ def start_once(checkout: Path, hub: HubProcess, data_dir: Path, claim: str | Non
     """Start `fogline agent run` from `checkout` until /healthz answers (with a
     claim: until it says the node enrolled); stop it."""
     (data_dir / "local-port").unlink(missing_ok=True)
-    env = {**ENV, "PYTHONPATH": f"{checkout / 'src'}:{checkout}"}
+    env = checkout_env(checkout, ENV)
     if claim is not None:
         env["FOGLINE_CLAIM"] = claim
     args = [
@@ -70,26 +68,20 @@ def start_once(checkout: Path, hub: HubProcess, data_dir: Path, claim: str | Non
         *("--name", data_dir.name),  # one device per checkout
     ]
     load = os.getloadavg()[0]
-    started = time.perf_counter()
-    with open(data_dir.parent / f"{data_dir.name}.log", "ab") as log:
-        proc = subprocess.Popen(args, env=env, stdout=log, stderr=log, cwd=data_dir.parent)
-    try:
-        deadline = started + 60
-        while not (
-            (health := _health(data_dir)) is not None
-            and (claim is None or health.get("enrolled") is True)
-        ):
-            if proc.poll() is not None or time.perf_counter() > deadline:
-                raise SystemExit(f"the agent from {checkout} did not answer (exit {proc.poll()})")
-            time.sleep(0.01)
-        wall, cpu = time.perf_counter() - started, _cpu_s(proc.pid)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+
+    def ready() -> bool:
+        health = _health(data_dir)
+        return health is not None and (claim is None or health.get("enrolled") is True)
+
+    wall, cpu = time_start(
+        args,
+        env,
+        data_dir.parent / f"{data_dir.name}.log",
+        ready,
+        timeout_s=60,
+        what=f"the agent from {checkout}",
+        poll_s=0.01,
+    )
     return Sample(str(checkout), cpu, wall, load)
 
 

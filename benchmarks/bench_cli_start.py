@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks._common import median, parse_runs_and_base, print_start_header, table
+from benchmarks._common import checkout_env, median, parse_runs_and_base, print_start_header, table
 from tests.support.processes import ENV, HubProcess, start_hub
 
 HERE = Path(__file__).resolve().parents[1]
@@ -66,8 +66,7 @@ def _argv(command: str, manifest: Path) -> list[str]:
 
 def _env(checkout: Path, hub: HubProcess) -> dict[str, str]:
     return {
-        **ENV,
-        "PYTHONPATH": f"{checkout / 'src'}:{checkout}",
+        **checkout_env(checkout, ENV),
         "FOGLINE_HUB": hub.url,
         "FOGLINE_TOKEN": hub.token,
         "FOGLINE_CA": str(hub.ca),

@@ -18,20 +18,23 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import ssl
-import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks._common import median, parse_runs_and_base, print_start_header, table
+from benchmarks._common import (
+    checkout_env,
+    median,
+    parse_runs_and_base,
+    print_start_header,
+    table,
+    time_start,
+)
 from tests.support.processes import ENV, free_port
 
-_TICKS = os.sysconf("SC_CLK_TCK")
 KINDS = ("fresh", "restart")
 TIMEOUT_S = 90.0
 
@@ -43,11 +46,6 @@ class Sample:
     cpu_s: float
     wall_s: float
     load: float
-
-
-def _cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime
 
 
 def _healthy(port: int, context: ssl.SSLContext) -> bool:
@@ -62,7 +60,7 @@ def _healthy(port: int, context: ssl.SSLContext) -> bool:
 
 def start_once(checkout: Path, data_dir: Path, kind: str) -> Sample:
     """Start `fogline hub serve` from `checkout` until /healthz answers; stop it."""
-    env = {**ENV, "PYTHONPATH": f"{checkout / 'src'}:{checkout}"}
+    env = checkout_env(checkout, ENV)
     port = free_port()
     # The probe trusts any certificate: on a fresh start there is no CA to pin yet.
     context = ssl.create_default_context()
@@ -73,23 +71,15 @@ def start_once(checkout: Path, data_dir: Path, kind: str) -> Sample:
         *("--port", str(port), "--workers", "2"),
     ]
     load = os.getloadavg()[0]
-    started = time.perf_counter()
-    with open(data_dir.parent / f"{data_dir.name}.log", "ab") as log:
-        proc = subprocess.Popen(args, env=env, stdout=log, stderr=log, cwd=data_dir.parent)
-    try:
-        deadline = started + TIMEOUT_S
-        while not _healthy(port, context):
-            if proc.poll() is not None or time.perf_counter() > deadline:
-                raise SystemExit(f"the hub from {checkout} did not answer (exit {proc.poll()})")
-            time.sleep(0.02)
-        wall, cpu = time.perf_counter() - started, _cpu_s(proc.pid)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    wall, cpu = time_start(
+        args,
+        env,
+        data_dir.parent / f"{data_dir.name}.log",
+        lambda: _healthy(port, context),
+        timeout_s=TIMEOUT_S,
+        what=f"the hub from {checkout}",
+        poll_s=0.02,
+    )
     return Sample(str(checkout), kind, cpu, wall, load)
 
 
