@@ -20,13 +20,12 @@ level it imports the standard library and fogline's base only.
 """
 
 import asyncio
-import json
 import logging
 import os
 import sys
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, get_args, get_type_hints
+from typing import TYPE_CHECKING, Final
 
 from fogline._errors import FoglineError
 from fogline._log import configure_logging, event
@@ -34,6 +33,7 @@ from fogline._reexec import STOP_SIGNALS, exec_module, unblock_stop_signals
 from fogline._text import visible
 from fogline.cli import skip_httpx_cli
 
+from ._options import MAX_OPTIONS_CHARS, options_from_json, options_to_json
 from ._options import OptionError as OptionError
 from ._options import usage_error as usage_of
 
@@ -73,25 +73,6 @@ class AgentOptions:
     renew_keep_key: bool = False
     log_level: str = "info"
     log_format: str | None = None
-
-    def to_json(self) -> str:
-        return json.dumps(
-            {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
-        )
-
-    @classmethod
-    def from_json(cls, text: str) -> "AgentOptions":
-        """Raises ValueError: not what `to_json` wrote."""
-        raw = json.loads(text)
-        if not isinstance(raw, dict):
-            raise ValueError("not an object")
-        hints = get_type_hints(cls)
-        values: dict[str, Any] = {}
-        for field in fields(cls):
-            value = raw.get(field.name, field.default)
-            is_path = Path in (hints[field.name], *get_args(hints[field.name]))
-            values[field.name] = Path(value) if is_path and value is not None else value
-        return cls(**values)
 
 
 def check_options(options: AgentOptions) -> None:
@@ -205,8 +186,12 @@ def exec_agent(options: AgentOptions, shown: list[str]) -> None:
     `shown` follows the module's name on the new command line, for `ps`
     (the options as given: never a secret, see `fogline agent run`).
     """
+    text = options_to_json(options)
+    if len(text) > MAX_OPTIONS_CHARS:
+        event(log, "agent.exec_skipped", logging.WARNING, reason="options too large")
+        return
     module = __spec__.name if __spec__ else __name__
-    error = exec_module(module, shown, {OPTIONS_ENV: options.to_json()})
+    error = exec_module(module, shown, {OPTIONS_ENV: text})
     event(log, "agent.exec_failed", logging.WARNING, error=str(error))
 
 
@@ -246,7 +231,7 @@ def main() -> int:
         print(f"error: no {OPTIONS_ENV}: start the agent with `fogline agent run`", file=sys.stderr)
         return 2
     try:
-        options = AgentOptions.from_json(raw)
+        options = options_from_json(AgentOptions, raw, max_chars=MAX_OPTIONS_CHARS)
     except (ValueError, TypeError) as exc:
         print(f"error: {OPTIONS_ENV}: {visible(str(exc))}", file=sys.stderr)
         return 2

@@ -39,7 +39,13 @@ from fogline._text import visible
 from fogline.cli import skip_httpx_cli
 
 from ._hub_options import HubOptions, check_options
-from ._options import OptionError, options_from_json, options_to_json, usage_error
+from ._options import (
+    MAX_OPTIONS_CHARS,
+    OptionError,
+    options_from_json,
+    options_to_json,
+    usage_error,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -51,9 +57,6 @@ log = logging.getLogger("fogline.hub")
 
 OPTIONS_ENV: Final = "FOGLINE_HUB_OPTIONS"
 COMMAND: Final = "fogline hub serve"
-# The options are about 1.5 KB; many --san could make them more. Linux takes
-# up to 128 KiB per environment string; longer: the hub serves in process.
-MAX_OPTIONS_CHARS: Final = 64 * 1024
 
 
 def serve_options(options: HubOptions) -> "ServeOptions":

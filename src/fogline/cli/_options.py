@@ -16,11 +16,17 @@ import math
 import types
 from dataclasses import MISSING, fields, is_dataclass
 from pathlib import Path
-from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
+from typing import Any, Final, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from fogline._text import visible
 
 T = TypeVar("T")
+
+# The options travel in an environment variable: the hub's are about 1.5 KB
+# (many --san could make them more), Linux takes up to 128 KiB per string.
+# The exec'd program refuses more; a command whose options are longer runs
+# in process instead.
+MAX_OPTIONS_CHARS: Final = 64 * 1024
 
 
 class OptionError(Exception):
