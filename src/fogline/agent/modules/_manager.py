@@ -323,7 +323,8 @@ def node_module_manager(
     download_client: Callable[[], httpx.Client] | None = None,
 ) -> ModuleManager:
     """A node's module stack laid out in its data directory: supervisor,
-    updater, drift baselines and repairs, artifacts fetched over `http`.
+    updater, drift baselines and repairs, artifacts fetched over `http`, or
+    in a worker thread over a client from `download_client` when given.
 
     The agent builds its own here, and so does each of the simulator's
     virtual nodes (with a simulated runtime), so both run the same code.
