@@ -9,8 +9,10 @@ device does not get to weaken its own key), or a revoked key.
 """
 
 import datetime as dt
+from typing import Any, cast
 
 from cryptography import x509
+from sqlalchemy import CursorResult, update
 from sqlalchemy.orm import Session
 
 from fogline.security import (
@@ -22,7 +24,7 @@ from fogline.security import (
 )
 
 from ._devices import device_refusal
-from ._errors import BadRequestError, ForbiddenError
+from ._errors import BadRequestError, ConflictError, ForbiddenError
 from ._schema import DeviceRow, RevokedKeyRow
 
 
@@ -41,12 +43,23 @@ def renew_device(
     device shows the new one: a node that never got this answer renews again
     with it.
 
+    Two renewals of one device at once (a node's retry while its first
+    request is still being served): the first to write wins, the other is
+    refused with 409 and writes nothing. Had the second overwritten the
+    first, the node holding the first answer would be refused as
+    superseded on every call.
+
     Raises:
         ForbiddenError: unknown or revoked device, a superseded certificate,
             a CSR naming another device, another kind of key, a revoked key.
         BadRequestError: the CSR is malformed or its key too weak.
+        ConflictError: another renewal of this device wrote first.
     """
-    row = session.get(DeviceRow, device_id, with_for_update=True)
+    # FOR UPDATE serialises renewals on PostgreSQL. populate_existing: the
+    # route loaded the row before the lock, and a locking SELECT does not
+    # refresh an object the session holds. SQLite ignores FOR UPDATE: the
+    # write below checks instead.
+    row = session.get(DeviceRow, device_id, with_for_update=True, populate_existing=True)
     refusal = device_refusal(row, peer_serial)
     if refusal is not None:
         raise refusal
@@ -70,9 +83,20 @@ def renew_device(
     if session.get(RevokedKeyRow, fingerprint) is not None:
         raise ForbiddenError("this key belongs to a revoked device", field="csr")
     issued = ca.issue_device_cert(checked.csr, row.id, validity)
-    row.prev_cert_serial = peer_serial
-    row.cert_serial = format(issued.serial, "x")
-    row.cert_ca_key_id = ca.key_id
-    row.cert_not_after = issued.not_after
-    row.key_sha256 = fingerprint
+    # Written only if the row still has the certificate read above.
+    claim = (
+        update(DeviceRow)
+        .where(DeviceRow.id == row.id, DeviceRow.cert_serial == row.cert_serial)
+        .values(
+            prev_cert_serial=peer_serial,
+            cert_serial=format(issued.serial, "x"),
+            cert_ca_key_id=ca.key_id,
+            cert_not_after=issued.not_after,
+            key_sha256=fingerprint,
+        )
+    )
+    # An UPDATE's result is a CursorResult: rowcount is the rows it matched.
+    written = cast("CursorResult[Any]", session.execute(claim))
+    if written.rowcount != 1:
+        raise ConflictError("another renewal of this device was served at the same time; retry")
     return row, issued.pem
