@@ -4,7 +4,9 @@ the file again only after a restart, when a power cut may have come in
 between), and the state files are saved off the event loop."""
 
 import asyncio
+import os
 import threading
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -120,3 +122,40 @@ def test_state_files_are_saved_off_the_event_loop(
     loop_thread = asyncio.run(update())
     assert set(threads) == {"save_journal", "save_installed"}
     assert loop_thread not in threads["save_journal"] | threads["save_installed"]
+
+
+def test_no_fsync_runs_on_the_event_loop(
+    node: Node, releases: dict[str, Release], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An fsync takes as long as the disk: tens of milliseconds on a node's
+    flash, more for a 5 MB archive. On the loop's thread it would stall the
+    data plane's local actions (and, in the simulator, every device sharing
+    the loop) for that long. Checked over an install, an update, a rollback
+    and a restart's recovery."""
+    loop_threads: set[int] = set()
+    on_loop: list[str] = []
+    off_loop: list[int] = []
+    real_fsync = os.fsync
+
+    def recording(fd: int) -> None:
+        if threading.get_ident() in loop_threads:
+            on_loop.append("".join(traceback.format_stack(limit=4)[:-1]))
+        else:
+            off_loop.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording)
+
+    async def on_the_loop(step: Callable[[], Any]) -> Any:
+        loop_threads.add(threading.get_ident())
+        return await step()
+
+    up = node.updater()
+    assert asyncio.run(on_the_loop(lambda: up.ensure(releases["1.0.0"].target))).ok
+    assert asyncio.run(on_the_loop(lambda: up.ensure(releases["2.0.0"].target))).ok
+    rolled_back = asyncio.run(on_the_loop(lambda: up.ensure(releases["3.0.0"].target)))
+    assert not rolled_back.ok and rolled_back.failed_in is State.HEALTH
+    assert node.activator.running == {NAME: "2.0.0"}
+    asyncio.run(on_the_loop(lambda: node.updater().recover()))
+    assert on_loop == [], "fsync on the event loop's thread:\n" + "\n".join(on_loop)
+    assert len(off_loop) > 20  # the durable writes happened, in worker threads

@@ -125,7 +125,7 @@ async def _fetch(target: ReleaseTarget, plan: DeltaPlan) -> None:
         if size > plan.max_bytes:
             raise _Unusable(f"the delta exceeds {plan.max_bytes} bytes")
 
-    make_dirs(plan.delta.parent)
+    await in_thread(make_dirs, plan.delta.parent)
     plan.delta.unlink(missing_ok=True)  # small: fetched whole, never resumed
     await plan.source.fetch_delta(target.digest, plan.base_digest, plan.delta, on_bytes=on_bytes)
 

@@ -48,7 +48,7 @@ async def download(target: ReleaseTarget, plan: DownloadPlan) -> str | None:
     """
     if plan.archive.exists():
         return None  # renamed into place by an earlier attempt, digest already checked
-    make_dirs(plan.partial.parent)
+    await in_thread(make_dirs, plan.partial.parent)
     limit = plan.max_bytes if target.size is None else min(plan.max_bytes, target.size)
     for from_zero in (False, True):
         if from_zero:
@@ -64,7 +64,7 @@ async def download(target: ReleaseTarget, plan: DownloadPlan) -> str | None:
             raise
         # The archive name means "complete and checked": publish fsyncs the
         # bytes before the rename makes the name true.
-        publish(plan.partial, plan.archive)
+        await in_thread(publish, plan.partial, plan.archive)
         return held
     raise AssertionError("unreachable")  # pragma: no cover
 

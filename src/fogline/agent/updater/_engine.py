@@ -320,7 +320,8 @@ class Engine:
         # Refuse a wrong name, version or architecture before writing anything.
         spec = await in_thread(read_module_spec_from_archive, archive)
         check_spec(target, spec, self._machine)
-        make_dirs(dest.parent)  # unpack fsyncs dest's parent, not the parent's parent
+        # unpack fsyncs dest's parent, not the parent's parent
+        await in_thread(make_dirs, dest.parent)
         self._hook("unpack")
         run.spec = await in_thread(
             unpack_release,
@@ -340,11 +341,11 @@ class Engine:
             await self.stop(target.name)
         self._hook("activate:stopped")
         if prior is not None and prior.install_dir != target.install_name:
-            point_link(module_dir / PREVIOUS, prior.install_dir)
+            await in_thread(point_link, module_dir / PREVIOUS, prior.install_dir)
         self._hook("before-switch")
         # The journal already says ACTIVATE: a power cut after this rename
         # resumes in ROLLBACK, which switches back.
-        point_link(module_dir / CURRENT, target.install_name)
+        await in_thread(point_link, module_dir / CURRENT, target.install_name)
         self._hook("after-switch")
         await self.start(target.name, self._install_path(target), spec, target)
         self._hook("activate:started")
@@ -397,13 +398,13 @@ class Engine:
                 "update.rollback_stop_failed", extra={"fields": {"module": name}}, exc_info=exc
             )
         if j.prior_previous is not None:
-            point_link(module_dir / PREVIOUS, j.prior_previous)
+            await in_thread(point_link, module_dir / PREVIOUS, j.prior_previous)
         else:
-            remove_link(module_dir / PREVIOUS)
+            await in_thread(remove_link, module_dir / PREVIOUS)
         if j.prior is not None:
-            point_link(module_dir / CURRENT, j.prior.install_dir)
+            await in_thread(point_link, module_dir / CURRENT, j.prior.install_dir)
         else:  # a first install: nothing to go back to
-            remove_link(module_dir / CURRENT)
+            await in_thread(remove_link, module_dir / CURRENT)
         await in_thread(self._files.save_installed, name, j.prior)
         self._hook("rollback:switched")
         if j.prior is not None:

@@ -300,8 +300,8 @@ class Updater:
         """
         # Durably: an install fsynced inside a directory whose own name was
         # not is lost with it in a power cut (tests/test_power_loss.py).
-        make_dirs(self._layout.downloads)
-        make_dirs(self._layout.modules)
+        await in_thread(make_dirs, self._layout.downloads)
+        await in_thread(make_dirs, self._layout.modules)
         names = sorted(set(self._files.module_names()) | set(self._layout.module_names()))
         results: list[UpdateResult] = []
         deferred: list[Journal] = []
@@ -421,7 +421,7 @@ class Updater:
         install = module_dir / installed.install_dir
         # The record is the truth once no update is in flight; repair a
         # link a guard trip may have left on the failed version.
-        point_link(module_dir / CURRENT, installed.install_dir)
+        await in_thread(point_link, module_dir / CURRENT, installed.install_dir)
         spec = await in_thread(load_module_spec, install / MODULE_FILE)
         await self._engine.start(name, install, spec, installed.target)
 
