@@ -231,6 +231,7 @@ EXPECTED: Final[dict[str, list[str]]] = {
         "is_digest",
         "key_id",
         "load_module_spec",
+        "load_module_spec_cached",
         "load_private_key",
         "load_public_key",
         "parse_semver",

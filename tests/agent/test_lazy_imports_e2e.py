@@ -9,10 +9,13 @@ enrollment imports it, so the agent is restarted once enrolled, as a node's
 usual day starts), the release-building and SBOM libraries, the hub's side of
 `fogline.security`, the command line (Typer, Click, Rich, Pygments, the CLI's
 modules) nor uvicorn is among the agent's; once an update has come, the
-update's code is, and the update worked.
+update's code is, and the update worked; restarted with that module
+installed, the agent runs it again and still imports none of it (PyYAML
+neither: it reads the module file's parsed copy).
 """
 
 import re
+import socket
 from pathlib import Path
 
 import pytest
@@ -44,6 +47,8 @@ NOT_AT_IDLE = frozenset(
         "fogline.artifact._signing",
         "fogline.artifact._tarread",
         "fogline.artifact._unpack",
+        "yaml",  # installed releases' module files are read through their parsed copies
+        "fogline.artifact._yaml",
         "fogline.security._passwords",
         "fogline.security._roles",
         "fogline.protocol._models",  # the API's bodies but enrollment's and renewal's
@@ -79,6 +84,14 @@ def _imported(agent: AgentProcess, starts: int = 1) -> set[str]:
     # Before the first header, then for each start `agent run` and the agent.
     assert len(runs) == 1 + 2 * starts, len(runs)
     return set(_IMPORTED.findall(runs[-1]))
+
+
+def _answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
 
 
 def _reported(hub: HubProcess, name: str) -> bool:
@@ -120,5 +133,17 @@ def test_the_update_code_is_imported_when_an_update_comes_not_before(
         assert updated >= AT_UPDATE, AT_UPDATE - updated
         if list((tmp_path / "node").rglob("tuf-root.json")):  # a pinned root: TUF was asked
             assert "tuf" in updated and "fogline.agent.updater._tuf_client" in updated
+
+        # Restarted with the module installed: it runs again, its module file
+        # read through the parsed copy the update left, without PyYAML.
+        copies = list((tmp_path / "node").rglob("state/web/spec.json"))
+        assert len(copies) == 1, copies
+        agent.stop()
+        wait_until(lambda: not _answers(port), 30, "the module stopped with the agent")
+        agent.start()
+        wait_until(lambda: _answers(port), 60, "the module running again")
+        restarted = _imported(agent, starts=3)
+        assert "fogline.agent._agent" in restarted
+        assert restarted & NOT_AT_IDLE == set()
     finally:
         agent.stop()

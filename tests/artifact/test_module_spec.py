@@ -1,5 +1,6 @@
 """fogline-module.yaml: the example parses, each mistake is named by its field path."""
 
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from fogline.artifact import (
     ModuleSpecError,
     Version,
     load_module_spec,
+    load_module_spec_cached,
     supports_architecture,
 )
 
@@ -201,6 +203,78 @@ def test_a_file_is_named_in_errors(tmp_path: Path) -> None:
 def test_a_missing_file_is_a_module_spec_error(tmp_path: Path) -> None:
     with pytest.raises(ModuleSpecError, match="cannot read"):
         load_module_spec(tmp_path / "nope.yaml")
+
+
+_CACHED_SPECS = [
+    EXAMPLE_SPEC,
+    "name: a\nversion: 0.1.0\ncommand: [./a]\nhealth: {tcp: 80}\narchitectures: [any]\n",
+    "name: m\nversion: 1.0.0-rc.1+b7\nkind: model\narchitectures: [x86_64, aarch64]\n",
+    "name: fogline-agent\nversion: 0.2.0\nkind: agent\narchitectures: [any]\n",
+]
+
+
+@pytest.mark.parametrize("text", _CACHED_SPECS)
+def test_the_parsed_copy_is_the_spec_the_file_gives(tmp_path: Path, text: str) -> None:
+    path, cache = tmp_path / "fogline-module.yaml", tmp_path / "state" / "spec.json"
+    path.write_text(text)
+    first = load_module_spec_cached(path, cache)  # parsed, the copy written
+    assert cache.stat().st_mode & 0o777 == 0o600
+    again = load_module_spec_cached(path, cache)  # from the copy
+    assert first == again == load_module_spec(path)
+    assert again.model_fields_set == first.model_fields_set
+    # Nested models too: a bundle stays a bundle with no process field set.
+    assert again.model_dump(exclude_unset=True) == first.model_dump(exclude_unset=True)
+
+
+def test_the_copy_is_used_only_for_the_bytes_it_was_parsed_from(tmp_path: Path) -> None:
+    path, cache = tmp_path / "fogline-module.yaml", tmp_path / "spec.json"
+    path.write_text(EXAMPLE_SPEC)
+    load_module_spec_cached(path, cache)
+    # The copy is what is read: a copy edited by hand (same digest) wins ...
+    copy = cache.read_text()
+    cache.write_text(copy.replace('"PORT":"8081"', '"PORT":"9"'))
+    assert load_module_spec_cached(path, cache).env == {"PORT": "9"}
+    # ... until the module file changes: then the file is parsed again.
+    path.write_text(EXAMPLE_SPEC.replace('PORT: "8081"', 'PORT: "8082"'))
+    assert load_module_spec_cached(path, cache).env == {"PORT": "8082"}
+    assert load_module_spec_cached(path, cache).env == {"PORT": "8082"}
+
+
+@pytest.mark.parametrize(
+    "copy",
+    [
+        b"",
+        b"not json",
+        b"[]",
+        b'{"format": 1, "sha256": "DIGEST", "spec": {"name": "Bad Name"}}',
+        b'{"format": 99, "sha256": "DIGEST", "spec": {}}',
+        b'{"format": 1, "sha256": "DIGEST", "spec": []}',
+        b"x" * 300_000,
+    ],
+)
+def test_a_broken_copy_means_the_file_is_parsed(tmp_path: Path, copy: bytes) -> None:
+    path, cache = tmp_path / "fogline-module.yaml", tmp_path / "spec.json"
+    path.write_text(EXAMPLE_SPEC)
+    digest = hashlib.sha256(EXAMPLE_SPEC.encode()).hexdigest()
+    cache.write_bytes(copy.replace(b"DIGEST", digest.encode()))
+    assert load_module_spec_cached(path, cache) == load_module_spec(path)
+    assert b'"name":"thermo-filter"' in cache.read_bytes()  # rewritten
+
+
+def test_the_cached_loader_reports_the_file_s_errors(tmp_path: Path) -> None:
+    path, cache = tmp_path / "fogline-module.yaml", tmp_path / "spec.json"
+    with pytest.raises(ModuleSpecError, match="cannot read"):
+        load_module_spec_cached(path, cache)
+    path.write_text(EXAMPLE_SPEC.replace("1.2.0", "1.2"))
+    with pytest.raises(ModuleSpecError) as caught:
+        load_module_spec_cached(path, cache)
+    assert str(caught.value).startswith(f"{path}: version: ")
+    assert not cache.exists()  # nothing is kept of a file that is wrong
+    # A copy cannot be written (its directory is a file): the file is still read.
+    path.write_text(EXAMPLE_SPEC)
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    assert load_module_spec_cached(path, blocked / "spec.json").name == "thermo-filter"
 
 
 @pytest.mark.parametrize(

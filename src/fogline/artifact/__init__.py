@@ -45,6 +45,7 @@ from ._spec import (
     ResourceLimits,
     RestartPolicy,
     load_module_spec,
+    load_module_spec_cached,
     supports_architecture,
 )
 from ._tree import TreeEntry, delete_tree, find_unpack_leftovers, walk_tree
@@ -150,6 +151,7 @@ __all__ = [
     "is_digest",
     "key_id",
     "load_module_spec",
+    "load_module_spec_cached",
     "load_private_key",
     "load_public_key",
     "parse_semver",

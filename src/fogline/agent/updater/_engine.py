@@ -23,7 +23,7 @@ from fogline.artifact import (
     MODULE_FILE,
     ArtifactError,
     ModuleSpec,
-    load_module_spec,
+    load_module_spec_cached,
     sha256_file,
 )
 from fogline.protocol import KeyScope
@@ -309,7 +309,7 @@ class Engine:
         target = run.target
         dest = self._install_path(target)
         if dest.is_dir():  # complete by construction: unpack and delete are atomic renames
-            run.spec = await in_thread(load_module_spec, dest / MODULE_FILE)
+            run.spec = await in_thread(self.spec_of, target.name, dest)
             check_spec(target, run.spec, self._machine)
             return Event.OK
         archive = self._layout.archive(target.digest)
@@ -330,6 +330,8 @@ class Engine:
             max_bytes=self._limits.max_install_bytes,
             max_files=self._limits.max_install_files,
         )
+        # Parsed again once, for the copy the agent's next starts read.
+        await in_thread(self.spec_of, target.name, dest)
         self._hook("install:unpacked")
         return Event.OK
 
@@ -410,7 +412,7 @@ class Engine:
         if j.prior is not None:
             install = module_dir / j.prior.install_dir
             try:
-                spec = await in_thread(load_module_spec, install / MODULE_FILE)
+                spec = await in_thread(self.spec_of, name, install)
                 await self.start(name, install, spec, j.prior.target)
             except _FAILURES as exc:
                 # The links and the record are right; report that the old
@@ -446,8 +448,9 @@ class Engine:
 
     async def _spec_of(self, run: _Run) -> ModuleSpec:
         if run.spec is None:
-            path = self._install_path(run.target) / MODULE_FILE
-            run.spec = await in_thread(load_module_spec, path)
+            run.spec = await in_thread(
+                self.spec_of, run.target.name, self._install_path(run.target)
+            )
         return run.spec
 
     async def _drop_download(self, target: ReleaseTarget) -> None:
@@ -458,6 +461,14 @@ class Engine:
             delta_path(layout, target.digest),
         ):
             await _best_effort(remove_file, path)
+
+    def spec_of(self, name: str, install: Path) -> ModuleSpec:
+        """The module file of `name`'s install `install`, through its parsed copy (blocking).
+
+        Raises:
+            ModuleSpecError: unreadable or invalid.
+        """
+        return load_module_spec_cached(install / MODULE_FILE, self._files.spec_cache(name))
 
     async def start(
         self, name: str, install: Path, spec: ModuleSpec, target: ReleaseTarget

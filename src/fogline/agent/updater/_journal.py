@@ -4,6 +4,8 @@ and the failure record, each one small JSON file replaced atomically.
     <root>/state/<module>/journal.json    the update in flight (or the last one)
     <root>/state/<module>/installed.json  the committed version: what runs after a restart
     <root>/state/<module>/failed.json     a release that failed; not retried by itself
+    <root>/state/<module>/spec.json       the parsed module file of an install (a copy:
+                                          see fogline.artifact.load_module_spec_cached)
 
 `save_journal` counts the saves of one update: a crash loop shows up as a
 count that keeps growing without the journal reaching DONE.
@@ -142,6 +144,10 @@ class StateFiles:
 
     def clear_failure(self, module: str) -> bool:
         return self._unlink(module, "failed.json")
+
+    def spec_cache(self, module: str) -> Path:
+        """Where the parsed module file of `module`'s installs is kept."""
+        return self._path(module, "spec.json")
 
     def _path(self, module: str, name: str) -> Path:
         return self._root / module / name

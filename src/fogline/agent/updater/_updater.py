@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Final
 
 from fogline._durable import make_dirs
 from fogline.agent._backoff import Backoff
-from fogline.artifact import MODULE_FILE, load_module_spec
 from fogline.protocol import KeyScope
 
 from ._blocking import in_thread
@@ -422,7 +421,7 @@ class Updater:
         # The record is the truth once no update is in flight; repair a
         # link a guard trip may have left on the failed version.
         await in_thread(point_link, module_dir / CURRENT, installed.install_dir)
-        spec = await in_thread(load_module_spec, install / MODULE_FILE)
+        spec = await in_thread(self._engine.spec_of, name, install)
         await self._engine.start(name, install, spec, installed.target)
 
     def _sweep_downloads(self, deferred: list[Journal]) -> None:
