@@ -12,10 +12,9 @@ import weakref
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry
-
 from fogline.agent._heap import collect_replaced_objects, freeze_long_lived_objects
 from fogline.agent._local import LocalApp
+from fogline.agent._metrics import AgentMetrics
 from fogline.agent.dataplane import DataPlaneCollector, NodeDataPlane
 from fogline.agent.outbox import OutboxItem
 
@@ -42,9 +41,9 @@ async def get_metrics(app: LocalApp) -> str:
 
 def test_metrics_show_the_outbox_as_of_each_scrape(tmp_path: Path) -> None:
     node = NodeDataPlane(tmp_path, 1024 * 1024, None, NoHub())
-    registry = CollectorRegistry()
-    registry.register(DataPlaneCollector(node))
-    app = LocalApp(registry, lambda: {})
+    metrics = AgentMetrics()
+    metrics.register(DataPlaneCollector(node))
+    app = LocalApp(metrics.registry, lambda: {})
     app.before_metrics.append(node.outbox_stats)
     try:
         assert "fogline_agent_outbox_depth 0.0" in asyncio.run(get_metrics(app))

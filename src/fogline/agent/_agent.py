@@ -350,7 +350,7 @@ class Agent:
                 models=InstalledModels(self.modules.updater),
                 ingest_host=self.config.local_host,
             )
-            self.metrics.registry.register(DataPlaneCollector(self.dataplane))
+            self.metrics.register(DataPlaneCollector(self.dataplane))
             self.local.before_metrics.append(self.dataplane.outbox_stats)
             tg.create_task(self.modules.supervisor.run(), name="supervisor")
             # Installed modules first, then (self-update) a new agent the

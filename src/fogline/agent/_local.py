@@ -13,14 +13,16 @@ import logging
 import socket
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from http import HTTPStatus
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import unquote
 
 import h11
 import orjson
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from fogline._log import event
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 log = logging.getLogger("fogline.agent.local")
 
@@ -62,7 +64,11 @@ async def send_json(
 class LocalApp:
     """Routes by exact path; extra routes (ingest) are added by their owners."""
 
-    def __init__(self, registry: CollectorRegistry, health: Callable[[], dict[str, Any]]) -> None:
+    def __init__(
+        self, registry: "Callable[[], CollectorRegistry]", health: Callable[[], dict[str, Any]]
+    ) -> None:
+        # Called at each /metrics: prometheus_client is imported at the first
+        # (see fogline.agent._metrics), not by an agent no one scrapes.
         self._registry = registry
         self._health = health
         self.routes: dict[tuple[str, str], Handler] = {}
@@ -81,7 +87,9 @@ class LocalApp:
         elif path == "/metrics" and method == "GET":
             for refresh in self.before_metrics:
                 await refresh()
-            await send_response(send, 200, generate_latest(self._registry), CONTENT_TYPE_LATEST)
+            from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+            await send_response(send, 200, generate_latest(self._registry()), CONTENT_TYPE_LATEST)
         else:
             await send_json(send, 404, {"error": "not_found", "message": f"no route {path}"})
 

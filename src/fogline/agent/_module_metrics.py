@@ -26,7 +26,6 @@ from collections.abc import Mapping
 from typing import Final
 
 import httpx
-from prometheus_client.parser import text_string_to_metric_families
 
 from fogline._log import event
 from fogline.protocol import MAX_HEALTH_MODULES, MAX_MODULE_SERIES
@@ -81,6 +80,9 @@ def chosen_series(text: str, series: tuple[str, ...]) -> dict[str, float]:
     Raises:
         ScrapeFailed: the text does not parse.
     """
+    # Imported at the first scrape: only a module that declares `metrics:` is scraped.
+    from prometheus_client.parser import text_string_to_metric_families
+
     wanted = set(series[:MAX_MODULE_SERIES])
     found: dict[str, float] = {}
     try:

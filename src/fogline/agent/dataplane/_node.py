@@ -7,9 +7,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from prometheus_client.registry import Collector
-
 from fogline._log import event
 from fogline.agent.outbox import Outbox, OutboxItem, OutboxStats
 from fogline.agent.uplink import Backoff, Uplink
@@ -241,13 +238,18 @@ class NodeDataPlane:
         self.outbox.close()
 
 
-class DataPlaneCollector(Collector):
-    """Data-plane and outbox figures, read at scrape time."""
+class DataPlaneCollector:
+    """Data-plane and outbox figures, read at scrape time.
+
+    prometheus_client is imported at the first scrape (see fogline.agent._metrics).
+    """
 
     def __init__(self, node: NodeDataPlane) -> None:
         self.node = node
 
     def collect(self) -> Any:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
         counters = self.node.engine.counters
         family = CounterMetricFamily(
             "fogline_agent_dataplane", "Data-plane events by kind", labels=["kind"]
