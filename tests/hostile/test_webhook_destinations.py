@@ -274,3 +274,30 @@ def test_a_redirect_is_not_followed() -> None:
     finally:
         receiver.close()
         target.close()
+
+
+def test_the_http_client_is_made_at_the_first_call() -> None:
+    # Its TLS context holds certifi's CA bundle (1.3 MB): a node that never
+    # calls a webhook never pays for it (BENCHMARKS.md, "Agent idle RSS").
+    idle = HttpxWebhookCaller()
+    assert idle._http is None
+    asyncio.run(idle.aclose())  # closing one that never called is fine
+    assert idle._http is None
+    receiver = Receiver("ok")
+    caller = HttpxWebhookCaller()
+    try:
+
+        async def run() -> None:
+            await caller.call(
+                WebhookCall(receiver.url(), "POST", b"{}", allow_private_network=True)
+            )
+            assert caller._http is not None
+            await caller.call(
+                WebhookCall(receiver.url(), "POST", b"{}", allow_private_network=True)
+            )
+            await caller.aclose()
+
+        asyncio.run(run())
+        assert len(receiver.seen) == 2
+    finally:
+        receiver.close()

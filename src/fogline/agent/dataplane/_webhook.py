@@ -127,12 +127,21 @@ class HttpxWebhookCaller:
         for tests."""
         self._max_response_bytes = max_response_bytes
         self._resolve = resolver
-        self._http = httpx.AsyncClient(
-            verify=tls if tls is not None else True,
-            trust_env=False,
-            follow_redirects=False,
-            limits=httpx.Limits(max_keepalive_connections=0),
-        )
+        self._tls = tls
+        self._http: httpx.AsyncClient | None = None
+
+    def _client(self) -> httpx.AsyncClient:
+        # Made at the first call: its TLS context holds certifi's CA bundle,
+        # 1.3 MB resident in every node, most of which never call a webhook
+        # (BENCHMARKS.md, "Agent idle RSS").
+        if self._http is None:
+            self._http = httpx.AsyncClient(
+                verify=self._tls if self._tls is not None else True,
+                trust_env=False,
+                follow_redirects=False,
+                limits=httpx.Limits(max_keepalive_connections=0),
+            )
+        return self._http
 
     async def call(self, request: WebhookCall) -> None:
         """Deliver `request`; returns once a 2xx status arrived.
@@ -189,7 +198,7 @@ class HttpxWebhookCaller:
         headers: dict[str, str],
         extensions: dict[str, str],
     ) -> None:
-        async with self._http.stream(
+        async with self._client().stream(
             request.method,
             url,
             content=request.body,
@@ -208,4 +217,5 @@ class HttpxWebhookCaller:
                     break
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        if self._http is not None:
+            await self._http.aclose()
