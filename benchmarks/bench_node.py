@@ -11,8 +11,9 @@ interpreter, and one that only imports the libraries the issue named
 (paho-mqtt, httpx, cryptography, orjson, zstandard), also without httpx's
 command line (as the agent imports httpx: see fogline.cli._agent_main).
 Where the memory goes: a fresh interpreter imports what the agent's process
-imports, stage by stage, then what only an update (or nothing on the node)
-imports, with VmRSS after each stage.
+imports, stage by stage, then what it imports or builds only on first use
+(a /metrics scrape, a webhook call, an update) or never, with VmRSS after
+each stage.
 
     PYTHONPATH=. .venv/bin/python -m benchmarks.bench_node --rounds 5
 """
@@ -67,7 +68,6 @@ IMPORT_STAGES: tuple[tuple[str, str], ...] = (
         "import pydantic\nclass M(pydantic.BaseModel):\n    x: int\nM(x=1)",
     ),
     ("fogline.protocol (its pydantic models)", "import fogline.protocol"),
-    ("prometheus_client", "import prometheus_client, prometheus_client.parser"),
     ("h11 (the local endpoint; httpx's HTTP/1.1)", "import h11"),
     (
         "fogline.agent: the rest of what the agent's process imports",
@@ -76,6 +76,18 @@ IMPORT_STAGES: tuple[tuple[str, str], ...] = (
         "from fogline.agent.supervisor import resolve_module_user\n"
         "from fogline.security import read_token_file\n"
         "import fogline.cli._agent_main",
+    ),
+    (
+        "at the first /metrics or module scrape: prometheus_client",
+        "import prometheus_client, prometheus_client.parser",
+    ),
+    (
+        "at the first webhook call: its httpx client (certifi's CA bundle)",
+        "import httpx, sys\nsys.bench_kept = httpx.AsyncClient(verify=True, trust_env=False)",
+    ),
+    (
+        "at an update (or a module file without its parsed copy): PyYAML",
+        "import fogline.artifact._yaml",
     ),
     (
         "at enrollment, renewal, an update: cryptography (keys, CSRs, certificates)",

@@ -58,6 +58,7 @@ NOT_AT_IDLE = frozenset(
         "fogline.security._roles",
         "fogline.protocol._models",  # the API's bodies but enrollment's and renewal's
         "fogline.protocol._people",
+        "fogline.protocol._columns_decode",  # the hub decodes batches, an agent encodes them
         "fogline.cli._app",
         "fogline.sim",
         "fogline.vulns",

@@ -18,7 +18,6 @@ from fogline._lazy import lazy_exports
 from ._base import TolerantModel, WireModel
 from ._canonical import canonical_json, revision_of
 from ._columns import COLUMNS_MEDIA_TYPE, COLUMNS_VERSION
-from ._columns_decode import decode_columns
 from ._columns_encode import encode_columns
 from ._desired import (
     DESIRED_VERSION,
@@ -117,10 +116,12 @@ from ._telemetry import (
 )
 
 # The API's other bodies (operators, users, claims, devices' views: `_models`,
-# `_people`) are imported on first use: the hub and the command line use
-# them, an agent never does, and each module and model would stay resident in
+# `_people`) and the telemetry batches' decoder (`_columns_decode`) are
+# imported on first use: the hub and the command line use them, an agent
+# never does (it encodes), and each module and model would stay resident in
 # it (BENCHMARKS.md, "Agent idle RSS").
 if TYPE_CHECKING:
+    from ._columns_decode import decode_columns
     from ._models import (
         API_PREFIX,
         DEVICE_NAME_GLOB_PATTERN,
@@ -170,6 +171,7 @@ if TYPE_CHECKING:
 __getattr__ = lazy_exports(
     __name__,
     {
+        "decode_columns": "._columns_decode",
         "API_PREFIX": "._models",
         "DEVICE_NAME_GLOB_PATTERN": "._models",
         "MAX_BODY_BYTES": "._models",

@@ -10,7 +10,6 @@ from fogline.protocol import (
     BatchFormatError,
     BatchRecord,
     decode_batch,
-    decode_columns,
     encode_batch,
     encode_columns,
 )
@@ -90,6 +89,8 @@ class MemoryHubTransport:
         if self._failures_left and not self._fail_after_apply:
             self._failures_left -= 1
             raise HubUnreachableError("hub unreachable: injected failure")
+        from fogline.protocol import decode_columns  # the hub's side: not in an agent's memory
+
         try:
             decoded = decode_columns(
                 encode_columns(records), max_decompressed=_FAKE_MAX_DECOMPRESSED
