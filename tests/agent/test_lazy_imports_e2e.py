@@ -59,6 +59,8 @@ NOT_AT_IDLE = frozenset(
         "fogline.protocol._models",  # the API's bodies but enrollment's and renewal's
         "fogline.protocol._people",
         "fogline.protocol._columns_decode",  # the hub decodes batches, an agent encodes them
+        "fogline.agent.supervisor._memory",  # fakes: tests and the simulator
+        "fogline.agent.updater._memory",
         "fogline.cli._app",
         "fogline.sim",
         "fogline.vulns",

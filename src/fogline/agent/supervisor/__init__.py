@@ -18,6 +18,10 @@ Errors:
         UnknownModuleError    stop()/restart()/wait_healthy() named a module not supervised
 """
 
+from typing import TYPE_CHECKING
+
+from fogline._lazy import lazy_exports
+
 from ._errors import ModuleStartError, SupervisorError, UnknownModuleError
 from ._logs import (
     LogFollower,
@@ -28,7 +32,6 @@ from ._logs import (
     log_path,
     read_log_tail,
 )
-from ._memory import MemoryBehaviour, MemoryProcess, MemoryRuntime
 from ._process import ProcessRuntime
 from ._runtime import HealthVerdict, ModuleProcess, ModuleRuntime, module_env
 from ._spec import HealthCheck, HealthKind, MetricsTarget, Resources, RestartPolicy, RunSpec
@@ -36,6 +39,16 @@ from ._state import TRANSITIONS, Event, State, is_probe_due, next_state
 from ._status import ModuleStatus
 from ._supervisor import Supervisor
 from ._user import ModuleUser, access_problem, resolve_module_user
+
+if TYPE_CHECKING:
+    from ._memory import MemoryBehaviour, MemoryProcess, MemoryRuntime
+
+# The scripted fakes (tests, the simulator) are imported on first use: an
+# agent never runs them, and their code would stay resident in it.
+__getattr__ = lazy_exports(
+    __name__,
+    {name: "._memory" for name in ("MemoryBehaviour", "MemoryProcess", "MemoryRuntime")},
+)
 
 __all__ = [
     "TRANSITIONS",

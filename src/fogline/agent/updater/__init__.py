@@ -88,7 +88,6 @@ from ._errors import (
 )
 from ._http import HttpArtifactSource
 from ._http_thread import ThreadedHttpArtifactSource
-from ._memory import ActivatorCall, MemoryActivator, MemoryArtifactSource, MemoryTargetTrust
 from ._models import (
     InstalledRelease,
     ReleaseFailure,
@@ -109,10 +108,26 @@ from ._tuf import (
 from ._updater import Updater
 
 if TYPE_CHECKING:
+    from ._memory import ActivatorCall, MemoryActivator, MemoryArtifactSource, MemoryTargetTrust
     from ._tuf_client import HubFetcher
 
-# python-tuf is imported when an update comes, not at idle (see _tuf).
-__getattr__ = lazy_exports(__name__, {"HubFetcher": "._tuf_client"})
+# python-tuf is imported when an update comes, not at idle (see _tuf); the
+# in-memory fakes (tests, the simulator) on first use: an agent never runs them.
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "HubFetcher": "._tuf_client",
+        **{
+            name: "._memory"
+            for name in (
+                "ActivatorCall",
+                "MemoryActivator",
+                "MemoryArtifactSource",
+                "MemoryTargetTrust",
+            )
+        },
+    },
+)
 
 __all__ = [
     "CRASH_ENV",
