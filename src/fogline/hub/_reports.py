@@ -40,6 +40,7 @@ from ._clock import utcnow
 from ._devices import device_refusal, report_columns
 from ._errors import UnavailableError
 from ._health import epoch_ms, health_row, insert_samples
+from ._reports_pg import update_devices_pg
 from ._schema import DesiredStateRow, DeviceRow
 
 log = logging.getLogger("fogline.hub.reports")
@@ -202,7 +203,9 @@ class ReportWriter:
                     if values != before:
                         applied_updates.append(_applied_columns(row.id, applied))
                         applied_now[row.id] = values
-            if device_updates:
+            if connection.dialect.name == "postgresql":
+                update_devices_pg(connection, device_updates)
+            elif device_updates:
                 connection.execute(_UPDATE_DEVICE, device_updates)
             if applied_updates:
                 connection.execute(_UPDATE_APPLIED, applied_updates)
