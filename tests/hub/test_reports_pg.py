@@ -104,3 +104,34 @@ def test_one_statement_stores_what_the_executemany_stores(engine, tmp_path):
 def test_an_empty_batch_writes_nothing(engine, tmp_path):
     with engine.begin() as connection:
         update_devices_pg(connection, [])
+
+
+def test_a_batch_finds_its_devices_by_primary_key_not_by_scanning_the_fleet(engine):
+    """Joined to json_to_recordset's rows alone, the planner hashed them
+    against a scan of every device: per batch, growing with the fleet."""
+    import json
+
+    from fogline.hub._reports_pg import _statement
+
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO devices (id, name, labels, reported_labels, platform_labels, facts,"
+                " cert_serial, cert_not_after, enrolled_at, health, outbox_lost)"
+                " SELECT 'id' || g, 'n' || g, '{}', '{}', '{}', '{}', 's' || g, now(), now(),"
+                " 'ok', 0 FROM generate_series(1, 3000) g"
+            )
+        )
+        connection.execute(text("ANALYZE devices"))
+    now = utcnow()
+    rows = [_row(f"id{i}", f"s{i}", "1.0.0", 0, None, now) for i in range(1, 21)]
+    columns = tuple(key for key in rows[0] if key not in ("b_id", "b_cert"))
+    statement = _statement(columns, engine.dialect)
+    records = [{**row, "last_seen": now.replace(tzinfo=None).isoformat()} for row in rows]
+    with engine.begin() as connection:
+        plan = connection.execute(
+            text("EXPLAIN " + statement.text),
+            {"rows": json.dumps(records), "ids": json.dumps([r["b_id"] for r in rows])},
+        ).scalars()
+        plan_text = "\n".join(plan)
+    assert "devices_pkey" in plan_text and "Seq Scan on devices" not in plan_text, plan_text

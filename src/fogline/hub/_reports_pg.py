@@ -6,8 +6,11 @@ server plans and runs each on its own. That cost a paced PostgreSQL hub more
 CPU than everything else the writer did (about 140 µs of the hub's per
 report at 1,000 reports/s, py-spy, BENCHMARKS.md). Here the batch travels as
 one JSON document, made by the json module's C encoder, and the server turns
-it into rows with `json_to_recordset`: one statement, one parameter,
-whatever the batch's size. (One array per column was slower than the
+it into rows with `json_to_recordset`: one statement whatever the batch's
+size, the devices found by their primary key (the ids are a second, small
+document: joined to the function's rows alone, the planner hashes them
+against a scan of the whole table, 0.5 ms at 3,000 devices and growing with
+the fleet). (One array per column was slower than the
 executemany: psycopg escapes each element of a text array in Python.)
 
 `UPDATE … FROM` updates a row once even when the source names it twice, and
@@ -60,7 +63,8 @@ def update_devices_pg(connection: Connection, rows: Sequence[Mapping[str, Any]])
             }
             for row in round_
         ]
-        connection.execute(statement, {"rows": json.dumps(records)})
+        ids = json.dumps([row[ID_KEY] for row in round_])
+        connection.execute(statement, {"rows": json.dumps(records), "ids": ids})
 
 
 def _rounds(rows: Sequence[Mapping[str, Any]]) -> Iterator[list[Mapping[str, Any]]]:
@@ -117,6 +121,9 @@ def _statement(columns: tuple[str, ...], dialect: Dialect) -> TextClause:
         f"UPDATE devices SET {', '.join(sets)}"  # noqa: S608
         f" FROM json_to_recordset(CAST(:rows AS JSON)) AS v({record})"
         f" WHERE devices.id = v.{ID_KEY}"
+        # The ids again, as an array the primary key is searched with: joined
+        # to the function's rows alone, the planner scans the whole table.
+        " AND devices.id = ANY(ARRAY(SELECT json_array_elements_text(CAST(:ids AS JSON))))"
     )
 
 
