@@ -135,3 +135,12 @@ def test_a_batch_finds_its_devices_by_primary_key_not_by_scanning_the_fleet(engi
         ).scalars()
         plan_text = "\n".join(plan)
     assert "devices_pkey" in plan_text and "Seq Scan on devices" not in plan_text, plan_text
+
+
+def test_rows_that_set_different_columns_are_refused_not_half_written(engine, tmp_path):
+    devices = _enroll(engine, tmp_path, ["a", "b"])
+    now = utcnow()
+    rows = [_row(*devices[name], "9.0.0", 0, None, now) for name in ("a", "b")]
+    del rows[1]["reported"]
+    with pytest.raises(ValueError, match="same columns"), engine.begin() as connection:
+        update_devices_pg(connection, rows)

@@ -52,6 +52,9 @@ def update_devices_pg(connection: Connection, rows: Sequence[Mapping[str, Any]])
     if not rows:
         return
     columns = tuple(key for key in rows[0] if key not in (ID_KEY, CERT_KEY))
+    keys = rows[0].keys()
+    if any(row.keys() != keys for row in rows):  # a column left out would go unwritten
+        raise ValueError("update_devices_pg: every row must set the same columns")
     statement = _statement(columns, connection.dialect)
     converters = [(name, _converter(name, connection.dialect)) for name in columns]
     for round_ in _rounds(rows):
