@@ -28,12 +28,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from fogline._errors import FoglineError
-from fogline._log import configure_logging, event
-from fogline._reexec import STOP_SIGNALS, exec_module, unblock_stop_signals
+from fogline._log import configure_logging
+from fogline._reexec import STOP_SIGNALS, unblock_stop_signals
 from fogline._text import visible
 from fogline.cli import skip_httpx_cli
 
-from ._options import MAX_OPTIONS_CHARS, options_from_json, options_to_json
+from ._options import ExecOptionsError, exec_with_options, options_from_env
 from ._options import OptionError as OptionError
 from ._options import usage_error as usage_of
 
@@ -186,13 +186,8 @@ def exec_agent(options: AgentOptions, shown: list[str]) -> None:
     `shown` follows the module's name on the new command line, for `ps`
     (the options as given: never a secret, see `fogline agent run`).
     """
-    text = options_to_json(options)
-    if len(text) > MAX_OPTIONS_CHARS:
-        event(log, "agent.exec_skipped", logging.WARNING, reason="options too large")
-        return
     module = __spec__.name if __spec__ else __name__
-    error = exec_module(module, shown, {OPTIONS_ENV: text})
-    event(log, "agent.exec_failed", logging.WARNING, error=str(error))
+    exec_with_options(module, shown, OPTIONS_ENV, options, log)
 
 
 async def _run_until_signalled(agent: "Agent") -> None:
@@ -226,14 +221,10 @@ def run_agent(config: "AgentConfig") -> None:
 def main() -> int:
     """`python -m fogline.cli._agent_main ...`, run by `exec_agent` only."""
     skip_httpx_cli()  # before anything imports httpx
-    raw = os.environ.pop(OPTIONS_ENV, None)
-    if raw is None:
-        print(f"error: no {OPTIONS_ENV}: start the agent with `fogline agent run`", file=sys.stderr)
-        return 2
     try:
-        options = options_from_json(AgentOptions, raw, max_chars=MAX_OPTIONS_CHARS)
-    except (ValueError, TypeError) as exc:
-        print(f"error: {OPTIONS_ENV}: {visible(str(exc))}", file=sys.stderr)
+        options = options_from_env(AgentOptions, OPTIONS_ENV, "the agent with `fogline agent run`")
+    except ExecOptionsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     configure_logging(options.log_level, options.log_format)
     try:

@@ -28,22 +28,20 @@ At module level this imports the standard library and fogline's base only
 """
 
 import logging
-import os
 import sys
 from typing import TYPE_CHECKING, Final
 
 from fogline._errors import FoglineError
-from fogline._log import event
-from fogline._reexec import exec_module, unblock_stop_signals
+from fogline._reexec import unblock_stop_signals
 from fogline._text import visible
 from fogline.cli import skip_httpx_cli
 
 from ._hub_options import HubOptions, check_options
 from ._options import (
-    MAX_OPTIONS_CHARS,
+    ExecOptionsError,
     OptionError,
-    options_from_json,
-    options_to_json,
+    exec_with_options,
+    options_from_env,
     usage_error,
 )
 
@@ -194,26 +192,17 @@ def exec_serve(options: HubOptions, shown: list[str]) -> None:
     process). `shown` follows the module's name on the new command line,
     for `ps` (the command as given: never a secret, see the module's doc).
     """
-    text = options_to_json(options)
-    if len(text) > MAX_OPTIONS_CHARS:
-        event(log, "hub.exec_skipped", logging.WARNING, reason="options too large")
-        return
     module = __spec__.name if __spec__ else __name__
-    error = exec_module(module, shown, {OPTIONS_ENV: text})
-    event(log, "hub.exec_failed", logging.WARNING, error=str(error))
+    exec_with_options(module, shown, OPTIONS_ENV, options, log)
 
 
 def main() -> int:
     """`python -P -m fogline.cli._hub_main ...`, run by `exec_serve` only."""
     skip_httpx_cli()  # before anything imports httpx
-    raw = os.environ.pop(OPTIONS_ENV, None)
-    if raw is None:
-        print(f"error: no {OPTIONS_ENV}: start the hub with `{COMMAND}`", file=sys.stderr)
-        return 2
     try:
-        options = options_from_json(HubOptions, raw, max_chars=MAX_OPTIONS_CHARS)
-    except (ValueError, TypeError) as exc:
-        print(f"error: {OPTIONS_ENV}: {visible(str(exc))}", file=sys.stderr)
+        options = options_from_env(HubOptions, OPTIONS_ENV, f"the hub with `{COMMAND}`")
+    except ExecOptionsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
         serving = serve_options(options)

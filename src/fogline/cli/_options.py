@@ -12,12 +12,16 @@ At module level this imports the standard library and fogline's base only.
 """
 
 import json
+import logging
 import math
+import os
 import types
 from dataclasses import MISSING, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Final, TypeVar, Union, get_args, get_origin, get_type_hints
 
+from fogline._log import event
+from fogline._reexec import exec_module
 from fogline._text import visible
 
 T = TypeVar("T")
@@ -58,6 +62,43 @@ def options_to_json(options: object) -> str:
             for v in (getattr(options, f.name),)
         }
     )
+
+
+def exec_with_options(
+    module: str, shown: list[str], env: str, options: object, log: logging.Logger
+) -> None:
+    """Replace this process (exec, same pid) by `python -P -m module shown...`
+    with `options` as JSON in the environment variable `env`; returns only if
+    that could not be done, logged as `<logger's last name>.exec_skipped`
+    (options too large) or `.exec_failed`: the caller then runs in process."""
+    program = log.name.rsplit(".", 1)[-1]
+    text = options_to_json(options)
+    if len(text) > MAX_OPTIONS_CHARS:
+        event(log, f"{program}.exec_skipped", logging.WARNING, reason="options too large")
+        return
+    error = exec_module(module, shown, {env: text})
+    event(log, f"{program}.exec_failed", logging.WARNING, error=str(error))
+
+
+class ExecOptionsError(Exception):
+    """The exec'd program's options are missing from its environment or unreadable."""
+
+
+def options_from_env(cls: type[T], env: str, starter: str) -> T:
+    """The options `exec_with_options` left in `env` (removed from the
+    environment, so no child inherits them).
+
+    Raises:
+        ExecOptionsError: `env` is unset (the message says to start `starter`
+            instead) or does not hold `cls`'s options.
+    """
+    raw = os.environ.pop(env, None)
+    if raw is None:
+        raise ExecOptionsError(f"no {env}: start {starter}")
+    try:
+        return options_from_json(cls, raw, max_chars=MAX_OPTIONS_CHARS)
+    except (ValueError, TypeError) as exc:
+        raise ExecOptionsError(f"{env}: {visible(str(exc))}") from exc
 
 
 def options_from_json(cls: type[T], text: str, *, max_chars: int) -> T:
