@@ -17,7 +17,7 @@ from fogline.hub._claims import create_claim
 from fogline.hub._db import make_session_factory
 from fogline.hub._devices import device_refusal, find_device
 from fogline.hub._enrollment import enroll_device
-from fogline.hub._errors import ConflictError
+from fogline.hub._errors import ConflictError, ForbiddenError
 from fogline.hub._renewal import renew_device
 from fogline.hub._schema import DeviceRow
 from fogline.protocol import ClaimCreate, EnrollRequest
@@ -71,7 +71,7 @@ def test_renewals_interleaved_at_the_write_leave_one_winner(enrolled):
             return
         started.append(True)  # its own statements pass through
         with sessions() as other, other.begin():
-            row, _pem = renew_device(other, ca, dev_id, serial, pem, _csr(), VALIDITY)
+            row, _pem, _replayed = renew_device(other, ca, dev_id, serial, pem, _csr(), VALIDITY)
             second.append(row.cert_serial)
 
     first: list[str] = []
@@ -84,7 +84,9 @@ def test_renewals_interleaved_at_the_write_leave_one_winner(enrolled):
             # Listening until the commit: the old code wrote at the flush.
             event.listen(engine, "before_cursor_execute", renew_in_between)
             try:
-                row, _pem = renew_device(session, ca, dev_id, serial, pem, _csr(), VALIDITY)
+                row, _pem, _replayed = renew_device(
+                    session, ca, dev_id, serial, pem, _csr(), VALIDITY
+                )
                 first.append(row.cert_serial)
             except ConflictError as exc:
                 refused.append(exc)
@@ -116,8 +118,62 @@ def test_a_retry_from_the_original_certificate_renews(enrolled):
     with sessions() as a, a.begin():
         renew_device(a, ca, dev_id, serial, pem, _csr(), VALIDITY)
     with sessions() as b, b.begin():
-        row, _pem = renew_device(b, ca, dev_id, serial, pem, _csr(), VALIDITY)
+        row, _pem, _replayed = renew_device(b, ca, dev_id, serial, pem, _csr(), VALIDITY)
         retried = row.cert_serial
     with sessions() as session:
         row = find_device(session, "node")
     assert (row.cert_serial, row.prev_cert_serial) == (retried, serial)
+
+
+def test_a_late_first_request_gets_the_certificate_its_retry_was_issued(enrolled):
+    """The node's first request is served only after its retry was (same
+    key, from the same certificate): it gets the retry's certificate again,
+    and nothing is written. Before, it was issued a third certificate that
+    superseded the one the node held from the retry's answer."""
+    sessions, ca, dev_id, serial, pem = enrolled
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = make_csr(key, "node").decode()
+    with sessions() as a, a.begin():
+        retry = renew_device(a, ca, dev_id, serial, pem, csr, VALIDITY)
+        issued_serial = retry.row.cert_serial
+    with sessions() as b, b.begin():
+        late = renew_device(b, ca, dev_id, serial, pem, csr, VALIDITY)
+    assert not retry.replayed and late.replayed
+    assert late.cert_pem == retry.cert_pem
+    with sessions() as session:
+        row = find_device(session, "node")
+    assert (row.cert_serial, row.prev_cert_serial) == (issued_serial, serial)
+    # Whichever answer the node holds, it is accepted.
+    assert device_refusal(row, issued_serial) is None
+    assert device_refusal(row, serial) is None
+
+
+def test_after_a_ca_rotation_a_repeated_renewal_is_issued_by_the_new_ca(enrolled, tmp_path):
+    """A renewal asked again once the hub issues from another CA is a new
+    one: the node is to move to the new CA, not keep the old one's."""
+    sessions, ca, dev_id, serial, pem = enrolled
+    csr = make_csr(ec.generate_private_key(ec.SECP256R1()), "node").decode()
+    with sessions() as a, a.begin():
+        first = renew_device(a, ca, dev_id, serial, pem, csr, VALIDITY)
+    rotated = CertificateAuthority.load_or_create(tmp_path / "ca-next")
+    with sessions() as b, b.begin():
+        again = renew_device(b, rotated, dev_id, serial, pem, csr, VALIDITY)
+    assert not again.replayed and again.cert_pem != first.cert_pem
+    with sessions() as session:
+        row = find_device(session, "node")
+    assert (row.cert_ca_key_id, row.prev_cert_serial) == (rotated.key_id, serial)
+
+
+def test_once_the_device_showed_the_new_certificate_a_repeat_is_refused(enrolled):
+    """The previous certificate is dropped when the device presents its new
+    one (the report writer's job); after that the old certificate cannot
+    renew, replay or not."""
+    sessions, ca, dev_id, serial, pem = enrolled
+    csr = make_csr(ec.generate_private_key(ec.SECP256R1()), "node").decode()
+    with sessions() as a, a.begin():
+        renew_device(a, ca, dev_id, serial, pem, csr, VALIDITY)
+        row = a.get(DeviceRow, dev_id)
+        assert row is not None
+        row.prev_cert_serial = None  # what a report with the new certificate writes
+    with sessions() as b, b.begin(), pytest.raises(ForbiddenError, match="superseded"):
+        renew_device(b, ca, dev_id, serial, pem, csr, VALIDITY)

@@ -275,7 +275,7 @@ def test_a_renewal_committed_during_a_batch_keeps_the_certificate_it_renewed_fro
         # Another request, on another connection, renews and commits now.
         new_key = ec.generate_private_key(ec.SECP256R1())
         with sessions() as other, other.begin():
-            row, _pem = renew_device(
+            row, _pem, _replayed = renew_device(
                 other, ca, dev_id, old_serial, cert_pem.decode(),
                 make_csr(new_key, "racer").decode(), dt.timedelta(days=1),
             )  # fmt: skip

@@ -9,7 +9,7 @@ device does not get to weaken its own key), or a revoked key.
 """
 
 import datetime as dt
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from cryptography import x509
 from sqlalchemy import CursorResult, update
@@ -28,6 +28,15 @@ from ._errors import BadRequestError, ConflictError, ForbiddenError
 from ._schema import DeviceRow, RevokedKeyRow
 
 
+class Renewal(NamedTuple):
+    """A renewal's answer: the device's row, the certificate (PEM) and
+    whether it is one already issued, asked for again (nothing written)."""
+
+    row: DeviceRow
+    cert_pem: bytes
+    replayed: bool
+
+
 def renew_device(
     session: Session,
     ca: CertificateAuthority,
@@ -36,7 +45,7 @@ def renew_device(
     peer_pem: str,
     csr_pem: str,
     validity: dt.timedelta,
-) -> tuple[DeviceRow, bytes]:
+) -> Renewal:
     """Issue the device a new certificate for the CSR's key; the caller commits.
 
     The certificate presented stays accepted (prev_cert_serial) until the
@@ -48,6 +57,14 @@ def renew_device(
     refused with 409 and writes nothing. Had the second overwritten the
     first, the node holding the first answer would be refused as
     superseded on every call.
+
+    A renewal already served, asked again (the same key, from the
+    certificate it renewed from), is answered with the certificate it was
+    issued, and nothing is written: the node may hold that answer or not,
+    and both of its certificates stay accepted. A new one would supersede
+    the answer the node may hold. This is a node's retry after a lost
+    answer, and also its first request arriving late, after the retry was
+    served.
 
     Raises:
         ForbiddenError: unknown or revoked device, a superseded certificate,
@@ -82,6 +99,9 @@ def renew_device(
     fingerprint = public_key_sha256(checked.csr)
     if session.get(RevokedKeyRow, fingerprint) is not None:
         raise ForbiddenError("this key belongs to a revoked device", field="csr")
+    served = _served_renewal(row, peer_serial, fingerprint, ca.key_id)
+    if served is not None:
+        return Renewal(row, served, replayed=True)
     issued = ca.issue_device_cert(checked.csr, row.id, validity)
     # Written only if the row still has the certificate read above.
     claim = (
@@ -93,10 +113,28 @@ def renew_device(
             cert_ca_key_id=ca.key_id,
             cert_not_after=issued.not_after,
             key_sha256=fingerprint,
+            renewed_cert_pem=issued.pem.decode(),
         )
     )
     # An UPDATE's result is a CursorResult: rowcount is the rows it matched.
     written = cast("CursorResult[Any]", session.execute(claim))
     if written.rowcount != 1:
         raise ConflictError("another renewal of this device was served at the same time; retry")
-    return row, issued.pem
+    return Renewal(row, issued.pem, replayed=False)
+
+
+def _served_renewal(
+    row: DeviceRow, peer_serial: str, fingerprint: str, ca_key_id: str
+) -> bytes | None:
+    """The certificate a renewal already issued for this key from the
+    presented certificate, if this request asks for it again; None when
+    it is a renewal to serve. Not after a CA rotation: the node is to move
+    to the new CA."""
+    if (
+        peer_serial == row.prev_cert_serial
+        and fingerprint == row.key_sha256
+        and ca_key_id == row.cert_ca_key_id
+        and row.renewed_cert_pem is not None
+    ):
+        return row.renewed_cert_pem.encode()
+    return None

@@ -160,6 +160,11 @@ class DeviceRow(Base):
     # facts["agent_version"] again, as a column: `GET /v1/devices?version=`
     # is answered from its index, not by reading every device's JSON.
     agent_version: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    # The certificate cert_serial names, as the last renewal issued it: a
+    # retry of that renewal (the same key, from the previous certificate) is
+    # answered with it again, not with a new one that would supersede the
+    # one the node may hold. Deferred: only a renewal reads it.
+    renewed_cert_pem: Mapped[str | None] = mapped_column(Text, nullable=True, deferred=True)
 
 
 class DeviceLabelRow(Base):

@@ -165,7 +165,7 @@ def renew(
     note_actor(device_actor(known.name if known is not None else peer.device_id))
     ca = state.signing_ca()
     try:
-        row, cert_pem = renew_device(
+        row, cert_pem, replayed = renew_device(
             session, ca, peer.device_id, peer.serial_hex, peer_pem, body.csr, _validity(state)
         )
     except ApiError as exc:
@@ -187,9 +187,17 @@ def renew(
         previous_serial=row.prev_cert_serial,
         ca_key_id=ca.key_id,
         not_after=row.cert_not_after.isoformat(),
+        replayed=replayed,
     )
     session.commit()
-    event(log, "device.renewed", device_id=row.id, name=row.name, serial=row.cert_serial)
+    event(
+        log,
+        "device.renewed",
+        device_id=row.id,
+        name=row.name,
+        serial=row.cert_serial,
+        replayed=replayed,
+    )
     return RenewResponse(certificate=cert_pem.decode(), ca=state.trust_bundle_pem().decode())
 
 
