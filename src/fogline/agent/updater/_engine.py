@@ -9,41 +9,32 @@ journal where it was, for `recover()`.
 """
 
 import asyncio
-import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
 
 from fogline._durable import make_dirs
 from fogline.agent._backoff import Backoff
-from fogline.artifact import (
-    MODULE_FILE,
-    ArtifactError,
-    ModuleSpec,
-    load_module_spec_cached,
-    sha256_file,
-)
+from fogline.artifact import ModuleSpec, sha256_file
 from fogline.protocol import KeyScope
 
 from ._blocking import in_thread
-from ._delta import DeltaPlan, base_path, delta_path, drop_bases, keep_base, try_delta
+from ._delta import DeltaPlan, base_path, delta_path, try_delta
 from ._download import DownloadPlan, Throttle, download
-from ._errors import ActivationError, ArtifactFetchError, TufRefusedError, UpdaterError
-from ._journal import Journal, StateFiles
-from ._layout import (
-    CURRENT,
-    PREVIOUS,
-    Layout,
-    point_link,
-    read_link,
-    remove_file,
-    remove_link,
-    remove_tree,
-    sweep_leftovers,
+from ._errors import ActivationError, ArtifactFetchError, TufRefusedError
+from ._installs import (
+    best_effort,
+    drop_download,
+    install_path,
+    prune_after_commit,
+    read_spec,
+    remove_unused_install,
+    restore_links,
 )
+from ._journal import Journal, StateFiles
+from ._layout import CURRENT, PREVIOUS, Layout, point_link, sweep_leftovers
 from ._models import (
     InstalledRelease,
     ReleaseFailure,
@@ -52,7 +43,8 @@ from ._models import (
     UpdateProgress,
 )
 from ._ports import ArtifactSource, DeltaSource, ModuleActivator
-from ._states import TERMINAL, Event, State, next_state
+from ._run import FAILURES, UpdateRun, describe
+from ._states import TERMINAL, Event, State, next_state, state_of
 from ._tuf import TargetTrust, TrustedTarget
 from ._verify import check_signature, check_spec, check_trusted, health_timeout_s
 
@@ -60,38 +52,6 @@ if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 _log = logging.getLogger("fogline.agent.updater")
-
-# What counts as "the update failed" rather than "the updater has a bug".
-_FAILURES: Final = (UpdaterError, ArtifactError, OSError)
-
-
-@dataclass(slots=True)
-class _Run:
-    """One update in this process: the journal plus what need not survive a crash."""
-
-    journal: Journal
-    spec: ModuleSpec | None = None
-    trusted: TrustedTarget | None = None  # what TUF vouched for, asked in DOWNLOAD
-    # The archive's digest as DOWNLOAD computed it in this process, just
-    # before publish() made the bytes durable under the archive's name.
-    # VERIFY trusts it instead of reading 5 MB (or 5 GB) again; after a
-    # restart it is None, and VERIFY hashes the file as it is on disk.
-    hashed: str | None = None
-
-    @property
-    def target(self) -> ReleaseTarget:
-        return self.journal.target
-
-    def fail(self, state: State, reason: str, *, retryable: bool) -> Event:
-        """Record why `state` failed (saved with the next state) and return FAIL."""
-        j = self.journal
-        if j.error is None:
-            self.journal = dataclasses.replace(
-                j, error=reason, failed_in=state.value, retryable=retryable
-            )
-        else:  # e.g. the rollback after a failed health check failed too
-            self.journal = dataclasses.replace(j, error=f"{j.error}; then in {state}: {reason}")
-        return Event.FAIL
 
 
 class Engine:
@@ -127,7 +87,7 @@ class Engine:
         # Modules started through this engine and not stopped since: what
         # runs. `Updater.ensure` starts an installed release not in it.
         self.started: set[str] = set()
-        self._work: Mapping[State, Callable[[_Run], Awaitable[Event]]] = {
+        self._work: Mapping[State, Callable[[UpdateRun], Awaitable[Event]]] = {
             State.DOWNLOAD: self._download,
             State.VERIFY: self._verify,
             State.INSTALL: self._install,
@@ -140,16 +100,16 @@ class Engine:
 
     async def run(self, journal: Journal, state: State) -> Journal:
         """Drive `journal` from `state` to DONE or FAILED; return the final journal."""
-        run = _Run(journal)
+        run = UpdateRun(journal)
         while state not in TERMINAL:
             run.journal = await self._save_journal(run.journal, state)
             self._hook(f"enter:{state.name}")
             self.report(run.journal, state)
             try:
                 event = await self._work[state](run)
-            except _FAILURES as exc:
+            except FAILURES as exc:
                 retryable = isinstance(exc, ArtifactFetchError | OSError | TufRefusedError)
-                event = run.fail(state, _describe(exc), retryable=retryable)
+                event = run.fail(state, describe(exc), retryable=retryable)
             _log.info(
                 "update.transition",
                 extra={"fields": {"module": run.target.name, "state": state, "event": event.name}},
@@ -167,12 +127,12 @@ class Engine:
         """
         return await in_thread(self._files.save_journal, journal, state=state.value)
 
-    async def _finish(self, run: _Run, state: State) -> Journal:
+    async def _finish(self, run: UpdateRun, state: State) -> Journal:
         j = run.journal
         if state is State.FAILED and j.error is not None and not j.retryable:
             # Recorded before the journal says FAILED: a crash in between
             # resumes CLEANUP and records it again, never loses it.
-            failed_in = _as_state(j.failed_in) or State.FAILED
+            failed_in = state_of(j.failed_in) or State.FAILED
             await in_thread(
                 self._files.save_failure,
                 ReleaseFailure(
@@ -207,7 +167,7 @@ class Engine:
 
     # -- the states' work ---------------------------------------------------------
 
-    async def _trusted(self, run: _Run) -> TrustedTarget | None:
+    async def _trusted(self, run: UpdateRun) -> TrustedTarget | None:
         """What TUF metadata vouches for (None: no TUF root pinned, the release
         keys decide), asked once per update in this process.
 
@@ -222,7 +182,7 @@ class Engine:
             check_trusted(target, run.trusted)
         return run.trusted
 
-    async def _download(self, run: _Run) -> Event:
+    async def _download(self, run: UpdateRun) -> Event:
         target = run.target
         # Asked before anything is fetched: once TUF is on, no byte of a
         # release its metadata does not name is downloaded.
@@ -256,7 +216,7 @@ class Engine:
         self._hook("download:complete")
         return Event.OK
 
-    async def _from_delta(self, run: _Run, plan: DownloadPlan) -> bool:
+    async def _from_delta(self, run: UpdateRun, plan: DownloadPlan) -> bool:
         """Rebuild the archive from the installed release's kept archive and a
         delta; False: the full download must (see _delta)."""
         target, prior = run.target, run.journal.prior
@@ -284,7 +244,7 @@ class Engine:
         self.report(run.journal, State.DOWNLOAD, detail="rebuilt from a delta")
         return True
 
-    async def _verify(self, run: _Run) -> Event:
+    async def _verify(self, run: UpdateRun) -> Event:
         target = run.target
         archive = self._layout.archive(target.digest)
         if not archive.exists() and self._install_path(target).is_dir():
@@ -305,7 +265,7 @@ class Engine:
             check_signature(target, held, self._trusted_keys(), self._key_scopes())
         return Event.OK
 
-    async def _install(self, run: _Run) -> Event:
+    async def _install(self, run: UpdateRun) -> Event:
         target = run.target
         dest = self._install_path(target)
         if dest.is_dir():  # complete by construction: unpack and delete are atomic renames
@@ -335,7 +295,7 @@ class Engine:
         self._hook("install:unpacked")
         return Event.OK
 
-    async def _activate(self, run: _Run) -> Event:
+    async def _activate(self, run: UpdateRun) -> Event:
         target, prior = run.target, run.journal.prior
         spec = await self._spec_of(run)
         module_dir = self._layout.module_dir(target.name)
@@ -353,7 +313,7 @@ class Engine:
         self._hook("activate:started")
         return Event.OK
 
-    async def _health(self, run: _Run) -> Event:
+    async def _health(self, run: UpdateRun) -> Event:
         target = run.target
         timeout_s = health_timeout_s(target, await self._spec_of(run))
         try:
@@ -363,33 +323,22 @@ class Engine:
         except TimeoutError:
             healthy, why = False, f"the health check did not answer within {timeout_s:g}s"
         except Exception as exc:  # the port's failure is the check's verdict
-            healthy, why = False, f"the health check failed: {_describe(exc)}"
+            healthy, why = False, f"the health check failed: {describe(exc)}"
         self._hook("health:checked")
         if healthy:
             return Event.OK
         return run.fail(State.HEALTH, why, retryable=False)
 
-    async def _commit(self, run: _Run) -> Event:
+    async def _commit(self, run: UpdateRun) -> Event:
         target = run.target
         installed = InstalledRelease(target, target.install_name)
         await in_thread(self._files.save_installed, target.name, installed)
         self._hook("commit:recorded")
-        module_dir = self._layout.module_dir(target.name)
-        keep = {target.install_name, read_link(module_dir / PREVIOUS)}
-        for entry in sorted(module_dir.iterdir()):
-            # Only install directories: links and hidden leftovers are not ours to judge here.
-            if entry.name not in keep and not entry.name.startswith(".") and _is_real_dir(entry):
-                await _best_effort(remove_tree, entry)
-        if self._limits.delta_updates:
-            # The next update of the module asks for a delta from these bytes.
-            await _best_effort(lambda _p: keep_base(self._layout, target), module_dir)
-        else:
-            await _best_effort(lambda _p: drop_bases(self._layout, target.name), module_dir)
-        await self._drop_download(target)
+        await prune_after_commit(self._layout, target, delta_updates=self._limits.delta_updates)
         self._hook("commit:pruned")
         return Event.OK
 
-    async def _rollback(self, run: _Run) -> Event:
+    async def _rollback(self, run: UpdateRun) -> Event:
         j = run.journal
         name = j.target.name
         module_dir = self._layout.module_dir(name)
@@ -399,14 +348,7 @@ class Engine:
             _log.warning(
                 "update.rollback_stop_failed", extra={"fields": {"module": name}}, exc_info=exc
             )
-        if j.prior_previous is not None:
-            await in_thread(point_link, module_dir / PREVIOUS, j.prior_previous)
-        else:
-            await in_thread(remove_link, module_dir / PREVIOUS)
-        if j.prior is not None:
-            await in_thread(point_link, module_dir / CURRENT, j.prior.install_dir)
-        else:  # a first install: nothing to go back to
-            await in_thread(remove_link, module_dir / CURRENT)
+        await restore_links(self._layout, j)
         await in_thread(self._files.save_installed, name, j.prior)
         self._hook("rollback:switched")
         if j.prior is not None:
@@ -414,53 +356,38 @@ class Engine:
             try:
                 spec = await in_thread(self.spec_of, name, install)
                 await self.start(name, install, spec, j.prior.target)
-            except _FAILURES as exc:
+            except FAILURES as exc:
                 # The links and the record are right; report that the old
                 # version did not start rather than pretend it runs.
                 run.fail(
                     State.ROLLBACK,
-                    f"restarting {j.prior.target.version}: {_describe(exc)}",
+                    f"restarting {j.prior.target.version}: {describe(exc)}",
                     retryable=False,
                 )
         self._hook("rollback:started")
         return Event.OK
 
-    async def _cleanup(self, run: _Run) -> Event:
+    async def _cleanup(self, run: UpdateRun) -> Event:
         j = run.journal
-        target = j.target
-        module_dir = self._layout.module_dir(target.name)
-        in_use = {read_link(module_dir / CURRENT), read_link(module_dir / PREVIOUS)}
-        if j.prior is not None:
-            in_use.add(j.prior.install_dir)
-        if target.install_name not in in_use:
-            await _best_effort(remove_tree, self._install_path(target))
+        await remove_unused_install(self._layout, j)
         if not j.retryable:
             # Keep a partial or checked archive only for a retry to resume from.
-            await self._drop_download(target)
-        await _best_effort(sweep_leftovers, module_dir)
+            await drop_download(self._layout, j.target)
+        await best_effort(sweep_leftovers, self._layout.module_dir(j.target.name))
         self._hook("cleanup:removed")
         return Event.OK if j.error is None else Event.FAIL
 
     # -- helpers ------------------------------------------------------------------
 
     def _install_path(self, target: ReleaseTarget) -> Path:
-        return self._layout.module_dir(target.name) / target.install_name
+        return install_path(self._layout, target)
 
-    async def _spec_of(self, run: _Run) -> ModuleSpec:
+    async def _spec_of(self, run: UpdateRun) -> ModuleSpec:
         if run.spec is None:
             run.spec = await in_thread(
                 self.spec_of, run.target.name, self._install_path(run.target)
             )
         return run.spec
-
-    async def _drop_download(self, target: ReleaseTarget) -> None:
-        layout = self._layout
-        for path in (
-            layout.partial(target.digest),
-            layout.archive(target.digest),
-            delta_path(layout, target.digest),
-        ):
-            await _best_effort(remove_file, path)
 
     def spec_of(self, name: str, install: Path) -> ModuleSpec:
         """The module file of `name`'s install `install`, through its parsed copy (blocking).
@@ -468,7 +395,7 @@ class Engine:
         Raises:
             ModuleSpecError: unreadable or invalid.
         """
-        return load_module_spec_cached(install / MODULE_FILE, self._files.spec_cache(name))
+        return read_spec(self._files, name, install)
 
     async def start(
         self, name: str, install: Path, spec: ModuleSpec, target: ReleaseTarget
@@ -481,7 +408,7 @@ class Engine:
         try:
             await self._activator.start(name, install, spec, target)
         except Exception as exc:
-            raise ActivationError(f"start failed: {_describe(exc)}") from exc
+            raise ActivationError(f"start failed: {describe(exc)}") from exc
         self.started.add(name)
 
     async def stop(self, name: str) -> None:
@@ -493,30 +420,5 @@ class Engine:
         try:
             await self._activator.stop(name)
         except Exception as exc:
-            raise ActivationError(f"stopping the running version failed: {_describe(exc)}") from exc
+            raise ActivationError(f"stopping the running version failed: {describe(exc)}") from exc
         self.started.discard(name)
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, UpdaterError | ArtifactError):
-        return str(exc)
-    return f"{type(exc).__name__}: {exc}"
-
-
-def _as_state(value: str | None) -> State | None:
-    try:
-        return None if value is None else State(value)
-    except ValueError:
-        return None
-
-
-def _is_real_dir(path: Path) -> bool:
-    return path.is_dir() and not path.is_symlink()
-
-
-async def _best_effort(action: Callable[[Path], object], path: Path) -> None:
-    # Cleanup must not turn a finished update into a failed one: log and go on.
-    try:
-        await in_thread(action, path)
-    except OSError as exc:
-        _log.warning("update.cleanup_failed", extra={"fields": {"path": str(path)}}, exc_info=exc)

@@ -101,3 +101,12 @@ def resume_state(journaled: str) -> State:
         return RESUME.get(State(journaled), State.ROLLBACK)
     except ValueError:
         return State.ROLLBACK
+
+
+def state_of(journaled: str | None) -> State | None:
+    """The state a journal names; None when it names none, or one this agent
+    does not know (a journal written by a newer agent)."""
+    try:
+        return None if journaled is None else State(journaled)
+    except ValueError:
+        return None

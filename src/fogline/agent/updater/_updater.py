@@ -21,7 +21,7 @@ from fogline.agent._backoff import Backoff
 from fogline.protocol import KeyScope
 
 from ._blocking import in_thread
-from ._engine import Engine, _describe
+from ._engine import Engine
 from ._errors import JournalCorruptError, ReleaseRejectedError
 from ._journal import Journal, StateFiles
 from ._layout import CURRENT, PREVIOUS, Layout, point_link, read_link, remove_file, sweep_leftovers
@@ -34,6 +34,7 @@ from ._models import (
     UpdateResult,
 )
 from ._ports import ArtifactSource, ModuleActivator
+from ._run import describe
 from ._states import SWITCHED, TERMINAL, State, resume_state
 from ._tuf import TargetTrust
 from ._verify import check_downgrade
@@ -218,7 +219,7 @@ class Updater:
         try:
             await self._start_committed(target.name, installed)
         except Exception as exc:
-            error = f"starting the installed {installed.target.version} again: {_describe(exc)}"
+            error = f"starting the installed {installed.target.version} again: {describe(exc)}"
             self._report(_progress(target, State.FAILED, "start failed", error=error))
             return UpdateResult(
                 target.name,
