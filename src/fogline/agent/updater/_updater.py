@@ -5,11 +5,11 @@ On top of the Engine (the state table's shell) it decides when to run:
 failed, and starts the installed release again when it is the target but
 was stopped (`stop`: the module left the desired state); `recover` resumes
 or undoes what a crash interrupted, with the save-count guard, then starts
-every module's installed version.
+every module's installed version. From which state a journal runs, new or
+resumed, is decided in `_resume`.
 """
 
 import asyncio
-import dataclasses
 import logging
 import platform
 from collections.abc import Awaitable, Callable, Collection, Mapping
@@ -34,8 +34,17 @@ from ._models import (
     UpdateResult,
 )
 from ._ports import ArtifactSource, ModuleActivator
+from ._resume import (
+    crash_loop,
+    failed_after_commit,
+    guard_trips,
+    is_deferred,
+    new_journal,
+    result_of,
+    resume_point,
+)
 from ._run import describe
-from ._states import SWITCHED, TERMINAL, State, resume_state
+from ._states import State, state_of
 from ._tuf import TargetTrust
 from ._verify import check_downgrade
 
@@ -44,13 +53,6 @@ if TYPE_CHECKING:
 
 _log = logging.getLogger("fogline.agent.updater")
 
-# Saves past max_saves allowed for the guard's own rollback and cleanup;
-# beyond them even that crashed, and the journal goes straight to FAILED.
-_GUARD_GRACE: Final = 3
-# Resume states that leave the active version alone: recover() starts the
-# installed versions first and runs these afterwards, so a long download
-# does not keep a node's modules down.
-_DEFERRED: Final = frozenset({State.DOWNLOAD, State.VERIFY})
 _MACHINE: Final = platform.machine()
 
 
@@ -120,7 +122,7 @@ class Updater:
     def journal_state(self, name: str) -> State | None:
         """The state of the last update of `name`'s journal (None: never updated)."""
         journal = self._files.load_journal(name)
-        return None if journal is None else _state_of(journal.state)
+        return None if journal is None else state_of(journal.state)
 
     def failure(self, name: str) -> ReleaseFailure | None:
         """The recorded failed release of `name`, which `ensure` will not retry."""
@@ -184,27 +186,13 @@ class Updater:
                     error=str(exc),
                     failed_in=State.VERIFY,
                 )
-            # Saves carry over a retry after an interruption, so an update that
-            # kills the agent every time ends in FAILED instead of looping.
-            carried = (
-                previous.saves
-                if previous is not None
-                and previous.interrupted
-                and previous.target.digest == target.digest
-                else 0
-            )
-            journal = Journal(
-                state=State.DOWNLOAD.value,
-                saves=carried,
-                target=target,
-                prior=installed,
-                prior_previous=read_link(module_dir / PREVIOUS),
-            )
-            if carried >= self._limits.max_saves:
-                final = await self._engine.run(self._crash_loop(journal), State.FAILED)
+            journal = new_journal(target, installed, previous, read_link(module_dir / PREVIOUS))
+            max_saves = self._limits.max_saves
+            if guard_trips(journal, max_saves):
+                final = await self._engine.run(crash_loop(journal, max_saves), State.FAILED)
             else:
                 final = await self._engine.run(journal, State.DOWNLOAD)
-            return _result(final)
+            return result_of(final)
 
     async def _start_again(
         self, target: ReleaseTarget, installed: InstalledRelease
@@ -273,14 +261,8 @@ class Updater:
             journal = self._load_journal(name)
             if journal is None or journal.state != State.DONE or journal.target.digest != digest:
                 return None
-            failed = dataclasses.replace(
-                journal,
-                error=reason,
-                failed_in=State.HEALTH.value,
-                retryable=False,
-                interrupted=False,
-            )
-            return _result(await self._engine.run(failed, State.ROLLBACK))
+            failed = failed_after_commit(journal, reason)
+            return result_of(await self._engine.run(failed, State.ROLLBACK))
 
     # -- recover ----------------------------------------------------------------
 
@@ -321,7 +303,7 @@ class Updater:
         for journal in deferred:
             async with self._lock(journal.target.name):
                 try:
-                    results.append(_result(await self._resume(journal)))
+                    results.append(result_of(await self._resume(journal)))
                 except Exception as exc:
                     results.append(self._recover_failed(journal.target.name, exc))
         return results
@@ -335,10 +317,10 @@ class Updater:
             return
         if journal.is_terminal:
             self._engine.report(journal, State(journal.state))
-        elif resume_state(journal.state) in _DEFERRED and not self._guard_trips(journal):
+        elif is_deferred(journal, self._limits.max_saves):
             deferred.append(journal)
         else:
-            results.append(_result(await self._resume(journal)))
+            results.append(result_of(await self._resume(journal)))
 
     def _recover_failed(self, name: str, exc: Exception) -> UpdateResult:
         _log.error("update.recover_failed", extra={"fields": {"module": name}}, exc_info=exc)
@@ -354,47 +336,11 @@ class Updater:
 
     async def _resume(self, journal: Journal) -> Journal:
         """Run `journal` from where RESUME (or the save-count guard) says."""
-        over = journal.saves - self._limits.max_saves
-        if over >= _GUARD_GRACE:
-            # Even the guard's rollback kept crashing: stop doing anything.
-            return await self._engine.run(self._crash_loop(journal), State.FAILED)
-        if over >= 0:
-            undo = journal.state in SWITCHED or _unknown(journal.state)
-            state = State.ROLLBACK if undo else State.CLEANUP
-            if journal.state == State.CLEANUP:
-                state = State.CLEANUP
-            return await self._engine.run(self._crash_loop(journal), state)
-        state = resume_state(journal.state)
-        if state is State.ROLLBACK and journal.error is None:
-            journal = dataclasses.replace(
-                journal,
-                error=(
-                    f"the agent stopped during {journal.state}; "
-                    "rolled back because the new version was not known to be healthy"
-                ),
-                failed_in=journal.state,
-                retryable=True,
-                interrupted=True,
-            )
-        _log.info(
-            "update.resume",
-            extra={"fields": {"module": journal.target.name, "from": journal.state, "to": state}},
-        )
-        return await self._engine.run(journal, state)
-
-    def _guard_trips(self, journal: Journal) -> bool:
-        return journal.saves >= self._limits.max_saves
-
-    def _crash_loop(self, journal: Journal) -> Journal:
-        reason = (
-            f"crash loop: the update journal was saved {journal.saves} times without "
-            f"finishing (limit {self._limits.max_saves})"
-        )
-        error = reason if journal.error is None else f"{journal.error}; {reason}"
-        failed_in = journal.failed_in or journal.state
-        return dataclasses.replace(
-            journal, error=error, failed_in=failed_in, retryable=False, interrupted=False
-        )
+        resumed, state = resume_point(journal, self._limits.max_saves)
+        if not guard_trips(journal, self._limits.max_saves):
+            fields = {"module": journal.target.name, "from": journal.state, "to": state}
+            _log.info("update.resume", extra={"fields": fields})
+        return await self._engine.run(resumed, state)
 
     async def _start_installed(self, name: str) -> None:
         try:
@@ -479,28 +425,3 @@ def _progress(
     target: ReleaseTarget, state: State, detail: str, *, error: str | None = None
 ) -> UpdateProgress:
     return UpdateProgress(target.name, target.version, target.digest, state, detail, error=error)
-
-
-def _result(journal: Journal) -> UpdateResult:
-    t = journal.target
-    state = State(journal.state) if journal.state in TERMINAL else State.FAILED
-    return UpdateResult(
-        t.name,
-        t.version,
-        t.digest,
-        state,
-        error=journal.error,
-        failed_in=_state_of(journal.failed_in),
-        retryable=journal.retryable,
-    )
-
-
-def _state_of(value: str | None) -> State | None:
-    try:
-        return None if value is None else State(value)
-    except ValueError:
-        return None
-
-
-def _unknown(state: str) -> bool:
-    return _state_of(state) is None
