@@ -370,3 +370,39 @@ def test_the_updater_restarts_only_what_it_stopped(
             assert node.fetched() == [v1.digest]
 
     _run(scenario())
+
+
+def test_a_release_that_failed_with_a_bad_config_installs_with_the_corrected_one(
+    tmp_path: Path, key: ReleaseKeyPair, releases: list[_Release]
+) -> None:
+    """An operator's bad config fails v2's health gate and v1 comes back;
+    the corrected config for the same v2 is tried and runs, while the bad
+    one stays remembered (no retry loop). Before, the node answered every
+    later config of v2 with the first failure until another release was
+    targeted."""
+    v1, v2 = releases
+
+    async def scenario() -> None:
+        async with _node(tmp_path / "node", releases) as node:
+            await node.manager.apply(_doc(key, (v1, {"greeting": "hi"})))
+            await node.healthy("v1 healthy")
+
+            with pytest.raises(RuntimeError, match=r"svc 2\.0\.0: not healthy"):
+                await node.manager.apply(_doc(key, (v2, {"exit": True})))
+            outcome = node.manager.statuses().updates[NAME]
+            assert (outcome.version, outcome.state) == ("2.0.0", State.FAILED)
+            await node.healthy("v1 back")
+            assert node.seen()["config"] == {"greeting": "hi"}
+            with pytest.raises(RuntimeError, match="not healthy"):  # the same: remembered
+                await node.manager.apply(_doc(key, (v2, {"exit": True})))
+            assert node.manager.progress[NAME].detail.startswith("not retried")
+
+            fixed = {"greeting": "hello"}
+            await node.manager.apply(_doc(key, (v2, fixed)))
+            outcome = node.manager.statuses().updates[NAME]
+            assert (outcome.version, outcome.state, outcome.error) == ("2.0.0", State.DONE, None)
+            pid = await node.healthy("v2 with the corrected config")
+            assert node.seen() == {"pid": pid, "config": fixed}
+            assert node.manager.updater.failure(NAME) is None
+
+    _run(scenario())

@@ -2,6 +2,7 @@
 
 import asyncio
 import dataclasses
+import json
 from pathlib import Path
 
 from fogline.agent.updater import ActivatorCall, MemoryActivator, State, Updater, UpdateResult
@@ -131,6 +132,57 @@ def test_targeting_another_release_clears_the_failure(
         up.ensure(dataclasses.replace(releases["3.0.0"].target, allow_downgrade=True))
     )
     assert not result.remembered and result.failed_in is State.HEALTH
+
+
+def test_an_unhealthy_release_is_tried_again_with_another_config(
+    node: Node, releases: dict[str, Release]
+) -> None:
+    """A health failure may be the config's: the operator's corrected config
+    for the same release is tried, while the same config stays remembered.
+    (Before, every later config of the release was refused with the old
+    error until another release was targeted.)"""
+    up = node.updater()
+    ensure(up, releases["2.0.0"])
+    failed = ensure(up, releases["3.0.0"])
+    assert failed.failed_in is State.HEALTH
+    assert ensure(up, releases["3.0.0"]).remembered
+    node.activator.health["3.0.0"] = True  # the new config makes it healthy
+    fixed = dataclasses.replace(releases["3.0.0"].target, config={"version": "3.0.0", "fixed": 1})
+    result = asyncio.run(up.ensure(fixed))
+    assert result.ok and not result.remembered
+    assert node.activator.running == {NAME: "3.0.0"}
+    assert node.activator.targets[NAME].config == {"version": "3.0.0", "fixed": 1}
+    assert up.failure(NAME) is None
+
+
+def test_another_env_is_another_try_and_the_failed_one_stays_remembered(
+    node: Node, releases: dict[str, Release]
+) -> None:
+    up = node.updater()
+    ensure(up, releases["2.0.0"])
+    with_env = dataclasses.replace(releases["3.0.0"].target, env={"MODE": "a"})
+    assert asyncio.run(up.ensure(with_env)).failed_in is State.HEALTH
+    other_env = dataclasses.replace(with_env, env={"MODE": "b"})
+    tried = asyncio.run(up.ensure(other_env))
+    assert not tried.remembered and tried.failed_in is State.HEALTH
+    # The failure now on record is the second one's: MODE=b is remembered.
+    assert asyncio.run(up.ensure(other_env)).remembered
+
+
+def test_a_failure_recorded_before_configs_counted_holds_for_every_config(
+    node: Node, releases: dict[str, Release]
+) -> None:
+    """failed.json written by an older agent has no `deployment`: it holds
+    for the release whatever its config, as it did."""
+    up = node.updater()
+    ensure(up, releases["2.0.0"])
+    ensure(up, releases["3.0.0"])
+    record = next(node.root.rglob("failed.json"))
+    data = json.loads(record.read_text())
+    assert data.pop("deployment") is not None
+    record.write_text(json.dumps(data))
+    other = dataclasses.replace(releases["3.0.0"].target, config={"version": "3.0.0", "x": 2})
+    assert asyncio.run(node.updater().ensure(other)).remembered
 
 
 def test_only_one_previous_install_is_kept(node: Node, releases: dict[str, Release]) -> None:

@@ -78,6 +78,12 @@ def test_a_release_signed_by_an_untrusted_key_is_refused_at_verify(
     on_v1.source.blobs[rogue.target.digest] = rogue.blob
     result = asyncio.run(on_v1.updater().ensure(rogue.target))
     _refused(on_v1, result, State.VERIFY, "not a trusted key")
+    # The bytes are refused whatever they would run with: another config
+    # does not fetch them again.
+    fetches = len(on_v1.source.fetches)
+    other = replace(rogue.target, config={"another": "config"})
+    again = asyncio.run(on_v1.updater().ensure(other))
+    assert again.remembered and len(on_v1.source.fetches) == fetches
 
 
 def test_a_release_without_a_signature_is_refused_at_verify(

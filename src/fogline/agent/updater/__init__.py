@@ -42,7 +42,9 @@ Policies:
 * Failures that are the release's own (digest, signature, unsafe archive,
   wrong architecture, start failure, unhealthy) are recorded in failed.json;
   `ensure` of the same release returns that failure at once until another
-  release is targeted or `forget_failure()` is called. Network and disk
+  release is targeted or `forget_failure()` is called. A start failure or
+  an unhealthy release is remembered with the config and env it ran with:
+  the same release with another config or env is tried. Network and disk
   failures are not recorded: retrying may help, and a download resumes.
 
 Errors:

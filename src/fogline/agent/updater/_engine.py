@@ -133,6 +133,9 @@ class Engine:
             # Recorded before the journal says FAILED: a crash in between
             # resumes CLEANUP and records it again, never loses it.
             failed_in = state_of(j.failed_in) or State.FAILED
+            # Starting and the health gate run the release with its config
+            # and env: another config or env deserves its own try.
+            config_bound = failed_in in (State.ACTIVATE, State.HEALTH)
             await in_thread(
                 self._files.save_failure,
                 ReleaseFailure(
@@ -142,6 +145,7 @@ class Engine:
                     j.error,
                     failed_in,
                     time.time(),
+                    deployment=j.target.deployment_key() if config_bound else None,
                 ),
             )
             self._hook("failed:recorded")

@@ -134,6 +134,8 @@ class StateFiles:
                 reason=str(data["reason"]),
                 failed_in=State(data["failed_in"]),
                 at_s=float(data["at_s"]),
+                # Records from before it hold for the release, whatever its config.
+                deployment=None if data.get("deployment") is None else str(data["deployment"]),
             )
 
         return self._load(module, "failed.json", parse)

@@ -7,6 +7,7 @@ digest) is validated here, so no target can steer a file name.
 
 import base64
 import binascii
+import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -124,6 +125,11 @@ class ReleaseTarget:
         except (KeyError, TypeError, binascii.Error) as exc:
             raise InvalidTargetError("document", f"missing or mistyped field: {exc}") from None
 
+    def deployment_key(self) -> str:
+        """SHA-256 of the config and env this release runs with (hex)."""
+        encoded = orjson.dumps([dict(self.config), dict(self.env)], option=orjson.OPT_SORT_KEYS)
+        return hashlib.sha256(encoded).hexdigest()
+
     def same_deployment(self, other: "ReleaseTarget") -> bool:
         """True when `other` would run exactly the same: same bytes, config and env."""
         return (self.digest, dict(self.config), dict(self.env)) == (
@@ -237,7 +243,14 @@ class InstalledRelease:
 
 @dataclass(frozen=True, slots=True)
 class ReleaseFailure:
-    """A release that failed on this node and will not be tried again by itself."""
+    """A release that failed on this node and will not be tried again by itself.
+
+    A failure to start or to pass the health gate may be the config's or the
+    env's as much as the release's: it holds only for the config and env it
+    failed with (`deployment`), so a deployment that changes them is tried.
+    Any other failure (the bytes, the signature, the unpack) holds for the
+    release whatever its config (`deployment` None).
+    """
 
     module: str
     version: str
@@ -245,3 +258,10 @@ class ReleaseFailure:
     reason: str
     failed_in: State
     at_s: float  # Unix time of the failure
+    deployment: str | None = None  # ReleaseTarget.deployment_key() it failed with
+
+    def holds_for(self, target: "ReleaseTarget") -> bool:
+        """True when `target` is what failed: not to be tried again."""
+        if self.digest != target.digest:
+            return False
+        return self.deployment is None or self.deployment == target.deployment_key()

@@ -142,8 +142,9 @@ class Updater:
         download and no health gate, since it passed its gate with this
         config and env; the supervisor reports its health from there. Returns
         a recorded failure of the same release at once, without trying
-        again. Failures of the update are reported in the result and through
-        `on_progress`, not raised.
+        again (with the same config and env, when it failed to start or to
+        be healthy: another config is tried). Failures of the update are
+        reported in the result and through `on_progress`, not raised.
 
         Raises:
             JournalCorruptError: the installed or failure record is unreadable.
@@ -157,9 +158,11 @@ class Updater:
                 previous = await self._resume(previous)
             failure = self._files.load_failure(target.name)
             if failure is not None:
-                if failure.digest == target.digest:
+                if failure.holds_for(target):
                     return self._remembered(target, failure)
-                self._files.clear_failure(target.name)  # another release is targeted
+                # Another release is targeted, or the same with another
+                # config or env after it failed to start or to be healthy.
+                self._files.clear_failure(target.name)
             installed = self._files.load_installed(target.name)
             module_dir = self._layout.module_dir(target.name)
             if (
