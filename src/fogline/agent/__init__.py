@@ -9,9 +9,10 @@ virtual nodes, which therefore need nothing private of this package.
 
 from fogline.hubclient import HubRefusedError, HubUnreachableError
 
-from ._agent import Agent, AgentConfig, default_name
+from ._agent import Agent
 from ._backoff import Backoff
 from ._clock import Clock
+from ._config import AgentConfig, default_name
 from ._enroll import Enroller
 from ._errors import AgentError, IdentityError
 from ._hublink import HubLink, HubTls, TransportWrapper

@@ -5,18 +5,15 @@ Only a definite no at first enrollment stops it (see `_enroll`). Its
 enrollment, certificate renewal, reports, sync and module stack are built
 from `NodeParts`,
 as the simulator's virtual nodes are; the local endpoint, the data plane
-and the metrics are the agent's own.
+and the metrics are the agent's own. Its configuration, and the data dir
+and local socket it claims first, are in `_config`.
 """
 
 import asyncio
 import logging
-import os
 import platform
 import socket
-import stat
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from fogline import __version__
@@ -27,6 +24,7 @@ from fogline.protocol import AppliedState, DeviceFacts, Report, ReportAck
 from fogline.security import TokenFileError, read_token_file
 
 from ._agentlog import AgentLogHandler, AgentLogShipper
+from ._config import AgentConfig, bind_local, default_name, make_data_dir
 from ._errors import AgentError, IdentityError
 from ._health import HealthSampler, PipelineTotals
 from ._heap import collect_replaced_objects, freeze_long_lived_objects
@@ -39,15 +37,9 @@ from ._module_metrics import ModuleScraper
 from ._parts import NodeParts
 from ._renew import Renewer
 from ._selfupdate import SelfUpdate
-from .dataplane import (
-    DataPlaneCollector,
-    InstalledModels,
-    MqttSettings,
-    NodeDataPlane,
-    ingest_handler,
-)
+from .dataplane import DataPlaneCollector, InstalledModels, NodeDataPlane, ingest_handler
 from .modules import ModuleManager
-from .supervisor import ModuleUser, ProcessRuntime
+from .supervisor import ProcessRuntime
 from .updater import crash_hook_from_env
 from .uplink import HttpHubTransport
 
@@ -56,56 +48,6 @@ log = logging.getLogger("fogline.agent")
 MALLOC_ARENAS = 2
 MALLOC_MMAP_THRESHOLD = 256 * 1024
 MALLOC_TRIM_INTERVAL_S = 60.0
-
-
-@dataclass(frozen=True, slots=True)
-class AgentConfig:
-    hub_url: str
-    ca_path: Path
-    data_dir: Path
-    claim: str | None = None
-    # Read only when the node must enroll (the file may be gone once it has).
-    claim_file: Path | None = None
-    name: str | None = None
-    labels: dict[str, str] = field(default_factory=dict)
-    local_host: str = "127.0.0.1"
-    local_port: int = 9271
-    report_interval_s: float = 10.0
-    mqtt: MqttSettings | None = None
-    outbox_max_bytes: int = 256 * 1024 * 1024
-    drift_interval_s: float = 30.0
-    # Who modules run as; None: the agent's own user (no isolation from it).
-    module_user: ModuleUser | None = None
-    # A renewal asks for a certificate for a new key (False: the same key).
-    renew_new_key: bool = True
-
-    def __post_init__(self) -> None:
-        # Absolute from the start: the agent hands paths under data_dir to
-        # modules (FOGLINE_CONFIG, HOME, their workdir), which run in their
-        # own install directory, where a path relative to the agent's working
-        # directory (`--data-dir ./node`) names nothing. abspath, not resolve:
-        # a symlinked data dir keeps the name the operator gave it.
-        for name in ("data_dir", "ca_path"):
-            path = Path(os.path.abspath(os.path.expanduser(getattr(self, name))))
-            object.__setattr__(self, name, path)  # frozen: only here, before anyone reads it
-
-
-def close_to_others(data_dir: Path) -> None:
-    """Take group and other permissions off what the data dir holds (but the
-    modules' own dirs), so that nothing an older agent made under another
-    umask stays reachable; what modules need is opened again as they start."""
-    for entry in data_dir.iterdir():
-        info = entry.lstat()
-        if entry.name == "module-data" or stat.S_ISLNK(info.st_mode):
-            continue
-        if stat.S_IMODE(info.st_mode) & 0o077:
-            os.chmod(entry, stat.S_IMODE(info.st_mode) & 0o700)
-
-
-def default_name() -> str:
-    """The hostname as a device name: lowercase letters, digits and dashes."""
-    cleaned = "".join(c if c.isalnum() else "-" for c in socket.gethostname().lower())
-    return cleaned.strip("-")[:63] or "edge-node"
 
 
 class Agent:
@@ -290,16 +232,9 @@ class Agent:
         # rarely overlaps); see _trim_forever for the rest.
         cap_arenas(MALLOC_ARENAS)
         fix_mmap_threshold(MALLOC_MMAP_THRESHOLD)
-        self.config.data_dir.mkdir(parents=True, exist_ok=True)
-        # Private, unless modules run as another user: then others may pass
-        # through (not list) on the way to what is opened to them (install,
-        # config, their data dir); the rest is kept 0700/0600 by the umask.
-        isolated = self.config.module_user is not None and not self.config.module_user.is_agent_user
-        os.chmod(self.config.data_dir, 0o711 if isolated else 0o700)
-        if isolated:
-            close_to_others(self.config.data_dir)
+        make_data_dir(self.config)
         self._store.secure()
-        sock = self._bind_local()
+        sock = bind_local(self.config)
         (self.config.data_dir / "local-port").write_text(f"{sock.getsockname()[1]}\n")
         server = make_local_server(self.local)
         # The agent's own log is kept from here (enrollment included, bounded)
@@ -440,18 +375,3 @@ class Agent:
         self.metrics.applied_ok.set(1 if applied.ok else 0)
         self.reporter.poke()
         collect_replaced_objects()
-
-    def _bind_local(self) -> socket.socket:
-        host, port = self.config.local_host, self.config.local_port
-        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError as exc:
-            sock.close()
-            raise AgentError(
-                f"cannot listen on {host}:{port} (--local-port): {exc.strerror}"
-            ) from exc
-        sock.listen(128)
-        sock.setblocking(False)
-        return sock
