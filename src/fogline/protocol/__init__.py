@@ -104,6 +104,7 @@ from ._sensors import (
     topic_filter_problem,
 )
 from ._telemetry import (
+    MAX_PAYLOAD_DEPTH,
     MAX_PRIORITY,
     MAX_STREAM_LEN,
     MIN_PRIORITY,
@@ -113,6 +114,7 @@ from ._telemetry import (
     EncodableRecord,
     decode_batch,
     encode_batch,
+    is_nested_deeper,
 )
 
 # The API's other bodies (operators, users, claims, devices' views: `_models`,
@@ -234,6 +236,7 @@ __all__ = [
     "MAX_MODULE_SERIES",
     "MAX_NAME_PATTERNS",
     "MAX_PATTERN_CHARS",
+    "MAX_PAYLOAD_DEPTH",
     "MAX_PRIORITY",
     "MAX_SCOPE_PATTERNS",
     "MAX_SENSOR_USERS",
@@ -333,6 +336,7 @@ __all__ = [
     "encode_columns",
     "format_labels",
     "hub_label_problem",
+    "is_nested_deeper",
     "label_problem",
     "name_allowed",
     "parse_desired_state",

@@ -45,6 +45,7 @@ from ._telemetry import (
     BatchFormatError,
     BatchRecord,
     _decompress_with,
+    check_payload_depth,
 )
 
 _FLOAT: Final = frozenset({float})
@@ -176,7 +177,10 @@ def decode_columns(data: bytes, *, max_decompressed: int) -> list[BatchRecord]:
     out: list[BatchRecord] = []
     seen: set[int] = set()
     for i, group in enumerate(json_list(body.get("groups"), "groups")):
-        out += _decode_group(group, f"groups.{i}", seen)
+        records = _decode_group(group, f"groups.{i}", seen)
+        for k, record in enumerate(records):
+            check_payload_depth(record.payload, f"groups.{i}.payload.{k}")
+        out += records
     return out
 
 

@@ -55,6 +55,11 @@ _MAX_SEQ: Final = 2**63 - 1
 # value outside the years 1970 to 9999 has no datetime (1e20, -1e12) and a
 # clock that far off is broken, so such a record is refused, not stored.
 MAX_EPOCH_S: Final = 253402300799.0  # 9999-12-31T23:59:59Z
+# How deep a record's payload may nest (`{"a": [1]}` is 2 deep). orjson reads
+# 1,024 levels, but the hub's JSON column fails to store about 1,000 (HTTP
+# 500: the uplink would retry the batch forever) and its query answers fail
+# past about 250 (every window holding the record). Telemetry needs a few.
+MAX_PAYLOAD_DEPTH: Final = 64
 
 
 class EncodableRecord(Protocol):
@@ -142,12 +147,43 @@ def decode_batch(data: bytes, *, max_decompressed: int) -> list[BatchRecord]:
         ) from exc
     seen: set[int] = set()
     out: list[BatchRecord] = []
-    for r in batch.records:
+    for i, r in enumerate(batch.records):
         if r.seq in seen:
             raise BatchFormatError(f"batch: seq {r.seq} appears twice", field="records")
         seen.add(r.seq)
+        check_payload_depth(r.payload, f"records.{i}.payload")
         out.append(BatchRecord(r.seq, r.stream, r.priority, r.created, r.expires, r.payload))
     return out
+
+
+def is_nested_deeper(value: Any, limit: int) -> bool:
+    """Whether JSON `value` nests lists and objects more than `limit` deep.
+
+    Iterative, so a value nested as deep as orjson reads costs no recursion.
+    """
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if type(node) is dict:
+            node = node.values()
+        elif type(node) is not list:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in node)
+    return False
+
+
+def check_payload_depth(payload: Any, where: str) -> None:
+    """Refuse a decoded payload nested deeper than MAX_PAYLOAD_DEPTH.
+
+    Raises:
+        BatchFormatError: it is; `field` is `where`.
+    """
+    if is_nested_deeper(payload, MAX_PAYLOAD_DEPTH):
+        raise BatchFormatError(
+            f"batch: {where}: nested deeper than {MAX_PAYLOAD_DEPTH} levels", field=where
+        )
 
 
 def _decompress(data: bytes, max_decompressed: int) -> bytes:

@@ -9,6 +9,7 @@ from typing import Final
 import orjson
 
 # Shared with the wire format (fogline.protocol); re-exported for the outbox.
+from fogline.protocol import MAX_PAYLOAD_DEPTH, is_nested_deeper
 from fogline.protocol import MAX_PRIORITY as MAX_PRIORITY
 from fogline.protocol import MAX_STREAM_LEN as MAX_STREAM_LEN
 from fogline.protocol import MIN_PRIORITY as MIN_PRIORITY
@@ -130,8 +131,16 @@ def check_item(item: OutboxItem, *, max_bytes: int) -> None:
     try:
         # The uplink embeds payloads verbatim in the batch JSON, so one bad
         # payload here would poison a whole batch later: refuse it now.
-        orjson.loads(payload)
+        value = orjson.loads(payload)
     except orjson.JSONDecodeError as exc:
         raise RecordRejectedError(
             "payload", f"expected UTF-8 JSON text (stream {stream}): {exc}"
         ) from exc
+    # Fewer brackets than the limit cannot nest deeper: most payloads stop here.
+    if payload.count(b"[") + payload.count(b"{") > MAX_PAYLOAD_DEPTH and is_nested_deeper(
+        value, MAX_PAYLOAD_DEPTH
+    ):
+        # The hub refuses it (HTTP 400): better the producer hears it now.
+        raise RecordRejectedError(
+            "payload", f"expected JSON nested at most {MAX_PAYLOAD_DEPTH} deep (stream {stream})"
+        )
