@@ -22,8 +22,15 @@ import pytest
 from fogline.agent.outbox import Outbox, OutboxRecord, RecordRejectedError
 from fogline.agent.uplink import Backoff, HttpHubTransport, Uplink
 from fogline.protocol import COLUMNS_MEDIA_TYPE, MAX_PAYLOAD_DEPTH, encode_batch, encode_columns
-from tests.support.device import TestDevice, enroll_device
-from tests.support.processes import HubProcess, start_hub, tls
+from tests.support.device import PASS_THROUGH, TestDevice, enroll_device
+from tests.support.processes import (
+    AgentProcess,
+    HubProcess,
+    free_port,
+    start_hub,
+    tls,
+    wait_until,
+)
 
 
 def _nested(depth: int) -> bytes:
@@ -120,3 +127,42 @@ def test_a_deep_record_an_older_agent_queued_is_dead_lettered_not_blocking(
     response = _query(hub)
     assert response.status_code == 200, response.text
     assert sorted(row["seq"] for row in response.json()) == [1, 2, 4, 5, 6]
+
+
+def test_the_agents_ingest_refuses_a_record_nested_too_deep_and_keeps_the_rest(
+    tmp_path: Path,
+) -> None:
+    hub = start_hub(tmp_path / "hub")
+    port = free_port()
+    agent = AgentProcess(
+        tmp_path / "edge", hub, "ingest", hub.create_claim(), extra_args=["--local-port", str(port)]
+    )
+
+    def stored() -> list[object]:
+        with hub.client() as client:
+            params = {"device": "ingest", "stream": "events", "since": "1d"}
+            return [row["payload"] for row in client.get("/v1/telemetry", params=params).json()]
+
+    try:
+        agent.start()
+        agent.wait_enrolled()
+        manifest = tmp_path / "events.yaml"
+        manifest.write_text(PASS_THROUGH)
+        hub.cli("apply", "-f", str(manifest))
+        wait_until(lambda: "dataplane.configured" in agent.log_text(), 30, "pipeline running")
+        deep = b'{"deep":' + _nested(MAX_PAYLOAD_DEPTH) + b"}"
+        deeper = b'{"deep":' + _nested(300) + b"}"
+        body = b"\n".join([b'{"n":1}', deep, b'{"n":2}', deeper, b'{"n":3}'])
+        response = httpx.post(f"http://127.0.0.1:{port}/ingest", content=body, timeout=10)
+        assert response.status_code == 202, response.text
+        answer = response.json()
+        assert (answer["accepted"], answer["rejected"]) == (3, 2), answer
+        assert [error["line"] for error in answer["errors"]] == [2, 4]
+        assert "nested deeper than" in answer["errors"][0]["reason"]
+        response = httpx.post(f"http://127.0.0.1:{port}/ingest", content=deeper, timeout=10)
+        assert response.status_code == 400, response.text
+        wait_until(lambda: len(stored()) >= 3, 30, "the three good records at the hub")
+        assert sorted(p["n"] for p in stored()) == [1, 2, 3]  # type: ignore[index]
+    finally:
+        agent.stop()
+        hub.stop()

@@ -34,6 +34,7 @@ import orjson
 from fogline._log import event
 from fogline.agent._errors import AgentError
 from fogline.agent.outbox import OutboxItem
+from fogline.protocol import MAX_PAYLOAD_DEPTH, is_nested_deeper
 
 from ._models import ModelSessions
 from ._ports import Publisher, RecordSink, WebhookCaller, payload_bytes
@@ -94,6 +95,8 @@ def record_from_mqtt(fields: Mapping[str, str], payload: bytes) -> dict[str, Any
     try:
         value = orjson.loads(payload)
     except orjson.JSONDecodeError:
+        return None
+    if is_nested_deeper(value, MAX_PAYLOAD_DEPTH - 1):  # as the HTTP ingest refuses it
         return None
     record = value if isinstance(value, dict) else {"value": value}
     for key, segment in fields.items():

@@ -26,6 +26,7 @@ from typing import Any, Final
 import orjson
 
 from fogline.agent._local import Receive, Scope, Send, send_json
+from fogline.protocol import MAX_PAYLOAD_DEPTH, is_nested_deeper
 
 from ._sensors import IngestGuard
 
@@ -69,10 +70,14 @@ def _record(value: Any) -> dict[str, Any]:
     Raises:
         ValueError: a JSON array.
     """
-    if isinstance(value, dict):
-        return value
     if isinstance(value, list):
         raise ValueError("a JSON array is not a record; send a batch as NDJSON, one per line")
+    if is_nested_deeper(value, MAX_PAYLOAD_DEPTH - 1):
+        # The outbox and the hub take MAX_PAYLOAD_DEPTH; one level is left for
+        # what a pipeline wraps around a record. Refused here, it costs its line.
+        raise ValueError(f"a record nested deeper than {MAX_PAYLOAD_DEPTH - 1} levels")
+    if isinstance(value, dict):
+        return value
     return {"value": value}
 
 
