@@ -83,14 +83,19 @@ def test_format_2_refuses_a_record_nested_too_deep(
 ) -> None:
     _, node = device
     now = time.time()
-    deep = OutboxRecord(1, "s", 1, now, now + 60, _nested(MAX_PAYLOAD_DEPTH + 1))
+    fine, deep = _nested(2), _nested(MAX_PAYLOAD_DEPTH + 1)
+    records = [
+        OutboxRecord(seq, stream, 1, now, now + 60, payload)
+        for seq, stream, payload in ((1, "a", fine), (2, "b", fine), (3, "b", deep))
+    ]
     with node.client() as client:
         response = client.post(
             "/v1/telemetry",
-            content=encode_columns([deep]),
+            content=encode_columns(records),
             headers={"content-type": COLUMNS_MEDIA_TYPE},
         )
     assert response.status_code == 422, response.text
+    assert response.json()["details"][0]["field"] == "groups.1.payload.1"
 
 
 def test_a_deep_record_an_older_agent_queued_is_dead_lettered_not_blocking(

@@ -1,6 +1,7 @@
 """Batch format 2, the decoder: untrusted bytes back into records, every field
 checked (the format itself: _columns.py)."""
 
+import bisect
 import functools
 import itertools
 import math
@@ -45,7 +46,8 @@ from ._telemetry import (
     BatchFormatError,
     BatchRecord,
     _decompress_with,
-    check_payload_depth,
+    first_too_deep,
+    too_deep_error,
 )
 
 _FLOAT: Final = frozenset({float})
@@ -176,11 +178,14 @@ def decode_columns(data: bytes, *, max_decompressed: int) -> list[BatchRecord]:
         raise BatchFormatError("batch: data: bytes left over after the columns", field="data")
     out: list[BatchRecord] = []
     seen: set[int] = set()
+    starts: list[int] = []  # where each group's records begin in `out`
     for i, group in enumerate(json_list(body.get("groups"), "groups")):
-        records = _decode_group(group, f"groups.{i}", seen)
-        for k, record in enumerate(records):
-            check_payload_depth(record.payload, f"groups.{i}.payload.{k}")
-        out += records
+        starts.append(len(out))
+        out += _decode_group(group, f"groups.{i}", seen)
+    deep = first_too_deep(out)
+    if deep is not None:
+        i = bisect.bisect_right(starts, deep) - 1
+        raise too_deep_error(f"groups.{i}.payload.{deep - starts[i]}")
     return out
 
 
