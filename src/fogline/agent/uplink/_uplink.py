@@ -37,11 +37,13 @@ class Uplink:
     A send that fails with HubUnreachableError or HubRefusedError (or a
     timeout, or an unexpected transport error) leaves the batch queued and
     waits a full-jitter backoff, at least as long as the hub's Retry-After
-    asks; the hub dedupes on (stream, seq), so resending
-    what it may already hold is safe. A rejected batch is split in halves
-    and resent until each refused record stands alone; that record is
-    dead-lettered (deleted from the outbox and counted there), so one bad
-    record cannot block the queue nor take its neighbours with it.
+    asks; after a timeout the next batches hold half as many records, so a
+    batch too big for a slow link never blocks the queue. The hub dedupes on
+    (stream, seq), so resending what it may already hold is safe. A rejected
+    batch is split in halves and resent until each refused record stands
+    alone; that record is dead-lettered (deleted from the outbox and counted
+    there), so one bad record cannot block the queue nor take its neighbours
+    with it.
     """
 
     def __init__(
@@ -77,6 +79,10 @@ class Uplink:
         # compression, at the cost of that much delay to the cloud.
         self._linger_s = max(0.0, linger_s)
         self._urgent_priority = urgent_priority
+        # Records per batch now: halved when a send times out (the batch is
+        # too big for the link: sent whole again it would time out forever),
+        # doubled back after a send that took under a quarter of the timeout.
+        self._max_records = batch_records
         self._wake = asyncio.Event()
         self._sent = self._batches = self._failures = 0
         self._rejections = self._dead_lettered = self._consecutive_failures = 0
@@ -138,7 +144,7 @@ class Uplink:
             self._wake.clear()
             batch = await asyncio.to_thread(
                 self._outbox.next_batch,
-                max_records=self._batch_records,
+                max_records=self._max_records,
                 max_bytes=self._batch_bytes,
             )
             if not batch:
@@ -181,6 +187,7 @@ class Uplink:
             self._sent += len(part)
 
     async def _send(self, part: Sequence[OutboxRecord]) -> None:
+        started = time.monotonic()
         try:
             async with asyncio.timeout(self._send_timeout_s):
                 await self._transport.send_batch(part)
@@ -192,6 +199,9 @@ class Uplink:
         except TimeoutError as exc:
             error = HubUnreachableError(f"hub unreachable: no answer in {self._send_timeout_s} s")
             self._fail(error)
+            if len(part) > 1:
+                self._max_records = min(self._max_records, len(part) // 2)
+                _log.info("next batches hold at most %d records", self._max_records)
             raise error from exc
         except Exception as exc:
             # A transport bug must not stop the data plane: log it loudly and
@@ -203,6 +213,8 @@ class Uplink:
             raise error from exc
         self._batches += 1
         self._last_success_at = self._clock()
+        if time.monotonic() - started < self._send_timeout_s / 4:
+            self._max_records = min(self._batch_records, self._max_records * 2)
         if self._consecutive_failures:
             _log.info("hub reachable again after %d failed send(s)", self._consecutive_failures)
         self._consecutive_failures = 0
