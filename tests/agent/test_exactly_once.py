@@ -27,7 +27,7 @@ from sqlalchemy import Engine, create_engine, select
 from sqlalchemy.pool import NullPool
 
 from fogline.hub._schema import TelemetryRow
-from tests.support.device import PASS_THROUGH
+from tests.support.device import start_passing_through
 from tests.support.processes import (
     AFTER_HUB_OUTAGE_S,
     AgentProcess,
@@ -144,12 +144,7 @@ def test_every_outbox_record_reaches_the_hub_exactly_once(db_url: str, tmp_path:
         extra_args=["--local-port", str(port)],
     )
     try:
-        agent.start()
-        agent.wait_enrolled()
-        manifest = tmp_path / "events.yaml"
-        manifest.write_text(PASS_THROUGH)
-        hub.cli("apply", "-f", str(manifest))
-        wait_until(lambda: "dataplane.configured" in agent.log_text(), 15, "pipeline running")
+        start_passing_through(agent, hub, tmp_path, 15)
         driver = Driver(port)
         driver.start()
         duplicates = 0.0  # summed over the hub's lives: each process counts from zero

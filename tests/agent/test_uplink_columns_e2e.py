@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from tests.support.device import PASS_THROUGH
+from tests.support.device import start_passing_through
 from tests.support.exact import exact, random_finite_float
 from tests.support.processes import AgentProcess, free_port, start_hub, wait_until
 
@@ -84,12 +84,7 @@ def test_records_arrive_bit_for_bit_once_in_format_2_across_a_hub_outage(
             )
 
     try:
-        agent.start()
-        agent.wait_enrolled()
-        manifest = tmp_path / "events.yaml"
-        manifest.write_text(PASS_THROUGH)
-        hub.cli("apply", "-f", str(manifest))
-        wait_until(lambda: "dataplane.configured" in agent.log_text(), 30, "pipeline running")
+        start_passing_through(agent, hub, tmp_path)
         for event in thirds[0]:  # one by one: many small batches, the first in format 1
             _post(port, [event])
         wait_until(lambda: len(stored()) == len(thirds[0]), 60, "the first third at the hub")

@@ -22,7 +22,7 @@ import pytest
 from fogline.agent.outbox import Outbox, OutboxRecord, RecordRejectedError
 from fogline.agent.uplink import Backoff, HttpHubTransport, Uplink
 from fogline.protocol import COLUMNS_MEDIA_TYPE, MAX_PAYLOAD_DEPTH, encode_batch, encode_columns
-from tests.support.device import PASS_THROUGH, TestDevice, enroll_device
+from tests.support.device import TestDevice, enroll_device, start_passing_through
 from tests.support.processes import (
     AgentProcess,
     HubProcess,
@@ -149,12 +149,7 @@ def test_the_agents_ingest_refuses_a_record_nested_too_deep_and_keeps_the_rest(
             return [row["payload"] for row in client.get("/v1/telemetry", params=params).json()]
 
     try:
-        agent.start()
-        agent.wait_enrolled()
-        manifest = tmp_path / "events.yaml"
-        manifest.write_text(PASS_THROUGH)
-        hub.cli("apply", "-f", str(manifest))
-        wait_until(lambda: "dataplane.configured" in agent.log_text(), 30, "pipeline running")
+        start_passing_through(agent, hub, tmp_path)
         deep = b'{"deep":' + _nested(MAX_PAYLOAD_DEPTH) + b"}"
         deeper = b'{"deep":' + _nested(300) + b"}"
         body = b"\n".join([b'{"n":1}', deep, b'{"n":2}', deeper, b'{"n":3}'])

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.device import PASS_THROUGH
+from tests.support.device import start_passing_through
 from tests.support.processes import (
     AFTER_HUB_OUTAGE_S,
     AgentProcess,
@@ -61,12 +61,7 @@ def test_an_overflowing_outbox_raises_an_alert_that_clears_when_drops_stop(
         extra_args=["--local-port", str(port), "--outbox-max-mb", "1"],
     )
     try:
-        agent.start()
-        agent.wait_enrolled()
-        manifest = tmp_path / "events.yaml"
-        manifest.write_text(PASS_THROUGH)
-        hub.cli("apply", "-f", str(manifest))
-        wait_until(lambda: "dataplane.configured" in agent.log_text(), 30, "pipeline running")
+        start_passing_through(agent, hub, tmp_path)
         # Reports without drops: no alert, and the hub's baseline is 0.
         wait_until(lambda: hub.device("spilling")["reported"].get("outbox"), 20, "outbox report")
         assert KIND not in _active(hub)

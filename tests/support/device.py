@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from fogline.protocol import encode_batch
 from fogline.security import make_csr, write_private_key, write_public_file
 
-from .processes import HubProcess, tls
+from .processes import AgentProcess, HubProcess, tls, wait_until
 
 FACTS = {
     "agent_version": "test",
@@ -141,3 +141,16 @@ spec:
       source: {http: {}}
       outputs: [{uplink: {stream: events, priority: 5, ttl: 1d}}]
 """
+
+
+def start_passing_through(
+    agent: AgentProcess, hub: HubProcess, work: Path, timeout_s: float = 30
+) -> None:
+    """Start `agent`, wait for its enrollment, apply PASS_THROUGH (written
+    under `work`) and wait until its pipeline runs."""
+    agent.start()
+    agent.wait_enrolled()
+    manifest = work / "events.yaml"
+    manifest.write_text(PASS_THROUGH)
+    hub.cli("apply", "-f", str(manifest))
+    wait_until(lambda: "dataplane.configured" in agent.log_text(), timeout_s, "pipeline running")
