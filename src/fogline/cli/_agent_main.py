@@ -23,6 +23,8 @@ import asyncio
 import logging
 import os
 import sys
+import types
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
@@ -43,6 +45,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("fogline.agent")
 
 OPTIONS_ENV: Final = "FOGLINE_AGENT_OPTIONS"
+
+# pydantic's own switch for its plugins, and the values with which it loads none.
+PYDANTIC_PLUGINS_ENV: Final = "PYDANTIC_DISABLE_PLUGINS"
+_NO_PLUGINS: Final = ("__all__", "1", "true")
+_PLUGIN_LOADER: Final = "pydantic.plugin._loader"
 
 
 @dataclass(frozen=True)
@@ -218,9 +225,40 @@ def run_agent(config: "AgentConfig") -> None:
     asyncio.run(_run_until_signalled(Agent(config)))
 
 
+def _no_plugins() -> Iterable[object]:
+    return ()
+
+
+def skip_pydantic_plugins() -> bool:
+    """Keep pydantic's plugin loader, and `importlib.metadata` with it, out of
+    the agent's process, unless its environment asks for plugins; True if kept out.
+
+    At the first model it builds, pydantic imports `pydantic.plugin._loader`,
+    which imports `importlib.metadata` (with `zipfile`, `csv` and
+    `importlib.resources`) to look up plugins among the installed
+    distributions' entry points: 1.1 MB resident in the agent, which uses
+    none (BENCHMARKS.md, "Agent idle RSS"). With PYDANTIC_DISABLE_PLUGINS
+    unset, or set to one of the values with which pydantic loads no plugin
+    (`__all__`, `1`, `true`), the loader is a stand-in whose `get_plugins`
+    gives none, as pydantic's own would with that setting. Any other value
+    (plugin names to leave out, or empty) is pydantic's to read: its loader
+    runs as pydantic documents. The environment is left as it was. Done only
+    before pydantic's loader is first imported.
+    """
+    if os.environ.get(PYDANTIC_PLUGINS_ENV, "__all__") not in _NO_PLUGINS:
+        return False
+    if _PLUGIN_LOADER in sys.modules:
+        return getattr(sys.modules[_PLUGIN_LOADER], "get_plugins", None) is _no_plugins
+    loader = types.ModuleType(_PLUGIN_LOADER, "No pydantic plugins: see fogline.cli._agent_main.")
+    loader.get_plugins = _no_plugins  # type: ignore[attr-defined]
+    sys.modules[_PLUGIN_LOADER] = loader
+    return True
+
+
 def main() -> int:
     """`python -m fogline.cli._agent_main ...`, run by `exec_agent` only."""
     skip_httpx_cli()  # before anything imports httpx
+    skip_pydantic_plugins()  # before pydantic builds a model
     try:
         options = options_from_env(AgentOptions, OPTIONS_ENV, "the agent with `fogline agent run`")
     except ExecOptionsError as exc:
