@@ -2,16 +2,20 @@
 
 sqlite3 keeps a prepared statement (C memory) per distinct SQL text; a delete
 whose text changes with the number of seqs filled that cache over hours of
-acks of every size and grew the agent's RSS.
+acks of every size and grew the agent's RSS. SQLite's page cache is the
+outbox's own size, not SQLite's default.
 """
 
+import _sqlite3
+import ctypes
 import sqlite3
 from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 
-from fogline.agent.outbox import DropReason, Outbox, OutboxItem
+from fogline.agent.outbox import DropReason, Outbox, OutboxItem, _schema
 
 
 class RecordingConnection:
@@ -68,3 +72,42 @@ def test_a_padded_delete_counts_each_record_once(tmp_path: Path) -> None:
         assert box.stats().depth == 2
     finally:
         box.close()
+
+
+def _sqlite_memory_used() -> int:
+    """SQLite's own count of the bytes it holds in this process (every connection)."""
+    # dlsym on the extension's handle finds SQLite's symbols whether it is
+    # linked in or a library of its own; the same copy sqlite3 uses.
+    lib = ctypes.PyDLL(_sqlite3.__file__)
+    lib.sqlite3_memory_used.restype = ctypes.c_int64
+    return int(lib.sqlite3_memory_used())
+
+
+def _through_a_backlog(path: Path) -> int:
+    """SQLite's memory once a 5 MB backlog has been queued and drained."""
+    before = _sqlite_memory_used()
+    box = Outbox.open(path, max_bytes=100_000_000)
+    try:
+        payload = orjson.dumps({"reading": "x" * 1000})
+        for _ in range(5):
+            box.put_many([OutboxItem("s", payload, 5, 3600.0) for _ in range(1000)])
+        drained = 0
+        while batch := box.next_batch(max_records=500, max_bytes=1_000_000):
+            drained += box.ack([r.seq for r in batch])
+        assert drained == 5000
+        assert path.stat().st_size > 5_000_000
+        return _sqlite_memory_used() - before
+    finally:
+        box.close()
+
+
+def test_the_page_cache_is_bounded_below_sqlites_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SQLite keeps the cache it filled until the connection closes: the
+    # agent's, for good. Its default (2,000 KiB) is what the soak saw grow.
+    assert _schema.CACHE_KIB == 512
+    used = _through_a_backlog(tmp_path / "ours.db")
+    assert used < 1_200_000, used  # the cache, the schema and the prepared statements
+    monkeypatch.setattr(_schema, "CACHE_KIB", 2000)  # SQLite's default: the same backlog
+    assert _through_a_backlog(tmp_path / "default.db") > used + 1_000_000

@@ -16,6 +16,11 @@ from ._models import MAX_PRIORITY, MIN_PRIORITY
 SCHEMA_VERSION: Final = 1
 # Another process (a diagnostic CLI) may hold the lock for a moment.
 BUSY_TIMEOUT_S: Final = 5.0
+# SQLite's page cache for the outbox's connection (its default is 2,000 KiB).
+# It fills as pages are touched and is never given back: a node whose outbox
+# once held a backlog keeps it resident for good (BENCHMARKS.md, "Agent idle
+# RSS"). The pages it would hold are in the kernel's page cache anyway.
+CACHE_KIB: int = 512
 _log = logging.getLogger("fogline.agent.outbox")
 
 # seq is assigned from meta.next_seq, never by SQLite: a rowid alias without
@@ -167,6 +172,7 @@ def _configure(conn: sqlite3.Connection, path: Path) -> None:
             )
         # FULL: a commit is on disk when put() returns, even across a power cut.
         conn.execute("PRAGMA synchronous=FULL")
+        conn.execute(f"PRAGMA cache_size=-{int(CACHE_KIB)}")  # negative: KiB, not pages
         problems = [row[0] for row in conn.execute("PRAGMA quick_check(5)")]
         if problems != ["ok"]:
             raise CorruptDatabase(f"{path}: quick_check: {'; '.join(map(str, problems))}")
