@@ -65,6 +65,10 @@ NOT_AT_IDLE = frozenset(
         "importlib.metadata",
         "zipfile",
         "csv",
+        # idna's tables: httpx needs them for host names that are not ASCII.
+        "idna.core",
+        "idna.idnadata",
+        "unicodedata",
         "fogline.agent.supervisor._memory",  # fakes: tests and the simulator
         "fogline.agent.updater._memory",
         "fogline.cli._app",

@@ -20,6 +20,7 @@ level it imports the standard library and fogline's base only.
 """
 
 import asyncio
+import importlib
 import logging
 import os
 import sys
@@ -255,10 +256,37 @@ def skip_pydantic_plugins() -> bool:
     return True
 
 
+class _Deferred(types.ModuleType):
+    """Stands in for a module until something asks it for a name: then the
+    module is imported (replacing this in sys.modules) and answers."""
+
+    def __getattr__(self, name: str) -> object:
+        if sys.modules.get(self.__name__) is self:
+            del sys.modules[self.__name__]
+        return getattr(importlib.import_module(self.__name__), name)
+
+
+def defer_idna() -> bool:
+    """Import idna (its tables: 0.2-0.3 MB resident) when first used, not
+    when httpx is imported; True if deferred.
+
+    httpx imports idna at module level and calls it only for a host name
+    that is not ASCII (or starts with `xn--`); the hub, the modules' health
+    and metrics endpoints the agent calls are ASCII names or addresses
+    (BENCHMARKS.md, "Agent idle RSS"). Its first use imports it as before.
+    Done only before anything imports idna.
+    """
+    if "idna" in sys.modules:
+        return isinstance(sys.modules["idna"], _Deferred)
+    sys.modules["idna"] = _Deferred("idna")
+    return True
+
+
 def main() -> int:
     """`python -m fogline.cli._agent_main ...`, run by `exec_agent` only."""
     skip_httpx_cli()  # before anything imports httpx
     skip_pydantic_plugins()  # before pydantic builds a model
+    defer_idna()  # before httpx is imported
     try:
         options = options_from_env(AgentOptions, OPTIONS_ENV, "the agent with `fogline agent run`")
     except ExecOptionsError as exc:
