@@ -11,7 +11,8 @@ interpreter, and one that only imports the libraries the issue named
 (paho-mqtt, httpx, cryptography, orjson, zstandard), also without httpx's
 command line (as the agent imports httpx: see fogline.cli._agent_main).
 Where the memory goes: a fresh interpreter imports what the agent's process
-imports, stage by stage, then what it imports or builds only on first use
+imports, stage by stage (its import settings first, as its own program
+applies them), then what it imports or builds only on first use
 (a /metrics scrape, a webhook call, an update) or never, with VmRSS after
 each stage.
 
@@ -61,8 +62,18 @@ def baseline_rss(code: str) -> float:
 IMPORT_STAGES: tuple[tuple[str, str], ...] = (
     (
         # httpcore and anyio: httpx imports them when a client is made (the hub link's, at start).
-        "httpx (without its CLI) and its transport (httpcore, anyio), orjson, zstandard",
-        "import sys\nsys.modules['httpx._main'] = None\nimport httpx, httpcore, anyio, orjson, zstandard",
+        # First, as the agent's process does, its settings for what it imports (f3b1434, 238495a).
+        "the agent's lean program (`fogline.cli._agent_main`, no pydantic plugin lookup, idna"
+        " deferred); httpx (without its CLI) and its transport (httpcore, anyio), orjson, zstandard",
+        "import sys\nsys.modules['httpx._main'] = None\n"
+        "try:\n"
+        "    from fogline.cli._agent_main import defer_idna, skip_pydantic_plugins\n"
+        "except ImportError:\n"
+        "    pass\n"
+        "else:\n"
+        "    skip_pydantic_plugins()\n"
+        "    defer_idna()\n"
+        "import httpx, httpcore, anyio, orjson, zstandard",
     ),
     (
         "pydantic (one model built)",
@@ -77,6 +88,11 @@ IMPORT_STAGES: tuple[tuple[str, str], ...] = (
         "from fogline.agent.supervisor import resolve_module_user\n"
         "from fogline.security import read_token_file\n"
         "import fogline.cli._agent_main",
+    ),
+    ("at a host name that is not ASCII: idna's tables", "import idna.core"),
+    (
+        "with PYDANTIC_DISABLE_PLUGINS asking for plugins: their lookup (importlib.metadata)",
+        "import importlib.metadata, zipfile, csv",
     ),
     (
         "at the first /metrics or module scrape: prometheus_client",
