@@ -89,3 +89,20 @@ def test_leaving_out_the_plugin_by_name_is_pydantics_to_do(tmp_path: Path):
     result = _probe(_installed_plugin(tmp_path), "recording")
     assert result["skipped"] is False
     assert result["plugin"] is False
+
+
+def test_a_pydantic_asking_the_loader_for_more_gets_the_real_one(tmp_path: Path) -> None:
+    """Should a newer pydantic import more than `get_plugins` from its
+    loader, the stand-in hands over to the real one instead of failing."""
+    probe = (
+        "from fogline.cli._agent_main import skip_pydantic_plugins\n"
+        "assert skip_pydantic_plugins()\n"
+        "from pydantic.plugin._loader import PYDANTIC_ENTRY_POINT_GROUP, get_plugins\n"
+        "print(PYDANTIC_ENTRY_POINT_GROUP, list(get_plugins()) == [])\n"
+    )
+    env = {k: v for k, v in ENV.items() if k != "PYDANTIC_DISABLE_PLUGINS"}
+    done = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["pydantic", "True"]

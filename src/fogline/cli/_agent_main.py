@@ -252,8 +252,19 @@ def skip_pydantic_plugins() -> bool:
         return getattr(sys.modules[_PLUGIN_LOADER], "get_plugins", None) is _no_plugins
     loader = types.ModuleType(_PLUGIN_LOADER, "No pydantic plugins: see fogline.cli._agent_main.")
     loader.get_plugins = _no_plugins  # type: ignore[attr-defined]
+    loader.__getattr__ = _real_plugin_loader_attr  # type: ignore[method-assign]
     sys.modules[_PLUGIN_LOADER] = loader
     return True
+
+
+def _real_plugin_loader_attr(name: str) -> object:
+    """Anything of the loader but `get_plugins` (a pydantic newer than this
+    code asking it for more): the real loader is imported and answers, so a
+    change in pydantic costs the memory back, never a failed import."""
+    if name.startswith("__"):  # the import system's probes: not a real need
+        raise AttributeError(name)
+    sys.modules.pop(_PLUGIN_LOADER, None)
+    return getattr(importlib.import_module(_PLUGIN_LOADER), name)
 
 
 class _Deferred(types.ModuleType):
