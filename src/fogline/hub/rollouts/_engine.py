@@ -8,6 +8,7 @@ lock and the steps both share; `_reads` holds what a tick reads.
 
 import datetime as dt
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -18,7 +19,12 @@ from fogline.protocol import RollbackMarker
 from .._audit import HUB_ACTOR, record_audit
 from .._clock import utcnow
 from .._desired import (
+    COMPILE_COLUMNS,
+    ID_CHUNK,
+    DesiredCompiler,
     bump_generation,
+    parse_deployments,
+    release_keys,
     store_desired_many,
     stored_document,
 )
@@ -26,6 +32,8 @@ from .._devices import seen_recently
 from .._errors import ConflictError
 from .._schema import (
     DeploymentRow,
+    DesiredStateRow,
+    DeviceRow,
     RolloutDeviceRow,
     RolloutRow,
 )
@@ -47,7 +55,14 @@ from ._machine import (
 from ._policy import RolloutPolicy
 from ._reads import last_reports, some_members, watched_members, wave_tallies
 from ._views import FRESH, OPERATOR_EVENTS, find_rollout, rollout_members
-from ._waves import enrolled_device_ids, lock_rollouts, start_wave, transition
+from ._waves import (
+    CHANGED_OUTSIDE,
+    enrolled_device_ids,
+    lock_rollouts,
+    served_revisions_of,
+    start_wave,
+    transition,
+)
 
 
 def _revert(
@@ -56,25 +71,44 @@ def _revert(
     """Serve every started device its previous document and restore the
     deployments as they were before the change; returns devices changed.
 
-    A previous document that takes a module below the version the rollout
-    delivered is marked `rollback: {rollout: ID}`, which lets the node
-    downgrade (it refuses an unmarked downgrade), and the rollback's
-    downgrades are audited.
+    A started device no longer served its target was changed outside the
+    rollout since (a label change, a later rollout of another deployment):
+    its previous document would undo that too, so it is compiled afresh
+    from the restored deployments instead.
+
+    A document that takes a module below the version the device was served
+    is marked `rollback: {rollout: ID}`, which lets the node downgrade (it
+    refuses an unmarked downgrade), and the rollback's downgrades are
+    audited.
     """
     downgraded: dict[str, tuple[str, str]] = {}
     devices_downgraded = 0
     started = [m for m in members if m.state not in (DeviceState.PENDING, DeviceState.REVERTED)]
-    enrolled = enrolled_device_ids(session, [m.device_id for m in started])
+    ids = [m.device_id for m in started]
+    enrolled = enrolled_device_ids(session, ids)
+    now_served = served_revisions_of(session, ids)
+    _restore_deployments(session, rollout)
+    moved = [
+        m.device_id
+        for m in started
+        if m.device_id in enrolled and now_served.get(m.device_id) != m.target_revision
+    ]
+    recompiled = _recompile(session, moved)
     states: list[tuple[str, DesiredState]] = []
     for member in started:
-        if member.device_id in enrolled and member.previous_document is not None:
+        state: DesiredState | None = None
+        before: Any = member.target_document
+        if member.device_id in recompiled:
+            state = recompiled[member.device_id]
+            row = session.get(DesiredStateRow, member.device_id)
+            before = row.document if row is not None else None
+        elif member.device_id in enrolled and member.previous_document is not None:
             state = DesiredState(member.previous_revision or "", member.previous_document)
-            going_down = module_downgrades(member.target_document, member.previous_document)
-            previous = stored_document(member.previous_document)
-            if going_down and previous is not None:
-                marked = previous.model_copy(
-                    update={"rollback": RollbackMarker(rollout=rollout.id)}
-                )
+        if state is not None:
+            going_down = module_downgrades(before, state.document)
+            parsed = stored_document(state.document)
+            if going_down and parsed is not None:
+                marked = parsed.model_copy(update={"rollback": RollbackMarker(rollout=rollout.id)})
                 document = marked.to_dict()
                 state = DesiredState(revision_of(document), document)
                 downgraded.update(going_down)
@@ -91,6 +125,11 @@ def _revert(
             modules={name: f"{old} -> {new}" for name, (old, new) in sorted(downgraded.items())},
             devices=devices_downgraded,
         )
+    return changed
+
+
+def _restore_deployments(session: Session, rollout: RolloutRow) -> None:
+    """The deployments the rollout's change touched, as they were before it."""
     now = utcnow()
     for name, document in rollout.previous_deployments.items():
         row = session.get(DeploymentRow, name)
@@ -113,7 +152,24 @@ def _revert(
             row.priority, row.document = priority, document
             row.applied_at, row.applied_by = now, f"rollback {rollout.id}"[:64]
     bump_generation(session)
-    return changed
+    session.flush()
+
+
+def _recompile(session: Session, ids: Sequence[str]) -> dict[str, DesiredState]:
+    """The unrevoked devices of `ids` compiled from the deployments applied now."""
+    if not ids:
+        return {}
+    deployments = parse_deployments(
+        session.scalars(select(DeploymentRow).order_by(DeploymentRow.name)).all()
+    )
+    compile_for = DesiredCompiler(deployments, release_keys(session))
+    found: dict[str, DesiredState] = {}
+    for start in range(0, len(ids), ID_CHUNK):
+        query = select(*COMPILE_COLUMNS).where(
+            DeviceRow.id.in_(ids[start : start + ID_CHUNK]), DeviceRow.revoked_at.is_(None)
+        )
+        found.update((device.id, compile_for(device)) for device in session.execute(query))
+    return found
 
 
 def _advance(
@@ -138,6 +194,12 @@ def _advance(
         if device.name is None or not device.has_desired or device.revoked:
             if (member.state, member.reason) != (DeviceState.SKIPPED.value, "device revoked"):
                 member.state, member.reason = DeviceState.SKIPPED.value, "device revoked"
+            continue
+        if device.served_revision != member.target_revision:
+            # Recompiled outside the rollout (see start_wave): the target is
+            # stale, and not reaching it is no failure of the release.
+            if (member.state, member.reason) != (DeviceState.SKIPPED.value, CHANGED_OUTSIDE):
+                member.state, member.reason = DeviceState.SKIPPED.value, CHANGED_OUTSIDE
             continue
         seen = Observation(
             applied_revision=device.applied_revision,

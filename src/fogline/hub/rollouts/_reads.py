@@ -27,6 +27,7 @@ class Watched(NamedTuple):
     revoked: bool
     last_seen: dt.datetime | None
     has_desired: bool
+    served_revision: str | None  # what the device is served now
     applied_revision: str | None
     applied_ok: bool
     applied_error: str | None
@@ -52,6 +53,7 @@ def watched_members(
         DeviceRow.id.is_(None),
         DeviceRow.revoked_at.is_not(None),
         DesiredStateRow.device_id.is_(None),
+        DesiredStateRow.revision != RolloutDeviceRow.target_revision,
         DesiredStateRow.applied_revision == RolloutDeviceRow.target_revision,
         RolloutDeviceRow.healthy_since.is_not(None),
         RolloutDeviceRow.reason.is_not(None),
@@ -70,6 +72,7 @@ def watched_members(
             DeviceRow.revoked_at,
             DeviceRow.last_seen,
             DesiredStateRow.device_id,
+            DesiredStateRow.revision,
             DesiredStateRow.applied_revision,
             DesiredStateRow.applied_ok,
             DesiredStateRow.applied_error,
@@ -94,6 +97,7 @@ def watched_members(
             revoked=revoked_at is not None,
             last_seen=last_seen,
             has_desired=desired_id is not None,
+            served_revision=served_revision,
             applied_revision=applied_revision,
             applied_ok=bool(applied_ok) if applied_ok is not None else True,
             applied_error=applied_error,
@@ -109,6 +113,7 @@ def watched_members(
             revoked_at,
             last_seen,
             desired_id,
+            served_revision,
             applied_revision,
             applied_ok,
             applied_error,

@@ -22,6 +22,7 @@ from .._desired import (
     store_desired_many,
 )
 from .._schema import (
+    DesiredStateRow,
     DeviceRow,
     FleetGenerationRow,
     RolloutDeviceRow,
@@ -37,6 +38,10 @@ from ._machine import (
 
 # Any constant works; it only has to be the same in every hub replica.
 ROLLOUT_LOCK_ID: Final = 0x666F6C52
+# Why a member is not watched for its target: something outside the rollout
+# (a label change, a quarantine, a later rollout) changed what its device is
+# served, so the target compiled at the rollout's start is stale.
+CHANGED_OUTSIDE: Final = "desired state changed outside the rollout"
 
 
 def lock_rollouts(session: Session, *, wait: bool) -> bool:
@@ -96,6 +101,17 @@ def enrolled_device_ids(
     return found
 
 
+def served_revisions_of(session: Session, ids: Sequence[str]) -> dict[str, str]:
+    """Device id -> the revision it is served now, for `ids`."""
+    found: dict[str, str] = {}
+    for start in range(0, len(ids), ID_CHUNK):
+        query = select(DesiredStateRow.device_id, DesiredStateRow.revision).where(
+            DesiredStateRow.device_id.in_(ids[start : start + ID_CHUNK])
+        )
+        found.update(session.execute(query).tuples().all())
+    return found
+
+
 def start_wave(
     session: Session,
     rollout: RolloutRow,
@@ -103,19 +119,30 @@ def start_wave(
     members: Sequence[RolloutDeviceRow],
     actor: str,
 ) -> int:
-    """Serve the wave's devices their target documents; returns how many changed."""
+    """Serve the wave's devices their target documents; returns how many changed.
+
+    A device no longer served what the rollout started from was recompiled
+    outside it (a label change moved it out of the selector, a quarantine):
+    its target was compiled for what it was then, so it is not served, and
+    the member is skipped with `CHANGED_OUTSIDE`.
+    """
     now = utcnow()
     rollout.current_wave, rollout.wave_started_at, rollout.updated_at = wave, now, now
     starting = [m for m in members if m.wave == wave and m.state == DeviceState.PENDING]
-    live = enrolled_device_ids(session, [m.device_id for m in starting], include_revoked=False)
+    ids = [m.device_id for m in starting]
+    live = enrolled_device_ids(session, ids, include_revoked=False)
+    now_served = served_revisions_of(session, ids)
+    moved = {m.device_id for m in starting if now_served.get(m.device_id) != m.previous_revision}
     states = [
         (m.device_id, DesiredState(m.target_revision, m.target_document))
         for m in starting
-        if m.device_id in live
+        if m.device_id in live and m.device_id not in moved
     ]
     started = store_desired_many(session, states)
     for member in starting:
         member.state, member.started_at = DeviceState.UPDATING.value, now
+        if member.device_id in moved and member.device_id in live:
+            member.state, member.reason = DeviceState.SKIPPED.value, CHANGED_OUTSIDE
     record_audit(
         session,
         actor,

@@ -1,0 +1,237 @@
+"""Rollouts meeting what else changes a device's desired state mid-rollout.
+
+A real hub database (the migrations on a SQLite file), the hub's own apply,
+label change, scheduler tick and operator actions; devices report by
+writing what the report route stores (applied revision, last seen).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from fogline.hub._db import make_engine, make_session_factory, sqlite_url, upgrade_schema
+from fogline.hub._desired import DeploymentCache, compile_for, recompile_device, release_keys
+from fogline.hub._devices import change_labels
+from fogline.hub._manifests import apply, prepare
+from fogline.hub._schema import DesiredStateRow, DeviceRow, RolloutDeviceRow, RolloutRow
+from fogline.hub.rollouts import operate, tick
+from fogline.protocol import LabelChange, ManifestFile, ManifestRequest
+from tests.support.inventory import fleet_device, insert_devices
+
+OFFLINE_AFTER_S = 30.0
+
+
+@pytest.fixture
+def sessions(tmp_path: Path) -> Iterator[sessionmaker[Session]]:
+    engine: Engine = make_engine(sqlite_url(tmp_path))
+    upgrade_schema(engine)
+    now = dt.datetime.now(dt.UTC)
+    # node-000001 .. node-000004: env=prod, online
+    insert_devices(str(engine.url), [fleet_device(i, now) for i in range(1, 5)])
+    try:
+        yield make_session_factory(engine)
+    finally:
+        engine.dispose()
+
+
+def deployment(name: str, config: str, selector: str, rollout: str = "", priority: int = 0) -> str:
+    text = textwrap.dedent(f"""\
+        apiVersion: fogline.dev/v1
+        kind: Deployment
+        metadata: {{name: {name}}}
+        spec:
+          priority: {priority}
+          selector: {selector}
+          config: {config}
+        """)
+    return text + (f"  rollout: {rollout}\n" if rollout else "")
+
+
+def do_apply(sessions: sessionmaker[Session], text: str) -> str | None:
+    request = ManifestRequest(files=[ManifestFile(name="m.yaml", text=text)])
+    with sessions() as session:
+        applied = apply(session, prepare(session, request), "admin", DeploymentCache())
+        session.commit()
+    return applied.rollouts[0] if applied.rollouts else None
+
+
+def ids_by_name(sessions: sessionmaker[Session]) -> dict[str, str]:
+    with sessions() as session:
+        return dict(session.execute(select(DeviceRow.name, DeviceRow.id)).tuples().all())
+
+
+def served(sessions: sessionmaker[Session]) -> dict[str, str]:
+    """Device name -> the revision it is served."""
+    with sessions() as session:
+        rows = session.execute(
+            select(DeviceRow.name, DesiredStateRow.revision).join(
+                DesiredStateRow, DesiredStateRow.device_id == DeviceRow.id
+            )
+        )
+        return dict(rows.tuples().all())
+
+
+def report_all(sessions: sessionmaker[Session], names: list[str] | None = None) -> None:
+    """Each device (or those named) reports its served revision applied, now, healthy."""
+    now = dt.datetime.now(dt.UTC)
+    with sessions() as session, session.begin():
+        rows = session.scalars(select(DeviceRow)).all()
+        for row in rows:
+            if names is not None and row.name not in names:
+                continue
+            desired = session.get(DesiredStateRow, row.id)
+            if desired is not None:
+                desired.applied_revision, desired.applied_ok = desired.revision, True
+            row.last_seen = now
+
+
+def run_ticks(sessions: sessionmaker[Session], count: int = 3) -> None:
+    for _ in range(count):
+        with sessions() as session, session.begin():
+            tick(session, OFFLINE_AFTER_S)
+
+
+def rollout_row(sessions: sessionmaker[Session], rollout_id: str) -> RolloutRow:
+    with sessions() as session:
+        row = session.get(RolloutRow, rollout_id)
+        assert row is not None
+        session.expunge(row)
+        return row
+
+
+def member_states(sessions: sessionmaker[Session], rollout_id: str) -> dict[str, Any]:
+    with sessions() as session:
+        rows = session.execute(
+            select(DeviceRow.name, RolloutDeviceRow.state)
+            .join(DeviceRow, DeviceRow.id == RolloutDeviceRow.device_id)
+            .where(RolloutDeviceRow.rollout_id == rollout_id)
+        )
+        return dict(rows.tuples().all())
+
+
+def relabel(sessions: sessionmaker[Session], name: str, **labels: str) -> None:
+    """An operator's label change, as the route makes it: labels, then a recompile."""
+    with sessions() as session, session.begin():
+        row = session.scalars(select(DeviceRow).where(DeviceRow.name == name)).one()
+        change_labels(row, LabelChange(set=labels))
+        recompile_device(session, DeploymentCache(), row)
+
+
+def compiled_now(sessions: sessionmaker[Session], name: str) -> str:
+    """The revision the applied deployments give the device for its labels now."""
+    with sessions() as session:
+        row = session.scalars(select(DeviceRow).where(DeviceRow.name == name)).one()
+        return compile_for(DeploymentCache().get(session), row, release_keys(session)).revision
+
+
+PROD = "{matchLabels: {env: prod}}"
+
+
+def baseline(sessions: sessionmaker[Session]) -> None:
+    """Every device on web v1, applied: no rollout running."""
+    first = do_apply(sessions, deployment("web", "{v: 1}", PROD))
+    assert first is not None
+    report_all(sessions)
+    run_ticks(sessions)
+    assert rollout_row(sessions, first).state == "completed"
+
+
+def test_a_device_relabelled_out_of_the_selector_while_pending_is_not_served_the_deployment(
+    sessions: sessionmaker[Session],
+) -> None:
+    baseline(sessions)
+    rollout_id = do_apply(
+        sessions, deployment("web", "{v: 2}", PROD, "{waves: [1, 100%], bake: 0s}")
+    )
+    assert rollout_id is not None
+    # node-000004 waits in wave 2; an operator moves it to the lab: the
+    # recompile takes web off it at once.
+    relabel(sessions, "node-000004", env="lab")
+    lab = compiled_now(sessions, "node-000004")
+    assert served(sessions)["node-000004"] == lab
+    report_all(sessions)
+    run_ticks(sessions)  # wave 1 passes, wave 2 starts
+    assert rollout_row(sessions, rollout_id).current_wave == 1
+    # Still what its labels select: not web v2, compiled for env=prod.
+    assert served(sessions)["node-000004"] == lab
+
+
+def test_a_device_relabelled_while_updating_is_not_failed_for_missing_a_stale_target(
+    sessions: sessionmaker[Session],
+) -> None:
+    baseline(sessions)
+    rollout_id = do_apply(
+        sessions,
+        deployment("web", "{v: 2}", PROD, "{bake: 0s, waveTimeout: 0.5s, onFailure: rollback}"),
+    )
+    assert rollout_id is not None
+    relabel(sessions, "node-000004", env="lab")
+    lab = compiled_now(sessions, "node-000004")
+    report_all(sessions)  # node-000004 applies what it is served: its lab document
+    run_ticks(sessions)
+    with sessions() as session:  # past the wave timeout, still online
+        session.execute(
+            update(RolloutRow).values(
+                wave_started_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=5)
+            )
+        )
+        session.execute(
+            update(RolloutDeviceRow).values(
+                started_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=5)
+            )
+        )
+        session.commit()
+    report_all(sessions)
+    run_ticks(sessions)
+    # It did what its labels ask: no failure, no fleet-wide rollback, and
+    # above all not web v1's prod document served to a lab device.
+    assert member_states(sessions, rollout_id)["node-000004"] != "failed"
+    assert rollout_row(sessions, rollout_id).state == "completed"
+    assert served(sessions)["node-000004"] == lab
+
+
+def test_rolling_back_a_paused_rollout_leaves_a_later_rollouts_change_in_place(
+    sessions: sessionmaker[Session],
+) -> None:
+    baseline(sessions)
+    first = do_apply(sessions, deployment("web", "{v: 2}", PROD, "{waves: [1, 100%], bake: 0s}"))
+    assert first is not None
+    ids = ids_by_name(sessions)
+    with sessions() as session, session.begin():  # the canary refuses web v2: paused
+        session.execute(
+            update(DesiredStateRow)
+            .where(DesiredStateRow.device_id == ids["node-000001"])
+            .values(applied_revision=DesiredStateRow.revision, applied_ok=False)
+        )
+    run_ticks(sessions)
+    assert rollout_row(sessions, first).state == "paused"
+    # A hotfix for the canary's site only: it changes no device the paused
+    # rollout still has to deliver, so that rollout goes on (paused).
+    second = do_apply(
+        sessions,
+        deployment(
+            "hotfix",
+            "{fix: true}",
+            "{matchExpressions: [{key: site, operator: In, values: [site-1]}]}",
+            priority=10,
+        ),
+    )
+    assert second is not None
+    assert rollout_row(sessions, first).state == "paused"
+    report_all(sessions, ["node-000001"])
+    run_ticks(sessions)
+    assert rollout_row(sessions, second).state == "completed"
+    with sessions() as session, session.begin():
+        operate(session, first, "rollback", "admin")
+    # web is back to v1 and hotfix is still applied: the canary is served
+    # both, not the document it had before the hotfix existed.
+    assert served(sessions)["node-000001"] == compiled_now(sessions, "node-000001")
+    assert all(served(sessions)[n] == compiled_now(sessions, n) for n in ids)
