@@ -22,7 +22,8 @@ from fogline.hub._desired import DeploymentCache, compile_for, recompile_device,
 from fogline.hub._devices import change_labels
 from fogline.hub._manifests import apply, prepare
 from fogline.hub._schema import DesiredStateRow, DeviceRow, RolloutDeviceRow, RolloutRow
-from fogline.hub.rollouts import operate, tick
+from fogline.hub.rollouts import operate, parse_rollout_policy, tick
+from fogline.hub.rollouts._machine import DeviceState, Observation, judge_device
 from fogline.protocol import LabelChange, ManifestFile, ManifestRequest
 from tests.support.inventory import fleet_device, insert_devices
 
@@ -235,3 +236,29 @@ def test_rolling_back_a_paused_rollout_leaves_a_later_rollouts_change_in_place(
     # both, not the document it had before the hotfix existed.
     assert served(sessions)["node-000001"] == compiled_now(sessions, "node-000001")
     assert all(served(sessions)[n] == compiled_now(sessions, n) for n in ids)
+
+
+def test_bake_counts_only_time_the_device_was_seen_online() -> None:
+    """docs/rollouts.md: succeeded = healthy on the target "for `bake` while
+    online". A device that applies, goes dark for the whole bake, and sends
+    one healthy report when back has not been watched for the bake."""
+    policy = parse_rollout_policy({"bake": "10m", "waveTimeout": "1h"})
+    t0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+
+    def judge(state: DeviceState, since: dt.datetime | None, online: bool, at_s: float) -> Any:
+        seen = Observation("new", True, None, None, online)
+        return judge_device(state, "new", t0, since, seen, policy, t0 + dt.timedelta(seconds=at_s))
+
+    applied = judge(DeviceState.UPDATING, None, True, 0)
+    assert applied.state is DeviceState.UPDATING and applied.healthy_since == t0
+    dark = judge(DeviceState.UPDATING, applied.healthy_since, False, 300)
+    assert dark.state is DeviceState.UPDATING
+    back = judge(DeviceState.UPDATING, dark.healthy_since, True, 660)
+    assert back.state is DeviceState.UPDATING  # its bake starts again now
+    baked = judge(DeviceState.UPDATING, back.healthy_since, True, 660 + 600)
+    assert baked.state is DeviceState.SUCCEEDED
+    # Skipped (offline past waveTimeout), then back: the same rule.
+    gone = judge(DeviceState.SKIPPED, t0, False, 4000)
+    assert gone.state is DeviceState.SKIPPED
+    returned = judge(DeviceState.SKIPPED, gone.healthy_since, True, 4001)
+    assert returned.state is DeviceState.SKIPPED

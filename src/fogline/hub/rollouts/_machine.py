@@ -146,15 +146,20 @@ def judge_device(
             )
         if seen.problem is not None:
             return Verdict(DeviceState.FAILED, None, seen.problem)
+        if not seen.online:
+            # The bake counts only time the device was seen healthy: an
+            # offline device's last word may be stale, so its bake starts
+            # again when it is back.
+            if state is DeviceState.SKIPPED:
+                return Verdict(state, None, "offline after waveTimeout")
+            if (now - started_at).total_seconds() >= policy.wave_timeout_s:
+                return Verdict(DeviceState.SKIPPED, None, "offline after waveTimeout")
+            return Verdict(DeviceState.UPDATING, None)
         since = healthy_since or now
-        # Success needs a fresh report: an offline device's last word may be stale.
-        if seen.online and (now - since).total_seconds() >= policy.bake_s:
+        if (now - since).total_seconds() >= policy.bake_s:
             return Verdict(DeviceState.SUCCEEDED, since)
         if state is DeviceState.SKIPPED:
             return Verdict(state, since)
-        timed_out = (now - started_at).total_seconds() >= policy.wave_timeout_s
-        if timed_out and not seen.online:
-            return Verdict(DeviceState.SKIPPED, since, "offline after waveTimeout")
         return Verdict(DeviceState.UPDATING, since)
     if state is DeviceState.SKIPPED:
         return Verdict(state, None, "offline after waveTimeout")
