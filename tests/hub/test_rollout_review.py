@@ -262,3 +262,32 @@ def test_bake_counts_only_time_the_device_was_seen_online() -> None:
     assert gone.state is DeviceState.SKIPPED
     returned = judge(DeviceState.SKIPPED, gone.healthy_since, True, 4001)
     assert returned.state is DeviceState.SKIPPED
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="superseding takes the new apply's policy: an ungated apply of another "
+    "deployment delivers the superseded rollout's undelivered waves to every device at "
+    "once, with no bake or gate (which policy should govern them is a design decision)",
+)
+def test_an_apply_of_another_deployment_does_not_release_a_staged_rollouts_waves_ungated(
+    sessions: sessionmaker[Session],
+) -> None:
+    baseline(sessions)
+    staged = do_apply(sessions, deployment("web", "{v: 2}", PROD, "{waves: [1, 100%], bake: 1h}"))
+    assert staged is not None
+    v1 = served(sessions)["node-000002"]
+    # Another team applies an unrelated deployment, without spec.rollout.
+    other = do_apply(sessions, deployment("metrics", "{scrape: 10}", PROD, priority=10))
+    assert other is not None
+    assert rollout_row(sessions, staged).state == "superseded"
+    # web v2 was still baking on its canary: the devices of its later wave
+    # should not have it yet.
+    with sessions() as session:
+        document = session.scalars(
+            select(DesiredStateRow.document)
+            .join(DeviceRow, DeviceRow.id == DesiredStateRow.device_id)
+            .where(DeviceRow.name == "node-000002")
+        ).one()
+    assert served(sessions)["node-000002"] != v1  # it does get the metrics change
+    assert document["config"].get("v") == 1, document
