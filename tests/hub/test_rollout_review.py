@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import textwrap
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from fogline.hub._db import make_engine, make_session_factory, sqlite_url, upgra
 from fogline.hub._desired import DeploymentCache, compile_for, recompile_device, release_keys
 from fogline.hub._devices import change_labels
 from fogline.hub._manifests import apply, prepare
-from fogline.hub._schema import DesiredStateRow, DeviceRow, RolloutDeviceRow, RolloutRow
+from fogline.hub._schema import AuditRow, DesiredStateRow, DeviceRow, RolloutDeviceRow, RolloutRow
 from fogline.hub.rollouts import operate, parse_rollout_policy, tick
 from fogline.hub.rollouts._machine import DeviceState, Observation, judge_device
 from fogline.protocol import LabelChange, ManifestFile, ManifestRequest
@@ -291,3 +292,39 @@ def test_an_apply_of_another_deployment_does_not_release_a_staged_rollouts_waves
         ).one()
     assert served(sessions)["node-000002"] != v1  # it does get the metrics change
     assert document["config"].get("v") == 1, document
+
+
+def test_two_schedulers_ticking_one_sqlite_database_start_each_wave_once(
+    sessions: sessionmaker[Session],
+) -> None:
+    """Two hub processes (or workers) on one SQLite file: the write lock makes
+    their ticks take turns, so no wave starts twice."""
+    baseline(sessions)
+    rollout_id = do_apply(
+        sessions, deployment("web", "{v: 2}", PROD, "{waves: [1, 2, 3, 100%], bake: 0s}")
+    )
+    assert rollout_id is not None
+    errors: list[BaseException] = []
+
+    def ticking() -> None:
+        try:
+            for _ in range(40):
+                report_all(sessions)
+                run_ticks(sessions, 1)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=ticking) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors, errors
+    assert rollout_row(sessions, rollout_id).state == "completed"
+    with sessions() as session:
+        starts = session.scalars(
+            select(AuditRow.detail).where(
+                AuditRow.action == "rollout.wave-start", AuditRow.target == rollout_id
+            )
+        ).all()
+    assert sorted(detail["wave"] for detail in starts) == [1, 2, 3, 4]
