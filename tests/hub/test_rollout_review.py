@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import textwrap
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from fogline.hub._desired import DeploymentCache, compile_for, recompile_device,
 from fogline.hub._devices import change_labels
 from fogline.hub._manifests import apply, prepare
 from fogline.hub._schema import AuditRow, DesiredStateRow, DeviceRow, RolloutDeviceRow, RolloutRow
-from fogline.hub.rollouts import operate, parse_rollout_policy, tick
+from fogline.hub.rollouts import lock_rollouts, operate, parse_rollout_policy, tick
 from fogline.hub.rollouts._machine import DeviceState, Observation, judge_device
 from fogline.protocol import LabelChange, ManifestFile, ManifestRequest
 from tests.support.inventory import fleet_device, insert_devices
@@ -31,17 +32,26 @@ from tests.support.inventory import fleet_device, insert_devices
 OFFLINE_AFTER_S = 30.0
 
 
-@pytest.fixture
-def sessions(tmp_path: Path) -> Iterator[sessionmaker[Session]]:
-    engine: Engine = make_engine(sqlite_url(tmp_path))
+def hub_database(url: str) -> Iterator[sessionmaker[Session]]:
+    engine: Engine = make_engine(url)
     upgrade_schema(engine)
     now = dt.datetime.now(dt.UTC)
     # node-000001 .. node-000004: env=prod, online
-    insert_devices(str(engine.url), [fleet_device(i, now) for i in range(1, 5)])
+    insert_devices(url, [fleet_device(i, now) for i in range(1, 5)])
     try:
         yield make_session_factory(engine)
     finally:
         engine.dispose()
+
+
+@pytest.fixture
+def sessions(tmp_path: Path) -> Iterator[sessionmaker[Session]]:
+    yield from hub_database(sqlite_url(tmp_path))
+
+
+@pytest.fixture
+def pg_sessions(postgres_url: str) -> Iterator[sessionmaker[Session]]:
+    yield from hub_database(postgres_url)
 
 
 def deployment(name: str, config: str, selector: str, rollout: str = "", priority: int = 0) -> str:
@@ -328,3 +338,40 @@ def test_two_schedulers_ticking_one_sqlite_database_start_each_wave_once(
             )
         ).all()
     assert sorted(detail["wave"] for detail in starts) == [1, 2, 3, 4]
+
+
+@pytest.mark.postgres
+def test_an_apply_while_a_tick_starts_a_wave_does_not_deadlock(
+    pg_sessions: sessionmaker[Session],
+) -> None:
+    """PostgreSQL: an apply writes (the fleet generation row among them) and
+    then waits for the rollout lock; a tick holds the rollout lock and then
+    writes the same row to start a wave. Neither may fail."""
+    sessions = pg_sessions
+    baseline(sessions)
+    rollout_id = do_apply(
+        sessions, deployment("web", "{v: 2}", PROD, "{waves: [1, 100%], bake: 0s}")
+    )
+    assert rollout_id is not None
+    report_all(sessions)  # the canary is on v2: the next tick starts wave 2
+    with sessions() as ticking:
+        assert lock_rollouts(ticking, wait=False)  # the scheduler's tick has begun
+        errors: list[BaseException] = []
+
+        def applying() -> None:
+            try:
+                do_apply(sessions, deployment("metrics", "{scrape: 10}", PROD, priority=10))
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+
+        thread = threading.Thread(target=applying)
+        thread.start()
+        time.sleep(1.0)  # the apply has written and waits for the rollout lock
+        try:
+            tick(ticking, OFFLINE_AFTER_S)
+            ticking.commit()
+        except Exception as exc:
+            ticking.rollback()
+            errors.append(exc)
+        thread.join(timeout=30)
+    assert not errors, errors

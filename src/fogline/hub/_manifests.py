@@ -68,6 +68,7 @@ from .releases import (
 from .rollouts import (
     DEFAULT_POLICY,
     choose_policy,
+    lock_rollouts,
     parse_rollout_policy,
     snapshot_deployments,
     start_rollout,
@@ -277,6 +278,10 @@ def apply(
 
     The caller commits; an exception anywhere leaves nothing applied.
     """
+    # The rollout lock before any write, as a tick and an operator action
+    # take it: after writing the rows a tick writes too (the fleet counters,
+    # deployments), waiting for it deadlocked with a tick (PostgreSQL).
+    lock_rollouts(session, wait=True)
     now = utcnow()
     changed = sorted(c.name for c in prepared.plan.deployments if c.action != "unchanged")
     previous = snapshot_deployments(session, changed)
@@ -356,6 +361,7 @@ def apply(
 def delete_deployment(session: Session, name: str, cache: DeploymentCache, deleted_by: str) -> bool:
     """Delete a deployment; its devices move off it through a rollout that
     follows the deleted deployment's own rollout policy."""
+    lock_rollouts(session, wait=True)  # before any write: see apply
     row = session.get(DeploymentRow, name)
     if row is None:
         return False
@@ -396,6 +402,7 @@ def delete_release_key(
         NotFoundError: no such key.
         ConflictError: a deployment pins a release the key signed.
     """
+    lock_rollouts(session, wait=True)  # before any write: see apply
     row = remove_release_key(session, name)
     session.flush()
     record_audit(
