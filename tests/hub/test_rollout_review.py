@@ -375,3 +375,28 @@ def test_an_apply_while_a_tick_starts_a_wave_does_not_deadlock(
             errors.append(exc)
         thread.join(timeout=30)
     assert not errors, errors
+
+
+def test_a_failed_update_of_a_module_the_target_no_longer_runs_does_not_fail_the_device(
+    sessions: sessionmaker[Session],
+) -> None:
+    """The agent reports the last outcome of each module's update, and keeps
+    it after the module leaves its desired state (agent/modules/_manager.py
+    `results`: only a new `ensure` of that module replaces it). A node whose
+    update of `cam` 2.0 failed, and from which `cam` was then removed, still
+    reports that outcome; it says nothing about a release without `cam`."""
+    baseline(sessions)
+    with sessions() as session, session.begin():
+        row = session.scalars(select(DeviceRow).where(DeviceRow.name == "node-000001")).one()
+        row.reported = {
+            "modules": {
+                "modules": {},
+                "updates": {"cam": {"version": "2.0.0", "state": "failed", "error": "boom"}},
+            }
+        }
+    rollout_id = do_apply(sessions, deployment("web", "{v: 2}", PROD, "{bake: 0s}"))
+    assert rollout_id is not None
+    report_all(sessions)
+    run_ticks(sessions)
+    assert member_states(sessions, rollout_id)["node-000001"] == "succeeded"
+    assert rollout_row(sessions, rollout_id).state == "completed"

@@ -53,7 +53,13 @@ from ._machine import (
     judge_device,
 )
 from ._policy import RolloutPolicy
-from ._reads import last_reports, some_members, watched_members, wave_tallies
+from ._reads import (
+    last_reports,
+    some_members,
+    target_modules,
+    watched_members,
+    wave_tallies,
+)
 from ._views import FRESH, OPERATOR_EVENTS, find_rollout, rollout_members
 from ._waves import (
     CHANGED_OUTSIDE,
@@ -189,6 +195,7 @@ def _advance(
     # Judged only once the target is applied (see judge_device).
     on_target = [s.device_id for s in judged.values() if s.applied_revision == s.target_revision]
     reports = last_reports(session, on_target) if on_target else {}
+    runs = target_modules(session, rollout.id, {judged[d].target_revision for d in on_target})
     for member in some_members(session, rollout.id, list(judged)):
         device = judged[member.device_id]
         if device.name is None or not device.has_desired or device.revoked:
@@ -205,7 +212,7 @@ def _advance(
             applied_revision=device.applied_revision,
             applied_ok=device.applied_ok,
             applied_error=device.applied_error,
-            problem=health_problem(reports.get(member.device_id))
+            problem=health_problem(reports.get(member.device_id), runs.get(member.target_revision))
             if device.applied_revision == member.target_revision
             else None,
             online=seen_recently(device.last_seen, now, offline_after_s),

@@ -9,7 +9,7 @@ devices reported and the policy, so they are unit-tested without a hub.
 import datetime as dt
 import enum
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -112,12 +112,17 @@ class Verdict:
     reason: str | None = None
 
 
-def health_problem(reported: Mapping[str, Any] | None) -> str | None:
+def health_problem(
+    reported: Mapping[str, Any] | None, target_modules: Collection[str] | None = None
+) -> str | None:
     """The first unhealthy module or failed update in a device's last report
     (what the hub stored of it, read through the wire model), or None.
 
     The states judged are the protocol's (`UNHEALTHY_MODULE_STATES`); a
-    stored report that does not parse has nothing to judge.
+    stored report that does not parse has nothing to judge. Given the
+    modules the target document runs, a failed update of any other module
+    is left out: the node keeps reporting the last outcome of a module
+    after it leaves its desired state, and that says nothing of the target.
     """
     block = (reported or {}).get("modules")
     if block is None:
@@ -126,7 +131,16 @@ def health_problem(reported: Mapping[str, Any] | None) -> str | None:
         modules = ModulesReport.model_validate(block)
     except ValidationError:
         return None
+    if target_modules is not None:
+        kept = {name: o for name, o in modules.updates.items() if name in target_modules}
+        modules = modules.model_copy(update={"updates": kept})
     return modules.health_problem()
+
+
+def document_modules(document: Mapping[str, Any] | None) -> frozenset[str]:
+    """The names of the modules a stored desired document runs."""
+    entries = (document or {}).get("modules") or ()
+    return frozenset(str(e["name"]) for e in entries if isinstance(e, Mapping) and "name" in e)
 
 
 def judge_device(

@@ -3,14 +3,14 @@ change, stored reports and member rows by chunks of ids, and each wave's
 tally counted by the database, never every member's whole row."""
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any, Final, NamedTuple
 
 from sqlalchemy import and_, false, func, or_, select, true
 from sqlalchemy.orm import Session, defer
 
 from .._schema import DesiredStateRow, DeviceRow, RolloutDeviceRow, RolloutRow
-from ._machine import WATCHED, DeviceState, Tally
+from ._machine import WATCHED, DeviceState, Tally, document_modules
 from ._views import FRESH
 
 
@@ -171,3 +171,22 @@ def wave_tallies(session: Session, rollout_id: str) -> tuple[dict[int, Tally], i
         if state == DeviceState.FAILED:
             failed += n
     return {wave: Tally(**by_state) for wave, by_state in counts.items()}, failed, total
+
+
+def target_modules(
+    session: Session, rollout_id: str, revisions: Collection[str]
+) -> dict[str, frozenset[str]]:
+    """Target revision -> the modules its document runs: one member's
+    document per revision (thousands of members share a few revisions)."""
+    found: dict[str, frozenset[str]] = {}
+    for revision in sorted(revisions):
+        document = session.scalar(
+            select(RolloutDeviceRow.target_document)
+            .where(
+                RolloutDeviceRow.rollout_id == rollout_id,
+                RolloutDeviceRow.target_revision == revision,
+            )
+            .limit(1)
+        )
+        found[revision] = document_modules(document)
+    return found
