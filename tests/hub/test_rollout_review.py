@@ -25,7 +25,14 @@ from fogline.hub._devices import change_labels
 from fogline.hub._manifests import apply, prepare
 from fogline.hub._schema import AuditRow, DesiredStateRow, DeviceRow, RolloutDeviceRow, RolloutRow
 from fogline.hub.rollouts import lock_rollouts, operate, parse_rollout_policy, tick
-from fogline.hub.rollouts._machine import DeviceState, Observation, judge_device
+from fogline.hub.rollouts._machine import (
+    DeviceState,
+    Observation,
+    Step,
+    Tally,
+    decide,
+    judge_device,
+)
 from fogline.protocol import LabelChange, ManifestFile, ManifestRequest
 from tests.support.inventory import fleet_device, insert_devices
 
@@ -400,3 +407,54 @@ def test_a_failed_update_of_a_module_the_target_no_longer_runs_does_not_fail_the
     run_ticks(sessions)
     assert member_states(sessions, rollout_id)["node-000001"] == "succeeded"
     assert rollout_row(sessions, rollout_id).state == "completed"
+
+
+@pytest.mark.parametrize(
+    ("threshold", "judged", "succeeded", "passes"),
+    [
+        ("95%", 20, 19, True),  # exactly 95 %
+        ("95%", 20, 18, False),
+        ("57%", 100, 57, True),  # 0.57 * 100 is 56.99999999999999 in floats
+        ("57%", 100, 56, False),
+        ("7%", 100, 7, True),  # 0.07 * 100 is 7.000000000000001
+        ("7%", 100, 6, False),
+        ("100%", 3, 3, True),
+        ("100%", 3, 2, False),
+    ],
+)
+def test_success_threshold_at_its_exact_boundary(
+    threshold: str, judged: int, succeeded: int, passes: bool
+) -> None:
+    policy = parse_rollout_policy({"successThreshold": threshold, "maxFailures": "100%"})
+    decision = decide(
+        policy,
+        wave=0,
+        last_wave=1,
+        current=Tally(succeeded=succeeded, failed=judged - succeeded),
+        failed_total=judged - succeeded,
+        accepted_failures=0,
+        devices_total=judged,
+        gate_accepted=False,
+    )
+    assert (decision.step is Step.NEXT_WAVE) is passes, decision
+
+
+@pytest.mark.parametrize(
+    ("budget", "total", "failed", "stops"),
+    [(2, 10, 2, False), (2, 10, 3, True), ("10%", 20, 2, False), ("10%", 20, 3, True)],
+)
+def test_max_failures_at_its_exact_boundary(
+    budget: int | str, total: int, failed: int, stops: bool
+) -> None:
+    policy = parse_rollout_policy({"maxFailures": budget, "successThreshold": 0})
+    decision = decide(
+        policy,
+        wave=0,
+        last_wave=1,
+        current=Tally(updating=total - failed, failed=failed),  # the wave goes on
+        failed_total=failed,
+        accepted_failures=0,
+        devices_total=total,
+        gate_accepted=False,
+    )
+    assert (decision.step is Step.FAIL) is stops, decision
