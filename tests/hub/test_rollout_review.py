@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from fogline.hub._db import make_engine, make_session_factory, sqlite_url, upgrade_schema
 from fogline.hub._desired import DeploymentCache, compile_for, recompile_device, release_keys
-from fogline.hub._devices import change_labels
+from fogline.hub._devices import change_labels, remove_device
 from fogline.hub._manifests import apply, prepare
 from fogline.hub._schema import AuditRow, DesiredStateRow, DeviceRow, RolloutDeviceRow, RolloutRow
 from fogline.hub.rollouts import lock_rollouts, operate, parse_rollout_policy, tick
@@ -458,3 +458,24 @@ def test_max_failures_at_its_exact_boundary(
         gate_accepted=False,
     )
     assert (decision.step is Step.FAIL) is stops, decision
+
+
+def test_a_wave_whose_devices_were_all_removed_does_not_pass_by_itself(
+    sessions: sessionmaker[Session],
+) -> None:
+    """docs/rollouts.md: a wave none of whose devices showed the release
+    healthy does not pass by itself. Its canary removed (`devices rm
+    --force`) mid-bake, the wave had no device left at all."""
+    baseline(sessions)
+    rollout_id = do_apply(
+        sessions, deployment("web", "{v: 2}", PROD, "{waves: [1, 100%], bake: 1h}")
+    )
+    assert rollout_id is not None
+    v1 = served(sessions)["node-000002"]
+    with sessions() as session, session.begin():
+        canary = session.scalars(select(DeviceRow).where(DeviceRow.name == "node-000001")).one()
+        remove_device(session, canary, force=True)
+    run_ticks(sessions)
+    row = rollout_row(sessions, rollout_id)
+    assert (row.state, row.current_wave) == ("paused", 0), row.reason
+    assert served(sessions)["node-000002"] == v1  # the next wave did not start

@@ -8,6 +8,7 @@ lock and the steps both share; `_reads` holds what a tick reads.
 
 import datetime as dt
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import select
@@ -249,11 +250,18 @@ def _advance(
     session.flush()
     tallies, failed_total, devices_total = wave_tallies(session, rollout.id)
     wave = rollout.current_wave
+    current = tallies.get(wave, Tally())
+    bounds = rollout.wave_bounds
+    planned = bounds[wave] - (bounds[wave - 1] if wave else 0)
+    if current.total < planned:
+        # Removed devices take their members with them: no evidence either,
+        # so they count as skipped (a wave of removed canaries must not pass).
+        current = replace(current, skipped=current.skipped + planned - current.total)
     decision = decide(
         policy,
         wave=wave,
         last_wave=len(rollout.wave_bounds) - 1,
-        current=tallies.get(wave, Tally()),
+        current=current,
         failed_total=failed_total,
         accepted_failures=rollout.accepted_failures,
         devices_total=devices_total,

@@ -255,7 +255,8 @@ def decide(
         # gate cannot pass by itself; an operator's resume accepts it.
         return Decision(
             Step.FAIL,
-            f"wave {wave + 1}: all {current.skipped} device(s) were offline (skipped); "
+            f"wave {wave + 1}: all {current.skipped} device(s) were offline, revoked or "
+            "removed (skipped); "
             "no device showed the release healthy",
         )
     needed = math.ceil(policy.success_threshold * judged - 1e-9)
