@@ -23,7 +23,14 @@ from fogline.hub._db import make_engine, make_session_factory, sqlite_url, upgra
 from fogline.hub._desired import DeploymentCache, compile_for, recompile_device, release_keys
 from fogline.hub._devices import change_labels, remove_device
 from fogline.hub._manifests import apply, prepare
-from fogline.hub._schema import AuditRow, DesiredStateRow, DeviceRow, RolloutDeviceRow, RolloutRow
+from fogline.hub._schema import (
+    AuditRow,
+    DeploymentRow,
+    DesiredStateRow,
+    DeviceRow,
+    RolloutDeviceRow,
+    RolloutRow,
+)
 from fogline.hub.rollouts import lock_rollouts, operate, parse_rollout_policy, tick
 from fogline.hub.rollouts._machine import (
     DeviceState,
@@ -479,3 +486,42 @@ def test_a_wave_whose_devices_were_all_removed_does_not_pass_by_itself(
     row = rollout_row(sessions, rollout_id)
     assert (row.state, row.current_wave) == ("paused", 0), row.reason
     assert served(sessions)["node-000002"] == v1  # the next wave did not start
+
+
+def test_rolling_back_a_superseding_rollout_restores_what_each_device_was_served(
+    sessions: sessionmaker[Session],
+) -> None:
+    """Checked sound: R1 (web v2) delivered its first wave and was superseded
+    by R2 (web v3); R2's rollback serves each started device what it was
+    served before R2 (v2 on R1's canary, v1 elsewhere), restores web v2, and
+    leaves the devices of R2's unstarted wave as they were."""
+    baseline(sessions)
+    v1 = served(sessions)
+    first = do_apply(sessions, deployment("web", "{v: 2}", PROD, "{waves: [1, 100%], bake: 1h}"))
+    assert first is not None
+    after_first = served(sessions)
+    assert after_first["node-000001"] != v1["node-000001"]  # the canary has v2
+    assert all(after_first[n] == v1[n] for n in ("node-000002", "node-000003", "node-000004"))
+    second = do_apply(sessions, deployment("web", "{v: 3}", PROD, "{waves: [3, 100%], bake: 1h}"))
+    assert second is not None
+    assert rollout_row(sessions, first).state == "superseded"
+    after_second = served(sessions)
+    started = ("node-000001", "node-000002", "node-000003")
+    assert all(after_second[n] not in (v1[n], after_first[n]) for n in started)
+    assert after_second["node-000004"] == v1["node-000004"]  # its wave waits
+    with sessions() as session, session.begin():
+        operate(session, second, "rollback", "admin")
+    restored = served(sessions)
+    assert restored["node-000001"] == after_first["node-000001"]  # v2, as served before
+    assert all(restored[n] == v1[n] for n in ("node-000002", "node-000003", "node-000004"))
+    assert member_states(sessions, second) == {
+        "node-000001": "reverted",
+        "node-000002": "reverted",
+        "node-000003": "reverted",
+        "node-000004": "pending",
+    }
+    with sessions() as session:
+        web = session.scalars(
+            select(DeploymentRow.document).where(DeploymentRow.name == "web")
+        ).one()
+    assert web["spec"]["config"] == {"v": 2}  # as it was before R2
