@@ -31,6 +31,7 @@ from fogline.hub._schema import (
     RolloutDeviceRow,
     RolloutRow,
 )
+from fogline.hub._self_healing import _quarantine
 from fogline.hub.rollouts import lock_rollouts, operate, parse_rollout_policy, tick
 from fogline.hub.rollouts._machine import (
     DeviceState,
@@ -525,3 +526,33 @@ def test_rolling_back_a_superseding_rollout_restores_what_each_device_was_served
             select(DeploymentRow.document).where(DeploymentRow.name == "web")
         ).one()
     assert web["spec"]["config"] == {"v": 2}  # as it was before R2
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a quarantine recompiles the device from the applied deployments, which hold "
+    "the rollout's undelivered change: a device quarantined while pending in a wave is "
+    "served the staged release at once, ungated (as a label change is: docs/rollouts.md "
+    "Limits); compiling a pending device against what its rollout has not yet delivered "
+    "is a design change",
+)
+def test_a_device_quarantined_while_pending_keeps_what_it_runs(
+    sessions: sessionmaker[Session],
+) -> None:
+    """hub/_self_healing.py: a quarantined device keeps what it runs, and a
+    rollout skips it. Quarantined after the rollout started, while its wave
+    waited, it is served the staged release by the quarantine itself."""
+    baseline(sessions)
+    v1 = served(sessions)["node-000004"]
+    rollout_id = do_apply(
+        sessions, deployment("web", "{v: 2}", PROD, "{waves: [1, 100%], bake: 0s}")
+    )
+    assert rollout_id is not None
+    with sessions() as session, session.begin():  # as quarantine_pass does
+        row = session.scalars(select(DeviceRow).where(DeviceRow.name == "node-000004")).one()
+        _quarantine(session, row, DeploymentCache(), {"failures": 3, "window_s": 3600.0})
+    assert served(sessions)["node-000004"] == v1  # fails here: it has web v2 already
+    report_all(sessions)
+    run_ticks(sessions)
+    assert rollout_row(sessions, rollout_id).current_wave == 1
+    assert served(sessions)["node-000004"] == v1
