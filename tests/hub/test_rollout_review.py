@@ -556,3 +556,31 @@ def test_a_device_quarantined_while_pending_keeps_what_it_runs(
     run_ticks(sessions)
     assert rollout_row(sessions, rollout_id).current_wave == 1
     assert served(sessions)["node-000004"] == v1
+
+
+def test_a_pending_device_served_its_target_early_is_still_judged_by_its_wave(
+    sessions: sessionmaker[Session],
+) -> None:
+    """A label change the selectors ignore recompiles the device to exactly
+    its rollout target (the documented early delivery): its wave has
+    nothing to serve it, and still judges it."""
+    baseline(sessions)
+    rollout_id = do_apply(
+        sessions, deployment("web", "{v: 2}", PROD, "{waves: [1, 100%], bake: 0s}")
+    )
+    assert rollout_id is not None
+    relabel(sessions, "node-000004", owner="bob")
+    with sessions() as session:
+        target = session.scalars(
+            select(RolloutDeviceRow.target_revision)
+            .join(DeviceRow, DeviceRow.id == RolloutDeviceRow.device_id)
+            .where(DeviceRow.name == "node-000004", RolloutDeviceRow.rollout_id == rollout_id)
+        ).one()
+    assert served(sessions)["node-000004"] == target  # early, as docs/rollouts.md says
+    report_all(sessions)
+    run_ticks(sessions, 1)  # wave 1 passes, wave 2 starts
+    assert member_states(sessions, rollout_id)["node-000004"] == "updating"
+    report_all(sessions)
+    run_ticks(sessions)
+    assert member_states(sessions, rollout_id)["node-000004"] == "succeeded"
+    assert rollout_row(sessions, rollout_id).state == "completed"

@@ -121,10 +121,11 @@ def start_wave(
 ) -> int:
     """Serve the wave's devices their target documents; returns how many changed.
 
-    A device no longer served what the rollout started from was recompiled
-    outside it (a label change moved it out of the selector, a quarantine):
+    A device served neither what the rollout started from nor its target
+    was recompiled outside it (a label change moved it out of the selector):
     its target was compiled for what it was then, so it is not served, and
-    the member is skipped with `CHANGED_OUTSIDE`.
+    the member is skipped with `CHANGED_OUTSIDE`. One already served its
+    target (recompiled early) is judged as the others are.
     """
     now = utcnow()
     rollout.current_wave, rollout.wave_started_at, rollout.updated_at = wave, now, now
@@ -132,7 +133,11 @@ def start_wave(
     ids = [m.device_id for m in starting]
     live = enrolled_device_ids(session, ids, include_revoked=False)
     now_served = served_revisions_of(session, ids)
-    moved = {m.device_id for m in starting if now_served.get(m.device_id) != m.previous_revision}
+    moved = {
+        m.device_id
+        for m in starting
+        if now_served.get(m.device_id) not in (m.previous_revision, m.target_revision)
+    }
     states = [
         (m.device_id, DesiredState(m.target_revision, m.target_document))
         for m in starting
