@@ -180,9 +180,18 @@ def _recompile(session: Session, ids: Sequence[str]) -> dict[str, DesiredState]:
 
 
 def _advance(
-    session: Session, rollout: RolloutRow, now: dt.datetime, offline_after_s: float
+    session: Session,
+    rollout: RolloutRow,
+    now: dt.datetime,
+    offline_after_s: float,
+    watching_since: dt.datetime | None,
 ) -> int:
     """One scheduler step for one running rollout; returns desired states changed.
+
+    Time before `watching_since` (when this hub began ticking) is no
+    evidence: a hub that was down saw no device report. A wave's timeout
+    counts from `offline_after_s` after it at the earliest, the time a
+    device has to reach the hub again before it is offline.
 
     Only the members whose verdict can change are loaded and judged (see
     `watched_members`); the wave gate counts states in the database. Whole
@@ -193,6 +202,10 @@ def _advance(
     started_at = rollout.wave_started_at or now
     watched = watched_members(session, rollout, policy.wave_timeout_s, now)
     judged = {seen.device_id: seen for seen in watched}
+    # The earliest a wave's timeout may count from in this process.
+    judged_from = (
+        None if watching_since is None else watching_since + dt.timedelta(seconds=offline_after_s)
+    )
     # Judged only once the target is applied (see judge_device).
     on_target = [s.device_id for s in judged.values() if s.applied_revision == s.target_revision]
     reports = last_reports(session, on_target) if on_target else {}
@@ -209,6 +222,9 @@ def _advance(
             if (member.state, member.reason) != (DeviceState.SKIPPED.value, CHANGED_OUTSIDE):
                 member.state, member.reason = DeviceState.SKIPPED.value, CHANGED_OUTSIDE
             continue
+        member_started = member.started_at or started_at
+        if judged_from is not None:
+            member_started = max(member_started, judged_from)
         seen = Observation(
             applied_revision=device.applied_revision,
             applied_ok=device.applied_ok,
@@ -221,7 +237,7 @@ def _advance(
         verdict = judge_device(
             DeviceState(member.state),
             member.target_revision,
-            member.started_at or started_at,
+            member_started,
             member.healthy_since,
             seen,
             policy,
@@ -347,9 +363,12 @@ def _ungated_end(members: Sequence[RolloutDeviceRow]) -> str:
     return "no health gate (no spec.rollout): every wave was delivered"
 
 
-def tick(session: Session, offline_after_s: float) -> int | None:
+def tick(
+    session: Session, offline_after_s: float, watching_since: dt.datetime | None = None
+) -> int | None:
     """Advance every running rollout once; None when another replica holds the lock.
 
+    `watching_since`: when this hub process began ticking (see `_advance`).
     Returns how many devices' desired states changed (to wake long-polls).
     """
     running_query = select(RolloutRow.id).where(RolloutRow.state == State.RUNNING.value).limit(1)
@@ -367,7 +386,9 @@ def tick(session: Session, offline_after_s: float) -> int | None:
         .order_by(RolloutRow.created_at)
         .execution_options(**FRESH)
     ).all()
-    return sum(_advance(session, rollout, now, offline_after_s) for rollout in running)
+    return sum(
+        _advance(session, rollout, now, offline_after_s, watching_since) for rollout in running
+    )
 
 
 def operate(session: Session, ref: str, action: str, actor: str) -> tuple[RolloutRow, int]:
