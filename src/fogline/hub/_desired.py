@@ -113,6 +113,13 @@ def parse_deployments(rows: Iterable[DeploymentRow]) -> list[Deployment]:
     return list(load_manifests(sources).deployments) if sources else []
 
 
+def applied_deployments(session: Session) -> list[Deployment]:
+    """Every applied deployment, parsed, by name."""
+    return parse_deployments(
+        session.scalars(select(DeploymentRow).order_by(DeploymentRow.name)).all()
+    )
+
+
 class DeploymentCache:
     """Parsed deployments, reloaded only when the fleet generation moves."""
 
@@ -123,8 +130,7 @@ class DeploymentCache:
     def get(self, session: Session) -> list[Deployment]:
         generation = _generation_row(session).generation
         if generation != self._generation:
-            rows = session.scalars(select(DeploymentRow).order_by(DeploymentRow.name)).all()
-            self._deployments = parse_deployments(rows)
+            self._deployments = applied_deployments(session)
             self._generation = generation
         return self._deployments
 
@@ -201,10 +207,16 @@ def active_devices(session: Session) -> Sequence[Any]:
     return session.execute(query).all()
 
 
-def served_revisions(session: Session) -> dict[str, str]:
-    """Device id -> the revision it is served now."""
+def served_revisions(session: Session, ids: Sequence[str] | None = None) -> dict[str, str]:
+    """Device id -> the revision it is served now, for every device or `ids`."""
     query = select(DesiredStateRow.device_id, DesiredStateRow.revision)
-    return dict(session.execute(query).tuples().all())
+    if ids is None:
+        return dict(session.execute(query).tuples().all())
+    found: dict[str, str] = {}
+    for start in range(0, len(ids), ID_CHUNK):
+        chunk = query.where(DesiredStateRow.device_id.in_(ids[start : start + ID_CHUNK]))
+        found.update(session.execute(chunk).tuples().all())
+    return found
 
 
 def served_documents(session: Session, holders: Mapping[str, str]) -> dict[str, Any]:

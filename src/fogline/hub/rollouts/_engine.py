@@ -23,9 +23,10 @@ from .._desired import (
     COMPILE_COLUMNS,
     ID_CHUNK,
     DesiredCompiler,
+    applied_deployments,
     bump_generation,
-    parse_deployments,
     release_keys,
+    served_revisions,
     store_desired_many,
     stored_document,
 )
@@ -66,7 +67,6 @@ from ._waves import (
     CHANGED_OUTSIDE,
     enrolled_device_ids,
     lock_rollouts,
-    served_revisions_of,
     start_wave,
     transition,
 )
@@ -93,7 +93,7 @@ def _revert(
     started = [m for m in members if m.state not in (DeviceState.PENDING, DeviceState.REVERTED)]
     ids = [m.device_id for m in started]
     enrolled = enrolled_device_ids(session, ids)
-    now_served = served_revisions_of(session, ids)
+    now_served = served_revisions(session, ids)
     _restore_deployments(session, rollout)
     moved = [
         m.device_id
@@ -166,10 +166,7 @@ def _recompile(session: Session, ids: Sequence[str]) -> dict[str, DesiredState]:
     """The unrevoked devices of `ids` compiled from the deployments applied now."""
     if not ids:
         return {}
-    deployments = parse_deployments(
-        session.scalars(select(DeploymentRow).order_by(DeploymentRow.name)).all()
-    )
-    compile_for = DesiredCompiler(deployments, release_keys(session))
+    compile_for = DesiredCompiler(applied_deployments(session), release_keys(session))
     found: dict[str, DesiredState] = {}
     for start in range(0, len(ids), ID_CHUNK):
         query = select(*COMPILE_COLUMNS).where(

@@ -19,10 +19,10 @@ from .._audit import record_audit
 from .._clock import utcnow
 from .._desired import (
     ID_CHUNK,
+    served_revisions,
     store_desired_many,
 )
 from .._schema import (
-    DesiredStateRow,
     DeviceRow,
     FleetGenerationRow,
     RolloutDeviceRow,
@@ -101,17 +101,6 @@ def enrolled_device_ids(
     return found
 
 
-def served_revisions_of(session: Session, ids: Sequence[str]) -> dict[str, str]:
-    """Device id -> the revision it is served now, for `ids`."""
-    found: dict[str, str] = {}
-    for start in range(0, len(ids), ID_CHUNK):
-        query = select(DesiredStateRow.device_id, DesiredStateRow.revision).where(
-            DesiredStateRow.device_id.in_(ids[start : start + ID_CHUNK])
-        )
-        found.update(session.execute(query).tuples().all())
-    return found
-
-
 def start_wave(
     session: Session,
     rollout: RolloutRow,
@@ -132,7 +121,7 @@ def start_wave(
     starting = [m for m in members if m.wave == wave and m.state == DeviceState.PENDING]
     ids = [m.device_id for m in starting]
     live = enrolled_device_ids(session, ids, include_revoked=False)
-    now_served = served_revisions_of(session, ids)
+    now_served = served_revisions(session, ids)
     moved = {
         m.device_id
         for m in starting
